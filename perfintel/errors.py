@@ -1,0 +1,74 @@
+"""The one exception tree of perfintel.
+
+Callers catch these, never a third-party exception: backends translate
+``duckdb.Error``, ``redis.ConnectionError`` and friends at their edge and raise
+one of these ``from`` the original. ``perfintel.api.errors`` maps each class to
+an HTTP status in one place.
+"""
+
+from __future__ import annotations
+
+
+class PerfintelError(Exception):
+    """Base of every error perfintel raises on purpose."""
+
+
+class ConfigError(PerfintelError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+class BadInputError(PerfintelError):
+    """Client input that cannot be used (maps to HTTP 400)."""
+
+
+class InvalidSeriesError(BadInputError):
+    """A metric name, label name or label value breaks the Prometheus rules."""
+
+
+class ParseError(BadInputError):
+    """A payload or expression could not be parsed; ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message if line is None else f"line {line}: {message}")
+        self.line = line
+        self.reason = message
+
+
+class PayloadTooLargeError(BadInputError):
+    """A request body (compressed or decompressed) exceeds the configured limit (HTTP 413)."""
+
+
+class UnsupportedMediaError(BadInputError):
+    """A content type or encoding the endpoint does not speak (HTTP 415)."""
+
+
+class QueryError(PerfintelError):
+    """An expression that parses but cannot be evaluated (HTTP 422)."""
+
+
+class QueryLimitError(QueryError):
+    """A query touched more series or samples than allowed (HTTP 422)."""
+
+
+class QueryTimeoutError(PerfintelError):
+    """A query ran past its deadline (HTTP 503)."""
+
+
+class NotFoundError(PerfintelError):
+    """A named resource does not exist (HTTP 404)."""
+
+
+class AuthError(PerfintelError):
+    """Missing or wrong credentials (HTTP 401)."""
+
+
+class ForbiddenError(PerfintelError):
+    """Valid credentials without the needed scope (HTTP 403)."""
+
+
+class StorageError(PerfintelError):
+    """The storage backend failed; retryable from the client's view (HTTP 503)."""
+
+
+class OverloadedError(PerfintelError):
+    """The server is shedding load; the client should retry later (HTTP 429)."""

@@ -1,0 +1,128 @@
+"""An in-memory ``Store``: the fake for testing code that sits above storage.
+
+It keeps every sample in Python lists per series and recomputes rollups on
+read; it is exact and simple, not fast, and keeps nothing across restarts.
+The real backends are tested against the same contract
+(``tests/storage/test_contract.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from perfintel.errors import QueryLimitError
+from perfintel.ingest.batch import SampleBatch
+from perfintel.model import LabelSet, Selector
+from perfintel.storage.base import (
+    AppendResult,
+    QueryLimits,
+    SeriesRollup,
+    SeriesSamples,
+    StoreStats,
+)
+from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
+
+
+class MemoryStore:
+    def __init__(self, rollup_resolutions_ms: Sequence[int] = (300_000, 3_600_000)) -> None:
+        self._lock = threading.Lock()
+        self._ts: dict[LabelSet, list[np.ndarray]] = {}
+        self._vals: dict[LabelSet, list[np.ndarray]] = {}
+        self.rollup_resolutions_ms = sorted(rollup_resolutions_ms)
+
+    def append(self, batch: SampleBatch) -> AppendResult:
+        with self._lock:
+            for labels, ts, vals in batch.iter_series():
+                self._ts.setdefault(labels, []).append(ts.copy())
+                self._vals.setdefault(labels, []).append(vals.copy())
+        return AppendResult(accepted=len(batch))
+
+    def _series_data(self, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
+        ts, vals = dedupe_last_wins(np.concatenate(self._ts[labels]), np.concatenate(self._vals[labels]))
+        self._ts[labels], self._vals[labels] = [ts], [vals]
+        return ts, vals
+
+    def select(
+        self, selector: Selector, start_ms: int, end_ms: int, *, limits: QueryLimits | None = None
+    ) -> list[SeriesSamples]:
+        out: list[SeriesSamples] = []
+        n = 0
+        with self._lock:
+            for labels in sorted(self._ts):
+                if not selector.matches(labels):
+                    continue
+                ts, vals = self._series_data(labels)
+                sl = in_range(ts, start_ms, end_ms)
+                if sl.stop > sl.start:
+                    out.append(SeriesSamples(labels, ts[sl], vals[sl]))
+                    n += sl.stop - sl.start
+                    _check(limits, len(out), n)
+        return out
+
+    def select_rollup(
+        self,
+        selector: Selector,
+        start_ms: int,
+        end_ms: int,
+        resolution_ms: int,
+        *,
+        limits: QueryLimits | None = None,
+    ) -> list[SeriesRollup] | None:
+        fitting = [r for r in self.rollup_resolutions_ms if r <= resolution_ms]
+        if not fitting:
+            return None
+        res = fitting[-1]
+        out = []
+        for s in self.select(selector, start_ms - start_ms % res, end_ms, limits=limits):
+            b, mn, mx, sm, cnt, last = rollup(s.timestamps, s.values, res)
+            keep = (b >= start_ms - start_ms % res) & (b <= end_ms)
+            if keep.any():
+                out.append(SeriesRollup(s.labels, res, b[keep], mn[keep], mx[keep], sm[keep], cnt[keep], last[keep]))
+        return out
+
+    def series(
+        self, selectors: Sequence[Selector], start_ms: int, end_ms: int, *, limit: int | None = None
+    ) -> list[LabelSet]:
+        out = []
+        with self._lock:
+            for labels in sorted(self._ts):
+                if selectors and not any(s.matches(labels) for s in selectors):
+                    continue
+                ts, _ = self._series_data(labels)
+                sl = in_range(ts, start_ms, end_ms)
+                if sl.stop > sl.start:
+                    out.append(labels)
+                    if limit and len(out) >= limit:
+                        break
+        return out
+
+    def label_names(self, selectors: Sequence[Selector], start_ms: int, end_ms: int) -> list[str]:
+        return sorted({k for ls in self.series(selectors, start_ms, end_ms) for k, _ in ls})
+
+    def label_values(
+        self, name: str, selectors: Sequence[Selector], start_ms: int, end_ms: int
+    ) -> list[str]:
+        return sorted({v for ls in self.series(selectors, start_ms, end_ms) for k, v in ls if k == name})
+
+    def stats(self) -> StoreStats:
+        with self._lock:
+            return StoreStats(
+                series=len(self._ts),
+                samples_in_head=sum(sum(len(a) for a in v) for v in self._ts.values()),
+                disk_bytes=0,
+            )
+
+    def close(self) -> None:
+        pass
+
+
+def _check(limits: QueryLimits | None, series: int, samples: int) -> None:
+    if limits is None:
+        return
+    if limits.max_series is not None and series > limits.max_series:
+        raise QueryLimitError(f"query selects more than {limits.max_series} series (limit max_series)")
+    if limits.max_samples is not None and samples > limits.max_samples:
+        raise QueryLimitError(f"query loads more than {limits.max_samples} samples (limit max_samples)")

@@ -1,0 +1,55 @@
+"""Pure array operations on one series' samples, shared by every store."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perfintel.model import STALE_NAN_BITS
+
+
+def dedupe_last_wins(timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort by timestamp; for a repeated timestamp keep the sample written last.
+
+    Inputs are in write order, so a stable sort keeps later writes after
+    earlier ones and the last of each run of equal timestamps wins.
+    """
+    if len(timestamps) == 0:
+        return timestamps.astype(np.int64, copy=False), values.astype(np.float64, copy=False)
+    if np.all(timestamps[1:] > timestamps[:-1]):
+        return timestamps, values
+    order = np.argsort(timestamps, kind="stable")
+    ts = timestamps[order]
+    vals = values[order]
+    keep = np.ones(len(ts), bool)
+    keep[:-1] = ts[1:] != ts[:-1]
+    return ts[keep], vals[keep]
+
+
+def in_range(timestamps: np.ndarray, start_ms: int, end_ms: int) -> slice:
+    """Slice of a sorted timestamp array inside ``[start_ms, end_ms]``."""
+    lo = int(np.searchsorted(timestamps, start_ms, "left"))
+    hi = int(np.searchsorted(timestamps, end_ms, "right"))
+    return slice(lo, hi)
+
+
+def rollup(
+    timestamps: np.ndarray, values: np.ndarray, resolution_ms: int
+) -> tuple[np.ndarray, ...]:
+    """Aggregate sorted samples into buckets of ``resolution_ms``.
+
+    Returns ``(bucket_start, min, max, sum, count, last)``; staleness markers
+    are skipped so a series that went stale does not poison its last bucket.
+    """
+    live = values.view(np.uint64) != np.uint64(STALE_NAN_BITS)
+    ts, vals = timestamps[live], values[live]
+    if len(ts) == 0:
+        e = np.empty(0)
+        return np.empty(0, np.int64), e, e, e, np.empty(0, np.int64), e
+    buckets = ts - np.mod(ts, resolution_ms)
+    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+    ends = np.r_[starts[1:], len(ts)]
+    with np.errstate(invalid="ignore"):
+        mins = np.minimum.reduceat(vals, starts)
+        maxs = np.maximum.reduceat(vals, starts)
+        sums = np.add.reduceat(vals, starts)
+    return buckets[starts], mins, maxs, sums, (ends - starts).astype(np.int64), vals[ends - 1]
