@@ -1,0 +1,3 @@
+from perfintel.cli import main
+
+main()

@@ -1,0 +1,216 @@
+"""The perfintel service: one FastAPI application over one store.
+
+``create_app`` wires the pieces: the store (the embedded DuckDB store by
+default), the self-metrics registry, the host collector and scrapers (as
+background tasks of the event loop), and the routers. Everything the handlers
+need hangs off ``app.state``: ``settings``, ``store``, ``metrics``,
+``metadata`` (metric families seen at ingest) and ``query_settings``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from perfintel import __version__
+from perfintel.api import errors, ingest, series
+from perfintel.api.auth import require
+from perfintel.collect.host import HostCollector
+from perfintel.collect.schedule import run_every
+from perfintel.collect.scrape import Scraper
+from perfintel.config import Settings
+from perfintel.ingest.batch import MetricMetadata, SampleBatch
+from perfintel.query.settings import QuerySettings
+from perfintel.storage.base import Store
+from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
+from perfintel.telemetry import Registry, ServiceMetrics
+
+log = logging.getLogger("perfintel")
+
+
+def store_options(settings: Settings) -> StoreOptions:
+    s = settings.storage
+    ms = 1000
+    return StoreOptions(
+        block_ms=int(s.block * ms),
+        raw_retention_ms=int(s.raw_retention * ms),
+        tiers=tuple(
+            Tier(t.name, int(t.resolution * ms), int(t.retention * ms), int(t.window * ms)) for t in s.tiers
+        ),
+        head_max_samples=s.head_max_samples,
+        head_max_age_s=s.head_max_age,
+        seal_grace_ms=int(s.seal_grace * ms),
+        maintenance_interval_s=s.maintenance_interval,
+        wal_fsync=s.wal_fsync,
+        memory_limit=s.memory_limit,
+    )
+
+
+def open_store(settings: Settings) -> DuckDBStore:
+    return DuckDBStore(Path(settings.data_dir) / "samples", store_options(settings))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    collectors: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the service. ``store`` overrides the configured one (its owner closes it);
+    ``collectors=False`` leaves the host collector and scrapers off (for tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        app.state.store = store if store is not None else await run_in_threadpool(open_store, settings)
+        _bind_store_metrics(app)
+        tasks: list[asyncio.Task[None]] = []
+        scraper: Scraper | None = None
+        if collectors:
+            sink = _sink(app)
+            hc = settings.host_collector
+            if hc.enabled:
+                collector = HostCollector(proc_root=hc.proc_root, clock=clock)
+
+                async def collect_host() -> None:
+                    result = await run_in_threadpool(collector.collect)
+                    await sink(result.batch)
+
+                await collect_host()  # data from the very first second
+                tasks.append(asyncio.create_task(run_every(hc.interval, 0.0, collect_host, clock=clock, name="host")))
+            if settings.scrape:
+                scraper = Scraper(settings.scrape, sink, clock=clock, metrics=app.state.metrics)
+                tasks.append(asyncio.create_task(scraper.run()))
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+            if scraper is not None:
+                await scraper.aclose()
+            if own_store:
+                await run_in_threadpool(app.state.store.close)
+
+    app = FastAPI(
+        title="perfintel",
+        version=__version__,
+        description="Self-hosted performance intelligence: ingest, store, query, analyse and alert on metrics.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.ready = False
+    app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
+    app.state.metrics = ServiceMetrics(Registry())
+    q = settings.query
+    app.state.query_settings = QuerySettings(
+        max_series=q.max_series,
+        max_samples=q.max_samples,
+        timeout_s=q.timeout,
+        lookback_ms=int(q.lookback_delta * 1000),
+    )
+    errors.install(app)
+    _install_http_metrics(app)
+    app.include_router(ingest.router)
+    app.include_router(series.router)
+    _include_optional_routers(app)
+
+    @app.get("/healthz", tags=["status"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["status"], summary="Readiness: the store is open")
+    async def readyz(request: Request) -> ORJSONResponse:
+        ready = bool(getattr(request.app.state, "ready", False))
+        return ORJSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["status"], summary="perfintel's own metrics (Prometheus text format)")
+    async def metrics(request: Request) -> Response:
+        body = request.app.state.metrics.registry.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post(
+        "/api/v1/admin/flush",
+        tags=["admin"],
+        dependencies=[Depends(require("admin"))],
+        summary="Flush the head to disk; with compact=true also compact, build rollups and apply retention",
+    )
+    async def flush(request: Request, compact: bool = True) -> dict[str, int]:
+        st = request.app.state.store
+        report = await run_in_threadpool(st.flush, compact=compact) if hasattr(st, "flush") else None
+        stats = st.stats()
+        return {
+            "flushed": report.flushed if report else 0,
+            "disk_bytes": stats.disk_bytes,
+            "samples": stats.tiers.get("raw", 0) + stats.samples_in_head,
+            "series": stats.series,
+        }
+
+    @app.get("/api/v1/status/tsdb", tags=["status"], dependencies=[Depends(require("read"))], summary="Store statistics")
+    async def tsdb_status(request: Request) -> dict[str, object]:
+        stats = await run_in_threadpool(request.app.state.store.stats)
+        return {"status": "success", "data": {"series": stats.series, "headSamples": stats.samples_in_head, "diskBytes": stats.disk_bytes, "tiers": stats.tiers}}
+
+    return app
+
+
+def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
+    async def sink(batch: SampleBatch) -> None:
+        if len(batch):
+            await run_in_threadpool(app.state.store.append, batch)
+            app.state.metrics.ingested_samples.labels(protocol="collector").inc(len(batch))
+
+    return sink
+
+
+def _bind_store_metrics(app: FastAPI) -> None:
+    m = app.state.metrics
+
+    def stats_value(attr: str) -> Callable[[], float]:
+        def read() -> float:
+            st = app.state.store
+            if attr == "bytes":
+                return float(st.disk_bytes()) if hasattr(st, "disk_bytes") else 0.0
+            if attr == "series":
+                return float(len(st.index)) if hasattr(st, "index") else float(st.stats().series)
+            return float(st.head.samples) if hasattr(st, "head") else 0.0
+
+        return read
+
+    m.store_bytes.set_function(stats_value("bytes"))
+    m.series.set_function(stats_value("series"))
+    m.write_queue_depth.set_function(stats_value("head"))
+
+
+def _install_http_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        app.state.metrics.http_requests.labels(route=path, method=request.method, code=str(response.status_code)).inc()
+        return response
+
+
+def _include_optional_routers(app: FastAPI) -> None:
+    """Routers of features that may not be installed in every build (PromQL, analysis)."""
+    try:
+        from perfintel.api import prometheus
+    except ImportError as exc:  # pragma: no cover - only while a feature is being built
+        log.warning("PromQL API unavailable: %s", exc)
+    else:
+        app.include_router(prometheus.router)

@@ -1,0 +1,70 @@
+"""The one place where perfintel's exceptions become HTTP responses.
+
+Bodies use the Prometheus API envelope, so Grafana and Prometheus clients
+understand them: ``{"status": "error", "errorType": ..., "error": ...}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from perfintel import errors as e
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first matching class decides.
+STATUS: list[tuple[type[e.PerfintelError], int, str]] = [
+    (e.PayloadTooLargeError, 413, "bad_data"),
+    (e.UnsupportedMediaError, 415, "bad_data"),
+    (e.BadInputError, 400, "bad_data"),
+    (e.QueryTimeoutError, 503, "timeout"),
+    (e.QueryError, 422, "execution"),
+    (e.NotFoundError, 404, "not_found"),
+    (e.AuthError, 401, "unauthorized"),
+    (e.ForbiddenError, 403, "forbidden"),
+    (e.OverloadedError, 429, "unavailable"),
+    (e.StorageError, 503, "unavailable"),
+    (e.ConfigError, 500, "internal"),
+    (e.PerfintelError, 500, "internal"),
+]
+
+
+def status_for(exc: e.PerfintelError) -> tuple[int, str]:
+    for cls, code, kind in STATUS:
+        if isinstance(exc, cls):
+            return code, kind
+    return 500, "internal"
+
+
+def error_response(code: int, kind: str, message: str) -> ORJSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    if code == 429:
+        headers = {"Retry-After": "1"}
+    return ORJSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=code, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(e.PerfintelError)
+    async def _perfintel(_: Request, exc: e.PerfintelError) -> ORJSONResponse:
+        code, kind = status_for(exc)
+        if code >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc)
+        return error_response(code, kind, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"] if p not in ("body", "query"))
+            parts.append(f"invalid parameter {loc!r}: {err['msg']}" if loc else err["msg"])
+        return error_response(400, "bad_data", "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        kind = {404: "not_found", 405: "bad_data"}.get(exc.status_code, "bad_data")
+        return error_response(exc.status_code, kind, str(exc.detail))

@@ -1,0 +1,78 @@
+"""``GET /api/v1/series/query``: the simple series query over HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from perfintel.api.auth import require
+from perfintel.api.params import parse_step, parse_time
+from perfintel.errors import BadInputError, ParseError
+from perfintel.model import parse_selector
+from perfintel.query.series_query import QueryResult, run_series_query
+from perfintel.storage.base import QueryLimits
+
+router = APIRouter(tags=["query"])
+
+
+def _values_json(values: np.ndarray) -> list[float | str]:
+    if np.all(np.isfinite(values)):
+        return values.tolist()  # type: ignore[no-any-return]
+    return [v if np.isfinite(v) else ("NaN" if np.isnan(v) else ("+Inf" if v > 0 else "-Inf")) for v in values.tolist()]
+
+
+def render(result: QueryResult) -> bytes:
+    return orjson.dumps(
+        {
+            "status": "success",
+            "data": {
+                "source": result.source,
+                "series": [
+                    {"labels": dict(s.labels), "timestamps": s.timestamps.tolist(), "values": _values_json(s.values)}
+                    for s in result.series
+                ],
+            },
+        }
+    )
+
+
+@router.get("/api/v1/series/query", dependencies=[Depends(require("read"))], summary="Query series by selector")
+async def series_query(
+    request: Request,
+    match: str = Query(..., description='Series selector, e.g. node_load1{instance=~"web-.*"}'),
+    start: str | None = Query(None, description="Unix seconds or RFC3339; default: end - 1h"),
+    end: str | None = Query(None, description="Unix seconds or RFC3339; default: now"),
+    step: str | None = Query(None, description="Bucket width (e.g. 5m); omitted: raw samples"),
+    fn: str = Query("avg", description="Per-bucket function: avg, min, max, sum, count, last"),
+    agg: str | None = Query(None, description="Cross-series aggregation: sum, avg, min, max, count"),
+    by: str | None = Query(None, description="Comma-separated labels to group the aggregation by"),
+) -> Response:
+    try:
+        selector = parse_selector(match)
+    except ParseError as exc:
+        raise BadInputError(f"invalid parameter 'match': {exc}") from exc
+    end_s = parse_time(end, "end") if end else time.time()
+    start_s = parse_time(start, "start") if start else end_s - 3600
+    step_ms = int(parse_step(step) * 1000) if step else None
+    q = request.app.state.settings.query
+    limits = QueryLimits(max_series=q.max_series, max_samples=q.max_samples)
+    t0 = time.perf_counter()
+    result = await run_in_threadpool(
+        run_series_query,
+        request.app.state.store,
+        selector,
+        int(start_s * 1000),
+        int(end_s * 1000),
+        step_ms=step_ms,
+        fn=fn,
+        agg=agg,
+        by=[b.strip() for b in by.split(",") if b.strip()] if by else (),
+        limits=limits,
+    )
+    body = render(result)
+    request.app.state.metrics.query_duration.labels(endpoint="series_query").observe(time.perf_counter() - t0)
+    return Response(body, media_type="application/json")

@@ -1,0 +1,151 @@
+"""DuckDB store specifics: the write-ahead log, tiers, retention, compaction (injected clock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from perfintel.ingest.batch import SampleBatch
+from perfintel.model import label_set, parse_selector
+from perfintel.storage.duckdb import DuckDBStore, StoreOptions
+
+DAY = 86_400_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+def open_store(path: Path, clock: Clock, **kw: object) -> DuckDBStore:
+    return DuckDBStore(path, StoreOptions(background=False, **kw), clock=clock)  # type: ignore[arg-type]
+
+
+def gauge(ts: np.ndarray, vals: np.ndarray, **labels: str) -> SampleBatch:
+    return SampleBatch.from_arrays(label_set({"__name__": "g", **labels}), ts, vals)
+
+
+def test_unflushed_samples_survive_reopen_through_the_wal(tmp_path: Path) -> None:
+    clock = Clock(T0 + DAY)
+    st = open_store(tmp_path, clock)
+    ts = T0 + 1000 * np.arange(50)
+    st.append(gauge(ts, np.arange(50.0), a="1"))
+    st.append(gauge(ts[:5], np.full(5, 7.0), a="2"))
+    # No flush, no close: simulate a crash by dropping the object without closing.
+    st.wal.close()
+    st._db.close()
+    st2 = open_store(tmp_path, clock)
+    got = {dict(s.labels)["a"]: s.values.tolist() for s in st2.select(parse_selector("g"), T0, T0 + DAY)}
+    assert got == {"1": list(np.arange(50.0)), "2": [7.0] * 5}
+    st2.close()
+
+
+def test_torn_wal_tail_is_ignored(tmp_path: Path) -> None:
+    clock = Clock(T0 + DAY)
+    st = open_store(tmp_path, clock)
+    st.append(gauge(T0 + np.arange(3), np.ones(3)))
+    seg = st.wal.segments()[-1]
+    st.wal.close()
+    st._db.close()
+    with open(seg, "ab") as f:
+        f.write(b"\x10\x00\x00\x00garbage")  # a record header promising more than is there
+    st2 = open_store(tmp_path, clock)
+    [s] = st2.select(parse_selector("g"), T0, T0 + 10)
+    assert s.values.tolist() == [1.0, 1.0, 1.0]
+    st2.append(gauge(T0 + np.array([10]), np.array([2.0])))  # the log still appends cleanly
+    st2.close()
+    st3 = open_store(tmp_path, clock)
+    assert st3.select(parse_selector("g"), T0, T0 + 10)[0].values.tolist() == [1.0, 1.0, 1.0, 2.0]
+    st3.close()
+
+
+def test_flushed_data_and_rollups_survive_restart(tmp_path: Path) -> None:
+    clock = Clock(T0 + 3 * DAY)
+    st = open_store(tmp_path, clock)
+    ts = T0 + 10_000 * np.arange(8640)
+    st.append(gauge(ts, np.arange(8640.0)))
+    st.flush(compact=True)
+    st.close()
+    st = open_store(tmp_path, clock)
+    assert st.select(parse_selector("g"), T0, T0 + DAY)[0].values.sum() == np.arange(8640.0).sum()
+    [r] = st.select_rollup(parse_selector("g"), T0, T0 + DAY - 1, 3_600_000) or []
+    assert len(r.timestamps) == 24 and r.count.sum() == 8640
+    st.close()
+
+
+def test_retention_per_tier(tmp_path: Path) -> None:
+    clock = Clock(T0 + DAY)
+    st = open_store(tmp_path, clock)
+    ts = T0 + 60_000 * np.arange(1440)  # one day at 1 min
+    st.append(gauge(ts, np.ones(1440)))
+    st.flush(compact=True)
+    assert st.stats().tiers["raw"] == 1440
+    clock.ms = T0 + 20 * DAY  # past raw retention (15 d), inside the 5m tier's (90 d)
+    st.maintain()
+    assert st.stats().tiers["raw"] == 0
+    assert st.select(parse_selector("g"), T0, T0 + DAY) == []
+    [r] = st.select_rollup(parse_selector("g"), T0, T0 + DAY - 1, 300_000) or []
+    assert r.count.sum() == 1440  # still answered from the tier
+    clock.ms = T0 + 100 * DAY  # past the 5m tier's retention, inside the 1h tier's
+    st.maintain()
+    assert st.stats().tiers["5m"] == 0
+    assert st.stats().tiers["1h"] == 24
+    st.close()
+
+
+def test_sealed_windows_get_rollups_only_after_grace(tmp_path: Path) -> None:
+    clock = Clock(T0 + 2 * 3_600_000 + 30 * 60_000)  # 02:30, block 00:00-02:00 ended, grace 1h not over
+    st = open_store(tmp_path, clock, head_max_age_s=0.0)
+    ts = T0 + 10_000 * np.arange(720)  # 00:00-02:00
+    st.append(gauge(ts, np.ones(720)))
+    st.maintain()
+    assert st.stats().tiers["5m"] == 0
+    clock.ms = T0 + 3 * 3_600_000 + 1  # 03:00: sealed
+    st.maintain()
+    assert st.stats().tiers["5m"] == 24
+    st.close()
+
+
+def test_late_data_rebuilds_rollups(tmp_path: Path) -> None:
+    clock = Clock(T0 + 2 * DAY)
+    st = open_store(tmp_path, clock)
+    ts = T0 + 60_000 * np.arange(1440)
+    st.append(gauge(ts, np.ones(1440)))
+    st.flush(compact=True)
+    st.append(gauge(ts[:5], np.full(5, 11.0)))  # overwrite five samples of a rolled-up window
+    st.flush(compact=True)
+    [r] = st.select_rollup(parse_selector("g"), T0, T0 + DAY - 1, 300_000) or []
+    assert r.sum[0] == 55.0 and r.count[0] == 5
+    assert r.sum.sum() == 1440 + 50
+    st.close()
+
+
+def test_compaction_merges_chunks_of_a_window(tmp_path: Path) -> None:
+    clock = Clock(T0 + DAY)
+    st = open_store(tmp_path, clock)
+    for i in range(10):
+        st.append(gauge(T0 + 1000 * np.arange(i * 10, i * 10 + 10), np.arange(10.0)))
+        st.flush()
+    assert st._db.execute("SELECT count(*) FROM chunks").fetchone() == (10,)
+    st.flush(compact=True)
+    assert st._db.execute("SELECT count(*) FROM chunks").fetchone() == (1,)
+    assert len(st.select(parse_selector("g"), T0, T0 + DAY)[0].values) == 100
+    st.close()
+
+
+def test_background_thread_flushes(tmp_path: Path) -> None:
+    import time
+
+    st = DuckDBStore(tmp_path, StoreOptions(head_max_samples=100, maintenance_interval_s=0.05))
+    st.append(gauge(T0 + np.arange(1000), np.ones(1000)))
+    deadline = time.monotonic() + 10
+    while st.head.samples and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert st.head.samples == 0
+    assert st.stats().tiers["raw"] == 1000
+    st.close()
