@@ -15,6 +15,7 @@ from perfintel.errors import (
 )
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import STALE_NAN, LabelSet, Matcher, MatchOp, Selector, label_set, parse_selector
+from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "STALE_NAN",
     "BadInputError",
     "ConfigError",
+    "DuckDBStore",
     "InvalidSeriesError",
     "LabelSet",
     "MatchOp",
@@ -32,6 +34,7 @@ __all__ = [
     "SampleBatch",
     "Selector",
     "StorageError",
+    "StoreOptions",
     "__version__",
     "label_set",
     "parse_selector",

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
-from fastapi.responses import ORJSONResponse
+from perfintel.api.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from perfintel import __version__
@@ -82,7 +82,9 @@ def create_app(
                 collector = HostCollector(proc_root=hc.proc_root, clock=clock)
 
                 async def collect_host() -> None:
-                    result = await run_in_threadpool(collector.collect)
+                    result = await run_in_threadpool(collector.collect_with_errors)
+                    for group, err in result.errors.items():
+                        log.debug("host collector group %s failed: %s", group, err)
                     await sink(result.batch)
 
                 await collect_host()  # data from the very first second
@@ -110,7 +112,7 @@ def create_app(
         version=__version__,
         description="Self-hosted performance intelligence: ingest, store, query, analyse and alert on metrics.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSONResponse,
     )
     app.state.settings = settings
     app.state.ready = False
@@ -134,9 +136,9 @@ def create_app(
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["status"], summary="Readiness: the store is open")
-    async def readyz(request: Request) -> ORJSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
         ready = bool(getattr(request.app.state, "ready", False))
-        return ORJSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
+        return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["status"], summary="perfintel's own metrics (Prometheus text format)")
     async def metrics(request: Request) -> Response:

@@ -10,7 +10,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from perfintel.api.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from perfintel import errors as e
@@ -41,23 +41,23 @@ def status_for(exc: e.PerfintelError) -> tuple[int, str]:
     return 500, "internal"
 
 
-def error_response(code: int, kind: str, message: str) -> ORJSONResponse:
+def error_response(code: int, kind: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
     if code == 429:
         headers = {"Retry-After": "1"}
-    return ORJSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=code, headers=headers)
+    return JSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=code, headers=headers)
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.PerfintelError)
-    async def _perfintel(_: Request, exc: e.PerfintelError) -> ORJSONResponse:
+    async def _perfintel(_: Request, exc: e.PerfintelError) -> JSONResponse:
         code, kind = status_for(exc)
         if code >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
         return error_response(code, kind, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"] if p not in ("body", "query"))
@@ -65,6 +65,6 @@ def install(app: FastAPI) -> None:
         return error_response(400, "bad_data", "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "bad_data"}.get(exc.status_code, "bad_data")
         return error_response(exc.status_code, kind, str(exc.detail))

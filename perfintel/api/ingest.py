@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
+from perfintel.api.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool, iterate_in_threadpool
 
 from perfintel.api.auth import require
@@ -24,7 +25,7 @@ from perfintel.api.params import parse_time, selectors_param
 from perfintel.errors import BadInputError, UnsupportedMediaError
 from perfintel.ingest.batch import ParseResult
 from perfintel.ingest.influx import parse_influx_line_protocol
-from perfintel.ingest.json_ingest import IngestRequest, parse_json_ingest
+from perfintel.ingest.json_ingest import IngestBody, parse_json_ingest
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
 from perfintel.ingest.remote_write import decode_remote_write, decode_remote_write_v2
 from perfintel.ingest.vm_export import format_vm_jsonl, parse_vm_jsonl
@@ -105,12 +106,12 @@ async def remote_write(request: Request) -> Response:
     code = 400 if outcome.rejected else 204
     _count(request, outcome, code)
     if code == 400:
-        return ORJSONResponse(outcome.body(), status_code=400, headers=headers)
+        return JSONResponse(outcome.body(), status_code=400, headers=headers)
     return Response(status_code=204, headers=headers)
 
 
 @router.post("/api/v1/import/prometheus", dependencies=write, summary="Push Prometheus text exposition or OpenMetrics")
-async def import_prometheus(request: Request, timestamp: str | None = Query(None)) -> ORJSONResponse:
+async def import_prometheus(request: Request, timestamp: str | None = Query(None)) -> JSONResponse:
     body = await read_body(request)
     om = content_type_is_openmetrics(request.headers.get("content-type")) or None
     default_ts = int(parse_time(timestamp, "timestamp") * 1000) if timestamp else _now_ms()
@@ -120,10 +121,10 @@ async def import_prometheus(request: Request, timestamp: str | None = Query(None
     return _json_outcome(request, outcome)
 
 
-def _json_outcome(request: Request, outcome: IngestOutcome) -> ORJSONResponse:
+def _json_outcome(request: Request, outcome: IngestOutcome) -> JSONResponse:
     code = 400 if outcome.rejected else 200
     _count(request, outcome, code)
-    return ORJSONResponse(outcome.body(), status_code=code, headers=outcome.headers())
+    return JSONResponse(outcome.body(), status_code=code, headers=outcome.headers())
 
 
 _PRECISIONS = {"ns", "n", "u", "us", "µ", "µs", "ms", "s", "m", "h"}
@@ -143,7 +144,7 @@ async def _influx(request: Request, precision: str) -> Response:
     if outcome.rejected:
         _count(request, outcome, 400)
         first = outcome.errors[0] if outcome.errors else "invalid line"
-        return ORJSONResponse(
+        return JSONResponse(
             {"code": "invalid", "message": f"partial write: {first}", **outcome.body()},
             status_code=400,
             headers=outcome.headers(),
@@ -168,9 +169,9 @@ async def influx_v2(
 
 @router.get("/query", include_in_schema=False)
 @router.post("/query", include_in_schema=False)
-async def influx_query(q: str = "") -> ORJSONResponse:
+async def influx_query(q: str = "") -> JSONResponse:
     """Telegraf's influx output asks ``SHOW DATABASES`` / ``CREATE DATABASE``: answer politely."""
-    return ORJSONResponse({"results": [{"statement_id": 0, "series": [{"name": "databases", "columns": ["name"], "values": [["perfintel"]]}]}]})
+    return JSONResponse({"results": [{"statement_id": 0, "series": [{"name": "databases", "columns": ["name"], "values": [["perfintel"]]}]}]})
 
 
 @router.get("/ping", include_in_schema=False)
@@ -185,12 +186,12 @@ async def influx_ping() -> Response:
     summary="Ingest samples as JSON",
     openapi_extra={
         "requestBody": {
-            "content": {"application/json": {"schema": IngestRequest.model_json_schema(ref_template="#/components/schemas/{model}")}},
+            "content": {"application/json": {"schema": IngestBody.model_json_schema(ref_template="#/components/schemas/{model}")}},
             "required": True,
         }
     },
 )
-async def ingest_json(request: Request) -> ORJSONResponse:
+async def ingest_json(request: Request) -> JSONResponse:
     """Body: ``{"series": [{"metric": "name", "labels": {...}, "samples": [[ts_ms, value], ...]}]}``;
     values are numbers or the strings ``NaN``, ``+Inf``, ``-Inf``."""
     body = await read_body(request)
@@ -199,7 +200,7 @@ async def ingest_json(request: Request) -> ORJSONResponse:
 
 
 @router.post("/api/v1/import", dependencies=write, summary="Import VictoriaMetrics JSON-lines export format")
-async def import_jsonl(request: Request) -> ORJSONResponse:
+async def import_jsonl(request: Request) -> JSONResponse:
     body = await read_body(request)
     outcome = await run_in_threadpool(_ingest, request, "vm_import", lambda: parse_vm_jsonl(body))
     return _json_outcome(request, outcome)

@@ -1,0 +1,28 @@
+"""Every setting is documented, and the README's commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from perfintel.config import iter_fields
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", doc, re.M))
+    fields = {name for name, _ in iter_fields()}
+    assert fields - documented == set(), "settings missing from docs/configuration.md"
+    assert documented - fields == set(), "docs/configuration.md documents settings that do not exist"
+
+
+def test_every_setting_has_a_description() -> None:
+    assert [name for name, desc in iter_fields() if not desc] == []
+
+
+def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "scripts/serve" in readme and "scripts/test" in readme
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
