@@ -28,7 +28,16 @@ from perfintel.errors import ConfigError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
-_SIZES = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3, "gib": 1024**3}
+_SIZES = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -77,11 +86,16 @@ class TierSettings(_Section):
     name: str = Field(description="Tier name used in status output, e.g. `5m`.")
     resolution: Duration = Field(description="Bucket width of the tier.")
     retention: Duration = Field(description="How long the tier's buckets are kept.")
-    window: Duration = Field(description="Unit in which the tier advances (a multiple of the resolution).")
+    window: Duration = Field(
+        description="Unit in which the tier advances (a multiple of the resolution)."
+    )
 
 
 class StorageSettings(_Section):
-    block: Duration = Field(7200.0, description="Width of a raw chunk's time window; compaction merges a window's chunks into one.")
+    block: Duration = Field(
+        7200.0,
+        description="Width of a raw chunk's time window; compaction merges a window's chunks into one.",
+    )
     raw_retention: Duration = Field(15 * 86400.0, description="How long raw samples are kept.")
     tiers: list[TierSettings] = Field(
         default_factory=lambda: [
@@ -90,56 +104,107 @@ class StorageSettings(_Section):
         ],
         description="Downsampling tiers (min, max, sum, count, last per bucket), finest first.",
     )
-    head_max_samples: int = Field(2_000_000, gt=0, description="Flush the in-memory head to disk when it holds this many samples.")
+    head_max_samples: int = Field(
+        2_000_000,
+        gt=0,
+        description="Flush the in-memory head to disk when it holds this many samples.",
+    )
     head_max_age: Duration = Field(120.0, description="Flush the head at least this often.")
-    seal_grace: Duration = Field(3600.0, description="How long after a block ends late samples are still expected before rollups are built for it.")
-    wal_fsync: bool = Field(True, description="fsync the write-ahead log before acknowledging a write (turn off only for benchmarks of the rest).")
+    seal_grace: Duration = Field(
+        3600.0,
+        description="How long after a block ends late samples are still expected before rollups are built for it.",
+    )
+    wal_fsync: bool = Field(
+        True,
+        description="fsync the write-ahead log before acknowledging a write (turn off only for benchmarks of the rest).",
+    )
     memory_limit: str = Field("512MB", description="DuckDB's memory limit.")
-    maintenance_interval: Duration = Field(5.0, description="How often the background flush/compaction/rollup/retention pass runs.")
+    maintenance_interval: Duration = Field(
+        5.0, description="How often the background flush/compaction/rollup/retention pass runs."
+    )
 
 
 class QueryLimitsSettings(_Section):
-    max_series: int = Field(100_000, gt=0, description="Most series one query may touch (HTTP 422 beyond).")
-    max_samples: int = Field(50_000_000, gt=0, description="Most samples one query may load (HTTP 422 beyond).")
+    max_series: int = Field(
+        100_000, gt=0, description="Most series one query may touch (HTTP 422 beyond)."
+    )
+    max_samples: int = Field(
+        50_000_000, gt=0, description="Most samples one query may load (HTTP 422 beyond)."
+    )
     timeout: Duration = Field(30.0, description="Query deadline (HTTP 503 beyond).")
-    lookback_delta: Duration = Field(300.0, description="How far back an instant selector looks for a sample.")
+    lookback_delta: Duration = Field(
+        300.0, description="How far back an instant selector looks for a sample."
+    )
 
 
 class LimitsSettings(_Section):
-    max_body_bytes: Size = Field(64 * 1024**2, description="Largest request body accepted as sent (HTTP 413 beyond).")
-    max_decompressed_bytes: Size = Field(256 * 1024**2, description="Largest request body after decompression (HTTP 413 beyond).")
-    max_errors_reported: int = Field(100, gt=0, description="How many per-line errors an ingest response lists.")
+    max_body_bytes: Size = Field(
+        64 * 1024**2, description="Largest request body accepted as sent (HTTP 413 beyond)."
+    )
+    max_decompressed_bytes: Size = Field(
+        256 * 1024**2, description="Largest request body after decompression (HTTP 413 beyond)."
+    )
+    max_errors_reported: int = Field(
+        100, gt=0, description="How many per-line errors an ingest response lists."
+    )
 
 
 class TokenSettings(_Section):
     token: str = Field(min_length=16, description="The bearer token (at least 16 characters).")
-    scopes: list[Literal["read", "write", "admin"]] = Field(description="What the token may do: read, write, admin.")
+    scopes: list[Literal["read", "write", "admin"]] = Field(
+        description="What the token may do: read, write, admin."
+    )
     name: str = Field("", description="Who holds the token (for logs).")
 
 
 class AuthSettings(_Section):
-    tokens: list[TokenSettings] = Field(default_factory=list, description="Bearer tokens; empty means no authentication, allowed only on a loopback address.")
+    tokens: list[TokenSettings] = Field(
+        default_factory=list,
+        description="Bearer tokens; empty means no authentication, allowed only on a loopback address.",
+    )
 
 
 class HostCollectorSettings(_Section):
-    enabled: bool = Field(True, description="Collect this host's metrics (CPU, memory, disk, filesystem, network, load, processes).")
+    enabled: bool = Field(
+        True,
+        description="Collect this host's metrics (CPU, memory, disk, filesystem, network, load, processes).",
+    )
     interval: Duration = Field(15.0, description="Host collection interval.")
-    proc_root: Path = Field(Path("/proc"), description="Where to read procfs from (a container may mount the host's elsewhere).")
+    proc_root: Path = Field(
+        Path("/proc"),
+        description="Where to read procfs from (a container may mount the host's elsewhere).",
+    )
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid"
+    )
 
-    data_dir: Path = Field(Path("perfintel-data"), description="Directory holding the sample database, write-ahead log and state.")
+    data_dir: Path = Field(
+        Path("perfintel-data"),
+        description="Directory holding the sample database, write-ahead log and state.",
+    )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(9470, ge=1, le=65535, description="Port to listen on.")
-    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log verbosity.")
-    storage: StorageSettings = Field(default_factory=StorageSettings, description="The embedded store.")
-    query: QueryLimitsSettings = Field(default_factory=QueryLimitsSettings, description="Query limits.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log verbosity."
+    )
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="The embedded store."
+    )
+    query: QueryLimitsSettings = Field(
+        default_factory=QueryLimitsSettings, description="Query limits."
+    )
     limits: LimitsSettings = Field(default_factory=LimitsSettings, description="Request limits.")
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Authentication.")
-    host_collector: HostCollectorSettings = Field(default_factory=HostCollectorSettings, description="This host's metrics.")
-    scrape: list[ScrapeConfig] = Field(default_factory=list, description="Prometheus endpoints to scrape (job_name, targets, interval_s, ...).")
+    host_collector: HostCollectorSettings = Field(
+        default_factory=HostCollectorSettings, description="This host's metrics."
+    )
+    scrape: list[ScrapeConfig] = Field(
+        default_factory=list,
+        description="Prometheus endpoints to scrape (job_name, targets, interval_s, ...).",
+    )
 
     @field_validator("host")
     @classmethod
@@ -166,7 +231,9 @@ class Settings(BaseSettings):
             )
         for t in self.storage.tiers:
             if t.window % t.resolution:
-                raise ConfigError(f"storage.tiers[{t.name}].window must be a multiple of its resolution")
+                raise ConfigError(
+                    f"storage.tiers[{t.name}].window must be a multiple of its resolution"
+                )
         return self
 
     @classmethod
@@ -190,7 +257,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
+        raise ConfigError(
+            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -199,7 +268,9 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(
-    config_file: Path | None = None, overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    config_file: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Settings:
     """Build and validate the settings; raise ``ConfigError`` naming the bad setting.
 
@@ -212,7 +283,10 @@ def load_settings(
         config_file = Path(environ["PERFINTEL_CONFIG"])
     file_values = _read_file(config_file) if config_file else {}
     env_values = _env_values(environ)
-    merged = _deep_merge(_deep_merge(file_values, env_values), {k: v for k, v in (overrides or {}).items() if v is not None})
+    merged = _deep_merge(
+        _deep_merge(file_values, env_values),
+        {k: v for k, v in (overrides or {}).items() if v is not None},
+    )
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
@@ -237,7 +311,9 @@ def _env_values(environ: dict[str, str]) -> dict[str, Any]:
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -248,7 +324,11 @@ def _describe(exc: ValidationError) -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
-        lines.append(f"{loc}: {msg} (got {err.get('input')!r})" if err["type"] != "missing" else f"{loc}: required")
+        lines.append(
+            f"{loc}: {msg} (got {err.get('input')!r})"
+            if err["type"] != "missing"
+            else f"{loc}: required"
+        )
     return "invalid settings: " + "; ".join(lines)
 
 

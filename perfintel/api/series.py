@@ -21,8 +21,11 @@ router = APIRouter(tags=["query"])
 
 def _values_json(values: np.ndarray) -> list[float | str]:
     if np.all(np.isfinite(values)):
-        return values.tolist()  # type: ignore[no-any-return]
-    return [v if np.isfinite(v) else ("NaN" if np.isnan(v) else ("+Inf" if v > 0 else "-Inf")) for v in values.tolist()]
+        return list(values.tolist())
+    return [
+        v if np.isfinite(v) else ("NaN" if np.isnan(v) else ("+Inf" if v > 0 else "-Inf"))
+        for v in values.tolist()
+    ]
 
 
 def render(result: QueryResult) -> bytes:
@@ -32,7 +35,11 @@ def render(result: QueryResult) -> bytes:
             "data": {
                 "source": result.source,
                 "series": [
-                    {"labels": dict(s.labels), "timestamps": s.timestamps.tolist(), "values": _values_json(s.values)}
+                    {
+                        "labels": dict(s.labels),
+                        "timestamps": s.timestamps.tolist(),
+                        "values": _values_json(s.values),
+                    }
                     for s in result.series
                 ],
             },
@@ -40,7 +47,11 @@ def render(result: QueryResult) -> bytes:
     )
 
 
-@router.get("/api/v1/series/query", dependencies=[Depends(require("read"))], summary="Query series by selector")
+@router.get(
+    "/api/v1/series/query",
+    dependencies=[Depends(require("read"))],
+    summary="Query series by selector",
+)
 async def series_query(
     request: Request,
     match: str = Query(..., description='Series selector, e.g. node_load1{instance=~"web-.*"}'),
@@ -48,7 +59,9 @@ async def series_query(
     end: str | None = Query(None, description="Unix seconds or RFC3339; default: now"),
     step: str | None = Query(None, description="Bucket width (e.g. 5m); omitted: raw samples"),
     fn: str = Query("avg", description="Per-bucket function: avg, min, max, sum, count, last"),
-    agg: str | None = Query(None, description="Cross-series aggregation: sum, avg, min, max, count"),
+    agg: str | None = Query(
+        None, description="Cross-series aggregation: sum, avg, min, max, count"
+    ),
     by: str | None = Query(None, description="Comma-separated labels to group the aggregation by"),
 ) -> Response:
     try:
@@ -74,5 +87,7 @@ async def series_query(
         limits=limits,
     )
     body = render(result)
-    request.app.state.metrics.query_duration.labels(endpoint="series_query").observe(time.perf_counter() - t0)
+    request.app.state.metrics.query_duration.labels(endpoint="series_query").observe(
+        time.perf_counter() - t0
+    )
     return Response(body, media_type="application/json")

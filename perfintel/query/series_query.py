@@ -10,6 +10,7 @@ then combines the series of each ``by`` group bucket by bucket.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -88,7 +89,9 @@ def _clip(s: SeriesResult, lo: int, hi: int) -> SeriesResult:
     return SeriesResult(s.labels, s.timestamps[keep], s.values[keep])
 
 
-def _pick(fn: str, mn: np.ndarray, mx: np.ndarray, sm: np.ndarray, cnt: np.ndarray, last: np.ndarray) -> np.ndarray:
+def _pick(
+    fn: str, mn: np.ndarray, mx: np.ndarray, sm: np.ndarray, cnt: np.ndarray, last: np.ndarray
+) -> np.ndarray:
     if fn == "avg":
         with np.errstate(invalid="ignore", divide="ignore"):
             return sm / cnt
@@ -124,7 +127,8 @@ def aggregate(series: list[SeriesResult], agg: str, by: Sequence[str]) -> list[S
         for i, m in enumerate(members):
             mat[i, np.searchsorted(grid, m.timestamps)] = m.values
         present = ~np.isnan(mat)
-        with np.errstate(invalid="ignore"), _quiet():
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN buckets are dropped below
             if agg == "sum":
                 vals = np.nansum(mat, axis=0)
             elif agg == "avg":
@@ -138,17 +142,3 @@ def aggregate(series: list[SeriesResult], agg: str, by: Sequence[str]) -> list[S
         keep = present.any(axis=0)
         out.append(SeriesResult(key, grid[keep], vals[keep]))
     return out
-
-
-class _quiet:
-    """Silence numpy's all-NaN-slice warnings (we drop those buckets anyway)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)

@@ -41,7 +41,9 @@ class MemoryStore:
         return AppendResult(accepted=len(batch))
 
     def _series_data(self, labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
-        ts, vals = dedupe_last_wins(np.concatenate(self._ts[labels]), np.concatenate(self._vals[labels]))
+        ts, vals = dedupe_last_wins(
+            np.concatenate(self._ts[labels]), np.concatenate(self._vals[labels])
+        )
         self._ts[labels], self._vals[labels] = [ts], [vals]
         return ts, vals
 
@@ -80,7 +82,11 @@ class MemoryStore:
             b, mn, mx, sm, cnt, last = rollup(s.timestamps, s.values, res)
             keep = (b >= start_ms - start_ms % res) & (b <= end_ms)
             if keep.any():
-                out.append(SeriesRollup(s.labels, res, b[keep], mn[keep], mx[keep], sm[keep], cnt[keep], last[keep]))
+                out.append(
+                    SeriesRollup(
+                        s.labels, res, b[keep], mn[keep], mx[keep], sm[keep], cnt[keep], last[keep]
+                    )
+                )
         return out
 
     def series(
@@ -105,7 +111,9 @@ class MemoryStore:
     def label_values(
         self, name: str, selectors: Sequence[Selector], start_ms: int, end_ms: int
     ) -> list[str]:
-        return sorted({v for ls in self.series(selectors, start_ms, end_ms) for k, v in ls if k == name})
+        return sorted(
+            {v for ls in self.series(selectors, start_ms, end_ms) for k, v in ls if k == name}
+        )
 
     def stats(self) -> StoreStats:
         with self._lock:
@@ -123,6 +131,10 @@ def _check(limits: QueryLimits | None, series: int, samples: int) -> None:
     if limits is None:
         return
     if limits.max_series is not None and series > limits.max_series:
-        raise QueryLimitError(f"query selects more than {limits.max_series} series (limit max_series)")
+        raise QueryLimitError(
+            f"query selects more than {limits.max_series} series (limit max_series)"
+        )
     if limits.max_samples is not None and samples > limits.max_samples:
-        raise QueryLimitError(f"query loads more than {limits.max_samples} samples (limit max_samples)")
+        raise QueryLimitError(
+            f"query loads more than {limits.max_samples} samples (limit max_samples)"
+        )

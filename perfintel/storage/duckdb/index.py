@@ -41,7 +41,9 @@ class SeriesIndex:
             if sid is None:
                 sid = len(self.labels)
             if sid != len(self.labels):
-                raise ValueError(f"series ids must be dense: got {sid}, expected {len(self.labels)}")
+                raise ValueError(
+                    f"series ids must be dense: got {sid}, expected {len(self.labels)}"
+                )
             self._ids[labels] = sid
             self.labels.append(labels)
             for k, v in labels:

@@ -147,7 +147,9 @@ class DuckDBStore:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         if self.opts.background:
-            self._thread = threading.Thread(target=self._maintenance_loop, name="perfintel-store", daemon=True)
+            self._thread = threading.Thread(
+                target=self._maintenance_loop, name="perfintel-store", daemon=True
+            )
             self._thread.start()
 
     # -- set-up -------------------------------------------------------------
@@ -186,7 +188,9 @@ class DuckDBStore:
             self.index.note_range(sids, rng["max(max_ts)"].astype(np.int64))
         # Rollup-only series (raw expired) still exist for long-range queries.
         for t in range(len(self.opts.tiers)):
-            rr = self._db.execute(f"SELECT series_id, min(ts) AS lo FROM rollup_{t} GROUP BY series_id").fetchnumpy()
+            rr = self._db.execute(
+                f"SELECT series_id, min(ts) AS lo FROM rollup_{t} GROUP BY series_id"
+            ).fetchnumpy()
             if len(rr["series_id"]):
                 self.index.note_range(rr["series_id"].astype(np.int64), rr["lo"].astype(np.int64))
 
@@ -301,7 +305,9 @@ class DuckDBStore:
         cur.unregister("new_series")
         self._persisted_series = upto
 
-    def _encode_chunks(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, seq: int) -> pa.Table:
+    def _encode_chunks(
+        self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, seq: int
+    ) -> pa.Table:
         """One chunk per (series, block window) of sorted, deduplicated samples."""
         win = ts - np.mod(ts, self.opts.block_ms)
         starts = np.flatnonzero(np.r_[True, (sids[1:] != sids[:-1]) | (win[1:] != win[:-1])])
@@ -330,7 +336,9 @@ class DuckDBStore:
             return
         earliest = int(windows.min())
         if earliest < self._built_until[0]:
-            self._rebuild_from = earliest if self._rebuild_from is None else min(self._rebuild_from, earliest)
+            self._rebuild_from = (
+                earliest if self._rebuild_from is None else min(self._rebuild_from, earliest)
+            )
 
     def _compact(self, *, sealed_only: bool = False) -> int:
         """Merge the chunks of each (series, window) that has several into one."""
@@ -477,10 +485,14 @@ class DuckDBStore:
                 return cur.execute(sql, params).fetchall()
             if len(sids) <= 32:
                 marks = ",".join("?" * len(sids))
-                return cur.execute(f"{sql} AND series_id IN ({marks})", [*params, *sids.tolist()]).fetchall()
+                return cur.execute(
+                    f"{sql} AND series_id IN ({marks})", [*params, *sids.tolist()]
+                ).fetchall()
             cur.register("want", pa.table({"want_id": pa.array(sids, pa.uint32())}))
             try:
-                return cur.execute(f"{sql} AND series_id IN (SELECT want_id FROM want)", params).fetchall()
+                return cur.execute(
+                    f"{sql} AND series_id IN (SELECT want_id FROM want)", params
+                ).fetchall()
             finally:
                 cur.unregister("want")
         except duckdb.Error as exc:
@@ -494,7 +506,9 @@ class DuckDBStore:
             [start - start % self.opts.block_ms, end],
             None,
         )
-        yield from _merge_rows((sid, codec.decode_timestamps(a), codec.decode_values(b)) for sid, a, b in rows)
+        yield from _merge_rows(
+            (sid, codec.decode_timestamps(a), codec.decode_values(b)) for sid, a, b in rows
+        )
 
     def _read_tier(
         self, t: int, start: int, end: int, sids: np.ndarray | None
@@ -508,11 +522,15 @@ class DuckDBStore:
         try:
             if sids is not None and len(sids) <= 32:
                 marks = ",".join("?" * len(sids))
-                res = cur.execute(f"{sql} AND series_id IN ({marks})", [start, end, *sids.tolist()]).fetchnumpy()
+                res = cur.execute(
+                    f"{sql} AND series_id IN ({marks})", [start, end, *sids.tolist()]
+                ).fetchnumpy()
             elif sids is not None:
                 cur.register("want", pa.table({"want_id": pa.array(sids, pa.uint32())}))
                 try:
-                    res = cur.execute(f"{sql} AND series_id IN (SELECT want_id FROM want)", [start, end]).fetchnumpy()
+                    res = cur.execute(
+                        f"{sql} AND series_id IN (SELECT want_id FROM want)", [start, end]
+                    ).fetchnumpy()
                 finally:
                     cur.unregister("want")
             else:
@@ -539,7 +557,6 @@ class DuckDBStore:
             if deleted:
                 cur.execute("DELETE FROM chunks WHERE max_ts < ?", [cut])
             for t, tier in enumerate(self.opts.tiers):
-                tcut = now - tier.retention_ms
                 cur.execute(f"DELETE FROM rollup_{t} WHERE ts < ?", [now - tier.retention_ms])
         return deleted
 
@@ -570,12 +587,16 @@ class DuckDBStore:
             cur = self._local.cur = self._db.cursor()
         return cur
 
-    def _matching(self, selector: Selector, start_ms: int, end_ms: int, limits: QueryLimits | None) -> np.ndarray:
+    def _matching(
+        self, selector: Selector, start_ms: int, end_ms: int, limits: QueryLimits | None
+    ) -> np.ndarray:
         sids = self.index.overlapping(self.index.match(selector), start_ms, end_ms)
         _check(limits, len(sids), 0)
         return sids
 
-    def _chunk_rows(self, sids: np.ndarray, start_ms: int, end_ms: int) -> list[tuple[int, bytes, bytes]]:
+    def _chunk_rows(
+        self, sids: np.ndarray, start_ms: int, end_ms: int
+    ) -> list[tuple[int, bytes, bytes]]:
         cur = self._cursor()
         try:
             if len(sids) <= 32:
@@ -606,7 +627,9 @@ class DuckDBStore:
             return []
         parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         for sid, tsb, vb in self._chunk_rows(sids, start_ms, end_ms):
-            parts.setdefault(sid, []).append((codec.decode_timestamps(tsb), codec.decode_values(vb)))
+            parts.setdefault(sid, []).append(
+                (codec.decode_timestamps(tsb), codec.decode_values(vb))
+            )
         flushing = self._flushing
         if flushing is not None:
             fs, ft, fv = flushing
@@ -640,7 +663,11 @@ class DuckDBStore:
         *,
         limits: QueryLimits | None = None,
     ) -> list[SeriesRollup] | None:
-        fitting = [(t, tier) for t, tier in enumerate(self.opts.tiers) if tier.resolution_ms <= resolution_ms]
+        fitting = [
+            (t, tier)
+            for t, tier in enumerate(self.opts.tiers)
+            if tier.resolution_ms <= resolution_ms
+        ]
         if not fitting:
             return None
         t, tier = fitting[-1]
@@ -658,9 +685,9 @@ class DuckDBStore:
         if built <= end_ms:
             # After the watermark: buckets from raw samples (head included).
             for s in self.select(selector, built, end_ms, limits=limits):
-                sid = self.index.get(s.labels)
-                if sid is not None:
-                    parts.setdefault(sid, []).append(rollup(s.timestamps, s.values, res))
+                raw_sid = self.index.get(s.labels)
+                if raw_sid is not None:
+                    parts.setdefault(raw_sid, []).append(rollup(s.timestamps, s.values, res))
         out = []
         for sid, ps in parts.items():
             b, mn, mx, sm, cnt, last = _cat(ps)
@@ -686,7 +713,9 @@ class DuckDBStore:
     def label_values(
         self, name: str, selectors: Sequence[Selector], start_ms: int, end_ms: int
     ) -> list[str]:
-        return sorted({v for ls in self.series(selectors, start_ms, end_ms) for k, v in ls if k == name})
+        return sorted(
+            {v for ls in self.series(selectors, start_ms, end_ms) for k, v in ls if k == name}
+        )
 
     # -- status -------------------------------------------------------------
     def disk_bytes(self) -> int:
@@ -701,7 +730,12 @@ class DuckDBStore:
             for t, tier in enumerate(self.opts.tiers):
                 row = self._cursor().execute(f"SELECT count(*) FROM rollup_{t}").fetchone()
                 tiers[tier.name] = int(row[0]) if row else 0
-        return StoreStats(series=len(self.index), samples_in_head=self.head.samples, disk_bytes=self.disk_bytes(), tiers=tiers)
+        return StoreStats(
+            series=len(self.index),
+            samples_in_head=self.head.samples,
+            disk_bytes=self.disk_bytes(),
+            tiers=tiers,
+        )
 
     def close(self) -> None:
         self._stop.set()
@@ -715,7 +749,9 @@ class DuckDBStore:
         self._db.close()
 
 
-def _merge_rows(rows: Iterator[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _merge_rows(
+    rows: Iterator[tuple[int, np.ndarray, np.ndarray]],
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     cur: int | None = None
     ts_parts: list[np.ndarray] = []
     v_parts: list[np.ndarray] = []
