@@ -164,7 +164,7 @@ class DuckDBStore:
         )
         for t in range(len(self.opts.tiers)):
             self._db.execute(
-                f"CREATE TABLE IF NOT EXISTS rollup_{t}(series_id UINTEGER, ts BIGINT, min DOUBLE, "
+                f"CREATE TABLE IF NOT EXISTS rollup_{t}(series_id UINTEGER, ts INTEGER, min DOUBLE, "
                 "max DOUBLE, sum DOUBLE, count INTEGER, last DOUBLE)"
             )
 
@@ -189,7 +189,8 @@ class DuckDBStore:
         # Rollup-only series (raw expired) still exist for long-range queries.
         for t in range(len(self.opts.tiers)):
             rr = self._db.execute(
-                f"SELECT series_id, min(ts) AS lo FROM rollup_{t} GROUP BY series_id"
+                f"SELECT series_id, min(ts)::BIGINT * {self.opts.tiers[t].resolution_ms} AS lo "
+                f"FROM rollup_{t} GROUP BY series_id"
             ).fetchnumpy()
             if len(rr["series_id"]):
                 self.index.note_range(rr["series_id"].astype(np.int64), rr["lo"].astype(np.int64))
@@ -429,14 +430,14 @@ class DuckDBStore:
                 written += self._extend_tier(t, tier, lo, hi)
                 lo = hi
             if lo != self._built_until[t]:
-                self._set_watermark(t, lo)
+                with self._transaction() as cur:
+                    self._set_watermark(cur, t, lo)
         return written
 
-    def _set_watermark(self, t: int, until: int) -> None:
-        self._built_until[t] = until
-        with self._transaction() as cur:
-            cur.execute("DELETE FROM rollup_state WHERE tier = ?", [t])
-            cur.execute("INSERT INTO rollup_state VALUES (?, ?)", [t, until])
+    def _set_watermark(self, cur: duckdb.DuckDBPyConnection, t: int, until: int) -> None:
+        cur.execute("DELETE FROM rollup_state WHERE tier = ?", [t])
+        cur.execute("INSERT INTO rollup_state VALUES (?, ?)", [t, until])
+        self._built_until[t] = until  # after the statements: a failed write leaves it as it was
 
     def _lower_watermarks(self, ts: int) -> None:
         """Forget tier buckets from the tier window holding ``ts`` on, so they are rebuilt."""
@@ -444,11 +445,18 @@ class DuckDBStore:
             w = ts - ts % tier.window_ms
             if self._built_until[t] > w:
                 with self._transaction() as cur:
-                    cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [w])
-                self._set_watermark(t, w)
+                    cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-w // tier.resolution_ms)])
+                    self._set_watermark(cur, t, w)
 
     def _extend_tier(self, t: int, tier: Tier, lo: int, hi: int) -> int:
-        """Write the buckets of ``[lo, hi)``."""
+        """Write the buckets of ``[lo, hi)``.
+
+        Rows go in slices of fewer than a row group, each its own transaction:
+        DuckDB writes bigger inserts to the file uncompressed ahead of commit and
+        frees those blocks at the next checkpoint, which bloats the file. A
+        crash between slices is harmless: the watermark has not moved, and the
+        next pass deletes the partial buckets before writing them again.
+        """
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ROLLUP_FIELDS}
         ids: list[np.ndarray] = []
         if t == 0:
@@ -468,18 +476,24 @@ class DuckDBStore:
                     cols[k].append(a)
         if not ids:
             return 0
-        table = pa.table(
-            {"series_id": np.concatenate(ids), **{k: np.concatenate(v) for k, v in cols.items()}}
-        )
+        columns = {k: np.concatenate(v) for k, v in cols.items()}
+        columns["ts"] = (columns["ts"] // tier.resolution_ms).astype(np.int32)  # stored as bucket number
+        columns["count"] = columns["count"].astype(np.int32)
+        table = pa.table({"series_id": np.concatenate(ids), **columns})
         with self._transaction() as cur:
-            cur.register("new_rollups", table)
-            cur.execute(f"INSERT INTO rollup_{t} SELECT * FROM new_rollups")
-            cur.unregister("new_rollups")
+            cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-lo // tier.resolution_ms)])
+        for off in range(0, table.num_rows, 100_000):
+            with self._transaction() as cur:
+                cur.register("new_rollups", table.slice(off, 100_000))
+                cur.execute(f"INSERT INTO rollup_{t} SELECT * FROM new_rollups")
+                cur.unregister("new_rollups")
         return table.num_rows
 
-    def _rows_for(self, sql: str, params: list[object], sids: np.ndarray | None) -> list[tuple]:
+    def _rows_for(
+        self, sql: str, params: list[object], sids: np.ndarray | None, cur: duckdb.DuckDBPyConnection | None = None
+    ) -> list[tuple]:
         """Run ``sql`` (ending in a WHERE clause) restricted to ``sids``."""
-        cur = self._cursor()
+        cur = cur or self._cursor()
         try:
             if sids is None:
                 return cur.execute(sql, params).fetchall()
@@ -498,27 +512,37 @@ class DuckDBStore:
         except duckdb.Error as exc:
             raise StorageError(f"reading the sample database failed: {exc}") from exc
 
-    def _read_raw_range(self, start: int, end: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def _read_raw_range(
+        self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Committed raw samples of every series in blocks overlapping ``[start, end)``."""
         rows = self._rows_for(
             "SELECT series_id, ts, vals FROM chunks WHERE window_start >= ? AND window_start < ? "
             "ORDER BY series_id, window_start, seq",
             [start - start % self.opts.block_ms, end],
             None,
+            cur,
         )
         yield from _merge_rows(
             (sid, codec.decode_timestamps(a), codec.decode_values(b)) for sid, a, b in rows
         )
 
     def _read_tier(
-        self, t: int, start: int, end: int, sids: np.ndarray | None
+        self,
+        t: int,
+        start: int,
+        end: int,
+        sids: np.ndarray | None,
+        cur: duckdb.DuckDBPyConnection | None = None,
     ) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
         """Built buckets of tier ``t`` with start in ``[start, end]``, per series."""
-        cur = self._cursor()
+        cur = cur or self._cursor()
         sql = (
             f"SELECT series_id, {', '.join(ROLLUP_FIELDS)} FROM rollup_{t} "
             "WHERE ts >= ? AND ts <= ?"
         )
+        res_ms = self.opts.tiers[t].resolution_ms
+        start, end = -(-start // res_ms), end // res_ms  # bucket numbers
         try:
             if sids is not None and len(sids) <= 32:
                 marks = ",".join("?" * len(sids))
@@ -540,10 +564,11 @@ class DuckDBStore:
         sid_col = np.asarray(res["series_id"], np.int64)
         if not len(sid_col):
             return
-        ts_col = np.asarray(res["ts"], np.int64)
+        ts_col = np.asarray(res["ts"], np.int64) * res_ms
         order = np.lexsort((ts_col, sid_col))
         sid_col = sid_col[order]
         arrays = [ts_col[order]] + [np.asarray(res[k])[order] for k in ROLLUP_FIELDS[1:]]
+        arrays[4] = arrays[4].astype(np.int64)
         bounds = np.flatnonzero(np.r_[True, sid_col[1:] != sid_col[:-1], True])
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             yield int(sid_col[a]), tuple(x[a:b] for x in arrays)
@@ -557,7 +582,8 @@ class DuckDBStore:
             if deleted:
                 cur.execute("DELETE FROM chunks WHERE max_ts < ?", [cut])
             for t, tier in enumerate(self.opts.tiers):
-                cur.execute(f"DELETE FROM rollup_{t} WHERE ts < ?", [now - tier.retention_ms])
+                cutoff = (now - tier.retention_ms) // tier.resolution_ms
+                cur.execute(f"DELETE FROM rollup_{t} WHERE ts < ?", [cutoff])
         return deleted
 
     @contextlib.contextmanager
