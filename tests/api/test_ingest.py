@@ -19,22 +19,42 @@ NOW_MS = NOW_S * 1000
 
 
 def values(client: TestClient, selector: str) -> dict[str, list[float]]:
-    r = client.get("/api/v1/series/query", params={"match": selector, "start": NOW_S - 3600, "end": NOW_S + 3600})
+    r = client.get(
+        "/api/v1/series/query",
+        params={"match": selector, "start": NOW_S - 3600, "end": NOW_S + 3600},
+    )
     assert r.status_code == 200, r.text
-    return {",".join(f"{k}={v}" for k, v in s["labels"].items()): s["values"] for s in r.json()["data"]["series"]}
+    return {
+        ",".join(f"{k}={v}" for k, v in s["labels"].items()): s["values"]
+        for s in r.json()["data"]["series"]
+    }
 
 
 def test_remote_write_ok_then_partial(client: TestClient) -> None:
-    batch = SampleBatch.from_arrays(label_set({"__name__": "rw_metric", "job": "a"}), NOW_MS + np.arange(3) * 1000, np.array([1.0, 2.0, 3.0]))
-    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy", "X-Prometheus-Remote-Write-Version": "0.1.0"}
+    batch = SampleBatch.from_arrays(
+        label_set({"__name__": "rw_metric", "job": "a"}),
+        NOW_MS + np.arange(3) * 1000,
+        np.array([1.0, 2.0, 3.0]),
+    )
+    headers = {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+        "X-Prometheus-Remote-Write-Version": "0.1.0",
+    }
     r = client.post("/api/v1/write", content=encode_remote_write(batch), headers=headers)
     assert r.status_code == 204
     assert r.headers["X-Perfintel-Samples-Accepted"] == "3"
     assert values(client, "rw_metric") == {"__name__=rw_metric,job=a": [1.0, 2.0, 3.0]}
 
-    good = SampleBatch.from_arrays(label_set({"__name__": "rw_ok"}), np.array([NOW_MS]), np.array([5.0]))
+    good = SampleBatch.from_arrays(
+        label_set({"__name__": "rw_ok"}), np.array([NOW_MS]), np.array([5.0])
+    )
     bad = SampleBatch.from_arrays((("__name__", "bad-name"),), np.array([NOW_MS]), np.array([1.0]))
-    r = client.post("/api/v1/write", content=encode_remote_write(SampleBatch.concat([good, bad])), headers=headers)
+    r = client.post(
+        "/api/v1/write",
+        content=encode_remote_write(SampleBatch.concat([good, bad])),
+        headers=headers,
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["accepted"] == 1 and body["rejected"] == 1
@@ -43,10 +63,18 @@ def test_remote_write_ok_then_partial(client: TestClient) -> None:
 
 
 def test_remote_write_garbage_is_a_clear_400(client: TestClient) -> None:
-    r = client.post("/api/v1/write", content=bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff")), headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+    r = client.post(
+        "/api/v1/write",
+        content=bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff")),
+        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"},
+    )
     assert r.status_code == 400
     assert r.json()["status"] == "error"
-    r = client.post("/api/v1/write", content=b"not snappy at all", headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+    r = client.post(
+        "/api/v1/write",
+        content=b"not snappy at all",
+        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"},
+    )
     assert r.status_code == 400
     assert "snappy" in r.json()["error"].lower()
 
@@ -63,31 +91,50 @@ http_requests_total{{code="404"}} 3 {NOW_MS}
     assert body["accepted"] == 2 and body["rejected"] == 1
     assert body["errors"][0].startswith("line 3")
     got = values(client, "http_requests_total")
-    assert set(got) == {"__name__=http_requests_total,code=200", "__name__=http_requests_total,code=404"}
+    assert set(got) == {
+        "__name__=http_requests_total,code=200",
+        "__name__=http_requests_total,code=404",
+    }
 
 
 def test_openmetrics_seconds_and_gzip(client: TestClient) -> None:
-    text = f"# TYPE om_temp gauge\nom_temp{{room=\"a\"}} 21.5 {NOW_S}.5\n# EOF\n".encode()
+    text = f'# TYPE om_temp gauge\nom_temp{{room="a"}} 21.5 {NOW_S}.5\n# EOF\n'.encode()
     r = client.post(
         "/api/v1/import/prometheus",
         content=gzip.compress(text),
-        headers={"Content-Type": "application/openmetrics-text; version=1.0.0", "Content-Encoding": "gzip"},
+        headers={
+            "Content-Type": "application/openmetrics-text; version=1.0.0",
+            "Content-Encoding": "gzip",
+        },
     )
     assert r.status_code == 200, r.text
-    r = client.get("/api/v1/series/query", params={"match": "om_temp", "start": NOW_S - 10, "end": NOW_S + 10})
+    r = client.get(
+        "/api/v1/series/query", params={"match": "om_temp", "start": NOW_S - 10, "end": NOW_S + 10}
+    )
     [s] = r.json()["data"]["series"]
     assert s["timestamps"] == [NOW_MS + 500]
 
 
 def test_influx_v1_v2_precision_and_errors(client: TestClient) -> None:
-    r = client.post("/write", params={"precision": "s", "db": "x"}, content=f"cpu,host=h1 usage_idle=90.5,usage_user=2i {NOW_S}\n".encode())
+    r = client.post(
+        "/write",
+        params={"precision": "s", "db": "x"},
+        content=f"cpu,host=h1 usage_idle=90.5,usage_user=2i {NOW_S}\n".encode(),
+    )
     assert r.status_code == 204
-    r = client.post("/api/v2/write", params={"precision": "ms", "org": "o", "bucket": "b"}, content=f"mem,host=h1 used=1024i {NOW_MS}\nmem,host=h1 used= {NOW_MS}\nmem,host=h2 used=2048i {NOW_MS}\n".encode())
+    r = client.post(
+        "/api/v2/write",
+        params={"precision": "ms", "org": "o", "bucket": "b"},
+        content=f"mem,host=h1 used=1024i {NOW_MS}\nmem,host=h1 used= {NOW_MS}\nmem,host=h2 used=2048i {NOW_MS}\n".encode(),
+    )
     assert r.status_code == 400
     assert "line 2" in r.json()["message"]
     assert r.json()["accepted"] == 2
     assert values(client, "cpu_usage_idle") == {"__name__=cpu_usage_idle,host=h1": [90.5]}
-    assert values(client, "mem_used") == {"__name__=mem_used,host=h1": [1024.0], "__name__=mem_used,host=h2": [2048.0]}
+    assert values(client, "mem_used") == {
+        "__name__=mem_used,host=h1": [1024.0],
+        "__name__=mem_used,host=h2": [2048.0],
+    }
     r = client.post("/write", params={"precision": "fortnights"}, content=b"x v=1")
     assert r.status_code == 400 and "precision" in r.json()["error"]
 
@@ -95,7 +142,11 @@ def test_influx_v1_v2_precision_and_errors(client: TestClient) -> None:
 def test_json_ingest_and_openapi(client: TestClient) -> None:
     body = {
         "series": [
-            {"metric": "json_metric", "labels": {"env": "prod"}, "samples": [[NOW_MS, 1.5], [NOW_MS + 1000, "NaN"], [NOW_MS + 2000, "x"]]},
+            {
+                "metric": "json_metric",
+                "labels": {"env": "prod"},
+                "samples": [[NOW_MS, 1.5], [NOW_MS + 1000, "NaN"], [NOW_MS + 2000, "x"]],
+            },
             {"metric": "bad metric", "labels": {}, "samples": [[NOW_MS, 1]]},
         ]
     }
@@ -122,5 +173,7 @@ def test_payload_limits_give_413(client: TestClient) -> None:
 
 
 def test_unsupported_encoding_is_415(client: TestClient) -> None:
-    r = client.post("/api/v1/import/prometheus", content=b"x 1\n", headers={"Content-Encoding": "br"})
+    r = client.post(
+        "/api/v1/import/prometheus", content=b"x 1\n", headers={"Content-Encoding": "br"}
+    )
     assert r.status_code == 415

@@ -18,7 +18,11 @@ T0 = 1_767_000_000_000
 
 def _body(i: int) -> bytes:
     ts = T0 + 1000 * np.arange(i * 100, i * 100 + 100)
-    return encode_remote_write(SampleBatch.from_arrays(label_set({"__name__": "durable", "writer": str(i % 4)}), ts, np.full(100, float(i))))
+    return encode_remote_write(
+        SampleBatch.from_arrays(
+            label_set({"__name__": "durable", "writer": str(i % 4)}), ts, np.full(100, float(i))
+        )
+    )
 
 
 def test_acknowledged_samples_survive_kill_9(tmp_path: Path) -> None:
@@ -32,7 +36,14 @@ def test_acknowledged_samples_survive_kill_9(tmp_path: Path) -> None:
             i = k
             while not stop.is_set():
                 try:
-                    r = c.post("/api/v1/write", content=_body(i), headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"})
+                    r = c.post(
+                        "/api/v1/write",
+                        content=_body(i),
+                        headers={
+                            "Content-Type": "application/x-protobuf",
+                            "Content-Encoding": "snappy",
+                        },
+                    )
                 except httpx.HTTPError:
                     return  # the server died mid-request: that write was never acknowledged
                 if r.status_code == 204:
@@ -63,9 +74,9 @@ def test_acknowledged_samples_survive_kill_9(tmp_path: Path) -> None:
             timeout=30,
         )
         assert r.status_code == 200, r.text
-        import orjson
-
         from collections import Counter
+
+        import orjson
 
         stored: Counter[int] = Counter()
         for line in r.content.splitlines():

@@ -1,0 +1,70 @@
+"""The real service process: host metrics from the first second, the CLI's ingest and query."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+from tests.conftest import Server
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "perfintel", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_host_metrics_are_there_at_once(server: Server) -> None:
+    r = httpx.get(
+        server.url + "/api/v1/series/query",
+        params={"match": '{__name__=~"node_(load1|memory_MemTotal_bytes|cpu_seconds_total)"}'},
+    )
+    assert r.status_code == 200
+    names = {s["labels"]["__name__"] for s in r.json()["data"]["series"]}
+    assert names == {"node_load1", "node_memory_MemTotal_bytes", "node_cpu_seconds_total"}
+    metrics = httpx.get(server.url + "/metrics").text
+    assert "perfintel_build_info" in metrics and 'protocol="collector"' in metrics
+
+
+def test_cli_ingest_and_query(server: Server, tmp_path: Path) -> None:
+    now = int(time.time())
+    prom = tmp_path / "a.prom"
+    prom.write_text(
+        f'# TYPE cli_temp gauge\ncli_temp{{room="a"}} 21 {now * 1000}\ncli_temp{{room="b"}} 19 {now * 1000}\n'
+    )
+    lp = tmp_path / "b.lp.gz"
+    lp.write_bytes(gzip.compress(f"cli_disk,dev=sda used=5i {now}\nbroken line\n".encode()))
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_bytes(
+        orjson.dumps(
+            {
+                "metric": {"__name__": "cli_x"},
+                "values": [1, 2],
+                "timestamps": [now * 1000 - 1000, now * 1000],
+            }
+        )
+        + b"\n"
+    )
+    res = cli("ingest", str(prom), str(jsonl), "--url", server.url)
+    assert res.returncode == 0, res.stderr
+    assert "accepted 4 samples, rejected 0" in res.stderr
+    res = cli("ingest", str(lp), "--url", server.url, "--precision", "s")
+    assert (
+        res.returncode == 1
+        and "accepted 1 samples, rejected 1" in res.stderr
+        and "line 2" in res.stderr
+    )
+    res = cli("query", "cli_temp", "--url", server.url, "--json")
+    assert res.returncode == 0, res.stderr
+    series = orjson.loads(res.stdout)["data"]["series"]
+    assert sorted(s["labels"]["room"] for s in series) == ["a", "b"]
+    res = cli("query", "cli_temp", "--url", server.url)
+    assert "2 series" in res.stdout
+    res = cli("query", "cli_temp{", "--url", server.url)
+    assert res.returncode == 2 and "match" in res.stderr
