@@ -190,5 +190,5 @@ def test_bearer_token_scopes(tmp_path: Path) -> None:
 def test_non_loopback_without_tokens_refuses_to_start(tmp_path: Path) -> None:
     from perfintel.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="auth.tokens"):
+    with pytest.raises(ConfigError, match=r"auth\.tokens"):
         load_settings(overrides={"data_dir": tmp_path, "host": "0.0.0.0"}, env={})
