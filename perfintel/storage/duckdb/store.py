@@ -219,11 +219,15 @@ class DuckDBStore:
             records = [self.wal.write_series(new)] if new else []
             records.append(self.wal.write_samples(sids, batch.timestamps, batch.values))
             try:
-                self.wal.append(*records)
+                position = self.wal.write(*records)
             except OSError as exc:
                 raise StorageError(f"cannot write the write-ahead log: {exc}") from exc
             self.head.append(sids, batch.timestamps, batch.values)
             self.index.note_range(sids, batch.timestamps)
+        try:
+            self.wal.sync(position)  # outside the lock: concurrent appends share one fsync
+        except OSError as exc:
+            raise StorageError(f"cannot sync the write-ahead log: {exc}") from exc
         if self.head.samples >= self.opts.head_max_samples:
             self._wake.set()
         return AppendResult(accepted=n)

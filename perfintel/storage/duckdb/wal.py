@@ -9,7 +9,11 @@ Payload kinds (first byte):
 * ``S`` series definitions: u32 count, then per series u32 id + u32 length + JSON label pairs;
 * ``D`` samples: u32 n, then n × u32 series id, n × i64 timestamp ms, n × f64 value.
 
-A record is fsynced before the append that wrote it returns. Replay stops at
+A record is fsynced before the append that wrote it returns, by group commit:
+writers append under the store's lock, then ``sync`` makes everything written
+so far durable with one ``fdatasync`` shared by all writers waiting at that
+moment (an fsync costs milliseconds here; one per request would cap ingest).
+Replay stops at
 the first truncated or corrupt record (a torn write from a crash: it was never
 acknowledged) and truncates the file there. Segments are rotated when the head
 is flushed and deleted once the flush is committed to the database.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,6 +52,9 @@ class WriteAheadLog:
         segs = self.segments()
         self._seq = (int(segs[-1].stem) + 1) if segs else 1
         self._file = open(self._path(self._seq), "ab")  # noqa: SIM115 - long-lived handle
+        self._written = 0  # bytes written since opening, across segments
+        self._synced = 0
+        self._sync_lock = threading.Lock()
 
     def _path(self, seq: int) -> Path:
         return self.dir / f"{seq:010d}.log"
@@ -78,19 +86,43 @@ class WriteAheadLog:
     def _record(payload: bytes) -> bytes:
         return _HDR.pack(len(payload), zlib.crc32(payload)) + payload
 
-    def append(self, *records: bytes) -> None:
-        """Write records and make them durable (one fsync for all of them)."""
-        self._file.write(b"".join(records))
+    def write(self, *records: bytes) -> int:
+        """Append records (not yet durable); returns the position to pass to ``sync``.
+
+        Callers serialise writes (the store's append lock)."""
+        data = b"".join(records)
+        self._file.write(data)
         self._file.flush()
-        if self.fsync:
+        self._written += len(data)
+        return self._written
+
+    def sync(self, upto: int) -> None:
+        """Return once everything up to ``upto`` is on disk (group commit)."""
+        if not self.fsync or self._synced >= upto:
+            return
+        with self._sync_lock:
+            if self._synced >= upto:
+                return  # another writer's fsync covered ours
+            target = self._written
             os.fdatasync(self._file.fileno())
+            self._synced = max(self._synced, target)
+
+    def append(self, *records: bytes) -> None:
+        """Write records and make them durable."""
+        self.sync(self.write(*records))
 
     def rotate(self) -> list[Path]:
-        """Start a new segment; return the closed ones (delete them after the flush commits)."""
-        self._file.close()
-        closed = self.segments()
-        self._seq += 1
-        self._file = open(self._path(self._seq), "ab")  # noqa: SIM115
+        """Start a new segment; return the closed ones (delete them after the flush commits).
+
+        Called under the store's append lock, so nothing is written meanwhile."""
+        with self._sync_lock:
+            if self.fsync and self._synced < self._written:
+                os.fdatasync(self._file.fileno())
+            self._synced = self._written
+            self._file.close()
+            closed = self.segments()
+            self._seq += 1
+            self._file = open(self._path(self._seq), "ab")  # noqa: SIM115
         return closed
 
     def close(self) -> None:
