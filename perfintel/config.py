@@ -118,7 +118,7 @@ class StorageSettings(_Section):
         True,
         description="fsync the write-ahead log before acknowledging a write (turn off only for benchmarks of the rest).",
     )
-    memory_limit: str = Field("512MB", description="DuckDB's memory limit.")
+    memory_limit: str = Field("256MB", description="DuckDB's memory limit (its block cache; the service's RSS is this plus the index and head).")
     maintenance_interval: Duration = Field(
         5.0, description="How often the background flush/compaction/rollup/retention pass runs."
     )

@@ -61,18 +61,26 @@ def validate_label_set(labels: LabelSet) -> None:
     if not name:
         raise InvalidSeriesError("series has no metric name (__name__ label)")
     if not METRIC_NAME_RE.match(name):
-        raise InvalidSeriesError(f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+        raise InvalidSeriesError(
+            f"invalid metric name {name!r}: must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+        )
     if len(labels) > MAX_LABELS_PER_SERIES:
-        raise InvalidSeriesError(f"series {name} has {len(labels)} labels (limit {MAX_LABELS_PER_SERIES})")
+        raise InvalidSeriesError(
+            f"series {name} has {len(labels)} labels (limit {MAX_LABELS_PER_SERIES})"
+        )
     prev = ""
     for k, v in labels:
         if k == prev:
             raise InvalidSeriesError(f"series {name} repeats label {k!r}")
         prev = k
         if k != METRIC_NAME and not LABEL_NAME_RE.match(k):
-            raise InvalidSeriesError(f"invalid label name {k!r} in series {name}: must match [a-zA-Z_][a-zA-Z0-9_]*")
+            raise InvalidSeriesError(
+                f"invalid label name {k!r} in series {name}: must match [a-zA-Z_][a-zA-Z0-9_]*"
+            )
         if len(v.encode("utf-8", "surrogatepass")) > MAX_LABEL_VALUE_BYTES:
-            raise InvalidSeriesError(f"label {k!r} of series {name} is longer than {MAX_LABEL_VALUE_BYTES} bytes")
+            raise InvalidSeriesError(
+                f"label {k!r} of series {name} is longer than {MAX_LABEL_VALUE_BYTES} bytes"
+            )
 
 
 def format_series(labels: LabelSet) -> str:
@@ -106,7 +114,9 @@ class Matcher:
             try:
                 self._regex  # noqa: B018 - compile early so a bad regex fails at parse time
             except re2.error as exc:
-                raise ParseError(f"invalid regular expression {self.value!r} for label {self.name}: {exc}") from exc
+                raise ParseError(
+                    f"invalid regular expression {self.value!r} for label {self.name}: {exc}"
+                ) from exc
 
     @cached_property
     def _regex(self) -> re2._Regexp:
@@ -179,7 +189,9 @@ def matchers_from_promql(expr: object) -> tuple[Matcher, ...]:
         ]
         out.append(Matcher(m.name, op, m.value))
     if not out or all(m.matches_empty for m in out):
-        raise ParseError("a selector must contain at least one matcher that does not match the empty string")
+        raise ParseError(
+            "a selector must contain at least one matcher that does not match the empty string"
+        )
     return tuple(out)
 
 

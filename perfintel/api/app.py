@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
-from perfintel.api.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from perfintel import __version__
 from perfintel.api import errors, ingest, series
 from perfintel.api.auth import require
+from perfintel.api.responses import JSONResponse
 from perfintel.collect.host import HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
@@ -43,7 +43,8 @@ def store_options(settings: Settings) -> StoreOptions:
         block_ms=int(s.block * ms),
         raw_retention_ms=int(s.raw_retention * ms),
         tiers=tuple(
-            Tier(t.name, int(t.resolution * ms), int(t.retention * ms), int(t.window * ms)) for t in s.tiers
+            Tier(t.name, int(t.resolution * ms), int(t.retention * ms), int(t.window * ms))
+            for t in s.tiers
         ),
         head_max_samples=s.head_max_samples,
         head_max_age_s=s.head_max_age,
@@ -71,7 +72,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_store = store is None
-        app.state.store = store if store is not None else await run_in_threadpool(open_store, settings)
+        app.state.store = (
+            store if store is not None else await run_in_threadpool(open_store, settings)
+        )
         _bind_store_metrics(app)
         tasks: list[asyncio.Task[None]] = []
         scraper: Scraper | None = None
@@ -88,7 +91,11 @@ def create_app(
                     await sink(result.batch)
 
                 await collect_host()  # data from the very first second
-                tasks.append(asyncio.create_task(run_every(hc.interval, 0.0, collect_host, clock=clock, name="host")))
+                tasks.append(
+                    asyncio.create_task(
+                        run_every(hc.interval, 0.0, collect_host, clock=clock, name="host")
+                    )
+                )
             if settings.scrape:
                 scraper = Scraper(settings.scrape, sink, clock=clock, metrics=app.state.metrics)
                 tasks.append(asyncio.create_task(scraper.run()))
@@ -138,9 +145,13 @@ def create_app(
     @app.get("/readyz", tags=["status"], summary="Readiness: the store is open")
     async def readyz(request: Request) -> JSONResponse:
         ready = bool(getattr(request.app.state, "ready", False))
-        return JSONResponse({"status": "ready" if ready else "starting"}, status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "starting"}, status_code=200 if ready else 503
+        )
 
-    @app.get("/metrics", tags=["status"], summary="perfintel's own metrics (Prometheus text format)")
+    @app.get(
+        "/metrics", tags=["status"], summary="perfintel's own metrics (Prometheus text format)"
+    )
     async def metrics(request: Request) -> Response:
         body = request.app.state.metrics.registry.render()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -153,7 +164,9 @@ def create_app(
     )
     async def flush(request: Request, compact: bool = True) -> dict[str, int]:
         st = request.app.state.store
-        report = await run_in_threadpool(st.flush, compact=compact) if hasattr(st, "flush") else None
+        report = (
+            await run_in_threadpool(st.flush, compact=compact) if hasattr(st, "flush") else None
+        )
         stats = st.stats()
         return {
             "flushed": report.flushed if report else 0,
@@ -162,10 +175,23 @@ def create_app(
             "series": stats.series,
         }
 
-    @app.get("/api/v1/status/tsdb", tags=["status"], dependencies=[Depends(require("read"))], summary="Store statistics")
+    @app.get(
+        "/api/v1/status/tsdb",
+        tags=["status"],
+        dependencies=[Depends(require("read"))],
+        summary="Store statistics",
+    )
     async def tsdb_status(request: Request) -> dict[str, object]:
         stats = await run_in_threadpool(request.app.state.store.stats)
-        return {"status": "success", "data": {"series": stats.series, "headSamples": stats.samples_in_head, "diskBytes": stats.disk_bytes, "tiers": stats.tiers}}
+        return {
+            "status": "success",
+            "data": {
+                "series": stats.series,
+                "headSamples": stats.samples_in_head,
+                "diskBytes": stats.disk_bytes,
+                "tiers": stats.tiers,
+            },
+        }
 
     return app
 
@@ -200,11 +226,15 @@ def _bind_store_metrics(app: FastAPI) -> None:
 
 def _install_http_metrics(app: FastAPI) -> None:
     @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        app.state.metrics.http_requests.labels(route=path, method=request.method, code=str(response.status_code)).inc()
+        app.state.metrics.http_requests.labels(
+            route=path, method=request.method, code=str(response.status_code)
+        ).inc()
         return response
 
 

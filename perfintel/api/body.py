@@ -21,7 +21,9 @@ async def read_body(request: Request, *, default_encoding: str | None = None) ->
     async for chunk in request.stream():
         size += len(chunk)
         if size > limits.max_body_bytes:
-            raise PayloadTooLargeError(f"request body exceeds limits.max_body_bytes ({limits.max_body_bytes})")
+            raise PayloadTooLargeError(
+                f"request body exceeds limits.max_body_bytes ({limits.max_body_bytes})"
+            )
         chunks.append(chunk)
     return decode_body(
         b"".join(chunks),

@@ -10,10 +10,10 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from perfintel.api.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from perfintel import errors as e
+from perfintel.api.responses import JSONResponse
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ def error_response(code: int, kind: str, message: str) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
     if code == 429:
         headers = {"Retry-After": "1"}
-    return JSONResponse({"status": "error", "errorType": kind, "error": message}, status_code=code, headers=headers)
+    return JSONResponse(
+        {"status": "error", "errorType": kind, "error": message}, status_code=code, headers=headers
+    )
 
 
 def install(app: FastAPI) -> None:

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from perfintel.api.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool, iterate_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from perfintel.api.auth import require
 from perfintel.api.body import read_body
 from perfintel.api.params import parse_time, selectors_param
+from perfintel.api.responses import JSONResponse
 from perfintel.errors import BadInputError, UnsupportedMediaError
 from perfintel.ingest.batch import ParseResult
 from perfintel.ingest.influx import parse_influx_line_protocol
@@ -78,19 +78,28 @@ def _ingest(request: Request, protocol: str, parse: Callable[[], ParseResult]) -
 
 
 def _count(request: Request, outcome: IngestOutcome, code: int) -> None:
-    request.app.state.metrics.ingest_requests.labels(protocol=outcome.protocol, code=str(code)).inc()
+    request.app.state.metrics.ingest_requests.labels(
+        protocol=outcome.protocol, code=str(code)
+    ).inc()
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@router.post("/api/v1/write", dependencies=write, status_code=204, summary="Prometheus remote write (1.0 and 2.0)")
+@router.post(
+    "/api/v1/write",
+    dependencies=write,
+    status_code=204,
+    summary="Prometheus remote write (1.0 and 2.0)",
+)
 async def remote_write(request: Request) -> Response:
     body = await read_body(request, default_encoding="snappy")
     ctype = request.headers.get("content-type", "application/x-protobuf").lower()
     if not ctype.startswith("application/x-protobuf"):
-        raise UnsupportedMediaError(f"remote write needs Content-Type application/x-protobuf, got {ctype!r}")
+        raise UnsupportedMediaError(
+            f"remote write needs Content-Type application/x-protobuf, got {ctype!r}"
+        )
     v2 = "io.prometheus.write.v2.request" in ctype
     decode = decode_remote_write_v2 if v2 else decode_remote_write
     outcome = await run_in_threadpool(_ingest, request, "remote_write", lambda: decode(body))
@@ -110,13 +119,20 @@ async def remote_write(request: Request) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-@router.post("/api/v1/import/prometheus", dependencies=write, summary="Push Prometheus text exposition or OpenMetrics")
+@router.post(
+    "/api/v1/import/prometheus",
+    dependencies=write,
+    summary="Push Prometheus text exposition or OpenMetrics",
+)
 async def import_prometheus(request: Request, timestamp: str | None = Query(None)) -> JSONResponse:
     body = await read_body(request)
     om = content_type_is_openmetrics(request.headers.get("content-type")) or None
     default_ts = int(parse_time(timestamp, "timestamp") * 1000) if timestamp else _now_ms()
     outcome = await run_in_threadpool(
-        _ingest, request, "prometheus", lambda: parse_prometheus_text(body, default_timestamp_ms=default_ts, openmetrics=om)
+        _ingest,
+        request,
+        "prometheus",
+        lambda: parse_prometheus_text(body, default_timestamp_ms=default_ts, openmetrics=om),
     )
     return _json_outcome(request, outcome)
 
@@ -132,7 +148,9 @@ _PRECISIONS = {"ns", "n", "u", "us", "µ", "µs", "ms", "s", "m", "h"}
 
 async def _influx(request: Request, precision: str) -> Response:
     if precision not in _PRECISIONS:
-        raise BadInputError(f"invalid parameter 'precision': {precision!r} (use ns, us, ms, s, m or h)")
+        raise BadInputError(
+            f"invalid parameter 'precision': {precision!r} (use ns, us, ms, s, m or h)"
+        )
     body = await read_body(request)
     now = _now_ms()
     outcome = await run_in_threadpool(
@@ -155,11 +173,15 @@ async def _influx(request: Request, precision: str) -> Response:
 
 @router.post("/write", dependencies=write, status_code=204, summary="Influx line protocol (v1 API)")
 @router.post("/influx/write", dependencies=write, status_code=204, include_in_schema=False)
-async def influx_v1(request: Request, precision: str = "ns", db: str | None = None, rp: str | None = None) -> Response:
+async def influx_v1(
+    request: Request, precision: str = "ns", db: str | None = None, rp: str | None = None
+) -> Response:
     return await _influx(request, precision)
 
 
-@router.post("/api/v2/write", dependencies=write, status_code=204, summary="Influx line protocol (v2 API)")
+@router.post(
+    "/api/v2/write", dependencies=write, status_code=204, summary="Influx line protocol (v2 API)"
+)
 @router.post("/influx/api/v2/write", dependencies=write, status_code=204, include_in_schema=False)
 async def influx_v2(
     request: Request, precision: str = "ns", org: str | None = None, bucket: str | None = None
@@ -171,7 +193,18 @@ async def influx_v2(
 @router.post("/query", include_in_schema=False)
 async def influx_query(q: str = "") -> JSONResponse:
     """Telegraf's influx output asks ``SHOW DATABASES`` / ``CREATE DATABASE``: answer politely."""
-    return JSONResponse({"results": [{"statement_id": 0, "series": [{"name": "databases", "columns": ["name"], "values": [["perfintel"]]}]}]})
+    return JSONResponse(
+        {
+            "results": [
+                {
+                    "statement_id": 0,
+                    "series": [
+                        {"name": "databases", "columns": ["name"], "values": [["perfintel"]]}
+                    ],
+                }
+            ]
+        }
+    )
 
 
 @router.get("/ping", include_in_schema=False)
@@ -186,7 +219,13 @@ async def influx_ping() -> Response:
     summary="Ingest samples as JSON",
     openapi_extra={
         "requestBody": {
-            "content": {"application/json": {"schema": IngestBody.model_json_schema(ref_template="#/components/schemas/{model}")}},
+            "content": {
+                "application/json": {
+                    "schema": IngestBody.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
             "required": True,
         }
     },
@@ -199,14 +238,20 @@ async def ingest_json(request: Request) -> JSONResponse:
     return _json_outcome(request, outcome)
 
 
-@router.post("/api/v1/import", dependencies=write, summary="Import VictoriaMetrics JSON-lines export format")
+@router.post(
+    "/api/v1/import", dependencies=write, summary="Import VictoriaMetrics JSON-lines export format"
+)
 async def import_jsonl(request: Request) -> JSONResponse:
     body = await read_body(request)
     outcome = await run_in_threadpool(_ingest, request, "vm_import", lambda: parse_vm_jsonl(body))
     return _json_outcome(request, outcome)
 
 
-@router.get("/api/v1/export", dependencies=[Depends(require("read"))], summary="Export samples as JSON lines")
+@router.get(
+    "/api/v1/export",
+    dependencies=[Depends(require("read"))],
+    summary="Export samples as JSON lines",
+)
 async def export_jsonl(
     request: Request,
     start: str | None = Query(None, description="Unix seconds or RFC3339; default: 0"),

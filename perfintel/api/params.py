@@ -25,16 +25,22 @@ def parse_time(value: str, name: str) -> float:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        raise BadInputError(f"invalid parameter {name!r}: cannot parse {value!r} to a valid timestamp") from None
+        raise BadInputError(
+            f"invalid parameter {name!r}: cannot parse {value!r} to a valid timestamp"
+        ) from None
 
 
 def parse_step(value: str, name: str = "step") -> float:
     try:
         seconds = parse_duration(value)
     except ValueError:
-        raise BadInputError(f"invalid parameter {name!r}: cannot parse {value!r} to a valid duration") from None
+        raise BadInputError(
+            f"invalid parameter {name!r}: cannot parse {value!r} to a valid duration"
+        ) from None
     if seconds <= 0:
-        raise BadInputError(f"invalid parameter {name!r}: zero or negative query resolution step widths are not accepted")
+        raise BadInputError(
+            f"invalid parameter {name!r}: zero or negative query resolution step widths are not accepted"
+        )
     return seconds
 
 

@@ -46,8 +46,12 @@ MIN_TIME_MS = -9223372036854775808 // 1000 // 1000 * 1000  # far past, in ms
 MAX_TIME_MS = 9223372036854775807 // 1000 // 1000 * 1000
 _STARTED = time.time()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RFC3339_RE = re.compile(r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$")
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+_RFC3339_RE = re.compile(
+    r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$"
+)
+_DURATION_RE = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
 _DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 
 
@@ -70,7 +74,9 @@ async def _params(request: Request) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith("multipart/form-data"):
+        if ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith(
+            "multipart/form-data"
+        ):
             form = await request.form()
             for k, v in form.multi_items():
                 out.setdefault(k, []).append(str(v))
@@ -94,11 +100,13 @@ def parse_time(value: str, name: str) -> int:
         if math.isfinite(f):
             secs = math.trunc(f)
             frac = round((f - secs) * 1000) / 1000
-            return int(secs) * 1000 + int(round(frac * 1000))
+            return int(secs) * 1000 + round(frac * 1000)
     m = _RFC3339_RE.match(value)
     if m:
         try:
-            dt = datetime.fromisoformat(m.group(1) + (m.group(3) or "+00:00").replace("Z", "+00:00").replace("z", "+00:00"))
+            dt = datetime.fromisoformat(
+                m.group(1) + (m.group(3) or "+00:00").replace("Z", "+00:00").replace("z", "+00:00")
+            )
         except ValueError:
             dt = None
         if dt is not None:
@@ -115,7 +123,9 @@ def parse_duration(value: str, name: str) -> int:
         pass
     else:
         if not math.isfinite(f) or abs(f) > 9.2e9:
-            raise _bad(f'invalid parameter "{name}": cannot parse "{value}" to a valid duration. It overflows int64')
+            raise _bad(
+                f'invalid parameter "{name}": cannot parse "{value}" to a valid duration. It overflows int64'
+            )
         return int(f * 1000)
     m = _DURATION_RE.match(value)
     if value and m and any(m.groups()):
@@ -175,24 +185,39 @@ def render_result(res: QueryResult) -> bytes:
         t, v = res.scalar
         return f'{{"resultType":"scalar","result":[{format_timestamp(t)},"{format_value(v)}"]}}'.encode()
     if res.result_type == "string" and res.string is not None:
-        t, s = res.string
-        return b'{"resultType":"string","result":[' + format_timestamp(t).encode() + b"," + orjson.dumps(s) + b"]}"
+        t, text = res.string
+        return (
+            b'{"resultType":"string","result":['
+            + format_timestamp(t).encode()
+            + b","
+            + orjson.dumps(text)
+            + b"]}"
+        )
     parts: list[bytes] = []
     if res.result_type == "vector":
         for s in res.series:
-            point = f'[{format_timestamp(int(s.timestamps[0]))},"{format_value(float(s.values[0]))}"]'
+            point = (
+                f'[{format_timestamp(int(s.timestamps[0]))},"{format_value(float(s.values[0]))}"]'
+            )
             parts.append(b'{"metric":' + _metric(s.labels) + b',"value":' + point.encode() + b"}")
     else:
         stamps: dict[int, str] = {}
+        fv = format_value
         for s in res.series:
-            pts = []
-            for t, v in zip(s.timestamps.tolist(), s.values.tolist(), strict=True):
-                ts = stamps.get(t)
-                if ts is None:
-                    ts = stamps[t] = format_timestamp(t)
-                pts.append(f'[{ts},"{format_value(v)}"]')
-            parts.append(b'{"metric":' + _metric(s.labels) + b',"values":[' + ",".join(pts).encode() + b"]}")
-    return b'{"resultType":"' + res.result_type.encode() + b'","result":[' + b",".join(parts) + b"]}"
+            ts_list = s.timestamps.tolist()
+            for t in ts_list:
+                if t not in stamps:
+                    stamps[t] = format_timestamp(t)
+            pts = ",".join(
+                [
+                    f'[{stamps[t]},"{fv(v)}"]'
+                    for t, v in zip(ts_list, s.values.tolist(), strict=True)
+                ]
+            )
+            parts.append(b'{"metric":' + _metric(s.labels) + b',"values":[' + pts.encode() + b"]}")
+    return (
+        b'{"resultType":"' + res.result_type.encode() + b'","result":[' + b",".join(parts) + b"]}"
+    )
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -202,7 +227,7 @@ def _store(request: Request) -> SampleReader:
     store = getattr(request.app.state, "store", None)
     if store is None:
         raise ApiError("internal", "no store configured", 500)
-    return store  # type: ignore[no-any-return]
+    return store
 
 
 def _settings(request: Request) -> QuerySettings:
@@ -263,13 +288,17 @@ async def query_range(request: Request) -> Response:
             raise _bad("end timestamp must not be before start time")
         step = parse_duration(_one(params, "step"), "step")
         if step <= 0:
-            raise _bad("zero or negative query resolution step widths are not accepted. Try a positive integer")
-        if (end - start) / step > 11000:
+            raise _bad(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+            )
+        if (end - start) // step > 11000:
             raise _bad(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
             )
         engine = Engine(_store(request), _settings(request))
-        res = await _run(engine.range, _one(params, "query"), start, end, step, **_query_options(params))
+        res = await _run(
+            engine.range, _one(params, "query"), start, end, step, **_query_options(params)
+        )
         return _envelope(render_result(res))
     except ApiError as exc:
         return _error(exc)

@@ -72,7 +72,11 @@ class SampleBatch:
         idx = self.series_idx[order]
         bounds = np.flatnonzero(np.diff(idx)) + 1
         for chunk in np.split(order, bounds):
-            yield self.series[int(self.series_idx[chunk[0]])], self.timestamps[chunk], self.values[chunk]
+            yield (
+                self.series[int(self.series_idx[chunk[0]])],
+                self.timestamps[chunk],
+                self.values[chunk],
+            )
 
     @staticmethod
     def concat(batches: Iterable[SampleBatch]) -> SampleBatch:
@@ -88,7 +92,9 @@ class SampleBatch:
                     j = pos[s] = len(series)
                     series.append(s)
                 remap[i] = j
-            idx_parts.append(remap[b.series_idx] if len(b.series) else b.series_idx.astype(np.int32))
+            idx_parts.append(
+                remap[b.series_idx] if len(b.series) else b.series_idx.astype(np.int32)
+            )
             ts_parts.append(b.timestamps)
             val_parts.append(b.values)
         if not ts_parts:

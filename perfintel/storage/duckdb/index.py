@@ -11,6 +11,7 @@ take a consistent snapshot of the id count, and lists are only appended to.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -37,6 +38,8 @@ class SeriesIndex:
 
     def add(self, labels: LabelSet, sid: int | None = None) -> int:
         """Register a new series (``sid`` given when replaying a log or loading the table)."""
+        # Interned strings: the same names and values recur across many series.
+        labels = tuple((sys.intern(k), sys.intern(v)) for k, v in labels)
         with self._lock:
             if sid is None:
                 sid = len(self.labels)

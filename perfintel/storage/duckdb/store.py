@@ -98,7 +98,7 @@ class StoreOptions:
     maintenance_interval_s: float = 5.0
     wal_fsync: bool = True
     background: bool = True
-    memory_limit: str = "512MB"
+    memory_limit: str = "256MB"
     threads: int = 2
 
 

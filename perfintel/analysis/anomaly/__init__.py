@@ -1,0 +1,33 @@
+"""Streaming anomaly detection.
+
+Models are pure and vectorised (``VectorModel``); ``Detector`` runs one model
+on one series, ``OnlineRunner`` runs it on many series held in numpy arrays.
+``AnomalyDetector`` is the default: the ``Ensemble`` of a seasonal baseline, a
+level-shift detector and a context-novelty detector, each judged by an anomaly
+likelihood, with alarm suppression.
+"""
+
+from perfintel.analysis.anomaly.base import Detector, Field, StepOut, VectorModel
+from perfintel.analysis.anomaly.ensemble import AnomalyDetector, Ensemble, EnsembleConfig
+from perfintel.analysis.anomaly.likelihood import AnomalyLikelihood
+from perfintel.analysis.anomaly.novelty import ContextNovelty
+from perfintel.analysis.anomaly.online import OnlineRunner
+from perfintel.analysis.anomaly.result import AnomalyResult
+from perfintel.analysis.anomaly.seasonal import SeasonalBaseline
+from perfintel.analysis.anomaly.shift import LevelShift
+
+__all__ = [
+    "AnomalyDetector",
+    "AnomalyLikelihood",
+    "AnomalyResult",
+    "ContextNovelty",
+    "Detector",
+    "Ensemble",
+    "EnsembleConfig",
+    "Field",
+    "LevelShift",
+    "OnlineRunner",
+    "SeasonalBaseline",
+    "StepOut",
+    "VectorModel",
+]

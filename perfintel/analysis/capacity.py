@@ -1,0 +1,582 @@
+"""Capacity planning: when does usage reach capacity, and how much capacity is needed?
+
+Pure functions: timestamps, usage values and a capacity in, a
+:class:`CapacityReport` out. Long horizons are meant to run on downsampled data
+(hourly for months ahead): any regular step works, and irregular timestamps are
+resampled onto their median step.
+
+The projection
+--------------
+The usage history is first classified:
+
+* **sawtooth** — usage that fills up and is cut back by periodic clean-ups (log
+  rotation, retention jobs). Clean-ups are the large one-step drops; the model
+  is a ramp that restarts at every clean-up: the level right after each
+  clean-up (the *trough*) follows a linear trend, the usage then grows at the
+  *fill rate* (per-cycle slopes) until the next clean-up, which comes one
+  median cycle after the previous one. The peaks (trough + fill rate × cycle)
+  are the envelope that meets the capacity.
+* **trend** — everything else: seasonal profiles (daily, weekly when the history
+  holds two cycles and their seasonal strength shows them) plus a linear trend
+  fitted to the deseasonalised usage (the median of differences a quarter of
+  the history apart, leaving out those across a detected one-time level
+  shift, so the shift does not pass for growth), anchored on the recent
+  level (after the shift, if one was found).
+
+Uncertainty comes from simulated sample paths (``paths`` of them, seeded):
+the growth varies as much as slopes fitted on windows of the history do (trend
+model: a random walk added to the growth plus the slope's estimation error;
+sawtooth: the fill rate drawn from the per-cycle rates and the trough trend
+from its standard error), the current level and seasonal profile by their
+estimation error, and short-term noise is block-bootstrapped from the
+residuals. A path *exhausts*
+the capacity at its first step at or above it. The P10/P50/P90 exhaustion
+times are quantiles over paths; ``None`` means "not within the horizon".
+
+Scenarios
+---------
+A :class:`Scenario` multiplies the projection, for every path and step::
+
+    usage(t) = level × (now + growth × trend(t) + seasonal/ramp shape(t) + noise(t))
+
+``growth`` multiplies the growth part only (trend model: the slope; sawtooth:
+the trough trend and the fill rate), so ``growth=1.3`` is "30 % faster
+growth"; ``level`` multiplies the whole projected usage, so ``level=1.3`` is
+"30 % more of everything from now on" (e.g. 30 % more users).
+
+The capacity needed is the 90th percentile over paths of each path's highest
+usage within the horizon, divided by the target utilisation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from perfintel.analysis.forecast.decompose import align_back, profile, tile
+from perfintel.analysis.forecast.seasons import season_lengths_for
+from perfintel.errors import BadInputError
+
+DAY = 86_400.0
+#: number of simulated sample paths and the default seed
+PATHS = 400
+SEED = 0
+#: a season is used when its seasonal strength exceeds this
+SEASON_STRENGTH = 0.4
+#: a one-time level shift must stand out this many robust sigmas
+SHIFT_MADS = 8.0
+#: a drop is a clean-up when larger than this many robust sigmas of the steps ...
+RESET_SIGMAS = 6.0
+#: ... and than this fraction of the usage range
+RESET_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A what-if: ``growth`` multiplies the growth, ``level`` all projected usage."""
+
+    name: str = "baseline"
+    growth: float = 1.0
+    level: float = 1.0
+
+
+DEFAULT_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(),
+    Scenario("growth +30%", growth=1.3),
+    Scenario("level +30%", level=1.3),
+)
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """Exhaustion times (P10/P50/P90, same kind as the input timestamps, ``None`` =
+    not within the horizon) and the capacity needed under the target utilisation."""
+
+    scenario: Scenario
+    p10: float | np.datetime64 | None
+    p50: float | np.datetime64 | None
+    p90: float | np.datetime64 | None
+    days_p10: float | None
+    days_p50: float | None
+    days_p90: float | None
+    probability: float
+    capacity_needed: float
+    sentence: str
+
+
+@dataclass(frozen=True)
+class ProjectionBacktest:
+    """The projection of the history's last ``days`` from the data before them.
+
+    ``smape`` (percent) compares the median path with what happened; ``coverage``
+    is the fraction of those points inside the 80 % band of the paths.
+    """
+
+    days: float
+    smape: float
+    coverage: float
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    scenarios: tuple[ScenarioResult, ...]
+    model: str
+    step_seconds: float
+    horizon_days: float
+    utilisation_now: float
+    backtest: ProjectionBacktest | None
+
+    @property
+    def baseline(self) -> ScenarioResult:
+        return self.scenarios[0]
+
+    @property
+    def summary(self) -> str:
+        return self.baseline.sentence
+
+
+# -- input handling ---------------------------------------------------------
+
+
+def _to_seconds(timestamps: np.ndarray) -> tuple[np.ndarray, bool]:
+    ts = np.asarray(timestamps)
+    if np.issubdtype(ts.dtype, np.datetime64):
+        return ts.astype("datetime64[ns]").astype(np.int64) / 1e9, True
+    return ts.astype(np.float64), False
+
+
+def regularise(
+    seconds: np.ndarray, values: np.ndarray, step: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sort, drop non-finite values and interpolate onto a regular grid of ``step``."""
+    ok = np.isfinite(seconds) & np.isfinite(values)
+    t, v = seconds[ok], values[ok]
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
+    if t.size < 2:
+        raise BadInputError("capacity planning needs at least two usage samples")
+    if step is None:
+        d = np.diff(t)
+        d = d[d > 0]
+        if d.size == 0:
+            raise BadInputError("usage timestamps are all equal")
+        step = float(np.median(d))
+    n = int(np.floor((t[-1] - t[0]) / step + 1e-9)) + 1
+    grid = t[-1] - step * np.arange(n - 1, -1, -1)
+    return grid, np.interp(grid, t, v), step
+
+
+# -- models -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Trend:
+    now: float
+    slope: float
+    slope_sd: float
+    walk_sd: float
+    seasons: tuple[np.ndarray, ...]
+    resid: np.ndarray
+    block: int
+    level_sd: float
+
+
+@dataclass(frozen=True)
+class _Sawtooth:
+    last: float
+    since_reset: int
+    period: int
+    trough_a: float
+    trough_b: float
+    trough_b_sd: float
+    rates: np.ndarray
+    rate_sd: float
+    resid: np.ndarray
+    n: int
+
+
+def _clip_mad(r: np.ndarray, k: float = 4.0) -> np.ndarray:
+    """Centre on the median and clip at ``k`` robust sigmas (jumps are not noise)."""
+    r = r - np.median(r)
+    sigma = 1.4826 * float(np.median(np.abs(r)))
+    return np.clip(r, -k * sigma, k * sigma) if sigma > 0 else r
+
+
+def _ols(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    tc = t - t.mean()
+    den = float(np.sum(tc * tc))
+    b = float(np.sum(tc * (y - y.mean())) / den) if den > 0 else 0.0
+    return float(y.mean() - b * t.mean()), b
+
+
+def _level_shift(d: np.ndarray, w: int) -> int | None:
+    """Index where a one-time level shift starts, if one stands out.
+
+    Scans the difference between the means of the ``w`` points after and
+    before every position; a shift is reported when the largest difference is
+    more than ``SHIFT_MADS`` robust sigmas away from the typical one (growth
+    in many small steps spreads these differences instead of producing one
+    outlier).
+    """
+    n = d.size
+    if n < 4 * w:
+        return None
+    c = np.concatenate([[0.0], np.cumsum(d)])
+    t = np.arange(w, n - w + 1)
+    diff = (c[t + w] - c[t]) / w - (c[t] - c[t - w]) / w
+    dev = diff - np.median(diff)
+    sigma = 1.4826 * float(np.median(np.abs(dev)))
+    k = int(np.argmax(np.abs(dev)))
+    if sigma > 0 and abs(dev[k]) > SHIFT_MADS * sigma:
+        return int(t[k])
+    return None
+
+
+def _robust_slope(d: np.ndarray, m: int, shift: int | None) -> float:
+    """Median of ``(d[t + L] - d[t]) / L`` with ``L`` a quarter of the history.
+
+    Pairs that straddle a detected one-time level shift are left out, so the
+    shift does not pass for growth; growth in many small steps stays inside
+    nearly every pair.
+    """
+    lag = max(m, d.size // 4, 1)
+    if d.size <= lag:
+        return _ols(np.arange(d.size, dtype=np.float64), d)[1]
+    pairs = d[lag:] - d[:-lag]
+    if shift is not None:
+        start = np.arange(pairs.size)
+        keep = ~((start < shift) & (start + lag >= shift))
+        if keep.sum() >= max(8, pairs.size // 4):
+            pairs = pairs[keep]
+    return float(np.median(pairs) / lag)
+
+
+def _slope_variability(d: np.ndarray, horizon: int) -> tuple[float, float]:
+    """``(sd of the fitted slope, sd per step of a random-walk growth component)``.
+
+    Slopes are fitted on overlapping windows of length ``W`` (a sixth of the
+    history or the horizon, whichever is shorter; stride a quarter window) and
+    their spread ``s`` is taken robustly (MAD), so one level shift does not
+    widen every projection. Growth that varies (e.g. comes in steps) is read
+    as a random walk whose increments have variance ``s^2 W`` — its spread
+    grows with the square root of the lead time, as a sum of random steps
+    does — and the slope fitted on all ``n`` points is uncertain by
+    ``s sqrt(W / n)``.
+    """
+    n = d.size
+    w = int(min(max(horizon, 8), n // 6))
+    if w < 4:
+        return 0.0, 0.0
+    t = np.arange(w, dtype=np.float64)
+    tc = (t - t.mean()) / float(np.sum((t - t.mean()) ** 2))
+    starts = np.arange(n - w, -1, -max(1, w // 4))
+    if starts.size < 3:
+        return 0.0, 0.0
+    slopes = np.array([float(np.dot(tc, d[s : s + w])) for s in starts])
+    sd = 1.4826 * float(np.median(np.abs(slopes - np.median(slopes))))
+    return sd * float(np.sqrt(w / n)), sd * float(np.sqrt(w))
+
+
+def _seasons(x: np.ndarray, step: float) -> list[np.ndarray]:
+    """Profiles of the daily/weekly periods with a clear seasonal strength.
+
+    Shortest period first, each measured on what the previous ones left.
+    Strength (Wang, Smith & Hyndman 2006): ``1 - var(R) / var(S + R)`` on the
+    usage minus its centred moving average of one period (which removes trend
+    and level shifts); ``S`` is the profile of the last cycles (14 for the
+    first period, 4 for the next).
+    """
+    out: list[np.ndarray] = []
+    rest = x.copy()
+    for i, m in enumerate(sorted(season_lengths_for(step, x.size))):
+        k = m + 1 if m % 2 == 0 else m
+        w = np.ones(k) / m
+        if m % 2 == 0:
+            w[0] = w[-1] = 0.5 / m
+        core = rest[k // 2 : rest.size - k // 2] - np.convolve(rest, w, mode="valid")
+        if core.size < 2 * m or not np.var(core) > 0:
+            continue
+        p = profile(core, m, 14 if i == 0 else 4)
+        if 1 - np.var(core - align_back(p, core.size)) / np.var(core) > SEASON_STRENGTH:
+            p = np.roll(p, -(k // 2))  # phase from the end of the full series
+            out.append(p)
+            rest = rest - align_back(p, rest.size)
+    return out
+
+
+def _fit_trend(x: np.ndarray, step: float, horizon: int) -> _Trend:
+    n = x.size
+    profs = _seasons(x, step)
+    seasonal = np.zeros(n)
+    for p in profs:
+        seasonal += align_back(p, n)
+    d = x - seasonal
+    m1 = min(p.size for p in profs) if profs else max(2, min(24, n // 10))
+    shift = _level_shift(d, max(m1, 12))
+    b = _robust_slope(d, m1, shift)
+    w = max(m1, n // 10, 1)
+    if shift is not None and n - shift >= 4:
+        w = min(w, n - shift)
+    now = float(np.mean(d[-w:]) + b * (w - 1) / 2)
+    k = max(3, m1 // 2) | 1
+    smooth = np.convolve(np.pad(d, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
+    resid = _clip_mad(d - smooth)
+    # estimation error of the anchor (mean of w points) and of the seasonal
+    # profiles (medians of 4 or 7 cycles: variance ~ 1.57 sigma^2 / cycles)
+    var = float(np.var(resid))
+    prof_var = sum(1.57 * var / (14 if i == 0 else 4) for i in range(len(profs)))
+    level_sd = float(np.sqrt(var / w + prof_var))
+    slope_sd, walk_sd = _slope_variability(d, horizon)
+    return _Trend(now, b, slope_sd, walk_sd, tuple(profs), resid, max(2, m1), level_sd)
+
+
+def _find_resets(x: np.ndarray) -> np.ndarray:
+    dx = np.diff(x)
+    if dx.size < 8:
+        return np.array([], dtype=np.int64)
+    sigma = 1.4826 * float(np.median(np.abs(dx - np.median(dx))))
+    span = float(np.quantile(x, 0.98) - np.quantile(x, 0.02))
+    thr = max(RESET_SIGMAS * sigma, RESET_FRACTION * span)
+    if not thr > 0:
+        return np.array([], dtype=np.int64)
+    return np.flatnonzero(dx < -thr) + 1
+
+
+def _fit_sawtooth(x: np.ndarray, resets: np.ndarray, horizon: int) -> _Sawtooth | None:
+    if resets.size < 2:
+        return None
+    lengths = np.diff(resets)
+    if lengths.size == 0 or np.median(lengths) < 4:
+        return None
+    period = int(np.median(lengths))
+    rates = []
+    for s, e in itertools.pairwise(resets.tolist()):
+        seg = x[s:e]
+        rates.append(_ols(np.arange(seg.size, dtype=np.float64), seg)[1])
+    tail = x[resets[-1] :]
+    if tail.size >= 4:
+        rates.append(_ols(np.arange(tail.size, dtype=np.float64), tail)[1])
+    r = np.asarray(rates)
+    if np.median(r) <= 0:
+        return None
+    # troughs: a robust start level of each cycle (median of its first few points
+    # minus the fill already made)
+    k = max(1, min(3, period // 4))
+    med_rate = float(np.median(r))
+    troughs = np.array([np.median(x[s : s + k]) - med_rate * (k - 1) / 2 for s in resets])
+    ta, tb = _ols(resets.astype(np.float64), troughs)
+    tb_sd = 0.0
+    if troughs.size >= 3:
+        res = troughs - ta - tb * resets
+        tc = resets - resets.mean()
+        tb_sd = float(np.std(res, ddof=2) / np.sqrt(np.sum(tc * tc))) if troughs.size > 2 else 0.0
+        tb_sd *= float(np.sqrt(1 + resets.size * period / max(horizon, 1)))
+    # residuals of the piecewise ramp
+    fit = np.empty(x.size)
+    fit[: resets[0]] = x[: resets[0]]
+    bounds = [*resets.tolist(), x.size]
+    for s, e in itertools.pairwise(bounds):
+        fit[s:e] = ta + tb * s + med_rate * np.arange(e - s)
+    resid = _clip_mad((x - fit)[resets[0] :])
+    rate_sd = float(np.std(r, ddof=1)) if r.size > 1 else 0.0
+    return _Sawtooth(
+        float(x[-1]), int(x.size - 1 - resets[-1]), period, ta, tb, tb_sd, r, rate_sd, resid, x.size
+    )
+
+
+def _noise(
+    resid: np.ndarray, block: int, paths: int, h: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Moving-block bootstrap of ``resid`` into ``paths`` series of ``h`` steps."""
+    if resid.size < 2 or not np.any(resid):
+        return np.zeros((paths, h))
+    block = int(min(max(block, 1), resid.size))
+    nblocks = -(-h // block)
+    starts = rng.integers(0, resid.size - block + 1, size=(paths, nblocks))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(paths, -1)[:, :h]
+    return resid[idx]
+
+
+def _simulate_trend(
+    m: _Trend, h: int, sc: Scenario, paths: int, rng: np.random.Generator
+) -> np.ndarray:
+    k = np.arange(1, h + 1, dtype=np.float64)
+    slopes = m.slope + m.slope_sd * rng.standard_normal(paths)
+    offset = m.level_sd * rng.standard_normal(paths)
+    seasonal = np.zeros(h)
+    for p in m.seasons:
+        seasonal += tile(p, h + 1)[1:]
+    noise = _noise(m.resid, m.block, paths, h, rng)
+    growth = slopes[:, None] * k[None, :]
+    if m.walk_sd > 0:
+        growth = growth + np.cumsum(m.walk_sd * rng.standard_normal((paths, h)), axis=1)
+    base = (m.now + offset[:, None]) + sc.growth * growth + seasonal[None, :] + noise
+    return sc.level * base
+
+
+def _simulate_sawtooth(
+    m: _Sawtooth, h: int, sc: Scenario, paths: int, rng: np.random.Generator
+) -> np.ndarray:
+    k = np.arange(1, h + 1)
+    rate = rng.choice(m.rates, size=paths) + 0.25 * m.rate_sd * rng.standard_normal(paths)
+    rate = np.maximum(rate, 0.0) * sc.growth
+    tb = (m.trough_b + m.trough_b_sd * rng.standard_normal(paths)) * sc.growth
+    last_reset = m.n - 1 - m.since_reset
+    pos = m.since_reset + k  # steps since the last reset
+    cycle = pos // m.period  # 0: still in the current cycle
+    phase = pos - cycle * m.period
+    reset_at = last_reset + cycle * m.period
+    trough0 = m.trough_a + m.trough_b * last_reset
+    trough = trough0 + tb[:, None] * (reset_at - last_reset)[None, :]
+    current = m.last + rate[:, None] * (k - 0)[None, :]
+    later = trough + rate[:, None] * phase[None, :]
+    base = np.where((cycle == 0)[None, :], current, later)
+    noise = _noise(m.resid, max(2, m.period // 8), paths, h, rng)
+    return sc.level * (base + noise)
+
+
+def _project(
+    x: np.ndarray, step: float, h: int, scenarios: Sequence[Scenario], paths: int, seed: int
+) -> tuple[str, list[np.ndarray]]:
+    saw = _fit_sawtooth(x, _find_resets(x), h)
+    out = []
+    if saw is not None:
+        for i, sc in enumerate(scenarios):
+            out.append(_simulate_sawtooth(saw, h, sc, paths, np.random.default_rng([seed, i])))
+        return "sawtooth", out
+    trend = _fit_trend(x, step, h)
+    for i, sc in enumerate(scenarios):
+        out.append(_simulate_trend(trend, h, sc, paths, np.random.default_rng([seed, i])))
+    return "trend", out
+
+
+# -- report -----------------------------------------------------------------
+
+
+def _fmt_duration(days: float) -> str:
+    if days < 2:
+        return f"{days * 24:.1f} hours"
+    return f"{days:.1f} days"
+
+
+def _sentence(resource: str, days: dict[str, float | None], horizon_days: float) -> str:
+    p10, p50, p90 = days["p10"], days["p50"], days["p90"]
+    horizon = _fmt_duration(horizon_days)
+    if p50 is None:
+        if p10 is None:
+            return f"{resource} not full within {horizon}"
+        return f"{resource} not full within {horizon} (10 % chance within {_fmt_duration(p10)})"
+    lo = _fmt_duration(p10 if p10 is not None else p50)
+    if p90 is None:
+        return f"{resource} full in {_fmt_duration(p50)} (80 % interval {lo} to beyond {horizon})"
+    hi = _fmt_duration(p90)
+    lo_num, lo_unit = lo.split(" ")
+    hi_unit = hi.split(" ")[1]
+    span = f"{lo_num}–{hi}" if lo_unit == hi_unit else f"{lo}–{hi}"
+    return f"{resource} full in {_fmt_duration(p50)} (80 % interval {span})"
+
+
+def _exhaustion_steps(paths: np.ndarray, cap: float) -> np.ndarray:
+    hit = paths >= cap
+    first = np.argmax(hit, axis=1).astype(np.float64) + 1
+    first[~hit.any(axis=1)] = np.inf
+    return first
+
+
+def _quantile(steps: np.ndarray, q: float) -> float:
+    s = np.sort(steps)
+    return float(s[min(s.size - 1, int(np.floor(q * s.size)))])
+
+
+def _backtest(
+    x: np.ndarray, step: float, h: int, paths: int, seed: int
+) -> ProjectionBacktest | None:
+    hb = min(h, x.size // 4)
+    if hb < 2 or x.size - hb < 16:
+        return None
+    _, sims = _project(x[:-hb], step, hb, [Scenario()], paths, seed)
+    p = sims[0]
+    act = x[-hb:]
+    med = np.median(p, axis=0)
+    lo, hi = np.quantile(p, 0.1, axis=0), np.quantile(p, 0.9, axis=0)
+    den = np.abs(act) + np.abs(med)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sm = np.where(den > 0, 200 * np.abs(act - med) / den, 0.0)
+    cov = float(np.mean((act >= lo) & (act <= hi)))
+    return ProjectionBacktest(hb * step / DAY, float(np.mean(sm)), cov)
+
+
+def plan_capacity(
+    timestamps: np.ndarray,
+    usage: np.ndarray,
+    capacity: float | np.ndarray,
+    *,
+    horizon_days: float = 30.0,
+    scenarios: Sequence[Scenario] = DEFAULT_SCENARIOS,
+    target_utilisation: float = 0.8,
+    resource: str = "resource",
+    step_seconds: float | None = None,
+    paths: int = PATHS,
+    seed: int = SEED,
+) -> CapacityReport:
+    """Project usage ``horizon_days`` ahead per scenario (see the module docstring).
+
+    ``timestamps`` are Unix seconds (or ``datetime64``; exhaustion times come
+    back in the same kind); ``capacity`` is a number or an array aligned with
+    the timestamps (its last value holds for the future). The first scenario
+    is the one summarised in :attr:`CapacityReport.summary`.
+    """
+    if not 1 <= horizon_days <= 365:
+        raise BadInputError(f"horizon must be between 1 and 365 days, got {horizon_days}")
+    if not 0 < target_utilisation <= 1:
+        raise BadInputError(f"target utilisation must be in (0, 1], got {target_utilisation}")
+    if not scenarios:
+        raise BadInputError("at least one scenario is needed")
+    seconds, is_dt = _to_seconds(np.asarray(timestamps))
+    values = np.asarray(usage, dtype=np.float64)
+    if seconds.shape != values.shape:
+        raise BadInputError("timestamps and usage must have the same length")
+    caps = np.broadcast_to(np.asarray(capacity, dtype=np.float64), values.shape)
+    finite_caps = caps[np.isfinite(caps)]
+    if finite_caps.size == 0 or not finite_caps[-1] > 0:
+        raise BadInputError("capacity must be a positive number")
+    cap = float(finite_caps[-1])
+    grid, x, step = regularise(seconds, values, step_seconds)
+    h = max(1, round(horizon_days * DAY / step))
+    model, sims = _project(x, step, h, scenarios, paths, seed)
+    t_end = grid[-1]
+    results = []
+    for sc, p in zip(scenarios, sims, strict=True):
+        steps = _exhaustion_steps(p, cap)
+        q = {name: _quantile(steps, qq) for name, qq in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
+        days = {k: (v * step / DAY if np.isfinite(v) else None) for k, v in q.items()}
+        when: dict[str, float | np.datetime64 | None] = {}
+        for k, v in q.items():
+            if not np.isfinite(v):
+                when[k] = None
+            elif is_dt:
+                when[k] = np.datetime64(round((t_end + v * step) * 1e9), "ns")
+            else:
+                when[k] = float(t_end + v * step)
+        needed = float(np.quantile(p.max(axis=1), 0.9)) / target_utilisation
+        name = resource if sc.name == "baseline" else f"{resource} ({sc.name})"
+        results.append(
+            ScenarioResult(
+                sc,
+                when["p10"],
+                when["p50"],
+                when["p90"],
+                days["p10"],
+                days["p50"],
+                days["p90"],
+                float(np.mean(np.isfinite(steps))),
+                needed,
+                _sentence(name, days, horizon_days),
+            )
+        )
+    util = float(x[-1] / cap)
+    bt = _backtest(x, step, h, paths, seed)
+    return CapacityReport(tuple(results), model, step, float(horizon_days), util, bt)

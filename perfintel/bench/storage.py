@@ -1,0 +1,773 @@
+"""Storage benchmark: perfintel against VictoriaMetrics, same machine, same workload.
+
+One run (``benchmarks/storage.py`` or ``perfintel bench storage``):
+
+1. builds the seeded workload (``perfintel.bench.workload``: by default 1,000
+   series × 24 h at 10 s = 8.64 M samples) ending an hour before now;
+2. **in-process bulk ingest**: ``DuckDBStore.append`` of the whole workload in
+   batches of 1 M samples, timed until the last append returns, three times on
+   fresh directories (median reported; the flush with compaction and rollups
+   after the first run is timed on its own); then pre-encodes every request
+   body (remote-write and Influx line protocol) before any HTTP timing;
+3. for each engine in turn (only one server runs at a time, so the two
+   never compete for the cores): start it on a fresh data directory, send the
+   remote-write bodies with one thread per shard (series dealt round-robin,
+   each shard in time order, like Prometheus's sharded queues), timed until
+   the last response; flush and compact (perfintel ``POST
+   /api/v1/admin/flush``; VictoriaMetrics ``/internal/force_flush`` and
+   ``/internal/force_merge``, waiting until merges end and the size is
+   stable); measure the apparent size of the data directory (perfintel's
+   includes its rollup tiers) ÷ samples; run the queries; stop it;
+4. for each engine: a fresh instance ingests the line-protocol bodies
+   (``/write?precision=ms``, 10,000 lines per request), timed the same way.
+
+Queries (median of ``repeats`` runs after ``warmups``, over HTTP, no result
+cache: VictoriaMetrics runs with ``-search.disableCache`` and gets
+``nocache=1``):
+
+* q1 — the last hour of one series at its raw 10 s resolution: PromQL
+  ``bench_cpu_usage{instance="host-00000:9103"}`` as ``query_range`` with
+  ``step=10s`` (360 points, each the raw sample of its step). Both engines run
+  the same PromQL; this is the fair equivalent of a raw export, since
+  ``/api/v1/export`` has no perfintel counterpart.
+* q2 — 24 h of ``avg_over_time(<that series>[5m])`` at a 5-minute step.
+* q3 — 24 h of ``sum by (service) (avg_over_time({job="bench"}[5m]))`` at a
+  5-minute step over every series of the workload.
+
+perfintel answers these through ``/api/v1/query_range`` when that endpoint
+answers 200 (probed first); otherwise through ``/api/v1/series/query``
+(raw samples for q1, ``fn=avg`` at 5 minutes for q2, plus ``agg=sum&by=service``
+for q3), which computes the same aggregates. The table says which was used.
+
+The last line printed is, each ratio perfintel ÷ VictoriaMetrics::
+
+    perfintel/VictoriaMetrics: rw_ingest=R lp_ingest=R bytes_per_sample=R q1=R q2=R q3=R
+
+(ingest ratios above 1 and size/query ratios below 1 favour perfintel).
+
+``--memory`` instead measures the perfintel server's resident memory with
+many active series (default 100,000, one sample each every 10 s): 30 rounds
+sent as fast as the server accepts, then rounds at the real 10 s pace for a
+while; peak (``VmHWM`` and sampled ``VmRSS``) and final ``VmRSS`` are reported
+(VictoriaMetrics gets the same feed unless ``--skip-vm``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from perfintel.bench.harness import (
+    BenchError,
+    QueryTiming,
+    ServerProcess,
+    dir_bytes,
+    free_port,
+    perfintel_server,
+    rss_bytes,
+    send_sharded,
+    time_query,
+    victoria_metrics,
+)
+from perfintel.bench.workload import generate_workload, request_batches, workload_shape
+from perfintel.errors import OverloadedError
+from perfintel.ingest.batch import SampleBatch
+from perfintel.model import metric_name
+
+__all__ = ["StorageBenchOptions", "main", "run_storage_bench"]
+
+PERFINTEL = "perfintel"
+VM = "VictoriaMetrics"
+RW_HEADERS = {
+    "Content-Encoding": "snappy",
+    "Content-Type": "application/x-protobuf",
+    "User-Agent": "perfintel-bench/0.1",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+LP_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "perfintel-bench/0.1"}
+Q1_SERIES = 'bench_cpu_usage{instance="host-00000:9103"}'
+
+
+@dataclass
+class StorageBenchOptions:
+    """Everything the benchmark can be told (the CLI and the script map flags onto it)."""
+
+    series: int = 1000
+    hours: float = 24.0
+    step: int = 10
+    seed: int = 0
+    skip_vm: bool = False
+    keep: bool = False
+    port: int = 0  # perfintel's port (VictoriaMetrics gets port + 1); 0 picks free ports
+    concurrency: int = 4
+    samples_per_request: int = 10_000
+    lp_lines_per_request: int = 10_000
+    lp_max_samples: int = 8_640_000
+    inprocess_batch_samples: int = 1_000_000
+    inprocess_repeats: int = 3
+    warmups: int = 3
+    repeats: int = 20
+    memory: bool = False
+    memory_series: int = 100_000
+    memory_rounds: int = 30
+    memory_realtime_s: float = 60.0
+    work_dir: Path | None = None
+    vm_binary: str = "/usr/bin/victoria-metrics"
+    out: Callable[[str], None] = print
+
+
+@dataclass
+class EngineFigures:
+    rw_samples_per_s: float = math.nan
+    lp_samples_per_s: float = math.nan
+    disk_bytes: int = 0
+    bytes_per_sample: float = math.nan
+    stored_samples: int = 0
+    flush_s: float = math.nan
+    rss_peak: int = 0
+    queries: dict[str, QueryTiming] = field(default_factory=dict)
+    query_api: str = ""
+
+
+# -- the workload on the wire --------------------------------------------------------------------
+
+
+def _encode_rw(shards: list[list[SampleBatch]]) -> list[list[bytes]]:
+    from perfintel.ingest.remote_write import encode_remote_write
+
+    return [[encode_remote_write(b) for b in shard] for shard in shards]
+
+
+def _lp_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _encode_lp(shards: list[list[SampleBatch]]) -> list[list[bytes]]:
+    """``name,tag=v,... value=<float> <ms>`` lines (metric ``<name>_value`` once mapped)."""
+    prefixes: dict[Any, str] = {}
+    out: list[list[bytes]] = []
+    for shard in shards:
+        bodies = []
+        for b in shard:
+            pre = []
+            for ls in b.series:
+                p = prefixes.get(ls)
+                if p is None:
+                    tags = ",".join(
+                        f"{_lp_escape(k)}={_lp_escape(v)}" for k, v in ls if k != "__name__"
+                    )
+                    p = prefixes[ls] = f"{_lp_escape(metric_name(ls))},{tags} value="
+                pre.append(p)
+            lines = [
+                f"{pre[i]}{v!r} {t}"
+                for i, v, t in zip(
+                    b.series_idx.tolist(), b.values.tolist(), b.timestamps.tolist(), strict=True
+                )
+            ]
+            bodies.append(("\n".join(lines) + "\n").encode())
+        out.append(bodies)
+    return out
+
+
+# -- the engines ---------------------------------------------------------------------------------
+
+
+class _Bench:
+    def __init__(self, opts: StorageBenchOptions, root: Path) -> None:
+        self.opts = opts
+        self.root = root
+        self.say = opts.out
+        self.ports = (opts.port, opts.port + 1) if opts.port else (free_port(), free_port())
+        self.running: list[ServerProcess] = []
+
+    def server(self, engine: str, name: str) -> ServerProcess:
+        data = self.root / name
+        data.mkdir(parents=True, exist_ok=True)
+        log = self.root / f"{name}.log"
+        if engine == PERFINTEL:
+            srv = perfintel_server(data, self.ports[0], log)
+        else:
+            srv = victoria_metrics(data, self.ports[1], log, self.opts.vm_binary)
+        self.running.append(srv)
+        srv.start()
+        return srv
+
+    def stop_all(self) -> None:
+        for srv in self.running:
+            srv.stop()
+        self.running.clear()
+
+    def engines(self) -> list[str]:
+        return [PERFINTEL] if self.opts.skip_vm else [PERFINTEL, VM]
+
+
+def _flush_perfintel(srv: ServerProcess) -> int:
+    r = httpx.post(f"{srv.base_url}/api/v1/admin/flush", timeout=1800.0)
+    if r.status_code != 200:
+        raise BenchError(f"perfintel flush answered {r.status_code}: {r.text[:300]}")
+    return int(r.json().get("samples", 0))
+
+
+def _vm_metric_sum(base_url: str, name: str, type_prefix: str = "") -> float:
+    total = 0.0
+    for line in httpx.get(f"{base_url}/metrics", timeout=30.0).text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if type_prefix and f'type="{type_prefix}' not in line:
+                continue
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _flush_vm(srv: ServerProcess, data: Path, timeout_s: float = 600.0) -> int:
+    """Force flush and merge, then wait until no merge runs and the size holds still."""
+    for path in ("/internal/force_flush", "/internal/force_merge"):
+        r = httpx.get(srv.base_url + path, timeout=600.0)
+        if r.status_code != 200:
+            raise BenchError(f"VictoriaMetrics {path} answered {r.status_code}: {r.text[:300]}")
+    deadline = time.monotonic() + timeout_s
+    stable, last = 0, -1
+    while time.monotonic() < deadline and stable < 3:
+        time.sleep(1.0)
+        size = dir_bytes(data)
+        merging = _vm_metric_sum(srv.base_url, "vm_active_merges")
+        stable = stable + 1 if size == last and merging == 0 else 0
+        last = size
+    return int(_vm_metric_sum(srv.base_url, "vm_rows", "storage/"))
+
+
+def _query_plan(
+    base_url: str, start_s: float, end_s: float, step_s: int
+) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
+    """The three queries for perfintel: PromQL when ``/api/v1/query_range`` works, else series/query."""
+    q1_start = end_s - 3600
+    promql = _promql_queries(start_s, end_s, step_s)
+    try:
+        r = httpx.get(
+            f"{base_url}/api/v1/query_range",
+            params={"query": Q1_SERIES, "start": q1_start, "end": end_s, "step": step_s},
+            timeout=60.0,
+        )
+        if r.status_code == 200 and r.json().get("status") == "success":
+            return "PromQL /api/v1/query_range", promql
+    except (httpx.HTTPError, ValueError):
+        pass
+    sq = "/api/v1/series/query"
+    return "/api/v1/series/query", [
+        ("q1", sq, {"match": Q1_SERIES, "start": q1_start, "end": end_s}),
+        ("q2", sq, {"match": Q1_SERIES, "start": start_s, "end": end_s, "step": "5m", "fn": "avg"}),
+        (
+            "q3",
+            sq,
+            {
+                "match": '{job="bench"}',
+                "start": start_s,
+                "end": end_s,
+                "step": "5m",
+                "fn": "avg",
+                "agg": "sum",
+                "by": "service",
+            },
+        ),
+    ]
+
+
+def _promql_queries(
+    start_s: float, end_s: float, step_s: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    qr = "/api/v1/query_range"
+    return [
+        ("q1", qr, {"query": Q1_SERIES, "start": end_s - 3600, "end": end_s, "step": f"{step_s}s"}),
+        (
+            "q2",
+            qr,
+            {
+                "query": f"avg_over_time({Q1_SERIES}[5m])",
+                "start": start_s,
+                "end": end_s,
+                "step": "5m",
+            },
+        ),
+        (
+            "q3",
+            qr,
+            {
+                "query": 'sum by (service) (avg_over_time({job="bench"}[5m]))',
+                "start": start_s,
+                "end": end_s,
+                "step": "5m",
+            },
+        ),
+    ]
+
+
+def _run_queries(
+    b: _Bench, engine: str, srv: ServerProcess, window: tuple[float, float], fig: EngineFigures
+) -> None:
+    start_s, end_s = window
+    if engine == PERFINTEL:
+        fig.query_api, plan = _query_plan(srv.base_url, start_s, end_s, b.opts.step)
+    else:
+        fig.query_api = "PromQL /api/v1/query_range (nocache=1)"
+        plan = [
+            (n, p, {**q, "nocache": "1"})
+            for n, p, q in _promql_queries(start_s, end_s, b.opts.step)
+        ]
+    with httpx.Client(base_url=srv.base_url, timeout=600.0) as client:
+        for name, path, params in plan:
+            fig.queries[name] = t = time_query(
+                client, path, params, warmups=b.opts.warmups, repeats=b.opts.repeats
+            )
+            b.say(
+                f"  {engine} {name}: median {t.median_s * 1000:.1f} ms ({t.series} series, {t.points} points)"
+            )
+
+
+# -- the main benchmark --------------------------------------------------------------------------
+
+
+@dataclass
+class InProcessFigures:
+    rates: list[float]  # samples/s of each repeat
+    flush_s: float  # flush + compaction + rollups after the first repeat
+    disk_bytes: int
+    overloaded: int  # appends refused (head full) and retried
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+
+def _inprocess(b: _Bench, workload: SampleBatch) -> InProcessFigures:
+    """``DuckDBStore.append`` of the whole workload, repeated on fresh directories."""
+    from perfintel.storage.duckdb import DuckDBStore
+
+    batches = request_batches(workload, samples_per_request=b.opts.inprocess_batch_samples)[0]
+    fig = InProcessFigures([], math.nan, 0, 0)
+    for i in range(max(1, b.opts.inprocess_repeats)):
+        path = b.root / f"inprocess-{i}"
+        store = DuckDBStore(path)
+        try:
+            t0 = time.perf_counter()
+            for batch in batches:
+                while True:
+                    try:
+                        store.append(batch)
+                        break
+                    except OverloadedError:
+                        fig.overloaded += 1
+                        time.sleep(0.01)
+            fig.rates.append(len(workload) / (time.perf_counter() - t0))
+            if i == 0:
+                t1 = time.perf_counter()
+                store.flush(compact=True)
+                fig.flush_s = time.perf_counter() - t1
+                fig.disk_bytes = store.stats().disk_bytes
+        finally:
+            store.close()
+            shutil.rmtree(path, ignore_errors=True)
+    return fig
+
+
+def _run_main(b: _Bench) -> None:
+    opts, say = b.opts, b.say
+    step_ms = opts.step * 1000
+    now_ms = int(time.time() * 1000)
+    start_ms = (now_ms - int((opts.hours + 1) * 3_600_000)) // step_ms * step_ms
+    t0 = time.perf_counter()
+    workload = generate_workload(
+        n_series=opts.series, hours=opts.hours, step_s=opts.step, seed=opts.seed, start_ms=start_ms
+    )
+    n = len(workload)
+    say(
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
+    say(
+        f"workload: {opts.series} series × {opts.hours:g} h at {opts.step} s = {n:,} samples "
+        f"({time.perf_counter() - t0:.1f} s to generate)"
+    )
+    inproc = _inprocess(b, workload)
+    say(
+        f"in-process DuckDBStore.append: median {inproc.median / 1e6:.2f} M samples/s over "
+        f"{len(inproc.rates)} runs ({', '.join(f'{r / 1e6:.2f}' for r in inproc.rates)}); "
+        f"flush+compact+rollups {inproc.flush_s:.1f} s; {inproc.disk_bytes / n:.3f} B/sample; "
+        f"{inproc.overloaded} appends refused while the head was full"
+    )
+    t0 = time.perf_counter()
+    rw = _encode_rw(
+        request_batches(
+            workload, shards=opts.concurrency, samples_per_request=opts.samples_per_request
+        )
+    )
+    lp_shards = request_batches(
+        workload,
+        shards=opts.concurrency,
+        samples_per_request=opts.lp_lines_per_request,
+        max_samples=opts.lp_max_samples,
+    )
+    lp = _encode_lp(lp_shards)
+    lp_n = sum(len(x) for s in lp_shards for x in s)
+    del lp_shards
+    rw_bytes = sum(len(x) for s in rw for x in s)
+    lp_bytes = sum(len(x) for s in lp for x in s)
+    say(
+        f"encoded: remote-write {sum(map(len, rw))} requests, {rw_bytes / 2**20:.1f} MiB "
+        f"({rw_bytes / n:.2f} B/sample); line protocol {sum(map(len, lp))} requests, "
+        f"{lp_bytes / 2**20:.1f} MiB for {lp_n:,} lines ({time.perf_counter() - t0:.1f} s)"
+    )
+
+    ts_max = int(workload.timestamps.max())
+    del workload
+
+    end_s = float(ts_max // 300_000 * 300)
+    window = (end_s - 86_400, end_s)
+    figs = {e: EngineFigures() for e in b.engines()}
+    for engine in b.engines():
+        fig = figs[engine]
+        name = f"{engine.lower()}-rw"
+        srv = b.server(engine, name)
+        try:
+            path = "/api/v1/write"
+            rep = send_sharded(srv.base_url, path, rw, headers=RW_HEADERS)
+            fig.rw_samples_per_s = n / rep.seconds
+            say(
+                f"  {engine} remote-write: {n:,} samples in {rep.seconds:.2f} s = "
+                f"{fig.rw_samples_per_s / 1e6:.2f} M samples/s ({rep.retries} retries)"
+            )
+            t1 = time.perf_counter()
+            data = b.root / name
+            if engine == PERFINTEL:
+                fig.stored_samples = _flush_perfintel(srv)
+            else:
+                fig.stored_samples = _flush_vm(srv, data)
+            fig.flush_s = time.perf_counter() - t1
+            fig.disk_bytes = dir_bytes(data)
+            fig.bytes_per_sample = fig.disk_bytes / n
+            say(
+                f"  {engine} on disk after flush/merge ({fig.flush_s:.1f} s): {fig.disk_bytes:,} B = "
+                f"{fig.bytes_per_sample:.3f} B/sample (engine counts {fig.stored_samples:,} samples)"
+            )
+            _run_queries(b, engine, srv, window, fig)
+            fig.rss_peak = rss_bytes(srv.pid)[1]
+        finally:
+            srv.stop()
+    del rw
+    for engine in b.engines():
+        fig = figs[engine]
+        srv = b.server(engine, f"{engine.lower()}-lp")
+        try:
+            rep = send_sharded(
+                srv.base_url, "/write", lp, headers=LP_HEADERS, params={"precision": "ms"}
+            )
+            fig.lp_samples_per_s = lp_n / rep.seconds
+            say(
+                f"  {engine} line protocol: {lp_n:,} lines in {rep.seconds:.2f} s = "
+                f"{fig.lp_samples_per_s / 1e6:.2f} M samples/s ({rep.retries} retries)"
+            )
+        finally:
+            srv.stop()
+    _report(b, n, figs, inproc)
+
+
+def _query_cell(name: str) -> Callable[[EngineFigures], str]:
+    def cell(f: EngineFigures) -> str:
+        t = f.queries.get(name)
+        return f"{t.median_s * 1000:.2f}" if t else "n/a"
+
+    return cell
+
+
+def _ratio(a: float, b: float) -> str:
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}"
+
+
+def _report(b: _Bench, n: int, figs: dict[str, EngineFigures], inproc: InProcessFigures) -> None:
+    say = b.say
+    engines = list(figs)
+    rows: list[tuple[str, ...]] = [("figure", *engines)]
+
+    def row(label: str, fmt: Callable[[EngineFigures], str]) -> None:
+        rows.append((label, *(fmt(figs[e]) for e in engines)))
+
+    row("remote-write ingest (M samples/s)", lambda f: f"{f.rw_samples_per_s / 1e6:.3f}")
+    row("line-protocol ingest (M samples/s)", lambda f: f"{f.lp_samples_per_s / 1e6:.3f}")
+    row("on-disk bytes (after flush/merge)", lambda f: f"{f.disk_bytes:,}")
+    row("bytes per sample", lambda f: f"{f.bytes_per_sample:.3f}")
+    row("flush/merge time (s)", lambda f: f"{f.flush_s:.1f}")
+    row("samples the engine reports", lambda f: f"{f.stored_samples:,}")
+    for q, desc in (
+        ("q1", "raw 1 h, 1 series"),
+        ("q2", "24 h avg_over_time 5m, 1 series"),
+        ("q3", f"24 h sum by service, {b.opts.series} series"),
+    ):
+        row(f"{q} {desc} (ms, median)", _query_cell(q))
+    row("peak RSS after ingest+queries (MiB)", lambda f: f"{f.rss_peak / 2**20:.0f}")
+    row("query API", lambda f: f.query_api)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    say("")
+    say(
+        f"storage benchmark: {n:,} samples ({b.opts.series} series × {b.opts.hours:g} h @ {b.opts.step} s), "
+        f"{b.opts.concurrency} sender threads, queries median of {b.opts.repeats} after {b.opts.warmups} warm-ups"
+    )
+    for i, r in enumerate(rows):
+        say(
+            "  ".join(
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
+        if i == 0:
+            say("  ".join("-" * w for w in widths))
+    say(
+        f"in-process DuckDBStore.append: median {inproc.median / 1e6:.2f} M samples/s, best "
+        f"{max(inproc.rates) / 1e6:.2f} (target ≥ 5); flush+compact+rollups afterwards {inproc.flush_s:.1f} s"
+    )
+    p = figs[PERFINTEL]
+    v = figs.get(VM, EngineFigures())
+
+    def med(f: EngineFigures, name: str) -> float:
+        return f.queries[name].median_s if name in f.queries else math.nan
+
+    say(
+        "perfintel/VictoriaMetrics: "
+        f"rw_ingest={_ratio(p.rw_samples_per_s, v.rw_samples_per_s)} "
+        f"lp_ingest={_ratio(p.lp_samples_per_s, v.lp_samples_per_s)} "
+        f"bytes_per_sample={_ratio(p.bytes_per_sample, v.bytes_per_sample)} "
+        f"q1={_ratio(med(p, 'q1'), med(v, 'q1'))} q2={_ratio(med(p, 'q2'), med(v, 'q2'))} "
+        f"q3={_ratio(med(p, 'q3'), med(v, 'q3'))}"
+    )
+
+
+# -- memory with many active series --------------------------------------------------------------
+
+
+class _RssSampler:
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        self.pid = pid
+        self.every_s = every_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.peak = max(self.peak, rss_bytes(self.pid)[0])
+            except OSError:
+                return
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _run_memory(b: _Bench) -> None:
+    opts, say = b.opts, b.say
+    rounds = opts.memory_rounds
+    realtime = max(0, math.ceil(opts.memory_realtime_s / 10))
+    now_ms = int(time.time() * 1000)
+    start_ms = (now_ms - rounds * 10_000) // 10_000 * 10_000
+    t0 = time.perf_counter()
+    wl = generate_workload(
+        n_series=opts.memory_series,
+        hours=(rounds + realtime) * 10 / 3600,
+        step_s=10,
+        seed=opts.seed,
+        start_ms=start_ms,
+    )
+    # requests of up to samples_per_request series × one step; a series always goes
+    # through the same sender thread, so each series' samples arrive in order
+    n_series, n_steps = workload_shape(wl)
+    ts = wl.timestamps.reshape(n_series, n_steps)
+    vals = wl.values.reshape(n_series, n_steps)
+    chunks: list[list[bytes]] = []  # [chunk][round]
+    for a in range(0, n_series, opts.samples_per_request):
+        rows = slice(a, min(a + opts.samples_per_request, n_series))
+        series = wl.series[rows]
+        idx = np.arange(len(series), dtype=np.int32)
+        chunks.append(
+            _encode_rw(
+                [
+                    [
+                        SampleBatch(series, idx, ts[rows, r].copy(), vals[rows, r].copy())
+                        for r in range(n_steps)
+                    ]
+                ]
+            )[0]
+        )
+    del wl, ts, vals
+    threads = [
+        list(range(t, len(chunks), opts.concurrency))
+        for t in range(min(opts.concurrency, len(chunks)))
+    ]
+
+    def round_bodies(rs: range) -> list[list[bytes]]:
+        return [[chunks[c][r] for r in rs for c in mine] for mine in threads]
+
+    say(
+        f"memory: {opts.memory_series:,} active series, {rounds} fast rounds then {realtime} rounds at 10 s "
+        f"({time.perf_counter() - t0:.1f} s to build)"
+    )
+    results: dict[str, tuple[float, int, int, int]] = {}
+    for engine in b.engines():
+        srv = b.server(engine, f"{engine.lower()}-mem")
+        try:
+            base_rss = rss_bytes(srv.pid)[0]
+            with _RssSampler(srv.pid) as sampler:
+                rep = send_sharded(
+                    srv.base_url, "/api/v1/write", round_bodies(range(rounds)), headers=RW_HEADERS
+                )
+                rate = opts.memory_series * rounds / rep.seconds
+                say(
+                    f"  {engine}: {rounds} rounds in {rep.seconds:.1f} s ({rate / 1e6:.2f} M samples/s), "
+                    f"RSS {rss_bytes(srv.pid)[0] / 2**20:.0f} MiB"
+                )
+                for r in range(rounds, rounds + realtime):
+                    due = time.monotonic() + 10.0
+                    send_sharded(
+                        srv.base_url,
+                        "/api/v1/write",
+                        round_bodies(range(r, r + 1)),
+                        headers=RW_HEADERS,
+                    )
+                    time.sleep(max(0.0, due - time.monotonic()))
+                final, hwm = rss_bytes(srv.pid)
+            peak = max(hwm, sampler.peak)
+            results[engine] = (rate, base_rss, peak, final)
+            say(
+                f"  {engine}: peak RSS {peak / 2**20:.0f} MiB, final {final / 2**20:.0f} MiB "
+                f"(idle at start {base_rss / 2**20:.0f} MiB)"
+            )
+        finally:
+            srv.stop()
+    say("")
+    say(f"memory benchmark: {opts.memory_series:,} active series, one sample each per 10 s")
+    say(
+        f"{'engine':16} {'fast ingest M/s':>15} {'idle MiB':>9} {'peak MiB':>9} {'final MiB':>9} {'B/series':>9}"
+    )
+    for engine, (rate, base_rss, peak, final) in results.items():
+        say(
+            f"{engine:16} {rate / 1e6:15.3f} {base_rss / 2**20:9.0f} {peak / 2**20:9.0f} {final / 2**20:9.0f} "
+            f"{(final - base_rss) / opts.memory_series:9.0f}"
+        )
+    p = results[PERFINTEL]
+    v = results.get(VM)
+    say(
+        f"perfintel memory: series={opts.memory_series} peak_rss_mib={p[2] / 2**20:.0f} "
+        f"final_rss_mib={p[3] / 2**20:.0f}"
+        + (f" vs VictoriaMetrics peak={_ratio(p[2], v[2])} final={_ratio(p[3], v[3])}" if v else "")
+    )
+
+
+# -- entry points --------------------------------------------------------------------------------
+
+
+def run_storage_bench(options: StorageBenchOptions) -> None:
+    """Run the benchmark described in the module docstring and print its figures."""
+    root = Path(tempfile.mkdtemp(prefix="perfintel-bench-", dir=options.work_dir))
+    bench = _Bench(options, root)
+    try:
+        if options.memory:
+            _run_memory(bench)
+        else:
+            _run_main(bench)
+    finally:
+        bench.stop_all()
+        if options.keep:
+            options.out(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = StorageBenchOptions()
+    p = argparse.ArgumentParser(
+        prog="benchmarks/storage.py",
+        description="perfintel vs VictoriaMetrics: ingest, bytes per sample, queries.",
+    )
+    p.add_argument(
+        "--series", type=int, default=d.series, help="series in the workload (default %(default)s)"
+    )
+    p.add_argument(
+        "--hours", type=float, default=d.hours, help="hours of data (default %(default)s)"
+    )
+    p.add_argument(
+        "--step", type=int, default=d.step, help="seconds between samples (default %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--skip-vm", action="store_true", help="run perfintel only")
+    p.add_argument("--keep", action="store_true", help="keep the data directories and logs")
+    p.add_argument(
+        "--port", type=int, default=d.port, help="perfintel's port; VictoriaMetrics uses port+1"
+    )
+    p.add_argument("--concurrency", type=int, default=d.concurrency, help="sender threads (shards)")
+    p.add_argument("--repeats", type=int, default=d.repeats, help="timed runs per query")
+    p.add_argument("--warmups", type=int, default=d.warmups, help="untimed runs per query")
+    p.add_argument(
+        "--lp-max-samples", type=int, default=d.lp_max_samples, help="cap on line-protocol lines"
+    )
+    p.add_argument(
+        "--memory", action="store_true", help="measure server RSS with many active series instead"
+    )
+    p.add_argument("--memory-series", type=int, default=d.memory_series)
+    p.add_argument("--memory-rounds", type=int, default=d.memory_rounds)
+    p.add_argument(
+        "--memory-realtime", type=float, default=d.memory_realtime_s, help="seconds at real pace"
+    )
+    p.add_argument(
+        "--work-dir", type=Path, default=None, help="where to create the temporary directory"
+    )
+    p.add_argument("--vm-binary", default=d.vm_binary)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    opts = StorageBenchOptions(
+        series=a.series,
+        hours=a.hours,
+        step=a.step,
+        seed=a.seed,
+        skip_vm=a.skip_vm,
+        keep=a.keep,
+        port=a.port,
+        concurrency=a.concurrency,
+        repeats=a.repeats,
+        warmups=a.warmups,
+        lp_max_samples=a.lp_max_samples,
+        memory=a.memory,
+        memory_series=a.memory_series,
+        memory_rounds=a.memory_rounds,
+        memory_realtime_s=a.memory_realtime,
+        work_dir=a.work_dir,
+        vm_binary=a.vm_binary,
+    )
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
+    try:
+        run_storage_bench(opts)
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

@@ -1,0 +1,198 @@
+"""VictoriaMetrics' JSON-lines export/import format: one series per line.
+
+::
+
+    {"metric":{"__name__":"x","job":"a"},"values":[1,2.5],"timestamps":[1700000000000,1700000010000]}
+
+What the real VictoriaMetrics does (checked against the ``victoria-metrics``
+binary installed here, a 2023 build, via ``/api/v1/import``, ``/api/v1/write``
+and ``/api/v1/export``; ``tests/ingest/test_vm_interop.py`` re-checks it):
+
+* **Export** writes ``+Inf`` and ``-Inf`` as bare tokens (not valid JSON) and a
+  Prometheus **staleness marker as ``null``**. Ordinary NaNs are never
+  exported because VictoriaMetrics drops them on ingest (staleness markers
+  written through remote-write are kept). Values come out of VictoriaMetrics'
+  decimal storage: a value such as ``1.7976931348623157e308`` is exported as
+  a 309-digit integer, and in a block mixing magnitudes small values may be
+  rounded (VictoriaMetrics is lossy there; the format is not).
+* **Import** accepts JSON numbers and the bare tokens ``NaN``, ``Inf``,
+  ``+Inf``, ``-Inf`` (any case) and ``1e400``-style overflows; it drops NaN
+  samples. It rejects the whole line (logging an error, still answering 204)
+  for a string value (``"NaN"``), for ``Infinity`` and for ``null`` — so a
+  line with a staleness marker cannot be imported back.
+
+Accordingly ``parse_vm_jsonl`` reads everything VictoriaMetrics exports and
+imports: numbers, bare ``NaN``/``Inf``/``+Inf``/``-Inf``/``Infinity`` (any
+case), and ``null`` as the staleness marker (bit-exact ``STALE_NAN``).
+``format_vm_jsonl`` writes what VictoriaMetrics exports: numbers in Go's
+shortest form, bare ``NaN``/``+Inf``/``-Inf``, and staleness markers as
+``null`` — or, with ``stale_markers="drop"``, leaves them out so that every
+line is accepted by VictoriaMetrics' import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import orjson
+
+from perfintel.errors import InvalidSeriesError
+from perfintel.ingest.batch import BatchBuilder, LineError, ParseResult
+from perfintel.ingest.prometheus_text import format_go_float
+from perfintel.model import STALE_NAN, STALE_NAN_BITS, label_set, validate_label_set
+
+if TYPE_CHECKING:
+    from perfintel.storage.base import SeriesSamples
+
+__all__ = ["MAX_SAMPLES_PER_LINE", "format_vm_jsonl", "parse_vm_jsonl"]
+
+MAX_SAMPLES_PER_LINE = 10_000
+
+_SENTINEL = "\x00perfintel:"
+_BARE = re.compile(
+    rb'"(?:[^"\\]|\\.)*"|([+-]?(?:[Ii][Nn][Ff](?:[Ii][Nn][Ii][Tt][Yy])?|[Nn][Aa][Nn]))', re.S
+)
+_SPECIAL = {"nan": float("nan"), "inf": float("inf"), "+inf": float("inf"), "-inf": float("-inf")}
+_SPECIAL.update({"infinity": float("inf"), "+infinity": float("inf"), "-infinity": float("-inf")})
+_SPECIAL.update({"+nan": float("nan"), "-nan": float("nan")})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _quote_bare(m: re.Match[bytes]) -> bytes:
+    tok = m.group(1)
+    if tok is None:
+        return m.group(0)
+    return b'"\\u0000perfintel:' + tok + b'"'
+
+
+def _loads(line: bytes) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        quoted = _BARE.sub(_quote_bare, line)
+    try:
+        return orjson.loads(quoted)
+    except orjson.JSONDecodeError as exc:
+        # orjson refuses overflowing numbers such as 1e400, which VictoriaMetrics reads as ±Inf.
+        try:
+            return json.loads(quoted)
+        except ValueError:
+            raise exc from None
+
+
+def _value(v: Any) -> float | None:
+    t = type(v)
+    if t is float:
+        return float(v)
+    if t is int:
+        try:
+            return float(v)
+        except OverflowError:
+            return float("inf") if v > 0 else float("-inf")
+    if v is None:
+        return STALE_NAN
+    if t is str and v.startswith(_SENTINEL):
+        return _SPECIAL.get(v[len(_SENTINEL) :].lower())
+    return None
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:60] + "…"
+
+
+def parse_vm_jsonl(data: bytes) -> ParseResult:
+    """Parse VictoriaMetrics JSON lines; each bad line is reported with its 1-based number.
+
+    >>> r = parse_vm_jsonl(b'{"metric":{"__name__":"x"},"values":[1,+Inf,null],"timestamps":[1,2,3]}')
+    >>> r.batch.values.tolist()[:2], bool(r.errors)
+    ([1.0, inf], False)
+    """
+    builder = BatchBuilder()
+    errors: list[LineError] = []
+    for lineno, line in enumerate(bytes(data).split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = _loads(line)
+        except (orjson.JSONDecodeError, OverflowError, RecursionError) as exc:
+            errors.append(LineError(lineno, f"invalid JSON: {exc}"))
+            continue
+        reason = _line(doc, builder)
+        if reason:
+            errors.append(LineError(lineno, reason))
+    return ParseResult(builder.build(), errors)
+
+
+def _line(doc: Any, builder: BatchBuilder) -> str | None:
+    if not isinstance(doc, dict):
+        return "line must be a JSON object with metric, values and timestamps"
+    metric, values, timestamps = doc.get("metric"), doc.get("values"), doc.get("timestamps")
+    if not isinstance(metric, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metric.items()
+    ):
+        return "'metric' must be an object of string labels"
+    if not isinstance(values, list) or not isinstance(timestamps, list):
+        return "'values' and 'timestamps' must be lists"
+    if len(values) != len(timestamps):
+        return f"{len(values)} values but {len(timestamps)} timestamps"
+    ls = label_set(metric)
+    try:
+        validate_label_set(ls)
+    except InvalidSeriesError as exc:
+        return str(exc)
+    vals = np.empty(len(values), np.float64)
+    for j, v in enumerate(values):
+        f = _value(v)
+        if f is None:
+            shown = v[len(_SENTINEL) :] if isinstance(v, str) and v.startswith(_SENTINEL) else v
+            return f"values[{j}]: {_short(shown)} is not a number"
+        vals[j] = f
+    for j, t in enumerate(timestamps):
+        if type(t) is not int or not _INT64_MIN <= t <= _INT64_MAX:
+            return f"timestamps[{j}]: {_short(t)} is not an int64 millisecond timestamp"
+    if len(vals):
+        # STALE_NAN went through a Python float: keep its exact bits.
+        builder.add_many(ls, np.asarray(timestamps, np.int64), vals)
+    return None
+
+
+def _format_value(v: float, bits: int) -> str:
+    if v != v:
+        return "null" if bits == STALE_NAN_BITS else "NaN"
+    if v == 0 and bits:
+        return "-0.0"  # "-0" would read back as the integer 0
+    return format_go_float(v)
+
+
+def format_vm_jsonl(
+    series: Iterable[SeriesSamples],
+    *,
+    stale_markers: Literal["null", "drop"] = "null",
+    max_samples_per_line: int = MAX_SAMPLES_PER_LINE,
+) -> Iterator[bytes]:
+    """Yield one line (ending in ``\\n``) per series, or several for long series.
+
+    ``stale_markers="null"`` writes them as VictoriaMetrics' export does;
+    ``"drop"`` leaves them out, for VictoriaMetrics' ``/api/v1/import``.
+    """
+    for s in series:
+        head = b'{"metric":' + orjson.dumps(dict(s.labels)) + b',"values":['
+        ts = np.asarray(s.timestamps, np.int64)
+        vals = np.asarray(s.values, np.float64)
+        bits = vals.view(np.uint64)
+        if stale_markers == "drop":
+            keep = bits != np.uint64(STALE_NAN_BITS)
+            ts, vals, bits = ts[keep], vals[keep], bits[keep]
+        for start in range(0, len(ts), max_samples_per_line):
+            end = start + max_samples_per_line
+            v_txt = ",".join(
+                _format_value(v, b)
+                for v, b in zip(vals[start:end].tolist(), bits[start:end].tolist(), strict=True)
+            )
+            t_txt = ",".join(map(str, ts[start:end].tolist()))
+            yield head + v_txt.encode() + b'],"timestamps":[' + t_txt.encode() + b"]}\n"

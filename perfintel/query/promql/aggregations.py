@@ -1,0 +1,168 @@
+"""Aggregation operators (sum, avg, topk, quantile, count_values, ...) at every step.
+
+Groups fold their members in input order with the same arithmetic as
+Prometheus 2.x's ``aggregation()`` (an incremental mean for ``avg``,
+Welford's update for ``stddev``), vectorised over the steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perfintel.errors import QueryError
+from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet
+from perfintel.query.promql.format import format_value
+from perfintel.query.promql.values import Vec
+
+
+def grouping_key(labels: LabelSet, names: frozenset[str], without: bool) -> LabelSet:
+    if without:
+        return tuple(p for p in labels if p[0] not in names and p[0] != METRIC_NAME)
+    return tuple(p for p in labels if p[0] in names)
+
+
+def _groups(vec: Vec, names: list[str], without: bool | None) -> tuple[list[LabelSet], np.ndarray]:
+    """Group labels and the group index of each row; ``without is None`` is one global group."""
+    if without is None:
+        return [()], np.zeros(len(vec), np.intp)
+    want = frozenset(names)
+    index: dict[LabelSet, int] = {}
+    gidx = np.empty(len(vec), np.intp)
+    for i, ls in enumerate(vec.labels):
+        gidx[i] = index.setdefault(grouping_key(ls, want, without), len(index))
+    return list(index), gidx
+
+
+def aggregate(
+    op: str, vec: Vec, names: list[str], without: bool | None, param: np.ndarray | str | None
+) -> Vec:
+    steps = vec.values.shape[1]
+    if op in ("topk", "bottomk"):
+        if not isinstance(param, np.ndarray):
+            raise QueryError(f"expected a scalar parameter for {op}")
+        return _top(vec, names, without, param, op == "topk")
+    if op == "count_values":
+        if not isinstance(param, str):
+            raise QueryError("expected a string parameter for count_values")
+        return _count_values(vec, names, without, param)
+    labels, gidx = _groups(vec, names, without)
+    ng = len(labels)
+    if op == "quantile":
+        if not isinstance(param, np.ndarray):
+            raise QueryError("expected a scalar parameter for quantile")
+        return _quantile(vec, labels, gidx, param)
+    count = np.zeros((ng, steps))
+    acc = np.zeros((ng, steps))
+    mean = np.zeros((ng, steps))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        for i in range(len(vec)):
+            g = gidx[i]
+            m = vec.present[i]
+            v = vec.values[i]
+            c = count[g] + m
+            first = m & (count[g] == 0)
+            if op == "sum":
+                acc[g] = np.where(first, v, np.where(m, acc[g] + v, acc[g]))
+            elif op == "avg":
+                cur = mean[g]
+                skip = np.isinf(cur) & (
+                    (np.isinf(v) & ((cur > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v))
+                )
+                upd = m & ~first & ~skip
+                mean[g] = np.where(first, v, np.where(upd, cur + (v / c - cur / c), cur))
+            elif op == "min":
+                acc[g] = np.where(first, v, np.where(m, np.fmin(acc[g], v), acc[g]))
+            elif op == "max":
+                acc[g] = np.where(first, v, np.where(m, np.fmax(acc[g], v), acc[g]))
+            elif op in ("stddev", "stdvar"):
+                cur = mean[g]
+                delta = v - cur
+                new_mean = cur + delta / c
+                upd = m & ~first
+                acc[g] = np.where(upd, acc[g] + delta * (v - new_mean), acc[g])
+                mean[g] = np.where(first, v, np.where(upd, new_mean, cur))
+            elif op not in ("count", "group"):
+                raise QueryError(f"unsupported aggregation {op!r}")
+            count[g] = c
+    present = count > 0
+    if op == "avg":
+        out = mean
+    elif op == "count":
+        out = count
+    elif op == "group":
+        out = np.ones((ng, steps))
+    elif op == "stdvar":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = acc / count
+    elif op == "stddev":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.sqrt(acc / count)
+    else:
+        out = acc
+    return Vec(labels, out, present).compact()
+
+
+def _top(vec: Vec, names: list[str], without: bool | None, k: np.ndarray, largest: bool) -> Vec:
+    _labels, gidx = _groups(vec, names, without)
+    present = np.zeros_like(vec.present)
+    kk = np.where(np.isnan(k), 0, np.clip(k, -1, 2**62)).astype(np.int64)
+    for g in np.unique(gidx):
+        rows = np.flatnonzero(gidx == g)
+        vals = vec.values[rows]
+        pres = vec.present[rows]
+        # NaN ranks last for both topk and bottomk; absent ranks after everything.
+        key = np.where(np.isnan(vals), np.inf, -vals if largest else vals)
+        key = np.where(pres, key, np.nan)
+        order = np.argsort(key, axis=0, kind="stable")
+        rank = np.empty_like(order)
+        np.put_along_axis(rank, order, np.arange(len(rows))[:, None], axis=0)
+        present[rows] = pres & (rank < kk[None, :])
+    return Vec(list(vec.labels), vec.values.copy(), present).compact()
+
+
+def _quantile(vec: Vec, labels: list[LabelSet], gidx: np.ndarray, q: np.ndarray) -> Vec:
+    steps = vec.values.shape[1]
+    out = np.full((len(labels), steps), np.nan)
+    present = np.zeros((len(labels), steps), bool)
+    for g in range(len(labels)):
+        rows = np.flatnonzero(gidx == g)
+        vals = np.where(vec.present[rows], vec.values[rows], np.inf)
+        n = vec.present[rows].sum(axis=0)
+        srt = np.sort(vals, axis=0)
+        has = n > 0
+        nf = n.astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            rank = q * (nf - 1)
+            lower = np.maximum(0, np.floor(rank))
+            upper = np.minimum(nf - 1, lower + 1)
+            weight = rank - np.floor(rank)
+            li = np.clip(np.nan_to_num(lower), 0, max(len(rows) - 1, 0)).astype(np.intp)
+            ui = np.clip(np.nan_to_num(upper), 0, max(len(rows) - 1, 0)).astype(np.intp)
+            cols = np.arange(steps)
+            res = srt[li, cols] * (1 - weight) + srt[ui, cols] * weight
+        res = np.where(q < 0, -np.inf, np.where(q > 1, np.inf, res))
+        out[g] = res
+        present[g] = has
+    return Vec(labels, out, present).compact()
+
+
+def _count_values(vec: Vec, names: list[str], without: bool | None, label: str) -> Vec:
+    if not LABEL_NAME_RE.match(label):
+        raise QueryError(f"invalid label name {label!r}")
+    steps = vec.values.shape[1]
+    want = frozenset(names)
+    counts: dict[LabelSet, np.ndarray] = {}
+    for i, ls in enumerate(vec.labels):
+        base = () if without is None else grouping_key(ls, want, without)
+        base = tuple(p for p in base if p[0] != label)
+        for j in np.flatnonzero(vec.present[i]):
+            key = tuple(sorted((*base, (label, format_value(float(vec.values[i, j]))))))
+            arr = counts.get(key)
+            if arr is None:
+                arr = counts[key] = np.zeros(steps)
+            arr[j] += 1
+    labels = list(counts)
+    if not labels:
+        return Vec.empty(steps)
+    values = np.vstack([counts[ls] for ls in labels])
+    return Vec(labels, values, values > 0)
