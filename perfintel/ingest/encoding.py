@@ -74,8 +74,12 @@ def _decode_one(body: bytes, coding: str, max_bytes: int) -> bytes:
     if coding == "deflate":
         # RFC 9110's "deflate" is the zlib format; some clients send raw deflate.
         raw = len(body) < 2 or (body[0] & 0x0F) != 8 or ((body[0] << 8) | body[1]) % 31 != 0
-        wbits = -zlib.MAX_WBITS if raw else zlib.MAX_WBITS
-        return _inflate(body, wbits, max_bytes, "deflate", multi_member=False)
+        if raw:
+            return _inflate(body, -zlib.MAX_WBITS, max_bytes, "deflate", multi_member=False)
+        try:
+            return _inflate(body, zlib.MAX_WBITS, max_bytes, "deflate", multi_member=False)
+        except ParseError:  # a raw stream whose first bytes happen to look like a zlib header
+            return _inflate(body, -zlib.MAX_WBITS, max_bytes, "deflate", multi_member=False)
     if coding == "snappy":
         return _snappy(body, max_bytes)
     if coding == "zstd":

@@ -31,11 +31,19 @@ to a careful per-line path), splits the rest of the payload into tokens in
 one C call, caches the parsed series key (measurement and tags) per distinct
 byte string, and converts values and timestamps in bulk. Lines the bulk path
 cannot convert are re-parsed one by one, so every error names its 1-based line.
+The caches are per thread and bounded (reset between parses past 50,000
+series keys). Measured with ``benchmarks/parsers.py`` (CPU time, one core):
+about 1.0 M lines/s for Telegraf-like two-field lines, 1.3 M lines/s for
+single-field lines, 0.1 M lines/s on the careful path.
+
+Samples in the batch are grouped by path (bulk first, then careful), not in
+input order; series are listed once.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import repeat
@@ -263,61 +271,81 @@ def _parse_line(
 # --- the bulk path -----------------------------------------------------------------------
 
 _CACHE_LIMIT = 50_000
-_key_ids: dict[bytes, int] = {}
-_keys: list[_Key] = []
-_field_ids: dict[bytes, int] = {}
-_field_names: list[str | None] = []  # None: the field key is not valid UTF-8
-_series_cache: dict[tuple[int, int], LabelSet | str] = {}
-_canonical: dict[LabelSet, LabelSet] = {}  # equal label sets are one object: group by id()
 
 
-def _reset_caches() -> None:
-    _key_ids.clear()
-    _keys.clear()
-    _field_ids.clear()
-    _field_names.clear()
-    _series_cache.clear()
-    _canonical.clear()
+class _Caches:
+    """Per-thread caches of the bulk path: series keys, field keys and their label sets.
+
+    Ids are positions in ``keys``/``field_names``; they stay valid for a whole
+    parse because the caches are only reset between parses (``reset_if_full``).
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.key_ids: dict[bytes, int] = {}
+        self.keys: list[_Key] = []
+        self.field_ids: dict[bytes, int] = {}
+        self.field_names: list[str | None] = []  # None: the field key is not valid UTF-8
+        self.series: dict[tuple[int, int], LabelSet | str] = {}
+        # Equal label sets are one object, so a parse can group samples by id().
+        self.canonical: dict[LabelSet, LabelSet] = {}
+
+    def reset_if_full(self) -> None:
+        if (
+            len(self.keys) > _CACHE_LIMIT
+            or len(self.field_names) > _CACHE_LIMIT
+            or len(self.series) > 4 * _CACHE_LIMIT
+        ):
+            self.clear()
+
+    def key_id(self, raw: bytes) -> int:
+        i = self.key_ids.get(raw)
+        if i is None:
+            i = self.key_ids[raw] = len(self.keys)
+            self.keys.append(_parse_key(raw))
+        return i
+
+    def field_id(self, raw: bytes) -> int:
+        i = self.field_ids.get(raw)
+        if i is None:
+            i = self.field_ids[raw] = len(self.field_names)
+            try:
+                self.field_names.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                self.field_names.append(None)
+        return i
+
+    def series_entry(self, kid: int, fid: int) -> LabelSet | str:
+        hit = self.series.get((kid, fid))
+        if hit is not None:
+            return hit
+        key = self.keys[kid]
+        fname = self.field_names[fid]
+        entry: LabelSet | str
+        if key.error:
+            entry = key.error
+        elif fname is None:
+            entry = "field key is not valid UTF-8"
+        else:
+            try:
+                ls = _series_for(key, fname)
+                entry = self.canonical.setdefault(ls, ls)
+            except InvalidSeriesError as exc:
+                entry = str(exc)
+        self.series[(kid, fid)] = entry
+        return entry
 
 
-def _key_id(raw: bytes) -> int:
-    if len(_keys) >= _CACHE_LIMIT or len(_series_cache) >= 4 * _CACHE_LIMIT:
-        _reset_caches()
-    i = _key_ids[raw] = len(_keys)
-    _keys.append(_parse_key(raw))
-    return i
+_local = threading.local()
 
 
-def _field_id(raw: bytes) -> int:
-    if len(_field_names) >= _CACHE_LIMIT:
-        _reset_caches()
-    i = _field_ids[raw] = len(_field_names)
-    try:
-        _field_names.append(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        _field_names.append(None)
-    return i
-
-
-def _series_entry(kid: int, fid: int) -> LabelSet | str:
-    hit = _series_cache.get((kid, fid))
-    if hit is not None:
-        return hit
-    key = _keys[kid]
-    fname = _field_names[fid]
-    entry: LabelSet | str
-    if key.error:
-        entry = key.error
-    elif fname is None:
-        entry = "field key is not valid UTF-8"
-    else:
-        try:
-            ls = _series_for(key, fname)
-            entry = _canonical.setdefault(ls, ls)
-        except InvalidSeriesError as exc:
-            entry = str(exc)
-    _series_cache[(kid, fid)] = entry
-    return entry
+def _caches() -> _Caches:
+    c: _Caches | None = getattr(_local, "caches", None)
+    if c is None:
+        c = _local.caches = _Caches()
+    return c
 
 
 def _classify_lines(
@@ -360,6 +388,7 @@ def _bulk_parse(
     default_ts: int,
     out: _Bulk,
     pos: dict[int, int],
+    c: _Caches,
 ) -> np.ndarray:
     """Parse well-formed-looking lines; returns the line numbers that need the careful path."""
     n = len(line_nos)
@@ -383,14 +412,11 @@ def _bulk_parse(
     bad = np.zeros(n, bool)
 
     # Series keys -> cached ids.
-    kget = _key_ids.get
-    kids_list = list(map(kget, keys, repeat(-1)))
+    kids_list = list(map(c.key_ids.get, keys, repeat(-1)))
     if -1 in kids_list:
         for j, kid in enumerate(kids_list):
             if kid == -1:
-                kids_list[j] = kget(keys[j], -1)
-                if kids_list[j] == -1:
-                    kids_list[j] = _key_id(keys[j])
+                kids_list[j] = c.key_id(keys[j])
     kids = np.asarray(kids_list, np.int64)
 
     # Fields: "a=1,b=2" per line; validate the name=value,... alternation in bulk.
@@ -411,19 +437,16 @@ def _bulk_parse(
             parts = f.split(b",")
             if any(p.count(b"=") != 1 or p.startswith(b"=") or p.endswith(b"=") for p in parts):
                 bad[j] = True
-        return _retry(chunk, line_nos, ntok, bad, mul, div, default_ts, out, pos)
+        return _retry(chunk, line_nos, ntok, bad, mul, div, default_ts, out, pos, c)
     names, vals, vbad = _bulk_values(fb, seps)
     sample_line = np.repeat(np.arange(n), nf)
     if vbad is not None:
         bad[sample_line[vbad]] = True
-    fget = _field_ids.get
-    fids_list = list(map(fget, names, repeat(-1)))
+    fids_list = list(map(c.field_ids.get, names, repeat(-1)))
     if -1 in fids_list:
         for j, fid in enumerate(fids_list):
             if fid == -1:
-                fids_list[j] = fget(names[j], -1)
-                if fids_list[j] == -1:
-                    fids_list[j] = _field_id(names[j])
+                fids_list[j] = c.field_id(names[j])
     fids = np.asarray(fids_list, np.int64)
 
     # Timestamps.
@@ -443,12 +466,12 @@ def _bulk_parse(
 
     # Series per (key, field).
     kid_s = kids[sample_line]
-    combo = kid_s * (len(_field_names) + 1) + fids
+    width = len(c.field_names) + 1
+    combo = kid_s * width + fids
     uniq, inv = np.unique(combo, return_inverse=True)
-    width = len(_field_names) + 1
     sid_of = np.empty(len(uniq), np.int64)
-    for u, c in enumerate(uniq.tolist()):
-        entry = _series_entry(c // width, c % width)
+    for u, cb in enumerate(uniq.tolist()):
+        entry = c.series_entry(cb // width, cb % width)
         if isinstance(entry, str):
             sid_of[u] = -1
         else:
@@ -482,13 +505,14 @@ def _retry(
     default_ts: int,
     out: _Bulk,
     pos: dict[int, int],
+    c: _Caches,
 ) -> np.ndarray:
     if not bad.any() or bad.all():
         return line_nos
     lines = chunk.split(b"\n")
     good = np.flatnonzero(~bad)
     sub = b"\n".join([lines[i] for i in good.tolist()])
-    rest = _bulk_parse(sub, line_nos[good], ntok[good], mul, div, default_ts, out, pos)
+    rest = _bulk_parse(sub, line_nos[good], ntok[good], mul, div, default_ts, out, pos, c)
     return np.sort(np.concatenate([line_nos[bad], rest]))
 
 
@@ -617,8 +641,10 @@ def parse_influx_line_protocol(
         else:
             lines = data.split(b"\n")
             chunk = b"\n".join([lines[i] for i in np.flatnonzero(ok).tolist()])
+        caches = _caches()
+        caches.reset_if_full()
         careful = _bulk_parse(
-            chunk, line_nos[ok], sp_counts[ok] + 1, mul, div, default_timestamp_ms, out, pos
+            chunk, line_nos[ok], sp_counts[ok] + 1, mul, div, default_timestamp_ms, out, pos, caches
         ).tolist()
     careful = sorted([*careful, *line_nos[~ok & nonempty].tolist()])
     errors: list[LineError] = []

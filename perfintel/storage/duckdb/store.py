@@ -237,7 +237,7 @@ class DuckDBStore:
         build every rollup window that has ended (ignoring the grace period) and
         enforce retention. Used by the admin API, tests and benchmarks."""
         with self._write_lock:
-            report = MaintenanceReport(flushed=self._flush_head())
+            report = MaintenanceReport(flushed=self._flush_head(everything=True))
             if compact:
                 report.compacted_groups = self._compact()
                 report.rollup_windows = self._build_rollups(force=True)
@@ -254,6 +254,8 @@ class DuckDBStore:
                 self.head.samples and age >= self.opts.head_max_age_s
             ):
                 report.flushed = self._flush_head()
+                if self.head.samples >= self.opts.head_max_samples // 2:
+                    report.flushed += self._flush_head(everything=True)  # memory first
             report.compacted_groups = self._compact(sealed_only=True)
             report.rollup_windows = self._build_rollups(force=False)
             report.deleted_chunks = self._enforce_retention()
@@ -268,7 +270,16 @@ class DuckDBStore:
             with contextlib.suppress(StorageError):
                 self.maintain()
 
-    def _flush_head(self) -> int:
+    def _flush_head(self, *, everything: bool = False) -> int:
+        """Move the head's samples into chunks.
+
+        Only (series, block) groups that are complete go: the series already has
+        samples after the block, or the block ended more than the grace period
+        ago. The rest stays in the head (re-logged into the fresh WAL segment),
+        so in-order ingestion writes each block once and compaction has nothing
+        to rewrite. ``everything`` (memory pressure, shutdown, admin flush)
+        flushes partial blocks too.
+        """
         with self._append_lock:
             closed = self.wal.rotate()
             sids, ts, vals = self.head.take()
@@ -279,9 +290,23 @@ class DuckDBStore:
             return 0
         order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
         sids, ts, vals = sids[order], ts[order], vals[order]
-        keep = np.ones(len(ts), bool)
-        keep[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
-        sids, ts, vals = sids[keep], ts[keep], vals[keep]
+        last = np.ones(len(ts), bool)
+        last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
+        sids, ts, vals = sids[last], ts[last], vals[last]  # last write wins
+        if not everything:
+            block_end = ts - np.mod(ts, self.opts.block_ms) + self.opts.block_ms
+            now = int(self.clock() * 1000)
+            done = (block_end <= self.index.max_ts[sids]) | (block_end + self.opts.seal_grace_ms <= now)
+            if not done.all():
+                hold = ~done
+                with self._append_lock:
+                    position = self.wal.write(self.wal.write_samples(sids[hold], ts[hold], vals[hold]))
+                    self.head.restore(sids[hold], ts[hold], vals[hold])
+                self.wal.sync(position)
+                sids, ts, vals = sids[done], ts[done], vals[done]
+                if not len(ts):
+                    self._delete(closed)
+                    return 0
         self._flushing = (sids, ts, vals)
         try:
             self._seq += 1
@@ -773,7 +798,7 @@ class DuckDBStore:
         if self._thread is not None:
             self._thread.join()
         with contextlib.suppress(Exception), self._write_lock:
-            self._flush_head()
+            self._flush_head(everything=True)
             self._db.execute("CHECKPOINT")
         self.wal.close()
         self._db.close()

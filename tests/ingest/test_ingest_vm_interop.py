@@ -1,0 +1,139 @@
+"""Interop of the VictoriaMetrics JSON-lines format against the real victoria-metrics binary."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from perfintel.ingest.batch import SampleBatch
+from perfintel.ingest.remote_write import encode_remote_write
+from perfintel.ingest.vm_export import format_vm_jsonl, parse_vm_jsonl
+from perfintel.model import STALE_NAN, is_stale
+from perfintel.storage.base import SeriesSamples
+
+pytestmark = pytest.mark.external
+
+VM_BINARY = os.environ.get("PERFINTEL_VM_BINARY", "/usr/bin/victoria-metrics")
+T0 = 1_700_000_000_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def vm(tmp_path_factory):
+    binary = shutil.which(VM_BINARY) or (VM_BINARY if os.access(VM_BINARY, os.X_OK) else None)
+    if binary is None:
+        pytest.fail(f"victoria-metrics binary not found at {VM_BINARY}: interop cannot be checked")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("vmdata")
+    log = open(data.parent / "vm.log", "wb")  # noqa: SIM115 - closed in teardown
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"-storageDataPath={data}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=100y",
+            "-search.disableCache",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(100):
+                try:
+                    if client.get("/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None:
+                    pytest.fail(f"victoria-metrics exited with {proc.returncode}")
+                time.sleep(0.1)
+            else:
+                pytest.fail("victoria-metrics did not become healthy")
+            yield client
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _export(client: httpx.Client, selector: str) -> bytes:
+    client.get("/internal/force_flush")
+    r = client.post("/api/v1/export", data={"match[]": selector})
+    r.raise_for_status()
+    return r.content
+
+
+def test_our_lines_import_into_victoriametrics_and_export_back(vm):
+    values = np.array([0.5, 1.25, 1e6, np.inf, -np.inf, -3.0, 42.0])
+    ts = T0 + np.arange(len(values), dtype=np.int64) * 1000
+    series = [
+        SeriesSamples((("__name__", "pi_interop_a"), ("job", 'we"ird\\ val')), ts, values),
+        SeriesSamples((("__name__", "pi_interop_b"), ("job", "x")), ts, values[::-1].copy()),
+    ]
+    body = b"".join(format_vm_jsonl(series, stale_markers="drop"))
+    assert vm.post("/api/v1/import", content=body).status_code == 204
+    back = parse_vm_jsonl(_export(vm, '{__name__=~"pi_interop_.*"}'))
+    assert not back.errors
+    got = {ls: (t.tolist(), v.tolist()) for ls, t, v in back.batch.iter_series()}
+    for s in series:
+        order = np.argsort(got[s.labels][0])
+        assert np.array(got[s.labels][0])[order].tolist() == s.timestamps.tolist()
+        assert np.array(got[s.labels][1])[order].tolist() == s.values.tolist()
+
+
+def test_nan_is_accepted_by_import_but_dropped(vm):
+    s = SeriesSamples(
+        (("__name__", "pi_interop_nan"),),
+        np.array([T0, T0 + 1000], np.int64),
+        np.array([np.nan, 7.0]),
+    )
+    assert vm.post("/api/v1/import", content=b"".join(format_vm_jsonl([s]))).status_code == 204
+    back = parse_vm_jsonl(_export(vm, "pi_interop_nan"))
+    assert back.batch.values.tolist() == [7.0]
+
+
+def test_staleness_markers_exported_as_null_read_bit_exactly(vm):
+    batch = SampleBatch.from_arrays(
+        {"__name__": "pi_interop_stale", "k": "v"},
+        np.array([T0, T0 + 1000, T0 + 2000], np.int64),
+        np.array([1.0, STALE_NAN, 2.0]),
+    )
+    r = vm.post(
+        "/api/v1/write",
+        content=encode_remote_write(batch),
+        headers={"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf"},
+    )
+    assert r.status_code == 204
+    raw = _export(vm, "pi_interop_stale")
+    assert b"null" in raw
+    back = parse_vm_jsonl(raw)
+    assert not back.errors
+    assert is_stale(back.batch.values).tolist() == [False, True, False]
+    # ... and our writer reproduces VictoriaMetrics' line for it.
+    ours = b"".join(format_vm_jsonl([SeriesSamples(*next(iter(back.batch.iter_series())))]))
+    assert ours.strip() == raw.strip()
+
+
+def test_victoriametrics_rejects_null_so_drop_mode_exists(vm):
+    line = b'{"metric":{"__name__":"pi_interop_null"},"values":[1,null],"timestamps":[%d,%d]}' % (
+        T0,
+        T0 + 1000,
+    )
+    vm.post("/api/v1/import", content=line)
+    assert parse_vm_jsonl(_export(vm, "pi_interop_null")).batch.values.tolist() == []
