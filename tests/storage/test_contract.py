@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perfintel.errors import QueryLimitError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import STALE_NAN, label_set, parse_selector
 from perfintel.storage.base import QueryLimits, Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.memory import MemoryStore
-from perfintel.errors import QueryLimitError
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000  # midnight, so windows align
 
@@ -23,7 +23,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    st = DuckDBStore(tmp_path / "db", StoreOptions(background=False), clock=lambda: T0 / 1000 + 10 * 86400)
+    st = DuckDBStore(
+        tmp_path / "db", StoreOptions(background=False), clock=lambda: T0 / 1000 + 10 * 86400
+    )
     yield st
     st.close()
 
@@ -50,7 +52,9 @@ def test_roundtrip_with_special_values(store: Store, flush: bool) -> None:
         _flush(store)
     [s] = store.select(parse_selector("m"), int(ts[0]), int(ts[-1]))
     assert np.array_equal(s.timestamps, ts)
-    assert np.array_equal(s.values.view(np.uint64), vals.view(np.uint64))  # bit-exact, stale marker too
+    assert np.array_equal(
+        s.values.view(np.uint64), vals.view(np.uint64)
+    )  # bit-exact, stale marker too
 
 
 def test_out_of_order_and_duplicates_last_write_wins(store: Store) -> None:
@@ -71,13 +75,20 @@ def test_out_of_order_and_duplicates_last_write_wins(store: Store) -> None:
 
 def test_matchers_all_four_kinds(store: Store) -> None:
     ts = T0 + np.arange(3) * 1000
-    for name, job in [("http_requests", "api"), ("http_errors", "x"), ("cpu", "api"), ("http_latency", "")]:
+    for name, job in [
+        ("http_requests", "api"),
+        ("http_errors", "x"),
+        ("cpu", "api"),
+        ("http_latency", ""),
+    ]:
         labels = {"job": job} if job else {}
         store.append(batch(name, ts, np.ones(3), **labels))
     _flush(store)
 
     def names(sel: str) -> list[str]:
-        return [dict(s.labels)["__name__"] for s in store.select(parse_selector(sel), T0, T0 + 10_000)]
+        return [
+            dict(s.labels)["__name__"] for s in store.select(parse_selector(sel), T0, T0 + 10_000)
+        ]
 
     assert names('{__name__=~"http_.*",job!="x"}') == ["http_latency", "http_requests"]
     assert names('{__name__!~"http_.*",__name__=~".+"}') == ["cpu"]

@@ -40,7 +40,10 @@ def test_unflushed_samples_survive_reopen_through_the_wal(tmp_path: Path) -> Non
     st.wal.close()
     st._db.close()
     st2 = open_store(tmp_path, clock)
-    got = {dict(s.labels)["a"]: s.values.tolist() for s in st2.select(parse_selector("g"), T0, T0 + DAY)}
+    got = {
+        dict(s.labels)["a"]: s.values.tolist()
+        for s in st2.select(parse_selector("g"), T0, T0 + DAY)
+    }
     assert got == {"1": list(np.arange(50.0)), "2": [7.0] * 5}
     st2.close()
 
@@ -99,7 +102,9 @@ def test_retention_per_tier(tmp_path: Path) -> None:
 
 
 def test_sealed_windows_get_rollups_only_after_grace(tmp_path: Path) -> None:
-    clock = Clock(T0 + 2 * 3_600_000 + 30 * 60_000)  # 02:30, block 00:00-02:00 ended, grace 1h not over
+    clock = Clock(
+        T0 + 2 * 3_600_000 + 30 * 60_000
+    )  # 02:30, block 00:00-02:00 ended, grace 1h not over
     st = open_store(tmp_path, clock, head_max_age_s=0.0)
     ts = T0 + 10_000 * np.arange(720)  # 00:00-02:00
     st.append(gauge(ts, np.ones(720)))
@@ -148,4 +153,33 @@ def test_background_thread_flushes(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert st.head.samples == 0
     assert st.stats().tiers["raw"] == 1000
+    st.close()
+
+
+def test_samples_being_flushed_stay_readable(tmp_path: Path) -> None:
+    clock = Clock(T0 + DAY)
+    st = open_store(tmp_path, clock)
+    st.append(gauge(T0 + np.arange(5), np.arange(5.0)))
+    st.head.take()  # what a flush does first; the database has nothing yet
+    assert st.select(parse_selector("g"), T0, T0 + 10)[0].values.tolist() == [0, 1, 2, 3, 4]
+    st.head.release()
+    st.close()
+
+
+def test_block_cache_is_invalidated_by_writes(tmp_path: Path) -> None:
+    clock = Clock(T0 + 3 * DAY)
+    st = open_store(tmp_path, clock)
+    ts = T0 + 60_000 * np.arange(1440)
+    st.append(gauge(ts, np.ones(1440)))
+    st.flush(compact=True)
+    for _ in range(2):  # second round is served from the cache
+        assert st.select(parse_selector("g"), T0, T0 + DAY)[0].values.sum() == 1440
+        [r] = st.select_rollup(parse_selector("g"), T0, T0 + DAY - 1, 300_000) or []
+        assert r.sum.sum() == 1440
+    assert st._cache.hits >= 2
+    st.append(gauge(ts[:10], np.full(10, 2.0)))
+    st.flush(compact=True)
+    assert st.select(parse_selector("g"), T0, T0 + DAY)[0].values.sum() == 1450
+    [r] = st.select_rollup(parse_selector("g"), T0, T0 + DAY - 1, 300_000) or []
+    assert r.sum.sum() == 1450
     st.close()

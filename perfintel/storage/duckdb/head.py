@@ -4,6 +4,10 @@ Appends are O(batch): each batch becomes an immutable segment. Reads need the
 samples of a few series, so segments are sorted by series id lazily (merged
 LSM-style into a small number of sorted runs) the first time a query looks.
 Within a run, samples keep their write order, so "last write wins" survives.
+
+A flush ``take``s everything; the taken samples stay readable until the flush
+has committed them to the database and calls ``release`` (or ``restore``
+puts them back when it failed), so no query ever misses samples in flight.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
+_Parts = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -24,10 +30,11 @@ class _Run:
 class Head:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: _Parts = []
         self._runs: list[_Run] = []
+        self._taken: _Parts = []
+        self._taken_run: _Run | None = None
         self.samples = 0
-        self.min_ts: int | None = None
 
     def append(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
         if not len(ts):
@@ -35,18 +42,19 @@ class Head:
         with self._lock:
             self._pending.append((sids, ts, vals))
             self.samples += len(ts)
-            lo = int(ts.min())
-            self.min_ts = lo if self.min_ts is None else min(self.min_ts, lo)
 
     def _sorted_runs(self) -> list[_Run]:
+        """Runs oldest first: the samples being flushed, then the current ones."""
         with self._lock:
             if self._pending:
                 self._runs.append(_make_run(self._pending))
                 self._pending = []
             if len(self._runs) > 4:
-                merged = _make_run([(r.sids, r.ts, r.vals) for r in self._runs])
-                self._runs = [merged]
-            return list(self._runs)
+                self._runs = [_make_run([(r.sids, r.ts, r.vals) for r in self._runs])]
+            if self._taken and self._taken_run is None:
+                self._taken_run = _make_run(self._taken)
+            taken = [self._taken_run] if self._taken_run is not None else []
+            return taken + list(self._runs)
 
     def read(self, sids: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Samples of the given series in write order (older runs first)."""
@@ -63,12 +71,13 @@ class Head:
         }
 
     def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Remove and return everything, in write order."""
+        """Hand everything to a flush, in write order; it stays readable until ``release``."""
         with self._lock:
             parts = [(r.sids, r.ts, r.vals) for r in self._runs] + self._pending
             self._runs, self._pending = [], []
+            self._taken = self._taken + parts
+            self._taken_run = None
             self.samples = 0
-            self.min_ts = None
         if not parts:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
         return (
@@ -77,22 +86,21 @@ class Head:
             np.concatenate([p[2] for p in parts]),
         )
 
-    def restore(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
-        """Put back samples taken by ``take`` whose flush failed (they go before newer writes)."""
+    def release(self) -> None:
+        """The flush committed: forget the taken samples."""
         with self._lock:
-            self._pending.insert(0, (sids, ts, vals))
-            self._runs_to_pending()
+            self._taken, self._taken_run = [], None
+
+    def restore(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
+        """Put samples back (before anything written since) — held back or not flushed."""
+        with self._lock:
+            current = [(r.sids, r.ts, r.vals) for r in self._runs] + self._pending
+            self._runs = []
+            self._pending = [(sids, ts, vals), *current]
             self.samples += len(ts)
-            if len(ts):
-                lo = int(ts.min())
-                self.min_ts = lo if self.min_ts is None else min(self.min_ts, lo)
-
-    def _runs_to_pending(self) -> None:
-        self._pending[1:1] = [(r.sids, r.ts, r.vals) for r in self._runs]
-        self._runs = []
 
 
-def _make_run(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> _Run:
+def _make_run(parts: _Parts) -> _Run:
     sids = np.concatenate([p[0] for p in parts])
     ts = np.concatenate([p[1] for p in parts])
     vals = np.concatenate([p[2] for p in parts])

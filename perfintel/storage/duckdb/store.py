@@ -62,6 +62,7 @@ from perfintel.storage.base import (
     StoreStats,
 )
 from perfintel.storage.duckdb import codec
+from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
@@ -136,7 +137,8 @@ class DuckDBStore:
         self._write_lock = threading.RLock()  # the single database writer
         self.index = SeriesIndex()
         self.head = Head()
-        self._flushing: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._version = 0  # bumped after every database write; invalidates the block cache
+        self._cache = BlockCache()
         self._persisted_series = 0
         self._seq = 0
         self._head_since = self.clock()
@@ -286,6 +288,7 @@ class DuckDBStore:
             self._head_since = self.clock()
             n_series = len(self.index)
         if not len(ts):
+            self.head.release()
             self._delete(closed)
             return 0
         order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
@@ -296,18 +299,22 @@ class DuckDBStore:
         if not everything:
             block_end = ts - np.mod(ts, self.opts.block_ms) + self.opts.block_ms
             now = int(self.clock() * 1000)
-            done = (block_end <= self.index.max_ts[sids]) | (block_end + self.opts.seal_grace_ms <= now)
+            done = (block_end <= self.index.max_ts[sids]) | (
+                block_end + self.opts.seal_grace_ms <= now
+            )
             if not done.all():
                 hold = ~done
                 with self._append_lock:
-                    position = self.wal.write(self.wal.write_samples(sids[hold], ts[hold], vals[hold]))
+                    position = self.wal.write(
+                        self.wal.write_samples(sids[hold], ts[hold], vals[hold])
+                    )
                     self.head.restore(sids[hold], ts[hold], vals[hold])
                 self.wal.sync(position)
                 sids, ts, vals = sids[done], ts[done], vals[done]
                 if not len(ts):
+                    self.head.release()
                     self._delete(closed)
                     return 0
-        self._flushing = (sids, ts, vals)
         try:
             self._seq += 1
             table = self._encode_chunks(sids, ts, vals, self._seq)
@@ -321,7 +328,7 @@ class DuckDBStore:
             self.head.restore(sids, ts, vals)
             raise
         finally:
-            self._flushing = None
+            self.head.release()
         self._delete(closed)
         return len(ts)
 
@@ -474,7 +481,9 @@ class DuckDBStore:
             w = ts - ts % tier.window_ms
             if self._built_until[t] > w:
                 with self._transaction() as cur:
-                    cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-w // tier.resolution_ms)])
+                    cur.execute(
+                        f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-w // tier.resolution_ms)]
+                    )
                     self._set_watermark(cur, t, w)
 
     def _extend_tier(self, t: int, tier: Tier, lo: int, hi: int) -> int:
@@ -506,7 +515,9 @@ class DuckDBStore:
         if not ids:
             return 0
         columns = {k: np.concatenate(v) for k, v in cols.items()}
-        columns["ts"] = (columns["ts"] // tier.resolution_ms).astype(np.int32)  # stored as bucket number
+        columns["ts"] = (columns["ts"] // tier.resolution_ms).astype(
+            np.int32
+        )  # stored as bucket number
         columns["count"] = columns["count"].astype(np.int32)
         table = pa.table({"series_id": np.concatenate(ids), **columns})
         with self._transaction() as cur:
@@ -519,7 +530,11 @@ class DuckDBStore:
         return table.num_rows
 
     def _rows_for(
-        self, sql: str, params: list[object], sids: np.ndarray | None, cur: duckdb.DuckDBPyConnection | None = None
+        self,
+        sql: str,
+        params: list[object],
+        sids: np.ndarray | None,
+        cur: duckdb.DuckDBPyConnection | None = None,
     ) -> list[tuple]:
         """Run ``sql`` (ending in a WHERE clause) restricted to ``sids``."""
         cur = cur or self._cursor()
@@ -602,6 +617,31 @@ class DuckDBStore:
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             yield int(sid_col[a]), tuple(x[a:b] for x in arrays)
 
+    def _cached_tier(
+        self, t: int, start: int, end: int, sids: np.ndarray
+    ) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
+        """``_read_tier`` through the block cache."""
+        version = self._version
+        missing = []
+        for sid in sids.tolist():
+            hit = self._cache.get(("r", t, sid), version, start, end)
+            if hit is None:
+                missing.append(sid)
+            elif len(hit[0]):
+                keep = (hit[0] >= start) & (hit[0] <= end)
+                yield sid, tuple(a[keep] for a in hit)
+        if not missing:
+            return
+        fresh = dict(self._read_tier(t, start, end, np.asarray(missing, np.int64)))
+        empty = tuple(np.empty(0, np.int64 if i in (0, 4) else np.float64) for i in range(6))
+        for sid in missing:
+            arrays = fresh.get(sid, empty)
+            self._cache.put(
+                ("r", t, sid), version, start, end, arrays, 64 + sum(a.nbytes for a in arrays)
+            )
+            if len(arrays[0]):
+                yield sid, arrays
+
     def _enforce_retention(self) -> int:
         now = int(self.clock() * 1000)
         cut = now - self.opts.raw_retention_ms
@@ -623,6 +663,7 @@ class DuckDBStore:
                 cur.execute("BEGIN")
                 yield cur
                 cur.execute("COMMIT")
+                self._version += 1
             except duckdb.Error as exc:
                 with contextlib.suppress(duckdb.Error):
                     cur.execute("ROLLBACK")
@@ -652,26 +693,31 @@ class DuckDBStore:
     def _chunk_rows(
         self, sids: np.ndarray, start_ms: int, end_ms: int
     ) -> list[tuple[int, bytes, bytes]]:
-        cur = self._cursor()
-        try:
-            if len(sids) <= 32:
-                marks = ",".join("?" * len(sids))
-                return cur.execute(
-                    f"SELECT series_id, ts, vals FROM chunks WHERE series_id IN ({marks}) "
-                    "AND max_ts >= ? AND min_ts <= ? ORDER BY series_id, seq",
-                    [*sids.tolist(), start_ms, end_ms],
-                ).fetchall()
-            cur.register("want", pa.table({"series_id": pa.array(sids, pa.uint32())}))
-            try:
-                return cur.execute(
-                    "SELECT c.series_id, c.ts, c.vals FROM chunks c SEMI JOIN want w ON c.series_id = w.series_id "
-                    "WHERE c.max_ts >= ? AND c.min_ts <= ? ORDER BY c.series_id, c.seq",
-                    [start_ms, end_ms],
-                ).fetchall()
-            finally:
-                cur.unregister("want")
-        except duckdb.Error as exc:
-            raise StorageError(f"reading samples failed: {exc}") from exc
+        """Chunk blobs of ``sids`` overlapping the range, by series then flush order."""
+        version = self._version
+        found: dict[int, list[tuple[int, bytes, bytes]]] = {}
+        missing = []
+        for sid in sids.tolist():
+            hit = self._cache.get(("c", sid), version, start_ms, end_ms)
+            if hit is None:
+                missing.append(sid)
+            else:
+                found[sid] = hit
+        if missing:
+            rows = self._rows_for(
+                "SELECT series_id, ts, vals, seq FROM chunks WHERE max_ts >= ? AND min_ts <= ?",
+                [start_ms, end_ms],
+                np.asarray(missing, np.int64),
+            )
+            rows.sort(key=lambda r: (r[0], r[3]))  # by series, then flush order
+            fresh: dict[int, list[tuple[int, bytes, bytes]]] = {sid: [] for sid in missing}
+            for r in rows:
+                fresh[r[0]].append((r[0], r[1], r[2]))
+            for sid, rs in fresh.items():
+                nbytes = 64 + sum(len(r[1]) + len(r[2]) for r in rs)
+                self._cache.put(("c", sid), version, start_ms, end_ms, rs, nbytes)
+            found.update(fresh)
+        return [r for sid in sorted(found) for r in found[sid]]
 
     def select(
         self, selector: Selector, start_ms: int, end_ms: int, *, limits: QueryLimits | None = None
@@ -685,14 +731,6 @@ class DuckDBStore:
             parts.setdefault(sid, []).append(
                 (codec.decode_timestamps(tsb), codec.decode_values(vb))
             )
-        flushing = self._flushing
-        if flushing is not None:
-            fs, ft, fv = flushing
-            lo = np.searchsorted(fs, sids, "left")
-            hi = np.searchsorted(fs, sids, "right")
-            for sid, a, b in zip(sids.tolist(), lo.tolist(), hi.tolist(), strict=True):
-                if b > a:
-                    parts.setdefault(sid, []).append((ft[a:b], fv[a:b]))
         for sid, tv in self.head.read(sids).items():
             parts.setdefault(sid, []).append(tv)
         out = []
@@ -735,7 +773,7 @@ class DuckDBStore:
         built = max(self._built_until[t], start_ms)
         parts: dict[int, list[tuple[np.ndarray, ...]]] = {}
         if built > start_ms:
-            for sid, arrays in self._read_tier(t, start_ms, min(built - 1, end_ms), sids):
+            for sid, arrays in self._cached_tier(t, start_ms, min(built - 1, end_ms), sids):
                 parts.setdefault(sid, []).append(arrays)
         if built <= end_ms:
             # After the watermark: buckets from raw samples (head included).
