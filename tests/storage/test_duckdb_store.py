@@ -110,9 +110,26 @@ def test_sealed_windows_get_rollups_only_after_grace(tmp_path: Path) -> None:
     st.append(gauge(ts, np.ones(720)))
     st.maintain()
     assert st.stats().tiers["5m"] == 0
-    clock.ms = T0 + 3 * 3_600_000 + 1  # 03:00: sealed
+    clock.ms = T0 + 3 * 3_600_000 + 1  # 03:00: sealed, flushed, but it is the newest data
+    st.maintain()
+    assert st.stats().tiers["raw"] == 720
+    assert st.stats().tiers["5m"] == 0  # a backfill may still be filling it
+    clock.ms = T0 + 4 * 3_600_000 + 2  # an hour without newer data: build it
     st.maintain()
     assert st.stats().tiers["5m"] == 24
+    st.close()
+
+
+def test_live_ingest_rolls_up_blocks_behind_the_newest(tmp_path: Path) -> None:
+    clock = Clock(T0 + 3 * 3_600_000 + 1)  # 03:00
+    st = open_store(tmp_path, clock, head_max_age_s=0.0)
+    ts = T0 + 10_000 * np.arange(3 * 360)  # 00:00-03:00, the newest in the 02:00 block
+    st.append(gauge(ts, np.ones(len(ts))))
+    st.maintain()  # flushes the complete block, keeps 02:00-03:00 in the head
+    clock.ms += 3_600_000  # 04:00: the 00:00 block is sealed and behind the newest flush
+    st.append(gauge(T0 + 3 * 3_600_000 + 10_000 * np.arange(360), np.ones(360)))
+    st.maintain()
+    assert st.stats().tiers["5m"] >= 24
     st.close()
 
 
@@ -149,10 +166,10 @@ def test_background_thread_flushes(tmp_path: Path) -> None:
     st = DuckDBStore(tmp_path, StoreOptions(head_max_samples=100, maintenance_interval_s=0.05))
     st.append(gauge(T0 + np.arange(1000), np.ones(1000)))
     deadline = time.monotonic() + 10
-    while st.head.samples and time.monotonic() < deadline:
+    while st.stats().tiers["raw"] < 1000 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert st.head.samples == 0
     assert st.stats().tiers["raw"] == 1000
+    assert st.head.samples == 0
     st.close()
 
 

@@ -138,6 +138,8 @@ class DuckDBStore:
         self.index = SeriesIndex()
         self.head = Head()
         self._version = 0  # bumped after every database write; invalidates the block cache
+        self._newest_seen = -1  # newest flushed timestamp, and when it last moved (ms)
+        self._newest_moved_at = 0
         self._cache = BlockCache()
         self._persisted_series = 0
         self._seq = 0
@@ -447,6 +449,16 @@ class DuckDBStore:
         written = 0
         grace = 0 if force else self.opts.seal_grace_ms
         target0 = (now - grace) - (now - grace) % block
+        if not force:
+            # Not into the block of the newest flushed sample while that still moves:
+            # a backfill arriving in time order would otherwise find its blocks
+            # already rolled up, and rebuild them.
+            row = self._db.execute("SELECT max(max_ts) FROM chunks").fetchone()
+            newest = int(row[0]) if row and row[0] is not None else 0
+            if newest != self._newest_seen:
+                self._newest_seen, self._newest_moved_at = newest, now
+            if now - self._newest_moved_at < self.opts.seal_grace_ms:
+                target0 = min(target0, newest - newest % block)
         for t, tier in enumerate(self.opts.tiers):
             if t == 0:
                 target = target0
@@ -476,9 +488,10 @@ class DuckDBStore:
         self._built_until[t] = until  # after the statements: a failed write leaves it as it was
 
     def _lower_watermarks(self, ts: int) -> None:
-        """Forget tier buckets from the tier window holding ``ts`` on, so they are rebuilt."""
+        """Forget tier buckets from the block holding ``ts`` on, so they are rebuilt."""
         for t, tier in enumerate(self.opts.tiers):
-            w = ts - ts % tier.window_ms
+            unit = max(self.opts.block_ms, tier.resolution_ms)
+            w = ts - ts % unit
             if self._built_until[t] > w:
                 with self._transaction() as cur:
                     cur.execute(
