@@ -164,7 +164,8 @@ def test_background_thread_flushes(tmp_path: Path) -> None:
     import time
 
     st = DuckDBStore(tmp_path, StoreOptions(head_max_samples=100, maintenance_interval_s=0.05))
-    st.append(gauge(T0 + np.arange(1000), np.ones(1000)))
+    recent = int(time.time() * 1000) - DAY  # real clock here: inside raw retention
+    st.append(gauge(recent + np.arange(1000), np.ones(1000)))
     deadline = time.monotonic() + 10
     while st.stats().tiers["raw"] < 1000 and time.monotonic() < deadline:
         time.sleep(0.05)

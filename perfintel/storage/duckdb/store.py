@@ -40,6 +40,7 @@ in-flight flush and committed chunks, newest last.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -70,6 +71,7 @@ from perfintel.storage.memory import _check
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
 ROLLUP_FIELDS = ("ts", "min", "max", "sum", "count", "last")
+log = logging.getLogger(__name__)
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -271,8 +273,10 @@ class DuckDBStore:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            with contextlib.suppress(StorageError):
+            try:
                 self.maintain()
+            except Exception:  # keep the loop alive; the next pass retries
+                log.exception("storage maintenance failed")
 
     def _flush_head(self, *, everything: bool = False) -> int:
         """Move the head's samples into chunks.
