@@ -254,7 +254,9 @@ def _robust_slope(d: np.ndarray, m: int, shift: int | None) -> float:
     return float(np.median(pairs) / lag)
 
 
-def _slope_variability(d: np.ndarray, horizon: int) -> tuple[float, float]:
+def _slope_variability(
+    d: np.ndarray, horizon: int, slope: float, shift: int | None
+) -> tuple[float, float]:
     """``(sd of the fitted slope, sd per step of a random-walk growth component)``.
 
     Slopes are fitted on overlapping windows of length ``W`` (a sixth of the
@@ -264,7 +266,9 @@ def _slope_variability(d: np.ndarray, horizon: int) -> tuple[float, float]:
     as a random walk whose increments have variance ``s^2 W`` — its spread
     grows with the square root of the lead time, as a sum of random steps
     does — and the slope fitted on all ``n`` points is uncertain by
-    ``s sqrt(W / n)``.
+    ``s sqrt(W / n)``, combined with how far the latest window's slope is from
+    ``slope`` (growth that changed recently makes the projection less sure;
+    left out when that window holds the detected level shift).
     """
     n = d.size
     w = int(min(max(horizon, 8), n // 6))
@@ -277,7 +281,8 @@ def _slope_variability(d: np.ndarray, horizon: int) -> tuple[float, float]:
         return 0.0, 0.0
     slopes = np.array([float(np.dot(tc, d[s : s + w])) for s in starts])
     sd = 1.4826 * float(np.median(np.abs(slopes - np.median(slopes))))
-    return sd * float(np.sqrt(w / n)), sd * float(np.sqrt(w))
+    recent = abs(float(slopes[0]) - slope) if shift is None or shift < n - w else 0.0
+    return float(np.hypot(sd * np.sqrt(w / n), recent)), sd * float(np.sqrt(w))
 
 
 def _seasons(x: np.ndarray, step: float) -> list[np.ndarray]:
@@ -317,7 +322,7 @@ def _fit_trend(x: np.ndarray, step: float, horizon: int) -> _Trend:
     m1 = min(p.size for p in profs) if profs else max(2, min(24, n // 10))
     shift = _level_shift(d, max(m1, 12))
     b = _robust_slope(d, m1, shift)
-    w = max(m1, n // 10, 1)
+    w = max(m1, n // 20, 1)
     if shift is not None and n - shift >= 4:
         w = min(w, n - shift)
     now = float(np.mean(d[-w:]) + b * (w - 1) / 2)
@@ -329,7 +334,7 @@ def _fit_trend(x: np.ndarray, step: float, horizon: int) -> _Trend:
     var = float(np.var(resid))
     prof_var = sum(1.57 * var / (14 if i == 0 else 4) for i in range(len(profs)))
     level_sd = float(np.sqrt(var / w + prof_var))
-    slope_sd, walk_sd = _slope_variability(d, horizon)
+    slope_sd, walk_sd = _slope_variability(d, horizon, b, shift)
     return _Trend(now, b, slope_sd, walk_sd, tuple(profs), resid, max(2, m1), level_sd)
 
 
@@ -408,7 +413,7 @@ def _simulate_trend(
     offset = m.level_sd * rng.standard_normal(paths)
     seasonal = np.zeros(h)
     for p in m.seasons:
-        seasonal += tile(p, h + 1)[1:]
+        seasonal += tile(p, h)  # phase 0 is the first projected step
     noise = _noise(m.resid, m.block, paths, h, rng)
     growth = slopes[:, None] * k[None, :]
     if m.walk_sd > 0:
@@ -563,6 +568,15 @@ def plan_capacity(
                 when[k] = float(t_end + v * step)
         needed = float(np.quantile(p.max(axis=1), 0.9)) / target_utilisation
         name = resource if sc.name == "baseline" else f"{resource} ({sc.name})"
+        sentence = _sentence(name, days, horizon_days)
+        if x[-1] >= cap:  # already there: exhaustion is now, whatever the scenario
+            now: float | np.datetime64 = float(t_end)
+            if is_dt:
+                now = np.datetime64(round(t_end * 1e9), "ns")
+            when = {k: now for k in when}
+            days = {k: 0.0 for k in days}
+            steps = np.zeros_like(steps)
+            sentence = f"{name} already full ({100 * x[-1] / cap:.0f} % of capacity)"
         results.append(
             ScenarioResult(
                 sc,
@@ -574,7 +588,7 @@ def plan_capacity(
                 days["p90"],
                 float(np.mean(np.isfinite(steps))),
                 needed,
-                _sentence(name, days, horizon_days),
+                sentence,
             )
         )
     util = float(x[-1] / cap)

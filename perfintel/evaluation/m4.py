@@ -161,3 +161,40 @@ def coverage(intervals_csv: Path, test_csv: Path) -> dict[int, float]:
         k = min(y.size, b["lo"].size)
         hits.setdefault(lv, []).append((y[:k] >= b["lo"][:k]) & (y[:k] <= b["hi"][:k]))
     return {lv: float(np.mean(np.concatenate(v))) for lv, v in sorted(hits.items())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m perfintel.evaluation.m4 --train T --out F [--intervals I] [--plots D] [--test X]``."""
+    import argparse
+    import sys
+    import time
+
+    ap = argparse.ArgumentParser(
+        prog="python -m perfintel.evaluation.m4", description=run_m4.__doc__
+    )
+    ap.add_argument("--train", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--horizon", type=int, default=48)
+    ap.add_argument("--freq-seconds", type=int, default=3600)
+    ap.add_argument("--intervals", type=Path, default=None)
+    ap.add_argument("--plots", type=Path, default=None)
+    ap.add_argument("--test", type=Path, default=None, help="print interval coverage on this file")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    run_m4(
+        a.train,
+        a.out,
+        horizon=a.horizon,
+        freq_seconds=a.freq_seconds,
+        intervals_csv=a.intervals,
+        plots_dir=a.plots,
+    )
+    print(f"forecast {a.train} -> {a.out} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if a.test is not None and a.intervals is not None:
+        for lv, c in coverage(a.intervals, a.test).items():
+            print(f"coverage {lv}%: {c:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,11 +69,22 @@ def lag_gram(x: np.ndarray, lags: Sequence[int]) -> tuple[np.ndarray, np.ndarray
     hi = np.maximum(la[:, None], la[None, :])
     d = np.abs(la[:, None] - la[None, :])
     uniq, inv = np.unique(d, return_inverse=True)
-    sums = np.zeros((uniq.size, n + 1))
-    for k, dd in enumerate(uniq):
-        np.cumsum(x[: n - dd] * x[dd:], out=sums[k, 1 : n - dd + 1])
     rows = inv.reshape(d.shape)
-    full = sums[rows, n - hi] - sums[rows, top - hi]
+    # entry (i, j) sums x[s] x[s + d] over s in [top - hi, n - hi): per distinct d
+    # one cumulative sum over the union of its windows, all stored end to end
+    hmax = np.zeros(uniq.size, dtype=np.int64)
+    hmin = np.full(uniq.size, n, dtype=np.int64)
+    np.maximum.at(hmax, rows.ravel(), hi.ravel())
+    np.minimum.at(hmin, rows.ravel(), hi.ravel())
+    start = top - hmax
+    stop = n - hmin
+    offsets = np.concatenate([[0], np.cumsum(stop - start + 1)])
+    flat = np.zeros(int(offsets[-1]))
+    for k, dd in enumerate(uniq.tolist()):
+        s0, s1, o = int(start[k]), int(stop[k]), int(offsets[k])
+        np.cumsum(x[s0:s1] * x[s0 + dd : s1 + dd], out=flat[o + 1 : o + 1 + s1 - s0])
+    base = offsets[rows] - start[rows]
+    full = flat[base + n - hi] - flat[base + top - hi]
     return full[1:, 1:], full[1:, 0]
 
 

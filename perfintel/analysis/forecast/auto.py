@@ -119,10 +119,10 @@ class AutoForecaster(Forecaster):
         z = prep.z
         hh = h + prep.trailing
         if prep.constant or z.size < self.min_length(seasons):
-            return constant_or_naive(prep, h, seasons, levels, "naive")
+            return constant_or_naive(prep, h, seasons, levels)
         ranked, hb, starts, fcs = self._choose(z, hh, seasons)
         if not ranked:
-            return constant_or_naive(prep, h, seasons, levels, "naive")
+            return constant_or_naive(prep, h, seasons, levels)
         used: list[int] = []
         finals: list[np.ndarray] = []
         for i in ranked:
@@ -133,7 +133,7 @@ class AutoForecaster(Forecaster):
             if len(used) == self.top_k:
                 break
         if not used:
-            return constant_or_naive(prep, h, seasons, levels, "naive")
+            return constant_or_naive(prep, h, seasons, levels)
         zf = np.mean(finals, axis=0)
         window_fc = [np.mean([fcs[i][k] for i in used], axis=0) for k in range(len(starts))]
         resid = [z[s : s + hb] - f for s, f in zip(starts, window_fc, strict=True)]

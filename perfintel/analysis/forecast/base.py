@@ -114,7 +114,7 @@ class Forecaster:
         z = prep.z
         hh = h + prep.trailing
         if prep.constant or z.size < self.min_length(seasons):
-            return constant_or_naive(prep, h, seasons, levels, self.name)
+            return constant_or_naive(prep, h, seasons, levels)
         zf = self.point(z, hh, seasons)
         hb, starts = origins_for(z.size, hh, self.origins, self.min_length(seasons))
         resid = []
@@ -147,18 +147,17 @@ def finish(
         lo_z, hi_z = random_walk_intervals(prep.z, zf, levels)
         bt = None
     t = prep.trailing
-    mean = prep.to_data(zf)[t:hh]
-    lo = {lv: np.minimum(prep.to_data(lo_z[lv])[t:hh], mean) for lv in levels}
+    floor = 0.0 if prep.nonnegative else -np.inf
+    mean = np.maximum(prep.to_data(zf)[t:hh], floor)
+    lo = {lv: np.minimum(np.maximum(prep.to_data(lo_z[lv])[t:hh], floor), mean) for lv in levels}
     hi = {lv: np.maximum(prep.to_data(hi_z[lv])[t:hh], mean) for lv in levels}
     return ForecastResult(mean, lo, hi, name, bt, seasons)
 
 
 def constant_or_naive(
-    prep: Prepared, h: int, seasons: tuple[int, ...], levels: tuple[int, ...], name: str
+    prep: Prepared, h: int, seasons: tuple[int, ...], levels: tuple[int, ...]
 ) -> ForecastResult:
     """The answer for constant or too-short series: the last value, random-walk bands."""
-    hh = h + prep.trailing
-    zf = np.full(hh, prep.z[-1])
+    zf = np.full(h + prep.trailing, prep.z[-1])
     label = "constant" if prep.constant else "naive"
-    res = finish(prep, zf, h, seasons, levels, label, [], 0, [], [])
-    return res
+    return finish(prep, zf, h, seasons, levels, label, [], 0, [], [])

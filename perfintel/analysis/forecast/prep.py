@@ -9,7 +9,8 @@ Steps, in order:
    standard deviations away from the running median of its neighbourhood (and
    from its value one season earlier) is pulled back to that bound.
 3. A positive series is modelled in logs (multiplicative seasonality and errors
-   that scale with the level; bounds stay positive); any other in levels.
+   that scale with the level; bounds stay positive); any other in levels, and
+   if it never went below zero its forecasts and bounds are clipped at zero.
 4. The result is centred on its median and divided by a robust spread, so every
    model sees values of order one whatever the units (``1e300`` included).
 """
@@ -38,6 +39,7 @@ class Prepared:
     trailing: int
     constant: bool
     filled: int
+    nonnegative: bool = False
 
     def to_data(self, zf: np.ndarray) -> np.ndarray:
         v = np.asarray(zf, dtype=np.float64) * self.scale + self.center
@@ -100,6 +102,7 @@ def clip_outliers(x: np.ndarray, season: int | None = None) -> np.ndarray:
 def prepare(y: np.ndarray, season: int | None = None) -> Prepared:
     """Map a raw series to model space (see the module docstring)."""
     x, trailing, filled = fill_gaps(y)
+    nonnegative = bool(np.min(x) >= 0)
     log = bool(np.min(x) > 0)
     if log:
         x = np.log(x)
@@ -113,4 +116,4 @@ def prepare(y: np.ndarray, season: int | None = None) -> Prepared:
     if not np.isfinite(center):
         raise BadInputError("series values are not finite after transformation")
     z = (x - center) / scale
-    return Prepared(z, log, center, scale, trailing, constant, filled)
+    return Prepared(z, log, center, scale, trailing, constant, filled, nonnegative)

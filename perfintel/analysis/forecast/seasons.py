@@ -64,9 +64,8 @@ def detect_season_lengths(z: np.ndarray, max_seasons: int = 2) -> list[int]:
     above the lowest earlier ACF value and dominate a +-25 % neighbourhood
     are candidates. The first season is the shortest candidate whose ACF is
     within 80 % of the best one (so the daily cycle wins over its multiples);
-    a second season is the candidate multiple of it with the highest ACF, if
-    that stands above the ACF one first-period earlier and later (as a weekly
-    cycle of hourly data does at lag 168 against lags 144 and 192).
+    a second season is looked for in the differences at the first period
+    (see :func:`_second_season`).
     """
     z = np.asarray(z, dtype=np.float64)
     n = z.size
@@ -93,15 +92,54 @@ def detect_season_lengths(z: np.ndarray, max_seasons: int = 2) -> list[int]:
     if peaks.size == 0:
         return []
     best = float(np.max(r[peaks]))
-    first = int(peaks[r[peaks] >= 0.8 * best][0])
+    first = _refine(r, int(peaks[r[peaks] >= 0.8 * best][0]), n)
     out = [first]
-    mult = np.round(peaks / first)
-    near = (mult >= 2) & (np.abs(peaks - mult * first) <= max(1, first // 24))
-    if max_seasons > 1 and near.any():
-        cand = peaks[near]
-        p = int(cand[np.argmax(r[cand])])
-        before = r[max(1, p - first - 1) : max(2, p - first + 2)].max()
-        after = r[p + first - 1 : p + first + 2].max() if p + first + 2 <= max_lag + 1 else -1.0
-        if r[p] > before + 0.02 and r[p] > after + 0.02:
-            out.append(p)
+    if max_seasons > 1:
+        second = _second_season(x, first)
+        if second:
+            out.append(second)
     return out[:max_seasons]
+
+
+def _refine(r: np.ndarray, p: int, n: int) -> int:
+    """The vertex of a parabola fitted to the ACF within +-10 % of the peak at ``p``.
+
+    A broad peak (a smooth cycle) has a flat top, where noise moves the
+    argmax by a few lags and the ``(n - k) / n`` taper of the ACF estimate
+    pulls it to shorter lags; the fitted vertex of the untapered ACF is
+    steadier.
+    """
+    w = p // 10
+    if w < 2 or p + w >= r.size:
+        return p
+    lags = np.arange(p - w, p + w + 1, dtype=np.float64)
+    vals = r[p - w : p + w + 1] * n / (n - lags)
+    a, b, _ = np.polyfit(lags - p, vals, 2)
+    if not a < 0:
+        return p
+    vertex = p - b / (2 * a)
+    return round(float(vertex)) if abs(vertex - p) <= w else p
+
+
+def _second_season(x: np.ndarray, first: int) -> int | None:
+    """A longer period, a multiple of ``first``, seen in the lag-``first`` differences.
+
+    Differencing at the first period removes that cycle, so a weekly pattern
+    of hourly data shows as an autocorrelation peak at 168 that the daily
+    cycle hides in the raw ACF. The multiple with the highest autocorrelation
+    (within ``first / 24`` steps of ``k * first``, ``k >= 2``) is taken when
+    it exceeds ``MIN_ACF``.
+    """
+    d = x[first:] - x[:-first]
+    max_lag = d.size // MIN_CYCLES
+    if max_lag < 2 * first + 1:
+        return None
+    r = acf(d, max_lag)
+    tol = max(1, first // 24)
+    best, best_r = None, MIN_ACF
+    for mult in range(2, max_lag // first + 1):
+        lo, hi = mult * first - tol, min(max_lag, mult * first + tol)
+        k = lo + int(np.argmax(r[lo : hi + 1]))
+        if r[k] > best_r:
+            best, best_r = k, float(r[k])
+    return best

@@ -1,0 +1,164 @@
+"""Capacity planning on synthetic resources with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perfintel.analysis.capacity import Scenario, plan_capacity, regularise
+from perfintel.errors import BadInputError
+
+HOUR = 3600.0
+DAY = 86_400.0
+T0 = 1.7e9
+
+
+def hourly(days: int) -> np.ndarray:
+    return T0 + HOUR * np.arange(days * 24)
+
+
+def linear(
+    days: int = 30, start: float = 20.0, per_day: float = 40 / 30, sd: float = 0.5
+) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    t = np.arange(days * 24) / 24
+    return start + per_day * t + rng.normal(0, sd, t.size)
+
+
+def test_linear_fill_reaches_capacity_on_time() -> None:
+    # 20 -> 60 in 30 days; 40 more to capacity 100 at 4/3 per day = 30 days
+    rep = plan_capacity(hourly(30), linear(), 100.0, horizon_days=60, resource="disk")
+    b = rep.baseline
+    assert rep.model == "trend"
+    assert b.days_p50 is not None and abs(b.days_p50 - 30) < 3
+    assert b.days_p10 is not None and b.days_p90 is not None
+    assert b.days_p10 <= b.days_p50 <= b.days_p90
+    assert b.p50 == pytest.approx(T0 + (30 * 24 - 1) * HOUR + b.days_p50 * DAY)
+    assert b.sentence.startswith("disk full in ")
+    assert "80 % interval" in b.sentence
+    assert 0.55 < rep.utilisation_now < 0.65
+    assert rep.backtest is not None and rep.backtest.smape < 5
+
+
+def test_flat_series_is_not_full_within_the_horizon() -> None:
+    rng = np.random.default_rng(2)
+    rep = plan_capacity(hourly(30), 50 + rng.normal(0, 1, 720), 100.0, horizon_days=90)
+    b = rep.baseline
+    assert b.p10 is None and b.p50 is None and b.p90 is None
+    assert b.probability == 0.0
+    assert b.sentence == "resource not full within 90.0 days"
+    assert 50 / 0.8 < b.capacity_needed < 60 / 0.8
+
+
+def test_scenarios_bring_exhaustion_earlier() -> None:
+    scen = [Scenario(), Scenario("growth +30%", growth=1.3), Scenario("level +30%", level=1.3)]
+    rep = plan_capacity(hourly(30), linear(), 100.0, horizon_days=90, scenarios=scen)
+    base, growth, level = (r.days_p50 for r in rep.scenarios)
+    assert base is not None and growth is not None and level is not None
+    assert growth < base and level < base
+    # growth x1.3 on the remaining 40 units: 30 days / 1.3
+    assert growth == pytest.approx(30 / 1.3, rel=0.12)
+    assert rep.scenarios[1].sentence.startswith("resource (growth +30%) full in")
+    assert rep.scenarios[1].capacity_needed > rep.scenarios[0].capacity_needed
+
+
+def test_capacity_needed_covers_the_projection() -> None:
+    rep = plan_capacity(hourly(30), linear(), 100.0, horizon_days=15, target_utilisation=0.5)
+    # at 15 days usage is ~80, so capacity for 50 % utilisation is ~160
+    assert 150 < rep.baseline.capacity_needed < 175
+
+
+def test_capacity_array_and_datetimes() -> None:
+    ts = (np.datetime64("2026-01-01T00:00") + np.arange(720) * np.timedelta64(1, "h")).astype(
+        "datetime64[s]"
+    )
+    cap = np.where(np.arange(720) < 300, 80.0, 100.0)  # upgraded; the last value counts
+    rep = plan_capacity(ts, linear(), cap, horizon_days=60)
+    b = rep.baseline
+    assert isinstance(b.p50, np.datetime64)
+    expected = ts[-1].astype("datetime64[ns]") + np.timedelta64(int(b.days_p50 * DAY * 1e9), "ns")
+    assert abs((b.p50 - expected) / np.timedelta64(1, "s")) < 2
+
+
+def test_sawtooth_follows_the_peaks() -> None:
+    # weekly clean-ups; troughs grow 20 -> 50 over 8 weeks; fill 25 per week
+    n = 8 * 7 * 24
+    t = np.arange(n)
+    pos = t % 168
+    trough = 20 + 30 * (t - pos) / n
+    rng = np.random.default_rng(3)
+    u = trough + 25 * pos / 167 + rng.normal(0, 0.2, n)
+    rep = plan_capacity(T0 + HOUR * t, u, 100.0, horizon_days=120)
+    assert rep.model == "sawtooth"
+    b = rep.baseline
+    # peaks: 45 + 30/8 weeks per week -> 100 after (100-45-3.75*8)/3.75 weeks ~ 6.7 weeks from
+    # the last trough; the last cycle ends at the end of history
+    assert b.days_p50 is not None and 35 < b.days_p50 < 60
+    # a projection of the sawtooth itself (not the peaks) would say much later
+    flat = plan_capacity(T0 + HOUR * t, trough + 12.5, 100.0, horizon_days=365)
+    assert flat.baseline.days_p50 is None or flat.baseline.days_p50 > b.days_p50
+
+
+def test_any_regular_step_and_irregular_timestamps() -> None:
+    days = 40
+    t = T0 + 300.0 * np.arange(days * 288)  # 5-minute data
+    u = 10 + 0.5 * np.arange(t.size) / 288
+    rep = plan_capacity(t, u, 50.0, horizon_days=60)
+    assert rep.step_seconds == 300.0
+    assert rep.baseline.days_p50 == pytest.approx(40, abs=1)
+    rng = np.random.default_rng(4)
+    keep = np.sort(rng.choice(t.size, t.size // 2, replace=False))
+    grid, _, step = regularise(t[keep], u[keep])
+    assert step >= 300.0 and np.all(np.diff(grid) == step)
+
+
+def test_deterministic_under_seed() -> None:
+    a = plan_capacity(hourly(30), linear(), 100.0, horizon_days=60, seed=7)
+    b = plan_capacity(hourly(30), linear(), 100.0, horizon_days=60, seed=7)
+    assert a.baseline == b.baseline
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"horizon_days": 0.5}, {"horizon_days": 400}, {"target_utilisation": 0}, {"scenarios": []}],
+)
+def test_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(BadInputError):
+        plan_capacity(hourly(30), linear(), 100.0, **kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(BadInputError):
+        plan_capacity(hourly(30), linear(), 0.0)
+    with pytest.raises(BadInputError):
+        plan_capacity(hourly(30)[:5], linear(), 100.0)
+    with pytest.raises(BadInputError):
+        plan_capacity(np.array([T0]), np.array([1.0]), 100.0)
+
+
+def test_already_full() -> None:
+    rep = plan_capacity(hourly(10), np.linspace(90, 120, 240), 100.0, resource="disk")
+    b = rep.baseline
+    assert b.days_p10 == b.days_p50 == b.days_p90 == 0.0
+    assert b.probability == 1.0
+    assert b.sentence == "disk already full (120 % of capacity)"
+
+
+def test_a_change_of_growth_widens_the_interval() -> None:
+    # growth slowed down recently: the projection is less sure than for a straight line
+    u = np.r_[np.linspace(10, 50, 300), np.linspace(50, 60, 100)]
+    straight = plan_capacity(hourly(30)[:400], np.linspace(10, 60, 400), 100.0, horizon_days=60)
+    bent = plan_capacity(hourly(30)[:400], u, 100.0, horizon_days=60)
+    assert straight.baseline.days_p90 is not None and straight.baseline.days_p10 is not None
+    width = straight.baseline.days_p90 - straight.baseline.days_p10
+    lo, hi = bent.baseline.days_p10, bent.baseline.days_p90
+    assert lo is not None and (hi is None or hi - lo > width + 1)
+
+
+def test_daily_cycle_peaks_meet_capacity_at_the_right_hour() -> None:
+    n = 30 * 24
+    t = np.arange(n + 60 * 24)
+    u = 40 + 0.05 * t + 10 * np.sin(2 * np.pi * t / 24)
+    true_hours = int(np.flatnonzero(u[n:] >= 100.0)[0]) + 1
+    rep = plan_capacity(T0 + HOUR * t[:n], u[:n], 100.0, horizon_days=60)
+    assert rep.baseline.days_p50 == pytest.approx(true_hours / 24, abs=1.01 / 24)
