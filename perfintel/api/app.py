@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from perfintel import __version__
-from perfintel.api import errors, ingest, series
+from perfintel.api import errors, ingest, performance, prometheus, series
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.collect.host import HostCollector
@@ -136,7 +136,8 @@ def create_app(
     _install_http_metrics(app)
     app.include_router(ingest.router)
     app.include_router(series.router)
-    _include_optional_routers(app)
+    app.include_router(performance.router)
+    app.include_router(prometheus.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -236,13 +237,3 @@ def _install_http_metrics(app: FastAPI) -> None:
             route=path, method=request.method, code=str(response.status_code)
         ).inc()
         return response
-
-
-def _include_optional_routers(app: FastAPI) -> None:
-    """Routers of features that may not be installed in every build (PromQL, analysis)."""
-    try:
-        from perfintel.api import prometheus
-    except ImportError as exc:  # pragma: no cover - only while a feature is being built
-        log.warning("PromQL API unavailable: %s", exc)
-    else:
-        app.include_router(prometheus.router)

@@ -3,8 +3,9 @@
 Handlers are thin: they parse parameters as Prometheus does (RFC 3339 or Unix
 seconds; durations as ``5m`` or float seconds), run the PromQL engine in a
 worker thread and render the Prometheus JSON envelope. Values are strings
-formatted like Go's ``strconv.FormatFloat(v, 'f', -1, 64)`` and timestamps
-float seconds with millisecond precision.
+formatted as Prometheus 2.x does (Go's ``strconv.FormatFloat(v, 'f', -1, 64)``,
+switching to ``'e'`` below 1e-6 and from 1e21 on) and timestamps float
+seconds with millisecond precision.
 
 The router reads ``request.app.state.store`` (a ``SampleReader``), and if
 present ``request.app.state.query_settings`` (``QuerySettings``) and
@@ -13,6 +14,7 @@ present ``request.app.state.query_settings`` (``QuerySettings``) and
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -25,20 +27,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from perfintel.errors import (
-    BadInputError,
-    PerfintelError,
-    QueryError,
-    QueryTimeoutError,
-    StorageError,
-)
+from perfintel.api.errors import status_for
+from perfintel.errors import BadInputError, PerfintelError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet, Selector, parse_selector
 from perfintel.query.promql.engine import Engine, QueryResult
-from perfintel.query.promql.format import format_timestamp, format_value
+from perfintel.query.promql.format import format_timestamp, format_value, format_values
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader
 
 router = APIRouter(prefix="/api/v1")
+log = logging.getLogger(__name__)
 
 #: The Prometheus release whose query API this module mirrors (Grafana reads it).
 PROMETHEUS_API_VERSION = "2.42.0"
@@ -202,18 +200,13 @@ def render_result(res: QueryResult) -> bytes:
             parts.append(b'{"metric":' + _metric(s.labels) + b',"value":' + point.encode() + b"}")
     else:
         stamps: dict[int, str] = {}
-        fv = format_value
         for s in res.series:
             ts_list = s.timestamps.tolist()
             for t in ts_list:
                 if t not in stamps:
                     stamps[t] = format_timestamp(t)
-            pts = ",".join(
-                [
-                    f'[{stamps[t]},"{fv(v)}"]'
-                    for t, v in zip(ts_list, s.values.tolist(), strict=True)
-                ]
-            )
+            texts = format_values(s.values)
+            pts = ",".join([f'[{stamps[t]},"{v}"]' for t, v in zip(ts_list, texts, strict=True)])
             parts.append(b'{"metric":' + _metric(s.labels) + b',"values":[' + pts.encode() + b"]}")
     return (
         b'{"resultType":"' + res.result_type.encode() + b'","result":[' + b",".join(parts) + b"]}"
@@ -236,15 +229,9 @@ def _settings(request: Request) -> QuerySettings:
 
 
 def _translate(exc: PerfintelError) -> ApiError:
-    if isinstance(exc, BadInputError):
-        return _bad(str(exc))
-    if isinstance(exc, QueryTimeoutError):
-        return ApiError("timeout", str(exc), 503)
-    if isinstance(exc, QueryError):
-        return ApiError("execution", str(exc), 422)
-    if isinstance(exc, StorageError):
-        return ApiError("unavailable", str(exc), 503)
-    return ApiError("internal", str(exc), 500)
+    """Status and errorType from the one shared table in ``perfintel.api.errors``."""
+    code, kind = status_for(exc)
+    return ApiError(kind, str(exc), code)
 
 
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -252,6 +239,9 @@ async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(fn, *args, **kwargs)
     except PerfintelError as exc:
         raise _translate(exc) from exc
+    except Exception as exc:  # a bug: still answer in the Prometheus envelope
+        log.exception("query failed")
+        raise ApiError("internal", f"internal error: {exc}", 500) from exc
 
 
 def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
@@ -266,7 +256,8 @@ def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
 # --- endpoints ---------------------------------------------------------------------------
 
 
-@router.api_route("/query", methods=["GET", "POST"])
+@router.get("/query", operation_id="prometheus_query_get")
+@router.post("/query", operation_id="prometheus_query_post")
 async def query(request: Request) -> Response:
     try:
         params = await _params(request)
@@ -278,7 +269,8 @@ async def query(request: Request) -> Response:
         return _error(exc)
 
 
-@router.api_route("/query_range", methods=["GET", "POST"])
+@router.get("/query_range", operation_id="prometheus_query_range_get")
+@router.post("/query_range", operation_id="prometheus_query_range_post")
 async def query_range(request: Request) -> Response:
     try:
         params = await _params(request)
@@ -304,7 +296,8 @@ async def query_range(request: Request) -> Response:
         return _error(exc)
 
 
-@router.api_route("/series", methods=["GET", "POST"])
+@router.get("/series", operation_id="prometheus_series_get")
+@router.post("/series", operation_id="prometheus_series_post")
 async def series(request: Request) -> Response:
     try:
         params = await _params(request)
@@ -327,7 +320,8 @@ async def series(request: Request) -> Response:
         return _error(exc)
 
 
-@router.api_route("/labels", methods=["GET", "POST"])
+@router.get("/labels", operation_id="prometheus_labels_get")
+@router.post("/labels", operation_id="prometheus_labels_post")
 async def labels(request: Request) -> Response:
     try:
         params = await _params(request)
@@ -446,7 +440,8 @@ async def runtimeinfo() -> Response:
     )
 
 
-@router.api_route("/query_exemplars", methods=["GET", "POST"])
+@router.get("/query_exemplars", operation_id="prometheus_query_exemplars_get")
+@router.post("/query_exemplars", operation_id="prometheus_query_exemplars_post")
 async def query_exemplars() -> Response:
     return _envelope(b"[]")
 

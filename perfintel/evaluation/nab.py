@@ -129,6 +129,7 @@ def run_nab(
                 values,
                 out["score"],
                 out["fired"],
+                getattr(getattr(model, "config", None), "alarm", None),
             )
     return {
         "files": len(files),

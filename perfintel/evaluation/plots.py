@@ -8,8 +8,14 @@ import numpy as np
 
 
 def plot_series(
-    dest: Path, title: str, values: np.ndarray, scores: np.ndarray, fired: np.ndarray
+    dest: Path,
+    title: str,
+    values: np.ndarray,
+    scores: np.ndarray,
+    fired: np.ndarray,
+    alarm: float | None = None,
 ) -> None:
+    """Write ``dest`` (PNG): values with alarms marked above, the score below."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,6 +35,8 @@ def plot_series(
         if len(hits):
             ax_v.legend(loc="upper left")
         ax_s.plot(idx, scores, lw=0.6, color="tab:purple")
+        if alarm is not None:
+            ax_s.axhline(alarm, color="tab:gray", lw=0.6, ls="--", label="alarm level")
         ax_s.set_ylim(-0.02, 1.02)
         ax_s.set_ylabel("anomaly score")
         ax_s.set_xlabel("row")

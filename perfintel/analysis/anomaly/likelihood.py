@@ -41,7 +41,12 @@ class AnomalyLikelihood(VectorModel):
         self._bin_ids = np.arange(bins)
 
     def fields(self) -> dict[str, Field]:
-        return {"n": Field(()), "short": Field(()), "hist": Field((self.bins,), np.float32)}
+        return {
+            "n": Field(()),
+            "short": Field(()),
+            "total": Field(()),
+            "hist": Field((self.bins,), np.float32),
+        }
 
     def step(self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepOut:
         n = st["n"][rows]
@@ -52,7 +57,7 @@ class AnomalyLikelihood(VectorModel):
         frac = np.where(b >= self.bins - 1, 0.0, pos - b)
         hist = st["hist"][rows]  # float32, decayed counts
         idx = np.arange(len(rows))
-        total = hist.sum(axis=1).astype(np.float64)
+        total = st["total"][rows]
         at_or_above = np.where(self._bin_ids[None, :] >= b[:, None], hist, np.float32(0.0))
         # mass above s, spreading each bin's mass uniformly over the bin
         above = at_or_above.sum(axis=1).astype(np.float64) - frac * hist[idx, b]
@@ -65,6 +70,7 @@ class AnomalyLikelihood(VectorModel):
         hist[idx, b] += np.float32(1.0)
         st["n"][rows] = n + 1
         st["short"][rows] = short
+        st["total"][rows] = total * (1.0 - self.decay) + 1.0
         st["hist"][rows] = hist
         return StepOut(score=score, raw=p)
 

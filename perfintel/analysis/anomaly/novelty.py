@@ -9,7 +9,7 @@ through a hash salted by the seed); the raw score is the weighted
 share of those sequences whose bit was not yet set, and then they are set.
 It is the spirit of the contextual detectors that do well on NAB (CAD-OSE):
 unusual *shapes* are flagged even when every single value is ordinary.
-With the default 6 bins and depth 3 the table is addressed directly; hash
+With the default 5 bins and depth 3 the table is addressed directly; hash
 collisions (larger settings) can only hide novelty, never invent it.
 """
 
@@ -28,10 +28,10 @@ class ContextNovelty(VectorModel):
     def __init__(
         self,
         seed: int = 0,
-        bins: int = 6,
+        bins: int = 5,
         depth: int = 3,
         table_bits: int = 13,
-        warmup: int = 150,
+        warmup: int = 250,
     ) -> None:
         super().__init__(seed)
         self.bins = bins
@@ -44,7 +44,9 @@ class ContextNovelty(VectorModel):
         # sequence codes of length l are < (nsym + 1) ** l: address the table
         # directly (no collisions, seed-independent) when they all fit
         self._offsets = np.cumsum([0] + [(self._nsym + 1) ** j for j in range(1, depth)])
-        self._direct = int(self._offsets[-1] + (self._nsym + 1) ** depth) <= 2**table_bits
+        needed = int(self._offsets[-1] + (self._nsym + 1) ** depth)
+        self._direct = needed <= 2**table_bits
+        self._table_bytes = (needed + 7) // 8 if self._direct else 2**table_bits // 8
         self._weights = np.arange(1, depth + 1, dtype=np.float64)
         self._weights /= self._weights.sum()
 
@@ -54,7 +56,7 @@ class ContextNovelty(VectorModel):
             "lo": Field(()),
             "hi": Field(()),
             "hist": Field((self.depth - 1,), np.int64),
-            "bits": Field((2**self.table_bits // 8,), np.uint8),
+            "bits": Field((self._table_bytes,), np.uint8),
         }
 
     def step(self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepOut:

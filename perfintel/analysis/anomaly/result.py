@@ -12,9 +12,12 @@ from perfintel.analysis.anomaly.base import StepOut
 
 #: Names of the ensemble's components, in the order of ``StepOut.extra["which"]``.
 COMPONENT_LABELS = (
-    ("seasonal", "the seasonal baseline (value far from its expected band)"),
-    ("shift", "the level-shift detector (sustained change of level or spread)"),
-    ("novelty", "the context-novelty detector (a pattern of values not seen before)"),
+    ("seasonal", "the seasonal baseline (value far outside its expected band)"),
+    (
+        "shift",
+        "the level-shift detector (the recent level or spread departs from the long-run one)",
+    ),
+    ("novelty", "the context-novelty detector (a sequence of values not seen before)"),
 )
 _CONTEXT = ("given the recent level", "for {hour}", "for a {weekday} {hour}")
 
@@ -26,7 +29,9 @@ class AnomalyResult:
     ``score`` is the NAB-style score in [0, 1] (0 while alarms are suppressed
     after an alarm); ``anomaly_score`` is 0 when the value equals ``yhat``, 1 at
     the edge of [``yhat_lower``, ``yhat_upper``] and above 1 outside it.
-    ``is_anomaly`` marks an alarm; ``explanation`` is empty otherwise.
+    ``is_anomaly`` marks an alarm (the NAB score reached the alarm level, or
+    the value is far outside the band — ``EnsembleConfig.band_alert`` half-bands
+    — even while repeated alarms are suppressed); ``explanation`` is empty otherwise.
     """
 
     ts_ms: int
@@ -77,7 +82,12 @@ def explain(
     hi = float(out.upper[i]) if out.upper is not None else nan
     a_score = float(out.anomaly_score[i]) if out.anomaly_score is not None else nan
     which = int(out.extra["which"][i]) if "which" in out.extra else 0
-    fired = bool(out.extra["fired"][i]) if "fired" in out.extra else score >= alarm
+    if "alert" in out.extra:
+        fired = bool(out.extra["alert"][i])
+    elif "fired" in out.extra:
+        fired = bool(out.extra["fired"][i])
+    else:
+        fired = score >= alarm
     detector, why = COMPONENT_LABELS[which] if "which" in out.extra else ("", "")
     sev = severity_of(score, a_score) if fired else "none"
     text = ""
@@ -92,5 +102,5 @@ def explain(
                 f"is {k:.1f}× the usual spread {side} the expected {_fmt(yhat)} "
                 f"{_when(ts_ms, model)} (expected band {_fmt(lo)} to {_fmt(hi)})"
             )
-        text = " ".join(parts) + f"; flagged by {why}; anomaly score {score:.2f}, severity {sev}."
+        text = " ".join(parts) + f"; flagged by {why}; severity {sev}."
     return AnomalyResult(ts_ms, value, score, a_score, yhat, lo, hi, fired, detector, sev, text)

@@ -7,11 +7,13 @@ Welford's update for ``stddev``), vectorised over the steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from perfintel.errors import QueryError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet
-from perfintel.query.promql.format import format_value
+from perfintel.query.promql.format import format_float_f
 from perfintel.query.promql.values import Vec
 
 
@@ -34,7 +36,12 @@ def _groups(vec: Vec, names: list[str], without: bool | None) -> tuple[list[Labe
 
 
 def aggregate(
-    op: str, vec: Vec, names: list[str], without: bool | None, param: np.ndarray | str | None
+    op: str,
+    vec: Vec,
+    names: list[str],
+    without: bool | None,
+    param: np.ndarray | str | None,
+    check_deadline: Callable[[], None] | None = None,
 ) -> Vec:
     steps = vec.values.shape[1]
     if op in ("topk", "bottomk"):
@@ -56,6 +63,8 @@ def aggregate(
     mean = np.zeros((ng, steps))
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         for i in range(len(vec)):
+            if check_deadline is not None and i % 256 == 255:
+                check_deadline()
             g = gidx[i]
             m = vec.present[i]
             v = vec.values[i]
@@ -156,7 +165,7 @@ def _count_values(vec: Vec, names: list[str], without: bool | None, label: str) 
         base = () if without is None else grouping_key(ls, want, without)
         base = tuple(p for p in base if p[0] != label)
         for j in np.flatnonzero(vec.present[i]):
-            key = tuple(sorted((*base, (label, format_value(float(vec.values[i, j]))))))
+            key = tuple(sorted((*base, (label, format_float_f(float(vec.values[i, j]))))))
             arr = counts.get(key)
             if arr is None:
                 arr = counts[key] = np.zeros(steps)

@@ -249,7 +249,7 @@ def _aggregate(ctx: Context, node: pp.AggregateExpr) -> Vec:
     if mod is not None:
         without = str(mod.type).rsplit(".", 1)[-1] == "Without"
         names = list(mod.labels)
-    return aggregations.aggregate(op, inner, names, without, param)
+    return aggregations.aggregate(op, inner, names, without, param, ctx.check_deadline)
 
 
 def _call(ctx: Context, node: pp.Call) -> Value:
@@ -261,9 +261,6 @@ def _call(ctx: Context, node: pp.Call) -> Value:
         "absent_over_time",
     ):
         return _range_call(ctx, name, args)
-    handler = _CALLS.get(name)
-    if handler is None:
-        raise QueryError(f"function {name!r} is not supported")
     if name == "timestamp":
         return functions.timestamp(_vector(evaluate(ctx, args[0]), name), ctx.times)
     if name == "absent":
@@ -273,6 +270,9 @@ def _call(ctx: Context, node: pp.Call) -> Value:
         if isinstance(arg, pp.VectorSelector):
             matchers = selectors.matchers_from_promql(arg)
         return functions.absent(vec, matchers, ctx.steps)
+    handler = _CALLS.get(name)
+    if handler is None:
+        raise QueryError(f"function {name!r} is not supported")
     return handler(ctx, [evaluate(ctx, a) for a in args])
 
 
@@ -290,6 +290,7 @@ def _range_call(ctx: Context, name: str, args: list[pp.Expr]) -> Vec:
         if planned is not None:
             return planned
     ri = _range_arg(ctx, target)
+    ri.check_deadline = ctx.check_deadline
     ctx.check_deadline()
     if name == "quantile_over_time":
         q = evaluate(ctx, args[0])
@@ -355,6 +356,4 @@ _CALLS: dict[str, Callable[[Context, list[Value]], Value]] = {
     "sort": lambda _ctx, args: functions.sort_rows(_vector(args[0], "sort"), False),
     "sort_desc": lambda _ctx, args: functions.sort_rows(_vector(args[0], "sort_desc"), True),
     "histogram_quantile": _hq,
-    "timestamp": _time,  # dispatched specially in _call
-    "absent": _time,  # dispatched specially in _call
 }

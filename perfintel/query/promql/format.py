@@ -4,22 +4,53 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
 
-def format_value(f: float) -> str:
+
+def format_float_f(f: float) -> str:
     """Go's ``strconv.FormatFloat(f, 'f', -1, 64)``: shortest digits, never exponent form.
 
-    >>> [format_value(x) for x in (1.0, 0.1, 1e21, 1.5e-7, float("nan"), float("-inf"))]
+    Prometheus uses it for label values (``count_values``).
+
+    >>> [format_float_f(x) for x in (1.0, 0.1, 1e21, 1.5e-7, float("nan"), float("-inf"))]
     ['1', '0.1', '1000000000000000000000', '0.00000015', 'NaN', '-Inf']
     """
-    r = repr(f)
+    r = repr(float(f))
     if r[-2:] == ".0":
         return r[:-2]
+    if r[-1] in "nf":  # nan, inf, -inf
+        return "NaN" if r == "nan" else ("+Inf" if r == "inf" else "-Inf")
     if "e" in r:
         r = format(Decimal(r), "f")
         return r[:-2] if r.endswith(".0") else r
-    if r[-1] in "nf":  # nan, inf, -inf
-        return "NaN" if r == "nan" else ("+Inf" if r == "inf" else "-Inf")
     return r
+
+
+def format_value(f: float) -> str:
+    """A sample value as Prometheus's JSON API writes it (``marshalValue``).
+
+    Shortest digits in ``'f'`` form, switching to ``'e'`` form (``1e-07``,
+    ``1.5e+21``) when ``|f| < 1e-6`` or ``|f| >= 1e21``, as jsoniter does.
+
+    >>> [format_value(x) for x in (1.0, 0.1, 1e16, 1.5e-5, 1.5e-7, 1e21, -0.0, float("inf"))]
+    ['1', '0.1', '10000000000000000', '0.000015', '1.5e-07', '1e+21', '-0', '+Inf']
+    """
+    f = float(f)
+    a = abs(f)
+    if a != 0 and (a < 1e-6 or a >= 1e21) and a != float("inf"):
+        return repr(f)  # Python's repr already uses Go's 'e' layout at these magnitudes
+    return format_float_f(f)
+
+
+def format_values(values: np.ndarray) -> list[str]:
+    """``format_value`` over an array (the common cases without a call per value)."""
+    out = list(map(repr, values.tolist()))
+    for i, r in enumerate(out):
+        if r[-2:] == ".0":
+            out[i] = r[:-2]
+        elif "e" in r or r[-1] in "nf":
+            out[i] = format_value(float(r))
+    return out
 
 
 def format_timestamp(ms: int) -> str:

@@ -220,11 +220,10 @@ def vector(arg: Value) -> Vec:
 def scalar(arg: Value) -> Scalar:
     vec = _vec(arg, "scalar")
     n = vec.present.sum(axis=0)
-    vals = np.where(vec.present, vec.values, 0.0).sum(axis=0) if len(vec) else np.zeros(n.shape)
-    if len(vec):
-        # The single present value (summing a single element is exact).
-        idx = np.argmax(vec.present, axis=0)
-        vals = vec.values[idx, np.arange(len(n))]
+    if not len(vec):
+        return Scalar(np.full(n.shape, np.nan))
+    idx = np.argmax(vec.present, axis=0)  # the single present series, where there is one
+    vals = vec.values[idx, np.arange(len(n))]
     return Scalar(np.where(n == 1, vals, np.nan))
 
 

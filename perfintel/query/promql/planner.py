@@ -82,7 +82,7 @@ def try_rollup(ctx: Context, name: str, ms: pp.MatrixSelector) -> Vec | None:
         limits=ctx.limits,
     )
     if not rollups:
-        return None if rollups is None else Vec.empty(ctx.steps)
+        return None  # no fitting tier, or nothing rolled up yet: read raw samples
     res = rollups[0].resolution_ms
     if res <= 0 or rng % res or ctx.step_ms % res or int(ends[0]) % res:
         return None

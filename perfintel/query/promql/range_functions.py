@@ -32,13 +32,15 @@ def _windows(ri: RangeInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _positions(
-    lo: np.ndarray, cnt: np.ndarray, vals: np.ndarray
+    lo: np.ndarray, cnt: np.ndarray, ri: RangeInput
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(k, active, value_k)`` for positions ``k`` of 1-D window arrays."""
     top = int(cnt.max()) if cnt.size else 0
     for k in range(top):
+        if ri.check_deadline is not None and k % 64 == 63:
+            ri.check_deadline()
         act = cnt > k
-        yield k, act, vals[np.where(act, lo + k, 0)]
+        yield k, act, ri.vals[np.where(act, lo + k, 0)]
 
 
 def _fold(
@@ -162,7 +164,7 @@ def sum_over_time(ri: RangeInput) -> Vec:
     def fn(lo: np.ndarray, cnt: np.ndarray, _sel: np.ndarray) -> np.ndarray:
         acc = np.zeros(len(lo))
         c = np.zeros(len(lo))
-        for _k, act, v in _positions(lo, cnt, ri.vals):
+        for _k, act, v in _positions(lo, cnt, ri):
             na, nc = _kahan_inc(v, acc, c)
             acc, c = np.where(act, na, acc), np.where(act, nc, c)
         return np.where(np.isinf(acc), acc, acc + c)
@@ -177,7 +179,7 @@ def avg_over_time(ri: RangeInput) -> Vec:
     def fn(lo: np.ndarray, cnt: np.ndarray, _sel: np.ndarray) -> np.ndarray:
         mean = np.zeros(len(lo))
         c = np.zeros(len(lo))
-        for k, act, v in _positions(lo, cnt, ri.vals):
+        for k, act, v in _positions(lo, cnt, ri):
             n = k + 1.0
             inf_mean = np.isinf(mean)
             skip = inf_mean & (
@@ -195,7 +197,7 @@ def avg_over_time(ri: RangeInput) -> Vec:
 def _extreme(ri: RangeInput, pick: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Vec:
     def fn(lo: np.ndarray, cnt: np.ndarray, _sel: np.ndarray) -> np.ndarray:
         acc = ri.vals[lo].copy()
-        for _k, act, v in _positions(lo, cnt, ri.vals):
+        for _k, act, v in _positions(lo, cnt, ri):
             acc = np.where(act, pick(acc, v), acc)
         return acc
 
@@ -216,7 +218,7 @@ def _variance(ri: RangeInput, sqrt: bool) -> Vec:
         cmean = np.zeros(len(lo))
         aux = np.zeros(len(lo))
         caux = np.zeros(len(lo))
-        for k, act, v in _positions(lo, cnt, ri.vals):
+        for k, act, v in _positions(lo, cnt, ri):
             delta = v - (mean + cmean)
             nm, ncm = _kahan_inc(delta / (k + 1.0), mean, cmean)
             na, nca = _kahan_inc(delta * (v - (nm + ncm)), aux, caux)
@@ -331,7 +333,7 @@ def _regression(
     init_y = ri.vals[wl]
     const_y = np.ones(len(sel), bool)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        for _k, act, v in _positions(wl, wc, ri.vals):
+        for _k, act, v in _positions(wl, wc, ri):
             t = ri.ts[np.where(act, wl + _k, 0)]
             const_y &= ~act | (v == init_y)
             x = (t - base) / 1e3

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import promql_parser as pp
 
-from perfintel.errors import QueryError
+from perfintel.errors import QueryError, QueryLimitError
 from perfintel.model import Selector, is_stale, matchers_from_promql
 from perfintel.query.promql.values import KEY_BIAS, KEY_SHIFT, Context, RangeInput, Vec
 from perfintel.storage.base import SeriesSamples
@@ -45,6 +45,13 @@ def fetch(ctx: Context, vs: pp.VectorSelector, start_ms: int, end_ms: int) -> li
     ctx.check_deadline()
     out = ctx.store.select(selector, start_ms, end_ms, limits=ctx.limits)
     ctx.count_samples(sum(len(s.timestamps) for s in out))
+    cap = ctx.limits.max_samples
+    if cap is not None and len(out) * ctx.steps > cap:
+        # Every operator holds (series x steps) arrays: refuse before allocating them.
+        raise QueryLimitError(
+            f"query would evaluate {len(out)} series at {ctx.steps} steps, more than "
+            f"{cap} points (limit max_samples)"
+        )
     return out
 
 
@@ -124,8 +131,3 @@ def subquery_grid(ctx: Context, sq: pp.SubqueryExpr) -> tuple[np.ndarray, int, n
     if end < start:
         return np.empty(0, np.int64), step, ends, rng
     return np.arange(start, end + 1, step, dtype=np.int64), step, ends, rng
-
-
-def raw_matrix(ctx: Context, ms: pp.MatrixSelector) -> RangeInput:
-    """A range selector evaluated at a single time (an instant query returning a matrix)."""
-    return range_selector(ctx, ms)

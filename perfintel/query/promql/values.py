@@ -18,6 +18,7 @@ instant query). Every intermediate result holds all steps:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,6 +85,8 @@ class RangeInput:
     matchers: tuple[Matcher, ...] | None = None
     #: evaluation time of each step (predict_linear's intercept); defaults to ``ends``
     step_times: np.ndarray | None = None
+    #: called now and then by long folds so a query's deadline is honoured
+    check_deadline: Callable[[], None] | None = None
     _bounds: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def keys(self) -> np.ndarray:
@@ -194,9 +197,3 @@ def merge_same_labels(vec: Vec, *, whole_range: bool = False) -> Vec:
             values[j, m] = vec.values[i, m]
             present[j] |= m
     return Vec(labels, values, present)
-
-
-def scalar_arg(value: Value, what: str) -> np.ndarray:
-    if not isinstance(value, Scalar):
-        raise QueryError(f"expected a scalar for {what}")
-    return value.values

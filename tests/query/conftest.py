@@ -1,0 +1,53 @@
+"""Fixtures of the query tests.
+
+``promql_store_factory`` builds the store the PromQL tests query: every PromQL
+test, the Prometheus compatibility suite included, runs against both the
+in-memory store and the real DuckDB store (data flushed, rollups built).
+``PERFINTEL_PROMQL_STORE=memory`` or ``=duckdb`` narrows a run to one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perfintel.ingest.batch import SampleBatch
+from perfintel.storage.base import SampleReader
+from perfintel.storage.memory import MemoryStore
+
+StoreFactory = Callable[[Iterable[SampleBatch]], SampleReader]
+
+
+_KINDS = [k for k in ("memory", "duckdb") if os.environ.get("PERFINTEL_PROMQL_STORE", k) == k]
+
+
+@pytest.fixture(params=_KINDS)
+def promql_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    stores: list[Any] = []
+    kind = request.param
+
+    def make(batches: Iterable[SampleBatch]) -> SampleReader:
+        if kind == "duckdb":
+            from perfintel.storage.duckdb import DuckDBStore, StoreOptions
+
+            # The unit tests use fixed 2023 timestamps: keep raw data forever.
+            options = StoreOptions(
+                background=False, raw_retention_ms=100 * 365 * 86_400_000, wal_fsync=False
+            )
+            store: Any = DuckDBStore(tmp_path / f"store{len(stores)}", options)
+        else:
+            store = MemoryStore()
+        stores.append(store)
+        for batch in batches:
+            store.append(batch)
+        if kind == "duckdb":
+            store.flush(compact=True)
+        return store  # type: ignore[no-any-return]
+
+    yield make
+    for store in stores:
+        store.close()
