@@ -57,7 +57,9 @@ class Server:
                 self.kill9()
 
 
-def start_server(data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> Server:
+def start_server(
+    data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None
+) -> Server:
     port = port or free_port()
     log = data_dir.parent / f"server-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +67,16 @@ def start_server(data_dir: Path, *, port: int | None = None, env: dict[str, str]
     full_env.update(env or {})
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "perfintel", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "perfintel",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -15,7 +15,9 @@ def test_every_setting_is_documented() -> None:
     documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", doc, re.M))
     fields = {name for name, _ in iter_fields()}
     assert fields - documented == set(), "settings missing from docs/configuration.md"
-    assert documented - fields == set(), "docs/configuration.md documents settings that do not exist"
+    assert documented - fields == set(), (
+        "docs/configuration.md documents settings that do not exist"
+    )
 
 
 def test_every_setting_has_a_description() -> None:
