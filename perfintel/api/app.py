@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from perfintel import __version__
-from perfintel.api import errors, ingest, performance, prometheus, series
+from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.collect.host import HostCollector
@@ -28,6 +28,7 @@ from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
 from perfintel.config import Settings
 from perfintel.ingest.batch import MetricMetadata, SampleBatch
+from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
@@ -76,6 +77,13 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
+        # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
+        if settings.anomaly.enabled:
+            anomaly = OnlineAnomalyDetection.from_settings(
+                app.state.store, settings, app.state.metrics.registry
+            )
+            await run_in_threadpool(anomaly.start)
+            app.state.anomaly = anomaly
         tasks: list[asyncio.Task[None]] = []
         scraper: Scraper | None = None
         if collectors:
@@ -111,6 +119,9 @@ def create_app(
                     await t
             if scraper is not None:
                 await scraper.aclose()
+            if app.state.anomaly is not None:  # drains its queue and saves its state
+                await run_in_threadpool(app.state.anomaly.close)
+                app.state.anomaly = None
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
@@ -123,6 +134,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.ready = False
+    app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
     app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
     app.state.metrics = ServiceMetrics(Registry())
     q = settings.query
@@ -137,6 +149,7 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(series.router)
     app.include_router(performance.router)
+    app.include_router(anomalies.router)
     app.include_router(prometheus.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
@@ -202,6 +215,8 @@ def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
         if len(batch):
             await run_in_threadpool(app.state.store.append, batch)
             app.state.metrics.ingested_samples.labels(protocol="collector").inc(len(batch))
+            if app.state.anomaly is not None:
+                app.state.anomaly.submit(batch)
 
     return sink
 

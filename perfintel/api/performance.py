@@ -314,10 +314,13 @@ def render_forecast(report: forecasting.ForecastReport, written: int) -> dict[st
     }
 
 
-def _exhaustion(when: object, days: float | None) -> dict[str, Any] | None:
+def _exhaustion(when: float | np.datetime64 | None, days: float | None) -> dict[str, Any] | None:
     if when is None or days is None:
         return None
-    t = float(when)  # type: ignore[arg-type]  # Unix seconds: the input was seconds
+    if isinstance(when, np.datetime64):
+        t = float(when.astype("datetime64[ms]").astype(np.int64)) / 1000
+    else:
+        t = float(when)
     return {"time": _rfc3339(t), "unix": t, "days": days}
 
 
@@ -378,6 +381,16 @@ def render_capacity(analysis: cap.CapacityAnalysis, target: float) -> dict[str, 
     }
 
 
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad input; the message names the field"},
+    404: {"description": "No series match the selector with data in the history window"},
+    422: {"description": f"More than {MAX_SERIES} series, or the query limits were crossed"},
+}
+_PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "JSON, or a PNG with format=png"},
+    **_ERRORS,
+}
+
 # -- handlers -----------------------------------------------------------------
 
 
@@ -385,6 +398,7 @@ def render_capacity(analysis: cap.CapacityAnalysis, target: float) -> dict[str, 
     PREDICT_PATH,
     dependencies=[Depends(require("read"))],
     summary="Forecast the series matching a selector, with prediction intervals",
+    responses=_ERRORS,
     response_description='{"status": "success", "data": {"step_seconds", "source", "series": '
     '[{"labels", "timestamps", "mean", "bands": {"80": {"lower", "upper"}}, "model", '
     '"backtest": {"smape", "mase"}}]}}',
@@ -474,7 +488,6 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
     return JSONResponse(render_capacity(analysis, body.target_utilisation))
 
 
-_PNG = {200: {"content": {"image/png": {}}, "description": "JSON, or a PNG with format=png"}}
 _FormatQuery = Query(None, description="png: a chart of the first resource (overrides the body)")
 
 
@@ -482,7 +495,7 @@ _FormatQuery = Query(None, description="png: a chart of the first resource (over
     CAPACITY_PATH,
     dependencies=[Depends(require("read"))],
     summary="Capacity plan: exhaustion times (P10/P50/P90) per resource and scenario",
-    responses=_PNG,  # type: ignore[arg-type]
+    responses=_PNG,
 )
 async def capacity_analyze(
     request: Request,
@@ -511,10 +524,21 @@ _QUERY_FIELDS = (
     CAPACITY_PATH,
     dependencies=[Depends(require("read"))],
     summary="Capacity plan from query parameters (default scenarios); format=png for a chart",
-    description="Query parameters as the POST body's fields: "
-    + ", ".join(_QUERY_FIELDS)
-    + " (match_on comma-separated).",
-    responses=_PNG,  # type: ignore[arg-type]
+    description="Query parameters as the POST body's fields (match_on comma-separated; "
+    "scenarios are the defaults).",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in ("usage", "capacity"),
+                "schema": {"type": "string"},
+                "description": CapacityRequest.model_fields[name].description or "",
+            }
+            for name in _QUERY_FIELDS
+        ]
+    },
+    responses=_PNG,
 )
 async def capacity_analyze_get(request: Request) -> Response:
     params: dict[str, Any] = {}

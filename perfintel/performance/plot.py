@@ -1,0 +1,86 @@
+"""A PNG of one resource's capacity plan (matplotlib, Agg; no pyplot state, thread-safe).
+
+The picture: the usage history, the capacity (and the target utilisation
+line), and for each scenario the P10–P90 window of the exhaustion time as a
+shaded band with the P50 as a line, plus a dashed line from the latest usage
+to the capacity at the P50 (a guide to the eye, not the projected path).
+``CapacityReport`` does not carry the projected usage paths, so the band is
+the exhaustion window, not a band of projected usage.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+
+from perfintel.performance.capacity import ResourcePlan
+
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
+
+
+def _dt(seconds: float) -> float:
+    """Matplotlib's date number of a Unix time."""
+    from matplotlib.dates import date2num
+
+    return float(date2num(datetime.fromtimestamp(seconds, UTC)))
+
+
+def capacity_png(plan: ResourcePlan, target_utilisation: float, *, dpi: int = 100) -> bytes:
+    """Render ``plan`` as a PNG (10 × 4.5 inches)."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.5), dpi=dpi)
+    ax = fig.add_subplot()
+    t = [_dt(x / 1000) for x in plan.timestamps.tolist()]
+    ax.xaxis_date(tz=UTC)
+    ax.plot(t, plan.usage, color="black", linewidth=1.0, label="usage")
+    rep = plan.report
+    end_s = float(plan.timestamps[-1]) / 1000
+    horizon_end = _dt(end_s + rep.horizon_days * 86_400)
+    finite_cap = plan.capacity[np.isfinite(plan.capacity)]
+    cap = float(finite_cap[-1]) if finite_cap.size else float("nan")
+    ax.plot(t, plan.capacity, color="tab:red", linewidth=1.2, label="capacity")
+    ax.hlines(cap, t[-1], horizon_end, colors="tab:red", linewidth=1.2, linestyles="dotted")
+    ax.hlines(
+        cap * target_utilisation,
+        t[0],
+        horizon_end,
+        colors="tab:red",
+        linewidth=0.8,
+        linestyles="dashed",
+        label=f"target {target_utilisation:.0%}",
+    )
+    ax.axvline(t[-1], color="grey", linewidth=0.6)
+    for i, sc in enumerate(rep.scenarios):
+        color = COLORS[i % len(COLORS)]
+        lo = sc.p10 if sc.p10 is not None else None
+        hi = sc.p90 if sc.p90 is not None else None
+        if lo is not None:
+            right = _dt(float(hi)) if hi is not None else horizon_end
+            ax.axvspan(
+                _dt(float(lo)), right, color=color, alpha=0.15, label=f"{sc.scenario.name} P10–P90"
+            )
+        if sc.p50 is not None:
+            ax.plot(
+                [t[-1], _dt(float(sc.p50))],
+                [float(plan.usage[np.isfinite(plan.usage)][-1]), cap],
+                color=color,
+                linewidth=1.0,
+                linestyle="dashed",
+            )
+            ax.axvline(
+                _dt(float(sc.p50)), color=color, linewidth=1.2, label=f"{sc.scenario.name} P50"
+            )
+    ax.set_xlim(t[0], horizon_end)
+    ax.xaxis.set_major_locator(loc := AutoDateLocator())
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(loc))
+    ax.set_title(rep.summary, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
