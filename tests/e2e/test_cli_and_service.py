@@ -68,3 +68,29 @@ def test_cli_ingest_and_query(server: Server, tmp_path: Path) -> None:
     assert "2 series" in res.stdout
     res = cli("query", "cli_temp{", "--url", server.url)
     assert res.returncode == 2 and "match" in res.stderr
+
+
+def test_configured_scrape_targets_are_scraped(tmp_path: Path) -> None:
+    from tests.conftest import free_port, start_server
+
+    port = free_port()
+    scrape = orjson.dumps(
+        [{"job_name": "self", "targets": [f"127.0.0.1:{port}"], "interval_s": 1, "timeout_s": 1}]
+    )
+    srv = start_server(tmp_path / "data", port=port, env={"PERFINTEL_SCRAPE": scrape.decode()})
+    try:
+        deadline = time.monotonic() + 20
+        up: list[dict[str, object]] = []
+        while time.monotonic() < deadline and not up:
+            r = httpx.get(srv.url + "/api/v1/series/query", params={"match": 'up{job="self"}'})
+            up = r.json()["data"]["series"]
+            time.sleep(0.2)
+        assert up and up[0]["values"][-1] == 1.0
+        assert up[0]["labels"] == {"__name__": "up", "instance": f"127.0.0.1:{port}", "job": "self"}
+        r = httpx.get(
+            srv.url + "/api/v1/series/query",
+            params={"match": '{__name__="perfintel_build_info",job="self"}'},
+        )
+        assert r.json()["data"]["series"], "the scraped samples themselves are stored"
+    finally:
+        srv.stop()
