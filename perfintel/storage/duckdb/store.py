@@ -44,7 +44,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -66,52 +65,16 @@ from perfintel.storage.duckdb import codec
 from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
 from perfintel.storage.duckdb.index import SeriesIndex
+from perfintel.storage.duckdb.options import MaintenanceReport, StoreOptions
+from perfintel.storage.duckdb.tiers import RollupTiers, _cat
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
 from perfintel.storage.memory import _check
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
-ROLLUP_FIELDS = ("ts", "min", "max", "sum", "count", "last")
 log = logging.getLogger(__name__)
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
-
-
-@dataclass(frozen=True)
-class Tier:
-    """A rollup tier: bucket ``resolution_ms``, kept for ``retention_ms``, stored per ``window_ms``."""
-
-    name: str
-    resolution_ms: int
-    retention_ms: int
-    window_ms: int
-
-
-@dataclass(frozen=True)
-class StoreOptions:
-    block_ms: int = 2 * HOUR
-    raw_retention_ms: int = 15 * DAY
-    tiers: tuple[Tier, ...] = (
-        Tier("5m", 5 * MINUTE, 90 * DAY, DAY),
-        Tier("1h", HOUR, 730 * DAY, 8 * DAY),
-    )
-    head_max_samples: int = 2_000_000
-    head_max_age_s: float = 120.0
-    seal_grace_ms: int = HOUR  # a window is final this long after it ends
-    maintenance_interval_s: float = 5.0
-    wal_fsync: bool = True
-    background: bool = True
-    memory_limit: str = "256MB"
-    threads: int = 2
-
-
-@dataclass
-class MaintenanceReport:
-    flushed: int = 0
-    compacted_groups: int = 0
-    rollup_windows: int = 0
-    deleted_chunks: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class DuckDBStore:
@@ -140,8 +103,6 @@ class DuckDBStore:
         self.index = SeriesIndex()
         self.head = Head()
         self._version = 0  # bumped after every database write; invalidates the block cache
-        self._newest_seen = -1  # newest flushed timestamp, and when it last moved (ms)
-        self._newest_moved_at = 0
         self._cache = BlockCache()
         self._persisted_series = 0
         self._seq = 0
@@ -178,11 +139,8 @@ class DuckDBStore:
         for sid, labels in self._db.execute("SELECT id, labels FROM series ORDER BY id").fetchall():
             self.index.add(tuple((str(k), str(v)) for k, v in orjson.loads(labels)), sid)
         self._persisted_series = len(self.index)
-        self._built_until = [-1] * len(self.opts.tiers)
-        self._rebuild_from: int | None = None
-        for t, until in self._db.execute("SELECT tier, built_until FROM rollup_state").fetchall():
-            if t < len(self._built_until):
-                self._built_until[t] = int(until)
+        self.tiers = RollupTiers(self)
+        self.tiers.load()
         row = self._db.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchone()
         self._seq = int(row[0]) if row else 0
         rng = self._db.execute(
@@ -246,7 +204,7 @@ class DuckDBStore:
             report = MaintenanceReport(flushed=self._flush_head(everything=True))
             if compact:
                 report.compacted_groups = self._compact()
-                report.rollup_windows = self._build_rollups(force=True)
+                report.rollup_windows = self.tiers.build(force=True)
                 report.deleted_chunks = self._enforce_retention()
                 self._db.execute("CHECKPOINT")
             return report
@@ -263,7 +221,7 @@ class DuckDBStore:
                 if self.head.samples >= self.opts.head_max_samples // 2:
                     report.flushed += self._flush_head(everything=True)  # memory first
             report.compacted_groups = self._compact(sealed_only=True)
-            report.rollup_windows = self._build_rollups(force=False)
+            report.rollup_windows = self.tiers.build(force=False)
             report.deleted_chunks = self._enforce_retention()
             return report
 
@@ -329,7 +287,7 @@ class DuckDBStore:
                 cur.register("new_chunks", table)
                 cur.execute("INSERT INTO chunks SELECT * FROM new_chunks")
                 cur.unregister("new_chunks")
-                self._invalidate_rollups(cur, np.unique(table.column("window_start").to_numpy()))
+                self.tiers.invalidate(np.unique(table.column("window_start").to_numpy()))
         except Exception:
             self.head.restore(sids, ts, vals)
             raise
@@ -372,16 +330,6 @@ class DuckDBStore:
                 "vals": pa.array(val_blobs, pa.binary()),
             }
         )
-
-    def _invalidate_rollups(self, cur: duckdb.DuckDBPyConnection, windows: np.ndarray) -> None:
-        """New raw data behind tier 0's watermark: the tiers rebuild from there."""
-        if not len(windows):
-            return
-        earliest = int(windows.min())
-        if earliest < self._built_until[0]:
-            self._rebuild_from = (
-                earliest if self._rebuild_from is None else min(self._rebuild_from, earliest)
-            )
 
     def _compact(self, *, sealed_only: bool = False) -> int:
         """Merge the chunks of each (series, window) that has several into one."""
@@ -438,114 +386,6 @@ class DuckDBStore:
             cur.unregister("merged")
             cur.unregister("victims")
 
-    def _build_rollups(self, *, force: bool) -> int:
-        """Advance each tier's watermark over sealed data; returns the buckets written.
-
-        Tier 0 advances over raw blocks once they are sealed (or have ended,
-        with ``force``); tier ``i`` follows tier ``i-1`` one source window at a
-        time (as far as it can, with ``force``).
-        """
-        now = int(self.clock() * 1000)
-        block = self.opts.block_ms
-        if self._rebuild_from is not None:
-            self._lower_watermarks(self._rebuild_from)
-            self._rebuild_from = None
-        written = 0
-        grace = 0 if force else self.opts.seal_grace_ms
-        target0 = (now - grace) - (now - grace) % block
-        if not force:
-            # Not into the block of the newest flushed sample while that still moves:
-            # a backfill arriving in time order would otherwise find its blocks
-            # already rolled up, and rebuild them.
-            row = self._db.execute("SELECT max(max_ts) FROM chunks").fetchone()
-            newest = int(row[0]) if row and row[0] is not None else 0
-            if newest != self._newest_seen:
-                self._newest_seen, self._newest_moved_at = newest, now
-            if now - self._newest_moved_at < self.opts.seal_grace_ms:
-                target0 = min(target0, newest - newest % block)
-        for t, tier in enumerate(self.opts.tiers):
-            if t == 0:
-                target = target0
-            else:
-                src = self.opts.tiers[t - 1]
-                target = self._built_until[t - 1]
-                unit = tier.resolution_ms if force else max(tier.resolution_ms, src.window_ms)
-                target -= target % unit
-            lo = self._built_until[t]
-            if lo < 0:  # never built: start at the oldest data
-                row = self._db.execute("SELECT min(min_ts) FROM chunks").fetchone()
-                if not row or row[0] is None:
-                    return written
-                lo = int(row[0]) - int(row[0]) % tier.window_ms
-            while lo < target:
-                hi = min(lo - lo % tier.window_ms + tier.window_ms, target)
-                written += self._extend_tier(t, tier, lo, hi)
-                lo = hi
-            if lo != self._built_until[t]:
-                with self._transaction() as cur:
-                    self._set_watermark(cur, t, lo)
-        return written
-
-    def _set_watermark(self, cur: duckdb.DuckDBPyConnection, t: int, until: int) -> None:
-        cur.execute("DELETE FROM rollup_state WHERE tier = ?", [t])
-        cur.execute("INSERT INTO rollup_state VALUES (?, ?)", [t, until])
-        self._built_until[t] = until  # after the statements: a failed write leaves it as it was
-
-    def _lower_watermarks(self, ts: int) -> None:
-        """Forget tier buckets from the block holding ``ts`` on, so they are rebuilt."""
-        for t, tier in enumerate(self.opts.tiers):
-            unit = max(self.opts.block_ms, tier.resolution_ms)
-            w = ts - ts % unit
-            if self._built_until[t] > w:
-                with self._transaction() as cur:
-                    cur.execute(
-                        f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-w // tier.resolution_ms)]
-                    )
-                    self._set_watermark(cur, t, w)
-
-    def _extend_tier(self, t: int, tier: Tier, lo: int, hi: int) -> int:
-        """Write the buckets of ``[lo, hi)``.
-
-        Rows go in slices of fewer than a row group, each its own transaction:
-        DuckDB writes bigger inserts to the file uncompressed ahead of commit and
-        frees those blocks at the next checkpoint, which bloats the file. A
-        crash between slices is harmless: the watermark has not moved, and the
-        next pass deletes the partial buckets before writing them again.
-        """
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ROLLUP_FIELDS}
-        ids: list[np.ndarray] = []
-        if t == 0:
-            for sid, ts, vals in self._read_raw_range(lo, hi):
-                sl = in_range(ts, lo, hi - 1)
-                if sl.stop > sl.start:
-                    arrays = rollup(ts[sl], vals[sl], tier.resolution_ms)
-                    ids.append(np.full(len(arrays[0]), sid, np.uint32))
-                    for k, a in zip(ROLLUP_FIELDS, arrays, strict=True):
-                        cols[k].append(a)
-        else:
-            src = self.opts.tiers[t - 1]
-            for sid, arrays in self._read_tier(t - 1, lo, hi - 1, None):
-                arrays = _coarsen(arrays, src.resolution_ms, tier.resolution_ms)
-                ids.append(np.full(len(arrays[0]), sid, np.uint32))
-                for k, a in zip(ROLLUP_FIELDS, arrays, strict=True):
-                    cols[k].append(a)
-        if not ids:
-            return 0
-        columns = {k: np.concatenate(v) for k, v in cols.items()}
-        columns["ts"] = (columns["ts"] // tier.resolution_ms).astype(
-            np.int32
-        )  # stored as bucket number
-        columns["count"] = columns["count"].astype(np.int32)
-        table = pa.table({"series_id": np.concatenate(ids), **columns})
-        with self._transaction() as cur:
-            cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-lo // tier.resolution_ms)])
-        for off in range(0, table.num_rows, 100_000):
-            with self._transaction() as cur:
-                cur.register("new_rollups", table.slice(off, 100_000))
-                cur.execute(f"INSERT INTO rollup_{t} SELECT * FROM new_rollups")
-                cur.unregister("new_rollups")
-        return table.num_rows
-
     def _rows_for(
         self,
         sql: str,
@@ -587,77 +427,6 @@ class DuckDBStore:
         yield from _merge_rows(
             (sid, codec.decode_timestamps(a), codec.decode_values(b)) for sid, a, b in rows
         )
-
-    def _read_tier(
-        self,
-        t: int,
-        start: int,
-        end: int,
-        sids: np.ndarray | None,
-        cur: duckdb.DuckDBPyConnection | None = None,
-    ) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
-        """Built buckets of tier ``t`` with start in ``[start, end]``, per series."""
-        cur = cur or self._cursor()
-        sql = (
-            f"SELECT series_id, {', '.join(ROLLUP_FIELDS)} FROM rollup_{t} "
-            "WHERE ts >= ? AND ts <= ?"
-        )
-        res_ms = self.opts.tiers[t].resolution_ms
-        start, end = -(-start // res_ms), end // res_ms  # bucket numbers
-        try:
-            if sids is not None and len(sids) <= 32:
-                marks = ",".join("?" * len(sids))
-                res = cur.execute(
-                    f"{sql} AND series_id IN ({marks})", [start, end, *sids.tolist()]
-                ).fetchnumpy()
-            elif sids is not None:
-                cur.register("want", pa.table({"want_id": pa.array(sids, pa.uint32())}))
-                try:
-                    res = cur.execute(
-                        f"{sql} AND series_id IN (SELECT want_id FROM want)", [start, end]
-                    ).fetchnumpy()
-                finally:
-                    cur.unregister("want")
-            else:
-                res = cur.execute(sql, [start, end]).fetchnumpy()
-        except duckdb.Error as exc:
-            raise StorageError(f"reading rollups failed: {exc}") from exc
-        sid_col = np.asarray(res["series_id"], np.int64)
-        if not len(sid_col):
-            return
-        ts_col = np.asarray(res["ts"], np.int64) * res_ms
-        order = np.lexsort((ts_col, sid_col))
-        sid_col = sid_col[order]
-        arrays = [ts_col[order]] + [np.asarray(res[k])[order] for k in ROLLUP_FIELDS[1:]]
-        arrays[4] = arrays[4].astype(np.int64)
-        bounds = np.flatnonzero(np.r_[True, sid_col[1:] != sid_col[:-1], True])
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            yield int(sid_col[a]), tuple(x[a:b] for x in arrays)
-
-    def _cached_tier(
-        self, t: int, start: int, end: int, sids: np.ndarray
-    ) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
-        """``_read_tier`` through the block cache."""
-        version = self._version
-        missing = []
-        for sid in sids.tolist():
-            hit = self._cache.get(("r", t, sid), version, start, end)
-            if hit is None:
-                missing.append(sid)
-            elif len(hit[0]):
-                keep = (hit[0] >= start) & (hit[0] <= end)
-                yield sid, tuple(a[keep] for a in hit)
-        if not missing:
-            return
-        fresh = dict(self._read_tier(t, start, end, np.asarray(missing, np.int64)))
-        empty = tuple(np.empty(0, np.int64 if i in (0, 4) else np.float64) for i in range(6))
-        for sid in missing:
-            arrays = fresh.get(sid, empty)
-            self._cache.put(
-                ("r", t, sid), version, start, end, arrays, 64 + sum(a.nbytes for a in arrays)
-            )
-            if len(arrays[0]):
-                yield sid, arrays
 
     def _enforce_retention(self) -> int:
         now = int(self.clock() * 1000)
@@ -787,10 +556,10 @@ class DuckDBStore:
         sids = self._matching(selector, start_ms, end_ms, limits)
         if not len(sids):
             return []
-        built = max(self._built_until[t], start_ms)
+        built = max(self.tiers.built_until[t], start_ms)
         parts: dict[int, list[tuple[np.ndarray, ...]]] = {}
         if built > start_ms:
-            for sid, arrays in self._cached_tier(t, start_ms, min(built - 1, end_ms), sids):
+            for sid, arrays in self.tiers.read_cached(t, start_ms, min(built - 1, end_ms), sids):
                 parts.setdefault(sid, []).append(arrays)
         if built <= end_ms:
             # After the watermark: buckets from raw samples (head included).
@@ -874,27 +643,3 @@ def _merge_rows(
         v_parts.append(vals)
     if cur is not None:
         yield cur, *dedupe_last_wins(np.concatenate(ts_parts), np.concatenate(v_parts))
-
-
-def _cat(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(6))
-
-
-def _coarsen(arrays: tuple[np.ndarray, ...], src_res: int, res: int) -> tuple[np.ndarray, ...]:
-    """Combine finer buckets into coarser ones (min of mins, sum of sums, last of lasts)."""
-    b, mn, mx, sm, cnt, last = arrays
-    if not len(b):
-        return arrays
-    nb = b - np.mod(b, res)
-    starts = np.flatnonzero(np.r_[True, nb[1:] != nb[:-1]])
-    ends = np.r_[starts[1:], len(nb)]
-    return (
-        nb[starts],
-        np.minimum.reduceat(mn, starts),
-        np.maximum.reduceat(mx, starts),
-        np.add.reduceat(sm, starts),
-        np.add.reduceat(cnt, starts),
-        last[ends - 1],
-    )
