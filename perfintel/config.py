@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from perfintel.collect.scrape import ScrapeConfig
-from perfintel.errors import ConfigError
+from perfintel.errors import ConfigError, PerfintelError
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
@@ -118,7 +118,10 @@ class StorageSettings(_Section):
         True,
         description="fsync the write-ahead log before acknowledging a write (turn off only for benchmarks of the rest).",
     )
-    memory_limit: str = Field("256MB", description="DuckDB's memory limit (its block cache; the service's RSS is this plus the index and head).")
+    memory_limit: str = Field(
+        "256MB",
+        description="DuckDB's memory limit (its block cache; the service's RSS is this plus the index and head).",
+    )
     maintenance_interval: Duration = Field(
         5.0, description="How often the background flush/compaction/rollup/retention pass runs."
     )
@@ -176,6 +179,47 @@ class HostCollectorSettings(_Section):
     )
 
 
+class AnomalySettings(_Section):
+    enabled: bool = Field(
+        True,
+        description="Score every ingested sample with the streaming anomaly detector and store "
+        "anomaly_score, yhat, yhat_lower and yhat_upper series (vmanomaly names, with a `for` label).",
+    )
+    selectors: list[str] = Field(
+        default_factory=lambda: ['{__name__=~".+"}'],
+        description="Series selectors of the series to analyse (a series matching any of them); "
+        "model outputs (anomaly_score, yhat*, series with a `for` label) are never analysed.",
+    )
+    max_series: int = Field(
+        100_000,
+        gt=0,
+        description="Most series analysed online (about 2.7 KB of state each); further series "
+        "are refused and counted in perfintel_anomaly_refused_series_total.",
+    )
+    queue_batches: int = Field(
+        256,
+        gt=0,
+        description="Ingested batches waiting for the detector; beyond, batches are dropped "
+        "(perfintel_anomaly_dropped_batches_total) so ingest never waits for it.",
+    )
+    state_interval: Duration = Field(
+        300.0,
+        description="How often the detector state is saved to data_dir/analysis (also at shutdown).",
+    )
+
+    @field_validator("selectors")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        from perfintel.model import parse_selector
+
+        for text in value:
+            try:
+                parse_selector(text)
+            except PerfintelError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid"
@@ -200,6 +244,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings, description="Authentication.")
     host_collector: HostCollectorSettings = Field(
         default_factory=HostCollectorSettings, description="This host's metrics."
+    )
+    anomaly: AnomalySettings = Field(
+        default_factory=AnomalySettings, description="Online anomaly detection."
     )
     scrape: list[ScrapeConfig] = Field(
         default_factory=list,

@@ -158,12 +158,21 @@ class ServerProcess:
         self.stop()
 
 
-def perfintel_server(data_dir: Path, port: int, log: Path) -> ServerProcess:
+def perfintel_server(
+    data_dir: Path, port: int, log: Path, *, anomaly: bool = False
+) -> ServerProcess:
+    """``perfintel serve`` storing only what it is sent, as VictoriaMetrics does.
+
+    The host collector is off, and so is the online anomaly detector unless
+    ``anomaly`` (it writes ``anomaly_score``/``yhat*`` series back to the store).
+    """
     script = Path(sys.executable).with_name("perfintel")
     base = [str(script)] if script.exists() else [sys.executable, "-m", "perfintel"]
     cmd = [*base, "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)]
-    # only the workload in the data directory, as with VictoriaMetrics (which scrapes nothing)
-    env = {"PERFINTEL_HOST_COLLECTOR__ENABLED": "false"}
+    env = {
+        "PERFINTEL_HOST_COLLECTOR__ENABLED": "false",
+        "PERFINTEL_ANOMALY__ENABLED": "true" if anomaly else "false",
+    }
     return ServerProcess("perfintel", cmd, f"http://127.0.0.1:{port}", "/readyz", log, env)
 
 

@@ -31,8 +31,13 @@ cache: VictoriaMetrics runs with ``-search.disableCache`` and gets
   the same PromQL; this is the fair equivalent of a raw export, since
   ``/api/v1/export`` has no perfintel counterpart.
 * q2 — 24 h of ``avg_over_time(<that series>[5m])`` at a 5-minute step.
-* q3 — 24 h of ``sum by (service) (avg_over_time({job="bench"}[5m]))`` at a
-  5-minute step over every series of the workload.
+* q3 — 24 h of ``sum by (service) (avg_over_time({__name__=~"bench_.*",job="bench"}[5m]))``
+  at a 5-minute step over every series of the workload.
+
+perfintel runs with its host collector and online anomaly detector off, so it
+stores only the workload, like VictoriaMetrics (``--anomaly`` keeps the
+detector on, as shipped: ingest then pays for scoring, and its model outputs
+count in the on-disk size).
 
 perfintel answers these through ``/api/v1/query_range`` when that endpoint
 answers 200 (probed first); otherwise through ``/api/v1/series/query``
@@ -101,6 +106,7 @@ RW_HEADERS = {
 }
 LP_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "perfintel-bench/0.1"}
 Q1_SERIES = 'bench_cpu_usage{instance="host-00000:9103"}'
+Q3_SELECTOR = '{__name__=~"bench_.*",job="bench"}'  # every workload series, nothing else
 
 
 @dataclass
@@ -122,6 +128,7 @@ class StorageBenchOptions:
     inprocess_repeats: int = 3
     warmups: int = 3
     repeats: int = 20
+    anomaly: bool = False  # keep perfintel's online anomaly detector on (as shipped)
     memory: bool = False
     memory_series: int = 100_000
     memory_rounds: int = 30
@@ -200,7 +207,7 @@ class _Bench:
         data.mkdir(parents=True, exist_ok=True)
         log = self.root / f"{name}.log"
         if engine == PERFINTEL:
-            srv = perfintel_server(data, self.ports[0], log)
+            srv = perfintel_server(data, self.ports[0], log, anomaly=self.opts.anomaly)
         else:
             srv = victoria_metrics(data, self.ports[1], log, self.opts.vm_binary)
         self.running.append(srv)
@@ -274,7 +281,7 @@ def _query_plan(
             "q3",
             sq,
             {
-                "match": '{job="bench"}',
+                "match": Q3_SELECTOR,
                 "start": start_s,
                 "end": end_s,
                 "step": "5m",
@@ -306,7 +313,7 @@ def _promql_queries(
             "q3",
             qr,
             {
-                "query": 'sum by (service) (avg_over_time({job="bench"}[5m]))',
+                "query": f"sum by (service) (avg_over_time({Q3_SELECTOR}[5m]))",
                 "start": start_s,
                 "end": end_s,
                 "step": "5m",
@@ -523,7 +530,8 @@ def _report(b: _Bench, n: int, figs: dict[str, EngineFigures], inproc: InProcess
     say("")
     say(
         f"storage benchmark: {n:,} samples ({b.opts.series} series × {b.opts.hours:g} h @ {b.opts.step} s), "
-        f"{b.opts.concurrency} sender threads, queries median of {b.opts.repeats} after {b.opts.warmups} warm-ups"
+        f"{b.opts.concurrency} sender threads, queries median of {b.opts.repeats} after {b.opts.warmups} "
+        f"warm-ups; perfintel anomaly detector {'on' if b.opts.anomaly else 'off'}"
     )
     for i, r in enumerate(rows):
         say(
@@ -661,7 +669,10 @@ def _run_memory(b: _Bench) -> None:
         finally:
             srv.stop()
     say("")
-    say(f"memory benchmark: {opts.memory_series:,} active series, one sample each per 10 s")
+    say(
+        f"memory benchmark: {opts.memory_series:,} active series, one sample each per 10 s; "
+        f"perfintel anomaly detector {'on' if opts.anomaly else 'off'}"
+    )
     say(
         f"{'engine':16} {'fast ingest M/s':>15} {'idle MiB':>9} {'peak MiB':>9} {'final MiB':>9} {'B/series':>9}"
     )
@@ -727,6 +738,11 @@ def _parser() -> argparse.ArgumentParser:
         "--lp-max-samples", type=int, default=d.lp_max_samples, help="cap on line-protocol lines"
     )
     p.add_argument(
+        "--anomaly",
+        action="store_true",
+        help="keep perfintel's online anomaly detector on (as shipped); off by default",
+    )
+    p.add_argument(
         "--memory", action="store_true", help="measure server RSS with many active series instead"
     )
     p.add_argument("--memory-series", type=int, default=d.memory_series)
@@ -755,6 +771,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=a.repeats,
         warmups=a.warmups,
         lp_max_samples=a.lp_max_samples,
+        anomaly=a.anomaly,
         memory=a.memory,
         memory_series=a.memory_series,
         memory_rounds=a.memory_rounds,

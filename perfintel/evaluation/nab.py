@@ -6,7 +6,10 @@ and writes ``OUT_DIR/<category>/<name>.csv`` with ``timestamp,value,anomaly_scor
 — one output row per input row, same order (NAB timestamps may repeat or step
 back; the detector sees them as they are). All files are advanced in lockstep
 through one vectorised state bank (each file is its own series), which gives
-exactly the scores of a per-file ``Detector``. Score the output with NAB's
+exactly the scores of a per-file ``Detector``; for the default ensemble with
+numba installed, each file runs through the compiled single-series kernel
+instead (``perfintel.analysis.anomaly.kernel``: the same scores, bit for bit,
+~4× less wall time for the corpus). Score the output with NAB's
 scorer (``tools/nab_score.py``).
 """
 
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from perfintel.analysis.anomaly import kernel
 from perfintel.analysis.anomaly.base import StepOut, VectorModel, clean_values
 from perfintel.analysis.anomaly.ensemble import Ensemble
 from perfintel.errors import BadInputError
@@ -75,6 +79,27 @@ def stream_lockstep(
     return result
 
 
+def stream_kernel(
+    model: VectorModel,
+    series: list[tuple[np.ndarray, np.ndarray]],
+    progress: Progress | None = None,
+    keep: tuple[str, ...] = (),
+) -> list[dict[str, np.ndarray]]:
+    """``stream_lockstep`` through the compiled single-series kernel, one series after
+    another (same results; ``keep`` names outputs of ``kernel.OUTPUTS``)."""
+    total = sum(len(v) for _, v in series)
+    done = 0
+    result: list[dict[str, np.ndarray]] = []
+    for t, v in series:
+        st = model.new_state(1)
+        full = kernel.run(model, st, 0, t, v)
+        result.append({name: full[name] for name in ("score", *keep)})
+        done += len(v)
+        if progress is not None:
+            progress(done, total)
+    return result
+
+
 def _field(out: StepOut, name: str) -> np.ndarray:
     v = getattr(out, name, None) if name != "extra" else None
     if v is None:
@@ -110,7 +135,11 @@ def run_nab(
     model = model or Ensemble()
     frames = [read_series(p) for p in files]
     keep = ("fired",) if plots_dir is not None else ()
-    outs = stream_lockstep(model, [(t, v) for _, t, v in frames], progress, keep=keep)
+    series = [(t, v) for _, t, v in frames]
+    if kernel.supports(model) and kernel.enabled():
+        outs = stream_kernel(model, series, progress, keep=keep)
+    else:
+        outs = stream_lockstep(model, series, progress, keep=keep)
     rows = 0
     for path, (df, _, values), out in zip(files, frames, outs, strict=True):
         rel = path.relative_to(data_dir)

@@ -119,10 +119,11 @@ def test_metrics_health_ready(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     client.post("/api/v1/import/prometheus", content=b"x 1\nbad{ 2\n")
+    assert client.app.state.anomaly.wait_idle(timeout=60)  # type: ignore[attr-defined]
     body = client.get("/metrics").text
     assert 'perfintel_ingested_samples_total{protocol="prometheus"} 1' in body
     assert 'perfintel_rejected_samples_total{protocol="prometheus",reason="invalid"} 1' in body
-    assert "perfintel_series 7" in body  # 6 cpu series + x
+    assert "perfintel_series 11" in body  # 6 cpu series + x + x's 4 online anomaly outputs
     assert "perfintel_store_bytes" in body
     client.get("/api/v1/series/query", params={"match": "cpu"})
     assert (

@@ -4,7 +4,9 @@ Models are pure and vectorised (``VectorModel``); ``Detector`` runs one model
 on one series, ``OnlineRunner`` runs it on many series held in numpy arrays.
 ``AnomalyDetector`` is the default: the ``Ensemble`` of a seasonal baseline, a
 level-shift detector and a context-novelty detector, each judged by an anomaly
-likelihood, with alarm suppression.
+likelihood, with alarm suppression. Along time on one series, ``Detector``'s
+batch methods run the ensemble through a numba-compiled scalar kernel
+(``kernel.py``) with bit-identical results and interchangeable state.
 """
 
 from perfintel.analysis.anomaly.base import Detector, Field, StepOut, VectorModel
