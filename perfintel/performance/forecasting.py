@@ -15,9 +15,11 @@ names them, so dashboards can overlay them on the original series:
 * ``yhat_lower``  — the lower bound of the widest requested interval;
 * ``yhat_upper``  — its upper bound;
 
-each with the original series' labels plus ``for="<original metric name>"``;
+each with the original series' labels plus ``for="<original metric name>"`` and
+``model_alias="forecast"`` (vmanomaly's label for which model wrote a series; it
+keeps forecasts apart from the online detector's ``yhat`` of the same series);
 the bounds also carry ``level="<that interval's level>"`` (e.g. ``"95"``).
-An original label named ``for`` or ``level`` is overwritten. Non-finite
+An original label named ``for``, ``model_alias`` or ``level`` is overwritten. Non-finite
 values (a series whose every model failed) are not written.
 """
 
@@ -99,6 +101,7 @@ def forecast_labels(labels: LabelSet, name: str, level: int | None = None) -> La
     """The write-back label set: ``labels`` renamed to ``name`` with ``for`` (and ``level``)."""
     d = dict(labels)
     d["for"] = metric_name(labels)
+    d["model_alias"] = "forecast"
     d[METRIC_NAME] = name
     if level is not None:
         d["level"] = str(level)

@@ -83,10 +83,18 @@ def test_write_back_creates_yhat_series(seasonal: TestClient) -> None:
     assert data["written"] == 3 * 60
     mean = data["series"][0]["mean"]
     window = {"start": END / 1000, "end": (END + 2 * HOUR) / 1000}
-    q = seasonal.get("/api/v1/series/query", params={"match": 'yhat{for="web_load"}', **window})
+    q = seasonal.get(
+        "/api/v1/series/query",
+        params={"match": 'yhat{for="web_load",model_alias="forecast"}', **window},
+    )
     assert q.status_code == 200, q.text
     (yhat,) = q.json()["data"]["series"]
-    assert yhat["labels"] == {"__name__": "yhat", "for": "web_load", "host": "a"}
+    assert yhat["labels"] == {
+        "__name__": "yhat",
+        "for": "web_load",
+        "host": "a",
+        "model_alias": "forecast",
+    }
     assert yhat["timestamps"] == data["series"][0]["timestamps"]
     assert yhat["values"] == pytest.approx(mean)
     q = seasonal.get(
