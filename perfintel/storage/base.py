@@ -121,3 +121,13 @@ class Store(SampleReader, SampleWriter, Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+
+def label_names_of(series: Sequence[LabelSet]) -> list[str]:
+    """Sorted distinct label names of some series (shared by the stores)."""
+    return sorted({k for ls in series for k, _ in ls})
+
+
+def label_values_of(series: Sequence[LabelSet], name: str) -> list[str]:
+    """Sorted distinct values of label ``name`` among some series."""
+    return sorted({v for ls in series for k, v in ls if k == name})

@@ -22,6 +22,8 @@ from perfintel.storage.base import (
     SeriesRollup,
     SeriesSamples,
     StoreStats,
+    label_names_of,
+    label_values_of,
 )
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
@@ -106,14 +108,12 @@ class MemoryStore:
         return out
 
     def label_names(self, selectors: Sequence[Selector], start_ms: int, end_ms: int) -> list[str]:
-        return sorted({k for ls in self.series(selectors, start_ms, end_ms) for k, _ in ls})
+        return label_names_of(self.series(selectors, start_ms, end_ms))
 
     def label_values(
         self, name: str, selectors: Sequence[Selector], start_ms: int, end_ms: int
     ) -> list[str]:
-        return sorted(
-            {v for ls in self.series(selectors, start_ms, end_ms) for k, v in ls if k == name}
-        )
+        return label_values_of(self.series(selectors, start_ms, end_ms), name)
 
     def stats(self) -> StoreStats:
         with self._lock:
