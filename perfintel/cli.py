@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -15,7 +18,9 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
+    TransferSpeedColumn,
 )
+from rich.table import Table
 
 from perfintel.config import load_settings
 from perfintel.errors import PerfintelError
@@ -128,6 +133,180 @@ def ingest(
     total_bytes = sum(f.stat().st_size for f in files)
     accepted = rejected = 0
     problems: list[str] = []
+    cols = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+    )
+    with (
+        Progress(*cols, console=console) as progress,
+        httpx.Client(base_url=url, timeout=300) as client,
+    ):
+        task = progress.add_task("ingesting", total=total_bytes)
+        for f in files:
+            name = f.name[:-3] if f.name.endswith(".gz") else f.name
+            kind = fmt or _FORMATS.get(Path(name).suffix.lower())
+            if kind not in _ENDPOINTS:
+                raise _fail(
+                    ValueError(f"{f}: cannot tell the format from the extension; pass --format")
+                )
+            path, ctype = _ENDPOINTS[kind]
+            if kind == "influx":
+                path = f"/write?precision={precision}"
+            headers = {"Content-Type": ctype, **_auth_headers(token)}
+            if f.name.endswith(".gz"):
+                headers["Content-Encoding"] = "gzip"
+            elif kind == "remote_write":
+                headers["Content-Encoding"] = "snappy"
+            progress.update(task, description=f.name)
+            try:
+                r = client.post(path, content=f.read_bytes(), headers=headers)
+            except httpx.HTTPError as exc:
+                raise _fail(RuntimeError(f"cannot reach {url}: {exc}")) from exc
+            accepted += int(r.headers.get("X-Perfintel-Samples-Accepted", 0))
+            rejected += int(r.headers.get("X-Perfintel-Samples-Rejected", 0))
+            if r.status_code >= 400:
+                problems.append(f"{f}: HTTP {r.status_code}: {r.text[:500]}")
+            progress.advance(task, f.stat().st_size)
+    console.print(f"accepted {accepted} samples, rejected {rejected}")
+    for p in problems:
+        console.print(f"[yellow]{p}[/yellow]")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def query(
+    selector: Annotated[str, typer.Argument(help='Series selector, e.g. node_load1{job="node"}')],
+    url: Url = "http://127.0.0.1:9470",
+    start: Annotated[
+        str | None, typer.Option(help="Unix seconds or RFC3339 (default: end - 1h).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Unix seconds or RFC3339 (default: now).")] = None,
+    step: Annotated[str | None, typer.Option(help="Bucket width, e.g. 5m.")] = None,
+    fn: Annotated[str, typer.Option(help="Per-bucket function.")] = "avg",
+    agg: Annotated[str | None, typer.Option(help="Cross-series aggregation.")] = None,
+    by: Annotated[str | None, typer.Option(help="Group labels, comma-separated.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")] = False,
+    token: Annotated[
+        str | None, typer.Option(envvar="PERFINTEL_TOKEN", help="Bearer token.")
+    ] = None,
+) -> None:
+    """Query a running perfintel and print the series."""
+    params: dict[str, Any] = {
+        "match": selector,
+        "start": start,
+        "end": end,
+        "step": step,
+        "fn": fn,
+        "agg": agg,
+        "by": by,
+    }
+    try:
+        r = httpx.get(
+            f"{url}/api/v1/series/query",
+            params={k: v for k, v in params.items() if v is not None},
+            headers=_auth_headers(token),
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        raise _fail(RuntimeError(f"cannot reach {url}: {exc}")) from exc
+    if r.status_code != 200:
+        raise _fail(RuntimeError(f"HTTP {r.status_code}: {r.json().get('error', r.text)}"))
+    if as_json:
+        sys.stdout.write(r.text + "\n")
+        return
+    data = r.json()["data"]
+    table = Table(title=f"{len(data['series'])} series ({data['source']})")
+    for c in ("series", "points", "first", "last value", "min", "max"):
+        table.add_column(c)
+    for s in data["series"]:
+        vals = [float(v) for v in s["values"]]
+        first = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s["timestamps"][0] / 1000))
+            if vals
+            else "-"
+        )
+        labels = ",".join(f'{k}="{v}"' for k, v in s["labels"].items())
+        table.add_row(
+            labels,
+            str(len(vals)),
+            first,
+            f"{vals[-1]:g}" if vals else "-",
+            f"{min(vals):g}" if vals else "-",
+            f"{max(vals):g}" if vals else "-",
+        )
+    Console().print(table)
+
+
+@app.command()
+def demo(
+    url: Url = "http://127.0.0.1:9470",
+    days: Annotated[float, typer.Option(help="Days of history to generate, ending now.")] = 7.0,
+    step: Annotated[int, typer.Option(help="Seconds between samples.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    token: Annotated[
+        str | None, typer.Option(envvar="PERFINTEL_TOKEN", help="Bearer token.")
+    ] = None,
+) -> None:
+    """Load a realistic multi-service data set (seasonality, deploys, incidents, a filling disk)."""
+    from perfintel.demo import generate_demo
+    from perfintel.ingest.remote_write import encode_remote_write
+
+    end_ms = int(time.time() * 1000)
+    total = 0
+    cols = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with (
+        Progress(*cols, console=console) as progress,
+        httpx.Client(base_url=url, timeout=300) as client,
+    ):
+        task = progress.add_task("demo data (hours)", total=int(days * 24))
+        last_ts = end_ms - int(days * 86_400_000)
+        for batch in generate_demo(end_ms=end_ms, days=days, step_s=step, seed=seed):
+            r = client.post(
+                "/api/v1/write",
+                content=encode_remote_write(batch),
+                headers={
+                    "Content-Type": "application/x-protobuf",
+                    "Content-Encoding": "snappy",
+                    **_auth_headers(token),
+                },
+            )
+            if r.status_code >= 400:
+                raise _fail(RuntimeError(f"HTTP {r.status_code}: {r.text[:500]}"))
+            total += len(batch)
+            if len(batch):
+                newest = int(batch.timestamps.max())
+                progress.advance(task, max(0, (newest - last_ts) // 3_600_000))
+                last_ts = max(last_ts, newest - (newest - last_ts) % 3_600_000)
+    console.print(f"loaded {total} demo samples into {url}")
+
+
+@bench_app.command(
+    "storage", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_storage(ctx: typer.Context) -> None:
+    """Storage benchmark against VictoriaMetrics (options: see --help of benchmarks/storage.py)."""
+    from perfintel.bench.storage import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)) or 0)
+
+
+@eval_app.command("nab")
+def eval_nab(
+    data: Annotated[Path, typer.Option(help="NAB data directory (<category>/<name>.csv).")],
+    out: Annotated[Path, typer.Option(help="Results directory.")],
+    plots: Annotated[Path | None, typer.Option(help="Also write one PNG per file here.")] = None,
+) -> None:
+    """Run the anomaly detector over the NAB corpus in streaming order."""
+    from perfintel.evaluation.nab import run_nab
+
     with _progress("NAB files") as step:
         summary = run_nab(data, out, plots_dir=plots, progress=step)
     console.print(summary)
