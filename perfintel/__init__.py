@@ -14,7 +14,15 @@ from perfintel.errors import (
     StorageError,
 )
 from perfintel.ingest.batch import SampleBatch
-from perfintel.model import STALE_NAN, LabelSet, Matcher, MatchOp, Selector, label_set, parse_selector
+from perfintel.model import (
+    STALE_NAN,
+    LabelSet,
+    Matcher,
+    MatchOp,
+    Selector,
+    label_set,
+    parse_selector,
+)
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 
 __version__ = "0.1.0"
