@@ -102,15 +102,28 @@ class ScrapeConfig(BaseModel):
 
     job_name: str = Field(min_length=1, description="The `job` label of every scraped series.")
     targets: list[str] = Field(description="`host:port` or full URLs to scrape.")
-    interval_s: float = Field(default=15.0, gt=0, description="Seconds between scrapes of a target.")
-    timeout_s: float = Field(default=10.0, gt=0, description="Seconds before a scrape is abandoned (up=0).")
+    interval_s: float = Field(
+        default=15.0, gt=0, description="Seconds between scrapes of a target."
+    )
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds before a scrape is abandoned (up=0)."
+    )
     metrics_path: str = Field("/metrics", description="Path scraped on `host:port` targets.")
     scheme: str = Field("http", description="`http` or `https` for `host:port` targets.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels added to every series of the job.")
-    honor_labels: bool = Field(False, description="Scraped `job`/`instance` win over the target's (else kept as `exported_*`).")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels added to every series of the job."
+    )
+    honor_labels: bool = Field(
+        False,
+        description="Scraped `job`/`instance` win over the target's (else kept as `exported_*`).",
+    )
     honor_timestamps: bool = Field(True, description="Keep timestamps the target exposes.")
-    body_size_limit_bytes: int = Field(default=64 * 1024 * 1024, gt=0, description="Larger scrape bodies fail the scrape.")
-    sample_limit: int = Field(default=0, ge=0, description="Scrapes with more samples fail (0: no limit).")
+    body_size_limit_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Larger scrape bodies fail the scrape."
+    )
+    sample_limit: int = Field(
+        default=0, ge=0, description="Scrapes with more samples fail (0: no limit)."
+    )
 
     @field_validator("scheme")
     @classmethod
