@@ -185,6 +185,10 @@ class AnomalySettings(_Section):
         description="Score every ingested sample with the streaming anomaly detector and store "
         "anomaly_score, yhat, yhat_lower and yhat_upper series (vmanomaly names, with a `for` label).",
     )
+    kernel: bool = Field(
+        True,
+        description="Use the compiled (numba) single-series kernel for the detect API when available; off: the vectorised path (same scores, slower).",
+    )
     selectors: list[str] = Field(
         default_factory=lambda: ['{__name__=~".+"}'],
         description="Series selectors of the series to analyse (a series matching any of them); "

@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from perfintel import __version__
+from perfintel.analysis.anomaly import kernel
 from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
@@ -77,6 +78,9 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
+        kernel.set_enabled(settings.anomaly.kernel)
+        # Compile the detect API's kernel now, off the event loop, so no request pays for it.
+        warm = asyncio.create_task(_warm_kernel()) if settings.anomaly.kernel else None
         # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
         if settings.anomaly.enabled:
             anomaly = OnlineAnomalyDetection.from_settings(
@@ -112,6 +116,8 @@ def create_app(
             yield
         finally:
             app.state.ready = False
+            if warm is not None:
+                tasks.append(warm)
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -208,6 +214,13 @@ def create_app(
         }
 
     return app
+
+
+async def _warm_kernel() -> None:
+    try:
+        await run_in_threadpool(kernel.warm_up)
+    except Exception:  # the vectorised path still answers, only slower
+        log.warning("could not compile the anomaly kernel", exc_info=True)
 
 
 def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:

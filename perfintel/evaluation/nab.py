@@ -9,7 +9,7 @@ through one vectorised state bank (each file is its own series), which gives
 exactly the scores of a per-file ``Detector``; for the default ensemble with
 numba installed, each file runs through the compiled single-series kernel
 instead (``perfintel.analysis.anomaly.kernel``: the same scores, bit for bit,
-~4× less wall time for the corpus). Score the output with NAB's
+~5× less time for the corpus). Score the output with NAB's
 scorer (``tools/nab_score.py``).
 """
 

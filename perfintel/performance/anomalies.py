@@ -23,7 +23,7 @@ Execution paths (``DetectReport.path``): ``"kernel"`` — one detector per
 series, warm-up and range in one ``AnomalyDetector.run_batch_full`` call on the
 compiled kernel (every per-sample output: expected value, band, component
 likelihoods; about 100× faster than stepping); ``"lockstep"`` — when the kernel
-cannot run (numba missing, ``PERFINTEL_ANOMALY_KERNEL=0``), all series advance
+cannot run (numba missing, the ``anomaly.kernel`` setting off), all series advance
 together, one vectorised ``VectorModel.step`` per time index. Both give the
 same numbers as the online detector fed the same samples.
 """

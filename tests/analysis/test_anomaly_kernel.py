@@ -271,11 +271,13 @@ def test_score_batch_dispatches_and_falls_back(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(kernel, "run", spy)
     s = AnomalyDetector().score_batch(ts, v)
     assert calls == [1]
-    monkeypatch.setenv("PERFINTEL_ANOMALY_KERNEL", "0")
-    assert not kernel.enabled()
-    assert np.array_equal(AnomalyDetector().score_batch(ts, v), s)
-    assert calls == [1]
-    monkeypatch.delenv("PERFINTEL_ANOMALY_KERNEL")
+    kernel.set_enabled(False)
+    try:
+        assert not kernel.enabled()
+        assert np.array_equal(AnomalyDetector().score_batch(ts, v), s)
+        assert calls == [1]
+    finally:
+        kernel.set_enabled(True)
 
     class Custom(LevelShift):
         pass

@@ -25,12 +25,11 @@ by either path restarts the other identically.
 ``supports(model)`` tells whether a model can run here: an ``Ensemble`` of the
 stock components (no subclasses, which could change ``step``), likelihood
 histograms of at most 128 bins, and numba importable. Otherwise callers use the
-vector path. Setting ``PERFINTEL_ANOMALY_KERNEL=0`` turns the kernel off.
+vector path. ``set_enabled(False)`` (the ``anomaly.kernel`` setting) turns the kernel off.
 """
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Any
 
@@ -42,6 +41,7 @@ from perfintel.analysis.anomaly.likelihood import AnomalyLikelihood
 from perfintel.analysis.anomaly.novelty import ContextNovelty
 from perfintel.analysis.anomaly.seasonal import SeasonalBaseline
 from perfintel.analysis.anomaly.shift import LevelShift
+from perfintel.errors import BadInputError
 
 #: Output names of ``run`` (and of ``Detector.run_batch_full`` for the ensemble).
 #: For a NaN sample ``score`` and the indices and flags ``which``, ``fired``,
@@ -82,11 +82,18 @@ def loops() -> ModuleType | None:
     return _loops
 
 
+_switched_on = True
+
+
+def set_enabled(flag: bool) -> None:
+    """Turn automatic dispatch to the kernel on or off (the ``anomaly.kernel`` setting)."""
+    global _switched_on
+    _switched_on = flag
+
+
 def enabled() -> bool:
     """Whether automatic dispatch to the kernel is on (numba present, not switched off)."""
-    if os.environ.get("PERFINTEL_ANOMALY_KERNEL", "1").strip().lower() in {"0", "false", "no"}:
-        return False
-    return loops() is not None
+    return _switched_on and loops() is not None
 
 
 def supports(model: VectorModel) -> bool:
@@ -122,6 +129,8 @@ def run(
         raise ValueError(f"the anomaly kernel does not support {type(model).__name__}")
     ts = np.asarray(ts, dtype=np.int64)
     ok, x_all = clean_values(values)
+    if ts.ndim != 1 or ts.shape != x_all.shape:
+        raise BadInputError("ts and values must be 1-D arrays of equal length")
     n = len(x_all)
     res = {k: (np.zeros(n) if k in FLAGS else np.full(n, np.nan)) for k in OUTPUTS}
     pos = np.flatnonzero(ok)
