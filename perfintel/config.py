@@ -190,9 +190,13 @@ class AnomalySettings(_Section):
         description="Use the compiled (numba) single-series kernel for the detect API when available; off: the vectorised path (same scores, slower).",
     )
     selectors: list[str] = Field(
-        default_factory=lambda: ['{__name__=~".+"}'],
+        default_factory=lambda: [
+            '{__name__=~".+",__name__!~".*_(total|count|sum|bucket|created)"}'
+        ],
         description="Series selectors of the series to analyse (a series matching any of them); "
-        "model outputs (anomaly_score, yhat*, series with a `for` label) are never analysed.",
+        "the default skips counters and histogram parts, whose raw values only ever grow "
+        "(analyse their rates with the detect API instead); model outputs (anomaly_score, "
+        "yhat*, series with a `for` label) are never analysed.",
     )
     max_series: int = Field(
         100_000,
