@@ -94,3 +94,15 @@ def test_configured_scrape_targets_are_scraped(tmp_path: Path) -> None:
         assert r.json()["data"]["series"], "the scraped samples themselves are stored"
     finally:
         srv.stop()
+
+
+def test_cli_demo_loads_a_queryable_data_set(server: Server) -> None:
+    res = cli("demo", "--url", server.url, "--days", "0.25", "--step", "60")
+    assert res.returncode == 0, res.stderr
+    r = httpx.get(
+        server.url + "/api/v1/query",
+        params={"query": "count(count by (service) (http_requests_total))"},
+    )
+    assert r.status_code == 200, r.text
+    [sample] = r.json()["data"]["result"]
+    assert float(sample["value"][1]) >= 4  # several services, queryable through PromQL at once
