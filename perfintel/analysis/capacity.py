@@ -18,10 +18,13 @@ The usage history is first classified:
   are the envelope that meets the capacity.
 * **trend** — everything else: seasonal profiles (daily, weekly when the history
   holds two cycles and their seasonal strength shows them) plus a linear trend
-  fitted to the deseasonalised usage (the median of differences a quarter of
+  fitted to the deseasonalised usage (the mean of differences a quarter of
   the history apart, leaving out those across a detected one-time level
-  shift, so the shift does not pass for growth), anchored on the recent
-  level (after the shift, if one was found).
+  shift, so the shift does not pass for growth, and outlying ones), anchored
+  on the recent level (after the shift, if one was found). A jump counts as a
+  one-time shift only when no other jump of comparable size is in the
+  history; repeated large jumps are growth that comes in steps, and their
+  mean increment is the growth rate.
 
 Uncertainty comes from simulated sample paths (``paths`` of them, seeded):
 the growth varies as much as slopes fitted on windows of the history do (trend
@@ -68,6 +71,10 @@ SEED = 0
 SEASON_STRENGTH = 0.4
 #: a one-time level shift must stand out this many robust sigmas
 SHIFT_MADS = 8.0
+#: ... and no other jump be this large a fraction of it (else: growth in steps)
+SHIFT_OTHER = 1 / 3
+#: lag differences this many robust sigmas from their median are left out of the slope
+PAIR_MADS = 3.0
 #: a drop is a clean-up when larger than this many robust sigmas of the steps ...
 RESET_SIGMAS = 6.0
 #: ... and than this fraction of the usage range
@@ -219,7 +226,11 @@ def _level_shift(d: np.ndarray, w: int) -> int | None:
     before every position; a shift is reported when the largest difference is
     more than ``SHIFT_MADS`` robust sigmas away from the typical one (growth
     in many small steps spreads these differences instead of producing one
-    outlier).
+    outlier) and it stands alone: when another position more than ``w`` away
+    holds a jump of at least ``SHIFT_OTHER`` times its size that is itself
+    clear of the noise (``SHIFT_MADS / 2`` robust sigmas), the jumps are growth
+    that comes in large steps, and leaving the largest out of the slope would
+    understate the growth.
     """
     n = d.size
     if n < 4 * w:
@@ -230,17 +241,26 @@ def _level_shift(d: np.ndarray, w: int) -> int | None:
     dev = diff - np.median(diff)
     sigma = 1.4826 * float(np.median(np.abs(dev)))
     k = int(np.argmax(np.abs(dev)))
-    if sigma > 0 and abs(dev[k]) > SHIFT_MADS * sigma:
-        return int(t[k])
-    return None
+    if not (sigma > 0 and abs(dev[k]) > SHIFT_MADS * sigma):
+        return None
+    others = np.abs(dev[np.abs(t - t[k]) > w])
+    if np.any((others > SHIFT_OTHER * abs(dev[k])) & (others > SHIFT_MADS / 2 * sigma)):
+        return None
+    return int(t[k])
 
 
 def _robust_slope(d: np.ndarray, m: int, shift: int | None) -> float:
-    """Median of ``(d[t + L] - d[t]) / L`` with ``L`` a quarter of the history.
+    """Mean of ``(d[t + L] - d[t]) / L`` with ``L`` a quarter of the history.
 
     Pairs that straddle a detected one-time level shift are left out, so the
     shift does not pass for growth; growth in many small steps stays inside
-    nearly every pair.
+    nearly every pair. Of the rest, those more than ``PAIR_MADS`` robust
+    sigmas from their median (an undetected shift, a burst) are left out too,
+    and the slope is the *mean* of what remains, not the median: growth in
+    random steps makes the differences right-skewed (a few windows catch more
+    steps than average), so their median understates the growth rate, while
+    their mean is an unbiased estimate of the drift of a process with
+    independent increments.
     """
     lag = max(m, d.size // 4, 1)
     if d.size <= lag:
@@ -251,7 +271,11 @@ def _robust_slope(d: np.ndarray, m: int, shift: int | None) -> float:
         keep = ~((start < shift) & (start + lag >= shift))
         if keep.sum() >= max(8, pairs.size // 4):
             pairs = pairs[keep]
-    return float(np.median(pairs) / lag)
+    dev = pairs - np.median(pairs)
+    sigma = 1.4826 * float(np.median(np.abs(dev)))
+    if sigma > 0:
+        pairs = pairs[np.abs(dev) <= PAIR_MADS * sigma]
+    return float(np.mean(pairs) / lag)
 
 
 def _slope_variability(
