@@ -69,7 +69,10 @@ class RollupTiers:
             self._rebuild_from = None
         written = 0
         grace = 0 if force else self.opts.seal_grace_ms
-        target0 = (now - grace) - (now - grace) % block
+        # Forced (after flushing everything): every bucket that has ended, so coarse
+        # reads need no raw tail; otherwise whole sealed blocks, which are all flushed.
+        unit = self.opts.tiers[0].resolution_ms if force and self.opts.tiers else block
+        target0 = (now - grace) - (now - grace) % unit
         if not force:
             # Not into the block of the newest flushed sample while that still moves:
             # a backfill arriving in time order would otherwise find its blocks
