@@ -78,9 +78,10 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
+        # The detect API's kernel compiles on first use (cached on disk, so later
+        # processes load it in well under a second); compiling at start-up would
+        # cost every instance ~100 MiB of LLVM whether it ever detects or not.
         kernel.set_enabled(settings.anomaly.kernel)
-        # Compile the detect API's kernel now, off the event loop, so no request pays for it.
-        warm = asyncio.create_task(_warm_kernel()) if settings.anomaly.kernel else None
         # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
         if settings.anomaly.enabled:
             anomaly = OnlineAnomalyDetection.from_settings(
@@ -116,8 +117,6 @@ def create_app(
             yield
         finally:
             app.state.ready = False
-            if warm is not None:
-                tasks.append(warm)
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -214,13 +213,6 @@ def create_app(
         }
 
     return app
-
-
-async def _warm_kernel() -> None:
-    try:
-        await run_in_threadpool(kernel.warm_up)
-    except Exception:  # the vectorised path still answers, only slower
-        log.warning("could not compile the anomaly kernel", exc_info=True)
 
 
 def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
