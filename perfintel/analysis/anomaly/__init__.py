@@ -9,8 +9,9 @@ batch methods run the ensemble through a numba-compiled scalar kernel
 (``kernel.py``) with bit-identical results and interchangeable state.
 """
 
-from perfintel.analysis.anomaly.base import Detector, Field, StepOut, VectorModel
-from perfintel.analysis.anomaly.ensemble import AnomalyDetector, Ensemble, EnsembleConfig
+from perfintel.analysis.anomaly.base import Field, StepOut, VectorModel
+from perfintel.analysis.anomaly.detector import AnomalyDetector, Detector
+from perfintel.analysis.anomaly.ensemble import Ensemble, EnsembleConfig
 from perfintel.analysis.anomaly.likelihood import AnomalyLikelihood
 from perfintel.analysis.anomaly.novelty import ContextNovelty
 from perfintel.analysis.anomaly.online import OnlineRunner

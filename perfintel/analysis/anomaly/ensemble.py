@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfintel.analysis.anomaly.base import (
-    Detector,
     Field,
     State,
     StepOut,
@@ -149,16 +148,3 @@ class Ensemble(VectorModel):
 
 
 register(Ensemble.name, lambda seed: Ensemble(seed))
-
-
-class AnomalyDetector(Detector):
-    """The default per-series detector: the ensemble, with ``update_result`` explanations.
-
-    >>> det = AnomalyDetector()
-    >>> scores = [det.update(i * 300_000, 10.0 + (i % 7)) for i in range(50)]
-    >>> max(scores)
-    0.0
-    """
-
-    def __init__(self, model: VectorModel | None = None) -> None:
-        super().__init__(model or Ensemble())

@@ -9,8 +9,8 @@ raw samples after it. The store delegates to a ``RollupTiers`` it owns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 import numpy as np
@@ -21,7 +21,29 @@ from perfintel.storage.duckdb.options import Tier
 from perfintel.storage.samples import in_range, rollup
 
 if TYPE_CHECKING:
-    from perfintel.storage.duckdb.store import DuckDBStore
+    from contextlib import AbstractContextManager
+
+    from perfintel.storage.duckdb.cache import BlockCache
+    from perfintel.storage.duckdb.options import StoreOptions
+
+
+class TierHost(Protocol):
+    """What the tiers need from the store that owns them (``DuckDBStore``)."""
+
+    opts: StoreOptions
+    clock: Callable[[], float]
+    _db: duckdb.DuckDBPyConnection
+    _cache: BlockCache
+    _version: int
+
+    def _transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+    def _read_raw_range(
+        self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]: ...
+
 
 ROLLUP_FIELDS = ("ts", "min", "max", "sum", "count", "last")
 
@@ -30,7 +52,7 @@ class RollupTiers:
     """Tier maintenance and reads for one ``DuckDBStore`` (which owns the database,
     its transactions, cursors and block cache); this object owns the watermarks."""
 
-    def __init__(self, store: DuckDBStore) -> None:
+    def __init__(self, store: TierHost) -> None:
         self.store = store
         self.opts = store.opts
         self.built_until = [-1] * len(self.opts.tiers)
