@@ -69,6 +69,7 @@ def serve(port: int, base: int, kind: str) -> None:
     import uvicorn
     from fastapi import FastAPI
 
+    from perfintel.api import errors
     from perfintel.api.prometheus import router
     from perfintel.ingest.batch import SampleBatch
     from perfintel.query import QuerySettings
@@ -90,6 +91,7 @@ def serve(port: int, base: int, kind: str) -> None:
         store.flush(compact=True)
     app, raw = FastAPI(), FastAPI()
     for a, rollups in ((app, True), (raw, False)):
+        errors.install(a)
         a.include_router(router)
         a.state.store = store
         a.state.query_settings = QuerySettings(use_rollups=rollups)

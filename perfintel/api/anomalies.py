@@ -27,10 +27,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.api.auth import require
-from perfintel.api.params import parse_time
+from perfintel.api.params import SelectorText, TimeValue
 from perfintel.api.responses import JSONResponse
 from perfintel.config import parse_duration
-from perfintel.errors import BadInputError, NotFoundError, ParseError
+from perfintel.errors import BadInputError, NotFoundError
 from perfintel.model import parse_selector
 from perfintel.performance import anomalies as an
 
@@ -38,21 +38,6 @@ router = APIRouter(tags=["performance"])
 
 DETECT_PATH = "/api/v1/performance/detect/anomalies"
 MAX_WARMUP_S = 30 * 86400.0
-
-
-def _selector(value: str) -> str:
-    try:
-        parse_selector(value)
-    except ParseError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
-def _time(value: float | str) -> float:
-    try:
-        return parse_time(str(value), "time")
-    except BadInputError:
-        raise ValueError("must be Unix seconds or RFC3339") from None
 
 
 def _step(value: str) -> str:
@@ -94,8 +79,6 @@ def _sensitivity(value: str | float) -> str | float:
     return value
 
 
-SelectorText = Annotated[str, AfterValidator(_selector)]
-TimeValue = Annotated[float | str, AfterValidator(_time)]
 StepText = Annotated[str | float, AfterValidator(_duration), AfterValidator(_step)]
 WarmupText = Annotated[str | float, AfterValidator(_duration), AfterValidator(_warmup)]
 Sensitivity = Annotated[str | float, BeforeValidator(_sensitivity_in), AfterValidator(_sensitivity)]

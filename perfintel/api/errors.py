@@ -66,6 +66,12 @@ def install(app: FastAPI) -> None:
             parts.append(f"invalid parameter {loc!r}: {err['msg']}" if loc else err["msg"])
         return error_response(400, "bad_data", "; ".join(parts))
 
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: still answer in the envelope clients parse.
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal", f"internal error: {exc}")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "bad_data"}.get(exc.status_code, "bad_data")

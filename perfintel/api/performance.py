@@ -30,10 +30,10 @@ from starlette.concurrency import run_in_threadpool
 
 from perfintel.analysis.capacity import Scenario
 from perfintel.api.auth import require
-from perfintel.api.params import parse_time
+from perfintel.api.params import SelectorText, TimeValue, valid_selector
 from perfintel.api.responses import JSONResponse
 from perfintel.config import parse_duration
-from perfintel.errors import BadInputError, NotFoundError, ParseError
+from perfintel.errors import BadInputError, NotFoundError
 from perfintel.model import Selector, format_series, parse_selector
 from perfintel.performance import capacity as cap
 from perfintel.performance import forecasting
@@ -55,14 +55,6 @@ CAPACITY_PATH = "/api/v1/performance/capacity/analyze"
 # -- request bodies -----------------------------------------------------------
 
 
-def _selector(value: str) -> str:
-    try:
-        parse_selector(value)
-    except ParseError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
 def _duration_ms(value: str) -> int:
     try:
         return round(parse_duration(value) * 1000)
@@ -76,17 +68,7 @@ def _positive_duration(value: str) -> str:
     return value
 
 
-def _end(value: float | str) -> float | str:
-    try:
-        parse_time(str(value), "end")
-    except BadInputError:
-        raise ValueError("must be Unix seconds or RFC3339") from None
-    return value
-
-
-SelectorText = Annotated[str, AfterValidator(_selector)]
 DurationText = Annotated[str, AfterValidator(_positive_duration)]
-TimeValue = Annotated[float | str, AfterValidator(_end)]
 
 
 class _Body(BaseModel):
@@ -232,7 +214,7 @@ class CapacityRequest(_Body):
             try:
                 number = float(value)
             except ValueError:
-                return _selector(value)
+                return valid_selector(value)
         else:
             number = value
         if not (math.isfinite(number) and number > 0):
@@ -267,7 +249,7 @@ def _window(body: _Body, horizon_ms: int) -> Window:
 def _end_ms(body: _Body) -> int:
     if body.end is None:
         return int(time.time() * 1000)
-    return int(parse_time(str(body.end), "end") * 1000)
+    return round(float(body.end) * 1000)
 
 
 def _no_series(what: str, selector: Selector, window: Window) -> NotFoundError:

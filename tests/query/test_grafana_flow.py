@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
+from perfintel.api import errors
 from perfintel.api.prometheus import router
 from perfintel.ingest.batch import MetricMetadata, SampleBatch
 
@@ -41,6 +42,7 @@ def app(promql_store_factory: Any) -> FastAPI:
             )
         )
     app = FastAPI()
+    errors.install(app)
     app.include_router(router)
     app.state.store = promql_store_factory(batches)
     app.state.metadata = {

@@ -12,7 +12,11 @@ from fastapi import FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfintel.api.prometheus import ApiError, parse_duration, parse_time, router
+from perfintel.api import errors
+from perfintel.api.params import parse_duration_ms as parse_duration
+from perfintel.api.params import parse_time_ms as parse_time
+from perfintel.api.prometheus import router
+from perfintel.errors import BadInputError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.query import QuerySettings
 from perfintel.query.promql.format import format_value
@@ -22,6 +26,7 @@ T0 = 1_700_000_040_000
 
 def make_app(store: Any, settings: QuerySettings | None = None) -> FastAPI:
     app = FastAPI()
+    errors.install(app)
     app.include_router(router)
     app.state.store = store
     if settings is not None:
@@ -174,5 +179,5 @@ def test_parameter_parsers_reject_garbage_cleanly(text: str) -> None:
     for parse in (parse_time, parse_duration):
         try:
             assert isinstance(parse(text, "p"), int)
-        except ApiError as exc:
-            assert exc.status == 400 and exc.error_type == "bad_data"
+        except BadInputError as exc:
+            assert errors.status_for(exc) == (400, "bad_data")

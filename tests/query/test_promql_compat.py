@@ -32,6 +32,7 @@ from promql_harness import (
     to_batches,
 )
 
+from perfintel.api import errors
 from perfintel.api.prometheus import router
 
 pytestmark = pytest.mark.external
@@ -409,6 +410,7 @@ def test_promql_matches_prometheus(promql_store_factory: Any) -> None:
     base = dataset_base()
     series = generate_dataset(base)
     app = FastAPI()
+    errors.install(app)
     app.include_router(router)
     app.state.store = promql_store_factory(to_batches(series))
     corpus = _corpus(base) + _lookback_edges(series)
