@@ -554,7 +554,9 @@ class ServiceMetrics:
             registry=r,
         )
         self.write_queue_depth = Gauge(
-            "perfintel_write_queue_depth", "Batches waiting for the storage writer.", registry=r
+            "perfintel_write_queue_depth",
+            "Samples in the write head waiting for a flush to disk.",
+            registry=r,
         )
         self.store_bytes = Gauge(
             "perfintel_store_bytes", "Bytes the sample store occupies on disk.", registry=r

@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from perfintel.errors import QueryLimitError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 
@@ -131,3 +132,17 @@ def label_names_of(series: Sequence[LabelSet]) -> list[str]:
 def label_values_of(series: Sequence[LabelSet], name: str) -> list[str]:
     """Sorted distinct values of label ``name`` among some series."""
     return sorted({v for ls in series for k, v in ls if k == name})
+
+
+def check_limits(limits: QueryLimits | None, series: int, samples: int) -> None:
+    """Raise ``QueryLimitError`` once a read has crossed one of ``limits``."""
+    if limits is None:
+        return
+    if limits.max_series is not None and series > limits.max_series:
+        raise QueryLimitError(
+            f"query selects more than {limits.max_series} series (limit max_series)"
+        )
+    if limits.max_samples is not None and samples > limits.max_samples:
+        raise QueryLimitError(
+            f"query loads more than {limits.max_samples} samples (limit max_samples)"
+        )

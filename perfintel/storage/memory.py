@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from perfintel.errors import QueryLimitError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
@@ -22,6 +21,7 @@ from perfintel.storage.base import (
     SeriesRollup,
     SeriesSamples,
     StoreStats,
+    check_limits,
     label_names_of,
     label_values_of,
 )
@@ -63,7 +63,7 @@ class MemoryStore:
                 if sl.stop > sl.start:
                     out.append(SeriesSamples(labels, ts[sl], vals[sl]))
                     n += sl.stop - sl.start
-                    _check(limits, len(out), n)
+                    check_limits(limits, len(out), n)
         return out
 
     def select_rollup(
@@ -125,16 +125,3 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
-
-
-def _check(limits: QueryLimits | None, series: int, samples: int) -> None:
-    if limits is None:
-        return
-    if limits.max_series is not None and series > limits.max_series:
-        raise QueryLimitError(
-            f"query selects more than {limits.max_series} series (limit max_series)"
-        )
-    if limits.max_samples is not None and samples > limits.max_samples:
-        raise QueryLimitError(
-            f"query loads more than {limits.max_samples} samples (limit max_samples)"
-        )

@@ -12,6 +12,7 @@ checks every file instead of three.
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,7 @@ def generated(kind: str, n: int = 1500, step: int = 5 * MIN, seed: int = 0) -> t
     "kind", ["shift_spike", "walk", "nan", "huge", "time", "spiky", "integers", "signed_zeros"]
 )
 def test_kernel_equals_vector_on_generated_series(kind: str) -> None:
-    both(*generated(kind, seed=hash(kind) % 1000))
+    both(*generated(kind, seed=zlib.crc32(kind.encode()) % 1000))  # hash() varies per process
 
 
 @pytest.mark.parametrize("c", [0.0, -0.0, 3.25, -1e9, 1e100])

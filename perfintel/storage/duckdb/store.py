@@ -60,6 +60,7 @@ from perfintel.storage.base import (
     SeriesRollup,
     SeriesSamples,
     StoreStats,
+    check_limits,
     label_names_of,
     label_values_of,
 )
@@ -68,9 +69,8 @@ from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.options import MaintenanceReport, StoreOptions
-from perfintel.storage.duckdb.tiers import RollupTiers, _cat
+from perfintel.storage.duckdb.tiers import RollupTiers, concat_buckets
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
-from perfintel.storage.memory import _check
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
 log = logging.getLogger(__name__)
@@ -475,7 +475,7 @@ class DuckDBStore:
         self, selector: Selector, start_ms: int, end_ms: int, limits: QueryLimits | None
     ) -> np.ndarray:
         sids = self.index.overlapping(self.index.match(selector), start_ms, end_ms)
-        _check(limits, len(sids), 0)
+        check_limits(limits, len(sids), 0)
         return sids
 
     def _chunk_rows(
@@ -531,7 +531,7 @@ class DuckDBStore:
             if sl.stop > sl.start:
                 out.append(SeriesSamples(self.index.labels[sid], ts[sl], vals[sl]))
                 n += sl.stop - sl.start
-                _check(limits, len(out), n)
+                check_limits(limits, len(out), n)
         out.sort(key=lambda s: s.labels)
         return out
 
@@ -571,7 +571,7 @@ class DuckDBStore:
                     parts.setdefault(raw_sid, []).append(rollup(s.timestamps, s.values, res))
         out = []
         for sid, ps in parts.items():
-            b, mn, mx, sm, cnt, last = _cat(ps)
+            b, mn, mx, sm, cnt, last = concat_buckets(ps)
             if len(b):
                 out.append(SeriesRollup(self.index.labels[sid], res, b, mn, mx, sm, cnt, last))
         out.sort(key=lambda s: s.labels)

@@ -260,7 +260,7 @@ class RollupTiers:
                 yield sid, arrays
 
 
-def _cat(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+def concat_buckets(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     if len(parts) == 1:
         return parts[0]
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(6))
