@@ -201,3 +201,20 @@ def test_block_cache_is_invalidated_by_writes(tmp_path: Path) -> None:
     [r] = st.select_rollup(parse_selector("g"), T0, T0 + DAY - 1, 300_000) or []
     assert r.sum.sum() == 1450
     st.close()
+
+
+def test_background_pass_compacts_late_writes_to_a_sealed_window(tmp_path: Path) -> None:
+    clock = Clock(T0 + 3_600_000)  # 01:00, inside the 00:00-02:00 block
+    st = open_store(tmp_path, clock)
+    st.append(gauge(T0 + 1000 * np.arange(10), np.ones(10)))
+    st.flush()
+    st.append(gauge(T0 + 1000 * np.arange(5, 15), np.full(10, 2.0)))  # overlaps: last write wins
+    st.flush()
+    st.maintain()
+    assert st._db.execute("SELECT count(*) FROM chunks").fetchone() == (2,)  # block not sealed
+    clock.ms = T0 + 2 * 3_600_000 + 1
+    st.maintain()
+    assert st._db.execute("SELECT count(*) FROM chunks").fetchone() == (1,)
+    [s] = st.select(parse_selector("g"), T0, T0 + 20_000)
+    assert s.values.tolist() == [1.0] * 5 + [2.0] * 10
+    st.close()

@@ -105,6 +105,10 @@ class DuckDBStore:
         self.index = SeriesIndex()
         self.head = Head()
         self._version = 0  # bumped after every database write; invalidates the block cache
+        self._touched_windows: set[int] = (
+            set()
+        )  # block windows flushed to since the last compaction look
+        self.newest_flushed_ms = 0  # newest timestamp in the chunks table
         self._cache = BlockCache()
         self._persisted_series = 0
         self._seq = 0
@@ -149,6 +153,7 @@ class DuckDBStore:
             "SELECT series_id, min(min_ts), max(max_ts) FROM chunks GROUP BY series_id"
         ).fetchnumpy()
         if len(rng["series_id"]):
+            self.newest_flushed_ms = int(rng["max(max_ts)"].max())
             sids = rng["series_id"].astype(np.int64)
             self.index.note_range(sids, rng["min(min_ts)"].astype(np.int64))
             self.index.note_range(sids, rng["max(max_ts)"].astype(np.int64))
@@ -257,11 +262,7 @@ class DuckDBStore:
             self.head.release()
             self._delete(closed)
             return 0
-        order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
-        sids, ts, vals = sids[order], ts[order], vals[order]
-        last = np.ones(len(ts), bool)
-        last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
-        sids, ts, vals = sids[last], ts[last], vals[last]  # last write wins
+        sids, ts, vals = _sort_last_write_wins(sids, ts, vals)
         if not everything:
             block_end = ts - np.mod(ts, self.opts.block_ms) + self.opts.block_ms
             now = int(self.clock() * 1000)
@@ -289,12 +290,15 @@ class DuckDBStore:
                 cur.register("new_chunks", table)
                 cur.execute("INSERT INTO chunks SELECT * FROM new_chunks")
                 cur.unregister("new_chunks")
-                self.tiers.invalidate(np.unique(table.column("window_start").to_numpy()))
+                windows = np.unique(table.column("window_start").to_numpy())
+                self.tiers.invalidate(windows)
         except Exception:
             self.head.restore(sids, ts, vals)
             raise
         finally:
             self.head.release()
+        self._touched_windows.update(windows.tolist())
+        self.newest_flushed_ms = max(self.newest_flushed_ms, int(ts.max()))
         self._delete(closed)
         return len(ts)
 
@@ -334,12 +338,24 @@ class DuckDBStore:
         )
 
     def _compact(self, *, sealed_only: bool = False) -> int:
-        """Merge the chunks of each (series, window) that has several into one."""
+        """Merge the chunks of each (series, window) that has several into one.
+
+        The background pass looks only at sealed windows a flush has written to
+        since it last looked (scanning every chunk's key every few seconds would
+        grow with the store); ``sealed_only=False`` (admin flush) looks at all.
+        """
         cond = ""
         params: list[int] = []
         if sealed_only:
-            cond = "WHERE window_start + ? <= ?"
-            params = [self.opts.block_ms, int(self.clock() * 1000)]
+            now = int(self.clock() * 1000)
+            windows = sorted(w for w in self._touched_windows if w + self.opts.block_ms <= now)
+            if not windows:
+                return 0
+            self._touched_windows.difference_update(windows)
+            cond = f"WHERE window_start IN ({','.join('?' * len(windows))})"
+            params = windows
+        else:
+            self._touched_windows.clear()
         groups = self._db.execute(
             f"SELECT series_id, window_start FROM chunks {cond} GROUP BY ALL HAVING count(*) > 1",
             params,
@@ -373,12 +389,8 @@ class DuckDBStore:
             sids = np.concatenate(s_parts)
             ts = np.concatenate(t_parts)
             vals = np.concatenate(v_parts)
-            order = np.lexsort((ts, sids))
-            sids, ts, vals = sids[order], ts[order], vals[order]
-            keep = np.ones(len(ts), bool)
-            keep[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
             self._seq += 1
-            table = self._encode_chunks(sids[keep], ts[keep], vals[keep], self._seq)
+            table = self._encode_chunks(*_sort_last_write_wins(sids, ts, vals), self._seq)
             cur.execute(
                 "DELETE FROM chunks USING victims v WHERE chunks.series_id = v.series_id "
                 "AND chunks.window_start = v.window_start"
@@ -643,3 +655,14 @@ def _merge_rows(
         v_parts.append(vals)
     if cur is not None:
         yield cur, *dedupe_last_wins(np.concatenate(ts_parts), np.concatenate(v_parts))
+
+
+def _sort_last_write_wins(
+    sids: np.ndarray, ts: np.ndarray, vals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort samples given in write order by (series, timestamp); of equal keys keep the last."""
+    order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
+    sids, ts, vals = sids[order], ts[order], vals[order]
+    last = np.ones(len(ts), bool)
+    last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
+    return sids[last], ts[last], vals[last]

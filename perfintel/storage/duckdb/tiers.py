@@ -35,6 +35,7 @@ class TierHost(Protocol):
     _db: duckdb.DuckDBPyConnection
     _cache: BlockCache
     _version: int
+    newest_flushed_ms: int
 
     def _transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
@@ -99,8 +100,7 @@ class RollupTiers:
             # Not into the block of the newest flushed sample while that still moves:
             # a backfill arriving in time order would otherwise find its blocks
             # already rolled up, and rebuild them.
-            row = self.store._db.execute("SELECT max(max_ts) FROM chunks").fetchone()
-            newest = int(row[0]) if row and row[0] is not None else 0
+            newest = self.store.newest_flushed_ms
             if newest != self._newest_seen:
                 self._newest_seen, self._newest_moved_at = newest, now
             if now - self._newest_moved_at < self.opts.seal_grace_ms:
