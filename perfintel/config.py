@@ -105,9 +105,9 @@ class StorageSettings(_Section):
         description="Downsampling tiers (min, max, sum, count, last per bucket), finest first.",
     )
     head_max_samples: int = Field(
-        500_000,
+        2_000_000,
         gt=0,
-        description="Flush complete blocks from the in-memory head once it holds this many samples; at twice this flush everything, at three times refuse writes (HTTP 429) until a flush catches up.",
+        description="Flush complete blocks from the in-memory head once it holds this many samples; if half of it is still there after that, flush everything; at four times refuse writes (HTTP 429) until a flush catches up.",
     )
     head_max_age: Duration = Field(120.0, description="Flush the head at least this often.")
     seal_grace: Duration = Field(

@@ -27,7 +27,7 @@ class StoreOptions:
         Tier("5m", 5 * MINUTE, 90 * DAY, DAY),
         Tier("1h", HOUR, 730 * DAY, 8 * DAY),
     )
-    head_max_samples: int = 500_000
+    head_max_samples: int = 2_000_000
     head_max_age_s: float = 120.0
     seal_grace_ms: int = HOUR  # a window is final this long after it ends
     maintenance_interval_s: float = 5.0

@@ -181,7 +181,7 @@ class DuckDBStore:
         n = len(batch)
         if n == 0:
             return AppendResult(accepted=0)
-        if self.head.samples > 3 * self.opts.head_max_samples:
+        if self.head.samples > 4 * self.opts.head_max_samples:
             self._wake.set()
             raise OverloadedError("the write head is full while a flush catches up; retry shortly")
         with self._append_lock:
@@ -225,7 +225,7 @@ class DuckDBStore:
                 self.head.samples and age >= self.opts.head_max_age_s
             ):
                 report.flushed = self._flush_head()
-                if self.head.samples >= 2 * self.opts.head_max_samples:
+                if self.head.samples >= self.opts.head_max_samples // 2:
                     report.flushed += self._flush_head(everything=True)  # memory first
             report.compacted_groups = self._compact(sealed_only=True)
             report.rollup_windows = self.tiers.build(force=False)
