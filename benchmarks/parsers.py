@@ -2,7 +2,8 @@
 
 Run with ``.venv/bin/python benchmarks/parsers.py``. Prints figures only; it
 asserts nothing about speed (targets: remote-write decode ≥ 3 M samples/s,
-Influx ≥ 0.6 M lines/s). Each figure is the best of several runs of CPU time
+Influx ≥ 0.6 M lines/s). Where the C scanners are built, the pure-Python
+paths they replace are timed beside them. Each figure is the best of several runs of CPU time
 (see ``best_of``), so other processes on a shared machine distort it less.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from perfintel.ingest import remote_write
+from perfintel.ingest import influx, remote_write
 from perfintel.ingest.batch import BatchBuilder, SampleBatch
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.json_ingest import format_json_ingest, parse_json_ingest
@@ -88,11 +89,13 @@ def bench_remote_write() -> None:
         remote_write.decode_remote_write(body)
 
     warm = best_of(lambda: remote_write.decode_remote_write(body), number=20)
+    upb = best_of(lambda: remote_write._decode_remote_write_upb(body), number=20)
     print(f"remote_write decode (1,000 series × 10 samples, 6 labels, {len(body):,} bytes)")
-    print(f"  raw-bytes view + numpy, label cache warm : {n / warm / 1e6:6.2f} M samples/s")
+    print(f"  C scanner, label cache warm              : {n / warm / 1e6:6.2f} M samples/s")
     print(
-        f"  raw-bytes view + numpy, label cache cold : {n / best_of(cold, number=5) / 1e6:6.2f} M samples/s"
+        f"  C scanner, label cache cold              : {n / best_of(cold, number=5) / 1e6:6.2f} M samples/s"
     )
+    print(f"  raw-bytes upb view + numpy (no C build)  : {n / upb / 1e6:6.2f} M samples/s")
     print(
         f"  plain upb message objects (alternative)  : {n / best_of(lambda: naive_upb_decode(body)) / 1e6:6.2f} M samples/s"
     )
@@ -138,7 +141,16 @@ def bench_influx() -> None:
         r = parse_influx_line_protocol(data, default_timestamp_ms=0)
         assert not r.errors, r.errors[:3]
         t = best_of(lambda d=data: parse_influx_line_protocol(d, default_timestamp_ms=0), repeat=5)
-        print(f"  {label:40s}: {count / t / 1e6:6.2f} M lines/s")
+        scan, influx._scan = influx._scan, None
+        try:
+            t_np = best_of(
+                lambda d=data: parse_influx_line_protocol(d, default_timestamp_ms=0), repeat=3
+            )
+        finally:
+            influx._scan = scan
+        print(
+            f"  {label:40s}: {count / t / 1e6:6.2f} M lines/s (numpy path, no C build: {count / t_np / 1e6:5.2f})"
+        )
 
 
 def bench_text_formats() -> None:

@@ -25,19 +25,23 @@ Timestamps are integers in ``precision`` units (``ns`` by default, also
 floor division; a missing timestamp means ``default_timestamp_ms``. A line
 whose timestamp does not fit in int64 milliseconds is an error.
 
-Speed: the parser classifies lines with numpy (a line holding a quote, a
-backslash, a tab or CR, a comment, or other than one or two single spaces goes
-to a careful per-line path), splits the rest of the payload into tokens in
-one C call, caches the parsed series key (measurement and tags) per distinct
-byte string, and converts values and timestamps in bulk. Lines the bulk path
-cannot convert are re-parsed one by one, so every error names its 1-based line.
-The caches are per thread and bounded (reset between parses past 50,000
-series keys). Measured with ``benchmarks/parsers.py`` (CPU time, one core):
-about 1.0 M lines/s for Telegraf-like two-field lines, 1.3 M lines/s for
-single-field lines, 0.1 M lines/s on the careful path.
+Speed: lines of the common shape (no quote, backslash, tab or CR; one or two
+single spaces; numeric or boolean fields) are scanned in C
+(``perfintel.ingest._scan.lp_scan``: values, timestamps and the distinct
+(series key, field) pairs, with the GIL released); the parser then resolves
+each distinct pair to a label set once, through per-thread caches. Every other
+line takes the careful per-line path below, which defines the semantics (the
+tests check the scanner against it line by line), and the samples are put back
+in input order. Without the C extension the bulk path is numpy: it
+classifies lines the same way, splits the payload into tokens in one C call,
+caches the parsed series key per distinct byte string, and converts values and
+timestamps in bulk; lines it cannot convert go to the careful path. Either
+way every error names its 1-based line. The caches are per thread and bounded
+(reset between parses past 50,000 series keys). Speeds are in BENCHMARKS.md
+(``benchmarks/parsers.py``).
 
-Samples in the batch are grouped by path (bulk first, then careful), not in
-input order; series are listed once.
+On the numpy path, samples in the batch are grouped by path (bulk first, then
+careful), not in input order; series are listed once.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ import numpy as np
 from perfintel.errors import InvalidSeriesError
 from perfintel.ingest.batch import LineError, ParseResult, SampleBatch
 from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
+
+try:
+    from perfintel.ingest import _scan
+except ImportError:  # built without a C compiler: the numpy bulk path below is used
+    _scan = None  # type: ignore[assignment]
 
 __all__ = ["PRECISIONS", "format_influx_line_protocol", "parse_influx_line_protocol"]
 
@@ -377,6 +386,7 @@ class _Bulk:
     idx: list[np.ndarray]
     ts: list[np.ndarray]
     vals: list[np.ndarray]
+    lines: list[np.ndarray] | None = None  # 1-based line of each sample, when known
 
 
 def _bulk_parse(
@@ -607,6 +617,69 @@ def _bulk_timestamps(tss: list[bytes], mul: int, div: int) -> tuple[np.ndarray, 
     return np.where(over, 0, raw) * mul, bad
 
 
+def _scanned_bulk(
+    data: bytes, mul: int, div: int, default_ts: int, out: _Bulk, c: _Caches
+) -> list[int]:
+    """The bulk path in C (``_scan.lp_scan``); returns the line numbers that need care."""
+    gid_b, line_b, ts_b, vals_b, spans_b, careful_b = _scan.lp_scan(data, mul, div, default_ts)
+    careful = np.frombuffer(careful_b, np.int32)
+    spans = np.frombuffer(spans_b, np.int64).reshape(-1, 4)
+    if len(spans):
+        sid_of = np.empty(len(spans), np.int64)
+        pos: dict[int, int] = {}
+        for g, (ka, kb, fa, fb) in enumerate(spans.tolist()):
+            entry = c.series_entry(c.key_id(data[ka:kb]), c.field_id(data[fa:fb]))
+            if isinstance(entry, str):
+                sid_of[g] = -1
+                continue
+            sid = pos.get(id(entry))
+            if sid is None:
+                sid = pos[id(entry)] = len(out.series)
+                out.series.append(entry)
+            sid_of[g] = sid
+        sids = sid_of[np.frombuffer(gid_b, np.int32)]
+        ts = np.frombuffer(ts_b, np.int64)
+        vals = np.frombuffer(vals_b, np.float64)
+        bad = sids < 0
+        if bad.any():  # an unusable series key: the careful path words the error
+            lines = np.frombuffer(line_b, np.int32)
+            bad_lines = np.unique(lines[bad])
+            keep = ~np.isin(lines, bad_lines)
+            sids, ts, vals = sids[keep], ts[keep], vals[keep]
+            careful = np.concatenate([careful, bad_lines.astype(np.int32)])
+        out.idx.append(sids)
+        out.ts.append(ts)
+        out.vals.append(vals)
+        lines_of = np.frombuffer(line_b, np.int32)
+        out.lines = [(lines_of[keep] if bad.any() else lines_of) + 1]
+    return sorted((careful.astype(np.int64) + 1).tolist())
+
+
+def _numpy_bulk(
+    data: bytes, mul: int, div: int, default_ts: int, out: _Bulk, c: _Caches
+) -> list[int]:
+    """The bulk path in numpy (no C extension); returns the line numbers that need care."""
+    buf = np.frombuffer(data, np.uint8)
+    nl = np.flatnonzero(buf == 0x0A)
+    starts = np.concatenate([[0], nl + 1])
+    ends = np.concatenate([nl, [len(buf)]])
+    ok, sp_counts = _classify_lines(data, buf, nl, starts, ends)
+    nonempty = ends > starts
+    line_nos = np.arange(1, len(starts) + 1)
+    pos: dict[int, int] = {}
+    careful: list[int] = []
+    if ok.any():
+        if ok.all():
+            chunk = data
+        else:
+            lines = data.split(b"\n")
+            chunk = b"\n".join([lines[i] for i in np.flatnonzero(ok).tolist()])
+        careful = _bulk_parse(
+            chunk, line_nos[ok], sp_counts[ok] + 1, mul, div, default_ts, out, pos, c
+        ).tolist()
+    return sorted([*careful, *line_nos[~ok & nonempty].tolist()])
+
+
 def parse_influx_line_protocol(
     data: bytes, *, precision: str = "ns", default_timestamp_ms: int
 ) -> ParseResult:
@@ -625,34 +698,20 @@ def parse_influx_line_protocol(
     data = bytes(data)
     if not data:
         return ParseResult(SampleBatch.empty())
-    buf = np.frombuffer(data, np.uint8)
-    nl = np.flatnonzero(buf == 0x0A)
-    starts = np.concatenate([[0], nl + 1])
-    ends = np.concatenate([nl, [len(buf)]])
-    ok, sp_counts = _classify_lines(data, buf, nl, starts, ends)
-    nonempty = ends > starts
-    line_nos = np.arange(1, len(starts) + 1)
     out = _Bulk([], [], [], [])
-    pos: dict[int, int] = {}
-    careful: list[int] = []
-    if ok.any():
-        if ok.all():
-            chunk = data
-        else:
-            lines = data.split(b"\n")
-            chunk = b"\n".join([lines[i] for i in np.flatnonzero(ok).tolist()])
-        caches = _caches()
-        caches.reset_if_full()
-        careful = _bulk_parse(
-            chunk, line_nos[ok], sp_counts[ok] + 1, mul, div, default_timestamp_ms, out, pos, caches
-        ).tolist()
-    careful = sorted([*careful, *line_nos[~ok & nonempty].tolist()])
+    caches = _caches()
+    caches.reset_if_full()
+    if _scan is not None:
+        careful = _scanned_bulk(data, mul, div, default_timestamp_ms, out, caches)
+    else:
+        careful = _numpy_bulk(data, mul, div, default_timestamp_ms, out, caches)
     errors: list[LineError] = []
     if careful:
         lines = data.split(b"\n")
         c_idx: list[int] = []
         c_ts: list[int] = []
         c_vals: list[float] = []
+        c_lines: list[int] = []
         by_value = {ls: i for i, ls in enumerate(out.series)}
         for ln in careful:
             line = lines[ln - 1]
@@ -672,19 +731,23 @@ def parse_influx_line_protocol(
                 c_idx.append(sid)
                 c_ts.append(ts)
                 c_vals.append(value)
+                c_lines.append(ln)
         if c_idx:
             out.idx.append(np.asarray(c_idx, np.int64))
             out.ts.append(np.asarray(c_ts, np.int64))
             out.vals.append(np.asarray(c_vals, np.float64))
+            if out.lines is not None:
+                out.lines.append(np.asarray(c_lines, np.int64))
     if not out.idx:
         return ParseResult(SampleBatch(out.series, *_empty3()), errors)
-    batch = SampleBatch(
-        out.series,
-        np.concatenate(out.idx).astype(np.int32),
-        np.concatenate(out.ts).astype(np.int64, copy=False),
-        np.concatenate(out.vals).astype(np.float64, copy=False),
-    )
-    return ParseResult(batch, errors)
+    idx = np.concatenate(out.idx).astype(np.int32)
+    stamps = np.concatenate(out.ts).astype(np.int64, copy=False)
+    vals = np.concatenate(out.vals).astype(np.float64, copy=False)
+    if out.lines is not None and len(out.lines) > 1:
+        # Back into input order, so "last write wins" means the last line.
+        order = np.argsort(np.concatenate(out.lines), kind="stable")
+        idx, stamps, vals = idx[order], stamps[order], vals[order]
+    return ParseResult(SampleBatch(out.series, idx, stamps, vals), errors)
 
 
 def _empty3() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,32 +14,33 @@ are reported as errors (unsupported) and exemplars are ignored.
 
 How decoding is made fast
 -------------------------
-The message classes are built at import time from a ``FileDescriptorProto``
-written in code (no protoc step) and parsed by protobuf's C ("upb") backend.
-The *decoding* schema deliberately declares ``labels`` and ``samples`` as
-``repeated bytes``: upb then hands back each sub-message as raw bytes in C,
-and Python never touches a per-sample message object.
+Requests in the plain shape (every Prometheus-compatible sender's: labels
+first and contiguous, samples holding a double and a timestamp) are read by
+the C scanner ``perfintel.ingest._scan.rw_scan``, which returns the samples as
+native arrays and, per series, the byte span of its labels, with the GIL
+released so concurrent requests use every core. Anything else, and every
+request when the extension is not built, takes the path below, which defines
+the semantics; the tests run both paths on the same inputs.
 
-* Label lists are looked up in a bounded module-level cache keyed by the tuple
-  of raw label messages; only a miss decodes, sorts and validates them. The
-  cache only speeds things up: results never depend on it.
-* Samples are grouped by their encoded length. Every sample Prometheus writes
-  has one of two layouts: ``09 <8-byte double> 10 <varint>`` or, when the
-  value is 0.0 (omitted by proto3), ``10 <varint>``. Each group of equal
-  length and layout is decoded at once with numpy (the double is a view, the
-  fixed-width varint is summed column by column). Anything else (a zero
-  timestamp, reordered or unknown fields) takes a per-sample path that uses
-  the generated ``Sample`` class.
+The Python path: message classes are built at import time from a
+``FileDescriptorProto`` written in code (no protoc step) and parsed by
+protobuf's C ("upb") backend. The *decoding* schema deliberately declares
+``labels`` and ``samples`` as ``repeated bytes``: upb then hands back each
+sub-message as raw bytes in C, and Python never touches a per-sample message
+object. Samples are grouped by their encoded length; every sample Prometheus
+writes is ``09 <8-byte double> 10 <varint>`` or, when the value is 0.0
+(omitted by proto3), ``10 <varint>``, and each group is decoded at once with
+numpy. Anything else takes a per-sample path through the generated ``Sample``.
+
+Both paths look label lists up in a bounded module-level cache keyed by the
+raw label bytes (the scanner's span, or the tuple of raw label messages); only
+a miss decodes, sorts and validates them. The cache only speeds things up:
+results never depend on it. It is reset between requests once it holds
+100,000 entries, and is safe to share between threads (a racing reset only
+costs recomputation).
 
 Measured (``benchmarks/parsers.py``, CPU time on one core, 1,000 series × 10
-samples with 6 labels): about 4 M samples/s with the label cache warm (the
-steady state: senders repeat their series), 1.3 M samples/s cold, against
-0.9 M samples/s for the obvious alternative (plain upb message objects, with
-``s.value``/``s.timestamp`` read per sample). A fully hand-written decoder in
-pure Python was not built: it does Python work per byte, where this design
-does none per sample. The label
-cache is bounded (reset between requests once it holds 100,000 entries) and
-safe to share between threads: a racing reset only costs recomputation.
+samples with 6 labels): see BENCHMARKS.md.
 
 Errors carry ``line=0`` (the format has no lines) and name the series by its
 index, e.g. ``timeseries[3]: invalid label name '0x'``. A body that is not a
@@ -59,6 +60,11 @@ from google.protobuf.message import DecodeError
 from perfintel.errors import InvalidSeriesError, ParseError
 from perfintel.ingest.batch import LineError, MetricMetadata, ParseResult, SampleBatch
 from perfintel.model import LabelSet, label_set, validate_label_set
+
+try:
+    from perfintel.ingest import _scan
+except ImportError:  # built without a C compiler: the Python paths do everything
+    _scan = None  # type: ignore[assignment]
 
 __all__ = [
     "decode_remote_write",
@@ -145,6 +151,8 @@ _MSG = _build_messages()
 _WriteRequest = _MSG["WriteRequest"]
 _Sample = _MSG["Sample"]
 _RawLabel = _MSG["RawLabel"]
+_RawTimeSeries = _MSG["RawTimeSeries"]
+_RawMetricMetadata = _MSG["RawMetricMetadata"]
 _RawWriteRequest = _MSG["RawWriteRequest"]
 _RawRequestV2 = _MSG["RawRequestV2"]
 
@@ -163,16 +171,18 @@ _V2_TYPES = _V1_TYPES  # same numbering: UNSPECIFIED=0, COUNTER=1, ... STATESET=
 _V1_TYPE_CODES = {v: k for k, v in _V1_TYPES.items()}
 
 _CACHE_LIMIT = 100_000
-# raw label messages -> (label set, None) or (None, reason). Equal label sets are
-# one object (interned through _canonical), so a request can group series by id().
-_label_cache: dict[tuple[bytes, ...], tuple[LabelSet | None, str | None]] = {}
+# raw labels (the scanner's bytes span, or the tuple of raw Label messages) ->
+# (label set, None) or (None, reason). Equal label sets are one object (interned
+# through _canonical), so a request can group series by id().
+_LabelEntry = tuple[LabelSet | None, str | None]
+_label_cache: dict[bytes | tuple[bytes, ...], _LabelEntry] = {}
 _canonical: dict[LabelSet, LabelSet] = {}
 # remote-write 2.0: resolved symbol tuple (name, value, name, value, ...) -> as above
 _v2_cache: dict[tuple[bytes, ...], tuple[LabelSet | None, str | None]] = {}
 
 
-def _labels_from_raw(raw: tuple[bytes, ...]) -> tuple[LabelSet | None, str | None]:
-    result: tuple[LabelSet | None, str | None]
+def _labels_from_raw(raw: tuple[bytes, ...]) -> _LabelEntry:
+    result: _LabelEntry
     try:
         pairs = []
         for item in raw:
@@ -191,8 +201,25 @@ def _labels_from_raw(raw: tuple[bytes, ...]) -> tuple[LabelSet | None, str | Non
         result = (None, f"undecodable label: {exc}")
     except InvalidSeriesError as exc:
         result = (None, str(exc))
-    _label_cache[raw] = result
     return result
+
+
+def _labels_from_span(span: bytes) -> _LabelEntry:
+    """The label set of a TimeSeries' contiguous run of ``labels`` fields."""
+    try:
+        raw = tuple(_RawTimeSeries.FromString(span).labels)
+    except DecodeError as exc:
+        return None, f"undecodable label: {exc}"
+    return _labels_from_raw(raw)
+
+
+def _cached_labels(key: bytes | tuple[bytes, ...]) -> _LabelEntry:
+    hit = _label_cache.get(key)
+    if hit is None:
+        hit = _label_cache[key] = (
+            _labels_from_span(key) if isinstance(key, bytes) else _labels_from_raw(key)
+        )
+    return hit
 
 
 def _labels_from_symbols(
@@ -333,20 +360,40 @@ def decode_remote_write(body: bytes) -> ParseResult:
     skipped; the others are kept. Raises ``ParseError`` when the body is not a
     protobuf WriteRequest.
     """
-    try:
-        req = _RawWriteRequest.FromString(body)
-    except DecodeError as exc:
-        raise ParseError(f"body is not a remote-write WriteRequest protobuf: {exc}") from exc
     if len(_label_cache) >= _CACHE_LIMIT:
         _label_cache.clear()
         _canonical.clear()
+    scanned = _scan.rw_scan(body) if _scan is not None else None
+    if scanned is None:
+        return _decode_remote_write_upb(body)
+    info_b, ts_b, vals_b, meta_b = scanned
+    info = np.frombuffer(info_b, np.int64).reshape(-1, 4)
+    spans = info[:, :2].tolist()
+    entries = [_label_cache.get(k) or _cached_labels(k) for k in [body[a:b] for a, b in spans]]
     errors: list[LineError] = []
-    tss = req.timeseries
-    cache_get = _label_cache.get
-    entries = [cache_get(raw) or _labels_from_raw(raw) for raw in [tuple(t.labels) for t in tss]]
-    sample_lists = [t.samples for t in tss]
-    counts = list(map(len, sample_lists))
-    flat = list(chain.from_iterable(sample_lists))
+    series, series_ids = _number_series(entries, errors)
+    for i in np.flatnonzero(info[:, 3]).tolist():
+        errors.append(_histogram_error(i, int(info[i, 3])))
+    idx = np.repeat(np.asarray(series_ids, np.int32), info[:, 2])
+    ts = np.frombuffer(ts_b, np.int64)
+    vals = np.frombuffer(vals_b, np.float64)
+    keep = idx >= 0
+    if not keep.all():
+        idx, ts, vals = idx[keep], ts[keep], vals[keep]
+    metadata: dict[str, MetricMetadata] = {}
+    for a, b in np.frombuffer(meta_b, np.int64).reshape(-1, 2).tolist():
+        try:
+            md = _RawMetricMetadata.FromString(body[a:b])
+        except DecodeError:
+            return _decode_remote_write_upb(body)  # words the error for the whole request
+        _add_metadata(metadata, md)
+    return ParseResult(SampleBatch(series, idx, ts, vals), errors, metadata)
+
+
+def _number_series(
+    entries: list[_LabelEntry], errors: list[LineError]
+) -> tuple[list[LabelSet], list[int]]:
+    """Distinct label sets of a request, and each timeseries' index among them (-1: invalid)."""
     series: list[LabelSet] = []
     pos: dict[int, int] = {}  # id(label set) -> series index; entries keep them alive
     by_value: dict[LabelSet, int] = {}
@@ -365,18 +412,40 @@ def decode_remote_write(body: bytes) -> ParseResult:
                 series.append(ls)
             pos[id(ls)] = sid
         series_ids.append(sid)
+    return series, series_ids
+
+
+def _add_metadata(metadata: dict[str, MetricMetadata], md: Any) -> None:
+    name = md.metric_family_name.decode("utf-8", "replace")
+    if name:
+        metadata[name] = MetricMetadata(
+            type=_V1_TYPES.get(md.type, "unknown"),
+            help=md.help.decode("utf-8", "replace"),
+            unit=md.unit.decode("utf-8", "replace"),
+        )
+
+
+def _decode_remote_write_upb(body: bytes) -> ParseResult:
+    """The Python path of ``decode_remote_write`` (any valid encoding)."""
+    try:
+        req = _RawWriteRequest.FromString(body)
+    except DecodeError as exc:
+        raise ParseError(f"body is not a remote-write WriteRequest protobuf: {exc}") from exc
+    errors: list[LineError] = []
+    tss = req.timeseries
+    entries = [
+        _label_cache.get(raw) or _cached_labels(raw) for raw in [tuple(t.labels) for t in tss]
+    ]
+    sample_lists = [t.samples for t in tss]
+    counts = list(map(len, sample_lists))
+    flat = list(chain.from_iterable(sample_lists))
+    series, series_ids = _number_series(entries, errors)
     for i in [i for i, t in enumerate(tss) if t.histograms]:
         errors.append(_histogram_error(i, len(tss[i].histograms)))
     batch = _assemble(series, flat, series_ids, counts, errors)
     metadata: dict[str, MetricMetadata] = {}
     for md in req.metadata:
-        name = md.metric_family_name.decode("utf-8", "replace")
-        if name:
-            metadata[name] = MetricMetadata(
-                type=_V1_TYPES.get(md.type, "unknown"),
-                help=md.help.decode("utf-8", "replace"),
-                unit=md.unit.decode("utf-8", "replace"),
-            )
+        _add_metadata(metadata, md)
     return ParseResult(batch, errors, metadata)
 
 

@@ -57,6 +57,17 @@ def test_roundtrip_with_special_values(store: Store, flush: bool) -> None:
     )  # bit-exact, stale marker too
 
 
+@pytest.mark.parametrize("flush", [False, True])
+def test_negative_zero_survives_among_decimals(store: Store, flush: bool) -> None:
+    ts = T0 + 10_000 * np.arange(6)
+    vals = np.array([0.5, -0.0, 1.25, 0.0, -2.75, 3.0])  # decimals: the compact encoding
+    store.append(batch("m", ts, vals))
+    if flush:
+        _flush(store)
+    [s] = store.select(parse_selector("m"), int(ts[0]), int(ts[-1]))
+    assert np.array_equal(s.values.view(np.uint64), vals.view(np.uint64))
+
+
 def test_out_of_order_and_duplicates_last_write_wins(store: Store) -> None:
     ts = T0 + 10_000 * np.arange(10)
     store.append(batch("m", ts[::-1], np.arange(10.0)))  # reversed order

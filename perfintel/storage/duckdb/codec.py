@@ -22,6 +22,11 @@ import struct
 import cramjam
 import numpy as np
 
+try:
+    from perfintel.storage.duckdb import _chunks
+except ImportError:  # no C compiler at install time, or no libzstd.so.1
+    _chunks = None  # type: ignore[assignment]
+
 _ZSTD_LEVEL = 3
 _MAX_DECIMALS = 9
 _POW10 = 10.0 ** np.arange(_MAX_DECIMALS + 1)
@@ -97,8 +102,8 @@ def decode_timestamps(blob: bytes) -> np.ndarray:
 
 def _decimal_exponent(v: np.ndarray) -> int | None:
     """Smallest ``e`` such that every value is exactly ``k / 10**e`` with |k| < 2**53."""
-    if not np.all(np.isfinite(v)):
-        return None
+    if not np.all(np.isfinite(v)) or np.any(np.signbit(v) & (v == 0.0)):
+        return None  # non-finite values and -0.0 need the bit-exact XOR path
     amax = float(np.max(np.abs(v))) if len(v) else 0.0
     probe = v[:16]  # cheap first guess on a prefix, then one check of the whole chunk
     for e in range(_MAX_DECIMALS + 1):
@@ -171,3 +176,24 @@ def decode_rollup(blob: bytes) -> tuple[np.ndarray, ...]:
         out.append(decode_timestamps(part) if i == 0 else decode_values(part))
     out[4] = out[4].astype(np.int64)
     return tuple(out)
+
+
+def encode_chunks(
+    ts: np.ndarray, vals: np.ndarray, bounds: np.ndarray
+) -> tuple[list[bytes], list[bytes]]:
+    """Timestamp and value blobs of the chunks ``[bounds[i], bounds[i + 1])``.
+
+    Uses the C encoder (``_chunks``, GIL released) when it is built and
+    libzstd is present, else the functions above; both write the same layout.
+    """
+    if _chunks is not None and len(bounds) > 1:
+        return _chunks.encode_chunks(
+            np.ascontiguousarray(ts, np.int64),
+            np.ascontiguousarray(vals, np.float64),
+            np.ascontiguousarray(bounds, np.int64),
+        )
+    pairs = [
+        (encode_timestamps(ts[a:b]), encode_values(vals[a:b]))
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    ]
+    return [p[0] for p in pairs], [p[1] for p in pairs]

@@ -319,11 +319,7 @@ class DuckDBStore:
         win = ts - np.mod(ts, self.opts.block_ms)
         starts = np.flatnonzero(np.r_[True, (sids[1:] != sids[:-1]) | (win[1:] != win[:-1])])
         ends = np.r_[starts[1:], len(ts)]
-        ts_blobs = []
-        val_blobs = []
-        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            ts_blobs.append(codec.encode_timestamps(ts[a:b]))
-            val_blobs.append(codec.encode_values(vals[a:b]))
+        ts_blobs, val_blobs = codec.encode_chunks(ts, vals, np.r_[starts, len(ts)])
         return pa.table(
             {
                 "series_id": pa.array(sids[starts], pa.uint32()),
@@ -661,7 +657,14 @@ def _sort_last_write_wins(
     sids: np.ndarray, ts: np.ndarray, vals: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort samples given in write order by (series, timestamp); of equal keys keep the last."""
-    order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
+    order = None
+    if len(ts):
+        lo, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+        if (int(sids.max()) + 1) * span < 2**62:
+            # One int64 key: a stable sort of it is ~4x faster than lexsort on two.
+            order = np.argsort(sids.astype(np.int64) * span + (ts - lo), kind="stable")
+    if order is None:
+        order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
     sids, ts, vals = sids[order], ts[order], vals[order]
     last = np.ones(len(ts), bool)
     last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])

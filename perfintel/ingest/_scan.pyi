@@ -1,0 +1,6 @@
+# Types of the C scanners in _scan.c (see its header comment).
+
+def rw_scan(body: bytes, /) -> tuple[bytes, bytes, bytes, bytes] | None: ...
+def lp_scan(
+    body: bytes, mul: int, div: int, default_ts: int, /
+) -> tuple[bytes, bytes, bytes, bytes, bytes, bytes]: ...
