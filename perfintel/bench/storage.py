@@ -50,6 +50,12 @@ The last line printed is, each ratio perfintel ÷ VictoriaMetrics::
 
 (ingest ratios above 1 and size/query ratios below 1 favour perfintel).
 
+For iterating on one figure: ``--skip-lp`` leaves out the line-protocol phase
+(its ratio prints as n/a), ``--inprocess-repeats 0`` the in-process bulk
+ingest, and ``--queries-only DIR`` only runs the queries again on the data
+directories a ``--keep`` run left in ``DIR`` (no ingest; every other figure
+prints as n/a).
+
 ``--memory`` instead measures the perfintel server's resident memory with
 many active series (default 100,000, one sample each every 10 s): 30 rounds
 sent as fast as the server accepts, then rounds at the real 10 s pace for a
@@ -60,6 +66,7 @@ while; peak (``VmHWM`` and sampled ``VmRSS``) and final ``VmRSS`` are reported
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -129,6 +136,8 @@ class StorageBenchOptions:
     warmups: int = 3
     repeats: int = 20
     anomaly: bool = False  # keep perfintel's online anomaly detector on (as shipped)
+    skip_lp: bool = False  # leave out the line-protocol phase
+    queries_only: Path | None = None  # rerun the queries on a --keep run's data directories
     memory: bool = False
     memory_series: int = 100_000
     memory_rounds: int = 30
@@ -202,8 +211,8 @@ class _Bench:
         self.ports = (opts.port, opts.port + 1) if opts.port else (free_port(), free_port())
         self.running: list[ServerProcess] = []
 
-    def server(self, engine: str, name: str) -> ServerProcess:
-        data = self.root / name
+    def server(self, engine: str, name: str, data: Path | None = None) -> ServerProcess:
+        data = data or self.root / name
         data.mkdir(parents=True, exist_ok=True)
         log = self.root / f"{name}.log"
         if engine == PERFINTEL:
@@ -356,16 +365,18 @@ class InProcessFigures:
 
     @property
     def median(self) -> float:
-        return statistics.median(self.rates)
+        return statistics.median(self.rates) if self.rates else math.nan
 
 
 def _inprocess(b: _Bench, workload: SampleBatch) -> InProcessFigures:
     """``DuckDBStore.append`` of the whole workload, repeated on fresh directories."""
     from perfintel.storage.duckdb import DuckDBStore
 
-    batches = request_batches(workload, samples_per_request=b.opts.inprocess_batch_samples)[0]
     fig = InProcessFigures([], math.nan, 0, 0)
-    for i in range(max(1, b.opts.inprocess_repeats)):
+    if b.opts.inprocess_repeats <= 0:
+        return fig
+    batches = request_batches(workload, samples_per_request=b.opts.inprocess_batch_samples)[0]
+    for i in range(b.opts.inprocess_repeats):
         path = b.root / f"inprocess-{i}"
         store = DuckDBStore(path)
         try:
@@ -408,23 +419,28 @@ def _run_main(b: _Bench) -> None:
         f"({time.perf_counter() - t0:.1f} s to generate)"
     )
     inproc = _inprocess(b, workload)
-    say(
-        f"in-process DuckDBStore.append: median {inproc.median / 1e6:.2f} M samples/s over "
-        f"{len(inproc.rates)} runs ({', '.join(f'{r / 1e6:.2f}' for r in inproc.rates)}); "
-        f"flush+compact+rollups {inproc.flush_s:.1f} s; {inproc.disk_bytes / n:.3f} B/sample; "
-        f"{inproc.overloaded} appends refused while the head was full"
-    )
+    if inproc.rates:
+        say(
+            f"in-process DuckDBStore.append: median {inproc.median / 1e6:.2f} M samples/s over "
+            f"{len(inproc.rates)} runs ({', '.join(f'{r / 1e6:.2f}' for r in inproc.rates)}); "
+            f"flush+compact+rollups {inproc.flush_s:.1f} s; {inproc.disk_bytes / n:.3f} B/sample; "
+            f"{inproc.overloaded} appends refused while the head was full"
+        )
     t0 = time.perf_counter()
     rw = _encode_rw(
         request_batches(
             workload, shards=opts.concurrency, samples_per_request=opts.samples_per_request
         )
     )
-    lp_shards = request_batches(
-        workload,
-        shards=opts.concurrency,
-        samples_per_request=opts.lp_lines_per_request,
-        max_samples=opts.lp_max_samples,
+    lp_shards = (
+        []
+        if opts.skip_lp
+        else request_batches(
+            workload,
+            shards=opts.concurrency,
+            samples_per_request=opts.lp_lines_per_request,
+            max_samples=opts.lp_max_samples,
+        )
     )
     lp = _encode_lp(lp_shards)
     lp_n = sum(len(x) for s in lp_shards for x in s)
@@ -439,9 +455,11 @@ def _run_main(b: _Bench) -> None:
 
     ts_max = int(workload.timestamps.max())
     del workload
+    (b.root / _WINDOW_FILE).write_text(
+        json.dumps({"samples": n, "series": opts.series, "ts_max": ts_max})
+    )
 
-    end_s = float(ts_max // 300_000 * 300)
-    window = (end_s - 86_400, end_s)
+    window = _window(ts_max)
     figs = {e: EngineFigures() for e in b.engines()}
     for engine in b.engines():
         fig = figs[engine]
@@ -473,7 +491,7 @@ def _run_main(b: _Bench) -> None:
         finally:
             srv.stop()
     del rw
-    for engine in b.engines():
+    for engine in b.engines() if lp else []:
         fig = figs[engine]
         srv = b.server(engine, f"{engine.lower()}-lp")
         try:
@@ -488,6 +506,42 @@ def _run_main(b: _Bench) -> None:
         finally:
             srv.stop()
     _report(b, n, figs, inproc)
+
+
+_WINDOW_FILE = "workload.json"  # samples and newest timestamp, for --queries-only
+
+
+def _window(ts_max: int) -> tuple[float, float]:
+    """The 24 h the queries read: ending at the last whole 5 minutes of the workload."""
+    end_s = float(ts_max // 300_000 * 300)
+    return (end_s - 86_400, end_s)
+
+
+def _run_queries_only(b: _Bench, kept: Path) -> None:
+    """The queries again, on the data directories a ``--keep`` run left in ``kept``."""
+    try:
+        info = json.loads((kept / _WINDOW_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{kept} is not a kept benchmark directory: {exc}") from exc
+    window = _window(int(info["ts_max"]))
+    n = int(info["samples"])
+    b.opts.series = int(info.get("series", b.opts.series))
+    b.say(
+        f"queries only, on the data in {kept}; load average at start: "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
+    figs = {e: EngineFigures() for e in b.engines()}
+    for engine in b.engines():
+        data = kept / f"{engine.lower()}-rw"
+        if not data.is_dir():
+            raise BenchError(f"no {data} (run with --keep first)")
+        srv = b.server(engine, f"{engine.lower()}-rw", data)
+        try:
+            _run_queries(b, engine, srv, window, figs[engine])
+            figs[engine].rss_peak = rss_bytes(srv.pid)[1]
+        finally:
+            srv.stop()
+    _report(b, n, figs, InProcessFigures([], math.nan, 0, 0))
 
 
 def _query_cell(name: str) -> Callable[[EngineFigures], str]:
@@ -542,10 +596,11 @@ def _report(b: _Bench, n: int, figs: dict[str, EngineFigures], inproc: InProcess
         )
         if i == 0:
             say("  ".join("-" * w for w in widths))
-    say(
-        f"in-process DuckDBStore.append: median {inproc.median / 1e6:.2f} M samples/s, best "
-        f"{max(inproc.rates) / 1e6:.2f} (target ≥ 5); flush+compact+rollups afterwards {inproc.flush_s:.1f} s"
-    )
+    if inproc.rates:
+        say(
+            f"in-process DuckDBStore.append: median {inproc.median / 1e6:.2f} M samples/s, best "
+            f"{max(inproc.rates) / 1e6:.2f} (target ≥ 5); flush+compact+rollups afterwards {inproc.flush_s:.1f} s"
+        )
     p = figs[PERFINTEL]
     v = figs.get(VM, EngineFigures())
 
@@ -700,6 +755,8 @@ def run_storage_bench(options: StorageBenchOptions) -> None:
     try:
         if options.memory:
             _run_memory(bench)
+        elif options.queries_only is not None:
+            _run_queries_only(bench, options.queries_only)
         else:
             _run_main(bench)
     finally:
@@ -743,6 +800,22 @@ def _parser() -> argparse.ArgumentParser:
         help="keep perfintel's online anomaly detector on (as shipped); off by default",
     )
     p.add_argument(
+        "--skip-lp", action="store_true", help="leave out the line-protocol ingest phase"
+    )
+    p.add_argument(
+        "--inprocess-repeats",
+        type=int,
+        default=d.inprocess_repeats,
+        help="in-process bulk-ingest runs (0 leaves them out; default %(default)s)",
+    )
+    p.add_argument(
+        "--queries-only",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="only rerun the queries on the data directories a --keep run left in DIR",
+    )
+    p.add_argument(
         "--memory", action="store_true", help="measure server RSS with many active series instead"
     )
     p.add_argument("--memory-series", type=int, default=d.memory_series)
@@ -772,6 +845,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmups=a.warmups,
         lp_max_samples=a.lp_max_samples,
         anomaly=a.anomaly,
+        skip_lp=a.skip_lp,
+        queries_only=a.queries_only,
+        inprocess_repeats=a.inprocess_repeats,
         memory=a.memory,
         memory_series=a.memory_series,
         memory_rounds=a.memory_rounds,

@@ -12,7 +12,7 @@ Time ranges are inclusive on both ends and in milliseconds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -48,6 +48,136 @@ class SeriesRollup:
     sum: np.ndarray
     count: np.ndarray  # int64
     last: np.ndarray
+
+
+#: The aggregates a rollup bucket holds (besides its start).
+ROLLUP_AGGREGATES = ("min", "max", "sum", "count", "last")
+
+
+@dataclass
+class RollupColumns:
+    """Buckets of many series from one rollup tier, as flat arrays (one read, no per-series objects).
+
+    Row ``j`` is the bucket starting at ``timestamps[j]`` of series
+    ``labels[series_index[j]]``. ``labels`` are sorted and each has at least one
+    row. Rows may come in any order (as the store read them) unless ``ordered``:
+    then grouped by series in ``labels`` order, by bucket start within a series
+    (``in_order`` gives that form). Aggregates that were not asked for are
+    ``None``. Bucket semantics as in ``SeriesRollup``.
+    """
+
+    labels: list[LabelSet]
+    resolution_ms: int
+    series_index: np.ndarray  # int64 per row
+    timestamps: np.ndarray  # int64 bucket starts
+    min: np.ndarray | None = None
+    max: np.ndarray | None = None
+    sum: np.ndarray | None = None
+    count: np.ndarray | None = None  # int64
+    last: np.ndarray | None = None
+    ordered: bool = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """``(n + 1,)`` row offsets of each series (only meaningful when ``ordered``)."""
+        out = np.zeros(len(self.labels) + 1, np.int64)
+        np.cumsum(np.bincount(self.series_index, minlength=len(self.labels)), out=out[1:])
+        return out
+
+    def in_order(self) -> RollupColumns:
+        """The same rows grouped by series (``labels`` order), by bucket within a series;
+        rows with equal series and bucket keep their order."""
+        if self.ordered:
+            return self
+        idx, ts = self.series_index, self.timestamps
+        order: np.ndarray | None = None
+        if len(idx) > 1 and not bool(np.all(idx[1:] >= idx[:-1])):
+            # stable; a radix sort for 16-bit keys
+            key = idx.astype(np.uint16) if len(self.labels) <= 1 << 16 else idx
+            order = np.argsort(key, kind="stable")
+            idx, ts = idx[order], ts[order]
+        if len(idx) > 1 and bool(np.any((ts[1:] < ts[:-1]) & (idx[1:] == idx[:-1]))):
+            order = np.lexsort((self.timestamps, self.series_index))
+        if order is None:
+            return replace(self, ordered=True)
+
+        def pick(c: np.ndarray | None) -> np.ndarray | None:
+            return None if c is None else c[order]
+
+        return RollupColumns(
+            self.labels,
+            self.resolution_ms,
+            self.series_index[order],
+            self.timestamps[order],
+            pick(self.min),
+            pick(self.max),
+            pick(self.sum),
+            pick(self.count),
+            pick(self.last),
+            ordered=True,
+        )
+
+    @classmethod
+    def of(cls, rollups: Sequence[SeriesRollup], resolution_ms: int) -> RollupColumns:
+        """The flat form of per-series rollups (of one resolution, sorted by labels)."""
+        counts = [len(r.timestamps) for r in rollups]
+
+        def cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+            return (
+                np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.empty(0, dtype)
+            )
+
+        return cls(
+            [r.labels for r in rollups],
+            resolution_ms,
+            np.repeat(np.arange(len(rollups), dtype=np.int64), counts),
+            cat([r.timestamps for r in rollups], np.int64),
+            cat([r.min for r in rollups], np.float64),
+            cat([r.max for r in rollups], np.float64),
+            cat([r.sum for r in rollups], np.float64),
+            cat([r.count for r in rollups], np.int64),
+            cat([r.last for r in rollups], np.float64),
+            ordered=True,
+        )
+
+    def per_series(self) -> list[SeriesRollup]:
+        """One ``SeriesRollup`` per series (every aggregate must have been read)."""
+        if not self.labels:
+            return []
+        cols = self.in_order()
+        aggs = (cols.min, cols.max, cols.sum, cols.count, cols.last)
+        if any(c is None for c in aggs):
+            raise ValueError("per-series rollups need every aggregate")
+        out = []
+        bounds = cols.offsets.tolist()
+        for i, ls in enumerate(cols.labels):
+            sl = slice(bounds[i], bounds[i + 1])
+            mn, mx, sm, cnt, last = (c[sl] for c in aggs if c is not None)
+            out.append(
+                SeriesRollup(ls, cols.resolution_ms, cols.timestamps[sl], mn, mx, sm, cnt, last)
+            )
+        return out
+
+
+@runtime_checkable
+class RollupColumnsReader(Protocol):
+    """A store that can return rollups of many series as flat arrays (the DuckDB store)."""
+
+    def select_rollup_columns(
+        self,
+        selector: Selector,
+        start_ms: int,
+        end_ms: int,
+        resolution_ms: int,
+        *,
+        aggregates: Sequence[str] = ROLLUP_AGGREGATES,
+        limits: QueryLimits | None = None,
+    ) -> RollupColumns | None:
+        """What ``select_rollup`` returns, flat, with only ``aggregates`` read."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -48,8 +48,39 @@ def rollup(
     buckets = ts - np.mod(ts, resolution_ms)
     starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
     ends = np.r_[starts[1:], len(ts)]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # sums of huge values: ±inf, as IEEE says
         mins = np.minimum.reduceat(vals, starts)
         maxs = np.maximum.reduceat(vals, starts)
         sums = np.add.reduceat(vals, starts)
     return buckets[starts], mins, maxs, sums, (ends - starts).astype(np.int64), vals[ends - 1]
+
+
+def rollup_many(
+    series: np.ndarray, timestamps: np.ndarray, values: np.ndarray, resolution_ms: int
+) -> tuple[np.ndarray, ...]:
+    """``rollup`` of many series at once: samples sorted by (series, timestamp).
+
+    Returns ``(series, bucket_start, min, max, sum, count, last)`` per bucket,
+    the same buckets ``rollup`` gives each series on its own.
+    """
+    live = values.view(np.uint64) != np.uint64(STALE_NAN_BITS)
+    sids, ts, vals = series[live], timestamps[live], values[live]
+    if len(ts) == 0:
+        e = np.empty(0)
+        return np.empty(0, np.int64), np.empty(0, np.int64), e, e, e, np.empty(0, np.int64), e
+    buckets = ts - np.mod(ts, resolution_ms)
+    starts = np.flatnonzero(np.r_[True, (buckets[1:] != buckets[:-1]) | (sids[1:] != sids[:-1])])
+    ends = np.r_[starts[1:], len(ts)]
+    with np.errstate(invalid="ignore", over="ignore"):  # sums of huge values: ±inf, as IEEE says
+        mins = np.minimum.reduceat(vals, starts)
+        maxs = np.maximum.reduceat(vals, starts)
+        sums = np.add.reduceat(vals, starts)
+    return (
+        sids[starts],
+        buckets[starts],
+        mins,
+        maxs,
+        sums,
+        (ends - starts).astype(np.int64),
+        vals[ends - 1],
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cramjam
 import numpy as np
+import pytest
 
 from perfintel.bench.harness import dir_bytes, rss_bytes
 from perfintel.bench.storage import _encode_lp, _encode_rw
@@ -47,3 +48,12 @@ def test_bodies_decode_back_to_the_workload() -> None:
             np.testing.assert_array_equal(np.sort(parsed.batch.values), np.sort(b.values))
             names = {dict(s)["__name__"] for s in parsed.batch.series}
             assert names == {dict(s)["__name__"] + "_value" for s in b.series}
+
+
+def test_queries_only_needs_a_kept_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perfintel.bench.storage import _parser, main
+
+    opts = _parser().parse_args(["--skip-lp", "--inprocess-repeats", "0", "--queries-only", "x"])
+    assert opts.skip_lp and opts.inprocess_repeats == 0 and opts.queries_only == Path("x")
+    assert main(["--queries-only", str(tmp_path), "--work-dir", str(tmp_path)]) == 1
+    assert "not a kept benchmark directory" in capsys.readouterr().err

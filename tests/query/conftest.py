@@ -33,10 +33,17 @@ def promql_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
     def make(batches: Iterable[SampleBatch]) -> SampleReader:
         if kind == "duckdb":
             from perfintel.storage.duckdb import DuckDBStore, StoreOptions
+            from perfintel.storage.duckdb.options import Tier
 
-            # The unit tests use fixed 2023 timestamps: keep raw data forever.
+            # The unit tests use fixed 2023 timestamps: keep raw data and rollups
+            # forever (else retention would empty the tiers, and every query
+            # that fits a tier would quietly fall back to raw samples).
+            forever = 100 * 365 * 86_400_000
+            tiers = tuple(
+                Tier(t.name, t.resolution_ms, forever, t.window_ms) for t in StoreOptions().tiers
+            )
             options = StoreOptions(
-                background=False, raw_retention_ms=100 * 365 * 86_400_000, wal_fsync=False
+                background=False, raw_retention_ms=forever, tiers=tiers, wal_fsync=False
             )
             store: Any = DuckDBStore(tmp_path / f"store{len(stores)}", options)
         else:

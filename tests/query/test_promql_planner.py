@@ -15,8 +15,14 @@ import pytest
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.query import QuerySettings
-from perfintel.query.promql import Engine, QueryResult
-from perfintel.storage.base import QueryLimits, SampleReader, SeriesRollup, SeriesSamples
+from perfintel.query.promql import Engine, QueryResult, planner
+from perfintel.storage.base import (
+    QueryLimits,
+    RollupColumns,
+    SampleReader,
+    SeriesRollup,
+    SeriesSamples,
+)
 
 HOUR = 3_600_000
 BASE = 1_700_000_000_000 // HOUR * HOUR
@@ -136,3 +142,87 @@ def test_rollups_not_used_when_they_do_not_fit(
 def test_instant_queries_never_use_rollups(reader: CountingReader) -> None:
     Engine(reader, QuerySettings()).instant("avg_over_time(temp[1h])", BASE + 6 * HOUR)
     assert reader.rollup_calls == 0
+
+
+def test_windows_keep_to_their_own_series(promql_store_factory: Any) -> None:
+    """A NaN or a huge series costs the series after it (in label order) nothing."""
+    # off the step grid, so raw windows and bucket windows hold the same samples
+    ts = np.arange(BASE + 3_000, BASE + SPAN, 10_000, dtype=np.int64)
+    rng = np.random.default_rng(11)
+    huge = 1e15 + np.cumsum(rng.integers(0, 10**6, len(ts))).astype(np.float64)
+    poisoned = np.round(rng.normal(10, 1, len(ts)), 2)
+    poisoned[1200] = np.nan  # 3 h 20 min in: inside the queried range
+    small = np.round(rng.normal(0.5, 0.01, len(ts)), 4)
+    batches = [
+        SampleBatch.from_arrays({"__name__": "x", "i": "1"}, ts, huge),
+        SampleBatch.from_arrays({"__name__": "x", "i": "2"}, ts, poisoned),
+        SampleBatch.from_arrays({"__name__": "x", "i": "3"}, ts, small),
+    ]
+    reader = CountingReader(promql_store_factory(batches))
+    # 5-minute windows at a 5-minute step: each window is one bucket.
+    raw = _run(reader, "avg_over_time(x[5m])", rollups=False)
+    planned = _run(reader, "avg_over_time(x[5m])", rollups=True)
+    assert reader.rollup_calls == 1
+    by_labels = {dict(s.labels)["i"]: s.values for s in planned.series}
+    for s in raw.series:
+        got = by_labels[dict(s.labels)["i"]]
+        if dict(s.labels)["i"] == "2":
+            assert np.isnan(got).sum() == 1  # only the window holding the NaN
+            got, want = got[~np.isnan(got)], s.values[~np.isnan(s.values)]
+        else:
+            want = s.values
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+_SPECIALS = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e300, -1e300, 2.5])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dense_grid_and_sorted_rows_give_the_same_windows(seed: int) -> None:
+    """Both ways of evaluating rollup windows agree to the bit (NaN, ±inf, -0.0 included)."""
+    rng = np.random.default_rng(seed)
+    res = 300_000
+    for _ in range(40):
+        n, nb = int(rng.integers(1, 10)), int(rng.integers(1, 50))
+        series, starts = [], []
+        for i in range(n):
+            keep = rng.random(nb) < rng.uniform(0.2, 1.0)
+            keep[rng.integers(0, nb)] = True
+            series.append(np.full(int(keep.sum()), i))
+            starts.append(BASE + res * np.flatnonzero(keep))
+        rows = len(np.concatenate(starts))
+
+        def column(rows: int = rows) -> np.ndarray:
+            v = rng.normal(0, 100, rows)
+            odd = rng.random(rows) < 0.2
+            v[odd] = rng.choice(_SPECIALS, int(odd.sum()))
+            return v
+
+        shuffle = rng.permutation(rows)
+        cols = RollupColumns(
+            [(("i", f"{i:02d}"),) for i in range(n)],
+            res,
+            np.concatenate(series)[shuffle],
+            np.concatenate(starts)[shuffle],
+            column()[shuffle],
+            column()[shuffle],
+            column()[shuffle],
+            rng.integers(1, 30, rows)[shuffle],
+            column()[shuffle],
+        )
+        k = int(rng.choice([1, 2, 12, 40]))  # 40: prefix sums
+        step = res * int(rng.choice([1, 3]))
+        ends = np.arange(BASE + res * int(rng.integers(-3, 8)), BASE + res * (nb + 4), step)
+        if len(ends) < 2:
+            continue
+        for name in ("avg_over_time", "sum_over_time", "count_over_time", "last_over_time"):
+            for extreme in ("min_over_time", "max_over_time"):
+                name = extreme if rng.random() < 0.3 else name
+            with np.errstate(all="ignore"):
+                dense = planner._evaluate_dense(name, cols, ends, k * res, res)
+                rows_way = planner._evaluate_rows(name, cols.in_order(), ends, k * res, res)
+            assert dense is not None
+            assert np.array_equal(dense[1], rows_way[1])
+            a, b = dense[0][dense[1]], rows_way[0][rows_way[1]]
+            assert np.array_equal(a, b, equal_nan=True)
+            assert np.array_equal(np.signbit(a) & ~np.isnan(a), np.signbit(b) & ~np.isnan(b))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import cramjam
@@ -38,6 +39,16 @@ def check(ts: np.ndarray, vals: np.ndarray, bounds: np.ndarray) -> None:
         assert np.array_equal(codec.decode_timestamps(got_ts[i]), ts[a:b])
         assert np.array_equal(
             codec.decode_values(got_vals[i]).view(np.uint64), vals[a:b].view(np.uint64)
+        )
+    # The C decoder reads both encoders' blobs back exactly.
+    py_ts = [codec.encode_timestamps(ts[a:b]) for a, b in itertools.pairwise(bounds)]
+    py_vals = [codec.encode_values(vals[a:b]) for a, b in itertools.pairwise(bounds)]
+    for blobs in [(got_ts, got_vals), (py_ts, py_vals)]:
+        decoded = codec.decode_chunks(*blobs)
+        assert np.array_equal(np.concatenate([d[0] for d in decoded]), ts[bounds[0] : bounds[-1]])
+        assert np.array_equal(
+            np.concatenate([d[1] for d in decoded]).view(np.uint64),
+            vals[bounds[0] : bounds[-1]].view(np.uint64),
         )
 
 
@@ -93,6 +104,21 @@ def test_rejects_inconsistent_input():
         _chunks.encode_chunks(np.zeros(3, np.int64), np.zeros(2), np.array([0, 3], np.int64))
     with pytest.raises(ValueError):
         _chunks.encode_chunks(np.zeros(3, np.int64), np.zeros(3), np.array([0, 2, 2, 3], np.int64))
+
+
+def test_decoder_rejects_corrupt_blobs():
+    import pytest
+
+    ts_blobs, val_blobs = codec.encode_chunks(
+        np.arange(50, dtype=np.int64) ** 2, np.random.default_rng(1).random(50), np.array([0, 50])
+    )
+    for bad_ts, bad_vals in [
+        ([b"\x07" + ts_blobs[0][1:]], val_blobs),  # unknown kind
+        (ts_blobs, [val_blobs[0][:-3]]),  # truncated frame
+        (ts_blobs, [val_blobs[0][:1] + b"\x09" + val_blobs[0][2:]]),  # wrong length
+    ]:
+        with pytest.raises(ValueError):
+            _chunks.decode_chunks(bad_ts, bad_vals)
 
 
 def test_header_layouts_match_struct():

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
+from perfintel.storage.base import ROLLUP_AGGREGATES, RollupColumns
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
+from perfintel.storage.samples import rollup
 
 DAY = 86_400_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY
@@ -217,4 +220,89 @@ def test_background_pass_compacts_late_writes_to_a_sealed_window(tmp_path: Path)
     assert st._db.execute("SELECT count(*) FROM chunks").fetchone() == (1,)
     [s] = st.select(parse_selector("g"), T0, T0 + 20_000)
     assert s.values.tolist() == [1.0] * 5 + [2.0] * 10
+    st.close()
+
+
+def _reference_buckets(
+    st: DuckDBStore, selector: str, start: int, end: int, res: int
+) -> list[tuple[object, tuple[np.ndarray, ...]]]:
+    """Per series (label order): the rollup of its raw samples over ``[start, end]``."""
+    out = []
+    for s in st.select(parse_selector(selector), start, end):
+        arrays = rollup(s.timestamps, s.values, res)
+        keep = (arrays[0] >= start) & (arrays[0] <= end)
+        out.append((s.labels, tuple(a[keep] for a in arrays)))
+    return out
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "g",  # every id: one id range, nothing filtered
+        'g{m2="0"}',  # half the ids of a range: an id range, filtered after the read
+        'g{m5="0"}',  # sparse ids: joined against the id list
+        'g{i=~"00[0-9]"}',  # a few: through the block cache
+    ],
+)
+def test_rollup_columns_match_rollups_of_the_raw_samples(tmp_path: Path, selector: str) -> None:
+    """Built buckets plus those computed after the watermark, in any read shape."""
+    res = 300_000
+    clock = Clock(T0 + 3 * 3_600_000)  # tiers are built up to here; the rest is raw
+    st = open_store(tmp_path, clock)
+    ts = T0 + 60_000 * np.arange(6 * 60)
+    rng = np.random.default_rng(7)
+    for i in range(400):
+        labels = {"i": f"{i:03d}", "m2": str(i % 2), "m5": str(i % 5)}
+        st.append(gauge(ts, np.round(rng.normal(50, 10, len(ts)), 2), **labels))
+    st.flush(compact=True)
+    assert T0 < st.tiers.built_until[0] < int(ts[-1])
+    start, end = T0 + 600_000, T0 + 6 * 3_600_000 - 1
+    want = _reference_buckets(st, selector, start, end, res)
+    assert len(want) > 1
+    for aggregates in (ROLLUP_AGGREGATES, ("sum", "count")):
+        cols = st.select_rollup_columns(
+            parse_selector(selector), start, end, res, aggregates=aggregates
+        )
+        assert cols is not None and cols.resolution_ms == res
+        assert cols.labels == [ls for ls, _ in want]
+        got = cols.in_order()
+        offsets = got.offsets.tolist()
+        for i, (_ls, arrays) in enumerate(want):
+            sl = slice(offsets[i], offsets[i + 1])
+            assert got.timestamps[sl].tolist() == arrays[0].tolist()
+            for k, a in zip(ROLLUP_AGGREGATES, arrays[1:], strict=True):
+                col = getattr(got, k)
+                if k in aggregates:
+                    np.testing.assert_allclose(col[sl], a, rtol=1e-12)
+                else:
+                    assert col is None
+    per_series = st.select_rollup(parse_selector(selector), start, end, res) or []
+    assert [r.labels for r in per_series] == [ls for ls, _ in want]
+    assert [len(r.timestamps) for r in per_series] == [len(a[0]) for _, a in want]
+    st.close()
+
+
+def test_rollup_columns_in_order_sorts_rows_by_series_then_bucket() -> None:
+    cols = RollupColumns(
+        [(("a", "1"),), (("a", "2"),)],
+        10,
+        np.array([1, 0, 1, 0, 0]),
+        np.array([20, 30, 10, 10, 20]),
+        sum=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+    )
+    got = cols.in_order()
+    assert got.ordered and got.offsets.tolist() == [0, 3, 5]
+    assert got.series_index.tolist() == [0, 0, 0, 1, 1]
+    assert got.timestamps.tolist() == [10, 20, 30, 10, 20]
+    assert got.sum is not None and got.sum.tolist() == [4.0, 5.0, 2.0, 3.0, 1.0]
+    assert got.min is None
+
+
+def test_rollup_columns_of_nothing(tmp_path: Path) -> None:
+    st = open_store(tmp_path, Clock(T0 + DAY))
+    st.append(gauge(T0 + 60_000 * np.arange(60), np.ones(60)))
+    st.flush(compact=True)
+    assert st.select_rollup(parse_selector("nothing"), T0, T0 + DAY, 300_000) == []
+    cols = st.select_rollup_columns(parse_selector("nothing"), T0, T0 + DAY, 300_000)
+    assert cols is not None and len(cols) == 0 and cols.per_series() == []
     st.close()

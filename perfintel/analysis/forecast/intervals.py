@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import nnls
-from scipy.stats import norm
 
 
 def horizon_profile(abs_err: np.ndarray, h: int) -> np.ndarray:
@@ -30,6 +28,8 @@ def horizon_profile(abs_err: np.ndarray, h: int) -> np.ndarray:
     ok = np.isfinite(ma)
     floor = max(float(np.nanmean(ma)) * 1e-3, 1e-12) if ok.any() else 1e-12
     if ok.sum() >= 2:
+        from scipy.optimize import nnls  # lazy: scipy costs ~60 MiB at service start-up
+
         a = np.column_stack([np.ones(int(ok.sum())), np.sqrt(j[ok])])
         coef, _ = nnls(a, ma[ok])
     else:
@@ -59,6 +59,8 @@ def random_walk_intervals(
     z: np.ndarray, zf: np.ndarray, levels: Sequence[int]
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Random-walk bands for series too short to backtest."""
+    from scipy.stats import norm  # lazy: scipy costs ~60 MiB at service start-up
+
     d = np.diff(z)
     if d.size >= 2:
         sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 from perfintel.errors import BadInputError
 
@@ -80,6 +79,8 @@ def clip_outliers(x: np.ndarray, season: int | None = None) -> np.ndarray:
     """Pull isolated spikes back to ``OUTLIER_MADS`` robust sigmas of the local median."""
     if x.size < 4 * _MEDIAN_WINDOW:
         return x
+    from scipy.ndimage import median_filter  # lazy: scipy costs ~60 MiB at service start-up
+
     med = median_filter(x, size=_MEDIAN_WINDOW, mode="nearest")
     e = x - med
     sigma = 1.4826 * np.median(np.abs(e - np.median(e)))

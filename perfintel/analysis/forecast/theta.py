@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .base import Forecaster
 from .decompose import deseasonalise
@@ -25,6 +24,8 @@ _ALPHAS = np.linspace(0.05, 1.0, 20)
 
 def ses(x: np.ndarray) -> tuple[float, float]:
     """``(alpha, final level)`` of simple exponential smoothing fitted on a grid."""
+    from scipy.signal import lfilter  # lazy: scipy costs ~60 MiB at service start-up
+
     best = (np.inf, 1.0, float(x[-1]))
     for a in _ALPHAS:
         lv = lfilter([a], [1.0, a - 1.0], x, zi=[(1.0 - a) * x[0]])[0]

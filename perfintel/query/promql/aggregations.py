@@ -43,7 +43,6 @@ def aggregate(
     param: np.ndarray | str | None,
     check_deadline: Callable[[], None] | None = None,
 ) -> Vec:
-    steps = vec.values.shape[1]
     if op in ("topk", "bottomk"):
         if not isinstance(param, np.ndarray):
             raise QueryError(f"expected a scalar parameter for {op}")
@@ -58,57 +57,172 @@ def aggregate(
         if not isinstance(param, np.ndarray):
             raise QueryError("expected a scalar parameter for quantile")
         return _quantile(vec, labels, gidx, param)
-    count = np.zeros((ng, steps))
-    acc = np.zeros((ng, steps))
-    mean = np.zeros((ng, steps))
+    if op not in _FOLDS:
+        raise QueryError(f"unsupported aggregation {op!r}")
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        for i in range(len(vec)):
-            if check_deadline is not None and i % 256 == 255:
-                check_deadline()
-            g = gidx[i]
-            m = vec.present[i]
-            v = vec.values[i]
+        out, count = _FOLDS[op](vec, gidx, ng, check_deadline)
+    return Vec(labels, out, count > 0).compact()
+
+
+# Each fold replays Prometheus's per-group sequence of updates, in input order, for
+# every group and step at once. Returns ``(values, count)``.
+_Fold = Callable[[Vec, np.ndarray, int, Callable[[], None] | None], tuple[np.ndarray, np.ndarray]]
+
+
+def _cells(vec: Vec, gidx: np.ndarray) -> np.ndarray:
+    """Flat ``(group, step)`` cell of every ``(row, step)`` value, row-major."""
+    steps = vec.values.shape[1]
+    return (gidx[:, None] * steps + np.arange(steps)).ravel()
+
+
+def _count(vec: Vec, gidx: np.ndarray, ng: int) -> np.ndarray:
+    """Present members per group and step (integer sums: any order is exact)."""
+    steps = vec.values.shape[1]
+    if len(vec) == 0:
+        return np.zeros((ng, steps))
+    order = np.argsort(gidx, kind="stable")
+    grouped = gidx[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    count = np.zeros((ng, steps))
+    count[grouped[starts]] = np.add.reduceat(vec.present[order], starts, axis=0, dtype=np.int64)
+    return count
+
+
+def _sum(
+    vec: Vec, gidx: np.ndarray, ng: int, _check: Callable[[], None] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``bincount`` adds its weights one after another in input order, as Prometheus
+    adds a group's members. It starts from 0.0 where Prometheus starts from the
+    first value: the same sums (x + 0.0 == x for every x but -0.0, and no sum of
+    other values is -0.0), except for cells holding only -0.0, fixed up after."""
+    steps = vec.values.shape[1]
+    cells = _cells(vec, gidx)
+    present = vec.present.ravel()
+    values = vec.values.ravel()
+    acc = np.bincount(cells, np.where(present, values, 0.0), ng * steps).reshape(ng, steps)
+    count = _count(vec, gidx, ng)
+    zero = values == 0
+    if zero.any():
+        neg_zero = present & zero & np.signbit(values)
+        only = np.bincount(cells[neg_zero], minlength=ng * steps).reshape(ng, steps) == count
+        acc[only & (count > 0)] = -0.0
+    return acc, count
+
+
+def _extreme(smallest: bool) -> _Fold:
+    def fold(
+        vec: Vec, gidx: np.ndarray, ng: int, check: Callable[[], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        # Prometheus's rule: replace while the new value is smaller (larger) or the
+        # current one is NaN; a tie of -0.0 and 0.0 keeps the earlier one.
+        steps = vec.values.shape[1]
+        count = np.zeros((ng, steps))
+        acc = np.zeros((ng, steps))
+        for k, (g, rows) in enumerate(_members_by_rank(gidx, ng)):
+            if check is not None and k % 256 == 255:
+                check()
+            m = vec.present[rows]
+            v = vec.values[rows]
+            cur = acc[g]
+            better = (cur > v) if smallest else (cur < v)
+            take = m & ((count[g] == 0) | better | np.isnan(cur))
+            acc[g] = np.where(take, v, cur)
+            count[g] += m
+        return acc, count
+
+    return fold
+
+
+def _count_fold(
+    vec: Vec, gidx: np.ndarray, ng: int, _check: Callable[[], None] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    count = _count(vec, gidx, ng)
+    return count, count
+
+
+def _group_fold(
+    vec: Vec, gidx: np.ndarray, ng: int, _check: Callable[[], None] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    count = _count(vec, gidx, ng)
+    return np.ones_like(count), count
+
+
+def _members_by_rank(gidx: np.ndarray, ng: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(groups, rows)`` of the k-th member (input order) of every group that has one,
+    for k = 0, 1, ...: each group at most once per pass, so its updates vectorise."""
+    order = np.argsort(gidx, kind="stable")
+    sizes = np.bincount(gidx, minlength=ng)
+    starts = np.cumsum(sizes) - sizes
+    out = []
+    for k in range(int(sizes.max(initial=0))):
+        groups = np.flatnonzero(sizes > k)
+        out.append((groups, order[starts[groups] + k]))
+    return out
+
+
+def _avg(
+    vec: Vec, gidx: np.ndarray, ng: int, check: Callable[[], None] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prometheus 2.x's incremental mean, skipping updates once the mean is infinite."""
+    steps = vec.values.shape[1]
+    count = np.zeros((ng, steps))
+    mean = np.zeros((ng, steps))
+    for k, (g, rows) in enumerate(_members_by_rank(gidx, ng)):
+        if check is not None and k % 256 == 255:
+            check()
+        m = vec.present[rows]
+        v = vec.values[rows]
+        c = count[g] + m
+        first = m & (count[g] == 0)
+        cur = mean[g]
+        skip = np.isinf(cur) & (
+            (np.isinf(v) & ((cur > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v))
+        )
+        upd = m & ~first & ~skip
+        mean[g] = np.where(first, v, np.where(upd, cur + (v / c - cur / c), cur))
+        count[g] = c
+    return mean, count
+
+
+def _variance(sqrt: bool) -> _Fold:
+    def fold(
+        vec: Vec, gidx: np.ndarray, ng: int, check: Callable[[], None] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Welford's update, as Prometheus 2.x's stddev/stdvar."""
+        steps = vec.values.shape[1]
+        count = np.zeros((ng, steps))
+        mean = np.zeros((ng, steps))
+        acc = np.zeros((ng, steps))
+        for k, (g, rows) in enumerate(_members_by_rank(gidx, ng)):
+            if check is not None and k % 256 == 255:
+                check()
+            m = vec.present[rows]
+            v = vec.values[rows]
             c = count[g] + m
             first = m & (count[g] == 0)
-            if op == "sum":
-                acc[g] = np.where(first, v, np.where(m, acc[g] + v, acc[g]))
-            elif op == "avg":
-                cur = mean[g]
-                skip = np.isinf(cur) & (
-                    (np.isinf(v) & ((cur > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v))
-                )
-                upd = m & ~first & ~skip
-                mean[g] = np.where(first, v, np.where(upd, cur + (v / c - cur / c), cur))
-            elif op == "min":
-                acc[g] = np.where(first, v, np.where(m, np.fmin(acc[g], v), acc[g]))
-            elif op == "max":
-                acc[g] = np.where(first, v, np.where(m, np.fmax(acc[g], v), acc[g]))
-            elif op in ("stddev", "stdvar"):
-                cur = mean[g]
-                delta = v - cur
-                new_mean = cur + delta / c
-                upd = m & ~first
-                acc[g] = np.where(upd, acc[g] + delta * (v - new_mean), acc[g])
-                mean[g] = np.where(first, v, np.where(upd, new_mean, cur))
-            elif op not in ("count", "group"):
-                raise QueryError(f"unsupported aggregation {op!r}")
+            cur = mean[g]
+            delta = v - cur
+            new_mean = cur + delta / c
+            upd = m & ~first
+            acc[g] = np.where(upd, acc[g] + delta * (v - new_mean), acc[g])
+            mean[g] = np.where(first, v, np.where(upd, new_mean, cur))
             count[g] = c
-    present = count > 0
-    if op == "avg":
-        out = mean
-    elif op == "count":
-        out = count
-    elif op == "group":
-        out = np.ones((ng, steps))
-    elif op == "stdvar":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = acc / count
-    elif op == "stddev":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.sqrt(acc / count)
-    else:
-        out = acc
-    return Vec(labels, out, present).compact()
+        out = acc / count
+        return (np.sqrt(out) if sqrt else out), count
+
+    return fold
+
+
+_FOLDS: dict[str, _Fold] = {
+    "sum": _sum,
+    "avg": _avg,
+    "min": _extreme(True),
+    "max": _extreme(False),
+    "count": _count_fold,
+    "group": _group_fold,
+    "stddev": _variance(True),
+    "stdvar": _variance(False),
+}
 
 
 def _top(vec: Vec, names: list[str], without: bool | None, k: np.ndarray, largest: bool) -> Vec:

@@ -1,5 +1,5 @@
 /*
- * The chunk encoder of codec.py, for many chunks in one call.
+ * The chunk encoder and decoder of codec.py, for many chunks in one call.
  *
  * Why C: a flush encodes thousands of (series, block) chunks; in Python each
  * costs tens of microseconds of numpy calls under the GIL, time taken from
@@ -14,6 +14,9 @@
  *   encode_chunks(ts, vals, bounds) -> (ts_blobs, val_blobs)
  *     ts: int64[n], vals: float64[n], bounds: int64[m + 1] (chunk i is
  *     [bounds[i], bounds[i + 1])); returns two lists of m bytes objects.
+ *   decode_chunks(ts_blobs, val_blobs) -> (timestamps, values, counts)
+ *     the reverse for lists of m blobs: int64, float64 and int64[m] arrays as
+ *     bytes, the chunks' samples back to back.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -252,9 +255,198 @@ done:
     return result;
 }
 
+/* ---- decoding ------------------------------------------------------------------------------ */
+
+typedef void ZSTD_DCtx;
+static ZSTD_DCtx *(*zstd_dcreate)(void);
+static size_t (*zstd_dfree)(ZSTD_DCtx *);
+static size_t (*zstd_decompress)(ZSTD_DCtx *, void *, size_t, const void *, size_t);
+
+static inline int64_t unzz(uint64_t u) { return (int64_t)(u >> 1) ^ -(int64_t)(u & 1); }
+
+/* zstd frame -> width-byte planes of n values -> out (widened to 64 bits). 0: corrupt. */
+static int unplane(ZSTD_DCtx *d, const uint8_t *src, size_t len, int width, size_t n, uint8_t *tmp,
+                   uint64_t *out)
+{
+    size_t want = (size_t)width * n;
+    size_t got = zstd_decompress(d, tmp, want, src, len);
+    if (zstd_is_error(got) || got != want)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = 0;
+        for (int b = 0; b < width; b++)
+            v |= (uint64_t)tmp[(size_t)b * n + i] << (8 * b);
+        out[i] = v;
+    }
+    return 1;
+}
+
+static int valid_width(int w) { return w == 1 || w == 2 || w == 4 || w == 8; }
+
+/* Number of samples of a chunk (from its timestamp header); -1 if malformed. */
+static int64_t ts_count(const uint8_t *b, size_t len)
+{
+    if (len >= sizeof(TsRegular) && b[0] == TS_REGULAR)
+        return ((const TsRegular *)b)->n;
+    if (len >= sizeof(TsDeltas) && b[0] == TS_DELTAS)
+        return ((const TsDeltas *)b)->n;
+    return -1;
+}
+
+static int decode_ts(ZSTD_DCtx *d, const uint8_t *b, size_t len, size_t n, uint8_t *tmp,
+                     uint64_t *scratch, int64_t *out)
+{
+    if (b[0] == TS_REGULAR) {
+        const TsRegular *h = (const TsRegular *)b;
+        for (size_t i = 0; i < n; i++)
+            out[i] = (int64_t)((uint64_t)h->first + (uint64_t)h->step * i);
+        return 1;
+    }
+    const TsDeltas *h = (const TsDeltas *)b;
+    if (!valid_width(h->width) || n < 2)
+        return n == 1 ? (out[0] = h->first, 1) : 0;
+    if (!unplane(d, b + sizeof *h, len - sizeof *h, h->width, n - 1, tmp, scratch))
+        return 0;
+    /* codec.decode_timestamps: d = cumsum(dd) + d0 - dd[0]; ts = first + cumsum(d) */
+    uint64_t dd0 = (uint64_t)unzz(scratch[0]), acc = 0, t = (uint64_t)h->first;
+    out[0] = h->first;
+    for (size_t i = 0; i + 1 < n; i++) {
+        acc += (uint64_t)unzz(scratch[i]);
+        t += acc + (uint64_t)h->d0 - dd0;
+        out[i + 1] = (int64_t)t;
+    }
+    return 1;
+}
+
+static int decode_vals(ZSTD_DCtx *d, const uint8_t *b, size_t len, size_t n, uint8_t *tmp,
+                       uint64_t *scratch, double *out)
+{
+    if (len >= sizeof(VConst) && b[0] == V_CONST) {
+        const VConst *h = (const VConst *)b;
+        if ((size_t)h->n != n)
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            memcpy(&out[i], &h->bits, 8);
+        return 1;
+    }
+    if (len >= sizeof(VDecimal) && b[0] == V_DECIMAL) {
+        const VDecimal *h = (const VDecimal *)b;
+        if ((size_t)h->n != n || h->e > MAX_DECIMALS || !valid_width(h->width) ||
+            !unplane(d, b + sizeof *h, len - sizeof *h, h->width, n, tmp, scratch))
+            return 0;
+        double p = POW10[h->e];
+        uint64_t k = (uint64_t)h->k0;
+        out[0] = (double)(int64_t)k / p;
+        for (size_t i = 1; i < n; i++) {
+            k += (uint64_t)unzz(scratch[i]);
+            out[i] = (double)(int64_t)k / p;
+        }
+        return 1;
+    }
+    if (len >= sizeof(VXor) && b[0] == V_XOR) {
+        const VXor *h = (const VXor *)b;
+        if ((size_t)h->n != n || !unplane(d, b + sizeof *h, len - sizeof *h, 8, n, tmp, scratch))
+            return 0;
+        uint64_t acc = 0;
+        for (size_t i = 0; i < n; i++) {
+            acc ^= scratch[i];
+            memcpy(&out[i], &acc, 8);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *decode_chunks(PyObject *self, PyObject *args)
+{
+    PyObject *ts_in, *val_in;
+    if (!PyArg_ParseTuple(args, "O!O!:decode_chunks", &PyList_Type, &ts_in, &PyList_Type, &val_in))
+        return NULL;
+    Py_ssize_t m = PyList_GET_SIZE(ts_in);
+    if (PyList_GET_SIZE(val_in) != m) {
+        PyErr_SetString(PyExc_ValueError, "decode_chunks: lists of different lengths");
+        return NULL;
+    }
+    /* Pointers into the blobs: the lists hold references to them while we run. */
+    const uint8_t **tp = PyMem_RawMalloc(2 * (m + 1) * sizeof(uint8_t *));
+    size_t *lens = PyMem_RawMalloc(2 * (m + 1) * sizeof(size_t));
+    int64_t *counts_buf = PyMem_RawMalloc((m + 1) * sizeof(int64_t));
+    PyObject *ts_out = NULL, *val_out = NULL, *counts = NULL, *result = NULL;
+    uint8_t *tmp = NULL;
+    uint64_t *scratch = NULL;
+    ZSTD_DCtx *dctx = NULL;
+    if (!tp || !lens || !counts_buf) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t total = 0, longest = 0;
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *a = PyList_GET_ITEM(ts_in, i), *b = PyList_GET_ITEM(val_in, i);
+        if (!PyBytes_Check(a) || !PyBytes_Check(b)) {
+            PyErr_SetString(PyExc_TypeError, "decode_chunks: blobs must be bytes");
+            goto done;
+        }
+        tp[2 * i] = (const uint8_t *)PyBytes_AS_STRING(a);
+        lens[2 * i] = (size_t)PyBytes_GET_SIZE(a);
+        tp[2 * i + 1] = (const uint8_t *)PyBytes_AS_STRING(b);
+        lens[2 * i + 1] = (size_t)PyBytes_GET_SIZE(b);
+        int64_t n = ts_count(tp[2 * i], lens[2 * i]);
+        if (n < 0 || lens[2 * i + 1] == 0) {
+            PyErr_SetString(PyExc_ValueError, "decode_chunks: malformed chunk header");
+            goto done;
+        }
+        counts_buf[i] = n;
+        total += (size_t)n;
+        if ((size_t)n > longest)
+            longest = (size_t)n;
+    }
+    ts_out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(8 * total));
+    val_out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(8 * total));
+    counts = PyBytes_FromStringAndSize((const char *)counts_buf, (Py_ssize_t)(8 * m));
+    tmp = PyMem_RawMalloc(8 * longest + 8);
+    scratch = PyMem_RawMalloc(8 * longest + 8);
+    dctx = zstd_dcreate();
+    if (!ts_out || !val_out || !counts || !tmp || !scratch || !dctx) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *tso = (int64_t *)PyBytes_AS_STRING(ts_out);
+    double *vo = (double *)PyBytes_AS_STRING(val_out);
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    size_t at = 0;
+    for (Py_ssize_t i = 0; i < m && ok; i++) {
+        size_t n = (size_t)counts_buf[i];
+        ok = decode_ts(dctx, tp[2 * i], lens[2 * i], n, tmp, scratch, tso + at) &&
+             decode_vals(dctx, tp[2 * i + 1], lens[2 * i + 1], n, tmp, scratch, vo + at);
+        at += n;
+    }
+    Py_END_ALLOW_THREADS
+    if (!ok) {
+        PyErr_SetString(PyExc_ValueError, "decode_chunks: corrupt chunk");
+        goto done;
+    }
+    result = PyTuple_Pack(3, ts_out, val_out, counts);
+done:
+    Py_XDECREF(ts_out);
+    Py_XDECREF(val_out);
+    Py_XDECREF(counts);
+    if (dctx)
+        zstd_dfree(dctx);
+    PyMem_RawFree(tmp);
+    PyMem_RawFree(scratch);
+    PyMem_RawFree(tp);
+    PyMem_RawFree(lens);
+    PyMem_RawFree(counts_buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"encode_chunks", encode_chunks, METH_VARARGS,
      "encode_chunks(ts, vals, bounds) -> (ts_blobs, val_blobs)"},
+    {"decode_chunks", decode_chunks, METH_VARARGS,
+     "decode_chunks(ts_blobs, val_blobs) -> (timestamps, values, counts)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -273,7 +465,12 @@ PyMODINIT_FUNC PyInit__chunks(void)
         lib, "ZSTD_compressCCtx");
     zstd_bound = (size_t(*)(size_t))dlsym(lib, "ZSTD_compressBound");
     zstd_is_error = (unsigned (*)(size_t))dlsym(lib, "ZSTD_isError");
-    if (!zstd_create || !zstd_free || !zstd_compress || !zstd_bound || !zstd_is_error) {
+    zstd_dcreate = (ZSTD_DCtx * (*)(void)) dlsym(lib, "ZSTD_createDCtx");
+    zstd_dfree = (size_t(*)(ZSTD_DCtx *))dlsym(lib, "ZSTD_freeDCtx");
+    zstd_decompress = (size_t(*)(ZSTD_DCtx *, void *, size_t, const void *, size_t))dlsym(
+        lib, "ZSTD_decompressDCtx");
+    if (!zstd_create || !zstd_free || !zstd_compress || !zstd_bound || !zstd_is_error ||
+        !zstd_dcreate || !zstd_dfree || !zstd_decompress) {
         PyErr_SetString(PyExc_ImportError, "libzstd.so.1 lacks the functions needed");
         return NULL;
     }

@@ -5,3 +5,6 @@ import numpy as np
 def encode_chunks(
     ts: np.ndarray, vals: np.ndarray, bounds: np.ndarray, /
 ) -> tuple[list[bytes], list[bytes]]: ...
+def decode_chunks(
+    ts_blobs: list[bytes], val_blobs: list[bytes], /
+) -> tuple[bytes, bytes, bytes]: ...

@@ -197,3 +197,34 @@ def encode_chunks(
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
     ]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def decode_chunks_flat(
+    ts_blobs: list[bytes], val_blobs: list[bytes]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every chunk's samples back to back: ``(timestamps, values, samples per chunk)``.
+
+    The C decoder (GIL released) when built, else the functions above.
+    """
+    if _chunks is not None and ts_blobs:
+        t, v, c = _chunks.decode_chunks(ts_blobs, val_blobs)
+        return np.frombuffer(t, np.int64), np.frombuffer(v, np.float64), np.frombuffer(c, np.int64)
+    pairs = [
+        (decode_timestamps(a), decode_values(b)) for a, b in zip(ts_blobs, val_blobs, strict=True)
+    ]
+    if not pairs:
+        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64)
+    return (
+        np.concatenate([p[0] for p in pairs]),
+        np.concatenate([p[1] for p in pairs]),
+        np.array([len(p[0]) for p in pairs], np.int64),
+    )
+
+
+def decode_chunks(
+    ts_blobs: list[bytes], val_blobs: list[bytes]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(timestamps, values)`` of each chunk (views into one decoded array)."""
+    ts, vals, counts = decode_chunks_flat(ts_blobs, val_blobs)
+    bounds = np.cumsum(counts)[:-1]
+    return list(zip(np.split(ts, bounds), np.split(vals, bounds), strict=True))

@@ -8,6 +8,9 @@ Within a run, samples keep their write order, so "last write wins" survives.
 A flush ``take``s everything; the taken samples stay readable until the flush
 has committed them to the database and calls ``release`` (or ``restore``
 puts them back when it failed), so no query ever misses samples in flight.
+
+Memory: series ids are kept as int32 (ids are dense, far below 2**31), so a
+sample costs 20 bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _Parts = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+_SID = np.int32
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Head:
     def append(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
         if not len(ts):
             return
+        sids = sids.astype(_SID, copy=False)
         with self._lock:
             self._pending.append((sids, ts, vals))
             self.samples += len(ts)
@@ -59,9 +64,11 @@ class Head:
     def read(self, sids: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Samples of the given series in write order (older runs first)."""
         out: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for run in self._sorted_runs():
-            lo = np.searchsorted(run.sids, sids, "left")
-            hi = np.searchsorted(run.sids, sids, "right")
+        runs = self._sorted_runs()
+        want = sids.astype(_SID) if runs else sids  # same dtype: no conversion of a run
+        for run in runs:
+            lo = np.searchsorted(run.sids, want, "left")
+            hi = np.searchsorted(run.sids, want, "right")
             for sid, a, b in zip(sids.tolist(), lo.tolist(), hi.tolist(), strict=True):
                 if b > a:
                     out.setdefault(sid, []).append((run.ts[a:b], run.vals[a:b]))
@@ -70,16 +77,26 @@ class Head:
             for sid, parts in out.items()
         }
 
-    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hand everything to a flush, in write order; it stays readable until ``release``."""
+    def parts(self) -> _Parts:
+        """The current (not taken) samples as segments, oldest first; they are never modified."""
+        with self._lock:
+            return [(r.sids, r.ts, r.vals) for r in self._runs] + self._pending
+
+    def take_parts(self) -> _Parts:
+        """Hand everything to a flush as segments in write order; it stays readable until ``release``."""
         with self._lock:
             parts = [(r.sids, r.ts, r.vals) for r in self._runs] + self._pending
             self._runs, self._pending = [], []
             self._taken = self._taken + parts
             self._taken_run = None
             self.samples = 0
+        return parts
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``take_parts`` concatenated."""
+        parts = self.take_parts()
         if not parts:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+            return np.empty(0, _SID), np.empty(0, np.int64), np.empty(0, np.float64)
         return (
             np.concatenate([p[0] for p in parts]),
             np.concatenate([p[1] for p in parts]),
@@ -91,8 +108,15 @@ class Head:
         with self._lock:
             self._taken, self._taken_run = [], None
 
+    def restore_parts(self, parts: _Parts) -> None:
+        """``restore`` segments given in write order (a failed flush puts back what it took)."""
+        for sids, ts, vals in reversed(parts):
+            if len(ts):
+                self.restore(sids, ts, vals)
+
     def restore(self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
         """Put samples back (before anything written since) — held back or not flushed."""
+        sids = sids.astype(_SID, copy=False)
         with self._lock:
             current = [(r.sids, r.ts, r.vals) for r in self._runs] + self._pending
             self._runs = []

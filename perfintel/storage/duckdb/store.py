@@ -40,6 +40,7 @@ in-flight flush and committed chunks, newest last.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -49,14 +50,16 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import orjson
-import pyarrow as pa
 
+from perfintel import malloc
 from perfintel.errors import OverloadedError, StorageError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
+    ROLLUP_AGGREGATES,
     AppendResult,
     QueryLimits,
+    RollupColumns,
     SeriesRollup,
     SeriesSamples,
     StoreStats,
@@ -69,7 +72,7 @@ from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.options import MaintenanceReport, StoreOptions
-from perfintel.storage.duckdb.tiers import RollupTiers, concat_buckets
+from perfintel.storage.duckdb.tiers import RollupTiers
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
@@ -214,6 +217,7 @@ class DuckDBStore:
                 report.rollup_windows = self.tiers.build(force=True)
                 report.deleted_chunks = self._enforce_retention()
                 self._db.execute("CHECKPOINT")
+            malloc.trim()
             return report
 
     def maintain(self) -> MaintenanceReport:
@@ -230,6 +234,8 @@ class DuckDBStore:
             report.compacted_groups = self._compact(sealed_only=True)
             report.rollup_windows = self.tiers.build(force=False)
             report.deleted_chunks = self._enforce_retention()
+            if report.flushed or report.compacted_groups or report.rollup_windows:
+                malloc.trim()  # the pass's temporaries are freed: give their pages back
             return report
 
     def _maintenance_loop(self) -> None:
@@ -250,88 +256,122 @@ class DuckDBStore:
         samples after the block, or the block ended more than the grace period
         ago. The rest stays in the head (re-logged into the fresh WAL segment),
         so in-order ingestion writes each block once and compaction has nothing
-        to rewrite. ``everything`` (memory pressure, shutdown, admin flush)
-        flushes partial blocks too.
+        to rewrite. When nothing is complete, the head and its WAL segments are
+        left as they are (re-logging all of it would change nothing).
+        ``everything`` (memory pressure, shutdown, admin flush) flushes partial
+        blocks too.
+
+        Memory: the taken samples are sorted and encoded a range of series ids
+        at a time (about ``_FLUSH_SLICE_SAMPLES`` samples), so beside the head
+        a flush holds one slice's copies and the encoded chunks, not copies of
+        the whole head. The chunks of every slice go in one transaction.
         """
+        if not everything and not any(self._complete(s, t).any() for s, t, _ in self.head.parts()):
+            self._head_since = self.clock()
+            return 0
         with self._append_lock:
             closed = self.wal.rotate()
-            sids, ts, vals = self.head.take()
+            parts = self.head.take_parts()
             self._head_since = self.clock()
             n_series = len(self.index)
-        if not len(ts):
-            self.head.release()
-            self._delete(closed)
-            return 0
-        sids, ts, vals = _sort_last_write_wins(sids, ts, vals)
-        if not everything:
-            block_end = ts - np.mod(ts, self.opts.block_ms) + self.opts.block_ms
-            now = int(self.clock() * 1000)
-            done = (block_end <= self.index.max_ts[sids]) | (
-                block_end + self.opts.seal_grace_ms <= now
-            )
-            if not done.all():
-                hold = ~done
-                with self._append_lock:
-                    position = self.wal.write(
-                        self.wal.write_samples(sids[hold], ts[hold], vals[hold])
-                    )
-                    self.head.restore(sids[hold], ts[hold], vals[hold])
-                self.wal.sync(position)
-                sids, ts, vals = sids[done], ts[done], vals[done]
-                if not len(ts):
-                    self.head.release()
-                    self._delete(closed)
-                    return 0
+        tables: list[dict[str, np.ndarray]] = []
+        position = 0
+        flushed, newest = 0, self.newest_flushed_ms
         try:
-            self._seq += 1
-            table = self._encode_chunks(sids, ts, vals, self._seq)
-            with self._transaction() as cur:
-                self._persist_series(cur, n_series)
-                cur.register("new_chunks", table)
-                cur.execute("INSERT INTO chunks SELECT * FROM new_chunks")
-                cur.unregister("new_chunks")
-                windows = np.unique(table.column("window_start").to_numpy())
+            seq = self._seq + 1
+            for piece in _series_slices(parts, _FLUSH_SLICE_SAMPLES):
+                sids, ts, vals = _sort_parts_last_write_wins(piece)
+                del piece
+                if not everything:
+                    done = self._complete(sids, ts)
+                    if not done.all():
+                        hold = ~done
+                        with self._append_lock:
+                            position = self.wal.write_samples_direct(
+                                sids[hold], ts[hold], vals[hold]
+                            )
+                            self.head.restore(sids[hold], ts[hold], vals[hold])
+                        sids, ts, vals = sids[done], ts[done], vals[done]
+                if len(ts):
+                    tables.append(self._encode_chunks(sids, ts, vals, seq))
+                    flushed += len(ts)
+                    newest = max(newest, int(ts.max()))
+            if position:
+                self.wal.sync(position)
+            if tables:
+                self._seq = seq
+                self._persist_series(n_series)
+                with self._transaction() as cur:
+                    for table in tables:
+                        cur.register("new_chunks", table)
+                        cur.execute("INSERT INTO chunks SELECT * FROM new_chunks")
+                        cur.unregister("new_chunks")
+                windows = np.unique(np.concatenate([t["window_start"] for t in tables]))
                 self.tiers.invalidate(windows)
+                self._touched_windows.update(windows.tolist())
+                self.newest_flushed_ms = newest
         except Exception:
-            self.head.restore(sids, ts, vals)
+            # Everything taken goes back (samples already put back as held come
+            # again, older: reads and the next flush keep the last write anyway),
+            # and the closed WAL segments stay.
+            self.head.restore_parts(parts)
             raise
         finally:
             self.head.release()
-        self._touched_windows.update(windows.tolist())
-        self.newest_flushed_ms = max(self.newest_flushed_ms, int(ts.max()))
         self._delete(closed)
-        return len(ts)
+        return flushed
 
-    def _persist_series(self, cur: duckdb.DuckDBPyConnection, upto: int) -> None:
-        if upto <= self._persisted_series:
-            return
-        ids = list(range(self._persisted_series, upto))
-        labels = [orjson.dumps(self.index.labels[i]).decode() for i in ids]
-        cur.register("new_series", pa.table({"id": pa.array(ids, pa.uint32()), "labels": labels}))
-        cur.execute("INSERT INTO series SELECT * FROM new_series")
-        cur.unregister("new_series")
-        self._persisted_series = upto
+    def _complete(self, sids: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Per sample: is its (series, block) complete, so a flush may write it?"""
+        block, n = self.opts.block_ms, len(ts)
+        sealed_before = int(self.clock() * 1000) - self.opts.seal_grace_ms
+        done = np.empty(n, bool)
+        step = 1 << 20  # bounds the temporaries at a few MiB whatever the head holds
+        for a in range(0, n, step):
+            end = np.floor_divide(ts[a : a + step], block)
+            end += 1
+            end *= block  # the end of the sample's block
+            np.less_equal(end, self.index.max_ts[sids[a : a + step]], out=done[a : a + step])
+            done[a : a + step] |= end <= sealed_before
+        return done
+
+    def _persist_series(self, upto: int) -> None:
+        """Write the series registered since the last flush to the series table.
+
+        In batches, each committed on its own, so the labels of many new series
+        never sit in one transaction (100,000 of them cost ~40 MiB at once). A
+        series row ahead of its chunks is harmless: a restart loads it, and
+        the WAL's definition of the same id is skipped."""
+        while self._persisted_series < upto:
+            lo = self._persisted_series
+            hi = min(upto, lo + 10_000)
+            labels = [orjson.dumps(self.index.labels[i]).decode() for i in range(lo, hi)]
+            with self._transaction() as cur:
+                ids = np.arange(lo, hi, dtype=np.uint32)
+                cur.register("new_series", {"id": ids, "labels": _objects(labels)})
+                cur.execute("INSERT INTO series SELECT * FROM new_series")
+                cur.unregister("new_series")
+            self._persisted_series = hi
 
     def _encode_chunks(
         self, sids: np.ndarray, ts: np.ndarray, vals: np.ndarray, seq: int
-    ) -> pa.Table:
-        """One chunk per (series, block window) of sorted, deduplicated samples."""
+    ) -> dict[str, np.ndarray]:
+        """One chunk per (series, block window) of sorted, deduplicated samples,
+        as columns of the chunks table."""
         win = ts - np.mod(ts, self.opts.block_ms)
         starts = np.flatnonzero(np.r_[True, (sids[1:] != sids[:-1]) | (win[1:] != win[:-1])])
         ends = np.r_[starts[1:], len(ts)]
         ts_blobs, val_blobs = codec.encode_chunks(ts, vals, np.r_[starts, len(ts)])
-        return pa.table(
-            {
-                "series_id": pa.array(sids[starts], pa.uint32()),
-                "window_start": win[starts],
-                "seq": np.full(len(starts), seq, np.int64),
-                "min_ts": ts[starts],
-                "max_ts": ts[ends - 1],
-                "n": (ends - starts).astype(np.int32),
-                "ts": pa.array(ts_blobs, pa.binary()),
-                "vals": pa.array(val_blobs, pa.binary()),
-            }
-        )
+        return {
+            "series_id": sids[starts].astype(np.uint32),
+            "window_start": win[starts],
+            "seq": np.full(len(starts), seq, np.int64),
+            "min_ts": ts[starts],
+            "max_ts": ts[ends - 1],
+            "n": (ends - starts).astype(np.int32),
+            "ts": _objects(ts_blobs),
+            "vals": _objects(val_blobs),
+        }
 
     def _compact(self, *, sealed_only: bool = False) -> int:
         """Merge the chunks of each (series, window) that has several into one.
@@ -359,16 +399,14 @@ class DuckDBStore:
         total = len(groups["series_id"])
         step = 20_000
         for i in range(0, total, step):
-            victims = pa.table(
-                {
-                    "series_id": pa.array(groups["series_id"][i : i + step], pa.uint32()),
-                    "window_start": groups["window_start"][i : i + step],
-                }
-            )
+            victims = {
+                "series_id": groups["series_id"][i : i + step].astype(np.uint32),
+                "window_start": groups["window_start"][i : i + step],
+            }
             self._compact_groups(victims)
         return total
 
-    def _compact_groups(self, victims: pa.Table) -> None:
+    def _compact_groups(self, victims: dict[str, np.ndarray]) -> None:
         with self._transaction() as cur:
             cur.register("victims", victims)
             rows = cur.execute(
@@ -376,15 +414,8 @@ class DuckDBStore:
                    JOIN victims v USING (series_id, window_start)
                    ORDER BY c.series_id, c.window_start, c.seq"""
             ).fetchall()
-            s_parts, t_parts, v_parts = [], [], []
-            for sid, _w, tsb, vb in rows:
-                t = codec.decode_timestamps(tsb)
-                s_parts.append(np.full(len(t), sid, np.int64))
-                t_parts.append(t)
-                v_parts.append(codec.decode_values(vb))
-            sids = np.concatenate(s_parts)
-            ts = np.concatenate(t_parts)
-            vals = np.concatenate(v_parts)
+            ts, vals, counts = codec.decode_chunks_flat([r[2] for r in rows], [r[3] for r in rows])
+            sids = np.repeat(np.asarray([r[0] for r in rows], np.int64), counts)
             self._seq += 1
             table = self._encode_chunks(*_sort_last_write_wins(sids, ts, vals), self._seq)
             cur.execute(
@@ -413,7 +444,7 @@ class DuckDBStore:
                 return cur.execute(
                     f"{sql} AND series_id IN ({marks})", [*params, *sids.tolist()]
                 ).fetchall()
-            cur.register("want", pa.table({"want_id": pa.array(sids, pa.uint32())}))
+            cur.register("want", {"want_id": sids.astype(np.uint32)})
             try:
                 return cur.execute(
                     f"{sql} AND series_id IN (SELECT want_id FROM want)", params
@@ -423,10 +454,15 @@ class DuckDBStore:
         except duckdb.Error as exc:
             raise StorageError(f"reading the sample database failed: {exc}") from exc
 
-    def _read_raw_range(
+    def _read_raw_batches(
         self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Committed raw samples of every series in blocks overlapping ``[start, end)``."""
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Committed raw samples of every series in blocks overlapping ``[start, end)``.
+
+        Flat ``(series ids, timestamps, values)`` batches sorted by series and
+        time (last write wins), each holding whole series and about
+        ``_RAW_BATCH_CHUNKS`` chunks, so memory stays bounded at any series count.
+        """
         rows = self._rows_for(
             "SELECT series_id, ts, vals FROM chunks WHERE window_start >= ? AND window_start < ? "
             "ORDER BY series_id, window_start, seq",
@@ -434,9 +470,14 @@ class DuckDBStore:
             None,
             cur,
         )
-        yield from _merge_rows(
-            (sid, codec.decode_timestamps(a), codec.decode_values(b)) for sid, a, b in rows
-        )
+        pending: list[tuple[int, bytes, bytes]] = []
+        for row in rows:
+            if len(pending) >= _RAW_BATCH_CHUNKS and row[0] != pending[-1][0]:
+                yield _decode_sorted(pending)
+                pending = []
+            pending.append(row)
+        if pending:
+            yield _decode_sorted(pending)
 
     def _enforce_retention(self) -> int:
         now = int(self.clock() * 1000)
@@ -552,6 +593,26 @@ class DuckDBStore:
         *,
         limits: QueryLimits | None = None,
     ) -> list[SeriesRollup] | None:
+        cols = self.select_rollup_columns(selector, start_ms, end_ms, resolution_ms, limits=limits)
+        return None if cols is None else cols.per_series()
+
+    def select_rollup_columns(
+        self,
+        selector: Selector,
+        start_ms: int,
+        end_ms: int,
+        resolution_ms: int,
+        *,
+        aggregates: Sequence[str] = ROLLUP_AGGREGATES,
+        limits: QueryLimits | None = None,
+    ) -> RollupColumns | None:
+        """``select_rollup`` as flat arrays, reading only ``aggregates``.
+
+        Built buckets come from the tier table in one columnar read (through
+        the block cache for a few series, which a large read would only
+        flush); buckets after the tier's watermark are computed from raw
+        samples (head included).
+        """
         fitting = [
             (t, tier)
             for t, tier in enumerate(self.opts.tiers)
@@ -561,29 +622,55 @@ class DuckDBStore:
             return None
         t, tier = fitting[-1]
         res = tier.resolution_ms
+        wanted = [k for k in ROLLUP_AGGREGATES if k in aggregates]
         start_ms, end_ms = int(start_ms), int(end_ms)
         start_ms -= start_ms % res
         sids = self._matching(selector, start_ms, end_ms, limits)
         if not len(sids):
-            return []
+            return RollupColumns([], res, np.empty(0, np.int64), np.empty(0, np.int64))
+        labels_of = self.index.labels
+        by_labels = sorted(sids.tolist(), key=labels_of.__getitem__)
+        rank = np.full(int(sids.max()) + 1, -1, np.int64)  # -1: not selected
+        rank[by_labels] = np.arange(len(by_labels))
         built = max(self.tiers.built_until[t], start_ms)
-        parts: dict[int, list[tuple[np.ndarray, ...]]] = {}
+        parts: list[dict[str, np.ndarray]] = []
         if built > start_ms:
-            for sid, arrays in self.tiers.read_cached(t, start_ms, min(built - 1, end_ms), sids):
-                parts.setdefault(sid, []).append(arrays)
+            hi = min(built - 1, end_ms)
+            if len(sids) <= _CACHED_ROLLUP_SERIES:
+                parts.append(_flat_rollups(self.tiers.read_cached(t, start_ms, hi, sids), wanted))
+            else:
+                parts.append(self.tiers.fetch(t, start_ms, hi, sids, wanted, ordered=False))
         if built <= end_ms:
             # After the watermark: buckets from raw samples (head included).
+            tail = []
             for s in self.select(selector, built, end_ms, limits=limits):
                 raw_sid = self.index.get(s.labels)
-                if raw_sid is not None:
-                    parts.setdefault(raw_sid, []).append(rollup(s.timestamps, s.values, res))
-        out = []
-        for sid, ps in parts.items():
-            b, mn, mx, sm, cnt, last = concat_buckets(ps)
-            if len(b):
-                out.append(SeriesRollup(self.index.labels[sid], res, b, mn, mx, sm, cnt, last))
-        out.sort(key=lambda s: s.labels)
-        return out
+                if raw_sid is not None and raw_sid < len(rank) and rank[raw_sid] >= 0:
+                    tail.append((raw_sid, rollup(s.timestamps, s.values, res)))
+            parts.append(_flat_rollups(iter(tail), wanted))
+        cols = parts[0]
+        if len(parts) > 1:  # each series: its built buckets, then those from raw samples
+            cols = {k: np.concatenate([p[k] for p in parts]) for k in cols}
+        # Series without a bucket drop out; the rest are numbered in label order.
+        index = rank[cols["series_id"]]
+        has = np.zeros(len(by_labels), bool)
+        has[index] = True
+        if has.all():
+            labels = [labels_of[sid] for sid in by_labels]
+        else:
+            labels = [labels_of[sid] for sid, h in zip(by_labels, has.tolist(), strict=True) if h]
+            index = (np.cumsum(has) - 1)[index]
+        return RollupColumns(
+            labels,
+            res,
+            index,
+            cols["ts"],
+            min=cols.get("min"),
+            max=cols.get("max"),
+            sum=cols.get("sum"),
+            count=cols.get("count"),
+            last=cols.get("last"),
+        )
 
     def series(
         self, selectors: Sequence[Selector], start_ms: int, end_ms: int, *, limit: int | None = None
@@ -636,21 +723,128 @@ class DuckDBStore:
         self._db.close()
 
 
-def _merge_rows(
-    rows: Iterator[tuple[int, np.ndarray, np.ndarray]],
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    cur: int | None = None
-    ts_parts: list[np.ndarray] = []
-    v_parts: list[np.ndarray] = []
-    for sid, ts, vals in rows:
-        if cur is not None and sid != cur:
-            yield cur, *dedupe_last_wins(np.concatenate(ts_parts), np.concatenate(v_parts))
-            ts_parts, v_parts = [], []
-        cur = sid
-        ts_parts.append(ts)
-        v_parts.append(vals)
-    if cur is not None:
-        yield cur, *dedupe_last_wins(np.concatenate(ts_parts), np.concatenate(v_parts))
+_CACHED_ROLLUP_SERIES = 64  # larger reads bypass the block cache (they would only flush it)
+
+
+def _flat_rollups(
+    per_series: Iterator[tuple[int, tuple[np.ndarray, ...]]], wanted: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Per-series ``(bucket, min, max, sum, count, last)`` as flat columns."""
+    items = [(sid, a) for sid, a in per_series if len(a[0])]
+    fields = {"ts": 0, "min": 1, "max": 2, "sum": 3, "count": 4, "last": 5}
+    out = {
+        "series_id": np.repeat(
+            np.asarray([sid for sid, _ in items], np.int64),
+            np.asarray([len(a[0]) for _, a in items], np.int64),
+        )
+    }
+    for k in ["ts", *wanted]:
+        dtype = np.int64 if k in ("ts", "count") else np.float64
+        out[k] = (
+            np.concatenate([a[fields[k]] for _, a in items]).astype(dtype, copy=False)
+            if items
+            else np.empty(0, dtype)
+        )
+    return out
+
+
+_RAW_BATCH_CHUNKS = 4096
+
+
+def _decode_sorted(
+    rows: list[tuple[int, bytes, bytes]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chunk rows (ordered by series, window, flush) as flat arrays sorted by (series, time)."""
+    ts, vals, counts = codec.decode_chunks_flat([r[1] for r in rows], [r[2] for r in rows])
+    sids = np.repeat(np.asarray([r[0] for r in rows], np.int64), counts)
+    if np.any((sids[1:] == sids[:-1]) & (ts[1:] <= ts[:-1])):  # overlapping or late chunks
+        return _sort_last_write_wins(sids, ts, vals)
+    return sids, ts, vals
+
+
+def _objects(items: Sequence[object]) -> np.ndarray:
+    """A 1-d object array of ``items`` (bytes become BLOB, str VARCHAR when registered).
+
+    Tables go to DuckDB as dicts of numpy arrays, not Arrow: converting numpy
+    to Arrow imports pandas (~50 MiB), and the pyarrow import itself costs as
+    much again. Only integer, text and blob columns go this way: a numpy scan
+    reads NaN as NULL, so float columns need care (see ``tiers``)."""
+    out = np.empty(len(items), object)
+    out[:] = items
+    return out
+
+
+_FLUSH_SLICE_SAMPLES = 1 << 18  # samples a flush sorts and encodes at a time
+
+
+def _series_slices(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], target: int
+) -> Iterator[list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The parts' samples by ranges of series ids of about ``target`` samples each
+    (a series is never split), each range's samples in write order."""
+    parts = [p for p in parts if len(p[1])]
+    n = sum(len(p[1]) for p in parts)
+    if n <= target:
+        if parts:
+            yield parts
+        return
+    top = max(int(p[0].max()) for p in parts) + 1
+    counts = np.zeros(top, np.int64)
+    for s, _, _ in parts:
+        counts += np.bincount(s, minlength=top)
+    cum = np.cumsum(counts)
+    cuts = np.unique(np.searchsorted(cum, np.arange(target, n, target), "left") + 1)
+    bounds = [0, *cuts[cuts < top].tolist(), top]
+    for lo, hi in itertools.pairwise(bounds):
+        piece = []
+        for s, t, v in parts:
+            m = (s >= lo) & (s < hi)
+            if m.all():
+                piece.append((s, t, v))
+            elif m.any():
+                piece.append((s[m], t[m], v[m]))
+        if piece:
+            yield piece
+
+
+def _sort_parts_last_write_wins(
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_sort_last_write_wins`` of the concatenated parts (segments in write
+    order), without concatenating ``sids`` and ``ts`` for the sort. Same result,
+    since a stable sort has one answer."""
+    n = sum(len(p[1]) for p in parts)
+    lo = min(int(p[1].min()) for p in parts if len(p[1]))
+    span = max(int(p[1].max()) for p in parts if len(p[1])) - lo + 1
+    top = max(int(p[0].max()) for p in parts if len(p[0])) + 1
+    if top * span < 2**62:
+        # One int64 key (series, then time), built in place part by part.
+        key = np.empty(n, np.int64)
+        pos = 0
+        for s, t, _ in parts:
+            k = key[pos : pos + len(t)]
+            k[...] = s
+            k *= span
+            k += t
+            k -= lo  # wraps in between at worst; the result is in [0, 2**62)
+            pos += len(t)
+        order = np.argsort(key, kind="stable")
+        del key, k
+    else:
+        order = np.lexsort(
+            (np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts]))
+        )
+    sids = np.concatenate([p[0] for p in parts])[order]
+    ts = np.concatenate([p[1] for p in parts])[order]
+    vals = np.concatenate([p[2] for p in parts])[order]
+    del order
+    last = np.ones(n, bool)
+    last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
+    if not last.all():
+        sids = sids[last]
+        ts = ts[last]
+        vals = vals[last]
+    return sids, ts, vals
 
 
 def _sort_last_write_wins(

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from perfintel.errors import StorageError
 from perfintel.storage.duckdb.options import Tier
-from perfintel.storage.samples import in_range, rollup
+from perfintel.storage.samples import rollup_many
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -41,12 +40,16 @@ class TierHost(Protocol):
 
     def _cursor(self) -> duckdb.DuckDBPyConnection: ...
 
-    def _read_raw_range(
+    def _read_raw_batches(
         self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]: ...
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
 
 
 ROLLUP_FIELDS = ("ts", "min", "max", "sum", "count", "last")
+_INSERT_COLUMNS = ", ".join(
+    f"coalesce({k}, 'NaN'::DOUBLE)" if k in ("min", "max", "sum", "last") else k
+    for k in ("series_id", *ROLLUP_FIELDS)
+)
 
 
 class RollupTiers:
@@ -157,20 +160,18 @@ class RollupTiers:
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ROLLUP_FIELDS}
         ids: list[np.ndarray] = []
         if t == 0:
-            for sid, ts, vals in self.store._read_raw_range(lo, hi):
-                sl = in_range(ts, lo, hi - 1)
-                if sl.stop > sl.start:
-                    arrays = rollup(ts[sl], vals[sl], tier.resolution_ms)
-                    ids.append(np.full(len(arrays[0]), sid, np.uint32))
-                    for k, a in zip(ROLLUP_FIELDS, arrays, strict=True):
-                        cols[k].append(a)
-        else:
-            src = self.opts.tiers[t - 1]
-            for sid, arrays in self._read_tier(t - 1, lo, hi - 1, None):
-                arrays = _coarsen(arrays, src.resolution_ms, tier.resolution_ms)
-                ids.append(np.full(len(arrays[0]), sid, np.uint32))
-                for k, a in zip(ROLLUP_FIELDS, arrays, strict=True):
+            for sids, ts, vals in self.store._read_raw_batches(lo, hi):
+                inside = (ts >= lo) & (ts < hi)
+                rolled = rollup_many(sids[inside], ts[inside], vals[inside], tier.resolution_ms)
+                ids.append(rolled[0].astype(np.uint32))
+                for k, a in zip(ROLLUP_FIELDS, rolled[1:], strict=True):
                     cols[k].append(a)
+        else:
+            src = self.fetch(t - 1, lo, hi - 1, None)  # sorted by series, then bucket
+            rolled = _coarsen(src["series_id"], [src[k] for k in ROLLUP_FIELDS], tier.resolution_ms)
+            ids.append(rolled[0].astype(np.uint32))
+            for k, a in zip(ROLLUP_FIELDS, rolled[1:], strict=True):
+                cols[k].append(a)
         if not ids:
             return 0
         columns = {k: np.concatenate(v) for k, v in cols.items()}
@@ -178,15 +179,18 @@ class RollupTiers:
             np.int32
         )  # stored as bucket number
         columns["count"] = columns["count"].astype(np.int32)
-        table = pa.table({"series_id": np.concatenate(ids), **columns})
+        table = {"series_id": np.concatenate(ids), **columns}
+        rows = len(table["series_id"])
         with self.store._transaction() as cur:
             cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-lo // tier.resolution_ms)])
-        for off in range(0, table.num_rows, 100_000):
+        for off in range(0, rows, 100_000):
             with self.store._transaction() as cur:
-                cur.register("new_rollups", table.slice(off, 100_000))
-                cur.execute(f"INSERT INTO rollup_{t} SELECT * FROM new_rollups")
+                # A dict of numpy arrays, not Arrow (see ``store._objects``); a numpy
+                # scan reads NaN as NULL, and these columns are never NULL: back to NaN.
+                cur.register("new_rollups", {k: v[off : off + 100_000] for k, v in table.items()})
+                cur.execute(f"INSERT INTO rollup_{t} SELECT {_INSERT_COLUMNS} FROM new_rollups")
                 cur.unregister("new_rollups")
-        return table.num_rows
+        return rows
 
     def _read_tier(
         self,
@@ -197,42 +201,91 @@ class RollupTiers:
         cur: duckdb.DuckDBPyConnection | None = None,
     ) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
         """Built buckets of tier ``t`` with start in ``[start, end]``, per series."""
-        cur = cur or self.store._cursor()
-        sql = (
-            f"SELECT series_id, {', '.join(ROLLUP_FIELDS)} FROM rollup_{t} "
-            "WHERE ts >= ? AND ts <= ?"
-        )
-        res_ms = self.opts.tiers[t].resolution_ms
-        start, end = -(-start // res_ms), end // res_ms  # bucket numbers
-        try:
-            if sids is not None and len(sids) <= 32:
-                marks = ",".join("?" * len(sids))
-                res = cur.execute(
-                    f"{sql} AND series_id IN ({marks})", [start, end, *sids.tolist()]
-                ).fetchnumpy()
-            elif sids is not None:
-                cur.register("want", pa.table({"want_id": pa.array(sids, pa.uint32())}))
-                try:
-                    res = cur.execute(
-                        f"{sql} AND series_id IN (SELECT want_id FROM want)", [start, end]
-                    ).fetchnumpy()
-                finally:
-                    cur.unregister("want")
-            else:
-                res = cur.execute(sql, [start, end]).fetchnumpy()
-        except duckdb.Error as exc:
-            raise StorageError(f"reading rollups failed: {exc}") from exc
-        sid_col = np.asarray(res["series_id"], np.int64)
+        cols = self.fetch(t, start, end, sids, ROLLUP_FIELDS[1:], cur)
+        sid_col = cols["series_id"]
         if not len(sid_col):
             return
-        ts_col = np.asarray(res["ts"], np.int64) * res_ms
-        order = np.lexsort((ts_col, sid_col))
-        sid_col = sid_col[order]
-        arrays = [ts_col[order]] + [np.asarray(res[k])[order] for k in ROLLUP_FIELDS[1:]]
-        arrays[4] = arrays[4].astype(np.int64)
+        arrays = [cols[k] for k in ROLLUP_FIELDS]
         bounds = np.flatnonzero(np.r_[True, sid_col[1:] != sid_col[:-1], True])
         for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             yield int(sid_col[a]), tuple(x[a:b] for x in arrays)
+
+    def fetch(
+        self,
+        t: int,
+        start: int,
+        end: int,
+        sids: np.ndarray | None,
+        aggregates: Sequence[str] = ROLLUP_FIELDS[1:],
+        cur: duckdb.DuckDBPyConnection | None = None,
+        *,
+        ordered: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Built buckets of tier ``t`` with start in ``[start, end]`` as flat columns
+        ``series_id``, ``ts`` (bucket start, ms) and the ``aggregates`` asked for,
+        sorted by series id then bucket (in the order read unless ``ordered``). One
+        query fetched as Arrow: no per-row or per-series Python work.
+
+        Series ids close together (most of an id range, as a selector over a
+        whole job gives) are read as an id range and filtered here, which lets
+        DuckDB skip row groups by their min/max instead of joining every row
+        against the id list.
+        """
+        wanted = [k for k in ROLLUP_FIELDS[1:] if k in aggregates]
+        sql = (
+            f"SELECT {', '.join(['series_id', 'ts', *wanted])} FROM rollup_{t} "
+            "WHERE ts >= ? AND ts <= ?"
+        )
+        res_ms = self.opts.tiers[t].resolution_ms
+        params: list[object] = [-(-start // res_ms), end // res_ms]  # bucket numbers
+        keep: np.ndarray | None = None  # id mask, when an id range was read for a sparser set
+        # A cursor of its own: the relation API refuses a connection with a result
+        # still open (a ``fetchone`` elsewhere on the thread's cursor).
+        own = cur is None
+        cur = cur or self.store._db.cursor()
+        registered = False
+        if sids is not None and len(sids) <= 32:
+            sql += f" AND series_id IN ({','.join('?' * len(sids))})"
+            params += sids.tolist()
+        elif sids is not None and len(sids):
+            lo_id, hi_id = int(sids.min()), int(sids.max())
+            if 4 * len(sids) >= hi_id - lo_id + 1:
+                sql += " AND series_id BETWEEN ? AND ?"
+                params += [lo_id, hi_id]
+                keep = np.zeros(hi_id + 1, bool)
+                keep[sids] = True
+                if keep[lo_id:].all():
+                    keep = None
+            else:
+                cur.register("want", {"want_id": sids.astype(np.uint32)})
+                registered = True
+                sql += " AND series_id IN (SELECT want_id FROM want)"
+        try:
+            table = cur.sql(sql, params=params).fetchnumpy()
+        except duckdb.Error as exc:
+            raise StorageError(f"reading rollups failed: {exc}") from exc
+        finally:
+            if registered:
+                cur.unregister("want")
+            if own:
+                cur.close()
+        # fetchnumpy: plain arrays (masked only for NULLs, which these columns never hold)
+        cols = {name: np.ma.getdata(table[name]) for name in ("series_id", "ts", *wanted)}
+        sid_col = cols["series_id"].astype(np.int64)
+        bucket = cols["ts"].astype(np.int64)
+        pick: np.ndarray | None = None
+        if keep is not None and len(sid_col):
+            pick = np.flatnonzero(keep[sid_col])
+            sid_col, bucket = sid_col[pick], bucket[pick]
+        order = row_order(sid_col, bucket) if ordered else None
+        if order is not None:
+            sid_col, bucket = sid_col[order], bucket[order]
+            pick = order if pick is None else pick[order]
+        out = {"series_id": sid_col, "ts": bucket * res_ms}
+        for k in wanted:
+            col = cols[k] if pick is None else cols[k][pick]
+            out[k] = col.astype(np.int64 if k == "count" else np.float64, copy=False)
+        return out
 
     def read_cached(
         self, t: int, start: int, end: int, sids: np.ndarray
@@ -260,25 +313,33 @@ class RollupTiers:
                 yield sid, arrays
 
 
-def concat_buckets(parts: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(6))
+def row_order(sid_col: np.ndarray, bucket: np.ndarray) -> np.ndarray | None:
+    """Index sorting rows by series id, then bucket (stable); ``None`` when already sorted.
+
+    Rows come in a few runs each sorted by id (one per insert), so this is a cheap merge.
+    """
+    key = (sid_col << 32) + bucket  # bucket numbers fit in 32 bits (an INTEGER column)
+    if len(key) > 1 and not bool(np.all(key[1:] >= key[:-1])):
+        return np.argsort(key, kind="stable")
+    return None
 
 
-def _coarsen(arrays: tuple[np.ndarray, ...], src_res: int, res: int) -> tuple[np.ndarray, ...]:
-    """Combine finer buckets into coarser ones (min of mins, sum of sums, last of lasts)."""
+def _coarsen(sids: np.ndarray, arrays: Sequence[np.ndarray], res: int) -> tuple[np.ndarray, ...]:
+    """Combine finer buckets, sorted by (series, bucket), into coarser ones (min of
+    mins, sum of sums, last of lasts); returns ``(series, bucket, min, max, sum, count, last)``."""
     b, mn, mx, sm, cnt, last = arrays
     if not len(b):
-        return arrays
+        return (sids, *arrays)
     nb = b - np.mod(b, res)
-    starts = np.flatnonzero(np.r_[True, nb[1:] != nb[:-1]])
+    starts = np.flatnonzero(np.r_[True, (nb[1:] != nb[:-1]) | (sids[1:] != sids[:-1])])
     ends = np.r_[starts[1:], len(nb)]
-    return (
-        nb[starts],
-        np.minimum.reduceat(mn, starts),
-        np.maximum.reduceat(mx, starts),
-        np.add.reduceat(sm, starts),
-        np.add.reduceat(cnt, starts),
-        last[ends - 1],
-    )
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (
+            sids[starts],
+            nb[starts],
+            np.minimum.reduceat(mn, starts),
+            np.maximum.reduceat(mx, starts),
+            np.add.reduceat(sm, starts),
+            np.add.reduceat(cnt, starts),
+            last[ends - 1],
+        )
