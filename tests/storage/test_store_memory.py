@@ -162,3 +162,31 @@ def test_flush_with_nothing_complete_leaves_head_and_wal_alone(tmp_path: Path) -
     assert st._flush_head() == 5
     assert st.head.samples == 0
     st.close()
+
+
+def test_compaction_in_small_steps_merges_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = []
+    for step in (1 << 30, 50):
+        monkeypatch.setattr(store_module, "_COMPACT_STEP_SAMPLES", step)
+        st = DuckDBStore(
+            tmp_path / str(step), StoreOptions(background=False), clock=Clock(T0 + DAY)
+        )
+        for b in _random_writes(11, 30):
+            st.append(b)
+            st.flush()  # one chunk per (series, window) per flush
+        before = _contents(st)
+        merged = st._compact()
+        assert merged > 0 and _contents(st) == before
+        groups = st._db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM chunks GROUP BY series_id, window_start "
+            "HAVING count(*) > 1)"
+        ).fetchone()
+        assert groups == (0,)
+        rows = st._db.execute(
+            "SELECT series_id, window_start, min_ts, max_ts, n FROM chunks ORDER BY ALL"
+        ).fetchall()
+        results.append((merged, rows, before))
+        st.close()
+    assert results[0] == results[1]

@@ -393,17 +393,24 @@ class DuckDBStore:
         else:
             self._touched_windows.clear()
         groups = self._db.execute(
-            f"SELECT series_id, window_start FROM chunks {cond} GROUP BY ALL HAVING count(*) > 1",
+            f"SELECT series_id, window_start, sum(n)::BIGINT AS samples FROM chunks {cond} "
+            "GROUP BY series_id, window_start HAVING count(*) > 1",
             params,
         ).fetchnumpy()
         total = len(groups["series_id"])
-        step = 20_000
-        for i in range(0, total, step):
+        # Steps of at most 20,000 groups and about _COMPACT_STEP_SAMPLES samples: a
+        # step decodes and sorts all its samples at once (~100 bytes each at the peak).
+        cum = np.cumsum(groups["samples"])
+        i = 0
+        while i < total:
+            below = (int(cum[i - 1]) if i else 0) + _COMPACT_STEP_SAMPLES
+            j = min(i + 20_000, max(i + 1, int(np.searchsorted(cum, below, "right"))))
             victims = {
-                "series_id": groups["series_id"][i : i + step].astype(np.uint32),
-                "window_start": groups["window_start"][i : i + step],
+                "series_id": groups["series_id"][i:j].astype(np.uint32),
+                "window_start": groups["window_start"][i:j],
             }
             self._compact_groups(victims)
+            i = j
         return total
 
     def _compact_groups(self, victims: dict[str, np.ndarray]) -> None:
@@ -775,6 +782,7 @@ def _objects(items: Sequence[object]) -> np.ndarray:
 
 
 _FLUSH_SLICE_SAMPLES = 1 << 18  # samples a flush sorts and encodes at a time
+_COMPACT_STEP_SAMPLES = 1 << 20  # samples a compaction step merges at a time
 
 
 def _series_slices(
