@@ -64,7 +64,6 @@ def serve(
 
     import uvicorn
 
-    from perfintel import malloc
     from perfintel.api.app import create_app
 
     try:
@@ -77,7 +76,6 @@ def serve(
     console.print(
         f"perfintel listening on http://{settings.host}:{settings.port}  (data: {Path(settings.data_dir).resolve()})"
     )
-    malloc.tune_for_service()  # before the worker threads start allocating
     uvicorn.run(
         create_app(settings),
         host=settings.host,

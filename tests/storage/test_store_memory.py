@@ -190,3 +190,28 @@ def test_compaction_in_small_steps_merges_the_same(
         results.append((merged, rows, before))
         st.close()
     assert results[0] == results[1]
+
+
+def test_rollups_keep_nan_and_inf(tmp_path: Path) -> None:
+    # Rollup rows go to DuckDB as numpy arrays, whose scan reads NaN as NULL.
+    st = DuckDBStore(tmp_path, StoreOptions(background=False), clock=Clock(T0 + 3 * DAY))
+    ts = T0 + 60_000 * np.arange(1440)
+    vals = np.ones(1440)
+    vals[5], vals[700] = np.nan, np.inf
+    series = [label_set({"__name__": "g", "i": str(i)}) for i in range(40)]
+    st.append(
+        SampleBatch(
+            series,
+            np.repeat(np.arange(40, dtype=np.int32), 1440),
+            np.tile(ts, 40),
+            np.tile(vals, 40),
+        )
+    )
+    st.flush(compact=True)
+    out = st.select_rollup(parse_selector('{__name__="g"}'), T0, T0 + DAY - 1, 300_000) or []
+    assert len(out) == 40
+    r = out[0]
+    assert np.isnan(r.min[1]) and np.isnan(r.sum[1]) and r.count[1] == 5
+    assert r.max[140] == np.inf and r.sum.dtype == np.float64 and r.count.dtype == np.int64
+    assert np.nansum(r.sum) == np.inf and r.count.sum() == 1440
+    st.close()

@@ -51,7 +51,6 @@ import duckdb
 import numpy as np
 import orjson
 
-from perfintel import malloc
 from perfintel.errors import OverloadedError, StorageError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
@@ -217,7 +216,6 @@ class DuckDBStore:
                 report.rollup_windows = self.tiers.build(force=True)
                 report.deleted_chunks = self._enforce_retention()
                 self._db.execute("CHECKPOINT")
-            malloc.trim()
             return report
 
     def maintain(self) -> MaintenanceReport:
@@ -234,8 +232,6 @@ class DuckDBStore:
             report.compacted_groups = self._compact(sealed_only=True)
             report.rollup_windows = self.tiers.build(force=False)
             report.deleted_chunks = self._enforce_retention()
-            if report.flushed or report.compacted_groups or report.rollup_windows:
-                malloc.trim()  # the pass's temporaries are freed: give their pages back
             return report
 
     def _maintenance_loop(self) -> None:
