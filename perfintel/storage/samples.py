@@ -40,19 +40,7 @@ def rollup(
     Returns ``(bucket_start, min, max, sum, count, last)``; staleness markers
     are skipped so a series that went stale does not poison its last bucket.
     """
-    live = values.view(np.uint64) != np.uint64(STALE_NAN_BITS)
-    ts, vals = timestamps[live], values[live]
-    if len(ts) == 0:
-        e = np.empty(0)
-        return np.empty(0, np.int64), e, e, e, np.empty(0, np.int64), e
-    buckets = ts - np.mod(ts, resolution_ms)
-    starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
-    ends = np.r_[starts[1:], len(ts)]
-    with np.errstate(invalid="ignore", over="ignore"):  # sums of huge values: ±inf, as IEEE says
-        mins = np.minimum.reduceat(vals, starts)
-        maxs = np.maximum.reduceat(vals, starts)
-        sums = np.add.reduceat(vals, starts)
-    return buckets[starts], mins, maxs, sums, (ends - starts).astype(np.int64), vals[ends - 1]
+    return rollup_many(np.zeros(len(timestamps), np.int64), timestamps, values, resolution_ms)[1:]
 
 
 def rollup_many(

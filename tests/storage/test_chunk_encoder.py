@@ -7,6 +7,7 @@ import struct
 
 import cramjam
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -14,8 +15,15 @@ from hypothesis.extra import numpy as hnp
 from perfintel.storage.duckdb import _chunks, codec
 
 # Header sizes of each blob kind (codec.py's struct layouts), before any zstd frame.
-TS_HEADER = {codec._TS_REGULAR: 21, codec._TS_DELTAS: 22}
-VAL_HEADER = {codec._V_CONST: 13, codec._V_DECIMAL: 15, codec._V_XOR: 5}
+TS_HEADER = {
+    codec._TS_REGULAR: struct.calcsize("<Bqqi"),
+    codec._TS_DELTAS: struct.calcsize("<BqqiB"),
+}
+VAL_HEADER = {
+    codec._V_CONST: struct.calcsize("<BQi"),
+    codec._V_DECIMAL: struct.calcsize("<BBqiB"),
+    codec._V_XOR: struct.calcsize("<Bi"),
+}
 
 
 def test_the_extension_is_built():
@@ -44,10 +52,11 @@ def check(ts: np.ndarray, vals: np.ndarray, bounds: np.ndarray) -> None:
     py_ts = [codec.encode_timestamps(ts[a:b]) for a, b in itertools.pairwise(bounds)]
     py_vals = [codec.encode_values(vals[a:b]) for a, b in itertools.pairwise(bounds)]
     for blobs in [(got_ts, got_vals), (py_ts, py_vals)]:
-        decoded = codec.decode_chunks(*blobs)
-        assert np.array_equal(np.concatenate([d[0] for d in decoded]), ts[bounds[0] : bounds[-1]])
+        t_all, v_all, counts = codec.decode_chunks_flat(*blobs)
+        assert np.array_equal(counts, np.diff(bounds))
+        assert np.array_equal(t_all, ts[bounds[0] : bounds[-1]])
         assert np.array_equal(
-            np.concatenate([d[1] for d in decoded]).view(np.uint64),
+            v_all.view(np.uint64),
             vals[bounds[0] : bounds[-1]].view(np.uint64),
         )
 
@@ -98,8 +107,6 @@ def test_realistic_flush():
 
 
 def test_rejects_inconsistent_input():
-    import pytest
-
     with pytest.raises(ValueError):
         _chunks.encode_chunks(np.zeros(3, np.int64), np.zeros(2), np.array([0, 3], np.int64))
     with pytest.raises(ValueError):
@@ -107,8 +114,6 @@ def test_rejects_inconsistent_input():
 
 
 def test_decoder_rejects_corrupt_blobs():
-    import pytest
-
     ts_blobs, val_blobs = codec.encode_chunks(
         np.arange(50, dtype=np.int64) ** 2, np.random.default_rng(1).random(50), np.array([0, 50])
     )
@@ -119,11 +124,3 @@ def test_decoder_rejects_corrupt_blobs():
     ]:
         with pytest.raises(ValueError):
             _chunks.decode_chunks(bad_ts, bad_vals)
-
-
-def test_header_layouts_match_struct():
-    assert struct.calcsize("<Bqqi") == TS_HEADER[codec._TS_REGULAR]
-    assert struct.calcsize("<BqqiB") == TS_HEADER[codec._TS_DELTAS]
-    assert struct.calcsize("<BQi") == VAL_HEADER[codec._V_CONST]
-    assert struct.calcsize("<BBqiB") == VAL_HEADER[codec._V_DECIMAL]
-    assert struct.calcsize("<Bi") == VAL_HEADER[codec._V_XOR]

@@ -6,27 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_helpers import DAY, T0, Clock, open_store
 
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
 from perfintel.storage.base import ROLLUP_AGGREGATES, RollupColumns
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.samples import rollup
-
-DAY = 86_400_000
-T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> float:
-        return self.ms / 1000
-
-
-def open_store(path: Path, clock: Clock, **kw: object) -> DuckDBStore:
-    return DuckDBStore(path, StoreOptions(background=False, **kw), clock=clock)  # type: ignore[arg-type]
 
 
 def gauge(ts: np.ndarray, vals: np.ndarray, **labels: str) -> SampleBatch:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_helpers import DAY, HOUR, T0, Clock
 
 from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Matcher, MatchOp, Selector, label_set, parse_selector
@@ -16,18 +17,6 @@ from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.duckdb import store as store_module
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.wal import WriteAheadLog
-
-DAY = 86_400_000
-HOUR = 3_600_000
-T0 = 1_700_000_000_000 - 1_700_000_000_000 % DAY
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> float:
-        return self.ms / 1000
 
 
 def test_index_matches_like_the_selector() -> None:

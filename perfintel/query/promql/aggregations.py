@@ -7,7 +7,7 @@ Welford's update for ``stddev``), vectorised over the steps.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -118,11 +118,7 @@ def _extreme(smallest: bool) -> _Fold:
         steps = vec.values.shape[1]
         count = np.zeros((ng, steps))
         acc = np.zeros((ng, steps))
-        for k, (g, rows) in enumerate(_members_by_rank(gidx, ng)):
-            if check is not None and k % 256 == 255:
-                check()
-            m = vec.present[rows]
-            v = vec.values[rows]
+        for g, m, v in _members_by_rank(vec, gidx, ng, check):
             cur = acc[g]
             better = (cur > v) if smallest else (cur < v)
             take = m & ((count[g] == 0) | better | np.isnan(cur))
@@ -147,17 +143,21 @@ def _group_fold(
     return np.ones_like(count), count
 
 
-def _members_by_rank(gidx: np.ndarray, ng: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(groups, rows)`` of the k-th member (input order) of every group that has one,
-    for k = 0, 1, ...: each group at most once per pass, so its updates vectorise."""
+def _members_by_rank(
+    vec: Vec, gidx: np.ndarray, ng: int, check: Callable[[], None] | None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(groups, present, values)`` of the k-th member (input order) of every group
+    that has one, for k = 0, 1, ...: each group at most once per pass, so a fold's
+    updates vectorise. ``check`` (the query's deadline) runs every 256 passes."""
     order = np.argsort(gidx, kind="stable")
     sizes = np.bincount(gidx, minlength=ng)
     starts = np.cumsum(sizes) - sizes
-    out = []
     for k in range(int(sizes.max(initial=0))):
+        if check is not None and k % 256 == 255:
+            check()
         groups = np.flatnonzero(sizes > k)
-        out.append((groups, order[starts[groups] + k]))
-    return out
+        rows = order[starts[groups] + k]
+        yield groups, vec.present[rows], vec.values[rows]
 
 
 def _avg(
@@ -167,11 +167,7 @@ def _avg(
     steps = vec.values.shape[1]
     count = np.zeros((ng, steps))
     mean = np.zeros((ng, steps))
-    for k, (g, rows) in enumerate(_members_by_rank(gidx, ng)):
-        if check is not None and k % 256 == 255:
-            check()
-        m = vec.present[rows]
-        v = vec.values[rows]
+    for g, m, v in _members_by_rank(vec, gidx, ng, check):
         c = count[g] + m
         first = m & (count[g] == 0)
         cur = mean[g]
@@ -193,11 +189,7 @@ def _variance(sqrt: bool) -> _Fold:
         count = np.zeros((ng, steps))
         mean = np.zeros((ng, steps))
         acc = np.zeros((ng, steps))
-        for k, (g, rows) in enumerate(_members_by_rank(gidx, ng)):
-            if check is not None and k % 256 == 255:
-                check()
-            m = vec.present[rows]
-            v = vec.values[rows]
+        for g, m, v in _members_by_rank(vec, gidx, ng, check):
             c = count[g] + m
             first = m & (count[g] == 0)
             cur = mean[g]

@@ -219,12 +219,3 @@ def decode_chunks_flat(
         np.concatenate([p[1] for p in pairs]),
         np.array([len(p[0]) for p in pairs], np.int64),
     )
-
-
-def decode_chunks(
-    ts_blobs: list[bytes], val_blobs: list[bytes]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(timestamps, values)`` of each chunk (views into one decoded array)."""
-    ts, vals, counts = decode_chunks_flat(ts_blobs, val_blobs)
-    bounds = np.cumsum(counts)[:-1]
-    return list(zip(np.split(ts, bounds), np.split(vals, bounds), strict=True))

@@ -814,10 +814,11 @@ def _series_slices(
 def _sort_parts_last_write_wins(
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_sort_last_write_wins`` of the concatenated parts (segments in write
-    order), without concatenating ``sids`` and ``ts`` for the sort. Same result,
-    since a stable sort has one answer."""
+    """Sort samples given in write order (as segments) by (series, timestamp); of
+    equal keys keep the last. ``sids`` and ``ts`` are not concatenated for the sort."""
     n = sum(len(p[1]) for p in parts)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
     lo = min(int(p[1].min()) for p in parts if len(p[1]))
     span = max(int(p[1].max()) for p in parts if len(p[1])) - lo + 1
     top = max(int(p[0].max()) for p in parts if len(p[0])) + 1
@@ -854,16 +855,5 @@ def _sort_parts_last_write_wins(
 def _sort_last_write_wins(
     sids: np.ndarray, ts: np.ndarray, vals: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sort samples given in write order by (series, timestamp); of equal keys keep the last."""
-    order = None
-    if len(ts):
-        lo, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
-        if (int(sids.max()) + 1) * span < 2**62:
-            # One int64 key: a stable sort of it is ~4x faster than lexsort on two.
-            order = np.argsort(sids.astype(np.int64) * span + (ts - lo), kind="stable")
-    if order is None:
-        order = np.lexsort((ts, sids))  # stable: equal (sid, ts) keep write order
-    sids, ts, vals = sids[order], ts[order], vals[order]
-    last = np.ones(len(ts), bool)
-    last[:-1] = (sids[1:] != sids[:-1]) | (ts[1:] != ts[:-1])
-    return sids[last], ts[last], vals[last]
+    """``_sort_parts_last_write_wins`` of one segment."""
+    return _sort_parts_last_write_wins([(sids, ts, vals)])
