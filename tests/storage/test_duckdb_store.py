@@ -292,3 +292,62 @@ def test_rollup_columns_of_nothing(tmp_path: Path) -> None:
     cols = st.select_rollup_columns(parse_selector("nothing"), T0, T0 + DAY, 300_000)
     assert cols is not None and len(cols) == 0 and cols.per_series() == []
     st.close()
+
+
+def test_a_window_built_block_by_block_ends_as_one_row_per_series(tmp_path: Path) -> None:
+    """Live ingestion extends tier 0 two hours at a time; each extension rewrites the
+    window's row, so a day ends as one blob row per series, equal to the rollup of
+    the raw samples, special values bit for bit."""
+    clock = Clock(T0)
+    st = open_store(tmp_path, clock, head_max_age_s=0.0, seal_grace_ms=0)
+    vals = np.round(np.random.default_rng(3).normal(50, 10, 8640), 2)
+    vals[[5, 700, 4000]] = [np.nan, np.inf, -0.0]  # inside buckets 0, 19 and 111
+    vals[8000] = np.frombuffer(np.uint64(0x7FF0000000000002).tobytes())[0]  # staleness NaN
+    ts = T0 + 10_000 * np.arange(8640)
+    for hour in range(0, 24, 2):
+        part = (ts >= T0 + hour * 3_600_000) & (ts < T0 + (hour + 2) * 3_600_000)
+        for s in ("a", "b"):
+            st.append(gauge(ts[part], vals[part], s=s))
+        clock.ms = T0 + (hour + 2) * 3_600_000 + 1
+        st.maintain()
+    clock.ms = T0 + DAY + 3_600_000  # no newer samples since: the last block is complete
+    st.maintain()
+    assert st.tiers.built_until[0] == T0 + DAY
+    assert st._db.execute("SELECT count(*), sum(n) FROM tier_0").fetchone() == (2, 576)
+    for r in st.select_rollup(parse_selector('g{s="a"}'), T0, T0 + DAY - 1, 300_000) or []:
+        want = rollup(ts, vals, 300_000)
+        assert r.timestamps.tolist() == want[0].tolist()
+        for got, ref in zip((r.min, r.max, r.sum, r.count, r.last), want[1:], strict=True):
+            assert np.asarray(got).tobytes() == np.asarray(ref, got.dtype).tobytes()
+    st.close()
+
+
+def test_tiers_stored_as_rows_are_migrated_to_blobs(tmp_path: Path) -> None:
+    """A database from before tiers became blobs: one row per bucket in rollup_0."""
+    clock = Clock(T0 + 2 * DAY)
+    open_store(tmp_path, clock).close()
+    import duckdb
+
+    db = duckdb.connect(str(tmp_path / "samples.duckdb"))
+    db.execute("DROP TABLE tier_0")
+    db.execute(
+        "CREATE TABLE rollup_0(series_id UINTEGER, ts INTEGER, min DOUBLE, max DOUBLE, "
+        "sum DOUBLE, count INTEGER, last DOUBLE)"
+    )
+    db.execute("INSERT INTO series VALUES (0, '[[\"__name__\",\"g\"]]')")
+    buckets = T0 // 300_000 + np.arange(2 * 288)  # two days: two windows
+    db.executemany(
+        "INSERT INTO rollup_0 VALUES (0, ?, ?, ?, ?, 30, ?)",
+        [[int(b), i - 1.0, i + 1.0, 30.0 * i, float(i)] for i, b in enumerate(buckets)],
+    )
+    db.execute("INSERT INTO rollup_state VALUES (0, ?)", [T0 + 2 * DAY])
+    db.close()
+    st = open_store(tmp_path, clock)
+    tables = {r[0] for r in st._db.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "rollup_0" not in tables
+    assert st._db.execute("SELECT count(*), sum(n) FROM tier_0").fetchone() == (2, 576)
+    [r] = st.select_rollup(parse_selector("g"), T0, T0 + 2 * DAY - 1, 300_000) or []
+    assert r.timestamps.tolist() == (buckets * 300_000).tolist()
+    assert r.last.tolist() == list(np.arange(576.0))
+    assert r.count.tolist() == [30] * 576
+    st.close()

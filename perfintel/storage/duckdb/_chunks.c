@@ -357,6 +357,23 @@ static int decode_vals(ZSTD_DCtx *d, const uint8_t *b, size_t len, size_t n, uin
     return 0;
 }
 
+/* The bytes of a blob: bytes from fetchall, bytearray from fetchnumpy. Nothing
+   resizes them while the GIL is released: the caller's lists own them. */
+static int blob_view(PyObject *o, const uint8_t **p, size_t *len)
+{
+    if (PyBytes_Check(o)) {
+        *p = (const uint8_t *)PyBytes_AS_STRING(o);
+        *len = (size_t)PyBytes_GET_SIZE(o);
+        return 0;
+    }
+    if (PyByteArray_Check(o)) {
+        *p = (const uint8_t *)PyByteArray_AS_STRING(o);
+        *len = (size_t)PyByteArray_GET_SIZE(o);
+        return 0;
+    }
+    return -1;
+}
+
 static PyObject *decode_chunks(PyObject *self, PyObject *args)
 {
     PyObject *ts_in, *val_in;
@@ -382,14 +399,10 @@ static PyObject *decode_chunks(PyObject *self, PyObject *args)
     size_t total = 0, longest = 0;
     for (Py_ssize_t i = 0; i < m; i++) {
         PyObject *a = PyList_GET_ITEM(ts_in, i), *b = PyList_GET_ITEM(val_in, i);
-        if (!PyBytes_Check(a) || !PyBytes_Check(b)) {
-            PyErr_SetString(PyExc_TypeError, "decode_chunks: blobs must be bytes");
+        if (blob_view(a, &tp[2 * i], &lens[2 * i]) < 0 || blob_view(b, &tp[2 * i + 1], &lens[2 * i + 1]) < 0) {
+            PyErr_SetString(PyExc_TypeError, "decode_chunks: blobs must be bytes or bytearray");
             goto done;
         }
-        tp[2 * i] = (const uint8_t *)PyBytes_AS_STRING(a);
-        lens[2 * i] = (size_t)PyBytes_GET_SIZE(a);
-        tp[2 * i + 1] = (const uint8_t *)PyBytes_AS_STRING(b);
-        lens[2 * i + 1] = (size_t)PyBytes_GET_SIZE(b);
         int64_t n = ts_count(tp[2 * i], lens[2 * i]);
         if (n < 0 || lens[2 * i + 1] == 0) {
             PyErr_SetString(PyExc_ValueError, "decode_chunks: malformed chunk header");

@@ -18,6 +18,7 @@ zstd frame. Layout of a timestamp blob: 1 byte kind (0 regular, 1 deltas).
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 import cramjam
 import numpy as np
@@ -146,36 +147,16 @@ def decode_values(blob: bytes) -> np.ndarray:
     return np.bitwise_xor.accumulate(x).view(np.float64)
 
 
-def encode_rollup(
-    buckets: np.ndarray,
-    mins: np.ndarray,
-    maxs: np.ndarray,
-    sums: np.ndarray,
-    counts: np.ndarray,
-    lasts: np.ndarray,
-) -> bytes:
-    """All six arrays of a rollup row in one blob: length-prefixed sub-blobs."""
-    parts = [
-        encode_timestamps(buckets),
-        encode_values(mins),
-        encode_values(maxs),
-        encode_values(sums),
-        encode_values(counts.astype(np.float64)),
-        encode_values(lasts),
-    ]
-    return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+def object_column(items: Sequence[object]) -> np.ndarray:
+    """A 1-d object array of ``items`` (bytes become BLOB, str VARCHAR when registered).
 
-
-def decode_rollup(blob: bytes) -> tuple[np.ndarray, ...]:
-    out: list[np.ndarray] = []
-    pos = 0
-    for i in range(6):
-        (ln,) = struct.unpack_from("<I", blob, pos)
-        part = blob[pos + 4 : pos + 4 + ln]
-        pos += 4 + ln
-        out.append(decode_timestamps(part) if i == 0 else decode_values(part))
-    out[4] = out[4].astype(np.int64)
-    return tuple(out)
+    Tables go to DuckDB as dicts of numpy arrays, not Arrow: converting numpy
+    to Arrow imports pandas (~50 MiB), and the pyarrow import itself costs as
+    much again. Only integer, text and blob columns go this way: a numpy scan
+    reads NaN as NULL, so floats travel inside blobs."""
+    out = np.empty(len(items), object)
+    out[:] = items
+    return out
 
 
 def encode_chunks(

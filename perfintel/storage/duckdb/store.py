@@ -17,18 +17,18 @@ Schema::
     series(id UINTEGER, labels VARCHAR)                    -- JSON label pairs
     chunks(series_id UINTEGER, window_start BIGINT, seq BIGINT,
            min_ts BIGINT, max_ts BIGINT, n INTEGER, ts BLOB, vals BLOB)
-    rollup_<i>(series_id UINTEGER, ts BIGINT, min DOUBLE, max DOUBLE,
-               sum DOUBLE, count INTEGER, last DOUBLE)     -- one table per tier
+    tier_<i>(series_id UINTEGER, b_lo INTEGER, b_hi INTEGER, n INTEGER,
+             ts BLOB, min BLOB, max BLOB, sum BLOB, count BLOB, last BLOB)
+                                                           -- one table per rollup tier
     rollup_state(tier INTEGER, built_until BIGINT)         -- each tier's watermark
 
 Chunks use ``codec`` (delta/decimal/XOR + zstd). ``seq`` orders chunks of the
 same window by flush, so a later write of the same timestamp wins. Rollup
 tier ``i`` stores, per series and tier window, buckets of ``min, max, sum,
-count, last``; tier 0 is built from raw chunks, tier ``i`` from tier ``i-1``.
-Rollup buckets are plain rows, so DuckDB's own column compression (ALP for
-doubles, bit-packing for integers) stores them and scans read them
-vectorised. Each tier has a watermark: everything before it is built. Reads of a rollup range combine the
-built part with buckets computed on the fly from raw samples after the
+count, last``, one row per series and tier window with each column a codec
+blob; tier 0 is built from raw chunks, tier ``i`` from tier ``i-1``. Each tier
+has a watermark: everything before it is built. Reads of a rollup range combine
+the built part with buckets computed on the fly from raw samples after the
 watermark, so answers never have holes. Late data behind a watermark lowers
 it, and the affected windows are rebuilt.
 
@@ -71,7 +71,7 @@ from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.options import MaintenanceReport, StoreOptions
-from perfintel.storage.duckdb.tiers import RollupTiers
+from perfintel.storage.duckdb.tiers import RollupTiers, tier_table_sql
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
@@ -115,6 +115,8 @@ class DuckDBStore:
         self._persisted_series = 0
         self._seq = 0
         self._head_since = self.clock()
+        self._held_back = 0
+        self._latest_at_last_look = np.empty(0, np.int64)  # index.max_ts when a flush last looked
         self._load()
         self.wal = WriteAheadLog(self.dir / "wal", fsync=self.opts.wal_fsync)
         self._replay()
@@ -138,10 +140,7 @@ class DuckDBStore:
             """
         )
         for t in range(len(self.opts.tiers)):
-            self._db.execute(
-                f"CREATE TABLE IF NOT EXISTS rollup_{t}(series_id UINTEGER, ts INTEGER, min DOUBLE, "
-                "max DOUBLE, sum DOUBLE, count INTEGER, last DOUBLE)"
-            )
+            self._db.execute(tier_table_sql(t))
 
     def _load(self) -> None:
         for sid, labels in self._db.execute("SELECT id, labels FROM series ORDER BY id").fetchall():
@@ -162,8 +161,8 @@ class DuckDBStore:
         # Rollup-only series (raw expired) still exist for long-range queries.
         for t in range(len(self.opts.tiers)):
             rr = self._db.execute(
-                f"SELECT series_id, min(ts)::BIGINT * {self.opts.tiers[t].resolution_ms} AS lo "
-                f"FROM rollup_{t} GROUP BY series_id"
+                f"SELECT series_id, min(b_lo)::BIGINT * {self.opts.tiers[t].resolution_ms} AS lo "
+                f"FROM tier_{t} GROUP BY series_id"
             ).fetchnumpy()
             if len(rr["series_id"]):
                 self.index.note_range(rr["series_id"].astype(np.int64), rr["lo"].astype(np.int64))
@@ -227,8 +226,12 @@ class DuckDBStore:
                 self.head.samples and age >= self.opts.head_max_age_s
             ):
                 report.flushed = self._flush_head()
-                if self.head.samples >= self.opts.head_max_samples // 2:
-                    report.flushed += self._flush_head(everything=True)  # memory first
+                # Memory first when complete blocks alone cannot bring the head down
+                # (many series, each with a partial block). Not by the head's size
+                # now: appends during the flush count there, and flushing their
+                # partial blocks would only make chunks that compaction rewrites.
+                if self._held_back >= self.opts.head_max_samples // 2:
+                    report.flushed += self._flush_head(everything=True)
             report.compacted_groups = self._compact(sealed_only=True)
             report.rollup_windows = self.tiers.build(force=False)
             report.deleted_chunks = self._enforce_retention()
@@ -262,16 +265,26 @@ class DuckDBStore:
         a flush holds one slice's copies and the encoded chunks, not copies of
         the whole head. The chunks of every slice go in one transaction.
         """
-        if not everything and not any(self._complete(s, t).any() for s, t, _ in self.head.parts()):
+        with self._append_lock:
+            latest, current = self.index.max_ts.copy(), self.head.parts()
+        quiet = self._quiet_series(latest)
+        if not everything and not any(
+            self._complete(s, t, latest, quiet).any() for s, t, _ in current
+        ):
+            self._held_back = self.head.samples
             self._head_since = self.clock()
             return 0
         with self._append_lock:
             closed = self.wal.rotate()
             parts = self.head.take_parts()
+            # Each series' latest timestamp as of this take: a block is complete
+            # only if the taken samples hold all of it (appends go on meanwhile).
+            latest = self.index.max_ts.copy()
             self._head_since = self.clock()
             n_series = len(self.index)
         tables: list[dict[str, np.ndarray]] = []
         position = 0
+        self._held_back = 0  # samples of incomplete blocks this flush puts back
         flushed, newest = 0, self.newest_flushed_ms
         try:
             seq = self._seq + 1
@@ -279,9 +292,10 @@ class DuckDBStore:
                 sids, ts, vals = _sort_parts_last_write_wins(piece)
                 del piece
                 if not everything:
-                    done = self._complete(sids, ts)
+                    done = self._complete(sids, ts, latest, quiet)
                     if not done.all():
                         hold = ~done
+                        self._held_back += int(hold.sum())
                         with self._append_lock:
                             position = self.wal.write_samples_direct(
                                 sids[hold], ts[hold], vals[hold]
@@ -297,13 +311,13 @@ class DuckDBStore:
             if tables:
                 self._seq = seq
                 self._persist_series(n_series)
+                windows = np.unique(np.concatenate([t["window_start"] for t in tables]))
                 with self._transaction() as cur:
                     for table in tables:
                         cur.register("new_chunks", table)
                         cur.execute("INSERT INTO chunks SELECT * FROM new_chunks")
                         cur.unregister("new_chunks")
-                windows = np.unique(np.concatenate([t["window_start"] for t in tables]))
-                self.tiers.invalidate(windows)
+                    self.tiers.invalidate(cur, windows)
                 self._touched_windows.update(windows.tolist())
                 self.newest_flushed_ms = newest
         except Exception:
@@ -317,8 +331,27 @@ class DuckDBStore:
         self._delete(closed)
         return flushed
 
-    def _complete(self, sids: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """Per sample: is its (series, block) complete, so a flush may write it?"""
+    def _quiet_series(self, latest: np.ndarray) -> np.ndarray:
+        """Per series id: no newer sample since the previous flush looked, given
+        each series' ``latest`` timestamp now."""
+        before = self._latest_at_last_look
+        quiet = np.zeros(len(latest), bool)
+        k = min(len(before), len(latest))
+        np.equal(latest[:k], before[:k], out=quiet[:k])
+        self._latest_at_last_look = latest
+        return quiet
+
+    def _complete(
+        self, sids: np.ndarray, ts: np.ndarray, latest: np.ndarray, quiet: np.ndarray
+    ) -> np.ndarray:
+        """Per sample: is its (series, block) complete, so a flush may write it?
+
+        Yes when the series' ``latest`` sample is after the block, or when the
+        block ended more than the grace period ago and the series is ``quiet``
+        (it had no newer sample since the previous flush). A backfill in time
+        order is never quiet, so its sealed blocks wait for the samples that
+        complete them instead of becoming partial chunks that compaction would
+        have to rewrite."""
         block, n = self.opts.block_ms, len(ts)
         sealed_before = int(self.clock() * 1000) - self.opts.seal_grace_ms
         done = np.empty(n, bool)
@@ -327,8 +360,12 @@ class DuckDBStore:
             end = np.floor_divide(ts[a : a + step], block)
             end += 1
             end *= block  # the end of the sample's block
-            np.less_equal(end, self.index.max_ts[sids[a : a + step]], out=done[a : a + step])
-            done[a : a + step] |= end <= sealed_before
+            ids = sids[a : a + step]
+            np.less_equal(end, latest[ids], out=done[a : a + step])
+            sealed = end <= sealed_before
+            sealed &= ids < len(quiet)  # series added since ``quiet`` was taken are not
+            sealed &= quiet[np.minimum(ids, len(quiet) - 1)]
+            done[a : a + step] |= sealed
         return done
 
     def _persist_series(self, upto: int) -> None:
@@ -344,7 +381,7 @@ class DuckDBStore:
             labels = [orjson.dumps(self.index.labels[i]).decode() for i in range(lo, hi)]
             with self._transaction() as cur:
                 ids = np.arange(lo, hi, dtype=np.uint32)
-                cur.register("new_series", {"id": ids, "labels": _objects(labels)})
+                cur.register("new_series", {"id": ids, "labels": codec.object_column(labels)})
                 cur.execute("INSERT INTO series SELECT * FROM new_series")
                 cur.unregister("new_series")
             self._persisted_series = hi
@@ -365,8 +402,8 @@ class DuckDBStore:
             "min_ts": ts[starts],
             "max_ts": ts[ends - 1],
             "n": (ends - starts).astype(np.int32),
-            "ts": _objects(ts_blobs),
-            "vals": _objects(val_blobs),
+            "ts": codec.object_column(ts_blobs),
+            "vals": codec.object_column(val_blobs),
         }
 
     def _compact(self, *, sealed_only: bool = False) -> int:
@@ -492,7 +529,8 @@ class DuckDBStore:
                 cur.execute("DELETE FROM chunks WHERE max_ts < ?", [cut])
             for t, tier in enumerate(self.opts.tiers):
                 cutoff = (now - tier.retention_ms) // tier.resolution_ms
-                cur.execute(f"DELETE FROM rollup_{t} WHERE ts < ?", [cutoff])
+                # whole rows (series windows) once their last bucket is past retention
+                cur.execute(f"DELETE FROM tier_{t} WHERE b_hi < ?", [cutoff])
         return deleted
 
     @contextlib.contextmanager
@@ -642,7 +680,7 @@ class DuckDBStore:
             if len(sids) <= _CACHED_ROLLUP_SERIES:
                 parts.append(_flat_rollups(self.tiers.read_cached(t, start_ms, hi, sids), wanted))
             else:
-                parts.append(self.tiers.fetch(t, start_ms, hi, sids, wanted, ordered=False))
+                parts.append(self.tiers.fetch(t, start_ms, hi, sids, wanted))
         if built <= end_ms:
             # After the watermark: buckets from raw samples (head included).
             tail = []
@@ -705,7 +743,7 @@ class DuckDBStore:
             row = self._cursor().execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()
             tiers["raw"] = int(row[0]) if row else 0
             for t, tier in enumerate(self.opts.tiers):
-                row = self._cursor().execute(f"SELECT count(*) FROM rollup_{t}").fetchone()
+                row = self._cursor().execute(f"SELECT coalesce(sum(n), 0) FROM tier_{t}").fetchone()
                 tiers[tier.name] = int(row[0]) if row else 0
         return StoreStats(
             series=len(self.index),
@@ -763,18 +801,6 @@ def _decode_sorted(
     if np.any((sids[1:] == sids[:-1]) & (ts[1:] <= ts[:-1])):  # overlapping or late chunks
         return _sort_last_write_wins(sids, ts, vals)
     return sids, ts, vals
-
-
-def _objects(items: Sequence[object]) -> np.ndarray:
-    """A 1-d object array of ``items`` (bytes become BLOB, str VARCHAR when registered).
-
-    Tables go to DuckDB as dicts of numpy arrays, not Arrow: converting numpy
-    to Arrow imports pandas (~50 MiB), and the pyarrow import itself costs as
-    much again. Only integer, text and blob columns go this way: a numpy scan
-    reads NaN as NULL, so float columns need care (see ``tiers``)."""
-    out = np.empty(len(items), object)
-    out[:] = items
-    return out
 
 
 _FLUSH_SLICE_SAMPLES = 1 << 18  # samples a flush sorts and encodes at a time

@@ -1,10 +1,15 @@
 """Rollup tiers of the DuckDB store: building them, and reading them back.
 
-Tier ``i`` keeps per series and bucket ``min, max, sum, count, last`` in the
-plain table ``rollup_<i>`` (bucket number = start // resolution), built from
-raw chunks (tier 0) or from tier ``i-1``. Each tier has a watermark: buckets
-before it are built; reads combine them with buckets computed on the fly from
-raw samples after it. The store delegates to a ``RollupTiers`` it owns.
+Tier ``i`` keeps per series and bucket ``min, max, sum, count, last`` (bucket
+number = start // resolution), built from raw chunks (tier 0) or from tier
+``i-1``. The table ``tier_<i>`` holds one row per series and tier window whose
+columns are chunk-codec blobs (bucket numbers as timestamps; each aggregate as
+values): neighbouring buckets are correlated, which delta coding exploits and
+DuckDB's per-value compression of plain rows did not (about 6 bytes per value
+as rows, under 2 as blobs). Each tier has a watermark: buckets before it are
+built, buckets after it are never read; reads combine built buckets with
+buckets computed on the fly from raw samples after it. The store delegates to
+a ``RollupTiers`` it owns.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import duckdb
 import numpy as np
 
 from perfintel.errors import StorageError
+from perfintel.storage.duckdb import codec
+from perfintel.storage.duckdb.codec import object_column
 from perfintel.storage.duckdb.options import Tier
 from perfintel.storage.samples import rollup_many
 
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from perfintel.storage.duckdb.cache import BlockCache
+    from perfintel.storage.duckdb.head import Head
     from perfintel.storage.duckdb.options import StoreOptions
 
 
@@ -33,6 +41,7 @@ class TierHost(Protocol):
     clock: Callable[[], float]
     _db: duckdb.DuckDBPyConnection
     _cache: BlockCache
+    head: Head
     _version: int
     newest_flushed_ms: int
 
@@ -46,10 +55,18 @@ class TierHost(Protocol):
 
 
 ROLLUP_FIELDS = ("ts", "min", "max", "sum", "count", "last")
-_INSERT_COLUMNS = ", ".join(
-    f"coalesce({k}, 'NaN'::DOUBLE)" if k in ("min", "max", "sum", "last") else k
-    for k in ("series_id", *ROLLUP_FIELDS)
-)
+_AGGREGATES = ROLLUP_FIELDS[1:]
+_TIER_COLUMNS = ("series_id", "b_lo", "b_hi", "n", *ROLLUP_FIELDS)
+_WRITE_SLICE_ROWS = 20_000  # rows (series windows) written per transaction
+
+
+def tier_table_sql(t: int) -> str:
+    """DDL of tier ``t``'s table: one row per series and tier window, ``b_lo``/``b_hi``
+    its first and last bucket number, the columns codec blobs (``ts`` of bucket numbers)."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS tier_{t}(series_id UINTEGER, b_lo INTEGER, b_hi INTEGER, "
+        "n INTEGER, ts BLOB, min BLOB, max BLOB, sum BLOB, count BLOB, last BLOB)"
+    )
 
 
 class RollupTiers:
@@ -60,7 +77,6 @@ class RollupTiers:
         self.store = store
         self.opts = store.opts
         self.built_until = [-1] * len(self.opts.tiers)
-        self._rebuild_from: int | None = None
         self._newest_seen = -1  # newest flushed timestamp, and when it last moved (ms)
         self._newest_moved_at = 0
 
@@ -70,16 +86,54 @@ class RollupTiers:
         ).fetchall():
             if t < len(self.built_until):
                 self.built_until[t] = int(until)
+        self._migrate_row_tables()
 
-    def invalidate(self, windows: np.ndarray) -> None:
-        """New raw data behind tier 0's watermark: the tiers rebuild from there."""
+    def _migrate_row_tables(self) -> None:
+        """Databases written before tiers were stored as blobs keep them as one row
+        per bucket in ``rollup_<t>``: re-encode those into ``tier_<t>``, a range of
+        series at a time, then drop them (all in one transaction per tier, so a
+        crash leaves either table whole)."""
+        names = {
+            r[0]
+            for r in self.store._db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
+        for t, tier in enumerate(self.opts.tiers):
+            if f"rollup_{t}" not in names:
+                continue
+            per_window = tier.window_ms // tier.resolution_ms
+            with self.store._transaction() as cur:
+                cur.execute(f"DELETE FROM tier_{t}")
+                [(top,)] = cur.execute(f"SELECT max(series_id) FROM rollup_{t}").fetchall()
+                top = -1 if top is None else int(top)
+                for lo_id in range(0, top + 1, 10_000):
+                    old = cur.sql(
+                        f"SELECT series_id, ts, {', '.join(_AGGREGATES)} FROM rollup_{t} "
+                        "WHERE series_id >= ? AND series_id < ? ORDER BY series_id, ts",
+                        params=[lo_id, lo_id + 10_000],
+                    ).fetchnumpy()
+                    cols = {k: np.ma.getdata(v) for k, v in old.items()}
+                    sids = cols["series_id"].astype(np.int64)
+                    if len(sids):
+                        self._insert(cur, t, _encode_windows(sids, cols, per_window))
+                cur.execute(f"DROP TABLE rollup_{t}")
+
+    def invalidate(self, cur: duckdb.DuckDBPyConnection, windows: np.ndarray) -> None:
+        """Raw data written to block ``windows`` (in ``cur``'s transaction, which
+        writes it): watermarks past the earliest of them come down to it, in the
+        same transaction, so no read and no restart sees a tier without it.
+
+        Buckets at or after a watermark are never read, and the next extension
+        of a window cuts its rows back to the watermark, so rows that merely
+        straddle the new watermark need no rewrite here."""
         if not len(windows):
             return
         earliest = int(windows.min())
-        if earliest < self.built_until[0]:
-            self._rebuild_from = (
-                earliest if self._rebuild_from is None else min(self._rebuild_from, earliest)
-            )
+        for t, tier in enumerate(self.opts.tiers):
+            unit = max(self.opts.block_ms, tier.resolution_ms)
+            w = earliest - earliest % unit
+            if self.built_until[t] > w:
+                cur.execute(f"DELETE FROM tier_{t} WHERE b_lo >= ?", [-(-w // tier.resolution_ms)])
+                self._set_watermark(cur, t, w)
 
     def build(self, *, force: bool) -> int:
         """Advance each tier's watermark over sealed data; returns the buckets written.
@@ -90,9 +144,6 @@ class RollupTiers:
         """
         now = int(self.store.clock() * 1000)
         block = self.opts.block_ms
-        if self._rebuild_from is not None:
-            self._lower_watermarks(self._rebuild_from)
-            self._rebuild_from = None
         written = 0
         grace = 0 if force else self.opts.seal_grace_ms
         # Forced (after flushing everything): every bucket that has ended, so coarse
@@ -107,7 +158,17 @@ class RollupTiers:
             if newest != self._newest_seen:
                 self._newest_seen, self._newest_moved_at = newest, now
             if now - self._newest_moved_at < self.opts.seal_grace_ms:
+                if newest < now - self.opts.seal_grace_ms:
+                    # A backfill of sealed history is under way: leave the tiers
+                    # until it settles (or a forced build), instead of writing
+                    # segments of windows that the next blocks extend again.
+                    return written
                 target0 = min(target0, newest - newest % block)
+        # Never past a block the head still holds samples of: they would miss the
+        # tier, and their flush would bring the watermark back down to rebuild it.
+        held = [int(ts.min()) for _, ts, _ in self.store.head.parts() if len(ts)]
+        if held:
+            target0 = min(target0, min(held) - min(held) % block)
         for t, tier in enumerate(self.opts.tiers):
             if t == 0:
                 target = target0
@@ -124,7 +185,7 @@ class RollupTiers:
                 lo = int(row[0]) - int(row[0]) % tier.window_ms
             while lo < target:
                 hi = min(lo - lo % tier.window_ms + tier.window_ms, target)
-                written += self._extend_tier(t, tier, lo, hi)
+                written += self._extend_tier(t, tier, lo, hi, merge=force)
                 lo = hi
             if lo != self.built_until[t]:
                 with self.store._transaction() as cur:
@@ -136,61 +197,72 @@ class RollupTiers:
         cur.execute("INSERT INTO rollup_state VALUES (?, ?)", [t, until])
         self.built_until[t] = until  # after the statements: a failed write leaves it as it was
 
-    def _lower_watermarks(self, ts: int) -> None:
-        """Forget tier buckets from the block holding ``ts`` on, so they are rebuilt."""
-        for t, tier in enumerate(self.opts.tiers):
-            unit = max(self.opts.block_ms, tier.resolution_ms)
-            w = ts - ts % unit
-            if self.built_until[t] > w:
-                with self.store._transaction() as cur:
-                    cur.execute(
-                        f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-w // tier.resolution_ms)]
-                    )
-                    self._set_watermark(cur, t, w)
+    def _extend_tier(self, t: int, tier: Tier, lo: int, hi: int, *, merge: bool) -> int:
+        """Write the buckets of ``[lo, hi)``, which lie in one tier window.
 
-    def _extend_tier(self, t: int, tier: Tier, lo: int, hi: int) -> int:
-        """Write the buckets of ``[lo, hi)``.
-
-        Rows go in slices of fewer than a row group, each its own transaction:
-        DuckDB writes bigger inserts to the file uncompressed ahead of commit and
-        frees those blocks at the next checkpoint, which bloats the file. A
-        crash between slices is harmless: the watermark has not moved, and the
-        next pass deletes the partial buckets before writing them again.
+        They go as one row (segment) per series. When ``hi`` completes the
+        window, or with ``merge``, the window's earlier segments are decoded and
+        written back with the new buckets as one row per series, so a window
+        built a block at a time ends as one blob per column; a segment that
+        reaches past ``lo`` (left by a lowered watermark) is cut back the same
+        way. Rows go in slices of series, each slice its own transaction that
+        replaces what it rewrites: a crash between slices is harmless, as the
+        watermark has not moved and the next pass cuts every row of the window
+        back to its buckets before ``lo`` again.
         """
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ROLLUP_FIELDS}
-        ids: list[np.ndarray] = []
+        res = tier.resolution_ms
+        first = -(-lo // res)  # first bucket number to (re)build
+        per_window = tier.window_ms // res
+        window_lo = first - first % per_window
+        merge = merge or -(-hi // res) >= window_lo + per_window
+        parts: list[dict[str, np.ndarray]] = []
         if t == 0:
             for sids, ts, vals in self.store._read_raw_batches(lo, hi):
                 inside = (ts >= lo) & (ts < hi)
-                rolled = rollup_many(sids[inside], ts[inside], vals[inside], tier.resolution_ms)
-                ids.append(rolled[0].astype(np.uint32))
-                for k, a in zip(ROLLUP_FIELDS, rolled[1:], strict=True):
-                    cols[k].append(a)
+                rolled = rollup_many(sids[inside], ts[inside], vals[inside], res)
+                parts.append(dict(zip(("series_id", *ROLLUP_FIELDS), rolled, strict=True)))
         else:
             src = self.fetch(t - 1, lo, hi - 1, None)  # sorted by series, then bucket
-            rolled = _coarsen(src["series_id"], [src[k] for k in ROLLUP_FIELDS], tier.resolution_ms)
-            ids.append(rolled[0].astype(np.uint32))
-            for k, a in zip(ROLLUP_FIELDS, rolled[1:], strict=True):
-                cols[k].append(a)
-        if not ids:
-            return 0
-        columns = {k: np.concatenate(v) for k, v in cols.items()}
-        columns["ts"] = (columns["ts"] // tier.resolution_ms).astype(
-            np.int32
-        )  # stored as bucket number
-        columns["count"] = columns["count"].astype(np.int32)
-        table = {"series_id": np.concatenate(ids), **columns}
-        rows = len(table["series_id"])
+            rolled = _coarsen(src["series_id"], [src[k] for k in ROLLUP_FIELDS], res)
+            parts.append(dict(zip(("series_id", *ROLLUP_FIELDS), rolled, strict=True)))
+        written = sum(len(p["series_id"]) for p in parts)
+        for p in parts:
+            p["ts"] = p["ts"] // res  # bucket numbers
+        # The rows this extension replaces: every earlier row of the window when
+        # merging, else only rows holding buckets from ``first`` on.
+        replaced = "b_lo >= ? AND b_lo < ?" + ("" if merge else " AND b_hi >= ?")
+        params: list[object] = [window_lo, first]
+        if not merge:
+            params.append(first)
         with self.store._transaction() as cur:
-            cur.execute(f"DELETE FROM rollup_{t} WHERE ts >= ?", [-(-lo // tier.resolution_ms)])
-        for off in range(0, rows, 100_000):
+            cur.execute(f"DELETE FROM tier_{t} WHERE b_lo >= ?", [first])
+            kept = self._decode_rows(cur, t, replaced, params, _AGGREGATES)
+        inside = kept["ts"] < first
+        parts.insert(0, {k: v[inside] for k, v in kept.items()})
+        if not any(len(p["series_id"]) for p in parts):
+            return 0
+        cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        order = row_order(cols["series_id"], cols["ts"])  # kept and new, series by series
+        if order is not None:
+            cols = {k: v[order] for k, v in cols.items()}
+        rows = _encode_windows(cols["series_id"], cols, per_window)
+        n = len(rows["series_id"])
+        for off in range(0, n, _WRITE_SLICE_ROWS):
+            piece = {k: v[off : off + _WRITE_SLICE_ROWS] for k, v in rows.items()}
+            ids = piece["series_id"]
             with self.store._transaction() as cur:
-                # A dict of numpy arrays, not Arrow (see ``store._objects``); a numpy
-                # scan reads NaN as NULL, and these columns are never NULL: back to NaN.
-                cur.register("new_rollups", {k: v[off : off + 100_000] for k, v in table.items()})
-                cur.execute(f"INSERT INTO rollup_{t} SELECT {_INSERT_COLUMNS} FROM new_rollups")
-                cur.unregister("new_rollups")
-        return rows
+                cur.execute(
+                    f"DELETE FROM tier_{t} WHERE {replaced} AND series_id BETWEEN ? AND ?",
+                    [*params, int(ids[0]), int(ids[-1])],
+                )
+                self._insert(cur, t, piece)
+        return written
+
+    @staticmethod
+    def _insert(cur: duckdb.DuckDBPyConnection, t: int, rows: dict[str, np.ndarray]) -> None:
+        cur.register("new_rollups", rows)
+        cur.execute(f"INSERT INTO tier_{t} SELECT {', '.join(_TIER_COLUMNS)} FROM new_rollups")
+        cur.unregister("new_rollups")
 
     def _read_tier(
         self,
@@ -216,28 +288,23 @@ class RollupTiers:
         start: int,
         end: int,
         sids: np.ndarray | None,
-        aggregates: Sequence[str] = ROLLUP_FIELDS[1:],
+        aggregates: Sequence[str] = _AGGREGATES,
         cur: duckdb.DuckDBPyConnection | None = None,
-        *,
-        ordered: bool = True,
     ) -> dict[str, np.ndarray]:
-        """Built buckets of tier ``t`` with start in ``[start, end]`` as flat columns
+        """Stored buckets of tier ``t`` with start in ``[start, end]`` as flat columns
         ``series_id``, ``ts`` (bucket start, ms) and the ``aggregates`` asked for,
-        sorted by series id then bucket (in the order read unless ``ordered``). One
-        query fetched as Arrow: no per-row or per-series Python work.
+        sorted by series id then bucket. One query for the rows, and one call
+        of the chunk decoder per column: no per-row or per-series Python work.
 
         Series ids close together (most of an id range, as a selector over a
         whole job gives) are read as an id range and filtered here, which lets
         DuckDB skip row groups by their min/max instead of joining every row
         against the id list.
         """
-        wanted = [k for k in ROLLUP_FIELDS[1:] if k in aggregates]
-        sql = (
-            f"SELECT {', '.join(['series_id', 'ts', *wanted])} FROM rollup_{t} "
-            "WHERE ts >= ? AND ts <= ?"
-        )
         res_ms = self.opts.tiers[t].resolution_ms
-        params: list[object] = [-(-start // res_ms), end // res_ms]  # bucket numbers
+        first, last = -(-start // res_ms), end // res_ms  # bucket numbers
+        where = "b_hi >= ? AND b_lo <= ?"
+        params: list[object] = [first, last]
         keep: np.ndarray | None = None  # id mask, when an id range was read for a sparser set
         # A cursor of its own: the relation API refuses a connection with a result
         # still open (a ``fetchone`` elsewhere on the thread's cursor).
@@ -245,12 +312,12 @@ class RollupTiers:
         cur = cur or self.store._db.cursor()
         registered = False
         if sids is not None and len(sids) <= 32:
-            sql += f" AND series_id IN ({','.join('?' * len(sids))})"
+            where += f" AND series_id IN ({','.join('?' * len(sids))})"
             params += sids.tolist()
         elif sids is not None and len(sids):
             lo_id, hi_id = int(sids.min()), int(sids.max())
             if 4 * len(sids) >= hi_id - lo_id + 1:
-                sql += " AND series_id BETWEEN ? AND ?"
+                where += " AND series_id BETWEEN ? AND ?"
                 params += [lo_id, hi_id]
                 keep = np.zeros(hi_id + 1, bool)
                 keep[sids] = True
@@ -259,33 +326,54 @@ class RollupTiers:
             else:
                 cur.register("want", {"want_id": sids.astype(np.uint32)})
                 registered = True
-                sql += " AND series_id IN (SELECT want_id FROM want)"
+                where += " AND series_id IN (SELECT want_id FROM want)"
         try:
-            table = cur.sql(sql, params=params).fetchnumpy()
-        except duckdb.Error as exc:
-            raise StorageError(f"reading rollups failed: {exc}") from exc
+            out = self._decode_rows(cur, t, where, params, aggregates, keep)
         finally:
             if registered:
                 cur.unregister("want")
             if own:
                 cur.close()
-        # fetchnumpy: plain arrays (masked only for NULLs, which these columns never hold)
-        cols = {name: np.ma.getdata(table[name]) for name in ("series_id", "ts", *wanted)}
-        sid_col = cols["series_id"].astype(np.int64)
-        bucket = cols["ts"].astype(np.int64)
-        pick: np.ndarray | None = None
-        if keep is not None and len(sid_col):
-            pick = np.flatnonzero(keep[sid_col])
-            sid_col, bucket = sid_col[pick], bucket[pick]
-        order = row_order(sid_col, bucket) if ordered else None
-        if order is not None:
-            sid_col, bucket = sid_col[order], bucket[order]
-            pick = order if pick is None else pick[order]
-        out = {"series_id": sid_col, "ts": bucket * res_ms}
-        for k in wanted:
-            col = cols[k] if pick is None else cols[k][pick]
-            out[k] = col.astype(np.int64 if k == "count" else np.float64, copy=False)
+        inside = (out["ts"] >= first) & (out["ts"] <= last)
+        if not inside.all():
+            out = {k: v[inside] for k, v in out.items()}
+        out["ts"] = out["ts"] * res_ms
         return out
+
+    @staticmethod
+    def _decode_rows(
+        cur: duckdb.DuckDBPyConnection,
+        t: int,
+        where: str,
+        params: list[object],
+        aggregates: Sequence[str],
+        keep: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The buckets of tier ``t``'s rows matching ``where`` (and the id mask
+        ``keep``) as flat columns ``series_id``, ``ts`` (bucket numbers) and the
+        ``aggregates`` asked for, sorted by series then bucket."""
+        wanted = [k for k in _AGGREGATES if k in aggregates]
+        blobs = wanted or ["count"]  # bucket numbers come with any column
+        sql = f"SELECT series_id, b_lo, ts, {', '.join(blobs)} FROM tier_{t} WHERE {where}"
+        try:
+            table = cur.sql(sql, params=params).fetchnumpy()
+        except duckdb.Error as exc:
+            raise StorageError(f"reading rollups failed: {exc}") from exc
+        row_sid = np.ma.getdata(table["series_id"]).astype(np.int64)
+        pick = np.arange(len(row_sid)) if keep is None else np.flatnonzero(keep[row_sid])
+        order = row_order(row_sid[pick], np.ma.getdata(table["b_lo"]).astype(np.int64)[pick])
+        if order is not None:
+            pick = pick[order]
+        ts_blobs = np.ma.getdata(table["ts"])[pick].tolist()
+        out: dict[str, np.ndarray] = {}
+        bucket = counts = np.empty(0, np.int64)
+        for k in blobs:
+            bucket, values, counts = codec.decode_chunks_flat(
+                ts_blobs, np.ma.getdata(table[k])[pick].tolist()
+            )
+            if k in wanted:
+                out[k] = values.astype(np.int64) if k == "count" else values
+        return {"series_id": np.repeat(row_sid[pick], counts), "ts": bucket, **out}
 
     def read_cached(
         self, t: int, start: int, end: int, sids: np.ndarray
@@ -322,6 +410,30 @@ def row_order(sid_col: np.ndarray, bucket: np.ndarray) -> np.ndarray | None:
     if len(key) > 1 and not bool(np.all(key[1:] >= key[:-1])):
         return np.argsort(key, kind="stable")
     return None
+
+
+def _encode_windows(
+    sids: np.ndarray, cols: dict[str, np.ndarray], per_window: int
+) -> dict[str, np.ndarray]:
+    """Buckets sorted by (series, bucket number ``cols["ts"]``) as tier-table rows,
+    one per series and window of ``per_window`` buckets, each column a codec blob."""
+    buckets = cols["ts"].astype(np.int64)
+    window = buckets // per_window
+    starts = np.flatnonzero(np.r_[True, (sids[1:] != sids[:-1]) | (window[1:] != window[:-1])])
+    bounds = np.r_[starts, len(sids)]
+    rows: dict[str, np.ndarray] = {
+        "series_id": sids[starts].astype(np.uint32),
+        "b_lo": buckets[starts].astype(np.int32),
+        "b_hi": buckets[bounds[1:] - 1].astype(np.int32),
+        "n": np.diff(bounds).astype(np.int32),
+    }
+    for k in _AGGREGATES:
+        ts_blobs, val_blobs = codec.encode_chunks(
+            buckets, cols[k].astype(np.float64, copy=False), bounds
+        )
+        rows.setdefault("ts", object_column(ts_blobs))
+        rows[k] = object_column(val_blobs)
+    return rows
 
 
 def _coarsen(sids: np.ndarray, arrays: Sequence[np.ndarray], res: int) -> tuple[np.ndarray, ...]:
