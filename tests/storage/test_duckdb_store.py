@@ -334,7 +334,7 @@ def test_tiers_stored_as_rows_are_migrated_to_blobs(tmp_path: Path) -> None:
         "CREATE TABLE rollup_0(series_id UINTEGER, ts INTEGER, min DOUBLE, max DOUBLE, "
         "sum DOUBLE, count INTEGER, last DOUBLE)"
     )
-    db.execute("INSERT INTO series VALUES (0, '[[\"__name__\",\"g\"]]')")
+    db.execute('INSERT INTO series VALUES (0, \'[["__name__","g"]]\')')
     buckets = T0 // 300_000 + np.arange(2 * 288)  # two days: two windows
     db.executemany(
         "INSERT INTO rollup_0 VALUES (0, ?, ?, ?, ?, 30, ?)",
