@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -30,7 +31,7 @@ from perfintel.api.params import parse_time_ms as parse_time
 from perfintel.errors import BadInputError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet, Selector, parse_selector
 from perfintel.query.promql.engine import Engine, QueryResult
-from perfintel.query.promql.format import format_timestamp, format_value, format_values
+from perfintel.query.promql.format import format_points, format_timestamp, format_value
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader
 
@@ -130,15 +131,9 @@ def render_result(res: QueryResult) -> bytes:
             )
             parts.append(b'{"metric":' + _metric(s.labels) + b',"value":' + point.encode() + b"}")
     else:
-        stamps: dict[int, str] = {}
         for s in res.series:
-            ts_list = s.timestamps.tolist()
-            for t in ts_list:
-                if t not in stamps:
-                    stamps[t] = format_timestamp(t)
-            texts = format_values(s.values)
-            pts = ",".join([f'[{stamps[t]},"{v}"]' for t, v in zip(ts_list, texts, strict=True)])
-            parts.append(b'{"metric":' + _metric(s.labels) + b',"values":[' + pts.encode() + b"]}")
+            pts = format_points(s.timestamps, s.values).encode()
+            parts.append(b'{"metric":' + _metric(s.labels) + b',"values":[' + pts + b"]}")
     return (
         b'{"resultType":"' + res.result_type.encode() + b'","result":[' + b",".join(parts) + b"]}"
     )
@@ -162,6 +157,36 @@ async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(fn, *args, **kwargs)
 
 
+class _QueryCosts:
+    """How long each query shape (text, range length, step) last took to evaluate.
+
+    A shape that took under ``inline_s`` runs on the event loop: the hop to a
+    worker thread and back costs 0.1-0.2 ms here, as much as such a query
+    itself, and dashboards repeat the same shapes. Anything new or slower goes
+    to a worker thread, and every run updates the figure, so a shape that
+    grows slow moves back off the loop after one run."""
+
+    def __init__(self, size: int = 2048, inline_s: float = 0.002) -> None:
+        self._last: OrderedDict[tuple[object, ...], float] = OrderedDict()
+        self.size, self.inline_s = size, inline_s
+
+    async def run(self, shape: tuple[object, ...], fn: Any, *args: Any, **kwargs: Any) -> Any:
+        last = self._last.get(shape)
+        t0 = time.perf_counter()
+        try:
+            if last is not None and last < self.inline_s:
+                return fn(*args, **kwargs)
+            return await run_in_threadpool(fn, *args, **kwargs)
+        finally:
+            self._last[shape] = time.perf_counter() - t0  # from the event loop only
+            self._last.move_to_end(shape)
+            if len(self._last) > self.size:
+                self._last.popitem(last=False)
+
+
+_COSTS = _QueryCosts()
+
+
 def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if _one(params, "timeout"):
@@ -180,7 +205,8 @@ async def query(request: Request) -> Response:
     params = await _params(request)
     at = _optional_time(params, "time", int(time.time() * 1000))
     engine = Engine(_store(request), _settings(request))
-    res = await _run(engine.instant, _one(params, "query"), at, **_query_options(params))
+    text, options = _one(params, "query"), _query_options(params)
+    res = await _COSTS.run(("i", text), engine.instant, text, at, **options)
     return _envelope(render_result(res))
 
 
@@ -202,9 +228,9 @@ async def query_range(request: Request) -> Response:
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
         )
     engine = Engine(_store(request), _settings(request))
-    res = await _run(
-        engine.range, _one(params, "query"), start, end, step, **_query_options(params)
-    )
+    text, options = _one(params, "query"), _query_options(params)
+    shape = ("r", text, end - start, step)
+    res = await _COSTS.run(shape, engine.range, text, start, end, step, **options)
     return _envelope(render_result(res))
 
 

@@ -19,7 +19,12 @@ from perfintel.api.prometheus import router
 from perfintel.errors import BadInputError
 from perfintel.ingest.batch import SampleBatch
 from perfintel.query import QuerySettings
-from perfintel.query.promql.format import format_value
+from perfintel.query.promql.format import (
+    format_points,
+    format_timestamp,
+    format_value,
+    format_values,
+)
 
 T0 = 1_700_000_040_000
 
@@ -171,6 +176,28 @@ def test_format_value_round_trips_and_uses_exponent_like_prometheus(x: float) ->
     text = format_value(x)
     assert float(text) == x
     assert ("e" in text) == (x != 0 and (abs(x) < 1e-6 or abs(x) >= 1e21))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(width=64), max_size=20),
+    st.lists(st.integers(-(10**13), 10**13), max_size=20),
+    st.sampled_from([1, 1000]),
+)
+def test_array_formatting_equals_the_per_value_functions(
+    values: list[float], stamps: list[int], scale: int
+) -> None:
+    """The array paths (a fast path for plain decimals, whole-second timestamps)
+    write exactly what the per-value functions write."""
+    vals = np.array(values, np.float64)
+    assert format_values(vals) == [format_value(v) for v in values]
+    ts = np.array(stamps[: len(values)], np.int64) * scale
+    vals = vals[: len(ts)]
+    want = ",".join(
+        f'[{format_timestamp(t)},"{format_value(v)}"]'
+        for t, v in zip(ts.tolist(), vals.tolist(), strict=True)
+    )
+    assert format_points(ts, vals) == want
 
 
 @settings(max_examples=300, deadline=None)

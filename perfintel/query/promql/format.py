@@ -44,13 +44,40 @@ def format_value(f: float) -> str:
 
 def format_values(values: np.ndarray) -> list[str]:
     """``format_value`` over an array (the common cases without a call per value)."""
-    out = list(map(repr, values.tolist()))
+    reprs = map(repr, values.tolist())
+    magnitude = np.abs(values)
+    if (
+        len(values)
+        and np.isfinite(magnitude).all()
+        and magnitude.max() < 1e16
+        and magnitude.min(where=magnitude != 0, initial=1.0) >= 1e-4
+        and not np.signbit(values[values == 0]).any()
+    ):
+        # Where Python's repr is Go's 'f' form but for a trailing ".0" (no
+        # exponent, no -0, no NaN/Inf): strip that, and nothing else to check.
+        return [r[:-2] if r[-2:] == ".0" else r for r in reprs]
+    out = list(reprs)
     for i, r in enumerate(out):
         if r[-2:] == ".0":
             out[i] = r[:-2]
         elif "e" in r or r[-1] in "nf":
             out[i] = format_value(float(r))
     return out
+
+
+def format_points(timestamps: np.ndarray, values: np.ndarray) -> str:
+    """A matrix series' points as Prometheus's JSON API writes them:
+    ``[1435781430.781,"1"],[...]`` (no enclosing brackets).
+
+    >>> format_points(np.array([1000, 2500]), np.array([1.0, 0.25]))
+    '[1,"1"],[2.500,"0.25"]'
+    """
+    stamps: list[int] | list[str]
+    if len(timestamps) and timestamps.min() >= 0 and not (timestamps % 1000).any():
+        stamps = (timestamps // 1000).tolist()  # whole seconds, the usual step
+    else:
+        stamps = list(map(format_timestamp, timestamps.tolist()))
+    return ",".join(map('[{},"{}"]'.format, stamps, format_values(values)))
 
 
 def format_timestamp(ms: int) -> str:

@@ -605,10 +605,14 @@ class DuckDBStore:
         if not len(sids):
             return []
         parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-        for sid, tsb, vb in self._chunk_rows(sids, start_ms, end_ms):
-            parts.setdefault(sid, []).append(
-                (codec.decode_timestamps(tsb), codec.decode_values(vb))
+        rows = self._chunk_rows(sids, start_ms, end_ms)
+        if rows:  # one decoder call for every chunk, then split per chunk
+            ts_all, vals_all, counts = codec.decode_chunks_flat(
+                [r[1] for r in rows], [r[2] for r in rows]
             )
+            ends = np.cumsum(counts).tolist()
+            for (sid, _, _), a, b in zip(rows, [0, *ends[:-1]], ends, strict=True):
+                parts.setdefault(sid, []).append((ts_all[a:b], vals_all[a:b]))
         for sid, tv in self.head.read(sids).items():
             parts.setdefault(sid, []).append(tv)
         out = []
