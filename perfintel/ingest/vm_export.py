@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import orjson
@@ -43,10 +43,7 @@ import orjson
 from perfintel.errors import InvalidSeriesError
 from perfintel.ingest.batch import BatchBuilder, LineError, ParseResult
 from perfintel.ingest.prometheus_text import format_go_float
-from perfintel.model import STALE_NAN, STALE_NAN_BITS, label_set, validate_label_set
-
-if TYPE_CHECKING:
-    from perfintel.storage.base import SeriesSamples
+from perfintel.model import STALE_NAN, STALE_NAN_BITS, LabelSet, label_set, validate_label_set
 
 __all__ = ["MAX_SAMPLES_PER_LINE", "format_vm_jsonl", "parse_vm_jsonl"]
 
@@ -169,8 +166,19 @@ def _format_value(v: float, bits: int) -> str:
     return format_go_float(v)
 
 
+class Samples(Protocol):
+    """One series' samples as the exporter reads them (a store's ``SeriesSamples``)."""
+
+    @property
+    def labels(self) -> LabelSet: ...
+    @property
+    def timestamps(self) -> np.ndarray: ...
+    @property
+    def values(self) -> np.ndarray: ...
+
+
 def format_vm_jsonl(
-    series: Iterable[SeriesSamples],
+    series: Iterable[Samples],
     *,
     stale_markers: Literal["null", "drop"] = "null",
     max_samples_per_line: int = MAX_SAMPLES_PER_LINE,

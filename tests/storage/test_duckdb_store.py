@@ -351,3 +351,55 @@ def test_tiers_stored_as_rows_are_migrated_to_blobs(tmp_path: Path) -> None:
     assert r.last.tolist() == list(np.arange(576.0))
     assert r.count.tolist() == [30] * 576
     st.close()
+
+
+def test_a_tier_write_that_fails_half_way_is_repaired_by_the_next_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tier rows go in slices, each its own transaction: when one fails after others
+    committed, the watermark has not moved, and the next pass cuts the window's rows
+    back and writes them again (here across a restart)."""
+    from perfintel.storage.duckdb import tiers
+
+    clock = Clock(T0 + 2 * 3_600_000)
+    st = open_store(tmp_path, clock)
+    ts = T0 + 60_000 * np.arange(120)
+    rng = np.random.default_rng(5)
+    vals = {f"{i}": np.round(rng.normal(10, 2, len(ts)), 1) for i in range(6)}
+    for i, v in vals.items():
+        st.append(gauge(ts, v, i=i))
+    st.flush(compact=True)  # the first hour's buckets, as segments of today's window
+    built = st.tiers.built_until[0]
+    later = T0 + 60_000 * np.arange(120, 600)
+    for i in vals:
+        vals[i] = np.r_[vals[i], np.round(rng.normal(10, 2, len(later)), 1)]
+        st.append(gauge(later, vals[i][120:], i=i))
+    clock.ms = T0 + 12 * 3_600_000
+    monkeypatch.setattr(tiers, "_WRITE_SLICE_ROWS", 2)
+    real_insert = tiers.RollupTiers._insert
+    calls = []
+
+    def failing_insert(cur: object, t: int, rows: dict[str, np.ndarray]) -> None:
+        calls.append(t)
+        if len(calls) == 2:
+            raise RuntimeError("disk gone")
+        real_insert(cur, t, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tiers.RollupTiers, "_insert", staticmethod(failing_insert))
+    with pytest.raises(Exception, match="disk gone"):
+        st.flush(compact=True)
+    assert st.tiers.built_until[0] == built  # not moved past the half-written window
+    monkeypatch.setattr(tiers.RollupTiers, "_insert", staticmethod(real_insert))
+    st.close()
+    st = open_store(tmp_path, clock)
+    st.flush(compact=True)
+    all_ts = np.r_[ts, later]
+    got = st.select_rollup(parse_selector("g"), T0, T0 + 10 * 3_600_000 - 1, 300_000) or []
+    assert len(got) == len(vals)
+    for r in got:
+        want = rollup(all_ts, vals[dict(r.labels)["i"]], 300_000)
+        assert r.timestamps.tolist() == want[0].tolist()
+        np.testing.assert_array_equal(r.sum, want[3])
+        np.testing.assert_array_equal(r.count, want[4])
+    assert st._db.execute("SELECT count(*) FROM tier_0").fetchone() == (len(vals),)
+    st.close()
