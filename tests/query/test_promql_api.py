@@ -208,3 +208,30 @@ def test_parameter_parsers_reject_garbage_cleanly(text: str) -> None:
             assert isinstance(parse(text, "p"), int)
         except BadInputError as exc:
             assert errors.status_for(exc) == (400, "bad_data")
+
+
+def test_query_shapes_that_last_ran_fast_run_on_the_event_loop() -> None:
+    import threading
+    import time
+
+    from perfintel.api.prometheus import _QueryCosts
+
+    costs = _QueryCosts(size=2, inline_s=0.05)
+    on_loop: list[bool] = []
+
+    def work(seconds: float) -> float:
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        time.sleep(seconds)
+        return seconds
+
+    async def main() -> None:
+        assert await costs.run(("a",), work, 0.0) == 0.0  # never seen: a worker thread
+        await costs.run(("a",), work, 0.0)  # fast last time: on the loop
+        await costs.run(("b",), work, 0.1)  # never seen
+        await costs.run(("b",), work, 0.0)  # slow last time: a worker thread again
+        await costs.run(("b",), work, 0.0)  # fast last time
+        await costs.run(("c",), work, 0.0)  # a third shape pushes out "a" (size 2)
+        await costs.run(("a",), work, 0.0)  # forgotten: a worker thread
+
+    asyncio.run(main())
+    assert on_loop == [False, True, False, False, True, False, False]
