@@ -85,9 +85,11 @@ class _Section(BaseModel):
 class TierSettings(_Section):
     name: str = Field(description="Tier name used in status output, e.g. `5m`.")
     resolution: Duration = Field(description="Bucket width of the tier.")
-    retention: Duration = Field(description="How long the tier's buckets are kept.")
+    retention: Duration = Field(
+        description="How long the tier's buckets are kept (dropped a whole window at a time)."
+    )
     window: Duration = Field(
-        description="Unit in which the tier advances (a multiple of the resolution)."
+        description="Unit in which the tier is built and stored: one row per series and window (a multiple of the resolution)."
     )
 
 
