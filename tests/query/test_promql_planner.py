@@ -174,6 +174,33 @@ def test_windows_keep_to_their_own_series(promql_store_factory: Any) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-14)
 
 
+@pytest.mark.parametrize("window", ["1h", "5h"])  # summed in time order; by prefix sums
+def test_counter_resets_are_corrected_within_their_own_series(
+    promql_store_factory: Any, window: str
+) -> None:
+    """``increase`` from rollups corrects resets series by series: a huge counter with
+    resets before a small one (in label order) changes the small one's answer not a bit."""
+    ts = np.arange(BASE + 3_000, BASE + SPAN, 10_000, dtype=np.int64)
+    rng = np.random.default_rng(4)
+
+    def counter(level: float, scale: float) -> np.ndarray:
+        c = level + np.cumsum(rng.random(len(ts)) * scale)  # e.g. CPU seconds
+        for at in (700, 2100, 3300):  # resets, some inside the queried windows
+            c[at:] -= c[at] - rng.random()
+        return c
+
+    huge = SampleBatch.from_arrays({"__name__": "c_total", "i": "1"}, ts, counter(3e17, 1e12))
+    small = SampleBatch.from_arrays({"__name__": "c_total", "i": "2"}, ts, counter(0.0, 0.3))
+    query = f"increase(c_total[{window}])"
+    alone = _run(CountingReader(promql_store_factory([small])), query, rollups=True)
+    reader = CountingReader(promql_store_factory([huge, small]))
+    beside = _run(reader, query, rollups=True)
+    assert reader.rollup_calls == 1
+    [want] = alone.series
+    got = next(s for s in beside.series if dict(s.labels)["i"] == "2")
+    assert got.values.tobytes() == want.values.tobytes()
+
+
 _SPECIALS = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e300, -1e300, 2.5])
 
 

@@ -24,7 +24,8 @@ Tolerance against the raw answer (tested in ``tests/query/test_promql_planner.py
   which can miss up to one bucket of growth before the reset. A series that
   starts inside the window counts from its first bucket's ``min``.
 
-Sums stay within each series: a window of up to 32 buckets adds its buckets
+Sums (and the reset corrections of ``rate``/``increase``) stay within each
+series: a window of up to 32 buckets adds its buckets
 in time order (one bucket per window, the usual ``x[r]`` at step ``r``, is
 that bucket's sum exactly); wider ones subtract prefix sums taken along the
 series. A NaN sample therefore poisons ``sum``/``avg`` of the windows holding
@@ -353,7 +354,6 @@ def _increase(
     reset[1:] = mn[1:] < last[:-1]
     reset[offsets[:-1][offsets[:-1] < len(last)]] = False
     add = np.where(reset, np.concatenate([[0.0], last[:-1]]), 0.0)
-    cadd = np.concatenate([[0.0], np.cumsum(add)])
     hi1 = np.where(ok, hi - 1, 0)
     lo0 = np.where(ok, lo, 0)
     prev = lo0 - 1
@@ -363,5 +363,6 @@ def _increase(
     start_val = np.where(has_prev, last[np.maximum(prev, 0)], mn[lo0])
     # Resets inside the window: buckets lo..hi-1 compared with their predecessor;
     # bucket lo only counts when the predecessor is the start value.
-    corr = cadd[hi1 + 1] - cadd[lo0 + 1] + np.where(has_prev, add[lo0], 0.0)
+    # (Summed along each series, as ``_window_sums`` does, not as one running sum.)
+    corr = _window_sums(add, lo, hi, ok, offsets, rng // res) - np.where(has_prev, 0.0, add[lo0])
     return np.where(ok, last[hi1] - start_val + corr, np.nan)
