@@ -403,3 +403,24 @@ def test_a_tier_write_that_fails_half_way_is_repaired_by_the_next_pass(
         np.testing.assert_array_equal(r.count, want[4])
     assert st._db.execute("SELECT count(*) FROM tier_0").fetchone() == (len(vals),)
     st.close()
+
+
+def test_tiers_wait_for_a_backfill_to_settle(tmp_path: Path) -> None:
+    """While old data keeps arriving, rollups of it would be rewritten block after
+    block: the tiers are built once the newest flushed sample stops moving."""
+    clock = Clock(T0 + 3 * DAY)
+    st = open_store(tmp_path, clock, head_max_age_s=5.0)
+    ts = T0 + 10_000 * np.arange(8640)
+    for hour in range(0, 24, 2):
+        part = (ts >= T0 + hour * 3_600_000) & (ts < T0 + (hour + 2) * 3_600_000)
+        st.append(gauge(ts[part], np.ones(int(part.sum()))))
+        clock.ms += 6_000  # the head is old enough to flush at every pass
+        st.maintain()
+        assert st.stats().tiers["5m"] == 0
+    clock.ms += 6_000  # the last block, quiet now: flushed, which moves the newest once more
+    st.maintain()
+    assert st.stats().tiers == {"raw": 8640, "5m": 0, "1h": 0}
+    clock.ms += 11_000  # twice head_max_age_s without a newer flushed sample
+    st.maintain()
+    assert st.stats().tiers["5m"] == 264  # up to the newest sample's block, as for live data
+    st.close()

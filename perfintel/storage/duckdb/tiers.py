@@ -157,11 +157,14 @@ class RollupTiers:
             newest = self.store.newest_flushed_ms
             if newest != self._newest_seen:
                 self._newest_seen, self._newest_moved_at = newest, now
-            if now - self._newest_moved_at < self.opts.seal_grace_ms:
-                if newest < now - self.opts.seal_grace_ms:
-                    # A backfill of sealed history is under way: leave the tiers
-                    # until it settles (or a forced build), instead of writing
-                    # segments of windows that the next blocks extend again.
+            still = now - self._newest_moved_at
+            if still < self.opts.seal_grace_ms:
+                # A backfill of sealed history under way (a flush moves the newest
+                # sample at least every head_max_age_s while data arrives): leave
+                # the tiers until it settles, or a forced build, instead of writing
+                # segments of windows that the next blocks extend again.
+                settle_ms = 2_000 * self.opts.head_max_age_s
+                if newest < now - self.opts.seal_grace_ms and still < settle_ms:
                     return written
                 target0 = min(target0, newest - newest % block)
         # Never past a block the head still holds samples of: they would miss the
