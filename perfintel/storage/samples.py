@@ -53,22 +53,38 @@ def rollup_many(
     """
     live = values.view(np.uint64) != np.uint64(STALE_NAN_BITS)
     sids, ts, vals = series[live], timestamps[live], values[live]
-    if len(ts) == 0:
+    # each sample a bucket of its own, combined into buckets of ``resolution_ms``
+    return coarsen_many(sids, ts, vals, vals, vals, np.ones(len(ts), np.int64), vals, resolution_ms)
+
+
+def coarsen_many(
+    series: np.ndarray,
+    starts: np.ndarray,
+    mins: np.ndarray,
+    maxs: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    lasts: np.ndarray,
+    resolution_ms: int,
+) -> tuple[np.ndarray, ...]:
+    """Combine buckets sorted by (series, start) into buckets of ``resolution_ms``
+    (min of mins, max of maxes, sum of sums and counts, last of lasts).
+
+    Returns ``(series, bucket_start, min, max, sum, count, last)`` per bucket.
+    """
+    if len(starts) == 0:
         e = np.empty(0)
         return np.empty(0, np.int64), np.empty(0, np.int64), e, e, e, np.empty(0, np.int64), e
-    buckets = ts - np.mod(ts, resolution_ms)
-    starts = np.flatnonzero(np.r_[True, (buckets[1:] != buckets[:-1]) | (sids[1:] != sids[:-1])])
-    ends = np.r_[starts[1:], len(ts)]
+    buckets = starts - np.mod(starts, resolution_ms)
+    first = np.flatnonzero(np.r_[True, (buckets[1:] != buckets[:-1]) | (series[1:] != series[:-1])])
+    last = np.r_[first[1:], len(starts)] - 1
     with np.errstate(invalid="ignore", over="ignore"):  # sums of huge values: ±inf, as IEEE says
-        mins = np.minimum.reduceat(vals, starts)
-        maxs = np.maximum.reduceat(vals, starts)
-        sums = np.add.reduceat(vals, starts)
-    return (
-        sids[starts],
-        buckets[starts],
-        mins,
-        maxs,
-        sums,
-        (ends - starts).astype(np.int64),
-        vals[ends - 1],
-    )
+        return (
+            series[first],
+            buckets[first],
+            np.minimum.reduceat(mins, first),
+            np.maximum.reduceat(maxs, first),
+            np.add.reduceat(sums, first),
+            np.add.reduceat(counts, first),
+            lasts[last],
+        )

@@ -18,7 +18,6 @@ zstd frame. Layout of a timestamp blob: 1 byte kind (0 regular, 1 deltas).
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 
 import cramjam
 import numpy as np
@@ -145,18 +144,6 @@ def decode_values(blob: bytes) -> np.ndarray:
     _, n = struct.unpack_from("<Bi", blob)
     x = np.frombuffer(_unzstd(blob[5:]), np.uint8).reshape(8, n).T.copy().view(np.uint64).reshape(n)
     return np.bitwise_xor.accumulate(x).view(np.float64)
-
-
-def object_column(items: Sequence[object]) -> np.ndarray:
-    """A 1-d object array of ``items`` (bytes become BLOB, str VARCHAR when registered).
-
-    Tables go to DuckDB as dicts of numpy arrays, not Arrow: converting numpy
-    to Arrow imports pandas (~50 MiB), and the pyarrow import itself costs as
-    much again. Only integer, text and blob columns go this way: a numpy scan
-    reads NaN as NULL, so floats travel inside blobs."""
-    out = np.empty(len(items), object)
-    out[:] = items
-    return out
 
 
 def encode_chunks(

@@ -71,7 +71,8 @@ from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.options import MaintenanceReport, StoreOptions
-from perfintel.storage.duckdb.tiers import RollupTiers, tier_table_sql
+from perfintel.storage.duckdb.tables import object_column, series_filter
+from perfintel.storage.duckdb.tiers import ROLLUP_FIELDS, RollupTiers, tier_table_sql
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
 from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
 
@@ -282,6 +283,7 @@ class DuckDBStore:
             latest = self.index.max_ts.copy()
             self._head_since = self.clock()
             n_series = len(self.index)
+        quiet = np.pad(quiet, (0, len(latest) - len(quiet)))  # series added since: not quiet
         tables: list[dict[str, np.ndarray]] = []
         position = 0
         self._held_back = 0  # samples of incomplete blocks this flush puts back
@@ -362,10 +364,7 @@ class DuckDBStore:
             end *= block  # the end of the sample's block
             ids = sids[a : a + step]
             np.less_equal(end, latest[ids], out=done[a : a + step])
-            sealed = end <= sealed_before
-            sealed &= ids < len(quiet)  # series added since ``quiet`` was taken are not
-            sealed &= quiet[np.minimum(ids, len(quiet) - 1)]
-            done[a : a + step] |= sealed
+            done[a : a + step] |= (end <= sealed_before) & quiet[ids]
         return done
 
     def _persist_series(self, upto: int) -> None:
@@ -381,7 +380,7 @@ class DuckDBStore:
             labels = [orjson.dumps(self.index.labels[i]).decode() for i in range(lo, hi)]
             with self._transaction() as cur:
                 ids = np.arange(lo, hi, dtype=np.uint32)
-                cur.register("new_series", {"id": ids, "labels": codec.object_column(labels)})
+                cur.register("new_series", {"id": ids, "labels": object_column(labels)})
                 cur.execute("INSERT INTO series SELECT * FROM new_series")
                 cur.unregister("new_series")
             self._persisted_series = hi
@@ -402,8 +401,8 @@ class DuckDBStore:
             "min_ts": ts[starts],
             "max_ts": ts[ends - 1],
             "n": (ends - starts).astype(np.int32),
-            "ts": codec.object_column(ts_blobs),
-            "vals": codec.object_column(val_blobs),
+            "ts": object_column(ts_blobs),
+            "vals": object_column(val_blobs),
         }
 
     def _compact(self, *, sealed_only: bool = False) -> int:
@@ -450,14 +449,12 @@ class DuckDBStore:
         with self._transaction() as cur:
             cur.register("victims", victims)
             rows = cur.execute(
-                """SELECT c.series_id, c.window_start, c.ts, c.vals FROM chunks c
+                """SELECT c.series_id, c.ts, c.vals FROM chunks c
                    JOIN victims v USING (series_id, window_start)
                    ORDER BY c.series_id, c.window_start, c.seq"""
             ).fetchall()
-            ts, vals, counts = codec.decode_chunks_flat([r[2] for r in rows], [r[3] for r in rows])
-            sids = np.repeat(np.asarray([r[0] for r in rows], np.int64), counts)
             self._seq += 1
-            table = self._encode_chunks(*_sort_last_write_wins(sids, ts, vals), self._seq)
+            table = self._encode_chunks(*_decode_sorted(rows), self._seq)
             cur.execute(
                 "DELETE FROM chunks USING victims v WHERE chunks.series_id = v.series_id "
                 "AND chunks.window_start = v.window_start"
@@ -474,25 +471,15 @@ class DuckDBStore:
         sids: np.ndarray | None,
         cur: duckdb.DuckDBPyConnection | None = None,
     ) -> list[tuple]:
-        """Run ``sql`` (ending in a WHERE clause) restricted to ``sids``."""
+        """Run ``sql`` (ending in a WHERE clause, ``series_id`` its first column)
+        restricted to ``sids``."""
         cur = cur or self._cursor()
         try:
-            if sids is None:
-                return cur.execute(sql, params).fetchall()
-            if len(sids) <= 32:
-                marks = ",".join("?" * len(sids))
-                return cur.execute(
-                    f"{sql} AND series_id IN ({marks})", [*params, *sids.tolist()]
-                ).fetchall()
-            cur.register("want", {"want_id": sids.astype(np.uint32)})
-            try:
-                return cur.execute(
-                    f"{sql} AND series_id IN (SELECT want_id FROM want)", params
-                ).fetchall()
-            finally:
-                cur.unregister("want")
+            with series_filter(cur, sids) as (cond, more, keep):
+                rows = cur.execute(sql + cond, [*params, *more]).fetchall()
         except duckdb.Error as exc:
             raise StorageError(f"reading the sample database failed: {exc}") from exc
+        return rows if keep is None else [r for r in rows if keep[r[0]]]
 
     def _read_raw_batches(
         self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
@@ -776,7 +763,6 @@ def _flat_rollups(
 ) -> dict[str, np.ndarray]:
     """Per-series ``(bucket, min, max, sum, count, last)`` as flat columns."""
     items = [(sid, a) for sid, a in per_series if len(a[0])]
-    fields = {"ts": 0, "min": 1, "max": 2, "sum": 3, "count": 4, "last": 5}
     out = {
         "series_id": np.repeat(
             np.asarray([sid for sid, _ in items], np.int64),
@@ -786,7 +772,7 @@ def _flat_rollups(
     for k in ["ts", *wanted]:
         dtype = np.int64 if k in ("ts", "count") else np.float64
         out[k] = (
-            np.concatenate([a[fields[k]] for _, a in items]).astype(dtype, copy=False)
+            np.concatenate([a[ROLLUP_FIELDS.index(k)] for _, a in items]).astype(dtype, copy=False)
             if items
             else np.empty(0, dtype)
         )

@@ -22,9 +22,9 @@ import numpy as np
 
 from perfintel.errors import StorageError
 from perfintel.storage.duckdb import codec
-from perfintel.storage.duckdb.codec import object_column
 from perfintel.storage.duckdb.options import Tier
-from perfintel.storage.samples import rollup_many
+from perfintel.storage.duckdb.tables import object_column, series_filter
+from perfintel.storage.samples import coarsen_many, rollup_many
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -226,7 +226,8 @@ class RollupTiers:
                 parts.append(dict(zip(("series_id", *ROLLUP_FIELDS), rolled, strict=True)))
         else:
             src = self.fetch(t - 1, lo, hi - 1, None)  # sorted by series, then bucket
-            rolled = _coarsen(src["series_id"], [src[k] for k in ROLLUP_FIELDS], res)
+            b, mn, mx, sm, cnt, last = (src[k] for k in ROLLUP_FIELDS)
+            rolled = coarsen_many(src["series_id"], b, mn, mx, sm, cnt, last, res)
             parts.append(dict(zip(("series_id", *ROLLUP_FIELDS), rolled, strict=True)))
         written = sum(len(p["series_id"]) for p in parts)
         for p in parts:
@@ -299,42 +300,19 @@ class RollupTiers:
         sorted by series id then bucket. One query for the rows, and one call
         of the chunk decoder per column: no per-row or per-series Python work.
 
-        Series ids close together (most of an id range, as a selector over a
-        whole job gives) are read as an id range and filtered here, which lets
-        DuckDB skip row groups by their min/max instead of joining every row
-        against the id list.
+        ``sids`` go through ``tables.series_filter``.
         """
         res_ms = self.opts.tiers[t].resolution_ms
         first, last = -(-start // res_ms), end // res_ms  # bucket numbers
-        where = "b_hi >= ? AND b_lo <= ?"
-        params: list[object] = [first, last]
-        keep: np.ndarray | None = None  # id mask, when an id range was read for a sparser set
         # A cursor of its own: the relation API refuses a connection with a result
         # still open (a ``fetchone`` elsewhere on the thread's cursor).
         own = cur is None
         cur = cur or self.store._db.cursor()
-        registered = False
-        if sids is not None and len(sids) <= 32:
-            where += f" AND series_id IN ({','.join('?' * len(sids))})"
-            params += sids.tolist()
-        elif sids is not None and len(sids):
-            lo_id, hi_id = int(sids.min()), int(sids.max())
-            if 4 * len(sids) >= hi_id - lo_id + 1:
-                where += " AND series_id BETWEEN ? AND ?"
-                params += [lo_id, hi_id]
-                keep = np.zeros(hi_id + 1, bool)
-                keep[sids] = True
-                if keep[lo_id:].all():
-                    keep = None
-            else:
-                cur.register("want", {"want_id": sids.astype(np.uint32)})
-                registered = True
-                where += " AND series_id IN (SELECT want_id FROM want)"
         try:
-            out = self._decode_rows(cur, t, where, params, aggregates, keep)
+            with series_filter(cur, sids) as (cond, more, keep):
+                where = "b_hi >= ? AND b_lo <= ?" + cond
+                out = self._decode_rows(cur, t, where, [first, last, *more], aggregates, keep)
         finally:
-            if registered:
-                cur.unregister("want")
             if own:
                 cur.close()
         inside = (out["ts"] >= first) & (out["ts"] <= last)
@@ -437,24 +415,3 @@ def _encode_windows(
         rows.setdefault("ts", object_column(ts_blobs))
         rows[k] = object_column(val_blobs)
     return rows
-
-
-def _coarsen(sids: np.ndarray, arrays: Sequence[np.ndarray], res: int) -> tuple[np.ndarray, ...]:
-    """Combine finer buckets, sorted by (series, bucket), into coarser ones (min of
-    mins, sum of sums, last of lasts); returns ``(series, bucket, min, max, sum, count, last)``."""
-    b, mn, mx, sm, cnt, last = arrays
-    if not len(b):
-        return (sids, *arrays)
-    nb = b - np.mod(b, res)
-    starts = np.flatnonzero(np.r_[True, (nb[1:] != nb[:-1]) | (sids[1:] != sids[:-1])])
-    ends = np.r_[starts[1:], len(nb)]
-    with np.errstate(invalid="ignore", over="ignore"):
-        return (
-            sids[starts],
-            nb[starts],
-            np.minimum.reduceat(mn, starts),
-            np.maximum.reduceat(mx, starts),
-            np.add.reduceat(sm, starts),
-            np.add.reduceat(cnt, starts),
-            last[ends - 1],
-        )
