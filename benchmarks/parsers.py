@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from perfintel.batch import BatchBuilder, SampleBatch
 from perfintel.ingest import influx, remote_write
-from perfintel.ingest.batch import BatchBuilder, SampleBatch
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.json_ingest import format_json_ingest, parse_json_ingest
 from perfintel.ingest.prometheus_text import format_prometheus_text, parse_prometheus_text

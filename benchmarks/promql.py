@@ -71,7 +71,7 @@ def serve(port: int, base: int, kind: str) -> None:
 
     from perfintel.api import errors
     from perfintel.api.prometheus import router
-    from perfintel.ingest.batch import SampleBatch
+    from perfintel.batch import SampleBatch
     from perfintel.query import QuerySettings
     from perfintel.storage.memory import MemoryStore
 

@@ -4,6 +4,7 @@ The names below are the public Python API; everything else is internal and
 may change. ``tests/test_public_api.py`` guards this list.
 """
 
+from perfintel.batch import SampleBatch
 from perfintel.errors import (
     BadInputError,
     ConfigError,
@@ -13,7 +14,6 @@ from perfintel.errors import (
     QueryError,
     StorageError,
 )
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import (
     STALE_NAN,
     LabelSet,

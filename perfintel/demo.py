@@ -49,7 +49,7 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import ndtr
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, label_set
 
 __all__ = ["DEMO_SERVICES", "DemoEvent", "demo_events", "generate_demo"]

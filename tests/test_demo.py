@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
+from perfintel.batch import SampleBatch
 from perfintel.demo import DEMO_SERVICES, demo_events, generate_demo
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, validate_label_set
 
 END_MS = 1_764_115_200_000  # 2025-11-26T00:00:00Z

@@ -25,11 +25,11 @@ from perfintel.analysis.anomaly import kernel
 from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
+from perfintel.batch import MetricMetadata, SampleBatch
 from perfintel.collect.host import HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
 from perfintel.config import Settings
-from perfintel.ingest.batch import MetricMetadata, SampleBatch
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store

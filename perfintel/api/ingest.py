@@ -22,8 +22,8 @@ from perfintel.api.auth import require
 from perfintel.api.body import read_body
 from perfintel.api.params import parse_time, selectors_param
 from perfintel.api.responses import JSONResponse
+from perfintel.batch import ParseResult
 from perfintel.errors import BadInputError, UnsupportedMediaError
-from perfintel.ingest.batch import ParseResult
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.json_ingest import IngestBody, parse_json_ingest
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text

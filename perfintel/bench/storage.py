@@ -84,6 +84,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from perfintel.batch import SampleBatch
 from perfintel.bench.harness import (
     BenchError,
     QueryTiming,
@@ -98,7 +99,6 @@ from perfintel.bench.harness import (
 )
 from perfintel.bench.workload import generate_workload, request_batches, workload_shape
 from perfintel.errors import OverloadedError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import metric_name
 
 __all__ = ["StorageBenchOptions", "main", "run_storage_bench"]

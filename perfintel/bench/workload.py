@@ -36,7 +36,7 @@ import math
 import numpy as np
 from scipy.signal import lfilter
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, label_set
 
 __all__ = ["METRICS", "N_SERVICES", "generate_workload", "request_batches", "workload_shape"]

@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from perfintel.batch import BatchBuilder, SampleBatch
 from perfintel.collect.schedule import run_every, stable_offset
-from perfintel.ingest.batch import BatchBuilder, SampleBatch
 from perfintel.model import label_set
 
 __all__ = ["CollectResult", "HostCollector", "StatvfsResult", "run_host_collector"]

@@ -56,9 +56,9 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from perfintel.batch import LineError, SampleBatch
 from perfintel.collect.schedule import run_every, stable_offset
 from perfintel.errors import ConfigError, PerfintelError
-from perfintel.ingest.batch import LineError, SampleBatch
 from perfintel.ingest.encoding import decode_body
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, STALE_NAN, LabelSet, label_set

@@ -54,8 +54,8 @@ from itertools import repeat
 
 import numpy as np
 
+from perfintel.batch import LineError, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError
-from perfintel.ingest.batch import LineError, ParseResult, SampleBatch
 from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
 
 try:

@@ -27,8 +27,8 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from perfintel.batch import LineError, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError, ParseError
-from perfintel.ingest.batch import LineError, ParseResult, SampleBatch
 from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
 
 __all__ = ["IngestBody", "IngestSeries", "format_json_ingest", "parse_json_ingest"]

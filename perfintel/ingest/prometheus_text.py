@@ -48,8 +48,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
 
+from perfintel.batch import LineError, MetricMetadata, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError
-from perfintel.ingest.batch import LineError, MetricMetadata, ParseResult, SampleBatch
 from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
 
 __all__ = [

@@ -57,8 +57,8 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from perfintel.batch import LineError, MetricMetadata, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError, ParseError
-from perfintel.ingest.batch import LineError, MetricMetadata, ParseResult, SampleBatch
 from perfintel.model import LabelSet, label_set, validate_label_set
 
 try:

@@ -40,8 +40,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import orjson
 
+from perfintel.batch import BatchBuilder, LineError, ParseResult
 from perfintel.errors import InvalidSeriesError
-from perfintel.ingest.batch import BatchBuilder, LineError, ParseResult
 from perfintel.ingest.prometheus_text import format_go_float
 from perfintel.model import STALE_NAN, STALE_NAN_BITS, LabelSet, label_set, validate_label_set
 

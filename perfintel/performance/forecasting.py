@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfintel.analysis.forecast import ForecastResult, forecast_many
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import METRIC_NAME, LabelSet, Selector, label_set, metric_name
 from perfintel.performance.history import MAX_SERIES, HistorySet, Window, load_history
 from perfintel.storage.base import SampleReader, SampleWriter

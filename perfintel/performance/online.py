@@ -51,9 +51,9 @@ import numpy as np
 import orjson
 
 from perfintel.analysis.anomaly import OnlineRunner
+from perfintel.batch import SampleBatch
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name, parse_selector
 from perfintel.storage.base import SampleWriter
 from perfintel.telemetry import Counter, Gauge, Registry

@@ -17,8 +17,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from perfintel.batch import SampleBatch
 from perfintel.errors import QueryLimitError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     AppendResult,

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from perfintel.api.app import create_app
+from perfintel.batch import SampleBatch
 from perfintel.config import load_settings
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.anomalies import DetectOptions
 from perfintel.performance.anomalies import detect as detect_series

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 from fastapi.testclient import TestClient
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 

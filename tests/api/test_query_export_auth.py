@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from perfintel.api.app import create_app
+from perfintel.batch import SampleBatch
 from perfintel.config import load_settings
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import STALE_NAN, label_set
 
 HOUR = 3_600_000

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from perfintel.batch import SampleBatch
 from perfintel.bench.workload import (
     METRICS,
     N_SERVICES,
@@ -14,7 +15,6 @@ from perfintel.bench.workload import (
     request_batches,
     workload_shape,
 )
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import validate_label_set
 
 START = 1_764_000_000_000

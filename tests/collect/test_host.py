@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from perfintel.batch import SampleBatch
 from perfintel.collect.host import HostCollector
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import format_series, label_set
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -18,11 +18,11 @@ import numpy as np
 import pydantic
 import pytest
 
+from perfintel.batch import SampleBatch
 from perfintel.collect.host import HostCollector, run_host_collector
 from perfintel.collect.schedule import next_tick, stable_offset
 from perfintel.collect.scrape import ACCEPT_HEADER, ScrapeConfig, ScrapeOutcome, Scraper, Target
 from perfintel.errors import ConfigError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import STALE_NAN_BITS, format_series, is_stale, label_set
 from perfintel.telemetry import Registry, ServiceMetrics
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 from tests.conftest import start_server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import STALE_NAN, LabelSet
 
 CANONICAL_NAN_BITS = int(np.array([np.nan]).view(np.uint64)[0])

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_strategies import as_dict, series_strategy
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.ingest.influx import (
     format_influx_line_protocol,
     parse_influx_line_protocol,

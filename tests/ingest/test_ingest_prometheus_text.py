@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_strategies import as_dict, series_strategy
 
-from perfintel.ingest.batch import MetricMetadata, SampleBatch
+from perfintel.batch import MetricMetadata, SampleBatch
 from perfintel.ingest.prometheus_text import (
     content_type_is_openmetrics,
     format_go_float,

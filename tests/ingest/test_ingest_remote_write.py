@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_strategies import as_dict, series_strategy
 
+from perfintel.batch import MetricMetadata, SampleBatch
 from perfintel.errors import ParseError
-from perfintel.ingest.batch import MetricMetadata, SampleBatch
 from perfintel.ingest.encoding import decode_body
 from perfintel.ingest.remote_write import (
     decode_remote_write,

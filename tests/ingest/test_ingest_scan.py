@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_strategies import series_strategy
 
+from perfintel.batch import LineError
 from perfintel.ingest import _scan, influx, remote_write
-from perfintel.ingest.batch import LineError
 from perfintel.ingest.influx import PRECISIONS, parse_influx_line_protocol
 from perfintel.ingest.remote_write import (
     _decode_remote_write_upb,

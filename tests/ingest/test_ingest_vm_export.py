@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ingest_strategies import as_dict, series_strategy
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.ingest.vm_export import format_vm_jsonl, parse_vm_jsonl
 from perfintel.model import STALE_NAN, is_stale
 from perfintel.storage.base import SeriesSamples

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.ingest.vm_export import format_vm_jsonl, parse_vm_jsonl
 from perfintel.model import STALE_NAN, is_stale

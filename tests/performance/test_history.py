@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from perfintel.batch import SampleBatch
 from perfintel.errors import BadInputError, QueryLimitError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector, label_set, parse_selector
 from perfintel.performance.history import (
     DAY_MS,

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from perfintel.api.app import create_app, open_store
+from perfintel.batch import SampleBatch
 from perfintel.config import load_settings
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.online import STATE_FILE, OnlineAnomalyDetection
 from perfintel.storage.duckdb import DuckDBStore

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.storage.base import SampleReader
 from perfintel.storage.memory import MemoryStore
 

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from perfintel.api import errors
 from perfintel.api.prometheus import router
-from perfintel.ingest.batch import MetricMetadata, SampleBatch
+from perfintel.batch import MetricMetadata, SampleBatch
 
 NOW = 1_700_000_040  # seconds
 START, END = NOW - 3600, NOW

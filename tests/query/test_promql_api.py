@@ -16,8 +16,8 @@ from perfintel.api import errors
 from perfintel.api.params import parse_duration_ms as parse_duration
 from perfintel.api.params import parse_time_ms as parse_time
 from perfintel.api.prometheus import router
+from perfintel.batch import SampleBatch
 from perfintel.errors import BadInputError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.query import QuerySettings
 from perfintel.query.promql.format import (
     format_points,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.query import QuerySettings
 from perfintel.query.promql import Engine, QueryResult, planner

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from perfintel.batch import SampleBatch
 from perfintel.errors import ParseError, QueryError, QueryLimitError, QueryTimeoutError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import STALE_NAN
 from perfintel.query import QuerySettings
 from perfintel.query.promql import Engine, QueryResult

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perfintel.batch import SampleBatch
 from perfintel.errors import QueryLimitError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import STALE_NAN, label_set, parse_selector
 from perfintel.storage.base import QueryLimits, Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from store_helpers import DAY, T0, Clock, open_store
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
 from perfintel.storage.base import ROLLUP_AGGREGATES, RollupColumns
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions

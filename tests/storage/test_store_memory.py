@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from store_helpers import DAY, HOUR, T0, Clock
 
-from perfintel.ingest.batch import SampleBatch
+from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Matcher, MatchOp, Selector, label_set, parse_selector
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.duckdb import store as store_module

@@ -51,8 +51,8 @@ import duckdb
 import numpy as np
 import orjson
 
+from perfintel.batch import SampleBatch
 from perfintel.errors import OverloadedError, StorageError
-from perfintel.ingest.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     ROLLUP_AGGREGATES,
