@@ -230,6 +230,34 @@ class AnomalySettings(_Section):
         return value
 
 
+class AlertingSettings(_Section):
+    enabled: bool = Field(
+        True, description="Evaluate alerting rules and run the notification pipeline."
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the alerting state database; default: SQLite file "
+        "alerting.db in data_dir; PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    rule_files: list[str] = Field(
+        default_factory=list,
+        description="Prometheus rule files (paths or globs) with perfintel's extra rule kinds; "
+        "reloaded on SIGHUP and POST /api/v1/admin/reload.",
+    )
+    alertmanager_config: Path | None = Field(
+        None,
+        description="An alertmanager.yml (route tree, receivers, inhibit rules, time intervals) "
+        "read as it is, with perfintel's extensions under their own keys.",
+    )
+    evaluation_interval: Duration = Field(
+        60.0, description="Default evaluation interval of rule groups that set none."
+    )
+    external_url: str = Field(
+        "http://127.0.0.1:9470",
+        description="perfintel's URL as users reach it: links in notifications point here.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid"
@@ -257,6 +285,9 @@ class Settings(BaseSettings):
     )
     anomaly: AnomalySettings = Field(
         default_factory=AnomalySettings, description="Online anomaly detection."
+    )
+    alerting: AlertingSettings = Field(
+        default_factory=AlertingSettings, description="Alerting rules and notifications."
     )
     scrape: list[ScrapeConfig] = Field(
         default_factory=list,
