@@ -235,7 +235,7 @@ class IncidentSettings:
     service_label: str = "service"
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     learn_dependencies: bool = True
-    storm_alerts: int = 4  # an incident with this many alerts in one window absorbs newcomers
+    storm_alerts: int = 4  # this many alerts joining incidents within the window make a storm
     update_interval: float | None = None  # 12 x the route's group_interval
     resolve_hold: float | None = None  # 2 x root group_interval
 

@@ -37,6 +37,7 @@ from perfintel.alerting.incidents import (
     RootCauseHook,
     Thread,
     first_started,
+    severity_rank,
     title_of,
 )
 from perfintel.alerting.matchers import matches_all
@@ -168,6 +169,12 @@ class NotifyCore:
                     alert = replace(alert, starts_at=min(old.starts_at, alert.starts_at))
                 if old.resolved(now) and not alert.resolved(now) and not same_episode:
                     rec.received_at = now
+                    inc = self.incidents.get(rec.incident) if rec.incident else None
+                    if inc is not None and inc.is_open:
+                        inc.flip(
+                            now, self.config.flap_window, self.config.extensions.flapping.threshold
+                        )
+                        self.changes.incidents.add(inc.id)
                 rec.alert = alert
                 rec.updated_at = now
             self.changes.alerts.add(fp)
@@ -178,11 +185,12 @@ class NotifyCore:
         out: list[Notification] = []
         self._mute(now)
         self._correlate(now)
+        self._merge_storm(now)
         for inc in list(self.incidents.values()):
-            if inc.state == "resolved" and inc.resolved_at is not None:
-                if now - inc.resolved_at > INCIDENT_RETENTION:
-                    del self.incidents[inc.id]
-                    continue
+            old = inc.resolved_at is not None and now - inc.resolved_at > INCIDENT_RETENTION
+            if inc.state == "resolved" and old:
+                del self.incidents[inc.id]
+                continue
             self._lifecycle(inc, now)
             if inc.is_open or any(
                 t.last_sent_at is not None and not t.resolved_sent for t in inc.threads.values()
@@ -283,9 +291,7 @@ class NotifyCore:
         inc.acked_at, inc.acked_by = None, ""
         inc.reopened += 1
         inc.last_activity = now
-        if inc.reopened + 1 >= self.config.extensions.flapping.threshold and not inc.flapping:
-            inc.flapping = True
-            inc.log(now, "flapping", "flapping: further flips are folded into this incident")
+        inc.flip(now, self.config.flap_window, self.config.extensions.flapping.threshold)
         inc.log(
             now,
             "reopened",
@@ -298,6 +304,52 @@ class NotifyCore:
         if inc.escalation is not None:
             inc.escalation = None  # a new escalation starts from the first level
         self.changes.incidents.add(inc.id)
+
+    def _merge_storm(self, now: float) -> None:
+        """During a storm, incidents opened within the window become one (the oldest)."""
+        open_ = [i for i in self.incidents.values() if i.is_open and not i.flapping]
+        if len(open_) < 2 or not self.correlator.storming(open_, now):
+            return
+        since = now - self.correlator.window
+        young = sorted(
+            (i for i in open_ if i.opened_at >= since or i.last_activity >= since),
+            key=lambda i: i.opened_at,
+        )
+        if len(young) < 2:
+            return
+        target = young[0]
+        for other in young[1:]:
+            if other.opened_at >= since:
+                self._merge(target, other, now)
+
+    def _merge(self, target: Incident, other: Incident, now: float) -> None:
+        for fp, m in other.members.items():
+            target.members[fp] = m
+            rec = self.alerts.get(fp)
+            if rec is not None:
+                rec.incident = target.id
+                self.changes.alerts.add(fp)
+        target.labels_index |= other.labels_index
+        target.services |= other.services
+        target.last_activity = max(target.last_activity, other.last_activity)
+        for key, t in other.threads.items():
+            mine = target.threads.get(key)
+            if mine is None:
+                target.threads[key] = t
+                continue
+            mine.fingerprints |= t.fingerprints
+            mine.sent_firing |= t.sent_firing
+            mine.sent_severity = max(mine.sent_severity, t.sent_severity)
+            if mine.last_sent_at is None:
+                mine.last_sent_at = t.last_sent_at
+        other.threads = {}
+        other.members = {}
+        other.state, other.resolved_at = "resolved", now
+        other.title = f"merged into {target.id}"
+        other.log(now, "merged", f"merged into incident {target.id} (alert storm)")
+        target.log(now, "merged", f"incident {other.id} merged in (alert storm)")
+        self._set_root(target)
+        self.changes.incidents |= {target.id, other.id}
 
     def _members(self, inc: Incident) -> list[Alert]:
         return [self.alerts[fp].alert for fp in inc.members if fp in self.alerts]
@@ -427,21 +479,34 @@ class NotifyCore:
             if inc.state == "acknowledged" and not thread.acked_sent:
                 out.append(self._emit(inc, thread, "acknowledged", now))
                 continue
-            update_at = thread.last_sent_at + self.config.update_interval(route)
+            worse = self._severity(firing) > thread.sent_severity
             new = firing - thread.sent_firing
-            if new and not inc.flapping:
-                reopened = [e["reopened_at"] for e in inc.timeline if e["kind"] == "reopened"]
-                if reopened and reopened[-1] > thread.last_sent_at:
-                    update_at = min(update_at, reopened[-1] + self.config.resolve_hold)
-            if new and now >= update_at:
+            reopened = [e["reopened_at"] for e in inc.timeline if e["kind"] == "reopened"]
+            reopen_due = None
+            if new and not inc.flapping and reopened and reopened[-1] > thread.last_sent_at:
+                # a re-opening is news once it lasts (or at the next update time)
+                reopen_due = min(
+                    reopened[-1] + self.config.resolve_hold,
+                    thread.last_sent_at + self.config.update_interval(route),
+                )
+            if (worse and now >= thread.last_sent_at + route.group_interval) or (
+                reopen_due is not None and now >= reopen_due
+            ):
                 out.append(self._emit(inc, thread, "update", now))
             elif (
                 inc.state == "open"
                 and inc.escalation is None
+                and not inc.flapping
                 and now >= thread.last_sent_at + route.repeat_interval
             ):
                 out.append(self._emit(inc, thread, "repeat", now))
         return out
+
+    def _severity(self, fps: Iterable[str]) -> int:
+        return max(
+            (severity_rank(dict(self.alerts[fp].alert.labels)) for fp in fps if fp in self.alerts),
+            default=0,
+        )
 
     def _emit(self, inc: Incident, thread: Thread, kind: Kind, now: float) -> Notification:
         thread.seq += 1
@@ -466,6 +531,7 @@ class NotifyCore:
             thread.acked_sent = True
         else:
             thread.sent_firing |= firing
+            thread.sent_severity = max(thread.sent_severity, self._severity(firing))
             thread.acked_sent = inc.state == "acknowledged"
         route = self._routes.get(thread.route_id, self.config.route)
         group_labels = common_items([s.labels for s in snaps])

@@ -11,11 +11,15 @@ correlation window when one of these links holds, strongest first:
    opened incidents together at least ``LEARN_MIN`` times);
 3. **co-movement** — a ``Relatedness`` hook (the analysis package's "moved
    with it" test on the alerts' series) says so;
-4. **storm** — the incident gained at least ``storm_alerts`` alerts within the
+4. **storm** — at least ``storm_alerts`` alerts joined incidents within the
    window: a cascade is under way, and an alert starting in the middle of it is
-   far more likely part of it than a coincidence.
+   far more likely part of it than a coincidence. It joins the (non-flapping)
+   incident that grew most in the window; an incident opened during a storm
+   that has not yet notified anyone is merged into the older one.
 
-Otherwise the alert opens a new incident. The root-cause guess is the alert
+Otherwise the alert opens a new incident. An alert of an open incident that
+resolves and fires again is a *flip*; ``threshold`` flips within the flap
+window make the incident flapping. The root-cause guess is the alert
 that started first (a ``RootCauseHook`` may refine it with the order in which
 the series changed).
 """
@@ -66,6 +70,7 @@ class Thread:
     resolved_sent: bool = False
     acked_sent: bool = False
     level: int = 0
+    sent_severity: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +86,7 @@ class Thread:
             "resolved_sent": self.resolved_sent,
             "acked_sent": self.acked_sent,
             "level": self.level,
+            "sent_severity": self.sent_severity,
         }
 
     @classmethod
@@ -98,6 +104,7 @@ class Thread:
             resolved_sent=d["resolved_sent"],
             acked_sent=d.get("acked_sent", False),
             level=d.get("level", 0),
+            sent_severity=d.get("sent_severity", 0),
         )
 
 
@@ -123,6 +130,7 @@ class Incident:
     acked_by: str = ""
     reopened: int = 0
     flapping: bool = False
+    flips: list[float] = field(default_factory=list)
     title: str = ""
     timeline: list[dict[str, Any]] = field(default_factory=list)
     threads: dict[str, Thread] = field(default_factory=dict)
@@ -142,6 +150,13 @@ class Incident:
     def recent_joins(self, since: float) -> int:
         return sum(1 for m in self.members.values() if m.joined_at >= since)
 
+    def flip(self, at: float, window: float, threshold: int) -> None:
+        """An alert of this incident fired again; enough flips in the window mean flapping."""
+        self.flips = [*[t for t in self.flips if t >= at - window][-50:], at]
+        if not self.flapping and len(self.flips) >= threshold:
+            self.flapping = True
+            self.log(at, "flapping", "flapping: further flips are folded into this incident")
+
     def to_dict(self) -> dict[str, Any]:
         esc = self.escalation
         return {
@@ -159,6 +174,7 @@ class Incident:
             "acked_by": self.acked_by,
             "reopened": self.reopened,
             "flapping": self.flapping,
+            "flips": self.flips,
             "title": self.title,
             "timeline": self.timeline,
             "threads": [t.to_dict() for t in self.threads.values()],
@@ -190,6 +206,7 @@ class Incident:
             acked_by=d["acked_by"],
             reopened=d["reopened"],
             flapping=d["flapping"],
+            flips=list(d.get("flips", [])),
             title=d["title"],
             timeline=list(d["timeline"]),
             threads={t["key"]: Thread.from_dict(t) for t in d["threads"]},
@@ -200,6 +217,23 @@ class Incident:
             services=set(d["services"]),
         )
         return inc
+
+
+SEVERITY_RANK = {
+    "info": 1,
+    "none": 1,
+    "low": 1,
+    "warning": 2,
+    "warn": 2,
+    "error": 3,
+    "high": 3,
+    "critical": 4,
+    "page": 4,
+}
+
+
+def severity_rank(labels: Mapping[str, str]) -> int:
+    return SEVERITY_RANK.get(labels.get("severity", "").lower(), 0)
 
 
 class DependencyGraph:
@@ -242,8 +276,19 @@ class Correlator:
     graph: DependencyGraph
     related: Relatedness | None = None
 
+    def storming(self, incidents: Sequence[Incident], now: float) -> bool:
+        since = now - self.window
+        return (
+            sum(i.recent_joins(since) for i in incidents if i.is_open) >= self.settings.storm_alerts
+        )
+
     def link(
-        self, alert: Alert, incident: Incident, members: Sequence[Alert], now: float
+        self,
+        alert: Alert,
+        incident: Incident,
+        members: Sequence[Alert],
+        now: float,
+        storm: bool = False,
     ) -> Link | None:
         """How ``alert`` belongs to ``incident``, or None."""
         if not incident.is_open or now - incident.last_activity > self.window:
@@ -258,7 +303,7 @@ class Correlator:
             return "dependency"
         if self.related is not None and self.related(alert, members):
             return "co-movement"
-        if incident.recent_joins(now - self.window) >= self.settings.storm_alerts:
+        if storm and not incident.flapping:
             return "storm"
         return None
 
@@ -270,12 +315,16 @@ class Correlator:
         now: float,
     ) -> tuple[Incident, Link] | None:
         strength = {"labels": 0, "dependency": 1, "co-movement": 2, "storm": 3}
+        storm = self.storming(candidates, now)
+        since = now - self.window
         best: tuple[int, float, Incident, Link] | None = None
         for inc in candidates:
-            link = self.link(alert, inc, members_of(inc) if self.related else (), now)
+            link = self.link(alert, inc, members_of(inc) if self.related else (), now, storm)
             if link is None:
                 continue
-            rank = (strength[link], -inc.last_activity)
+            # among storm candidates, the incident that grew most recently is the cascade
+            tie = -inc.recent_joins(since) if link == "storm" else -inc.last_activity
+            rank = (strength[link], float(tie))
             if best is None or rank < (best[0], best[1]):
                 best = (rank[0], rank[1], inc, link)
         return None if best is None else (best[2], best[3])
