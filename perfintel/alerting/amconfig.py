@@ -236,13 +236,12 @@ class IncidentSettings:
     dependencies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     learn_dependencies: bool = True
     storm_alerts: int = 4  # this many alerts joining incidents within the window make a storm
-    update_interval: float | None = None  # 12 x the route's group_interval
     resolve_hold: float | None = None  # 2 x root group_interval
 
 
 @dataclass(frozen=True)
 class FlapSettings:
-    window: float | None = None  # 12 x root group_interval
+    window: float | None = None  # 24 x root group_interval
     threshold: int = 3
 
 
@@ -289,10 +288,7 @@ class NotifyConfig:
 
     @property
     def flap_window(self) -> float:
-        return self.extensions.flapping.window or 12 * self.route.group_interval
-
-    def update_interval(self, route: Route) -> float:
-        return self.extensions.incidents.update_interval or 12 * route.group_interval
+        return self.extensions.flapping.window or 24 * self.route.group_interval
 
 
 def default_config() -> NotifyConfig:
@@ -717,7 +713,6 @@ class _Parser:
                     "dependencies",
                     "learn_dependencies",
                     "storm_alerts",
-                    "update_interval",
                     "resolve_hold",
                 },
                 "perfintel.incidents",
@@ -743,9 +738,6 @@ class _Parser:
                 dependencies={str(k): tuple(str(x) for x in (v or [])) for k, v in deps.items()},
                 learn_dependencies=bool(n.get("learn_dependencies", True)),
                 storm_alerts=int(n.get("storm_alerts", inc.storm_alerts)),
-                update_interval=self.duration(n, "update_interval", 0.0, positive=True)
-                if "update_interval" in n
-                else None,
                 resolve_hold=self.duration(n, "resolve_hold", 0.0) if "resolve_hold" in n else None,
             )
         flap = FlapSettings()

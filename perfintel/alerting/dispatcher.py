@@ -9,14 +9,16 @@ method takes ``now``. ``receive`` records alerts (deduplicated by fingerprint);
 
 Per incident and route (a *thread*) the first message goes out ``group_wait``
 after the incident reached that route; later alerts of the same incident are
-folded into an update at most every ``update_interval``; a still-firing
-unacknowledged incident without an escalation policy is repeated every
-``repeat_interval``; once every alert of the incident has been resolved for
-``resolve_hold`` (``flap_window`` once it flaps) one resolved message goes to
-each thread that announced it. An alert firing again soon after its incident
-resolved re-opens that incident instead of paging anew; a re-opening that lasts
-less than ``resolve_hold`` and comes within ``update_interval`` of the last
-message is never announced.
+updates of the incident, not new pages: an update goes out only when the
+incident gets worse (a higher ``severity`` than announced, at most every
+``group_interval``); a still-firing, unacknowledged, non-flapping incident
+without an escalation policy is repeated every ``repeat_interval``; once every
+alert of the incident has been resolved for the hold time one resolved message
+goes to each thread that announced it. The hold is ``resolve_hold``, doubled at
+each re-opening (hysteresis), the flap window once the incident flaps. An alert
+firing again within the flap window after its incident resolved re-opens it
+instead of paging anew, and the re-opening is announced only if it lasts longer
+than the incident's hold.
 """
 
 from __future__ import annotations
@@ -317,13 +319,15 @@ class NotifyCore:
         )
         if len(young) < 2:
             return
-        target = young[0]
-        for other in young[1:]:
-            if other.opened_at >= since:
+        # the incident that grew most in the window is the cascade; the young others join it
+        target = max(young, key=lambda i: (i.recent_joins(since), -i.opened_at))
+        for other in young:
+            if other is not target and other.opened_at >= since:
                 self._merge(target, other, now)
 
     def _merge(self, target: Incident, other: Incident, now: float) -> None:
         for fp, m in other.members.items():
+            m.link = "storm"  # never the root-cause guess of the incident it joins
             target.members[fp] = m
             rec = self.alerts.get(fp)
             if rec is not None:
@@ -366,7 +370,10 @@ class NotifyCore:
     # -- lifecycle ------------------------------------------------------------------
 
     def _hold(self, inc: Incident) -> float:
-        return self.config.flap_window if inc.flapping else self.config.resolve_hold
+        """Quiet time before resolution: doubles with each re-opening (hysteresis), up to the flap window."""
+        if inc.flapping:
+            return self.config.flap_window
+        return min(self.config.resolve_hold * 2.0 ** min(inc.reopened, 16), self.config.flap_window)
 
     def _lifecycle(self, inc: Incident, now: float) -> None:
         if not inc.is_open:
@@ -484,11 +491,9 @@ class NotifyCore:
             reopened = [e["reopened_at"] for e in inc.timeline if e["kind"] == "reopened"]
             reopen_due = None
             if new and not inc.flapping and reopened and reopened[-1] > thread.last_sent_at:
-                # a re-opening is news once it lasts (or at the next update time)
-                reopen_due = min(
-                    reopened[-1] + self.config.resolve_hold,
-                    thread.last_sent_at + self.config.update_interval(route),
-                )
+                # a re-opening is news only once it outlasts the quiet time the incident
+                # now needs to resolve (which doubles with each re-opening)
+                reopen_due = reopened[-1] + self._hold(inc)
             if (worse and now >= thread.last_sent_at + route.group_interval) or (
                 reopen_due is not None and now >= reopen_due
             ):

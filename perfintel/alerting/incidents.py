@@ -1,8 +1,10 @@
 """Incidents: alerts that belong together, with a root-cause guess and a timeline.
 
 Correlation is a pure function of the open incidents, the new alert and the
-clock. A newly firing alert joins an open incident that was active within the
-correlation window when one of these links holds, strongest first:
+clock. A newly firing alert joins an open incident when one of these links holds,
+strongest first, and it started within the correlation window of the
+incident's last activity (an alert muted meanwhile still belongs to it when it
+surfaces):
 
 1. **labels** — it shares the value of a correlation label (``service``,
    ``host``, ``instance``, ...) with an alert of the incident;
@@ -290,8 +292,16 @@ class Correlator:
         now: float,
         storm: bool = False,
     ) -> Link | None:
-        """How ``alert`` belongs to ``incident``, or None."""
-        if not incident.is_open or now - incident.last_activity > self.window:
+        """How ``alert`` belongs to ``incident``, or None.
+
+        "Close in time" is judged by when the alert *started*: an alert that was
+        muted (inhibited, silenced) while the incident was active still belongs to
+        it when it surfaces later.
+        """
+        if not incident.is_open:
+            return None
+        started = alert.starts_at or now
+        if min(started, now) - incident.last_activity > self.window:
             return None
         labels = dict(alert.labels)
         for name in self.settings.correlate_labels:
@@ -303,7 +313,7 @@ class Correlator:
             return "dependency"
         if self.related is not None and self.related(alert, members):
             return "co-movement"
-        if storm and not incident.flapping:
+        if storm and not incident.flapping and now - incident.last_activity <= self.window:
             return "storm"
         return None
 
@@ -344,8 +354,12 @@ class Correlator:
 
 
 def first_started(members: Mapping[str, Member]) -> str:
-    """The timing guess: the alert that started first (ties: the one that joined first)."""
-    return min(members.values(), key=lambda m: (m.starts_at, m.joined_at)).fingerprint
+    """The timing guess: the alert that started first (ties: the one that joined first).
+
+    Alerts that joined only because of a storm are not candidates while others are.
+    """
+    linked = [m for m in members.values() if m.link != "storm"] or list(members.values())
+    return min(linked, key=lambda m: (m.starts_at, m.joined_at)).fingerprint
 
 
 def title_of(incident: Incident, alerts: Mapping[str, Alert]) -> str:
