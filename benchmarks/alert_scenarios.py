@@ -16,6 +16,7 @@ can be passed to the benchmark (``--generator module:function``).
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -74,7 +75,7 @@ def _flappers(
 def _incident_times(rng: random.Random, n: int) -> list[float]:
     while True:
         times = sorted(rng.uniform(1800, DAY - 4 * 3600) for _ in range(n))
-        if all(b - a > 2.5 * 3600 for a, b in zip(times, times[1:], strict=False)):
+        if all(b - a > 2.5 * 3600 for a, b in itertools.pairwise(times)):
             return times
 
 

@@ -792,9 +792,20 @@ class _Parser:
 
 
 def _line_dict(data: Mapping[str, Any]) -> LineDict:
-    node = LineDict(data)
+    """Plain data (an API body) in the loader's shape, without lines."""
+    node = LineDict({str(k): _lined(v) for k, v in data.items()})
     node.line, node.key_lines = 0, {}
     return node
+
+
+def _lined(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _line_dict(value)
+    if isinstance(value, list):
+        out = LineList(_lined(v) for v in value)
+        out.line, out.item_lines = 0, []
+        return out
+    return value
 
 
 def parse_receiver(

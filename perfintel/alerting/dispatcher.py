@@ -480,7 +480,14 @@ class NotifyCore:
             if not firing:
                 continue
             if thread.last_sent_at is None:
-                if now >= thread.created_at + route.group_wait:
+                paged = inc.threads.get(f"escalation:{thread.receiver}")
+                if paged is not None and paged.last_sent_at is not None:
+                    # the escalation already paged this receiver: its route thread
+                    # carries on from there instead of paging it twice
+                    thread.last_sent_at = paged.last_sent_at
+                    thread.sent_firing |= firing
+                    thread.sent_severity = self._severity(firing)
+                elif now >= thread.created_at + route.group_wait:
                     out.append(self._emit(inc, thread, "firing", now))
                 continue
             if inc.state == "acknowledged" and not thread.acked_sent:

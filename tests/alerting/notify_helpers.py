@@ -1,0 +1,97 @@
+"""Helpers of the notification tests: a fake clock, a real local HTTP receiver, configs."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from perfintel.alerting.model import Alert
+
+T0 = 1_700_000_000.0  # Tuesday 2023-11-14 22:13:20 UTC
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> float:
+        self.t += seconds
+        return self.t
+
+
+def alert(t: float, ends: float | None = None, **labels: str) -> Alert:
+    return Alert.of(labels, starts_at=t, ends_at=t + 300 if ends is None else ends)
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    content_type: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class HttpReceiver:
+    """A real HTTP server on a free port recording every request.
+
+    ``statuses`` is a queue of status codes to answer with first (then 200).
+    """
+
+    requests: list[Request] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    body: bytes = b"ok"
+
+    def __post_init__(self) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                data = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status = owner.statuses.pop(0) if owner.statuses else 200
+                owner.requests.append(
+                    Request(self.path, {k.lower(): v for k, v in self.headers.items()}, data, self.headers.get("content-type", ""))
+                )
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(owner.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+
+def receiver() -> Iterator[HttpReceiver]:
+    r = HttpReceiver()
+    try:
+        yield r
+    finally:
+        r.close()
