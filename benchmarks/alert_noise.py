@@ -277,7 +277,9 @@ def run(generator: str, seed: int, speed: float, step: float, work: Path) -> dic
             )
         firing_at.sort(key=lambda x: x[0])
 
-        def first_notice(members: list[int], since: float) -> float | None:
+        def first_notice(
+            members: list[int], since: float, firing_at: list[tuple[float, set[str]]] = firing_at
+        ) -> float | None:
             fps = {fingerprint(alerts[n]["labels"]) for n in members}
             return next((t for t, f in firing_at if t >= since and f & fps), None)
 
