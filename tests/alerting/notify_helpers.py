@@ -11,6 +11,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from perfintel.alerting.model import Alert
+from tests.conftest import free_port
+
+__all__ = ["T0", "Clock", "HttpReceiver", "alert", "free_port", "receiver"]
 
 T0 = 1_700_000_000.0  # Tuesday 2023-11-14 22:13:20 UTC
 
@@ -64,7 +67,12 @@ class HttpReceiver:
                 data = self.rfile.read(int(self.headers.get("content-length", 0)))
                 status = owner.statuses.pop(0) if owner.statuses else 200
                 owner.requests.append(
-                    Request(self.path, {k.lower(): v for k, v in self.headers.items()}, data, self.headers.get("content-type", ""))
+                    Request(
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        data,
+                        self.headers.get("content-type", ""),
+                    )
                 )
                 self.send_response(status)
                 if status == 429:

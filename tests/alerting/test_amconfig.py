@@ -31,7 +31,9 @@ receivers:
 
 
 def amtool_ok(path: Path) -> bool:
-    out = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        ["amtool", "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
     return out.returncode == 0
 
 
@@ -48,26 +50,62 @@ def test_stock_file_loads_and_amtool_agrees() -> None:
     assert [r.receiver for r in cfg.route.match({"service": "web"})] == ["team-web"]
     assert [r.receiver for r in cfg.route.match({"service": "webx"})] == ["team-default"]
     pager = cfg.receivers["team-pager"]
-    assert [(i.kind, i.send_resolved) for i in pager.integrations] == [("pagerduty", True), ("webhook", False)]
+    assert [(i.kind, i.send_resolved) for i in pager.integrations] == [
+        ("pagerduty", True),
+        ("webhook", False),
+    ]
     assert cfg.route.routes[0].group_wait == 30 and cfg.route.repeat_interval == 4 * 3600
     assert len(cfg.inhibit_rules) == 1 and cfg.inhibit_rules[0].equal == ("service",)
 
 
 BAD = [
     ("unknown key", BASE + "bogus: 1\n", 8, "unknown field 'bogus'"),
-    ("undefined receiver", BASE.replace("receiver: a", "receiver: nope"), 2, "undefined receiver 'nope'"),
-    ("bad duration", BASE.replace("group_by: [alertname]", "group_by: [alertname]\n  group_wait: 5 minutes"), 4, "group_wait"),
-    ("bad matcher", BASE.replace("group_by: [alertname]", "group_by: [alertname]\n  routes:\n    - matchers: ['severity=~\"(\"']\n      receiver: a"), 5, "regular expression"),
+    (
+        "undefined receiver",
+        BASE.replace("receiver: a", "receiver: nope"),
+        2,
+        "undefined receiver 'nope'",
+    ),
+    (
+        "bad duration",
+        BASE.replace("group_by: [alertname]", "group_by: [alertname]\n  group_wait: 5 minutes"),
+        4,
+        "group_wait",
+    ),
+    (
+        "bad matcher",
+        BASE.replace(
+            "group_by: [alertname]",
+            "group_by: [alertname]\n  routes:\n    - matchers: ['severity=~\"(\"']\n      receiver: a",
+        ),
+        5,
+        "regular expression",
+    ),
     ("wildcard mixed", BASE.replace("[alertname]", "['...', alertname]"), 3, "wildcard"),
-    ("undefined interval", BASE.replace("group_by: [alertname]", "group_by: [alertname]\n  routes:\n    - receiver: a\n      mute_time_intervals: [nights]"), 6, "undefined time interval 'nights'"),
+    (
+        "undefined interval",
+        BASE.replace(
+            "group_by: [alertname]",
+            "group_by: [alertname]\n  routes:\n    - receiver: a\n      mute_time_intervals: [nights]",
+        ),
+        6,
+        "undefined time interval 'nights'",
+    ),
     ("duplicate receiver", BASE + "  - name: a\n", 8, "not unique"),
     ("yaml syntax", BASE + "route: [\n", 9, "YAML syntax"),
-    ("webhook without url", BASE.replace("      - url: http://127.0.0.1:1/x", "      - send_resolved: true"), 7, "url"),
+    (
+        "webhook without url",
+        BASE.replace("      - url: http://127.0.0.1:1/x", "      - send_resolved: true"),
+        7,
+        "url",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("name", "text", "line", "reason"), BAD, ids=[b[0] for b in BAD])
-def test_bad_files_name_line_and_reason_and_amtool_refuses_them_too(tmp_path: Path, name: str, text: str, line: int, reason: str) -> None:
+def test_bad_files_name_line_and_reason_and_amtool_refuses_them_too(
+    tmp_path: Path, name: str, text: str, line: int, reason: str
+) -> None:
     path = tmp_path / "alertmanager.yml"
     path.write_text(text)
     with pytest.raises(ConfigFileError) as info:
@@ -89,7 +127,9 @@ def test_root_route_rules() -> None:
 
 def test_receivers_perfintel_does_not_deliver_are_accepted_with_a_warning(tmp_path: Path) -> None:
     path = tmp_path / "am.yml"
-    path.write_text(BASE + "  - name: tg\n    telegram_configs:\n      - bot_token: x\n        chat_id: 1\n")
+    path.write_text(
+        BASE + "  - name: tg\n    telegram_configs:\n      - bot_token: x\n        chat_id: 1\n"
+    )
     cfg = load_config(path)
     assert "tg" in cfg.receivers and any("telegram_configs" in w for w in cfg.warnings)
 
@@ -109,14 +149,22 @@ def test_extensions_in_their_own_file_keep_alertmanager_yml_stock(tmp_path: Path
     assert cfg.incident_window == 900 and cfg.extensions.incidents.dependencies == {"api": ("db",)}
     assert cfg.extensions.flapping.threshold == 4
     pol = cfg.extensions.escalation_policies[0]
-    assert [lv.delay for lv in pol.levels] == [0, 900] and pol.levels[1].receivers == ("oncall-sms",)
+    assert [lv.delay for lv in pol.levels] == [0, 900] and pol.levels[1].receivers == (
+        "oncall-sms",
+    )
     assert cfg.receivers["oncall-sms"].integrations[0].kind == "sms"
     bad = tmp_path / "bad.yml"
-    bad.write_text("escalation_policies:\n  - name: x\n    levels: [{delay: 0s, receivers: [ghost]}]\n")
+    bad.write_text(
+        "escalation_policies:\n  - name: x\n    levels: [{delay: 0s, receivers: [ghost]}]\n"
+    )
     with pytest.raises(ConfigFileError, match="undefined receiver 'ghost'"):
         load_config(am, bad)
     six = tmp_path / "six.yml"
-    six.write_text("escalation_policies:\n  - name: x\n    levels: [" + ", ".join(["{delay: 1m, receivers: [a]}"] * 6) + "]\n")
+    six.write_text(
+        "escalation_policies:\n  - name: x\n    levels: ["
+        + ", ".join(["{delay: 1m, receivers: [a]}"] * 6)
+        + "]\n"
+    )
     with pytest.raises(ConfigFileError, match="1 to 5 levels"):
         load_config(am, six)
 
@@ -127,7 +175,11 @@ def test_matchers_follow_alertmanager() -> None:
     assert parse_matcher("team=ops").matches({"team": "ops"})
     assert parse_matcher('foo=""').matches({})  # a missing label matches the empty string
     ms = parse_matchers('{a="x,y", b!="z", c!~"q.*"}')
-    assert [(x.name, x.op, x.value) for x in ms] == [("a", "=", "x,y"), ("b", "!=", "z"), ("c", "!~", "q.*")]
+    assert [(x.name, x.op, x.value) for x in ms] == [
+        ("a", "=", "x,y"),
+        ("b", "!=", "z"),
+        ("c", "!~", "q.*"),
+    ]
     assert parse_matcher(r'a="say \"hi\""').value == 'say "hi"'
     for bad in ("=x", "a~b", 'a="unterminated', 'a=~"("'):
         with pytest.raises(BadInputError):
@@ -136,7 +188,13 @@ def test_matchers_follow_alertmanager() -> None:
 
 def test_time_intervals() -> None:
     # 2023-11-14 is a Tuesday; 22:13 UTC is 23:13 in Berlin
-    ti = parse_interval({"weekdays": ["monday:friday"], "times": [{"start_time": "09:00", "end_time": "17:00"}], "location": "Europe/Berlin"})
+    ti = parse_interval(
+        {
+            "weekdays": ["monday:friday"],
+            "times": [{"start_time": "09:00", "end_time": "17:00"}],
+            "location": "Europe/Berlin",
+        }
+    )
     assert not ti.contains(1_700_000_000)
     assert ti.contains(1_700_000_000 - 10 * 3600)  # 13:13 Berlin
     assert parse_interval({"days_of_month": ["-17"]}).contains(1_700_000_000)  # the 14th of 30

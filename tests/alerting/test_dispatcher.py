@@ -59,7 +59,11 @@ def keep_firing(core: NotifyCore, alerts: list, t: float) -> None:
 
 def test_a_cascade_is_one_incident_with_one_message_per_receiver_and_singles_stay_apart() -> None:
     core = NotifyCore(parse_config(CONFIG.split("perfintel:")[0]))
-    cascade = [alert(T0 + i * 20, alertname=name, service=f"svc{i}", instance=f"svc{i}:1") for i in range(12) for name in ("HighErrorRate", "HighLatency")]
+    cascade = [
+        alert(T0 + i * 20, alertname=name, service=f"svc{i}", instance=f"svc{i}:1")
+        for i in range(12)
+        for name in ("HighErrorRate", "HighLatency")
+    ]
     notes: list[Notification] = []
     for i in range(0, 24, 2):  # two new alerts every 20 s
         t = T0 + (i // 2) * 20
@@ -73,7 +77,9 @@ def test_a_cascade_is_one_incident_with_one_message_per_receiver_and_singles_sta
     lone = alert(t, alertname="CertExpiring", service="billing", instance="billing:1")
     core.receive([lone], t)
     later = run(core, t, t + 60)
-    assert [(n.kind, len(n.alerts), n.alerts[0].labels["alertname"]) for n in later] == [("firing", 1, "CertExpiring")]
+    assert [(n.kind, len(n.alerts), n.alerts[0].labels["alertname"]) for n in later] == [
+        ("firing", 1, "CertExpiring")
+    ]
     assert core.alerts[lone.fingerprint].incident != core.alerts[cascade[0].fingerprint].incident
 
 
@@ -87,7 +93,9 @@ def test_group_wait_then_resolved_after_the_hold() -> None:
     # resolved at T0+120; the hold (2 x group_interval) delays the resolved message
     assert run(core, T0 + 35, T0 + 120 + 595) == []
     done = run(core, T0 + 120 + 600, T0 + 120 + 605)
-    assert [n.kind for n in done] == ["resolved"] and core.incidents[first[0].incident_id].state == "resolved"
+    assert [n.kind for n in done] == ["resolved"] and core.incidents[
+        first[0].incident_id
+    ].state == "resolved"
     assert done[0].key != first[0].key
 
 
@@ -149,7 +157,10 @@ def test_escalation_climbs_until_acknowledged_and_ends_on_resolve() -> None:
     core.resolve_incident(inc_id, "alice", T0 + 41 * 60)
     end = run(core, T0 + 41 * 60, T0 + 42 * 60)
     assert {(n.kind, n.receiver) for n in end} == {("resolved", "pager"), ("resolved", "lead")}
-    assert core.incidents[inc_id].escalation is not None and core.incidents[inc_id].escalation.stopped == "acknowledged"
+    assert (
+        core.incidents[inc_id].escalation is not None
+        and core.incidents[inc_id].escalation.stopped == "acknowledged"
+    )
 
 
 def test_unacknowledged_escalation_reaches_the_last_level() -> None:
@@ -159,7 +170,11 @@ def test_unacknowledged_escalation_reaches_the_last_level() -> None:
     for k in range(0, 30 * 60, 60):
         keep_firing(core, [crit], T0 + k)
         notes += run(core, T0 + k, T0 + k + 55)
-    assert [(n.receiver, n.level) for n in notes if n.kind == "escalation"] == [("pager", 1), ("lead", 2), ("manager", 3)]
+    assert [(n.receiver, n.level) for n in notes if n.kind == "escalation"] == [
+        ("pager", 1),
+        ("lead", 2),
+        ("manager", 3),
+    ]
     inc = core.incidents[notes[0].incident_id]
     assert inc.escalation is not None and inc.escalation.stopped == "exhausted"
     assert [e["kind"] for e in inc.timeline].count("escalated") == 3

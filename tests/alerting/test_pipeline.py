@@ -33,7 +33,13 @@ receivers:
 
 
 def make(url: str, clock: Clock, channel: RecordingChannel) -> Pipeline:
-    p = Pipeline(open_database(url), parse_config(CONFIG), clock=clock, channels={"webhook": channel}, background=False)
+    p = Pipeline(
+        open_database(url),
+        parse_config(CONFIG),
+        clock=clock,
+        channels={"webhook": channel},
+        background=False,
+    )
     p.start()
     return p
 
@@ -58,7 +64,9 @@ def test_restart_keeps_firing_alerts_and_does_not_notify_again(database_url: str
 
     ch2 = RecordingChannel()
     p2 = make(database_url, clock, ch2)
-    assert a.fingerprint in p2.core.alerts and not p2.core.alerts[a.fingerprint].alert.resolved(clock.t)
+    assert a.fingerprint in p2.core.alerts and not p2.core.alerts[a.fingerprint].alert.resolved(
+        clock.t
+    )
     inc = p2.core.alerts[a.fingerprint].incident
     assert inc is not None and p2.core.incidents[inc].state == "open"
     drive(p2, clock, 600)
@@ -66,7 +74,9 @@ def test_restart_keeps_firing_alerts_and_does_not_notify_again(database_url: str
     # resolve: one resolved message, to the integration with send_resolved only
     p2.send([replace(a, ends_at=clock.t)])
     drive(p2, clock, 700)
-    assert [(m.notification.kind, s["url"]) for m, s in ch2.messages] == [("resolved", "http://127.0.0.1:1/ops")]
+    assert [(m.notification.kind, s["url"]) for m, s in ch2.messages] == [
+        ("resolved", "http://127.0.0.1:1/ops")
+    ]
     assert not ({m.idempotency_key for m, _ in ch2.messages} & keys)
     log = p2.store.log()
     assert [r.status for r in log] == ["sent"] * 3
@@ -96,7 +106,19 @@ def test_outbox_retries_5xx_and_429_not_other_4xx(database_url: str) -> None:
 
 def test_outbox_row_is_unique_on_its_idempotency_key(database_url: str) -> None:
     engine = open_database(database_url)
-    row = {"key": "k:webhook[0]", "notification_key": "k", "receiver": "r", "integration": "webhook[0]", "incident_id": "i", "kind": "firing", "status": "pending", "attempts": 0, "next_attempt_at": 0.0, "created_at": 0.0, "payload": {}}
+    row = {
+        "key": "k:webhook[0]",
+        "notification_key": "k",
+        "receiver": "r",
+        "integration": "webhook[0]",
+        "incident_id": "i",
+        "kind": "firing",
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+        "created_at": 0.0,
+        "payload": {},
+    }
     with engine.begin() as conn:
         conn.execute(outbox.insert(), row)
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
@@ -108,7 +130,15 @@ def test_receivers_and_policies_through_the_api_survive_a_restart(database_url: 
     clock, ch = Clock(), RecordingChannel()
     p = make(database_url, clock, ch)
     p.put_receiver({"name": "lead", "webhook_configs": [{"url": "http://127.0.0.1:1/lead"}]})
-    p.put_policy({"name": "all", "levels": [{"delay": "0s", "receivers": ["ops"]}, {"delay": "5m", "receivers": ["lead"]}]})
+    p.put_policy(
+        {
+            "name": "all",
+            "levels": [
+                {"delay": "0s", "receivers": ["ops"]},
+                {"delay": "5m", "receivers": ["lead"]},
+            ],
+        }
+    )
     with pytest.raises(BadInputError, match="undefined receiver"):
         p.put_policy({"name": "bad", "levels": [{"delay": "0s", "receivers": ["ghost"]}]})
     with pytest.raises(BadInputError, match="configuration file"):
@@ -122,7 +152,11 @@ def test_receivers_and_policies_through_the_api_survive_a_restart(database_url: 
     for _ in range(80):
         p2.send([alert(T0, ends=clock.t + 300, alertname="Y")])
         drive(p2, clock, 5)
-    levels = [(m.notification.receiver, m.notification.level) for m, _ in ch.messages if m.notification.kind == "escalation"]
+    levels = [
+        (m.notification.receiver, m.notification.level)
+        for m, _ in ch.messages
+        if m.notification.kind == "escalation"
+    ]
     assert levels == [("ops", 1), ("ops", 1), ("lead", 2)]  # ops has two integrations
     analytics = p2.store.analytics(T0 - 10, clock.t + 10)
     assert analytics["incidents"] == 1 and analytics["notificationsPerIncident"]["total"] == 3

@@ -9,6 +9,7 @@ idempotency key, so a repeat after a crash threads as the same mail.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -19,6 +20,10 @@ from typing import Any
 from perfintel.alerting.channels.base import ChannelContext, DeliveryError, Message, secret
 
 
+def message_id(key: str) -> str:
+    return "<" + re.sub(r"[^A-Za-z0-9.-]", ".", key) + "@perfintel>"
+
+
 def build_email(message: Message, settings: Mapping[str, Any], sender: str) -> EmailMessage:
     mail = EmailMessage()
     headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()}
@@ -26,7 +31,7 @@ def build_email(message: Message, settings: Mapping[str, Any], sender: str) -> E
     mail["From"] = headers.pop("From", None) or sender
     mail["To"] = headers.pop("To", None) or str(settings["to"])
     mail["Date"] = formatdate(localtime=False)
-    mail["Message-ID"] = f"<{message.idempotency_key}@perfintel>"
+    mail["Message-ID"] = message_id(message.idempotency_key)
     mail["X-Perfintel-Incident"] = message.notification.incident_id
     for k, v in headers.items():
         mail[k] = v

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from perfintel.alerting.channels.base import ChannelContext, DeliveryError, Message, post, secret
+from perfintel.alerting.incidents import severity_rank
+from perfintel.alerting.notification import Notification
 
 _SEVERITIES = {"critical", "error", "warning", "info"}
 
@@ -32,7 +34,7 @@ def pagerduty_payload(
     if action != "trigger":
         return body
     common = n.common_labels
-    severity = str(settings.get("severity") or common.get("severity") or "error").lower()
+    severity = str(settings.get("severity") or _worst(n) or "error").lower()
     if severity not in _SEVERITIES:
         severity = {"page": "critical", "high": "error", "warn": "warning", "low": "info"}.get(
             severity, "error"
@@ -67,6 +69,13 @@ def pagerduty_payload(
     if links:
         body["links"] = links
     return body
+
+
+def _worst(n: Notification) -> str:
+    """The highest ``severity`` label among the alerts (the incident is as bad as its worst)."""
+    labels = [a.labels for a in n.firing] or [a.labels for a in n.alerts]
+    worst = max(labels, key=severity_rank, default={})
+    return worst.get("severity", "")
 
 
 def _iso(ts: float) -> str:
