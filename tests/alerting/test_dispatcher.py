@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from notify_helpers import T0, alert
+
 from perfintel.alerting.amconfig import parse_config
 from perfintel.alerting.dispatcher import NotifyCore
 from perfintel.alerting.matchers import parse_matcher
 from perfintel.alerting.notification import Notification
 from perfintel.alerting.silences import new_silence
-
-from notify_helpers import T0, alert
 
 CONFIG = """\
 route:

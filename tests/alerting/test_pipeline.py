@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
+from notify_helpers import T0, Clock, alert
 
 from perfintel.alerting.amconfig import parse_config
 from perfintel.alerting.channels.base import DeliveryError
@@ -14,8 +15,6 @@ from perfintel.alerting.pipeline import Pipeline
 from perfintel.alerting.state.database import open_database
 from perfintel.alerting.state.notify_tables import outbox
 from perfintel.errors import BadInputError
-
-from notify_helpers import T0, Clock, alert
 
 CONFIG = """\
 route:
