@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
+
+import httpx
 
 from perfintel.alerting.model import Alert
 from tests.conftest import free_port
 
-__all__ = ["T0", "Clock", "HttpReceiver", "alert", "free_port", "receiver"]
+__all__ = ["T0", "Clock", "HttpReceiver", "alert", "free_port", "process", "receiver", "wait_for"]
 
 T0 = 1_700_000_000.0  # Tuesday 2023-11-14 22:13:20 UTC
 
@@ -103,3 +109,41 @@ def receiver() -> Iterator[HttpReceiver]:
         yield r
     finally:
         r.close()
+
+
+@contextlib.contextmanager
+def process(args: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real server process (Prometheus, vmalert, ...) that answers ``ready_url`` with 200."""
+    proc = subprocess.Popen(args, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[0]} not ready: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
