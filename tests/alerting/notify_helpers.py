@@ -46,6 +46,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     content_type: str
+    status: int = 200
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -63,6 +64,7 @@ class HttpReceiver:
 
     requests: list[Request] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    by_path: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer first
     body: bytes = b"ok"
 
     def __post_init__(self) -> None:
@@ -71,7 +73,8 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("content-length", 0)))
-                status = owner.statuses.pop(0) if owner.statuses else 200
+                queue = owner.by_path.get(self.path) or owner.statuses
+                status = queue.pop(0) if queue else 200
                 owner.requests.append(
                     Request(
                         self.path,

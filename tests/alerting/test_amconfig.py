@@ -200,3 +200,17 @@ def test_time_intervals() -> None:
     assert parse_interval({"days_of_month": ["-17"]}).contains(1_700_000_000)  # the 14th of 30
     assert parse_interval({"months": ["november"], "years": ["2023:2024"]}).contains(1_700_000_000)
     assert not parse_interval({"weekdays": ["saturday", "sunday"]}).contains(1_700_000_000)
+
+
+def test_cli_check_config(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from perfintel.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["alerts", "check-config", str(STOCK)])
+    assert ok.exit_code == 0 and "SUCCESS" in ok.stdout and "4 receivers" in ok.stdout
+    bad = tmp_path / "am.yml"
+    bad.write_text(BASE.replace("receiver: a", "receiver: ghost"))
+    res = runner.invoke(app, ["alerts", "check-config", str(bad)])
+    assert res.exit_code == 1 and "undefined receiver 'ghost'" in res.output and ":2:" in res.output
