@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -26,7 +26,7 @@ def _client(url: str, token: str | None) -> httpx.Client:
     return httpx.Client(base_url=url, headers=headers, timeout=30)
 
 
-def _check(r: httpx.Response) -> dict:  # type: ignore[type-arg]
+def _check(r: httpx.Response) -> dict[str, Any]:
     if r.status_code >= 400:
         try:
             message = r.json().get("error", r.text)
@@ -34,7 +34,8 @@ def _check(r: httpx.Response) -> dict:  # type: ignore[type-arg]
             message = r.text
         console.print(f"[red]error:[/red] HTTP {r.status_code}: {message}")
         raise typer.Exit(1)
-    return r.json() if r.content else {}  # type: ignore[no-any-return]
+    data: dict[str, Any] = r.json() if r.content else {}
+    return data
 
 
 @alerts_app.command("check-config")

@@ -322,7 +322,8 @@ class NotifyCore:
         # the incident that grew most in the window is the cascade; the young others join it
         target = max(young, key=lambda i: (i.recent_joins(since), -i.opened_at))
         for other in young:
-            if other is not target and other.opened_at >= since:
+            same_symptom = bool(other.alertnames & target.alertnames)
+            if other is not target and other.opened_at >= since and same_symptom:
                 self._merge(target, other, now)
 
     def _merge(self, target: Incident, other: Incident, now: float) -> None:
@@ -335,6 +336,7 @@ class NotifyCore:
                 self.changes.alerts.add(fp)
         target.labels_index |= other.labels_index
         target.services |= other.services
+        target.alertnames |= other.alertnames
         target.last_activity = max(target.last_activity, other.last_activity)
         for key, t in other.threads.items():
             mine = target.threads.get(key)

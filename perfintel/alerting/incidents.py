@@ -14,10 +14,12 @@ surfaces):
 3. **co-movement** — a ``Relatedness`` hook (the analysis package's "moved
    with it" test on the alerts' series) says so;
 4. **storm** — at least ``storm_alerts`` alerts joined incidents within the
-   window: a cascade is under way, and an alert starting in the middle of it is
-   far more likely part of it than a coincidence. It joins the (non-flapping)
-   incident that grew most in the window; an incident opened during a storm
-   that has not yet notified anyone is merged into the older one.
+   window: a cascade is under way, and an alert with the same symptom (an
+   ``alertname`` the incident already has) starting in the middle of it is far
+   more likely part of it than a coincidence. It joins the (non-flapping)
+   incident that grew most in the window; young incidents of the same symptoms
+   opened during the storm are merged into it. An alert with a symptom of its
+   own is never absorbed by a storm: unrelated single alerts are each notified.
 
 Otherwise the alert opens a new incident. An alert of an open incident that
 resolves and fires again is a *flip*; ``threshold`` flips within the flap
@@ -139,6 +141,7 @@ class Incident:
     escalation: Escalation | None = None
     labels_index: set[tuple[str, str]] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
+    alertnames: set[str] = field(default_factory=set)
 
     @property
     def is_open(self) -> bool:
@@ -190,6 +193,7 @@ class Incident:
             },
             "labels_index": sorted([list(p) for p in self.labels_index]),
             "services": sorted(self.services),
+            "alertnames": sorted(self.alertnames),
         }
 
     @classmethod
@@ -217,6 +221,7 @@ class Incident:
             else Escalation(esc["policy"], esc["level"], esc["next_at"], esc["stopped"]),
             labels_index={(a, b) for a, b in d["labels_index"]},
             services=set(d["services"]),
+            alertnames=set(d.get("alertnames", [])),
         )
         return inc
 
@@ -313,7 +318,12 @@ class Correlator:
             return "dependency"
         if self.related is not None and self.related(alert, members):
             return "co-movement"
-        if storm and not incident.flapping and now - incident.last_activity <= self.window:
+        if (
+            storm
+            and not incident.flapping
+            and now - incident.last_activity <= self.window
+            and labels.get("alertname", "") in incident.alertnames
+        ):
             return "storm"
         return None
 
@@ -350,6 +360,7 @@ class Correlator:
         service = labels.get(self.settings.service_label)
         if service:
             incident.services.add(service)
+        incident.alertnames.add(labels.get("alertname", ""))
         incident.log(now, "alert", f"{alert.name or fp} joined ({link})", fingerprint=fp)
 
 

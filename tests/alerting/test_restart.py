@@ -7,10 +7,9 @@ from collections import defaultdict
 from pathlib import Path
 
 import httpx
+from notify_helpers import HttpReceiver, wait_for
 
 from tests.conftest import start_server
-
-from notify_helpers import HttpReceiver, receiver, wait_for
 
 AM_YML = """\
 route:
@@ -42,8 +41,7 @@ escalation_policies:
 def test_sigkill_mid_escalation_loses_nothing_and_repeats_carry_the_same_key(
     tmp_path: Path,
 ) -> None:
-    gen = receiver()
-    hook: HttpReceiver = next(gen)
+    hook = HttpReceiver()
     cfg, ext = tmp_path / "alertmanager.yml", tmp_path / "perfintel.yml"
     cfg.write_text(AM_YML.format(url=hook.url))
     ext.write_text(EXTENSIONS)
@@ -82,10 +80,7 @@ def test_sigkill_mid_escalation_loses_nothing_and_repeats_carry_the_same_key(
         time.sleep(3)  # nothing else should come
     finally:
         server.stop()
-        try:
-            next(gen)
-        except StopIteration:
-            pass
+        hook.close()
     delivered: dict[str, set[str]] = defaultdict(set)
     attempts: dict[str, set[str]] = defaultdict(set)
     for r in hook.requests:
