@@ -260,3 +260,65 @@ def test_real_prometheus_and_vmalert_send_their_alerts_to_perfintel(
             30,
             "webhook notifications",
         )
+
+
+def test_incidents_api_and_the_signed_acknowledge_link(
+    app_client: TestClient, hook: HttpReceiver
+) -> None:
+    assert (
+        app_client.post(
+            "/api/v2/alerts", json=[{"labels": {"alertname": "Pager", "service": "db"}}]
+        ).status_code
+        == 200
+    )
+    wait_for(lambda: hook.requests, 15, "the first notification")
+    body = hook.requests[0].json()
+    ack_url = body["incident"]["ackURL"]
+    inc_id = body["incident"]["id"]
+    path = ack_url.split("://", 1)[1].split("/", 1)[1]
+    assert app_client.get("/" + path).status_code == 200  # a confirmation page, no side effect
+    assert app_client.get(f"/api/v1/incidents/{inc_id}").json()["data"]["state"] == "open"
+    forged = "/" + path[:-4] + "0000"
+    r = app_client.post(forged)
+    assert r.status_code == 401 and "not valid" in r.json()["error"]
+    tampered = "/" + path.replace("expires=", "expires=1")  # a later expiry, the old signature
+    assert app_client.post(tampered).status_code == 401
+    assert app_client.post("/" + path).status_code == 200
+    inc = app_client.get(f"/api/v1/incidents/{inc_id}").json()["data"]
+    assert inc["state"] == "acknowledged" and inc["acknowledgedBy"] == "signed link"
+    assert [e["kind"] for e in inc["timeline"]][:2] == ["alert", "notified"]
+    assert (
+        app_client.post(f"/api/v1/incidents/{inc_id}/resolve", json={"by": "bob"}).json()["data"][
+            "state"
+        ]
+        == "resolved"
+    )
+    assert app_client.post("/api/v1/incidents/nope/acknowledge").status_code == 404
+    listed = app_client.get("/api/v1/incidents").json()["data"]
+    assert [i["id"] for i in listed] == [inc_id]
+    log = app_client.get("/api/v1/alerting/notifications").json()["data"]
+    assert log and all(row["idempotencyKey"] for row in log)
+    stats = app_client.get("/api/v1/alerting/analytics").json()["data"]
+    assert stats["incidents"] == 1 and stats["timeToAcknowledge"]["count"] == 1
+    assert (
+        app_client.get("/api/v1/alerting/receivers").json()["data"][0]["integrations"][0][
+            "settings"
+        ]["url"]
+        == "<secret>"
+    )
+
+
+def test_signed_links_expire() -> None:
+    from perfintel.alerting.signing import ack_url, signature, verify
+    from perfintel.errors import AuthError
+
+    url = ack_url("http://pi/", b"k", "inc1", 1000)
+    assert (
+        url
+        == f"http://pi/api/v1/incidents/inc1/ack?expires=1000&sig={signature(b'k', 'inc1', 1000)}"
+    )
+    verify(b"k", "inc1", 1000, signature(b"k", "inc1", 1000), now=999)
+    with pytest.raises(AuthError, match="expired"):
+        verify(b"k", "inc1", 1000, signature(b"k", "inc1", 1000), now=1001)
+    with pytest.raises(AuthError, match="not valid"):
+        verify(b"k", "inc2", 1000, signature(b"k", "inc1", 1000), now=999)
