@@ -371,9 +371,20 @@ class Pipeline:
             self._load_objects()
 
 
-def start_pipeline(settings: Any, clock: Callable[[], float] = time.time) -> Pipeline:
-    """Build and start the pipeline from the settings (call ``install_sighup`` on the main thread)."""
-    pipeline = Pipeline.from_settings(settings, clock=clock)
+def start_pipeline(
+    settings: Any,
+    clock: Callable[[], float] = time.time,
+    *,
+    related: Relatedness | None = None,
+    root_cause: RootCauseHook | None = None,
+) -> Pipeline:
+    """Build and start the pipeline from the settings (call ``install_sighup`` on the main thread).
+
+    ``related`` and ``root_cause`` are the analysis hooks (series that move
+    together, which series changed first); without them incidents use labels,
+    dependencies, storms and alert timing.
+    """
+    pipeline = Pipeline.from_settings(settings, clock=clock, related=related, root_cause=root_cause)
     pipeline.start()
     return pipeline
 
