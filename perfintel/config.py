@@ -256,6 +256,34 @@ class AlertingSettings(_Section):
         "http://127.0.0.1:9470",
         description="perfintel's URL as users reach it: links in notifications point here.",
     )
+    notify_extensions: Path | None = Field(
+        None,
+        description="A YAML file with perfintel's notification extensions (incidents, flapping, "
+        "escalation_policies, SMS receivers, templates), so alertmanager.yml stays valid for "
+        "Alertmanager itself; the same keys may instead sit under `perfintel:` in alertmanager.yml.",
+    )
+    signing_key: str | None = Field(
+        None,
+        description="Secret for the HMAC-signed acknowledge links in notifications; default: a "
+        "random key kept in the alerting database.",
+    )
+    max_alerts: int = Field(
+        100_000,
+        gt=0,
+        description="Most alerts the notification pipeline holds; POST /api/v2/alerts beyond it "
+        "gets HTTP 429.",
+    )
+    delivery_workers: int = Field(
+        4, gt=0, description="Notifications delivered in parallel by the outbox worker."
+    )
+    delivery_timeout: Duration = Field(
+        10.0, description="Timeout of one notification delivery (HTTP request or SMTP session)."
+    )
+    delivery_max_age: Duration = Field(
+        86400.0,
+        description="How long a notification that fails with a retryable error (network, 5xx, "
+        "429) is retried before it is marked failed.",
+    )
 
 
 class Settings(BaseSettings):

@@ -17,6 +17,17 @@ class ConfigError(PerfintelError):
     """A setting is missing or invalid; the message names the setting."""
 
 
+class ConfigFileError(ConfigError):
+    """A configuration file (``alertmanager.yml``, a rule file) is invalid at ``path:line``."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+        self.path = path
+        self.line = line
+        self.reason = reason
+
+
 class BadInputError(PerfintelError):
     """Client input that cannot be used (maps to HTTP 400)."""
 

@@ -22,7 +22,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perfintel import __version__
 from perfintel.analysis.anomaly import kernel
-from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
+from perfintel.api import (
+    alertmanager,
+    anomalies,
+    errors,
+    incidents,
+    ingest,
+    performance,
+    prometheus,
+    series,
+)
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import MetricMetadata, SampleBatch
@@ -90,6 +99,11 @@ def create_app(
             )
             await run_in_threadpool(anomaly.start)
             app.state.anomaly = anomaly
+        if settings.alerting.enabled:  # the notification pipeline (perfintel.alerting.pipeline)
+            from perfintel.alerting.pipeline import install_sighup, start_pipeline
+
+            app.state.notify = await run_in_threadpool(start_pipeline, settings, clock)
+            install_sighup(app.state.notify)
         tasks: list[asyncio.Task[None]] = []
         scraper: Scraper | None = None
         if collectors:
@@ -128,6 +142,9 @@ def create_app(
             if app.state.anomaly is not None:  # drains its queue and saves its state
                 await run_in_threadpool(app.state.anomaly.close)
                 app.state.anomaly = None
+            if app.state.notify is not None:
+                await run_in_threadpool(app.state.notify.close)
+                app.state.notify = None
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
@@ -141,6 +158,7 @@ def create_app(
     app.state.settings = settings
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
+    app.state.notify = None  # the notification Pipeline (an AlertSink) while running
     app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
     app.state.metrics = ServiceMetrics(Registry())
     q = settings.query
@@ -157,6 +175,8 @@ def create_app(
     app.include_router(performance.router)
     app.include_router(anomalies.router)
     app.include_router(prometheus.router)
+    app.include_router(alertmanager.router)
+    app.include_router(incidents.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,212 @@
+"""Alert scenarios for ``alert_noise.py``: 24 hours of cascading incidents, flapping and singles.
+
+A generator is ``fn(seed: int) -> list[dict]``; each dict is one alert:
+``{"labels": {...}, "episodes": [[start_s, end_s], ...], "group": "incident:N" | "flap" |
+"single"}`` with times in scenario seconds from 0 to 86,400. Any function of that shape
+can be passed to the benchmark (``--generator module:function``).
+
+- ``cascade``: 72 services in six tiers, each depending on one to three services of the
+  tier below; an incident starts at a low-tier service and spreads to its dependents
+  minute by minute (several alert names and instances per service, >= 100 firings),
+  plus slow and fast flappers and five unrelated single alerts at random times.
+- ``zone_outage``: a different shape on purpose: 80 services in three zones; an
+  incident takes a zone down within about two minutes (instance, latency and error
+  alerts together), slower flappers, and singles placed inside incident windows too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+DAY = 86_400.0
+CASCADE_NAMES = [
+    "HighLatency",
+    "HighErrorRate",
+    "PodCrashLooping",
+    "QueueBacklog",
+    "SaturationCPU",
+    "UpstreamTimeouts",
+]
+SINGLE_NAMES = [
+    "CertificateExpiringSoon",
+    "BackupJobFailed",
+    "NTPClockSkew",
+    "RAIDDegraded",
+    "LicenseExpiring",
+    "DNSResolutionSlow",
+]
+
+
+def _flappers(
+    rng: random.Random,
+    services: list[str],
+    n: int,
+    on: tuple[float, float],
+    off: tuple[float, float],
+) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        svc = rng.choice(services)
+        start = rng.uniform(0, DAY * 0.3)
+        stop = min(DAY - 3600, start + rng.uniform(6 * 3600, DAY))
+        episodes = []
+        t = start
+        while t < stop:
+            length = rng.uniform(*on)
+            episodes.append([t, t + length])
+            t += length + rng.uniform(*off)
+        out.append(
+            {
+                "labels": {
+                    "alertname": "DiskLatencyHigh",
+                    "service": svc,
+                    "instance": f"{svc}-disk-{i}",
+                    "severity": "warning",
+                },
+                "episodes": episodes,
+                "group": "flap",
+            }
+        )
+    return out
+
+
+def _incident_times(rng: random.Random, n: int) -> list[float]:
+    while True:
+        times = sorted(rng.uniform(1800, DAY - 4 * 3600) for _ in range(n))
+        if all(b - a > 2.5 * 3600 for a, b in itertools.pairwise(times)):
+            return times
+
+
+def cascade(seed: int = 1) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    tiers = [[f"svc-{t}{i}" for i in range(12)] for t in range(6)]
+    services = [s for tier in tiers for s in tier]
+    dependents: dict[str, list[str]] = {s: [] for s in services}
+    for t in range(1, 6):
+        for s in tiers[t]:
+            for dep in rng.sample(tiers[t - 1], rng.randint(1, 3)):
+                dependents[dep].append(s)
+    alerts: list[dict[str, Any]] = []
+    for k, t0 in enumerate(_incident_times(rng, 3)):
+        root = rng.choice(tiers[0] + tiers[1])
+        duration = rng.uniform(40, 100) * 60
+        delay = {root: 0.0}
+        queue = [root]
+        while queue:
+            s = queue.pop(0)
+            for d in dependents[s]:
+                if d not in delay and rng.random() < 0.95:
+                    delay[d] = delay[s] + rng.uniform(30, 240)
+                    queue.append(d)
+        firings = 0
+        extra = 0
+        while firings < 110:
+            firings = 0
+            batch = []
+            for s, d in sorted(delay.items(), key=lambda kv: kv[1]):
+                names = rng.sample(CASCADE_NAMES, 2 + (extra > 0) + (s == root))
+                for name in names:
+                    for inst in range(1 + rng.randint(0, 1 + extra)):
+                        start = t0 + d + rng.uniform(0, 90)
+                        end = t0 + duration + rng.uniform(-300, 600)
+                        episodes = [[start, end]]
+                        if rng.random() < 0.1:  # re-fires once during the incident
+                            mid = start + (end - start) / 2
+                            episodes = [[start, mid], [mid + 240, end]]
+                        sev = "critical" if s == root or rng.random() < 0.15 else "warning"
+                        batch.append(
+                            {
+                                "labels": {
+                                    "alertname": name,
+                                    "service": s,
+                                    "instance": f"{s}-{inst}",
+                                    "severity": sev,
+                                    "cluster": "prod-eu",
+                                    "team": f"team-{s[4]}",
+                                },
+                                "episodes": episodes,
+                                "group": f"incident:{k}",
+                            }
+                        )
+                        firings += len(episodes)
+            extra += 1
+        alerts.extend(batch)
+    alerts.extend(_flappers(rng, services, 3, (180, 480), (180, 900)))
+    alerts.extend(_flappers(rng, services, 2, (300, 900), (600, 2400)))
+    for i, name in enumerate(rng.sample(SINGLE_NAMES, 5)):
+        start = rng.uniform(600, DAY - 3 * 3600)
+        svc = rng.choice(services)
+        alerts.append(
+            {
+                "labels": {
+                    "alertname": name,
+                    "service": svc,
+                    "instance": f"{svc}-x{i}",
+                    "severity": rng.choice(["warning", "critical"]),
+                    "cluster": "prod-eu",
+                    "team": "team-ops",
+                },
+                "episodes": [[start, start + rng.uniform(1200, 5400)]],
+                "group": "single",
+            }
+        )
+    return alerts
+
+
+def zone_outage(seed: int = 2) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    zones = ["z-a", "z-b", "z-c"]
+    services = [f"app{i:02d}" for i in range(80)]
+    placement = {s: rng.sample(zones, 2) for s in services}
+    alerts: list[dict[str, Any]] = []
+    windows = []
+    for k, t0 in enumerate(_incident_times(rng, 4)):
+        zone = zones[k % 3]
+        duration = rng.uniform(20, 70) * 60
+        windows.append((t0, t0 + duration))
+        hit = [s for s in services if zone in placement[s]]
+        count = 0
+        for s in hit:
+            for name in ("InstanceDown", "HighLatencyP99", "Http5xxRate"):
+                if name != "InstanceDown" and rng.random() < 0.3:
+                    continue
+                start = t0 + rng.uniform(0, 150)
+                alerts.append(
+                    {
+                        "labels": {
+                            "alertname": name,
+                            "job": s,
+                            "instance": f"{s}.{zone}:9100",
+                            "zone": zone,
+                            "severity": "page" if name == "InstanceDown" else "ticket",
+                        },
+                        "episodes": [[start, t0 + duration + rng.uniform(0, 300)]],
+                        "group": f"incident:{k}",
+                    }
+                )
+                count += 1
+        assert count >= 100, count
+    alerts.extend(_flappers(rng, services, 6, (120, 600), (600, 3000)))
+    for i, name in enumerate(rng.sample(SINGLE_NAMES, 5)):
+        if i < 2:  # inside an incident window
+            a, b = windows[i]
+            start = rng.uniform(a, b)
+        else:
+            start = rng.uniform(600, DAY - 3 * 3600)
+        s = rng.choice(services)
+        alerts.append(
+            {
+                "labels": {
+                    "alertname": name,
+                    "job": s,
+                    "instance": f"{s}.ops:9100",
+                    "zone": "z-ops",
+                    "severity": "ticket",
+                },
+                "episodes": [[start, start + rng.uniform(900, 3600)]],
+                "group": "single",
+            }
+        )
+    return alerts
