@@ -12,8 +12,8 @@ from perfintel.analysis.anomaly import (
     EnsembleConfig,
     LevelShift,
     SeasonalBaseline,
-    kernel,
 )
+from perfintel.evaluation.nab import stream_series
 from perfintel.evaluation.nab_cv import Family, Series
 
 
@@ -37,11 +37,7 @@ def _ensemble(p: Mapping[str, float]) -> Ensemble:
 
 
 def _run_ensemble(p: Mapping[str, float], series: Sequence[Series]) -> list[np.ndarray]:
-    out = []
-    for ts, x in series:
-        model = _ensemble(p)
-        out.append(kernel.run(model, model.new_state(1), 0, ts, x)["score"])
-    return out
+    return [o["score"] for o in stream_series(_ensemble(p), list(series))]
 
 
 ENSEMBLE_V1 = Family(

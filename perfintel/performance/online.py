@@ -30,8 +30,9 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 * ``states`` — uint8 matrix, one row per series: ``OnlineRunner.get_state`` bytes
   (``Detector.get_state`` format, all of equal length for one model).
 
-A file that cannot be read, or was written by another model, is logged and
-ignored (the detector then learns again from scratch).
+A file that cannot be read, was written by another model or by an earlier
+detector version (format 1), is logged and ignored (the detector then learns
+again from scratch).
 
 Thread-safety: ``submit``, ``wait_idle`` and ``close`` may be called from any
 thread; the runner, the series map and the state file belong to the worker.
@@ -65,7 +66,9 @@ OUTPUT_NAMES = ("anomaly_score", "yhat", "yhat_lower", "yhat_upper")
 #: Label naming the source metric of a model output.
 FOR_LABEL = "for"
 STATE_FILE = "anomaly_state.npz"
-FORMAT_VERSION = 1
+#: 2: the detector's state layout of the single compiled implementation; files of
+#: format 1 (the earlier detector) are discarded with a log line at start-up.
+FORMAT_VERSION = 2
 
 _EXCLUDED = -1
 _REFUSED = -2
@@ -372,8 +375,14 @@ class OnlineAnomalyDetection:
             return 0
         try:
             with np.load(self.state_path, allow_pickle=False) as z:
-                if int(z["format"][0]) != FORMAT_VERSION:
-                    raise ValueError(f"unknown format {int(z['format'][0])}")
+                version = int(z["format"][0])
+                if version < FORMAT_VERSION:
+                    raise ValueError(
+                        f"it was saved by an earlier detector version (format {version}); "
+                        "the detector learns again from scratch"
+                    )
+                if version != FORMAT_VERSION:
+                    raise ValueError(f"unknown format {version}")
                 labels = orjson.loads(z["labels"].tobytes())
                 last_ts = np.asarray(z["last_ts"], dtype=np.int64)
                 states = np.asarray(z["states"], dtype=np.uint8)
