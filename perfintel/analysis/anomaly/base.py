@@ -23,12 +23,14 @@ Contract every model keeps (checked by ``tests/analysis/test_anomaly_conformance
   are clipped to ``±VALUE_LIMIT``;
 * the state is a fixed, small set of numbers per series, serialised as raw bytes.
 
-State layout (``State``): ``f``, float64 ``(series, width_f)``; ``b``, uint8
-``(series, width_b)``; each field a fixed slice of one of them (``Field.kind``).
-Serialised (``dump``): ``MAGIC`` (4 bytes), 1 byte name length, the model's name
-(ASCII), the seed (int64), the row of ``f`` (little-endian float64), the row of
-``b``. No pickling: loading never runs code. States written by the previous
-version (magic ``PIA1``, another layout) are refused with ``StateVersionError``.
+State layout (``State``): ``f``, float64 ``(series, width_f)``; ``h``, float32
+``(series, width_h)`` (bulky smooth quantities: seasonal profiles, histograms);
+``b``, uint8 ``(series, width_b)`` (symbols, bitsets); each field a fixed slice
+of one of them (``Field.kind``). Serialised (``dump``): ``MAGIC`` (4 bytes),
+1 byte name length, the model's name (ASCII), the seed (int64), the row of
+``f`` (little-endian float64), of ``h`` (little-endian float32), of ``b``. No
+pickling: loading never runs code. States written by the previous version
+(magic ``PIA1``, another layout) are refused with ``StateVersionError``.
 """
 
 from __future__ import annotations
@@ -54,18 +56,23 @@ class StateVersionError(BadInputError):
 
 @dataclass(frozen=True)
 class Field:
-    """One per-series state field: ``size`` slots of ``f`` (float64) or ``b`` (uint8 bitsets)."""
+    """One per-series state field: ``size`` slots of ``f`` (float64), ``h`` (float32) or
+    ``b`` (uint8)."""
 
     size: int = 1
     kind: str = "f"
     init: float = 0.0
 
 
+_KINDS = {"f": np.float64, "h": np.float32, "b": np.uint8}
+
+
 @dataclass
 class State:
-    """The states of a bank of series: ``f`` float64 rows and ``b`` uint8 rows."""
+    """The states of a bank of series: ``f`` float64, ``h`` float32 and ``b`` uint8 rows."""
 
     f: np.ndarray
+    h: np.ndarray
     b: np.ndarray
 
     def __len__(self) -> int:
@@ -131,49 +138,53 @@ class VectorModel(ABC):
 
     # -- layout -------------------------------------------------------------------
     def offsets(self) -> dict[str, int]:
-        """Start of each field within its row (``f`` or ``b``)."""
-        pos = {"f": 0, "b": 0}
+        """Start of each field within its row (``f``, ``h`` or ``b``)."""
+        pos = dict.fromkeys(_KINDS, 0)
         out = {}
         for k, fd in self.fields().items():
             out[k] = pos[fd.kind]
             pos[fd.kind] += fd.size
         return out
 
-    def widths(self) -> tuple[int, int]:
-        fs = self.fields().values()
-        return sum(f.size for f in fs if f.kind == "f"), sum(f.size for f in fs if f.kind == "b")
+    def widths(self) -> dict[str, int]:
+        out = dict.fromkeys(_KINDS, 0)
+        for fd in self.fields().values():
+            out[fd.kind] += fd.size
+        return out
 
     def new_state(self, n: int) -> State:
-        wf, wb = self.widths()
-        f = np.zeros((n, wf))
+        w = self.widths()
+        parts = {k: np.zeros((n, w[k]), dtype=dt) for k, dt in _KINDS.items()}
         off = self.offsets()
         for k, fd in self.fields().items():
-            if fd.kind == "f" and fd.init != 0.0:
-                f[:, off[k] : off[k] + fd.size] = fd.init
-        return State(f, np.zeros((n, wb), dtype=np.uint8))
+            if fd.init != 0.0:
+                parts[fd.kind][:, off[k] : off[k] + fd.size] = fd.init
+        return State(**parts)
 
     def grow_state(self, st: State, n: int) -> State:
         """A copy of ``st`` with capacity ``n`` (new series at their initial state)."""
         out = self.new_state(n)
-        out.f[: len(st)] = st.f
-        out.b[: len(st)] = st.b
+        for k in _KINDS:
+            getattr(out, k)[: len(st)] = getattr(st, k)
         return out
 
+    def copy_row(self, src: State, src_row: int, dst: State, dst_row: int) -> None:
+        for k in _KINDS:
+            getattr(dst, k)[dst_row] = getattr(src, k)[src_row]
+
     def reset_row(self, st: State, row: int) -> None:
-        fresh = self.new_state(1)
-        st.f[row] = fresh.f[0]
-        st.b[row] = fresh.b[0]
+        self.copy_row(self.new_state(1), 0, st, row)
 
     def state_nbytes(self) -> int:
         """Bytes of state per series."""
-        wf, wb = self.widths()
-        return 8 * wf + wb
+        w = self.widths()
+        return sum(w[k] * np.dtype(dt).itemsize for k, dt in _KINDS.items())
 
     def field(self, st: State, name: str, row: int = 0) -> np.ndarray:
         """A view of one field of one series (for tests and explanations)."""
         fd = self.fields()[name]
         o = self.offsets()[name]
-        a = st.f if fd.kind == "f" else st.b
+        a: np.ndarray = getattr(st, fd.kind)
         return a[row, o : o + fd.size]
 
     # -- running ------------------------------------------------------------------
@@ -228,6 +239,7 @@ class VectorModel(ABC):
             [
                 self._head(),
                 np.ascontiguousarray(st.f[row], dtype="<f8").tobytes(),
+                np.ascontiguousarray(st.h[row], dtype="<f4").tobytes(),
                 np.ascontiguousarray(st.b[row]).tobytes(),
             ]
         )
@@ -241,14 +253,16 @@ class VectorModel(ABC):
         head = self._head()
         if not data.startswith(head):
             raise BadInputError(f"state is not a {self.name!r} detector state")
-        wf, wb = self.widths()
-        if len(data) != len(head) + 8 * wf + wb:
+        w = self.widths()
+        if len(data) != len(head) + self.state_nbytes():
             raise BadInputError(
                 f"{self.name!r} state of {len(data)} bytes does not fit this configuration"
             )
         st = self.new_state(1)
-        st.f[0] = np.frombuffer(data, dtype="<f8", count=wf, offset=len(head))
-        st.b[0] = np.frombuffer(data, dtype=np.uint8, count=wb, offset=len(head) + 8 * wf)
+        pos = len(head)
+        for k, dt in (("f", "<f8"), ("h", "<f4"), ("b", "u1")):
+            getattr(st, k)[0] = np.frombuffer(data, dtype=dt, count=w[k], offset=pos)
+            pos += w[k] * np.dtype(dt).itemsize
         return st
 
 

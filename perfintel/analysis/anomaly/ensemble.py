@@ -16,17 +16,16 @@ cross-validation on the NAB development half) is in ``docs/anomaly.md``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from perfintel.analysis.anomaly import steps
 from perfintel.analysis.anomaly.base import Field, State, VectorModel, register
-from perfintel.analysis.anomaly.jit import njit
-from perfintel.analysis.anomaly.likelihood import AnomalyLikelihood, likelihood_step
-from perfintel.analysis.anomaly.novelty import ContextNovelty, novelty_step
-from perfintel.analysis.anomaly.seasonal import SeasonalBaseline, seasonal_step
-from perfintel.analysis.anomaly.shift import LevelShift, shift_step
+from perfintel.analysis.anomaly.likelihood import AnomalyLikelihood
+from perfintel.analysis.anomaly.novelty import ContextNovelty
+from perfintel.analysis.anomaly.seasonal import SeasonalBaseline
+from perfintel.analysis.anomaly.shift import LevelShift
 
 COMPONENTS = ("seasonal", "shift", "novelty")
 OUTPUTS = (
@@ -45,75 +44,34 @@ OUTPUTS = (
     *(f"lik_{c}" for c in COMPONENTS),
 )
 FLAGS = ("score", "which", "fired", "alert", "model")
-
-# layout slots (offsets of the parts in the state rows)
-_O_S, _O_C, _O_V, _OB_V, _O_L, _O_Q = 0, 1, 2, 3, 4, 7
-# ensemble parameters
-_E_W, _E_ALARM, _E_REST, _E_BAND, _E_WARM, _E_DESEASON = 0, 3, 4, 5, 6, 7
+#: Likelihood histogram resolution of the z-like inputs (``log1p`` of a z-score).
+LOG_Z_WIDTH = 0.1
 
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """One configuration for every series (no per-series tuning)."""
+    """One configuration for every series (no per-series tuning).
 
-    weights: tuple[float, float, float] = (0.0, 1.0, 0.9)
+    ``alarm`` and ``rest`` were chosen by cross-validation on the NAB
+    development half (``perfintel eval nab-cv``); the other values are
+    conventional, see ``docs/anomaly.md``.
+    """
+
+    #: seasonal, shift, novelty: the seasonal baseline gives the band and
+    #: deseasonalises the shift detector but raises no alarm of its own
+    weights: tuple[float, float, float] = (0.0, 1.0, 1.0)
     alarm: float = 0.6
     rest: int = 120
-    lik_short_alpha: float = 0.4
+    #: smoothing of a raw score before its likelihood (~ a 10-sample average)
+    lik_short_alpha: float = 0.2
+    #: likelihood memory ~ 1/decay samples (HTM's 8,640-sample history, rounded)
     lik_decay: float = 1.0 / 8000.0
     lik_warmup: int = 200
-    widths: tuple[float, float, float] = (0.1, 0.1, 0.04)
+    lik_bins: int = 48
     deseasonalise_shift: bool = True
     #: user alerts (``AnomalyResult.is_anomaly``) also fire, even while the NAB
     #: score is suppressed, when a value is this many half-bands off ``yhat``
     band_alert: float = 2.0
-
-
-@njit
-def ensemble_run(  # type: ignore[no-untyped-def]
-    f, bits, rows, ts, x, lay, e_prm, s_prm, c_prm, v_iprm, v_off, v_w, l_prm, out
-):
-    """Advance ``rows[i]`` by ``(ts[i], x[i])`` in order; one column of ``out`` per sample."""
-    liks = np.zeros(3)
-    for i in range(len(x)):
-        r = rows[i]
-        xi = x[i]
-        yhat, half, score_a, z, k, sigma, season = seasonal_step(f, r, lay[_O_S], ts[i], xi, s_prm)
-        x_c = xi - season if e_prm[_E_DESEASON] > 0 else xi
-        raw_c, _, _ = shift_step(f, r, lay[_O_C], x_c, c_prm)
-        raw_v = novelty_step(f, bits, r, lay[_O_V], lay[_OB_V], xi, v_iprm, v_off, v_w)
-        best = -1.0
-        which = 0
-        for j in range(3):
-            liks[j] = 0.0
-            o = lay[_O_L + j]
-            if o >= 0:
-                inp = math.log1p(z) if j == 0 else (math.log1p(raw_c) if j == 1 else raw_v)
-                liks[j], _ = likelihood_step(f, r, o, inp, l_prm[j])
-            v = liks[j] * e_prm[_E_W + j]
-            if v > best:
-                best, which = v, j
-        q = f[r, lay[_O_Q]]
-        resting = q > 0
-        fire = (not resting) and best >= e_prm[_E_ALARM]
-        f[r, lay[_O_Q]] = e_prm[_E_REST] if fire else max(q - 1.0, 0.0)
-        n_s = f[r, lay[_O_S]]  # samples the baseline has seen, this one included
-        far = score_a >= e_prm[_E_BAND] and n_s > e_prm[_E_WARM]
-        out[0, i] = 0.0 if resting else min(max(best, 0.0), 1.0)
-        out[1, i] = best
-        out[2, i] = score_a
-        out[3, i] = yhat
-        out[4, i] = yhat - half
-        out[5, i] = yhat + half
-        out[6, i] = which if fire else 0
-        out[7, i] = 1.0 if fire else 0.0
-        out[8, i] = 1.0 if (fire or far) else 0.0
-        out[9, i] = z
-        out[10, i] = k
-        out[11, i] = sigma
-        out[12, i] = liks[0]
-        out[13, i] = liks[1]
-        out[14, i] = liks[2]
 
 
 class Ensemble(VectorModel):
@@ -135,16 +93,19 @@ class Ensemble(VectorModel):
         self.shift = shift or LevelShift(seed)
         self.novelty = novelty or ContextNovelty(seed)
         # a component with weight 0 still runs (the seasonal one gives the band
-        # and deseasonalises the shift detector) but gets no likelihood state
+        # and deseasonalises the shift detector) but gets no likelihood state;
+        # histogram bins: log1p(z) at LOG_Z_WIDTH, the novelty spanning [0, 1]
+        widths = (LOG_Z_WIDTH, LOG_Z_WIDTH, 1.0 / (cfg.lik_bins - 1))
         self.liks = {
             i: AnomalyLikelihood(
                 seed,
                 short_alpha=cfg.lik_short_alpha,
                 decay=cfg.lik_decay,
-                width=w,
+                width=widths[i],
+                bins=cfg.lik_bins,
                 warmup=cfg.lik_warmup,
             )
-            for i, w in enumerate(cfg.widths)
+            for i in range(len(COMPONENTS))
             if cfg.weights[i] > 0
         }
         self._parts: list[tuple[str, VectorModel]] = [
@@ -154,14 +115,17 @@ class Ensemble(VectorModel):
             *((f"l{i}.", m) for i, m in self.liks.items()),
         ]
         off = self.offsets()
-        self._layout = np.full(8, -1, dtype=np.int64)
-        self._layout[_O_S] = off["s.n"]
-        self._layout[_O_C] = off["c.n"]
-        self._layout[_O_V] = off["v.n"]
-        self._layout[_OB_V] = off["v.bits"]
+        lay = np.full(steps.E_LAYOUT, -1, dtype=np.int64)
+        lay[steps.E_S] = off["s.n"]
+        lay[steps.E_SH] = off["s.day"]
+        lay[steps.E_C] = off["c.n"]
+        lay[steps.E_V] = off["v.n"]
+        lay[steps.E_VB] = off["v.symbols"]
         for i in self.liks:
-            self._layout[_O_L + i] = off[f"l{i}.n"]
-        self._layout[_O_Q] = off["quiet"]
+            lay[steps.E_L + i] = off[f"l{i}.n"]
+            lay[steps.E_LH + i] = off[f"l{i}.hist"]
+        lay[steps.E_Q] = off["quiet"]
+        self._layout = lay
         self._e_prm = np.array(
             [
                 *cfg.weights,
@@ -187,8 +151,9 @@ class Ensemble(VectorModel):
         self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, out: np.ndarray
     ) -> None:
         v = self.novelty
-        ensemble_run(
+        steps.ensemble_run(
             st.f,
+            st.h,
             st.b,
             rows,
             ts,

@@ -70,8 +70,7 @@ class OnlineRunner:
     def set_state(self, series_id: int, data: bytes) -> None:
         one = self.model.load(data)
         self._ensure(series_id)
-        self.state.f[series_id] = one.f[0]
-        self.state.b[series_id] = one.b[0]
+        self.model.copy_row(one, 0, self.state, series_id)
 
     def reset(self, series_id: int) -> None:
         self.model.reset_row(self.state, series_id)
