@@ -326,6 +326,10 @@ def eval_nab_cv(
     search: Annotated[
         bool, typer.Option(help="Choose the constants in each fold (off: thresholds only).")
     ] = True,
+    margin: Annotated[
+        float,
+        typer.Option(help="Points of in-fold NAB standard a changed constant must gain."),
+    ] = 1.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
 ) -> None:
     """Cross-validate the anomaly detector on NAB: constants chosen in-fold, scored out-of-fold."""
@@ -346,6 +350,7 @@ def eval_nab_cv(
         repeats=repeats,
         seed=seed,
         search=search,
+        margin=margin,
         progress=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
     )
     console.print(format_report(report), highlight=False, markup=False, soft_wrap=True)

@@ -29,9 +29,16 @@ MAX_TABLE_BITS = 1 << 16
 class ContextNovelty(VectorModel):
     name = "novelty"
     outputs = ("score", "raw")
+    DEFAULT_BINS = 6
+    DEFAULT_GRIDS = 3
 
     def __init__(
-        self, seed: int = 0, bins: int = 6, depth: int = 3, warmup: int = 250, grids: int = 3
+        self,
+        seed: int = 0,
+        bins: int = DEFAULT_BINS,
+        depth: int = 3,
+        warmup: int = 250,
+        grids: int = DEFAULT_GRIDS,
     ) -> None:
         super().__init__(seed)
         nsym = 3 * bins
