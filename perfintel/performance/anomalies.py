@@ -217,8 +217,9 @@ def detect(
 # -- data preparation ---------------------------------------------------------------
 
 
-def _bucket(ts: np.ndarray, x: np.ndarray, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean per ``step_ms`` bucket (buckets start at multiples of the step)."""
+def bucket_means(ts: np.ndarray, x: np.ndarray, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per ``step_ms`` bucket of time-ordered samples (buckets start at multiples of
+    the step): ``(bucket starts, means)``."""
     if not len(ts):
         return ts, x
     b = ts - np.mod(ts, step_ms)
@@ -243,7 +244,7 @@ def _prepare(
         if len(gaps) and float(np.median(gaps)) < DENSE_STEP_MS:
             step = DENSE_STEP_MS
     if step is not None:
-        ts, x = _bucket(ts, x, step)
+        ts, x = bucket_means(ts, x, step)
         cut = int(np.searchsorted(ts, start_ms, "left"))
     if len(ts) - cut > MAX_POINTS:
         raise QueryLimitError(
