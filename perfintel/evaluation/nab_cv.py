@@ -425,7 +425,8 @@ def _fold_line(f: Fold) -> str:
 
 def _mean_sd(values: Sequence[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=float)
-    return {"mean": round(float(a.mean()), 2), "sd": round(float(a.std(ddof=1)), 2)}
+    sd = float(a.std(ddof=1)) if len(a) > 1 else float("nan")
+    return {"mean": round(float(a.mean()), 2), "sd": round(sd, 2)}
 
 
 def _summary(family: Family, corpus: Corpus, folds: list[Fold]) -> dict[str, Any]:
