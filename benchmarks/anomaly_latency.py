@@ -1,16 +1,18 @@
-"""Latency of scoring one series along time: compiled kernel vs vector path.
+"""Latency of scoring one series along time with the compiled detector.
 
     .venv/bin/python benchmarks/anomaly_latency.py [--points 1440] [--repeats 30]
 
 Scores ``--points`` one-minute samples of one series (24 h by default, what the
-detect API answers) with the default ensemble, ``--repeats`` warm times per
-path, and prints the median (and 10th/90th percentiles) of:
+detect API answers) with the default ensemble, ``--repeats`` warm times, and
+prints the median (and 10th/90th percentiles) of:
 
-* ``kernel``/``vector`` fresh — ``AnomalyDetector().run_batch_full(ts, values)``
-  from an empty state;
-* ``kernel``/``vector`` restored — ``Detector.from_state(blob)`` of a detector
-  that has seen the previous 7 days, then the same call (a service that keeps
-  state between requests).
+* ``batch fresh`` — ``AnomalyDetector().run_batch_full(ts, values)`` from an
+  empty state;
+* ``batch restored`` — ``Detector.from_state(blob)`` of a detector that has
+  seen the previous 7 days, then the same call (a service that keeps state
+  between requests);
+* ``update per sample`` — ``AnomalyDetector().update`` once per sample (the
+  same code, one call each: the per-call overhead).
 
 numba's compile is excluded from the warm figures and reported separately,
 measured in child processes: with an empty on-disk cache (``NUMBA_CACHE_DIR``
@@ -99,21 +101,18 @@ def main() -> None:
     warm = AnomalyDetector()
     warm.run_batch_full(hist_t, hist_v)
     blob = warm.get_state()
-    a = AnomalyDetector().run_batch_full(ts, v, engine="kernel")
-    b = AnomalyDetector().run_batch_full(ts, v, engine="vector")
-    same = all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
-    print(f"{args.points} one-minute points, one series; kernel == vector outputs: {same}")
-    for engine in ("kernel", "vector"):
-        fresh = timed(lambda e=engine: AnomalyDetector().run_batch_full(ts, v, engine=e), 2)
-        fresh = timed(
-            lambda e=engine: AnomalyDetector().run_batch_full(ts, v, engine=e), args.repeats
-        )
-        print(line(f"{engine} fresh", fresh))
-        restored = timed(
-            lambda e=engine: Detector.from_state(blob).run_batch_full(ts, v, engine=e),
-            args.repeats,
-        )
-        print(line(f"{engine} restored", restored))
+    print(f"{args.points} one-minute points, one series")
+    timed(lambda: AnomalyDetector().run_batch_full(ts, v), 2)
+    print(line("batch fresh", timed(lambda: AnomalyDetector().run_batch_full(ts, v), args.repeats)))
+    restored = timed(lambda: Detector.from_state(blob).run_batch_full(ts, v), args.repeats)
+    print(line("batch restored", restored))
+
+    def per_sample() -> None:
+        det = AnomalyDetector()
+        for t, x in zip(ts.tolist(), v.tolist(), strict=True):
+            det.update(t, x)
+
+    print(line("update per sample", timed(per_sample, max(3, args.repeats // 10))))
 
 
 if __name__ == "__main__":

@@ -14,15 +14,8 @@ import time
 
 import numpy as np
 
-from perfintel.analysis.anomaly import (
-    AnomalyLikelihood,
-    ContextNovelty,
-    Ensemble,
-    LevelShift,
-    OnlineRunner,
-    SeasonalBaseline,
-    VectorModel,
-)
+from perfintel.analysis.anomaly import OnlineRunner, VectorModel
+from perfintel.analysis.anomaly.kernel import stock_models
 
 
 def bench(model: VectorModel, n_series: int, steps: int, warm: int = 5) -> float:
@@ -47,14 +40,7 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=60)
     args = ap.parse_args()
-    models: list[VectorModel] = [
-        Ensemble(),
-        SeasonalBaseline(),
-        LevelShift(),
-        ContextNovelty(),
-        AnomalyLikelihood(),
-    ]
-    for m in models:
+    for m in stock_models():
         rate = bench(m, args.series, args.steps)
         print(
             f"{m.name:<11} {args.series:>6} series  {rate:>12,.0f} updates/s  "

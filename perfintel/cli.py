@@ -314,6 +314,52 @@ def eval_nab(
     console.print(summary)
 
 
+@eval_app.command("nab-cv")
+def eval_nab_cv(
+    nab: Annotated[
+        Path, typer.Option(help="NAB folder holding data/, labels/ and profiles.json.")
+    ] = Path("../shared/data/nab"),
+    scorer: Annotated[
+        Path | None, typer.Option(help="NAB scorer (default: NAB/../../tools/nab_score.py).")
+    ] = None,
+    family: Annotated[str, typer.Option(help="Detector family to cross-validate.")] = "default",
+    repeats: Annotated[int, typer.Option(help="Random halves to fit and test.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of the first random half.")] = 0,
+    search: Annotated[
+        bool, typer.Option(help="Choose the constants in each fold (off: thresholds only).")
+    ] = True,
+    margin: Annotated[
+        float,
+        typer.Option(help="Points of in-fold NAB standard a changed constant must gain."),
+    ] = 1.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+) -> None:
+    """Cross-validate the anomaly detector on NAB: constants chosen in-fold, scored out-of-fold."""
+    import json
+
+    from perfintel.evaluation.families import FAMILIES
+    from perfintel.evaluation.nab_cv import cross_validate, format_report, load_corpus
+
+    if family not in FAMILIES:
+        raise _fail(ValueError(f"unknown family {family!r} (known: {', '.join(FAMILIES)})"))
+    try:
+        corpus = load_corpus(nab, scorer)
+    except PerfintelError as exc:
+        raise _fail(exc) from exc
+    report = cross_validate(
+        FAMILIES[family],
+        corpus,
+        repeats=repeats,
+        seed=seed,
+        search=search,
+        margin=margin,
+        progress=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True),
+    )
+    console.print(format_report(report), highlight=False, markup=False, soft_wrap=True)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=1))
+
+
 @eval_app.command("m4")
 def eval_m4(
     train: Annotated[Path, typer.Option(help="M4-format training CSV.")],

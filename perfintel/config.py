@@ -181,6 +181,34 @@ class HostCollectorSettings(_Section):
     )
 
 
+class OutlierGroupSettings(_Section):
+    selector: str = Field(description='Series selector of the members, e.g. `cpu_busy{job="api"}`.')
+    by: list[str] = Field(
+        default_factory=list,
+        description="Labels whose values define a peer group (e.g. `[service]`: the hosts of "
+        "each service are compared with each other); empty: every matching series is one group.",
+    )
+    step: Duration = Field(
+        60.0, description="Members are compared once per step (their mean in it)."
+    )
+    window: Duration = Field(
+        3600.0,
+        description="Window of the outlier score: the share of steps outside the peer band, "
+        "exponentially weighted over about this long.",
+    )
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        from perfintel.model import parse_selector
+
+        try:
+            parse_selector(value)
+        except PerfintelError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class AnomalySettings(_Section):
     enabled: bool = Field(
         True,
@@ -189,7 +217,8 @@ class AnomalySettings(_Section):
     )
     kernel: bool = Field(
         True,
-        description="Use the compiled (numba) single-series kernel for the detect API when available; off: the vectorised path (same scores, slower).",
+        description="The detect API scores each series in its own call of the compiled detector; "
+        "off: all series of a request in one call (the same code and numbers).",
     )
     selectors: list[str] = Field(
         default_factory=lambda: [
@@ -203,8 +232,9 @@ class AnomalySettings(_Section):
     max_series: int = Field(
         100_000,
         gt=0,
-        description="Most series analysed online (about 2.7 KB of state each); further series "
-        "are refused and counted in perfintel_anomaly_refused_series_total.",
+        description="Most series analysed online (about 4 KB of state each); further series "
+        "are refused and counted in perfintel_anomaly_refused_series_total (the same bound "
+        "applies to members of outlier groups).",
     )
     queue_batches: int = Field(
         256,
@@ -215,6 +245,24 @@ class AnomalySettings(_Section):
     state_interval: Duration = Field(
         300.0,
         description="How often the detector state is saved to data_dir/analysis (also at shutdown).",
+    )
+    outlier_groups: list[OutlierGroupSettings] = Field(
+        default_factory=list,
+        description="Peer groups scored online for outliers among their members "
+        "(outlier_score series with a `for` label).",
+    )
+    outlier_tolerance: float = Field(
+        3.0,
+        gt=0,
+        description="A member is outside the peer band when more than this many peer spreads "
+        "(scaled MAD across members) from the group median.",
+    )
+    outlier_pct: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="A member is an outlier when outside the peer band for more than this share "
+        "of the window.",
     )
 
     @field_validator("selectors")

@@ -137,7 +137,7 @@ def _num(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _rfc3339(ms: int) -> str:
+def rfc3339(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -160,8 +160,8 @@ def render_detect(report: an.DetectReport, sensitivity: str | float) -> dict[str
                     {
                         "start": e.start_ms,
                         "end": e.end_ms,
-                        "start_time": _rfc3339(e.start_ms),
-                        "end_time": _rfc3339(e.end_ms),
+                        "start_time": rfc3339(e.start_ms),
+                        "end_time": rfc3339(e.end_ms),
                         "points": e.points,
                         "peak_score": e.peak_score,
                         "peak_time": e.peak_ms,
@@ -190,6 +190,17 @@ def render_detect(report: an.DetectReport, sensitivity: str | float) -> dict[str
     }
 
 
+def request_range(
+    start: float | str | None, end: float | str | None, default_ms: int
+) -> tuple[int, int]:
+    """``(start_ms, end_ms)`` of a request: end defaults to now, start to end − ``default_ms``."""
+    end_s = float(end) if end is not None else time.time()
+    start_s = float(start) if start is not None else end_s - default_ms / 1000
+    if start_s > end_s:
+        raise BadInputError("invalid parameter 'start': start is after end")
+    return int(start_s * 1000), int(end_s * 1000)
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Bad input; the message names the field"},
     404: {"description": "No series match the selector with data in the range"},
@@ -209,10 +220,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def detect_anomalies(request: Request, body: DetectRequest) -> Response:
     selector = parse_selector(body.selector)
-    end_s = float(body.end) if body.end is not None else time.time()
-    start_s = float(body.start) if body.start is not None else end_s - an.DEFAULT_RANGE_MS / 1000
-    if start_s > end_s:
-        raise BadInputError("invalid parameter 'start': start is after end")
+    start_ms, end_ms = request_range(body.start, body.end, an.DEFAULT_RANGE_MS)
     options = an.DetectOptions(
         threshold=an.threshold_of(body.sensitivity),
         step_ms=round(parse_duration(body.step) * 1000) if body.step is not None else None,
@@ -223,7 +231,6 @@ async def detect_anomalies(request: Request, body: DetectRequest) -> Response:
         ),
         max_samples=request.app.state.query_settings.max_samples,
     )
-    start_ms, end_ms = int(start_s * 1000), int(end_s * 1000)
     store = request.app.state.store
     t0 = time.perf_counter()
 
@@ -232,7 +239,7 @@ async def detect_anomalies(request: Request, body: DetectRequest) -> Response:
         if not report.series:
             raise NotFoundError(
                 f"no series match selector {selector} with data between "
-                f"{_rfc3339(start_ms)} and {_rfc3339(end_ms)}"
+                f"{rfc3339(start_ms)} and {rfc3339(end_ms)}"
             )
         return report
 

@@ -28,6 +28,7 @@ from perfintel.api import (
     errors,
     incidents,
     ingest,
+    outliers,
     performance,
     prometheus,
     series,
@@ -174,6 +175,7 @@ def create_app(
     app.include_router(series.router)
     app.include_router(performance.router)
     app.include_router(anomalies.router)
+    app.include_router(outliers.router)
     app.include_router(prometheus.router)
     app.include_router(alertmanager.router)
     app.include_router(incidents.router)

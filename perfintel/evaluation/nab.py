@@ -4,13 +4,10 @@
 ``timestamp,value``) through the detector, one row at a time in file order,
 and writes ``OUT_DIR/<category>/<name>.csv`` with ``timestamp,value,anomaly_score``
 — one output row per input row, same order (NAB timestamps may repeat or step
-back; the detector sees them as they are). All files are advanced in lockstep
-through one vectorised state bank (each file is its own series), which gives
-exactly the scores of a per-file ``Detector``; for the default ensemble with
-numba installed, each file runs through the compiled single-series kernel
-instead (``perfintel.analysis.anomaly.kernel``: the same scores, bit for bit,
-~5× less time for the corpus). Score the output with NAB's
-scorer (``tools/nab_score.py``).
+back; the detector sees them as they are). Each file is its own series with a
+fresh state (exactly the scores of a per-file ``Detector``). Score the output
+with NAB's scorer (``../shared/tools/nab_score.py``), or cross-validate the
+detector's constants with ``nab_cv``.
 """
 
 from __future__ import annotations
@@ -22,89 +19,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from perfintel.analysis.anomaly import kernel
-from perfintel.analysis.anomaly.base import StepOut, VectorModel, clean_values
+from perfintel.analysis.anomaly.base import VectorModel
 from perfintel.analysis.anomaly.ensemble import Ensemble
 from perfintel.errors import BadInputError
 
 Progress = Callable[[int, int], None]
 
 
-def stream_lockstep(
+def stream_series(
     model: VectorModel,
     series: list[tuple[np.ndarray, np.ndarray]],
     progress: Progress | None = None,
     keep: tuple[str, ...] = (),
 ) -> list[dict[str, np.ndarray]]:
-    """Feed each (ts_ms, values) series through its own state, all series in lockstep.
+    """Feed each ``(ts_ms, values)`` series through its own fresh state, in file order.
 
-    Returns per series a dict with ``score`` and any ``keep`` outputs
-    (``yhat``, ``lower``, ``upper``, ``anomaly_score`` or an ``extra`` key).
+    Returns per series a dict with ``score`` and any ``keep`` outputs of the model.
     """
-    k = len(series)
-    lengths = np.array([len(v) for _, v in series], dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
-    longest = int(lengths.max()) if k else 0
-    ts = np.zeros((k, longest), dtype=np.int64)
-    xs = np.full((k, longest), np.nan)
-    for slot, i in enumerate(order):
-        t, v = series[i]
-        ts[slot, : len(v)] = t
-        xs[slot, : len(v)] = v
-    ok, xs = clean_values(xs)
-    names = ("score", *keep)
-    outs = {name: np.zeros((k, longest)) for name in names}
-    st = model.new_state(k)
-    sorted_len = lengths[order]
-    active = k
-    total = int(lengths.sum())
-    done = 0
-    every = max(1, longest // 200)
-    for t in range(longest):
-        while active and sorted_len[active - 1] <= t:
-            active -= 1
-        col_ok = ok[:active, t]
-        rows = np.arange(active) if col_ok.all() else np.flatnonzero(col_ok)
-        if len(rows):
-            out = model.step(st, rows, ts[rows, t], xs[rows, t])
-            for name in names:
-                outs[name][rows, t] = _field(out, name)
-        done += active
-        if progress is not None and (t % every == 0 or t == longest - 1):
-            progress(done, total)
-    result: list[dict[str, np.ndarray]] = [{} for _ in range(k)]
-    for slot, i in enumerate(order):
-        n = int(lengths[i])
-        result[i] = {name: outs[name][slot, :n] for name in names}
-    return result
-
-
-def stream_kernel(
-    model: VectorModel,
-    series: list[tuple[np.ndarray, np.ndarray]],
-    progress: Progress | None = None,
-    keep: tuple[str, ...] = (),
-) -> list[dict[str, np.ndarray]]:
-    """``stream_lockstep`` through the compiled single-series kernel, one series after
-    another (same results; ``keep`` names outputs of ``kernel.OUTPUTS``)."""
     total = sum(len(v) for _, v in series)
     done = 0
     result: list[dict[str, np.ndarray]] = []
     for t, v in series:
         st = model.new_state(1)
-        full = kernel.run(model, st, 0, t, v)
+        full = model.run(st, np.zeros(len(v), dtype=np.int64), t, v)
         result.append({name: full[name] for name in ("score", *keep)})
         done += len(v)
         if progress is not None:
             progress(done, total)
     return result
-
-
-def _field(out: StepOut, name: str) -> np.ndarray:
-    v = getattr(out, name, None) if name != "extra" else None
-    if v is None:
-        v = out.extra[name]
-    return np.asarray(v)
 
 
 def read_series(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -136,10 +78,7 @@ def run_nab(
     frames = [read_series(p) for p in files]
     keep = ("fired",) if plots_dir is not None else ()
     series = [(t, v) for _, t, v in frames]
-    if kernel.supports(model) and kernel.enabled():
-        outs = stream_kernel(model, series, progress, keep=keep)
-    else:
-        outs = stream_lockstep(model, series, progress, keep=keep)
+    outs = stream_series(model, series, progress, keep=keep)
     rows = 0
     for path, (df, _, values), out in zip(files, frames, outs, strict=True):
         rel = path.relative_to(data_dir)

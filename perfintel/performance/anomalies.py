@@ -19,13 +19,12 @@ at most ``MERGE_GAP`` samples apart are merged. Each event reports its start and
 end, the peak score, the most deviant sample (value, expected value and band),
 which detector drove it, a severity and an explanation in plain words.
 
-Execution paths (``DetectReport.path``): ``"kernel"`` — one detector per
-series, warm-up and range in one ``AnomalyDetector.run_batch_full`` call on the
-compiled kernel (every per-sample output: expected value, band, component
-likelihoods; about 100× faster than stepping); ``"lockstep"`` — when the kernel
-cannot run (numba missing, the ``anomaly.kernel`` setting off), all series advance
-together, one vectorised ``VectorModel.step`` per time index. Both give the
-same numbers as the online detector fed the same samples.
+Execution paths (``DetectReport.path``): ``"kernel"`` — one call of the
+detector's compiled loop per series, warm-up and range together (every
+per-sample output: expected value, band, component likelihoods);
+``"lockstep"`` (the ``anomaly.kernel`` setting off) — all series in one call.
+Both run the same code as the online detector, so they give its numbers for
+the same samples.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfintel.analysis.anomaly import AnomalyDetector, Ensemble, EnsembleConfig, StepOut
+from perfintel.analysis.anomaly import Ensemble, EnsembleConfig, StepOut, kernel
 from perfintel.analysis.anomaly.result import COMPONENT_LABELS, explain
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import LabelSet, Selector
@@ -188,14 +187,11 @@ def detect(
         )
     model = Ensemble()
     out = _new_outputs(prepared)
-    path = "kernel"
-    if opt.engine == "lockstep" or not _per_series(prepared, out, model):
-        if opt.engine == "kernel":
-            raise BadInputError("the compiled anomaly kernel cannot run here")
-        path = "lockstep"
-        bank = model.new_state(max(1, len(prepared)))
-        _lockstep(model, bank, [p.warm_ts for p in prepared], [p.warm_x for p in prepared], None)
-        _lockstep(model, bank, [p.ts for p in prepared], [p.x for p in prepared], out)
+    if opt.engine not in ("auto", "kernel", "lockstep"):
+        raise BadInputError(f"unknown engine {opt.engine!r}")
+    per_series = opt.engine == "kernel" or (opt.engine == "auto" and kernel.enabled())
+    _score(model, prepared, out, per_series)
+    path = "kernel" if per_series else "lockstep"
     cfg = model.config
     result = []
     for i, p in enumerate(prepared):
@@ -221,8 +217,9 @@ def detect(
 # -- data preparation ---------------------------------------------------------------
 
 
-def _bucket(ts: np.ndarray, x: np.ndarray, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean per ``step_ms`` bucket (buckets start at multiples of the step)."""
+def bucket_means(ts: np.ndarray, x: np.ndarray, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean per ``step_ms`` bucket of time-ordered samples (buckets start at multiples of
+    the step): ``(bucket starts, means)``."""
     if not len(ts):
         return ts, x
     b = ts - np.mod(ts, step_ms)
@@ -247,7 +244,7 @@ def _prepare(
         if len(gaps) and float(np.median(gaps)) < DENSE_STEP_MS:
             step = DENSE_STEP_MS
     if step is not None:
-        ts, x = _bucket(ts, x, step)
+        ts, x = bucket_means(ts, x, step)
         cut = int(np.searchsorted(ts, start_ms, "left"))
     if len(ts) - cut > MAX_POINTS:
         raise QueryLimitError(
@@ -275,19 +272,32 @@ def _new_outputs(series: list[_Prepared]) -> _Outputs:
     )
 
 
-def _per_series(series: list[_Prepared], out: _Outputs, model: Ensemble) -> bool:
-    """One detector per series on the compiled kernel; ``False`` when it cannot run."""
+def _score(model: Ensemble, series: list[_Prepared], out: _Outputs, per_series: bool) -> None:
+    """Warm up on and score every series: one detector call per series, or all series in
+    one call (rows interleaved by series); the same compiled code either way."""
+    if not series:
+        return
+    warm = [len(p.warm_ts) for p in series]
+    lengths = [w + len(p.ts) for w, p in zip(warm, series, strict=True)]
+    ts = [np.concatenate([p.warm_ts, p.ts]) for p in series]
+    xs = [np.concatenate([p.warm_x, p.x]) for p in series]
+    if per_series:
+        fulls = []
+        for t, x in zip(ts, xs, strict=True):
+            fulls.append(model.run(model.new_state(1), np.zeros(len(t), dtype=np.int64), t, x))
+    else:
+        rows = np.repeat(np.arange(len(series), dtype=np.int64), lengths)
+        joined = model.run(
+            model.new_state(len(series)), rows, np.concatenate(ts), np.concatenate(xs)
+        )
+        bounds = np.cumsum([0, *lengths])
+        fulls = [
+            {k: v[bounds[i] : bounds[i + 1]] for k, v in joined.items()} for i in range(len(series))
+        ]
     weights = np.asarray(model.config.weights)[:, None]
-    for i, p in enumerate(series):
-        det = AnomalyDetector(model)
-        try:
-            full = det.run_batch_full(
-                np.concatenate([p.warm_ts, p.ts]), np.concatenate([p.warm_x, p.x]), engine="kernel"
-            )
-        except BadInputError:
-            return False
-        sl = slice(len(p.warm_ts), None)
-        n = len(p.ts)
+    for i, full in enumerate(fulls):
+        sl = slice(warm[i], None)
+        n = len(series[i].ts)
         out.score[i, :n] = full["score"][sl]
         out.anomaly_score[i, :n] = full["anomaly_score"][sl]
         out.yhat[i, :n] = full["yhat"][sl]
@@ -297,53 +307,6 @@ def _per_series(series: list[_Prepared], out: _Outputs, model: Ensemble) -> bool
         out.sigma[i, :n] = full["sigma"][sl]
         liks = np.vstack([full[f"lik_{name}"][sl] for name, _ in COMPONENT_LABELS]) * weights
         out.which[i, :n] = np.where(out.score[i, :n] > 0, np.argmax(liks, axis=0), 0)
-    return True
-
-
-def _lockstep(
-    model: Ensemble,
-    bank: dict[str, np.ndarray],
-    ts: list[np.ndarray],
-    xs: list[np.ndarray],
-    out: _Outputs | None,
-) -> None:
-    """Advance every series through its samples, one model step per time index."""
-    lengths = np.array([len(t) for t in ts], dtype=np.int64)
-    width = int(lengths.max()) if len(lengths) else 0
-    if width == 0:
-        return
-    t_mat = np.zeros((len(ts), width), np.int64)
-    x_mat = np.zeros((len(ts), width))
-    for i, (t, x) in enumerate(zip(ts, xs, strict=True)):
-        t_mat[i, : len(t)] = t
-        x_mat[i, : len(x)] = x
-    weights = np.asarray(model.config.weights)[:, None]
-    everyone = np.arange(len(ts))
-    for r in range(width):
-        rows = everyone if lengths.min() > r else np.flatnonzero(lengths > r)
-        res = model.step(bank, rows, t_mat[rows, r], x_mat[rows, r])
-        if out is not None:
-            _keep(out, rows, r, res, weights)
-
-
-def _keep(out: _Outputs, rows: np.ndarray, r: int, res: StepOut, weights: np.ndarray) -> None:
-    out.score[rows, r] = res.score
-    if res.anomaly_score is not None:
-        out.anomaly_score[rows, r] = res.anomaly_score
-    if res.yhat is not None:
-        out.yhat[rows, r] = res.yhat
-    if res.lower is not None and res.upper is not None:
-        out.lower[rows, r] = res.lower
-        out.upper[rows, r] = res.upper
-    ex = res.extra
-    liks = [ex.get(f"lik_{name}") for name, _ in COMPONENT_LABELS]
-    if all(lk is not None for lk in liks):
-        stacked = np.vstack([lk for lk in liks if lk is not None]) * weights
-        out.which[rows, r] = np.where(res.score > 0, np.argmax(stacked, axis=0), 0)
-    if "model" in ex:
-        out.model[rows, r] = ex["model"]
-    if "sigma" in ex:
-        out.sigma[rows, r] = ex["sigma"]
 
 
 # -- events -------------------------------------------------------------------------

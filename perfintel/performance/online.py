@@ -12,8 +12,12 @@ results back through ``store.append`` under vmanomaly's names, so vmalert rules
 
 What is analysed: series matching any configured selector, except model
 outputs (metric names ``anomaly_score``, ``yhat``, ``yhat_lower``,
-``yhat_upper``, and every series with a ``for`` label), up to ``max_series``
-series (later ones are refused and counted). The detector is causal and
+``yhat_upper``, ``outlier_score``, and every series with a ``for`` label), up to
+``max_series`` series (later ones are refused and counted).
+
+Peer groups (``peer_groups``, see ``outliers_online.py``) are scored on the same
+worker from the same batches: ``outlier_score{..., for="<metric>"}`` per member
+and step. The detector is causal and
 in-order: a sample not newer than its series' last analysed sample is dropped.
 NaN samples (and staleness markers) are skipped.
 
@@ -30,8 +34,9 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 * ``states`` — uint8 matrix, one row per series: ``OnlineRunner.get_state`` bytes
   (``Detector.get_state`` format, all of equal length for one model).
 
-A file that cannot be read, or was written by another model, is logged and
-ignored (the detector then learns again from scratch).
+A file that cannot be read, was written by another model or by an earlier
+detector version (format 1), is logged and ignored (the detector then learns
+again from scratch).
 
 Thread-safety: ``submit``, ``wait_idle`` and ``close`` may be called from any
 thread; the runner, the series map and the state file belong to the worker.
@@ -55,17 +60,21 @@ from perfintel.batch import SampleBatch
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name, parse_selector
+from perfintel.performance.outliers_online import OUTLIER_SCORE, OnlinePeerOutliers, PeerGroupSpec
 from perfintel.storage.base import SampleWriter
 from perfintel.telemetry import Counter, Gauge, Registry
 
 log = logging.getLogger(__name__)
 
 #: Metric names of model outputs (vmanomaly's), never analysed themselves.
-OUTPUT_NAMES = ("anomaly_score", "yhat", "yhat_lower", "yhat_upper")
+OUTPUT_NAMES = ("anomaly_score", "yhat", "yhat_lower", "yhat_upper", OUTLIER_SCORE)
+_DETECTOR_OUTPUTS = OUTPUT_NAMES[:4]
 #: Label naming the source metric of a model output.
 FOR_LABEL = "for"
 STATE_FILE = "anomaly_state.npz"
-FORMAT_VERSION = 1
+#: 2: the detector's state layout of the single compiled implementation; files of
+#: format 1 (the earlier detector) are discarded with a log line at start-up.
+FORMAT_VERSION = 2
 
 _EXCLUDED = -1
 _REFUSED = -2
@@ -103,11 +112,22 @@ class AnomalyMetrics:
             "Batches of detector outputs the store refused.",
             registry=r,
         )
+        self.peer_members = Gauge(
+            "perfintel_outlier_members",
+            "Series scored online as members of a peer group.",
+            registry=r,
+        )
+        self.peer_late = Gauge(
+            "perfintel_outlier_late_samples",
+            "Samples of peer-group members that arrived after their step was scored (dropped).",
+            registry=r,
+        )
 
     def unregister(self) -> None:
         for m in (self.dropped_batches, self.updates, self.refused_series, self.write_errors):
             self.registry.unregister(m)
-        self.registry.unregister(self.series)
+        for g in (self.series, self.peer_members, self.peer_late):
+            self.registry.unregister(g)
 
 
 class OnlineAnomalyDetection:
@@ -130,6 +150,9 @@ class OnlineAnomalyDetection:
         state_interval_s: float = 300.0,
         registry: Registry | None = None,
         clock: Callable[[], float] = time.monotonic,
+        peer_groups: Sequence[PeerGroupSpec] = (),
+        outlier_tolerance: float = 3.0,
+        outlier_pct: float = 0.2,
     ) -> None:
         self.store = store
         self.selectors = [s if isinstance(s, Selector) else parse_selector(s) for s in selectors]
@@ -149,6 +172,15 @@ class OnlineAnomalyDetection:
         self._thread: threading.Thread | None = None
         self._saved_at = clock()
         self.metrics.series.set_function(lambda: float(len(self._labels)))
+        self.peers = OnlinePeerOutliers(
+            peer_groups,
+            excluded_names=OUTPUT_NAMES,
+            max_members=max_series,
+            tolerance=outlier_tolerance,
+            pct=outlier_pct,
+        )
+        self.metrics.peer_members.set_function(lambda: float(self.peers.members))
+        self.metrics.peer_late.set_function(lambda: float(self.peers.late_samples))
 
     @classmethod
     def from_settings(
@@ -156,6 +188,15 @@ class OnlineAnomalyDetection:
     ) -> OnlineAnomalyDetection:
         """Built from ``settings.anomaly``, the state kept under ``settings.data_dir/analysis``."""
         a = settings.anomaly
+        groups = [
+            PeerGroupSpec(
+                parse_selector(g.selector),
+                tuple(g.by),
+                max(1, round(g.step * 1000)),
+                max(1, round(g.window * 1000)),
+            )
+            for g in a.outlier_groups
+        ]
         return cls(
             store,
             selectors=a.selectors,
@@ -164,6 +205,9 @@ class OnlineAnomalyDetection:
             state_dir=Path(settings.data_dir) / "analysis",
             state_interval_s=a.state_interval,
             registry=registry,
+            peer_groups=groups,
+            outlier_tolerance=a.outlier_tolerance,
+            outlier_pct=a.outlier_pct,
         )
 
     # -- life cycle ---------------------------------------------------------------
@@ -279,7 +323,7 @@ class OnlineAnomalyDetection:
         base = [(k, v) for k, v in labels if k != METRIC_NAME]
         base.append((FOR_LABEL, name))
         self._outputs.append(
-            tuple(tuple(sorted([*base, (METRIC_NAME, out)])) for out in OUTPUT_NAMES)
+            tuple(tuple(sorted([*base, (METRIC_NAME, out)])) for out in _DETECTOR_OUTPUTS)
         )
         if row >= len(self._last_ts):
             grown = np.full(2 * len(self._last_ts), np.iinfo(np.int64).min, dtype=np.int64)
@@ -291,6 +335,18 @@ class OnlineAnomalyDetection:
         """Score one batch now (on the calling thread) and store the outputs; returns them."""
         if not len(batch) or not batch.series:
             return SampleBatch.empty()
+        result = self._detect(batch)
+        if self.peers:
+            result = SampleBatch.concat([result, self.peers.process(batch)])
+        if len(result):
+            try:
+                self.store.append(result)
+            except PerfintelError as exc:
+                self.metrics.write_errors.inc()
+                log.warning("cannot store anomaly detector outputs: %s", exc)
+        return result
+
+    def _detect(self, batch: SampleBatch) -> SampleBatch:
         verdict = np.fromiter(
             (self._row_of(s) for s in batch.series), dtype=np.int64, count=len(batch.series)
         )
@@ -312,14 +368,7 @@ class OnlineAnomalyDetection:
         last = np.r_[rows[1:] != rows[:-1], True]
         self._last_ts[rows[last]] = ts[last]
         self.metrics.updates.inc(len(rows))
-        result = self._outputs_batch(rows, ts, out)
-        if len(result):
-            try:
-                self.store.append(result)
-            except PerfintelError as exc:
-                self.metrics.write_errors.inc()
-                log.warning("cannot store anomaly detector outputs: %s", exc)
-        return result
+        return self._outputs_batch(rows, ts, out)
 
     def _outputs_batch(
         self, rows: np.ndarray, ts: np.ndarray, out: dict[str, np.ndarray]
@@ -327,7 +376,7 @@ class OnlineAnomalyDetection:
         uniq, inv = np.unique(rows, return_inverse=True)
         series: list[LabelSet] = []
         idx, tss, vals = [], [], []
-        for k, key in enumerate(OUTPUT_NAMES):
+        for k, key in enumerate(_DETECTOR_OUTPUTS):
             series.extend(self._outputs[int(r)][k] for r in uniq)
             v = out[key]
             ok = np.isfinite(v)
@@ -372,8 +421,14 @@ class OnlineAnomalyDetection:
             return 0
         try:
             with np.load(self.state_path, allow_pickle=False) as z:
-                if int(z["format"][0]) != FORMAT_VERSION:
-                    raise ValueError(f"unknown format {int(z['format'][0])}")
+                version = int(z["format"][0])
+                if version < FORMAT_VERSION:
+                    raise ValueError(
+                        f"it was saved by an earlier detector version (format {version}); "
+                        "the detector learns again from scratch"
+                    )
+                if version != FORMAT_VERSION:
+                    raise ValueError(f"unknown format {version}")
                 labels = orjson.loads(z["labels"].tobytes())
                 last_ts = np.asarray(z["last_ts"], dtype=np.int64)
                 states = np.asarray(z["states"], dtype=np.uint8)

@@ -1,17 +1,20 @@
-"""The compiled single-series kernel reproduces the vector path bit for bit.
+"""One implementation: every front end runs the same compiled loop, bit for bit.
 
-Every output of ``Detector.run_batch_full`` and the state bytes must be
-*identical* (not merely close) between ``engine="kernel"`` and
-``engine="vector"``, on generated series with the conformance suite's edge
-cases, on NAB files, and across restarts from either path's saved state.
-NAB files are read from ``PERFINTEL_NAB_DATA`` or ``shared/data/nab/data``
-beside the repository (a failure when absent); ``PERFINTEL_KERNEL_ALL_NAB=1``
-checks every file instead of three.
+``Detector`` (one series along time), ``OnlineRunner`` (many series per batch,
+several samples of a series in one batch), the detect API's two batching modes
+and the NAB evaluation must give *identical* outputs and states (not merely
+close: even a sign of zero would show), and the same functions run as plain
+Python (``NUMBA_DISABLE_JIT=1``) must give the compiled numbers. NAB files are
+read from ``PERFINTEL_NAB_DATA`` or ``shared/data/nab/data`` beside the
+repository (a failure when absent).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -20,18 +23,16 @@ import pytest
 
 from perfintel.analysis.anomaly import (
     AnomalyDetector,
-    AnomalyLikelihood,
     ContextNovelty,
     Detector,
     Ensemble,
     EnsembleConfig,
-    LevelShift,
     OnlineRunner,
-    SeasonalBaseline,
     kernel,
 )
+from perfintel.analysis.anomaly.base import StateVersionError, model_from_state
 from perfintel.errors import BadInputError
-from perfintel.evaluation.nab import read_series, stream_lockstep
+from perfintel.evaluation.nab import read_series
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN = 60_000
@@ -51,22 +52,7 @@ def bit_equal(a: np.ndarray, b: np.ndarray) -> bool:
 def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
     assert sorted(a) == sorted(b)
     for k in a:
-        assert bit_equal(a[k], b[k]), (k, _first_diff(a[k], b[k]))
-
-
-def _first_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float, float]:
-    bad = np.flatnonzero(a.view(np.int64) != b.view(np.int64))
-    i = int(bad[0])
-    return i, float(a[i]), float(b[i])
-
-
-def both(ts: np.ndarray, v: np.ndarray, model: Ensemble | None = None) -> tuple[Detector, Detector]:
-    """(vector-path detector, kernel-path detector) after the same batch, outputs compared."""
-    vec = Detector(model or Ensemble())
-    ker = Detector(model or Ensemble())
-    assert_same(vec.run_batch_full(ts, v, engine="vector"), ker.run_batch_full(ts, v, "kernel"))
-    assert vec.get_state() == ker.get_state()
-    return vec, ker
+        assert bit_equal(a[k], b[k]), k
 
 
 def generated(kind: str, n: int = 1500, step: int = 5 * MIN, seed: int = 0) -> tuple:
@@ -93,214 +79,192 @@ def generated(kind: str, n: int = 1500, step: int = 5 * MIN, seed: int = 0) -> t
         ts[700:] -= 40 * 24 * 3_600_000  # the clock jumps back 40 days
     elif kind == "spiky":
         v = rng.exponential(1.0, n) ** 3  # heavy tail: many likelihood bins, many alarms
-    elif kind == "integers":
-        v = rng.integers(0, 3, n).astype(float)
-    elif kind == "signed_zeros":  # np.minimum/np.maximum/np.clip pick a sign of zero
+    elif kind == "signed_zeros":
         v = rng.choice([0.0, -0.0, 1.0, -1.0, 0.5], n)
-        v[:300] = np.where(i[:300] % 2 == 0, 0.0, -0.0)  # the novelty range: min(+0, -0)
     return ts, v
 
 
-@pytest.mark.parametrize(
-    "kind", ["shift_spike", "walk", "nan", "huge", "time", "spiky", "integers", "signed_zeros"]
-)
-def test_kernel_equals_vector_on_generated_series(kind: str) -> None:
-    both(*generated(kind, seed=zlib.crc32(kind.encode()) % 1000))  # hash() varies per process
+KINDS = ["shift_spike", "walk", "nan", "huge", "time", "spiky", "signed_zeros"]
 
 
-@pytest.mark.parametrize("c", [0.0, -0.0, 3.25, -1e9, 1e100])
-def test_kernel_equals_vector_on_constants(c: float) -> None:
-    ts, _ = generated("plain", 700)
-    vec, _ = both(ts, np.full(700, c))
-    assert np.all(vec.score_batch(ts + 700 * 5 * MIN, np.full(700, c)) == 0.0)
+def interleaved(
+    model: Ensemble, data: list[tuple[np.ndarray, np.ndarray]], seed: int
+) -> tuple[list[dict[str, np.ndarray]], OnlineRunner]:
+    """Feed every series through one runner in random-sized batches, series interleaved
+    at random (each series' samples in time order, often several in one batch)."""
+    rng = np.random.default_rng(seed)
+    lengths = [len(v) for _, v in data]
+    bounds = np.cumsum([0, *lengths])
+    ids = np.repeat(3 * np.arange(len(data)), lengths)  # sparse ids
+    t_all = np.concatenate([t for t, _ in data])
+    v_all = np.concatenate([v for _, v in data])
+    # the k-th occurrence of a series in a random label sequence takes its k-th sample
+    labels = rng.permutation(ids)
+    nxt = {3 * i: int(bounds[i]) for i in range(len(data))}
+    flat = np.empty(len(ids), dtype=np.int64)
+    for j, s in enumerate(labels):
+        flat[j] = nxt[int(s)]
+        nxt[int(s)] += 1
+    runner = OnlineRunner(model, capacity=2)  # forces growth
+    got: dict[str, np.ndarray] = {}
+    start = 0
+    while start < len(flat):
+        idx = flat[start : start + int(rng.integers(1, 400))]
+        for k, a in runner.update_many_full(ids[idx], t_all[idx], v_all[idx]).items():
+            got.setdefault(k, np.zeros(len(ids)))[idx] = a
+        start += len(idx)
+    outs = [{k: a[bounds[i] : bounds[i + 1]] for k, a in got.items()} for i in range(len(data))]
+    return outs, runner
 
 
-def test_kernel_equals_vector_when_every_model_wins() -> None:
-    # hourly samples over 150 days: a daily pattern, then a weekly one
-    n = 150 * 24
-    ts = T0 + np.arange(n, dtype=np.int64) * 60 * MIN
-    hour = (ts // 3_600_000) % 168
-    rng = np.random.default_rng(3)
-    weekly = rng.normal(0, 10, 168)  # a profile per hour of the week
-    v = 100 + np.where(ts < T0 + 30 * 86_400_000, 10 * np.sin(2 * np.pi * hour / 24), weekly[hour])
-    v = v + rng.normal(0, 1, n)
-    v[3000:3005] += 60
-    vec = Detector(Ensemble())
-    want = vec.run_batch_full(ts, v, engine="vector")
-    ker = Detector(Ensemble())
-    assert_same(want, ker.run_batch_full(ts, v, engine="kernel"))
-    assert vec.get_state() == ker.get_state()
-    assert set(np.unique(want["model"])) == {0.0, 1.0, 2.0}
+@pytest.mark.parametrize("kind", KINDS)
+def test_runner_equals_detector_on_generated_series(kind: str) -> None:
+    seed = zlib.crc32(kind.encode()) % 1000  # hash() varies per process
+    data = [generated(kind, seed=seed + j) for j in range(3)]
+    want = []
+    for t, v in data:
+        det = AnomalyDetector()
+        want.append((det.run_batch_full(t, v), det.get_state()))
+    got, runner = interleaved(Ensemble(), data, seed)
+    for i, ((w, state), g) in enumerate(zip(want, got, strict=True)):
+        assert_same(w, g)
+        assert runner.get_state(3 * i) == state
 
 
-def test_kernel_equals_vector_under_other_configurations() -> None:
-    ts, v = generated("shift_spike", 1200, seed=4)
-    configs = [
-        Ensemble(3, EnsembleConfig(weights=(0.7, 1.0, 0.9), deseasonalise_shift=False)),
-        Ensemble(5, novelty=ContextNovelty(5, bins=7, depth=4, table_bits=10)),  # hashed table
-        Ensemble(1, novelty=ContextNovelty(1, depth=1)),
-        Ensemble(2, EnsembleConfig(rest=5, alarm=0.3, lik_warmup=20, widths=(0.2, 0.05, 0.3))),
-    ]
-    assert not configs[1].novelty._direct
-    for model in configs:
-        both(ts, v, model=model)
-
-
-@pytest.mark.parametrize("bins", [5, 8, 13, 48, 100, 128])
-def test_likelihood_histogram_sum_matches_numpy(bins: int) -> None:
-    lp = kernel.loops()
-    assert lp is not None
-    rng = np.random.default_rng(bins)
-    for _ in range(200):
-        row = (rng.exponential(1, bins) * 10 ** rng.uniform(-4, 4, bins)).astype(np.float32)
-        b = int(rng.integers(0, bins))
-        hist = row[None, :]
-        want = np.where(np.arange(bins) >= b, hist, np.float32(0.0)).sum(axis=1)[0]
-        assert lp._mass_at_or_above(hist, 0, b) == want
-
-
-def test_kernel_with_other_likelihood_bins() -> None:
-    ts, v = generated("spiky", 900, seed=8)
-    model = Ensemble()
-    model.liks[1] = AnomalyLikelihood(0, short_alpha=0.4, decay=1 / 500, width=0.3, bins=13)
-    both(ts, v, model=model)
-
-
-def _nab_dir() -> Path | None:
-    for cand in (os.environ.get("PERFINTEL_NAB_DATA"), ROOT.parent / "shared/data/nab/data"):
-        if cand and Path(cand).is_dir():
-            return Path(cand)
-    return None
-
-
-def _nab_files() -> list[str]:
-    root = _nab_dir()
-    if root is None:
-        return list(NAB_FILES)
-    if os.environ.get("PERFINTEL_KERNEL_ALL_NAB") == "1":
-        return sorted(str(p.relative_to(root)) for p in root.glob("*/*.csv"))
-    return list(NAB_FILES)
-
-
-def test_kernel_equals_vector_on_nab_files() -> None:
-    root = _nab_dir()
-    if root is None:  # ../shared is beside every checkout here and in CI: its absence is a failure
-        pytest.fail("NAB corpus not found beside the repository (or set PERFINTEL_NAB_DATA)")
-    series = [read_series(root / rel)[1:] for rel in _nab_files()]
-    keep = tuple(k for k in kernel.OUTPUTS if k != "score")
-    names = {"yhat_lower": "lower", "yhat_upper": "upper"}
-    vec = stream_lockstep(Ensemble(), series, keep=tuple(names.get(k, k) for k in keep))
-    for (t, v), want in zip(series, vec, strict=True):
-        det = Detector(Ensemble())
-        got = det.run_batch_full(t, v, engine="kernel")
-        for k in kernel.OUTPUTS:
-            assert bit_equal(got[k], want[names.get(k, k)]), k
-
-
-def test_state_round_trips_between_paths() -> None:
-    ts, v = generated("shift_spike", 1400, seed=11)
-    v[700] = np.nan
-    ref = AnomalyDetector()
-    full = ref.run_batch_full(ts, v, engine="vector")
-    end_state = ref.get_state()
-    for first, second in (("vector", "kernel"), ("kernel", "vector"), ("kernel", "kernel")):
-        for k in (1, 333, 700, 1000):
-            det = AnomalyDetector()
-            head = det.run_batch_full(ts[:k], v[:k], engine=first)
-            blob = det.get_state()
-            again = Detector.from_state(blob)
-            tail = again.run_batch_full(ts[k:], v[k:], engine=second)
-            for name in full:
-                joined = np.concatenate([head[name], tail[name]])
-                assert bit_equal(joined, full[name]), (first, second, k)
-            assert again.get_state() == end_state
-
-
-def test_state_interchanges_with_online_runner() -> None:
-    ts, v = generated("walk", 800, seed=2)
-    runner = OnlineRunner(capacity=4)
-    runner.update_many(np.full(400, 3), ts[:400], v[:400])
-    det = Detector.from_state(runner.get_state(3))
-    got = det.run_batch_full(ts[400:], v[400:], engine="kernel")
-    want = runner.update_many_full(np.full(400, 3), ts[400:], v[400:])
-    for k, a in want.items():
-        assert bit_equal(got[k], a), k
-    assert det.get_state() == runner.get_state(3)
-    # and back: a kernel-advanced state continues in the runner
-    runner.set_state(1, det.get_state())
-    more_t, more_v = ts[-1] + (1 + np.arange(100)) * 5 * MIN, v[:100]
-    assert np.array_equal(
-        runner.update_many(np.full(100, 1), more_t, more_v), det.score_batch(more_t, more_v)
-    )
-
-
-def test_kernel_runs_on_any_row_of_a_state_bank() -> None:
-    model = Ensemble()
-    ts, v = generated("shift_spike", 600, seed=6)
-    st = model.new_state(3)
-    got = kernel.run(model, st, 2, ts, v)
-    det = Detector(Ensemble())
-    assert_same(got, det.run_batch_full(ts, v, engine="vector"))
-    assert model.dump(st, 2) == det.get_state()
-    assert model.dump(st, 0) == model.dump(model.new_state(1), 0)
-
-
-def test_results_batch_equals_update_result() -> None:
+def test_update_equals_batch_for_every_output() -> None:
     ts, v = generated("shift_spike", 900, seed=9)
     v[450] = np.nan
     one = AnomalyDetector()
-    want = [one.update_result(int(t), float(x)) for t, x in zip(ts, v, strict=True)]
-    got = AnomalyDetector().results_batch(ts, v)
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert repr(g) == repr(w)
-    assert any(r.is_anomaly and r.explanation for r in got)
+    rows = [one._step(int(t), float(x)) for t, x in zip(ts, v, strict=True)]
+    want = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    batch = AnomalyDetector()
+    assert_same(want, batch.run_batch_full(ts, v))
+    assert one.get_state() == batch.get_state()
 
 
-def test_score_batch_dispatches_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    ts, v = generated("shift_spike", 400)
-    assert kernel.supports(Ensemble()) and kernel.enabled()
-    calls: list[int] = []
-    real = kernel.run
+@pytest.mark.parametrize("c", [0.0, -0.0, 3.25, -1e9, 1e100])
+def test_constants_score_zero(c: float) -> None:
+    ts, _ = generated("plain", 1400)
+    det = AnomalyDetector()
+    assert np.all(det.score_batch(ts, np.full(1400, c)) == 0.0)
 
-    def spy(*args: object, **kw: object) -> dict[str, np.ndarray]:
-        calls.append(1)
-        return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(kernel, "run", spy)
-    s = AnomalyDetector().score_batch(ts, v)
-    assert calls == [1]
-    kernel.set_enabled(False)
-    try:
-        assert not kernel.enabled()
-        assert np.array_equal(AnomalyDetector().score_batch(ts, v), s)
-        assert calls == [1]
-    finally:
-        kernel.set_enabled(True)
+def test_other_configurations_run_the_same_code() -> None:
+    ts, v = generated("shift_spike", 1200, seed=4)
+    configs = [
+        lambda: Ensemble(3, EnsembleConfig(weights=(0.7, 1.0, 0.9), deseasonalise_shift=False)),
+        lambda: Ensemble(5, novelty=ContextNovelty(5, bins=3, depth=4, grids=2)),
+        lambda: Ensemble(1, novelty=ContextNovelty(1, depth=1)),
+        lambda: Ensemble(2, EnsembleConfig(rest=5, alarm=0.3, lik_warmup=20, lik_bins=13)),
+    ]
+    for make in configs:
+        det = Detector(make())
+        want = det.run_batch_full(ts, v)
+        got, runner = interleaved(make(), [(ts, v)], 1)
+        assert_same(want, got[0])
+        assert runner.get_state(0) == det.get_state()
 
-    class Custom(LevelShift):
-        pass
 
-    odd = Ensemble(shift=Custom())
-    assert not kernel.supports(odd) and not kernel.supports(SeasonalBaseline())
-    assert np.array_equal(Detector(odd).score_batch(ts, v), s)  # the vector path, same model
+def _nab_dir() -> Path:
+    for cand in (os.environ.get("PERFINTEL_NAB_DATA"), ROOT.parent / "shared/data/nab/data"):
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    # ../shared is beside every checkout here and in CI: its absence is a failure
+    pytest.fail("NAB corpus not found beside the repository (or set PERFINTEL_NAB_DATA)")
+
+
+def test_runner_equals_detector_on_nab_files() -> None:
+    root = _nab_dir()
+    data = [read_series(root / rel)[1:] for rel in NAB_FILES]
+    want = [AnomalyDetector().run_batch_full(t, v) for t, v in data]
+    got, _ = interleaved(Ensemble(), data, 7)
+    for w, g in zip(want, got, strict=True):
+        assert_same(w, g)
+        assert w["score"].max() > 0.5  # not a vacuous comparison
+
+
+_PURE = """
+import json, sys
+import numpy as np
+from perfintel.analysis.anomaly import AnomalyDetector, jit
+ts = np.asarray(json.loads(sys.argv[1]), dtype=np.int64)
+v = np.asarray(json.loads(sys.argv[2]))
+det = AnomalyDetector()
+out = det.run_batch_full(ts, v)
+print(json.dumps({"compiled": jit.COMPILED, "state": det.get_state().hex(),
+                  "out": {k: a.tobytes().hex() for k, a in out.items()}}))
+"""
+
+
+def test_pure_python_path_is_the_same_code() -> None:
+    ts, v = generated("shift_spike", 700, seed=12)
+    v[100] = np.nan
+    args = [json.dumps(ts.tolist()), json.dumps([None if x != x else x for x in v.tolist()])]
+    args[1] = args[1].replace("null", "NaN")
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", _PURE, *args], env=env, capture_output=True, text=True, check=True
+    )
+    pure = json.loads(res.stdout)
+    assert pure["compiled"] is False
+    det = AnomalyDetector()
+    want = det.run_batch_full(ts, v)
+    for k, a in want.items():
+        assert bytes.fromhex(pure["out"][k]) == a.tobytes(), k
+    assert bytes.fromhex(pure["state"]) == det.get_state()
+
+
+def test_state_round_trips_between_front_ends() -> None:
+    ts, v = generated("shift_spike", 1400, seed=11)
+    v[700] = np.nan
+    ref = AnomalyDetector()
+    full = ref.run_batch_full(ts, v)
+    for k in (1, 333, 700, 1000):
+        det = AnomalyDetector()
+        head = det.run_batch_full(ts[:k], v[:k])
+        runner = OnlineRunner(capacity=4)
+        runner.set_state(2, det.get_state())
+        mid = runner.update_many_full(np.full(100, 2), ts[k : k + 100], v[k : k + 100])
+        again = Detector.from_state(runner.get_state(2))
+        tail = again.run_batch_full(ts[k + 100 :], v[k + 100 :])
+        for name in ("score", "anomaly_score", "yhat", "yhat_lower", "yhat_upper"):
+            joined = np.concatenate([head[name], mid[name], tail[name]])
+            assert bit_equal(joined, full[name]), (k, name)
+        assert again.get_state() == ref.get_state()
+
+
+def test_state_of_the_previous_version_is_refused_cleanly() -> None:
+    old = b"PIA1\x08ensemble" + bytes(8) + bytes(2703 - 21)
+    with pytest.raises(StateVersionError):
+        Detector.from_state(old)
+    with pytest.raises(StateVersionError):
+        OnlineRunner().set_state(0, old)
     with pytest.raises(BadInputError):
-        Detector(odd).run_batch_full(ts, v, engine="kernel")
+        model_from_state(b"PIA2\x03zzz" + bytes(8))
+    blob = AnomalyDetector().get_state()
+    with pytest.raises(BadInputError):
+        Detector.from_state(blob[:-1])
+    with pytest.raises(BadInputError):  # another configuration's layout
+        Detector.from_state(blob, Ensemble(novelty=ContextNovelty(bins=7)))
     with pytest.raises(ValueError):
-        Detector(Ensemble()).run_batch_full(ts, v, engine="gpu")
+        ContextNovelty(bins=9, depth=4)  # a table beyond MAX_TABLE_BITS
 
 
 def test_empty_and_all_nan_batches() -> None:
     det = AnomalyDetector()
     blob = det.get_state()
-    empty = det.run_batch_full(np.zeros(0, dtype=np.int64), np.zeros(0), engine="kernel")
+    empty = det.run_batch_full(np.zeros(0, dtype=np.int64), np.zeros(0))
     assert all(len(a) == 0 for a in empty.values())
-    out = det.run_batch_full(T0 + np.arange(5), np.full(5, np.nan), engine="kernel")
-    assert_same(out, det.run_batch_full(T0 + np.arange(5), np.full(5, np.nan), engine="vector"))
-    assert_same(empty, det.run_batch_full(T0 + np.arange(0), np.zeros(0), engine="vector"))
+    out = det.run_batch_full(T0 + np.arange(5), np.full(5, np.nan))
     assert np.all(out["score"] == 0) and np.all(np.isnan(out["yhat"]))
     assert np.all(out["fired"] == 0) and np.all(out["model"] == 0)
     assert det.get_state() == blob
+
+
+def test_warm_up_compiles_every_loop() -> None:
+    assert kernel.compiled()
+    assert kernel.warm_up() >= 0.0
+    assert kernel.warm is kernel.warm_up
 
 
 def test_jit_falls_back_when_no_cache_dir_is_writable(monkeypatch: pytest.MonkeyPatch) -> None:

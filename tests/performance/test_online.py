@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -233,3 +234,41 @@ def test_a_damaged_state_file_is_ignored_and_selectors_prune_restored_series(
     assert fresh.load_state() == 0
     fresh.process(batch("a", TS[:5], np.ones(5)))  # learns from scratch
     assert fresh.metrics.updates.get() == 5
+
+
+def test_a_state_file_of_the_previous_detector_version_is_discarded_with_a_log_line(
+    store: DuckDBStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # what the previous version wrote: format 1, one 2,703-byte "PIA1" state per series
+    state_dir = tmp_path / "analysis"
+    state_dir.mkdir()
+    old = b"PIA1\x08ensemble" + bytes(8) + bytes(2703 - 21)
+    labels = orjson.dumps([[["__name__", "a"]]])
+    np.savez(
+        state_dir / STATE_FILE,
+        format=np.array([1], dtype=np.int64),
+        labels=np.frombuffer(labels, dtype=np.uint8),
+        last_ts=np.array([TS[4]], dtype=np.int64),
+        states=np.frombuffer(old, dtype=np.uint8).reshape(1, -1),
+    )
+    det = OnlineAnomalyDetection(store, state_dir=state_dir, registry=Registry())
+    with caplog.at_level("WARNING", logger="perfintel.performance.online"):
+        assert det.load_state() == 0
+    assert "earlier detector version" in caplog.text
+    det.process(batch("a", TS[:5], np.ones(5)))  # no crash: learns from scratch
+    assert det.metrics.updates.get() == 5
+    det.save_state()  # and the next save is in the current format
+    again = OnlineAnomalyDetection(store, state_dir=state_dir, registry=Registry())
+    assert again.load_state() == 1
+    # a file of the current format whose states are of the old layout is refused as well
+    with np.load(state_dir / STATE_FILE) as z:
+        parts = {k: z[k] for k in z.files}
+    parts["states"] = np.frombuffer(old, dtype=np.uint8).reshape(1, -1)
+    np.savez(state_dir / STATE_FILE, **parts)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="perfintel.performance.online"):
+        assert (
+            OnlineAnomalyDetection(store, state_dir=state_dir, registry=Registry()).load_state()
+            == 0
+        )
+    assert "earlier detector version" in caplog.text

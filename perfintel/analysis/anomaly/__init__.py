@@ -1,12 +1,12 @@
 """Streaming anomaly detection.
 
-Models are pure and vectorised (``VectorModel``); ``Detector`` runs one model
-on one series, ``OnlineRunner`` runs it on many series held in numpy arrays.
+Models are pure (``VectorModel``): their arithmetic is written once, as scalar
+functions compiled by numba (plain Python without it), and advances any mix of
+series held in one state bank. ``Detector`` runs one model on one series,
+``OnlineRunner`` on many series at once — the same code, the same numbers.
 ``AnomalyDetector`` is the default: the ``Ensemble`` of a seasonal baseline, a
 level-shift detector and a context-novelty detector, each judged by an anomaly
-likelihood, with alarm suppression. Along time on one series, ``Detector``'s
-batch methods run the ensemble through a numba-compiled scalar kernel
-(``kernel.py``) with bit-identical results and interchangeable state.
+likelihood, with alarm suppression.
 """
 
 from perfintel.analysis.anomaly.base import Field, StepOut, VectorModel

@@ -1,34 +1,36 @@
-"""The detector contract: vectorised models over a bank of per-series states.
+"""The detector contract: models over a bank of per-series states, written once.
 
 A *model* (``VectorModel``) is pure: it declares the per-series state it needs
-(``fields()``) and advances the states of a set of distinct series by one
-sample each (``step``). It never sees files, SQL or HTTP. The same model serves
-two front ends:
+(``fields()``: named slots of one float64 row and one uint8 row per series)
+and advances series through samples with ``run(st, rows, ts, values)``: sample
+``i`` belongs to series ``rows[i]``, samples are applied in order (a series may
+appear any number of times). The arithmetic lives in scalar functions compiled
+by numba (``jit.py``; plain Python without it): one implementation serves
 
-* ``Detector`` — one series, ``update(ts_ms, value) -> score`` and
-  ``score_batch(ts, values)`` / ``run_batch_full(ts, values)`` (exactly the
-  results of repeated ``update``), ``get_state() -> bytes`` /
-  ``Detector.from_state(bytes)``.
-* ``perfintel.analysis.anomaly.online.OnlineRunner`` — N series whose states
-  live in numpy arrays, ``update_many(series_ids, ts, values)``.
+* ``Detector`` — one series along time (``rows`` all the same);
+* ``OnlineRunner`` — a batch of many series at once;
+* the detect API and the NAB evaluation (one call per series).
 
-Both call the same ``step`` code, so their scores are identical. For the
-default ensemble, ``Detector``'s batch methods run a compiled scalar kernel
-instead (``kernel.py``), which reproduces ``step`` bit for bit on the same
-state arrays.
+So every front end gives the same numbers for the same samples, by
+construction.
 
 Contract every model keeps (checked by ``tests/analysis/test_anomaly_conformance.py``):
 
 * strictly causal: the output for a sample depends on that sample and earlier
-  ones only;
+  ones of its series only;
 * deterministic for a given ``seed``;
-* a NaN sample scores 0 and leaves the state untouched (the front ends filter
-  NaN before ``step``); ±Inf and huge values are clipped to ``±VALUE_LIMIT``;
-* the state is a fixed set of small arrays, serialised as raw bytes.
+* a NaN sample scores 0 and leaves the state untouched; ±Inf and huge values
+  are clipped to ``±VALUE_LIMIT``;
+* the state is a fixed, small set of numbers per series, serialised as raw bytes.
 
-State layout (``get_state``): ``MAGIC`` (4 bytes), 1 byte name length, the
-model's name (ASCII), the seed (int64), then each field's raw little-endian bytes in
-``fields()`` order. No pickling: loading never runs code.
+State layout (``State``): ``f``, float64 ``(series, width_f)``; ``h``, float32
+``(series, width_h)`` (bulky smooth quantities: seasonal profiles, histograms);
+``b``, uint8 ``(series, width_b)`` (symbols, bitsets); each field a fixed slice
+of one of them (``Field.kind``). Serialised (``dump``): ``MAGIC`` (4 bytes),
+1 byte name length, the model's name (ASCII), the seed (int64), the row of
+``f`` (little-endian float64), of ``h`` (little-endian float32), of ``b``. No
+pickling: loading never runs code. States written by the previous version
+(magic ``PIA1``, another layout) are refused with ``StateVersionError``.
 """
 
 from __future__ import annotations
@@ -41,29 +43,50 @@ import numpy as np
 
 from perfintel.errors import BadInputError
 
-MAGIC = b"PIA1"
+MAGIC = b"PIA2"
+#: Magic numbers of earlier state formats (refused with ``StateVersionError``).
+OLD_MAGICS = (b"PIA1",)
 #: Values are clipped to this magnitude so that no arithmetic overflows.
 VALUE_LIMIT = 1e100
 
 
+class StateVersionError(BadInputError):
+    """A detector state saved by an earlier version of the detector (another layout)."""
+
+
 @dataclass(frozen=True)
 class Field:
-    """One per-series state field: shape (excluding the series axis), dtype, initial value."""
+    """One per-series state field: ``size`` slots of ``f`` (float64), ``h`` (float32) or
+    ``b`` (uint8)."""
 
-    shape: tuple[int, ...]
-    dtype: type[np.generic] = np.float64
+    size: int = 1
+    kind: str = "f"
     init: float = 0.0
+
+
+_KINDS = {"f": np.float64, "h": np.float32, "b": np.uint8}
+
+
+@dataclass
+class State:
+    """The states of a bank of series: ``f`` float64, ``h`` float32 and ``b`` uint8 rows."""
+
+    f: np.ndarray
+    h: np.ndarray
+    b: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.f.shape[0])
 
 
 @dataclass
 class StepOut:
-    """What a model returns for a batch of distinct series (one sample each).
+    """Outputs of one scored sample (or a few), as the result explainer reads them.
 
     ``score`` is the NAB-style score in [0, 1]; ``raw`` the model's unbounded
-    surprise (0 = expected). The band fields are present for models that
-    forecast (``yhat`` the expected value, ``lower``/``upper`` the band,
-    ``anomaly_score`` = |deviation| / half-band width: 0 expected, 1 at the edge,
-    >1 outside).
+    surprise. The band fields are present for models that forecast (``yhat`` the
+    expected value, ``lower``/``upper`` the band, ``anomaly_score`` =
+    |deviation| / half-band width: 0 expected, 1 at the edge, >1 outside).
     """
 
     score: np.ndarray
@@ -75,79 +98,6 @@ class StepOut:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-State = dict[str, np.ndarray]
-
-
-class VectorModel(ABC):
-    """A streaming detector written over arrays of per-series state."""
-
-    #: Short registry name, stored in serialised state.
-    name: str = "model"
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = int(seed)
-
-    @abstractmethod
-    def fields(self) -> dict[str, Field]:
-        """Per-series state fields, in serialisation order."""
-
-    @abstractmethod
-    def step(self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepOut:
-        """Advance series ``rows`` (distinct indices into ``st``) by one finite sample each.
-
-        ``ts`` are int64 milliseconds, ``x`` finite float64 within ±VALUE_LIMIT.
-        """
-
-    # -- state bank helpers -------------------------------------------------
-    def new_state(self, n: int) -> State:
-        return {k: np.full((n, *f.shape), f.init, dtype=f.dtype) for k, f in self.fields().items()}
-
-    def grow_state(self, st: State, n: int) -> State:
-        """A copy of ``st`` with capacity ``n`` (new series at their initial state)."""
-        out = self.new_state(n)
-        for k, a in st.items():
-            out[k][: a.shape[0]] = a
-        return out
-
-    def state_nbytes(self) -> int:
-        """Bytes of state per series (arrays only)."""
-        return sum(
-            int(np.prod(f.shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
-            for f in self.fields().values()
-        )
-
-    def dump(self, st: State, row: int) -> bytes:
-        name = self.name.encode("ascii")
-        parts = [MAGIC, bytes([len(name)]), name, np.int64(self.seed).astype("<i8").tobytes()]
-        for k, f in self.fields().items():
-            parts.append(
-                np.ascontiguousarray(
-                    st[k][row], dtype=np.dtype(f.dtype).newbyteorder("<")
-                ).tobytes()
-            )
-        return b"".join(parts)
-
-    def load(self, data: bytes) -> State:
-        """Parse ``dump`` output into a one-series state; ``BadInputError`` if it does not fit."""
-        name = self.name.encode("ascii")
-        head = MAGIC + bytes([len(name)]) + name + np.int64(self.seed).astype("<i8").tobytes()
-        if not data.startswith(head):
-            raise BadInputError(f"state is not a {self.name!r} detector state")
-        st = self.new_state(1)
-        pos = len(head)
-        for k, f in self.fields().items():
-            dt = np.dtype(f.dtype).newbyteorder("<")
-            size = int(np.prod(f.shape, dtype=np.int64)) * dt.itemsize
-            chunk = data[pos : pos + size]
-            if len(chunk) != size:
-                raise BadInputError(f"truncated {self.name!r} state (field {k})")
-            st[k][0] = np.frombuffer(chunk, dtype=dt).reshape(f.shape)
-            pos += size
-        if pos != len(data):
-            raise BadInputError(f"trailing bytes in {self.name!r} state")
-        return st
-
-
 def clean_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(finite mask, values with ±Inf/huge clipped to ±VALUE_LIMIT). NaN stays NaN."""
     v = np.asarray(values, dtype=np.float64)
@@ -155,7 +105,165 @@ def clean_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ok, np.clip(v, -VALUE_LIMIT, VALUE_LIMIT)
 
 
-#: ``run_batch_full`` outputs (indices and flags) that are 0, not NaN, for a NaN sample.
+class VectorModel(ABC):
+    """A streaming detector over a bank of per-series states.
+
+    Subclasses give ``fields()``, ``outputs`` (names of the per-sample outputs,
+    ``flags`` among them being 0 rather than NaN for a NaN sample) and
+    ``_run``, the compiled loop that advances ``rows`` through finite samples.
+    """
+
+    #: Short registry name, stored in serialised state.
+    name: str = "model"
+    #: Names of the outputs of ``run``, in the order ``_run`` writes them.
+    outputs: tuple[str, ...] = ("score",)
+    #: Outputs that are 0 (not NaN) for a NaN sample.
+    flags: tuple[str, ...] = ("score",)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+
+    @abstractmethod
+    def fields(self) -> dict[str, Field]:
+        """Per-series state fields, in layout order."""
+
+    @abstractmethod
+    def _run(
+        self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, out: np.ndarray
+    ) -> None:
+        """Advance ``rows[i]`` by ``(ts[i], x[i])`` in order; write output ``k`` to ``out[k, i]``.
+
+        ``ts`` are int64 milliseconds, ``x`` finite float64 within ±VALUE_LIMIT.
+        """
+
+    # -- layout -------------------------------------------------------------------
+    def offsets(self) -> dict[str, int]:
+        """Start of each field within its row (``f``, ``h`` or ``b``)."""
+        pos = dict.fromkeys(_KINDS, 0)
+        out = {}
+        for k, fd in self.fields().items():
+            out[k] = pos[fd.kind]
+            pos[fd.kind] += fd.size
+        return out
+
+    def widths(self) -> dict[str, int]:
+        out = dict.fromkeys(_KINDS, 0)
+        for fd in self.fields().values():
+            out[fd.kind] += fd.size
+        return out
+
+    def new_state(self, n: int) -> State:
+        w = self.widths()
+        parts = {k: np.zeros((n, w[k]), dtype=dt) for k, dt in _KINDS.items()}
+        off = self.offsets()
+        for k, fd in self.fields().items():
+            if fd.init != 0.0:
+                parts[fd.kind][:, off[k] : off[k] + fd.size] = fd.init
+        return State(**parts)
+
+    def grow_state(self, st: State, n: int) -> State:
+        """A copy of ``st`` with capacity ``n`` (new series at their initial state)."""
+        out = self.new_state(n)
+        for k in _KINDS:
+            getattr(out, k)[: len(st)] = getattr(st, k)
+        return out
+
+    def copy_row(self, src: State, src_row: int, dst: State, dst_row: int) -> None:
+        for k in _KINDS:
+            getattr(dst, k)[dst_row] = getattr(src, k)[src_row]
+
+    def reset_row(self, st: State, row: int) -> None:
+        self.copy_row(self.new_state(1), 0, st, row)
+
+    def state_nbytes(self) -> int:
+        """Bytes of state per series."""
+        w = self.widths()
+        return sum(w[k] * np.dtype(dt).itemsize for k, dt in _KINDS.items())
+
+    def field(self, st: State, name: str, row: int = 0) -> np.ndarray:
+        """A view of one field of one series (for tests and explanations)."""
+        fd = self.fields()[name]
+        o = self.offsets()[name]
+        a: np.ndarray = getattr(st, fd.kind)
+        return a[row, o : o + fd.size]
+
+    # -- running ------------------------------------------------------------------
+    def run(
+        self, st: State, rows: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Advance series ``rows[i]`` by sample ``(ts[i], values[i])``, in order.
+
+        Returns every output (``outputs``), one entry per sample. NaN samples are
+        skipped (state untouched; ``flags`` outputs 0, others NaN).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        ts = np.asarray(ts, dtype=np.int64)
+        ok, x = clean_values(values)
+        if rows.ndim != 1 or rows.shape != ts.shape or ts.shape != x.shape:
+            raise BadInputError("rows, ts and values must be 1-D arrays of equal length")
+        n = len(x)
+        if n and (rows.min() < 0 or rows.max() >= len(st)):
+            raise BadInputError("series row outside the state bank")
+        pos = np.flatnonzero(ok)
+        dense = len(pos) == n
+        m = len(pos)
+        out = np.empty((len(self.outputs), m))
+        if m:
+            if dense:
+                self._run(st, rows, ts, x, out)
+            else:
+                self._run(
+                    st,
+                    np.ascontiguousarray(rows[pos]),
+                    np.ascontiguousarray(ts[pos]),
+                    np.ascontiguousarray(x[pos]),
+                    out,
+                )
+        res = {}
+        for k, name in enumerate(self.outputs):
+            if dense:
+                res[name] = out[k]
+            else:
+                full = np.zeros(n) if name in self.flags else np.full(n, np.nan)
+                full[pos] = out[k]
+                res[name] = full
+        return res
+
+    # -- serialisation --------------------------------------------------------------
+    def _head(self) -> bytes:
+        name = self.name.encode("ascii")
+        return MAGIC + bytes([len(name)]) + name + np.int64(self.seed).astype("<i8").tobytes()
+
+    def dump(self, st: State, row: int) -> bytes:
+        return b"".join(
+            [
+                self._head(),
+                np.ascontiguousarray(st.f[row], dtype="<f8").tobytes(),
+                np.ascontiguousarray(st.h[row], dtype="<f4").tobytes(),
+                np.ascontiguousarray(st.b[row]).tobytes(),
+            ]
+        )
+
+    def load(self, data: bytes) -> State:
+        """Parse ``dump`` output into a one-series state; ``BadInputError`` if it does not fit."""
+        if data[:4] in OLD_MAGICS:
+            raise StateVersionError(
+                "detector state saved by an earlier detector version (another state layout)"
+            )
+        head = self._head()
+        if not data.startswith(head):
+            raise BadInputError(f"state is not a {self.name!r} detector state")
+        w = self.widths()
+        if len(data) != len(head) + self.state_nbytes():
+            raise BadInputError(
+                f"{self.name!r} state of {len(data)} bytes does not fit this configuration"
+            )
+        st = self.new_state(1)
+        pos = len(head)
+        for k, dt in (("f", "<f8"), ("h", "<f4"), ("b", "u1")):
+            getattr(st, k)[0] = np.frombuffer(data, dtype=dt, count=w[k], offset=pos)
+            pos += w[k] * np.dtype(dt).itemsize
+        return st
 
 
 REGISTRY: dict[str, Callable[[int], VectorModel]] = {}
@@ -166,6 +274,10 @@ def register(name: str, factory: Callable[[int], VectorModel]) -> None:
 
 
 def model_from_state(data: bytes) -> VectorModel:
+    if data[:4] in OLD_MAGICS:
+        raise StateVersionError(
+            "detector state saved by an earlier detector version (another state layout)"
+        )
     if not data.startswith(MAGIC) or len(data) < 5:
         raise BadInputError("not a perfintel detector state")
     n = data[4]

@@ -5,15 +5,13 @@ and ``anomaly_score``; the level-shift detector reads the value minus the
 baseline's seasonal offset (deseasonalised); the context-novelty detector reads
 the raw value. The raw surprise of each component with a non-zero weight goes
 through its own ``AnomalyLikelihood``; the NAB score is the largest weighted
-likelihood score (by default the seasonal component has weight 0: it alarms
-through the band and through the shift detector's input, its own likelihood
-added more false alarms than hits on NAB). After a score reaches ``alarm`` the
-next ``rest`` samples of that series score 0 (one alarm per incident: repeated
-alarms about one incident are noise to an operator, and NAB counts only the
-first detection in a window while charging for every false one).
+likelihood score. After a score reaches ``alarm`` the next ``rest`` samples of
+that series score 0 (one alarm per incident: repeated alarms about one incident
+are noise to an operator, and NAB counts only the first detection in a window
+while charging for every false one).
 
-Defaults were chosen on the development half of NAB (see ``docs/anomaly.md``);
-one configuration serves every series.
+One configuration serves every series; how the constants were chosen (by
+cross-validation on the NAB development half) is in ``docs/anomaly.md``.
 """
 
 from __future__ import annotations
@@ -22,45 +20,64 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfintel.analysis.anomaly.base import (
-    Field,
-    State,
-    StepOut,
-    VectorModel,
-    register,
-)
+from perfintel.analysis.anomaly import steps
+from perfintel.analysis.anomaly.base import Field, State, VectorModel, register
 from perfintel.analysis.anomaly.likelihood import AnomalyLikelihood
 from perfintel.analysis.anomaly.novelty import ContextNovelty
 from perfintel.analysis.anomaly.seasonal import SeasonalBaseline
 from perfintel.analysis.anomaly.shift import LevelShift
 
 COMPONENTS = ("seasonal", "shift", "novelty")
+OUTPUTS = (
+    "score",
+    "raw",
+    "anomaly_score",
+    "yhat",
+    "yhat_lower",
+    "yhat_upper",
+    "which",
+    "fired",
+    "alert",
+    "z",
+    "model",
+    "sigma",
+    *(f"lik_{c}" for c in COMPONENTS),
+)
+FLAGS = ("score", "which", "fired", "alert", "model")
+#: Likelihood histogram resolution of the z-like inputs (``log1p`` of a z-score).
+LOG_Z_WIDTH = 0.1
 
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """One configuration for every series (no per-series tuning)."""
+    """One configuration for every series (no per-series tuning).
 
-    weights: tuple[float, float, float] = (0.0, 1.0, 0.9)
+    ``alarm`` and ``rest`` were chosen by cross-validation on the NAB
+    development half (``perfintel eval nab-cv``); the other values are
+    conventional, see ``docs/anomaly.md``.
+    """
+
+    #: seasonal, shift, novelty: the seasonal baseline gives the band and
+    #: deseasonalises the shift detector but raises no alarm of its own
+    weights: tuple[float, float, float] = (0.0, 1.0, 1.0)
     alarm: float = 0.6
     rest: int = 120
-    lik_short_alpha: float = 0.4
+    #: smoothing of a raw score before its likelihood (~ a 10-sample average)
+    lik_short_alpha: float = 0.2
+    #: likelihood memory ~ 1/decay samples (HTM's 8,640-sample history, rounded)
     lik_decay: float = 1.0 / 8000.0
     lik_warmup: int = 200
-    widths: tuple[float, float, float] = (0.1, 0.1, 0.04)
+    lik_bins: int = 48
     deseasonalise_shift: bool = True
     #: user alerts (``AnomalyResult.is_anomaly``) also fire, even while the NAB
     #: score is suppressed, when a value is this many half-bands off ``yhat``
     band_alert: float = 2.0
 
 
-def _sub(st: State, prefix: str) -> State:
-    n = len(prefix)
-    return {k[n:]: v for k, v in st.items() if k.startswith(prefix)}
-
-
 class Ensemble(VectorModel):
     name = "ensemble"
+    outputs = OUTPUTS
+    flags = FLAGS
 
     def __init__(
         self,
@@ -76,74 +93,80 @@ class Ensemble(VectorModel):
         self.shift = shift or LevelShift(seed)
         self.novelty = novelty or ContextNovelty(seed)
         # a component with weight 0 still runs (the seasonal one gives the band
-        # and deseasonalises the shift detector) but gets no likelihood state
+        # and deseasonalises the shift detector) but gets no likelihood state;
+        # histogram bins: log1p(z) at LOG_Z_WIDTH, the novelty spanning [0, 1]
+        widths = (LOG_Z_WIDTH, LOG_Z_WIDTH, 1.0 / (cfg.lik_bins - 1))
         self.liks = {
             i: AnomalyLikelihood(
                 seed,
                 short_alpha=cfg.lik_short_alpha,
                 decay=cfg.lik_decay,
-                width=w,
+                width=widths[i],
+                bins=cfg.lik_bins,
                 warmup=cfg.lik_warmup,
             )
-            for i, w in enumerate(cfg.widths)
+            for i in range(len(COMPONENTS))
             if cfg.weights[i] > 0
         }
-        self._weights = np.asarray(cfg.weights, dtype=np.float64)[:, None]
-
-    def _parts(self) -> list[tuple[str, VectorModel]]:
-        return [
+        self._parts: list[tuple[str, VectorModel]] = [
             ("s.", self.seasonal),
             ("c.", self.shift),
             ("v.", self.novelty),
             *((f"l{i}.", m) for i, m in self.liks.items()),
         ]
+        off = self.offsets()
+        lay = np.full(steps.E_LAYOUT, -1, dtype=np.int64)
+        lay[steps.E_S] = off["s.n"]
+        lay[steps.E_SH] = off["s.day"]
+        lay[steps.E_C] = off["c.n"]
+        lay[steps.E_V] = off["v.n"]
+        lay[steps.E_VB] = off["v.symbols"]
+        for i in self.liks:
+            lay[steps.E_L + i] = off[f"l{i}.n"]
+            lay[steps.E_LH + i] = off[f"l{i}.hist"]
+        lay[steps.E_Q] = off["quiet"]
+        self._layout = lay
+        self._e_prm = np.array(
+            [
+                *cfg.weights,
+                cfg.alarm,
+                float(cfg.rest),
+                cfg.band_alert,
+                float(cfg.lik_warmup),
+                1.0 if cfg.deseasonalise_shift else 0.0,
+            ]
+        )
+        self._l_prm = np.zeros((3, 6))
+        for i, m in self.liks.items():
+            self._l_prm[i] = m.params()
 
     def fields(self) -> dict[str, Field]:
         out: dict[str, Field] = {}
-        for p, m in self._parts():
+        for p, m in self._parts:
             out.update({p + k: f for k, f in m.fields().items()})
-        out["quiet"] = Field(())
+        out["quiet"] = Field()
         return out
 
-    def step(self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepOut:
-        cfg = self.config
-        o_s = self.seasonal.step(_sub(st, "s."), rows, ts, x)
-        # the level-shift detector sees the deseasonalised value
-        x_c = x - o_s.extra["season"] if cfg.deseasonalise_shift else x
-        o_c = self.shift.step(_sub(st, "c."), rows, ts, x_c)
-        o_v = self.novelty.step(_sub(st, "v."), rows, ts, x)
-        raws = (np.log1p(o_s.raw), np.log1p(o_c.raw), o_v.raw)
-        liks = np.zeros((len(COMPONENTS), len(rows)))
-        for i, m in self.liks.items():
-            liks[i] = m.step(_sub(st, f"l{i}."), rows, ts, raws[i]).score
-        parts = liks * self._weights
-        which = np.argmax(parts, axis=0)
-        combined = parts[which, np.arange(len(rows))]
-        quiet = st["quiet"][rows]
-        resting = quiet > 0
-        score = np.where(resting, 0.0, np.clip(combined, 0.0, 1.0))
-        fire = ~resting & (combined >= cfg.alarm)
-        st["quiet"][rows] = np.where(fire, float(cfg.rest), np.maximum(quiet - 1.0, 0.0))
-        band = o_s.anomaly_score if o_s.anomaly_score is not None else np.zeros(len(rows))
-        far = (band >= cfg.band_alert) & (st["s.n"][rows] > cfg.lik_warmup)
-        alert = fire | far
-        which = np.where(fire, which, 0)
-        return StepOut(
-            score=score,
-            raw=combined,
-            yhat=o_s.yhat,
-            lower=o_s.lower,
-            upper=o_s.upper,
-            anomaly_score=o_s.anomaly_score,
-            extra={
-                "which": which.astype(np.float64),
-                "fired": fire.astype(np.float64),
-                "alert": alert.astype(np.float64),
-                "z": o_s.raw,
-                "model": o_s.extra["model"],
-                "sigma": o_s.extra["sigma"],
-                **{f"lik_{c}": liks[i] for i, c in enumerate(COMPONENTS)},
-            },
+    def _run(
+        self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, out: np.ndarray
+    ) -> None:
+        v = self.novelty
+        steps.ensemble_run(
+            st.f,
+            st.h,
+            st.b,
+            rows,
+            ts,
+            x,
+            self._layout,
+            self._e_prm,
+            self.seasonal.params(),
+            self.shift.params(),
+            v.iparams,
+            v.seq_offsets,
+            v.seq_weights,
+            self._l_prm,
+            out,
         )
 
 

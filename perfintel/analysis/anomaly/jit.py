@@ -1,30 +1,44 @@
-"""Optional numba compilation for the scalar anomaly kernel.
+"""Compilation of the detector's scalar code: numba when present, plain Python otherwise.
 
-``njit(fn)`` compiles ``fn`` with numba in nopython mode, caching the machine
-code on disk (``cache=True``: next to the source in ``__pycache__``, or numba's
-user-wide cache dir, or ``NUMBA_CACHE_DIR``) so later processes skip the
-compile. Where no cache location is writable it compiles per process instead.
-Importing this module raises ``ImportError`` when numba is not installed; the
-callers (``kernel.py``) then fall back to the vectorised path.
+Every model's arithmetic is written once, as scalar Python functions over a
+per-series state row (``@njit``). With numba installed they are compiled in
+nopython mode, the machine code cached on disk (``cache=True``: next to the
+source in ``__pycache__``, else numba's user cache dir or ``NUMBA_CACHE_DIR``;
+where no cache location is writable, per process). Without numba, or with
+``NUMBA_DISABLE_JIT=1``, the *same functions* run as ordinary Python: the same
+results, a few hundred times slower. ``COMPILED`` says which is in effect.
 
 Floating-point semantics are left strict (no ``fastmath``: no reassociation,
-no fused multiply-add), so the scalar loops round exactly like numpy's
-element-wise operations.
+no fused multiply-add), so results do not depend on the optimiser.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
+from types import ModuleType
+from typing import Any, TypeVar, cast
 
-import numba
+F = TypeVar("F", bound=Callable[..., Any])
 
-F = Callable[..., Any]
+
+def _numba() -> ModuleType | None:
+    try:
+        return importlib.import_module("numba")
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        return None
+
+
+_nb = _numba()
+#: Whether ``njit`` compiles (numba importable and its JIT not disabled).
+COMPILED = _nb is not None and not bool(_nb.config.DISABLE_JIT)
 
 
 def njit(fn: F) -> F:
-    """``numba.njit`` with an on-disk cache when one is usable."""
+    """``numba.njit`` with an on-disk cache when one is usable; ``fn`` itself without numba."""
+    if _nb is None:
+        return fn
     try:
-        return numba.njit(cache=True, error_model="numpy", nogil=True)(fn)
+        return cast(F, _nb.njit(cache=True, error_model="numpy", nogil=True)(fn))
     except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(cache=False, error_model="numpy", nogil=True)(fn)
+        return cast(F, _nb.njit(cache=False, error_model="numpy", nogil=True)(fn))

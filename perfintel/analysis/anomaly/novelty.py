@@ -3,107 +3,80 @@
 After a warm-up the value range seen so far is frozen and cut into ``bins``
 equal bins (values outside the range fall into extra bins on either side, up to
 one range away, then clip). At each step the sequences of the last 1..``depth``
-bin symbols ending at the current sample index a per-series bitset of
-``2**table_bits`` bits (directly when every possible sequence fits, else
-through a hash salted by the seed); the raw score is the weighted
-share of those sequences whose bit was not yet set, and then they are set.
-It is the spirit of the contextual detectors that do well on NAB (CAD-OSE):
-unusual *shapes* are flagged even when every single value is ordinary.
-With the default 5 bins and depth 3 the table is addressed directly; hash
-collisions (larger settings) can only hide novelty, never invent it.
+bin symbols ending at the current sample index a per-series bitset (directly:
+every possible sequence has its own bit, so nothing collides and no seed
+matters); the raw score is the weighted share of those sequences whose bit was
+not yet set, and then they are set. It is the spirit of the contextual
+detectors that do well on NAB (CAD-OSE): unusual *shapes* are flagged even when
+every single value is ordinary.
+
+Where the bin edges fall should not decide what is novel: the value is
+quantised on ``grids`` grids, each shifted by 1/``grids`` of a bin, each with
+its own history and table, and the raw novelty is their mean.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from perfintel.analysis.anomaly.base import Field, State, StepOut, VectorModel, register
+from perfintel.analysis.anomaly import steps
+from perfintel.analysis.anomaly.base import Field, State, VectorModel, register
 
-_MULT = np.uint64(0x9E3779B97F4A7C15)
+#: Most bits of one table (``(3 bins + 1) ** depth`` and shorter sequences).
+MAX_TABLE_BITS = 1 << 16
 
 
 class ContextNovelty(VectorModel):
     name = "novelty"
+    outputs = ("score", "raw")
+    DEFAULT_BINS = 6
+    DEFAULT_GRIDS = 3
 
     def __init__(
         self,
         seed: int = 0,
-        bins: int = 5,
+        bins: int = DEFAULT_BINS,
         depth: int = 3,
-        table_bits: int = 13,
         warmup: int = 250,
+        grids: int = DEFAULT_GRIDS,
     ) -> None:
         super().__init__(seed)
+        nsym = 3 * bins
+        if not (bins >= 1 and nsym < 255 and depth >= 1 and grids >= 1):
+            raise ValueError("novelty needs 1 <= bins <= 84, depth >= 1 and grids >= 1")
         self.bins = bins
         self.depth = depth
-        self.table_bits = table_bits
         self.warmup = warmup
-        self._nsym = 3 * bins
-        self._salt = np.uint64((self.seed * 0x632BE59BD9B4E019 + 0x1234567) % 2**64)
-        self._shift = np.uint64(64 - table_bits)
-        # sequence codes of length l are < (nsym + 1) ** l: address the table
-        # directly (no collisions, seed-independent) when they all fit
-        self._offsets = np.cumsum([0] + [(self._nsym + 1) ** j for j in range(1, depth)])
-        needed = int(self._offsets[-1] + (self._nsym + 1) ** depth)
-        self._direct = needed <= 2**table_bits
-        self._table_bytes = (needed + 7) // 8 if self._direct else 2**table_bits // 8
-        self._weights = np.arange(1, depth + 1, dtype=np.float64)
-        self._weights /= self._weights.sum()
+        self.grids = grids
+        # sequences of length l+1 have codes below (nsym + 1) ** (l + 1); each
+        # length has its own stretch of the table
+        self.seq_offsets = np.cumsum([0] + [(nsym + 1) ** j for j in range(1, depth)]).astype(
+            np.int64
+        )
+        needed = int(self.seq_offsets[-1] + (nsym + 1) ** depth)
+        if needed > MAX_TABLE_BITS:
+            raise ValueError(f"novelty table of {needed} bits: use fewer bins or a smaller depth")
+        self.table_bytes = (needed + 7) // 8
+        w = np.arange(1, depth + 1, dtype=np.float64)
+        self.seq_weights = w / w.sum()
+        self.iparams = np.array([bins, depth, grids, warmup, self.table_bytes], dtype=np.int64)
 
     def fields(self) -> dict[str, Field]:
+        # in the order of the slots in ``steps`` (V_*)
         return {
-            "n": Field(()),
-            "lo": Field(()),
-            "hi": Field(()),
-            "hist": Field((self.depth - 1,), np.int64),
-            "bits": Field((self._table_bytes,), np.uint8),
+            "n": Field(),
+            "lo": Field(),
+            "hi": Field(),
+            "symbols": Field(self.grids * (self.depth - 1), "b"),
+            "seen": Field(self.grids * self.table_bytes, "b"),
         }
 
-    def step(self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepOut:
-        n = st["n"][rows]
-        first = n == 0
-        lo = np.where(first, x, st["lo"][rows])
-        hi = np.where(first, x, st["hi"][rows])
-        learning = n < self.warmup
-        lo = np.where(learning, np.minimum(lo, x), lo)
-        hi = np.where(learning, np.maximum(hi, x), hi)
-        rng = hi - lo
-        rng = np.where(rng > 0, rng, 1.0 + np.abs(hi))
-        b = np.floor((x - lo) / rng * self.bins)
-        sym = (np.clip(b, -self.bins, 2 * self.bins - 1) + self.bins).astype(np.int64)
-        hist = st["hist"][rows]  # most recent first
-        # codes of the sequences of length 1..depth ending now
-        codes = np.empty((len(rows), self.depth), dtype=np.int64)
-        codes[:, 0] = sym
-        for j in range(1, self.depth):
-            codes[:, j] = codes[:, j - 1] * (self._nsym + 1) + hist[:, j - 1] + 1
-        if self._direct:
-            slot = codes + self._offsets[None, :]
-        else:
-            h = (codes.astype(np.uint64) + self._salt) * _MULT
-            h = (h ^ (h >> np.uint64(29))) * _MULT
-            slot = (h >> self._shift).astype(np.int64)
-        byte = slot >> 3
-        bit = (1 << (slot & 7)).astype(np.uint8)
-        r2 = rows[:, None]
-        bits_now = st["bits"][r2, byte]
-        new = (bits_now & bit) == 0
-        acc = np.zeros(len(rows))
-        for j in range(self.depth):  # fixed order: identical for any batch size
-            acc = acc + new[:, j] * self._weights[j]
-        raw = np.where(learning, 0.0, acc)
-        # set the bits (handle two sequences landing in the same byte)
-        for j in range(self.depth):
-            st["bits"][rows, byte[:, j]] |= bit[:, j]
-        nh = np.empty_like(hist)
-        if self.depth > 1:
-            nh[:, 0] = sym
-            nh[:, 1:] = hist[:, :-1]
-        st["hist"][rows] = nh
-        st["n"][rows] = n + 1
-        st["lo"][rows] = lo
-        st["hi"][rows] = hi
-        return StepOut(score=raw, raw=raw)
+    def _run(
+        self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, out: np.ndarray
+    ) -> None:
+        steps.novelty_run(
+            st.f, st.b, rows, x, self.iparams, self.seq_offsets, self.seq_weights, out
+        )
 
 
 register(ContextNovelty.name, lambda seed: ContextNovelty(seed))
