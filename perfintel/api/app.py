@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perfintel import __version__
 from perfintel.analysis.anomaly import kernel
-from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
+from perfintel.api import anomalies, backup, errors, ingest, performance, prometheus, series
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import MetricMetadata, SampleBatch
@@ -157,6 +157,7 @@ def create_app(
     app.include_router(performance.router)
     app.include_router(anomalies.router)
     app.include_router(prometheus.router)
+    app.include_router(backup.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:

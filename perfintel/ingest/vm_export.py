@@ -40,12 +40,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import orjson
 
-from perfintel.batch import BatchBuilder, LineError, ParseResult
+from perfintel.batch import BatchBuilder, LineError, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError
 from perfintel.ingest.prometheus_text import format_go_float
 from perfintel.model import STALE_NAN, STALE_NAN_BITS, LabelSet, label_set, validate_label_set
 
-__all__ = ["MAX_SAMPLES_PER_LINE", "format_vm_jsonl", "parse_vm_jsonl"]
+__all__ = ["MAX_SAMPLES_PER_LINE", "VmJsonlStream", "format_vm_jsonl", "parse_vm_jsonl"]
 
 MAX_SAMPLES_PER_LINE = 10_000
 
@@ -102,8 +102,13 @@ def _short(v: Any) -> str:
     return r if len(r) <= 60 else r[:60] + "…"
 
 
-def parse_vm_jsonl(data: bytes) -> ParseResult:
+def parse_vm_jsonl(
+    data: bytes, *, first_line: int = 1, max_line_bytes: int | None = None
+) -> ParseResult:
     """Parse VictoriaMetrics JSON lines; each bad line is reported with its 1-based number.
+
+    ``first_line`` numbers the first line of ``data`` (for a part of a stream);
+    a line longer than ``max_line_bytes`` is rejected unread.
 
     >>> r = parse_vm_jsonl(b'{"metric":{"__name__":"x"},"values":[1,+Inf,null],"timestamps":[1,2,3]}')
     >>> r.batch.values.tolist()[:2], bool(r.errors)
@@ -111,8 +116,11 @@ def parse_vm_jsonl(data: bytes) -> ParseResult:
     """
     builder = BatchBuilder()
     errors: list[LineError] = []
-    for lineno, line in enumerate(bytes(data).split(b"\n"), 1):
+    for lineno, line in enumerate(bytes(data).split(b"\n"), first_line):
         if not line.strip():
+            continue
+        if max_line_bytes is not None and len(line) > max_line_bytes:
+            errors.append(LineError(lineno, _too_long(max_line_bytes)))
             continue
         try:
             doc = _loads(line)
@@ -123,6 +131,79 @@ def parse_vm_jsonl(data: bytes) -> ParseResult:
         if reason:
             errors.append(LineError(lineno, reason))
     return ParseResult(builder.build(), errors)
+
+
+def _too_long(max_line_bytes: int) -> str:
+    return f"line longer than {max_line_bytes} bytes (limits.max_import_line_bytes)"
+
+
+class VmJsonlStream:
+    """``parse_vm_jsonl`` over a body that arrives in pieces of any size.
+
+    ``feed`` takes the next piece (cut anywhere, even inside a line) and
+    yields a ``ParseResult`` each time about ``batch_bytes`` of whole lines
+    have gathered; ``finish`` parses what is left. Memory is bounded by
+    ``batch_bytes`` plus one line plus one piece: a line longer than
+    ``max_line_bytes`` is reported (with its number) and skipped as it
+    streams past, never held. Line numbers count from the start of the stream.
+
+    >>> s = VmJsonlStream(max_line_bytes=1000)
+    >>> parts = [b'{"metric":{"__name__":"x"},"val', b'ues":[1],"timestamps":[1]}\\nnot json\\n']
+    >>> results = [r for p in parts for r in s.feed(p)] + list(s.finish())
+    >>> sum(len(r.batch) for r in results), [e.line for r in results for e in r.errors]
+    (1, [2])
+    """
+
+    def __init__(self, *, max_line_bytes: int, batch_bytes: int = 8 << 20) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.batch_bytes = batch_bytes
+        self._line = 1  # number of the line ``_partial`` holds the start of
+        self._partial = bytearray()
+        self._skipping = False  # inside a line already reported as too long
+        self._ready: list[bytes] = []  # whole lines from ``_ready_first`` on, not parsed yet
+        self._ready_bytes = 0
+        self._ready_first = 1
+
+    def feed(self, data: bytes) -> Iterator[ParseResult]:
+        if self._skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                return
+            data = data[nl + 1 :]
+            self._skipping = False
+            self._line += 1
+            self._ready_first = self._line
+        last = data.rfind(b"\n")
+        if last >= 0:
+            whole = bytes(self._partial) + data[: last + 1] if self._partial else data[: last + 1]
+            self._partial = bytearray(data[last + 1 :])
+            self._ready.append(whole)
+            self._ready_bytes += len(whole)
+            self._line += whole.count(b"\n")
+            if self._ready_bytes >= self.batch_bytes:
+                yield from self._flush()
+        else:
+            self._partial += data
+        if len(self._partial) > self.max_line_bytes:
+            yield from self._flush()
+            too_long = LineError(self._line, _too_long(self.max_line_bytes))
+            yield ParseResult(SampleBatch.empty(), [too_long])
+            self._partial = bytearray()
+            self._skipping = True
+
+    def finish(self) -> Iterator[ParseResult]:
+        if self._partial and not self._skipping:
+            self._ready.append(bytes(self._partial))
+        self._partial = bytearray()
+        yield from self._flush()
+
+    def _flush(self) -> Iterator[ParseResult]:
+        if not self._ready:
+            return
+        block = b"".join(self._ready)
+        first, self._ready_first = self._ready_first, self._line
+        self._ready, self._ready_bytes = [], 0
+        yield parse_vm_jsonl(block, first_line=first, max_line_bytes=self.max_line_bytes)
 
 
 def _line(doc: Any, builder: BatchBuilder) -> str | None:
@@ -166,6 +247,44 @@ def _format_value(v: float, bits: int) -> str:
     return format_go_float(v)
 
 
+def _format_values(vals: np.ndarray, bits: np.ndarray) -> str:
+    """``",".join(_format_value(v, b) ...)``, fast for the common values.
+
+    Go's shortest form is Python's ``int`` for whole numbers below 10**6, its
+    ``repr`` for other numbers from 1e-4 to 10**6, and ``d.ddde+XX`` from the
+    exact digits for whole numbers from 10**6 to 2**53 (big counters). The
+    rest (huge, tiny, non-finite, negative zero) take ``_format_value``."""
+    magnitude = np.abs(vals)
+    with np.errstate(invalid="ignore"):
+        small = magnitude < 1e6
+        whole = (vals == np.trunc(vals)) & ((vals != 0) | (bits == 0))
+        kind = np.full(len(vals), 3, np.int8)
+        kind[whole & (magnitude < 2.0**53)] = 2
+        kind[small & (magnitude >= 1e-4)] = 1
+        kind[small & whole] = 0
+    if not kind.any():
+        return ",".join(map(str, vals.astype(np.int64).tolist()))
+    out = []
+    for v, b, k in zip(vals.tolist(), bits.tolist(), kind.tolist(), strict=True):
+        if k == 0:
+            out.append(str(int(v)))
+        elif k == 1:
+            out.append(repr(v))
+        elif k == 2:
+            out.append(_go_whole(int(v)))
+        else:
+            out.append(_format_value(v, b))
+    return ",".join(out)
+
+
+def _go_whole(i: int) -> str:
+    """Go's shortest form of a whole number from 10**6 to 2**53: its digits, as ``d.ddde+XX``."""
+    digits = str(abs(i))
+    kept = digits.rstrip("0")
+    mantissa = kept[0] + ("." + kept[1:] if len(kept) > 1 else "")
+    return f"{'-' if i < 0 else ''}{mantissa}e+{len(digits) - 1:02d}"
+
+
 class Samples(Protocol):
     """One series' samples as the exporter reads them (a store's ``SeriesSamples``)."""
 
@@ -198,9 +317,6 @@ def format_vm_jsonl(
             ts, vals, bits = ts[keep], vals[keep], bits[keep]
         for start in range(0, len(ts), max_samples_per_line):
             end = start + max_samples_per_line
-            v_txt = ",".join(
-                _format_value(v, b)
-                for v, b in zip(vals[start:end].tolist(), bits[start:end].tolist(), strict=True)
-            )
+            v_txt = _format_values(vals[start:end], bits[start:end])
             t_txt = ",".join(map(str, ts[start:end].tolist()))
             yield head + v_txt.encode() + b'],"timestamps":[' + t_txt.encode() + b"]}\n"
