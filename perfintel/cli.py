@@ -24,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from perfintel.config import load_settings
 from perfintel.errors import PerfintelError
@@ -66,7 +67,10 @@ DataDir = Annotated[
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML or TOML config file.")
 ]
-Url = Annotated[str, typer.Option("--url", help="Base URL of a running perfintel.")]
+Url = Annotated[
+    str,
+    typer.Option("--url", envvar="PERFINTEL_URL", help="Base URL of a running perfintel."),
+]
 Token = Annotated[str | None, typer.Option(envvar="PERFINTEL_TOKEN", help="Bearer token.")]
 DEFAULT_URL = "http://127.0.0.1:9470"
 #: Uploads and downloads of any size: no read/write deadline, a connect deadline only.
@@ -92,14 +96,22 @@ def _reaching(url: str) -> Iterator[None]:
         raise _fail(RuntimeError(f"cannot reach {url}: {reason}"), code=1) from None
 
 
-def _http_error(r: httpx.Response) -> RuntimeError:
-    """The server's error message of a failed answer (its JSON ``error``, else the text)."""
+def _ensure_reachable(url: str) -> None:
+    """Fail with one line before any progress bar when nothing answers at ``url``."""
+    with _reaching(url):
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
+
+
+def _fail_http(r: httpx.Response) -> typer.Exit:
+    """One line with the server's error message (its JSON ``error``, else the text); exit
+    code 2 when the server calls the request bad (4xx), 1 when it failed (5xx)."""
     try:
         r.read()
         message = str(r.json().get("error") or r.text)
     except (ValueError, AttributeError, httpx.HTTPError):
         message = r.text
-    return RuntimeError(f"HTTP {r.status_code}: {message[:500]}")
+    error = RuntimeError(f"HTTP {r.status_code}: {message[:500]}")
+    return _fail(error, code=2 if 400 <= r.status_code < 500 else 1)
 
 
 @app.command()
@@ -128,7 +140,7 @@ def serve(
         raise _fail(exc) from exc
     configure_logging(settings)
     try:
-        code = run_server(settings, announce=console.print)
+        code = run_server(settings, announce=lambda line: console.print(line, soft_wrap=True))
     except ServeError as exc:
         raise _fail(exc, code=1) from exc
     raise typer.Exit(code)
@@ -179,6 +191,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Send metric files of any supported format to a running perfintel."""
+    _ensure_reachable(url)
     total_bytes = sum(f.stat().st_size for f in files)
     accepted = rejected = 0
     problems: list[str] = []
@@ -260,17 +273,22 @@ def query(
             timeout=60,
         )
     if r.status_code != 200:
-        raise _fail(_http_error(r), code=1)
+        raise _fail_http(r)
     if as_json:
         sys.stdout.write(r.text + "\n")
         return
     data = r.json()["data"]
-    table = Table(title=f"{len(data['series'])} series ({data['source']})")
-    # Label sets are never cut: they wrap (at label boundaries first) to the terminal's width.
-    table.add_column("series", overflow="fold", ratio=1)
-    for c in ("points", "first", "last value", "min", "max"):
-        table.add_column(c, no_wrap=True)
-    for s in data["series"]:
+    _print_series(data["series"], f"{len(data['series'])} series ({data['source']})")
+
+
+_STAT_COLUMNS = ("points", "first", "last value", "min", "max")
+
+
+def _print_series(series: list[dict[str, Any]], title: str) -> None:
+    """A table of series when it fits the terminal; otherwise each label set on its
+    own lines with its figures below. Label sets are never cut."""
+    rows = []
+    for s in series:
         vals = [float(v) for v in s["values"]]
         first = (
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s["timestamps"][0] / 1000))
@@ -278,15 +296,27 @@ def query(
             else "-"
         )
         labels = ", ".join(f'{k}="{v}"' for k, v in s["labels"].items())
-        table.add_row(
-            labels,
-            str(len(vals)),
-            first,
-            f"{vals[-1]:g}" if vals else "-",
-            f"{min(vals):g}" if vals else "-",
-            f"{max(vals):g}" if vals else "-",
+        stats = (str(len(vals)), first) + (
+            tuple(f"{x:g}" for x in (vals[-1], min(vals), max(vals))) if vals else ("-",) * 3
         )
-    Console().print(table)
+        rows.append((labels, stats))
+    out = Console(soft_wrap=False)
+    widths = [max([len(c), *(len(st[i]) for _, st in rows)]) for i, c in enumerate(_STAT_COLUMNS)]
+    longest = max([len("series"), *(len(labels) for labels, _ in rows)])
+    if longest + sum(widths) + 3 * (len(widths) + 1) + 1 <= out.width:
+        table = Table(title=escape(title))
+        table.add_column("series", no_wrap=True)
+        for c in _STAT_COLUMNS:
+            table.add_column(c, no_wrap=True)
+        for labels, stats in rows:
+            table.add_row(escape(labels), *stats)
+        out.print(table)
+        return
+    out.print(escape(title))
+    for labels, stats in rows:
+        out.print(Text(labels, overflow="fold", style="bold"))
+        figures = "   ".join(f"{c} {v}" for c, v in zip(_STAT_COLUMNS, stats, strict=True))
+        out.print(Text("    " + figures, overflow="fold"))
 
 
 @app.command()
@@ -303,6 +333,7 @@ def demo(
     from perfintel.demo import generate_demo
     from perfintel.ingest.remote_write import encode_remote_write
 
+    _ensure_reachable(url)
     end_ms = int(time.time() * 1000)
     total = 0
     cols = (
@@ -329,7 +360,7 @@ def demo(
                     },
                 )
             if r.status_code >= 400:
-                raise _fail(_http_error(r), code=1)
+                raise _fail_http(r)
             total += len(batch)
             if len(batch):
                 newest = int(batch.timestamps.max())
@@ -382,6 +413,7 @@ def backup(
     """
     import gzip
 
+    _ensure_reachable(url)
     params = httpx.QueryParams({"match[]": match or ['{__name__=~".+"}']})
     for key, value in (("start", start), ("end", end)):
         if value is not None:
@@ -398,7 +430,7 @@ def backup(
         client.stream("GET", "/api/v1/export", params=params) as r,
     ):
         if r.status_code != 200:
-            raise _fail(_http_error(r), code=1)
+            raise _fail_http(r)
         task = progress.add_task(f"backup to {file.name}", total=None, samples=0)
         try:
             with (
@@ -440,6 +472,7 @@ def restore(
     """
     if not file.is_file():
         raise _fail(FileNotFoundError(f"no such file: {file}"))
+    _ensure_reachable(url)
     headers = {"Content-Type": "application/stream+json", **_auth_headers(token)}
     if file.name.endswith(".gz"):
         headers["Content-Encoding"] = "gzip"  # the server inflates it as a stream
@@ -456,7 +489,7 @@ def restore(
             headers=headers,
         )
     if r.status_code >= 400 and "accepted" not in r.text:
-        raise _fail(_http_error(r), code=1)
+        raise _fail_http(r)
     answer = r.json()
     took = time.monotonic() - began
     console.print(
@@ -481,7 +514,7 @@ def snapshot(url: Url = DEFAULT_URL, token: Token = None) -> None:
             f"{url}/api/v1/admin/snapshot", headers=_auth_headers(token), timeout=_LONG_TIMEOUT
         )
     if r.status_code != 200:
-        raise _fail(_http_error(r), code=1)
+        raise _fail_http(r)
     data = r.json()["data"]
     console.print(
         f"snapshot {data['name']}: {_size(data['bytes'])}, {data['series']:,} series, "

@@ -125,8 +125,8 @@ def create_app(
                     await t
             if scraper is not None:
                 await scraper.aclose()
-            if app.state.anomaly is not None:  # drains its queue and saves its state
-                await run_in_threadpool(app.state.anomaly.close)
+            if app.state.anomaly is not None:  # drains its queue (2 s at most), saves its state
+                await run_in_threadpool(app.state.anomaly.close, 2.0)
                 app.state.anomaly = None
             if own_store:
                 await run_in_threadpool(app.state.store.close)

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -90,14 +91,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, saying when it stops and how much was in flight."""
+    """uvicorn's server, saying when it stops and how much was in flight.
+
+    uvicorn re-raises the stopping signal once it has shut down, which would
+    end the process before the store is closed; here the signal only stops
+    the server, and ``run_server`` closes the store and returns."""
 
     stop_started: float | None = None
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.stop_started = time.monotonic()
+        signals = [signal.Signals(s).name for s in self._captured_signals]
         log.info(
-            "stopping: %d connection(s) open, %d request(s) in flight (they get %gs to finish)",
+            "stopping%s: %d connection(s) open, %d request(s) in flight (they get %gs to finish)",
+            f" on {signals[-1]}" if signals else "",
             len(self.server_state.connections),
             len(self.server_state.tasks),
             self.config.timeout_graceful_shutdown or 0,
@@ -124,26 +137,30 @@ def run_server(settings: Settings, *, announce: Callable[[str], None]) -> int:
             timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
         )
         server = _Server(config)
-        saved = 0
         try:
             asyncio.run(_serve(server, sock, announce, settings, data_dir))
         finally:
             sock.close()
+            began = server.stop_started
+            took = f" in {time.monotonic() - began:.1f}s" if began is not None else ""
             try:
                 saved = store.stats().samples_in_head
                 store.close()  # flushes the head into the database
             except PerfintelError as exc:
                 log.error(
-                    "closing the store failed: %s (the write-ahead log keeps the samples)", exc
+                    "stopped%s; closing the store failed: %s (the write-ahead log keeps "
+                    "every acknowledged sample; the next start replays it)",
+                    took,
+                    exc,
                 )
-        began = server.stop_started
-        took = f" in {time.monotonic() - began:.1f}s" if began is not None else ""
-        log.info(
-            "stopped%s: %d sample(s) flushed from memory to %s; every acknowledged sample is on disk",
-            took,
-            saved,
-            data_dir / "samples",
-        )
+            else:
+                log.info(
+                    "stopped%s: %d sample(s) flushed from memory into %s; every acknowledged "
+                    "sample is on disk",
+                    took,
+                    saved,
+                    data_dir / "samples",
+                )
         return 0 if server.started else 3
 
 

@@ -24,8 +24,8 @@ and ``/api/v1/export``; ``tests/ingest/test_vm_interop.py`` re-checks it):
 Accordingly ``parse_vm_jsonl`` reads everything VictoriaMetrics exports and
 imports: numbers, bare ``NaN``/``Inf``/``+Inf``/``-Inf``/``Infinity`` (any
 case), and ``null`` as the staleness marker (bit-exact ``STALE_NAN``).
-``format_vm_jsonl`` writes what VictoriaMetrics exports: numbers in Go's
-shortest form, bare ``NaN``/``+Inf``/``-Inf``, and staleness markers as
+``format_vm_jsonl`` writes what VictoriaMetrics exports: whole numbers as
+integers, other numbers in Go's shortest form (exact either way), bare ``NaN``/``+Inf``/``-Inf``, and staleness markers as
 ``null`` — or, with ``stale_markers="drop"``, leaves them out so that every
 line is accepted by VictoriaMetrics' import.
 """
@@ -223,23 +223,52 @@ def _line(doc: Any, builder: BatchBuilder) -> str | None:
         validate_label_set(ls)
     except InvalidSeriesError as exc:
         return str(exc)
-    vals = np.empty(len(values), np.float64)
-    for j, v in enumerate(values):
-        f = _value(v)
-        if f is None:
-            shown = v[len(_SENTINEL) :] if isinstance(v, str) and v.startswith(_SENTINEL) else v
-            return f"values[{j}]: {_short(shown)} is not a number"
-        vals[j] = f
-    for j, t in enumerate(timestamps):
-        if type(t) is not int or not _INT64_MIN <= t <= _INT64_MAX:
-            return f"timestamps[{j}]: {_short(t)} is not an int64 millisecond timestamp"
+    vals = _numbers(values)
+    if vals is None:  # something else than plain numbers: value by value, to say which
+        vals = np.empty(len(values), np.float64)
+        for j, v in enumerate(values):
+            f = _value(v)
+            if f is None:
+                shown = v[len(_SENTINEL) :] if isinstance(v, str) and v.startswith(_SENTINEL) else v
+                return f"values[{j}]: {_short(shown)} is not a number"
+            vals[j] = f
+    ts = _int64s(timestamps)
+    if ts is None:
+        for j, t in enumerate(timestamps):
+            if type(t) is not int or not _INT64_MIN <= t <= _INT64_MAX:
+                return f"timestamps[{j}]: {_short(t)} is not an int64 millisecond timestamp"
+        ts = np.asarray(timestamps, np.int64)
     if len(vals):
         # STALE_NAN went through a Python float: keep its exact bits.
-        builder.add_many(ls, np.asarray(timestamps, np.int64), vals)
+        builder.add_many(ls, ts, vals)
     return None
 
 
+_NUMBER_TYPES = frozenset((float, int))
+
+
+def _numbers(values: list[Any]) -> np.ndarray | None:
+    """Plain JSON numbers (no bools, strings, nulls or overflowing integers) as float64 at
+    C speed; ``None`` when the list holds anything else."""
+    if not set(map(type, values)) <= _NUMBER_TYPES:
+        return None
+    try:
+        return np.array(values, np.float64)
+    except OverflowError:  # an integer beyond float64: VictoriaMetrics reads it as ±Inf
+        return None
+
+
+def _int64s(values: list[Any]) -> np.ndarray | None:
+    if set(map(type, values)) - {int}:
+        return None
+    try:
+        return np.array(values, np.int64)
+    except OverflowError:
+        return None
+
+
 def _format_value(v: float, bits: int) -> str:
+    """One value as an export writes it (the slow, general path of ``_format_values``)."""
     if v != v:
         return "null" if bits == STALE_NAN_BITS else "NaN"
     if v == 0 and bits:
@@ -247,42 +276,25 @@ def _format_value(v: float, bits: int) -> str:
     return format_go_float(v)
 
 
-def _format_values(vals: np.ndarray, bits: np.ndarray) -> str:
-    """``",".join(_format_value(v, b) ...)``, fast for the common values.
+def _format_values(vals: np.ndarray, bits: np.ndarray) -> bytes:
+    """The values of a line, comma-separated; each parses back to the exact same float64.
 
-    Go's shortest form is Python's ``int`` for whole numbers below 10**6, its
-    ``repr`` for other numbers from 1e-4 to 10**6, and ``d.ddde+XX`` from the
-    exact digits for whole numbers from 10**6 to 2**53 (big counters). The
-    rest (huge, tiny, non-finite, negative zero) take ``_format_value``."""
+    Whole numbers below 2**53 print as integers (what VictoriaMetrics'
+    export writes: ``1000000``, never ``1e+06``). A line of finite values with
+    fractions is written by orjson (shortest round-trip digits, in C). Lines
+    with non-finite values or staleness markers take ``_format_value`` value
+    by value."""
     magnitude = np.abs(vals)
     with np.errstate(invalid="ignore"):
-        small = magnitude < 1e6
-        whole = (vals == np.trunc(vals)) & ((vals != 0) | (bits == 0))
-        kind = np.full(len(vals), 3, np.int8)
-        kind[whole & (magnitude < 2.0**53)] = 2
-        kind[small & (magnitude >= 1e-4)] = 1
-        kind[small & whole] = 0
-    if not kind.any():
-        return ",".join(map(str, vals.astype(np.int64).tolist()))
+        whole = (vals == np.trunc(vals)) & (magnitude < 2.0**53) & ((vals != 0) | (bits == 0))
+    if whole.all():
+        return orjson.dumps(vals.astype(np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+    if np.isfinite(vals).all():
+        return orjson.dumps(vals, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
     out = []
-    for v, b, k in zip(vals.tolist(), bits.tolist(), kind.tolist(), strict=True):
-        if k == 0:
-            out.append(str(int(v)))
-        elif k == 1:
-            out.append(repr(v))
-        elif k == 2:
-            out.append(_go_whole(int(v)))
-        else:
-            out.append(_format_value(v, b))
-    return ",".join(out)
-
-
-def _go_whole(i: int) -> str:
-    """Go's shortest form of a whole number from 10**6 to 2**53: its digits, as ``d.ddde+XX``."""
-    digits = str(abs(i))
-    kept = digits.rstrip("0")
-    mantissa = kept[0] + ("." + kept[1:] if len(kept) > 1 else "")
-    return f"{'-' if i < 0 else ''}{mantissa}e+{len(digits) - 1:02d}"
+    for v, b, w in zip(vals.tolist(), bits.tolist(), whole.tolist(), strict=True):
+        out.append(str(int(v)) if w else _format_value(v, b))
+    return ",".join(out).encode()
 
 
 class Samples(Protocol):
@@ -309,8 +321,8 @@ def format_vm_jsonl(
     """
     for s in series:
         head = b'{"metric":' + orjson.dumps(dict(s.labels)) + b',"values":['
-        ts = np.asarray(s.timestamps, np.int64)
-        vals = np.asarray(s.values, np.float64)
+        ts = np.ascontiguousarray(s.timestamps, np.int64)
+        vals = np.ascontiguousarray(s.values, np.float64)
         bits = vals.view(np.uint64)
         if stale_markers == "drop":
             keep = bits != np.uint64(STALE_NAN_BITS)
@@ -318,5 +330,5 @@ def format_vm_jsonl(
         for start in range(0, len(ts), max_samples_per_line):
             end = start + max_samples_per_line
             v_txt = _format_values(vals[start:end], bits[start:end])
-            t_txt = ",".join(map(str, ts[start:end].tolist()))
-            yield head + v_txt.encode() + b'],"timestamps":[' + t_txt.encode() + b"]}\n"
+            t_txt = orjson.dumps(ts[start:end], option=orjson.OPT_SERIALIZE_NUMPY)
+            yield head + v_txt + b'],"timestamps":' + t_txt + b"}\n"

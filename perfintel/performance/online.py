@@ -148,6 +148,8 @@ class OnlineAnomalyDetection:
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         self._saved_at = clock()
+        self._abandon = threading.Event()  # set by close: drop what is still queued
+        self._abandoned = 0
         self.metrics.series.set_function(lambda: float(len(self._labels)))
 
     @classmethod
@@ -176,16 +178,27 @@ class OnlineAnomalyDetection:
         self._thread = threading.Thread(target=self._run, name="perfintel-anomaly", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, drain_timeout_s: float | None = None) -> None:
         """Process the batches already queued, save the state and stop the worker.
 
-        Without ``start`` there is no state to save (and an existing file is kept).
+        With ``drain_timeout_s``, batches still queued after that long are
+        dropped (counted in ``perfintel_anomaly_dropped_batches_total`` and
+        logged): a stopping service must not wait minutes for scores, and the
+        samples themselves are stored already. Without ``start`` there is no
+        state to save (and an existing file is kept).
         """
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(_STOP)
-            thread.join()
+            thread.join(drain_timeout_s)
+            if thread.is_alive():
+                self._abandon.set()
+                thread.join()
             self.save_state()
+        if self._abandoned:
+            log.info(
+                "anomaly detector: %d queued batch(es) left unscored at shutdown", self._abandoned
+            )
         self.metrics.unregister()
 
     def submit(self, batch: SampleBatch) -> bool:
@@ -231,6 +244,11 @@ class OnlineAnomalyDetection:
                 item = None
             if item is _STOP:
                 return
+            if isinstance(item, SampleBatch) and self._abandon.is_set():
+                self._abandoned += 1
+                self.metrics.dropped_batches.inc()
+                self._done()
+                continue
             if isinstance(item, SampleBatch):
                 try:
                     self.process(item)
