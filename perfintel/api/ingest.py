@@ -20,12 +20,14 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from perfintel.api.auth import require
 from perfintel.api.body import read_body, stream_body
+from perfintel.api.errors import status_for
 from perfintel.api.params import parse_time, selectors_param
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import ParseResult
 from perfintel.errors import BadInputError, OverloadedError, UnsupportedMediaError
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.json_ingest import IngestBody, parse_json_ingest
+from perfintel.ingest.otlp import encode_otlp_status, parse_otlp_metrics
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
 from perfintel.ingest.remote_write import decode_remote_write, decode_remote_write_v2
 from perfintel.ingest.vm_export import VmJsonlStream, format_vm_jsonl
@@ -400,3 +402,59 @@ def _export_lines(
             elif n < step_samples // 4:
                 window = min(window * 2, 16 * useful)
         done |= matched
+
+
+# -- OTLP/HTTP metrics ------------------------------------------------------------------
+
+_OTLP_PROTOBUF = "application/x-protobuf"
+_GRPC_CODES = {400: 3, 413: 8, 415: 3, 429: 8, 503: 14}  # google.rpc.Code of our answers
+
+
+@router.post(
+    "/v1/metrics",
+    dependencies=write,
+    summary="OpenTelemetry OTLP/HTTP metrics (protobuf or JSON, gzip)",
+    response_class=Response,
+)
+@router.post(
+    "/api/v1/otlp/v1/metrics", dependencies=write, include_in_schema=False, response_class=Response
+)
+async def otlp_metrics(request: Request) -> Response:
+    """OTLP ``ExportMetricsServiceRequest``, mapped to Prometheus series as Prometheus's
+    OTLP receiver does (``perfintel.ingest.otlp``). 200 with an empty
+    ``ExportMetricsServiceResponse`` when everything was stored; 400 with a
+    ``google.rpc.Status`` naming each refused metric (delta temporality,
+    exponential histograms) otherwise, the other metrics stored. Answers are
+    protobuf or JSON as the request was."""
+    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    as_json = ctype == "application/json"
+    try:
+        if ctype not in ("", "application/json", _OTLP_PROTOBUF, "application/protobuf"):
+            raise UnsupportedMediaError(
+                f"OTLP/HTTP takes Content-Type {_OTLP_PROTOBUF} or application/json, got {ctype!r}"
+            )
+        body = await read_body(request)
+        as_json = as_json or (not ctype and body.lstrip()[:1] == b"{")
+        outcome = await run_in_threadpool(
+            _ingest, request, "otlp", lambda: parse_otlp_metrics(body, json=as_json)
+        )
+    except BadInputError as exc:
+        code, _ = status_for(exc)
+        _count(request, IngestOutcome("otlp", 0, 0), code)
+        return _otlp_answer(code, str(exc), as_json, {})
+    if outcome.rejected:
+        _count(request, outcome, 400)
+        message = f"{outcome.accepted} samples stored; refused: " + "; ".join(outcome.errors)
+        return _otlp_answer(400, message, as_json, outcome.headers())
+    _count(request, outcome, 200)
+    return _otlp_answer(200, "", as_json, outcome.headers())
+
+
+def _otlp_answer(code: int, message: str, as_json: bool, headers: dict[str, str]) -> Response:
+    """An empty ``ExportMetricsServiceResponse`` (200) or a ``google.rpc.Status``."""
+    if code == 200:
+        body = b"{}" if as_json else b""
+    else:
+        body = encode_otlp_status(_GRPC_CODES.get(code, 2), message, json=as_json)
+    media = "application/json" if as_json else _OTLP_PROTOBUF
+    return Response(body, status_code=code, media_type=media, headers=headers)
