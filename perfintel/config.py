@@ -224,6 +224,12 @@ class AnomalySettings(_Section):
         description="Ingested batches waiting for the detector; beyond, batches are dropped "
         "(perfintel_anomaly_dropped_batches_total) so ingest never waits for it.",
     )
+    queue_samples: int = Field(
+        2_000_000,
+        gt=0,
+        description="Samples waiting for the detector (about 20 bytes each); beyond, batches are "
+        "dropped like a full queue's, so a bulk import cannot pile up gigabytes for it.",
+    )
     state_interval: Duration = Field(
         300.0,
         description="How often the detector state is saved to data_dir/analysis (also at shutdown).",

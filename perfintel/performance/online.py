@@ -126,6 +126,7 @@ class OnlineAnomalyDetection:
         selectors: Sequence[str | Selector] = ('{__name__=~".+"}',),
         max_series: int = 100_000,
         queue_batches: int = 256,
+        queue_samples: int = 2_000_000,
         state_dir: Path | None = None,
         state_interval_s: float = 300.0,
         registry: Registry | None = None,
@@ -144,6 +145,8 @@ class OnlineAnomalyDetection:
         self._outputs: list[tuple[LabelSet, ...]] = []  # runner row -> output label sets
         self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_batches)
+        self.queue_samples = queue_samples
+        self._queued_samples = 0  # samples of the batches in the queue (a bound on its memory)
         self._pending = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -163,6 +166,7 @@ class OnlineAnomalyDetection:
             selectors=a.selectors,
             max_series=a.max_series,
             queue_batches=a.queue_batches,
+            queue_samples=a.queue_samples,
             state_dir=Path(settings.data_dir) / "analysis",
             state_interval_s=a.state_interval,
             registry=registry,
@@ -206,11 +210,15 @@ class OnlineAnomalyDetection:
         if not len(batch):
             return True
         with self._idle:
+            if self._queued_samples + len(batch) > self.queue_samples and self._queued_samples:
+                self.metrics.dropped_batches.inc()  # the queue holds enough memory already
+                return False
             self._pending += 1
+            self._queued_samples += len(batch)
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
-            self._done()
+            self._done(len(batch))
             self.metrics.dropped_batches.inc()
             return False
         return True
@@ -220,9 +228,10 @@ class OnlineAnomalyDetection:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    def _done(self) -> None:
+    def _done(self, samples: int = 0) -> None:
         with self._idle:
             self._pending -= 1
+            self._queued_samples -= samples
             if self._pending == 0:
                 self._idle.notify_all()
 
@@ -247,7 +256,7 @@ class OnlineAnomalyDetection:
             if isinstance(item, SampleBatch) and self._abandon.is_set():
                 self._abandoned += 1
                 self.metrics.dropped_batches.inc()
-                self._done()
+                self._done(len(item))
                 continue
             if isinstance(item, SampleBatch):
                 try:
@@ -255,7 +264,7 @@ class OnlineAnomalyDetection:
                 except Exception:  # one bad batch must not stop online detection
                     log.exception("online anomaly detection failed on a batch")
                 finally:
-                    self._done()
+                    self._done(len(item))
             if self.clock() - self._saved_at >= self.state_interval_s:
                 try:
                     self.save_state()
