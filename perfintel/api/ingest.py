@@ -356,6 +356,7 @@ def _first_data_ms(store: Store, sel: Selector, start_ms: int, end_ms: int) -> i
 #: Samples one export read aims at: the window of time read at once adapts to it.
 EXPORT_STEP_SAMPLES = 1_000_000
 _EXPORT_FIRST_WINDOW_MS = 3_600_000
+_EXPORT_BLOCK_BYTES = 1 << 20
 
 
 def _export_lines(
@@ -387,13 +388,20 @@ def _export_lines(
         window = useful = _EXPORT_FIRST_WINDOW_MS
         while lo is not None and lo <= end_ms:
             hi = min(end_ms, lo + window - 1)
-            got = store.select(sel, lo, hi, limits=limits)
-            n = 0
-            for s in got:
-                if s.labels in todo:
-                    n += len(s.timestamps)
-                    yield from format_vm_jsonl([s])
-            del got
+            got = [s for s in store.select(sel, lo, hi, limits=limits) if s.labels in todo]
+            n = sum(len(s.timestamps) for s in got)
+            # Lines in blocks of about a megabyte: one worker-thread hop each, not one a line.
+            block: list[bytes] = []
+            size = 0
+            for line in format_vm_jsonl(got):
+                block.append(line)
+                size += len(line)
+                if size >= _EXPORT_BLOCK_BYTES:
+                    yield b"".join(block)
+                    block, size = [], 0
+            if block:
+                yield b"".join(block)
+            del got, block
             lo = hi + 1
             if n:
                 useful = window

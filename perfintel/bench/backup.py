@@ -215,6 +215,7 @@ def round_trip(
         del bodies
         figures["load_s"] = report.seconds
         log(f"  loaded in {report.seconds:.1f} s; perfintel backup {backup_file.name} ...")
+        figures["backup_server_rss_before"] = rss_bytes(a.pid)[0]
         with RssSampler(a.pid) as rss:
             took, _ = run_cli("backup", str(backup_file), "--url", a.base_url)
         figures.update(
@@ -273,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load (remote write)     {f['load_s']:.1f} s")
     print(
         f"perfintel backup        {f['backup_s']:.1f} s, {f['backup_samples_per_s'] / 1e6:.2f} M samples/s, "
-        f"file {f['backup_bytes'] / mib:.0f} MiB, server peak RSS {f['backup_server_peak_rss'] / mib:.0f} MiB"
+        f"file {f['backup_bytes'] / mib:.0f} MiB, server peak RSS {f['backup_server_peak_rss'] / mib:.0f} MiB "
+        f"({f['backup_server_rss_before'] / mib:.0f} MiB before)"
     )
     print(
         f"perfintel restore       {f['restore_s']:.1f} s, {f['restore_samples_per_s'] / 1e6:.2f} M samples/s, "
