@@ -11,8 +11,8 @@ process sends the hostile request of a case, one at a time, again and again for
 at least ``--min-seconds`` (so short requests are measured over many polls too);
 the polls sent while a hostile request was in flight are the case's figures:
 p50, p99 and max in milliseconds (a poll unanswered after 5 s counts as
-5000 ms). A baseline without any attack comes first. If the server dies, the
-row says so and a fresh server is started for the next case.
+5000 ms). A baseline without any attack comes first. Each case gets a fresh
+server, so its peak RSS is its own; if the server dies, the row says so.
 
 Cases (issue 10): many empty gzip members (4 MB), a 4 MB garbage body, a
 query of 12,000 nested parentheses, ``abs(`` nested 1,000 deep, ``1+1+…``
@@ -220,19 +220,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"/healthz polled at {args.rate:g}/s from another process; latencies while in flight")
     print(f"{'case':<16} {'healthz':<58} {'server peak RSS':>15}   hostile requests")
     try:
-        server = fresh()
         for name in ["baseline", *wanted]:
+            server = fresh()  # each case on a fresh server: its memory figure is its own
             send = None if name == "baseline" else cases[name]()
             summary, answer, peak = run_case(
                 server, send, rate=args.rate, min_seconds=args.min_seconds
             )
-            died = server.proc is not None and server.proc.poll() is not None
-            if died:
-                answer += f"; the server DIED (exit {server.proc.returncode})"  # type: ignore[union-attr]
+            if server.proc is not None and server.proc.poll() is not None:
+                answer += f"; the server DIED (exit {server.proc.returncode})"
             print(f"{name:<16} {summary:<58} {peak / 2**20:>11.0f} MiB   {answer}", flush=True)
-            if died:
-                server.stop()
-                server = fresh()
+            server.stop()
+            server = None
     finally:
         if server is not None:
             server.stop()

@@ -10,6 +10,7 @@ report ``accepted`` and ``rejected`` counts (in the body, and in the
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from perfintel.api.auth import require
 from perfintel.api.body import read_body, stream_body
@@ -34,6 +36,7 @@ from perfintel.ingest.vm_export import VmJsonlStream, format_vm_jsonl
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import QueryLimits, Store
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
 write = [Depends(require("write"))]
 
@@ -252,14 +255,22 @@ async def ingest_json(request: Request) -> JSONResponse:
     dependencies=write,
     summary="Import VictoriaMetrics JSON lines (a backup) of any size, streamed",
 )
-async def import_jsonl(request: Request) -> JSONResponse:
+async def import_jsonl(request: Request) -> Response:
     """The body is read, decompressed (gzip, deflate, zstd) and parsed as it
     arrives and stored in batches: memory stays bounded whatever its size, and
     ``limits.max_body_bytes`` does not apply (a line longer than
     ``limits.max_import_line_bytes`` is rejected with its number)."""
     job = _ImportJob(request)
-    async for pieces in stream_body(request):
-        await run_in_threadpool(job.consume, pieces)
+    try:
+        async for pieces in stream_body(request):
+            await run_in_threadpool(job.consume, pieces)
+    except ClientDisconnect:
+        log.info(
+            "import cut short by the client after %d samples (those are stored)",
+            job.outcome.accepted,
+        )
+        _count(request, job.outcome, 499)
+        return Response(status_code=499)  # nobody is listening; for the access log
     await run_in_threadpool(job.finish)
     return _json_outcome(request, job.outcome)
 
