@@ -27,7 +27,8 @@ import numpy as np
 from perfintel.analysis.forecast import forecast_many
 from perfintel.evaluation.m4 import read_m4
 
-SHARED = Path(os.environ.get("PERFINTEL_SHARED", "/work/shared"))
+# The shared benchmark data beside the repository (../shared), or where PERFINTEL_SHARED says.
+SHARED = Path(os.environ.get("PERFINTEL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 H = 48
 LEVELS = (80, 95)
 

@@ -1,6 +1,6 @@
 """Throughput of the ingest parsers, in-process on one core.
 
-Run with ``.venv/bin/python benchmarks/parsers.py``. Prints figures only; it
+Run with ``.venv/bin/python benchmarks/parsers.py`` (``--otlp``: only OTLP). Prints figures only; it
 asserts nothing about speed (targets: remote-write decode ≥ 3 M samples/s,
 Influx ≥ 0.6 M lines/s). Where the C scanners are built, the pure-Python
 paths they replace are timed beside them. Each figure is the best of several runs of CPU time
@@ -169,7 +169,63 @@ def bench_text_formats() -> None:
     print(f"vm jsonl ({len(batch):,} samples): {len(batch) / t / 1e6:6.2f} M samples/s")
 
 
+def otlp_request(n_series: int = 1000, n_points: int = 10) -> bytes:
+    """An OTLP request as the SDK sends one: gauges, 5 attributes per point, one resource."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    for key, value in (("service.name", "api"), ("service.instance.id", "pod-1")):
+        rm.resource.attributes.add(key=key).value.string_value = value
+    scope = rm.scope_metrics.add()
+    for m in range(50):
+        metric = scope.metrics.add(name=f"app.metric.{m}", unit="s")
+        for i in range(n_series // 50):
+            for k in range(n_points):
+                p = metric.gauge.data_points.add(
+                    time_unix_nano=(T0 + k * 15_000) * 1_000_000, as_double=i * 0.5 + k
+                )
+                for key, value in (
+                    ("host", f"host{i}"),
+                    ("env", "prod"),
+                    ("region", "eu-west-1"),
+                    ("mode", f"m{i % 7}"),
+                    ("http.route", "/api/v1/items"),
+                ):
+                    p.attributes.add(key=key).value.string_value = value
+    return req.SerializeToString()
+
+
+def bench_otlp() -> None:
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from perfintel.ingest.otlp import parse_otlp_metrics
+
+    body = otlp_request()
+    n = len(parse_otlp_metrics(body).batch)
+    decode = best_of(lambda: ExportMetricsServiceRequest.FromString(body), repeat=5)
+    whole = best_of(lambda: parse_otlp_metrics(body), repeat=5)
+    print(
+        f"otlp protobuf ({n:,} points, 5 attributes): {n / whole / 1e6:6.2f} M points/s "
+        f"(of which decoding with the generated classes: {decode / whole:.0%})"
+    )
+    text = json_format.MessageToJson(ExportMetricsServiceRequest.FromString(body)).encode()
+    whole_json = best_of(lambda: parse_otlp_metrics(text, json=True), repeat=3)
+    print(f"otlp json ({n:,} points): {n / whole_json / 1e6:6.2f} M points/s")
+
+
 if __name__ == "__main__":
+    import sys
+
+    if "--otlp" in sys.argv:
+        bench_otlp()
+        sys.exit()
     bench_remote_write()
     bench_influx()
     bench_text_formats()
+    bench_otlp()

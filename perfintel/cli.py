@@ -12,15 +12,19 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from perfintel.cli_alerts import alerts_app
 from perfintel.config import load_settings
@@ -38,18 +42,78 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
 console = Console(stderr=True)
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from perfintel import __version__
+
+        sys.stdout.write(f"perfintel {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """perfintel: self-hosted performance intelligence."""
+
+
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Data directory (default: ./perfintel-data).")
 ]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML or TOML config file.")
 ]
-Url = Annotated[str, typer.Option("--url", help="Base URL of a running perfintel.")]
+Url = Annotated[
+    str,
+    typer.Option("--url", envvar="PERFINTEL_URL", help="Base URL of a running perfintel."),
+]
+Token = Annotated[str | None, typer.Option(envvar="PERFINTEL_TOKEN", help="Bearer token.")]
+DEFAULT_URL = "http://127.0.0.1:9470"
+#: Uploads and downloads of any size: no read/write deadline, a connect deadline only.
+_LONG_TIMEOUT = httpx.Timeout(None, connect=10)
+_BLOCK = 1 << 20
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(2)
+def _fail(exc: Exception, *, code: int = 2) -> typer.Exit:
+    """One line on stderr and the exit code: 2 for bad usage or settings, 1 for a failed operation."""
+    console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _reaching(url: str) -> Iterator[None]:
+    """Turn a transport failure into one line naming the server (exit code 1)."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        reason = str(exc) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            reason += " (is `perfintel serve` running there?)"
+        raise _fail(RuntimeError(f"cannot reach {url}: {reason}"), code=1) from None
+
+
+def _ensure_reachable(url: str) -> None:
+    """Fail with one line before any progress bar when nothing answers at ``url``."""
+    with _reaching(url):
+        httpx.get(f"{url.rstrip('/')}/healthz", timeout=10)
+
+
+def _fail_http(r: httpx.Response) -> typer.Exit:
+    """One line with the server's error message (its JSON ``error``, else the text); exit
+    code 2 when the server calls the request bad (4xx), 1 when it failed (5xx)."""
+    try:
+        r.read()
+        message = str(r.json().get("error") or r.text)
+    except (ValueError, AttributeError, httpx.HTTPError):
+        message = r.text
+    error = RuntimeError(f"HTTP {r.status_code}: {message[:500]}")
+    return _fail(error, code=2 if 400 <= r.status_code < 500 else 1)
 
 
 @app.command()
@@ -60,31 +124,28 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 9470).")] = None,
     config: ConfigFile = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log", help="Log every request (setting access_log)."
+        ),
+    ] = None,
 ) -> None:
     """Run the service: ingest, storage, queries, and this host's metrics from the first second."""
-    import logging
-
-    import uvicorn
-
-    from perfintel.api.app import create_app
+    from perfintel.api.server import ServeError, configure_logging, run_server
 
     try:
-        settings = load_settings(config, {"data_dir": data_dir, "host": host, "port": port})
+        settings = load_settings(
+            config, {"data_dir": data_dir, "host": host, "port": port, "access_log": access_log}
+        )
     except PerfintelError as exc:
         raise _fail(exc) from exc
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    console.print(
-        f"perfintel listening on http://{settings.host}:{settings.port}  (data: {Path(settings.data_dir).resolve()})"
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning" if settings.log_level == "info" else settings.log_level,
-        access_log=False,
-    )
+    configure_logging(settings)
+    try:
+        code = run_server(settings, announce=lambda line: console.print(line, soft_wrap=True))
+    except ServeError as exc:
+        raise _fail(exc, code=1) from exc
+    raise typer.Exit(code)
 
 
 _FORMATS = {
@@ -132,6 +193,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Send metric files of any supported format to a running perfintel."""
+    _ensure_reachable(url)
     total_bytes = sum(f.stat().st_size for f in files)
     accepted = rejected = 0
     problems: list[str] = []
@@ -143,7 +205,7 @@ def ingest(
     )
     with (
         Progress(*cols, console=console) as progress,
-        httpx.Client(base_url=url, timeout=300) as client,
+        httpx.Client(base_url=url, timeout=_LONG_TIMEOUT) as client,
     ):
         task = progress.add_task("ingesting", total=total_bytes)
         for f in files:
@@ -162,10 +224,10 @@ def ingest(
             elif kind == "remote_write":
                 headers["Content-Encoding"] = "snappy"
             progress.update(task, description=f.name)
-            try:
-                r = client.post(path, content=f.read_bytes(), headers=headers)
-            except httpx.HTTPError as exc:
-                raise _fail(RuntimeError(f"cannot reach {url}: {exc}")) from exc
+            # JSON lines go to the streaming import: read and sent a block at a time, any size.
+            content = _file_blocks(f) if kind == "vm" else f.read_bytes()
+            with _reaching(url):
+                r = client.post(path, content=content, headers=headers)
             accepted += int(r.headers.get("X-Perfintel-Samples-Accepted", 0))
             rejected += int(r.headers.get("X-Perfintel-Samples-Rejected", 0))
             if r.status_code >= 400:
@@ -205,41 +267,58 @@ def query(
         "agg": agg,
         "by": by,
     }
-    try:
+    with _reaching(url):
         r = httpx.get(
             f"{url}/api/v1/series/query",
             params={k: v for k, v in params.items() if v is not None},
             headers=_auth_headers(token),
             timeout=60,
         )
-    except httpx.HTTPError as exc:
-        raise _fail(RuntimeError(f"cannot reach {url}: {exc}")) from exc
     if r.status_code != 200:
-        raise _fail(RuntimeError(f"HTTP {r.status_code}: {r.json().get('error', r.text)}"))
+        raise _fail_http(r)
     if as_json:
         sys.stdout.write(r.text + "\n")
         return
     data = r.json()["data"]
-    table = Table(title=f"{len(data['series'])} series ({data['source']})")
-    for c in ("series", "points", "first", "last value", "min", "max"):
-        table.add_column(c)
-    for s in data["series"]:
+    _print_series(data["series"], f"{len(data['series'])} series ({data['source']})")
+
+
+_STAT_COLUMNS = ("points", "first", "last value", "min", "max")
+
+
+def _print_series(series: list[dict[str, Any]], title: str) -> None:
+    """A table of series when it fits the terminal; otherwise each label set on its
+    own lines with its figures below. Label sets are never cut."""
+    rows = []
+    for s in series:
         vals = [float(v) for v in s["values"]]
         first = (
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s["timestamps"][0] / 1000))
             if vals
             else "-"
         )
-        labels = ",".join(f'{k}="{v}"' for k, v in s["labels"].items())
-        table.add_row(
-            labels,
-            str(len(vals)),
-            first,
-            f"{vals[-1]:g}" if vals else "-",
-            f"{min(vals):g}" if vals else "-",
-            f"{max(vals):g}" if vals else "-",
+        labels = ", ".join(f'{k}="{v}"' for k, v in s["labels"].items())
+        stats = (str(len(vals)), first) + (
+            tuple(f"{x:g}" for x in (vals[-1], min(vals), max(vals))) if vals else ("-",) * 3
         )
-    Console().print(table)
+        rows.append((labels, stats))
+    out = Console(soft_wrap=False)
+    widths = [max([len(c), *(len(st[i]) for _, st in rows)]) for i, c in enumerate(_STAT_COLUMNS)]
+    longest = max([len("series"), *(len(labels) for labels, _ in rows)])
+    if longest + sum(widths) + 3 * (len(widths) + 1) + 1 <= out.width:
+        table = Table(title=escape(title))
+        table.add_column("series", no_wrap=True)
+        for c in _STAT_COLUMNS:
+            table.add_column(c, no_wrap=True)
+        for labels, stats in rows:
+            table.add_row(escape(labels), *stats)
+        out.print(table)
+        return
+    out.print(escape(title))
+    for labels, stats in rows:
+        out.print(Text(labels, overflow="fold", style="bold"))
+        figures = "   ".join(f"{c} {v}" for c, v in zip(_STAT_COLUMNS, stats, strict=True))
+        out.print(Text("    " + figures, overflow="fold"))
 
 
 @app.command()
@@ -256,6 +335,7 @@ def demo(
     from perfintel.demo import generate_demo
     from perfintel.ingest.remote_write import encode_remote_write
 
+    _ensure_reachable(url)
     end_ms = int(time.time() * 1000)
     total = 0
     cols = (
@@ -271,23 +351,217 @@ def demo(
         task = progress.add_task("demo data (hours)", total=int(days * 24))
         last_ts = end_ms - int(days * 86_400_000)
         for batch in generate_demo(end_ms=end_ms, days=days, step_s=step, seed=seed):
-            r = client.post(
-                "/api/v1/write",
-                content=encode_remote_write(batch),
-                headers={
-                    "Content-Type": "application/x-protobuf",
-                    "Content-Encoding": "snappy",
-                    **_auth_headers(token),
-                },
-            )
+            with _reaching(url):
+                r = client.post(
+                    "/api/v1/write",
+                    content=encode_remote_write(batch),
+                    headers={
+                        "Content-Type": "application/x-protobuf",
+                        "Content-Encoding": "snappy",
+                        **_auth_headers(token),
+                    },
+                )
             if r.status_code >= 400:
-                raise _fail(RuntimeError(f"HTTP {r.status_code}: {r.text[:500]}"))
+                raise _fail_http(r)
             total += len(batch)
             if len(batch):
                 newest = int(batch.timestamps.max())
                 progress.advance(task, max(0, (newest - last_ts) // 3_600_000))
                 last_ts = max(last_ts, newest - (newest - last_ts) % 3_600_000)
     console.print(f"loaded {total} demo samples into {url}")
+
+
+def _file_blocks(path: Path, advance: Callable[[int], object] | None = None) -> Iterator[bytes]:
+    """A file's bytes a block at a time (uploads of any size in constant memory)."""
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            if advance is not None:
+                advance(len(block))
+            yield block
+
+
+def _byte_columns() -> tuple[ProgressColumn, ...]:
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+    )
+
+
+@app.command()
+def backup(
+    file: Annotated[
+        Path, typer.Argument(help="File to write (VictoriaMetrics JSON lines; .gz: gzip).")
+    ],
+    url: Url = DEFAULT_URL,
+    match: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--match", help='Series to back up (repeatable; default: all, {__name__=~".+"}).'
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Unix seconds or RFC3339 (default: the oldest sample).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Unix seconds or RFC3339 (default: now).")] = None,
+    token: Token = None,
+) -> None:
+    """Back up a running perfintel's samples to FILE, streamed (any size, constant memory).
+
+    The file is VictoriaMetrics' export format; `perfintel restore FILE` (or
+    VictoriaMetrics' /api/v1/import) loads it back. It appears only once complete.
+    """
+    import gzip
+
+    _ensure_reachable(url)
+    params = httpx.QueryParams({"match[]": match or ['{__name__=~".+"}']})
+    for key, value in (("start", start), ("end", end)):
+        if value is not None:
+            params = params.add(key, value)
+    partial = file.with_name(file.name + ".partial")
+    counter = _JsonLinesCounter()
+    began = time.monotonic()
+    with (
+        Progress(
+            *_byte_columns(), TextColumn("{task.fields[samples]:,} samples"), console=console
+        ) as progress,
+        httpx.Client(base_url=url, timeout=_LONG_TIMEOUT, headers=_auth_headers(token)) as client,
+        _reaching(url),
+        client.stream("GET", "/api/v1/export", params=params) as r,
+    ):
+        if r.status_code != 200:
+            raise _fail_http(r)
+        task = progress.add_task(f"backup to {file.name}", total=None, samples=0)
+        try:
+            with (
+                gzip.open(partial, "wb", compresslevel=3)
+                if file.name.endswith(".gz")
+                else open(partial, "wb") as out
+            ):
+                for chunk in r.iter_bytes(_BLOCK):
+                    out.write(chunk)
+                    counter.feed(chunk)
+                    progress.update(task, advance=len(chunk), samples=counter.samples)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    counter.finish()
+    if not counter.complete:
+        partial.unlink(missing_ok=True)
+        raise _fail(
+            RuntimeError("the export ended in the middle of a line (server stopped?)"), code=1
+        )
+    partial.replace(file)
+    took = time.monotonic() - began
+    console.print(
+        f"backed up {counter.samples:,} samples of {counter.series:,} series "
+        f"({counter.lines:,} lines) to {file} ({_size(file.stat().st_size)}) in {took:.1f}s"
+    )
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A backup: VictoriaMetrics JSON lines (.gz: gzip).")],
+    url: Url = DEFAULT_URL,
+    token: Token = None,
+) -> None:
+    """Load a backup (from `perfintel backup` or VictoriaMetrics' export) into a running perfintel.
+
+    Streamed: the file is sent a block at a time and the server imports it as
+    it arrives, so backups of any size restore in constant memory on both sides.
+    """
+    if not file.is_file():
+        raise _fail(FileNotFoundError(f"no such file: {file}"))
+    _ensure_reachable(url)
+    headers = {"Content-Type": "application/stream+json", **_auth_headers(token)}
+    if file.name.endswith(".gz"):
+        headers["Content-Encoding"] = "gzip"  # the server inflates it as a stream
+    began = time.monotonic()
+    with (
+        Progress(*_byte_columns(), console=console) as progress,
+        httpx.Client(base_url=url, timeout=_LONG_TIMEOUT) as client,
+        _reaching(url),
+    ):
+        task = progress.add_task(f"restore {file.name}", total=file.stat().st_size)
+        r = client.post(
+            "/api/v1/import",
+            content=_file_blocks(file, lambda n: progress.advance(task, n)),
+            headers=headers,
+        )
+    if r.status_code >= 400 and "accepted" not in r.text:
+        raise _fail_http(r)
+    answer = r.json()
+    took = time.monotonic() - began
+    console.print(
+        f"restored {answer.get('accepted', 0):,} samples from {file} into {url} in {took:.1f}s; "
+        f"{answer.get('rejected', 0):,} line(s) rejected"
+    )
+    for problem in answer.get("errors", [])[:20]:
+        console.print(f"[yellow]{escape(str(problem))}[/yellow]")
+    if r.status_code >= 400:
+        raise typer.Exit(1)
+
+
+@app.command()
+def snapshot(url: Url = DEFAULT_URL, token: Token = None) -> None:
+    """Ask a running perfintel for a consistent copy of its data directory (while it keeps ingesting).
+
+    Prints the snapshot's directory (on the server's machine); `docs/backup.md`
+    tells how to start a server from it.
+    """
+    with _reaching(url):
+        r = httpx.post(
+            f"{url}/api/v1/admin/snapshot", headers=_auth_headers(token), timeout=_LONG_TIMEOUT
+        )
+    if r.status_code != 200:
+        raise _fail_http(r)
+    data = r.json()["data"]
+    console.print(
+        f"snapshot {data['name']}: {_size(data['bytes'])}, {data['series']:,} series, "
+        f"written in {data['seconds']:.1f}s"
+    )
+    sys.stdout.write(f"{data['path']}\n")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+class _JsonLinesCounter:
+    """Counts lines, samples and series of an export as it streams past (for the summary)."""
+
+    def __init__(self) -> None:
+        self.lines = self.samples = 0
+        self._series: set[int] = set()
+        self._tail = b""
+        self.complete = True
+
+    @property
+    def series(self) -> int:
+        return len(self._series)
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk
+        *whole, self._tail = data.split(b"\n")
+        for line in whole:
+            if line:
+                self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        self.lines += 1
+        ts = line.rfind(b'"timestamps":[')
+        if ts >= 0 and not line.endswith(b"[]}"):
+            self.samples += line.count(b",", ts) + 1
+        self._series.add(hash(line[: line.find(b',"values":')]))
+
+    def finish(self) -> None:
+        self.complete = not self._tail.strip()
 
 
 @bench_app.command(

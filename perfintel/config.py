@@ -144,10 +144,22 @@ class QueryLimitsSettings(_Section):
 
 class LimitsSettings(_Section):
     max_body_bytes: Size = Field(
-        64 * 1024**2, description="Largest request body accepted as sent (HTTP 413 beyond)."
+        64 * 1024**2,
+        description="Largest request body accepted as sent (HTTP 413 beyond); the streaming "
+        "import (`POST /api/v1/import`) reads bodies of any size and is not bound by it.",
     )
     max_decompressed_bytes: Size = Field(
         256 * 1024**2, description="Largest request body after decompression (HTTP 413 beyond)."
+    )
+    max_body_members: int = Field(
+        1000,
+        gt=0,
+        description="Most gzip members (or zstd frames) one request body may hold (HTTP 413 beyond).",
+    )
+    max_import_line_bytes: Size = Field(
+        8 * 1024**2,
+        description="Longest line the streaming import accepts (after decompression); a longer "
+        "line is rejected with its number and the lines around it are still imported.",
     )
     max_errors_reported: int = Field(
         100, gt=0, description="How many per-line errors an ingest response lists."
@@ -241,6 +253,12 @@ class AnomalySettings(_Section):
         gt=0,
         description="Ingested batches waiting for the detector; beyond, batches are dropped "
         "(perfintel_anomaly_dropped_batches_total) so ingest never waits for it.",
+    )
+    queue_samples: int = Field(
+        2_000_000,
+        gt=0,
+        description="Samples waiting for the detector (about 20 bytes each); beyond, batches are "
+        "dropped like a full queue's, so a bulk import cannot pile up gigabytes for it.",
     )
     state_interval: Duration = Field(
         300.0,
@@ -347,6 +365,16 @@ class Settings(BaseSettings):
     port: int = Field(9470, ge=1, le=65535, description="Port to listen on.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log verbosity."
+    )
+    access_log: bool = Field(
+        False,
+        description="Log every HTTP request (client, method, path, status) at info level "
+        "(`perfintel serve --access-log`).",
+    )
+    shutdown_timeout: Duration = Field(
+        5.0,
+        description="On SIGTERM/SIGINT, how long requests in flight get to finish before they "
+        "are cancelled; then the head is flushed and the store closed.",
     )
     storage: StorageSettings = Field(
         default_factory=StorageSettings, description="The embedded store."

@@ -58,7 +58,11 @@ class Server:
 
 
 def start_server(
-    data_dir: Path, *, port: int | None = None, env: dict[str, str] | None = None
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Server:
     port = port or free_port()
     log = data_dir.parent / f"server-{port}.log"
@@ -76,6 +80,7 @@ def start_server(
                 str(data_dir),
                 "--port",
                 str(port),
+                *args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -102,3 +107,18 @@ def server(tmp_path: Path) -> Iterator[Server]:
     s = start_server(tmp_path / "data")
     yield s
     s.stop()
+
+
+def run_perfintel(
+    *args: str, env: dict[str, str] | None = None, columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    """``perfintel ARGS`` as a user runs it: a process, no PERFINTEL_* settings inherited."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PERFINTEL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "perfintel", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**clean, **(env or {}), "COLUMNS": str(columns)},
+    )

@@ -28,3 +28,20 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "scripts/serve" in readme and "scripts/test" in readme
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_nothing_names_a_development_machines_absolute_paths() -> None:
+    # Commands in docs must run from any checkout: paths relative to the repository
+    # (the shared data is ../shared), never this or that machine's home or work tree.
+    pattern = re.compile(r"(?<![\w.~])/(?:work|home|Users|root)/\w")
+    files = [ROOT / "README.md", ROOT / "BENCHMARKS.md"]
+    for folder, glob in (("docs", "*.md"), ("benchmarks", "*.py"), ("perfintel", "**/*.py")):
+        files += sorted((ROOT / folder).glob(glob))
+    files += sorted(p for p in (ROOT / "scripts").iterdir() if p.is_file())
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in files
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []

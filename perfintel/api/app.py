@@ -25,6 +25,7 @@ from perfintel.analysis.anomaly import kernel
 from perfintel.api import (
     alertmanager,
     anomalies,
+    backup,
     errors,
     incidents,
     ingest,
@@ -140,8 +141,8 @@ def create_app(
                     await t
             if scraper is not None:
                 await scraper.aclose()
-            if app.state.anomaly is not None:  # drains its queue and saves its state
-                await run_in_threadpool(app.state.anomaly.close)
+            if app.state.anomaly is not None:  # drains its queue (2 s at most), saves its state
+                await run_in_threadpool(app.state.anomaly.close, 2.0)
                 app.state.anomaly = None
             if app.state.notify is not None:
                 await run_in_threadpool(app.state.notify.close)
@@ -179,6 +180,7 @@ def create_app(
     app.include_router(prometheus.router)
     app.include_router(alertmanager.router)
     app.include_router(incidents.router)
+    app.include_router(backup.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:

@@ -7,6 +7,7 @@ understand them: ``{"status": "error", "errorType": ..., "error": ...}``.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,9 +60,13 @@ def install(app: FastAPI) -> None:
         return error_response(code, kind, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
+            body_problem = await _body_problem(request, err)
+            if body_problem:
+                parts.append(body_problem)
+                continue
             loc = ".".join(str(p) for p in err["loc"] if p not in ("body", "query"))
             parts.append(f"invalid parameter {loc!r}: {err['msg']}" if loc else err["msg"])
         return error_response(400, "bad_data", "; ".join(parts))
@@ -76,3 +81,32 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "bad_data"}.get(exc.status_code, "bad_data")
         return error_response(exc.status_code, kind, str(exc.detail))
+
+
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
+
+
+async def _body_problem(request: Request, err: Any) -> str | None:
+    """Say plainly what is wrong with a JSON body: not JSON (where), or not sent as JSON."""
+    loc: tuple[Any, ...] = tuple(err.get("loc") or ())
+    if err.get("type") == "json_invalid" and loc[:1] == ("body",):
+        body = await request.body()
+        pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else len(body)
+        line = body.count(b"\n", 0, pos) + 1
+        column = pos - (body.rfind(b"\n", 0, pos) + 1) + 1
+        reason = (err.get("ctx") or {}).get("error") or err.get("msg", "invalid JSON")
+        return f"body is not valid JSON: {reason} at line {line} column {column}"
+    if tuple(loc) != ("body",):
+        return None
+    if err.get("type") == "missing":
+        return "this request needs a JSON body (Content-Type: application/json)"
+    if err.get("type") in _NOT_AN_OBJECT:
+        ctype = request.headers.get("content-type")
+        if not ctype or "json" not in ctype.lower():
+            got = f"Content-Type {ctype!r}" if ctype else "no Content-Type"
+            return (
+                f"the body must be a JSON object sent with Content-Type: application/json "
+                f"(this request has {got})"
+            )
+        return f"the body must be a JSON object, not {type(err.get('input')).__name__}"
+    return None

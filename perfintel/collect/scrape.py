@@ -33,7 +33,8 @@ spread over the interval and keep their phase across restarts.
 
 Content negotiation: the ``Accept`` header prefers OpenMetrics 1.0.0 and then
 text 0.0.4; ``Accept-Encoding: gzip`` is sent and the body is decoded with
-``perfintel.ingest.encoding.decode_body`` under the size limit.
+``perfintel.ingest.encoding.decode_body`` under the size limit, in the worker
+thread that parses it (never on the event loop).
 
 The sink is an ``async`` callable (``Callable[[SampleBatch], Awaitable[None]]``):
 the scraper runs in the event loop, and a sink that needs a thread (DuckDB's
@@ -344,9 +345,11 @@ class Scraper:
         scraped: SampleBatch | None = None
         try:
             async with asyncio.timeout(cfg.timeout_s):
-                body, content_type = await self._fetch(target)
-            # Parsing and relabelling are CPU-bound: keep them off the event loop.
-            scraped = await asyncio.to_thread(_parse_and_label, body, content_type, target, ts)
+                raw, encoding, content_type = await self._fetch(target)
+            # Decoding, parsing and relabelling are CPU-bound: keep them off the event loop.
+            scraped = await asyncio.to_thread(
+                _parse_and_label, raw, encoding, content_type, target, ts
+            )
         except TimeoutError:
             error = f"scrape timed out after {cfg.timeout_s:g}s"
         except httpx.HTTPError as exc:
@@ -416,7 +419,8 @@ class Scraper:
         await self.sink(batch)
         return outcome
 
-    async def _fetch(self, target: Target) -> tuple[bytes, str | None]:
+    async def _fetch(self, target: Target) -> tuple[bytes, str | None, str | None]:
+        """The body as sent (bounded), its Content-Encoding and its Content-Type."""
         cfg = target.config
         headers = {
             "Accept": ACCEPT_HEADER,
@@ -437,13 +441,19 @@ class Scraper:
                 raw += chunk
                 if len(raw) > limit:
                     raise _ScrapeFailed(f"body exceeds the {limit}-byte body_size_limit_bytes")
-            body = decode_body(bytes(raw), resp.headers.get("content-encoding"), max_bytes=limit)
-            return body, resp.headers.get("content-type")
+            return (
+                bytes(raw),
+                resp.headers.get("content-encoding"),
+                resp.headers.get("content-type"),
+            )
 
 
-def _parse_and_label(body: bytes, content_type: str | None, target: Target, ts: int) -> SampleBatch:
-    """Parse a scraped body and attach the target's labels; any parse error fails the scrape."""
+def _parse_and_label(
+    raw: bytes, encoding: str | None, content_type: str | None, target: Target, ts: int
+) -> SampleBatch:
+    """Decode and parse a scraped body and attach the target's labels; any parse error fails the scrape."""
     cfg = target.config
+    body = decode_body(raw, encoding, max_bytes=cfg.body_size_limit_bytes)
     openmetrics = content_type_is_openmetrics(content_type) if content_type else None
     result = parse_prometheus_text(body, default_timestamp_ms=ts, openmetrics=openmetrics)
     if result.errors:

@@ -146,6 +146,7 @@ class OnlineAnomalyDetection:
         selectors: Sequence[str | Selector] = ('{__name__=~".+"}',),
         max_series: int = 100_000,
         queue_batches: int = 256,
+        queue_samples: int = 2_000_000,
         state_dir: Path | None = None,
         state_interval_s: float = 300.0,
         registry: Registry | None = None,
@@ -167,10 +168,14 @@ class OnlineAnomalyDetection:
         self._outputs: list[tuple[LabelSet, ...]] = []  # runner row -> output label sets
         self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_batches)
+        self.queue_samples = queue_samples
+        self._queued_samples = 0  # samples of the batches in the queue (a bound on its memory)
         self._pending = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         self._saved_at = clock()
+        self._abandon = threading.Event()  # set by close: drop what is still queued
+        self._abandoned = 0
         self.metrics.series.set_function(lambda: float(len(self._labels)))
         self.peers = OnlinePeerOutliers(
             peer_groups,
@@ -202,6 +207,7 @@ class OnlineAnomalyDetection:
             selectors=a.selectors,
             max_series=a.max_series,
             queue_batches=a.queue_batches,
+            queue_samples=a.queue_samples,
             state_dir=Path(settings.data_dir) / "analysis",
             state_interval_s=a.state_interval,
             registry=registry,
@@ -220,16 +226,27 @@ class OnlineAnomalyDetection:
         self._thread = threading.Thread(target=self._run, name="perfintel-anomaly", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def close(self, drain_timeout_s: float | None = None) -> None:
         """Process the batches already queued, save the state and stop the worker.
 
-        Without ``start`` there is no state to save (and an existing file is kept).
+        With ``drain_timeout_s``, batches still queued after that long are
+        dropped (counted in ``perfintel_anomaly_dropped_batches_total`` and
+        logged): a stopping service must not wait minutes for scores, and the
+        samples themselves are stored already. Without ``start`` there is no
+        state to save (and an existing file is kept).
         """
         thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(_STOP)
-            thread.join()
+            thread.join(drain_timeout_s)
+            if thread.is_alive():
+                self._abandon.set()
+                thread.join()
             self.save_state()
+        if self._abandoned:
+            log.info(
+                "anomaly detector: %d queued batch(es) left unscored at shutdown", self._abandoned
+            )
         self.metrics.unregister()
 
     def submit(self, batch: SampleBatch) -> bool:
@@ -237,11 +254,15 @@ class OnlineAnomalyDetection:
         if not len(batch):
             return True
         with self._idle:
+            if self._queued_samples + len(batch) > self.queue_samples and self._queued_samples:
+                self.metrics.dropped_batches.inc()  # the queue holds enough memory already
+                return False
             self._pending += 1
+            self._queued_samples += len(batch)
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
-            self._done()
+            self._done(len(batch))
             self.metrics.dropped_batches.inc()
             return False
         return True
@@ -251,9 +272,10 @@ class OnlineAnomalyDetection:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    def _done(self) -> None:
+    def _done(self, samples: int = 0) -> None:
         with self._idle:
             self._pending -= 1
+            self._queued_samples -= samples
             if self._pending == 0:
                 self._idle.notify_all()
 
@@ -275,13 +297,18 @@ class OnlineAnomalyDetection:
                 item = None
             if item is _STOP:
                 return
+            if isinstance(item, SampleBatch) and self._abandon.is_set():
+                self._abandoned += 1
+                self.metrics.dropped_batches.inc()
+                self._done(len(item))
+                continue
             if isinstance(item, SampleBatch):
                 try:
                     self.process(item)
                 except Exception:  # one bad batch must not stop online detection
                     log.exception("online anomaly detection failed on a batch")
                 finally:
-                    self._done()
+                    self._done(len(item))
             if self.clock() - self._saved_at >= self.state_interval_s:
                 try:
                     self.save_state()

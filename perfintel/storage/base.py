@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -252,6 +253,27 @@ class Store(SampleReader, SampleWriter, Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+
+@dataclass
+class SnapshotReport:
+    """What a store's ``snapshot`` wrote: where, how many bytes, in how long.
+
+    ``samples_in_wal`` is how many samples the copied write-ahead log holds
+    (not yet in the database at the snapshot's instant; replayed on open)."""
+
+    path: Path
+    bytes: int
+    series: int
+    samples_in_wal: int
+    seconds: float
+
+
+@runtime_checkable
+class SnapshotWriter(Protocol):
+    """A store that can copy itself, consistently, while writes go on (the admin snapshot)."""
+
+    def snapshot(self, target: Path) -> SnapshotReport: ...
 
 
 def label_names_of(series: Sequence[LabelSet]) -> list[str]:

@@ -71,7 +71,7 @@ def test_formats_like_victoriametrics_and_splits_long_series():
     lines = list(format_vm_jsonl([s], max_samples_per_line=3))
     assert lines == [
         b'{"metric":{"__name__":"x","q":"a\\"b"},"values":[1,null,NaN],"timestamps":[0,1,2]}\n',
-        b'{"metric":{"__name__":"x","q":"a\\"b"},"values":[-Inf,1e+06],"timestamps":[3,4]}\n',
+        b'{"metric":{"__name__":"x","q":"a\\"b"},"values":[-Inf,1000000],"timestamps":[3,4]}\n',
     ]
     dropped = list(format_vm_jsonl([s], stale_markers="drop"))
     assert b"null" not in dropped[0] and b'"timestamps":[0,2,3,4]' in dropped[0]
@@ -144,3 +144,28 @@ parts = st.sampled_from(
 @given(st.lists(parts, max_size=30).map("".join))
 def test_never_crashes_on_near_miss_lines(text):
     parse_vm_jsonl(text.encode())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(min_value=-(2**60), max_value=2**60).map(float),
+            st.sampled_from([0.0, -0.0, 1e-4, 9.999e-5, 1e6, 2.0**53, -(2.0**53), STALE_NAN]),
+        ),
+        min_size=1,
+        max_size=50,
+    )
+)
+def test_the_fast_value_formatting_is_exact_and_json(values):
+    vals = np.array(values, np.float64)
+    s = SeriesSamples((("__name__", "x"),), np.arange(len(vals), dtype=np.int64), vals)
+    line = b"".join(format_vm_jsonl([s]))
+    back = parse_vm_jsonl(line)
+    assert not back.errors
+    got = back.batch.values
+    nan = np.isnan(vals)
+    assert (np.isnan(got) == nan).all()
+    assert (is_stale(got) == is_stale(vals)).all()
+    assert (got[~nan].view(np.uint64) == vals[~nan].view(np.uint64)).all()  # -0.0 included

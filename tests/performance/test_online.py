@@ -192,6 +192,26 @@ def test_a_full_queue_drops_batches_and_counts_them(store: DuckDBStore) -> None:
     assert det.metrics.updates.get() == 10
 
 
+def test_the_queue_is_bounded_in_samples_too(store: DuckDBStore) -> None:
+    # A bulk import's batches hold hundreds of thousands of samples each: 256 of them
+    # queued held 2 GB. The sample bound drops the batch that would cross it.
+    det = OnlineAnomalyDetection(store, queue_samples=25, registry=Registry())
+    ts = TS[:10]
+    assert det.submit(batch("a", ts, np.ones(10)))
+    assert det.submit(batch("b", ts, np.ones(10)))
+    assert not det.submit(batch("c", ts, np.ones(10)))  # 30 > 25
+    assert det.metrics.dropped_batches.get() == 1
+    det.start()
+    assert det.wait_idle(timeout=60)
+    assert det.submit(batch("d", TS[10:20], np.ones(10)))  # room again once processed
+    assert det.wait_idle(timeout=60)
+    det.close()
+    scored = {
+        dict(s.labels)["for"] for s in store.select(parse_selector("anomaly_score"), 0, T0 + DAY)
+    }
+    assert scored == {"a", "b", "d"}
+
+
 def test_old_and_repeated_samples_are_dropped(store: DuckDBStore) -> None:
     det = OnlineAnomalyDetection(store, registry=Registry())
     det.process(batch("a", TS[10:20], np.ones(10)))

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,7 @@ from perfintel.storage.base import (
     RollupColumns,
     SeriesRollup,
     SeriesSamples,
+    SnapshotReport,
     StoreStats,
     check_limits,
     label_names_of,
@@ -722,6 +724,47 @@ class DuckDBStore:
         self, name: str, selectors: Sequence[Selector], start_ms: int, end_ms: int
     ) -> list[str]:
         return label_values_of(self.series(selectors, start_ms, end_ms), name)
+
+    # -- snapshots ----------------------------------------------------------
+    def snapshot(self, target: Path) -> SnapshotReport:
+        """Write a consistent copy of the store into ``target`` (a new directory)
+        while appends go on; ``DuckDBStore(target)`` opens it like the original.
+
+        Consistent means: the copy holds exactly the samples acknowledged up
+        to one instant. Under the write lock no flush, compaction or rollup
+        build runs, so after a ``CHECKPOINT`` the database file holds a fixed
+        state and is copied as it is. The samples not yet in it are those of
+        the WAL segments: the log rotates (under the append lock, an instant)
+        and the closed segments are copied beside it; appends meanwhile go to
+        the fresh segment and the head. Appends never wait for the copy; the
+        background flush does (up to the head's limit, after which writers
+        get 429 as during any slow flush).
+        """
+        target = Path(target)
+        started = time.monotonic()
+        target.mkdir(parents=True)
+        try:
+            with self._write_lock:
+                self._db.execute("CHECKPOINT")
+                with self._append_lock:
+                    segments = self.wal.rotate()
+                    samples_in_wal = self.head.samples
+                (target / "wal").mkdir()
+                copied = [shutil.copyfile(self.path, target / self.path.name)]
+                duck_wal = self.path.with_name(self.path.name + ".wal")
+                if duck_wal.exists():
+                    copied.append(shutil.copyfile(duck_wal, target / duck_wal.name))
+                copied += [shutil.copyfile(seg, target / "wal" / seg.name) for seg in segments]
+        except (OSError, duckdb.Error) as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise StorageError(f"cannot write the snapshot {target}: {exc}") from exc
+        return SnapshotReport(
+            path=target,
+            bytes=sum(Path(p).stat().st_size for p in copied),
+            series=len(self.index),
+            samples_in_wal=samples_in_wal,
+            seconds=time.monotonic() - started,
+        )
 
     # -- status -------------------------------------------------------------
     def disk_bytes(self) -> int:
