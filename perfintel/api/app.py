@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from perfintel import __version__
 from perfintel.analysis.anomaly import kernel
 from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
-from perfintel.api.auth import require
+from perfintel.api.auth import AuthMiddleware, AuthPolicy, declare_public, require
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import MetricMetadata, SampleBatch
 from perfintel.collect.host import HostCollector
@@ -149,14 +149,20 @@ def create_app(
         max_samples=q.max_samples,
         timeout_s=q.timeout,
         lookback_ms=int(q.lookback_delta * 1000),
+        max_length=q.max_length,
+        max_depth=q.max_depth,
     )
     errors.install(app)
+    # every route needs a token unless declared public (perfintel.api.auth)
+    app.state.auth = AuthPolicy(settings)
+    app.add_middleware(AuthMiddleware, policy=app.state.auth)
     _install_http_metrics(app)
     app.include_router(ingest.router)
     app.include_router(series.router)
     app.include_router(performance.router)
     app.include_router(anomalies.router)
     app.include_router(prometheus.router)
+    declare_public(app, *ingest.PUBLIC_PATHS)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:

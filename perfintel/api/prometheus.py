@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,14 +25,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from perfintel.api.params import parse_duration_ms as parse_duration
-from perfintel.api.params import parse_time_ms as parse_time
+from perfintel.api.params import optional_time_ms
 from perfintel.errors import BadInputError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet, Selector, parse_selector
 from perfintel.query.promql.engine import Engine, QueryResult
 from perfintel.query.promql.format import format_points, format_timestamp, format_value
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader
+from perfintel.timeparse import parse_duration_ms, parse_time_ms
 
 router = APIRouter(prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -70,8 +69,7 @@ def _one(params: Mapping[str, list[str]], name: str) -> str:
 
 
 def _optional_time(params: Mapping[str, list[str]], name: str, default: int) -> int:
-    v = _one(params, name)
-    return parse_time(v, name) if v else default
+    return optional_time_ms(_one(params, name), name, default)
 
 
 def _selectors(params: Mapping[str, list[str]]) -> list[Selector]:
@@ -153,46 +151,18 @@ def _settings(request: Request) -> QuerySettings:
 
 
 async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Evaluation off the event loop; errors map to HTTP in ``perfintel.api.errors``."""
+    """Always off the event loop: what a query costs depends on the data it meets, so no
+    query is cheap enough to run on the loop, however fast it ran last time. Errors map
+    to HTTP in ``perfintel.api.errors``."""
     return await run_in_threadpool(fn, *args, **kwargs)
-
-
-class _QueryCosts:
-    """How long each query shape (text, range length, step) last took to evaluate.
-
-    A shape that took under ``inline_s`` runs on the event loop: the hop to a
-    worker thread and back costs 0.1-0.2 ms here, as much as such a query
-    itself, and dashboards repeat the same shapes. Anything new or slower goes
-    to a worker thread, and every run updates the figure, so a shape that
-    grows slow moves back off the loop after one run."""
-
-    def __init__(self, size: int = 2048, inline_s: float = 0.002) -> None:
-        self._last: OrderedDict[tuple[object, ...], float] = OrderedDict()
-        self.size, self.inline_s = size, inline_s
-
-    async def run(self, shape: tuple[object, ...], fn: Any, *args: Any, **kwargs: Any) -> Any:
-        last = self._last.get(shape)
-        t0 = time.perf_counter()
-        try:
-            if last is not None and last < self.inline_s:
-                return fn(*args, **kwargs)
-            return await run_in_threadpool(fn, *args, **kwargs)
-        finally:
-            self._last[shape] = time.perf_counter() - t0  # from the event loop only
-            self._last.move_to_end(shape)
-            if len(self._last) > self.size:
-                self._last.popitem(last=False)
-
-
-_COSTS = _QueryCosts()
 
 
 def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if _one(params, "timeout"):
-        opts["timeout_s"] = parse_duration(_one(params, "timeout"), "timeout") / 1000
+        opts["timeout_s"] = parse_duration_ms(_one(params, "timeout"), "timeout") / 1000
     if _one(params, "lookback_delta"):
-        opts["lookback_ms"] = parse_duration(_one(params, "lookback_delta"), "lookback_delta")
+        opts["lookback_ms"] = parse_duration_ms(_one(params, "lookback_delta"), "lookback_delta")
     return opts
 
 
@@ -206,7 +176,7 @@ async def query(request: Request) -> Response:
     at = _optional_time(params, "time", int(time.time() * 1000))
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
-    res = await _COSTS.run(("i", text), engine.instant, text, at, **options)
+    res = await _run(engine.instant, text, at, **options)
     return _envelope(render_result(res))
 
 
@@ -214,11 +184,11 @@ async def query(request: Request) -> Response:
 @router.post("/query_range", operation_id="prometheus_query_range_post")
 async def query_range(request: Request) -> Response:
     params = await _params(request)
-    start = parse_time(_one(params, "start"), "start")
-    end = parse_time(_one(params, "end"), "end")
+    start = parse_time_ms(_one(params, "start"), "start")
+    end = parse_time_ms(_one(params, "end"), "end")
     if end < start:
         raise BadInputError("end timestamp must not be before start time")
-    step = parse_duration(_one(params, "step"), "step")
+    step = parse_duration_ms(_one(params, "step"), "step")
     if step <= 0:
         raise BadInputError(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -229,8 +199,7 @@ async def query_range(request: Request) -> Response:
         )
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
-    shape = ("r", text, end - start, step)
-    res = await _COSTS.run(shape, engine.range, text, start, end, step, **options)
+    res = await _run(engine.range, text, start, end, step, **options)
     return _envelope(render_result(res))
 
 

@@ -43,13 +43,17 @@ more raise ``QueryLimitError`` (HTTP 422) before any sample is read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import LabelSet, Selector
+from perfintel.performance.expression import AnalysisQuery, Expression, evaluate_range
 from perfintel.query.series_query import run_series_query
+from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import QueryLimits, SampleReader
 
 SECOND_MS = 1000
@@ -155,6 +159,12 @@ def _fmt_ms(ms: int) -> str:
     return f"{ms}ms"
 
 
+class SeriesLike(Protocol):
+    labels: LabelSet
+    timestamps: np.ndarray
+    values: np.ndarray
+
+
 @dataclass
 class History:
     """One series on the regular grid: ``timestamps`` (int64 ms bucket starts, one step
@@ -170,7 +180,8 @@ class HistorySet:
     """The histories of one selection.
 
     ``source`` is ``"raw"`` (raw samples bucketed to the step) or
-    ``"tier:<resolution ms>"`` (a rollup tier); ``start_ms``/``last_ms`` are the
+    ``"tier:<resolution ms>"`` (a rollup tier) or ``"promql"`` (an evaluated
+    expression); ``start_ms``/``last_ms`` are the
     first and last bucket of the grid (every series ends at ``last_ms``).
     """
 
@@ -209,19 +220,29 @@ def grid_bounds(end_ms: int, window: Window) -> tuple[int, int]:
 
 def load_history(
     reader: SampleReader,
-    selector: Selector,
+    selector: AnalysisQuery,
     end_ms: int,
     window: Window,
     *,
     max_series: int = MAX_SERIES,
     max_samples: int | None = None,
     what: str = "selector",
+    settings: QuerySettings | None = None,
 ) -> HistorySet:
-    """Every series matching ``selector`` on the regular grid of ``window`` ending at ``end_ms``.
+    """Every series of ``selector`` on the regular grid of ``window`` ending at ``end_ms``.
+
+    A selector is read directly (see the module docstring); any other PromQL
+    expression is evaluated (``perfintel.performance.expression``) within the
+    limits of ``settings``, each bucket holding the value at the latest
+    evaluation instant inside it (``source`` ``"promql"``).
 
     Raises ``QueryLimitError`` when more than ``max_series`` series match
-    (checked on the index first) or the read crosses ``max_samples``.
+    (checked on the index first for a selector) or the read crosses ``max_samples``.
     """
+    if isinstance(selector, Expression):
+        return _expression_history(
+            reader, selector, end_ms, window, max_series, max_samples, what, settings
+        )
     step = window.step_ms
     first, last = grid_bounds(end_ms, window)
     count_series(reader, selector, first, end_ms, max_series=max_series, what=what)
@@ -230,9 +251,13 @@ def load_history(
         reader, selector, first, end_ms, step_ms=step, fn="avg", limits=limits
     )
     source = "raw" if result.source in ("raw", "step") else result.source
+    return HistorySet(step, source, first, last, _on_grid(result.series, first, step, window))
+
+
+def _on_grid(found: Sequence[SeriesLike], first: int, step: int, window: Window) -> list[History]:
     n = window.history_points
     out: list[History] = []
-    for s in result.series:
+    for s in found:
         idx = (s.timestamps - first) // step
         keep = (idx >= 0) & (idx < n)
         idx = idx[keep]
@@ -243,4 +268,26 @@ def load_history(
         lead = int(idx.min())
         grid = first + step * np.arange(lead, n, dtype=np.int64)
         out.append(History(s.labels, grid, values[lead:]))
-    return HistorySet(step, source, first, last, out)
+    return out
+
+
+def _expression_history(
+    reader: SampleReader,
+    expression: Expression,
+    end_ms: int,
+    window: Window,
+    max_series: int,
+    max_samples: int | None,
+    what: str,
+    settings: QuerySettings | None,
+) -> HistorySet:
+    step = window.step_ms
+    first, last = grid_bounds(end_ms, window)
+    s = settings or QuerySettings()
+    if max_samples is not None:
+        s = replace(s, max_samples=min(s.max_samples, max_samples))
+    found = evaluate_range(
+        reader, expression, first, end_ms, step, settings=s, max_series=max_series, what=what
+    )
+    # evaluated at end_ms - k*step: the instant inside bucket k (bucket starts are multiples of step)
+    return HistorySet(step, "promql", first, last, _on_grid(found, first, step, window))
