@@ -263,7 +263,7 @@ def demo(
     ] = None,
 ) -> None:
     """Load a realistic multi-service data set (seasonality, deploys, incidents, a filling disk)."""
-    from perfintel.demo import generate_demo
+    from perfintel.demo import demo_metadata, generate_demo
     from perfintel.ingest.remote_write import encode_remote_write
 
     end_ms = int(time.time() * 1000)
@@ -280,10 +280,14 @@ def demo(
     ):
         task = progress.add_task("demo data (hours)", total=int(days * 24))
         last_ts = end_ms - int(days * 86_400_000)
+        described: set[str] = set()
         for batch in generate_demo(end_ms=end_ms, days=days, step_s=step, seed=seed):
+            # metadata of families not described yet rides along, as Prometheus sends it
+            metadata = {k: v for k, v in demo_metadata(batch).items() if k not in described}
+            described.update(metadata)
             r = client.post(
                 "/api/v1/write",
-                content=encode_remote_write(batch),
+                content=encode_remote_write(batch, metadata=metadata),
                 headers={
                     "Content-Type": "application/x-protobuf",
                     "Content-Encoding": "snappy",

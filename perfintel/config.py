@@ -139,6 +139,13 @@ class QueryLimitsSettings(_Section):
     lookback_delta: Duration = Field(
         300.0, description="How far back an instant selector looks for a sample."
     )
+    max_concurrency: int = Field(
+        8,
+        gt=0,
+        le=256,
+        description="Queries evaluated at once, each on its own worker thread (never on the "
+        "event loop); further queries wait their turn.",
+    )
     max_length: int = Field(
         65_536,
         gt=0,

@@ -120,6 +120,22 @@ def parse_duration_ms(value: str | float, name: str | None = None) -> int:
     return round(seconds * 1000)
 
 
+def format_duration_ms(ms: int) -> str:
+    """A duration as Prometheus writes one, largest unit first (``1h30m``, ``15d``, ``0s``).
+
+    >>> format_duration_ms(5_400_000), format_duration_ms(1_296_000_000), format_duration_ms(1500)
+    ('1h30m', '2w1d', '1s500ms')
+    """
+    if ms == 0:
+        return "0s"
+    sign, rest, parts = "-" if ms < 0 else "", abs(int(ms)), []
+    for unit, size in UNITS_MS.items():
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return sign + "".join(parts)
+
+
 def parse_duration_seconds(value: str | float, name: str | None = None) -> float:
     """A duration (see the module docstring) in seconds, to the millisecond."""
     return parse_duration_ms(value, name) / 1000

@@ -4,7 +4,8 @@
 default), the self-metrics registry, the host collector and scrapers (as
 background tasks of the event loop), and the routers. Everything the handlers
 need hangs off ``app.state``: ``settings``, ``store``, ``metrics``,
-``metadata`` (metric families seen at ingest) and ``query_settings``.
+``metadata`` (metric families seen at ingest, a ``MetadataStore`` kept in
+``data_dir/metadata.json``) and ``query_settings``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,8 +27,9 @@ from perfintel.analysis.anomaly import kernel
 from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
 from perfintel.api.auth import AuthMiddleware, AuthPolicy, declare_public, require
 from perfintel.api.responses import JSONResponse
-from perfintel.batch import MetricMetadata, SampleBatch
-from perfintel.collect.host import HostCollector
+from perfintel.api.workers import QueryThreads
+from perfintel.batch import SampleBatch
+from perfintel.collect.host import CollectResult, HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
 from perfintel.config import Settings
@@ -34,6 +37,7 @@ from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
+from perfintel.storage.metadata import MetadataStore
 from perfintel.telemetry import Registry, ServiceMetrics
 
 log = logging.getLogger("perfintel")
@@ -79,10 +83,15 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
-        # The detect API's kernel compiles on first use (cached on disk, so later
-        # processes load it in well under a second); compiling at start-up would
-        # cost every instance ~100 MiB of LLVM whether it ever detects or not.
+        # metric metadata (/api/v1/metadata) outlives restarts: data_dir/metadata.json
+        app.state.metadata = await run_in_threadpool(
+            MetadataStore, Path(settings.data_dir) / "metadata.json"
+        )
         kernel.set_enabled(settings.anomaly.kernel)
+        # The detect API's kernel compiles on first use (about 3 s; cached on disk, so
+        # later processes load it in well under a second): warm it in the background
+        # so the first detect request does not pay for it. Readiness never waits.
+        _start_kernel_warm_up(app)
         # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
         if settings.anomaly.enabled:
             anomaly = OnlineAnomalyDetection.from_settings(
@@ -98,8 +107,13 @@ def create_app(
             if hc.enabled:
                 collector = HostCollector(proc_root=hc.proc_root, clock=clock)
 
+                def collect() -> CollectResult:
+                    result = collector.collect_with_errors()
+                    app.state.metadata.add_missing(result.metadata())
+                    return result
+
                 async def collect_host() -> None:
-                    result = await run_in_threadpool(collector.collect_with_errors)
+                    result = await run_in_threadpool(collect)
                     for group, err in result.errors.items():
                         log.debug("host collector group %s failed: %s", group, err)
                     await sink(result.batch)
@@ -111,7 +125,13 @@ def create_app(
                     )
                 )
             if settings.scrape:
-                scraper = Scraper(settings.scrape, sink, clock=clock, metrics=app.state.metrics)
+                scraper = Scraper(
+                    settings.scrape,
+                    sink,
+                    clock=clock,
+                    metrics=app.state.metrics,
+                    on_metadata=app.state.metadata.update,
+                )
                 tasks.append(asyncio.create_task(scraper.run()))
         app.state.ready = True
         try:
@@ -128,6 +148,8 @@ def create_app(
             if app.state.anomaly is not None:  # drains its queue and saves its state
                 await run_in_threadpool(app.state.anomaly.close)
                 app.state.anomaly = None
+            await run_in_threadpool(app.state.query_threads.close)
+            await run_in_threadpool(app.state.metadata.close)
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
@@ -141,7 +163,7 @@ def create_app(
     app.state.settings = settings
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
-    app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
+    app.state.metadata = MetadataStore()  # in memory until the lifespan opens the file
     app.state.metrics = ServiceMetrics(Registry())
     q = settings.query
     app.state.query_settings = QuerySettings(
@@ -152,6 +174,7 @@ def create_app(
         max_length=q.max_length,
         max_depth=q.max_depth,
     )
+    app.state.query_threads = QueryThreads(q.max_concurrency)  # PromQL never on the loop
     errors.install(app)
     # every route needs a token unless declared public (perfintel.api.auth)
     app.state.auth = AuthPolicy(settings)
@@ -168,11 +191,20 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["status"], summary="Readiness: the store is open")
+    @app.get(
+        "/readyz",
+        tags=["status"],
+        summary="Readiness: the store is open (anomaly_kernel: warming, ready, failed or off)",
+    )
     async def readyz(request: Request) -> JSONResponse:
-        ready = bool(getattr(request.app.state, "ready", False))
+        state = request.app.state
+        ready = bool(getattr(state, "ready", False))
         return JSONResponse(
-            {"status": "ready" if ready else "starting"}, status_code=200 if ready else 503
+            {
+                "status": "ready" if ready else "starting",
+                "anomaly_kernel": getattr(state, "kernel_state", "off"),
+            },
+            status_code=200 if ready else 503,
         )
 
     @app.get(
@@ -220,6 +252,27 @@ def create_app(
         }
 
     return app
+
+
+def _start_kernel_warm_up(app: FastAPI) -> None:
+    """Compile the anomaly kernel on a daemon thread; ``app.state.kernel_state`` says
+    ``warming``, ``ready``, ``failed`` or ``off`` (shown by ``/readyz``)."""
+    if not kernel.enabled():
+        app.state.kernel_state = "off"
+        return
+    app.state.kernel_state = "warming"
+
+    def warm() -> None:
+        try:
+            seconds = kernel.warm_up()
+        except Exception:  # the detect API falls back to the vectorised path
+            log.exception("compiling the anomaly kernel failed")
+            app.state.kernel_state = "failed"
+        else:
+            log.info("anomaly kernel ready (%.1f s)", seconds)
+            app.state.kernel_state = "ready"
+
+    threading.Thread(target=warm, name="perfintel-kernel-warm-up", daemon=True).start()
 
 
 def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:

@@ -15,10 +15,14 @@ present ``request.app.state.query_settings`` (``QuerySettings``) and
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Request
@@ -26,15 +30,17 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.api.params import optional_time_ms
-from perfintel.errors import BadInputError
+from perfintel.api.workers import run_query
+from perfintel.errors import BadInputError, PayloadTooLargeError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet, Selector, parse_selector
 from perfintel.query.promql.engine import Engine, QueryResult
 from perfintel.query.promql.format import format_points, format_timestamp, format_value
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader
-from perfintel.timeparse import parse_duration_ms, parse_time_ms
+from perfintel.timeparse import format_duration_ms, parse_duration_ms, parse_time_ms
 
 router = APIRouter(prefix="/api/v1")
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 #: The Prometheus release whose query API this module mirrors (Grafana reads it).
@@ -47,20 +53,57 @@ _STARTED = time.time()
 # --- parameters -------------------------------------------------------------------------
 
 
+#: Largest form body the API reads (a query is at most ``query.max_length`` characters;
+#: Grafana's longest requests are match[] lists): HTTP 413 beyond.
+MAX_FORM_BYTES = 4 * 1024 * 1024
+#: Form bodies up to this size are parsed on the event loop (well under a millisecond);
+#: larger ones in a worker thread.
+_INLINE_FORM_BYTES = 64 * 1024
+
+
 async def _params(request: Request) -> dict[str, list[str]]:
     """Query-string and form values together (form first, as Go's ``r.Form``)."""
     out: dict[str, list[str]] = {}
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith(
-            "multipart/form-data"
-        ):
-            form = await request.form()
-            for k, v in form.multi_items():
-                out.setdefault(k, []).append(str(v))
+        if ctype.startswith("application/x-www-form-urlencoded"):
+            body = await _form_body(request)
+            pairs = (
+                _parse_form(body)
+                if len(body) <= _INLINE_FORM_BYTES
+                else await run_in_threadpool(_parse_form, body)
+            )
+            for k, v in pairs:
+                out.setdefault(k, []).append(v)
+        elif ctype.startswith("multipart/form-data"):
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+                raise PayloadTooLargeError(
+                    f"multipart form bodies need a Content-Length of at most {MAX_FORM_BYTES} bytes"
+                )
+            form = await request.form(max_files=0, max_part_size=MAX_FORM_BYTES)
+            for k, field_value in form.multi_items():
+                out.setdefault(k, []).append(str(field_value))
     for k, v in request.query_params.multi_items():
         out.setdefault(k, []).append(v)
     return out
+
+
+async def _form_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise PayloadTooLargeError(f"form body of {declared} bytes exceeds {MAX_FORM_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise PayloadTooLargeError(f"form body exceeds {MAX_FORM_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_form(body: bytes) -> list[tuple[str, str]]:
+    return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
 
 def _one(params: Mapping[str, list[str]], name: str) -> str:
@@ -150,11 +193,12 @@ def _settings(request: Request) -> QuerySettings:
     return s if isinstance(s, QuerySettings) else QuerySettings()
 
 
-async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Always off the event loop: what a query costs depends on the data it meets, so no
+async def _run(request: Request, fn: Callable[[], _T]) -> _T:
+    """Always off the event loop, reading and rendering in one hop
+    (``perfintel.api.workers``): what a query costs depends on the data it meets, so no
     query is cheap enough to run on the loop, however fast it ran last time. Errors map
     to HTTP in ``perfintel.api.errors``."""
-    return await run_in_threadpool(fn, *args, **kwargs)
+    return await run_query(request, fn)
 
 
 def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
@@ -176,8 +220,8 @@ async def query(request: Request) -> Response:
     at = _optional_time(params, "time", int(time.time() * 1000))
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
-    res = await _run(engine.instant, text, at, **options)
-    return _envelope(render_result(res))
+    body = await _run(request, lambda: render_result(engine.instant(text, at, **options)))
+    return _envelope(body)
 
 
 @router.get("/query_range", operation_id="prometheus_query_range_get")
@@ -199,8 +243,10 @@ async def query_range(request: Request) -> Response:
         )
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
-    res = await _run(engine.range, text, start, end, step, **options)
-    return _envelope(render_result(res))
+    body = await _run(
+        request, lambda: render_result(engine.range(text, start, end, step, **options))
+    )
+    return _envelope(body)
 
 
 @router.get("/series", operation_id="prometheus_series_get")
@@ -215,12 +261,16 @@ async def series(request: Request) -> Response:
     limit = _limit(params)
     store = _store(request)
     fetch = limit + 1 if limit else None
-    found = await _run(store.series, sels, start, end, limit=fetch)
-    warnings = []
-    if limit and len(found) > limit:
-        found = found[:limit]
-        warnings.append("results truncated due to limit")
-    body = orjson.dumps([dict(ls) for ls in found])
+
+    def work() -> tuple[bytes, list[str]]:
+        found = store.series(sels, start, end, limit=fetch)
+        warnings = []
+        if limit and len(found) > limit:
+            found = found[:limit]
+            warnings.append("results truncated due to limit")
+        return orjson.dumps([dict(ls) for ls in found]), warnings
+
+    body, warnings = await _run(request, work)
     return _envelope(body, warnings)
 
 
@@ -232,8 +282,8 @@ async def labels(request: Request) -> Response:
     start = _optional_time(params, "start", MIN_TIME_MS)
     end = _optional_time(params, "end", MAX_TIME_MS)
     limit = _limit(params)
-    names = await _run(_store(request).label_names, sels, start, end)
-    return _limited(sorted(names), limit)
+    store = _store(request)
+    return await _run(request, lambda: _limited(sorted(store.label_names(sels, start, end)), limit))
 
 
 @router.get("/label/{name}/values")
@@ -247,8 +297,10 @@ async def label_values(request: Request, name: str) -> Response:
     start = _optional_time(params, "start", MIN_TIME_MS)
     end = _optional_time(params, "end", MAX_TIME_MS)
     limit = _limit(params)
-    values = await _run(_store(request).label_values, name, sels, start, end)
-    return _limited(sorted(values), limit)
+    store = _store(request)
+    return await _run(
+        request, lambda: _limited(sorted(store.label_values(name, sels, start, end)), limit)
+    )
 
 
 def _limited(items: list[str], limit: int | None) -> Response:
@@ -285,15 +337,18 @@ async def metadata(request: Request) -> Response:
     meta = getattr(request.app.state, "metadata", None) or {}
     only = _one(params, "metric")
     limit = _limit(params)
-    out: dict[str, list[dict[str, str]]] = {}
-    for fam in sorted(meta):
-        if only and fam != only:
-            continue
-        if limit and len(out) >= limit:
-            break
-        m = meta[fam]
-        out[fam] = [{"type": m.type, "help": m.help, "unit": m.unit}]
-    return _envelope(orjson.dumps(out))
+
+    def work() -> bytes:  # up to MetadataStore.max_families families: off the loop
+        out: dict[str, list[dict[str, str]]] = {}
+        for fam in [only] if only else sorted(meta):
+            if limit and len(out) >= limit:
+                break
+            m = meta.get(fam)
+            if m is not None:
+                out[fam] = [{"type": m.type, "help": m.help, "unit": m.unit}]
+        return orjson.dumps(out)
+
+    return _envelope(await _run(request, work))
 
 
 @router.get("/status/buildinfo")
@@ -315,21 +370,31 @@ async def buildinfo() -> Response:
 
 
 @router.get("/status/runtimeinfo")
-async def runtimeinfo() -> Response:
+async def runtimeinfo(request: Request) -> Response:
+    """Prometheus's runtime information, with perfintel's own values where it has them:
+    the process's working directory, the data directory and the raw retention."""
     started = datetime.fromtimestamp(_STARTED).astimezone().isoformat()
+    settings = getattr(request.app.state, "settings", None)
+    data_dir = str(Path(settings.data_dir).resolve()) if settings is not None else ""
+    retention = (
+        format_duration_ms(round(settings.storage.raw_retention * 1000))
+        if settings is not None
+        else ""
+    )
     return _envelope(
         orjson.dumps(
             {
                 "startTime": started,
-                "CWD": "/",
+                "CWD": os.getcwd(),
+                "dataDir": data_dir,
                 "reloadConfigSuccess": True,
                 "lastConfigTime": started,
                 "corruptionCount": 0,
-                "goroutineCount": 0,
-                "GOMAXPROCS": 0,
+                "goroutineCount": threading.active_count(),
+                "GOMAXPROCS": os.cpu_count() or 0,
                 "GOGC": "",
                 "GODEBUG": "",
-                "storageRetention": "",
+                "storageRetention": retention,
             }
         )
     )

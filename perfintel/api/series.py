@@ -7,10 +7,10 @@ import time
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from perfintel.api.auth import require
 from perfintel.api.params import optional_time_ms, positive_duration_ms
+from perfintel.api.workers import run_query
 from perfintel.errors import BadInputError, ParseError
 from perfintel.model import parse_selector
 from perfintel.query.series_query import QueryResult, run_series_query
@@ -75,19 +75,24 @@ async def series_query(
     q = request.app.state.settings.query
     limits = QueryLimits(max_series=q.max_series, max_samples=q.max_samples)
     t0 = time.perf_counter()
-    result = await run_in_threadpool(
-        run_series_query,
-        request.app.state.store,
-        selector,
-        start_ms,
-        end_ms,
-        step_ms=step_ms,
-        fn=fn,
-        agg=agg,
-        by=[b.strip() for b in by.split(",") if b.strip()] if by else (),
-        limits=limits,
+    store = request.app.state.store
+    group = [b.strip() for b in by.split(",") if b.strip()] if by else ()
+    body = await run_query(  # reading and rendering grow with the data: off the loop
+        request,
+        lambda: render(
+            run_series_query(
+                store,
+                selector,
+                start_ms,
+                end_ms,
+                step_ms=step_ms,
+                fn=fn,
+                agg=agg,
+                by=group,
+                limits=limits,
+            )
+        ),
     )
-    body = render(result)
     request.app.state.metrics.query_duration.labels(endpoint="series_query").observe(
         time.perf_counter() - t0
     )

@@ -56,7 +56,7 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from perfintel.batch import LineError, SampleBatch
+from perfintel.batch import LineError, MetricMetadata, SampleBatch
 from perfintel.collect.schedule import run_every, stable_offset
 from perfintel.errors import ConfigError, PerfintelError
 from perfintel.ingest.encoding import decode_body
@@ -256,6 +256,7 @@ class Scraper:
         metrics: ServiceMetrics | None = None,
         jitter_seed: str = "",
         user_agent: str | None = None,
+        on_metadata: Callable[[dict[str, MetricMetadata]], None] | None = None,
     ) -> None:
         jobs = [c.job_name for c in configs]
         dupes = sorted({j for j in jobs if jobs.count(j) > 1})
@@ -267,6 +268,8 @@ class Scraper:
         self.timer = timer
         self.metrics = metrics
         self.jitter_seed = jitter_seed
+        #: called (on a worker thread) with the metric metadata a scrape carried
+        self.on_metadata = on_metadata
         if user_agent is None:
             from perfintel import __version__
 
@@ -346,7 +349,9 @@ class Scraper:
             async with asyncio.timeout(cfg.timeout_s):
                 body, content_type = await self._fetch(target)
             # Parsing and relabelling are CPU-bound: keep them off the event loop.
-            scraped = await asyncio.to_thread(_parse_and_label, body, content_type, target, ts)
+            scraped = await asyncio.to_thread(
+                _parse_and_label, body, content_type, target, ts, self.on_metadata
+            )
         except TimeoutError:
             error = f"scrape timed out after {cfg.timeout_s:g}s"
         except httpx.HTTPError as exc:
@@ -441,11 +446,19 @@ class Scraper:
             return body, resp.headers.get("content-type")
 
 
-def _parse_and_label(body: bytes, content_type: str | None, target: Target, ts: int) -> SampleBatch:
+def _parse_and_label(
+    body: bytes,
+    content_type: str | None,
+    target: Target,
+    ts: int,
+    on_metadata: Callable[[dict[str, MetricMetadata]], None] | None = None,
+) -> SampleBatch:
     """Parse a scraped body and attach the target's labels; any parse error fails the scrape."""
     cfg = target.config
     openmetrics = content_type_is_openmetrics(content_type) if content_type else None
     result = parse_prometheus_text(body, default_timestamp_ms=ts, openmetrics=openmetrics)
+    if on_metadata is not None and result.metadata:
+        on_metadata(result.metadata)
     if result.errors:
         errors = list(result.errors)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -55,6 +55,7 @@ from perfintel.performance.expression import AnalysisQuery, Expression, evaluate
 from perfintel.query.series_query import run_series_query
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import QueryLimits, SampleReader
+from perfintel.timeparse import format_duration_ms
 
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
@@ -111,7 +112,7 @@ def choose_window(
     if not MIN_HORIZON_MS <= horizon_ms <= MAX_HORIZON_MS:
         raise BadInputError(
             f"invalid parameter 'horizon': must be between 1 minute and 365 days, "
-            f"got {_fmt_ms(horizon_ms)}"
+            f"got {format_duration_ms(horizon_ms)}"
         )
     default_step, default_history = next(
         (step, hist) for upto, step, hist in POLICY if horizon_ms <= upto
@@ -122,13 +123,13 @@ def choose_window(
             raise BadInputError("invalid parameter 'step': must be at least 1 second")
         if step > horizon_ms:
             raise BadInputError(
-                f"invalid parameter 'step': {_fmt_ms(step)} is longer than the horizon "
-                f"({_fmt_ms(horizon_ms)})"
+                f"invalid parameter 'step': {format_duration_ms(step)} is longer than the horizon "
+                f"({format_duration_ms(horizon_ms)})"
             )
         if -(-horizon_ms // step) > MAX_POINTS:
             raise BadInputError(
                 f"invalid parameter 'step': the horizon would be {-(-horizon_ms // step)} steps "
-                f"of {_fmt_ms(step)} (limit {MAX_POINTS}); use a longer step"
+                f"of {format_duration_ms(step)} (limit {MAX_POINTS}); use a longer step"
             )
     if history_ms is None:
         history = min(default_history, MAX_POINTS * step)
@@ -136,27 +137,20 @@ def choose_window(
         history = int(history_ms)
         if history > MAX_HISTORY_MS:
             raise BadInputError(
-                f"invalid parameter 'history': at most 365 days, got {_fmt_ms(history)}"
+                f"invalid parameter 'history': at most 365 days, got {format_duration_ms(history)}"
             )
         if history < 2 * step:
             raise BadInputError(
-                f"invalid parameter 'history': {_fmt_ms(history)} is shorter than two steps "
-                f"of {_fmt_ms(step)}"
+                f"invalid parameter 'history': {format_duration_ms(history)} is shorter than two steps "
+                f"of {format_duration_ms(step)}"
             )
         if history // step > MAX_POINTS:
             raise BadInputError(
-                f"invalid parameter 'history': {history // step} steps of {_fmt_ms(step)} "
+                f"invalid parameter 'history': {history // step} steps of {format_duration_ms(step)} "
                 f"(limit {MAX_POINTS}); shorten the history or lengthen the step"
             )
     history -= history % step
     return Window(step, history, int(horizon_ms))
-
-
-def _fmt_ms(ms: int) -> str:
-    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("m", MINUTE_MS), ("s", SECOND_MS)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
 
 
 class SeriesLike(Protocol):
