@@ -30,7 +30,7 @@ from tests.conftest import Server, start_server  # noqa: E402
 CASES: list[tuple[str, str]] = [
     ("( x 12,000 around 1", "(" * 12_000 + "1" + ")" * 12_000),
     ("( x 5,000 around 1", "(" * 5_000 + "1" + ")" * 5_000),
-    ("abs( x 1,000 around 1", "abs(" * 1_000 + "1" + ")" * 1_000),
+    ("abs( x 1,000 around vector(1)", "abs(" * 1_000 + "vector(1)" + ")" * 1_000),
     ("1+1+... 3,000 terms", "+".join(["1"] * 3_000)),
     ("-(-(...)) x 2,000", "-(" * 2_000 + "1" + ")" * 2_000),
     ("1 MiB label value", 'up{job="' + "a" * (1 << 20) + '"}'),
@@ -58,7 +58,10 @@ def main() -> int:
             return start_server(Path(tmp) / f"data{n}")
 
         server = fresh()
-        print(f"{'case':32} {'status':>8} {'seconds':>8} {'RSS MiB before→after':>22} {'peak MiB':>9} alive")
+        print(
+            f"{'case':32} {'status':>8} {'seconds':>8} {'RSS MiB before→after':>22} "
+            f"{'peak MiB':>9} alive"
+        )
         try:
             for name, query in CASES:
                 pid = server.proc.pid

@@ -131,6 +131,15 @@ def test_settings_read_durations_with_the_same_parser() -> None:
     assert s.storage.raw_retention == 7 * 86400 and s.storage.head_max_age == 90
     s = load_settings(env={"PERFINTEL_QUERY__TIMEOUT": "1.5m"})
     assert s.query.timeout == 90
+    s = load_settings(
+        overrides={
+            "scrape": [
+                {"job_name": "a", "targets": ["h:1"], "interval_s": "1m", "timeout_s": "10s"}
+            ]
+        },
+        env={},
+    )
+    assert (s.scrape[0].interval_s, s.scrape[0].timeout_s) == (60, 10)
     for bad in ("-5", "abc", "1h1h"):
         with pytest.raises(ConfigError, match=r"query\.timeout"):
             load_settings(overrides={"query": {"timeout": bad}}, env={})

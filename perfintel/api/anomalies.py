@@ -216,18 +216,17 @@ async def detect_anomalies(request: Request, body: DetectRequest) -> Response:
     store = request.app.state.store
     t0 = time.perf_counter()
 
-    def work() -> an.DetectReport:
+    def work() -> JSONResponse:  # detecting and rendering grow with the data: off the loop
         report = an.detect(store, selector, start_ms, end_ms, options, settings)
         if not report.series:
             raise NotFoundError(
                 f"no series {describe(selector)} with data between "
                 f"{_rfc3339(start_ms)} and {_rfc3339(end_ms)}"
             )
-        return report
+        return JSONResponse(render_detect(report, body.sensitivity))
 
-    report = await run_in_threadpool(work)
-    out = render_detect(report, body.sensitivity)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="detect_anomalies").observe(
         time.perf_counter() - t0
     )
-    return JSONResponse(out)
+    return response

@@ -138,6 +138,7 @@ def create_app(
             yield
         finally:
             app.state.ready = False
+            app.state.stopping.set()
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -163,6 +164,9 @@ def create_app(
     app.state.settings = settings
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
+    app.state.requests_in_flight = 0  # kept by _HttpMetricsMiddleware (probes not counted)
+    app.state.last_request_at = 0.0
+    app.state.stopping = threading.Event()  # set when the lifespan ends
     app.state.metadata = MetadataStore()  # in memory until the lifespan opens the file
     app.state.metrics = ServiceMetrics(Registry())
     q = settings.query
@@ -194,7 +198,8 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["status"],
-        summary="Readiness: the store is open (anomaly_kernel: warming, ready, failed or off)",
+        summary="Readiness: the store is open "
+        "(anomaly_kernel: waiting, warming, ready, failed or off)",
     )
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
@@ -254,15 +259,39 @@ def create_app(
     return app
 
 
+#: The kernel warm-up waits for this much quiet (no request in flight but probes) ...
+WARM_UP_IDLE_S = 1.0
+#: ... but starts at the latest this long after start-up.
+WARM_UP_LATEST_S = 30.0
+
+
 def _start_kernel_warm_up(app: FastAPI) -> None:
-    """Compile the anomaly kernel on a daemon thread; ``app.state.kernel_state`` says
+    """Compile (or load from numba's disk cache) the anomaly kernel on a daemon thread.
+
+    The compiler holds the GIL much of the time (about 3 s of CPU the first time,
+    0.5 s from the cache), which would slow the requests of the first seconds:
+    the thread waits for a quiet second (``WARM_UP_IDLE_S``, probes not counted),
+    at most ``WARM_UP_LATEST_S``. ``app.state.kernel_state`` says ``waiting``,
     ``warming``, ``ready``, ``failed`` or ``off`` (shown by ``/readyz``)."""
     if not kernel.enabled():
         app.state.kernel_state = "off"
         return
-    app.state.kernel_state = "warming"
+    app.state.kernel_state = "waiting"
+    stopping: threading.Event = app.state.stopping
+    app.state.last_request_at = time.monotonic()  # start-up counts: clients come right after
+
+    def quiet() -> bool:
+        st = app.state
+        return (
+            st.requests_in_flight == 0 and time.monotonic() - st.last_request_at >= WARM_UP_IDLE_S
+        )
 
     def warm() -> None:
+        latest = time.monotonic() + WARM_UP_LATEST_S
+        while not quiet() and time.monotonic() < latest:
+            if stopping.wait(0.1):
+                return
+        app.state.kernel_state = "warming"
         try:
             seconds = kernel.warm_up()
         except Exception:  # the detect API falls back to the vectorised path
@@ -309,8 +338,12 @@ def _install_http_metrics(app: FastAPI) -> None:
     app.add_middleware(_HttpMetricsMiddleware)
 
 
+_PROBES = frozenset(("/healthz", "/readyz"))
+
+
 class _HttpMetricsMiddleware:
-    """Counts requests by route, method and status code.
+    """Counts requests by route, method and status code, and notes when the last
+    request (probes aside) ended and how many are in flight (``app.state``).
 
     Plain ASGI rather than ``@app.middleware("http")``: Starlette's
     BaseHTTPMiddleware runs every request through an extra task and memory
@@ -332,9 +365,16 @@ class _HttpMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        state = scope["app"].state
+        probe = scope["path"] in _PROBES
+        if not probe:
+            state.requests_in_flight += 1
         try:
             await self.app(scope, receive, send_counted)
         finally:
+            if not probe:
+                state.requests_in_flight -= 1
+                state.last_request_at = time.monotonic()
             path = getattr(scope.get("route"), "path", "unmatched")
             scope["app"].state.metrics.http_requests.labels(
                 route=path, method=scope["method"], code=str(status)

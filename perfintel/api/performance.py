@@ -386,7 +386,7 @@ async def predict_metrics(request: Request, body: PredictRequest) -> Response:
     store = request.app.state.store
     t0 = time.perf_counter()
 
-    def work() -> tuple[forecasting.ForecastReport, int]:
+    def work() -> JSONResponse:  # forecasting and rendering grow with the data: off the loop
         report = forecasting.predict(
             store,
             selector,
@@ -400,14 +400,13 @@ async def predict_metrics(request: Request, body: PredictRequest) -> Response:
         if not report.series:
             raise _no_series("selector", selector, window)
         written = forecasting.write_back(store, report) if body.write_back else 0
-        return report, written
+        return JSONResponse(render_forecast(report, written))
 
-    report, written = await run_in_threadpool(work)
-    out = render_forecast(report, written)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="predict_metrics").observe(
         time.perf_counter() - t0
     )
-    return JSONResponse(out)
+    return response
 
 
 async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) -> Response:
@@ -427,7 +426,7 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
     png = (fmt or body.format) == "png"
     t0 = time.perf_counter()
 
-    def work() -> tuple[cap.CapacityAnalysis, bytes | None]:
+    def work() -> Response:  # planning, charting and rendering: off the loop
         analysis = cap.analyze(
             store,
             usage,
@@ -446,7 +445,7 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
         if not analysis.resources and not analysis.skipped:
             raise _no_series("usage", usage, window)
         if not png:
-            return analysis, None
+            return JSONResponse(render_capacity(analysis, body.target_utilisation))
         if not analysis.resources:
             reasons = "; ".join(
                 f"{format_series(s.labels)}: {s.reason}" for s in analysis.skipped[:3]
@@ -454,15 +453,14 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
             raise NotFoundError(f"no resource could be planned ({reasons})")
         from perfintel.performance.plot import capacity_png
 
-        return analysis, capacity_png(analysis.resources[0], body.target_utilisation)
+        image = capacity_png(analysis.resources[0], body.target_utilisation)
+        return Response(image, media_type="image/png")
 
-    analysis, image = await run_in_threadpool(work)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="capacity_analyze").observe(
         time.perf_counter() - t0
     )
-    if image is not None:
-        return Response(image, media_type="image/png")
-    return JSONResponse(render_capacity(analysis, body.target_utilisation))
+    return response
 
 
 _FormatQuery = Query(None, description="png: a chart of the first resource (overrides the body)")

@@ -17,8 +17,10 @@ wake-up each way.
 
 The pool size bounds how many queries evaluate at once (the
 ``query.max_concurrency`` setting, like Prometheus's
-``--query.max-concurrency``); further requests wait their turn in the queue.
-A request whose client went away before its turn came is skipped. Threads
+``--query.max-concurrency``); further requests wait their turn in the queue,
+at most ``max_waiting`` of them (then HTTP 429: retry later), so a burst
+cannot pile up without bound. A request whose client went away before its
+turn came is skipped. Threads
 start on first use and stop at :meth:`close`.
 """
 
@@ -34,6 +36,8 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from perfintel.errors import OverloadedError
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -43,10 +47,13 @@ _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]
 class QueryThreads:
     """``size`` worker threads named ``<name>-<i>``; see the module docstring."""
 
-    def __init__(self, size: int = 8, name: str = "perfintel-query") -> None:
+    def __init__(
+        self, size: int = 8, name: str = "perfintel-query", *, max_waiting: int | None = None
+    ) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one thread")
         self.size = size
+        self.max_waiting = 32 * size if max_waiting is None else max_waiting
         self.name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -54,8 +61,15 @@ class QueryThreads:
         self._closed = False
 
     async def run(self, fn: Callable[[], _T]) -> _T:
-        """``fn()`` on a worker thread; its exception is raised here."""
+        """``fn()`` on a worker thread; its exception is raised here.
+
+        ``OverloadedError`` (HTTP 429) when ``max_waiting`` queries already wait."""
         self._start()
+        if self._jobs.qsize() >= self.max_waiting:
+            raise OverloadedError(
+                f"{self.max_waiting} queries are waiting for one of the {self.size} query "
+                "threads (query.max_concurrency); retry later"
+            )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         self._jobs.put((loop, future, fn))

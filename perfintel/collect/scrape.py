@@ -50,11 +50,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from perfintel.batch import LineError, MetricMetadata, SampleBatch
 from perfintel.collect.schedule import run_every, stable_offset
@@ -63,6 +71,7 @@ from perfintel.ingest.encoding import decode_body
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, STALE_NAN, LabelSet, label_set
 from perfintel.telemetry import ServiceMetrics
+from perfintel.timeparse import parse_duration_seconds
 
 __all__ = [
     "ACCEPT_HEADER",
@@ -91,6 +100,14 @@ _REPORT_NAMES = (
 )
 
 
+def _seconds(value: object) -> object:
+    """A number of seconds, or a duration string (``perfintel.timeparse``: ``30s``, ``1m``)."""
+    return parse_duration_seconds(value) if isinstance(value, str) else value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+
 class ScrapeConfig(BaseModel):
     """One scrape job: its targets and how to scrape them (a Prometheus ``scrape_config``).
 
@@ -102,11 +119,13 @@ class ScrapeConfig(BaseModel):
 
     job_name: str = Field(min_length=1, description="The `job` label of every scraped series.")
     targets: list[str] = Field(description="`host:port` or full URLs to scrape.")
-    interval_s: float = Field(
-        default=15.0, gt=0, description="Seconds between scrapes of a target."
+    interval_s: Seconds = Field(
+        default=15.0, gt=0, description="Seconds between scrapes of a target (or a duration: 30s)."
     )
-    timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds before a scrape is abandoned (up=0)."
+    timeout_s: Seconds = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds before a scrape is abandoned, up=0 (or a duration: 10s).",
     )
     metrics_path: str = Field("/metrics", description="Path scraped on `host:port` targets.")
     scheme: str = Field("http", description="`http` or `https` for `host:port` targets.")

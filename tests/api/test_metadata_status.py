@@ -68,7 +68,9 @@ def test_metadata_survives_a_restart(tmp_path: Path) -> None:
 
 def test_remote_write_metadata(tmp_path: Path) -> None:
     batch = SampleBatch.from_arrays(
-        label_set({"__name__": "rw_latency_seconds"}), np.array([int(time.time() * 1000)]), np.ones(1)
+        label_set({"__name__": "rw_latency_seconds"}),
+        np.array([int(time.time() * 1000)]),
+        np.ones(1),
     )
     body = encode_remote_write(
         batch, metadata={"rw_latency_seconds": MetricMetadata("gauge", "Latency.", "seconds")}

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from perfintel.api.workers import QueryThreads
+from perfintel.errors import OverloadedError
 
 
 def test_results_errors_and_the_thread() -> None:
@@ -96,3 +97,22 @@ def test_close_stops_the_threads() -> None:
     assert not any(t.name.startswith("test-pool-") for t in threading.enumerate())
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(use())
+
+
+def test_the_waiting_line_is_bounded() -> None:
+    pool = QueryThreads(1, max_waiting=3)
+    gate = threading.Event()
+
+    async def main() -> None:
+        busy = [asyncio.create_task(pool.run(lambda: gate.wait(5)))]
+        await asyncio.sleep(0.2)  # the worker took it
+        busy += [asyncio.create_task(pool.run(lambda: gate.wait(5))) for _ in range(3)]
+        await asyncio.sleep(0.2)  # three wait
+        with pytest.raises(OverloadedError, match="retry later"):
+            await pool.run(lambda: None)
+        gate.set()
+        assert await asyncio.gather(*busy) == [True] * 4
+        assert await pool.run(lambda: 7) == 7
+
+    asyncio.run(main())
+    pool.close()
