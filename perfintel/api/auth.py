@@ -62,6 +62,7 @@ PRINCIPAL = "perfintel.principal"
 #: Routes that are always public: liveness and readiness carry no data.
 ALWAYS_PUBLIC = ("/healthz", "/readyz")
 _CACHE_SIZE = 1024
+_CACHED_PATH_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,10 @@ class AuthPolicy:
     """The tokens, the public allow-list, and which scope each route needs.
 
     ``public`` holds route paths as declared (``/healthz``; a mount's path).
-    ``resolve`` finds the route a request goes to as the router will, and
-    caches the answer per (type, method, path), at most ``_CACHE_SIZE`` entries.
+    ``needed`` finds the route a request goes to as the router will, and
+    caches the answer per (type, method, path): at most ``_CACHE_SIZE`` entries
+    of paths up to ``_CACHED_PATH_CHARS`` characters (longer ones are resolved
+    each time), so the cache stays small whatever paths clients send.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -135,9 +138,10 @@ class AuthPolicy:
         if key in self._cache:
             return self._cache[key]
         needed = self._needed(flat_routes(routes), dict(scope))
-        if len(self._cache) >= _CACHE_SIZE:
-            self._cache.clear()
-        self._cache[key] = needed
+        if len(key[2]) <= _CACHED_PATH_CHARS:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = needed
         return needed
 
     def _needed(self, routes: Sequence[Any], scope: AsgiScope) -> str | None:
