@@ -159,6 +159,33 @@ class MetricMetadata:
     unit: str = ""
 
 
+def conventional_metadata(
+    names: Iterable[str], help_by_family: Mapping[str, str] | None = None
+) -> dict[str, MetricMetadata]:
+    """Metadata of the families of ``names`` from Prometheus's naming conventions, for
+    producers that know their metrics but write no exposition (the host collector, the
+    demo): ``*_bucket`` (with its ``_sum`` and ``_count``) a histogram, ``*_total`` a
+    counter, anything else a gauge; help text from ``help_by_family`` when given.
+
+    >>> md = conventional_metadata(["a_total", "b_bucket", "b_sum", "c"], {"c": "C."})
+    >>> {k: (v.type, v.help) for k, v in md.items()}
+    {'a_total': ('counter', ''), 'b': ('histogram', ''), 'c': ('gauge', 'C.')}
+    """
+    names = set(names)
+    histograms = {n.removesuffix("_bucket") for n in names if n.endswith("_bucket")}
+    helps = help_by_family or {}
+    out: dict[str, MetricMetadata] = {}
+    for name in sorted(names):
+        family, kind = name, "gauge"
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name.removesuffix(suffix) in histograms:
+                family, kind = name.removesuffix(suffix), "histogram"
+        if kind == "gauge" and name.endswith("_total"):
+            kind = "counter"
+        out[family] = MetricMetadata(kind, helps.get(family, ""))
+    return out
+
+
 @dataclass
 class ParseResult:
     """What a parser returns: the good samples, one error per rejected line or sample,

@@ -245,9 +245,12 @@ def query(
     selector: Annotated[str, typer.Argument(help='Series selector, e.g. node_load1{job="node"}')],
     url: Url = "http://127.0.0.1:9470",
     start: Annotated[
-        str | None, typer.Option(help="Unix seconds or RFC3339 (default: end - 1h).")
+        str | None,
+        typer.Option(help="Unix seconds, RFC 3339 or relative: now-2h (default: end - 1h)."),
     ] = None,
-    end: Annotated[str | None, typer.Option(help="Unix seconds or RFC3339 (default: now).")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Unix seconds, RFC 3339 or relative: now-5m (default: now).")
+    ] = None,
     step: Annotated[str | None, typer.Option(help="Bucket width, e.g. 5m.")] = None,
     fn: Annotated[str, typer.Option(help="Per-bucket function.")] = "avg",
     agg: Annotated[str | None, typer.Option(help="Cross-series aggregation.")] = None,
@@ -258,10 +261,19 @@ def query(
     ] = None,
 ) -> None:
     """Query a running perfintel and print the series."""
+    from perfintel.timeparse import parse_duration_ms, parse_time_ms
+
+    try:  # the server's syntax (perfintel.timeparse), checked here: now-2h is this clock's
+        start_s = parse_time_ms(start, "--start") / 1000 if start else None
+        end_s = parse_time_ms(end, "--end") / 1000 if end else None
+        if step:
+            parse_duration_ms(step, "--step")
+    except PerfintelError as exc:
+        raise _fail(exc) from exc
     params: dict[str, Any] = {
         "match": selector,
-        "start": start,
-        "end": end,
+        "start": start_s,
+        "end": end_s,
         "step": step,
         "fn": fn,
         "agg": agg,
@@ -332,7 +344,7 @@ def demo(
     ] = None,
 ) -> None:
     """Load a realistic multi-service data set (seasonality, deploys, incidents, a filling disk)."""
-    from perfintel.demo import generate_demo
+    from perfintel.demo import demo_metadata, generate_demo
     from perfintel.ingest.remote_write import encode_remote_write
 
     _ensure_reachable(url)
@@ -350,11 +362,15 @@ def demo(
     ):
         task = progress.add_task("demo data (hours)", total=int(days * 24))
         last_ts = end_ms - int(days * 86_400_000)
+        described: set[str] = set()
         for batch in generate_demo(end_ms=end_ms, days=days, step_s=step, seed=seed):
+            # metadata of families not described yet rides along, as Prometheus sends it
+            metadata = {k: v for k, v in demo_metadata(batch).items() if k not in described}
+            described.update(metadata)
             with _reaching(url):
                 r = client.post(
                     "/api/v1/write",
-                    content=encode_remote_write(batch),
+                    content=encode_remote_write(batch, metadata=metadata),
                     headers={
                         "Content-Type": "application/x-protobuf",
                         "Content-Encoding": "snappy",
@@ -646,15 +662,15 @@ def eval_m4(
     ] = None,
 ) -> None:
     """Forecast every series of an M4-format file."""
-    from perfintel.config import parse_duration
     from perfintel.evaluation.m4 import run_m4
+    from perfintel.timeparse import parse_duration_seconds
 
     with _progress("series") as step:
         run_m4(
             train,
             out,
             horizon=horizon,
-            freq_seconds=int(parse_duration(freq)),
+            freq_seconds=int(parse_duration_seconds(freq, "--freq")),
             intervals_csv=intervals,
             plots_dir=plots,
             progress=step,

@@ -104,11 +104,11 @@ def silence(
     """Add a silence (like `amtool silence add`)."""
     from perfintel.alerting.matchers import parse_matcher
     from perfintel.alerting.notification import rfc3339
-    from perfintel.config import parse_duration
+    from perfintel.timeparse import parse_duration_seconds
 
     try:
         parsed = [parse_matcher(m) for m in matchers]
-        seconds = parse_duration(duration)
+        seconds = parse_duration_seconds(duration)
     except (PerfintelError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

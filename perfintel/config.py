@@ -5,9 +5,10 @@ Sources, later ones winning: defaults, a YAML or TOML file (``--config`` or
 fields with ``__``: ``PERFINTEL_STORAGE__RAW_RETENTION=30d``). Nothing reads
 the environment at import time: ``load_settings`` does, once, at start-up.
 
-Durations are numbers of seconds or strings with a unit (``500ms``, ``30s``,
-``5m``, ``2h``, ``15d``, ``1w``, ``1y``); sizes are bytes or strings like
-``64MiB``. Every setting is documented in ``docs/configuration.md``; a test
+Durations are numbers of seconds or strings in Prometheus's duration syntax
+(``500ms``, ``30s``, ``5m``, ``1h30m``, ``15d``, ``1w``, ``1y``; one parser for
+the settings, the HTTP API and the CLI: ``perfintel.timeparse``); sizes are
+bytes or strings like ``64MiB``. Every setting is documented in ``docs/configuration.md``; a test
 checks the two stay in step.
 """
 
@@ -20,14 +21,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from perfintel.collect.scrape import ScrapeConfig
 from perfintel.errors import ConfigError, PerfintelError
+from perfintel.redact import MASK, is_secret_key, redact, scrub, secret_values
+from perfintel.timeparse import parse_duration_seconds
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w|y)\s*$")
 _SIZES = {
     "": 1,
     "b": 1,
@@ -41,27 +50,16 @@ _SIZES = {
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def parse_duration(value: object) -> float:
-    """Seconds from a number or a string such as ``"15d"`` or ``"1h30m"``."""
-    if isinstance(value, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '30s'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return parse_duration(float(text))
-        except ValueError:
-            pass
-        total = 0.0
-        parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", text)
-        if parts and "".join(n + u for n, u in parts) == text.replace(" ", ""):
-            for number, unit in parts:
-                total += float(number) * _UNITS[unit]
-            return total
-    raise ValueError(f"{value!r} is not a duration (examples: 30s, 5m, 2h, 15d)")
+def _duration(value: object) -> float:
+    """Seconds from a number or a duration string (``perfintel.timeparse``); never negative."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(
+            f"a duration must be a number of seconds or a string such as 30s, got {value!r}"
+        )
+    seconds = parse_duration_seconds(value)
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
 
 
 def parse_size(value: object) -> int:
@@ -74,8 +72,9 @@ def parse_size(value: object) -> int:
     raise ValueError(f"{value!r} is not a size (examples: 1048576, 64MiB, 1GB)")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
+MIN_TOKEN_LENGTH = 16
 
 
 class _Section(BaseModel):
@@ -140,6 +139,26 @@ class QueryLimitsSettings(_Section):
     lookback_delta: Duration = Field(
         300.0, description="How far back an instant selector looks for a sample."
     )
+    max_concurrency: int = Field(
+        8,
+        gt=0,
+        le=256,
+        description="Queries evaluated at once, each on its own worker thread (never on the "
+        "event loop); further queries wait their turn.",
+    )
+    max_length: int = Field(
+        65_536,
+        gt=0,
+        description="Longest PromQL expression accepted, in characters (HTTP 400 beyond, before parsing).",
+    )
+    max_depth: int = Field(
+        128,
+        gt=0,
+        le=256,
+        description="Deepest PromQL expression accepted: nested brackets, function calls and "
+        "chains of operators such as a+b+c count (HTTP 400 beyond, before parsing; at most 256, "
+        "which keeps evaluation within Python's recursion limit).",
+    )
 
 
 class LimitsSettings(_Section):
@@ -167,17 +186,32 @@ class LimitsSettings(_Section):
 
 
 class TokenSettings(_Section):
-    token: str = Field(min_length=16, description="The bearer token (at least 16 characters).")
+    token: SecretStr = Field(
+        description="The bearer token (at least 16 characters); never printed or logged."
+    )
     scopes: list[Literal["read", "write", "admin"]] = Field(
         description="What the token may do: read, write, admin."
     )
     name: str = Field("", description="Who holds the token (for logs).")
+
+    @field_validator("token")
+    @classmethod
+    def _token_length(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters long")
+        return value
 
 
 class AuthSettings(_Section):
     tokens: list[TokenSettings] = Field(
         default_factory=list,
         description="Bearer tokens; empty means no authentication, allowed only on a loopback address.",
+    )
+    public_metrics: bool = Field(
+        False,
+        description="Serve /metrics (perfintel's own metrics) without a token, for a Prometheus "
+        "that scrapes without credentials; off: /metrics needs a read token like every route "
+        "but /healthz and /readyz.",
     )
 
 
@@ -450,8 +484,9 @@ def _read_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(
-            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}"
-        ) from exc
+            f"config file {path} is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
+            f"{_syntax_error(exc)}"
+        ) from None  # the parser's own message quotes the text
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -482,7 +517,8 @@ def load_settings(
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        # from None: pydantic's own message quotes the input (a token, perhaps)
+        raise ConfigError(_describe(exc, secret_values(merged))) from None
     return settings.check()
 
 
@@ -496,8 +532,20 @@ def _env_values(environ: dict[str, str]) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         text = value.strip()
-        node[path[-1]] = yaml.safe_load(text) if text[:1] in "[{" else value
+        try:
+            node[path[-1]] = yaml.safe_load(text) if text[:1] in "[{" else value
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{key} is not valid YAML: {_syntax_error(exc)}") from None
     return out
+
+
+def _syntax_error(exc: Exception) -> str:
+    """Where and what, without the quoted snippet of the text (it may hold a token)."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{exc.problem or exc.context or 'syntax error'}{where}"
+    return str(exc)
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -509,19 +557,21 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, secrets: set[str]) -> str:
+    """The validation errors, one per setting; secret values never shown (``perfintel.redact``)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
-        lines.append(
-            f"{loc}: {msg} (got {err.get('input')!r})"
-            if err["type"] != "missing"
-            else f"{loc}: required"
-        )
-    return "invalid settings: " + "; ".join(lines)
+        if err["type"] == "missing":
+            lines.append(f"{loc}: required")
+            continue
+        secret = err["loc"][:1] == ("auth",) or any(is_secret_key(p) for p in err["loc"])
+        shown = MASK if secret else repr(redact(err.get("input")))
+        lines.append(f"{loc}: {msg} (got {shown})")
+    return scrub("invalid settings: " + "; ".join(lines), secrets)
 
 
 def iter_fields(model: type[BaseModel] = Settings, prefix: str = "") -> list[tuple[str, str]]:

@@ -49,7 +49,7 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import ndtr
 
-from perfintel.batch import SampleBatch
+from perfintel.batch import MetricMetadata, SampleBatch, conventional_metadata
 from perfintel.model import LabelSet, label_set
 
 __all__ = ["DEMO_SERVICES", "DemoEvent", "demo_events", "generate_demo"]
@@ -661,3 +661,30 @@ def generate_demo(
         idx = np.repeat(np.arange(len(keep), dtype=np.int32), width)[m]
         ts = (tl.ts[a:b][None, :] + offsets[keep][:, None]).ravel()[m]
         yield SampleBatch([out.labels[i] for i in keep], idx, ts, values[keep, a:b].ravel()[m])
+
+
+#: Help texts of the demo's metric families (node_* ones come from the host collector's table)
+DEMO_HELP = {
+    "http_requests_total": "Total HTTP requests served, by status code and method.",
+    "http_request_duration_seconds": "Time spent serving HTTP requests.",
+    "app_errors_total": "Application errors, by kind.",
+    "process_cpu_seconds_total": "Total user and system CPU time spent in seconds.",
+    "process_resident_memory_bytes": "Resident memory size in bytes.",
+    "process_start_time_seconds": "Start time of the process since unix epoch in seconds.",
+    "up": "Whether the target was reachable at the last scrape.",
+    "deploy_info": "The version running (1 while it runs).",
+    "worker_queue_depth": "Jobs waiting in the worker queue.",
+    "pg_up": "Whether the last scrape of the database was able to connect.",
+    "pg_stat_database_xact_commit_total": "Number of transactions in this database committed.",
+    "pg_stat_activity_count": "Number of connections in this state.",
+    "pg_database_size_bytes": "Disk space used by the database.",
+}
+
+
+def demo_metadata(batch: SampleBatch) -> dict[str, MetricMetadata]:
+    """Type and help of the metric families in ``batch``, sent with the demo's remote writes
+    (as Prometheus sends metadata) so ``/api/v1/metadata`` describes them."""
+    from perfintel.collect.host import HELP as NODE_HELP
+
+    names = {dict(ls)["__name__"] for ls in batch.series}
+    return conventional_metadata(names, {**NODE_HELP, **DEMO_HELP})

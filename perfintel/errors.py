@@ -45,6 +45,18 @@ class ParseError(BadInputError):
         self.reason = message
 
 
+class TimeParseError(ParseError, ValueError):
+    """A duration or time that cannot be read (``perfintel.timeparse``; HTTP 400).
+
+    Also a ``ValueError``, so a pydantic validator that raises it reports a
+    validation error naming the field."""
+
+
+class QueryTooComplexError(BadInputError):
+    """A PromQL expression longer or more deeply nested than the query limits allow
+    (HTTP 400, refused before it is parsed); the message names the limit."""
+
+
 class PayloadTooLargeError(BadInputError):
     """A request body (compressed or decompressed) exceeds the configured limit (HTTP 413)."""
 

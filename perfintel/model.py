@@ -22,6 +22,7 @@ import numpy as np
 import re2
 
 from perfintel.errors import InvalidSeriesError, ParseError
+from perfintel.query_shape import scan
 
 LabelSet = tuple[tuple[str, str], ...]
 
@@ -168,12 +169,19 @@ def parse_selector(text: str) -> Selector:
     text = text.strip()
     if not text:
         raise ParseError("empty series selector")
+    shape = scan(text)
+    if shape.brackets > 1 or shape.depth > 2:
+        # measured before parsing: deep nesting crashes the parser, and no selector nests
+        shown = text if len(text) <= 100 else text[:100] + "…"
+        raise ParseError(f"{shown!r} is not a series selector")
     try:
         expr = promql_parser.parse(text)
     except ValueError as exc:
         raise ParseError(f"invalid series selector {text!r}: {exc}") from exc
     if not isinstance(expr, promql_parser.VectorSelector):
         raise ParseError(f"{text!r} is not a series selector")
+    if expr.offset is not None or expr.at is not None:
+        raise ParseError(f"{text!r} is not a plain series selector (it has offset or @)")
     return Selector(matchers_from_promql(expr))
 
 

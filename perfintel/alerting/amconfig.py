@@ -38,8 +38,8 @@ from typing import Any
 from perfintel.alerting.matchers import LabelMatcher, from_legacy, parse_matcher
 from perfintel.alerting.time_intervals import IntervalError, TimeInterval, parse_interval
 from perfintel.alerting.yaml_lines import LineDict, LineList, load_yaml
-from perfintel.config import parse_duration
 from perfintel.errors import BadInputError, ConfigFileError
+from perfintel.timeparse import parse_duration_seconds
 
 DELIVERED = {
     "webhook_configs": "webhook",
@@ -411,7 +411,7 @@ class _Parser:
         if key not in node or node[key] is None:
             return default
         try:
-            value = parse_duration(node[key])
+            value = parse_duration_seconds(node[key])
         except ValueError as exc:
             raise self.fail(node.line_of(key), f"{key}: {exc}") from None
         if positive and value <= 0:
@@ -839,7 +839,7 @@ def parse_policy(
         if not isinstance(level, Mapping) or not level.get("receivers"):
             raise fail(f"escalation policy {name!r} level {i + 1}: needs receivers")
         try:
-            delay = parse_duration(level.get("delay", 0))
+            delay = parse_duration_seconds(level.get("delay", 0))
         except ValueError as exc:
             raise fail(f"escalation policy {name!r} level {i + 1}: delay: {exc}") from None
         recs = level["receivers"]

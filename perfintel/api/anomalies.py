@@ -27,37 +27,23 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.api.auth import require
-from perfintel.api.params import SelectorText, TimeValue
+from perfintel.api.params import DurationMs, PositiveDurationMs, TimeValue
 from perfintel.api.responses import JSONResponse
-from perfintel.config import parse_duration
 from perfintel.errors import BadInputError, NotFoundError
-from perfintel.model import parse_selector
 from perfintel.performance import anomalies as an
+from perfintel.performance.expression import describe, parse_analysis_query
+from perfintel.query.settings import QuerySettings
 
 router = APIRouter(tags=["performance"])
 
 DETECT_PATH = "/api/v1/performance/detect/anomalies"
-MAX_WARMUP_S = 30 * 86400.0
+MAX_WARMUP_MS = 30 * 86_400_000
 
 
-def _step(value: str) -> str:
-    if parse_duration(value) <= 0:
-        raise ValueError("must be a positive duration")
-    return value
-
-
-def _warmup(value: str) -> str:
-    if parse_duration(value) > MAX_WARMUP_S:
+def _warmup(value: int) -> int:
+    if value > MAX_WARMUP_MS:
         raise ValueError("must be at most 30d")
     return value
-
-
-def _duration(value: str | float) -> str:
-    try:
-        parse_duration(value)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-    return str(value)
 
 
 def _sensitivity_in(value: object) -> object:
@@ -79,8 +65,7 @@ def _sensitivity(value: str | float) -> str | float:
     return value
 
 
-StepText = Annotated[str | float, AfterValidator(_duration), AfterValidator(_step)]
-WarmupText = Annotated[str | float, AfterValidator(_duration), AfterValidator(_warmup)]
+WarmupMs = Annotated[DurationMs, AfterValidator(_warmup)]
 Sensitivity = Annotated[str | float, BeforeValidator(_sensitivity_in), AfterValidator(_sensitivity)]
 
 
@@ -101,17 +86,24 @@ class DetectRequest(BaseModel):
         },
     )
 
-    selector: SelectorText = Field(description='Series selector, e.g. node_load1{job="node"}.')
+    selector: str = Field(
+        min_length=1,
+        description='Series selector, e.g. node_load1{job="node"}, or any PromQL expression, '
+        "e.g. rate(http_requests_total[5m]) or histogram_quantile(0.99, sum by (le) "
+        "(rate(http_request_duration_seconds_bucket[5m]))), evaluated over the range "
+        "(and the warm-up) at the step; each result series is analysed.",
+    )
     start: TimeValue | None = Field(
-        None, description="Start of the range: Unix seconds or RFC3339; default end − 24h."
+        None, description="Start of the range: Unix seconds, RFC 3339 or now-1h; default end − 24h."
     )
     end: TimeValue | None = Field(
-        None, description="End of the range: Unix seconds or RFC3339; default now."
+        None, description="End of the range: Unix seconds, RFC 3339 or now-…; default now."
     )
-    step: StepText | None = Field(
+    step: PositiveDurationMs | None = Field(
         None,
         description="Score the mean per step (e.g. 5m); default the raw samples, or 1m buckets "
-        "when the raw data is denser than one sample a minute.",
+        "when the raw data is denser than one sample a minute; an expression is evaluated "
+        "at this step (default 1m).",
         examples=["1m"],
     )
     sensitivity: Sensitivity = Field(
@@ -120,7 +112,7 @@ class DetectRequest(BaseModel):
         "level — and 0.4), or a number s in (0, 1] for the threshold 1 − 0.8·s.",
         json_schema_extra={"anyOf": [{"enum": ["low", "medium", "high"]}, {"type": "number"}]},
     )
-    warmup: WarmupText | None = Field(
+    warmup: WarmupMs | None = Field(
         None,
         description="History before start the detector learns from (not returned); default 7d, "
         f"at most 30d and the latest {an.WARMUP_MAX_POINTS} points; 0 for none.",
@@ -219,33 +211,29 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     '"expected_upper", "detector", "severity", "explanation"}]}]}}',
 )
 async def detect_anomalies(request: Request, body: DetectRequest) -> Response:
-    selector = parse_selector(body.selector)
+    settings: QuerySettings = request.app.state.query_settings
+    selector = parse_analysis_query(body.selector, settings, name="selector")
     start_ms, end_ms = request_range(body.start, body.end, an.DEFAULT_RANGE_MS)
     options = an.DetectOptions(
         threshold=an.threshold_of(body.sensitivity),
-        step_ms=round(parse_duration(body.step) * 1000) if body.step is not None else None,
-        warmup_ms=(
-            round(parse_duration(body.warmup) * 1000)
-            if body.warmup is not None
-            else an.DEFAULT_WARMUP_MS
-        ),
-        max_samples=request.app.state.query_settings.max_samples,
+        step_ms=body.step,
+        warmup_ms=body.warmup if body.warmup is not None else an.DEFAULT_WARMUP_MS,
+        max_samples=settings.max_samples,
     )
     store = request.app.state.store
     t0 = time.perf_counter()
 
-    def work() -> an.DetectReport:
-        report = an.detect(store, selector, start_ms, end_ms, options)
+    def work() -> JSONResponse:  # detecting and rendering grow with the data: off the loop
+        report = an.detect(store, selector, start_ms, end_ms, options, settings)
         if not report.series:
             raise NotFoundError(
-                f"no series match selector {selector} with data between "
+                f"no series {describe(selector)} with data between "
                 f"{rfc3339(start_ms)} and {rfc3339(end_ms)}"
             )
-        return report
+        return JSONResponse(render_detect(report, body.sensitivity))
 
-    report = await run_in_threadpool(work)
-    out = render_detect(report, body.sensitivity)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="detect_anomalies").observe(
         time.perf_counter() - t0
     )
-    return JSONResponse(out)
+    return response

@@ -4,7 +4,8 @@
 default), the self-metrics registry, the host collector and scrapers (as
 background tasks of the event loop), and the routers. Everything the handlers
 need hangs off ``app.state``: ``settings``, ``store``, ``metrics``,
-``metadata`` (metric families seen at ingest) and ``query_settings``.
+``metadata`` (metric families seen at ingest, a ``MetadataStore`` kept in
+``data_dir/metadata.json``) and ``query_settings``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -34,10 +36,11 @@ from perfintel.api import (
     prometheus,
     series,
 )
-from perfintel.api.auth import require
+from perfintel.api.auth import AuthMiddleware, AuthPolicy, declare_public, require
 from perfintel.api.responses import JSONResponse
-from perfintel.batch import MetricMetadata, SampleBatch
-from perfintel.collect.host import HostCollector
+from perfintel.api.workers import QueryThreads
+from perfintel.batch import SampleBatch
+from perfintel.collect.host import CollectResult, HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
 from perfintel.config import Settings
@@ -45,6 +48,7 @@ from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
+from perfintel.storage.metadata import MetadataStore
 from perfintel.telemetry import Registry, ServiceMetrics
 
 log = logging.getLogger("perfintel")
@@ -90,10 +94,15 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
-        # The detect API's kernel compiles on first use (cached on disk, so later
-        # processes load it in well under a second); compiling at start-up would
-        # cost every instance ~100 MiB of LLVM whether it ever detects or not.
+        # metric metadata (/api/v1/metadata) outlives restarts: data_dir/metadata.json
+        app.state.metadata = await run_in_threadpool(
+            MetadataStore, Path(settings.data_dir) / "metadata.json"
+        )
         kernel.set_enabled(settings.anomaly.kernel)
+        # The detect API's kernel compiles on first use (about 3 s; cached on disk, so
+        # later processes load it in well under a second): warm it in the background
+        # so the first detect request does not pay for it. Readiness never waits.
+        _start_kernel_warm_up(app)
         # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
         if settings.anomaly.enabled:
             anomaly = OnlineAnomalyDetection.from_settings(
@@ -114,8 +123,13 @@ def create_app(
             if hc.enabled:
                 collector = HostCollector(proc_root=hc.proc_root, clock=clock)
 
+                def collect() -> CollectResult:
+                    result = collector.collect_with_errors()
+                    app.state.metadata.add_missing(result.metadata())
+                    return result
+
                 async def collect_host() -> None:
-                    result = await run_in_threadpool(collector.collect_with_errors)
+                    result = await run_in_threadpool(collect)
                     for group, err in result.errors.items():
                         log.debug("host collector group %s failed: %s", group, err)
                     await sink(result.batch)
@@ -127,13 +141,20 @@ def create_app(
                     )
                 )
             if settings.scrape:
-                scraper = Scraper(settings.scrape, sink, clock=clock, metrics=app.state.metrics)
+                scraper = Scraper(
+                    settings.scrape,
+                    sink,
+                    clock=clock,
+                    metrics=app.state.metrics,
+                    on_metadata=app.state.metadata.update,
+                )
                 tasks.append(asyncio.create_task(scraper.run()))
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            app.state.stopping.set()
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -147,6 +168,8 @@ def create_app(
             if app.state.notify is not None:
                 await run_in_threadpool(app.state.notify.close)
                 app.state.notify = None
+            await run_in_threadpool(app.state.query_threads.close)
+            await run_in_threadpool(app.state.metadata.close)
             if own_store:
                 await run_in_threadpool(app.state.store.close)
 
@@ -161,7 +184,10 @@ def create_app(
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
     app.state.notify = None  # the notification Pipeline (an AlertSink) while running
-    app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
+    app.state.requests_in_flight = 0  # kept by _HttpMetricsMiddleware (probes not counted)
+    app.state.last_request_at = 0.0
+    app.state.stopping = threading.Event()  # set when the lifespan ends
+    app.state.metadata = MetadataStore()  # in memory until the lifespan opens the file
     app.state.metrics = ServiceMetrics(Registry())
     q = settings.query
     app.state.query_settings = QuerySettings(
@@ -169,8 +195,14 @@ def create_app(
         max_samples=q.max_samples,
         timeout_s=q.timeout,
         lookback_ms=int(q.lookback_delta * 1000),
+        max_length=q.max_length,
+        max_depth=q.max_depth,
     )
+    app.state.query_threads = QueryThreads(q.max_concurrency)  # PromQL never on the loop
     errors.install(app)
+    # every route needs a token unless declared public (perfintel.api.auth)
+    app.state.auth = AuthPolicy(settings)
+    app.add_middleware(AuthMiddleware, policy=app.state.auth)
     _install_http_metrics(app)
     app.include_router(ingest.router)
     app.include_router(series.router)
@@ -181,16 +213,27 @@ def create_app(
     app.include_router(alertmanager.router)
     app.include_router(incidents.router)
     app.include_router(backup.router)
+    declare_public(app, *ingest.PUBLIC_PATHS, *incidents.PUBLIC_PATHS)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["status"], summary="Readiness: the store is open")
+    @app.get(
+        "/readyz",
+        tags=["status"],
+        summary="Readiness: the store is open "
+        "(anomaly_kernel: waiting, warming, ready, failed or off)",
+    )
     async def readyz(request: Request) -> JSONResponse:
-        ready = bool(getattr(request.app.state, "ready", False))
+        state = request.app.state
+        ready = bool(getattr(state, "ready", False))
         return JSONResponse(
-            {"status": "ready" if ready else "starting"}, status_code=200 if ready else 503
+            {
+                "status": "ready" if ready else "starting",
+                "anomaly_kernel": getattr(state, "kernel_state", "off"),
+            },
+            status_code=200 if ready else 503,
         )
 
     @app.get(
@@ -240,6 +283,51 @@ def create_app(
     return app
 
 
+#: The kernel warm-up waits for this much quiet (no request in flight but probes) ...
+WARM_UP_IDLE_S = 1.0
+#: ... but starts at the latest this long after start-up.
+WARM_UP_LATEST_S = 30.0
+
+
+def _start_kernel_warm_up(app: FastAPI) -> None:
+    """Compile (or load from numba's disk cache) the anomaly kernel on a daemon thread.
+
+    The compiler holds the GIL much of the time (about 3 s of CPU the first time,
+    0.5 s from the cache), which would slow the requests of the first seconds:
+    the thread waits for a quiet second (``WARM_UP_IDLE_S``, probes not counted),
+    at most ``WARM_UP_LATEST_S``. ``app.state.kernel_state`` says ``waiting``,
+    ``warming``, ``ready``, ``failed`` or ``off`` (shown by ``/readyz``)."""
+    if not kernel.enabled():
+        app.state.kernel_state = "off"
+        return
+    app.state.kernel_state = "waiting"
+    stopping: threading.Event = app.state.stopping
+    app.state.last_request_at = time.monotonic()  # start-up counts: clients come right after
+
+    def quiet() -> bool:
+        st = app.state
+        return (
+            st.requests_in_flight == 0 and time.monotonic() - st.last_request_at >= WARM_UP_IDLE_S
+        )
+
+    def warm() -> None:
+        latest = time.monotonic() + WARM_UP_LATEST_S
+        while not quiet() and time.monotonic() < latest:
+            if stopping.wait(0.1):
+                return
+        app.state.kernel_state = "warming"
+        try:
+            seconds = kernel.warm_up()
+        except Exception:  # the detect API falls back to the vectorised path
+            log.exception("compiling the anomaly kernel failed")
+            app.state.kernel_state = "failed"
+        else:
+            log.info("anomaly kernel ready (%.1f s)", seconds)
+            app.state.kernel_state = "ready"
+
+    threading.Thread(target=warm, name="perfintel-kernel-warm-up", daemon=True).start()
+
+
 def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
     async def sink(batch: SampleBatch) -> None:
         if len(batch):
@@ -274,8 +362,12 @@ def _install_http_metrics(app: FastAPI) -> None:
     app.add_middleware(_HttpMetricsMiddleware)
 
 
+_PROBES = frozenset(("/healthz", "/readyz"))
+
+
 class _HttpMetricsMiddleware:
-    """Counts requests by route, method and status code.
+    """Counts requests by route, method and status code, and notes when the last
+    request (probes aside) ended and how many are in flight (``app.state``).
 
     Plain ASGI rather than ``@app.middleware("http")``: Starlette's
     BaseHTTPMiddleware runs every request through an extra task and memory
@@ -297,9 +389,16 @@ class _HttpMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        state = scope["app"].state
+        probe = scope["path"] in _PROBES
+        if not probe:
+            state.requests_in_flight += 1
         try:
             await self.app(scope, receive, send_counted)
         finally:
+            if not probe:
+                state.requests_in_flight -= 1
+                state.last_request_at = time.monotonic()
             path = getattr(scope.get("route"), "path", "unmatched")
             scope["app"].state.metrics.http_requests.labels(
                 route=path, method=scope["method"], code=str(status)

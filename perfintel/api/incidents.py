@@ -23,6 +23,8 @@ from perfintel.api.responses import JSONResponse
 from perfintel.errors import BadInputError, NotFoundError
 
 router = APIRouter(tags=["incidents"])
+#: The signed acknowledge link carries its own credential (an expiring HMAC), so it needs no token.
+PUBLIC_PATHS = ("/api/v1/incidents/{incident_id}/ack",)
 _SECRET_KEYS = ("password", "token", "key", "secret", "url", "credentials")
 
 

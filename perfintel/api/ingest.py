@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 from perfintel.api.auth import require
 from perfintel.api.body import read_body, stream_body
 from perfintel.api.errors import status_for
-from perfintel.api.params import parse_time, selectors_param
+from perfintel.api.params import optional_time_ms, selectors_param
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import ParseResult
 from perfintel.errors import BadInputError, OverloadedError, UnsupportedMediaError
@@ -39,6 +39,8 @@ from perfintel.storage.base import QueryLimits, Store
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
 write = [Depends(require("write"))]
+#: Influx's health check answers without credentials in InfluxDB too, and carries no data.
+PUBLIC_PATHS = ("/ping",)
 
 
 @dataclass
@@ -139,7 +141,7 @@ async def remote_write(request: Request) -> Response:
 async def import_prometheus(request: Request, timestamp: str | None = Query(None)) -> JSONResponse:
     body = await read_body(request)
     om = content_type_is_openmetrics(request.headers.get("content-type")) or None
-    default_ts = int(parse_time(timestamp, "timestamp") * 1000) if timestamp else _now_ms()
+    default_ts = optional_time_ms(timestamp, "timestamp", _now_ms())
     outcome = await run_in_threadpool(
         _ingest,
         request,
@@ -201,8 +203,8 @@ async def influx_v2(
     return await _influx(request, precision)
 
 
-@router.get("/query", include_in_schema=False)
-@router.post("/query", include_in_schema=False)
+@router.get("/query", dependencies=write, include_in_schema=False)
+@router.post("/query", dependencies=write, include_in_schema=False)
 async def influx_query(q: str = "") -> JSONResponse:
     """Telegraf's influx output asks ``SHOW DATABASES`` / ``CREATE DATABASE``: answer politely."""
     return JSONResponse(
@@ -330,8 +332,8 @@ async def export_jsonl(
     end: str | None = Query(None, description="Unix seconds or RFC3339; default: now"),
 ) -> StreamingResponse:
     selectors = selectors_param(request, required=True)
-    start_ms = int(parse_time(start, "start") * 1000) if start else 0
-    end_ms = int(parse_time(end, "end") * 1000) if end else _now_ms()
+    start_ms = optional_time_ms(start, "start", 0)
+    end_ms = optional_time_ms(end, "end", _now_ms())
     if end_ms < start_ms:
         raise BadInputError("invalid parameter 'end': end is before start")
     store = request.app.state.store

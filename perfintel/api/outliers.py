@@ -24,15 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.analysis.outliers import DEFAULT_PCT, DEFAULT_TOLERANCE
-from perfintel.api.anomalies import StepText, request_range, rfc3339
+from perfintel.api.anomalies import request_range, rfc3339
 from perfintel.api.auth import require
-from perfintel.api.params import SelectorText, TimeValue
+from perfintel.api.params import PositiveDurationMs, SelectorText, TimeValue
 from perfintel.api.responses import JSONResponse
-from perfintel.config import parse_duration
 from perfintel.errors import NotFoundError, QueryLimitError
-from perfintel.model import parse_selector
 from perfintel.performance import outliers as po
-from perfintel.query.promql.engine import Engine
+from perfintel.performance.expression import Expression, evaluate_range, parse_analysis_query
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import QueryLimits
 
@@ -77,7 +75,7 @@ class OutliersRequest(BaseModel):
         None, description="Start: Unix seconds or RFC3339; default end − 1h."
     )
     end: TimeValue | None = Field(None, description="End: Unix seconds or RFC3339; default now.")
-    step: StepText | None = Field(
+    step: PositiveDurationMs | None = Field(
         None,
         description="Members are compared once per step (their mean in it); default 1m, or "
         f"coarser to keep the range within {po.DEFAULT_STEPS} steps.",
@@ -158,25 +156,31 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def detect_outliers(request: Request, body: OutliersRequest) -> Response:
     start_ms, end_ms = request_range(body.start, body.end, DEFAULT_RANGE_MS)
-    step_ms = (
-        max(1, round(parse_duration(body.step) * 1000))
-        if body.step is not None
-        else po.default_step_ms(start_ms, end_ms)
-    )
+    step_ms = body.step if body.step is not None else po.default_step_ms(start_ms, end_ms)
     store = request.app.state.store
     qs = getattr(request.app.state, "query_settings", None)
     settings = qs if isinstance(qs, QuerySettings) else QuerySettings()
     t0 = time.perf_counter()
 
-    def work() -> po.OutlierReport:
-        if body.query is not None:
-            res = Engine(store, settings).range(body.query, start_ms, end_ms, step_ms)
-            series = [(s.labels, s.timestamps, s.values) for s in res.series]
+    def work() -> JSONResponse:  # fetching, scoring and rendering grow with the data: off the loop
+        source = body.query if body.query is not None else body.selector or ""
+        what = parse_analysis_query(source, settings, name="query" if body.query else "selector")
+        if isinstance(what, Expression):
+            evaluated = evaluate_range(
+                store,
+                what,
+                start_ms,
+                end_ms,
+                step_ms,
+                settings=settings,
+                max_series=po.MAX_SERIES,
+                what="query",
+            )
+            series = [(s.labels, s.timestamps, s.values) for s in evaluated]
         else:
-            selector = parse_selector(body.selector or "")
             limits = QueryLimits(max_series=po.MAX_SERIES, max_samples=settings.max_samples)
             try:
-                found = store.select(selector, start_ms, end_ms, limits=limits)
+                found = store.select(what, start_ms, end_ms, limits=limits)
             except QueryLimitError as exc:
                 raise QueryLimitError(
                     f"{exc}; the outliers API compares at most {po.MAX_SERIES} series "
@@ -184,11 +188,10 @@ async def detect_outliers(request: Request, body: OutliersRequest) -> Response:
                 ) from exc
             series = [(s.labels, s.timestamps, s.values) for s in found]
         if not series:
-            what = body.query if body.query is not None else body.selector
             raise NotFoundError(
-                f"no series for {what} with data between {rfc3339(start_ms)} and {rfc3339(end_ms)}"
+                f"no series for {source} with data between {rfc3339(start_ms)} and {rfc3339(end_ms)}"
             )
-        return po.detect_outliers(
+        report = po.detect_outliers(
             series,
             start_ms,
             end_ms,
@@ -197,10 +200,10 @@ async def detect_outliers(request: Request, body: OutliersRequest) -> Response:
             tolerance=body.tolerance,
             pct=body.pct,
         )
+        return JSONResponse(render_outliers(report))
 
-    report = await run_in_threadpool(work)
-    out = render_outliers(report)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="detect_outliers").observe(
         time.perf_counter() - t0
     )
-    return JSONResponse(out)
+    return response

@@ -1,89 +1,38 @@
-"""Parsing of query parameters shared by the HTTP APIs (times, durations, selectors)."""
+"""Parsing of request parameters shared by the HTTP APIs (times, durations, selectors).
+
+Every time and duration goes through :mod:`perfintel.timeparse` (one syntax for
+every endpoint): these are the adapters for query strings and JSON bodies.
+"""
 
 from __future__ import annotations
 
-import math
-import re
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Request
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
-from perfintel.config import parse_duration
 from perfintel.errors import BadInputError, ParseError
 from perfintel.model import Selector, parse_selector
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RFC3339_RE = re.compile(
-    r"^(\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$"
+from perfintel.timeparse import (
+    DURATION_HELP,
+    TIME_HELP,
+    parse_duration_ms,
+    parse_time_ms,
 )
-_DURATION_RE = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
 
 
-def parse_time_ms(value: str, name: str) -> int:
-    """Unix seconds (fractional, rounded to ms) or RFC 3339, to milliseconds."""
-    try:
-        f = float(value)
-    except ValueError:
-        f = math.nan
-    else:
-        if math.isfinite(f):
-            secs = math.trunc(f)
-            frac = round((f - secs) * 1000) / 1000
-            return int(secs) * 1000 + round(frac * 1000)
-    m = _RFC3339_RE.match(value)
-    if m:
-        try:
-            dt = datetime.fromisoformat(
-                m.group(1) + (m.group(3) or "+00:00").replace("Z", "+00:00").replace("z", "+00:00")
-            )
-        except ValueError:
-            dt = None
-        if dt is not None:
-            frac_ms = int((m.group(2) or "0").ljust(3, "0")[:3])
-            return (dt - _EPOCH) // timedelta(seconds=1) * 1000 + frac_ms
-    raise BadInputError(f'invalid parameter "{name}": cannot parse "{value}" to a valid timestamp')
-
-
-def parse_duration_ms(value: str, name: str) -> int:
-    """Float seconds or a Prometheus duration (``1h30m``), to milliseconds."""
-    try:
-        f = float(value)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(f) or abs(f) > 9.2e9:
-            raise BadInputError(
-                f'invalid parameter "{name}": cannot parse "{value}" to a valid duration. It overflows int64'
-            )
-        return int(f * 1000)
-    m = _DURATION_RE.match(value)
-    if value and m and any(m.groups()):
-        return sum(int(g) * unit for g, unit in zip(m.groups(), _DURATION_MS, strict=True) if g)
-    raise BadInputError(f'invalid parameter "{name}": cannot parse "{value}" to a valid duration')
-
-
-def parse_time(value: str, name: str) -> float:
-    """Unix seconds or RFC3339, as the Prometheus API takes them, to float seconds."""
-    return parse_time_ms(value, name) / 1000
-
-
-def parse_step(value: str, name: str = "step") -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
+def positive_duration_ms(value: str | float, name: str) -> int:
+    """A duration that must be positive (a step, a horizon), in ms."""
+    ms = parse_duration_ms(value, name)
+    if ms <= 0:
         raise BadInputError(
-            f"invalid parameter {name!r}: cannot parse {value!r} to a valid duration"
-        ) from None
-    if seconds <= 0:
-        raise BadInputError(
-            f"invalid parameter {name!r}: zero or negative query resolution step widths are not accepted"
+            f"invalid parameter {name!r}: zero or negative durations are not accepted"
         )
-    return seconds
+    return ms
+
+
+def optional_time_ms(value: str | None, name: str, default: int) -> int:
+    return parse_time_ms(value, name) if value else default
 
 
 def selectors_param(request: Request, *, required: bool, name: str = "match[]") -> list[Selector]:
@@ -110,14 +59,47 @@ def valid_selector(value: str) -> str:
     return value
 
 
-def _seconds(value: float | str) -> float:
-    try:
-        return parse_time(str(value), "time")
-    except BadInputError:
-        raise ValueError("must be Unix seconds or RFC3339") from None
+def _time_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be {TIME_HELP}")
+    return parse_time_ms(value) / 1000
 
+
+def _duration_ms(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be {DURATION_HELP}")
+    return parse_duration_ms(value)
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be a positive duration")
+    return value
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+_DURATION_SCHEMA = WithJsonSchema(
+    {"anyOf": [{"type": "string"}, {"type": "number"}], "description": DURATION_HELP}
+)
 
 #: A series selector, checked when the body is read (the raw text is kept).
 SelectorText = Annotated[str, AfterValidator(valid_selector)]
-#: Unix seconds or RFC3339, read as float seconds.
-TimeValue = Annotated[float | str, AfterValidator(_seconds)]
+#: A time (``perfintel.timeparse``: Unix seconds, RFC 3339, ``now-1h``), read as float seconds.
+TimeValue = Annotated[
+    float,
+    BeforeValidator(_time_seconds),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "number"}], "description": TIME_HELP}),
+]
+#: A positive duration (``perfintel.timeparse``: ``5m``, ``1h30m``, ``1.5h``, ``90``), read as ms.
+PositiveDurationMs = Annotated[
+    int, BeforeValidator(_duration_ms), AfterValidator(_positive), _DURATION_SCHEMA
+]
+#: A duration that may be zero, read as ms.
+DurationMs = Annotated[
+    int, BeforeValidator(_duration_ms), AfterValidator(_non_negative), _DURATION_SCHEMA
+]

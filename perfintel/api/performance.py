@@ -20,23 +20,23 @@ import math
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.analysis.capacity import Scenario
 from perfintel.api.auth import require
-from perfintel.api.params import SelectorText, TimeValue, valid_selector
+from perfintel.api.params import PositiveDurationMs, TimeValue
 from perfintel.api.responses import JSONResponse
-from perfintel.config import parse_duration
 from perfintel.errors import BadInputError, NotFoundError
-from perfintel.model import Selector, format_series, parse_selector
+from perfintel.model import format_series
 from perfintel.performance import capacity as cap
 from perfintel.performance import forecasting
+from perfintel.performance.expression import AnalysisQuery, describe, parse_analysis_query
 from perfintel.performance.history import (
     DAY_MS,
     MAX_HORIZON_MS,
@@ -45,6 +45,7 @@ from perfintel.performance.history import (
     Window,
     choose_window,
 )
+from perfintel.query.settings import QuerySettings
 
 router = APIRouter(tags=["performance"])
 
@@ -55,39 +56,23 @@ CAPACITY_PATH = "/api/v1/performance/capacity/analyze"
 # -- request bodies -----------------------------------------------------------
 
 
-def _duration_ms(value: str) -> int:
-    try:
-        return round(parse_duration(value) * 1000)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _positive_duration(value: str) -> str:
-    if _duration_ms(value) <= 0:
-        raise ValueError("must be a positive duration")
-    return value
-
-
-DurationText = Annotated[str, AfterValidator(_positive_duration)]
-
-
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    history: DurationText | None = Field(
+    history: PositiveDurationMs | None = Field(
         None,
         description="History to fit on (e.g. 14d); default by the horizon: 7d (1m steps) for "
         "horizons up to 6h, 28d (5m) up to 3d, else up to 365d (1h). At most 365d and 20,000 steps.",
         examples=["14d"],
     )
-    step: DurationText | None = Field(
+    step: PositiveDurationMs | None = Field(
         None,
         description="Step of the history and the forecast (e.g. 5m); default by the horizon "
         "(1m, 5m or 1h). Steps that are multiples of a rollup tier (5m, 1h) read the tier.",
         examples=["5m"],
     )
     end: TimeValue | None = Field(
-        None, description="End of the history: Unix seconds or RFC3339; default now."
+        None, description="End of the history: Unix seconds, RFC 3339 or now-…; default now."
     )
 
 
@@ -103,8 +88,13 @@ class PredictRequest(_Body):
         },
     )
 
-    selector: SelectorText = Field(description='Series selector, e.g. node_load1{job="node"}.')
-    horizon: str = Field(
+    selector: str = Field(
+        min_length=1,
+        description='Series selector, e.g. node_load1{job="node"}, or any PromQL expression, '
+        "e.g. rate(http_requests_total[5m]), evaluated over the history at the step; each "
+        "result series is forecast.",
+    )
+    horizon: PositiveDurationMs = Field(
         description="How far ahead: a duration from 1m to 365d (e.g. 4h, 30d).", examples=["4h"]
     )
     levels: list[int] = Field(
@@ -122,9 +112,8 @@ class PredictRequest(_Body):
 
     @field_validator("horizon")
     @classmethod
-    def _horizon(cls, value: str) -> str:
-        ms = _duration_ms(value)
-        if not MIN_HORIZON_MS <= ms <= MAX_HORIZON_MS:
+    def _horizon(cls, value: int) -> int:
+        if not MIN_HORIZON_MS <= value <= MAX_HORIZON_MS:
             raise ValueError("must be between 1m and 365d")
         return value
 
@@ -169,10 +158,14 @@ class CapacityRequest(_Body):
         },
     )
 
-    usage: SelectorText = Field(description="Selector of the usage series (one plan per series).")
+    usage: str = Field(
+        min_length=1,
+        description="Selector of the usage series, or any PromQL expression (evaluated over the "
+        "history at the step); one plan per series.",
+    )
     capacity: float | str = Field(
-        description="A positive number, or a selector of capacity series matched to each usage "
-        "series by their labels other than the metric name (see match_on)."
+        description="A positive number, or a selector (or PromQL expression) of capacity series "
+        "matched to each usage series by their labels other than the metric name (see match_on)."
     )
     usage_kind: Literal["used", "available"] = Field(
         "used",
@@ -214,7 +207,7 @@ class CapacityRequest(_Body):
             try:
                 number = float(value)
             except ValueError:
-                return valid_selector(value)
+                return value  # a selector or expression: checked with the query limits
         else:
             number = value
         if not (math.isfinite(number) and number > 0):
@@ -241,9 +234,7 @@ def _rfc3339(seconds: float) -> str:
 
 
 def _window(body: _Body, horizon_ms: int) -> Window:
-    step = round(parse_duration(body.step) * 1000) if body.step else None
-    history = round(parse_duration(body.history) * 1000) if body.history else None
-    return choose_window(horizon_ms, step_ms=step, history_ms=history)
+    return choose_window(horizon_ms, step_ms=body.step, history_ms=body.history)
 
 
 def _end_ms(body: _Body) -> int:
@@ -252,10 +243,10 @@ def _end_ms(body: _Body) -> int:
     return round(float(body.end) * 1000)
 
 
-def _no_series(what: str, selector: Selector, window: Window) -> NotFoundError:
+def _no_series(what: str, selector: AnalysisQuery, window: Window) -> NotFoundError:
     days = window.history_ms / DAY_MS
     return NotFoundError(
-        f"no series match {what} {selector} with data in the history window "
+        f"no series {describe(selector, what)} with data in the history window "
         f"(the last {days:g} days)"
     )
 
@@ -388,14 +379,14 @@ _PNG: dict[int | str, dict[str, Any]] = {
 async def predict_metrics(request: Request, body: PredictRequest) -> Response:
     if body.write_back:
         await require("write")(request)
-    selector = parse_selector(body.selector)
-    window = _window(body, _duration_ms(body.horizon))
+    settings: QuerySettings = request.app.state.query_settings
+    selector = parse_analysis_query(body.selector, settings, name="selector")
+    window = _window(body, body.horizon)
     end_ms = _end_ms(body)
     store = request.app.state.store
-    max_samples = request.app.state.query_settings.max_samples
     t0 = time.perf_counter()
 
-    def work() -> tuple[forecasting.ForecastReport, int]:
+    def work() -> JSONResponse:  # forecasting and rendering grow with the data: off the loop
         report = forecasting.predict(
             store,
             selector,
@@ -403,25 +394,28 @@ async def predict_metrics(request: Request, body: PredictRequest) -> Response:
             levels=body.levels,
             end_ms=end_ms,
             max_series=MAX_SERIES,
-            max_samples=max_samples,
+            max_samples=settings.max_samples,
+            settings=settings,
         )
         if not report.series:
             raise _no_series("selector", selector, window)
         written = forecasting.write_back(store, report) if body.write_back else 0
-        return report, written
+        return JSONResponse(render_forecast(report, written))
 
-    report, written = await run_in_threadpool(work)
-    out = render_forecast(report, written)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="predict_metrics").observe(
         time.perf_counter() - t0
     )
-    return JSONResponse(out)
+    return response
 
 
 async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) -> Response:
-    usage = parse_selector(body.usage)
-    capacity: float | Selector = (
-        parse_selector(body.capacity) if isinstance(body.capacity, str) else body.capacity
+    settings: QuerySettings = request.app.state.query_settings
+    usage = parse_analysis_query(body.usage, settings, name="usage")
+    capacity: float | AnalysisQuery = (
+        parse_analysis_query(body.capacity, settings, name="capacity")
+        if isinstance(body.capacity, str)
+        else body.capacity
     )
     window = _window(body, round(body.horizon_days * DAY_MS))
     end_ms = _end_ms(body)
@@ -429,11 +423,10 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
     if len({s.name for s in scenarios}) != len(scenarios):
         raise BadInputError("invalid parameter 'scenarios': names must be distinct")
     store = request.app.state.store
-    max_samples = request.app.state.query_settings.max_samples
     png = (fmt or body.format) == "png"
     t0 = time.perf_counter()
 
-    def work() -> tuple[cap.CapacityAnalysis, bytes | None]:
+    def work() -> Response:  # planning, charting and rendering: off the loop
         analysis = cap.analyze(
             store,
             usage,
@@ -446,12 +439,13 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
             resource=body.resource,
             end_ms=end_ms,
             max_series=MAX_SERIES,
-            max_samples=max_samples,
+            max_samples=settings.max_samples,
+            settings=settings,
         )
         if not analysis.resources and not analysis.skipped:
             raise _no_series("usage", usage, window)
         if not png:
-            return analysis, None
+            return JSONResponse(render_capacity(analysis, body.target_utilisation))
         if not analysis.resources:
             reasons = "; ".join(
                 f"{format_series(s.labels)}: {s.reason}" for s in analysis.skipped[:3]
@@ -459,15 +453,14 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
             raise NotFoundError(f"no resource could be planned ({reasons})")
         from perfintel.performance.plot import capacity_png
 
-        return analysis, capacity_png(analysis.resources[0], body.target_utilisation)
+        image = capacity_png(analysis.resources[0], body.target_utilisation)
+        return Response(image, media_type="image/png")
 
-    analysis, image = await run_in_threadpool(work)
+    response = await run_in_threadpool(work)
     request.app.state.metrics.query_duration.labels(endpoint="capacity_analyze").observe(
         time.perf_counter() - t0
     )
-    if image is not None:
-        return Response(image, media_type="image/png")
-    return JSONResponse(render_capacity(analysis, body.target_utilisation))
+    return response
 
 
 _FormatQuery = Query(None, description="png: a chart of the first resource (overrides the body)")

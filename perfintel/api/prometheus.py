@@ -15,27 +15,32 @@ present ``request.app.state.query_settings`` (``QuerySettings``) and
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
-from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from perfintel.api.params import parse_duration_ms as parse_duration
-from perfintel.api.params import parse_time_ms as parse_time
-from perfintel.errors import BadInputError
+from perfintel.api.params import optional_time_ms
+from perfintel.api.workers import run_query
+from perfintel.errors import BadInputError, PayloadTooLargeError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet, Selector, parse_selector
 from perfintel.query.promql.engine import Engine, QueryResult
 from perfintel.query.promql.format import format_points, format_timestamp, format_value
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader
+from perfintel.timeparse import format_duration_ms, parse_duration_ms, parse_time_ms
 
 router = APIRouter(prefix="/api/v1")
+_T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 #: The Prometheus release whose query API this module mirrors (Grafana reads it).
@@ -48,20 +53,57 @@ _STARTED = time.time()
 # --- parameters -------------------------------------------------------------------------
 
 
+#: Largest form body the API reads (a query is at most ``query.max_length`` characters;
+#: Grafana's longest requests are match[] lists): HTTP 413 beyond.
+MAX_FORM_BYTES = 4 * 1024 * 1024
+#: Form bodies up to this size are parsed on the event loop (well under a millisecond);
+#: larger ones in a worker thread.
+_INLINE_FORM_BYTES = 64 * 1024
+
+
 async def _params(request: Request) -> dict[str, list[str]]:
     """Query-string and form values together (form first, as Go's ``r.Form``)."""
     out: dict[str, list[str]] = {}
     if request.method == "POST":
         ctype = request.headers.get("content-type", "")
-        if ctype.startswith("application/x-www-form-urlencoded") or ctype.startswith(
-            "multipart/form-data"
-        ):
-            form = await request.form()
-            for k, v in form.multi_items():
-                out.setdefault(k, []).append(str(v))
+        if ctype.startswith("application/x-www-form-urlencoded"):
+            body = await _form_body(request)
+            pairs = (
+                _parse_form(body)
+                if len(body) <= _INLINE_FORM_BYTES
+                else await run_in_threadpool(_parse_form, body)
+            )
+            for k, v in pairs:
+                out.setdefault(k, []).append(v)
+        elif ctype.startswith("multipart/form-data"):
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+                raise PayloadTooLargeError(
+                    f"multipart form bodies need a Content-Length of at most {MAX_FORM_BYTES} bytes"
+                )
+            form = await request.form(max_files=0, max_part_size=MAX_FORM_BYTES)
+            for k, field_value in form.multi_items():
+                out.setdefault(k, []).append(str(field_value))
     for k, v in request.query_params.multi_items():
         out.setdefault(k, []).append(v)
     return out
+
+
+async def _form_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise PayloadTooLargeError(f"form body of {declared} bytes exceeds {MAX_FORM_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_FORM_BYTES:
+            raise PayloadTooLargeError(f"form body exceeds {MAX_FORM_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_form(body: bytes) -> list[tuple[str, str]]:
+    return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
 
 def _one(params: Mapping[str, list[str]], name: str) -> str:
@@ -70,8 +112,7 @@ def _one(params: Mapping[str, list[str]], name: str) -> str:
 
 
 def _optional_time(params: Mapping[str, list[str]], name: str, default: int) -> int:
-    v = _one(params, name)
-    return parse_time(v, name) if v else default
+    return optional_time_ms(_one(params, name), name, default)
 
 
 def _selectors(params: Mapping[str, list[str]]) -> list[Selector]:
@@ -152,47 +193,20 @@ def _settings(request: Request) -> QuerySettings:
     return s if isinstance(s, QuerySettings) else QuerySettings()
 
 
-async def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Evaluation off the event loop; errors map to HTTP in ``perfintel.api.errors``."""
-    return await run_in_threadpool(fn, *args, **kwargs)
-
-
-class _QueryCosts:
-    """How long each query shape (text, range length, step) last took to evaluate.
-
-    A shape that took under ``inline_s`` runs on the event loop: the hop to a
-    worker thread and back costs 0.1-0.2 ms here, as much as such a query
-    itself, and dashboards repeat the same shapes. Anything new or slower goes
-    to a worker thread, and every run updates the figure, so a shape that
-    grows slow moves back off the loop after one run."""
-
-    def __init__(self, size: int = 2048, inline_s: float = 0.002) -> None:
-        self._last: OrderedDict[tuple[object, ...], float] = OrderedDict()
-        self.size, self.inline_s = size, inline_s
-
-    async def run(self, shape: tuple[object, ...], fn: Any, *args: Any, **kwargs: Any) -> Any:
-        last = self._last.get(shape)
-        t0 = time.perf_counter()
-        try:
-            if last is not None and last < self.inline_s:
-                return fn(*args, **kwargs)
-            return await run_in_threadpool(fn, *args, **kwargs)
-        finally:
-            self._last[shape] = time.perf_counter() - t0  # from the event loop only
-            self._last.move_to_end(shape)
-            if len(self._last) > self.size:
-                self._last.popitem(last=False)
-
-
-_COSTS = _QueryCosts()
+async def _run(request: Request, fn: Callable[[], _T]) -> _T:
+    """Always off the event loop, reading and rendering in one hop
+    (``perfintel.api.workers``): what a query costs depends on the data it meets, so no
+    query is cheap enough to run on the loop, however fast it ran last time. Errors map
+    to HTTP in ``perfintel.api.errors``."""
+    return await run_query(request, fn)
 
 
 def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if _one(params, "timeout"):
-        opts["timeout_s"] = parse_duration(_one(params, "timeout"), "timeout") / 1000
+        opts["timeout_s"] = parse_duration_ms(_one(params, "timeout"), "timeout") / 1000
     if _one(params, "lookback_delta"):
-        opts["lookback_ms"] = parse_duration(_one(params, "lookback_delta"), "lookback_delta")
+        opts["lookback_ms"] = parse_duration_ms(_one(params, "lookback_delta"), "lookback_delta")
     return opts
 
 
@@ -206,19 +220,19 @@ async def query(request: Request) -> Response:
     at = _optional_time(params, "time", int(time.time() * 1000))
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
-    res = await _COSTS.run(("i", text), engine.instant, text, at, **options)
-    return _envelope(render_result(res))
+    body = await _run(request, lambda: render_result(engine.instant(text, at, **options)))
+    return _envelope(body)
 
 
 @router.get("/query_range", operation_id="prometheus_query_range_get")
 @router.post("/query_range", operation_id="prometheus_query_range_post")
 async def query_range(request: Request) -> Response:
     params = await _params(request)
-    start = parse_time(_one(params, "start"), "start")
-    end = parse_time(_one(params, "end"), "end")
+    start = parse_time_ms(_one(params, "start"), "start")
+    end = parse_time_ms(_one(params, "end"), "end")
     if end < start:
         raise BadInputError("end timestamp must not be before start time")
-    step = parse_duration(_one(params, "step"), "step")
+    step = parse_duration_ms(_one(params, "step"), "step")
     if step <= 0:
         raise BadInputError(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -229,9 +243,10 @@ async def query_range(request: Request) -> Response:
         )
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
-    shape = ("r", text, end - start, step)
-    res = await _COSTS.run(shape, engine.range, text, start, end, step, **options)
-    return _envelope(render_result(res))
+    body = await _run(
+        request, lambda: render_result(engine.range(text, start, end, step, **options))
+    )
+    return _envelope(body)
 
 
 @router.get("/series", operation_id="prometheus_series_get")
@@ -246,12 +261,16 @@ async def series(request: Request) -> Response:
     limit = _limit(params)
     store = _store(request)
     fetch = limit + 1 if limit else None
-    found = await _run(store.series, sels, start, end, limit=fetch)
-    warnings = []
-    if limit and len(found) > limit:
-        found = found[:limit]
-        warnings.append("results truncated due to limit")
-    body = orjson.dumps([dict(ls) for ls in found])
+
+    def work() -> tuple[bytes, list[str]]:
+        found = store.series(sels, start, end, limit=fetch)
+        warnings = []
+        if limit and len(found) > limit:
+            found = found[:limit]
+            warnings.append("results truncated due to limit")
+        return orjson.dumps([dict(ls) for ls in found]), warnings
+
+    body, warnings = await _run(request, work)
     return _envelope(body, warnings)
 
 
@@ -263,8 +282,8 @@ async def labels(request: Request) -> Response:
     start = _optional_time(params, "start", MIN_TIME_MS)
     end = _optional_time(params, "end", MAX_TIME_MS)
     limit = _limit(params)
-    names = await _run(_store(request).label_names, sels, start, end)
-    return _limited(sorted(names), limit)
+    store = _store(request)
+    return await _run(request, lambda: _limited(sorted(store.label_names(sels, start, end)), limit))
 
 
 @router.get("/label/{name}/values")
@@ -278,8 +297,10 @@ async def label_values(request: Request, name: str) -> Response:
     start = _optional_time(params, "start", MIN_TIME_MS)
     end = _optional_time(params, "end", MAX_TIME_MS)
     limit = _limit(params)
-    values = await _run(_store(request).label_values, name, sels, start, end)
-    return _limited(sorted(values), limit)
+    store = _store(request)
+    return await _run(
+        request, lambda: _limited(sorted(store.label_values(name, sels, start, end)), limit)
+    )
 
 
 def _limited(items: list[str], limit: int | None) -> Response:
@@ -316,15 +337,18 @@ async def metadata(request: Request) -> Response:
     meta = getattr(request.app.state, "metadata", None) or {}
     only = _one(params, "metric")
     limit = _limit(params)
-    out: dict[str, list[dict[str, str]]] = {}
-    for fam in sorted(meta):
-        if only and fam != only:
-            continue
-        if limit and len(out) >= limit:
-            break
-        m = meta[fam]
-        out[fam] = [{"type": m.type, "help": m.help, "unit": m.unit}]
-    return _envelope(orjson.dumps(out))
+
+    def work() -> bytes:  # up to MetadataStore.max_families families: off the loop
+        out: dict[str, list[dict[str, str]]] = {}
+        for fam in [only] if only else sorted(meta):
+            if limit and len(out) >= limit:
+                break
+            m = meta.get(fam)
+            if m is not None:
+                out[fam] = [{"type": m.type, "help": m.help, "unit": m.unit}]
+        return orjson.dumps(out)
+
+    return _envelope(await _run(request, work))
 
 
 @router.get("/status/buildinfo")
@@ -346,21 +370,31 @@ async def buildinfo() -> Response:
 
 
 @router.get("/status/runtimeinfo")
-async def runtimeinfo() -> Response:
+async def runtimeinfo(request: Request) -> Response:
+    """Prometheus's runtime information, with perfintel's own values where it has them:
+    the process's working directory, the data directory and the raw retention."""
     started = datetime.fromtimestamp(_STARTED).astimezone().isoformat()
+    settings = getattr(request.app.state, "settings", None)
+    data_dir = str(Path(settings.data_dir).resolve()) if settings is not None else ""
+    retention = (
+        format_duration_ms(round(settings.storage.raw_retention * 1000))
+        if settings is not None
+        else ""
+    )
     return _envelope(
         orjson.dumps(
             {
                 "startTime": started,
-                "CWD": "/",
+                "CWD": os.getcwd(),
+                "dataDir": data_dir,
                 "reloadConfigSuccess": True,
                 "lastConfigTime": started,
                 "corruptionCount": 0,
-                "goroutineCount": 0,
-                "GOMAXPROCS": 0,
+                "goroutineCount": threading.active_count(),
+                "GOMAXPROCS": os.cpu_count() or 0,
                 "GOGC": "",
                 "GODEBUG": "",
-                "storageRetention": "",
+                "storageRetention": retention,
             }
         )
     )

@@ -7,14 +7,15 @@ import time
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from perfintel.api.auth import require
-from perfintel.api.params import parse_step, parse_time
+from perfintel.api.params import optional_time_ms, positive_duration_ms
+from perfintel.api.workers import run_query
 from perfintel.errors import BadInputError, ParseError
 from perfintel.model import parse_selector
 from perfintel.query.series_query import QueryResult, run_series_query
 from perfintel.storage.base import QueryLimits
+from perfintel.timeparse import TIME_HELP
 
 router = APIRouter(tags=["query"])
 
@@ -55,8 +56,8 @@ def render(result: QueryResult) -> bytes:
 async def series_query(
     request: Request,
     match: str = Query(..., description='Series selector, e.g. node_load1{instance=~"web-.*"}'),
-    start: str | None = Query(None, description="Unix seconds or RFC3339; default: end - 1h"),
-    end: str | None = Query(None, description="Unix seconds or RFC3339; default: now"),
+    start: str | None = Query(None, description=f"{TIME_HELP}; default: end - 1h"),
+    end: str | None = Query(None, description=f"{TIME_HELP}; default: now"),
     step: str | None = Query(None, description="Bucket width (e.g. 5m); omitted: raw samples"),
     fn: str = Query("avg", description="Per-bucket function: avg, min, max, sum, count, last"),
     agg: str | None = Query(
@@ -68,25 +69,30 @@ async def series_query(
         selector = parse_selector(match)
     except ParseError as exc:
         raise BadInputError(f"invalid parameter 'match': {exc}") from exc
-    end_s = parse_time(end, "end") if end else time.time()
-    start_s = parse_time(start, "start") if start else end_s - 3600
-    step_ms = int(parse_step(step) * 1000) if step else None
+    end_ms = optional_time_ms(end, "end", int(time.time() * 1000))
+    start_ms = optional_time_ms(start, "start", end_ms - 3_600_000)
+    step_ms = positive_duration_ms(step, "step") if step else None
     q = request.app.state.settings.query
     limits = QueryLimits(max_series=q.max_series, max_samples=q.max_samples)
     t0 = time.perf_counter()
-    result = await run_in_threadpool(
-        run_series_query,
-        request.app.state.store,
-        selector,
-        int(start_s * 1000),
-        int(end_s * 1000),
-        step_ms=step_ms,
-        fn=fn,
-        agg=agg,
-        by=[b.strip() for b in by.split(",") if b.strip()] if by else (),
-        limits=limits,
+    store = request.app.state.store
+    group = [b.strip() for b in by.split(",") if b.strip()] if by else ()
+    body = await run_query(  # reading and rendering grow with the data: off the loop
+        request,
+        lambda: render(
+            run_series_query(
+                store,
+                selector,
+                start_ms,
+                end_ms,
+                step_ms=step_ms,
+                fn=fn,
+                agg=agg,
+                by=group,
+                limits=limits,
+            )
+        ),
     )
-    body = render(result)
     request.app.state.metrics.query_duration.labels(endpoint="series_query").observe(
         time.perf_counter() - t0
     )

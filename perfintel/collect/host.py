@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from perfintel.batch import BatchBuilder, SampleBatch
+from perfintel.batch import BatchBuilder, MetricMetadata, SampleBatch, conventional_metadata
 from perfintel.collect.schedule import run_every, stable_offset
 from perfintel.model import label_set
 
@@ -94,6 +94,65 @@ class CollectResult:
 
     batch: SampleBatch
     errors: dict[str, str] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, MetricMetadata]:
+        """Type and help of the families collected (node_exporter's help texts)."""
+        names = {dict(ls)["__name__"] for ls in self.batch.series}
+        helps = {n: _help(n) for n in names}
+        return conventional_metadata(names, helps)
+
+
+#: node_exporter's help texts for the metrics this collector writes
+HELP = {
+    "node_scrape_collector_success": "node_exporter: Whether a collector succeeded.",
+    "node_time_seconds": "System time in seconds since epoch (1970).",
+    "node_cpu_seconds_total": "Seconds the CPUs spent in each mode.",
+    "node_cpu_guest_seconds_total": "Seconds the CPUs spent in guests (VMs) for each mode.",
+    "node_context_switches_total": "Total number of context switches.",
+    "node_boot_time_seconds": "Node boot time, in unixtime.",
+    "node_forks_total": "Total number of forks.",
+    "node_procs_running": "Number of processes in runnable state.",
+    "node_procs_blocked": "Number of processes blocked waiting for I/O to complete.",
+    "node_intr_total": "Total number of interrupts serviced.",
+    "node_load1": "1m load average.",
+    "node_load5": "5m load average.",
+    "node_load15": "15m load average.",
+    "node_disk_reads_completed_total": "The total number of reads completed successfully.",
+    "node_disk_reads_merged_total": "The total number of reads merged.",
+    "node_disk_read_bytes_total": "The total number of bytes read successfully.",
+    "node_disk_read_time_seconds_total": "The total number of seconds spent by all reads.",
+    "node_disk_writes_completed_total": "The total number of writes completed successfully.",
+    "node_disk_writes_merged_total": "The number of writes merged.",
+    "node_disk_written_bytes_total": "The total number of bytes written successfully.",
+    "node_disk_write_time_seconds_total": "This is the total number of seconds spent by all writes.",
+    "node_disk_io_now": "The number of I/Os currently in progress.",
+    "node_disk_io_time_seconds_total": "Total seconds spent doing I/Os.",
+    "node_disk_io_time_weighted_seconds_total": "The weighted # of seconds spent doing I/Os.",
+    "node_disk_discards_completed_total": "The total number of discards completed successfully.",
+    "node_disk_discarded_sectors_total": "The total number of sectors discarded successfully.",
+    "node_processes_pids": "Number of PIDs",
+    "node_processes_threads": "Allocated threads in system",
+    "node_processes_state": "Number of processes in each state.",
+    "node_filesystem_device_error": "Whether an error occurred while getting statistics for the given device.",
+    "node_filesystem_size_bytes": "Filesystem size in bytes.",
+    "node_filesystem_free_bytes": "Filesystem free space in bytes.",
+    "node_filesystem_avail_bytes": "Filesystem space available to non-root users in bytes.",
+    "node_filesystem_files": "Filesystem total file nodes.",
+    "node_filesystem_files_free": "Filesystem total free file nodes.",
+    "node_filesystem_readonly": "Filesystem read-only status.",
+}
+
+
+def _help(name: str) -> str:
+    if name in HELP:
+        return HELP[name]
+    if name.startswith("node_memory_"):
+        field_name = name.removeprefix("node_memory_").removesuffix("_bytes")
+        return f"Memory information field {field_name}."
+    if name.startswith("node_network_"):
+        what = name.removeprefix("node_network_").removesuffix("_total").replace("_", " ")
+        return f"Network device statistic {what}."
+    return ""
 
 
 # (metric name, extra labels, value) as produced by each group's reader.

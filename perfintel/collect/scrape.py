@@ -51,19 +51,28 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from perfintel.batch import LineError, SampleBatch
+from perfintel.batch import LineError, MetricMetadata, SampleBatch
 from perfintel.collect.schedule import run_every, stable_offset
 from perfintel.errors import ConfigError, PerfintelError
 from perfintel.ingest.encoding import decode_body
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, STALE_NAN, LabelSet, label_set
 from perfintel.telemetry import ServiceMetrics
+from perfintel.timeparse import parse_duration_seconds
 
 __all__ = [
     "ACCEPT_HEADER",
@@ -92,6 +101,14 @@ _REPORT_NAMES = (
 )
 
 
+def _seconds(value: object) -> object:
+    """A number of seconds, or a duration string (``perfintel.timeparse``: ``30s``, ``1m``)."""
+    return parse_duration_seconds(value) if isinstance(value, str) else value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+
 class ScrapeConfig(BaseModel):
     """One scrape job: its targets and how to scrape them (a Prometheus ``scrape_config``).
 
@@ -103,11 +120,13 @@ class ScrapeConfig(BaseModel):
 
     job_name: str = Field(min_length=1, description="The `job` label of every scraped series.")
     targets: list[str] = Field(description="`host:port` or full URLs to scrape.")
-    interval_s: float = Field(
-        default=15.0, gt=0, description="Seconds between scrapes of a target."
+    interval_s: Seconds = Field(
+        default=15.0, gt=0, description="Seconds between scrapes of a target (or a duration: 30s)."
     )
-    timeout_s: float = Field(
-        default=10.0, gt=0, description="Seconds before a scrape is abandoned (up=0)."
+    timeout_s: Seconds = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds before a scrape is abandoned, up=0 (or a duration: 10s).",
     )
     metrics_path: str = Field("/metrics", description="Path scraped on `host:port` targets.")
     scheme: str = Field("http", description="`http` or `https` for `host:port` targets.")
@@ -257,6 +276,7 @@ class Scraper:
         metrics: ServiceMetrics | None = None,
         jitter_seed: str = "",
         user_agent: str | None = None,
+        on_metadata: Callable[[dict[str, MetricMetadata]], None] | None = None,
     ) -> None:
         jobs = [c.job_name for c in configs]
         dupes = sorted({j for j in jobs if jobs.count(j) > 1})
@@ -268,6 +288,8 @@ class Scraper:
         self.timer = timer
         self.metrics = metrics
         self.jitter_seed = jitter_seed
+        #: called (on a worker thread) with the metric metadata a scrape carried
+        self.on_metadata = on_metadata
         if user_agent is None:
             from perfintel import __version__
 
@@ -348,7 +370,7 @@ class Scraper:
                 raw, encoding, content_type = await self._fetch(target)
             # Decoding, parsing and relabelling are CPU-bound: keep them off the event loop.
             scraped = await asyncio.to_thread(
-                _parse_and_label, raw, encoding, content_type, target, ts
+                _parse_and_label, raw, encoding, content_type, target, ts, self.on_metadata
             )
         except TimeoutError:
             error = f"scrape timed out after {cfg.timeout_s:g}s"
@@ -449,13 +471,20 @@ class Scraper:
 
 
 def _parse_and_label(
-    raw: bytes, encoding: str | None, content_type: str | None, target: Target, ts: int
+    raw: bytes,
+    encoding: str | None,
+    content_type: str | None,
+    target: Target,
+    ts: int,
+    on_metadata: Callable[[dict[str, MetricMetadata]], None] | None = None,
 ) -> SampleBatch:
     """Decode and parse a scraped body and attach the target's labels; any parse error fails the scrape."""
     cfg = target.config
     body = decode_body(raw, encoding, max_bytes=cfg.body_size_limit_bytes)
     openmetrics = content_type_is_openmetrics(content_type) if content_type else None
     result = parse_prometheus_text(body, default_timestamp_ms=ts, openmetrics=openmetrics)
+    if on_metadata is not None and result.metadata:
+        on_metadata(result.metadata)
     if result.errors:
         errors = list(result.errors)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

@@ -1,7 +1,9 @@
 """Anomaly detection over stored history (the detect API's orchestration).
 
 ``detect`` loads every series matching a selector over ``[start - warmup, end]``
-from any ``SampleReader``, puts each on its grid (raw samples, or the mean per
+from any ``SampleReader`` (or, for any other PromQL expression such as
+``rate(x[5m])``, evaluates it over that range at the step, one minute by
+default: ``perfintel.performance.expression``), puts each on its grid (raw samples, or the mean per
 ``step`` bucket; raw data denser than one sample a minute is bucketed to one
 minute unless a step is given), lets the streaming detector learn on the
 warm-up part (samples before ``start``; at most ``WARMUP_MAX_POINTS`` of the
@@ -29,7 +31,8 @@ the same samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,7 +40,10 @@ from perfintel.analysis.anomaly import Ensemble, EnsembleConfig, StepOut, kernel
 from perfintel.analysis.anomaly.result import COMPONENT_LABELS, explain
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import LabelSet, Selector
-from perfintel.storage.base import QueryLimits, SampleReader
+from perfintel.performance.expression import AnalysisQuery, Expression, evaluate_range
+from perfintel.query.promql.engine import Series
+from perfintel.query.settings import QuerySettings
+from perfintel.storage.base import QueryLimits, SampleReader, SeriesSamples
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -156,29 +162,46 @@ class _Outputs:
 
 def detect(
     store: SampleReader,
-    selector: Selector,
+    selector: AnalysisQuery,
     start_ms: int,
     end_ms: int,
     options: DetectOptions | None = None,
+    settings: QuerySettings | None = None,
 ) -> DetectReport:
-    """Score every series matching ``selector`` over ``[start_ms, end_ms]`` and find events."""
+    """Score every series of ``selector`` over ``[start_ms, end_ms]`` and find events.
+
+    ``selector`` is a series selector (raw samples) or any PromQL expression,
+    evaluated within the limits of ``settings`` at the step (default one minute)
+    from ``start_ms - warmup`` (``perfintel.performance.expression``)."""
     opt = options or DetectOptions()
     if end_ms < start_ms:
         raise BadInputError("invalid parameter 'end': end is before start")
     if opt.step_ms is not None and opt.step_ms <= 0:
         raise BadInputError("invalid parameter 'step': must be positive")
-    limits = QueryLimits(max_series=opt.max_series, max_samples=opt.max_samples)
-    try:
-        raw = store.select(selector, start_ms - opt.warmup_ms, end_ms, limits=limits)
-    except QueryLimitError as exc:
-        found = store.series([selector], start_ms - opt.warmup_ms, end_ms, limit=opt.max_series + 1)
-        if len(found) > opt.max_series:
-            raise QueryLimitError(
-                f"selector {selector} matches more than {opt.max_series} series; anomaly "
-                f"detection analyses at most {opt.max_series} per request (narrow the selector)"
-            ) from exc
-        raise
-    prepared = [p for s in raw if (p := _prepare(s.labels, s.timestamps, s.values, start_ms, opt))]
+    evaluated = isinstance(selector, Expression)
+    raw: Sequence[SeriesSamples | Series]
+    if isinstance(selector, Expression):
+        step = opt.step_ms or DENSE_STEP_MS
+        opt = replace(opt, step_ms=step)
+        qs = settings or QuerySettings()
+        if opt.max_samples is not None:
+            qs = replace(qs, max_samples=min(qs.max_samples, opt.max_samples))
+        raw = evaluate_range(
+            store,
+            selector,
+            start_ms - opt.warmup_ms,
+            end_ms,
+            step,
+            settings=qs,
+            max_series=opt.max_series,
+        )
+    else:
+        raw = _select(store, selector, start_ms - opt.warmup_ms, end_ms, opt)
+    prepared = [
+        p
+        for s in raw
+        if (p := _prepare(s.labels, s.timestamps, s.values, start_ms, opt, bucket=not evaluated))
+    ]
     total = sum(len(p.ts) for p in prepared)
     if total > MAX_TOTAL_POINTS:
         raise QueryLimitError(
@@ -217,6 +240,22 @@ def detect(
 # -- data preparation ---------------------------------------------------------------
 
 
+def _select(
+    store: SampleReader, selector: Selector, start_ms: int, end_ms: int, opt: DetectOptions
+) -> list[SeriesSamples]:
+    limits = QueryLimits(max_series=opt.max_series, max_samples=opt.max_samples)
+    try:
+        return store.select(selector, start_ms, end_ms, limits=limits)
+    except QueryLimitError as exc:
+        found = store.series([selector], start_ms, end_ms, limit=opt.max_series + 1)
+        if len(found) > opt.max_series:
+            raise QueryLimitError(
+                f"selector {selector} matches more than {opt.max_series} series; anomaly "
+                f"detection analyses at most {opt.max_series} per request (narrow the selector)"
+            ) from exc
+        raise
+
+
 def bucket_means(ts: np.ndarray, x: np.ndarray, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean per ``step_ms`` bucket of time-ordered samples (buckets start at multiples of
     the step): ``(bucket starts, means)``."""
@@ -229,8 +268,16 @@ def bucket_means(ts: np.ndarray, x: np.ndarray, step_ms: int) -> tuple[np.ndarra
 
 
 def _prepare(
-    labels: LabelSet, ts: np.ndarray, values: np.ndarray, start_ms: int, opt: DetectOptions
+    labels: LabelSet,
+    ts: np.ndarray,
+    values: np.ndarray,
+    start_ms: int,
+    opt: DetectOptions,
+    *,
+    bucket: bool = True,
 ) -> _Prepared | None:
+    """Finite values, bucketed to the step unless ``bucket`` is off (an evaluated
+    expression: already one value per step, at its evaluation instants)."""
     ts = np.asarray(ts, dtype=np.int64)
     x = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(x)  # NaN, staleness markers and ±Inf cannot be scored or rendered
@@ -243,7 +290,7 @@ def _prepare(
         gaps = np.diff(ts[cut:])
         if len(gaps) and float(np.median(gaps)) < DENSE_STEP_MS:
             step = DENSE_STEP_MS
-    if step is not None:
+    if step is not None and bucket:
         ts, x = bucket_means(ts, x, step)
         cut = int(np.searchsorted(ts, start_ms, "left"))
     if len(ts) - cut > MAX_POINTS:

@@ -38,7 +38,8 @@ from perfintel.analysis.capacity import (
     plan_capacity,
 )
 from perfintel.errors import BadInputError
-from perfintel.model import METRIC_NAME, LabelSet, Selector, format_series, metric_name
+from perfintel.model import METRIC_NAME, LabelSet, format_series, metric_name
+from perfintel.performance.expression import AnalysisQuery
 from perfintel.performance.history import (
     MAX_SERIES,
     History,
@@ -46,6 +47,7 @@ from perfintel.performance.history import (
     Window,
     load_history,
 )
+from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader
 
 UsageKind = Literal["used", "available"]
@@ -125,8 +127,8 @@ def _align(cap: History, grid: np.ndarray, step_ms: int) -> np.ndarray:
 
 def analyze(
     reader: SampleReader,
-    usage: Selector,
-    capacity: float | Selector,
+    usage: AnalysisQuery,
+    capacity: float | AnalysisQuery,
     window: Window,
     *,
     scenarios: Sequence[Scenario] = TRAFFIC_SCENARIOS,
@@ -137,14 +139,27 @@ def analyze(
     end_ms: int | None = None,
     max_series: int = MAX_SERIES,
     max_samples: int | None = None,
+    settings: QuerySettings | None = None,
 ) -> CapacityAnalysis:
-    """Plan every resource matching ``usage`` over ``window`` (history ending at ``end_ms``)."""
+    """Plan every resource of ``usage`` (a selector or any PromQL expression) over
+    ``window`` (history ending at ``end_ms``)."""
     end = int(time.time() * 1000) if end_ms is None else int(end_ms)
     hist = load_history(
-        reader, usage, end, window, max_series=max_series, max_samples=max_samples, what="usage"
+        reader,
+        usage,
+        end,
+        window,
+        max_series=max_series,
+        max_samples=max_samples,
+        what="usage",
+        settings=settings,
     )
     cap_arg: float | HistorySet
-    if isinstance(capacity, Selector):
+    if isinstance(capacity, float | int):
+        if not capacity > 0:
+            raise BadInputError("invalid parameter 'capacity': must be a positive number")
+        cap_arg = float(capacity)
+    else:
         cap_arg = load_history(
             reader,
             capacity,
@@ -153,11 +168,8 @@ def analyze(
             max_series=max_series,
             max_samples=max_samples,
             what="capacity",
+            settings=settings,
         )
-    elif capacity > 0:
-        cap_arg = float(capacity)
-    else:
-        raise BadInputError("invalid parameter 'capacity': must be a positive number")
     return plan_histories(
         hist,
         cap_arg,

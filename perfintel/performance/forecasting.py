@@ -15,7 +15,9 @@ names them, so dashboards can overlay them on the original series:
 * ``yhat_lower``  — the lower bound of the widest requested interval;
 * ``yhat_upper``  — its upper bound;
 
-each with the original series' labels plus ``for="<original metric name>"`` and
+each with the original series' labels plus ``for="<original metric name>"`` (for a
+series without a name, the result of an expression such as ``rate(x[5m])``: the
+expression's text) and
 ``model_alias="forecast"`` (vmanomaly's label for which model wrote a series; it
 keeps forecasts apart from the online detector's ``yhat`` of the same series);
 the bounds also carry ``level="<that interval's level>"`` (e.g. ``"95"``).
@@ -33,8 +35,10 @@ import numpy as np
 
 from perfintel.analysis.forecast import ForecastResult, forecast_many
 from perfintel.batch import SampleBatch
-from perfintel.model import METRIC_NAME, LabelSet, Selector, label_set, metric_name
+from perfintel.model import METRIC_NAME, LabelSet, label_set, metric_name
+from perfintel.performance.expression import AnalysisQuery
 from perfintel.performance.history import MAX_SERIES, HistorySet, Window, load_history
+from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import SampleReader, SampleWriter
 
 YHAT = "yhat"
@@ -60,25 +64,37 @@ class ForecastReport:
     history_start_ms: int
     history_last_ms: int
     series: list[SeriesForecast]
+    #: what was forecast (a selector or expression); the ``for`` label of a series without a name
+    query: str = ""
 
 
 def predict(
     reader: SampleReader,
-    selector: Selector,
+    selector: AnalysisQuery,
     window: Window,
     *,
     levels: Sequence[int] = (80, 95),
     end_ms: int | None = None,
     max_series: int = MAX_SERIES,
     max_samples: int | None = None,
+    settings: QuerySettings | None = None,
 ) -> ForecastReport:
-    """Forecast every series matching ``selector`` over ``window`` (history ending at ``end_ms``,
-    default now). An empty selection gives a report with no series."""
+    """Forecast every series of ``selector`` (a selector or any PromQL expression) over
+    ``window`` (history ending at ``end_ms``, default now). An empty selection gives a
+    report with no series."""
     end = int(time.time() * 1000) if end_ms is None else int(end_ms)
     hist = load_history(
-        reader, selector, end, window, max_series=max_series, max_samples=max_samples
+        reader,
+        selector,
+        end,
+        window,
+        max_series=max_series,
+        max_samples=max_samples,
+        settings=settings,
     )
-    return forecast_history(hist, window, levels)
+    report = forecast_history(hist, window, levels)
+    report.query = str(selector)
+    return report
 
 
 def forecast_history(
@@ -97,10 +113,13 @@ def forecast_history(
     return ForecastReport(window, hist.source, lv, hist.start_ms, hist.last_ms, out)
 
 
-def forecast_labels(labels: LabelSet, name: str, level: int | None = None) -> LabelSet:
-    """The write-back label set: ``labels`` renamed to ``name`` with ``for`` (and ``level``)."""
+def forecast_labels(
+    labels: LabelSet, name: str, level: int | None = None, query: str = ""
+) -> LabelSet:
+    """The write-back label set: ``labels`` renamed to ``name`` with ``for`` (and ``level``);
+    ``for`` is the metric name, or ``query`` for a series without one (``rate(...)``)."""
     d = dict(labels)
-    d["for"] = metric_name(labels)
+    d["for"] = metric_name(labels) or query
     d["model_alias"] = "forecast"
     d[METRIC_NAME] = name
     if level is not None:
@@ -125,7 +144,7 @@ def forecast_batch(report: ForecastReport) -> SampleBatch:
             if not ok.any():
                 continue
             idx.append(np.full(int(ok.sum()), len(series), dtype=np.int32))
-            series.append(forecast_labels(f.labels, name, level))
+            series.append(forecast_labels(f.labels, name, level, report.query))
             ts.append(f.timestamps[ok])
             vals.append(np.asarray(values, dtype=np.float64)[ok])
     if not series:

@@ -43,14 +43,19 @@ more raise ``QueryLimitError`` (HTTP 422) before any sample is read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import LabelSet, Selector
+from perfintel.performance.expression import AnalysisQuery, Expression, evaluate_range
 from perfintel.query.series_query import run_series_query
+from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import QueryLimits, SampleReader
+from perfintel.timeparse import format_duration_ms
 
 SECOND_MS = 1000
 MINUTE_MS = 60 * SECOND_MS
@@ -107,7 +112,7 @@ def choose_window(
     if not MIN_HORIZON_MS <= horizon_ms <= MAX_HORIZON_MS:
         raise BadInputError(
             f"invalid parameter 'horizon': must be between 1 minute and 365 days, "
-            f"got {_fmt_ms(horizon_ms)}"
+            f"got {format_duration_ms(horizon_ms)}"
         )
     default_step, default_history = next(
         (step, hist) for upto, step, hist in POLICY if horizon_ms <= upto
@@ -118,13 +123,13 @@ def choose_window(
             raise BadInputError("invalid parameter 'step': must be at least 1 second")
         if step > horizon_ms:
             raise BadInputError(
-                f"invalid parameter 'step': {_fmt_ms(step)} is longer than the horizon "
-                f"({_fmt_ms(horizon_ms)})"
+                f"invalid parameter 'step': {format_duration_ms(step)} is longer than the horizon "
+                f"({format_duration_ms(horizon_ms)})"
             )
         if -(-horizon_ms // step) > MAX_POINTS:
             raise BadInputError(
                 f"invalid parameter 'step': the horizon would be {-(-horizon_ms // step)} steps "
-                f"of {_fmt_ms(step)} (limit {MAX_POINTS}); use a longer step"
+                f"of {format_duration_ms(step)} (limit {MAX_POINTS}); use a longer step"
             )
     if history_ms is None:
         history = min(default_history, MAX_POINTS * step)
@@ -132,27 +137,26 @@ def choose_window(
         history = int(history_ms)
         if history > MAX_HISTORY_MS:
             raise BadInputError(
-                f"invalid parameter 'history': at most 365 days, got {_fmt_ms(history)}"
+                f"invalid parameter 'history': at most 365 days, got {format_duration_ms(history)}"
             )
         if history < 2 * step:
             raise BadInputError(
-                f"invalid parameter 'history': {_fmt_ms(history)} is shorter than two steps "
-                f"of {_fmt_ms(step)}"
+                f"invalid parameter 'history': {format_duration_ms(history)} is shorter than two steps "
+                f"of {format_duration_ms(step)}"
             )
         if history // step > MAX_POINTS:
             raise BadInputError(
-                f"invalid parameter 'history': {history // step} steps of {_fmt_ms(step)} "
+                f"invalid parameter 'history': {history // step} steps of {format_duration_ms(step)} "
                 f"(limit {MAX_POINTS}); shorten the history or lengthen the step"
             )
     history -= history % step
     return Window(step, history, int(horizon_ms))
 
 
-def _fmt_ms(ms: int) -> str:
-    for unit, size in (("d", DAY_MS), ("h", HOUR_MS), ("m", MINUTE_MS), ("s", SECOND_MS)):
-        if ms >= size and ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
+class SeriesLike(Protocol):
+    labels: LabelSet
+    timestamps: np.ndarray
+    values: np.ndarray
 
 
 @dataclass
@@ -170,7 +174,8 @@ class HistorySet:
     """The histories of one selection.
 
     ``source`` is ``"raw"`` (raw samples bucketed to the step) or
-    ``"tier:<resolution ms>"`` (a rollup tier); ``start_ms``/``last_ms`` are the
+    ``"tier:<resolution ms>"`` (a rollup tier) or ``"promql"`` (an evaluated
+    expression); ``start_ms``/``last_ms`` are the
     first and last bucket of the grid (every series ends at ``last_ms``).
     """
 
@@ -209,19 +214,29 @@ def grid_bounds(end_ms: int, window: Window) -> tuple[int, int]:
 
 def load_history(
     reader: SampleReader,
-    selector: Selector,
+    selector: AnalysisQuery,
     end_ms: int,
     window: Window,
     *,
     max_series: int = MAX_SERIES,
     max_samples: int | None = None,
     what: str = "selector",
+    settings: QuerySettings | None = None,
 ) -> HistorySet:
-    """Every series matching ``selector`` on the regular grid of ``window`` ending at ``end_ms``.
+    """Every series of ``selector`` on the regular grid of ``window`` ending at ``end_ms``.
+
+    A selector is read directly (see the module docstring); any other PromQL
+    expression is evaluated (``perfintel.performance.expression``) within the
+    limits of ``settings``, each bucket holding the value at the latest
+    evaluation instant inside it (``source`` ``"promql"``).
 
     Raises ``QueryLimitError`` when more than ``max_series`` series match
-    (checked on the index first) or the read crosses ``max_samples``.
+    (checked on the index first for a selector) or the read crosses ``max_samples``.
     """
+    if isinstance(selector, Expression):
+        return _expression_history(
+            reader, selector, end_ms, window, max_series, max_samples, what, settings
+        )
     step = window.step_ms
     first, last = grid_bounds(end_ms, window)
     count_series(reader, selector, first, end_ms, max_series=max_series, what=what)
@@ -230,9 +245,13 @@ def load_history(
         reader, selector, first, end_ms, step_ms=step, fn="avg", limits=limits
     )
     source = "raw" if result.source in ("raw", "step") else result.source
+    return HistorySet(step, source, first, last, _on_grid(result.series, first, step, window))
+
+
+def _on_grid(found: Sequence[SeriesLike], first: int, step: int, window: Window) -> list[History]:
     n = window.history_points
     out: list[History] = []
-    for s in result.series:
+    for s in found:
         idx = (s.timestamps - first) // step
         keep = (idx >= 0) & (idx < n)
         idx = idx[keep]
@@ -243,4 +262,26 @@ def load_history(
         lead = int(idx.min())
         grid = first + step * np.arange(lead, n, dtype=np.int64)
         out.append(History(s.labels, grid, values[lead:]))
-    return HistorySet(step, source, first, last, out)
+    return out
+
+
+def _expression_history(
+    reader: SampleReader,
+    expression: Expression,
+    end_ms: int,
+    window: Window,
+    max_series: int,
+    max_samples: int | None,
+    what: str,
+    settings: QuerySettings | None,
+) -> HistorySet:
+    step = window.step_ms
+    first, last = grid_bounds(end_ms, window)
+    s = settings or QuerySettings()
+    if max_samples is not None:
+        s = replace(s, max_samples=min(s.max_samples, max_samples))
+    found = evaluate_range(
+        reader, expression, first, end_ms, step, settings=s, max_series=max_series, what=what
+    )
+    # evaluated at end_ms - k*step: the instant inside bucket k (bucket starts are multiples of step)
+    return HistorySet(step, "promql", first, last, _on_grid(found, first, step, window))

@@ -6,16 +6,28 @@ shaded band with the P50 as a line, plus a dashed line from the latest usage
 to the capacity at the P50 (a guide to the eye, not the projected path).
 ``CapacityReport`` does not carry the projected usage paths, so the band is
 the exhaustion window, not a band of projected usage.
+
+The title (the plan's summary sentence) is wrapped to the figure's width and
+the figure grows to hold it; the y axis is labelled with the resource and the
+unit its metric name carries (``_bytes``, ``_seconds``, ``_percent``, ``_ratio``:
+Prometheus's naming rules), its ticks with SI prefixes (``500 GB``); the x
+axis is UTC.
 """
 
 from __future__ import annotations
 
 import io
+import textwrap
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from perfintel.model import metric_name
 from perfintel.performance.capacity import ResourcePlan
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
 
@@ -27,12 +39,45 @@ def _dt(seconds: float) -> float:
     return float(date2num(datetime.fromtimestamp(seconds, UTC)))
 
 
+#: (metric name suffix, unit shown, unit for the SI tick formatter), as Prometheus names units
+UNITS = (
+    ("_bytes", "bytes", "B"),
+    ("_seconds", "seconds", "s"),
+    ("_percent", "%", ""),
+    ("_ratio", "ratio", ""),
+    ("_celsius", "°C", ""),
+    ("_volts", "volts", "V"),
+    ("_watts", "watts", "W"),
+)
+TITLE_CHARS = 110  # per line at 10 inches and 10 points
+
+
+def axis_unit(plan: ResourcePlan) -> tuple[str, str]:
+    """(unit to show, unit for tick labels) from the usage metric's name; ("", "") if none."""
+    name = metric_name(plan.labels).removesuffix("_total")
+    for suffix, shown, tick in UNITS:
+        if name.endswith(suffix):
+            return shown, tick
+    return "", ""
+
+
 def capacity_png(plan: ResourcePlan, target_utilisation: float, *, dpi: int = 100) -> bytes:
-    """Render ``plan`` as a PNG (10 × 4.5 inches)."""
+    """Render ``plan`` as a PNG (10 inches wide; taller when the title wraps)."""
+    fig = capacity_figure(plan, target_utilisation, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def capacity_figure(plan: ResourcePlan, target_utilisation: float, *, dpi: int = 100) -> Figure:
+    """The chart of ``plan`` as a matplotlib ``Figure`` (laid out, ready to save)."""
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
+    from matplotlib.ticker import EngFormatter
 
-    fig = Figure(figsize=(10, 4.5), dpi=dpi)
+    title = textwrap.fill(plan.report.summary, TITLE_CHARS)
+    lines = title.count("\n") + 1
+    fig = Figure(figsize=(10, 4.5 + 0.2 * (lines - 1)), dpi=dpi)
     ax = fig.add_subplot()
     t = [_dt(x / 1000) for x in plan.timestamps.tolist()]
     ax.xaxis_date(tz=UTC)
@@ -77,10 +122,13 @@ def capacity_png(plan: ResourcePlan, target_utilisation: float, *, dpi: int = 10
     ax.set_xlim(t[0], horizon_end)
     ax.xaxis.set_major_locator(loc := AutoDateLocator())
     ax.xaxis.set_major_formatter(ConciseDateFormatter(loc))
-    ax.set_title(rep.summary, fontsize=10)
+    ax.set_title(title, fontsize=10)
+    shown, tick = axis_unit(plan)
+    what = textwrap.shorten(plan.resource, 40, placeholder="…")
+    ax.set_ylabel(f"{what} ({shown})" if shown else what, fontsize=9)
+    ax.yaxis.set_major_formatter(EngFormatter(unit=tick, sep=" "))
+    ax.set_xlabel("time (UTC)", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig

@@ -18,6 +18,9 @@ class QuerySettings:
     step of a subquery written without one (Prometheus's global evaluation
     interval). ``use_rollups`` lets the planner answer coarse range queries
     from rollup tiers (see ``perfintel.query.promql.planner``).
+    ``max_length`` (characters) and ``max_depth`` (nesting of brackets, calls
+    and operator chains) bound a query's text before it is parsed
+    (``perfintel.query_shape``; HTTP 400 beyond).
     """
 
     max_series: int = 100_000
@@ -26,3 +29,5 @@ class QuerySettings:
     lookback_ms: int = 300_000
     subquery_step_ms: int = 60_000
     use_rollups: bool = True
+    max_length: int = 65_536
+    max_depth: int = 128

@@ -13,8 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfintel.api import errors
-from perfintel.api.params import parse_duration_ms as parse_duration
-from perfintel.api.params import parse_time_ms as parse_time
 from perfintel.api.prometheus import router
 from perfintel.batch import SampleBatch
 from perfintel.errors import BadInputError
@@ -25,6 +23,8 @@ from perfintel.query.promql.format import (
     format_value,
     format_values,
 )
+from perfintel.timeparse import parse_duration_ms as parse_duration
+from perfintel.timeparse import parse_time_ms as parse_time
 
 T0 = 1_700_000_040_000
 
@@ -210,28 +210,43 @@ def test_parameter_parsers_reject_garbage_cleanly(text: str) -> None:
             assert errors.status_for(exc) == (400, "bad_data")
 
 
-def test_query_shapes_that_last_ran_fast_run_on_the_event_loop() -> None:
+def test_queries_never_run_on_the_event_loop_however_often_repeated(store: Any) -> None:
+    """Regression: a query shape once fast ran on the event loop the next time (where it
+    could stall every request for as long as it had become slow)."""
     import threading
-    import time
 
-    from perfintel.api.prometheus import _QueryCosts
+    loop_threads: set[int] = set()
+    reads_on_loop: list[str] = []
 
-    costs = _QueryCosts(size=2, inline_s=0.05)
-    on_loop: list[bool] = []
+    class Watched:
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(store, name)
+            if not callable(attr):
+                return attr
 
-    def work(seconds: float) -> float:
-        on_loop.append(threading.current_thread() is threading.main_thread())
-        time.sleep(seconds)
-        return seconds
+            def watched(*args: Any, **kwargs: Any) -> Any:
+                if threading.get_ident() in loop_threads:
+                    reads_on_loop.append(name)
+                return attr(*args, **kwargs)
+
+            return watched
+
+    app = make_app(Watched())
 
     async def main() -> None:
-        assert await costs.run(("a",), work, 0.0) == 0.0  # never seen: a worker thread
-        await costs.run(("a",), work, 0.0)  # fast last time: on the loop
-        await costs.run(("b",), work, 0.1)  # never seen
-        await costs.run(("b",), work, 0.0)  # slow last time: a worker thread again
-        await costs.run(("b",), work, 0.0)  # fast last time
-        await costs.run(("c",), work, 0.0)  # a third shape pushes out "a" (size 2)
-        await costs.run(("a",), work, 0.0)  # forgotten: a worker thread
+        loop_threads.add(threading.get_ident())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for _ in range(4):
+                for path, params in (
+                    ("/api/v1/query", {"query": "up", "time": T0 / 1000 + 60}),
+                    (
+                        "/api/v1/query_range",
+                        {"query": "sum(up)", "start": T0 / 1000, "end": T0 / 1000 + 60, "step": 15},
+                    ),
+                ):
+                    r = await client.get(path, params=params)
+                    assert r.status_code == 200, r.text
 
     asyncio.run(main())
-    assert on_loop == [False, True, False, False, True, False, False]
+    assert reads_on_loop == []

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from perfintel.alerting.channels.base import ChannelContext, Message, http_auth, post, secret
-from perfintel.config import parse_duration
+from perfintel.timeparse import parse_duration_seconds
 
 
 def webhook_payload(message: Message, receiver: str, max_alerts: int = 0) -> dict[str, Any]:
@@ -57,5 +57,5 @@ class WebhookChannel:
         )
         headers, auth = http_auth(settings)
         headers["Idempotency-Key"] = message.idempotency_key
-        timeout = parse_duration(settings["timeout"]) if settings.get("timeout") else None
+        timeout = parse_duration_seconds(settings["timeout"]) if settings.get("timeout") else None
         post(ctx, url, json=body, headers=headers, auth=auth, timeout=timeout)

@@ -5,6 +5,13 @@ the whole span it needs (``[start - range - lookback - offset, end]``) and
 every operator works on arrays of shape ``(series, steps)``; see
 ``perfintel.query.promql.values``. An instant query is a range query of one
 step.
+
+Every text is measured before it is parsed (``perfintel.query_shape``:
+length and nesting depth within ``QuerySettings.max_length``/``max_depth``),
+which also bounds the evaluator's recursion: ``evaluate`` recurses once per
+level of the expression tree, a few Python frames each, and the default
+depth limit keeps that well inside Python's recursion limit (a test evaluates
+expressions at the limit of every kind of nesting).
 """
 
 from __future__ import annotations
@@ -12,17 +19,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import promql_parser as pp
 
-from perfintel.errors import BadInputError, ParseError, QueryError, QueryLimitError
+from perfintel.errors import (
+    BadInputError,
+    ParseError,
+    QueryError,
+    QueryLimitError,
+    QueryTooComplexError,
+)
 from perfintel.model import LabelSet
 from perfintel.query.promql import aggregations, binary, functions, planner, selectors
 from perfintel.query.promql import range_functions as rf
 from perfintel.query.promql.values import Context, RangeInput, Scalar, Str, Value, Vec
 from perfintel.query.settings import QuerySettings
+from perfintel.query_shape import check_query
 from perfintel.storage.base import QueryLimits, SampleReader
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -46,9 +63,12 @@ class QueryResult:
     string: tuple[int, str] | None = None
 
 
-def parse(query: str) -> pp.Expr:
+def parse(query: str, settings: QuerySettings | None = None) -> pp.Expr:
+    """The syntax tree of ``query``, after checking its size against ``settings``' limits."""
     if not query.strip():
         raise ParseError("empty query")
+    s = settings or QuerySettings()
+    check_query(query, max_length=s.max_length, max_depth=s.max_depth)
     try:
         return pp.parse(query)
     except ValueError as exc:
@@ -100,15 +120,15 @@ class Engine:
         timeout_s: float | None = None,
         lookback_ms: int | None = None,
     ) -> QueryResult:
-        expr = parse(query)
+        expr = parse(query, self.settings)
         ctx = self._context(
             np.array([time_ms], np.int64), time_ms, time_ms, 0, timeout_s, lookback_ms
         )
         node = unwrap(expr)
         if isinstance(node, pp.MatrixSelector | pp.SubqueryExpr):
-            ri = _range_arg(ctx, node)
+            ri = _bounded(_range_arg, ctx, node)
             return QueryResult("matrix", _matrix_series(ri))
-        value = evaluate(ctx, expr)
+        value = _bounded(evaluate, ctx, expr)
         if isinstance(value, Scalar):
             return QueryResult("scalar", scalar=(time_ms, float(value.values[0])))
         if isinstance(value, Str):
@@ -139,7 +159,7 @@ class Engine:
             raise BadInputError(
                 "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
             )
-        expr = parse(query)
+        expr = parse(query, self.settings)
         node = unwrap(expr)
         if isinstance(node, pp.MatrixSelector | pp.SubqueryExpr):
             raise BadInputError(
@@ -151,7 +171,7 @@ class Engine:
             )
         times = np.arange(start_ms, end_ms + 1, step_ms, dtype=np.int64)
         ctx = self._context(times, start_ms, end_ms, step_ms, timeout_s, lookback_ms)
-        value = evaluate(ctx, expr)
+        value = _bounded(evaluate, ctx, expr)
         if isinstance(value, Scalar):
             value = Vec([()], value.values[None, :], np.ones((1, len(times)), bool))
         if not isinstance(value, Vec):
@@ -163,6 +183,19 @@ class Engine:
             if m.any():
                 out.append(Series(value.labels[i], times[m], value.values[i, m]))
         return QueryResult("matrix", out)
+
+
+def _bounded(fn: Callable[[Context, pp.Expr], _T], ctx: Context, node: pp.Expr) -> _T:
+    """``fn(ctx, node)``; running out of stack is the query's fault, not a server error.
+
+    The depth limit checked before parsing keeps evaluation far from Python's
+    recursion limit; this is the backstop should a caller set that limit too high."""
+    try:
+        return fn(ctx, node)
+    except RecursionError:
+        raise QueryTooComplexError(
+            "query is nested too deeply to evaluate; lower query.max_depth or simplify it"
+        ) from None
 
 
 def _check_points(ctx: Context, n: int) -> None:
