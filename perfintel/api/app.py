@@ -22,7 +22,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perfintel import __version__
 from perfintel.analysis.anomaly import kernel
-from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
+from perfintel.api import (
+    anomalies,
+    dashboard,
+    errors,
+    ingest,
+    performance,
+    prometheus,
+    series,
+    status,
+    stream,
+)
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import MetricMetadata, SampleBatch
@@ -30,11 +40,14 @@ from perfintel.collect.host import HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
 from perfintel.config import Settings
+from perfintel.live.hub import LiveHub, publish_detector_outputs
+from perfintel.overview.state import OverviewState, Probes
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
 from perfintel.telemetry import Registry, ServiceMetrics
+from perfintel.web import install as install_web
 
 log = logging.getLogger("perfintel")
 
@@ -91,6 +104,13 @@ def create_app(
             await run_in_threadpool(anomaly.start)
             app.state.anomaly = anomaly
         tasks: list[asyncio.Task[None]] = []
+        # the live stream and the overview (perfintel.live, perfintel.overview)
+        hub: LiveHub = app.state.live
+        hub.bind(asyncio.get_running_loop())
+        if app.state.anomaly is not None:
+            app.state.anomaly.on_outputs = lambda batch: publish_detector_outputs(hub, batch)
+        app.state.overview = _overview(app, collectors)
+        tasks.append(asyncio.create_task(app.state.overview.run()))
         scraper: Scraper | None = None
         if collectors:
             sink = _sink(app)
@@ -137,12 +157,16 @@ def create_app(
         description="Self-hosted performance intelligence: ingest, store, query, analyse and alert on metrics.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # served by perfintel.web from the vendored Swagger UI (offline)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
     app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
     app.state.metrics = ServiceMetrics(Registry())
+    d = settings.dashboard
+    app.state.live = LiveHub(max_clients=d.stream_max_clients, max_queue=d.stream_queue_messages)
     q = settings.query
     app.state.query_settings = QuerySettings(
         max_series=q.max_series,
@@ -157,6 +181,10 @@ def create_app(
     app.include_router(performance.router)
     app.include_router(anomalies.router)
     app.include_router(prometheus.router)
+    app.include_router(dashboard.router)
+    app.include_router(stream.router)
+    app.include_router(status.router)
+    install_web(app)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -220,11 +248,31 @@ def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
     async def sink(batch: SampleBatch) -> None:
         if len(batch):
             await run_in_threadpool(app.state.store.append, batch)
+            app.state.live.publish_samples(batch)
             app.state.metrics.ingested_samples.labels(protocol="collector").inc(len(batch))
             if app.state.anomaly is not None:
                 app.state.anomaly.submit(batch)
 
     return sink
+
+
+def _overview(app: FastAPI, collectors: bool) -> OverviewState:
+    settings: Settings = app.state.settings
+    m = app.state.metrics
+    anomaly = app.state.anomaly
+    hc = settings.host_collector
+    probes = Probes(
+        disk_bytes=m.store_bytes.get,
+        series=m.series.get,
+        head_samples=m.write_queue_depth.get,
+        head_limit=4.0 * settings.storage.head_max_samples,
+        detector_queue=anomaly.queue_depth if anomaly is not None else lambda: (0, 1),
+        detector_dropped=anomaly.metrics.dropped_batches.get if anomaly is not None else float,
+        expected_ingest_interval_s=hc.interval if hc.enabled and collectors else None,
+    )
+    return OverviewState(
+        app.state.store, settings.dashboard, app.state.query_settings, app.state.live, probes
+    )
 
 
 def _bind_store_metrics(app: FastAPI) -> None:

@@ -62,6 +62,8 @@ def _ingest(request: Request, protocol: str, parse: Callable[[], ParseResult]) -
     state = request.app.state
     result = parse()
     stored = state.store.append(result.batch) if len(result.batch) else None
+    if stored is not None and stored.accepted:
+        state.live.publish_samples(result.batch)  # live stream subscribers; never blocks
     if stored is not None and state.anomaly is not None:
         state.anomaly.submit(result.batch)  # online anomaly detection; never blocks
     if result.metadata:

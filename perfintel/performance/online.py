@@ -148,6 +148,8 @@ class OnlineAnomalyDetection:
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         self._saved_at = clock()
+        #: called with every batch of outputs stored (the live stream's hook); must not raise
+        self.on_outputs: Callable[[SampleBatch], None] | None = None
         self.metrics.series.set_function(lambda: float(len(self._labels)))
 
     @classmethod
@@ -201,6 +203,10 @@ class OnlineAnomalyDetection:
             self.metrics.dropped_batches.inc()
             return False
         return True
+
+    def queue_depth(self) -> tuple[int, int]:
+        """(batches waiting, queue capacity)."""
+        return self._queue.qsize(), self._queue.maxsize
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted batch has been processed (``False`` on timeout)."""
@@ -319,6 +325,9 @@ class OnlineAnomalyDetection:
             except PerfintelError as exc:
                 self.metrics.write_errors.inc()
                 log.warning("cannot store anomaly detector outputs: %s", exc)
+            else:
+                if self.on_outputs is not None:
+                    self.on_outputs(result)
         return result
 
     def _outputs_batch(

@@ -1,0 +1,114 @@
+"""Configuration and runtime diagnostics: ``/api/v1/status/config``, ``/api/v1/status/diagnostics``.
+
+The effective settings are shown with secrets redacted: any field whose name
+says it holds a secret (token, password, secret, key, credentials) and the
+password part of every URL (``postgresql://user:***@host/db``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from fastapi import APIRouter, Depends, Request
+
+from perfintel.api.auth import require
+from perfintel.config import Settings
+
+router = APIRouter(tags=["status"])
+
+REDACTED = "<redacted>"
+_SECRET_NAME = re.compile(r"(token|password|passwd|secret|api_?key|credentials?|auth_key)", re.I)
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _redact_url(text: str) -> str:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if parts.password is None:
+        return text
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
+
+
+def redact(value: Any, name: str = "") -> Any:
+    """A copy of ``value`` (JSON-like) with secrets replaced by ``<redacted>``."""
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, name) for v in value]
+    if name and _SECRET_NAME.search(name) and value not in (None, "", [], {}):
+        return REDACTED
+    if isinstance(value, str) and _URL.match(value):
+        return _redact_url(value)
+    return value
+
+
+def effective_config(settings: Settings) -> dict[str, Any]:
+    return redact(settings.model_dump(mode="json"))  # type: ignore[no-any-return]
+
+
+@router.get(
+    "/api/v1/status/config",
+    dependencies=[Depends(require("admin"))],
+    summary="Effective settings, secrets redacted",
+    description="Every setting as the service runs with it (defaults, the config file and "
+    "PERFINTEL_* variables merged); tokens, passwords and URL passwords read <redacted>.",
+)
+async def status_config(request: Request) -> dict[str, Any]:
+    return {"status": "success", "data": effective_config(request.app.state.settings)}
+
+
+@router.get(
+    "/api/v1/status/diagnostics",
+    dependencies=[Depends(require("read"))],
+    summary="Runtime diagnostics: threads, queues, caches, background tasks",
+)
+async def status_diagnostics(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    threads = [
+        {"name": t.name, "daemon": t.daemon, "alive": t.is_alive()} for t in threading.enumerate()
+    ]
+    hub = state.live.stats()
+    queues: dict[str, Any] = {
+        "stream_clients": hub.clients,
+        "stream_queued_messages": hub.queued_messages,
+        "stream_dropped_messages": hub.dropped_messages,
+    }
+    anomaly = state.anomaly
+    if anomaly is not None:
+        depth, capacity = anomaly.queue_depth()
+        queues["detector_queue"] = depth
+        queues["detector_queue_capacity"] = capacity
+    queues["write_head_samples"] = int(state.metrics.write_queue_depth.get())
+    overview = state.overview
+    return {
+        "status": "success",
+        "data": {
+            "threads": threads,
+            "asyncio_tasks": len(asyncio.all_tasks()),
+            "queues": queues,
+            "caches": {
+                "stream_match_verdicts": hub.match_cache_entries,
+                "metric_metadata": len(state.metadata),
+                "overview_answers": overview.cached_answers(),
+            },
+            "overview": {
+                "refreshed": overview.snapshot.refreshed,
+                "seconds": overview.snapshot.timings,
+                "problems": overview.snapshot.problems,
+            },
+            "published": {
+                "batches": hub.published_batches,
+                "events": hub.published_events,
+            },
+        },
+    }
