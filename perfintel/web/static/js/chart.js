@@ -70,6 +70,7 @@ export class TimeChart {
     const s = this.data.series.find((q) => q.key === key);
     if (!s) return 0;
     let added = 0;
+    this.container.dataset.live = String((+this.container.dataset.live || 0) + xs.length);
     for (let i = 0; i < xs.length; i++) {
       if (!s.map.has(xs[i])) added++;
       s.map.set(xs[i], ys[i]);

@@ -85,6 +85,7 @@ export async function render(main, { signal, params, navigate }) {
   if (f) note.textContent = `${note.textContent} Forecast model: ${f.model}.`.trim();
   if (sel && to === "now") {
     live.subscribe(["samples"], [sel], (msg) => {
+      if (msg.type === "subscribed") chartBox.dataset.live = chartBox.dataset.live || "0";
       if (msg.type !== "samples") return;
       for (const s of msg.series) chart.append(keyOf(s.labels), s.timestamps.map((t) => t / 1000), s.values);
     });
