@@ -199,8 +199,16 @@ def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
 # --- endpoints ---------------------------------------------------------------------------
 
 
-@router.get("/query", operation_id="prometheus_query_get")
-@router.post("/query", operation_id="prometheus_query_post")
+@router.get(
+    "/query",
+    operation_id="prometheus_query_get",
+    summary="PromQL instant query (Prometheus HTTP API)",
+)
+@router.post(
+    "/query",
+    operation_id="prometheus_query_post",
+    summary="PromQL instant query (Prometheus HTTP API)",
+)
 async def query(request: Request) -> Response:
     params = await _params(request)
     at = _optional_time(params, "time", int(time.time() * 1000))
@@ -210,8 +218,16 @@ async def query(request: Request) -> Response:
     return _envelope(render_result(res))
 
 
-@router.get("/query_range", operation_id="prometheus_query_range_get")
-@router.post("/query_range", operation_id="prometheus_query_range_post")
+@router.get(
+    "/query_range",
+    operation_id="prometheus_query_range_get",
+    summary="PromQL range query (Prometheus HTTP API)",
+)
+@router.post(
+    "/query_range",
+    operation_id="prometheus_query_range_post",
+    summary="PromQL range query (Prometheus HTTP API)",
+)
 async def query_range(request: Request) -> Response:
     params = await _params(request)
     start = parse_time(_one(params, "start"), "start")
@@ -234,8 +250,16 @@ async def query_range(request: Request) -> Response:
     return _envelope(render_result(res))
 
 
-@router.get("/series", operation_id="prometheus_series_get")
-@router.post("/series", operation_id="prometheus_series_post")
+@router.get(
+    "/series",
+    operation_id="prometheus_series_get",
+    summary="Series matching selectors (Prometheus HTTP API)",
+)
+@router.post(
+    "/series",
+    operation_id="prometheus_series_post",
+    summary="Series matching selectors (Prometheus HTTP API)",
+)
 async def series(request: Request) -> Response:
     params = await _params(request)
     if not params.get("match[]"):
@@ -255,8 +279,12 @@ async def series(request: Request) -> Response:
     return _envelope(body, warnings)
 
 
-@router.get("/labels", operation_id="prometheus_labels_get")
-@router.post("/labels", operation_id="prometheus_labels_post")
+@router.get(
+    "/labels", operation_id="prometheus_labels_get", summary="Label names (Prometheus HTTP API)"
+)
+@router.post(
+    "/labels", operation_id="prometheus_labels_post", summary="Label names (Prometheus HTTP API)"
+)
 async def labels(request: Request) -> Response:
     params = await _params(request)
     sels = _selectors(params)
@@ -267,7 +295,7 @@ async def labels(request: Request) -> Response:
     return _limited(sorted(names), limit)
 
 
-@router.get("/label/{name}/values")
+@router.get("/label/{name}/values", summary="Values of one label (Prometheus HTTP API)")
 async def label_values(request: Request, name: str) -> Response:
     if name.startswith("U__"):
         name = _unescape_label(name)
@@ -310,7 +338,7 @@ def _unescape_label(name: str) -> str:
     return "".join(out)
 
 
-@router.get("/metadata")
+@router.get("/metadata", summary="Metric metadata seen at ingest (Prometheus HTTP API)")
 async def metadata(request: Request) -> Response:
     params = await _params(request)
     meta = getattr(request.app.state, "metadata", None) or {}
@@ -327,7 +355,7 @@ async def metadata(request: Request) -> Response:
     return _envelope(orjson.dumps(out))
 
 
-@router.get("/status/buildinfo")
+@router.get("/status/buildinfo", summary="Build information (Prometheus HTTP API)")
 async def buildinfo() -> Response:
     from perfintel import __version__
 
@@ -345,7 +373,7 @@ async def buildinfo() -> Response:
     )
 
 
-@router.get("/status/runtimeinfo")
+@router.get("/status/runtimeinfo", summary="Runtime information (Prometheus HTTP API)")
 async def runtimeinfo() -> Response:
     started = datetime.fromtimestamp(_STARTED).astimezone().isoformat()
     return _envelope(
@@ -366,17 +394,25 @@ async def runtimeinfo() -> Response:
     )
 
 
-@router.get("/query_exemplars", operation_id="prometheus_query_exemplars_get")
-@router.post("/query_exemplars", operation_id="prometheus_query_exemplars_post")
+@router.get(
+    "/query_exemplars",
+    operation_id="prometheus_query_exemplars_get",
+    summary="Exemplars (none are stored: always empty)",
+)
+@router.post(
+    "/query_exemplars",
+    operation_id="prometheus_query_exemplars_post",
+    summary="Exemplars (none are stored: always empty)",
+)
 async def query_exemplars() -> Response:
     return _envelope(b"[]")
 
 
-@router.get("/rules")
+@router.get("/rules", summary="Rules (Prometheus HTTP API; empty until alerting rules land)")
 async def rules() -> Response:
     return _envelope(b'{"groups":[]}')
 
 
-@router.get("/alerts")
+@router.get("/alerts", summary="Alerts (Prometheus HTTP API; empty until alerting lands)")
 async def alerts() -> Response:
     return _envelope(b'{"alerts":[]}')

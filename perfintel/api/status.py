@@ -71,6 +71,8 @@ async def status_config(request: Request) -> dict[str, Any]:
     "/api/v1/status/diagnostics",
     dependencies=[Depends(require("read"))],
     summary="Runtime diagnostics: threads, queues, caches, background tasks",
+    description="Live threads, asyncio tasks, queue depths (write head, online detector, stream "
+    "clients), cache sizes and the overview's last refresh times and problems.",
 )
 async def status_diagnostics(request: Request) -> dict[str, Any]:
     state = request.app.state

@@ -47,7 +47,9 @@ PAGES = {
     "overview": "/",
     "explore": "/explore?q=node_load1&from=now-6h&to=now&forecast=1",
     "series": "/series?s="
-    + quote('node_filesystem_avail_bytes{instance="postgres-0:9100",mountpoint="/var/lib/postgresql"}')
+    + quote(
+        'node_filesystem_avail_bytes{instance="postgres-0:9100",mountpoint="/var/lib/postgresql"}'
+    )
     + "&from=now-12h",
     "capacity": "/capacity",
 }
@@ -74,7 +76,9 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            doc = httpx.get(server.url + "/api/v1/performance/dashboard/realtime", timeout=10).json()
+            doc = httpx.get(
+                server.url + "/api/v1/performance/dashboard/realtime", timeout=10
+            ).json()
             d = doc["data"]
             if d["anomalies"] and d["capacity"] and d["refreshed"].get("capacity"):
                 break
@@ -189,7 +193,7 @@ def test_explore_autocomplete_offers_demo_metric_names(
     assert any(t.startswith("http_requests_total") for t in offered), offered
     # label names inside braces, then label values
     box.fill("")
-    box.type('node_load1{serv')
+    box.type("node_load1{serv")
     page.wait_for_function(
         "[...document.querySelectorAll('#query-list li')].some(l => l.textContent.startsWith('service'))"
     )
@@ -221,7 +225,10 @@ def test_explore_url_reproduces_the_view(demo_server: Server, browser: Browser) 
     assert again.input_value("#from") == "now-2d"
     assert again.inner_text("#chart-title") == title == "2 series"
     # the range slides with "now", so the count may move by a step or two
-    assert abs(int(again.eval_on_selector("#explore-chart", "e => e.dataset.points")) - int(points)) <= 4
+    assert (
+        abs(int(again.eval_on_selector("#explore-chart", "e => e.dataset.points")) - int(points))
+        <= 4
+    )
     again.close()
 
 
@@ -237,7 +244,10 @@ def test_a_sample_pushed_through_ingest_appears_on_an_open_chart_within_a_second
     assert r.status_code == 200, r.text
     page = _open(
         browser,
-        demo_server.url + "/explore?q=" + quote('dashboard_probe{run="live"}') + "&from=now-15m&band=0",
+        demo_server.url
+        + "/explore?q="
+        + quote('dashboard_probe{run="live"}')
+        + "&from=now-15m&band=0",
         DESKTOP,
     )
     page.wait_for_function("document.querySelector('#explore-chart').dataset.points >= 10")
@@ -259,9 +269,7 @@ def test_a_sample_pushed_through_ingest_appears_on_an_open_chart_within_a_second
     page.close()
 
 
-def test_the_token_dialog_asks_once_and_keeps_the_token(
-    tmp_path: Path, browser: Browser
-) -> None:
+def test_the_token_dialog_asks_once_and_keeps_the_token(tmp_path: Path, browser: Browser) -> None:
     token = "dashboard-test-token-0123456789"
     config = tmp_path / "perfintel.yaml"
     config.write_text(

@@ -9,7 +9,7 @@ function axes() {
   const stroke = css("--muted");
   const grid = { stroke: css("--grid"), width: 1 };
   return [
-    { stroke, grid, ticks: grid },
+    { stroke, grid, ticks: grid, space: 90 },
     { stroke, grid, ticks: grid, size: 56, values: (u, vals) => vals.map((v) => num(v)) },
   ];
 }

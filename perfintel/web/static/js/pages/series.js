@@ -57,11 +57,14 @@ export async function render(main, { signal, params }) {
   const name = data.length ? data[0].labels.__name__ : null;
   const known = name && CAPACITY[name];
   if (known) {
+    const planning = el("p", { class: "muted", text: "Planning…" });
+    capPanel.append(planning);
     const labels = { ...data[0].labels };
     delete labels.__name__;
     const match = Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(",");
     api("/api/v1/performance/capacity/analyze", { method: "POST", signal, body: { usage: s, capacity: `${known[0]}{${match}}`, usage_kind: known[1], resource: known[2], horizon_days: 30, step: "5m", history: "7d" } })
       .then((doc) => {
+        planning.remove();
         const res = doc.data.resources[0];
         if (!res) { capPanel.append(el("p", { class: "empty", text: (doc.data.skipped[0] || {}).reason || "Cannot plan this resource." })); return; }
         const b = res.scenarios[0];
@@ -71,7 +74,7 @@ export async function render(main, { signal, params }) {
             el("tr", {}, el("th", { scope: "row", text: "Runs out P10" }), el("td", { class: "num", text: formatDays(b.exhaustion.p10 && b.exhaustion.p10.days) })),
             el("tr", {}, el("th", { scope: "row", text: "Runs out P50" }), el("td", { class: "num", text: formatDays(b.exhaustion.p50 && b.exhaustion.p50.days) })),
             el("tr", {}, el("th", { scope: "row", text: "Runs out P90" }), el("td", { class: "num", text: formatDays(b.exhaustion.p90 && b.exhaustion.p90.days) })))));
-      }).catch((e) => capPanel.append(el("p", { class: "error", text: e.message })));
+      }).catch((e) => { planning.remove(); capPanel.append(el("p", { class: "error", text: e.message })); });
   } else {
     capPanel.append(el("p", { class: "muted", text: "Capacity outlooks are planned for disks (node_filesystem_avail_bytes) and memory (node_memory_MemAvailable_bytes); see the Capacity page for any resource." }));
   }
