@@ -198,7 +198,11 @@ def create_app(
         )
 
     @app.get(
-        "/metrics", tags=["status"], summary="perfintel's own metrics (Prometheus text format)"
+        "/metrics",
+        tags=["status"],
+        summary="perfintel's own metrics (Prometheus text format)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics(request: Request) -> Response:
         body = request.app.state.metrics.registry.render()

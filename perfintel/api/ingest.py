@@ -255,6 +255,8 @@ async def import_jsonl(request: Request) -> JSONResponse:
     "/api/v1/export",
     dependencies=[Depends(require("read"))],
     summary="Export samples as JSON lines",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/stream+json": {"schema": {"type": "string"}}}}},
 )
 async def export_jsonl(
     request: Request,
