@@ -130,7 +130,9 @@ def _stream_clients(url: str, n: int, selector: str, ready: mp.Queue, out: mp.Qu
         ws_url = url.replace("http://", "ws://") + "/api/v1/performance/stream"
         async with websockets.connect(ws_url, max_queue=None) as ws:
             await ws.recv()  # ready
-            await ws.send(json.dumps({"subscribe": {"topics": ["samples"], "selectors": [selector]}}))
+            await ws.send(
+                json.dumps({"subscribe": {"topics": ["samples"], "selectors": [selector]}})
+            )
             await ws.recv()  # subscribed
             ready.put(1)
             while True:
@@ -157,9 +159,7 @@ def bench_stream(url: str, clients: int, procs: int, seconds: float) -> dict[str
     ready: mp.Queue = mp.Queue()
     out: mp.Queue = mp.Queue()
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
-    workers = [
-        mp.Process(target=_stream_clients, args=(url, k, selector, ready, out)) for k in per
-    ]
+    workers = [mp.Process(target=_stream_clients, args=(url, k, selector, ready, out)) for k in per]
     for w in workers:
         w.start()
     for _ in range(clients):
@@ -269,7 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             print("stream:", json.dumps({k: round(v, 2) for k, v in s.items()}), f"; {load()}")
         if "explore" in parts:
             e = bench_explore(url, a.explore_runs)
-            print("explore first chart:", json.dumps({k: round(v, 1) for k, v in e.items()}), f"; {load()}")
+            print(
+                "explore first chart:",
+                json.dumps({k: round(v, 1) for k, v in e.items()}),
+                f"; {load()}",
+            )
     finally:
         if server is not None:
             server.stop()

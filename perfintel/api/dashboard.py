@@ -30,7 +30,8 @@ _JSON: dict[int | str, dict[str, Any]] = {
 
 
 def _state(request: Request) -> OverviewState:
-    return request.app.state.overview  # type: ignore[no-any-return]
+    state: OverviewState = request.app.state.overview
+    return state
 
 
 @router.get(

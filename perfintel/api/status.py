@@ -53,7 +53,8 @@ def redact(value: Any, name: str = "") -> Any:
 
 
 def effective_config(settings: Settings) -> dict[str, Any]:
-    return redact(settings.model_dump(mode="json"))  # type: ignore[no-any-return]
+    out: dict[str, Any] = redact(settings.model_dump(mode="json"))
+    return out
 
 
 @router.get(

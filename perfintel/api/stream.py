@@ -32,6 +32,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from perfintel.api.auth import check_token
+from perfintel.api.params import valid_selector
 from perfintel.errors import PerfintelError
 from perfintel.live.hub import TOPICS, LiveHub, Subscription
 from perfintel.model import Selector, parse_selector
@@ -68,13 +69,7 @@ def _subscription_of(msg: Any) -> tuple[list[Selector], list[str]]:
         raise ValueError(f"at most {MAX_SELECTORS} selectors")
     if "samples" in topics and not texts:
         raise ValueError("the samples topic needs at least one selector")
-    selectors = []
-    for t in texts:
-        try:
-            selectors.append(parse_selector(t))
-        except PerfintelError as exc:
-            raise ValueError(f"selector {t!r}: {exc}") from None
-    return selectors, sorted(set(topics))
+    return [parse_selector(valid_selector(t)) for t in texts], sorted(set(topics))
 
 
 async def _receive_json(ws: WebSocket) -> Any:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import math
 import threading
 import time
@@ -241,10 +242,8 @@ class LiveHub:
             for s in subs:
                 s.deliver(message)
 
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
             loop.call_soon_threadsafe(deliver_all)
-        except RuntimeError:  # the loop closed meanwhile (shutdown)
-            pass
 
     def _samples_message(
         self, key: tuple[tuple[str, ...], frozenset[str]], sub: Subscription, batch: SampleBatch

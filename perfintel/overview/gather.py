@@ -12,6 +12,7 @@ its node exporter (``"web-1:9100"``) meet.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import defaultdict
@@ -178,7 +179,7 @@ def _sparkline(ts: np.ndarray, values: np.ndarray, points: int = 60) -> dict[str
         return {"timestamps": ts.tolist(), "values": _finite(values)}
     edges = np.linspace(0, n, points + 1).astype(int)
     out_t, out_v = [], []
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges.tolist()):
         chunk = values[a:b]
         ok = chunk[np.isfinite(chunk)]
         out_t.append(int(ts[a]))

@@ -140,30 +140,21 @@ def reasons_of(s: Signals) -> list[Reason]:
     if s.down_share is not None:
         p = DOWN_PENALTY * _clamp(s.down_share)
         out.append(Reason("availability", s.down_share, p, f"{_pct(s.down_share)} of targets down"))
-    if s.exhaustion_days_p50 is not None:
-        d = s.exhaustion_days_p50
-        p = CAPACITY_PENALTY * _clamp(1 - d / CAPACITY_DAYS)
-        out.append(
-            Reason(
-                "capacity",
-                d,
-                p,
-                f"a resource runs out in {d:.3g} days (median; penalty within "
-                f"{CAPACITY_DAYS:g} days)",
+    for signal, days, full, within, what in (
+        ("capacity", s.exhaustion_days_p50, CAPACITY_PENALTY, CAPACITY_DAYS, "median, P50"),
+        ("forecast", s.exhaustion_days_p10, FORECAST_PENALTY, FORECAST_DAYS, "pessimistic, P10"),
+    ):
+        if days is not None:
+            p = full * _clamp(1 - days / within)
+            out.append(
+                Reason(
+                    signal,
+                    days,
+                    p,
+                    f"a resource runs out in {days:.3g} days ({what}; penalty within "
+                    f"{within:g} days)",
+                )
             )
-        )
-    if s.exhaustion_days_p10 is not None:
-        d = s.exhaustion_days_p10
-        p = FORECAST_PENALTY * _clamp(1 - d / FORECAST_DAYS)
-        out.append(
-            Reason(
-                "forecast",
-                d,
-                p,
-                f"pessimistic forecast: a resource runs out in {d:.3g} days (P10; penalty "
-                f"within {FORECAST_DAYS:g} days)",
-            )
-        )
     out.sort(key=lambda r: -r.penalty)
     return out
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-
 import httpx
 import pytest
 import schemathesis
@@ -72,9 +71,7 @@ def test_no_server_errors_and_no_schema_violations(
         f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:500]}\n"
         f"{case.as_curl_command()}"
     )
-    case.validate_response(
-        response, checks=[response_schema_conformance, content_type_conformance]
-    )
+    case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
 
 
 def test_the_fuzz_covers_the_dashboard_routes() -> None:
@@ -85,4 +82,3 @@ def test_the_fuzz_covers_the_dashboard_routes() -> None:
         "/api/v1/status/config",
         "/api/v1/status/diagnostics",
     } <= paths
-
