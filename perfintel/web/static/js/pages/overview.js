@@ -4,6 +4,7 @@ import { sparkline } from "../chart.js";
 import { bytes, clear, el, num, pct, selectorOf, seriesName, statusClass } from "../format.js";
 import { live } from "../live.js";
 import { formatDays, formatTime } from "../time.js";
+import { activeAlerts } from "./optional.js";
 
 function healthItem(h) {
   const reasons = h.reasons.filter((r) => r.penalty > 0);
@@ -24,7 +25,8 @@ export async function render(main, { signal }) {
   main.append(el("h1", { text: "Overview" }));
   const root = el("div", { class: "grid", id: "overview" });
   main.append(root);
-  const draw = (doc) => {
+  let alertsApi = true; // until the alerting API answers 404
+  const draw = (doc, alerts) => {
     const d = doc.data;
     clear(root);
     const o = d.health.overall;
@@ -38,6 +40,7 @@ export async function render(main, { signal }) {
     services.append(d.health.services.length ? el("ul", { class: "health-list" }, d.health.services.map(healthItem)) : el("p", { class: "empty", text: "No services seen yet (series with a service label)." }));
     const hosts = el("section", { class: "panel span-6", "aria-labelledby": "h-hosts" }, el("h2", { id: "h-hosts", text: "Hosts" }));
     hosts.append(d.health.hosts.length ? el("ul", { class: "health-list" }, d.health.hosts.map(healthItem)) : el("p", { class: "empty", text: "No hosts seen yet (node exporter series)." }));
+    if (alerts) root.append(alerts);
     root.append(services, hosts);
 
     const hours = Math.round(d.window_seconds / 3600);
@@ -79,7 +82,14 @@ export async function render(main, { signal }) {
     root.dataset.loaded = "1";
   };
   const load = async () => {
-    try { draw(await api("/api/v1/performance/dashboard/realtime", { signal })); }
+    try {
+      const [doc, alerts] = await Promise.all([
+        api("/api/v1/performance/dashboard/realtime", { signal }),
+        alertsApi ? activeAlerts(signal).catch(() => undefined) : undefined,
+      ]);
+      if (alertsApi && alerts === null) alertsApi = false;
+      draw(doc, alerts);
+    }
     catch (e) { if (e.name !== "AbortError") { clear(root); root.append(el("p", { class: "error", role: "alert", text: `Cannot load the overview: ${e.message}` })); } }
   };
   await load();
