@@ -249,10 +249,13 @@ def create_app(
 
 
 def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
+    def store_and_publish(batch: SampleBatch) -> None:
+        app.state.store.append(batch)
+        app.state.live.publish_samples(batch)  # matching grows with the batch: not on the loop
+
     async def sink(batch: SampleBatch) -> None:
         if len(batch):
-            await run_in_threadpool(app.state.store.append, batch)
-            app.state.live.publish_samples(batch)
+            await run_in_threadpool(store_and_publish, batch)
             app.state.metrics.ingested_samples.labels(protocol="collector").inc(len(batch))
             if app.state.anomaly is not None:
                 app.state.anomaly.submit(batch)

@@ -164,7 +164,8 @@ class LiveHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
-        # filter key -> {labels: matches?}; bounded (cleared when it grows past max_cache)
+        # filter key -> {labels: matches?}; all cleared once they hold max_cache verdicts
+        self._cached = 0
         self._verdicts: dict[tuple[tuple[str, ...], frozenset[str]], dict[LabelSet, bool]] = {}
         self.published_batches = 0
         self.published_samples = 0
@@ -199,14 +200,15 @@ class LiveHub:
             published_batches=self.published_batches,
             published_events=self.published_events,
             dropped_messages=sum(s.dropped_total for s in subs),
-            match_cache_entries=sum(len(v) for v in self._verdicts.values()),
+            match_cache_entries=self._cached,
         )
 
     # -- publishing side (any thread) ---------------------------------------------
     def publish_samples(self, batch: SampleBatch) -> None:
         now = time.time()
-        self.published_batches += 1
-        self.published_samples += len(batch)
+        with self._lock:  # ingest publishes from several worker threads at once
+            self.published_batches += 1
+            self.published_samples += len(batch)
         self.last_batch_at = now
         if len(batch):
             self.last_sample_lag_s = max(0.0, now - float(batch.timestamps.max()) / 1000)
@@ -248,16 +250,17 @@ class LiveHub:
     def _samples_message(
         self, key: tuple[tuple[str, ...], frozenset[str]], sub: Subscription, batch: SampleBatch
     ) -> bytes | None:
+        if self._cached > self.max_cache:  # bounded over all filters, stale ones included
+            self._verdicts, self._cached = {}, 0
         verdicts = self._verdicts.get(key)
-        if verdicts is None or len(verdicts) > self.max_cache:
+        if verdicts is None:
             verdicts = self._verdicts[key] = {}
-            if len(self._verdicts) > 4 * self.max_clients:
-                self._verdicts = {key: verdicts}
         wanted = np.zeros(len(batch.series), dtype=bool)
         for i, ls in enumerate(batch.series):
             v = verdicts.get(ls)
             if v is None:
                 v = verdicts[ls] = sub.matches(ls)
+                self._cached += 1
             wanted[i] = v
         if not wanted.any():
             return None

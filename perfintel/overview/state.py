@@ -176,7 +176,8 @@ class OverviewState:
                         log.exception("overview refresh failed")
                     if "signals" in due:
                         self.hub.publish_event("health", self.health_doc()["data"])
-                self.render()
+                # one answer per service: grows with the services, so off the event loop
+                await run_in_threadpool(self.render)
                 await asyncio.sleep(self.settings.tick)
         finally:
             logging.getLogger("perfintel").removeHandler(self.errors)
