@@ -173,22 +173,19 @@ def exact_selector(labels: LabelSet) -> Selector:
     return Selector(tuple(Matcher(k, MatchOp.EQ, v) for k, v in labels))
 
 
-def _sparkline(ts: np.ndarray, values: np.ndarray, points: int = 60) -> dict[str, list[Any]]:
+def _sparkline(ts: np.ndarray, values: np.ndarray, points: int = 60) -> dict[str, Any]:
+    """At most ``points`` means of equal runs of samples, to 4 significant digits, with the
+    span they cover (a sparkline needs the shape, not every timestamp)."""
     n = len(ts)
-    if n <= points:
-        return {"timestamps": ts.tolist(), "values": _finite(values)}
-    edges = np.linspace(0, n, points + 1).astype(int)
-    out_t, out_v = [], []
+    if not n:
+        return {"start": None, "end": None, "values": []}
+    edges = np.linspace(0, n, min(n, points) + 1).astype(int)
+    out: list[float | None] = []
     for a, b in itertools.pairwise(edges.tolist()):
         chunk = values[a:b]
         ok = chunk[np.isfinite(chunk)]
-        out_t.append(int(ts[a]))
-        out_v.append(float(ok.mean()) if len(ok) else None)
-    return {"timestamps": out_t, "values": out_v}
-
-
-def _finite(values: np.ndarray) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values.tolist()]
+        out.append(float(f"{float(ok.mean()):.4g}") if len(ok) else None)
+    return {"start": int(ts[0]), "end": int(ts[-1]), "values": out}
 
 
 def explain_anomalies(
@@ -303,8 +300,6 @@ def capacity_risks(
                     "days_p90": b.days_p90,
                     "probability": b.probability,
                     "summary": p.report.summary,
-                    "usage": usage,
-                    "capacity": capacity,
                 }
             )
     risks.sort(key=lambda r: (r["days_p50"] is None, r["days_p50"] or 0.0, r["days_p10"] or 0.0))

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 #: Precomputed per-service answers beyond this many services are filtered per request instead.
 MAX_PRECOMPUTED_SERVICES = 500
+#: Capacity risks in one realtime answer: the soonest that run out within the horizon (the
+#: Capacity page asks the capacity API for every resource).
+MAX_RISKS = 20
 
 
 class RecentErrors(logging.Handler):
@@ -100,8 +103,15 @@ class Snapshot:
     refreshed: dict[str, int | None] = field(default_factory=dict)
 
 
-def _health_json(h: Health) -> dict[str, Any]:
-    return asdict(h)
+def _health_json(h: Health, brief: bool = False) -> dict[str, Any]:
+    """``brief``: only the reasons that cost points (the realtime answer; the comprehensive
+    one lists every measured signal)."""
+    doc = asdict(h)
+    for r in doc["reasons"]:
+        r["value"] = float(f"{r['value']:.4g}")
+    if brief:
+        doc["reasons"] = [r for r in doc["reasons"] if r["penalty"] > 0]
+    return doc
 
 
 class OverviewState:
@@ -376,13 +386,15 @@ class OverviewState:
                 "filters": {"service": service, "selector": str(selector) if selector else None},
                 "health": {
                     "overall": _health_json(overall(entities)),
-                    "services": [_health_json(h) for h in services],
-                    "hosts": [_health_json(h) for h in hosts],
+                    "services": [_health_json(h, brief=True) for h in services],
+                    "hosts": [_health_json(h, brief=True) for h in hosts],
                 },
                 "anomalies": [a for a in snap.anomalies if keep(a)],
-                "capacity": [r for r in snap.capacity if keep(r)],
+                "capacity": [r for r in snap.capacity if r["days_p50"] is not None and keep(r)][
+                    :MAX_RISKS
+                ],
                 "ingest": self._ingest,
-                "perfintel": _health_json(self._self),
+                "perfintel": _health_json(self._self, brief=True),
                 "refreshed": snap.refreshed,
                 "window_seconds": self.settings.anomaly_window,
             },

@@ -14,7 +14,7 @@ function healthItem(h) {
         el("span", { text: h.name }),
         el("span", { class: `score ${statusClass(h.status)}`, text: `${h.score}`, "aria-label": `score ${h.score}, ${h.status}` })),
       el("ul", { class: "reasons" },
-        (reasons.length ? reasons : h.reasons.slice(0, 2)).map((r) => el("li", { text: `${r.detail} — −${r.penalty}` })))));
+        reasons.length ? reasons.map((r) => el("li", { text: `${r.detail} — −${r.penalty}` })) : el("li", { text: "Nothing costs points." }))));
 }
 
 function stat(label, value, extra = null) {
@@ -55,7 +55,8 @@ export async function render(main, { signal }) {
           el("a", { href, "data-link": true, class: "series-name", text: seriesName(a.labels) }),
           el("div", { class: "explanation" }, el("span", { class: `badge ${a.severity === "high" ? "status-critical" : "status-warning"}`, text: a.severity }), " ", `${formatTime(a.peak_time)} — ${a.explanation}`)),
         spark));
-      requestAnimationFrame(() => sparkline(spark, a.sparkline.timestamps, a.sparkline.values, { label: `last ${hours} h of ${seriesName(a.labels)}` }));
+      const ys = a.sparkline.values;
+      requestAnimationFrame(() => sparkline(spark, ys.map((_, i) => i), ys, { label: `last ${hours} h of ${seriesName(a.labels)}` }));
     }
     if (d.anomalies.length) anomalies.append(list);
     const capacity = el("section", { class: "panel span-4", "aria-labelledby": "h-capacity" }, el("h2", { id: "h-capacity", text: "Capacity risks" }));
