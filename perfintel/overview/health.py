@@ -95,17 +95,21 @@ def _pct(x: float) -> str:
 def reasons_of(s: Signals) -> list[Reason]:
     """Every measured signal with its penalty (0 when it is fine), largest penalty first."""
     out: list[Reason] = []
-    if s.anomaly_share is not None:
-        p = ANOMALY_PENALTY * _clamp(s.anomaly_share / ANOMALY_FULL_SHARE)
-        out.append(
-            Reason(
-                "anomalies",
-                s.anomaly_share,
-                p,
-                f"{_pct(s.anomaly_share)} of analysed points anomalous "
-                f"(full {ANOMALY_PENALTY:g} at {_pct(ANOMALY_FULL_SHARE)})",
+    for signal, share, full, at, what in (
+        (
+            "anomalies",
+            s.anomaly_share,
+            ANOMALY_PENALTY,
+            ANOMALY_FULL_SHARE,
+            "analysed points anomalous",
+        ),
+        ("errors", s.error_share, ERROR_PENALTY, ERROR_FULL_SHARE, "requests failed with 5xx"),
+    ):
+        if share is not None:
+            p = full * _clamp(share / at)
+            out.append(
+                Reason(signal, share, p, f"{_pct(share)} of {what} (full {full:g} at {_pct(at)})")
             )
-        )
     saturation = []
     for name in SATURATION_SIGNALS:
         u = getattr(s, name)
@@ -126,17 +130,6 @@ def reasons_of(s: Signals) -> list[Reason]:
         k = SATURATION_CAP / total
         saturation = [Reason(r.signal, r.value, r.penalty * k, r.detail) for r in saturation]
     out.extend(saturation)
-    if s.error_share is not None:
-        p = ERROR_PENALTY * _clamp(s.error_share / ERROR_FULL_SHARE)
-        out.append(
-            Reason(
-                "errors",
-                s.error_share,
-                p,
-                f"{_pct(s.error_share)} of requests failed with 5xx "
-                f"(full {ERROR_PENALTY:g} at {_pct(ERROR_FULL_SHARE)})",
-            )
-        )
     if s.down_share is not None:
         p = DOWN_PENALTY * _clamp(s.down_share)
         out.append(Reason("availability", s.down_share, p, f"{_pct(s.down_share)} of targets down"))
