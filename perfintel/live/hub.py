@@ -57,8 +57,9 @@ TOPICS = frozenset({"samples", "anomalies", "health"})
 class LivePublisher(Protocol):
     """Where producers hand what subscribers may want to see."""
 
-    def publish_samples(self, batch: SampleBatch) -> None:
-        """Samples the store has accepted (called after the append returns)."""
+    def publish_samples(self, batch: SampleBatch, *, ingested: bool = True) -> None:
+        """Samples the store has accepted (called after the append returns); ``ingested``
+        False for samples perfintel derived itself (the detector's outputs)."""
         ...
 
     def publish_event(self, topic: str, data: dict[str, Any]) -> None:
@@ -69,7 +70,7 @@ class LivePublisher(Protocol):
 class NullPublisher:
     """Publishes nothing (the default before the service binds a hub)."""
 
-    def publish_samples(self, batch: SampleBatch) -> None:
+    def publish_samples(self, batch: SampleBatch, *, ingested: bool = True) -> None:
         return None
 
     def publish_event(self, topic: str, data: dict[str, Any]) -> None:
@@ -204,14 +205,15 @@ class LiveHub:
         )
 
     # -- publishing side (any thread) ---------------------------------------------
-    def publish_samples(self, batch: SampleBatch) -> None:
-        now = time.time()
-        with self._lock:  # ingest publishes from several worker threads at once
-            self.published_batches += 1
-            self.published_samples += len(batch)
-        self.last_batch_at = now
-        if len(batch):
-            self.last_sample_lag_s = max(0.0, now - float(batch.timestamps.max()) / 1000)
+    def publish_samples(self, batch: SampleBatch, *, ingested: bool = True) -> None:
+        if ingested:  # the ingest figures of the overview
+            now = time.time()
+            with self._lock:  # ingest publishes from several worker threads at once
+                self.published_batches += 1
+                self.published_samples += len(batch)
+            self.last_batch_at = now
+            if len(batch):
+                self.last_sample_lag_s = max(0.0, now - float(batch.timestamps.max()) / 1000)
         subs = [s for s in self._subs if "samples" in s.topics]
         if not subs or not len(batch) or self._loop is None:
             return
@@ -297,7 +299,7 @@ def _jsonable(value: object) -> object:
 def publish_detector_outputs(publisher: LivePublisher, batch: SampleBatch) -> None:
     """The online detector's outputs: as samples (charts extend their band), and an
     ``anomalies`` event per series whose ``anomaly_score`` went above 1 in the batch."""
-    publisher.publish_samples(batch)
+    publisher.publish_samples(batch, ingested=False)
     for labels, ts, values in batch.iter_series():
         d = dict(labels)
         if d.get("__name__") != "anomaly_score":

@@ -114,6 +114,7 @@ def test_detector_outputs_become_samples_and_anomaly_events() -> None:
             np.array([0.5, 3.0, 9.0]),
         )
         publish_detector_outputs(hub, batch)
+        assert hub.published_samples == 0  # derived samples are not ingest
         msgs = await _drain(sub)
         assert msgs == [
             {
