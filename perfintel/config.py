@@ -386,6 +386,48 @@ class AlertingSettings(_Section):
     )
 
 
+class DashboardSettings(_Section):
+    refresh_interval: Duration = Field(
+        15.0, gt=0, description="How often the overview re-reads health signals and anomaly scores."
+    )
+    anomaly_interval: Duration = Field(
+        60.0, gt=0, description="How often the overview re-explains its top anomalies."
+    )
+    capacity_interval: Duration = Field(
+        300.0, gt=0, description="How often the overview re-plans the capacity of disks and memory."
+    )
+    tick: Duration = Field(
+        1.0,
+        gt=0,
+        description="How often the cheap figures (ingest rate, queues, store size) are sampled.",
+    )
+    anomaly_window: Duration = Field(
+        3 * 3600.0, gt=0, description="The overview's top anomalies are those of this last span."
+    )
+    top_anomalies: int = Field(
+        10, gt=0, le=100, description="How many anomalies the overview lists."
+    )
+    capacity_horizon: Duration = Field(
+        30 * 86400.0, description="How far ahead the overview's capacity risks look (1d to 365d)."
+    )
+    stream_max_clients: int = Field(
+        1000, gt=0, description="Most WebSocket stream clients at once (more are refused)."
+    )
+    stream_queue_messages: int = Field(
+        256,
+        gt=0,
+        description="Messages waiting for one slow stream client; beyond, the oldest are dropped "
+        "(the client is told how many) and a client far behind is disconnected.",
+    )
+
+    @field_validator("capacity_horizon")
+    @classmethod
+    def _horizon(cls, value: float) -> float:
+        if not 86400 <= value <= 365 * 86400:
+            raise ValueError("must be between 1d and 365d")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid"
@@ -426,6 +468,9 @@ class Settings(BaseSettings):
     )
     alerting: AlertingSettings = Field(
         default_factory=AlertingSettings, description="Alerting rules and notifications."
+    )
+    dashboard: DashboardSettings = Field(
+        default_factory=DashboardSettings, description="The web dashboard, its overview and stream."
     )
     scrape: list[ScrapeConfig] = Field(
         default_factory=list,

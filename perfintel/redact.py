@@ -73,8 +73,9 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def redact(value: Any, key: object = None) -> Any:
-    """A copy of ``value`` fit to print: values of secret keys and URL passwords masked."""
-    if is_secret_key(key):
+    """A copy of ``value`` fit to print: values of secret keys and URL passwords masked
+    (an unset secret — ``None`` or empty — is shown as it is: there is nothing to hide)."""
+    if is_secret_key(key) and value not in (None, "", [], {}):
         return MASK
     if isinstance(value, dict):
         return {k: redact(v, k) for k, v in value.items()}

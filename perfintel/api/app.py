@@ -28,6 +28,7 @@ from perfintel.api import (
     alertmanager,
     anomalies,
     backup,
+    dashboard,
     errors,
     incidents,
     ingest,
@@ -35,6 +36,8 @@ from perfintel.api import (
     performance,
     prometheus,
     series,
+    status,
+    stream,
 )
 from perfintel.api.auth import AuthMiddleware, AuthPolicy, declare_public, require
 from perfintel.api.responses import JSONResponse
@@ -44,12 +47,16 @@ from perfintel.collect.host import CollectResult, HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
 from perfintel.config import Settings
+from perfintel.live.hub import LiveHub, publish_detector_outputs
+from perfintel.overview.state import OverviewState, Probes
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
 from perfintel.storage.metadata import MetadataStore
 from perfintel.telemetry import Registry, ServiceMetrics
+from perfintel.web import PUBLIC_PATHS as WEB_PUBLIC_PATHS
+from perfintel.web import install as install_web
 
 log = logging.getLogger("perfintel")
 
@@ -116,6 +123,13 @@ def create_app(
             app.state.notify = await run_in_threadpool(start_pipeline, settings, clock)
             install_sighup(app.state.notify)
         tasks: list[asyncio.Task[None]] = []
+        # the live stream and the overview (perfintel.live, perfintel.overview)
+        hub: LiveHub = app.state.live
+        hub.bind(asyncio.get_running_loop())
+        if app.state.anomaly is not None:
+            app.state.anomaly.on_outputs = lambda batch: publish_detector_outputs(hub, batch)
+        app.state.overview = _overview(app, collectors)
+        tasks.append(asyncio.create_task(app.state.overview.run()))
         scraper: Scraper | None = None
         if collectors:
             sink = _sink(app)
@@ -179,6 +193,8 @@ def create_app(
         description="Self-hosted performance intelligence: ingest, store, query, analyse and alert on metrics.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # served by perfintel.web from the vendored Swagger UI (offline)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.ready = False
@@ -189,6 +205,8 @@ def create_app(
     app.state.stopping = threading.Event()  # set when the lifespan ends
     app.state.metadata = MetadataStore()  # in memory until the lifespan opens the file
     app.state.metrics = ServiceMetrics(Registry())
+    d = settings.dashboard
+    app.state.live = LiveHub(max_clients=d.stream_max_clients, max_queue=d.stream_queue_messages)
     q = settings.query
     app.state.query_settings = QuerySettings(
         max_series=q.max_series,
@@ -213,7 +231,11 @@ def create_app(
     app.include_router(alertmanager.router)
     app.include_router(incidents.router)
     app.include_router(backup.router)
-    declare_public(app, *ingest.PUBLIC_PATHS, *incidents.PUBLIC_PATHS)
+    app.include_router(dashboard.router)
+    app.include_router(stream.router)
+    app.include_router(status.router)
+    install_web(app)
+    declare_public(app, *ingest.PUBLIC_PATHS, *incidents.PUBLIC_PATHS, *WEB_PUBLIC_PATHS)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:
@@ -237,7 +259,11 @@ def create_app(
         )
 
     @app.get(
-        "/metrics", tags=["status"], summary="perfintel's own metrics (Prometheus text format)"
+        "/metrics",
+        tags=["status"],
+        summary="perfintel's own metrics (Prometheus text format)",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics(request: Request) -> Response:
         body = request.app.state.metrics.registry.render()
@@ -329,14 +355,37 @@ def _start_kernel_warm_up(app: FastAPI) -> None:
 
 
 def _sink(app: FastAPI) -> Callable[[SampleBatch], Awaitable[None]]:
+    def store_and_publish(batch: SampleBatch) -> None:
+        app.state.store.append(batch)
+        app.state.live.publish_samples(batch)  # matching grows with the batch: not on the loop
+
     async def sink(batch: SampleBatch) -> None:
         if len(batch):
-            await run_in_threadpool(app.state.store.append, batch)
+            await run_in_threadpool(store_and_publish, batch)
             app.state.metrics.ingested_samples.labels(protocol="collector").inc(len(batch))
             if app.state.anomaly is not None:
                 app.state.anomaly.submit(batch)
 
     return sink
+
+
+def _overview(app: FastAPI, collectors: bool) -> OverviewState:
+    settings: Settings = app.state.settings
+    m = app.state.metrics
+    anomaly = app.state.anomaly
+    hc = settings.host_collector
+    probes = Probes(
+        disk_bytes=m.store_bytes.get,
+        series=m.series.get,
+        head_samples=m.write_queue_depth.get,
+        head_limit=4.0 * settings.storage.head_max_samples,
+        detector_queue=anomaly.queue_depth if anomaly is not None else lambda: (0, 1),
+        detector_dropped=anomaly.metrics.dropped_batches.get if anomaly is not None else float,
+        expected_ingest_interval_s=hc.interval if hc.enabled and collectors else None,
+    )
+    return OverviewState(
+        app.state.store, settings.dashboard, app.state.query_settings, app.state.live, probes
+    )
 
 
 def _bind_store_metrics(app: FastAPI) -> None:

@@ -237,7 +237,7 @@ def credentials(scope: AsgiScope) -> str | None:
         return password or user or None
     if scope["type"] == "websocket":
         for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
-            if k == "access_token" and v:
+            if k in ("access_token", "token") and v:
                 return v
     return None
 

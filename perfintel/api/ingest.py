@@ -74,6 +74,8 @@ def _store(request: Request, protocol: str, result: ParseResult) -> IngestOutcom
     """Store a parsed payload's samples and count them (in a worker thread)."""
     state = request.app.state
     stored = state.store.append(result.batch) if len(result.batch) else None
+    if stored is not None and stored.accepted:
+        state.live.publish_samples(result.batch)  # live stream subscribers; never blocks
     if stored is not None and state.anomaly is not None:
         state.anomaly.submit(result.batch)  # online anomaly detection; never blocks
     if result.metadata:
@@ -325,6 +327,8 @@ class _ImportJob:
     "/api/v1/export",
     dependencies=[Depends(require("read"))],
     summary="Export samples as JSON lines",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/stream+json": {"schema": {"type": "string"}}}}},
 )
 async def export_jsonl(
     request: Request,

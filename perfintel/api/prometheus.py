@@ -213,8 +213,16 @@ def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
 # --- endpoints ---------------------------------------------------------------------------
 
 
-@router.get("/query", operation_id="prometheus_query_get")
-@router.post("/query", operation_id="prometheus_query_post")
+@router.get(
+    "/query",
+    operation_id="prometheus_query_get",
+    summary="PromQL instant query (Prometheus HTTP API)",
+)
+@router.post(
+    "/query",
+    operation_id="prometheus_query_post",
+    summary="PromQL instant query (Prometheus HTTP API)",
+)
 async def query(request: Request) -> Response:
     params = await _params(request)
     at = _optional_time(params, "time", int(time.time() * 1000))
@@ -224,8 +232,16 @@ async def query(request: Request) -> Response:
     return _envelope(body)
 
 
-@router.get("/query_range", operation_id="prometheus_query_range_get")
-@router.post("/query_range", operation_id="prometheus_query_range_post")
+@router.get(
+    "/query_range",
+    operation_id="prometheus_query_range_get",
+    summary="PromQL range query (Prometheus HTTP API)",
+)
+@router.post(
+    "/query_range",
+    operation_id="prometheus_query_range_post",
+    summary="PromQL range query (Prometheus HTTP API)",
+)
 async def query_range(request: Request) -> Response:
     params = await _params(request)
     start = parse_time_ms(_one(params, "start"), "start")
@@ -249,8 +265,16 @@ async def query_range(request: Request) -> Response:
     return _envelope(body)
 
 
-@router.get("/series", operation_id="prometheus_series_get")
-@router.post("/series", operation_id="prometheus_series_post")
+@router.get(
+    "/series",
+    operation_id="prometheus_series_get",
+    summary="Series matching selectors (Prometheus HTTP API)",
+)
+@router.post(
+    "/series",
+    operation_id="prometheus_series_post",
+    summary="Series matching selectors (Prometheus HTTP API)",
+)
 async def series(request: Request) -> Response:
     params = await _params(request)
     if not params.get("match[]"):
@@ -274,8 +298,12 @@ async def series(request: Request) -> Response:
     return _envelope(body, warnings)
 
 
-@router.get("/labels", operation_id="prometheus_labels_get")
-@router.post("/labels", operation_id="prometheus_labels_post")
+@router.get(
+    "/labels", operation_id="prometheus_labels_get", summary="Label names (Prometheus HTTP API)"
+)
+@router.post(
+    "/labels", operation_id="prometheus_labels_post", summary="Label names (Prometheus HTTP API)"
+)
 async def labels(request: Request) -> Response:
     params = await _params(request)
     sels = _selectors(params)
@@ -286,7 +314,7 @@ async def labels(request: Request) -> Response:
     return await _run(request, lambda: _limited(sorted(store.label_names(sels, start, end)), limit))
 
 
-@router.get("/label/{name}/values")
+@router.get("/label/{name}/values", summary="Values of one label (Prometheus HTTP API)")
 async def label_values(request: Request, name: str) -> Response:
     if name.startswith("U__"):
         name = _unescape_label(name)
@@ -331,7 +359,7 @@ def _unescape_label(name: str) -> str:
     return "".join(out)
 
 
-@router.get("/metadata")
+@router.get("/metadata", summary="Metric metadata seen at ingest (Prometheus HTTP API)")
 async def metadata(request: Request) -> Response:
     params = await _params(request)
     meta = getattr(request.app.state, "metadata", None) or {}
@@ -351,7 +379,7 @@ async def metadata(request: Request) -> Response:
     return _envelope(await _run(request, work))
 
 
-@router.get("/status/buildinfo")
+@router.get("/status/buildinfo", summary="Build information (Prometheus HTTP API)")
 async def buildinfo() -> Response:
     from perfintel import __version__
 
@@ -369,7 +397,7 @@ async def buildinfo() -> Response:
     )
 
 
-@router.get("/status/runtimeinfo")
+@router.get("/status/runtimeinfo", summary="Runtime information (Prometheus HTTP API)")
 async def runtimeinfo(request: Request) -> Response:
     """Prometheus's runtime information, with perfintel's own values where it has them:
     the process's working directory, the data directory and the raw retention."""
@@ -400,17 +428,25 @@ async def runtimeinfo(request: Request) -> Response:
     )
 
 
-@router.get("/query_exemplars", operation_id="prometheus_query_exemplars_get")
-@router.post("/query_exemplars", operation_id="prometheus_query_exemplars_post")
+@router.get(
+    "/query_exemplars",
+    operation_id="prometheus_query_exemplars_get",
+    summary="Exemplars (none are stored: always empty)",
+)
+@router.post(
+    "/query_exemplars",
+    operation_id="prometheus_query_exemplars_post",
+    summary="Exemplars (none are stored: always empty)",
+)
 async def query_exemplars() -> Response:
     return _envelope(b"[]")
 
 
-@router.get("/rules")
+@router.get("/rules", summary="Rules (Prometheus HTTP API; empty until alerting rules land)")
 async def rules() -> Response:
     return _envelope(b'{"groups":[]}')
 
 
-@router.get("/alerts")
+@router.get("/alerts", summary="Alerts (Prometheus HTTP API; empty until alerting lands)")
 async def alerts() -> Response:
     return _envelope(b'{"alerts":[]}')

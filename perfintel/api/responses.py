@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 
-class JSONResponse(Response):
+class JSONResponse(StarletteJSONResponse):
+    """A Starlette ``JSONResponse`` (so the OpenAPI document says JSON objects, not strings)."""
+
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

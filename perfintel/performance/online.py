@@ -176,6 +176,8 @@ class OnlineAnomalyDetection:
         self._saved_at = clock()
         self._abandon = threading.Event()  # set by close: drop what is still queued
         self._abandoned = 0
+        #: called with every batch of outputs stored (the live stream's hook); must not raise
+        self.on_outputs: Callable[[SampleBatch], None] | None = None
         self.metrics.series.set_function(lambda: float(len(self._labels)))
         self.peers = OnlinePeerOutliers(
             peer_groups,
@@ -266,6 +268,10 @@ class OnlineAnomalyDetection:
             self.metrics.dropped_batches.inc()
             return False
         return True
+
+    def queue_depth(self) -> tuple[int, int]:
+        """(batches waiting, queue capacity)."""
+        return self._queue.qsize(), self._queue.maxsize
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted batch has been processed (``False`` on timeout)."""
@@ -371,6 +377,9 @@ class OnlineAnomalyDetection:
             except PerfintelError as exc:
                 self.metrics.write_errors.inc()
                 log.warning("cannot store anomaly detector outputs: %s", exc)
+            else:
+                if self.on_outputs is not None:
+                    self.on_outputs(result)
         return result
 
     def _detect(self, batch: SampleBatch) -> SampleBatch:

@@ -1,0 +1,78 @@
+// Capacity: time to exhaustion (P10/P50/P90) per resource, and a projection chart per resource.
+import { api } from "../api.js";
+import { TimeChart } from "../chart.js";
+import { el, pct, selectorOf, seriesName } from "../format.js";
+import { formatDays } from "../time.js";
+import { forecast, queryRange, rangeOf } from "./common.js";
+
+const PRESETS = [
+  { resource: "disk", usage: 'node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|proc|sysfs|autofs"}', capacity: "node_filesystem_size_bytes" },
+  { resource: "memory", usage: "node_memory_MemAvailable_bytes", capacity: "node_memory_MemTotal_bytes" },
+];
+
+export async function render(main, { signal }) {
+  main.append(el("h1", { text: "Capacity" }));
+  const tablePanel = el("section", { class: "panel", "aria-labelledby": "h-table" }, el("h2", { id: "h-table", text: "Time to exhaustion, next 30 days" }));
+  const status = el("p", { class: "small muted", role: "status", text: "Planning…" });
+  tablePanel.append(status);
+  const chartPanel = el("section", { class: "panel", "aria-labelledby": "h-proj", style: "margin-top:1rem" }, el("h2", { id: "h-proj", text: "Projection" }));
+  const chartBox = el("div", { class: "chart", id: "capacity-chart" });
+  const chartNote = el("p", { class: "small muted", role: "status", text: "Choose a resource above." });
+  chartPanel.append(chartBox, chartNote);
+  main.append(tablePanel, chartPanel);
+  const chart = new TimeChart(chartBox, { height: window.innerWidth < 600 ? 220 : 300, label: "capacity projection" });
+  const rows = [];
+  const results = await Promise.all(PRESETS.map((p) => api("/api/v1/performance/capacity/analyze", {
+    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: 30, step: "5m", history: "7d" },
+  }).then((d) => ({ p, d })).catch((e) => ({ p, e }))));
+  const problems = [];
+  for (const { p, d, e } of results) {
+    if (e) { if (e.status !== 404) problems.push(`${p.resource}: ${e.message}`); continue; }
+    for (const res of d.data.resources) rows.push({ preset: p, res, base: res.scenarios[0] });
+  }
+  rows.sort((a, b) => (a.base.exhaustion.p50 ? a.base.exhaustion.p50.days : 1e9) - (b.base.exhaustion.p50 ? b.base.exhaustion.p50.days : 1e9));
+  status.textContent = rows.length ? `${rows.length} resources, soonest exhaustion first.` : "No disks or memory series to plan yet.";
+  if (problems.length) status.textContent += ` ${problems.join("; ")}`;
+  const show = async (row) => {
+    chartNote.textContent = "Projecting…";
+    const sel = selectorOf(row.res.labels);
+    try {
+      const r = rangeOf("now-2d", "now");
+      const [hist, f] = await Promise.all([queryRange(sel, r, signal), forecast(sel, 3 * 86400, signal)]);
+      const cap = row.res.capacity;
+      const used = (v) => (v === null || cap === null ? null : cap - v);
+      const series = hist.slice(0, 1).map((s) => ({ ...s, label: `${row.preset.resource} used`, y: s.y.map(used) }));
+      const fc = f && { x: f.x, mean: f.mean.map(used), lo80: f.hi80.map(used), hi80: f.lo80.map(used), lo95: f.hi95.map(used), hi95: f.lo95.map(used) };
+      const capLine = { key: "capacity", label: "capacity", x: [...(series[0] ? series[0].x : []), ...(fc ? fc.x : [])], y: [] };
+      capLine.y = capLine.x.map(() => cap);
+      chart.set({ series: [...series, capLine], forecast: fc });
+      chartNote.textContent = `${row.res.summary} Used = capacity − available; dashed: forecast with 80/95 % bands (3 days shown).`;
+    } catch (e) { chartNote.textContent = `Projection: ${e.message}`; }
+  };
+  if (rows.length) {
+    const tbody = el("tbody");
+    rows.forEach((row, i) => {
+      const e = row.base.exhaustion;
+      const btn = el("button", { type: "button", class: "ghost", "aria-pressed": i === 0 ? "true" : "false", text: row.preset.resource, onclick: () => { tbody.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false")); btn.setAttribute("aria-pressed", "true"); show(row); } });
+      tbody.append(el("tr", {},
+        el("td", {}, btn),
+        el("td", { class: "mono", title: seriesName(row.res.labels), text: shortName(row.res.labels) }),
+        el("td", { class: "num", text: pct(row.res.utilisation_now) }),
+        el("td", { class: "num", text: formatDays(e.p10 && e.p10.days) }),
+        el("td", { class: "num", text: formatDays(e.p50 && e.p50.days) }),
+        el("td", { class: "num", text: formatDays(e.p90 && e.p90.days) })));
+    });
+    tablePanel.append(el("div", { class: "table-wrap" }, el("table", { id: "capacity-table" },
+      el("caption", { class: "visually-hidden", text: "Time to exhaustion per resource" }),
+      el("thead", {}, el("tr", {}, ["Resource", "Series", "Used now", "P10", "P50", "P90"].map((h, i) => el("th", { scope: "col", class: i > 1 ? "num" : null, text: h })))),
+      tbody)));
+    await show(rows[0]);
+  }
+  return () => chart.destroy();
+}
+
+function shortName(labels) {
+  const host = (labels.instance || "").replace(/:\d+$/, "");
+  const where = labels.mountpoint || labels.device || "";
+  return [host, where].filter(Boolean).join(" ") || seriesName(labels);
+}

@@ -1,0 +1,100 @@
+// Overview: health, top anomalies with sparklines, capacity risks, ingest and perfintel's own health.
+import { api } from "../api.js";
+import { sparkline } from "../chart.js";
+import { bytes, clear, el, num, pct, selectorOf, seriesName, statusClass } from "../format.js";
+import { live } from "../live.js";
+import { formatDays, formatTime } from "../time.js";
+import { activeAlerts } from "./optional.js";
+
+function healthItem(h) {
+  const reasons = h.reasons.filter((r) => r.penalty > 0);
+  return el("li", {},
+    el("details", {},
+      el("summary", {},
+        el("span", { text: h.name }),
+        el("span", { class: `score ${statusClass(h.status)}`, text: `${h.score}`, "aria-label": `score ${h.score}, ${h.status}` })),
+      el("ul", { class: "reasons" },
+        reasons.length ? reasons.map((r) => el("li", { text: `${r.detail} — −${r.penalty}` })) : el("li", { text: "Nothing costs points." }))));
+}
+
+function stat(label, value, extra = null) {
+  return el("div", { class: "panel span-3 stat" }, el("span", { class: "label", text: label }), el("span", { class: "value", text: value }), extra);
+}
+
+export async function render(main, { signal }) {
+  main.append(el("h1", { text: "Overview" }));
+  const root = el("div", { class: "grid", id: "overview" });
+  main.append(root);
+  let alertsApi = true; // until the alerting API answers 404
+  const draw = (doc, alerts) => {
+    const d = doc.data;
+    clear(root);
+    const o = d.health.overall;
+    root.append(
+      stat("Overall health", `${o.score}`, el("span", { class: `badge ${statusClass(o.status)}`, text: o.status })),
+      stat("Ingest", `${num(d.ingest.samples_per_second)} /s`, el("span", { class: "label", text: `${num(d.ingest.series)} series` })),
+      stat("Storage", bytes(d.ingest.disk_bytes), el("span", { class: "label", text: d.ingest.disk_growth_bytes_per_hour === null ? "growth: measuring" : `+${bytes(d.ingest.disk_growth_bytes_per_hour)}/h` })),
+      stat("perfintel", `${d.perfintel.score}`, el("span", { class: `badge ${statusClass(d.perfintel.status)}`, text: d.perfintel.status })),
+    );
+    const services = el("section", { class: "panel span-6", "aria-labelledby": "h-services" }, el("h2", { id: "h-services", text: "Services" }));
+    services.append(d.health.services.length ? el("ul", { class: "health-list" }, d.health.services.map(healthItem)) : el("p", { class: "empty", text: "No services seen yet (series with a service label)." }));
+    const hosts = el("section", { class: "panel span-6", "aria-labelledby": "h-hosts" }, el("h2", { id: "h-hosts", text: "Hosts" }));
+    hosts.append(d.health.hosts.length ? el("ul", { class: "health-list" }, d.health.hosts.map(healthItem)) : el("p", { class: "empty", text: "No hosts seen yet (node exporter series)." }));
+    if (alerts) root.append(alerts);
+    root.append(services, hosts);
+
+    const hours = Math.round(d.window_seconds / 3600);
+    const anomalies = el("section", { class: "panel span-8", "aria-labelledby": "h-anomalies" }, el("h2", { id: "h-anomalies", text: `Top anomalies, last ${hours} h` }));
+    if (!d.anomalies.length) anomalies.append(el("p", { class: "empty", text: d.refreshed.anomalies ? "No anomalies in this window." : "Looking for anomalies…" }));
+    const list = el("ol", { class: "anomaly-list" });
+    for (const a of d.anomalies) {
+      const spark = el("div", { class: "spark" });
+      const href = `/series?s=${encodeURIComponent(selectorOf(a.labels))}&from=now-${hours}h`;
+      list.append(el("li", {},
+        el("div", {},
+          el("a", { href, "data-link": true, class: "series-name", text: seriesName(a.labels) }),
+          el("div", { class: "explanation" }, el("span", { class: `badge ${a.severity === "high" ? "status-critical" : "status-warning"}`, text: a.severity }), " ", `${formatTime(a.peak_time)} — ${a.explanation}`)),
+        spark));
+      const ys = a.sparkline.values;
+      requestAnimationFrame(() => sparkline(spark, ys.map((_, i) => i), ys, { label: `last ${hours} h of ${seriesName(a.labels)}` }));
+    }
+    if (d.anomalies.length) anomalies.append(list);
+    const capacity = el("section", { class: "panel span-4", "aria-labelledby": "h-capacity" }, el("h2", { id: "h-capacity", text: "Capacity risks" }));
+    const risks = d.capacity.filter((r) => r.days_p50 !== null).slice(0, 8);
+    if (!risks.length) capacity.append(el("p", { class: "empty", text: d.refreshed.capacity ? "Nothing runs out within the horizon." : "Planning capacity…" }));
+    else capacity.append(el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, el("th", { text: "Resource" }), el("th", { class: "num", text: "P50" }), el("th", { class: "num", text: "P10" }))),
+      el("tbody", {}, risks.map((r) => el("tr", {},
+        el("td", {}, `${r.resource} `, el("span", { class: "muted small", text: r.host || r.labels.instance || "" })),
+        el("td", { class: "num", text: formatDays(r.days_p50) }),
+        el("td", { class: "num", text: formatDays(r.days_p10) })))))));
+    capacity.append(el("p", { class: "small" }, el("a", { href: "/capacity", "data-link": true, text: "All resources" })));
+    root.append(anomalies, capacity);
+
+    const self = el("section", { class: "panel span-12", "aria-labelledby": "h-self" }, el("h2", { id: "h-self", text: "perfintel itself" }));
+    const f = d.ingest;
+    self.append(el("div", { class: "table-wrap" }, el("table", {}, el("tbody", {},
+      el("tr", {}, el("th", { scope: "row", text: "Last batch" }), el("td", { text: f.seconds_since_last_batch === null ? "—" : `${num(f.seconds_since_last_batch)} s ago` }),
+        el("th", { scope: "row", text: "Write head" }), el("td", { text: `${num(f.head_samples)} samples` })),
+      el("tr", {}, el("th", { scope: "row", text: "Detector queue" }), el("td", { text: `${f.detector_queue} / ${f.detector_queue_capacity}` }),
+        el("th", { scope: "row", text: "Stream clients" }), el("td", { text: `${f.stream_clients}` })),
+      el("tr", {}, el("th", { scope: "row", text: "Health reasons" }), el("td", { colspan: "3", text: d.perfintel.reasons.filter((r) => r.penalty > 0).map((r) => r.detail).join("; ") || "all fine" }))))));
+    root.append(self);
+    root.dataset.loaded = "1";
+  };
+  const load = async () => {
+    try {
+      const [doc, alerts] = await Promise.all([
+        api("/api/v1/performance/dashboard/realtime", { signal }),
+        alertsApi ? activeAlerts(signal).catch(() => undefined) : undefined,
+      ]);
+      if (alertsApi && alerts === null) alertsApi = false;
+      draw(doc, alerts);
+    }
+    catch (e) { if (e.name !== "AbortError") { clear(root); root.append(el("p", { class: "error", role: "alert", text: `Cannot load the overview: ${e.message}` })); } }
+  };
+  await load();
+  const timer = setInterval(load, 5000);
+  live.subscribe(["health"], [], () => load());
+  return () => { clearInterval(timer); live.unsubscribe(); };
+}
