@@ -4,7 +4,8 @@ Incidents come from ``perfintel.bench.incidents`` (a service graph, daily and
 weekly seasonality, counters and gauges, one fault at a root series that
 propagates with lags and attenuation, unrelated background anomalies). Two
 generators: the default profile and a variant with other graph shapes, lags
-(zero included), heavier and heavy-tailed noise and more background anomalies.
+(zero included), heavier and heavy-tailed noise and more background anomalies;
+``variant-lagged`` is the variant with every lag at least one step.
 
 Methods: perfintel without the graph, perfintel with the declared service
 graph, the largest z-score, ε-Diagnosis (Shan et al., WWW 2019) and BARO
@@ -12,7 +13,7 @@ graph, the largest z-score, ε-Diagnosis (Shan et al., WWW 2019) and BARO
 gets the same window (the 30 minutes before the alert time) and baseline (the
 3 hours before the window). Prints top-1 / top-3 accuracy per fault kind.
 
-    .venv/bin/python benchmarks/root_cause.py                    # report seeds 1000-1239, both profiles
+    .venv/bin/python benchmarks/root_cause.py                    # report seeds 1000-1239, all profiles
     .venv/bin/python benchmarks/root_cause.py --tune             # the constants' grid on tuning seeds 0-99
     .venv/bin/python benchmarks/root_cause.py --latency          # 500 candidate series, median of 20 runs
 
@@ -36,6 +37,7 @@ from perfintel.bench import rca_baselines as baselines
 from perfintel.bench.incidents import (
     DEFAULT_PROFILE,
     FAULT_KINDS,
+    PROFILES,
     VARIANT_PROFILE,
     Incident,
     IncidentProfile,
@@ -195,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", action="store_true", help="grid of constants on seeds 0-99")
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--profiles", default=",".join(PROFILES))
     args = ap.parse_args(argv)
     if args.tune:
         tune(range(0, 100))
@@ -204,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    for profile in (DEFAULT_PROFILE, VARIANT_PROFILE):
+    for name in args.profiles.split(","):
+        profile = PROFILES[name]
         incidents = [generate_incident(s, profile) for s in seeds]
         ranks, times = evaluate(incidents, methods)
         print(table(profile, seeds, ranks, times), end="\n\n", flush=True)

@@ -143,7 +143,8 @@ class CorrelationResult:
     """Every pair among the usable series, most significant first, and the leader ranking.
 
     ``xcorr`` and ``lag`` are ``n × n`` matrices (``lag[i, j]``: steps by which
-    ``j`` follows ``i``; the diagonal and rows of unusable series are 0).
+    ``j`` follows ``i``); a usable series correlates 1 with itself at lag 0, the
+    rows of unusable series are 0.
     ``usable[i]`` is ``False`` for series too short or constant to analyse.
     """
 
@@ -430,6 +431,7 @@ def correlate(
     lag_m = np.zeros((n, n), dtype=np.int64)
     xc_m = np.zeros((n, n))
     good = np.flatnonzero(usable)
+    xc_m[good, good] = 1.0
     ml = _max_lag(max_lag, t)
     if good.size < 2 or t < MIN_OVERLAP:
         leaders = [Leader(int(i), 0.0, 0, 0, 0) for i in good]

@@ -58,10 +58,8 @@ from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: labels naming the entity a series belongs to, most specific first
 ENTITY_LABELS = ("instance", "pod", "container", "host", "node", "service", "job")
-#: ranks: a change explained by another, and a change that began too late, rank after the rest
-_EXPLAINED = 100.0
+#: subtracted from the score of a change that began too late to be the cause (ranks it last)
 _LATE = 1000.0
-EXPLAINED_MODE = "cap"
 
 
 @dataclass(frozen=True)
@@ -495,7 +493,7 @@ def _explain(
         did = verb(shapes[f.index], float(ch.peak[f.index]))
         text = f"{describe_series(series[f.index].labels)} {did} {_duration(f.lag_ms)} after {what}"
         if f.lag_ms == 0:
-            text = f"{describe_series(series[f.index].labels)} {did} together with {what}"
+            text = f"{describe_series(series[f.index].labels)} {did} as {what}"
         if len(c.followers) > 1:
             text += f"; {len(c.followers) - 1} more series followed"
     else:

@@ -37,7 +37,7 @@ reaches it. Everything is a pure function of ``(seed, profile)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.signal import lfilter
@@ -103,6 +103,14 @@ VARIANT_PROFILE = IncidentProfile(
     after_steps=(0, 20),
     missing_fraction=0.01,
 )
+
+
+#: the variant without zero lags: separates the harder noise and shapes from the ambiguity
+#: of a cause and its effect moving in the same step
+VARIANT_LAGGED_PROFILE = replace(
+    VARIANT_PROFILE, name="variant-lagged", edge_lag=(1, 5), inner_lag=(1, 3)
+)
+PROFILES = {p.name: p for p in (DEFAULT_PROFILE, VARIANT_PROFILE, VARIANT_LAGGED_PROFILE)}
 
 
 @dataclass

@@ -30,16 +30,23 @@ from .base import (
 )
 
 
-def current_segment(mean: np.ndarray, drop: float) -> int:
-    """Index where the current segment starts (after the last drop of more than ``drop``)."""
-    v = np.where(np.isfinite(mean), mean, -np.inf)
-    running = np.maximum.accumulate(v)
-    resets = np.flatnonzero((v < (1.0 - drop) * running) & np.isfinite(mean))
-    if resets.size == 0:
-        return int(np.argmax(np.isfinite(mean)))
-    # the segment starts at the first sample after the last restart
-    last = int(resets[-1])
-    return last
+def current_segment(mean: np.ndarray, drop: float, look: int = 3) -> int:
+    """Index where the current segment starts: after the last restart.
+
+    A restart is a bucket more than ``drop`` below the highest of the ``look``
+    buckets before it (a restart releases memory at once; a slow decline or a
+    daily cycle does not pass). Without one, the first bucket with data.
+    """
+    v = np.where(np.isfinite(mean), mean, np.nan)
+    prev = np.full(v.size, np.nan)
+    for k in range(1, look + 1):
+        prev[k:] = np.fmax(prev[k:], v[:-k])  # NaN-ignoring maximum of the buckets before
+    with np.errstate(invalid="ignore"):
+        drops = np.flatnonzero(v < (1 - drop) * prev)
+    if drops.size:
+        return int(drops[-1])
+    ok = np.flatnonzero(np.isfinite(mean))
+    return int(ok[0]) if ok.size else 0
 
 
 def kendall_tau(y: np.ndarray) -> float:
