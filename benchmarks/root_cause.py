@@ -171,7 +171,8 @@ def tune(seeds: range) -> None:
 
 
 def latency(runs: int = 20) -> None:
-    """rank_root_causes over about 500 candidate series (a large generated incident)."""
+    """rank_root_causes over 500 candidate series (a large generated incident), in-process and
+    through the HTTP API over a real DuckDB store (the in-process ASGI app)."""
     big = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
     inc = generate_incident(7, big)
     series = inc.series[:500]
@@ -184,9 +185,47 @@ def latency(runs: int = 20) -> None:
         )
         times.append(time.perf_counter() - t0)
     print(
-        f"root cause over {len(series)} candidate series × {grid.size} steps: "
+        f"root cause over {len(series)} candidate series × {grid.size} steps, in-process: "
         f"median {1000 * statistics.median(times):.1f} ms, max {1000 * max(times):.1f} ms "
         f"({runs} runs)"
+    )
+    import tempfile
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+    from perfintel.api.app import create_app
+    from perfintel.batch import SampleBatch
+    from perfintel.config import load_settings
+
+    now = (int(time.time() * 1000) // MINUTE) * MINUTE
+    shift = now - int(inc.timestamps[-1])
+    ts = inc.timestamps + shift
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            overrides={"data_dir": Path(tmp), "anomaly": {"enabled": False}}, env={}
+        )
+        with TestClient(create_app(settings, collectors=False)) as client:
+            store = client.app.state.store  # type: ignore[attr-defined]
+            for s in series:
+                ok = np.isfinite(s.values)
+                store.append(SampleBatch.from_arrays(s.labels, ts[ok], s.values[ok]))
+            body = {
+                "selector": '{service=~".+",__name__=~".+"}',
+                "time": (inc.time_ms + shift) / 1000,
+                "limit": 10,
+            }
+            r = client.post("/api/v1/performance/analyze/root-cause", json=body)
+            r.raise_for_status()
+            api = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                client.post("/api/v1/performance/analyze/root-cause", json=body).raise_for_status()
+                api.append(time.perf_counter() - t0)
+            n = r.json()["data"]["candidates"]
+    print(
+        f"root cause through the HTTP API ({n} series read from DuckDB): median "
+        f"{1000 * statistics.median(api):.1f} ms, max {1000 * max(api):.1f} ms ({runs} runs)"
     )
 
 

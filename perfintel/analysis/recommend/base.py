@@ -30,6 +30,7 @@ metrics report; :meth:`CostModel.monthly` is the one formula (a month is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -213,13 +214,30 @@ def daily(values: np.ndarray, per_day: int, how: str = "max") -> np.ndarray:
     return out
 
 
-def theil_sen(y: np.ndarray) -> float:
-    """Median of pairwise slopes of the finite points of ``y`` (per index step)."""
+def theil_sen(y: np.ndarray, period: int = 1) -> float:
+    """Median of pairwise slopes of the finite points of ``y`` (per index step).
+
+    With ``period > 1`` only pairs a whole number of periods apart count (when
+    there are any): a cycle of that period then adds nothing to the slopes,
+    and there are ``period`` times fewer pairs to sort.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    if period > 1 and y.size > period:
+        parts = [(y[k:] - y[:-k]) / k for k in range(period, y.size, period)]
+        slopes = np.concatenate(parts)
+        slopes = slopes[np.isfinite(slopes)]
+        if slopes.size:
+            return float(np.median(slopes))
     idx = np.flatnonzero(np.isfinite(y))
     if idx.size < 2:
         return 0.0
-    i, j = np.triu_indices(idx.size, k=1)
+    i, j = _pairs(idx.size)
     return float(np.median((y[idx[j]] - y[idx[i]]) / (idx[j] - idx[i])))
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, k=1)
 
 
 def rounded_up(amount: float, granule: float, minimum: float) -> float:

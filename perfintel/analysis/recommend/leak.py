@@ -5,7 +5,8 @@ drop of more than ``reset_drop`` from the running maximum) or at the start of
 the window. The segment is a leak when it spans at least ``min_hours``, its
 values rise monotonically (Kendall's tau with time at least ``min_tau``, on
 per-bucket means, so a daily cycle around a flat level does not pass) and the
-robust (Theil–Sen) growth is at least ``min_growth`` of the segment's starting
+robust growth (Theil–Sen over pairs of buckets whole days apart, so the daily
+cycle does not tilt it) is at least ``min_growth`` of the segment's starting
 level per day. Evidence: the growth per day, the tau, the memory grown since
 the segment began and, with a known capacity, when the growth reaches it.
 Impact: the memory the growth holds now, at the memory price — what fixing
@@ -50,14 +51,14 @@ def current_segment(mean: np.ndarray, drop: float, look: int = 3) -> int:
 
 
 def kendall_tau(y: np.ndarray) -> float:
-    """Kendall's tau between time and the finite values of ``y``."""
-    from scipy.stats import kendalltau
-
-    idx = np.flatnonzero(np.isfinite(y))
-    if idx.size < 3 or np.ptp(y[idx]) == 0:
+    """Kendall's tau (tau-a) between time and the finite values of ``y``:
+    concordant minus discordant pairs over all pairs."""
+    v = y[np.isfinite(y)]
+    n = v.size
+    if n < 3 or np.ptp(v) == 0:
         return 0.0
-    tau = kendalltau(idx, y[idx]).statistic
-    return float(tau) if np.isfinite(tau) else 0.0
+    upper = np.triu(np.sign(v[None, :] - v[:, None]), k=1)
+    return float(upper.sum() / (n * (n - 1) / 2))
 
 
 class MemoryLeak:
@@ -87,9 +88,11 @@ class MemoryLeak:
             base = float(np.median(first))
             if not base > 0:
                 continue
-            slope_day = theil_sen(seg) * per_day
+            slope_day = theil_sen(seg, period=round(per_day)) * per_day
+            if slope_day < self.min_growth * base:
+                continue
             tau = kendall_tau(seg)
-            if tau < self.min_tau or slope_day < self.min_growth * base:
+            if tau < self.min_tau:
                 continue
             now = float(seg[finite][-1])
             grown = max(0.0, now - base)

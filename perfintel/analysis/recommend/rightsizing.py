@@ -85,9 +85,10 @@ def sizing(
     proposed = rounded_up(projected / target, g, g)
     finite = day_max[np.isfinite(day_max)]
     steady = 1.0
-    if finite.size >= 3 and np.median(finite) > 0:
-        iqr = float(np.percentile(finite, 75) - np.percentile(finite, 25))
-        steady = max(0.5, 1.0 - iqr / float(np.median(finite)))
+    if finite.size >= 3:
+        q1, med, q3 = np.percentile(finite, [25, 50, 75])
+        if med > 0:
+            steady = max(0.5, 1.0 - float(q3 - q1) / float(med))
     confidence = round(cov * min(1.0, ctx.days / 7) * steady, 2)
     above = float(np.sum(peaks[np.isfinite(peaks)] >= high * r.capacity)) * ctx.step_ms / 3.6e6
     return Sizing(
