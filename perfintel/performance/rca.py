@@ -26,7 +26,7 @@ from perfintel.analysis.change_impact import (
 from perfintel.analysis.correlation import CorrelationResult, correlate
 from perfintel.analysis.rootcause import Cause, DependencyGraph, rank_root_causes
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
-from perfintel.errors import BadInputError, NotFoundError
+from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
 from perfintel.performance.fetch import GridSet, fetch_grid, grid_for
 from perfintel.storage.base import QueryLimits, SampleReader
@@ -77,7 +77,18 @@ def correlations(
         target_index = 0
     budget = MAX_CORRELATION_SERIES - (1 if target is not None else 0)
     for sel in selectors:
-        got = fetch_grid(reader, sel, grid, max_series=budget, max_samples=max_samples)
+        if budget < 1:
+            raise QueryLimitError(
+                f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
+                f"(limit {MAX_CORRELATION_SERIES} per correlation); narrow them down"
+            )
+        try:
+            got = fetch_grid(reader, sel, grid, max_series=budget, max_samples=max_samples)
+        except QueryLimitError as exc:
+            raise QueryLimitError(
+                f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
+                f"(limit {MAX_CORRELATION_SERIES} per correlation; {exc})"
+            ) from exc
         budget -= len(got.labels)
         sets.append(got)
     labels, rows = _merge(sets)

@@ -270,3 +270,18 @@ def test_change_impact_at_a_given_time_and_bad_input(deployed: tuple[TestClient,
         CHANGE, json={"selector": "latency_seconds", "annotation": "no_such_annotation"}
     )
     assert r.status_code == 404 and "no_such_annotation" in r.json()["error"]
+
+
+def test_correlations_refuse_more_series_than_they_take(client: TestClient) -> None:
+    ts = NOW - HOUR + MIN * np.arange(60)
+    rng = np.random.default_rng(0)
+    for k in range(120):
+        put(client, {"__name__": "many_a", "k": str(k)}, ts, rng.normal(size=60))
+        put(client, {"__name__": "many_b", "k": str(k)}, ts, rng.normal(size=60))
+    body = {"start": (NOW - HOUR) / 1000, "end": NOW / 1000}
+    r = client.post(CORR, json={**body, "selectors": ["many_a", "many_b"]})
+    assert r.status_code == 422 and "200" in r.json()["error"], r.text
+    r = client.post(CORR, json={**body, "selectors": ['{__name__=~"many_.+"}']})
+    assert r.status_code == 422 and "200" in r.json()["error"], r.text
+    r = client.post(CORR, json={**body, "selectors": ["many_a"], "limit": 5})
+    assert r.status_code == 200 and len(r.json()["data"]["pairs"]) == 5
