@@ -5,8 +5,10 @@ Both rules read the same numbers off a resource (:func:`sizing`):
 * the **peak**: the 99th percentile of the per-bucket peaks over the window
   (a few of the busiest buckets are allowed to exceed it);
 * the **projected peak**: the peak plus the growth of the daily maxima
-  (Theil–Sen slope, when positive) over ``horizon_days`` — the forecast a
-  size must hold;
+  over ``horizon_days`` (:func:`weekly_growth`: from pairs of days whole
+  weeks apart, so quiet weekends before busy weekdays do not pass for growth,
+  and only when most of at least four such pairs rise) — the forecast a size
+  must hold;
 * the **size** they would propose: the projected peak divided by
   ``target`` (70 %), rounded up to whole cores, or to 1 GiB of node memory
   (128 MiB for containers and processes).
@@ -40,7 +42,6 @@ from .base import (
     percentile,
     resize_impact,
     rounded_up,
-    theil_sen,
 )
 
 MIB = 1024**2
@@ -58,6 +59,29 @@ class Sizing:
     projected_utilisation: float
     confidence: float
     hours_above_high: float
+
+
+#: fewest pairs of days a week apart for a growth to be projected, and the share of them
+#: that must rise
+MIN_WEEK_PAIRS = 4
+MIN_RISING = 0.75
+
+
+def weekly_growth(day_max: np.ndarray) -> float:
+    """Growth per day of the daily maxima, from pairs of days a whole number of weeks apart.
+
+    Quiet weekends before busy weekdays are not growth, and neither is the
+    noise of one pair: at least ``MIN_WEEK_PAIRS`` pairs are needed (eleven
+    days of data), ``MIN_RISING`` of them must rise, and the growth is their
+    median slope; otherwise none.
+    """
+    slopes = np.concatenate(
+        [(day_max[k:] - day_max[:-k]) / k for k in range(7, day_max.size, 7)] or [np.zeros(0)]
+    )
+    slopes = slopes[np.isfinite(slopes)]
+    if slopes.size < MIN_WEEK_PAIRS or np.mean(slopes > 0) < MIN_RISING:
+        return 0.0
+    return max(0.0, float(np.median(slopes)))
 
 
 def granule(r: Resource) -> float:
@@ -79,7 +103,7 @@ def sizing(
     per_day = max(1, round(86_400_000 / ctx.step_ms))
     peak = percentile(peaks, 99)
     day_max = daily(peaks, per_day)
-    growth = max(0.0, theil_sen(day_max)) if np.isfinite(day_max).sum() >= 3 else 0.0
+    growth = weekly_growth(day_max)
     projected = peak + growth * horizon_days
     g = granule(r)
     proposed = rounded_up(projected / target, g, g)
