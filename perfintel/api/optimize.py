@@ -23,6 +23,7 @@ from perfintel.api.analyze import duration_ms
 from perfintel.api.auth import require
 from perfintel.api.params import TimeValue
 from perfintel.api.responses import JSONResponse
+from perfintel.config import Settings
 from perfintel.errors import BadInputError
 from perfintel.performance import recommendations as rec
 
@@ -112,7 +113,7 @@ def render_recommendation(r: Recommendation) -> dict[str, Any]:
     }
 
 
-def cost_model(settings: Any, override: CostIn | None) -> CostModel:
+def cost_model(settings: Settings, override: CostIn | None) -> CostModel:
     c = settings.recommendations.cost
     base = CostModel(
         c.core_hour, c.memory_gib_month, c.disk_gib_month, c.hours_per_month, c.currency

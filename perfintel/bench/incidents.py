@@ -31,8 +31,10 @@ a small system of services and what its metrics looked like around a fault:
   not reach (a batch job, a cron, a noisy neighbour).
 
 The alert time (``time_ms``) is when the front end's latency first exceeds
-its baseline noticeably, or a few steps after the onset when the fault never
-reaches it. Everything is a pure function of ``(seed, profile)``.
+its pre-fault median by five robust sigmas, or ``lead_steps`` (drawn) after
+the onset when the fault never reaches it; the data goes on for
+``after_steps`` (drawn) after that. Everything is a pure function of
+``(seed, profile)``.
 """
 
 from __future__ import annotations
@@ -118,9 +120,9 @@ class Incident:
     """One generated incident: the series on a grid and the ground truth.
 
     ``series[i].values`` has one value per step of ``start_ms + step_ms * k``.
-    ``root`` indexes the faulty series, ``affected`` every series the fault
-    moved (the root included), ``background`` the series with unrelated
-    anomalies. ``callees[s]`` lists the services that service ``s`` calls
+    ``root`` indexes the faulty series, ``affected`` the root and the latency
+    series of every service the fault can reach (its callers, transitively),
+    ``background`` the series with unrelated anomalies. ``callees[s]`` lists the services that service ``s`` calls
     (``services[s]`` is its name).
     """
 
