@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
@@ -31,8 +32,10 @@ from perfintel.api.responses import JSONResponse
 from perfintel.errors import BadInputError
 from perfintel.model import LabelSet, parse_selector
 from perfintel.performance import rca
+from perfintel.storage.base import SampleReader
 
 router = APIRouter(tags=["performance"])
+T = TypeVar("T")
 
 CORRELATIONS_PATH = "/api/v1/performance/analyze/correlations"
 ROOT_CAUSE_PATH = "/api/v1/performance/analyze/root-cause"
@@ -78,10 +81,18 @@ def _floats(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
-def _observe(request: Request, endpoint: str, t0: float) -> None:
+async def run_timed(
+    request: Request, endpoint: str, work: Callable[[SampleReader, int | None], T]
+) -> T:
+    """``work(store, max_samples)`` on a worker thread, timed into the query-duration metric."""
+    store = request.app.state.store
+    max_samples = request.app.state.query_settings.max_samples
+    t0 = time.perf_counter()
+    out = await run_in_threadpool(work, store, max_samples)
     request.app.state.metrics.query_duration.labels(endpoint=endpoint).observe(
         time.perf_counter() - t0
     )
+    return out
 
 
 def auto_step_ms(span_ms: int) -> int:
@@ -217,11 +228,8 @@ async def analyze_correlations(request: Request, body: CorrelationRequest) -> Re
     max_lag = duration_ms(body.max_lag, "max_lag", positive=False) // step
     selectors = [parse_selector(s) for s in body.selectors]
     target = parse_selector(body.target) if body.target else None
-    max_samples = request.app.state.query_settings.max_samples
-    store = request.app.state.store
-    t0 = time.perf_counter()
 
-    def work() -> rca.CorrelationReport:
+    def work(store: SampleReader, max_samples: int | None) -> rca.CorrelationReport:
         return rca.correlations(
             store,
             selectors,
@@ -234,10 +242,8 @@ async def analyze_correlations(request: Request, body: CorrelationRequest) -> Re
             max_samples=max_samples,
         )
 
-    rep = await run_in_threadpool(work)
-    out = render_correlations(rep, body)
-    _observe(request, "analyze_correlations", t0)
-    return JSONResponse(out)
+    rep = await run_timed(request, "analyze_correlations", work)
+    return JSONResponse(render_correlations(rep, body))
 
 
 # -- root cause -----------------------------------------------------------------------------
@@ -336,11 +342,8 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
         graph = DependencyGraph.from_edges(
             [(d.caller, d.callee) for d in body.dependencies], body.dependency_label
         )
-    max_samples = request.app.state.query_settings.max_samples
-    store = request.app.state.store
-    t0 = time.perf_counter()
 
-    def work() -> rca.RootCauseReport:
+    def work(store: SampleReader, max_samples: int | None) -> rca.RootCauseReport:
         return rca.root_causes(
             store,
             selector,
@@ -354,7 +357,7 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             max_samples=max_samples,
         )
 
-    rep = await run_in_threadpool(work)
+    rep = await run_timed(request, "analyze_root_cause", work)
     out = {
         "status": "success",
         "data": {
@@ -367,7 +370,6 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             "causes": [render_cause(c, rep.labels, step) for c in rep.causes],
         },
     }
-    _observe(request, "analyze_root_cause", t0)
     return JSONResponse(out)
 
 
@@ -478,11 +480,8 @@ async def analyze_change_impact(request: Request, body: ChangeImpactRequest) -> 
     before = duration_ms(body.before, "before") if body.before else None
     change = _ms(body.change_time, 0) if body.change_time is not None else None
     end = _ms(body.end, _now_ms())
-    max_samples = request.app.state.query_settings.max_samples
-    store = request.app.state.store
-    t0 = time.perf_counter()
 
-    def work() -> rca.ChangeImpactReport:
+    def work(store: SampleReader, max_samples: int | None) -> rca.ChangeImpactReport:
         return rca.change_impact(
             store,
             selector,
@@ -496,7 +495,5 @@ async def analyze_change_impact(request: Request, body: ChangeImpactRequest) -> 
             max_samples=max_samples,
         )
 
-    rep = await run_in_threadpool(work)
-    out = render_change(rep)
-    _observe(request, "analyze_change_impact", t0)
-    return JSONResponse(out)
+    rep = await run_timed(request, "analyze_change_impact", work)
+    return JSONResponse(render_change(rep))

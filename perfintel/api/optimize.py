@@ -16,16 +16,16 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from perfintel.analysis.recommend import CostModel, Recommendation
-from perfintel.api.analyze import duration_ms
+from perfintel.api.analyze import duration_ms, run_timed
 from perfintel.api.auth import require
 from perfintel.api.params import TimeValue
 from perfintel.api.responses import JSONResponse
 from perfintel.config import Settings
 from perfintel.errors import BadInputError
 from perfintel.performance import recommendations as rec
+from perfintel.storage.base import SampleReader
 
 router = APIRouter(tags=["performance"])
 
@@ -152,14 +152,11 @@ async def optimize_recommendations(request: Request, body: RecommendationsReques
         raise BadInputError(f"invalid parameter 'window': between 1d and {MAX_DAYS}d")
     end = round(float(body.end) * 1000) if body.end is not None else int(time.time() * 1000)
     cost = cost_model(settings, body.cost)
-    store = request.app.state.store
-    max_samples = request.app.state.query_settings.max_samples
-    t0 = time.perf_counter()
 
-    def work() -> rec.RecommendationsReport:
+    def work(store: SampleReader, max_samples: int | None) -> rec.RecommendationsReport:
         return rec.recommend(store, end, days, cost, kinds=body.kinds, max_samples=max_samples)
 
-    rep = await run_in_threadpool(work)
+    rep = await run_timed(request, "optimize_recommendations", work)
     shown = rep.recommendations[: body.limit]
     out = {
         "status": "success",
@@ -191,7 +188,4 @@ async def optimize_recommendations(request: Request, body: RecommendationsReques
             "skipped_rules": rep.skipped_rules,
         },
     }
-    request.app.state.metrics.query_duration.labels(endpoint="optimize_recommendations").observe(
-        time.perf_counter() - t0
-    )
     return JSONResponse(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -285,3 +286,29 @@ def test_correlations_refuse_more_series_than_they_take(client: TestClient) -> N
     assert r.status_code == 422 and "200" in r.json()["error"], r.text
     r = client.post(CORR, json={**body, "selectors": ["many_a"], "limit": 5})
     assert r.status_code == 200 and len(r.json()["data"]["pairs"]) == 5
+
+
+def test_every_analysis_route_needs_the_read_scope(tmp_path: Path) -> None:
+    from perfintel.api.app import create_app
+    from perfintel.config import load_settings
+
+    tokens = [
+        {"token": "writer-token-0123456789", "scopes": ["write"]},
+        {"token": "reader-token-0123456789", "scopes": ["read"]},
+    ]
+    settings = load_settings(
+        overrides={"data_dir": tmp_path / "d", "auth": {"tokens": tokens}}, env={}
+    )
+    bodies = {
+        CORR: {"selectors": ["x"]},
+        ROOT: {"selector": "x", "time": NOW / 1000},
+        CHANGE: {"selector": "x", "change_time": NOW / 1000},
+        "/api/v1/performance/optimize/recommendations": {"window": "1d"},
+    }
+    with TestClient(create_app(settings, collectors=False)) as c:
+        for path, body in bodies.items():
+            assert c.post(path, json=body).status_code == 401, path
+            writer = {"Authorization": "Bearer writer-token-0123456789"}
+            assert c.post(path, json=body, headers=writer).status_code == 403, path
+            reader = {"Authorization": "Bearer reader-token-0123456789"}
+            assert c.post(path, json=body, headers=reader).status_code in (200, 404), path

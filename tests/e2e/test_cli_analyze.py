@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -28,7 +29,10 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PERFINTEL_")},
+            "COLUMNS": "250",
+        },
     )
 
 
