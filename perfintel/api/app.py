@@ -22,16 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perfintel import __version__
 from perfintel.analysis.anomaly import kernel
-from perfintel.api import (
-    analyze,
-    anomalies,
-    errors,
-    ingest,
-    optimize,
-    performance,
-    prometheus,
-    series,
-)
+from perfintel.api import analyze as analyze_routes
+from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
+from perfintel.api import optimize as optimize_routes
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import MetricMetadata, SampleBatch
@@ -165,8 +158,8 @@ def create_app(
     app.include_router(series.router)
     app.include_router(performance.router)
     app.include_router(anomalies.router)
-    app.include_router(analyze.router)
-    app.include_router(optimize.router)
+    app.include_router(analyze_routes.router)
+    app.include_router(optimize_routes.router)
     app.include_router(prometheus.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
