@@ -428,6 +428,34 @@ class DashboardSettings(_Section):
         return value
 
 
+class CostSettings(_Section):
+    core_hour: float = Field(
+        0.04, ge=0, description="Price of one CPU core for one hour (recommendations' impact)."
+    )
+    memory_gib_month: float = Field(
+        3.0, ge=0, description="Price of one GiB of memory for one month."
+    )
+    disk_gib_month: float = Field(0.10, ge=0, description="Price of one GiB of disk for one month.")
+    hours_per_month: float = Field(
+        730.0, gt=0, description="Hours in the month the core-hour price is multiplied by."
+    )
+    currency: str = Field(
+        "USD", min_length=1, max_length=8, description="Currency the prices are in (a label)."
+    )
+
+
+class RecommendationSettings(_Section):
+    window: Duration = Field(
+        14 * 86400.0,
+        description="History the optimisation recommendations look at by default (hourly "
+        "buckets from the rollup tiers).",
+    )
+    cost: CostSettings = Field(
+        default_factory=CostSettings,
+        description="The cost model every recommendation's monthly impact is computed with.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid"
@@ -471,6 +499,10 @@ class Settings(BaseSettings):
     )
     dashboard: DashboardSettings = Field(
         default_factory=DashboardSettings, description="The web dashboard, its overview and stream."
+    )
+    recommendations: RecommendationSettings = Field(
+        default_factory=RecommendationSettings,
+        description="Optimisation recommendations and their cost model.",
     )
     scrape: list[ScrapeConfig] = Field(
         default_factory=list,

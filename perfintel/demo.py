@@ -1,14 +1,20 @@
-"""A realistic, deterministic demo data set: six services observed for two weeks.
+"""A realistic, deterministic demo data set: nine services observed for two weeks.
 
 ``generate_demo`` yields columnar ``SampleBatch`` objects (one per few hours of
 data, every series in each) shaped like what Prometheus would have scraped from
 a small shop:
 
-* services ``api-gateway``, ``checkout``, ``search``, ``auth``, ``payments``
-  (HTTP apps, ``job`` = service name, instance ``<service>-<k>:8080``) and
-  ``postgres`` (postgres_exporter, ``job="postgres"``, ``:9187``); every host
-  also runs node_exporter (``job="node"``, ``:9100``). Every series carries
-  ``service``, ``instance`` and ``job``.
+* services ``api-gateway``, ``checkout``, ``search``, ``auth``, ``payments``,
+  ``reports``, ``ingest``, ``notifier`` (HTTP apps, ``job`` = service name,
+  instance ``<service>-<k>:8080``) and ``postgres`` (postgres_exporter,
+  ``job="postgres"``, ``:9187``); every host also runs node_exporter
+  (``job="node"``, ``:9100``). Every series carries ``service``, ``instance``
+  and ``job``. The hosts of the first six are sized for their peaks (CPU and
+  memory at 45-75 % at the weekly peak); ``reports`` runs on a host far too
+  large for it (16 cores, 64 GiB), ``ingest`` on hosts too small (CPU-bound at
+  every weekday peak) and ``notifier`` leaks memory from a third of the span
+  on, still growing at the end (``demo_events`` lists them as
+  ``overprovisioned``, ``underprovisioned`` and ``memory_leak``).
 * app metrics: ``http_requests_total{code,method}``, the classic histogram
   ``http_request_duration_seconds_bucket{le}``/``_sum``/``_count``,
   ``app_errors_total{kind}``, ``process_cpu_seconds_total``,
@@ -75,15 +81,29 @@ class _Service:
     queue: str = ""
     versions: tuple[str, ...] = ()
     postgres: bool = False
+    cpus: int = 2  # the host's size
+    memory_gib: float = 4.0
+    other_memory_gib: float = 1.8  # the OS, page cache and sidecars on the host
+    leak_mib_per_day: float = 0.0  # an ongoing leak from _LEAK_FROM to the end
 
 
+# Host sizes fit the peaks of the first six services (CPU and memory peaks at
+# 45-75 % of the host): they are the right-sized ones. The last three are
+# planted sizing cases (see _SIZING).
 _SERVICES = (
-    _Service("api-gateway", 3, 140.0, 0.012, 180 * MIB, 0.0011, versions=("5.2.1", "5.3.0")),
-    _Service("checkout", 3, 22.0, 0.085, 420 * MIB, 0.0060, "orders", ("2.4.0", "2.5.0")),
-    _Service("search", 2, 75.0, 0.045, 900 * MIB, 0.0035, versions=("1.8.2", "1.8.3")),
-    _Service("auth", 2, 95.0, 0.008, 150 * MIB, 0.0009, versions=("0.9.3", "0.9.4", "0.9.5")),
-    _Service("payments", 2, 9.0, 0.220, 300 * MIB, 0.0080, "settlements", ("3.1.0", "3.2.0")),
-    _Service("postgres", 2, postgres=True),
+    _Service("api-gateway", 3, 140.0, 0.012, 180 * MIB, 0.0070, versions=("5.2.1", "5.3.0")),
+    _Service("checkout", 3, 22.0, 0.085, 420 * MIB, 0.042, "orders", ("2.4.0", "2.5.0")),
+    _Service("search", 2, 75.0, 0.045, 900 * MIB, 0.011, versions=("1.8.2", "1.8.3")),
+    _Service("auth", 2, 95.0, 0.008, 150 * MIB, 0.010, versions=("0.9.3", "0.9.4", "0.9.5")),
+    _Service("payments", 2, 9.0, 0.220, 300 * MIB, 0.105, "settlements", ("3.1.0", "3.2.0")),
+    _Service("postgres", 2, postgres=True, cpus=8, memory_gib=32.0, other_memory_gib=1.2),
+    _Service(
+        "reports", 1, 4.0, 0.400, 1800 * MIB, 0.040, versions=("1.0.0",), cpus=16, memory_gib=64.0
+    ),
+    _Service("ingest", 2, 60.0, 0.030, 350 * MIB, 0.032, versions=("4.1.0",)),
+    _Service(
+        "notifier", 1, 12.0, 0.020, 300 * MIB, 0.070, versions=("2.0.1",), leak_mib_per_day=110.0
+    ),
 )
 
 #: Names of the demo services, in generation order.
@@ -104,6 +124,13 @@ _AUTH_MEMORY_LIMIT = 512 * MIB
 _INCIDENT = ("search", 0.81, 50 * 60)  # service, fraction, duration in seconds
 _REGRESSION = ("checkout", "2.5.0", 1.4, 1.18)  # service, version, latency x, memory x
 _LOG_ROTATION_HOUR = 0.0
+_LEAK_FROM = 0.35  # notifier's leak begins here and is still growing at the end
+#: planted sizing cases: service -> (event kind, detail)
+_SIZING = {
+    "reports": ("overprovisioned", "16 cores and 64 GiB for a peak under 1 core and 4 GiB"),
+    "ingest": ("underprovisioned", "2 cores, CPU-bound at every weekday peak"),
+    "notifier": ("memory_leak", "leaks about 110 MiB a day since it started; not yet restarted"),
+}
 
 
 @dataclass(frozen=True)
@@ -111,8 +138,9 @@ class DemoEvent:
     """Something the demo data set contains on purpose: ground truth for detectors.
 
     ``kind`` is one of ``deploy``, ``restart`` (crash), ``oom``,
-    ``memory_leak``, ``incident`` and ``disk_fill``; ``instance`` is empty when
-    the event concerns the whole service.
+    ``memory_leak``, ``incident``, ``disk_fill``, ``overprovisioned`` and
+    ``underprovisioned`` (the host ``instance`` ``<host>:9100``); ``instance``
+    is empty when the event concerns the whole service.
     """
 
     kind: str
@@ -233,6 +261,20 @@ class _Scenario:
                 "/var/lib/postgresql fills steadily",
             )
         )
+        for svc_name, (kind, detail) in _SIZING.items():
+            for inst in self._of(svc_name):
+                port = 8080 if kind == "memory_leak" else 9100
+                start = tl.at(_LEAK_FROM) if kind == "memory_leak" else 0
+                self.events.append(
+                    DemoEvent(
+                        kind,
+                        svc_name,
+                        f"{inst.host}:{port}",
+                        self._ms(start),
+                        int(tl.ts[-1]),
+                        detail,
+                    )
+                )
         for inst in self.instances:
             inst.restarts.sort()
             self._versions(inst)
@@ -476,6 +518,9 @@ def _app_series(
     mem = np.where(regressed, mem * _REGRESSION[3], mem)
     if inst.leak_bytes is not None:
         mem = np.minimum(mem + inst.leak_bytes, _AUTH_MEMORY_LIMIT)
+    if svc.leak_mib_per_day:
+        days_in = np.maximum(0, np.arange(n) - tl.at(_LEAK_FROM)) * step / 86_400
+        mem = mem + svc.leak_mib_per_day * MIB * days_in
     mem = np.round(mem / 4096) * 4096
     out.add("process_resident_memory_bytes", base, mem, off, up)
     start_s = np.round(tl.ts / 1000 - since, 2)
@@ -502,7 +547,7 @@ def _node_series(
     rng = _rng(seed, "node:" + name)
     base = {"service": svc.name, "instance": name, "job": "node"}
     off = _target_offset(seed, name, step)
-    ncpu = 8 if svc.postgres else 2
+    ncpu = svc.cpus
     in_incident = np.zeros(n, bool)
     in_incident[sc.incident[0] : sc.incident[1]] = True
     busy = np.clip(0.03 + app["cores"] / ncpu + 0.01 * rng.standard_normal(n), 0.01, 0.97)
@@ -525,8 +570,9 @@ def _node_series(
     if svc.postgres and inst.k == 1:
         load1 = np.where(in_incident, load1 + 3.5, load1)
     out.add("node_load1", base, load1, off)
-    total_mem = float((64 if svc.postgres else 8) * GIB)
-    used = 0.9 * GIB + app["mem"] + 0.25 * GIB * np.exp(_ar1(rng, n, 0.2, tl.steps(3600)))
+    total_mem = float(svc.memory_gib * GIB)
+    other = (svc.other_memory_gib - 0.25) * GIB
+    used = other + app["mem"] + 0.25 * GIB * np.exp(_ar1(rng, n, 0.2, tl.steps(3600)))
     out.add("node_memory_MemTotal_bytes", base, np.full(n, total_mem), off)
     out.add("node_memory_MemAvailable_bytes", base, np.round((total_mem - used) / 4096) * 4096, off)
     disks = [("/dev/vda1", "/", 40 * GIB, 11 * GIB + 0.004 * GIB * (tl.ts - tl.ts[0]) / DAY_MS)]
@@ -584,7 +630,8 @@ def _postgres_series(
         rng.poisson(active).astype(np.float64),
         off,
     )
-    return {"cores": 0.2 + tx_rps * 0.0009, "mem": np.full(n, 16.0 * GIB), "requests": commits}
+    cores = 0.5 + tx_rps * 0.013
+    return {"cores": cores, "mem": np.full(n, 16.0 * GIB), "requests": commits}
 
 
 def _build(

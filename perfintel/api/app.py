@@ -26,12 +26,14 @@ from perfintel import __version__
 from perfintel.analysis.anomaly import kernel
 from perfintel.api import (
     alertmanager,
+    analyze,
     anomalies,
     backup,
     dashboard,
     errors,
     incidents,
     ingest,
+    optimize,
     outliers,
     performance,
     prometheus,
@@ -227,6 +229,8 @@ def create_app(
     app.include_router(performance.router)
     app.include_router(anomalies.router)
     app.include_router(outliers.router)
+    app.include_router(analyze.router)
+    app.include_router(optimize.router)
     app.include_router(prometheus.router)
     app.include_router(alertmanager.router)
     app.include_router(incidents.router)

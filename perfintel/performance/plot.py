@@ -1,6 +1,7 @@
-"""A PNG of one resource's capacity plan (matplotlib, Agg; no pyplot state, thread-safe).
+"""PNG charts (matplotlib, Agg; no pyplot state, thread-safe): capacity plans, correlation
+heat maps and root-cause timelines.
 
-The picture: the usage history, the capacity (and the target utilisation
+The capacity plan: the usage history, the capacity (and the target utilisation
 line), and for each scenario the P10–P90 window of the exhaustion time as a
 shaded band with the P50 as a line, plus a dashed line from the latest usage
 to the capacity at the P50 (a guide to the eye, not the projected path).
@@ -132,3 +133,63 @@ def capacity_figure(plan: ResourcePlan, target_utilisation: float, *, dpi: int =
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def correlation_heatmap_png(
+    names: list[str], matrix: np.ndarray, title: str, *, dpi: int = 100
+) -> bytes:
+    """A heat map of a symmetric correlation matrix (-1 blue, +1 red), names on both axes."""
+    from matplotlib.figure import Figure
+
+    n = len(names)
+    size = min(24.0, 4 + 0.28 * n)
+    fig = Figure(figsize=(size, size * 0.85), dpi=dpi)
+    ax = fig.add_subplot()
+    m = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+    im = ax.imshow(m, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+    if n <= 60:
+        short = [s if len(s) <= 48 else s[:45] + "…" for s in names]
+        ax.set_xticks(range(n), short, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), short, fontsize=6)
+    fig.colorbar(im, ax=ax, shrink=0.7, label="cross-correlation at the best lag")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def root_cause_timeline_png(
+    causes: list[tuple[str, np.ndarray, np.ndarray, int]],
+    time_ms: int,
+    title: str,
+    *,
+    dpi: int = 100,
+) -> bytes:
+    """The z-score path of each cause (``(name, timestamps ms, z, onset ms)``), one panel each,
+    with its onset marked and the incident time as a vertical line."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+    from matplotlib.figure import Figure
+
+    rows = max(1, len(causes))
+    fig = Figure(figsize=(10, 1.0 + 1.6 * rows), dpi=dpi)
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    incident = _dt(time_ms / 1000)
+    for ax, (name, ts, z, onset) in zip(axes, causes, strict=False):
+        t = [_dt(x / 1000) for x in np.asarray(ts).tolist()]
+        ax.plot(t, z, color="black", linewidth=1.0)
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.axvline(_dt(onset / 1000), color="tab:orange", linewidth=1.2, label="onset")
+        ax.axvline(incident, color="tab:red", linewidth=1.0, linestyle="dashed", label="incident")
+        ax.set_ylabel("σ", fontsize=8)
+        ax.set_title(name if len(name) <= 110 else name[:107] + "…", fontsize=8, loc="left")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=7)
+    axes[-1].xaxis_date(tz=UTC)
+    axes[-1].xaxis.set_major_locator(loc := AutoDateLocator())
+    axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(loc))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

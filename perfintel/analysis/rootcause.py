@@ -1,0 +1,518 @@
+"""Root cause of an incident: which series changed first, most, and explains the others.
+
+Arrays in, ranked :class:`Cause` objects out (no SQL, no HTTP). The input is
+every candidate series on one grid (:class:`~perfintel.analysis.signals.SeriesInput`,
+counters as counters), the incident's time and optionally a dependency graph.
+Four principles decide:
+
+1. **Abnormal against its own baseline.** Each series' normal behaviour is
+   learned from the ``baseline`` before the analysis window (the ``window``
+   before the incident time): a robust level and trend (medians of the two
+   halves; a daily cycle over a few hours is close to a line) and a robust
+   spread (1.4826 × MAD of what the line leaves, floored by half the
+   step-to-step noise and by 0.1 % of the level, so a flat or quantised series
+   does not turn every wiggle into a storm). Every step of the window becomes
+   a z-score against the extrapolated line. A series has *changed* when its
+   largest |z| in the window is at least ``min_sigma`` and beyond the largest
+   |z| its own baseline reached (a series whose noise is heavy-tailed must go
+   further than its own history of outliers).
+2. **The earliest robust onset.** Walking back from the largest departure
+   while it stays beyond ``onset_sigma / 2``, the change began at the first
+   step beyond ``max(onset_sigma, onset_fraction × peak)``: scale-free, so a
+   step is dated at the step, and a ramp and an attenuated, noisier copy of it
+   are dated at the same point of their rise. A ramp's onset is uncertain by
+   a quarter of its rise (1 to 3 steps); a sharp change's by half a step.
+3. **Propagation order.** Change ``i`` *explains* change ``j`` when ``i``
+   began first (beyond both onsets' uncertainty, or within it and larger), at
+   most ``max_propagation`` earlier, their z-score paths aligned on the onsets
+   follow one course over the whole window (|correlation| at least
+   ``explain_corr``), and — across entities (``instance``, ``pod``, ``host``,
+   ``service``…) — ``j`` is at most ``max_gain`` times larger in sigmas (a
+   fault attenuates as it travels; within one entity a resource may move its
+   own latency and errors by far more sigmas than it moved itself).
+4. **Graph direction when known.** With a :class:`DependencyGraph` (``a``
+   calls ``b``: a fault in ``b`` can reach ``a``, not the reverse), a change
+   can only explain changes in its own entity or in entities that depend on
+   it, transitively.
+
+Score: ``log(1 + |peak z|)`` plus ``support_weight`` times the same for every
+change it explains directly; a change that others explain ranks right after
+the lowest-ranked of them (a cause before its effects, wherever the effects'
+own magnitude would put them), and a change that began after the incident
+time (beyond its onset's uncertainty) cannot be its cause and ranks last. The constants were chosen on generated incidents of tuning seeds only
+(``benchmarks/root_cause.py --tune``); figures are reported on other seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from perfintel.errors import BadInputError
+from perfintel.model import LabelSet, metric_name
+
+from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
+
+#: labels naming the entity a series belongs to, most specific first
+ENTITY_LABELS = ("instance", "pod", "container", "host", "node", "service", "job")
+#: subtracted from the score of a change that began too late to be the cause (ranks it last)
+_LATE = 1000.0
+
+
+@dataclass(frozen=True)
+class RootCauseParams:
+    """The method's constants (see the module docstring)."""
+
+    min_sigma: float = 6.0
+    tail_factor: float = 1.0
+    onset_sigma: float = 3.0
+    onset_fraction: float = 0.2
+    explain_corr: float = 0.7
+    max_gain: float = 2.0
+    support_weight: float = 0.5
+    #: steps after the incident time a change may still begin and count as a cause
+    onset_slack: int = 1
+
+
+@dataclass(frozen=True)
+class DependencyGraph:
+    """Who depends on whom, by the value of one label (default ``service``).
+
+    ``calls[a]`` holds the entities ``a`` calls (depends on): a fault in a
+    callee can propagate to its callers. Entities not mentioned are unknown:
+    no constraint applies to them.
+    """
+
+    calls: Mapping[str, frozenset[str]]
+    label: str = "service"
+
+    @classmethod
+    def from_edges(
+        cls, edges: Sequence[tuple[str, str]], label: str = "service"
+    ) -> DependencyGraph:
+        """From ``(caller, callee)`` pairs."""
+        out: dict[str, set[str]] = {}
+        for caller, callee in edges:
+            out.setdefault(caller, set()).add(callee)
+        return cls({k: frozenset(v) for k, v in out.items()}, label)
+
+    def known(self, entity: str) -> bool:
+        return entity in self.calls or any(entity in v for v in self.calls.values())
+
+    def reachable_from(self, entity: str) -> set[str]:
+        """Entities a fault in ``entity`` can reach: itself and its callers, transitively."""
+        callers: dict[str, set[str]] = {}
+        for a, bs in self.calls.items():
+            for b in bs:
+                callers.setdefault(b, set()).add(a)
+        seen = {entity}
+        todo = [entity]
+        while todo:
+            for a in callers.get(todo.pop(), ()):
+                if a not in seen:
+                    seen.add(a)
+                    todo.append(a)
+        return seen
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A change explained by a cause: its series index and how much later it began."""
+
+    index: int
+    lag_ms: int
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One ranked candidate.
+
+    ``sigma`` is the signed peak departure in robust standard deviations;
+    ``shape`` is ``shift``, ``spike``, ``ramp`` or ``saturation``;
+    ``followers`` are the changes it explains (earliest first) and
+    ``explained_by`` the strongest earlier change that explains it, if any.
+    The evidence a timeline draws, one value per step from
+    ``window_start_ms``: ``values`` (as analysed: counters as their increase
+    per step), ``expected`` (the baseline's line) and ``z``.
+    """
+
+    index: int
+    labels: LabelSet
+    score: float
+    onset_ms: int
+    peak_ms: int
+    sigma: float
+    shape: str
+    followers: tuple[Follower, ...]
+    explained_by: int | None
+    explanation: str
+    window_start_ms: int
+    values: np.ndarray = field(repr=False)
+    expected: np.ndarray = field(repr=False)
+    z: np.ndarray = field(repr=False)
+
+
+@dataclass
+class _Changes:
+    """Per-series change profiles over the analysis window (rows: series)."""
+
+    z: np.ndarray
+    expected: np.ndarray
+    peak: np.ndarray  # signed peak z
+    peak_at: np.ndarray  # window index of the peak
+    onset: np.ndarray  # window index of the onset
+    changed: np.ndarray  # bool
+
+
+# -- per series -----------------------------------------------------------------------------
+
+
+def _baseline(base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust line through each row of ``base``: ``(level at the window start, slope, sigma)``."""
+    b = base.shape[1]
+    h = b // 2
+    if h >= 4:
+        slope = (np.median(base[:, b - h :], axis=1) - np.median(base[:, :h], axis=1)) / (b - h)
+    else:
+        slope = np.zeros(base.shape[0])
+    t = np.arange(b) - b  # steps before the window start
+    resid = base - slope[:, None] * t[None, :]
+    level = np.median(resid, axis=1)
+    dev = resid - level[:, None]
+    sigma = MAD_SIGMA * np.median(np.abs(dev), axis=1)
+    sigma = np.where(sigma > 0, sigma, np.std(dev, axis=1))
+    if b > 2:
+        steps = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
+        sigma = np.maximum(sigma, 0.5 * steps)
+    sigma = np.maximum(sigma, 1e-3 * np.abs(level) + 1e-12)
+    return level, slope, sigma
+
+
+def _changes(
+    x: np.ndarray, usable: np.ndarray, ws: int, we: int, b0: int, p: RootCauseParams
+) -> _Changes:
+    """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``."""
+    base = x[:, b0:ws]
+    level, slope, sigma = _baseline(base)
+    t = np.arange(we - ws)
+    expected = level[:, None] + slope[:, None] * t[None, :]
+    z = (x[:, ws:we] - expected) / sigma[:, None]
+    z[~usable] = 0.0
+    tb = np.arange(b0 - ws, 0)
+    base_z = (base - (level[:, None] + slope[:, None] * tb[None, :])) / sigma[:, None]
+    tail = np.max(np.abs(base_z), axis=1)
+    peak_at = np.argmax(np.abs(z), axis=1)
+    peak = z[np.arange(z.shape[0]), peak_at]
+    changed = usable & (np.abs(peak) >= np.maximum(p.min_sigma, p.tail_factor * tail))
+    onset = peak_at.astype(np.int64)
+    for r in np.flatnonzero(changed):
+        onset[r] = _onset(z[r], int(peak_at[r]), p)
+    return _Changes(z, expected, peak, peak_at, onset, changed)
+
+
+def _onset(z: np.ndarray, peak_at: int, p: RootCauseParams) -> int:
+    """Where the departure holding the peak began (window index; see principle 2)."""
+    sign = 1.0 if z[peak_at] >= 0 else -1.0
+    v = sign * z[: peak_at + 1]
+    top = float(v[-1])
+    below = np.flatnonzero(v < p.onset_sigma / 2)
+    start = int(below[-1]) + 1 if below.size else 0
+    level = min(max(p.onset_sigma, p.onset_fraction * top), top)
+    return start + int(np.argmax(v[start:] >= level))
+
+
+def _shape(z: np.ndarray, onset: int, values: np.ndarray) -> str:
+    """``spike``, ``ramp``, ``saturation`` or ``shift``, from the path after the onset."""
+    sign = 1.0 if z[int(np.argmax(np.abs(z)))] >= 0 else -1.0
+    after = sign * z[onset:]
+    if after.size == 0:
+        return "shift"
+    high = np.flatnonzero(after > 3.0)
+    if high.size and high[-1] <= 4 and after.size > high[-1] + 2:
+        return "spike"
+    if after.size >= 8 and np.std(after) > 0:
+        c = float(np.corrcoef(np.arange(after.size), after)[0, 1])
+        top = float(after.max())
+        if c > 0.9 and after[-1] >= 0.8 * top and after[0] < 0.5 * top:
+            return "ramp"
+    if after.size >= 5:
+        tail = values[onset:][-5:]
+        extreme = np.max(values) if sign > 0 else np.min(values)
+        if np.all(tail == extreme) or (np.ptp(tail) == 0 and after[-1] > 3):
+            return "saturation"
+    return "shift"
+
+
+def _tolerance(ch: _Changes, i: int, shape: str) -> float:
+    """How uncertain the onset of ``i`` is, in steps: a ramp's start is blurred by its noise."""
+    if shape != "ramp":
+        return 0.5
+    return float(np.clip((float(ch.peak_at[i]) - float(ch.onset[i])) / 4.0, 1.0, 3.0))
+
+
+def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
+    """Whether the z-score paths of ``i`` and ``j``, aligned on their onsets, follow one course.
+
+    The whole window is compared (before and after the onsets), so a step
+    matches a step and a spike a spike at the right delay, and two changes
+    that merely overlap in time do not.
+    """
+    d = int(ch.onset[j] - ch.onset[i])
+    w = ch.z.shape[1]
+    if abs(d) >= w - 2:
+        return False
+    a = ch.z[i, : w - d] if d >= 0 else ch.z[i, -d:]
+    b = ch.z[j, d:] if d >= 0 else ch.z[j, : w + d]
+    if np.std(a) == 0 or np.std(b) == 0:
+        return False
+    return bool(abs(np.corrcoef(a, b)[0, 1]) >= corr)
+
+
+def entity_of(labels: LabelSet) -> str:
+    """The entity a series belongs to: its first label of :data:`ENTITY_LABELS` (``""``: none)."""
+    d = dict(labels)
+    return next((f"{k}={d[k]}" for k in ENTITY_LABELS if d.get(k)), "")
+
+
+# -- ranking --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Ranking:
+    cands: list[int]
+    shapes: dict[int, str]
+    explains: dict[int, list[int]]
+    explained: dict[int, list[int]]
+    strength: dict[int, float]
+    scores: dict[int, float]
+
+
+def _rank(
+    ch: _Changes,
+    values: np.ndarray,
+    series: Sequence[SeriesInput],
+    graph: DependencyGraph | None,
+    max_prop: int,
+    slack: int,
+    p: RootCauseParams,
+) -> _Ranking:
+    cands = [int(i) for i in np.flatnonzero(ch.changed)]
+    shapes = {i: _shape(ch.z[i], int(ch.onset[i]), values[i]) for i in cands}
+    tol = {i: _tolerance(ch, i, shapes[i]) for i in cands}
+    strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
+    ent = {i: entity_of(series[i].labels) for i in cands}
+    node = {i: dict(series[i].labels).get(graph.label, "") for i in cands} if graph else {}
+    reach: dict[str, set[str]] = {}
+
+    def allowed(i: int, j: int) -> bool:
+        if graph is None:
+            return True
+        a, b = node[i], node[j]
+        if a == b or not graph.known(a) or not graph.known(b):
+            return True
+        if a not in reach:
+            reach[a] = graph.reachable_from(a)
+        return b in reach[a]
+
+    def first(i: int, j: int) -> bool:
+        d = float(ch.onset[j] - ch.onset[i])
+        if abs(d) > max_prop:
+            return False
+        if abs(d) >= tol[i] + tol[j]:
+            return d > 0
+        return (abs(ch.peak[i]), -i) > (abs(ch.peak[j]), -j)
+
+    explains: dict[int, list[int]] = {i: [] for i in cands}
+    explained: dict[int, list[int]] = {i: [] for i in cands}
+    for i in cands:
+        for j in cands:
+            if (
+                i != j
+                and first(i, j)
+                and (ent[i] == ent[j] or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
+                and allowed(i, j)
+                and _moved_together(ch, i, j, p.explain_corr)
+            ):
+                explains[i].append(j)
+                explained[j].append(i)
+    scores = {}
+    for i in cands:
+        s = strength[i] + p.support_weight * sum(strength[j] for j in explains[i])
+        if ch.onset[i] - tol[i] + 0.5 > slack:
+            s -= _LATE
+        scores[i] = s
+    # a change ranks right after the changes that explain it (explainers first)
+    for i in sorted(cands, key=lambda i: (ch.onset[i], -abs(ch.peak[i]))):
+        for k in explained[i]:
+            scores[i] = min(scores[i], scores[k] - 1e-6)
+    return _Ranking(cands, shapes, explains, explained, strength, scores)
+
+
+def rank_root_causes(
+    target_time_ms: int,
+    series: Sequence[SeriesInput],
+    grid: Grid,
+    graph: DependencyGraph | None = None,
+    *,
+    window_ms: int = 30 * 60_000,
+    baseline_ms: int = 3 * 3_600_000,
+    max_propagation_ms: int = 5 * 60_000,
+    limit: int | None = None,
+    params: RootCauseParams | None = None,
+) -> list[Cause]:
+    """The changed series ranked by how likely each is the incident's root cause.
+
+    ``series`` hold one value per step of ``grid``. Changes are sought in the
+    window from ``target_time_ms - window_ms`` (and a third of a window after
+    the incident time, where the data reaches that far, to see how they
+    develop); the baseline is the ``baseline_ms`` before the window.
+    ``max_propagation_ms`` bounds how much later a change may begin than a
+    change that explains it (one hop). Returns at most ``limit`` causes (all
+    changed series when ``None``); series that did not change are not
+    returned. Raises ``BadInputError`` when the grid holds fewer than four
+    steps of baseline.
+
+    >>> import numpy as np
+    >>> from perfintel.analysis.signals import Grid, SeriesInput
+    >>> from perfintel.model import label_set
+    >>> rng = np.random.default_rng(0)
+    >>> pool = 10 + rng.normal(0, 0.5, 240); pool[200:] = 40
+    >>> latency = 0.1 + rng.normal(0, 0.002, 240); latency[202:] += 0.05
+    >>> series = [SeriesInput(label_set({"__name__": n, "instance": "db-1"}), v)
+    ...           for n, v in (("db_connections", pool), ("latency_seconds", latency))]
+    >>> top = rank_root_causes(220 * 60_000, series, Grid(0, 60_000, 240))[0]
+    >>> top.explanation
+    'latency_seconds on db-1 rose 2 min after db_connections on db-1 saturated (onset 03:20:00, 60.6σ)'
+    """
+    p = params or RootCauseParams()
+    if window_ms <= 0 or baseline_ms <= 0 or max_propagation_ms < 0:
+        raise BadInputError("window, baseline and max_propagation must be positive")
+    x, usable = as_matrix(series)
+    if x.shape[1] != grid.size:
+        raise BadInputError("every series must have one value per step of the grid")
+    step = grid.step_ms
+    t_idx = min(grid.index(target_time_ms), grid.size - 1)
+    ws = t_idx - window_ms // step
+    b0 = max(0, ws - baseline_ms // step)
+    if ws - b0 < 4:
+        raise BadInputError(
+            "too little data before the analysis window: the baseline needs at least four "
+            "steps before time - window"
+        )
+    # after the incident time only what shows how changes that began before it develop
+    we = min(grid.size, t_idx + 1 + max(p.onset_slack, (t_idx - ws) // 3))
+    if we - ws < 2:
+        raise BadInputError("the analysis window holds fewer than two steps")
+    ch = _changes(x, usable, ws, we, b0, p)
+    values = x[:, ws:we]
+    r = _rank(
+        ch, values, series, graph, max(1, max_propagation_ms // step), t_idx - ws + p.onset_slack, p
+    )
+    order = sorted(r.scores, key=lambda i: (-r.scores[i], ch.onset[i], i))
+    if limit is not None:
+        order = order[:limit]
+    out = []
+    for i in order:
+        fol = tuple(
+            Follower(j, int((ch.onset[j] - ch.onset[i]) * step))
+            for j in sorted(r.explains[i], key=lambda j: (ch.onset[j], -abs(ch.peak[j])))
+        )
+        by = max(r.explained[i], key=lambda j: r.strength[j]) if r.explained[i] else None
+        cause = Cause(
+            i,
+            series[i].labels,
+            float(r.scores[i]),
+            grid.time(ws + int(ch.onset[i])),
+            grid.time(ws + int(ch.peak_at[i])),
+            float(ch.peak[i]),
+            r.shapes[i],
+            fol,
+            by,
+            "",
+            grid.time(ws),
+            values[i],
+            ch.expected[i],
+            ch.z[i],
+        )
+        out.append(_explain(cause, series, r.shapes, ch))
+    return out
+
+
+# -- explanations ------------------------------------------------------------------------
+
+_VERBS = {
+    ("shift", 1): "rose",
+    ("shift", -1): "fell",
+    ("spike", 1): "spiked",
+    ("spike", -1): "dropped briefly",
+    ("ramp", 1): "grew steadily",
+    ("ramp", -1): "declined steadily",
+    ("saturation", 1): "saturated",
+    ("saturation", -1): "bottomed out",
+}
+
+
+def verb(shape: str, sigma: float) -> str:
+    """What a change did, in words (``rose``, ``spiked``, ``saturated``…)."""
+    return _VERBS[(shape, 1 if sigma >= 0 else -1)]
+
+
+def describe_series(labels: LabelSet) -> str:
+    """``<metric> on <entity>`` from the usual labels (instance, pod, host, service, job)."""
+    d = dict(labels)
+    name = metric_name(labels) or "series"
+    where = next((d[k] for k in ENTITY_LABELS if d.get(k)), "")
+    return f"{name} on {where}" if where else name
+
+
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S")
+
+
+def _duration(ms: int) -> str:
+    s = ms / 1000
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _explain(
+    c: Cause, series: Sequence[SeriesInput], shapes: Mapping[int, str], ch: _Changes
+) -> Cause:
+    what = (
+        f"{describe_series(c.labels)} {verb(c.shape, c.sigma)} "
+        f"(onset {_clock(c.onset_ms)}, {abs(c.sigma):.1f}σ)"
+    )
+    if c.followers:
+        f = c.followers[0]
+        did = verb(shapes[f.index], float(ch.peak[f.index]))
+        text = f"{describe_series(series[f.index].labels)} {did} {_duration(f.lag_ms)} after {what}"
+        if f.lag_ms == 0:
+            text = f"{describe_series(series[f.index].labels)} {did} as {what}"
+        if len(c.followers) > 1:
+            text += f"; {len(c.followers) - 1} more series followed"
+    else:
+        text = what + "; nothing else moved with it"
+    if c.explained_by is not None:
+        text += f"; it may itself follow {describe_series(series[c.explained_by].labels)}"
+    return Cause(
+        c.index,
+        c.labels,
+        c.score,
+        c.onset_ms,
+        c.peak_ms,
+        c.sigma,
+        c.shape,
+        c.followers,
+        c.explained_by,
+        text,
+        c.window_start_ms,
+        c.values,
+        c.expected,
+        c.z,
+    )

@@ -1,0 +1,313 @@
+"""Correlation, root cause and change impact over stored series (the analyze APIs' orchestration).
+
+Each function fetches its series on one grid (:func:`.fetch.fetch_grid`) and
+hands arrays to the pure models in :mod:`perfintel.analysis`
+(:mod:`~perfintel.analysis.correlation`, :mod:`~perfintel.analysis.rootcause`,
+:mod:`~perfintel.analysis.change_impact`); the HTTP adapter is
+:mod:`perfintel.api.analyze`. Bounds: ``MAX_CORRELATION_SERIES`` series for a
+correlation, ``MAX_ROOT_CAUSE_SERIES`` candidates for a root cause and
+``MAX_CHANGE_SERIES`` metrics for a change impact (each costs a forecaster
+fit per calibration origin); more is HTTP 422 before any sample is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from perfintel.analysis.change_impact import (
+    ChangeImpact,
+    annotation_changes,
+    assess_change,
+    group_changes,
+)
+from perfintel.analysis.correlation import CorrelationResult, correlate
+from perfintel.analysis.rootcause import Cause, DependencyGraph, rank_root_causes
+from perfintel.analysis.signals import Grid, per_step_increase, series_input
+from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
+from perfintel.model import LabelSet, Selector
+from perfintel.performance.fetch import GridSet, fetch_grid, grid_for
+from perfintel.storage.base import QueryLimits, SampleReader
+
+MAX_CORRELATION_SERIES = 200
+MAX_ROOT_CAUSE_SERIES = 1000
+MAX_CHANGE_SERIES = 20
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+#: changes in an annotation closer than this are one change (a rolling deploy)
+CHANGE_GAP_MS = 15 * MINUTE_MS
+
+
+# -- correlations ---------------------------------------------------------------------------
+
+
+@dataclass
+class CorrelationReport:
+    grid: Grid
+    source: str
+    labels: list[LabelSet]
+    target: int | None
+    result: CorrelationResult
+
+
+def correlations(
+    reader: SampleReader,
+    selectors: Sequence[Selector],
+    start_ms: int,
+    end_ms: int,
+    step_ms: int,
+    *,
+    target: Selector | None = None,
+    max_lag_steps: int = 30,
+    alpha: float = 0.05,
+    max_samples: int | None = None,
+) -> CorrelationReport:
+    """Every pair among the series of ``selectors`` (and of ``target``, listed first)."""
+    grid = grid_for(start_ms, end_ms, step_ms)
+    sets: list[GridSet] = []
+    target_index = None
+    if target is not None:
+        t = fetch_grid(reader, target, grid, max_series=1, max_samples=max_samples, what="target")
+        if not t.labels:
+            raise NotFoundError(f"target {target} has no data in the range")
+        sets.append(t)
+        target_index = 0
+    budget = MAX_CORRELATION_SERIES - (1 if target is not None else 0)
+    for sel in selectors:
+        if budget < 1:
+            raise QueryLimitError(
+                f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
+                f"(limit {MAX_CORRELATION_SERIES} per correlation); narrow them down"
+            )
+        try:
+            got = fetch_grid(reader, sel, grid, max_series=budget, max_samples=max_samples)
+        except QueryLimitError as exc:
+            raise QueryLimitError(
+                f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
+                f"(limit {MAX_CORRELATION_SERIES} per correlation; {exc})"
+            ) from exc
+        budget -= len(got.labels)
+        sets.append(got)
+    labels, rows = _merge(sets)
+    if len(labels) < 2:
+        raise NotFoundError("fewer than two series with data in the range")
+    inputs = [series_input(ls, r) for ls, r in zip(labels, rows, strict=True)]
+    res = correlate(inputs, step_seconds=step_ms / 1000, max_lag=max_lag_steps, alpha=alpha)
+    return CorrelationReport(grid, sets[0].source, labels, target_index, res)
+
+
+def _merge(sets: Sequence[GridSet]) -> tuple[list[LabelSet], list[np.ndarray]]:
+    """Series of several selections, each once (the first selection that has it wins)."""
+    seen: set[LabelSet] = set()
+    labels: list[LabelSet] = []
+    rows: list[np.ndarray] = []
+    for s in sets:
+        for ls, row in zip(s.labels, s.values, strict=True):
+            if ls not in seen:
+                seen.add(ls)
+                labels.append(ls)
+                rows.append(row)
+    return labels, rows
+
+
+# -- root cause -------------------------------------------------------------------------------
+
+
+@dataclass
+class RootCauseReport:
+    grid: Grid
+    source: str
+    candidates: int
+    causes: list[Cause]
+    labels: list[LabelSet]
+
+
+def root_causes(
+    reader: SampleReader,
+    selector: Selector,
+    time_ms: int,
+    *,
+    window_ms: int,
+    baseline_ms: int,
+    step_ms: int,
+    limit: int,
+    graph: DependencyGraph | None = None,
+    max_propagation_ms: int = 5 * MINUTE_MS,
+    max_samples: int | None = None,
+) -> RootCauseReport:
+    """The candidates of ``selector`` ranked as the root cause of an incident at ``time_ms``.
+
+    The grid covers the baseline, the window and a third of a window after
+    ``time_ms`` (what exists of it).
+    """
+    start = time_ms - window_ms - baseline_ms
+    end = time_ms + window_ms // 3
+    grid = grid_for(start, end, step_ms)
+    got = fetch_grid(
+        reader,
+        selector,
+        grid,
+        max_series=MAX_ROOT_CAUSE_SERIES,
+        max_samples=max_samples,
+        what="selector",
+    )
+    if not got.labels:
+        raise NotFoundError(f"no series match selector {selector} with data around the time")
+    causes = rank_root_causes(
+        time_ms,
+        got.inputs(),
+        grid,
+        graph,
+        window_ms=window_ms,
+        baseline_ms=baseline_ms,
+        max_propagation_ms=max_propagation_ms,
+        limit=limit,
+    )
+    return RootCauseReport(grid, got.source, len(got.labels), causes, got.labels)
+
+
+# -- change impact ------------------------------------------------------------------------------
+
+
+def change_step_ms(after_ms: int) -> int:
+    """The step of a change-impact analysis: 1 minute up to 3 h after, 5 minutes up to a day, then 1 h."""
+    if after_ms <= 3 * HOUR_MS:
+        return MINUTE_MS
+    if after_ms <= DAY_MS:
+        return 5 * MINUTE_MS
+    return HOUR_MS
+
+
+def default_before_ms(step_ms: int) -> int:
+    """History before the change by step: 3 days of minutes, 14 days of 5 minutes, else 60 days."""
+    return {MINUTE_MS: 3 * DAY_MS, 5 * MINUTE_MS: 14 * DAY_MS}.get(step_ms, 60 * DAY_MS)
+
+
+@dataclass
+class Skipped:
+    labels: LabelSet
+    reason: str
+
+
+@dataclass
+class SeriesImpact:
+    labels: LabelSet
+    impact: ChangeImpact
+    timestamps: np.ndarray  # the after window's grid
+    observed: np.ndarray  # the analysed values there (counters: increase per step)
+
+
+@dataclass
+class ChangeImpactReport:
+    change_ms: int
+    changes: list[int]
+    annotation: list[LabelSet]
+    grid: Grid
+    source: str
+    after_steps: int
+    results: list[SeriesImpact] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def find_changes(
+    reader: SampleReader,
+    annotation: Selector,
+    start_ms: int,
+    end_ms: int,
+    *,
+    max_series: int = 1000,
+    max_samples: int | None = None,
+) -> tuple[list[int], list[LabelSet]]:
+    """Changes recorded by an annotation selector in ``[start_ms, end_ms]``, grouped.
+
+    A series that begins inside the range (an info metric such as
+    ``deploy_info{version="2.5.0"}``) marks a change where it begins; any
+    series marks one where its value changes (``changes_total`` incrementing).
+    """
+    raw = reader.select(
+        annotation,
+        start_ms,
+        end_ms,
+        limits=QueryLimits(max_series=max_series, max_samples=max_samples),
+    )
+    times: list[int] = []
+    labels: list[LabelSet] = []
+    for s in raw:
+        ts = np.asarray(s.timestamps, dtype=np.int64)
+        if ts.size == 0:
+            continue
+        # a series already there at the start of the range did not begin there
+        found = annotation_changes(
+            ts, s.values, starts_change=bool(ts[0] > start_ms + 5 * MINUTE_MS)
+        )
+        if found:
+            labels.append(s.labels)
+            times.extend(found)
+    return group_changes(times, CHANGE_GAP_MS), labels
+
+
+def change_impact(
+    reader: SampleReader,
+    selector: Selector,
+    *,
+    change_ms: int | None,
+    annotation: Selector | None,
+    end_ms: int,
+    before_ms: int | None,
+    after_ms: int,
+    step_ms: int | None,
+    level: float,
+    max_samples: int | None = None,
+) -> ChangeImpactReport:
+    """The impact of a change on every series of ``selector`` (see the module docstring).
+
+    The change is ``change_ms`` or, without it, the latest change the
+    ``annotation`` records before ``end_ms`` with at least one step of data
+    after it.
+    """
+    step = step_ms or change_step_ms(after_ms)
+    before = before_ms or default_before_ms(step)
+    changes: list[int] = []
+    annotated: list[LabelSet] = []
+    if change_ms is None:
+        if annotation is None:
+            raise BadInputError("give 'change_time' or an 'annotation' selector to find it")
+        changes, annotated = find_changes(
+            reader, annotation, end_ms - before, end_ms, max_samples=max_samples
+        )
+        usable = [t for t in changes if t + step <= end_ms]
+        if not usable:
+            raise NotFoundError(
+                f"annotation {annotation} records no change in the {before // DAY_MS or 1} days "
+                "before the end with data after it"
+            )
+        change_ms = usable[-1]
+    after = max(1, -(-after_ms // step))
+    grid = grid_for(change_ms - before, change_ms + after * step - 1, step)
+    change_index = grid.index(change_ms)
+    if change_ms % step:
+        change_index += 1  # the first whole step after the change
+    got = fetch_grid(reader, selector, grid, max_series=MAX_CHANGE_SERIES, max_samples=max_samples)
+    if not got.labels:
+        raise NotFoundError(f"no series match selector {selector} around the change")
+    report = ChangeImpactReport(change_ms, changes, annotated, grid, got.source, after, [], [])
+    for si in got.inputs():
+        try:
+            impact = assess_change(
+                si.values,
+                change_index,
+                after,
+                step_seconds=step / 1000,
+                level=level,
+                counter=si.counter,
+            )
+        except BadInputError as exc:
+            report.skipped.append(Skipped(si.labels, str(exc)))
+            continue
+        sl = slice(change_index, change_index + impact.after)
+        vals = per_step_increase(si.values) if si.counter else np.asarray(si.values, dtype=float)
+        report.results.append(SeriesImpact(si.labels, impact, grid.timestamps[sl], vals[sl]))
+    return report

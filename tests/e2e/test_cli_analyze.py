@@ -1,0 +1,141 @@
+"""``perfintel analyze …`` against a real server process: tables, JSON and PNG charts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from perfintel.bench.incidents import generate_incident
+from tests.conftest import Server, start_server
+
+MIN = 60_000
+HOUR = 60 * MIN
+NOW = (int(time.time() * 1000) // MIN) * MIN - 5 * MIN
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "perfintel", "analyze", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PERFINTEL_")},
+            "COLUMNS": "250",
+        },
+    )
+
+
+def _line(labels: dict[str, str], ts: np.ndarray, vals: np.ndarray) -> bytes:
+    ok = np.isfinite(vals)
+    return orjson.dumps(
+        {"metric": labels, "values": vals[ok].tolist(), "timestamps": ts[ok].astype(int).tolist()}
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
+    """A server holding a generated incident (ending now) and a lagged pair of series."""
+    root = Path(tmp_path_factory.mktemp("cli-analyze"))
+    srv = start_server(root / "data", env={"PERFINTEL_ANOMALY__ENABLED": "false"})
+    inc = generate_incident(1002)
+    shift = NOW - int(inc.timestamps[-1])
+    ts = inc.timestamps + shift
+    lines = [_line(dict(s.labels), ts, s.values) for s in inc.series]
+    rng = np.random.default_rng(1)
+    n = 6 * 60
+    t2 = NOW - (n - 1) * MIN + MIN * np.arange(n)
+    cause = np.cumsum(rng.normal(size=n))
+    lines.append(_line({"__name__": "cli_cause"}, t2, cause))
+    lines.append(
+        _line(
+            {"__name__": "cli_effect"}, t2, np.r_[np.zeros(3), cause[:-3]] + rng.normal(0, 0.2, n)
+        )
+    )
+    r = httpx.post(srv.url + "/api/v1/import", content=b"\n".join(lines), timeout=120)
+    assert r.status_code in (200, 204), r.text
+    yield srv, inc.time_ms + shift
+    srv.stop()
+
+
+def test_correlations_table_json_and_heat_map(loaded: tuple[Server, int], tmp_path: Path) -> None:
+    srv, _ = loaded
+    start = str((NOW - 6 * HOUR) / 1000)
+    png = tmp_path / "heat.png"
+    res = cli(
+        "correlations",
+        "cli_cause",
+        "cli_effect",
+        "--url",
+        srv.url,
+        "--start",
+        start,
+        "--max-lag",
+        "10m",
+        "--plot",
+        str(png),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "1 of 1 pairs significant" in res.stdout and "+180 s" in res.stdout
+    assert png.read_bytes().startswith(PNG)
+    res = cli(
+        "correlations", "cli_cause", "cli_effect", "--url", srv.url, "--start", start, "--json"
+    )
+    data = orjson.loads(res.stdout)
+    assert data["leaders"][0]["labels"] == {"__name__": "cli_cause"}
+
+
+def test_root_cause_table_and_timeline(loaded: tuple[Server, int], tmp_path: Path) -> None:
+    srv, at = loaded
+    png = tmp_path / "timeline.png"
+    res = cli(
+        "root-cause",
+        '{service=~".+"}',
+        "--time",
+        str(at / 1000),
+        "--url",
+        srv.url,
+        "--limit",
+        "5",
+        "--plot",
+        str(png),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "root-cause candidates" in res.stdout and "memory_bytes" in res.stdout
+    assert png.read_bytes().startswith(PNG)
+    res = cli("root-cause", '{service=~".+"}', "--time", str(at / 1000), "--url", srv.url, "--json")
+    causes = orjson.loads(res.stdout)["causes"]
+    assert causes[0]["labels"]["__name__"] == "memory_bytes"
+
+
+def test_change_impact_and_recommend(loaded: tuple[Server, int]) -> None:
+    srv, _at = loaded
+    res = cli(
+        "change-impact",
+        "cli_effect",
+        "--change-time",
+        str((NOW - HOUR) / 1000),
+        "--after",
+        "30m",
+        "--url",
+        srv.url,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "impact of the change" in res.stdout
+    res = cli("recommend", "--url", srv.url, "--window", "1d", "--core-hour", "0.05")
+    assert res.returncode == 0, res.stderr
+    assert "recommendations over" in res.stdout
+    res = cli("recommend", "--url", srv.url, "--kind", "astrology")
+    assert res.returncode == 2 and "astrology" in res.stderr
+    res = cli("root-cause", "x{", "--time", "0", "--url", srv.url)
+    assert res.returncode == 2 and "selector" in res.stderr
