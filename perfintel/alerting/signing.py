@@ -25,5 +25,6 @@ def ack_url(external_url: str, key: bytes, incident_id: str, expires: int) -> st
 def verify(key: bytes, incident_id: str, expires: int, sig: str, now: float) -> None:
     if now > expires:
         raise AuthError("this acknowledge link has expired")
-    if not hmac.compare_digest(signature(key, incident_id, expires), sig):
+    # compared as bytes: compare_digest refuses str with non-ASCII characters
+    if not hmac.compare_digest(signature(key, incident_id, expires).encode(), sig.encode()):
         raise AuthError("this acknowledge link is not valid")
