@@ -12,12 +12,13 @@ detector's constants with ``nab_cv``.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from perfintel.analysis.anomaly.base import VectorModel
 from perfintel.analysis.anomaly.ensemble import Ensemble
@@ -49,16 +50,40 @@ def stream_series(
     return result
 
 
-def read_series(path: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+@dataclass
+class NabFile:
+    """A NAB data file's two columns as written (kept to echo them in the results)."""
+
+    timestamp: list[str]
+    value: list[str]
+
+
+def read_series(path: Path) -> tuple[NabFile, np.ndarray, np.ndarray]:
+    """``(the file's columns as text, timestamps in ms, values)``; an unreadable value is NaN."""
     try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BadInputError(f"cannot read {path}: {exc}") from exc
-    if "timestamp" not in df.columns or "value" not in df.columns:
+    header = rows[0] if rows else []
+    if "timestamp" not in header or "value" not in header:
         raise BadInputError(f"{path} needs columns timestamp,value")
-    ts = pd.to_datetime(df["timestamp"]).to_numpy(dtype="datetime64[ms]").astype(np.int64)
-    values = pd.to_numeric(df["value"], errors="coerce").to_numpy(dtype=np.float64)
-    return df, ts, values
+    ti, vi = header.index("timestamp"), header.index("value")
+    body = [r for r in rows[1:] if r]
+    columns = NabFile([r[ti] for r in body], [r[vi] for r in body])
+    try:
+        ts = np.array(columns.timestamp, dtype="datetime64[ms]").astype(np.int64)
+    except ValueError as exc:
+        raise BadInputError(f"{path}: bad timestamp: {exc}") from exc
+    values = np.array([_number(v) for v in columns.value], dtype=np.float64)
+    return columns, ts, values
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 def run_nab(
@@ -84,9 +109,12 @@ def run_nab(
         rel = path.relative_to(data_dir)
         dest = out_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(
-            {"timestamp": df["timestamp"], "value": df["value"], "anomaly_score": out["score"]}
-        ).to_csv(dest, index=False)
+        with open(dest, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["timestamp", "value", "anomaly_score"])
+            writer.writerows(
+                zip(df.timestamp, df.value, map(repr, out["score"].tolist()), strict=True)
+            )
         rows += len(values)
         if plots_dir is not None:
             from perfintel.evaluation.plots import plot_series
