@@ -242,7 +242,8 @@ class AlertingSettings(_Section):
     rule_files: list[str] = Field(
         default_factory=list,
         description="Prometheus rule files (paths or globs) with perfintel's extra rule kinds; "
-        "reloaded on SIGHUP and POST /api/v1/admin/reload.",
+        "reloaded on SIGHUP, POST /api/v1/admin/rules/reload and POST /-/reload; a "
+        "comma-separated list in the environment variable.",
     )
     alertmanager_config: Path | None = Field(
         None,
@@ -252,10 +253,43 @@ class AlertingSettings(_Section):
     evaluation_interval: Duration = Field(
         60.0, description="Default evaluation interval of rule groups that set none."
     )
+    resend_delay: Duration = Field(
+        60.0,
+        description="A firing alert is sent to the notification pipeline again once this long "
+        "has passed since it was last sent (Prometheus's --rules.alert.resend-delay).",
+    )
+    external_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to every alert the rules send (unless the alert has them) "
+        "and available to rule templates as $externalLabels.",
+    )
+    flap_window: Duration = Field(
+        3600.0,
+        description="Window over which an alert's changes between firing and not firing are "
+        "counted for flap detection.",
+    )
+    flap_threshold: int = Field(
+        4,
+        ge=0,
+        description="Changes within flap_window that make an alert flapping: it then stays "
+        "firing (annotation flapping=true) and notifies once, until fewer than half as many "
+        "changes remain in the window; 0 turns flap detection off.",
+    )
+    rule_workers: int = Field(
+        2, gt=0, description="Threads that evaluate rule groups (off the event loop)."
+    )
     external_url: str = Field(
         "http://127.0.0.1:9470",
         description="perfintel's URL as users reach it: links in notifications point here.",
     )
+
+    @field_validator("rule_files", mode="before")
+    @classmethod
+    def _rule_files(cls, value: object) -> object:
+        # PERFINTEL_ALERTING__RULE_FILES=rules/*.yml or a comma-separated list
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
 
 class Settings(BaseSettings):

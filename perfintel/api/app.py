@@ -21,8 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perfintel import __version__
+from perfintel.alerting.model import AlertSink
+from perfintel.alerting.rules.service import start_service as start_rule_service
 from perfintel.analysis.anomaly import kernel
-from perfintel.api import anomalies, errors, ingest, performance, prometheus, series
+from perfintel.api import anomalies, errors, ingest, performance, prometheus, rules, series
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import MetricMetadata, SampleBatch
@@ -68,6 +70,7 @@ def create_app(
     store: Store | None = None,
     collectors: bool = True,
     clock: Callable[[], float] = time.time,
+    alert_sink: AlertSink | None = None,
 ) -> FastAPI:
     """Build the service. ``store`` overrides the configured one (its owner closes it);
     ``collectors=False`` leaves the host collector and scrapers off (for tests)."""
@@ -90,6 +93,15 @@ def create_app(
             )
             await run_in_threadpool(anomaly.start)
             app.state.anomaly = anomaly
+        if settings.alerting.enabled:  # the rule engine (perfintel.alerting.rules)
+            app.state.rules = await start_rule_service(
+                settings.alerting,
+                settings.data_dir,
+                app.state.store,
+                registry=app.state.metrics.registry,
+                query=app.state.query_settings,
+                sink=alert_sink,
+            )
         tasks: list[asyncio.Task[None]] = []
         scraper: Scraper | None = None
         if collectors:
@@ -125,6 +137,9 @@ def create_app(
                     await t
             if scraper is not None:
                 await scraper.aclose()
+            if app.state.rules is not None:
+                await app.state.rules.stop()
+                app.state.rules = None
             if app.state.anomaly is not None:  # drains its queue and saves its state
                 await run_in_threadpool(app.state.anomaly.close)
                 app.state.anomaly = None
@@ -141,6 +156,7 @@ def create_app(
     app.state.settings = settings
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
+    app.state.rules = None  # a RuleService while running, when alerting is enabled
     app.state.metadata: dict[str, MetricMetadata] = {}  # type: ignore[misc]
     app.state.metrics = ServiceMetrics(Registry())
     q = settings.query
@@ -157,6 +173,7 @@ def create_app(
     app.include_router(performance.router)
     app.include_router(anomalies.router)
     app.include_router(prometheus.router)
+    app.include_router(rules.router)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
     async def healthz() -> dict[str, str]:

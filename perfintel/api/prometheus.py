@@ -370,13 +370,3 @@ async def runtimeinfo() -> Response:
 @router.post("/query_exemplars", operation_id="prometheus_query_exemplars_post")
 async def query_exemplars() -> Response:
     return _envelope(b"[]")
-
-
-@router.get("/rules")
-async def rules() -> Response:
-    return _envelope(b'{"groups":[]}')
-
-
-@router.get("/alerts")
-async def alerts() -> Response:
-    return _envelope(b'{"alerts":[]}')
