@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from perfintel.cli_rules import rules_app
 from perfintel.config import load_settings
 from perfintel.errors import PerfintelError
 
@@ -34,6 +35,7 @@ bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate the models on public benchmarks.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
+app.add_typer(rules_app, name="rules")
 console = Console(stderr=True)
 
 DataDir = Annotated[
