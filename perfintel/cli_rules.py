@@ -64,6 +64,8 @@ def test(
             out.print("  FAILED:", highlight=False)
             for e in result.errors:
                 out.print(e, highlight=False, markup=False)
+        for w in result.warnings:
+            out.print(w, highlight=False, markup=False)
         out.print()
     if failed:
         raise typer.Exit(1)

@@ -26,6 +26,7 @@ them; ``stale`` a staleness marker.
 
 from __future__ import annotations
 
+import glob
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from perfintel.alerting.rules.files import RuleFileError, load_rule_file, resolve_rule_files
+from perfintel.alerting.rules.files import RuleFileError, load_rule_file
 from perfintel.alerting.rules.group import EvalOptions, GroupRuntime
 from perfintel.alerting.rules.lifecycle import FlapSettings
 from perfintel.alerting.rules.spec import GroupSpec, parse_duration_strict
@@ -83,9 +84,11 @@ def expand_values(text: str) -> list[float | None]:
 
 
 def parse_metric(text: str) -> LabelSet:
-    """``name{a="b"}`` to a label set (promtool's ``parser.ParseMetric``)."""
+    """``name{a="b"}`` to a label set (promtool's ``parser.ParseMetric``); ``{}`` is empty."""
     from perfintel.model import parse_selector
 
+    if text.strip() in ("{}", ""):
+        return ()
     sel = parse_selector(text)
     labels = {}
     for m in sel.matchers:
@@ -100,6 +103,7 @@ class TestResult:
     file: str
     ok: bool
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _duration(value: Any, what: str) -> float:
@@ -133,10 +137,20 @@ def run_test_file(path: Path, *, options: EvalOptions | None = None) -> TestResu
 
 def _run(path: Path, options: EvalOptions) -> TestResult:
     doc = _load(path)
+    warnings: list[str] = []
     interval = _duration(doc.get("evaluation_interval") or "1m", "evaluation_interval")
     if interval <= 0:
         interval = 60.0
-    rule_files = resolve_rule_files([str(p) for p in doc.get("rule_files") or []], path.parent)
+    rule_files: list[Path] = []
+    for pattern in doc.get("rule_files") or []:
+        # promtool treats every entry as a glob: one that matches nothing is only a warning
+        full = (
+            Path(str(pattern)) if Path(str(pattern)).is_absolute() else path.parent / str(pattern)
+        )
+        found = sorted(Path(p) for p in glob.glob(str(full)) if Path(p).is_file())
+        if not found:
+            warnings.append(f"  WARNING: no file match pattern {pattern}")
+        rule_files.extend(found)
     specs: list[GroupSpec] = []
     for f in rule_files:
         specs.extend(load_rule_file(f))
@@ -155,7 +169,7 @@ def _run(path: Path, options: EvalOptions) -> TestResult:
         if not isinstance(tg, dict):
             raise TestFileError("each test must be a mapping")
         errors.extend(_test_group(tg, specs, interval, options))
-    return TestResult(str(path), not errors, errors)
+    return TestResult(str(path), not errors, errors, warnings)
 
 
 def _test_group(
@@ -280,7 +294,10 @@ def _check_expr(case: Mapping[str, Any], engine: Engine) -> list[str]:
             labels = parse_metric(str(s.get("labels", ""))) if s.get("labels") else ()
         except (ValueError, PerfintelError) as exc:
             return [f"    expr: {expr!r}, time: {_fmt(t)}, err: labels {s.get('labels')!r}: {exc}"]
-        exp.append((labels, float(s.get("value", 0))))
+        value = s.get("value", 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TestFileError(f"cannot unmarshal {value!r} into float64 (exp_samples value)")
+        exp.append((labels, float(value)))
     if _same_samples(exp, got):
         return []
     return [f"    expr: {expr!r}, time: {_fmt(t)},\n        exp: {exp}\n        got: {got}"]

@@ -518,13 +518,11 @@ class Template:
                 args.append(piped)
             try:
                 return fn(*args)
-            except TemplateError:
-                raise
             except TypeError as exc:
                 raise self._parser.fail(
                     first.pos, f"error calling {first.value}: wrong arguments ({exc})"
                 ) from None
-            except (ValueError, ArithmeticError, KeyError, IndexError) as exc:
+            except (TemplateError, ValueError, ArithmeticError, KeyError, IndexError) as exc:
                 raise self._parser.fail(first.pos, f"error calling {first.value}: {exc}") from None
         if len(cmd.args) > 1 or piped is not _MISSING:
             raise self._parser.fail(first.pos, "can't give argument to non-function")

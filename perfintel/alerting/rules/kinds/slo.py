@@ -60,9 +60,9 @@ class BurnWindow(BaseModel):
 
 #: the SRE workbook's recommended multi-window, multi-burn-rate table
 SRE_WINDOWS: tuple[BurnWindow, ...] = (
-    BurnWindow(long=3600, short=300, factor=14.4, severity="page"),
-    BurnWindow(long=6 * 3600, short=1800, factor=6, severity="page"),
-    BurnWindow(long=3 * 86400, short=6 * 3600, factor=1, severity="ticket"),
+    BurnWindow.model_validate({"long": "1h", "short": "5m", "factor": 14.4, "severity": "page"}),
+    BurnWindow.model_validate({"long": "6h", "short": "30m", "factor": 6, "severity": "page"}),
+    BurnWindow.model_validate({"long": "3d", "short": "6h", "factor": 1, "severity": "ticket"}),
 )
 
 
