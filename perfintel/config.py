@@ -367,8 +367,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init (CLI flags) > environment > file (passed in as init defaults by load_settings)
-        return (init_settings, env_settings)
+        # load_settings merges file < environment < CLI flags itself (a list setting such as
+        # PERFINTEL_ALERTING__RULE_FILES=a.yml,b.yml would not survive pydantic's env parsing)
+        return (init_settings,)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
