@@ -42,8 +42,8 @@ def test_round_trip_of_every_field(database_url: str) -> None:
             state="pending",
             active_at=T0,
         )
-        st.save("f.yml;g", "A", [a, b], [])
-        st.save("other;g", "A", [b], [])
+        st.save("f.yml;g", {"A": ([a, b], [])})
+        st.save("other;g", {"A": ([b], [])})
         got = {x.labels: x for x in st.load("f.yml;g")["A"]}
         assert set(got) == {a.labels, b.labels}
         x = got[a.labels]
@@ -64,7 +64,7 @@ def test_round_trip_of_every_field(database_url: str) -> None:
         assert x.explanation == a.explanation and np.isnan(x.value) and not x.dirty
         # an update replaces the row; a deletion removes it; other groups are untouched
         a.state = "inactive"
-        st.save("f.yml;g", "A", [a], [b.labels])
+        st.save("f.yml;g", {"A": ([a], [b.labels])})
         got2 = st.load("f.yml;g")["A"]
         assert [(y.labels, y.state) for y in got2] == [(a.labels, "inactive")]
         st.drop_group("f.yml;g")

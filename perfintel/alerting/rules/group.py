@@ -38,6 +38,7 @@ from perfintel.alerting.rules import lifecycle
 from perfintel.alerting.rules.kinds import KindContext, kinds
 from perfintel.alerting.rules.lifecycle import ActiveAlert, FlapSettings, Result
 from perfintel.alerting.rules.metrics import RuleMetrics
+from perfintel.alerting.rules.plan import ThresholdPlan, reads, threshold_plan
 from perfintel.alerting.rules.reader import RoundReader
 from perfintel.alerting.rules.spec import ALERT, RECORD, GroupSpec, RuleSpec
 from perfintel.alerting.rules.template import RuleTemplate, TemplateError, template_data
@@ -64,10 +65,10 @@ class AlertStateStore(Protocol):
     def save(
         self,
         group_key: str,
-        rule_name: str,
-        changed: Sequence[ActiveAlert],
-        deleted: Sequence[LabelSet],
-    ) -> None: ...
+        updates: Mapping[str, tuple[Sequence[ActiveAlert], Sequence[LabelSet]]],
+    ) -> None:
+        """Per rule name: the alerts to write (insert or replace) and the label sets to delete."""
+        ...
 
     def drop_group(self, group_key: str) -> None: ...
 
@@ -88,15 +89,14 @@ class MemoryAlertState:
     def save(
         self,
         group_key: str,
-        rule_name: str,
-        changed: Sequence[ActiveAlert],
-        deleted: Sequence[LabelSet],
+        updates: Mapping[str, tuple[Sequence[ActiveAlert], Sequence[LabelSet]]],
     ) -> None:
-        rows = self.rows.setdefault((group_key, rule_name), {})
-        for a in changed:
-            rows[a.labels] = _copy(a)
-        for key in deleted:
-            rows.pop(key, None)
+        for rule_name, (changed, deleted) in updates.items():
+            rows = self.rows.setdefault((group_key, rule_name), {})
+            for a in changed:
+                rows[a.labels] = _copy(a)
+            for key in deleted:
+                rows.pop(key, None)
 
     def drop_group(self, group_key: str) -> None:
         for k in [k for k in self.rows if k[0] == group_key]:
@@ -139,6 +139,8 @@ class RuleRuntime:
     plain_labels: dict[str, str] = field(default_factory=dict)
     #: alert label sets the state store holds
     persisted: set[LabelSet] = field(default_factory=set)
+    #: a plain threshold rule, evaluated without the PromQL engine
+    plan: ThresholdPlan | None = None
 
     @property
     def state(self) -> str:
@@ -181,6 +183,7 @@ class GroupRuntime:
         self.evaluation_time = 0.0
         self._previous_series: set[LabelSet] = set()
         self.rules = [self._runtime(r) for r in spec.rules]
+        self._windows = self._prefetch_windows()
         # names written by recording rules that a later rule of the group reads
         self._read_later: set[str] = set()
         for i, r in enumerate(spec.rules):
@@ -204,7 +207,21 @@ class GroupRuntime:
             annotation_templates={
                 k: RuleTemplate(v, tmpl_name, url) for k, v in r.annotations.items()
             },
+            plan=threshold_plan(r.expr) if r.kind == ALERT else None,
         )
+
+    def _prefetch_windows(self) -> dict[str, int]:
+        """Metric name -> how far back (ms) the group's PromQL rules read it."""
+        lookback = self.options.query.lookback_ms
+        out: dict[str, int] = {}
+        for r in self.spec.rules:
+            for text in (r.expr, r.keep_firing_while):
+                if not text or r.kind not in (RECORD, ALERT):
+                    continue
+                for read in reads(text, lookback):
+                    if read.name is not None and not read.pinned:
+                        out[read.name] = max(out.get(read.name, 0), read.back_ms)
+        return out
 
     # -- state across reloads and restarts --
 
@@ -251,6 +268,7 @@ class GroupRuntime:
         engine = Engine(reader, self.options.query)
         query_ms = round((now - self.spec.query_offset_s) * 1000)
         report = GroupReport()
+        reader.prefetch(self._windows, query_ms)
         series_batch: list[tuple[LabelSet, float]] = []
         written_now: set[LabelSet] = set()
         alerts_series: list[tuple[LabelSet, float]] = []
@@ -351,7 +369,12 @@ class GroupRuntime:
         spec = rule.spec
         results: dict[LabelSet, Result] = {}
         if spec.kind == ALERT:
-            for labels, value in _vector(engine, spec.expr, t_ms):
+            found = (
+                rule.plan.evaluate(reader, t_ms, self.options.query.lookback_ms)
+                if rule.plan is not None
+                else _vector(engine, spec.expr, t_ms)
+            )
+            for labels, value in found:
                 self._add_result(rule, results, labels, value, {}, {}, held=False)
             missing = [
                 k for k, a in rule.active.items() if a.state != "inactive" and k not in results
@@ -366,21 +389,21 @@ class GroupRuntime:
         else:
             kind = kinds()[spec.kind]
             ctx = KindContext(reader, engine, t_ms)
-            found: dict[LabelSet, Result] = {}
+            by_labels: dict[LabelSet, Result] = {}
             for f in kind.evaluate(spec.params, ctx):
                 if not (f.trigger or f.held):
                     continue
                 held_only = f.held and not f.trigger
                 self._add_result(
                     rule,
-                    found,
+                    by_labels,
                     tuple(sorted(f.labels.items())),
                     f.value,
                     f.explanation,
                     f.annotations,
                     held=held_only,
                 )
-            results = found
+            results = by_labels
         lifecycle.advance(
             rule.active,
             results,
@@ -395,7 +418,8 @@ class GroupRuntime:
                 deleted = list(rule.active)
                 rule.active.clear()
                 if self.state is not None:
-                    self.state.save(self.spec.key, spec.name, [], deleted)
+                    self.state.save(self.spec.key, {spec.name: ([], deleted)})
+                    rule.persisted.difference_update(deleted)
                 raise QueryError(f"exceeded limit of {self.spec.limit} with {n} alerts")
 
     def _add_result(
@@ -452,27 +476,33 @@ class GroupRuntime:
         return f"{base}/alerts?rule={q}"
 
     def _persist(self) -> None:
+        """Write the alerts that changed in this evaluation (one transaction for the group)."""
         if self.state is None:
             return
+        updates: dict[str, tuple[list[ActiveAlert], list[LabelSet]]] = {}
         for rule in self.rules:
             if not rule.spec.is_alerting:
                 continue
-            known = rule.persisted
             changed = [a for a in rule.active.values() if a.dirty]
-            deleted = [k for k in known if k not in rule.active]
-            if not changed and not deleted:
-                continue
-            try:
-                self.state.save(self.spec.key, rule.spec.name, changed, deleted)
-            except PerfintelError:
-                log.exception("cannot save alert states of %s", rule.spec.name)
-                if self.metrics is not None:
-                    self.metrics.state_errors.inc()
-                continue
-            for a in changed:
-                a.dirty = False
-            known.difference_update(deleted)
-            known.update(a.labels for a in changed)
+            deleted = [k for k in rule.persisted if k not in rule.active]
+            if changed or deleted:
+                updates[rule.spec.name] = (changed, deleted)
+        if not updates:
+            return
+        try:
+            self.state.save(self.spec.key, updates)
+        except PerfintelError:
+            log.exception("cannot save the alert states of group %s", self.spec.key)
+            if self.metrics is not None:
+                self.metrics.state_errors.inc()
+            return  # still dirty: written with the next evaluation
+        for rule in self.rules:
+            if rule.spec.name in updates:
+                changed, deleted = updates[rule.spec.name]
+                for a in changed:
+                    a.dirty = False
+                rule.persisted.difference_update(deleted)
+                rule.persisted.update(a.labels for a in changed)
 
 
 def _expand(tmpl: RuleTemplate, data: Mapping[str, object]) -> str:

@@ -20,7 +20,7 @@ Every method is one transaction; SQLAlchemy errors become ``StorageError``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -68,6 +68,28 @@ rule_api_group = sa.Table(
 
 def _dumps(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _row(group_key: str, rule_name: str, a: ActiveAlert, now: float) -> dict[str, Any]:
+    return {
+        "group_key": group_key,
+        "rule_name": rule_name,
+        "fingerprint": fingerprint(a.labels),
+        "labels": _dumps([list(p) for p in a.labels]),
+        "annotations": _dumps(dict(a.annotations)),
+        "explanation": _dumps(dict(a.explanation)),
+        "state": a.state,
+        "active_at": a.active_at,
+        "fired_at": a.fired_at,
+        "resolved_at": a.resolved_at,
+        "keep_firing_since": a.keep_firing_since,
+        "last_sent_at": a.last_sent_at,
+        "flapping_since": a.flapping_since,
+        "flap_started_at": a.flap_started_at,
+        "value": a.value if a.value == a.value else None,
+        "changes": _dumps(list(a.changes)),
+        "updated_at": now,
+    }
 
 
 def _float(v: Any) -> float | None:
@@ -120,44 +142,24 @@ class SqlRuleState:
     def save(
         self,
         group_key: str,
-        rule_name: str,
-        changed: Sequence[ActiveAlert],
-        deleted: Sequence[LabelSet],
+        updates: Mapping[str, tuple[Sequence[ActiveAlert], Sequence[LabelSet]]],
     ) -> None:
+        """Per rule: write (replace) the changed alerts, delete the others; one transaction."""
         t = rule_alert_state
         now = time.time()
         with self._tx() as conn:
-            fps = [fingerprint(k) for k in deleted] + [fingerprint(a.labels) for a in changed]
-            for i in range(0, len(fps), 500):
-                conn.execute(
-                    t.delete().where(
-                        t.c.group_key == group_key,
-                        t.c.rule_name == rule_name,
-                        t.c.fingerprint.in_(fps[i : i + 500]),
+            rows: list[dict[str, Any]] = []
+            for rule_name, (changed, deleted) in updates.items():
+                fps = [fingerprint(k) for k in deleted] + [fingerprint(a.labels) for a in changed]
+                for i in range(0, len(fps), 500):
+                    conn.execute(
+                        t.delete().where(
+                            t.c.group_key == group_key,
+                            t.c.rule_name == rule_name,
+                            t.c.fingerprint.in_(fps[i : i + 500]),
+                        )
                     )
-                )
-            rows = [
-                {
-                    "group_key": group_key,
-                    "rule_name": rule_name,
-                    "fingerprint": fingerprint(a.labels),
-                    "labels": _dumps([list(p) for p in a.labels]),
-                    "annotations": _dumps(dict(a.annotations)),
-                    "explanation": _dumps(dict(a.explanation)),
-                    "state": a.state,
-                    "active_at": a.active_at,
-                    "fired_at": a.fired_at,
-                    "resolved_at": a.resolved_at,
-                    "keep_firing_since": a.keep_firing_since,
-                    "last_sent_at": a.last_sent_at,
-                    "flapping_since": a.flapping_since,
-                    "flap_started_at": a.flap_started_at,
-                    "value": a.value if a.value == a.value else None,
-                    "changes": _dumps(list(a.changes)),
-                    "updated_at": now,
-                }
-                for a in changed
-            ]
+                rows.extend(_row(group_key, rule_name, a, now) for a in changed)
             if rows:
                 conn.execute(t.insert(), rows)
 

@@ -24,7 +24,11 @@ with conformal prediction intervals, through
 The rule triggers when the band's edge on the threshold's side crosses
 within the horizon: for ``level: 80``, when there is at least a 10 % chance
 (by the calibrated interval) that the series is beyond the threshold at
-some step. The alert says when: ``earliest`` is where the band's edge
+some step — and only at a step the series could reach: getting from its
+value now to the threshold by then must not take a faster rise (fall, for
+``below``) than the series has ever made over a span that long in its
+history. A model that extrapolates wildly (an autoregression right after a
+large drop, say) cannot raise an alert on its own. The alert says when: ``earliest`` is where the band's edge
 crosses (P10), ``expected`` where the mean does (P50), ``latest`` where the
 far edge does (P90), ``None`` beyond the horizon; ``confidence`` is the
 largest probability over the horizon of being beyond the threshold, read
@@ -125,6 +129,23 @@ def exceedance(r: ForecastResult, threshold: float) -> np.ndarray:
     return out
 
 
+def reachable(history: np.ndarray, gap: float, h: int, above: bool) -> np.ndarray:
+    """For each step ``k`` of ``1..h``: has the history ever moved by ``gap`` (up when
+    ``above``, down otherwise) within ``k`` steps? Gaps are judged on the finite points."""
+    x = history if above else -history
+    need = gap if above else -gap
+    out = np.zeros(h, bool)
+    if need <= 0:
+        out[:] = True
+        return out
+    best = -np.inf
+    for k in range(1, h + 1):
+        if k < x.size:
+            best = max(best, float(np.max(x[k:] - x[:-k])))
+        out[k - 1] = best >= need
+    return out
+
+
 def _first(mask: np.ndarray) -> int | None:
     idx = np.flatnonzero(mask)
     return int(idx[0]) if idx.size else None
@@ -176,7 +197,9 @@ class ThresholdKind:
 
         finite = h.values[np.isfinite(h.values)]
         now_value = float(finite[-1])
-        i_early, i_mean, i_late = _first(beyond(near)), _first(beyond(r.mean)), _first(beyond(far))
+        reach = reachable(finite, thr - now_value, len(times), above)
+        i_early = _first(beyond(near) & reach)
+        i_mean, i_late = _first(beyond(r.mean) & reach), _first(beyond(far) & reach)
         p = exceedance(r, thr) if above else 1.0 - exceedance(r, thr)
         already = bool(beyond(np.array([now_value]))[0])
         band_i = next((i for i in (i_mean, i_early) if i is not None), len(times) - 1)
