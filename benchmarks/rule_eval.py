@@ -62,10 +62,16 @@ def load(store: DuckDBStore, now: float, rng: np.random.Generator) -> None:
     for m in range(METRICS):
         for i in range(INSTANCES):
             labels = label_set(
-                {"__name__": f"metric_{m:03d}", "instance": f"host-{i:02d}", "job": f"job-{i % JOBS}"}
+                {
+                    "__name__": f"metric_{m:03d}",
+                    "instance": f"host-{i:02d}",
+                    "job": f"job-{i % JOBS}",
+                }
             )
             level = rng.uniform(0, 1)
-            b.add_many(labels, ts.astype(np.int64), np.clip(level + rng.normal(0, 0.02, ts.size), 0, 1))
+            b.add_many(
+                labels, ts.astype(np.int64), np.clip(level + rng.normal(0, 0.02, ts.size), 0, 1)
+            )
     store.append(b.build())
     store.flush()
 

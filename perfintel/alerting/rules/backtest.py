@@ -25,8 +25,9 @@ import numpy as np
 
 from perfintel.alerting.model import Alert, AlertSink
 from perfintel.alerting.rules.group import EvalOptions, GroupRuntime
+from perfintel.alerting.rules.plan import reads
 from perfintel.alerting.rules.reader import RoundReader
-from perfintel.alerting.rules.spec import GroupSpec
+from perfintel.alerting.rules.spec import GroupSpec, RuleSpec
 from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
@@ -237,23 +238,30 @@ def backtest(
     return BacktestReport(start, end, evaluations, list(counts.values()), summary)
 
 
-def history_margin(specs: Sequence[GroupSpec], lookback_s: float = 300.0) -> float:
-    """How much history before ``start`` the rules read (ranges, offsets, kinds' histories)."""
+def _texts(specs: Sequence[GroupSpec]) -> list[tuple[GroupSpec, RuleSpec, str]]:
     from perfintel.alerting.rules.kinds import kinds
-    from perfintel.query.promql.engine import parse
 
-    margin = 0.0
+    out: list[tuple[GroupSpec, RuleSpec, str]] = []
     for g in specs:
         for r in g.rules:
             texts = [t for t in (r.expr, r.keep_firing_while) if t]
             if r.params is not None:
                 kind = kinds().get(r.kind)
                 if kind is not None:
-                    texts += [t for _, t in kind.expressions(r.params)]
-                margin = max(margin, _params_span(r.params))
-            for t in texts:
-                margin = max(margin, _expr_span(parse(t)) + g.query_offset_s)
-    return margin + lookback_s
+                    texts = [t for _, t in kind.expressions(r.params)]
+            out.extend((g, r, t) for t in texts)
+    return out
+
+
+def history_margin(specs: Sequence[GroupSpec], lookback_s: float = 300.0) -> float:
+    """How much history before ``start`` the rules read (ranges, offsets, kinds' histories)."""
+    margin = 0.0
+    for g, r, text in _texts(specs):
+        for read in reads(text, int(lookback_s * 1000)):
+            margin = max(margin, read.back_ms / 1000 + g.query_offset_s)
+        if r.params is not None:
+            margin = max(margin, _params_span(r.params) + lookback_s)
+    return margin
 
 
 def _params_span(params: object) -> float:
@@ -268,76 +276,13 @@ def _params_span(params: object) -> float:
     return total
 
 
-def _expr_span(node: object) -> float:
-    """Longest range + offset reached back by any selector of a PromQL AST (seconds)."""
-    import promql_parser as pp
-
-    best = 0.0
-
-    def seconds(td: object) -> float:
-        return float(td.total_seconds()) if td is not None else 0.0  # type: ignore[attr-defined]
-
-    def walk(n: object, extra: float) -> None:
-        nonlocal best
-        if isinstance(n, pp.MatrixSelector):
-            best = max(best, extra + seconds(n.range) + seconds(n.vector_selector.offset))
-            return
-        if isinstance(n, pp.VectorSelector):
-            best = max(best, extra + seconds(n.offset))
-            return
-        if isinstance(n, pp.SubqueryExpr):
-            walk(n.expr, extra + seconds(n.range) + seconds(n.offset))
-            return
-        for attr in ("expr", "lhs", "rhs", "param"):
-            child = getattr(n, attr, None)
-            if child is not None and not isinstance(child, str | int | float):
-                walk(child, extra)
-        for child in getattr(n, "args", None) or []:
-            walk(child, extra)
-
-    walk(node, 0.0)
-    return best
-
-
 def selectors_of(specs: Sequence[GroupSpec]) -> list[str]:
     """Every series selector the rules read (to fetch the history of a backtest)."""
-    import promql_parser as pp
-
-    from perfintel.alerting.rules.kinds import kinds
-    from perfintel.query.promql.engine import parse
-
     out: dict[str, None] = {}
-
-    def walk(n: object) -> None:
-        if isinstance(n, pp.MatrixSelector):
-            walk(n.vector_selector)
-            return
-        if isinstance(n, pp.VectorSelector):
-            out[_selector_text(n)] = None
-            return
-        for attr in ("expr", "lhs", "rhs", "param"):
-            child = getattr(n, attr, None)
-            if child is not None and not isinstance(child, str | int | float):
-                walk(child)
-        for child in getattr(n, "args", None) or []:
-            walk(child)
-
-    for g in specs:
-        for r in g.rules:
-            texts = [t for t in (r.expr, r.keep_firing_while) if t]
-            if r.params is not None:
-                kind = kinds().get(r.kind)
-                if kind is not None:
-                    texts += [t for _, t in kind.expressions(r.params)]
-            for t in texts:
-                walk(parse(t))
+    for _g, _r, text in _texts(specs):
+        for read in reads(text, 0):
+            out[str(read.selector)] = None
     return list(out)
-
-
-def _selector_text(vs: object) -> str:
-    from perfintel.model import matchers_from_promql
-
-    return "{" + ",".join(str(m) for m in matchers_from_promql(vs)) + "}"
 
 
 def summary_lines(report: BacktestReport) -> list[str]:
