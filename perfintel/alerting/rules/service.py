@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -283,24 +284,28 @@ class RuleService:
             delay = due - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if g.spec.key in self._running:  # still evaluating: skip this tick
-                self.metrics.missed.labels(g.spec.key).inc()
+            key = g.spec.key
+            if key in self._running:  # still evaluating (maybe the group it replaced): skip
+                self.metrics.missed.labels(key).inc()
             else:
-                self._running.add(g.spec.key)
-                try:
-                    await loop.run_in_executor(self._pool, g.evaluate, due, self.store, self.sink)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("rule group %s failed", g.spec.key)
-                finally:
-                    self._running.discard(g.spec.key)
+                self._running.add(key)
+                fut = loop.run_in_executor(self._pool, g.evaluate, due, self.store, self.sink)
+                # the key is released when the evaluation ends, not when this task is
+                # cancelled by a reload: a replacing group never runs alongside it
+                fut.add_done_callback(functools.partial(self._finished, key))
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(fut)
             due += interval
             now = self.clock()
             if due < now:  # overran: skip to the next tick ahead, counting the misses
                 missed = int((now - due) // interval) + 1
                 self.metrics.missed.labels(g.spec.key).inc(missed)
                 due += missed * interval
+
+    def _finished(self, key: str, fut: asyncio.Future[object]) -> None:
+        self._running.discard(key)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("rule group %s failed", key, exc_info=fut.exception())
 
     async def reload_async(self) -> ReloadResult:
         loop = asyncio.get_running_loop()

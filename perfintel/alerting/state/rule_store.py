@@ -147,19 +147,22 @@ class SqlRuleState:
         """Per rule: write (replace) the changed alerts, delete the others; one transaction."""
         t = rule_alert_state
         now = time.time()
+        keys: list[tuple[str, str]] = []
+        rows: list[dict[str, Any]] = []
+        for rule_name, (changed, deleted) in updates.items():
+            keys.extend((rule_name, fingerprint(k)) for k in deleted)
+            for a in changed:
+                row = _row(group_key, rule_name, a, now)
+                keys.append((rule_name, row["fingerprint"]))
+                rows.append(row)
         with self._tx() as conn:
-            rows: list[dict[str, Any]] = []
-            for rule_name, (changed, deleted) in updates.items():
-                fps = [fingerprint(k) for k in deleted] + [fingerprint(a.labels) for a in changed]
-                for i in range(0, len(fps), 500):
-                    conn.execute(
-                        t.delete().where(
-                            t.c.group_key == group_key,
-                            t.c.rule_name == rule_name,
-                            t.c.fingerprint.in_(fps[i : i + 500]),
-                        )
+            for i in range(0, len(keys), 400):  # a few statements, however many rules changed
+                conn.execute(
+                    t.delete().where(
+                        t.c.group_key == group_key,
+                        sa.tuple_(t.c.rule_name, t.c.fingerprint).in_(keys[i : i + 400]),
                     )
-                rows.extend(_row(group_key, rule_name, a, now) for a in changed)
+                )
             if rows:
                 conn.execute(t.insert(), rows)
 
