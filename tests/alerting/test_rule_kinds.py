@@ -98,7 +98,7 @@ def test_threshold_approaching_on_a_ramp_and_not_on_a_flat_series() -> None:
 
 
 def test_threshold_approaching_ignores_crossings_the_history_cannot_reach() -> None:
-    from perfintel.alerting.rules.kinds.forecast import reachable
+    from perfintel.alerting.rules.kinds.base import reachable
 
     x = np.array([0.0, 1, 2, 3, 4, 5])
     assert reachable(x, 2.0, 3, True).tolist() == [False, True, True]

@@ -227,5 +227,22 @@ def normal_ppf(p: float) -> float:
     return float(ndtri(p))
 
 
+def reachable(history: np.ndarray, gap: float, h: int, above: bool) -> np.ndarray:
+    """For each step ``k`` of ``1..h``: has the history ever moved by ``gap`` (up when
+    ``above``, down otherwise) within ``k`` steps? Gaps are judged on the finite points."""
+    x = history if above else -history
+    need = gap if above else -gap
+    out = np.zeros(h, bool)
+    if need <= 0:
+        out[:] = True
+        return out
+    best = -np.inf
+    for k in range(1, h + 1):
+        if k < x.size:
+            best = max(best, float(np.max(x[k:] - x[:-k])))
+        out[k - 1] = best >= need
+    return out
+
+
 def group_key(labels: Mapping[str, str], by: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple((k, labels.get(k, "")) for k in by)

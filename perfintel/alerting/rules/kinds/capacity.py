@@ -22,7 +22,9 @@ for growth — the false alarms of ``predict_linear``.
 The exhaustion times P10 / P50 / P90 are the alert's ``earliest`` /
 ``expected`` / ``latest`` crossing; the rule triggers when the ``bound``
 (default P10: "at least a 10 % chance of being full within ``within``") is
-within ``within``. ``confidence`` is the probability of exhaustion within
+within ``within`` and reachable: filling what is left by then must not take a
+faster rise than the usage has ever made over a span that long (a model fit
+on too few cycles of a slow sawtooth cannot raise an alert on its own). ``confidence`` is the probability of exhaustion within
 ``within``, read off those quantiles (and the share of paths exhausting
 within the projection's horizon) on a normal scale. A capacity series is
 paired with the usage series of the same labels (``__name__`` aside), or,
@@ -45,6 +47,7 @@ from perfintel.alerting.rules.kinds.base import (
     crossing_explanation,
     normal_cdf,
     normal_ppf,
+    reachable,
     without_name,
 )
 from perfintel.analysis.capacity import Scenario, plan_capacity
@@ -141,7 +144,12 @@ class CapacityKind:
             days = {0.1: base.days_p10, 0.5: base.days_p50, 0.9: base.days_p90}
             secs = {q: None if d is None else d * DAY for q, d in days.items()}
             chosen = {"p10": secs[0.1], "p50": secs[0.5], "p90": secs[0.9]}[params.bound]
+            value = float(s.values[ok][-1])
             trigger = chosen is not None and chosen <= params.within
+            if trigger and chosen is not None and chosen > 0:
+                # the projection may not need a faster rise than the usage has ever made
+                k = max(1, int(np.ceil(chosen / params.step)))
+                trigger = bool(reachable(s.values[ok], cap - value, k, True)[-1])
 
             def at(x: float | None, now: float = now) -> float | None:
                 return None if x is None else now + x
@@ -149,7 +157,6 @@ class CapacityKind:
             conf = probability_within(
                 params.within, secs, horizon_days * DAY, float(base.probability)
             )
-            value = float(s.values[ok][-1])
             expl = crossing_explanation(
                 kind=self.name,
                 now=now,

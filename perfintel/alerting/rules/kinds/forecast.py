@@ -52,6 +52,7 @@ from perfintel.alerting.rules.kinds.base import (
     crossing_explanation,
     normal_cdf,
     normal_ppf,
+    reachable,
     value_text,
     without_name,
 )
@@ -126,23 +127,6 @@ def exceedance(r: ForecastResult, threshold: float) -> np.ndarray:
         else:
             zt = float(np.interp(threshold, v, z))
         out[j] = 1.0 - float(normal_cdf(zt))
-    return out
-
-
-def reachable(history: np.ndarray, gap: float, h: int, above: bool) -> np.ndarray:
-    """For each step ``k`` of ``1..h``: has the history ever moved by ``gap`` (up when
-    ``above``, down otherwise) within ``k`` steps? Gaps are judged on the finite points."""
-    x = history if above else -history
-    need = gap if above else -gap
-    out = np.zeros(h, bool)
-    if need <= 0:
-        out[:] = True
-        return out
-    best = -np.inf
-    for k in range(1, h + 1):
-        if k < x.size:
-            best = max(best, float(np.max(x[k:] - x[:-k])))
-        out[k - 1] = best >= need
     return out
 
 
