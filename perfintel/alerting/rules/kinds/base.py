@@ -33,6 +33,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from perfintel.alerting.rules.spec import parse_duration_strict
 from perfintel.alerting.rules.template_funcs import humanize, humanize_duration
+from perfintel.errors import QueryLimitError
 from perfintel.model import METRIC_NAME, LabelSet, Matcher, MatchOp, parse_selector
 from perfintel.query.promql.engine import Engine, Series
 from perfintel.storage.base import SampleReader
@@ -80,12 +81,20 @@ class KindContext:
             return [Series((), np.array([self.time_ms]), np.array([res.scalar[1]]))]
         return res.series
 
-    def range(self, expr: str, span_s: float, step_s: float) -> list[Series]:
-        """``expr`` on the grid of ``step_s`` ending at the evaluation time (aligned to the step)."""
+    def range(
+        self, expr: str, span_s: float, step_s: float, *, max_series: int | None = None
+    ) -> list[Series]:
+        """``expr`` on the grid of ``step_s`` ending at the evaluation time (aligned to the step);
+        more than ``max_series`` series is an error (the kinds that model each series cost)."""
         step = max(1, int(step_s * 1000))
         end = self.time_ms - self.time_ms % step
         start = end - int(span_s * 1000) // step * step
         res = self.engine.range(expr, start, end, step)
+        if max_series is not None and len(res.series) > max_series:
+            raise QueryLimitError(
+                f"{expr} gives {len(res.series)} series, more than max_series={max_series} "
+                "this rule may model; narrow it down or raise max_series"
+            )
         return res.series
 
 

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from perfintel.alerting.rules.kinds.base import (
     Finding,
@@ -64,6 +65,7 @@ class CapacityParams(KindParams):
     history: PromDuration = 7 * DAY
     step: PromDuration = 900.0
     min_history: PromDuration = DAY
+    max_series: int = Field(200, gt=0)
 
     def describe(self) -> str:
         return (
@@ -106,7 +108,7 @@ class CapacityKind:
         return out
 
     def evaluate(self, params: CapacityParams, ctx: KindContext) -> list[Finding]:
-        usage = ctx.range(params.expr, params.history, params.step)
+        usage = ctx.range(params.expr, params.history, params.step, max_series=params.max_series)
         if not usage:
             return []
         caps: dict[frozenset[tuple[str, str]], float] = {}

@@ -71,6 +71,7 @@ class ThresholdParams(KindParams):
     history: PromDuration | None = None
     step: PromDuration | None = None
     min_history: PromDuration = 86400.0
+    max_series: int = Field(200, gt=0)
 
     def describe(self) -> str:
         op = ">=" if self.direction == "above" else "<="
@@ -151,7 +152,9 @@ class ThresholdKind:
         step = window.step_ms
         last = ctx.time_ms - ctx.time_ms % step
         first = last - (window.history_points - 1) * step
-        series = ctx.range(params.expr, (last - first) / 1000, step / 1000)
+        series = ctx.range(
+            params.expr, (last - first) / 1000, step / 1000, max_series=params.max_series
+        )
         hist = history_set(series, step, first, last)
         need = params.min_history * 1000 / step
         hist.series = [h for h in hist.series if np.isfinite(h.values).sum() >= need]
