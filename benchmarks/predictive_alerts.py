@@ -58,7 +58,6 @@ DAY = 86400.0
 STEP = 300.0
 GB = 1e9
 CAPACITY = 100.0
-T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
 RULES = """
 groups:
@@ -179,12 +178,18 @@ class FirstFiring:
             self.spells.setdefault(key, set()).add(a.starts_at)
 
 
-def replay(variant: str, days: int, seed: int) -> tuple[dict[str, float], FirstFiring, list[str]]:
-    t, series = GENERATORS[variant](days, seed)
+def replay(
+    t: np.ndarray, series: Series, t0: float, rules: str = RULES
+) -> tuple[dict[str, float], FirstFiring, list[str]]:
+    """Replay series (usage in % of a 100 GB disk, one value per ``STEP`` at offsets ``t``
+    seconds from ``t0``; a ``"disk"`` series that fills, the rest controls) through a DuckDB
+    store and the rule engine. Any generator's output can be replayed this way. ``t0`` should
+    be recent: the store keeps raw samples by wall-clock retention (set here to cover them)."""
+    days = float(t[-1] - t[0]) / DAY + 1
     crossing = {}
     for name, v in series.items():
         hit = np.flatnonzero(v >= CAPACITY)
-        crossing[name] = T0 + t[hit[0]] if hit.size else np.inf
+        crossing[name] = t0 + t[hit[0]] if hit.size else np.inf
         series[name] = np.minimum(v, CAPACITY)  # a full disk stays full
     labels: dict[str, tuple[LabelSet, LabelSet]] = {
         name: (
@@ -195,12 +200,15 @@ def replay(variant: str, days: int, seed: int) -> tuple[dict[str, float], FirstF
     }
     sink = FirstFiring()
     with tempfile.TemporaryDirectory() as tmp:
-        store = DuckDBStore(Path(tmp) / "samples", StoreOptions(wal_fsync=False))
+        store = DuckDBStore(
+            Path(tmp) / "samples",
+            StoreOptions(wal_fsync=False, raw_retention_ms=int((days + 30) * DAY * 1000)),
+        )
         try:
-            groups = [GroupRuntime(g, EvalOptions()) for g in parse_rules(RULES, "predictive.yml")]
-            due = [T0 for _ in groups]
+            groups = [GroupRuntime(g, EvalOptions()) for g in parse_rules(rules, "predictive.yml")]
+            due = [t0 for _ in groups]
             for i in range(t.size):
-                now = T0 + t[i]
+                now = t0 + t[i]
                 names = list(series)
                 batch = SampleBatch(
                     [labels[n][0] for n in names] + [labels[n][1] for n in names],
@@ -220,15 +228,17 @@ def replay(variant: str, days: int, seed: int) -> tuple[dict[str, float], FirstF
                             raise SystemExit(f"{errors[0].spec.name}: {errors[0].last_error}")
         finally:
             store.close()
-    rules = [r.name for g in parse_rules(RULES, "predictive.yml") for r in g.rules]
-    return crossing, sink, rules
+    names = [r.name for g in parse_rules(rules, "predictive.yml") for r in g.rules]
+    return crossing, sink, names
 
 
-def report(variant: str, crossing: dict[str, float], sink: FirstFiring, rules: list[str]) -> bool:
+def report(
+    variant: str, crossing: dict[str, float], sink: FirstFiring, rules: list[str], t0: float
+) -> bool:
     disk_cross = crossing["disk"]
     controls = [n for n in crossing if n != "disk"]
     assert all(not np.isfinite(crossing[c]) for c in controls), "a control crossed"
-    print(f"\nvariant {variant}: disk crosses at day {(disk_cross - T0) / DAY:.2f}")
+    print(f"\nvariant {variant}: disk crosses at day {(disk_cross - t0) / DAY:.2f}")
     print(f"  {'rule':24s} {'disk lead':>12s} {'control alerts':>15s}  controls alerting")
     ok_all = True
     perfintel = [r for r in rules if not r.startswith("PredictLinear")]
@@ -258,8 +268,10 @@ def main() -> None:
     results = []
     for v in args.variants.split(","):
         began = time.perf_counter()
-        crossing, sink, rules = replay(v, args.days, args.seed)
-        results.append(report(v, crossing, sink, rules))
+        t0 = (time.time() // DAY - args.days - 1) * DAY  # midnight, the days ending about now
+        t, series = GENERATORS[v](args.days, args.seed)
+        crossing, sink, rules = replay(t, series, t0)
+        results.append(report(v, crossing, sink, rules, t0))
         print(f"  (replayed {args.days} days in {time.perf_counter() - began:.0f} s)")
     print("\nall variants met the target" if all(results) else "\nsome variant missed the target")
 

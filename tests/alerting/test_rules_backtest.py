@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.memory import MemoryStore
 from tests.conftest import start_server
 
-T0 = 1_767_225_600.0
+# recent: the DuckDB store drops raw samples older than its retention (wall clock)
+T0 = float(int(time.time() // 3600 * 3600) - 6 * 3600)
 RULES = """
 groups:
   - name: g
