@@ -19,6 +19,9 @@ alerting database (SQLite file). Three ways of reading are timed:
   staggered, each at its own time);
 * ``none``    — every rule reads the store itself.
 
+Plain thresholds are evaluated from their plan (no PromQL engine); with
+``--engine-only`` every rule goes through the engine, to see what that saves.
+
 Round 1 is cold (every alert is new: all of them are written to the
 database); rounds 2-3 are steady state (only changes are written). The
 process is pinned to one CPU (``sched_setaffinity``). Prints seconds per
@@ -125,6 +128,11 @@ def main() -> None:
     ap.add_argument("--per-group", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default="shared,group,none")
+    ap.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="evaluate plain thresholds with the PromQL engine too (no threshold plans)",
+    )
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -145,6 +153,10 @@ def main() -> None:
                 state = SqlRuleState(engine)
                 options = EvalOptions(flap=FlapSettings(threshold=4))
                 groups = [GroupRuntime(s, options, state=state) for s in specs]
+                if args.engine_only:
+                    for g in groups:
+                        for rule in g.rules:
+                            rule.plan = None
                 sink = CollectingSink()
                 times = []
                 for r in range(args.rounds):
