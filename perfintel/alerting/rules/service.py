@@ -357,14 +357,19 @@ async def start_service(
     registry: Registry | None,
     query: QuerySettings | None,
     sink: AlertSink | None,
+    engine: Engine | None = None,
 ) -> RuleService:
-    """Open the alerting database, load and restore the rules, schedule them (the app's start-up)."""
+    """Load and restore the rules and schedule them (the app's start-up). ``engine``: the
+    alerting database when the caller opened it (shared with the notification pipeline);
+    otherwise it is opened here and closed by ``stop``."""
     from perfintel.alerting.state.database import default_url, open_database
 
     loop = asyncio.get_running_loop()
-    url = settings.database_url or default_url(data_dir)
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    engine = await loop.run_in_executor(None, open_database, url)
+    own = engine is None
+    if engine is None:
+        url = settings.database_url or default_url(data_dir)
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        engine = await loop.run_in_executor(None, open_database, url)
     service = RuleService(
         settings,
         store,
@@ -373,7 +378,7 @@ async def start_service(
         metrics=RuleMetrics(registry),
         query=query,
     )
-    service.db_engine = engine
+    service.db_engine = engine if own else None
     await loop.run_in_executor(None, service.load)
     await service.start()
     service.install_sighup()
