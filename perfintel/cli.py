@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from perfintel.cli_alerts import alerts_app
+from perfintel.cli_rules import rules_app
 from perfintel.config import load_settings
 from perfintel.errors import PerfintelError
 
@@ -45,6 +46,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(analyze_app, name="analyze")
+app.add_typer(rules_app, name="rules")
 console = Console(stderr=True)
 
 

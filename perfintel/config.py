@@ -342,7 +342,8 @@ class AlertingSettings(_Section):
     rule_files: list[str] = Field(
         default_factory=list,
         description="Prometheus rule files (paths or globs) with perfintel's extra rule kinds; "
-        "reloaded on SIGHUP and POST /api/v1/admin/reload.",
+        "reloaded on SIGHUP, POST /api/v1/admin/rules/reload and POST /-/reload; a "
+        "comma-separated list in the environment variable.",
     )
     alertmanager_config: Path | None = Field(
         None,
@@ -351,6 +352,31 @@ class AlertingSettings(_Section):
     )
     evaluation_interval: Duration = Field(
         60.0, description="Default evaluation interval of rule groups that set none."
+    )
+    resend_delay: Duration = Field(
+        60.0,
+        description="A firing alert is sent to the notification pipeline again once this long "
+        "has passed since it was last sent (Prometheus's --rules.alert.resend-delay).",
+    )
+    external_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to every alert the rules send (unless the alert has them) "
+        "and available to rule templates as $externalLabels.",
+    )
+    flap_window: Duration = Field(
+        3600.0,
+        description="Window over which an alert's changes between firing and not firing are "
+        "counted for flap detection.",
+    )
+    flap_threshold: int = Field(
+        4,
+        ge=0,
+        description="Changes within flap_window that make an alert flapping: it then stays "
+        "firing (annotation flapping=true) and notifies once, until fewer than half as many "
+        "changes remain in the window; 0 turns flap detection off.",
+    )
+    rule_workers: int = Field(
+        2, gt=0, description="Threads that evaluate rule groups (off the event loop)."
     )
     external_url: str = Field(
         "http://127.0.0.1:9470",
@@ -384,6 +410,14 @@ class AlertingSettings(_Section):
         description="How long a notification that fails with a retryable error (network, 5xx, "
         "429) is retried before it is marked failed.",
     )
+
+    @field_validator("rule_files", mode="before")
+    @classmethod
+    def _rule_files(cls, value: object) -> object:
+        # PERFINTEL_ALERTING__RULE_FILES=rules/*.yml or a comma-separated list
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
 
 
 class DashboardSettings(_Section):
@@ -548,8 +582,9 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init (CLI flags) > environment > file (passed in as init defaults by load_settings)
-        return (init_settings, env_settings)
+        # load_settings merges file < environment < CLI flags itself (a list setting such as
+        # PERFINTEL_ALERTING__RULE_FILES=a.yml,b.yml would not survive pydantic's env parsing)
+        return (init_settings,)
 
 
 def _read_file(path: Path) -> dict[str, Any]:

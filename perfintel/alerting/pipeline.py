@@ -14,7 +14,6 @@ happen under it, deliveries do not hold it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -378,7 +377,7 @@ def start_pipeline(
     related: Relatedness | None = None,
     root_cause: RootCauseHook | None = None,
 ) -> Pipeline:
-    """Build and start the pipeline from the settings (call ``install_sighup`` on the main thread).
+    """Build and start the pipeline from the settings (SIGHUP: ``perfintel.api.reload``).
 
     ``related`` and ``root_cause`` are the analysis hooks (series that move
     together, which series changed first); without them incidents use labels,
@@ -387,29 +386,3 @@ def start_pipeline(
     pipeline = Pipeline.from_settings(settings, clock=clock, related=related, root_cause=root_cause)
     pipeline.start()
     return pipeline
-
-
-def install_sighup(pipeline: Pipeline) -> None:
-    """SIGHUP re-reads alertmanager.yml, chaining to any handler installed before.
-
-    The rule engine reloads its rule files on the same signal; chaining keeps
-    both. Must run on the main thread; elsewhere (an embedded app) it does
-    nothing and the reload API remains.
-    """
-    import signal
-
-    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
-        return
-    previous = signal.getsignal(signal.SIGHUP)
-
-    def handler(signum: int, frame: Any) -> None:
-        def reload() -> None:
-            with contextlib.suppress(Exception):  # logged by reload; the running config stays
-                pipeline.reload()
-
-        if not pipeline._stop.is_set():
-            threading.Thread(target=reload, name="perfintel-reload", daemon=True).start()
-        if callable(previous):
-            previous(signum, frame)
-
-    signal.signal(signal.SIGHUP, handler)

@@ -203,6 +203,7 @@ class _Sawtooth:
     rate_sd: float
     resid: np.ndarray
     n: int
+    shape: np.ndarray  # mean deviation from the ramp by position in the cycle
 
 
 def _clip_mad(r: np.ndarray, k: float = 4.0) -> np.ndarray:
@@ -371,11 +372,16 @@ def _find_resets(x: np.ndarray) -> np.ndarray:
     thr = max(RESET_SIGMAS * sigma, RESET_FRACTION * span)
     if not thr > 0:
         return np.array([], dtype=np.int64)
-    return np.flatnonzero(dx < -thr) + 1
+    drops = np.flatnonzero(dx < -thr) + 1
+    # A fill is gradual: jumps up as large as the drops make spikes or level switching,
+    # whose falling edges are no clean-ups.
+    if np.count_nonzero(dx > thr) * 2 >= max(1, drops.size):
+        return np.array([], dtype=np.int64)
+    return drops
 
 
 def _fit_sawtooth(x: np.ndarray, resets: np.ndarray, horizon: int) -> _Sawtooth | None:
-    if resets.size < 2:
+    if resets.size < 3:  # two whole cycles at least: one cycle's slope is no fill rate
         return None
     lengths = np.diff(resets)
     if lengths.size == 0 or np.median(lengths) < 4:
@@ -386,7 +392,7 @@ def _fit_sawtooth(x: np.ndarray, resets: np.ndarray, horizon: int) -> _Sawtooth 
         seg = x[s:e]
         rates.append(_ols(np.arange(seg.size, dtype=np.float64), seg)[1])
     tail = x[resets[-1] :]
-    if tail.size >= 4:
+    if tail.size >= max(4, period // 2):  # a few points' slope is noise, not a fill rate
         rates.append(_ols(np.arange(tail.size, dtype=np.float64), tail)[1])
     r = np.asarray(rates)
     if np.median(r) <= 0:
@@ -409,10 +415,30 @@ def _fit_sawtooth(x: np.ndarray, resets: np.ndarray, horizon: int) -> _Sawtooth 
     bounds = [*resets.tolist(), x.size]
     for s, e in itertools.pairwise(bounds):
         fit[s:e] = ta + tb * s + med_rate * np.arange(e - s)
-    resid = _clip_mad((x - fit)[resets[0] :])
+    raw = (x - fit)[resets[0] :]
+    # The shape of a cycle beyond the ramp (a daily cycle riding on daily rotations) is the
+    # same in every cycle: a profile by position in the cycle, not noise to resample.
+    idx = np.arange(resets[0], x.size)
+    phase = np.minimum(idx - resets[np.searchsorted(resets, idx, side="right") - 1], period - 1)
+    counts = np.bincount(phase, minlength=period)
+    shape = np.zeros(period)
+    if counts.min() >= 2:
+        shape = np.array([np.median(raw[phase == j]) for j in range(period)])
+        shape -= np.median(shape)
+    resid = _clip_mad(raw - shape[phase])
     rate_sd = float(np.std(r, ddof=1)) if r.size > 1 else 0.0
     return _Sawtooth(
-        float(x[-1]), int(x.size - 1 - resets[-1]), period, ta, tb, tb_sd, r, rate_sd, resid, x.size
+        float(x[-1]),
+        int(x.size - 1 - resets[-1]),
+        period,
+        ta,
+        tb,
+        tb_sd,
+        r,
+        rate_sd,
+        resid,
+        x.size,
+        shape,
     )
 
 
@@ -460,8 +486,10 @@ def _simulate_sawtooth(
     reset_at = last_reset + cycle * m.period
     trough0 = m.trough_a + m.trough_b * last_reset
     trough = trough0 + tb[:, None] * (reset_at - last_reset)[None, :]
-    current = m.last + rate[:, None] * (k - 0)[None, :]
-    later = trough + rate[:, None] * phase[None, :]
+    top = m.period - 1
+    now_shape = m.shape[min(m.since_reset, top)]
+    current = m.last - now_shape + rate[:, None] * k[None, :] + m.shape[np.minimum(pos, top)]
+    later = trough + rate[:, None] * phase[None, :] + m.shape[phase][None, :]
     base = np.where((cycle == 0)[None, :], current, later)
     noise = _noise(m.resid, max(2, m.period // 8), paths, h, rng)
     return sc.level * (base + noise)

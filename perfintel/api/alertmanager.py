@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +29,6 @@ from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
 from perfintel.errors import (
     BadInputError,
-    ConfigFileError,
     NotFoundError,
     PayloadTooLargeError,
     StorageError,
@@ -414,27 +412,3 @@ async def get_status(request: Request) -> JSONResponse:
 async def get_receivers(request: Request) -> JSONResponse:
     p = pipeline_of(request)
     return JSONResponse([{"name": n} for n in sorted(p.core.receivers)])
-
-
-@router.post(
-    "/-/reload",
-    dependencies=[Depends(require("admin"))],
-    summary="Reload alertmanager.yml (as Alertmanager's /-/reload)",
-)
-async def reload(request: Request) -> JSONResponse:
-    p = pipeline_of(request)
-    started = time.monotonic()
-    try:
-        config = await run_in_threadpool(p.reload)
-    except ConfigFileError as exc:  # the running configuration stays in force
-        raise BadInputError(f"configuration not reloaded: {exc}") from None
-    return JSONResponse(
-        {
-            "status": "success",
-            "data": {
-                "file": config.path,
-                "warnings": config.warnings,
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        }
-    )

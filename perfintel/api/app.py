@@ -23,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perfintel import __version__
+from perfintel.alerting.model import AlertSink
+from perfintel.alerting.rules.service import start_service as start_rule_service
 from perfintel.analysis.anomaly import kernel
 from perfintel.api import (
     alertmanager,
@@ -37,11 +39,14 @@ from perfintel.api import (
     outliers,
     performance,
     prometheus,
+    reload,
+    rules,
     series,
     status,
     stream,
 )
 from perfintel.api.auth import AuthMiddleware, AuthPolicy, declare_public, require
+from perfintel.api.reload import install_sighup, remove_sighup
 from perfintel.api.responses import JSONResponse
 from perfintel.api.workers import QueryThreads
 from perfintel.batch import SampleBatch
@@ -92,6 +97,7 @@ def create_app(
     store: Store | None = None,
     collectors: bool = True,
     clock: Callable[[], float] = time.time,
+    alert_sink: AlertSink | None = None,
 ) -> FastAPI:
     """Build the service. ``store`` overrides the configured one (its owner closes it);
     ``collectors=False`` leaves the host collector and scrapers off (for tests)."""
@@ -120,10 +126,20 @@ def create_app(
             await run_in_threadpool(anomaly.start)
             app.state.anomaly = anomaly
         if settings.alerting.enabled:  # the notification pipeline (perfintel.alerting.pipeline)
-            from perfintel.alerting.pipeline import install_sighup, start_pipeline
+            from perfintel.alerting.pipeline import start_pipeline
 
             app.state.notify = await run_in_threadpool(start_pipeline, settings, clock)
-            install_sighup(app.state.notify)
+            # the rule engine (perfintel.alerting.rules) sends to the pipeline, on its database
+            app.state.rules = await start_rule_service(
+                settings.alerting,
+                settings.data_dir,
+                app.state.store,
+                registry=app.state.metrics.registry,
+                query=app.state.query_settings,
+                sink=alert_sink if alert_sink is not None else app.state.notify,
+                engine=app.state.notify.engine,
+            )
+            install_sighup(app)  # reloads both (perfintel.api.reload)
         tasks: list[asyncio.Task[None]] = []
         # the live stream and the overview (perfintel.live, perfintel.overview)
         hub: LiveHub = app.state.live
@@ -178,6 +194,10 @@ def create_app(
                     await t
             if scraper is not None:
                 await scraper.aclose()
+            if app.state.rules is not None:  # stops before the pipeline it sends to
+                remove_sighup()
+                await app.state.rules.stop()
+                app.state.rules = None
             if app.state.anomaly is not None:  # drains its queue (2 s at most), saves its state
                 await run_in_threadpool(app.state.anomaly.close, 2.0)
                 app.state.anomaly = None
@@ -202,6 +222,7 @@ def create_app(
     app.state.ready = False
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
     app.state.notify = None  # the notification Pipeline (an AlertSink) while running
+    app.state.rules = None  # a RuleService while running, when alerting is enabled
     app.state.requests_in_flight = 0  # kept by _HttpMetricsMiddleware (probes not counted)
     app.state.last_request_at = 0.0
     app.state.stopping = threading.Event()  # set when the lifespan ends
@@ -234,6 +255,8 @@ def create_app(
     app.include_router(prometheus.router)
     app.include_router(alertmanager.router)
     app.include_router(incidents.router)
+    app.include_router(rules.router)
+    app.include_router(reload.router)
     app.include_router(backup.router)
     app.include_router(dashboard.router)
     app.include_router(stream.router)

@@ -440,13 +440,3 @@ async def runtimeinfo(request: Request) -> Response:
 )
 async def query_exemplars() -> Response:
     return _envelope(b"[]")
-
-
-@router.get("/rules", summary="Rules (Prometheus HTTP API; empty until alerting rules land)")
-async def rules() -> Response:
-    return _envelope(b'{"groups":[]}')
-
-
-@router.get("/alerts", summary="Alerts (Prometheus HTTP API; empty until alerting lands)")
-async def alerts() -> Response:
-    return _envelope(b'{"alerts":[]}')

@@ -204,3 +204,40 @@ def test_a_one_time_shift_is_still_told_from_step_growth() -> None:
     rep = plan_capacity(hourly(60), u, 100.0, horizon_days=90)
     # level at the end ~63.8; 36.2 more at 0.48 per day ~ 75 days
     assert rep.baseline.days_p50 == pytest.approx((100 - 63.8) / 0.48, rel=0.1)
+
+
+def test_spikes_are_not_clean_ups() -> None:
+    # a flat series with short spikes: their falling edges are no sawtooth's resets
+    rng = np.random.default_rng(8)
+    n = 14 * 24 * 4
+    u = 60 + rng.normal(0, 0.5, n) + (rng.random(n) < 0.01) * rng.uniform(5, 20, n)
+    rep = plan_capacity(T0 + 900 * np.arange(n), u, 100.0, horizon_days=2)
+    assert rep.model == "trend"
+    assert rep.baseline.days_p10 is None
+
+
+def test_a_daily_shape_riding_daily_clean_ups_is_not_noise() -> None:
+    # rotation every midnight plus a daily cycle, no growth: peaks at ~83 % every day, never full
+    rng = np.random.default_rng(9)
+    n = 7 * 96
+    tod = (np.arange(n + 96) % 96) / 96
+    u = 55 + 20 * tod + 8 * np.sin(2 * np.pi * (tod - 0.25)) + rng.normal(0, 0.5, n + 96)
+    t = T0 + 900 * np.arange(n + 96)
+    for end in range(n, n + 96, 12):  # whatever the time of day
+        rep = plan_capacity(t[end - n : end], u[end - n : end], 100.0, horizon_days=2)
+        assert rep.model == "sawtooth"
+        b = rep.baseline
+        assert b.days_p10 is None or b.days_p10 > 1, (end, b)  # the shape is not resampled as noise
+
+
+def test_one_cycle_is_no_sawtooth() -> None:
+    # two drops (one whole cycle) and a short steep tail: neither makes a fill rate
+    rng = np.random.default_rng(10)
+    t = np.arange(400)
+    u = 30 + 0.05 * t + rng.normal(0, 0.2, t.size)
+    u[100:] -= 10
+    u[388:] -= 10
+    u[-4:] += 3 * np.arange(1, 5)
+    rep = plan_capacity(T0 + HOUR * t, u, 100.0, horizon_days=10)
+    assert rep.model == "trend"
+    assert rep.baseline.days_p10 is None or rep.baseline.days_p10 > 2

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from perfintel.api import errors
+from perfintel.api import errors, rules
 from perfintel.api.prometheus import router
 from perfintel.batch import MetricMetadata, SampleBatch
+from perfintel.config import load_settings
 
 NOW = 1_700_000_040  # seconds
 START, END = NOW - 3600, NOW
@@ -44,6 +45,8 @@ def app(promql_store_factory: Any) -> FastAPI:
     app = FastAPI()
     errors.install(app)
     app.include_router(router)
+    app.include_router(rules.router)  # /api/v1/rules and /api/v1/alerts (no rules loaded here)
+    app.state.settings = load_settings(env={})
     app.state.store = promql_store_factory(batches)
     app.state.metadata = {
         "http_requests_total": MetricMetadata(type="counter", help="Requests served."),
