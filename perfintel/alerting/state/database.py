@@ -14,6 +14,7 @@ declared on ``metadata`` below.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,8 +40,27 @@ metadata = sa.MetaData(
 _MIGRATION_LOCK = 947_001  # PostgreSQL advisory lock key held while migrating
 
 
+#: The default alerting database's file name in the data directory.
+ALERTING_DB = "alerting.db"
+
+
 def default_url(data_dir: Path) -> str:
-    return f"sqlite:///{Path(data_dir) / 'alerting.db'}"
+    return f"sqlite:///{Path(data_dir) / ALERTING_DB}"
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (SQLite's online backup: the writer goes on)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot copy the alerting database {source}: {exc}") from exc
+    finally:
+        src.close()
 
 
 def open_database(url: str) -> Engine:
