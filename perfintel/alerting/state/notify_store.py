@@ -26,6 +26,7 @@ from perfintel.alerting.model import Alert
 from perfintel.alerting.notification import Notification
 from perfintel.alerting.silences import Silence
 from perfintel.alerting.state import notify_tables as t
+from perfintel.alerting.state.leases import Lease, fence
 from perfintel.errors import StorageError
 from perfintel.model import label_set
 
@@ -78,6 +79,12 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 class NotifyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: when set, every state write checks this lease is still current (``leases.fence``)
+        self.lease: Lease | None = None
+
+    def _fence(self, conn: Connection) -> None:
+        if self.lease is not None:
+            fence(conn, self.lease)
 
     # -- loading ---------------------------------------------------------------------
 
@@ -119,6 +126,7 @@ class NotifyStore:
         ch = core.changes
         added = 0
         with self.engine.begin() as conn:
+            self._fence(conn)
             rows = [
                 {
                     "fingerprint": fp,
@@ -216,6 +224,7 @@ class NotifyStore:
         sent_at: float | None = None,
     ) -> None:
         with self.engine.begin() as conn:
+            self._fence(conn)
             conn.execute(
                 t.outbox.update()
                 .where(t.outbox.c.id == row_id)
