@@ -440,6 +440,7 @@ def start_pipeline(
     *,
     related: Relatedness | None = None,
     root_cause: RootCauseHook | None = None,
+    leases: LeaseManager | None = None,
 ) -> Pipeline:
     """Build and start the pipeline from the settings (SIGHUP: ``perfintel.api.reload``).
 
@@ -447,6 +448,8 @@ def start_pipeline(
     together, which series changed first); without them incidents use labels,
     dependencies, storms and alert timing.
     """
-    pipeline = Pipeline.from_settings(settings, clock=clock, related=related, root_cause=root_cause)
+    pipeline = Pipeline.from_settings(
+        settings, clock=clock, related=related, root_cause=root_cause, leases=leases
+    )
     pipeline.start()
     return pipeline

@@ -20,6 +20,7 @@ the dead worker's checkpointed state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -106,9 +107,17 @@ class ShardWorker:
         """Work until ``stop``; then checkpoint and hand every shard back."""
         try:
             while not self._stop.is_set():
-                await self.step()
+                try:
+                    await self.step()
+                except PerfintelError as exc:  # Redis or the database away: retry, keep state
+                    log.warning("bus worker: %s; retrying in 1 s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), 1.0)
         finally:
-            await self.shutdown()
+            try:
+                await self.shutdown()
+            except PerfintelError as exc:  # the leases expire and successors replay
+                log.warning("bus worker shutdown: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()

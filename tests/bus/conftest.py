@@ -24,3 +24,9 @@ def redis_prefix() -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+# the alerting state databases (SQLite file, fresh PostgreSQL database) for leases and checkpoints
+from tests.alerting.conftest import database_url, postgres_url  # noqa: E402
+
+__all__ = ["REDIS_URL", "database_url", "postgres_url", "redis_prefix"]
