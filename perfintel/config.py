@@ -520,6 +520,11 @@ class BusSettings(_Section):
     trim_interval: Duration = Field(
         5.0, description="How often ingest trims what every group has acknowledged."
     )
+    output_url: str | None = Field(
+        None,
+        description="Workers write their scores by remote write to this URL (e.g. an ingest "
+        "process's /api/v1/write) instead of their own store, when the store is not shared.",
+    )
 
 
 class Settings(BaseSettings):

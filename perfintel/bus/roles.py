@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from perfintel.alerting.state.database import default_url, open_database
 from perfintel.alerting.state.leases import LeaseManager
 from perfintel.bus.checkpoint import CheckpointStore
+from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
 from perfintel.bus.worker import ShardWorker
@@ -54,6 +55,7 @@ class RoleRuntime:
     publisher: BusPublisher | None = None
     worker: ShardWorker | None = None
     engine: Engine | None = None
+    output: RemoteWriteOutput | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, str]:
@@ -86,6 +88,8 @@ class RoleRuntime:
             await self.bus.close()
         if self.engine is not None:
             self.engine.dispose()
+        if self.output is not None:
+            self.output.close()
 
 
 def _ping_db(engine: Engine) -> None:
@@ -114,9 +118,14 @@ async def start_role(settings: Settings, store: SampleWriter) -> RoleRuntime:
         rt.engine = await asyncio.to_thread(shared_engine, settings)
         leases = LeaseManager(rt.engine, process_id(settings), b.lease_ttl)
 
+        out: SampleWriter = store
+        if b.output_url:
+            rt.output = RemoteWriteOutput(b.output_url)
+            out = rt.output
+
         def detector() -> OnlineAnomalyDetection:
             a = settings.anomaly
-            return OnlineAnomalyDetection(store, selectors=a.selectors, max_series=a.max_series)
+            return OnlineAnomalyDetection(out, selectors=a.selectors, max_series=a.max_series)
 
         rt.worker = ShardWorker(
             rt.bus,

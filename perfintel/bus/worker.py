@@ -57,6 +57,9 @@ class ShardState:
     unacked: list[Delivery] = field(default_factory=list)
     applied_batches: int = 0
     skipped_batches: int = 0
+    #: False while entries of the shard are pending for another consumer (not yet idle
+    #: long enough to claim): new entries wait, so the series stay in time order
+    ready: bool = False
 
 
 class ShardWorker:
@@ -127,10 +130,13 @@ class ShardWorker:
         how many entries were read."""
         if self.clock() - self._balanced_at >= self.leases.ttl / 3:
             await self.rebalance()
+        for st in [st for st in self.owned.values() if not st.ready]:
+            await self._claim(st)
+        ready = sorted(s for s, st in self.owned.items() if st.ready)
         deliveries = await self.bus.consume(
-            self.group, self.consumer, sorted(self.owned), self.read_count, self.block_ms
+            self.group, self.consumer, ready, self.read_count, self.block_ms
         )
-        if not self.owned:
+        if not ready:
             await asyncio.sleep(self.block_ms / 1000)
         for d in deliveries:
             await self._apply(d)
@@ -203,14 +209,21 @@ class ShardWorker:
                 cp.last_entry,
             )
         self.owned[shard] = st
-        while True:  # the dead owner's pending entries, oldest first
+        await self._claim(st)
+
+    async def _claim(self, st: ShardState) -> None:
+        """Replay the previous owner's pending entries, oldest first, once they are idle
+        for ``claim_idle``; the shard is ready when none is left pending for another."""
+        while True:
             claimed = await self.bus.claim_stale(
-                self.group, self.consumer, shard, self.claim_idle_ms, 256
+                self.group, self.consumer, st.shard, self.claim_idle_ms, 256
             )
             for d in sorted(claimed, key=lambda d: _id_key(d.entry_id)):
                 await self._apply(d)
             if len(claimed) < 256:
                 break
+        pending = (await self.bus.backlog(self.group))[st.shard].pending
+        st.ready = pending <= len(st.unacked)  # everything pending is ours
 
     # -- applying -----------------------------------------------------------------------
     async def _apply(self, d: Delivery) -> None:
