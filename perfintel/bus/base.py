@@ -56,6 +56,11 @@ class Bus(Protocol):
         """Append one batch to ``shard``; returns its entry id."""
         ...
 
+    async def publish_many(self, entries: Sequence[tuple[int, str, bytes]]) -> list[str]:
+        """``publish`` each ``(shard, batch_id, payload)``, in one round trip where the
+        backend can; returns the entry ids."""
+        ...
+
     async def consume(
         self, group: str, consumer: str, shards: Sequence[int], count: int, block_ms: int
     ) -> list[Delivery]:

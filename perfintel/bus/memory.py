@@ -37,6 +37,9 @@ class MemoryBus:
         self._wake.set()
         return f"{n}-0"
 
+    async def publish_many(self, entries: Sequence[tuple[int, str, bytes]]) -> list[str]:
+        return [await self.publish(*e) for e in entries]
+
     def _group(self, shard: int, group: str) -> _Group:
         return self._groups[shard].setdefault(group, _Group())
 

@@ -21,7 +21,7 @@ from itertools import count
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus
 from perfintel.bus.codec import encode_batch
-from perfintel.bus.sharding import split_by_shard
+from perfintel.bus.sharding import ShardCache, split_by_shard
 from perfintel.errors import BackpressureError, PerfintelError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class BusPublisher:
         self.source = source or f"{socket.gethostname()}.{os.getpid()}.{time.time_ns():x}"
         self.clock = clock
         self._seq = count(1)
+        self._shards = ShardCache(bus.shards)
         self.behind = 0  # batches the slowest shard is behind (refreshed by ``observe``)
         self.published_batches = 0
         self.trimmed = 0
@@ -68,12 +69,11 @@ class BusPublisher:
         seq = next(self._seq)
         return [
             (shard, f"{self.source}-{seq}-{shard}", encode_batch(part))
-            for shard, part in split_by_shard(batch, self.bus.shards).items()
+            for shard, part in split_by_shard(batch, self.bus.shards, self._shards).items()
         ]
 
     async def send(self, parts: Prepared) -> None:
-        for shard, batch_id, payload in parts:
-            await self.bus.publish(shard, batch_id, payload)
+        await self.bus.publish_many(parts)
         self.published_batches += len(parts)
 
     async def refresh(self) -> int:

@@ -50,6 +50,15 @@ class RedisBus:
         except RedisError as exc:
             raise BusError(f"bus publish to shard {shard}: {exc}") from exc
 
+    async def publish_many(self, entries: Sequence[tuple[int, str, bytes]]) -> list[str]:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, batch_id, payload in entries:
+                    pipe.xadd(self.key(shard), {"i": batch_id, "d": payload})
+                return [_text(r) for r in await pipe.execute()]
+        except RedisError as exc:
+            raise BusError(f"bus publish: {exc}") from exc
+
     async def _ensure_group(self, group: str, shard: int) -> None:
         if (group, shard) in self._groups:
             return
@@ -75,6 +84,10 @@ class RedisBus:
                 count=count,
                 block=block_ms,
             )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted: create the group anew next time
+                self._groups.difference_update((group, s) for s in shards)
+            raise BusError(f"bus consume: {exc}") from exc
         except RedisError as exc:
             raise BusError(f"bus consume: {exc}") from exc
         shard_of = {self.key(s): s for s in shards}

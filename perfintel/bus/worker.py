@@ -26,10 +26,11 @@ import math
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from perfintel.alerting.state.leases import Lease, LeaseManager
+from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus, Delivery
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
 from perfintel.bus.codec import BatchDecodeError, decode_batch
@@ -138,8 +139,7 @@ class ShardWorker:
         )
         if not ready:
             await asyncio.sleep(self.block_ms / 1000)
-        for d in deliveries:
-            await self._apply(d)
+        await self._apply_all(deliveries)
         if self.clock() - self._checkpointed_at >= self.checkpoint_interval_s:
             await self.checkpoint_all()
         return len(deliveries)
@@ -218,37 +218,41 @@ class ShardWorker:
             claimed = await self.bus.claim_stale(
                 self.group, self.consumer, st.shard, self.claim_idle_ms, 256
             )
-            for d in sorted(claimed, key=lambda d: _id_key(d.entry_id)):
-                await self._apply(d)
+            await self._apply_all(sorted(claimed, key=lambda d: _id_key(d.entry_id)))
             if len(claimed) < 256:
                 break
         pending = (await self.bus.backlog(self.group))[st.shard].pending
         st.ready = pending <= len(st.unacked)  # everything pending is ours
 
     # -- applying -----------------------------------------------------------------------
-    async def _apply(self, d: Delivery) -> None:
-        st = self.owned.get(d.shard)
-        if st is None:
-            return  # not ours any more: stays pending for the new owner to claim
-        st.unacked.append(d)
-        if d.batch_id in st.applied or _id_key(d.entry_id) <= _id_key(st.last_entry):
-            st.skipped_batches += 1
-            return
-        try:
-            batch = decode_batch(d.payload)
-        except BatchDecodeError as exc:
-            log.error("shard %d entry %s: %s (skipped)", d.shard, d.entry_id, exc)
-        else:
+    async def _apply_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Apply what is new, per shard in entry order; the batches of one shard are scored
+        in one pass (one detector call per shard and round, not per entry)."""
+        fresh: dict[int, list[SampleBatch]] = {}
+        for d in deliveries:
+            st = self.owned.get(d.shard)
+            if st is None:
+                continue  # not ours any more: stays pending for the new owner to claim
+            st.unacked.append(d)
+            if d.batch_id in st.applied or _id_key(d.entry_id) <= _id_key(st.last_entry):
+                st.skipped_batches += 1
+                continue
             try:
-                await asyncio.to_thread(st.detector.process, batch)
+                fresh.setdefault(d.shard, []).append(decode_batch(d.payload))
+            except BatchDecodeError as exc:
+                log.error("shard %d entry %s: %s (skipped)", d.shard, d.entry_id, exc)
+            st.applied_batches += 1
+            st.last_entry = d.entry_id
+            st.applied[d.batch_id] = None
+            while len(st.applied) > RECENT_BATCH_IDS:
+                st.applied.popitem(last=False)
+        for shard, parts in fresh.items():
+            batch = parts[0] if len(parts) == 1 else SampleBatch.concat(parts)
+            try:
+                await asyncio.to_thread(self.owned[shard].detector.process, batch)
             except PerfintelError as exc:
-                log.warning("shard %d: scoring failed: %s", d.shard, exc)
+                log.warning("shard %d: scoring failed: %s", shard, exc)
             self.samples_scored += len(batch)
-        st.applied_batches += 1
-        st.last_entry = d.entry_id
-        st.applied[d.batch_id] = None
-        while len(st.applied) > RECENT_BATCH_IDS:
-            st.applied.popitem(last=False)
 
     # -- checkpoints --------------------------------------------------------------------
     async def checkpoint_all(self) -> None:
