@@ -76,6 +76,8 @@ class RoleRuntime:
         return out
 
     async def stop(self) -> None:
+        if self.output is not None:
+            self.output.stop_retrying()
         if self.worker is not None:
             self.worker.stop()
         for t in self.tasks:
