@@ -153,6 +153,11 @@ def create_app(
                 engine=app.state.notify.engine,
             )
             install_sighup(app)  # reloads both (perfintel.api.reload)
+        notify = app.state.notify
+        app.state.role.bind_metrics(
+            app.state.metrics.registry,
+            (lambda: notify.lease is not None) if notify is not None and notify.leases else None,
+        )
         tasks: list[asyncio.Task[None]] = []
         # the live stream and the overview (perfintel.live, perfintel.overview)
         hub: LiveHub = app.state.live

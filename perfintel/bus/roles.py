@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.storage.base import SampleWriter
+from perfintel.telemetry import Counter, Gauge, Registry
 
 #: the routers each role serves (``all`` serves every router)
 INGEST, QUERY = "ingest", "query"
@@ -57,6 +59,44 @@ class RoleRuntime:
     engine: Engine | None = None
     output: RemoteWriteOutput | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def bind_metrics(self, registry: Registry, notifier: Callable[[], bool] | None) -> None:
+        """The self-metrics an operator watches: how far behind the bus is, what a worker
+        owns and scores, whether this process holds the notifier lease."""
+        pub, worker = self.publisher, self.worker
+        if pub is not None:
+            Gauge(
+                "perfintel_bus_behind",
+                "Batches the slowest shard is behind (undelivered plus unacknowledged).",
+                registry=registry,
+            ).set_function(lambda: float(pub.behind))
+            Counter(
+                "perfintel_bus_published_batches_total",
+                "Shard batches this ingest process published.",
+                registry=registry,
+            ).set_function(lambda: float(pub.published_batches))
+            Counter(
+                "perfintel_bus_trimmed_entries_total",
+                "Stream entries trimmed once every group had acknowledged them.",
+                registry=registry,
+            ).set_function(lambda: float(pub.trimmed))
+        if worker is not None:
+            Gauge(
+                "perfintel_bus_shards_owned",
+                "Shards this worker holds the lease of.",
+                registry=registry,
+            ).set_function(lambda: float(len(worker.owned)))
+            Counter(
+                "perfintel_bus_samples_scored_total",
+                "Samples this worker scored from the bus.",
+                registry=registry,
+            ).set_function(lambda: float(worker.samples_scored))
+        if notifier is not None:
+            Gauge(
+                "perfintel_notifier_lease_held",
+                "1 while this process holds the notifier lease (only it notifies).",
+                registry=registry,
+            ).set_function(lambda: float(notifier()))
 
     async def readiness(self) -> dict[str, str]:
         """What this role needs, each ``ok`` or why not."""

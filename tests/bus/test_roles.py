@@ -68,6 +68,9 @@ def test_ingest_publishes_then_answers_503_with_retry_after(
         bus = client.app.state.role.bus  # type: ignore[attr-defined]
         lengths = [x.length for x in client.portal.call(bus.backlog, "workers")]  # type: ignore[union-attr]
         assert sum(lengths) == 2 * accepted
+        metrics = client.get("/metrics").text
+        assert f"perfintel_bus_published_batches_total {2 * accepted}" in metrics
+        assert "perfintel_bus_behind " in metrics
 
 
 def test_api_role_serves_queries_but_no_ingest(tmp_path: Path, redis_prefix: str) -> None:
@@ -77,6 +80,11 @@ def test_api_role_serves_queries_but_no_ingest(tmp_path: Path, redis_prefix: str
         assert r.status_code == 200 and r.json()["database"] == "ok"
         assert client.post("/api/v1/write", content=b"").status_code in (404, 405)
         assert client.get("/api/v1/query", params={"query": "1"}).status_code == 200
+        # the only notifier process holds the lease, and says so
+        deadline = time.monotonic() + 10
+        while "perfintel_notifier_lease_held 1" not in client.get("/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
 
 
 def test_worker_role_is_not_ready_without_redis(tmp_path: Path, redis_prefix: str) -> None:
