@@ -24,6 +24,12 @@ class BusError(StorageError):
     """The bus backend failed (unreachable, refused a command)."""
 
 
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """Sort key of a stream entry id ``<ms>-<seq>`` (ids do not sort as strings)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One entry read from shard ``shard``: ``entry_id`` orders entries within the shard."""

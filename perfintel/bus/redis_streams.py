@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from perfintel.bus.base import BusError, Delivery, ShardBacklog
+from perfintel.bus.base import BusError, Delivery, ShardBacklog, entry_order
 
 
 def _text(v: Any) -> str:
@@ -27,11 +27,6 @@ def _text(v: Any) -> str:
 def _next_id(entry_id: str) -> str:
     ms, seq = entry_id.split("-")
     return f"{ms}-{int(seq) + 1}"
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, seq = entry_id.split("-")
-    return int(ms), int(seq)
 
 
 class RedisBus:
@@ -172,7 +167,9 @@ class RedisBus:
                     else:
                         needed.append(_next_id(_text(g["last-delivered-id"])))
                 dropped += int(
-                    await self.redis.xtrim(key, minid=min(needed, key=_id_key), approximate=False)
+                    await self.redis.xtrim(
+                        key, minid=min(needed, key=entry_order), approximate=False
+                    )
                 )
         except RedisError as exc:
             raise BusError(f"bus trim: {exc}") from exc

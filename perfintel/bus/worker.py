@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
-from perfintel.bus.base import Bus, Delivery
+from perfintel.bus.base import Bus, Delivery, entry_order
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
 from perfintel.bus.codec import BatchDecodeError, decode_batch
 from perfintel.errors import LeaseLostError, PerfintelError
@@ -41,11 +41,6 @@ log = logging.getLogger(__name__)
 
 #: batch ids remembered per shard (idempotency against a batch published twice)
 RECENT_BATCH_IDS = 4096
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass
@@ -218,7 +213,7 @@ class ShardWorker:
             claimed = await self.bus.claim_stale(
                 self.group, self.consumer, st.shard, self.claim_idle_ms, 256
             )
-            await self._apply_all(sorted(claimed, key=lambda d: _id_key(d.entry_id)))
+            await self._apply_all(sorted(claimed, key=lambda d: entry_order(d.entry_id)))
             if len(claimed) < 256:
                 break
         pending = (await self.bus.backlog(self.group))[st.shard].pending
@@ -234,7 +229,7 @@ class ShardWorker:
             if st is None:
                 continue  # not ours any more: stays pending for the new owner to claim
             st.unacked.append(d)
-            if d.batch_id in st.applied or _id_key(d.entry_id) <= _id_key(st.last_entry):
+            if d.batch_id in st.applied or entry_order(d.entry_id) <= entry_order(st.last_entry):
                 st.skipped_batches += 1
                 continue
             try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from perfintel.alerting.state.database import metadata
+from perfintel.alerting.state.database import dialect_insert, metadata
 from perfintel.errors import LeaseLostError, StorageError
 
 leases = sa.Table(
@@ -66,7 +66,7 @@ class LeaseManager:
             with self.engine.begin() as conn:
                 row = dict(name=name, holder=self.holder, token=1, expires_at=exp, acquired_at=now)
                 ins = (
-                    _insert(conn)
+                    dialect_insert(conn, leases)
                     .values(**row)
                     .on_conflict_do_nothing(index_elements=["name"])
                     .returning(leases.c.token)
@@ -159,13 +159,3 @@ def fence(conn: Connection, lease: Lease) -> None:
             f"lease {lease.name!r} token {lease.token} of {lease.holder!r} is stale "
             f"(now {None if row is None else (row.holder, int(row.token))})"
         )
-
-
-def _insert(conn: Connection) -> sa.dialects.postgresql.Insert | sa.dialects.sqlite.Insert:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(leases)
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert(leases)
