@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from perfintel.errors import StorageError
 
@@ -97,3 +98,14 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 def _redacted(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """``INSERT`` of the connection's dialect (both have ``ON CONFLICT`` clauses)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
