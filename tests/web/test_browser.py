@@ -52,6 +52,7 @@ PAGES = {
     )
     + "&from=now-12h",
     "capacity": "/capacity",
+    "alerts": "/alerts",  # nothing fires on the demo: the empty states (tests/web/test_alerts_page.py fires)
 }
 
 
@@ -158,6 +159,10 @@ def test_every_page_renders_data_on_desktop_and_phone(
             assert page.locator("#h-services + ul li").count() >= 6  # the demo's six services
             assert page.locator("#h-capacity ~ div table tbody tr").count() >= 1
             assert _canvas_ink(page, ".spark") > 20
+        elif name == "alerts":
+            page.wait_for_selector("#alerts-page[data-loaded='1']")
+            assert page.inner_text("#count-firing") == "0"
+            assert "No incident is open." in page.inner_text("#alerts-page")
         else:
             chart = {"explore": "#explore-chart", "series": "#series-chart"}.get(
                 name, "#capacity-chart"
