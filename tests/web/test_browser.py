@@ -178,6 +178,18 @@ def test_every_page_renders_data_on_desktop_and_phone(
                 )
             if name == "capacity":
                 assert page.locator("#capacity-table tbody tr").count() >= 10
+            if name == "series":  # its neighbours on the same host, from the correlation API
+                page.wait_for_selector("#correlated-table tbody tr", timeout=60_000)
+                note = page.inner_text("#correlated [role=status]")
+                assert "series of instance postgres-0:9100" in note, note
+                rows = page.locator("#correlated-table tbody tr").all_inner_texts()
+                assert all("postgres-0:9100" in r for r in rows), rows
+                # never the series itself
+                assert not any('mountpoint="/var/lib/postgresql"' in r for r in rows), rows
+                r = page.eval_on_selector_all(
+                    "#correlated-table tbody td:nth-child(2)", "els => els.map(e => +e.textContent)"
+                )
+                assert len(r) == len(rows) and all(-1 <= x <= 1 for x in r), r
         if size == "phone":
             _no_horizontal_scroll(page)
         page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)
