@@ -230,6 +230,7 @@ def test_fire_acknowledge_and_silence_through_the_page(
     assert int(page.eval_on_selector("#alerts-page", "e => +e.dataset.live")) > live_before
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top of the picture
     page.screenshot(path=str(ARTIFACTS / "alerts-desktop.png"), full_page=True)
     violations = _axe(page)
     assert violations == [], f"alerts (desktop): {violations}"
@@ -248,6 +249,7 @@ def test_fire_acknowledge_and_silence_through_the_page(
     phone = _open(browser, f"{url}/incidents/{incident_id}", PHONE)
     phone.wait_for_selector("#incident-detail:not([hidden]) #incident-timeline li")
     _no_horizontal_scroll(phone)
+    phone.evaluate("window.scrollTo(0, 0)")
     phone.screenshot(path=str(ARTIFACTS / "alerts-phone.png"), full_page=True)
     violations = _axe(phone)
     assert violations == [], f"alerts (phone): {violations}"
