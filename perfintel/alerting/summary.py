@@ -75,7 +75,8 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
     by_entity: dict[tuple[str, str], dict[str, int]] = {}
     dropped = 0
     firing = []
-    for rec in core.alerts.values():
+    ranks: dict[str, int] = {}  # fingerprint -> severity rank, for the incidents below
+    for fp, rec in core.alerts.items():  # the key, not rec.fingerprint (a hash per call)
         if rec.alert.resolved(now):
             continue
         if rec.silenced_by:
@@ -85,7 +86,8 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
             inhibited += 1
             continue
         labels = dict(rec.alert.labels)
-        b = bucket(labels)
+        rank = ranks[fp] = severity_rank(labels)
+        b = _BUCKET.get(rank, "info")
         alerts[b] += 1
         key = (labels.get("service", ""), labels.get("instance", ""))
         counts = by_entity.get(key)
@@ -95,10 +97,10 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
                 continue
             counts = by_entity[key] = {}
         counts[b] = counts.get(b, 0) + 1
-        firing.append((-severity_rank(labels), rec.alert.starts_at, rec.fingerprint, rec, labels))
+        firing.append((-rank, rec.alert.starts_at, fp, rec, labels))
     top_alerts = tuple(
         {
-            "fingerprint": r.fingerprint,
+            "fingerprint": fp,
             "labels": labels,
             "severity": bucket(labels),
             "summary": r.alert.annotations.get("summary")
@@ -106,7 +108,7 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
             "startsAt": r.alert.starts_at,
             "incident": r.incident,
         }
-        for _, _, _, r, labels in heapq.nsmallest(top, firing, key=lambda f: f[:3])
+        for _, _, fp, r, labels in heapq.nsmallest(top, firing, key=lambda f: f[:3])
     )
     incidents = {"open": 0, "acknowledged": 0}
     events = 0
@@ -117,16 +119,16 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
             incidents[inc.state] += 1
             active.append(inc)
 
-    def worst(inc_members: Mapping[str, Any]) -> int:
-        ranks = [
-            severity_rank(dict(core.alerts[fp].alert.labels))
-            for fp in inc_members
-            if fp in core.alerts
-        ]
-        return max(ranks, default=0)
+    def rank_of(fp: str) -> int:
+        r = ranks.get(fp)
+        if r is None:  # a muted or resolved member
+            rec = core.alerts.get(fp)
+            r = ranks[fp] = severity_rank(dict(rec.alert.labels)) if rec is not None else 0
+        return r
 
-    ranked = sorted(
-        ((inc, worst(inc.members)) for inc in active),
+    ranked = heapq.nsmallest(
+        top,
+        ((inc, max((rank_of(fp) for fp in inc.members), default=0)) for inc in active),
         key=lambda p: (p[0].state != "open", -p[1], -p[0].opened_at),
     )
     top_incidents = tuple(
@@ -140,7 +142,7 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
             "escalationLevel": inc.escalation.level if inc.escalation else None,
             "services": sorted(inc.services),
         }
-        for inc, rank in ranked[:top]
+        for inc, rank in ranked
     )
     return ActiveSummary(
         alerts=alerts,
