@@ -130,8 +130,10 @@ def _firing(server: Server, instance: str) -> dict | None:
     return None
 
 
-def _open(browser: Browser, url: str, viewport: dict[str, int]) -> Page:
-    page = browser.new_page(viewport=viewport)  # type: ignore[arg-type]
+def _open(
+    browser: Browser, url: str, viewport: dict[str, int], color_scheme: str = "light"
+) -> Page:
+    page = browser.new_page(viewport=viewport, color_scheme=color_scheme)  # type: ignore[arg-type]
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)
@@ -245,14 +247,16 @@ def test_fire_acknowledge_and_silence_through_the_page(
     assert page.evaluate("document.activeElement.dataset.action") == "silence"  # focus returned
     page.close()
 
-    # the incident link of notifications opens the page on that incident
-    phone = _open(browser, f"{url}/incidents/{incident_id}", PHONE)
+    # the incident link of notifications opens the page on that incident (dark theme here)
+    phone = _open(browser, f"{url}/incidents/{incident_id}", PHONE, color_scheme="dark")
+    # the dark palette of app.css (--bg: #0f1419)
+    assert phone.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(15, 20, 25)"
     phone.wait_for_selector("#incident-detail:not([hidden]) #incident-timeline li")
     _no_horizontal_scroll(phone)
     phone.evaluate("window.scrollTo(0, 0)")
-    phone.screenshot(path=str(ARTIFACTS / "alerts-phone.png"), full_page=True)
+    phone.screenshot(path=str(ARTIFACTS / "alerts-phone-dark.png"), full_page=True)
     violations = _axe(phone)
-    assert violations == [], f"alerts (phone): {violations}"
+    assert violations == [], f"alerts (phone, dark): {violations}"
     phone.close()
 
     # the overview lists them too (dashboard/realtime's alerts)

@@ -82,16 +82,21 @@ export async function render(main, { signal, params }) {
   let version = 0;
   const say = (text, error = false) => { note.textContent = text; note.classList.toggle("error", error); };
 
-  const act = async (what, fn) => {
-    try { await fn(); say(what); await load(); }
-    catch (e) { if (e.name !== "AbortError") say(`${what.replace(/\.$/, "")} failed: ${e.message}`, true); }
+  // done: what happened; doing: what was tried (a 403 says the token lacks the write scope)
+  const act = async (done, doing, fn) => {
+    try { await fn(); say(done); await load(); }
+    catch (e) {
+      if (e.name === "AbortError") return;
+      say(`Cannot ${doing}: ${e.status === 403 ? "this token may only read (acknowledging and silencing need the write scope)" : e.message}`, true);
+    }
   };
-  const acknowledge = (id) => act(`Incident ${id} acknowledged.`, () => api(`/api/v1/incidents/${encodeURIComponent(id)}/acknowledge`, { method: "POST", body: { by: "dashboard" }, signal }));
-  const resolve = (id) => act(`Incident ${id} resolved.`, () => api(`/api/v1/incidents/${encodeURIComponent(id)}/resolve`, { method: "POST", body: { by: "dashboard" }, signal }));
-  const expire = (id) => act(`Silence ${id} expired.`, () => api(`/api/v2/silence/${encodeURIComponent(id)}`, { method: "DELETE", signal }));
+  const incidentUrl = (id, what) => `/api/v1/incidents/${encodeURIComponent(id)}/${what}`;
+  const acknowledge = (id) => act(`Incident ${id} acknowledged.`, `acknowledge incident ${id}`, () => api(incidentUrl(id, "acknowledge"), { method: "POST", body: { by: "dashboard" }, signal }));
+  const resolve = (id) => act(`Incident ${id} resolved.`, `resolve incident ${id}`, () => api(incidentUrl(id, "resolve"), { method: "POST", body: { by: "dashboard" }, signal }));
+  const expire = (id) => act(`Silence ${id} expired.`, `expire silence ${id}`, () => api(`/api/v2/silence/${encodeURIComponent(id)}`, { method: "DELETE", signal }));
   const silence = async (alert, opener) => {
     const body = await dialog.ask(alert, opener);
-    if (body) await act("Silence created.", () => api("/api/v2/silences", { method: "POST", body, signal }));
+    if (body) await act("Silence created.", "create the silence", () => api("/api/v2/silences", { method: "POST", body, signal }));
   };
 
   function drawStats(alerts, incidents, silences) {
