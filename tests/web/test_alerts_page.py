@@ -245,6 +245,9 @@ def test_fire_acknowledge_and_silence_through_the_page(
     page.keyboard.press("Escape")
     page.wait_for_function("!document.querySelector('#silence-dialog').open")
     assert page.evaluate("document.activeElement.dataset.action") == "silence"  # focus returned
+    page.click("text=Include resolved")
+    page.wait_for_function("location.search.includes('resolved=1')")
+    page.wait_for_selector(f"#incidents-table tr[data-id='{incident_id}']")
     page.close()
 
     # the incident link of notifications opens the page on that incident (dark theme here)

@@ -52,13 +52,20 @@ function incidentSeverity(inc) {
   return { severity: best.rank >= 0 ? best.text : "none" };
 }
 
-async function loadAll(signal) {
-  const [incidents, alerts, silences] = await Promise.all([
-    api("/api/v1/incidents", { params: { limit: 100 }, signal }),
+// Open and acknowledged incidents asked for by state (an old open one is not pushed out of
+// the list by newer resolved ones); the newest 100 of any state too when resolved are shown.
+async function loadAll(signal, showResolved) {
+  const incidents = (state, limit) => api("/api/v1/incidents", { params: { state, limit }, signal }).then((d) => d.data);
+  const [open, acked, recent, alerts, silences] = await Promise.all([
+    incidents("open", 500),
+    incidents("acknowledged", 500),
+    showResolved ? incidents(null, 100) : [],
     api("/api/v2/alerts", { params: { active: "true", silenced: "true", inhibited: "true" }, signal }),
     api("/api/v2/silences", { signal }),
   ]);
-  return { incidents: incidents.data, alerts, silences };
+  const byId = new Map([...open, ...acked, ...recent].map((i) => [i.id, i]));
+  const all = [...byId.values()].sort((a, b) => b.openedAt - a.openedAt);
+  return { incidents: all, alerts, silences };
 }
 
 export async function render(main, { signal, params }) {
@@ -212,7 +219,7 @@ export async function render(main, { signal, params }) {
 
   async function load() {
     try {
-      state = await loadAll(signal);
+      state = await loadAll(signal, showResolved);
     } catch (e) {
       if (e.name === "AbortError") return;
       clear(root);
