@@ -52,6 +52,7 @@ from perfintel.alerting.silences import Silence
 from perfintel.alerting.state.database import default_url, open_database
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.alerting.state.notify_store import NotifyStore
+from perfintel.alerting.summary import ActiveSummary, summarise
 from perfintel.alerting.templates import Renderer
 from perfintel.errors import BadInputError, NotFoundError, OverloadedError
 
@@ -123,6 +124,11 @@ class Pipeline:
         self.started_at = clock()
         self.last_reload_error = ""
         self.ticks = 0
+        #: what is active now, replaced whole after every round that changed it (any thread reads)
+        self.summary = ActiveSummary()
+        self.summary_version = 0
+        #: called with the new summary when it changed (the live stream, the overview)
+        self.listeners: list[Callable[[ActiveSummary], None]] = []
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -217,8 +223,19 @@ class Pipeline:
             notes = self.core.tick(at)
             self.store.save(self.core, notes, self._integrations, at)
             self.ticks += 1
+            summary = summarise(self.core, at)
+            changed = summary != self.summary
+            if changed:
+                self.summary = summary
+                self.summary_version += 1
         if notes:
             self._deliver_wake.set()
+        if changed:
+            for listener in list(self.listeners):
+                try:
+                    listener(summary)
+                except Exception:  # a listener must not stop the dispatcher
+                    log.exception("alert summary listener failed")
         return notes
 
     def deliver(self, now: float | None = None) -> int:

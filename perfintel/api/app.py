@@ -164,6 +164,13 @@ def create_app(
         hub.bind(asyncio.get_running_loop())
         if app.state.anomaly is not None:
             app.state.anomaly.on_outputs = lambda batch: publish_detector_outputs(hub, batch)
+        if app.state.notify is not None:  # the alerts topic: the active alerts changed
+            notify = app.state.notify
+            notify.listeners.append(
+                lambda summary: hub.publish_event(
+                    "alerts", {"version": notify.summary_version, **summary.to_json()}
+                )
+            )
         app.state.overview = _overview(app, run_collectors)
         tasks.append(asyncio.create_task(app.state.overview.run()))
         scraper: Scraper | None = None
@@ -425,6 +432,7 @@ def _overview(app: FastAPI, collectors: bool) -> OverviewState:
         detector_queue=anomaly.queue_depth if anomaly is not None else lambda: (0, 1),
         detector_dropped=anomaly.metrics.dropped_batches.get if anomaly is not None else float,
         expected_ingest_interval_s=hc.interval if hc.enabled and collectors else None,
+        alerts=lambda: app.state.notify.summary if app.state.notify is not None else None,
     )
     return OverviewState(
         app.state.store, settings.dashboard, app.state.query_settings, app.state.live, probes
