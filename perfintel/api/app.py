@@ -304,12 +304,10 @@ def create_app(
     )
     async def flush(request: Request, compact: bool = True) -> dict[str, int]:
         st = request.app.state.store
-        report = (
-            await run_in_threadpool(st.flush, compact=compact) if hasattr(st, "flush") else None
-        )
-        stats = st.stats()
+        report = await run_in_threadpool(st.flush, compact=compact)
+        stats = await run_in_threadpool(st.stats)
         return {
-            "flushed": report.flushed if report else 0,
+            "flushed": report.flushed,
             "disk_bytes": stats.disk_bytes,
             "samples": stats.tiers.get("raw", 0) + stats.samples_in_head,
             "series": stats.series,
@@ -420,12 +418,12 @@ def _bind_store_metrics(app: FastAPI) -> None:
 
     def stats_value(attr: str) -> Callable[[], float]:
         def read() -> float:
-            st = app.state.store
+            size = app.state.store.size()
             if attr == "bytes":
-                return float(st.disk_bytes()) if hasattr(st, "disk_bytes") else 0.0
+                return float(size.disk_bytes)
             if attr == "series":
-                return float(len(st.index)) if hasattr(st, "index") else float(st.stats().series)
-            return float(st.head.samples) if hasattr(st, "head") else 0.0
+                return float(size.series)
+            return float(size.samples_in_head)
 
         return read
 
