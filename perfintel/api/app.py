@@ -57,10 +57,12 @@ from perfintel.config import Settings
 from perfintel.live.hub import LiveHub, publish_detector_outputs
 from perfintel.overview.state import OverviewState, Probes
 from perfintel.performance.online import OnlineAnomalyDetection
+from perfintel.query.passthrough import RemotePromQL
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
 from perfintel.storage.metadata import MetadataStore
+from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
 from perfintel.telemetry import Registry, ServiceMetrics
 from perfintel.web import PUBLIC_PATHS as WEB_PUBLIC_PATHS
 from perfintel.web import install as install_web
@@ -87,8 +89,33 @@ def store_options(settings: Settings) -> StoreOptions:
     )
 
 
-def open_store(settings: Settings) -> DuckDBStore:
+def remote_options(settings: Settings) -> RemoteStoreOptions:
+    r = settings.storage.remote
+    ns = tuple(r.namespace.split("=", 1)) if r.namespace else None
+    return RemoteStoreOptions(
+        write_url=r.write_url,
+        read_url=r.read_url.rstrip("/"),
+        flush_url=r.flush_url or None,
+        timeout_s=r.timeout,
+        max_samples_per_request=r.max_samples_per_request,
+        namespace=ns,  # type: ignore[arg-type]  # two parts, by the setting's validator
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    """The configured store (``storage.backend``)."""
+    if settings.storage.backend == "victoriametrics":
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # alerting state lives there
+        return RemoteStore(remote_options(settings))
     return DuckDBStore(Path(settings.data_dir) / "samples", store_options(settings))
+
+
+def open_passthrough(settings: Settings) -> RemotePromQL | None:
+    """The remote TSDB's PromQL engine, when samples live there (``storage.remote.promql``)."""
+    if settings.storage.backend != "victoriametrics":
+        return None
+    opts = remote_options(settings)
+    return RemotePromQL(opts.read_url, timeout_s=opts.timeout_s, namespace=opts.namespace)
 
 
 def create_app(
@@ -109,6 +136,8 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
+        app.state.promql_passthrough = open_passthrough(settings)
+        app.state.promql_mode = settings.storage.remote.promql
         # metric metadata (/api/v1/metadata) outlives restarts: data_dir/metadata.json
         app.state.metadata = await run_in_threadpool(
             MetadataStore, Path(settings.data_dir) / "metadata.json"
@@ -208,6 +237,8 @@ def create_app(
             await run_in_threadpool(app.state.metadata.close)
             if own_store:
                 await run_in_threadpool(app.state.store.close)
+            if app.state.promql_passthrough is not None:
+                app.state.promql_passthrough.close()
 
     app = FastAPI(
         title="perfintel",

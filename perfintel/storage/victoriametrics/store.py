@@ -145,8 +145,13 @@ class RemoteStore:
         )
         self._lock = threading.Lock()
         self._last_series = 0  # from the last ``stats``; ``size`` never calls out
-        self._appended = 0
-        self._dirty = False  # written since the last flush: a read flushes first
+        # Samples acknowledged so far, and how many of them the last *completed* flush
+        # covers: a read flushes first unless they are equal, so it never trusts a flush
+        # another thread has started but not finished.
+        self._written = 0
+        self._visible_upto = 0
+        self._flush_lock = threading.Lock()  # one flush at a time
+        self._flushes = 0  # completed flushes
 
     # -- HTTP, foreign errors translated here ---------------------------------
     @contextmanager
@@ -171,7 +176,7 @@ class RemoteStore:
         raise StorageError(f"remote store: {what} answered HTTP {resp.status_code}: {body}")
 
     def _visible(self) -> None:
-        if self._dirty and self.opts.flush_url:
+        if self._visible_upto < self._written and self.opts.flush_url:
             self.flush()
 
     def _get_json(self, path: str, params: list[tuple[str, str]], what: str) -> object:
@@ -241,21 +246,24 @@ class RemoteStore:
                 )
             self._check(resp, "remote_write", reading=False)
         with self._lock:
-            self._appended += len(batch)
-            self._dirty = True
+            self._written += len(batch)
         return AppendResult(accepted=len(batch))
 
     def flush(self, *, compact: bool = False) -> FlushReport:
-        """Make every acknowledged sample searchable (``compact`` has nothing more to do)."""
-        with self._lock:
-            self._dirty = False
-        if self.opts.flush_url:
-            with self._call("flush"):
-                resp = self._client.get(self.opts.flush_url)
-            self._check(resp, "flush", reading=False)
-        with self._lock:
-            flushed, self._appended = self._appended, 0
-        return FlushReport(flushed=flushed)
+        """Make every sample acknowledged before this call searchable (``compact`` has
+        nothing more to do); ``flushed`` counts the samples it made visible."""
+        target, seq = self._written, self._flushes  # acknowledged before this call
+        with self._flush_lock:
+            if self._flushes > seq and self._visible_upto >= target:
+                return FlushReport()  # a flush that began after our writes covered them
+            if self.opts.flush_url:
+                with self._call("flush"):
+                    resp = self._client.get(self.opts.flush_url)
+                self._check(resp, "flush", reading=False)
+            before = self._visible_upto
+            self._visible_upto = max(before, target)
+            self._flushes += 1
+        return FlushReport(flushed=max(0, target - before))
 
     # -- reads ---------------------------------------------------------------------
     def select(
