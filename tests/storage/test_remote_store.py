@@ -85,3 +85,15 @@ def test_server_errors_are_storage_errors(victoria_metrics: str) -> None:
     with pytest.raises(StorageError, match="HTTP 4"):
         st.append(_batch("x", 3))
     st.close()
+
+
+def test_stats_without_a_namespace_count_the_whole_tsdb(victoria_metrics: str) -> None:
+    whole = RemoteStore(RemoteStoreOptions.single_node(victoria_metrics))
+    before = whole.stats().series
+    mine = _store(victoria_metrics)
+    mine.append(_batch("counted", 3, k="1"))
+    mine.append(_batch("counted", 3, k="2"))
+    mine.flush()
+    assert whole.stats().series == before + 2 and whole.size().series == before + 2
+    whole.close()
+    mine.close()

@@ -374,8 +374,16 @@ class RemoteStore:
         return StoreSize(series=self._last_series, samples_in_head=0, disk_bytes=0)
 
     def stats(self) -> StoreStats:
-        now = int(time.time() * 1000)
-        n = len(self.series([], 1, now + 86_400_000))
+        """Series count: VictoriaMetrics' ``/api/v1/series/count`` (the whole TSDB, cheap) or,
+        in a namespace, the namespace's series listed (bounded by its ``-search.maxSeries``)."""
+        if self.opts.namespace is None:
+            data = self._get_json("/api/v1/series/count", [], "series count")
+            if not isinstance(data, list) or not data or not isinstance(data[0], int):
+                raise StorageError(f"remote store: unexpected series count {str(data)[:100]}")
+            n = data[0]
+        else:
+            now = int(time.time() * 1000)
+            n = len(self.series([], 1, now + 86_400_000))
         self._last_series = n
         return StoreStats(series=n, samples_in_head=0, disk_bytes=0)
 
