@@ -110,12 +110,17 @@ def open_store(settings: Settings) -> Store:
     return DuckDBStore(Path(settings.data_dir) / "samples", store_options(settings))
 
 
-def open_passthrough(settings: Settings) -> RemotePromQL | None:
+def open_passthrough(settings: Settings, store: Store) -> RemotePromQL | None:
     """The remote TSDB's PromQL engine, when samples live there (``storage.remote.promql``)."""
     if settings.storage.backend != "victoriametrics":
         return None
     opts = remote_options(settings)
-    return RemotePromQL(opts.read_url, timeout_s=opts.timeout_s, namespace=opts.namespace)
+    return RemotePromQL(
+        opts.read_url,
+        timeout_s=opts.timeout_s,
+        namespace=opts.namespace,
+        before_read=store.visible if isinstance(store, RemoteStore) else None,
+    )
 
 
 def create_app(
@@ -136,7 +141,7 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
-        app.state.promql_passthrough = open_passthrough(settings)
+        app.state.promql_passthrough = open_passthrough(settings, app.state.store)
         app.state.promql_mode = settings.storage.remote.promql
         # metric metadata (/api/v1/metadata) outlives restarts: data_dir/metadata.json
         app.state.metadata = await run_in_threadpool(

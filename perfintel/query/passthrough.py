@@ -18,6 +18,7 @@ worker threads at once; nothing here touches an event loop.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -39,8 +40,10 @@ class RemotePromQL:
         namespace: tuple[str, str] | None = None,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        before_read: Callable[[], None] | None = None,
     ) -> None:
         self.read_url = read_url.rstrip("/")
+        self.before_read = before_read  # the store's read-after-write flush
         self.namespace = namespace
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
@@ -65,6 +68,8 @@ class RemotePromQL:
         )
 
     def _call(self, path: str, params: list[tuple[str, str]]) -> bytes:
+        if self.before_read is not None:
+            self.before_read()
         if self.namespace is not None:
             params.append(("extra_label", "=".join(self.namespace)))
         try:

@@ -17,7 +17,7 @@ from perfintel.batch import SampleBatch
 from perfintel.config import load_settings
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
-from perfintel.storage.victoriametrics import RemoteStore
+from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
 
 pytestmark = pytest.mark.external
 
@@ -119,3 +119,26 @@ def test_passthrough_needs_a_remote_store(tmp_path: Path) -> None:
     with TestClient(create_app(settings, collectors=False)) as c:
         r = c.get("/api/v1/query", params={"query": "1", "promql": "passthrough"})
         assert r.status_code == 400 and "remote store" in r.json()["error"]
+
+
+def test_passthrough_stays_in_its_namespace(client: TestClient, victoria_metrics: str) -> None:
+    other = RemoteStore(
+        RemoteStoreOptions.single_node(victoria_metrics, namespace=("pi_test", "elsewhere"))
+    )
+    ts = np.arange(END - 10 * MIN, END + 1, 15_000)
+    other.append(
+        SampleBatch.from_arrays(label_set({"__name__": "up_gauge", "job": "x"}), ts, ts * 0.0)
+    )
+    other.flush()
+    _ingest(client)
+    for query in ("up_gauge", '{pi_test="elsewhere"}', 'up_gauge{pi_test=~".*"}'):
+        r = client.get(
+            "/api/v1/query", params={"query": query, "time": END / 1000, "promql": "passthrough"}
+        )
+        jobs = {s["metric"].get("job") for s in r.json()["data"]["result"]}
+        # the namespace is added to the query's own matchers: they can narrow, never widen
+        assert jobs == (set() if "elsewhere" in query else {"a", "b"}), query
+        assert "x" not in jobs and all(
+            "pi_test" not in s["metric"] for s in r.json()["data"]["result"]
+        )
+    other.close()

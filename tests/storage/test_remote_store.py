@@ -97,3 +97,20 @@ def test_stats_without_a_namespace_count_the_whole_tsdb(victoria_metrics: str) -
     assert whole.stats().series == before + 2 and whole.size().series == before + 2
     whole.close()
     mine.close()
+
+
+def test_a_selector_cannot_leave_its_namespace(victoria_metrics: str) -> None:
+    a, b = _store(victoria_metrics), _store(victoria_metrics)
+    a.append(_batch("secret", 4))
+    other = b.opts.namespace
+    assert other is not None
+    for sel in (
+        "secret",
+        '{pi_test=~".+",__name__="secret"}',
+        f'secret{{pi_test="{a.opts.namespace[1]}"}}',
+    ):  # type: ignore[index]
+        assert b.select(parse_selector(sel), T0, T0 + 10**6) == []
+        assert b.series([parse_selector(sel)], T0, T0 + 10**6) == []
+    assert b.label_values("__name__", [], T0, T0 + 10**6) == []
+    a.close()
+    b.close()

@@ -175,12 +175,14 @@ class RemoteStore:
         # a write we validated was refused, or the server failed: the backend's fault
         raise StorageError(f"remote store: {what} answered HTTP {resp.status_code}: {body}")
 
-    def _visible(self) -> None:
+    def visible(self) -> None:
+        """Flush if this process wrote since the last completed flush (cheap otherwise):
+        what a reader calls first, so it sees every acknowledged sample."""
         if self._visible_upto < self._written and self.opts.flush_url:
             self.flush()
 
     def _get_json(self, path: str, params: list[tuple[str, str]], what: str) -> object:
-        self._visible()
+        self.visible()
         with self._call(what):
             resp = self._client.post(
                 self.opts.read_url + path, content=_form(params), headers=_FORM
@@ -195,8 +197,9 @@ class RemoteStore:
     def _scoped(self, selector: Selector) -> str:
         matchers = list(selector.matchers)
         if self.opts.namespace is not None:
+            # added to the reader's own matchers, as VictoriaMetrics' extra_label does for
+            # passed-through queries: a matcher on the namespace label cannot widen a read
             name, value = self.opts.namespace
-            matchers = [m for m in matchers if m.name != name]
             matchers.append(Matcher(name, MatchOp.EQ, value))
         elif all(m.matches_empty for m in matchers):
             # a TSDB refuses a selector that matches everything; every series has a name
@@ -269,7 +272,7 @@ class RemoteStore:
     def select(
         self, selector: Selector, start_ms: int, end_ms: int, *, limits: QueryLimits | None = None
     ) -> list[SeriesSamples]:
-        self._visible()
+        self.visible()
         parts: dict[LabelSet, list[tuple[np.ndarray, np.ndarray]]] = {}
         samples = 0
         stream = VmJsonlStream(max_line_bytes=_MAX_EXPORT_LINE)
