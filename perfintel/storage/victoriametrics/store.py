@@ -90,6 +90,9 @@ __all__ = ["RemoteStore", "RemoteStoreOptions"]
 _ALL_SERIES = Matcher("__name__", MatchOp.RE, ".+")
 _MAX_EXPORT_LINE = 64 << 20  # VictoriaMetrics splits a long series into lines far below this
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# Exports are large and usually cross a LAN: compressing them costs both ends more CPU
+# than the bytes cost (measured on loopback: a third of a read's time went to gzip).
+_EXPORT = {**_FORM, "Accept-Encoding": "identity"}
 
 
 def _form(params: list[tuple[str, str]]) -> bytes:
@@ -287,12 +290,15 @@ class RemoteStore:
 
         with self._call("export"):
             with self._client.stream(
-                "POST", self.opts.read_url + "/api/v1/export", content=_form(params), headers=_FORM
+                "POST",
+                self.opts.read_url + "/api/v1/export",
+                content=_form(params),
+                headers=_EXPORT,
             ) as resp:
                 if resp.status_code >= 300:
                     resp.read()
                     self._check(resp, "export", reading=True)
-                for chunk in resp.iter_bytes():
+                for chunk in resp.iter_bytes(1 << 20):
                     for res in stream.feed(chunk):
                         self._parsed(res.errors)
                         take(res.batch)
