@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +19,7 @@ from perfintel.config import load_settings
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
+from tests.conftest import start_server
 
 pytestmark = pytest.mark.external
 
@@ -142,3 +144,45 @@ def test_passthrough_stays_in_its_namespace(client: TestClient, victoria_metrics
             "pi_test" not in s["metric"] for s in r.json()["data"]["result"]
         )
     other.close()
+
+
+def test_perfintel_serve_on_victoriametrics(tmp_path: Path, victoria_metrics: str) -> None:
+    """A real `perfintel serve` process configured by environment, end to end."""
+    ns = uuid.uuid4().hex
+    env = {
+        "PERFINTEL_STORAGE__BACKEND": "victoriametrics",
+        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": victoria_metrics + "/api/v1/write",
+        "PERFINTEL_STORAGE__REMOTE__READ_URL": victoria_metrics,
+        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": victoria_metrics + "/internal/force_flush",
+        "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test={ns}",
+        "PERFINTEL_HOST_COLLECTOR__ENABLED": "false",
+    }
+    server = start_server(tmp_path / "data", env=env)
+    try:
+        ts = np.arange(END - 10 * MIN, END + 1, 15_000)
+        body = encode_remote_write(
+            SampleBatch.from_arrays(label_set({"__name__": "served", "job": "e2e"}), ts, ts / 1e9)
+        )
+        r = httpx.post(server.url + "/api/v1/write", content=body, headers=RW, timeout=30)
+        assert r.status_code == 204, r.text
+        params = {
+            "query": "served",
+            "start": (END - 10 * MIN) / 1000,
+            "end": END / 1000,
+            "step": "60",
+        }
+        for mode in ("engine", "passthrough"):
+            got = httpx.post(
+                server.url + "/api/v1/query_range", data={**params, "promql": mode}, timeout=30
+            ).json()
+            [s] = got["data"]["result"]
+            assert s["metric"] == {"__name__": "served", "job": "e2e"}, mode
+            assert len(s["values"]) == 11 and float(s["values"][-1][1]) == END / 1e9
+        # the samples are in VictoriaMetrics itself, under the namespace label
+        raw = httpx.post(
+            victoria_metrics + "/api/v1/export", data={"match[]": f'served{{pi_test="{ns}"}}'}
+        )
+        assert raw.text.count('"served"') == 1
+        assert not (tmp_path / "data" / "samples").exists()  # no DuckDB store was opened
+    finally:
+        server.stop()

@@ -11,12 +11,12 @@ narrows a run to one.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from promql_harness import vm_store
 
 from perfintel.batch import SampleBatch
 from perfintel.storage.base import SampleReader
@@ -30,14 +30,6 @@ _KINDS = [
     for k in ("memory", "duckdb", "victoriametrics")
     if os.environ.get("PERFINTEL_PROMQL_STORE", k) == k
 ]
-
-
-def vm_store(url: str) -> Any:
-    """A ``RemoteStore`` on the session's VictoriaMetrics, in a namespace of its own."""
-    from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
-
-    ns = ("pi_test", uuid.uuid4().hex)
-    return RemoteStore(RemoteStoreOptions.single_node(url, namespace=ns))
 
 
 @pytest.fixture(params=_KINDS)

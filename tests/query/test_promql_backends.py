@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import vm_store
 from fastapi import FastAPI
 from promql_harness import (
     AppServer,
@@ -34,6 +33,7 @@ from promql_harness import (
     compare,
     dataset_base,
     generate_dataset,
+    vm_store,
 )
 from promql_harness import to_batches as batches_of
 from test_promql_compat import _corpus, _lookback_edges, _run
