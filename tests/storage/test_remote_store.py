@@ -114,3 +114,13 @@ def test_a_selector_cannot_leave_its_namespace(victoria_metrics: str) -> None:
     assert b.label_values("__name__", [], T0, T0 + 10**6) == []
     a.close()
     b.close()
+
+
+def test_an_answer_that_is_not_json_is_a_storage_error(victoria_metrics: str) -> None:
+    # VictoriaMetrics' /metrics answers 200 in its text format: not the API it expects
+    st = RemoteStore(
+        RemoteStoreOptions(write_url="", read_url=victoria_metrics + "/metrics?x=", flush_url=None)
+    )
+    with pytest.raises(StorageError, match="no JSON"):
+        st.label_names([], T0, T0 + 1000)
+    st.close()

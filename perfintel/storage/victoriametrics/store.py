@@ -191,7 +191,10 @@ class RemoteStore:
                 self.opts.read_url + path, content=_form(params), headers=_FORM
             )
             self._check(resp, what, reading=True)
-            doc = resp.json()
+            try:
+                doc = resp.json()
+            except ValueError as exc:  # not JSON: a proxy's page, a truncated body
+                raise StorageError(f"remote store: {what} answered no JSON: {exc}") from exc
         if not isinstance(doc, dict) or doc.get("status") != "success":
             raise StorageError(f"remote store: unexpected answer to {what}: {str(doc)[:300]}")
         return doc.get("data")
