@@ -92,7 +92,60 @@ class TierSettings(_Section):
     )
 
 
+class RemoteStorageSettings(_Section):
+    write_url: str = Field(
+        "http://127.0.0.1:8428/api/v1/write",
+        description="Where samples are sent with Prometheus remote_write: VictoriaMetrics "
+        "`/api/v1/write`, cluster vminsert `/insert/0/prometheus/api/v1/write`, Mimir "
+        "`/api/v1/push`, Thanos Receive `/api/v1/receive`.",
+    )
+    read_url: str = Field(
+        "http://127.0.0.1:8428",
+        description="Prefix of the Prometheus-style read API (`/api/v1/export`, `/series`, "
+        "`/labels`, `/query_range` under it): VictoriaMetrics single-node `http://host:8428`, "
+        "cluster vmselect `http://host:8481/select/0/prometheus`.",
+    )
+    flush_url: str = Field(
+        "http://127.0.0.1:8428/internal/force_flush",
+        description="Called before a read that follows a write, so reads see every acknowledged "
+        "sample (VictoriaMetrics single-node); empty when there is none (cluster: reads then "
+        "see writes after about a second).",
+    )
+    timeout: Duration = Field(30.0, description="Timeout of one request to the remote store.")
+    max_samples_per_request: int = Field(
+        50_000, gt=0, description="Most samples in one remote_write request."
+    )
+    namespace: str = Field(
+        "",
+        description="`name=value`: a label added to every series written and required of every "
+        "series read (and hidden from answers), so deployments can share one TSDB.",
+    )
+    promql: Literal["engine", "passthrough"] = Field(
+        "engine",
+        description="How `/api/v1/query` and `/api/v1/query_range` are answered: by perfintel's "
+        "engine over fetched samples, or passed through to the TSDB's own query API "
+        "(faster, but its dialect: MetricsQL on VictoriaMetrics). A request's `promql` "
+        "parameter (`engine` or `passthrough`) overrides it.",
+    )
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*=.+", value):
+            raise ValueError("namespace must be name=value, e.g. tenant=team-a")
+        return value
+
+
 class StorageSettings(_Section):
+    backend: Literal["duckdb", "victoriametrics"] = Field(
+        "duckdb",
+        description="Where samples live: the embedded DuckDB store under `data_dir`, or a "
+        "remote VictoriaMetrics (`storage.remote`).",
+    )
+    remote: RemoteStorageSettings = Field(
+        default_factory=RemoteStorageSettings,
+        description="The remote store (`storage.backend: victoriametrics`).",
+    )
     block: Duration = Field(
         7200.0,
         description="Width of a raw chunk's time window; compaction merges a window's chunks into one.",
@@ -560,7 +613,7 @@ class Settings(BaseSettings):
         "are cancelled; then the head is flushed and the store closed.",
     )
     storage: StorageSettings = Field(
-        default_factory=StorageSettings, description="The embedded store."
+        default_factory=StorageSettings, description="The sample store."
     )
     query: QueryLimitsSettings = Field(
         default_factory=QueryLimitsSettings, description="Query limits."

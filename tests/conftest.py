@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -122,3 +123,32 @@ def run_perfintel(
         cwd=ROOT,
         env={**clean, **(env or {}), "COLUMNS": str(columns)},
     )
+
+
+VM_BINARY = os.environ.get("PERFINTEL_VM_BINARY", "/usr/bin/victoria-metrics")
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of a real VictoriaMetrics single-node server, one per test session, on a fresh
+    ``-storageDataPath``; tests isolate their series with a unique label (``vm_store``)."""
+    from perfintel.bench.harness import victoria_metrics as vm_process
+
+    if not os.access(VM_BINARY, os.X_OK):
+        pytest.fail(f"victoria-metrics binary not found at {VM_BINARY} (Debian victoria-metrics)")
+    root = tmp_path_factory.mktemp("victoria-metrics")
+    with vm_process(root / "data", free_port(), root / "vm.log", VM_BINARY) as vm:
+        yield vm.base_url
+
+
+@pytest.fixture
+def vm_store(victoria_metrics: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A ``RemoteStore`` over the session's VictoriaMetrics, seeing only this test's series."""
+    import uuid
+
+    from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
+
+    ns = ("pi_test", f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}")
+    store = RemoteStore(RemoteStoreOptions.single_node(victoria_metrics, namespace=ns))
+    yield store
+    store.close()

@@ -58,10 +58,12 @@ from perfintel.config import Settings
 from perfintel.live.hub import LiveHub, publish_detector_outputs
 from perfintel.overview.state import OverviewState, Probes
 from perfintel.performance.online import OnlineAnomalyDetection
+from perfintel.query.passthrough import RemotePromQL
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions, Tier
 from perfintel.storage.metadata import MetadataStore
+from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
 from perfintel.telemetry import Registry, ServiceMetrics
 from perfintel.web import PUBLIC_PATHS as WEB_PUBLIC_PATHS
 from perfintel.web import install as install_web
@@ -88,8 +90,38 @@ def store_options(settings: Settings) -> StoreOptions:
     )
 
 
-def open_store(settings: Settings) -> DuckDBStore:
+def remote_options(settings: Settings) -> RemoteStoreOptions:
+    r = settings.storage.remote
+    ns = tuple(r.namespace.split("=", 1)) if r.namespace else None
+    return RemoteStoreOptions(
+        write_url=r.write_url,
+        read_url=r.read_url.rstrip("/"),
+        flush_url=r.flush_url or None,
+        timeout_s=r.timeout,
+        max_samples_per_request=r.max_samples_per_request,
+        namespace=ns,  # type: ignore[arg-type]  # two parts, by the setting's validator
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    """The configured store (``storage.backend``)."""
+    if settings.storage.backend == "victoriametrics":
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # alerting state lives there
+        return RemoteStore(remote_options(settings))
     return DuckDBStore(Path(settings.data_dir) / "samples", store_options(settings))
+
+
+def open_passthrough(settings: Settings, store: Store) -> RemotePromQL | None:
+    """The remote TSDB's PromQL engine, when samples live there (``storage.remote.promql``)."""
+    if settings.storage.backend != "victoriametrics":
+        return None
+    opts = remote_options(settings)
+    return RemotePromQL(
+        opts.read_url,
+        timeout_s=opts.timeout_s,
+        namespace=opts.namespace,
+        before_read=store.visible if isinstance(store, RemoteStore) else None,
+    )
 
 
 def create_app(
@@ -110,6 +142,8 @@ def create_app(
             store if store is not None else await run_in_threadpool(open_store, settings)
         )
         _bind_store_metrics(app)
+        app.state.promql_passthrough = open_passthrough(settings, app.state.store)
+        app.state.promql_mode = settings.storage.remote.promql
         # metric metadata (/api/v1/metadata) outlives restarts: data_dir/metadata.json
         app.state.metadata = await run_in_threadpool(
             MetadataStore, Path(settings.data_dir) / "metadata.json"
@@ -234,6 +268,8 @@ def create_app(
             await run_in_threadpool(app.state.metadata.close)
             if own_store:
                 await run_in_threadpool(app.state.store.close)
+            if app.state.promql_passthrough is not None:
+                app.state.promql_passthrough.close()
 
     app = FastAPI(
         title="perfintel",
@@ -327,12 +363,10 @@ def create_app(
     )
     async def flush(request: Request, compact: bool = True) -> dict[str, int]:
         st = request.app.state.store
-        report = (
-            await run_in_threadpool(st.flush, compact=compact) if hasattr(st, "flush") else None
-        )
-        stats = st.stats()
+        report = await run_in_threadpool(st.flush, compact=compact)
+        stats = await run_in_threadpool(st.stats)
         return {
-            "flushed": report.flushed if report else 0,
+            "flushed": report.flushed,
             "disk_bytes": stats.disk_bytes,
             "samples": stats.tiers.get("raw", 0) + stats.samples_in_head,
             "series": stats.series,
@@ -444,12 +478,12 @@ def _bind_store_metrics(app: FastAPI) -> None:
 
     def stats_value(attr: str) -> Callable[[], float]:
         def read() -> float:
-            st = app.state.store
+            size = app.state.store.size()
             if attr == "bytes":
-                return float(st.disk_bytes()) if hasattr(st, "disk_bytes") else 0.0
+                return float(size.disk_bytes)
             if attr == "series":
-                return float(len(st.index)) if hasattr(st, "index") else float(st.stats().series)
-            return float(st.head.samples) if hasattr(st, "head") else 0.0
+                return float(size.series)
+            return float(size.samples_in_head)
 
         return read
 

@@ -8,8 +8,11 @@ switching to ``'e'`` below 1e-6 and from 1e21 on) and timestamps float
 seconds with millisecond precision.
 
 The router reads ``request.app.state.store`` (a ``SampleReader``), and if
-present ``request.app.state.query_settings`` (``QuerySettings``) and
-``request.app.state.metadata`` (``dict[str, MetricMetadata]``).
+present ``request.app.state.query_settings`` (``QuerySettings``),
+``request.app.state.metadata`` (``dict[str, MetricMetadata]``) and, over a
+remote store, ``promql_passthrough`` (``RemotePromQL``) with ``promql_mode``:
+a query is passed through to the TSDB's engine when its ``promql`` parameter
+(or else ``promql_mode``) says ``passthrough``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from perfintel.api.params import optional_time_ms
 from perfintel.api.workers import run_query
 from perfintel.errors import BadInputError, PayloadTooLargeError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME, LabelSet, Selector, parse_selector
+from perfintel.query.passthrough import RemotePromQL
 from perfintel.query.promql.engine import Engine, QueryResult
 from perfintel.query.promql.format import format_points, format_timestamp, format_value
 from perfintel.query.settings import QuerySettings
@@ -201,6 +205,20 @@ async def _run(request: Request, fn: Callable[[], _T]) -> _T:
     return await run_query(request, fn)
 
 
+def _passthrough(request: Request, params: Mapping[str, list[str]]) -> RemotePromQL | None:
+    """The remote TSDB's engine when this query is to be passed through (the request's
+    ``promql`` parameter, else ``storage.remote.promql``), ``None`` for perfintel's engine."""
+    mode = _one(params, "promql") or getattr(request.app.state, "promql_mode", "engine")
+    if mode not in ("engine", "passthrough"):
+        raise BadInputError('invalid parameter "promql": engine or passthrough')
+    if mode == "engine":
+        return None
+    remote: RemotePromQL | None = getattr(request.app.state, "promql_passthrough", None)
+    if remote is None:
+        raise BadInputError("promql=passthrough needs a remote store (storage.backend)")
+    return remote
+
+
 def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if _one(params, "timeout"):
@@ -226,6 +244,9 @@ def _query_options(params: Mapping[str, list[str]]) -> dict[str, Any]:
 async def query(request: Request) -> Response:
     params = await _params(request)
     at = _optional_time(params, "time", int(time.time() * 1000))
+    remote = _passthrough(request, params)
+    if remote is not None:
+        return _envelope(await _run(request, lambda: remote.instant(_one(params, "query"), at)))
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
     body = await _run(request, lambda: render_result(engine.instant(text, at, **options)))
@@ -257,6 +278,10 @@ async def query_range(request: Request) -> Response:
         raise BadInputError(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
         )
+    remote = _passthrough(request, params)
+    if remote is not None:
+        text = _one(params, "query")
+        return _envelope(await _run(request, lambda: remote.range(text, start, end, step)))
     engine = Engine(_store(request), _settings(request))
     text, options = _one(params, "query"), _query_options(params)
     body = await _run(

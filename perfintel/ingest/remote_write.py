@@ -532,14 +532,53 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _sample_records(timestamps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample as a ``samples`` (field 2) record of a TimeSeries, built with array
+    operations: ``(buffer, record end offsets)``. A record is tag 0x12, its length (always
+    under 128), then the Sample's fields as protobuf writes them: the value (0x09 and 8
+    bytes, left out when its bits are all zero) and the timestamp (0x10 and a varint of
+    its two's complement, left out when 0)."""
+    n = len(timestamps)
+    vbits = np.ascontiguousarray(values, "<f8").view(np.uint64)
+    t = np.ascontiguousarray(timestamps, np.int64).view(np.uint64)
+    groups = np.ones(n, np.int64)  # 7-bit groups of each timestamp's varint
+    for j in range(1, 10):
+        groups += (t >> np.uint64(7 * j)) != 0
+    vlen = np.where(vbits != 0, 9, 0)
+    tlen = np.where(t != 0, 1 + groups, 0)
+    size = 2 + vlen + tlen
+    end = np.cumsum(size)
+    start = end - size
+    buf = np.zeros(int(end[-1]) if n else 0, np.uint8)
+    buf[start] = 0x12
+    buf[start + 1] = vlen + tlen
+    vi = np.flatnonzero(vlen)
+    buf[start[vi] + 2] = 0x09
+    vbytes = vbits[vi].astype("<u8").view(np.uint8).reshape(-1, 8)
+    buf[(start[vi] + 3)[:, None] + np.arange(8)] = vbytes
+    ti = np.flatnonzero(tlen)
+    pos = start[ti] + 2 + vlen[ti]
+    buf[pos] = 0x10
+    tt, gg = t[ti], groups[ti]
+    for j in range(10):
+        m = gg > j
+        if not m.any():
+            break
+        byte = ((tt[m] >> np.uint64(7 * j)) & np.uint64(0x7F)).astype(np.uint8)
+        buf[pos[m] + 1 + j] = byte | np.where(gg[m] > j + 1, 0x80, 0).astype(np.uint8)
+    return buf, end
+
+
 def _encode_samples(timestamps: np.ndarray, values: np.ndarray) -> list[bytes]:
-    vbytes = np.ascontiguousarray(values, "<f8").tobytes()
-    out = []
-    for j, t in enumerate(timestamps.tolist()):
-        v = vbytes[8 * j : 8 * j + 8]
-        head = b"" if v == b"\x00" * 8 else b"\x09" + v
-        out.append(head + (b"\x10" + _varint(t) if t else b""))
-    return out
+    """Each sample's Sample message (the payload of its record)."""
+    buf, end = _sample_records(timestamps, values)
+    raw = buf.tobytes()
+    starts = np.concatenate(([0], end[:-1])).tolist()
+    return [raw[s + 2 : e] for s, e in zip(starts, end.tolist(), strict=True)]
+
+
+def _record(tag: bytes, payload: bytes) -> bytes:
+    return tag + _varint(len(payload)) + payload
 
 
 def encode_remote_write(
@@ -555,21 +594,24 @@ def encode_remote_write(
     Metadata, when given, goes into Prometheus's (non-spec) field 3.
     """
     lab = _MSG["Label"]
-    req = _RawWriteRequest()
+    parts = []  # WriteRequest field 1 records, written by hand: samples as arrays
     for labels, ts, vals in batch.iter_series():
         order = np.argsort(ts, kind="stable")
-        t = req.timeseries.add()
-        t.labels.extend(
-            lab(name=k, value=v).SerializeToString() for k, v in sorted(labels) if v != ""
+        series = b"".join(
+            _record(b"\x0a", lab(name=k, value=v).SerializeToString())
+            for k, v in sorted(labels)
+            if v != ""
         )
-        t.samples.extend(_encode_samples(ts[order], vals[order]))
+        series += _sample_records(ts[order], vals[order])[0].tobytes()
+        parts.append(_record(b"\x0a", series))
+    req = _RawWriteRequest()  # the metadata (field 3) follows the series, as protobuf orders it
     for name, md in (metadata or {}).items():
         m = req.metadata.add()
         m.type = _V1_TYPE_CODES.get(md.type, 0)
         m.metric_family_name = name.encode()
         m.help = md.help.encode()
         m.unit = md.unit.encode()
-    raw = req.SerializeToString()
+    raw = b"".join(parts) + req.SerializeToString()
     return bytes(cramjam.snappy.compress_raw(raw)) if compress else raw
 
 

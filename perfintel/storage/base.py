@@ -197,11 +197,27 @@ class AppendResult:
 
 
 @dataclass
+class StoreSize:
+    """What a store holds, cheap to read (no scan): the self-metrics gauges poll it."""
+
+    series: int
+    samples_in_head: int  # accepted but not yet in the store's durable layout
+    disk_bytes: int  # 0 when the samples live elsewhere (a remote backend)
+
+
+@dataclass
 class StoreStats:
     series: int
     samples_in_head: int
     disk_bytes: int
     tiers: dict[str, int] = field(default_factory=dict)  # tier name -> stored points
+
+
+@dataclass
+class FlushReport:
+    """What ``flush`` did; ``flushed`` counts samples moved out of the head."""
+
+    flushed: int = 0
 
 
 @runtime_checkable
@@ -250,7 +266,18 @@ class SampleWriter(Protocol):
 
 @runtime_checkable
 class Store(SampleReader, SampleWriter, Protocol):
-    def stats(self) -> StoreStats: ...
+    def stats(self) -> StoreStats:
+        """Full statistics (may scan the store: not for a hot path)."""
+        ...
+
+    def size(self) -> StoreSize:
+        """Cheap counters (series, head samples, bytes on disk)."""
+        ...
+
+    def flush(self, *, compact: bool = False) -> FlushReport:
+        """Make every acknowledged sample visible to reads and durable in the store's
+        final layout now; ``compact`` also does the store's housekeeping."""
+        ...
 
     def close(self) -> None: ...
 

@@ -17,9 +17,11 @@ from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     AppendResult,
+    FlushReport,
     QueryLimits,
     SeriesRollup,
     SeriesSamples,
+    StoreSize,
     StoreStats,
     check_limits,
     label_names_of,
@@ -122,6 +124,13 @@ class MemoryStore:
                 samples_in_head=sum(sum(len(a) for a in v) for v in self._ts.values()),
                 disk_bytes=0,
             )
+
+    def size(self) -> StoreSize:
+        stats = self.stats()
+        return StoreSize(stats.series, stats.samples_in_head, 0)
+
+    def flush(self, *, compact: bool = False) -> FlushReport:
+        return FlushReport()  # every sample is visible as soon as append returns
 
     def close(self) -> None:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,11 +32,25 @@ def shape(ts: np.ndarray, seed: int = 5) -> np.ndarray:
     return np.where((ts >= INCIDENT[0]) & (ts <= INCIDENT[1]), v + 50, v)
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+@pytest.fixture(
+    scope="module",
+    params=["duckdb", pytest.param("victoriametrics", marks=pytest.mark.external)],
+)
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The service over its DuckDB store, or over VictoriaMetrics (a namespace of its own)."""
     data = tmp_path_factory.mktemp("detect") / "data"
     settings = load_settings(overrides={"data_dir": data}, env={})
-    with TestClient(create_app(settings, collectors=False)) as c:
+    remote = None
+    if request.param == "victoriametrics":
+        from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
+
+        data.mkdir()
+        url = request.getfixturevalue("victoria_metrics")
+        ns = ("pi_test", f"detect-{uuid.uuid4().hex}")
+        remote = RemoteStore(RemoteStoreOptions.single_node(url, namespace=ns))
+    with TestClient(create_app(settings, store=remote, collectors=False)) as c:
         store = c.app.state.store  # type: ignore[attr-defined]
         ts = np.arange(T0, T0 + 2 * DAY, MIN)
         store.append(
@@ -57,6 +72,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         )
         store.append(many)
         yield c
+    if remote is not None:
+        remote.close()
 
 
 def detect(client: TestClient, **body: Any) -> dict[str, Any]:

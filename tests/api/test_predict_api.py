@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,25 @@ def ingest(client: TestClient, labels: dict[str, str], ts: np.ndarray, vals: np.
     store.append(SampleBatch.from_arrays(label_set(labels), ts, vals))
 
 
+@pytest.fixture(params=["duckdb", pytest.param("victoriametrics", marks=pytest.mark.external)])
+def backend_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The service over its DuckDB store, or over a RemoteStore on the session's VictoriaMetrics."""
+    if request.param == "duckdb":
+        yield request.getfixturevalue("client")
+        return
+    (tmp_path / "vm").mkdir()
+    settings = load_settings(overrides={"data_dir": tmp_path / "vm"}, env={})
+    store = request.getfixturevalue("vm_store")
+    with TestClient(create_app(settings, store=store, collectors=False)) as c:
+        yield c
+
+
 @pytest.fixture
-def seasonal(client: TestClient) -> TestClient:
+def seasonal(backend_client: TestClient) -> TestClient:
     ts = np.arange(END - 7 * DAY, END, MIN)
     noise = np.random.default_rng(7).normal(0, 1.0, ts.size)
-    ingest(client, {"__name__": "web_load", "host": "a"}, ts, daily_shape(ts) + noise)
-    return client
+    ingest(backend_client, {"__name__": "web_load", "host": "a"}, ts, daily_shape(ts) + noise)
+    return backend_client
 
 
 def test_predict_4h_tracks_the_daily_pattern(seasonal: TestClient) -> None:

@@ -17,7 +17,7 @@ from perfintel.ingest.remote_write import (
     encode_remote_write,
     encode_remote_write_v2,
 )
-from perfintel.model import STALE_NAN, is_stale
+from perfintel.model import STALE_NAN, is_stale, label_set
 
 
 def _varint(n: int) -> bytes:
@@ -208,3 +208,33 @@ def test_never_crashes_on_mutated_requests(data):
         raw[i] = data.draw(st.integers(0, 255))
     with contextlib.suppress(ParseError):
         decode_remote_write(bytes(raw))
+
+
+def test_encoder_writes_what_protobuf_writes() -> None:
+    """The array-built sample records are byte for byte protobuf's own serialisation of
+    the 1.0 schema: zero values and timestamps left out, negative and huge timestamps as
+    10-byte varints, -0.0, NaN, infinities and subnormals kept."""
+    from perfintel.ingest.remote_write import _MSG
+
+    rng = np.random.default_rng(0)
+    edges = [0, -1, 1, 127, 128, 16383, 16384, 2**35, -(2**40), 1_700_000_000_000, 2**62]
+    specials = [0.0, -0.0, 1.5, np.nan, np.inf, -np.inf, 1e308, 5e-324]
+    for _ in range(200):
+        series = []
+        for i in range(int(rng.integers(1, 4))):
+            n = int(rng.integers(1, 40))
+            ts = rng.choice(edges, n) + rng.integers(-2, 3, n)
+            vals = rng.choice(specials, n)
+            labels = {"__name__": f"m{i}", "a": "x" if i % 2 else ""}
+            series.append(SampleBatch.from_arrays(label_set(labels), ts, vals))
+        batch = SampleBatch.concat(series)
+        want = _MSG["WriteRequest"]()
+        for labels, ts, vals in batch.iter_series():
+            order = np.argsort(ts, kind="stable")
+            t = want.timeseries.add()
+            for k, v in sorted(labels):
+                if v:
+                    t.labels.add(name=k, value=v)
+            for tv, vv in zip(ts[order].tolist(), vals[order].tolist(), strict=True):
+                t.samples.add(value=vv, timestamp=tv)
+        assert encode_remote_write(batch, compress=False) == want.SerializeToString()

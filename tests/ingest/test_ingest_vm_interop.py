@@ -1,11 +1,5 @@
 """Interop of the VictoriaMetrics JSON-lines format against the real victoria-metrics binary."""
 
-import os
-import shutil
-import socket
-import subprocess
-import time
-
 import httpx
 import numpy as np
 import pytest
@@ -18,58 +12,14 @@ from perfintel.storage.base import SeriesSamples
 
 pytestmark = pytest.mark.external
 
-VM_BINARY = os.environ.get("PERFINTEL_VM_BINARY", "/usr/bin/victoria-metrics")
 T0 = 1_700_000_000_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def vm(tmp_path_factory):
-    binary = shutil.which(VM_BINARY) or (VM_BINARY if os.access(VM_BINARY, os.X_OK) else None)
-    if binary is None:
-        pytest.fail(f"victoria-metrics binary not found at {VM_BINARY}: interop cannot be checked")
-    port = _free_port()
-    data = tmp_path_factory.mktemp("vmdata")
-    log = open(data.parent / "vm.log", "wb")  # noqa: SIM115 - closed in teardown
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"-storageDataPath={data}",
-            f"-httpListenAddr=127.0.0.1:{port}",
-            "-retentionPeriod=100y",
-            "-search.disableCache",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=base, timeout=10) as client:
-            for _ in range(100):
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None:
-                    pytest.fail(f"victoria-metrics exited with {proc.returncode}")
-                time.sleep(0.1)
-            else:
-                pytest.fail("victoria-metrics did not become healthy")
-            yield client
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def vm(victoria_metrics: str):
+    """A client of the session's VictoriaMetrics (``victoria_metrics`` in tests/conftest.py)."""
+    with httpx.Client(base_url=victoria_metrics, timeout=10) as client:
+        yield client
 
 
 def _export(client: httpx.Client, selector: str) -> bytes:

@@ -2,8 +2,10 @@
 
 ``promql_store_factory`` builds the store the PromQL tests query: every PromQL
 test, the Prometheus compatibility suite included, runs against both the
-in-memory store and the real DuckDB store (data flushed, rollups built).
-``PERFINTEL_PROMQL_STORE=memory`` or ``=duckdb`` narrows a run to one.
+in-memory store, the real DuckDB store (data flushed, rollups built) and a
+real VictoriaMetrics (``RemoteStore``, each store in a namespace of its own).
+``PERFINTEL_PROMQL_STORE=memory``, ``=duckdb`` or ``=victoriametrics``
+narrows a run to one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from promql_harness import vm_store
 
 from perfintel.batch import SampleBatch
 from perfintel.storage.base import SampleReader
@@ -22,7 +25,11 @@ from perfintel.storage.memory import MemoryStore
 StoreFactory = Callable[[Iterable[SampleBatch]], SampleReader]
 
 
-_KINDS = [k for k in ("memory", "duckdb") if os.environ.get("PERFINTEL_PROMQL_STORE", k) == k]
+_KINDS = [
+    pytest.param(k, marks=[pytest.mark.external] if k == "victoriametrics" else [])
+    for k in ("memory", "duckdb", "victoriametrics")
+    if os.environ.get("PERFINTEL_PROMQL_STORE", k) == k
+]
 
 
 @pytest.fixture(params=_KINDS)
@@ -31,7 +38,9 @@ def promql_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
     kind = request.param
 
     def make(batches: Iterable[SampleBatch]) -> SampleReader:
-        if kind == "duckdb":
+        if kind == "victoriametrics":
+            store: Any = vm_store(request.getfixturevalue("victoria_metrics"))
+        elif kind == "duckdb":
             from perfintel.storage.duckdb import DuckDBStore, StoreOptions
             from perfintel.storage.duckdb.options import Tier
 
@@ -45,16 +54,16 @@ def promql_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
             options = StoreOptions(
                 background=False, raw_retention_ms=forever, tiers=tiers, wal_fsync=False
             )
-            store: Any = DuckDBStore(tmp_path / f"store{len(stores)}", options)
+            store = DuckDBStore(tmp_path / f"store{len(stores)}", options)
         else:
             store = MemoryStore()
         stores.append(store)
         for batch in batches:
             store.append(batch)
-        if kind == "duckdb":
-            store.flush(compact=True)
+        store.flush(compact=True)
         return store  # type: ignore[no-any-return]
 
+    make.kind = kind  # type: ignore[attr-defined]  # tests that state a backend difference read it
     yield make
     for store in stores:
         store.close()

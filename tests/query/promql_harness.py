@@ -209,6 +209,16 @@ def write_openmetrics(series: Iterable[RawSeries], path: Path) -> None:
         fh.write("# EOF\n")
 
 
+def vm_store(url: str) -> Any:
+    """A ``RemoteStore`` on the VictoriaMetrics at ``url``, in a namespace of its own."""
+    import uuid
+
+    from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions
+
+    ns = ("pi_test", uuid.uuid4().hex)
+    return RemoteStore(RemoteStoreOptions.single_node(url, namespace=ns))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

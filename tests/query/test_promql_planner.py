@@ -167,7 +167,9 @@ def test_windows_keep_to_their_own_series(promql_store_factory: Any) -> None:
     for s in raw.series:
         got = by_labels[dict(s.labels)["i"]]
         if dict(s.labels)["i"] == "2":
-            assert np.isnan(got).sum() == 1  # only the window holding the NaN
+            # only the window holding the NaN; VictoriaMetrics drops NaN samples on ingest
+            dropped = promql_store_factory.kind == "victoriametrics"
+            assert np.isnan(got).sum() == (0 if dropped else 1)
             got, want = got[~np.isnan(got)], s.values[~np.isnan(s.values)]
         else:
             want = s.values

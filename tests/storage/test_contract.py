@@ -10,18 +10,24 @@ import pytest
 
 from perfintel.batch import SampleBatch
 from perfintel.errors import QueryLimitError
-from perfintel.model import STALE_NAN, label_set, parse_selector
+from perfintel.model import STALE_NAN, is_stale, label_set, parse_selector
 from perfintel.storage.base import QueryLimits, Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.memory import MemoryStore
+from perfintel.storage.victoriametrics import RemoteStore
 
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % 86_400_000  # midnight, so windows align
 
 
-@pytest.fixture(params=["memory", "duckdb"])
+@pytest.fixture(
+    params=["memory", "duckdb", pytest.param("victoriametrics", marks=pytest.mark.external)]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "victoriametrics":
+        yield request.getfixturevalue("vm_store")  # a real server; this test's series only
         return
     st = DuckDBStore(
         tmp_path / "db", StoreOptions(background=False), clock=lambda: T0 / 1000 + 10 * 86400
@@ -31,8 +37,32 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 def _flush(store: Store) -> None:
-    if isinstance(store, DuckDBStore):
-        store.flush(compact=True)
+    store.flush(compact=True)
+
+
+def _remote(store: Store) -> bool:
+    return isinstance(store, RemoteStore)
+
+
+def _as_vm_keeps(vals: np.ndarray) -> np.ndarray:
+    """What VictoriaMetrics reads back: ordinary NaNs dropped (kept: staleness markers), -0 as 0."""
+    keep = ~np.isnan(vals) | is_stale(vals)
+    out = vals[keep].copy()
+    out[out == 0] = 0.0
+    return out
+
+
+def _same_values(store: Store, got: np.ndarray, wrote: np.ndarray) -> None:
+    """Bit-exact on the embedded stores; on VictoriaMetrics specials bit-exact and numbers to
+    its ~12 significant decimal digits (its decimal encoding; see the RemoteStore docs)."""
+    if not _remote(store):
+        assert np.array_equal(got.view(np.uint64), wrote.view(np.uint64))
+        return
+    want = _as_vm_keeps(wrote)
+    special = ~np.isfinite(want)
+    assert np.array_equal(got[special].view(np.uint64), want[special].view(np.uint64))
+    assert np.allclose(got[~special], want[~special], rtol=1e-11, atol=0)
+    assert not np.signbit(got[want == 0]).any()
 
 
 def batch(name: str, ts: np.ndarray, vals: np.ndarray, **labels: str) -> SampleBatch:
@@ -51,10 +81,9 @@ def test_roundtrip_with_special_values(store: Store, flush: bool) -> None:
     if flush:
         _flush(store)
     [s] = store.select(parse_selector("m"), int(ts[0]), int(ts[-1]))
-    assert np.array_equal(s.timestamps, ts)
-    assert np.array_equal(
-        s.values.view(np.uint64), vals.view(np.uint64)
-    )  # bit-exact, stale marker too
+    kept = ts[~np.isnan(vals) | is_stale(vals)] if _remote(store) else ts
+    assert np.array_equal(s.timestamps, kept)
+    _same_values(store, s.values, vals)  # bit-exact, stale marker too
 
 
 @pytest.mark.parametrize("flush", [False, True])
@@ -65,7 +94,7 @@ def test_negative_zero_survives_among_decimals(store: Store, flush: bool) -> Non
     if flush:
         _flush(store)
     [s] = store.select(parse_selector("m"), int(ts[0]), int(ts[-1]))
-    assert np.array_equal(s.values.view(np.uint64), vals.view(np.uint64))
+    _same_values(store, s.values, vals)  # VictoriaMetrics: -0 reads back as 0
 
 
 def test_out_of_order_and_duplicates_last_write_wins(store: Store) -> None:
@@ -82,6 +111,18 @@ def test_out_of_order_and_duplicates_last_write_wins(store: Store) -> None:
     _flush(store)
     [s] = store.select(parse_selector("m"), int(ts[0]), int(ts[-1]))
     assert np.array_equal(s.values, expected)
+
+
+def test_rewritten_timestamp_keeps_one_sample(store: Store) -> None:
+    """Embedded stores: the last write wins. VictoriaMetrics keeps every write of a timestamp;
+    the remote store then reads the largest value (VictoriaMetrics' own dedup rule)."""
+    ts = T0 + 10_000 * np.arange(3)
+    store.append(batch("m", ts, np.array([5.0, 5.0, 5.0])))
+    _flush(store)
+    store.append(batch("m", ts[[0, 1]], np.array([1.0, 9.0])))  # a smaller and a larger one
+    [s] = store.select(parse_selector("m"), int(ts[0]), int(ts[-1]))
+    assert np.array_equal(s.timestamps, ts)
+    assert s.values.tolist() == ([5.0, 9.0, 5.0] if _remote(store) else [1.0, 9.0, 5.0])
 
 
 def test_matchers_all_four_kinds(store: Store) -> None:

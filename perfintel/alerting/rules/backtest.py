@@ -32,10 +32,12 @@ from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     AppendResult,
+    FlushReport,
     QueryLimits,
     SampleReader,
     SeriesRollup,
     SeriesSamples,
+    StoreSize,
     StoreStats,
 )
 from perfintel.storage.memory import MemoryStore
@@ -148,6 +150,12 @@ class OverlayStore:
 
     def stats(self) -> StoreStats:
         return self.overlay.stats()
+
+    def size(self) -> StoreSize:
+        return self.overlay.size()
+
+    def flush(self, *, compact: bool = False) -> FlushReport:
+        return self.overlay.flush(compact=compact)
 
     def close(self) -> None:
         self.overlay.close()

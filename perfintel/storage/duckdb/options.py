@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from perfintel.storage.base import FlushReport
+
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -38,8 +40,7 @@ class StoreOptions:
 
 
 @dataclass
-class MaintenanceReport:
-    flushed: int = 0
+class MaintenanceReport(FlushReport):
     compacted_groups: int = 0
     rollup_windows: int = 0
     deleted_chunks: int = 0

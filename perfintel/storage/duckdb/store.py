@@ -63,6 +63,7 @@ from perfintel.storage.base import (
     SeriesRollup,
     SeriesSamples,
     SnapshotReport,
+    StoreSize,
     StoreStats,
     check_limits,
     label_names_of,
@@ -770,6 +771,9 @@ class DuckDBStore:
     def disk_bytes(self) -> int:
         files = [self.path, self.path.with_name(self.path.name + ".wal"), *self.wal.segments()]
         return sum(p.stat().st_size for p in files if p.exists())
+
+    def size(self) -> StoreSize:
+        return StoreSize(len(self.index), self.head.samples, self.disk_bytes())
 
     def stats(self) -> StoreStats:
         tiers = {"raw": 0}
