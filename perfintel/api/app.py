@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -127,8 +128,16 @@ def create_app(
             app.state.anomaly = anomaly
         if settings.alerting.enabled:  # the notification pipeline (perfintel.alerting.pipeline)
             from perfintel.alerting.pipeline import start_pipeline
+            from perfintel.performance.incident_rca import IncidentAnalyzer, pipeline_hooks
 
-            app.state.notify = await run_in_threadpool(start_pipeline, settings, clock)
+            # incidents get their likely causes when they open (perfintel.performance.incident_rca)
+            analyzer = IncidentAnalyzer(
+                app.state.store, max_samples=app.state.query_settings.max_samples
+            )
+            app.state.notify = await run_in_threadpool(
+                partial(start_pipeline, settings, clock, **pipeline_hooks(analyzer))
+            )
+            analyzer.dependencies = dict(app.state.notify.config.extensions.incidents.dependencies)
             # the rule engine (perfintel.alerting.rules) sends to the pipeline, on its database
             app.state.rules = await start_rule_service(
                 settings.alerting,
