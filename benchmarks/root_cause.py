@@ -145,10 +145,13 @@ def table(
 
 #: the candidates of each constant the cross-validation chooses from
 GRID: dict[str, tuple[float, ...]] = {
-    "min_sigma": (4.0, 5.0, 6.0),
-    "explain_corr": (0.5, 0.6, 0.7),
-    "max_gain": (1.5, 2.0, 3.0),
-    "support_weight": (0.25, 0.5, 1.0),
+    "learned_corr": (0.0, 0.1, 0.2),
+    "sharp_tolerance": (0.5, 1.0),
+    "seasonal_gain": (0.0, 0.7, 0.85),
+    "min_sigma": (5.0, 6.0),
+    "explain_corr": (0.6, 0.7),
+    "max_gain": (2.0, 3.0),
+    "support_weight": (0.5, 1.0),
 }
 
 
