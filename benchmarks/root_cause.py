@@ -1,11 +1,14 @@
 """Root-cause accuracy on generated incidents, side by side with baselines from their papers.
 
-Incidents come from ``perfintel.bench.incidents`` (a service graph, daily and
-weekly seasonality, counters and gauges, one fault at a root series that
-propagates with lags and attenuation, unrelated background anomalies). Two
-generators: the default profile and a variant with other graph shapes, lags
-(zero included), heavier and heavy-tailed noise and more background anomalies;
-``variant-lagged`` is the variant with every lag at least one step.
+Three independent incident generators: ``perfintel.bench.incidents`` with its
+``default`` profile and a ``variant`` (other graph shapes, lags with zeros,
+heavier and heavy-tailed noise, more background anomalies; ``variant-lagged``
+is the variant with every lag at least one step), and
+``perfintel.bench.incidents_holdout`` (``holdout``: separate code — cluster
+labels service/host/container, 30-second steps, other graph shapes, noise,
+seasonality, fault shapes and lag law). The constants are chosen by 5-fold
+cross-validation on seeds 0-199 of ``default`` and ``variant`` (``--cv``
+prints the out-of-fold figures); ``holdout`` is never used for a choice.
 
 Methods: perfintel without the graph, perfintel with the declared service
 graph, the largest z-score, ε-Diagnosis (Shan et al., WWW 2019) and BARO
@@ -13,12 +16,9 @@ graph, the largest z-score, ε-Diagnosis (Shan et al., WWW 2019) and BARO
 gets the same window (the 30 minutes before the alert time) and baseline (the
 3 hours before the window). Prints top-1 / top-3 accuracy per fault kind.
 
-    .venv/bin/python benchmarks/root_cause.py                    # report seeds 1000-1239, all profiles
-    .venv/bin/python benchmarks/root_cause.py --tune             # the constants' grid on tuning seeds 0-99
-    .venv/bin/python benchmarks/root_cause.py --latency          # 500 candidate series, median of 20 runs
-
-The constants of ``RootCauseParams`` were chosen with ``--tune`` on seeds 0-99
-only; the report seeds are never used for choosing anything.
+    .venv/bin/python benchmarks/root_cause.py            # report seeds 1000-1239, every generator
+    .venv/bin/python benchmarks/root_cause.py --cv       # out-of-fold figures, the constants
+    .venv/bin/python benchmarks/root_cause.py --latency  # 500 candidate series, median of 20 runs
 """
 
 from __future__ import annotations
