@@ -10,6 +10,9 @@ database's series into scope.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,6 +132,29 @@ def test_an_incident_opens_with_its_causes_and_the_api_analyses_it_by_id(tmp_pat
         assert abs(top["onset_unix"] * 1000 - (now_ms - 12 * 60_000)) <= 60_000
         names = [c["labels"]["__name__"] for c in data["causes"]]
         assert names.index("db_query_latency_seconds") < names.index("request_latency_seconds")
+
+        # the CLI by incident id
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "perfintel",
+                "analyze",
+                "root-cause",
+                "--incident",
+                inc_id,
+                "--url",
+                server.url,
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        cli = json.loads(out)
+        assert cli["incident"] == inc_id
+        assert cli["causes"][0]["labels"]["__name__"] == "db_connections_in_use"
 
         assert httpx.post(url, json={"incident": "nope"}, timeout=5).status_code == 404
         assert httpx.post(url, json={"limit": 5}, timeout=5).status_code == 400
