@@ -155,13 +155,26 @@ class IncidentAnalyzer:
         self._cache: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(alerts: Sequence[AlertScope]) -> tuple[Any, ...]:
+        return tuple(sorted((tuple(sorted(labels.items())), s) for labels, s in alerts))
+
+    def known(self, alerts: Sequence[AlertScope]) -> list[dict[str, Any]]:
+        """The causes of the largest already-analysed subset of ``alerts`` (the analysis made
+        when their incident opened), without analysing anything: cheap enough to ask on every
+        alert that joins."""
+        mine = set(self._key(alerts))
+        with self._lock:
+            found = [(len(k), v) for k, v in self._cache.items() if set(k) <= mine]
+        return max(found, key=lambda kv: kv[0])[1] if found else []
+
     def causes(self, alerts: Sequence[AlertScope]) -> list[dict[str, Any]]:
         """The incident's likely causes (at most :data:`ATTACHED_CAUSES`), most likely first.
 
         An empty list when there is nothing to analyse (no scope labels, no data):
         alerting goes on without a guess rather than failing.
         """
-        key = tuple(sorted((tuple(sorted(labels.items())), s) for labels, s in alerts))
+        key = self._key(alerts)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
@@ -192,8 +205,9 @@ class IncidentAnalyzer:
         return out
 
     def root_alert(self, alerts: Sequence[tuple[str, Mapping[str, str], float]]) -> str | None:
-        """The fingerprint of the alert on the entity of the top cause, if any alert is on it."""
-        causes = self.causes([(labels, s) for _, labels, s in alerts])
+        """The fingerprint of the alert on the entity of the top cause, if any alert is on it
+        (from the analysis made when the incident opened)."""
+        causes = self.known([(labels, s) for _, labels, s in alerts])
         for cause in causes:
             where = {k: v for k, v in cause["labels"].items() if k in SCOPE_LABELS}
             best = max(
@@ -207,12 +221,12 @@ class IncidentAnalyzer:
 
     def related(self, alert: AlertScope, members: Sequence[AlertScope]) -> bool:
         """Whether the new alert's entity moved with the incident (is among its causes or
-        what followed them)."""
+        what followed them, as analysed when the incident opened)."""
         labels = alert[0]
         mine = {(k, v) for k, v in labels.items() if k in SCOPE_LABELS and v}
         if not mine or not members:
             return False
-        for cause in self.causes(members):
+        for cause in self.known(members):
             seen = {(k, v) for k, v in cause["labels"].items() if k in SCOPE_LABELS}
             if mine & seen:
                 return True
