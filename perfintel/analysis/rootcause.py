@@ -121,7 +121,7 @@ _LATE = 1000.0
 class RootCauseParams:
     """The method's constants (see the module docstring)."""
 
-    min_sigma: float = 6.0
+    min_sigma: float = 5.0
     tail_factor: float = 1.0
     onset_sigma: float = 3.0
     onset_fraction: float = 0.2

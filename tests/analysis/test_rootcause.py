@@ -134,7 +134,11 @@ def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int) -> 
     assert len({c.index for c in causes}) == len(causes)
     assert all(dict(c.labels)["__name__"] != "constant" for c in causes)
     for c in causes:
-        assert np.isfinite(c.score) and np.isfinite(c.sigma) and abs(c.sigma) >= 6
+        assert (
+            np.isfinite(c.score)
+            and np.isfinite(c.sigma)
+            and abs(c.sigma) >= rootcause.RootCauseParams().min_sigma
+        )
         assert c.shape in ("shift", "spike", "ramp", "saturation") and c.explanation
     assert [c.score for c in causes] == sorted((c.score for c in causes), reverse=True)
 
