@@ -45,7 +45,9 @@ Four principles decide:
    structure: the declared graph (callee before caller), a machine's own
    series (labels ``host``/``node`` only) before the workloads on it, and
    inside one workload offered load → resources → latency → errors, by the
-   metric's name (:func:`role_of`). Only when the structure cannot say does
+   metric's name (:func:`role_of`) — except that an occupancy (a pool,
+   connections, threads in use: arrivals × latency by Little's law) moves
+   with latency either way unless it hit its cap. Only when the structure cannot say does
    the larger change come first (a fault attenuates).
 4. **Graph direction when known.** With a :class:`DependencyGraph` (``a``
    calls ``b``: a fault in ``b`` can reach ``a``, not the reverse), a change
@@ -112,6 +114,7 @@ ROLE_WORDS = (
     ("latency", ("latency", "duration", "response_time", "wait", "_p99", "_p95", "_p50")),
     ("errors", ("error", "fail", "5xx", "exception", "timeout", "reject", "drop")),
 )
+OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "inflight", "active")
 ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
 _LATE = 1000.0
@@ -409,6 +412,12 @@ def role_of(labels: LabelSet) -> str:
     return ""
 
 
+def is_occupancy(labels: LabelSet) -> bool:
+    """Whether the metric counts things in use (a pool, connections, threads, a queue)."""
+    name = metric_name(labels).lower()
+    return any(w in name for w in OCCUPANCY_WORDS)
+
+
 def host_of(labels: LabelSet) -> tuple[str, bool]:
     """``(machine, whether the series is the machine's own)`` from the host/node labels."""
     d = dict(labels)
@@ -471,6 +480,7 @@ def _rank(
         links = learned_links(base[cands], max_prop)
         at = {i: k for k, i in enumerate(cands)}
     machine = {i: host_of(series[i].labels) for i in cands}
+    occupancy = {i: is_occupancy(series[i].labels) for i in cands}
     node = {i: dict(series[i].labels).get(graph.label, "") for i in cands} if graph else {}
     reach: dict[str, set[str]] = {}
 
@@ -494,6 +504,12 @@ def _rank(
         if hi and hi == hj and own_i != own_j:  # the machine before what runs on it
             return 1 if own_i else -1
         if ent[i] == ent[j] and role[i] >= 0 and role[j] >= 0 and role[i] != role[j]:
+            # occupancy (pool, connections, threads in use) is arrivals × latency (Little's
+            # law): it moves with latency either way unless it hit its cap
+            lat = ROLE_ORDER["latency"]
+            for a, b in ((i, j), (j, i)):
+                if role[b] == lat and occupancy[a] and shapes[a] != "saturation":
+                    return 0
             return 1 if role[i] < role[j] else -1
         return 0
 

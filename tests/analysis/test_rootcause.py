@@ -144,11 +144,11 @@ def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int) -> 
 
 
 def test_changes_in_the_same_step_are_ordered_by_role_inside_a_workload() -> None:
-    """Pool, latency and errors of one instance move in the same minute, errors by far the
+    """CPU, latency and errors of one instance move in the same minute, errors by far the
     most sigmas: the resource is upstream of how slow, which is upstream of how often it
     fails (the fault's size alone would pick the errors)."""
-    pool = noise(1, 20, 1.0)
-    pool[205:] += 15
+    cpu = noise(1, 0.3, 0.01)
+    cpu[205:] += 0.15
     latency = noise(2, 0.1, 0.002)
     latency[205:] += 0.05
     errors = noise(3, 0.001, 0.00002)
@@ -156,11 +156,30 @@ def test_changes_in_the_same_step_are_ordered_by_role_inside_a_workload() -> Non
     series = [
         si("request_errors_ratio", "db-1", errors),
         si("request_latency_seconds", "db-1", latency),
-        si("db_pool_in_use", "db-1", pool),
+        si("cpu_usage_ratio", "db-1", cpu),
     ]
     causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
     assert [rootcause.role_of(c.labels) for c in causes] == ["resource", "latency", "errors"]
     assert abs(causes[2].sigma) > abs(causes[0].sigma)
+
+
+def test_a_pool_comes_before_latency_in_the_same_step_only_when_it_hit_its_cap() -> None:
+    """Occupancy is arrivals × latency (Little's law): a pool that fills up as requests slow
+    down is no cause; one that hit its cap is."""
+    latency = noise(2, 0.1, 0.002)
+    latency[205:] += 0.2
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    follows = noise(1, 20, 1.0)
+    follows[205:] += 12  # occupancy rising with latency, far below any cap
+    capped = noise(1, 20, 1.0)
+    capped[205:] = 64  # the pool is full
+    for pool, first in ((follows, "request_latency_seconds"), (capped, "db_pool_in_use")):
+        series = [
+            si("request_latency_seconds", "db-1", latency),
+            si("db_pool_in_use", "db-1", pool),
+        ]
+        causes = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
+        assert dict(causes[0].labels)["__name__"] == first
 
 
 def test_a_machine_moving_with_its_workload_comes_before_it() -> None:
