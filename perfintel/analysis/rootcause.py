@@ -507,8 +507,8 @@ def _rank(
             # occupancy (pool, connections, threads in use) is arrivals × latency (Little's
             # law): it moves with latency either way unless it hit its cap
             lat = ROLE_ORDER["latency"]
-            for a, b in ((i, j), (j, i)):
-                if role[b] == lat and occupancy[a] and shapes[a] != "saturation":
+            for occ, other in ((i, j), (j, i)):
+                if role[other] == lat and occupancy[occ] and shapes[occ] != "saturation":
                     return 0
             return 1 if role[i] < role[j] else -1
         return 0
