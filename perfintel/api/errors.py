@@ -7,6 +7,7 @@ understand them: ``{"status": "error", "errorType": ..., "error": ...}``.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,7 +58,10 @@ def install(app: FastAPI) -> None:
         code, kind = status_for(exc)
         if code >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
-        return error_response(code, kind, str(exc))
+        response = error_response(code, kind, str(exc))
+        if isinstance(exc, e.BackpressureError):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
