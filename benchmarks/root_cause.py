@@ -1,11 +1,14 @@
 """Root-cause accuracy on generated incidents, side by side with baselines from their papers.
 
-Incidents come from ``perfintel.bench.incidents`` (a service graph, daily and
-weekly seasonality, counters and gauges, one fault at a root series that
-propagates with lags and attenuation, unrelated background anomalies). Two
-generators: the default profile and a variant with other graph shapes, lags
-(zero included), heavier and heavy-tailed noise and more background anomalies;
-``variant-lagged`` is the variant with every lag at least one step.
+Three independent incident generators: ``perfintel.bench.incidents`` with its
+``default`` profile and a ``variant`` (other graph shapes, lags with zeros,
+heavier and heavy-tailed noise, more background anomalies; ``variant-lagged``
+is the variant with every lag at least one step), and
+``perfintel.bench.incidents_holdout`` (``holdout``: separate code — cluster
+labels service/host/container, 30-second steps, other graph shapes, noise,
+seasonality, fault shapes and lag law). The constants are chosen by 5-fold
+cross-validation on seeds 0-199 of ``default`` and ``variant`` (``--cv``
+prints the out-of-fold figures); ``holdout`` is never used for a choice.
 
 Methods: perfintel without the graph, perfintel with the declared service
 graph, the largest z-score, ε-Diagnosis (Shan et al., WWW 2019) and BARO
@@ -13,12 +16,9 @@ graph, the largest z-score, ε-Diagnosis (Shan et al., WWW 2019) and BARO
 gets the same window (the 30 minutes before the alert time) and baseline (the
 3 hours before the window). Prints top-1 / top-3 accuracy per fault kind.
 
-    .venv/bin/python benchmarks/root_cause.py                    # report seeds 1000-1239, all profiles
-    .venv/bin/python benchmarks/root_cause.py --tune             # the constants' grid on tuning seeds 0-99
-    .venv/bin/python benchmarks/root_cause.py --latency          # 500 candidate series, median of 20 runs
-
-The constants of ``RootCauseParams`` were chosen with ``--tune`` on seeds 0-99
-only; the report seeds are never used for choosing anything.
+    .venv/bin/python benchmarks/root_cause.py            # report seeds 1000-1239, every generator
+    .venv/bin/python benchmarks/root_cause.py --cv       # out-of-fold figures, the constants
+    .venv/bin/python benchmarks/root_cause.py --latency  # 500 candidate series, median of 20 runs
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -40,15 +42,22 @@ from perfintel.bench.incidents import (
     PROFILES,
     VARIANT_PROFILE,
     Incident,
-    IncidentProfile,
     generate_incident,
 )
+from perfintel.bench.incidents_holdout import generate_holdout_incident
 from perfintel.model import metric_name
 
 WINDOW = 30
 BASELINE = 180
 MINUTE = 60_000
 METHODS = ("perfintel", "perfintel+graph", "largest z-score", "ε-Diagnosis", "BARO")
+#: every generator by name; ``holdout`` is never used to choose anything
+GENERATORS: dict[str, Callable[[int], Incident]] = {
+    **{name: partial(generate_incident, profile=p) for name, p in PROFILES.items()},
+    "holdout": generate_holdout_incident,
+}
+#: the generators the constants are chosen on (cross-validated over their seeds)
+TUNING = (DEFAULT_PROFILE.name, VARIANT_PROFILE.name)
 
 
 def graph_of(inc: Incident) -> DependencyGraph:
@@ -111,7 +120,7 @@ def evaluate(
 
 
 def table(
-    profile: IncidentProfile,
+    name: str,
     seeds: range,
     ranks: dict[str, dict[str, list[int]]],
     times: dict[str, list[float]],
@@ -120,7 +129,7 @@ def table(
     counts = {k: len(next(iter(ranks.values()))[k]) for k in kinds}
     head = "| method | " + " | ".join(f"{k} (n={counts[k]})" for k in kinds) + " | ms/incident |"
     lines = [
-        f"profile {profile.name!r}, seeds {seeds.start}-{seeds.stop - 1} (top-1 / top-3, %)",
+        f"generator {name!r}, seeds {seeds.start}-{seeds.stop - 1} (top-1 / top-3, %)",
         "",
         head,
         "|" + "---|" * (len(kinds) + 2),
@@ -134,40 +143,85 @@ def table(
     return "\n".join(lines)
 
 
-def tune(seeds: range) -> None:
-    """Coordinate search of the constants on the tuning seeds of both profiles (no graph).
+#: the candidates of each constant the cross-validation chooses from
+GRID: dict[str, tuple[float, ...]] = {
+    "learned_corr": (0.0, 0.1, 0.2),
+    "sharp_tolerance": (0.5, 1.0),
+    "seasonal_gain": (0.0, 0.7, 0.85),
+    "min_sigma": (5.0, 6.0),
+    "explain_corr": (0.6, 0.7),
+    "max_gain": (2.0, 3.0),
+    "support_weight": (0.5, 1.0),
+}
 
-    One constant at a time over its candidates, the others held at their
-    current best; the objective is top-1 plus top-3 accuracy. Prints every
-    evaluation and the choice.
-    """
-    incidents = [generate_incident(s, p) for p in (DEFAULT_PROFILE, VARIANT_PROFILE) for s in seeds]
-    grid = {
-        "min_sigma": (4.0, 5.0, 6.0),
-        "explain_corr": (0.4, 0.5, 0.7),
-        "max_gain": (1.5, 2.0, 3.0),
-        "support_weight": (0.25, 0.5, 1.0),
-    }
-    best = RootCauseParams()
-    seen: dict[RootCauseParams, tuple[float, float]] = {}
 
-    def score(params: RootCauseParams) -> tuple[float, float]:
-        if params not in seen:
+class _Scorer:
+    """Rank of the root per (constants, incident), computed once and shared by every fold."""
+
+    def __init__(self, incidents: list[Incident]) -> None:
+        self.incidents = incidents
+        self.cache: dict[RootCauseParams, np.ndarray] = {}
+
+    def ranks(self, params: RootCauseParams) -> np.ndarray:
+        if params not in self.cache:
             pos = []
-            for inc in incidents:
+            for inc in self.incidents:
                 order = ours(inc, False, params)
                 pos.append(order.index(inc.root) if inc.root in order else 999)
-            p = np.array(pos)
-            seen[params] = (float(np.mean(p == 0)), float(np.mean(p < 3)))
-            chosen = {k: getattr(params, k) for k in grid}
-            print(f"{chosen}: top-1 {seen[params][0]:.3f}, top-3 {seen[params][1]:.3f}", flush=True)
-        return seen[params]
+            self.cache[params] = np.array(pos)
+        return self.cache[params]
 
-    for _ in range(2):
-        for name, values in grid.items():
-            options = [replace(best, **{name: v}) for v in values]
-            best = max(options, key=lambda q: (sum(score(q)), q == best))
-    print("chosen:", {k: getattr(best, k) for k in grid}, "->", score(best))
+    def choose(self, rows: np.ndarray, verbose: bool = False) -> RootCauseParams:
+        """Coordinate search on ``rows`` (two rounds, one constant at a time) of top-1 + top-3."""
+
+        def objective(q: RootCauseParams) -> float:
+            r = self.ranks(q)[rows]
+            return float(np.mean(r == 0) + np.mean(r < 3))
+
+        best = RootCauseParams()
+        for _ in range(2):
+            for name, values in GRID.items():
+                options = [replace(best, **{name: v}) for v in values]
+                best = max(options, key=lambda q: (objective(q), q == best))
+                if verbose:
+                    print(f"  {name} -> {getattr(best, name)} ({objective(best):.3f})", flush=True)
+        return best
+
+
+def cross_validate(seeds: range, folds: int = 5) -> None:
+    """Out-of-fold accuracy of choosing the constants on the tuning generators' seeds.
+
+    The incidents of ``seeds`` from every tuning generator are split into
+    ``folds`` by seed; each fold is ranked with the constants chosen on the
+    others. Prints the out-of-fold figures per generator and the constants
+    chosen on all of them (those are the defaults of ``RootCauseParams``).
+    """
+    incidents = [GENERATORS[g](s) for g in TUNING for s in seeds]
+    scorer = _Scorer(incidents)
+    fold = np.array([(s - seeds.start) % folds for _ in TUNING for s in seeds])
+    oof = np.zeros(len(incidents), dtype=np.int64)
+    for k in range(folds):
+        chosen = scorer.choose(np.flatnonzero(fold != k))
+        test = np.flatnonzero(fold == k)
+        oof[test] = scorer.ranks(chosen)[test]
+        print(f"fold {k}: {_constants(chosen)}", flush=True)
+    per = len(seeds)
+    for g_i, g in enumerate(TUNING):
+        r = oof[g_i * per : (g_i + 1) * per]
+        print(
+            f"out-of-fold {g} (seeds {seeds.start}-{seeds.stop - 1}): "
+            f"top-1 {100 * np.mean(r == 0):.1f} %, top-3 {100 * np.mean(r < 3):.1f} %"
+        )
+    print(
+        f"out-of-fold both: top-1 {100 * np.mean(oof == 0):.1f} %, "
+        f"top-3 {100 * np.mean(oof < 3):.1f} %"
+    )
+    final = scorer.choose(np.arange(len(incidents)), verbose=True)
+    print("chosen on all tuning seeds:", _constants(final))
+
+
+def _constants(p: RootCauseParams) -> dict[str, float]:
+    return {k: getattr(p, k) for k in GRID}
 
 
 def latency(runs: int = 20) -> None:
@@ -233,24 +287,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=240)
-    ap.add_argument("--tune", action="store_true", help="grid of constants on seeds 0-99")
+    ap.add_argument(
+        "--cv", action="store_true", help="cross-validate the constants on tuning seeds 0-199"
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--profiles", default=",".join(PROFILES))
+    ap.add_argument("--generators", default="default,variant,variant-lagged,holdout")
     args = ap.parse_args(argv)
-    if args.tune:
-        tune(range(0, 100))
+    if args.cv:
+        cross_validate(range(0, 200))
         return 0
     if args.latency:
         latency()
         return 0
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    for name in args.profiles.split(","):
-        profile = PROFILES[name]
-        incidents = [generate_incident(s, profile) for s in seeds]
+    for name in args.generators.split(","):
+        incidents = [GENERATORS[name](s) for s in seeds]
         ranks, times = evaluate(incidents, methods)
-        print(table(profile, seeds, ranks, times), end="\n\n", flush=True)
+        print(table(name, seeds, ranks, times), end="\n\n", flush=True)
     return 0
 
 

@@ -806,10 +806,16 @@ def analyze_correlations(
 
 @analyze_app.command("root-cause")
 def analyze_root_cause(
-    selector: Annotated[str, typer.Argument(help="The candidate series (a selector).")],
+    selector: Annotated[
+        str | None, typer.Argument(help="The candidate series (a selector).")
+    ] = None,
     at: Annotated[
-        str, typer.Option("--time", help="The incident's time: Unix seconds or RFC3339.")
-    ],
+        str | None, typer.Option("--time", help="The incident's time: Unix seconds or RFC3339.")
+    ] = None,
+    incident: Annotated[
+        str | None,
+        typer.Option(help="An alerting incident's id, instead of the selector and --time."),
+    ] = None,
     url: Url = "http://127.0.0.1:9470",
     window: Annotated[
         str, typer.Option(help="How long before the time changes are sought.")
@@ -825,6 +831,7 @@ def analyze_root_cause(
     body = {
         "selector": selector,
         "time": at,
+        "incident": incident,
         "window": window,
         "baseline": baseline,
         "step": step,

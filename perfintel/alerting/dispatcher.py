@@ -23,6 +23,7 @@ than the incident's hold.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ from typing import Any
 
 from perfintel.alerting.amconfig import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.incidents import (
+    CausesHook,
     Correlator,
     DependencyGraph,
     Escalation,
@@ -57,6 +59,8 @@ from perfintel.errors import NotFoundError
 
 RESOLVED_RETENTION = 3600.0  # a resolved alert outside open incidents is forgotten after this
 INCIDENT_RETENTION = 7 * 86400.0  # resolved incidents stay in memory (the database keeps all)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -105,6 +109,7 @@ class NotifyCore:
         extra_policies: Sequence[EscalationPolicy] = (),
         related: Relatedness | None = None,
         root_cause: RootCauseHook | None = None,
+        causes: CausesHook | None = None,
     ) -> None:
         self.alerts: dict[str, AlertRecord] = {}
         self.incidents: dict[str, Incident] = {}
@@ -113,6 +118,7 @@ class NotifyCore:
         self.changes = Changes()
         self.related = related
         self.root_cause = root_cause
+        self.causes = causes
         self._extra_receivers = dict(extra_receivers or {})
         self._extra_policies = list(extra_policies)
         self.configure(config)
@@ -282,6 +288,7 @@ class NotifyCore:
         inc.timeline[-1]["text"] = f"opened by {rec.alert.name or rec.fingerprint}"
         self.incidents[inc.id] = inc
         rec.incident = inc.id
+        self._attach_causes(inc, now)
         self._set_root(inc)
         self.changes.incidents.add(inc.id)
         return inc
@@ -359,6 +366,19 @@ class NotifyCore:
 
     def _members(self, inc: Incident) -> list[Alert]:
         return [self.alerts[fp].alert for fp in inc.members if fp in self.alerts]
+
+    def _attach_causes(self, inc: Incident, now: float) -> None:
+        """The analysis hook's likely causes and what moved with them, kept on the incident."""
+        if self.causes is None:
+            return
+        try:
+            inc.causes = list(self.causes(self._members(inc)))
+        except Exception:  # a failed analysis never stops an incident from opening
+            log.exception("root-cause analysis of incident %s failed", inc.id)
+            return
+        if inc.causes:
+            top = inc.causes[0]
+            inc.log(now, "root-cause", f"likely cause: {top.get('explanation', '')}")
 
     def _set_root(self, inc: Incident) -> None:
         root = first_started(inc.members)
@@ -713,6 +733,7 @@ def incident_view(core: NotifyCore, inc: Incident, now: float | None = None) -> 
         "flapping": inc.flapping,
         "reopened": inc.reopened,
         "services": sorted(inc.services),
+        "causes": inc.causes,
         "alerts": members,
         "timeline": inc.timeline,
         "escalation": None

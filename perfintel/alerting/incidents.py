@@ -48,6 +48,9 @@ MAX_TIMELINE = 500
 Relatedness = Callable[[Alert, Sequence[Alert]], bool]
 # the incident's alerts -> fingerprint of the likely root cause, or None to keep the timing guess
 RootCauseHook = Callable[[Sequence[Alert]], str | None]
+# the incident's alerts -> the series that changed first and what moved with them, most likely
+# cause first (JSON-able dicts: labels, series, score, onset, sigma, explanation, moved_with)
+CausesHook = Callable[[Sequence[Alert]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -142,6 +145,8 @@ class Incident:
     labels_index: set[tuple[str, str]] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
     alertnames: set[str] = field(default_factory=set)
+    #: the root-cause analysis when the incident opened (``CausesHook``), most likely first
+    causes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -194,6 +199,7 @@ class Incident:
             "labels_index": sorted([list(p) for p in self.labels_index]),
             "services": sorted(self.services),
             "alertnames": sorted(self.alertnames),
+            "causes": self.causes,
         }
 
     @classmethod
@@ -222,6 +228,7 @@ class Incident:
             labels_index={(a, b) for a, b in d["labels_index"]},
             services=set(d["services"]),
             alertnames=set(d.get("alertnames", [])),
+            causes=list(d.get("causes", [])),
         )
         return inc
 

@@ -43,7 +43,7 @@ from perfintel.alerting.amconfig import (
 )
 from perfintel.alerting.channels.base import Channel, ChannelContext, load_channels
 from perfintel.alerting.dispatcher import NotifyCore
-from perfintel.alerting.incidents import Incident, Relatedness, RootCauseHook
+from perfintel.alerting.incidents import CausesHook, Incident, Relatedness, RootCauseHook
 from perfintel.alerting.model import Alert
 from perfintel.alerting.notification import Notification
 from perfintel.alerting.outbox import Links, OutboxWorker
@@ -71,6 +71,7 @@ class Pipeline:
         channels: Mapping[str, Channel] | None = None,
         related: Relatedness | None = None,
         root_cause: RootCauseHook | None = None,
+        causes: CausesHook | None = None,
         http: httpx.Client | None = None,
         background: bool = True,
         max_alerts: int = 100_000,
@@ -99,7 +100,7 @@ class Pipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.config = config or default_config()
-        self.core = NotifyCore(self.config, related=related, root_cause=root_cause)
+        self.core = NotifyCore(self.config, related=related, root_cause=root_cause, causes=causes)
         self.renderer = Renderer(
             self.config.extensions.default_template, self.config.extensions.receiver_templates
         )
@@ -457,16 +458,23 @@ def start_pipeline(
     *,
     related: Relatedness | None = None,
     root_cause: RootCauseHook | None = None,
+    causes: CausesHook | None = None,
     leases: LeaseManager | None = None,
 ) -> Pipeline:
     """Build and start the pipeline from the settings (SIGHUP: ``perfintel.api.reload``).
 
-    ``related`` and ``root_cause`` are the analysis hooks (series that move
-    together, which series changed first); without them incidents use labels,
+    ``related``, ``root_cause`` and ``causes`` are the analysis hooks (series
+    that move together, which alert's series changed first, the likely causes
+    kept on an incident when it opens); without them incidents use labels,
     dependencies, storms and alert timing.
     """
     pipeline = Pipeline.from_settings(
-        settings, clock=clock, related=related, root_cause=root_cause, leases=leases
+        settings,
+        clock=clock,
+        related=related,
+        root_cause=root_cause,
+        causes=causes,
+        leases=leases,
     )
     pipeline.start()
     return pipeline

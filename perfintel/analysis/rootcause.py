@@ -15,7 +15,11 @@ Four principles decide:
    a z-score against the extrapolated line. A series has *changed* when its
    largest |z| in the window is at least ``min_sigma`` and beyond the largest
    |z| its own baseline reached (a series whose noise is heavy-tailed must go
-   further than its own history of outliers).
+   further than its own history of outliers). A cycle of an hour, a day or a
+   week that the baseline holds at least three times and that repeats (the
+   profiles of its even and odd cycles correlate at least ``seasonal_gain``)
+   is carried into the window in phase, with a line drawn through whole
+   cycles, when it leaves a smaller spread.
 2. **The earliest robust onset.** Walking back from the largest departure
    while it stays beyond ``onset_sigma / 2``, the change began at the first
    step beyond ``max(onset_sigma, onset_fraction × peak)``: scale-free, so a
@@ -23,24 +27,43 @@ Four principles decide:
    are dated at the same point of their rise. A ramp's onset is uncertain by
    a quarter of its rise (1 to 3 steps); a sharp change's by half a step.
 3. **Propagation order.** Change ``i`` *explains* change ``j`` when ``i``
-   began first (beyond both onsets' uncertainty, or within it and larger), at
-   most ``max_propagation`` earlier, their z-score paths aligned on the onsets
-   follow one course over the whole window (|correlation| at least
-   ``explain_corr``), and — across entities (``instance``, ``pod``, ``host``,
-   ``service``…) — ``j`` is at most ``max_gain`` times larger in sigmas (a
-   fault attenuates as it travels; within one entity a resource may move its
-   own latency and errors by far more sigmas than it moved itself).
+   began first, at most ``max_propagation`` earlier, their z-score paths
+   aligned on the onsets follow one course over the whole window
+   (|correlation| at least ``explain_corr``), and — across entities
+   (``instance``, ``pod``, ``container``, ``host``, ``service``…) — ``j`` is
+   at most ``max_gain`` times larger in sigmas (a fault attenuates as it
+   travels; within one entity, or from a machine to what runs on it, a
+   resource may move latency and errors by far more sigmas than it moved
+   itself). Without a declared graph, a change in one entity explains one in
+   another only when their step-to-step changes were correlated in the
+   baseline with ``i`` ahead by 0 to ``max_propagation`` steps (at least
+   ``learned_corr``: a dependency learned Granger-style, which two unrelated
+   changes that merely line up in time do not have).
+   Two changes closer than their onsets' uncertainty (half a step —
+   ``sharp_tolerance`` — for a sharp change, a quarter of its rise for a
+   ramp) began together; a propagation without lag is then ordered by the
+   structure: the declared graph (callee before caller), a machine's own
+   series (labels ``host``/``node`` only) before the workloads on it, and
+   inside one workload offered load → resources → latency → errors, by the
+   metric's name (:func:`role_of`) — except that an occupancy (a pool,
+   connections, threads in use: arrivals × latency by Little's law) moves
+   with latency either way unless it hit its cap. Only when the structure cannot say does
+   the larger change come first (a fault attenuates).
 4. **Graph direction when known.** With a :class:`DependencyGraph` (``a``
    calls ``b``: a fault in ``b`` can reach ``a``, not the reverse), a change
    can only explain changes in its own entity or in entities that depend on
    it, transitively.
 
 Score: ``log(1 + |peak z|)`` plus ``support_weight`` times the same for every
-change it explains directly; a change that others explain ranks right after
+change it explains directly that began by the incident time; a change that others explain ranks right after
 the lowest-ranked of them (a cause before its effects, wherever the effects'
 own magnitude would put them), and a change that began after the incident
-time (beyond its onset's uncertainty) cannot be its cause and ranks last. The constants were chosen on generated incidents of tuning seeds only
-(``benchmarks/root_cause.py --tune``); figures are reported on other seeds.
+time (beyond its onset's uncertainty) cannot be its cause and ranks last.
+The constants were chosen by cross-validation on generated incidents of the
+``default`` and ``variant`` generators' tuning seeds only
+(``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
+on a third, held-out generator (``perfintel.bench.incidents_holdout``) never
+used for a choice.
 """
 
 from __future__ import annotations
@@ -58,6 +81,41 @@ from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: labels naming the entity a series belongs to, most specific first
 ENTITY_LABELS = ("instance", "pod", "container", "host", "node", "service", "job")
+#: labels naming a machine: a series carrying one of them and none of the finer entity labels
+#: is the machine's own (a noisy neighbour there reaches every workload it hosts)
+HOST_LABELS = ("host", "node")
+#: what a metric measures, by name fragments, in the order a fault usually travels inside one
+#: workload: offered load, then the resources it uses, then how slow, then how often it fails
+ROLE_WORDS = (
+    ("traffic", ("request", "rps", "qps", "throughput", "traffic", "calls", "messages_in")),
+    (
+        "resource",
+        (
+            "cpu",
+            "memory",
+            "mem_",
+            "heap",
+            "gc_",
+            "pool",
+            "connection",
+            "conn_",
+            "thread",
+            "queue",
+            "disk",
+            "io_",
+            "fd",
+            "socket",
+            "load",
+            "swap",
+            "saturation",
+            "utili",
+        ),
+    ),
+    ("latency", ("latency", "duration", "response_time", "wait", "_p99", "_p95", "_p50")),
+    ("errors", ("error", "fail", "5xx", "exception", "timeout", "reject", "drop")),
+)
+OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "inflight", "active")
+ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
 _LATE = 1000.0
 
@@ -66,7 +124,7 @@ _LATE = 1000.0
 class RootCauseParams:
     """The method's constants (see the module docstring)."""
 
-    min_sigma: float = 6.0
+    min_sigma: float = 5.0
     tail_factor: float = 1.0
     onset_sigma: float = 3.0
     onset_fraction: float = 0.2
@@ -75,6 +133,17 @@ class RootCauseParams:
     support_weight: float = 0.5
     #: steps after the incident time a change may still begin and count as a cause
     onset_slack: int = 1
+    #: across entities and without a declared graph, ``i`` explains ``j`` only when their
+    #: step-to-step changes in the baseline were correlated at some lag of ``i`` ahead of ``j``
+    #: at least this much (a learned dependency; 0 disables the test)
+    learned_corr: float = 0.1
+    #: a cycle found in the baseline (periods of an hour, a day, a week; at least three of
+    #: them) is carried into the window when its even and odd cycles correlate at least this
+    #: much (0 disables)
+    seasonal_gain: float = 0.85
+    #: onset uncertainty of a sharp change, in steps: two changes closer than the sum of
+    #: their uncertainties began together, and the structure (graph, host, role) orders them
+    sharp_tolerance: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -191,18 +260,80 @@ def _baseline(base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return level, slope, sigma
 
 
+def _seasonal(
+    base: np.ndarray, period: int, steps: int, min_corr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A line plus a cycle of ``period`` steps through each row of ``base``.
+
+    Returns ``(on, level, slope, cycle)``: ``on`` marks the rows whose cycle
+    repeats (the profiles of the even and the odd cycles correlate at least
+    ``min_corr``: a profile fitted to noise does not); the line (level at the
+    window start, slope per step) is drawn through whole cycles, so the cycle
+    does not tilt it; ``cycle`` covers the baseline and ``steps - len(base)``
+    steps after it.
+    """
+    rows, b = base.shape
+    k = b // period
+    first = b - k * period
+    cycles = base[:, first:].reshape(rows, k, period)
+    means = np.median(cycles, axis=2)  # one level per whole cycle
+    centre = first + period * (np.arange(k) + 0.5) - b  # steps before the window start
+    slope = (means[:, -1] - means[:, 0]) / (centre[-1] - centre[0])
+    t = np.arange(b) - b
+    flat = base - slope[:, None] * t[None, :]
+    fc = flat[:, first:].reshape(rows, k, period)
+    prof = np.median(fc - np.median(fc, axis=(1, 2), keepdims=True), axis=1)
+    prof -= np.median(prof, axis=1, keepdims=True)
+    even = fc[:, 0::2].mean(axis=1)
+    odd = fc[:, 1::2].mean(axis=1)
+    even = even - even.mean(axis=1, keepdims=True)
+    odd = odd - odd.mean(axis=1, keepdims=True)
+    den = np.sqrt((even**2).sum(axis=1) * (odd**2).sum(axis=1))
+    corr = np.divide((even * odd).sum(axis=1), den, out=np.zeros(den.shape), where=den > 0)
+    cycle = prof[:, (np.arange(steps) - first) % period]
+    level = np.median(flat - cycle[:, :b], axis=1)
+    return corr >= min_corr, level, slope, cycle
+
+
 def _changes(
-    x: np.ndarray, usable: np.ndarray, ws: int, we: int, b0: int, p: RootCauseParams
+    x: np.ndarray,
+    usable: np.ndarray,
+    ws: int,
+    we: int,
+    b0: int,
+    p: RootCauseParams,
+    periods: Sequence[int] = (),
 ) -> _Changes:
     """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``."""
     base = x[:, b0:ws]
     level, slope, sigma = _baseline(base)
+    steps_sigma = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
     t = np.arange(we - ws)
+    tb = np.arange(b0 - ws, 0)
+    line = level[:, None] + slope[:, None] * tb[None, :]
     expected = level[:, None] + slope[:, None] * t[None, :]
+    if p.seasonal_gain > 0:
+        # a cycle the baseline holds at least three times (an hour of minutes, a day of five
+        # minutes...) is carried into the window, in phase
+        b = base.shape[1]
+        for m in sorted({int(m) for m in periods if m >= 4 and 3 * m <= b}):
+            on, lv, sl, cyc = _seasonal(base, m, b + we - ws, p.seasonal_gain)
+            if not on.any():
+                continue
+            fit = lv[:, None] + sl[:, None] * tb[None, :] + cyc[:, :b]
+            dev = base - fit
+            spread = MAD_SIGMA * np.median(
+                np.abs(dev - np.median(dev, axis=1, keepdims=True)), axis=1
+            )
+            floor = np.maximum(0.5 * steps_sigma, 1e-3 * np.abs(lv) + 1e-12)
+            better = on & (spread < sigma)
+            line = np.where(better[:, None], fit, line)
+            ahead = lv[:, None] + sl[:, None] * t[None, :] + cyc[:, b:]
+            expected = np.where(better[:, None], ahead, expected)
+            sigma = np.where(better, np.maximum(spread, floor), sigma)
     z = (x[:, ws:we] - expected) / sigma[:, None]
     z[~usable] = 0.0
-    tb = np.arange(b0 - ws, 0)
-    base_z = (base - (level[:, None] + slope[:, None] * tb[None, :])) / sigma[:, None]
+    base_z = (base - line) / sigma[:, None]
     tail = np.max(np.abs(base_z), axis=1)
     peak_at = np.argmax(np.abs(z), axis=1)
     peak = z[np.arange(z.shape[0]), peak_at]
@@ -246,10 +377,10 @@ def _shape(z: np.ndarray, onset: int, values: np.ndarray) -> str:
     return "shift"
 
 
-def _tolerance(ch: _Changes, i: int, shape: str) -> float:
+def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
     """How uncertain the onset of ``i`` is, in steps: a ramp's start is blurred by its noise."""
     if shape != "ramp":
-        return 0.5
+        return sharp
     return float(np.clip((float(ch.peak_at[i]) - float(ch.onset[i])) / 4.0, 1.0, 3.0))
 
 
@@ -271,6 +402,30 @@ def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
     return bool(abs(np.corrcoef(a, b)[0, 1]) >= corr)
 
 
+def role_of(labels: LabelSet) -> str:
+    """``traffic``, ``resource``, ``latency``, ``errors`` from the metric name (``""``: unknown)."""
+    name = metric_name(labels).lower()
+    # the most specific first: "request_errors_total" is errors, "request_latency" latency
+    for role, words in reversed(ROLE_WORDS):
+        if any(w in name for w in words):
+            return role
+    return ""
+
+
+def is_occupancy(labels: LabelSet) -> bool:
+    """Whether the metric counts things in use (a pool, connections, threads, a queue)."""
+    name = metric_name(labels).lower()
+    return any(w in name for w in OCCUPANCY_WORDS)
+
+
+def host_of(labels: LabelSet) -> tuple[str, bool]:
+    """``(machine, whether the series is the machine's own)`` from the host/node labels."""
+    d = dict(labels)
+    host = next((d[k] for k in HOST_LABELS if d.get(k)), "")
+    finer = any(d.get(k) for k in ENTITY_LABELS if k not in HOST_LABELS)
+    return host, bool(host) and not finer
+
+
 def entity_of(labels: LabelSet) -> str:
     """The entity a series belongs to: its first label of :data:`ENTITY_LABELS` (``""``: none)."""
     d = dict(labels)
@@ -290,8 +445,24 @@ class _Ranking:
     scores: dict[int, float]
 
 
+def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
+    """``L[a, b]``: the largest correlation of ``a``'s step changes with ``b``'s ``0..max_lag``
+    steps later, over the baseline (Granger-style: what ``a`` did shows up in ``b``)."""
+    d = np.diff(base, axis=1)
+    d = d - d.mean(axis=1, keepdims=True)
+    sd = d.std(axis=1, keepdims=True)
+    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
+    n = z.shape[1]
+    out = np.zeros((z.shape[0], z.shape[0]))
+    for k in range(min(max_lag, n - 4) + 1):
+        c = z[:, : n - k] @ z[:, k:].T / (n - k)
+        np.maximum(out, c, out=out)
+    return out
+
+
 def _rank(
     ch: _Changes,
+    base: np.ndarray,
     values: np.ndarray,
     series: Sequence[SeriesInput],
     graph: DependencyGraph | None,
@@ -301,9 +472,15 @@ def _rank(
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
     shapes = {i: _shape(ch.z[i], int(ch.onset[i]), values[i]) for i in cands}
-    tol = {i: _tolerance(ch, i, shapes[i]) for i in cands}
+    tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}
+    role = {i: ROLE_ORDER.get(role_of(series[i].labels), -1) for i in cands}
+    if p.learned_corr > 0 and cands:
+        links = learned_links(base[cands], max_prop)
+        at = {i: k for k, i in enumerate(cands)}
+    machine = {i: host_of(series[i].labels) for i in cands}
+    occupancy = {i: is_occupancy(series[i].labels) for i in cands}
     node = {i: dict(series[i].labels).get(graph.label, "") for i in cands} if graph else {}
     reach: dict[str, set[str]] = {}
 
@@ -317,12 +494,53 @@ def _rank(
             reach[a] = graph.reachable_from(a)
         return b in reach[a]
 
+    def upstream(i: int, j: int) -> int:
+        """+1 when the structure puts ``i`` before ``j``, -1 after, 0 when it cannot say."""
+        if graph is not None and node[i] != node[j]:
+            a, b = allowed(i, j), allowed(j, i)
+            if a != b:
+                return 1 if a else -1
+        (hi, own_i), (hj, own_j) = machine[i], machine[j]
+        if hi and hi == hj and own_i != own_j:  # the machine before what runs on it
+            return 1 if own_i else -1
+        if ent[i] == ent[j] and role[i] >= 0 and role[j] >= 0 and role[i] != role[j]:
+            # occupancy (pool, connections, threads in use) is arrivals × latency (Little's
+            # law): it moves with latency either way unless it hit its cap
+            lat = ROLE_ORDER["latency"]
+            for occ, other in ((i, j), (j, i)):
+                if role[other] == lat and occupancy[occ] and shapes[occ] != "saturation":
+                    return 0
+            return 1 if role[i] < role[j] else -1
+        return 0
+
+    def hosts(i: int, j: int) -> bool:
+        """One entity, or ``i`` is the machine ``j`` runs on (declared by the labels): a
+        resource there can move what depends on it by far more sigmas than it moved."""
+        (hi, own_i), (hj, own_j) = machine[i], machine[j]
+        return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
+
+    def learned(i: int, j: int) -> bool:
+        if p.learned_corr <= 0 or hosts(i, j):
+            return True
+        if (
+            graph is not None
+            and node[i] != node[j]
+            and graph.known(node[i])
+            and graph.known(node[j])
+        ):
+            return True  # declared: the graph decides
+        return bool(links[at[i], at[j]] >= p.learned_corr)
+
     def first(i: int, j: int) -> bool:
         d = float(ch.onset[j] - ch.onset[i])
         if abs(d) > max_prop:
             return False
         if abs(d) >= tol[i] + tol[j]:
             return d > 0
+        # began together: the structure orders them; else the larger (a fault attenuates)
+        up = upstream(i, j)
+        if up:
+            return up > 0
         return (abs(ch.peak[i]), -i) > (abs(ch.peak[j]), -j)
 
     explains: dict[int, list[int]] = {i: [] for i in cands}
@@ -332,15 +550,18 @@ def _rank(
             if (
                 i != j
                 and first(i, j)
-                and (ent[i] == ent[j] or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
+                and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
                 and allowed(i, j)
+                and learned(i, j)
                 and _moved_together(ch, i, j, p.explain_corr)
             ):
                 explains[i].append(j)
                 explained[j].append(i)
     scores = {}
     for i in cands:
-        s = strength[i] + p.support_weight * sum(strength[j] for j in explains[i])
+        # only what changed by the incident time is part of the incident it explains
+        support = sum(strength[j] for j in explains[i] if ch.onset[j] - tol[j] + 0.5 <= slack)
+        s = strength[i] + p.support_weight * support
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
@@ -406,10 +627,18 @@ def rank_root_causes(
     we = min(grid.size, t_idx + 1 + max(p.onset_slack, (t_idx - ws) // 3))
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
-    ch = _changes(x, usable, ws, we, b0, p)
+    periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
+    ch = _changes(x, usable, ws, we, b0, p, periods)
     values = x[:, ws:we]
     r = _rank(
-        ch, values, series, graph, max(1, max_propagation_ms // step), t_idx - ws + p.onset_slack, p
+        ch,
+        x[:, b0:ws],
+        values,
+        series,
+        graph,
+        max(1, max_propagation_ms // step),
+        t_idx - ws + p.onset_slack,
+        p,
     )
     order = sorted(r.scores, key=lambda i: (-r.scores[i], ch.onset[i], i))
     if limit is not None:

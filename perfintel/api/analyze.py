@@ -29,9 +29,10 @@ from perfintel.analysis.rootcause import Cause, DependencyGraph
 from perfintel.api.auth import require
 from perfintel.api.params import SelectorText, TimeValue, parse_duration_ms
 from perfintel.api.responses import JSONResponse
-from perfintel.errors import BadInputError
+from perfintel.errors import BadInputError, NotFoundError
 from perfintel.model import LabelSet, parse_selector
 from perfintel.performance import rca
+from perfintel.performance.incident_rca import IncidentScope, incident_scope
 from perfintel.storage.base import SampleReader
 
 router = APIRouter(tags=["performance"])
@@ -276,8 +277,20 @@ class RootCauseRequest(BaseModel):
         },
     )
 
-    selector: SelectorText = Field(description="The candidate series (a PromQL selector).")
-    time: TimeValue = Field(description="The incident's time: Unix seconds or RFC3339.")
+    selector: SelectorText | None = Field(
+        None, description="The candidate series (a PromQL selector); with incident: optional."
+    )
+    time: TimeValue | None = Field(
+        None, description="The incident's time: Unix seconds or RFC3339; with incident: optional."
+    )
+    incident: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="An alerting incident's id, instead of time and selector: the time is when "
+        "its first alert started, the candidates the series of its alerts' services (and the "
+        "services they depend on), hosts, instances or jobs.",
+    )
     window: str = Field("30m", description="How long before the time changes are sought.")
     baseline: str = Field("3h", description="The normal behaviour before the window.")
     limit: int = Field(10, ge=1, le=1000, description="Causes returned, most likely first.")
@@ -327,8 +340,15 @@ def render_cause(c: Cause, labels: list[LabelSet], step_ms: int) -> dict[str, An
     '"explanation", "sigma", "shape", "followers", "evidence"}]}}',
 )
 async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Response:
-    selector = parse_selector(body.selector)
-    at = round(float(body.time) * 1000)
+    scope = await _incident_scope(request, body.incident) if body.incident else None
+    if scope is not None:
+        selector = parse_selector(body.selector or scope.selector)
+        at = round(float(body.time) * 1000) if body.time is not None else scope.time_ms
+    elif body.selector is not None and body.time is not None:
+        selector = parse_selector(body.selector)
+        at = round(float(body.time) * 1000)
+    else:
+        raise BadInputError("give either incident, or both time and selector")
     window = duration_ms(body.window, "window")
     baseline = duration_ms(body.baseline, "baseline")
     step = duration_ms(body.step, "step")
@@ -337,7 +357,7 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
         raise BadInputError("invalid parameter 'window': at least two steps")
     if baseline < 4 * step:
         raise BadInputError("invalid parameter 'baseline': at least four steps")
-    graph = None
+    graph = scope.graph if scope is not None else None
     if body.dependencies:
         graph = DependencyGraph.from_edges(
             [(d.caller, d.callee) for d in body.dependencies], body.dependency_label
@@ -362,6 +382,8 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
         "status": "success",
         "data": {
             "time": _rfc3339(at),
+            "incident": body.incident,
+            "selector": str(selector),
             "window_seconds": window / 1000,
             "baseline_seconds": baseline / 1000,
             "step_seconds": step / 1000,
@@ -371,6 +393,30 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
         },
     }
     return JSONResponse(out)
+
+
+async def _incident_scope(request: Request, incident_id: str) -> IncidentScope:
+    """Time and candidates of an alerting incident (live, else from the pipeline's database)."""
+    from perfintel.api.alertmanager import pipeline_of
+
+    p = pipeline_of(request)
+    with p.lock:
+        inc = p.core.incidents.get(incident_id)
+        alerts = {fp: r.alert for fp, r in p.core.alerts.items() if inc and fp in inc.members}
+        deps = dict(p.config.extensions.incidents.dependencies)
+    if inc is None:
+        inc = await run_in_threadpool(p.store.incident, incident_id)
+        if inc is None:
+            raise NotFoundError(f"incident {incident_id!r} not found")
+    scopes: list[tuple[dict[str, str], float]] = []
+    for fp, m in inc.members.items():
+        a = alerts.get(fp)
+        if a is not None:
+            scopes.append((dict(a.labels), m.starts_at))
+    if not scopes:  # its alerts are forgotten: the labels the incident indexed remain
+        start = min((m.starts_at for m in inc.members.values()), default=inc.opened_at)
+        scopes = [({k: v}, start) for k, v in sorted(inc.labels_index)]
+    return incident_scope(scopes, deps)
 
 
 # -- change impact ------------------------------------------------------------------------

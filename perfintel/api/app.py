@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -167,15 +168,21 @@ def create_app(
             # the notification pipeline (perfintel.alerting.pipeline); one notifier by lease
             from perfintel.alerting.pipeline import start_pipeline
             from perfintel.alerting.state.leases import LeaseManager
+            from perfintel.performance.incident_rca import IncidentAnalyzer, pipeline_hooks
 
             leases = (
                 LeaseManager(app.state.role.engine, process_id(settings), settings.bus.lease_ttl)
                 if app.state.role.engine is not None
                 else None
             )
-            app.state.notify = await run_in_threadpool(
-                start_pipeline, settings, clock, leases=leases
+            # incidents get their likely causes when they open (perfintel.performance.incident_rca)
+            analyzer = IncidentAnalyzer(
+                app.state.store, max_samples=app.state.query_settings.max_samples
             )
+            app.state.notify = await run_in_threadpool(
+                partial(start_pipeline, settings, clock, leases=leases, **pipeline_hooks(analyzer))
+            )
+            analyzer.dependencies = dict(app.state.notify.config.extensions.incidents.dependencies)
             # the rule engine (perfintel.alerting.rules) sends to the pipeline, on its database
             app.state.rules = await start_rule_service(
                 settings.alerting,

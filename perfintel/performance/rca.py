@@ -133,7 +133,7 @@ def root_causes(
     window_ms: int,
     baseline_ms: int,
     step_ms: int,
-    limit: int,
+    limit: int | None,
     graph: DependencyGraph | None = None,
     max_propagation_ms: int = 5 * MINUTE_MS,
     max_samples: int | None = None,

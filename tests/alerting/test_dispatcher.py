@@ -178,3 +178,40 @@ def test_unacknowledged_escalation_reaches_the_last_level() -> None:
     inc = core.incidents[notes[0].incident_id]
     assert inc.escalation is not None and inc.escalation.stopped == "exhausted"
     assert [e["kind"] for e in inc.timeline].count("escalated") == 3
+
+
+def test_the_causes_hook_is_attached_when_an_incident_opens_and_survives_a_restart() -> None:
+    from perfintel.alerting.incidents import Incident
+
+    seen: list[list[str]] = []
+
+    def causes(alerts: list) -> list[dict]:
+        seen.append(sorted(dict(a.labels)["alertname"] for a in alerts))
+        return [{"labels": {"__name__": "db_pool"}, "explanation": "api latency rose after db"}]
+
+    core = NotifyCore(parse_config(CONFIG.split("perfintel:")[0]), causes=causes)
+    a = alert(T0, alertname="HighLatency", service="api", instance="api:1")
+    core.receive([a], T0)
+    run(core, T0, T0 + 1)
+    inc = core.incidents[core.alerts[a.fingerprint].incident or ""]
+    assert seen == [["HighLatency"]]  # once, when it opened
+    assert inc.causes[0]["labels"] == {"__name__": "db_pool"}
+    assert any(e["kind"] == "root-cause" and "after db" in e["text"] for e in inc.timeline)
+    assert Incident.from_dict(inc.to_dict()).causes == inc.causes
+    # a second alert joining the incident does not re-run the analysis
+    b = alert(T0 + 5, alertname="HighErrors", service="api", instance="api:1")
+    core.receive([b], T0 + 5)
+    run(core, T0 + 5, T0 + 6)
+    assert len(seen) == 1
+
+
+def test_a_failing_causes_hook_never_stops_an_incident_from_opening() -> None:
+    def causes(alerts: list) -> list[dict]:
+        raise RuntimeError("the store is gone")
+
+    core = NotifyCore(parse_config(CONFIG.split("perfintel:")[0]), causes=causes)
+    a = alert(T0, alertname="HighLatency", service="api", instance="api:1")
+    core.receive([a], T0)
+    notes = run(core, T0, T0 + 60)
+    assert [n.kind for n in notes] == ["firing"]
+    assert core.incidents[core.alerts[a.fingerprint].incident or ""].causes == []

@@ -134,6 +134,92 @@ def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int) -> 
     assert len({c.index for c in causes}) == len(causes)
     assert all(dict(c.labels)["__name__"] != "constant" for c in causes)
     for c in causes:
-        assert np.isfinite(c.score) and np.isfinite(c.sigma) and abs(c.sigma) >= 6
+        assert (
+            np.isfinite(c.score)
+            and np.isfinite(c.sigma)
+            and abs(c.sigma) >= rootcause.RootCauseParams().min_sigma
+        )
         assert c.shape in ("shift", "spike", "ramp", "saturation") and c.explanation
     assert [c.score for c in causes] == sorted((c.score for c in causes), reverse=True)
+
+
+def test_changes_in_the_same_step_are_ordered_by_role_inside_a_workload() -> None:
+    """CPU, latency and errors of one instance move in the same minute, errors by far the
+    most sigmas: the resource is upstream of how slow, which is upstream of how often it
+    fails (the fault's size alone would pick the errors)."""
+    cpu = noise(1, 0.3, 0.01)
+    cpu[205:] += 0.15
+    latency = noise(2, 0.1, 0.002)
+    latency[205:] += 0.05
+    errors = noise(3, 0.001, 0.00002)
+    errors[205:] += 0.05
+    series = [
+        si("request_errors_ratio", "db-1", errors),
+        si("request_latency_seconds", "db-1", latency),
+        si("cpu_usage_ratio", "db-1", cpu),
+    ]
+    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    assert [rootcause.role_of(c.labels) for c in causes] == ["resource", "latency", "errors"]
+    assert abs(causes[2].sigma) > abs(causes[0].sigma)
+
+
+def test_a_pool_comes_before_latency_in_the_same_step_only_when_it_hit_its_cap() -> None:
+    """Occupancy is arrivals × latency (Little's law): a pool that fills up as requests slow
+    down is no cause; one that hit its cap is."""
+    latency = noise(2, 0.1, 0.002)
+    latency[205:] += 0.2
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    follows = noise(1, 20, 1.0)
+    follows[205:] += 12  # occupancy rising with latency, far below any cap
+    capped = noise(1, 20, 1.0)
+    capped[205:] = 64  # the pool is full
+    for pool, first in ((follows, "request_latency_seconds"), (capped, "db_pool_in_use")):
+        series = [
+            si("request_latency_seconds", "db-1", latency),
+            si("db_pool_in_use", "db-1", pool),
+        ]
+        causes = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
+        assert dict(causes[0].labels)["__name__"] == first
+
+
+def test_a_machine_moving_with_its_workload_comes_before_it() -> None:
+    steal = noise(1, 2.0, 0.05)
+    steal[205:] += 2.0
+    lat = noise(2, 0.1, 0.001)
+    lat[205:] += 0.2  # far more sigmas than the host's CPU
+    host = SeriesInput(label_set({"__name__": "node_cpu_busy", "host": "n1"}), steal)
+    app = SeriesInput(
+        label_set({"__name__": "app_duration", "host": "n1", "container": "app-0"}), lat
+    )
+    causes = rank_root_causes(T, [app, host], GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    assert dict(causes[0].labels) == {"__name__": "node_cpu_busy", "host": "n1"}
+    assert rootcause.host_of(host.labels) == ("n1", True)
+    assert rootcause.host_of(app.labels) == ("n1", False)
+
+
+def test_learned_links_see_who_leads_in_the_baseline() -> None:
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 1, 300).cumsum()
+    b = np.r_[np.zeros(2), a[:-2]] + rng.normal(0, 0.3, 300)  # b follows a two steps later
+    c = rng.normal(0, 1, 300).cumsum()
+    links = rootcause.learned_links(np.vstack([a, b, c]), 3)
+    assert links[0, 1] > 0.5 and links[1, 0] < 0.3
+    assert abs(links[0, 2]) < 0.3 and abs(links[2, 1]) < 0.3
+
+
+def test_an_hourly_cycle_in_the_baseline_is_not_a_change_and_hides_none() -> None:
+    """A strong hourly cycle: carried into the window, the real step (half the swing) stands
+    out and the cycle itself is no change; without it, the swing hides the step."""
+    t = np.arange(N)
+    rng = np.random.default_rng(2)
+    cyc = 10 + 3 * np.sin(2 * np.pi * t / 60) + rng.normal(0, 0.1, N)
+    stepped = 10 + 3 * np.sin(2 * np.pi * (t + 17) / 60) + rng.normal(0, 0.1, N)
+    stepped[210:] += 1.5
+    series = [si("cyclic", "a", cyc), si("stepped", "b", stepped)]
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 180 * STEP}
+    causes = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
+    assert [dict(c.labels)["__name__"] for c in causes] == ["stepped"]
+    assert causes[0].onset_ms == 210 * STEP
+    off = rootcause.RootCauseParams(seasonal_gain=0.0)
+    without = rank_root_causes(T, series, GRID, params=off, **kw)  # type: ignore[arg-type]
+    assert "stepped" not in [dict(c.labels)["__name__"] for c in without]

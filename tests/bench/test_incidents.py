@@ -8,6 +8,7 @@ import pytest
 from perfintel.analysis.signals import as_matrix
 from perfintel.bench import rca_baselines
 from perfintel.bench.incidents import FAULT_KINDS, PROFILES, generate_incident
+from perfintel.bench.incidents_holdout import generate_holdout_incident
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -63,3 +64,27 @@ def test_bocpd_finds_a_change_point() -> None:
     d[120:] += 0.8
     cp = rca_baselines.bocpd_change_point(d)
     assert 110 <= cp <= 125
+
+
+def test_holdout_generator_is_deterministic_and_its_root_moves_at_its_onset() -> None:
+    kinds = set()
+    for seed in range(40):
+        a, b = generate_holdout_incident(seed), generate_holdout_incident(seed)
+        assert a.root == b.root and a.kind == b.kind and a.time_ms == b.time_ms
+        for x, y in zip(a.series, b.series, strict=True):
+            assert x.labels == y.labels
+            np.testing.assert_array_equal(x.values, y.values)
+        assert a.start_ms <= a.onset_ms < a.time_ms <= int(a.timestamps[-1])
+        assert a.root in a.affected and a.root not in a.background
+        labels = [dict(s.labels) for s in a.series]
+        assert {"service", "host", "container"} <= set(labels[0])
+        assert any(set(d) == {"__name__", "host"} for d in labels)  # host-level series
+        kinds.add(a.kind)
+        x, _ = as_matrix(a.series)
+        onset = (a.onset_ms - a.start_ms) // a.step_ms
+        before = x[a.root, onset - 60 : onset]
+        alert = (a.time_ms - a.start_ms) // a.step_ms
+        after = x[a.root, onset : max(alert, onset + 6) + 1]
+        spread = 1.4826 * np.median(np.abs(np.diff(before))) + 1e-12
+        assert np.max(np.abs(after - np.median(before))) > 3 * spread, (seed, a.kind)
+    assert kinds == set(FAULT_KINDS)
