@@ -82,6 +82,7 @@ log = logging.getLogger(__name__)
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+LOST_SERIES_NAME = "perfintel_wal_lost_series"  # series whose WAL definition was damaged
 
 
 class DuckDBStore:
@@ -171,14 +172,36 @@ class DuckDBStore:
                 self.index.note_range(rr["series_id"].astype(np.int64), rr["lo"].astype(np.int64))
 
     def _replay(self) -> None:
+        orphans = 0
         for rec in self.wal.replay():
             if isinstance(rec, WalSamples):
+                if len(rec.sids) and int(rec.sids.max()) >= len(self.index):
+                    orphans += self._fill_lost_series(int(rec.sids.max()))
                 self.head.append(rec.sids, rec.timestamps, rec.values)
                 self.index.note_range(rec.sids, rec.timestamps)
             else:
                 for sid, labels in rec:
+                    if sid > len(self.index):
+                        orphans += self._fill_lost_series(sid - 1)
                     if sid >= len(self.index):
                         self.index.add(labels, sid)
+        if orphans:
+            log.error(
+                "write-ahead log: the definitions of %d series were in a damaged record; their "
+                'samples are kept as {__name__="%s", series_id="<id>"}',
+                orphans,
+                LOST_SERIES_NAME,
+            )
+
+    def _fill_lost_series(self, upto: int) -> int:
+        """Placeholder label sets for series ids up to ``upto`` whose definition
+        was lost with a damaged WAL record (ids stay dense, samples stay readable)."""
+        added = 0
+        while len(self.index) <= upto:
+            sid = len(self.index)
+            self.index.add((("__name__", LOST_SERIES_NAME), ("series_id", str(sid))), sid)
+            added += 1
+        return added
 
     # -- writes -------------------------------------------------------------
     def append(self, batch: SampleBatch) -> AppendResult:
