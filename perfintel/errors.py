@@ -93,5 +93,10 @@ class StorageError(PerfintelError):
     """The storage backend failed; retryable from the client's view (HTTP 503)."""
 
 
+class DiskFullError(StorageError):
+    """The store's disk is full (HTTP 503 with Retry-After): nothing of the request was
+    stored, and the store recovers by itself once space is free."""
+
+
 class OverloadedError(PerfintelError):
     """The server is shedding load; the client should retry later (HTTP 429)."""

@@ -40,6 +40,7 @@ in-flight flush and committed chunks, newest last.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import shutil
@@ -53,7 +54,7 @@ import numpy as np
 import orjson
 
 from perfintel.batch import SampleBatch
-from perfintel.errors import OverloadedError, StorageError
+from perfintel.errors import DiskFullError, OverloadedError, StorageError
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     ROLLUP_AGGREGATES,
@@ -98,13 +99,8 @@ class DuckDBStore:
         self.opts = options or StoreOptions()
         self.clock = clock
         self.path = self.dir / "samples.duckdb"
-        try:
-            self._db = duckdb.connect(str(self.path))
-            self._db.execute(f"SET memory_limit='{self.opts.memory_limit}'")
-            self._db.execute(f"SET threads={int(self.opts.threads)}")
-            self._create_schema()
-        except duckdb.Error as exc:
-            raise StorageError(f"cannot open the sample database {self.path}: {exc}") from exc
+        self._connect()
+        self._generation = 0  # bumped when the database is opened again
         self._local = threading.local()
         self._append_lock = threading.Lock()
         self._write_lock = threading.RLock()  # the single database writer
@@ -120,6 +116,7 @@ class DuckDBStore:
         self._seq = 0
         self._head_since = self.clock()
         self._held_back = 0
+        self._unlogged_series: list[tuple[int, LabelSet]] = []
         self._latest_at_last_look = np.empty(0, np.int64)  # index.max_ts when a flush last looked
         self._load()
         self.wal = WriteAheadLog(self.dir / "wal", fsync=self.opts.wal_fsync)
@@ -134,6 +131,41 @@ class DuckDBStore:
             self._thread.start()
 
     # -- set-up -------------------------------------------------------------
+    def _connect(self) -> None:
+        try:
+            self._db = duckdb.connect(str(self.path))
+            self._db.execute(f"SET memory_limit='{self.opts.memory_limit}'")
+            self._db.execute(f"SET threads={int(self.opts.threads)}")
+            self._create_schema()
+        except duckdb.Error as exc:
+            raise StorageError(f"cannot open the sample database {self.path}: {exc}") from exc
+
+    def _reopen_if_invalidated(self, exc: BaseException) -> bool:
+        """DuckDB invalidates a database after a fatal error (a checkpoint that
+        hit a full disk) until it is opened again: do that, so the store
+        recovers by itself once there is space. Committed data is in DuckDB's
+        own log; what the failed write held is still in the head and our WAL."""
+        seen: BaseException | None = exc
+        while seen is not None and not isinstance(seen, duckdb.FatalException):
+            seen = seen.__cause__
+        if seen is None:
+            return False
+        with self._write_lock:
+            log.warning("the sample database was invalidated (%s); opening it again", seen)
+            with contextlib.suppress(duckdb.Error):
+                self._db.close()
+            self._connect()
+            self._generation += 1  # every thread's cursor is of the closed connection
+            row = self._db.execute(
+                "SELECT count(*), (SELECT coalesce(max(seq), 0) FROM chunks) FROM series"
+            ).fetchone()
+            if row:
+                self._persisted_series = min(int(row[0]), self._persisted_series)
+                self._seq = max(self._seq, int(row[1]))
+            self.tiers.load()
+            self._version += 1
+        return True
+
     def _create_schema(self) -> None:
         self._db.execute(
             """
@@ -172,19 +204,24 @@ class DuckDBStore:
                 self.index.note_range(rr["series_id"].astype(np.int64), rr["lo"].astype(np.int64))
 
     def _replay(self) -> None:
+        # All records first: a series definition can follow samples of it (it is
+        # written again after a failed append), and ids must be added in order.
+        recs = list(self.wal.replay())
+        defs: dict[int, LabelSet] = {}
+        for rec in recs:
+            if not isinstance(rec, WalSamples):
+                for sid, labels in rec:
+                    defs.setdefault(sid, labels)
         orphans = 0
-        for rec in self.wal.replay():
+        for rec in recs:
             if isinstance(rec, WalSamples):
-                if len(rec.sids) and int(rec.sids.max()) >= len(self.index):
-                    orphans += self._fill_lost_series(int(rec.sids.max()))
+                if len(rec.sids):
+                    orphans += self._add_replayed_series(int(rec.sids.max()), defs)
                 self.head.append(rec.sids, rec.timestamps, rec.values)
                 self.index.note_range(rec.sids, rec.timestamps)
             else:
-                for sid, labels in rec:
-                    if sid > len(self.index):
-                        orphans += self._fill_lost_series(sid - 1)
-                    if sid >= len(self.index):
-                        self.index.add(labels, sid)
+                for sid, _ in rec:
+                    orphans += self._add_replayed_series(sid, defs)
         if orphans:
             log.error(
                 "write-ahead log: the definitions of %d series were in a damaged record; their "
@@ -193,15 +230,19 @@ class DuckDBStore:
                 LOST_SERIES_NAME,
             )
 
-    def _fill_lost_series(self, upto: int) -> int:
-        """Placeholder label sets for series ids up to ``upto`` whose definition
-        was lost with a damaged WAL record (ids stay dense, samples stay readable)."""
-        added = 0
+    def _add_replayed_series(self, upto: int, defs: dict[int, LabelSet]) -> int:
+        """Register series ids up to ``upto`` from the WAL's definitions; an id whose
+        definition was lost with a damaged record gets a placeholder label set
+        (ids stay dense, its samples stay readable). Returns the placeholders added."""
+        lost = 0
         while len(self.index) <= upto:
             sid = len(self.index)
-            self.index.add((("__name__", LOST_SERIES_NAME), ("series_id", str(sid))), sid)
-            added += 1
-        return added
+            labels = defs.get(sid)
+            if labels is None:
+                labels = (("__name__", LOST_SERIES_NAME), ("series_id", str(sid)))
+                lost += 1
+            self.index.add(labels, sid)
+        return lost
 
     # -- writes -------------------------------------------------------------
     def append(self, batch: SampleBatch) -> AppendResult:
@@ -214,33 +255,54 @@ class DuckDBStore:
         with self._append_lock:
             ids, new = self.index.resolve(batch.series)
             sids = ids[batch.series_idx]
+            # Series registered by appends whose log write failed are defined again.
+            new = self._unlogged_series + new
             records = [self.wal.write_series(new)] if new else []
             records.append(self.wal.write_samples(sids, batch.timestamps, batch.values))
             try:
                 position = self.wal.write(*records)
             except OSError as exc:
-                raise StorageError(f"cannot write the write-ahead log: {exc}") from exc
+                self._unlogged_series = new
+                raise self._wal_error("write", exc) from exc
+            self._unlogged_series = []
             self.head.append(sids, batch.timestamps, batch.values)
             self.index.note_range(sids, batch.timestamps)
         try:
             self.wal.sync(position)  # outside the lock: concurrent appends share one fsync
         except OSError as exc:
-            raise StorageError(f"cannot sync the write-ahead log: {exc}") from exc
+            with self._append_lock:  # their definition may be among the lost pages
+                self._unlogged_series = new + self._unlogged_series
+            raise self._wal_error("sync", exc) from exc
         if self.head.samples >= self.opts.head_max_samples:
             self._wake.set()
         return AppendResult(accepted=n)
+
+    def _wal_error(self, what: str, exc: OSError) -> StorageError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFullError(
+                f"the disk of {self.dir} is full: cannot {what} the write-ahead log; "
+                "nothing of this request was stored, retry when space is free"
+            )
+        return StorageError(f"cannot {what} the write-ahead log: {exc}")
 
     def flush(self, *, compact: bool = False) -> MaintenanceReport:
         """Write the head to the database now; with ``compact`` also merge chunks,
         build every rollup window that has ended (ignoring the grace period) and
         enforce retention. Used by the admin API, tests and benchmarks."""
         with self._write_lock:
-            report = MaintenanceReport(flushed=self._flush_head(everything=True))
-            if compact:
-                report.compacted_groups = self._compact()
-                report.rollup_windows = self.tiers.build(force=True)
-                report.deleted_chunks = self._enforce_retention()
-                self._db.execute("CHECKPOINT")
+            try:
+                report = MaintenanceReport(flushed=self._flush_head(everything=True))
+                if compact:
+                    report.compacted_groups = self._compact()
+                    report.rollup_windows = self.tiers.build(force=True)
+                    report.deleted_chunks = self._enforce_retention()
+                    self._db.execute("CHECKPOINT")
+            except (duckdb.Error, StorageError) as exc:
+                with contextlib.suppress(Exception):
+                    self._reopen_if_invalidated(exc)
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"database write failed: {exc}") from exc
             return report
 
     def maintain(self) -> MaintenanceReport:
@@ -264,15 +326,37 @@ class DuckDBStore:
             return report
 
     def _maintenance_loop(self) -> None:
+        failures = 0  # passes failed in a row
+        last_log = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.opts.maintenance_interval_s)
+            # After failures (a full disk) wait longer, up to a minute, so retries
+            # neither spin nor fill the freed space with re-logged samples.
+            wait = self.opts.maintenance_interval_s * 2 ** min(failures, 10)
+            if failures:
+                self._stop.wait(min(wait, _MAX_MAINTENANCE_BACKOFF_S))
+            else:
+                self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
                 self.maintain()
-            except Exception:  # keep the loop alive; the next pass retries
-                log.exception("storage maintenance failed")
+            except Exception as exc:  # keep the loop alive; the next pass retries
+                with contextlib.suppress(Exception):
+                    self._reopen_if_invalidated(exc)
+                failures += 1
+                now = time.monotonic()
+                if failures == 1:
+                    log.exception("storage maintenance failed; retrying with backoff")
+                elif now - last_log >= _MAX_MAINTENANCE_BACKOFF_S:
+                    log.error("storage maintenance still failing (%d passes): %s", failures, exc)
+                else:
+                    continue
+                last_log = now
+            else:
+                if failures:
+                    log.info("storage maintenance recovered after %d failed passes", failures)
+                failures = 0
 
     def _flush_head(self, *, everything: bool = False) -> int:
         """Move the head's samples into chunks.
@@ -301,7 +385,10 @@ class DuckDBStore:
             self._head_since = self.clock()
             return 0
         with self._append_lock:
-            closed = self.wal.rotate()
+            try:
+                closed = self.wal.rotate()
+            except OSError as exc:  # the current segment stays open: appends go on
+                raise self._wal_error("rotate", exc) from exc
             parts = self.head.take_parts()
             # Each series' latest timestamp as of this take: a block is complete
             # only if the taken samples hold all of it (appends go on meanwhile).
@@ -324,9 +411,12 @@ class DuckDBStore:
                         hold = ~done
                         self._held_back += int(hold.sum())
                         with self._append_lock:
-                            position = self.wal.write_samples_direct(
-                                sids[hold], ts[hold], vals[hold]
-                            )
+                            try:
+                                position = self.wal.write_samples_direct(
+                                    sids[hold], ts[hold], vals[hold]
+                                )
+                            except OSError as exc:
+                                raise self._wal_error("write", exc) from exc
                             self.head.restore(sids[hold], ts[hold], vals[hold])
                         sids, ts, vals = sids[done], ts[done], vals[done]
                 if len(ts):
@@ -334,7 +424,10 @@ class DuckDBStore:
                     flushed += len(ts)
                     newest = max(newest, int(ts.max()))
             if position:
-                self.wal.sync(position)
+                try:
+                    self.wal.sync(position)
+                except OSError as exc:
+                    raise self._wal_error("sync", exc) from exc
             if tables:
                 self._seq = seq
                 self._persist_series(n_series)
@@ -569,8 +662,9 @@ class DuckDBStore:
     # -- reads --------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cur", None)
-        if cur is None:
+        if cur is None or self._local.generation != self._generation:
             cur = self._local.cur = self._db.cursor()
+            self._local.generation = self._generation
         return cur
 
     def _matching(
@@ -821,6 +915,7 @@ class DuckDBStore:
         self._db.close()
 
 
+_MAX_MAINTENANCE_BACKOFF_S = 60.0
 _CACHED_ROLLUP_SERIES = 64  # larger reads bypass the block cache (they would only flush it)
 
 
