@@ -97,7 +97,14 @@ class StorageSettings(_Section):
         7200.0,
         description="Width of a raw chunk's time window; compaction merges a window's chunks into one.",
     )
-    raw_retention: Duration = Field(15 * 86400.0, description="How long raw samples are kept.")
+    raw_retention: Duration = Field(
+        15 * 86400.0,
+        description="How long raw samples are kept; older samples are refused at ingest.",
+    )
+    max_future: Duration = Field(
+        3600.0,
+        description="Samples further ahead of the server's clock than this are refused at ingest.",
+    )
     tiers: list[TierSettings] = Field(
         default_factory=lambda: [
             TierSettings(name="5m", resolution=300, retention=90 * 86400, window=86400),

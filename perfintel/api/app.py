@@ -74,6 +74,7 @@ def store_options(settings: Settings) -> StoreOptions:
     return StoreOptions(
         block_ms=int(s.block * ms),
         raw_retention_ms=int(s.raw_retention * ms),
+        max_future_ms=int(s.max_future * ms),
         tiers=tuple(
             Tier(t.name, int(t.resolution * ms), int(t.retention * ms), int(t.window * ms))
             for t in s.tiers

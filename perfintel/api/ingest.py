@@ -49,6 +49,7 @@ class IngestOutcome:
     accepted: int
     rejected: int
     errors: list[str] = field(default_factory=list)
+    omitted: int = 0  # errors not listed (beyond ``limits.max_errors_reported``)
 
     def headers(self) -> dict[str, str]:
         return {
@@ -61,7 +62,9 @@ class IngestOutcome:
             "status": "success" if not self.rejected else "error",
             "accepted": self.accepted,
             "rejected": self.rejected,
-            "errors": self.errors,
+            "errors": [*self.errors, f"... and {self.omitted} more"]
+            if self.omitted
+            else self.errors,
         }
 
 
@@ -74,22 +77,29 @@ def _store(request: Request, protocol: str, result: ParseResult) -> IngestOutcom
     """Store a parsed payload's samples and count them (in a worker thread)."""
     state = request.app.state
     stored = state.store.append(result.batch) if len(result.batch) else None
+    batch = result.batch if stored is None or stored.kept is None else stored.kept
     if stored is not None and stored.accepted:
-        state.live.publish_samples(result.batch)  # live stream subscribers; never blocks
-    if stored is not None and state.anomaly is not None:
-        state.anomaly.submit(result.batch)  # online anomaly detection; never blocks
+        state.live.publish_samples(batch)  # live stream subscribers; never blocks
+    if stored is not None and state.anomaly is not None and stored.accepted:
+        state.anomaly.submit(batch)  # online anomaly detection; never blocks
     if result.metadata:
         state.metadata.update(result.metadata)
     limit = state.settings.limits.max_errors_reported
-    errors = [str(err) for err in result.errors[:limit]]
-    if len(result.errors) > limit:
-        errors.append(f"... and {len(result.errors) - limit} more")
-    outcome = IngestOutcome(protocol, stored.accepted if stored else 0, len(result.errors), errors)
+    # The store's refusals (timestamps out of bounds) first: one message per kind.
+    refused = stored.rejected if stored else 0
+    all_errors = [*(stored.errors if stored else []), *map(str, result.errors[:limit])]
+    errors = all_errors[:limit]
+    omitted = len(result.errors) + len(stored.errors if stored else []) - len(errors)
+    outcome = IngestOutcome(
+        protocol, stored.accepted if stored else 0, len(result.errors) + refused, errors, omitted
+    )
     m = state.metrics
     if outcome.accepted:
         m.ingested_samples.labels(protocol=protocol).inc(outcome.accepted)
-    if outcome.rejected:
-        m.rejected_samples.labels(protocol=protocol, reason="invalid").inc(outcome.rejected)
+    if result.errors:
+        m.rejected_samples.labels(protocol=protocol, reason="invalid").inc(len(result.errors))
+    if refused:
+        m.rejected_samples.labels(protocol=protocol, reason="out_of_bounds").inc(refused)
     return outcome
 
 
@@ -291,7 +301,6 @@ class _ImportJob:
         self.max_errors = limits.max_errors_reported
         self.parser = VmJsonlStream(max_line_bytes=limits.max_import_line_bytes)
         self.outcome = IngestOutcome("vm_import", 0, 0)
-        self._more_errors = 0
 
     def consume(self, pieces: list[bytes]) -> None:
         for piece in pieces:
@@ -301,8 +310,6 @@ class _ImportJob:
     def finish(self) -> None:
         for result in self.parser.finish():
             self._store(result)
-        if self._more_errors:
-            self.outcome.errors.append(f"... and {self._more_errors} more")
 
     def _store(self, result: ParseResult) -> None:
         deadline = time.monotonic() + self.OVERLOAD_WAIT_S
@@ -319,8 +326,8 @@ class _ImportJob:
         self.outcome.accepted += part.accepted
         self.outcome.rejected += part.rejected
         room = max(0, self.max_errors - len(self.outcome.errors))
-        self.outcome.errors.extend(str(e) for e in result.errors[:room])
-        self._more_errors += max(0, len(result.errors) - room)
+        self.outcome.errors.extend(part.errors[:room])
+        self.outcome.omitted += part.omitted + max(0, len(part.errors) - room)
 
 
 @router.get(

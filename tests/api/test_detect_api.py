@@ -15,6 +15,7 @@ from perfintel.config import load_settings
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.anomalies import DetectOptions
 from perfintel.performance.anomalies import detect as detect_series
+from tests.conftest import ANY_PAST_S
 
 MIN = 60_000
 DAY = 86_400_000
@@ -34,7 +35,9 @@ def shape(ts: np.ndarray, seed: int = 5) -> np.ndarray:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("detect") / "data"
-    settings = load_settings(overrides={"data_dir": data}, env={})
+    settings = load_settings(
+        overrides={"data_dir": data, "storage": {"raw_retention": ANY_PAST_S}}, env={}
+    )
     with TestClient(create_app(settings, collectors=False)) as c:
         store = c.app.state.store  # type: ignore[attr-defined]
         ts = np.arange(T0, T0 + 2 * DAY, MIN)

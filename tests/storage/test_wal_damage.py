@@ -109,8 +109,8 @@ def test_a_segment_of_the_old_format_is_still_replayed(tmp_path: Path) -> None:
 
 def test_damage_is_reported_in_metrics(tmp_path: Path) -> None:
     # The server's store lives in <data_dir>/samples; its clock is the real one.
-    st = open_store(tmp_path / "data" / "samples", Clock(T0 + 86_400_000))
     now = int(time.time() * 1000)
+    st = open_store(tmp_path / "data" / "samples", Clock(now))
     for i in range(20):
         st.append(SampleBatch.from_arrays({"__name__": "m"}, np.array([now - 60_000 + i]), [1.0]))
     [seg] = st.wal.segments()

@@ -69,6 +69,7 @@ from perfintel.storage.base import (
     label_names_of,
     label_values_of,
 )
+from perfintel.storage.bounds import split_out_of_bounds
 from perfintel.storage.duckdb import codec
 from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
@@ -246,9 +247,16 @@ class DuckDBStore:
 
     # -- writes -------------------------------------------------------------
     def append(self, batch: SampleBatch) -> AppendResult:
+        if len(batch) == 0:
+            return AppendResult(accepted=0)
+        now = int(self.clock() * 1000)
+        retention, future = self.opts.raw_retention_ms, self.opts.max_future_ms
+        batch, refused, errors = split_out_of_bounds(
+            batch, now - retention, now + future, retention, future
+        )
         n = len(batch)
         if n == 0:
-            return AppendResult(accepted=0)
+            return AppendResult(accepted=0, rejected=refused, errors=errors)
         if self.head.samples > 4 * self.opts.head_max_samples:
             self._wake.set()
             raise OverloadedError("the write head is full while a flush catches up; retry shortly")
@@ -275,7 +283,9 @@ class DuckDBStore:
             raise self._wal_error("sync", exc) from exc
         if self.head.samples >= self.opts.head_max_samples:
             self._wake.set()
-        return AppendResult(accepted=n)
+        return AppendResult(
+            accepted=n, rejected=refused, errors=errors, kept=batch if refused else None
+        )
 
     def _wal_error(self, what: str, exc: OSError) -> StorageError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
