@@ -190,6 +190,18 @@ class LimitsSettings(_Section):
     max_errors_reported: int = Field(
         100, gt=0, description="How many per-line errors an ingest response lists."
     )
+    max_new_series_per_request: int = Field(
+        100_000,
+        gt=0,
+        description="Most new series one ingest request (or one batch of a streamed import) may "
+        "create; beyond, the request is refused whole (HTTP 400).",
+    )
+    max_new_series_per_minute: int = Field(
+        1_000_000,
+        gt=0,
+        description="Most new series created per minute (a token bucket, so bursts up to this "
+        "many pass); beyond, requests with new series are refused (HTTP 429, retry later).",
+    )
 
 
 class TokenSettings(_Section):

@@ -100,3 +100,13 @@ class DiskFullError(StorageError):
 
 class OverloadedError(PerfintelError):
     """The server is shedding load; the client should retry later (HTTP 429)."""
+
+
+class TooManyNewSeriesError(BadInputError):
+    """One request would create more new series than ``limits.max_new_series_per_request``
+    (HTTP 400: the same request would fail again); nothing of it is stored."""
+
+
+class SeriesRateLimitError(OverloadedError):
+    """New series arrive faster than ``limits.max_new_series_per_minute`` (HTTP 429):
+    nothing of the request is stored; retry later."""

@@ -75,6 +75,8 @@ def store_options(settings: Settings) -> StoreOptions:
         block_ms=int(s.block * ms),
         raw_retention_ms=int(s.raw_retention * ms),
         max_future_ms=int(s.max_future * ms),
+        max_new_series_per_append=settings.limits.max_new_series_per_request,
+        max_new_series_per_minute=settings.limits.max_new_series_per_minute,
         tiers=tuple(
             Tier(t.name, int(t.resolution * ms), int(t.retention * ms), int(t.window * ms))
             for t in s.tiers

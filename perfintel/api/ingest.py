@@ -26,12 +26,22 @@ from perfintel.api.errors import status_for
 from perfintel.api.params import optional_time_ms, selectors_param
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import ParseResult
-from perfintel.errors import BadInputError, OverloadedError, UnsupportedMediaError
+from perfintel.errors import (
+    BadInputError,
+    OverloadedError,
+    SeriesRateLimitError,
+    TooManyNewSeriesError,
+    UnsupportedMediaError,
+)
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.json_ingest import IngestBody, parse_json_ingest
 from perfintel.ingest.otlp import encode_otlp_status, parse_otlp_metrics
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
-from perfintel.ingest.remote_write import decode_remote_write, decode_remote_write_v2
+from perfintel.ingest.remote_write import (
+    decode_remote_write,
+    decode_remote_write_v2,
+    forget_cached_labels,
+)
 from perfintel.ingest.vm_export import VmJsonlStream, format_vm_jsonl
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import QueryLimits, Store
@@ -76,7 +86,11 @@ def _ingest(request: Request, protocol: str, parse: Callable[[], ParseResult]) -
 def _store(request: Request, protocol: str, result: ParseResult) -> IngestOutcome:
     """Store a parsed payload's samples and count them (in a worker thread)."""
     state = request.app.state
-    stored = state.store.append(result.batch) if len(result.batch) else None
+    try:
+        stored = state.store.append(result.batch) if len(result.batch) else None
+    except (TooManyNewSeriesError, SeriesRateLimitError):
+        forget_cached_labels()  # the refused series must not stay in the parser's cache
+        raise
     batch = result.batch if stored is None or stored.kept is None else stored.kept
     if stored is not None and stored.accepted:
         state.live.publish_samples(batch)  # live stream subscribers; never blocks

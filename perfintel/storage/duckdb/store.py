@@ -54,7 +54,13 @@ import numpy as np
 import orjson
 
 from perfintel.batch import SampleBatch
-from perfintel.errors import DiskFullError, OverloadedError, StorageError
+from perfintel.errors import (
+    DiskFullError,
+    OverloadedError,
+    SeriesRateLimitError,
+    StorageError,
+    TooManyNewSeriesError,
+)
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     ROLLUP_AGGREGATES,
@@ -118,6 +124,8 @@ class DuckDBStore:
         self._head_since = self.clock()
         self._held_back = 0
         self._unlogged_series: list[tuple[int, LabelSet]] = []
+        self._series_tokens = float(self.opts.max_new_series_per_minute)
+        self._series_bucket_at = time.monotonic()
         self._latest_at_last_look = np.empty(0, np.int64)  # index.max_ts when a flush last looked
         self._load()
         self.wal = WriteAheadLog(self.dir / "wal", fsync=self.opts.wal_fsync)
@@ -261,6 +269,7 @@ class DuckDBStore:
             self._wake.set()
             raise OverloadedError("the write head is full while a flush catches up; retry shortly")
         with self._append_lock:
+            self._check_new_series(batch.series)
             ids, new = self.index.resolve(batch.series)
             sids = ids[batch.series_idx]
             # Series registered by appends whose log write failed are defined again.
@@ -286,6 +295,36 @@ class DuckDBStore:
         return AppendResult(
             accepted=n, rejected=refused, errors=errors, kept=batch if refused else None
         )
+
+    def _check_new_series(self, series: list[LabelSet]) -> None:
+        """Refuse an append that would register too many series, in one go or per
+        minute (each costs memory in the index for as long as the store is open).
+        A token bucket: ``max_new_series_per_minute`` tokens, refilled evenly."""
+        get = self.index.get
+        n = sum(1 for ls in series if get(ls) is None)
+        if not n:
+            return
+        per_append, per_minute = (
+            self.opts.max_new_series_per_append,
+            self.opts.max_new_series_per_minute,
+        )
+        if n > per_append:
+            raise TooManyNewSeriesError(
+                f"the request would create {n} new series, more than "
+                f"limits.max_new_series_per_request ({per_append}); nothing was stored"
+            )
+        now = time.monotonic()
+        elapsed = now - self._series_bucket_at
+        self._series_bucket_at = now
+        self._series_tokens = min(
+            float(per_minute), self._series_tokens + elapsed * per_minute / 60.0
+        )
+        if n > self._series_tokens:
+            raise SeriesRateLimitError(
+                f"new series arrive faster than limits.max_new_series_per_minute ({per_minute}): "
+                f"this request has {n}; nothing was stored, retry shortly"
+            )
+        self._series_tokens -= n
 
     def _wal_error(self, what: str, exc: OSError) -> StorageError:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
