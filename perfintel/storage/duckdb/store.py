@@ -165,9 +165,9 @@ class DuckDBStore:
                 self._db.close()
             self._connect()
             self._generation += 1  # every thread's cursor is of the closed connection
-            row = self._db.execute(
+            [row] = self._db.execute(
                 "SELECT count(*), (SELECT coalesce(max(seq), 0) FROM chunks) FROM series"
-            ).fetchone()
+            ).fetchall()
             if row:
                 self._persisted_series = min(int(row[0]), self._persisted_series)
                 self._seq = max(self._seq, int(row[1]))
@@ -193,8 +193,8 @@ class DuckDBStore:
         self._persisted_series = len(self.index)
         self.tiers = RollupTiers(self)
         self.tiers.load()
-        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchone()
-        self._seq = int(row[0]) if row else 0
+        [(seq,)] = self._db.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchall()
+        self._seq = int(seq)
         rng = self._db.execute(
             "SELECT series_id, min(min_ts), max(max_ts) FROM chunks GROUP BY series_id"
         ).fetchnumpy()
@@ -345,7 +345,7 @@ class DuckDBStore:
                     report.compacted_groups = self._compact()
                     report.rollup_windows = self.tiers.build(force=True)
                     report.deleted_chunks = self._enforce_retention()
-                    self._db.execute("CHECKPOINT")
+                    self._checkpoint()
             except (duckdb.Error, StorageError) as exc:
                 with contextlib.suppress(Exception):
                     self._reopen_if_invalidated(exc)
@@ -591,11 +591,15 @@ class DuckDBStore:
             params = windows
         else:
             self._touched_windows.clear()
-        groups = self._db.execute(
-            f"SELECT series_id, window_start, sum(n)::BIGINT AS samples FROM chunks {cond} "
-            "GROUP BY series_id, window_start HAVING count(*) > 1",
-            params,
-        ).fetchnumpy()
+        groups = (
+            self._cursor()
+            .execute(
+                f"SELECT series_id, window_start, sum(n)::BIGINT AS samples FROM chunks {cond} "
+                "GROUP BY series_id, window_start HAVING count(*) > 1",
+                params,
+            )
+            .fetchnumpy()
+        )
         total = len(groups["series_id"])
         # Steps of at most 20,000 groups and about _COMPACT_STEP_SAMPLES samples: a
         # step decodes and sorts all its samples at once (~100 bytes each at the peak).
@@ -640,11 +644,14 @@ class DuckDBStore:
     ) -> list[tuple]:
         """Run ``sql`` (ending in a WHERE clause, ``series_id`` its first column)
         restricted to ``sids``."""
+        own = cur is None
         cur = cur or self._cursor()
         try:
             with series_filter(cur, sids) as (cond, more, keep):
                 rows = cur.execute(sql + cond, [*params, *more]).fetchall()
         except duckdb.Error as exc:
+            if own:
+                self._drop_cursor()
             raise StorageError(f"reading the sample database failed: {exc}") from exc
         return rows if keep is None else [r for r in rows if keep[r[0]]]
 
@@ -677,8 +684,9 @@ class DuckDBStore:
         now = int(self.clock() * 1000)
         cut = now - self.opts.raw_retention_ms
         with self._transaction() as cur:
-            row = cur.execute("SELECT count(*) FROM chunks WHERE max_ts < ?", [cut]).fetchone()
-            deleted = int(row[0]) if row else 0
+            [(deleted,)] = cur.execute(
+                "SELECT count(*) FROM chunks WHERE max_ts < ?", [cut]
+            ).fetchall()
             if deleted:
                 cur.execute("DELETE FROM chunks WHERE max_ts < ?", [cut])
             for t, tier in enumerate(self.opts.tiers):
@@ -708,13 +716,31 @@ class DuckDBStore:
         for p in paths:
             p.unlink(missing_ok=True)
 
+    def _checkpoint(self) -> None:
+        self._cursor().execute("CHECKPOINT").fetchall()
+
     # -- reads --------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (DuckDB connections are not for concurrent use).
+
+        Discipline: every result is fetched whole (``fetchall``/``fetchnumpy``,
+        never ``fetchone``) before the cursor is used again: DuckDB refuses
+        ``register``/``sql`` on a cursor holding an unfinished result ("Resource
+        In Use Error: connection has an unfinished result from execute()"), and
+        a thread-pool thread carries its cursor from one request to the next.
+        A cursor that raised is dropped (its result may be half-read)."""
         cur = getattr(self._local, "cur", None)
         if cur is None or self._local.generation != self._generation:
             cur = self._local.cur = self._db.cursor()
             self._local.generation = self._generation
         return cur
+
+    def _drop_cursor(self) -> None:
+        cur = getattr(self._local, "cur", None)
+        self._local.cur = None
+        if cur is not None:
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
 
     def _matching(
         self, selector: Selector, start_ms: int, end_ms: int, limits: QueryLimits | None
@@ -911,7 +937,7 @@ class DuckDBStore:
         target.mkdir(parents=True)
         try:
             with self._write_lock:
-                self._db.execute("CHECKPOINT")
+                self._checkpoint()
                 with self._append_lock:
                     segments = self.wal.rotate()
                     samples_in_wal = self.head.samples
@@ -940,11 +966,12 @@ class DuckDBStore:
     def stats(self) -> StoreStats:
         tiers = {"raw": 0}
         with contextlib.suppress(duckdb.Error):
-            row = self._cursor().execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()
-            tiers["raw"] = int(row[0]) if row else 0
+            cur = self._cursor()
+            [(raw,)] = cur.execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchall()
+            tiers["raw"] = int(raw)
             for t, tier in enumerate(self.opts.tiers):
-                row = self._cursor().execute(f"SELECT coalesce(sum(n), 0) FROM tier_{t}").fetchone()
-                tiers[tier.name] = int(row[0]) if row else 0
+                [(n,)] = cur.execute(f"SELECT coalesce(sum(n), 0) FROM tier_{t}").fetchall()
+                tiers[tier.name] = int(n)
         return StoreStats(
             series=len(self.index),
             samples_in_head=self.head.samples,
@@ -959,7 +986,7 @@ class DuckDBStore:
             self._thread.join()
         with contextlib.suppress(Exception), self._write_lock:
             self._flush_head(everything=True)
-            self._db.execute("CHECKPOINT")
+            self._checkpoint()
         self.wal.close()
         self._db.close()
 

@@ -195,10 +195,12 @@ class RollupTiers:
                 target -= target % unit
             lo = self.built_until[t]
             if lo < 0:  # never built: start at the oldest data
-                row = self.store._db.execute("SELECT min(min_ts) FROM chunks").fetchone()
-                if not row or row[0] is None:
+                [(oldest,)] = (
+                    self.store._cursor().execute("SELECT min(min_ts) FROM chunks").fetchall()
+                )
+                if oldest is None:
                     return written
-                lo = max(int(row[0]), self._rebuildable_from() - tier.window_ms)
+                lo = max(int(oldest), self._rebuildable_from() - tier.window_ms)
                 lo -= lo % tier.window_ms
             while lo < target:
                 hi = min(lo - lo % tier.window_ms + tier.window_ms, target)
