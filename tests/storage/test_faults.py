@@ -236,21 +236,17 @@ def test_an_invalidated_database_is_opened_again(
     real = st._db
     cursors_before = st._cursor()
 
-    class Invalidated:
-        def execute(self, sql: str, *a: object) -> object:
-            if sql == "CHECKPOINT":
-                raise duckdb.FatalException(
-                    'FATAL Error: Failed to create checkpoint because of error: Could not write file "samples.duckdb": No space left on device'
-                )
-            return real.execute(sql, *a)
+    def checkpoint() -> None:
+        raise duckdb.FatalException(
+            "FATAL Error: Failed to create checkpoint because of error: "
+            'Could not write file "samples.duckdb": No space left on device'
+        )
 
-        def __getattr__(self, name: str) -> object:
-            return getattr(real, name)
-
-    st._db = Invalidated()  # type: ignore[assignment]
+    monkeypatch.setattr(st, "_checkpoint", checkpoint)
     with pytest.raises(StorageError, match="checkpoint"):
         st.flush(compact=True)
-    assert isinstance(st._db, duckdb.DuckDBPyConnection) and st._db is not real
+    assert st._db is not real
+    monkeypatch.undo()
     assert st._cursor() is not cursors_before
     write_batch(st, 3)
     assert stored(st) == dict.fromkeys(range(4), 100)
