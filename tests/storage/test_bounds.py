@@ -100,3 +100,36 @@ def test_a_sample_at_zero_no_longer_wipes_the_rollup_tiers(tmp_path: object) -> 
     got = st.select_rollup(parse_selector("m"), T0, T0 + 6 * DAY - 1, 300_000)
     assert got is not None and sum(len(r.timestamps) for r in got) == 6 * 288
     st.close()
+
+
+def test_a_first_tier_build_starts_within_the_tier_retention(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stray ts=0 chunk (from before appends were bounded) made the first build walk
+    every day since 1970, one window at a time (~20,000 steps at 100 % CPU)."""
+    from perfintel.storage.duckdb.tiers import RollupTiers
+
+    st = open_store(tmp_path, Clock(NOW))  # type: ignore[arg-type]
+    st.append(SampleBatch.from_arrays(label_set({"__name__": "m"}), [NOW - DAY], [1.0]))
+    position = st.wal.write(
+        st.wal.write_samples(np.array([0]), np.array([0], np.int64), np.array([1.0]))
+    )
+    st.wal.sync(position)
+    st.wal.close()
+    st._db.close()
+    st = open_store(tmp_path, Clock(NOW))  # type: ignore[arg-type]  # replays it
+    st.flush()  # the stray sample is a chunk now, older than every retention
+    assert st._db.execute("SELECT min(min_ts) FROM chunks").fetchall() == [(0,)]
+    steps = []
+    real = RollupTiers._extend_tier
+
+    def counted(self: RollupTiers, t: int, *a: object, **kw: object) -> int:
+        steps.append(t)
+        return real(self, t, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RollupTiers, "_extend_tier", counted)
+    st.flush(compact=True)
+    assert steps.count(0) <= 92  # the 5-minute tier: 90 days of one-day windows, and edges
+    got = st.select_rollup(parse_selector("m"), NOW - 2 * DAY, NOW, 300_000)
+    assert got is not None and [len(r.timestamps) for r in got] == [1]
+    st.close()

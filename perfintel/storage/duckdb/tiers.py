@@ -200,7 +200,10 @@ class RollupTiers:
                 )
                 if oldest is None:
                     return written
-                lo = max(int(oldest), self._rebuildable_from() - tier.window_ms)
+                # Not from windows past the tier's own retention (a stray sample at
+                # ts=0 made this loop over fifty years of empty windows).
+                now = int(self.store.clock() * 1000)
+                lo = max(int(oldest), now - tier.retention_ms - tier.window_ms)
                 lo -= lo % tier.window_ms
             while lo < target:
                 hi = min(lo - lo % tier.window_ms + tier.window_ms, target)
