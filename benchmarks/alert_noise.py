@@ -300,6 +300,17 @@ def run(generator: str, seed: int, speed: float, step: float, work: Path) -> dic
         singles = [n for n in groups.get("single", []) if (n, 0) in first_sent]
         sent = [n for n in singles if first_notice([n], first_sent[(n, 0)]) is not None]
         out[system] = {
+            "sent": [
+                {
+                    "t": round(t - t0, 2),
+                    "receiver": r,
+                    "status": b["status"],
+                    "groupKey": b.get("groupKey"),
+                    "alertnames": sorted({al["labels"].get("alertname", "") for al in b["alerts"]}),
+                    "alerts": len(b["alerts"]),
+                }
+                for t, r, b in got
+            ],
             "notifications": len(got),
             "firing_notifications": sum(1 for t, r, b in got if b["status"] == "firing"),
             "per_receiver": dict(per_receiver),

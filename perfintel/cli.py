@@ -137,13 +137,24 @@ def serve(
             "--access-log/--no-access-log", help="Log every request (setting access_log)."
         ),
     ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(help="all (default), ingest, worker or api (setting role)."),
+    ] = None,
 ) -> None:
     """Run the service: ingest, storage, queries, and this host's metrics from the first second."""
     from perfintel.api.server import ServeError, configure_logging, run_server
 
     try:
         settings = load_settings(
-            config, {"data_dir": data_dir, "host": host, "port": port, "access_log": access_log}
+            config,
+            {
+                "data_dir": data_dir,
+                "host": host,
+                "port": port,
+                "access_log": access_log,
+                "role": role,
+            },
         )
     except PerfintelError as exc:
         raise _fail(exc) from exc

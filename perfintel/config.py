@@ -509,6 +509,43 @@ class RecommendationSettings(_Section):
     )
 
 
+class BusSettings(_Section):
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis of the bus between ingest and worker processes (roles other than all).",
+    )
+    stream_prefix: str = Field(
+        "perfintel", min_length=1, description="Key prefix of the bus streams (<prefix>:shard:<n>)."
+    )
+    shards: int = Field(
+        16, ge=1, le=4096, description="Stream shards the series are spread over (by label hash)."
+    )
+    group: str = Field("workers", min_length=1, description="Consumer group of the workers.")
+    max_behind: int = Field(
+        10_000,
+        ge=1,
+        description="Ingest answers 503 with Retry-After while the workers are this many batches "
+        "behind on a shard (undelivered plus unacknowledged).",
+    )
+    retry_after: Duration = Field(1.0, description="Retry-After of the bus's 503 answers.")
+    lease_ttl: Duration = Field(
+        10.0,
+        description="Leases (shard ownership, notifier): a dead holder's lease is taken over "
+        "after this long; its pending batches are claimed after this much idle time.",
+    )
+    checkpoint_interval: Duration = Field(
+        10.0, description="How often a worker checkpoints its shards' detector state."
+    )
+    trim_interval: Duration = Field(
+        5.0, description="How often ingest trims what every group has acknowledged."
+    )
+    output_url: str | None = Field(
+        None,
+        description="Workers write their scores by remote write to this URL (e.g. an ingest "
+        "process's /api/v1/write) instead of their own store, when the store is not shared.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PERFINTEL_", env_nested_delimiter="__", extra="forbid"
@@ -527,6 +564,14 @@ class Settings(BaseSettings):
         False,
         description="Log every HTTP request (client, method, path, status) at info level "
         "(`perfintel serve --access-log`).",
+    )
+    role: Literal["all", "ingest", "worker", "api"] = Field(
+        "all",
+        description="What this process does: all (one process), ingest (accept and publish "
+        "to the bus), worker (online scoring of its shards) or api (queries and dashboard).",
+    )
+    bus: BusSettings = Field(
+        default_factory=BusSettings, description="The bus between processes (roles)."
     )
     shutdown_timeout: Duration = Field(
         5.0,

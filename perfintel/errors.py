@@ -110,3 +110,17 @@ class TooManyNewSeriesError(BadInputError):
 class SeriesRateLimitError(OverloadedError):
     """New series arrive faster than ``limits.max_new_series_per_minute`` (HTTP 429):
     nothing of the request is stored; retry later."""
+
+
+class LeaseLostError(StorageError):
+    """A write fenced by a lease whose token is no longer current: another process
+    holds the lease now, and this one's writes are refused (HTTP 503)."""
+
+
+class BackpressureError(StorageError):
+    """The workers are too far behind on the bus: ingest refuses for ``retry_after``
+    seconds (HTTP 503 with ``Retry-After``) instead of queueing without bound."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

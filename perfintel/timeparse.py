@@ -63,6 +63,8 @@ _NUMBER = r"(\d+(?:\.\d+)?|\.\d+)"
 _DURATION_RE = re.compile(
     "^" + "".join(f"(?:{_NUMBER}{unit})?" for unit in UNITS_MS) + "$",
 )
+#: Prometheus's own duration syntax: whole numbers only (what rule files accept).
+_STRICT_DURATION_RE = re.compile("^" + "".join(rf"(?:\d+{unit})?" for unit in UNITS_MS) + "$")
 _RFC3339_RE = re.compile(
     r"^(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?([Zz]|[+-]\d\d:\d\d)$"
 )
@@ -139,6 +141,22 @@ def format_duration_ms(ms: int) -> str:
 def parse_duration_seconds(value: str | float, name: str | None = None) -> float:
     """A duration (see the module docstring) in seconds, to the millisecond."""
     return parse_duration_ms(value, name) / 1000
+
+
+def parse_prometheus_duration_seconds(value: object) -> float:
+    """Seconds of a duration in Prometheus's own strict syntax, as rule files use it.
+
+    Whole numbers with units, largest first (``1h30m``, ``5m``), or ``0``: no fractions and
+    no plain seconds, since Prometheus refuses those in a rule file and a file must load the
+    same way in both. Raises ``TimeParseError`` (a ``ValueError``) otherwise.
+    """
+    ok = isinstance(value, str | int) and not isinstance(value, bool)
+    text = str(value).strip() if ok else ""
+    if text == "0":
+        return 0.0
+    if not text or not _STRICT_DURATION_RE.match(text):
+        raise TimeParseError(f'not a valid duration string: "{value}"')
+    return parse_duration_seconds(text)
 
 
 def parse_time_ms(value: str | float, name: str | None = None, *, now_ms: int | None = None) -> int:

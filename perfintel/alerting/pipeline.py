@@ -10,6 +10,12 @@ delivery thread. Every method that reads the clock takes it from the injected
 
 Thread-safety: one lock guards the core; SQL writes of the core's changes
 happen under it, deliveries do not hold it.
+
+Single notifier: with ``leases`` (several processes on one shared database),
+only the holder of the ``notifier`` lease ticks and delivers, and its writes
+are fenced by the lease's token (``state.leases``). A process that gains the
+lease reloads the state from the database, then adds the alerts it received
+meanwhile; one that loses it stops at its next round.
 """
 
 from __future__ import annotations
@@ -44,7 +50,9 @@ from perfintel.alerting.outbox import Links, OutboxWorker
 from perfintel.alerting.signing import ack_url, verify
 from perfintel.alerting.silences import Silence
 from perfintel.alerting.state.database import default_url, open_database
+from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.alerting.state.notify_store import NotifyStore
+from perfintel.alerting.summary import ActiveSummary, summarise
 from perfintel.alerting.templates import Renderer
 from perfintel.errors import BadInputError, NotFoundError, OverloadedError
 
@@ -71,8 +79,13 @@ class Pipeline:
         delivery_max_age: float = 86400.0,
         config_path: Path | None = None,
         extensions_path: Path | None = None,
+        leases: LeaseManager | None = None,
     ) -> None:
         self.engine = engine
+        self.leases = leases
+        self.lease: Lease | None = None  # the notifier lease while held (with ``leases``)
+        self._related, self._root_cause = related, root_cause
+        self._held_back: dict[str, Alert] = {}  # alerts received while not the notifier
         self.store = NotifyStore(engine)
         self.clock = clock
         self.external_url = external_url.rstrip("/")
@@ -111,6 +124,11 @@ class Pipeline:
         self.started_at = clock()
         self.last_reload_error = ""
         self.ticks = 0
+        #: what is active now, replaced whole after every round that changed it (any thread reads)
+        self.summary = ActiveSummary()
+        self.summary_version = 0
+        #: called with the new summary when it changed (the live stream, the overview)
+        self.listeners: list[Callable[[ActiveSummary], None]] = []
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -169,6 +187,10 @@ class Pipeline:
             t.join(timeout=30)
         self._threads.clear()
         self.worker.close()
+        try:
+            self.release()
+        except Exception:  # the TTL hands it over anyway
+            log.exception("cannot release the notifier lease")
         if self._own_http:
             self.http.close()
         self.engine.dispose()
@@ -184,27 +206,83 @@ class Pipeline:
                     f"(alerting.max_alerts = {self.max_alerts}); refusing {new} new ones"
                 )
             self.core.receive(alerts, self.clock())
+            if self.leases is not None and self.lease is None:
+                for a in alerts[: self.max_alerts]:
+                    self._held_back[a.fingerprint] = a
             self._wake.notify_all()
 
     # -- driving ----------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> list[Notification]:
-        """One dispatcher round: decide, persist state and notifications together."""
+        """One dispatcher round: decide, persist state and notifications together
+        (nothing without the notifier lease, when there are leases)."""
+        if self.leases is not None and self.lease is None:
+            return []
         with self.lock:
             at = self.clock() if now is None else now
             notes = self.core.tick(at)
             self.store.save(self.core, notes, self._integrations, at)
             self.ticks += 1
+            summary = summarise(self.core, at)
+            changed = summary != self.summary
+            if changed:
+                self.summary = summary
+                self.summary_version += 1
         if notes:
             self._deliver_wake.set()
+        if changed:
+            for listener in list(self.listeners):
+                try:
+                    listener(summary)
+                except Exception:  # a listener must not stop the dispatcher
+                    log.exception("alert summary listener failed")
         return notes
 
     def deliver(self, now: float | None = None) -> int:
+        if self.leases is not None and self.lease is None:
+            return 0  # only the notifier delivers
         return self.worker.run_once(self.clock() if now is None else now)
+
+    #: the lease is renewed when less than this share of its TTL is left
+    RENEW_AT = 0.5
+
+    def notifier(self) -> bool:
+        """Whether this process may notify now (always, without ``leases``); acquires,
+        renews or drops the ``notifier`` lease as due."""
+        if self.leases is None:
+            return True
+        with self.lock:
+            lease, now = self.lease, self.clock()
+            if lease is not None and lease.expires_at - now > self.RENEW_AT * self.leases.ttl:
+                return True
+            new = self.leases.acquire("notifier") if lease is None else self.leases.renew(lease)
+            if new is not None and lease is None:
+                log.info("notifier lease acquired (token %d): reloading the state", new.token)
+                self.core = NotifyCore(
+                    self.config, related=self._related, root_cause=self._root_cause
+                )
+                self._load_objects()
+                self.store.load(self.core, now)
+                self.core.receive(list(self._held_back.values()), now)
+                self._held_back.clear()
+            elif new is None and lease is not None:
+                log.warning("notifier lease lost (token %d): another process notifies", lease.token)
+            self.lease = self.store.lease = new
+            return new is not None
+
+    def release(self) -> None:
+        """Hand the notifier lease back (on close), so a successor need not wait the TTL."""
+        with self.lock:
+            if self.leases is not None and self.lease is not None:
+                self.leases.release(self.lease)
+                self.lease = self.store.lease = None
 
     def _tick_loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if not self.notifier():
+                    self._stop.wait(self.leases.ttl / 3 if self.leases else 1.0)
+                    continue
                 self.tick()
                 with self._wake:
                     now = self.clock()
@@ -217,6 +295,9 @@ class Pipeline:
     def _deliver_loop(self) -> None:
         while not self._stop.is_set():
             try:
+                if self.lease is None and self.leases is not None:
+                    self._stop.wait(0.2)
+                    continue
                 n = self.deliver()
                 if n:
                     continue
@@ -376,6 +457,7 @@ def start_pipeline(
     *,
     related: Relatedness | None = None,
     root_cause: RootCauseHook | None = None,
+    leases: LeaseManager | None = None,
 ) -> Pipeline:
     """Build and start the pipeline from the settings (SIGHUP: ``perfintel.api.reload``).
 
@@ -383,6 +465,8 @@ def start_pipeline(
     together, which series changed first); without them incidents use labels,
     dependencies, storms and alert timing.
     """
-    pipeline = Pipeline.from_settings(settings, clock=clock, related=related, root_cause=root_cause)
+    pipeline = Pipeline.from_settings(
+        settings, clock=clock, related=related, root_cause=root_cause, leases=leases
+    )
     pipeline.start()
     return pipeline

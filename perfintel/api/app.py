@@ -50,6 +50,7 @@ from perfintel.api.reload import install_sighup, remove_sighup
 from perfintel.api.responses import JSONResponse
 from perfintel.api.workers import QueryThreads
 from perfintel.batch import SampleBatch
+from perfintel.bus.roles import INGEST, QUERY, SERVES, RoleRuntime, process_id, start_role
 from perfintel.collect.host import CollectResult, HostCollector
 from perfintel.collect.schedule import run_every
 from perfintel.collect.scrape import Scraper
@@ -121,17 +122,29 @@ def create_app(
         # later processes load it in well under a second): warm it in the background
         # so the first detect request does not pay for it. Readiness never waits.
         _start_kernel_warm_up(app)
+        # process roles (perfintel.bus.roles): ingest publishes to the bus, workers consume it
+        app.state.role = await start_role(settings, app.state.store)
+        run_collectors = collectors and settings.role == "all"
         # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
-        if settings.anomaly.enabled:
+        if settings.anomaly.enabled and settings.role == "all":
             anomaly = OnlineAnomalyDetection.from_settings(
                 app.state.store, settings, app.state.metrics.registry
             )
             await run_in_threadpool(anomaly.start)
             app.state.anomaly = anomaly
-        if settings.alerting.enabled:  # the notification pipeline (perfintel.alerting.pipeline)
+        if settings.alerting.enabled and settings.role in ("all", "api"):
+            # the notification pipeline (perfintel.alerting.pipeline); one notifier by lease
             from perfintel.alerting.pipeline import start_pipeline
+            from perfintel.alerting.state.leases import LeaseManager
 
-            app.state.notify = await run_in_threadpool(start_pipeline, settings, clock)
+            leases = (
+                LeaseManager(app.state.role.engine, process_id(settings), settings.bus.lease_ttl)
+                if app.state.role.engine is not None
+                else None
+            )
+            app.state.notify = await run_in_threadpool(
+                start_pipeline, settings, clock, leases=leases
+            )
             # the rule engine (perfintel.alerting.rules) sends to the pipeline, on its database
             app.state.rules = await start_rule_service(
                 settings.alerting,
@@ -143,16 +156,28 @@ def create_app(
                 engine=app.state.notify.engine,
             )
             install_sighup(app)  # reloads both (perfintel.api.reload)
+        notify = app.state.notify
+        app.state.role.bind_metrics(
+            app.state.metrics.registry,
+            (lambda: notify.lease is not None) if notify is not None and notify.leases else None,
+        )
         tasks: list[asyncio.Task[None]] = []
         # the live stream and the overview (perfintel.live, perfintel.overview)
         hub: LiveHub = app.state.live
         hub.bind(asyncio.get_running_loop())
         if app.state.anomaly is not None:
             app.state.anomaly.on_outputs = lambda batch: publish_detector_outputs(hub, batch)
-        app.state.overview = _overview(app, collectors)
+        if app.state.notify is not None:  # the alerts topic: the active alerts changed
+            notify = app.state.notify
+            notify.listeners.append(
+                lambda summary: hub.publish_event(
+                    "alerts", {"version": notify.summary_version, **summary.to_json()}
+                )
+            )
+        app.state.overview = _overview(app, run_collectors)
         tasks.append(asyncio.create_task(app.state.overview.run()))
         scraper: Scraper | None = None
-        if collectors:
+        if run_collectors:
             sink = _sink(app)
             hc = settings.host_collector
             if hc.enabled:
@@ -207,6 +232,7 @@ def create_app(
             if app.state.notify is not None:
                 await run_in_threadpool(app.state.notify.close)
                 app.state.notify = None
+            await app.state.role.stop()  # a worker checkpoints and hands its shards back
             await run_in_threadpool(app.state.query_threads.close)
             await run_in_threadpool(app.state.metadata.close)
             if own_store:
@@ -226,6 +252,7 @@ def create_app(
     app.state.anomaly = None  # an OnlineAnomalyDetection while running, when enabled
     app.state.notify = None  # the notification Pipeline (an AlertSink) while running
     app.state.rules = None  # a RuleService while running, when alerting is enabled
+    app.state.role = RoleRuntime(settings.role)  # its bus pieces, once the lifespan starts them
     app.state.requests_in_flight = 0  # kept by _HttpMetricsMiddleware (probes not counted)
     app.state.last_request_at = 0.0
     app.state.stopping = threading.Event()  # set when the lifespan ends
@@ -248,23 +275,15 @@ def create_app(
     app.state.auth = AuthPolicy(settings)
     app.add_middleware(AuthMiddleware, policy=app.state.auth)
     _install_http_metrics(app)
-    app.include_router(ingest.router)
-    app.include_router(series.router)
-    app.include_router(performance.router)
-    app.include_router(anomalies.router)
-    app.include_router(outliers.router)
-    app.include_router(analyze.router)
-    app.include_router(optimize.router)
-    app.include_router(prometheus.router)
-    app.include_router(alertmanager.router)
-    app.include_router(incidents.router)
-    app.include_router(rules.router)
-    app.include_router(reload.router)
-    app.include_router(backup.router)
-    app.include_router(dashboard.router)
-    app.include_router(stream.router)
-    app.include_router(status.router)
-    install_web(app)
+    serves = SERVES[settings.role]
+    if INGEST in serves:
+        app.include_router(ingest.router)
+    if QUERY in serves:
+        for r in (series, performance, anomalies, outliers, analyze, optimize, prometheus):
+            app.include_router(r.router)
+        for r in (alertmanager, incidents, rules, reload, backup, dashboard, stream, status):
+            app.include_router(r.router)
+        install_web(app)
     declare_public(app, *ingest.PUBLIC_PATHS, *incidents.PUBLIC_PATHS, *WEB_PUBLIC_PATHS)
 
     @app.get("/healthz", tags=["status"], summary="Liveness")
@@ -274,15 +293,19 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["status"],
-        summary="Readiness: the store is open "
-        "(anomaly_kernel: waiting, warming, ready, failed or off)",
+        summary="Readiness: the store is open and what the role needs answers (Redis, "
+        "the shared database); anomaly_kernel: waiting, warming, ready, failed or off",
     )
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state
         ready = bool(getattr(state, "ready", False))
+        needs = await state.role.readiness() if ready else {}
+        ready = ready and all(v == "ok" for v in needs.values())
         return JSONResponse(
             {
                 "status": "ready" if ready else "starting",
+                "role": settings.role,
+                **needs,
                 "anomaly_kernel": getattr(state, "kernel_state", "off"),
             },
             status_code=200 if ready else 503,
@@ -412,6 +435,7 @@ def _overview(app: FastAPI, collectors: bool) -> OverviewState:
         detector_queue=anomaly.queue_depth if anomaly is not None else lambda: (0, 1),
         detector_dropped=anomaly.metrics.dropped_batches.get if anomaly is not None else float,
         expected_ingest_interval_s=hc.interval if hc.enabled and collectors else None,
+        alerts=lambda: app.state.notify.summary if app.state.notify is not None else None,
     )
     return OverviewState(
         app.state.store, settings.dashboard, app.state.query_settings, app.state.live, probes

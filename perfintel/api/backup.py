@@ -2,8 +2,10 @@
 
 Like Prometheus's ``/api/v1/admin/tsdb/snapshot``: the answer names a new
 directory ``<data_dir>/snapshots/<name>/`` holding a consistent copy of the
-sample store (``samples/``, see ``DuckDBStore.snapshot``) and of the online
-anomaly detector's saved state (``analysis/``), written while ingest goes on.
+sample store (``samples/``, see ``DuckDBStore.snapshot``), of the online
+anomaly detector's saved state (``analysis/``) and of the alerting state
+(``alerting.db``, when it is the default SQLite file: alerts, incidents,
+silences, escalations and the outbox), written while ingest goes on.
 The directory is a data directory: ``perfintel serve --data-dir`` opens it
 (``docs/backup.md``).
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
+from perfintel.alerting.state.database import ALERTING_DB, copy_sqlite
 from perfintel.api.auth import require
 from perfintel.errors import BadInputError, StorageError
 from perfintel.storage.base import SnapshotWriter
@@ -40,6 +43,9 @@ def _take_snapshot(store: SnapshotWriter, data_dir: Path, name: str) -> dict[str
             shutil.copytree(analysis, target / "analysis")
         except OSError as exc:
             raise StorageError(f"cannot copy {analysis} into the snapshot: {exc}") from exc
+    alerting = data_dir / ALERTING_DB
+    if alerting.is_file():  # a PostgreSQL alerting database is backed up with pg_dump instead
+        copy_sqlite(alerting, target / ALERTING_DB)
     return {
         "name": name,
         "path": str(target.resolve()),

@@ -40,7 +40,8 @@ def _state(request: Request) -> OverviewState:
     summary="What the dashboard overview shows, kept current in memory",
     description="Health summary (overall, per service and host), the top anomalies of the last "
     "hours with their explanation and a sparkline, capacity risks (soonest exhaustion first), "
-    "ingest and perfintel's own figures. `service` keeps what belongs to one service; "
+    "ingest and perfintel's own figures; `alerts`: the active alerts and incidents (counts by "
+    "severity and state, the top ten of each; null while alerting is off). `service` keeps what belongs to one service; "
     "`selector` keeps the anomalies and capacity risks of matching series. Refreshed by a "
     "background task (see `refreshed`), never recomputed per request.",
     response_class=Response,
@@ -68,7 +69,8 @@ async def realtime(
     dependencies=[Depends(require("read"))],
     summary="Health scores 0–100 per service, host and overall, with reasons; perfintel's own health",
     description="Each score is 100 minus a penalty per signal (anomaly rate, CPU/memory/disk/"
-    "network saturation, error rate, availability, capacity and forecast risk); every reason "
+    "network saturation, error rate, availability, capacity and forecast risk, active alerts); "
+    "every reason "
     "lists its value and penalty. The formula is in docs/health.md. perfintel's own health "
     "covers ingest, queue depths, storage size and growth, evaluation delays and last errors.",
     response_class=Response,

@@ -7,6 +7,7 @@ understand them: ``{"status": "error", "errorType": ..., "error": ...}``.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -82,7 +83,10 @@ def install(app: FastAPI) -> None:
         if code >= 500:
             _warn_limited(exc)
         retry = DISK_FULL_RETRY_AFTER_S if isinstance(exc, e.DiskFullError) else None
-        return error_response(code, kind, str(exc), retry_after=retry)
+        response = error_response(code, kind, str(exc), retry_after=retry)
+        if isinstance(exc, e.BackpressureError):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -86,12 +87,18 @@ def _ingest(request: Request, protocol: str, parse: Callable[[], ParseResult]) -
 def _store(request: Request, protocol: str, result: ParseResult) -> IngestOutcome:
     """Store a parsed payload's samples and count them (in a worker thread)."""
     state = request.app.state
+    publisher = state.role.publisher  # an ingest process's bus (perfintel.bus.roles)
+    if publisher is not None and len(result.batch):
+        publisher.check()  # 503 with Retry-After while the workers are too far behind
     try:
         stored = state.store.append(result.batch) if len(result.batch) else None
     except (TooManyNewSeriesError, SeriesRateLimitError):
         forget_cached_labels()  # the refused series must not stay in the parser's cache
         raise
     batch = result.batch if stored is None or stored.kept is None else stored.kept
+    if publisher is not None and stored is not None and stored.accepted:
+        # acknowledged only once stored and published (a retry re-stores idempotently)
+        anyio.from_thread.run(publisher.send, publisher.prepare(batch))
     if stored is not None and stored.accepted:
         state.live.publish_samples(batch)  # live stream subscribers; never blocks
     if stored is not None and state.anomaly is not None and stored.accepted:

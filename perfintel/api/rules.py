@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 import yaml
@@ -219,6 +220,12 @@ async def reload_rules(request: Request) -> Response:
 # --- the ruler API (Cortex / Mimir) -----------------------------------------------------
 
 
+#: The ruler API's reads answer YAML (as Cortex and Mimir do), documented so clients know.
+_YAML_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/yaml": {"schema": {"type": "object"}}}}
+}
+
+
 def _yaml(data: object, status: int = 200) -> Response:
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     return Response(text.encode(), status_code=status, media_type="application/yaml")
@@ -299,7 +306,13 @@ for prefix, tag in (("/api/v1/rules", "cortex"), ("/config/v1/rules", "mimir")):
             dependencies=deps,
             tags=["rules"],
             operation_id=f"{endpoint.__name__}_{tag}",
+            responses=_YAML_RESPONSE if method == "GET" else None,
         )
 router.add_api_route(
-    "/config/v1/rules", list_api_groups, methods=["GET"], dependencies=_read, tags=["rules"]
+    "/config/v1/rules",
+    list_api_groups,
+    methods=["GET"],
+    dependencies=_read,
+    tags=["rules"],
+    responses=_YAML_RESPONSE,
 )

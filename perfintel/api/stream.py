@@ -14,6 +14,9 @@ Protocol (JSON text frames):
    answered by ``{"type": "subscribed", "topics": [...], "selectors": [...]}``.
    ``samples`` needs at least one selector; events of the other topics about
    one series go to the clients whose selectors match it (all, when none).
+   ``alerts`` (when alerting runs) pushes ``{"type": "alerts", "data": {...}}``
+   whenever the active alerts or incidents change: the counts and top items
+   of ``dashboard/realtime``'s ``alerts`` with a ``version`` that grows.
 3. The server pushes the messages of ``perfintel.live.hub``; ``{"ping": 1}``
    gets ``{"type": "pong"}``.
 

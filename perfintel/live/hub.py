@@ -24,7 +24,7 @@ asyncio event loop (``bind``):
 Message shapes (JSON)::
 
     {"type": "samples", "series": [{"labels": {...}, "timestamps": [ms...], "values": [...]}]}
-    {"type": "<topic>", "data": {...}}          # anomalies, health
+    {"type": "<topic>", "data": {...}}          # anomalies, health, alerts
     {"type": "dropped", "messages": n}
 
 Thread-safety: ``publish_*`` from any thread; ``subscribe``/``unsubscribe``
@@ -50,8 +50,10 @@ import orjson
 from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Selector
 
-#: Topics a client may subscribe to (alerts and incidents join when alerting lands).
-TOPICS = frozenset({"samples", "anomalies", "health"})
+#: Topics a client may subscribe to. ``alerts``: the active alerts and incidents changed (an
+#: alert fired or resolved, was silenced; an incident opened, was acknowledged, escalated or
+#: notified someone); the data are the new counts and top items.
+TOPICS = frozenset({"samples", "anomalies", "health", "alerts"})
 
 
 class LivePublisher(Protocol):

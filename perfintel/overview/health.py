@@ -15,6 +15,9 @@ errors             share of requests answered 5xx                  30 × min(1, 
 availability       share of scrape targets down (up == 0)          50 × share
 capacity           soonest median (P50) time to exhaustion, days   25 × clamp(1 − d / 30)
 forecast           soonest pessimistic (P10) exhaustion, days      10 × clamp(1 − d / 7)
+alerts             active alerts (firing, not silenced or          25 per critical, 10 per
+                   inhibited) labelled with the service, or with   warning, 3 per other;
+                   the host as ``instance``                        at most 50
 =================  ==============================================  =========================
 
 ``score = max(0, 100 − Σ penalties)``, rounded to one decimal. Status:
@@ -42,6 +45,8 @@ CAPACITY_DAYS = 30.0
 CAPACITY_PENALTY = 25.0
 FORECAST_DAYS = 7.0
 FORECAST_PENALTY = 10.0
+ALERT_PENALTY = {"critical": 25.0, "warning": 10.0, "info": 3.0}
+ALERT_CAP = 50.0
 OK_FROM = 80.0
 WARNING_FROM = 50.0
 
@@ -61,6 +66,8 @@ class Signals:
     down_share: float | None = None
     exhaustion_days_p50: float | None = None
     exhaustion_days_p10: float | None = None
+    #: active alerts by severity bucket (critical, warning, info); None: alerting is off
+    alerts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,19 @@ def reasons_of(s: Signals) -> list[Reason]:
                     f"{within:g} days)",
                 )
             )
+    if s.alerts is not None:
+        n = sum(s.alerts.values())
+        p = min(ALERT_CAP, sum(ALERT_PENALTY.get(b, 3.0) * k for b, k in s.alerts.items()))
+        what = ", ".join(f"{k} {b}" for b, k in sorted(s.alerts.items()) if k) or "none"
+        out.append(
+            Reason(
+                "alerts",
+                float(n),
+                p,
+                f"{n} active alerts ({what}; 25 per critical, 10 per warning, 3 per other, "
+                f"at most {ALERT_CAP:g})",
+            )
+        )
     out.sort(key=lambda r: -r.penalty)
     return out
 

@@ -20,9 +20,9 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -77,6 +77,16 @@ class RecentErrors(logging.Handler):
         return sum(1 for r in list(self.records) if r["time"] >= t)
 
 
+class ActiveAlerts(Protocol):
+    """What alerting says is active (``perfintel.alerting.summary.ActiveSummary``): replaced
+    whole when it changes, so the overview notices a change by identity."""
+
+    @property
+    def by_entity(self) -> Mapping[tuple[str, str], Mapping[str, int]]: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 @dataclass
 class Probes:
     """Callbacks for perfintel's own figures (bound by the service; all cheap)."""
@@ -88,6 +98,8 @@ class Probes:
     detector_queue: Callable[[], tuple[int, int]] = lambda: (0, 1)
     detector_dropped: Callable[[], float] = lambda: 0.0
     expected_ingest_interval_s: float | None = None
+    #: the active alerts and incidents; None while alerting is off
+    alerts: Callable[[], ActiveAlerts | None] = lambda: None
 
 
 @dataclass
@@ -101,6 +113,56 @@ class Snapshot:
     problems: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     refreshed: dict[str, int | None] = field(default_factory=dict)
+    #: the signals the scores came from, before the alerts (re-scored when the alerts change)
+    signals: gather.EntitySignals | None = None
+
+
+def _scored(
+    signals: gather.EntitySignals, alerts: ActiveAlerts | None
+) -> tuple[list[Health], list[Health]]:
+    """Scores per service and host: the signals plus the active alerts naming each."""
+    services, hosts = dict(signals.services), dict(signals.hosts)
+    if alerts is not None:
+        per: dict[tuple[str, str], dict[str, int]] = {}
+        for (service, instance), counts in alerts.by_entity.items():
+            for key in (("service", service), ("host", gather.host_of(instance))):
+                if key[1]:
+                    acc = per.setdefault(key, {})
+                    for b, k in counts.items():
+                        acc[b] = acc.get(b, 0) + k
+        for table, kind in ((services, "service"), (hosts, "host")):
+            for name in {*table, *(n for k, n in per if k == kind)}:
+                table[name] = replace(table.get(name, Signals()), alerts=per.get((kind, name), {}))
+    return (
+        sorted(
+            (score_entity("service", k, v) for k, v in services.items()),
+            key=lambda h: (h.score, h.name),
+        ),
+        sorted(
+            (score_entity("host", k, v) for k, v in hosts.items()), key=lambda h: (h.score, h.name)
+        ),
+    )
+
+
+def _alerts_json(alerts: ActiveAlerts | None, service: str | None) -> dict[str, Any] | None:
+    """The active alerts and incidents of the realtime answer (of one service when given)."""
+    if alerts is None:
+        return None
+    doc = alerts.to_json()
+    if service is None:
+        return doc
+    by: dict[str, int] = {}
+    for (svc, _), counts in alerts.by_entity.items():
+        if svc == service:
+            for b, k in counts.items():
+                by[b] = by.get(b, 0) + k
+    return {
+        **doc,
+        "firing": sum(by.values()),
+        "by_severity": by,
+        "top_alerts": [a for a in doc["top_alerts"] if a["labels"].get("service") == service],
+        "top_incidents": [i for i in doc["top_incidents"] if service in i["services"]],
+    }
 
 
 def _health_json(h: Health, brief: bool = False) -> dict[str, Any]:
@@ -147,6 +209,7 @@ class OverviewState:
         self._answers: dict[str | None, bytes] = {}
         self._health_answer = b""
         self._lock = threading.Lock()  # one refresh at a time (the task, or a test's refresh_now)
+        self._alerts: ActiveAlerts | None = None
         self._last = {"signals": 0.0, "anomalies": 0.0, "capacity": 0.0}
 
     # -- answers (event loop; O(answer)) ---------------------------------------------
@@ -186,6 +249,11 @@ class OverviewState:
                         log.exception("overview refresh failed")
                     if "signals" in due:
                         self.hub.publish_event("health", self.health_doc()["data"])
+                alerts = self.probes.alerts()
+                if alerts is not self._alerts:  # fired, resolved, acknowledged: re-score now
+                    self._alerts = alerts
+                    await run_in_threadpool(self.rescore)
+                    self.hub.publish_event("health", self.health_doc()["data"])
                 # one answer per service: grows with the services, so off the event loop
                 await run_in_threadpool(self.render)
                 await asyncio.sleep(self.settings.tick)
@@ -256,6 +324,7 @@ class OverviewState:
                 problems=[],
                 timings=dict(old.timings),
                 refreshed=dict(old.refreshed),
+                signals=old.signals,
             )
             window_ms = int(self.settings.anomaly_window * 1000)
             start_ms = now_ms - window_ms
@@ -282,14 +351,8 @@ class OverviewState:
                 except Exception as exc:
                     snap.problems.append(f"anomaly scores: {exc}")
                 self._add_capacity_signals(signals, snap.capacity)
-                snap.services = sorted(
-                    (score_entity("service", k, v) for k, v in signals.services.items()),
-                    key=lambda h: (h.score, h.name),
-                )
-                snap.hosts = sorted(
-                    (score_entity("host", k, v) for k, v in signals.hosts.items()),
-                    key=lambda h: (h.score, h.name),
-                )
+                snap.signals = signals
+                snap.services, snap.hosts = _scored(signals, self._alerts)
                 snap.host_service = signals.host_service
                 snap.timings["signals_seconds"] = round(time.perf_counter() - t0, 4)
                 snap.refreshed["signals"] = now_ms
@@ -308,6 +371,16 @@ class OverviewState:
                 snap.refreshed["anomalies"] = now_ms
                 self._last["anomalies"] = now
             self.snapshot = snap
+            self.render()
+
+    def rescore(self) -> None:
+        """The scores again from the last signals and the current alerts (worker thread)."""
+        with self._lock:
+            old = self.snapshot
+            if old.signals is None:
+                return
+            services, hosts = _scored(old.signals, self._alerts)
+            self.snapshot = replace(old, services=services, hosts=hosts)
             self.render()
 
     @staticmethod
@@ -394,6 +467,7 @@ class OverviewState:
                     :MAX_RISKS
                 ],
                 "ingest": self._ingest,
+                "alerts": _alerts_json(self._alerts, service),
                 "perfintel": _health_json(self._self, brief=True),
                 "refreshed": snap.refreshed,
                 "window_seconds": self.settings.anomaly_window,

@@ -44,6 +44,7 @@ thread; the runner, the series map and the state file belong to the worker.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
@@ -431,32 +432,49 @@ class OnlineAnomalyDetection:
         """Write every analysed series' state atomically (a no-op without a state dir)."""
         if self.state_path is None:
             return
+        data = self.dump_state()
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+        self._saved_at = self.clock()
+
+    def dump_state(self) -> bytes:
+        """Every analysed series' state in the state file's format (the bus checkpoints it)."""
         n = len(self._labels)
         states = [self.runner.get_state(r) for r in range(n)]
         width = len(states[0]) if states else 0
         matrix = np.frombuffer(b"".join(states), dtype=np.uint8).reshape(n, width)
         labels = np.frombuffer(orjson.dumps([list(ls) for ls in self._labels]), dtype=np.uint8)
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                format=np.array([FORMAT_VERSION], dtype=np.int64),
-                labels=labels,
-                last_ts=self._last_ts[:n].copy(),
-                states=matrix,
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
-        self._saved_at = self.clock()
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            format=np.array([FORMAT_VERSION], dtype=np.int64),
+            labels=labels,
+            last_ts=self._last_ts[:n].copy(),
+            states=matrix,
+        )
+        return buf.getvalue()
 
     def load_state(self) -> int:
         """Restore the saved series and states; returns how many series were restored."""
         if self.state_path is None or not self.state_path.exists():
             return 0
         try:
-            with np.load(self.state_path, allow_pickle=False) as z:
+            data = self.state_path.read_bytes()
+        except OSError as exc:
+            log.warning("ignoring the anomaly detector state %s: %s", self.state_path, exc)
+            return 0
+        return self.restore_state(data, str(self.state_path))
+
+    def restore_state(self, data: bytes, source: str = "checkpoint") -> int:
+        """Restore from ``dump_state`` bytes; returns how many series were restored
+        (0, logged, when the bytes cannot be used)."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 version = int(z["format"][0])
                 if version < FORMAT_VERSION:
                     raise ValueError(
@@ -480,7 +498,7 @@ class OnlineAnomalyDetection:
             for r, (_, _, data) in enumerate(restored):
                 runner.set_state(r, data)
         except (OSError, ValueError, KeyError, PerfintelError) as exc:
-            log.warning("ignoring the anomaly detector state %s: %s", self.state_path, exc)
+            log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0
         self.runner = runner
         self._rows, self._labels, self._outputs = {}, [], []

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 STATIC_DIR = Path(__file__).parent / "static"
 
 #: The dashboard's pages (client-side routes; the server answers each with the same shell).
-PAGES = ("/", "/explore", "/series", "/capacity")
+PAGES = ("/", "/explore", "/series", "/capacity", "/alerts", "/incidents/{incident_id}")
 #: Public routes (no data in any): the page shell, the icon and the static assets' mount.
 PUBLIC_PATHS = frozenset({*PAGES, "/favicon.ico", "/static"})
 
@@ -32,6 +32,8 @@ def install(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     index = STATIC_DIR / "index.html"
 
+    # /incidents/{incident_id} is the incident link of notifications: the same shell, whose
+    # router opens the alerts page on that incident (the id is read by the page, not here)
     async def page() -> FileResponse:
         return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
 

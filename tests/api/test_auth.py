@@ -64,6 +64,8 @@ PUBLIC = {
     "/explore",
     "/series",
     "/capacity",
+    "/alerts",
+    "/incidents/x",  # an incident's page shell (the link in notifications): no data
     "/favicon.ico",
 }
 

@@ -190,3 +190,47 @@ def test_every_route_in_the_openapi_document_is_described(authed: TestClient) ->
             if not op.get("description") and op.get("summary", fallback) == fallback:
                 missing.append(f"{method.upper()} {path}")
     assert missing == []
+
+
+def test_active_alerts_reach_realtime_health_and_the_alerts_topic(authed: TestClient) -> None:
+    h = {"Authorization": f"Bearer {TOKEN}"}
+    now = int(time.time() * 1000)
+    _ingest(authed, "up", {"service": "shop", "instance": "shop-1:80"}, [[now - 1000, 1.0]])
+    with authed.websocket_connect(f"/api/v1/performance/stream?token={TOKEN}") as ws:
+        assert orjson.loads(ws.receive_text()) == {"type": "ready"}
+        ws.send_text('{"subscribe": {"topics": ["alerts"], "selectors": []}}')
+        assert orjson.loads(ws.receive_text())["type"] == "subscribed"
+        alert = {
+            "labels": {"alertname": "ShopDown", "service": "shop", "severity": "critical"},
+            "annotations": {"summary": "the shop answers 5xx"},
+        }
+        assert authed.post("/api/v2/alerts", json=[alert], headers=h).status_code == 200
+        msg = orjson.loads(ws.receive_text())
+        while msg["data"]["incidents"]["open"] == 0:  # the alert first, its incident next
+            msg = orjson.loads(ws.receive_text())
+        data = msg["data"]
+        assert msg["type"] == "alerts" and data["firing"] == 1
+        assert data["by_severity"]["critical"] == 1
+        assert data["top_alerts"][0]["labels"]["alertname"] == "ShopDown"
+        incident = data["top_incidents"][0]
+        assert incident["state"] == "open" and incident["severity"] == "critical"
+        r = authed.post(f"/api/v1/incidents/{incident['id']}/acknowledge", headers=h)
+        assert r.status_code == 200, r.text
+        msg = orjson.loads(ws.receive_text())
+        assert msg["data"]["incidents"] == {"open": 0, "acknowledged": 1}
+        assert msg["data"]["version"] > data["version"]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        doc = authed.get("/api/v1/performance/dashboard/realtime", headers=h).json()["data"]
+        shop = {s["name"]: s for s in doc["health"]["services"]}.get("shop")
+        if doc["alerts"] and doc["alerts"]["firing"] and shop and shop["score"] < 100:
+            break
+        time.sleep(0.1)
+    assert doc["alerts"]["top_alerts"][0]["summary"] == "the shop answers 5xx"
+    assert doc["alerts"]["incidents"]["acknowledged"] == 1
+    assert shop is not None and shop["score"] == 75.0  # one critical alert: 25
+    assert shop["reasons"][0]["signal"] == "alerts"
+    other = authed.get("/api/v1/performance/dashboard/realtime?service=db", headers=h).json()
+    assert other["data"]["alerts"]["firing"] == 0 and other["data"]["alerts"]["top_alerts"] == []
+    health = authed.get("/api/v1/performance/health/comprehensive", headers=h).json()["data"]
+    assert {s["name"]: s["score"] for s in health["services"]}["shop"] == 75.0

@@ -72,7 +72,11 @@ def test_kernel_switched_off_is_reported(tmp_path: Path) -> None:
     )
     try:
         with TestClient(create_app(settings, collectors=False)) as client:
-            assert client.get("/readyz").json() == {"status": "ready", "anomaly_kernel": "off"}
+            assert client.get("/readyz").json() == {
+                "status": "ready",
+                "role": "all",
+                "anomaly_kernel": "off",
+            }
     finally:
         kernel.set_enabled(True)  # a process-wide switch: leave it as the other tests expect
 

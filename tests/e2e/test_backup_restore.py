@@ -177,6 +177,16 @@ def test_snapshot_is_consistent_while_ingest_goes_on(tmp_path: Path) -> None:
             # part of the samples in the database, the rest in the WAL and the head
             assert httpx.post(srv.base_url + "/api/v1/admin/flush", timeout=60).status_code == 200
             _wait_for(lambda: acked[0] >= 600 or bool(failures))
+            # alerting state goes into the snapshot too
+            silence = {
+                "matchers": [{"name": "alertname", "value": "SnapTest", "isRegex": False}],
+                "startsAt": "2026-01-01T00:00:00Z",
+                "endsAt": "2099-01-01T00:00:00Z",
+                "createdBy": "test",
+                "comment": "kept by the snapshot",
+            }
+            r = httpx.post(srv.base_url + "/api/v2/silences", json=silence, timeout=30)
+            assert r.status_code == 200, r.text
             before = acked[0]
             done = subprocess.run(
                 [sys.executable, "-m", "perfintel", "snapshot", "--url", srv.base_url],
@@ -196,6 +206,8 @@ def test_snapshot_is_consistent_while_ingest_goes_on(tmp_path: Path) -> None:
     shutil.copytree(snap, tmp_path / "restored")
     with perfintel_server(tmp_path / "restored", free_port(), tmp_path / "b.log") as again:
         r = httpx.get(again.base_url + "/api/v1/export", params={"match[]": "snap_seq"}, timeout=60)
+        silences = httpx.get(again.base_url + "/api/v2/silences", timeout=30).json()
+    assert [s["comment"] for s in silences] == ["kept by the snapshot"]
     parsed = parse_vm_jsonl(r.content)
     assert not parsed.errors
     values = {

@@ -107,3 +107,14 @@ def test_self_health_reasons() -> None:
         }
     )
     assert bad.score == 15.0 and bad.status == "critical"
+
+
+def test_active_alerts_cost_by_severity_up_to_the_cap() -> None:
+    one = score_entity("service", "shop", Signals(alerts={"critical": 1, "warning": 1}))
+    assert one.score == 100 - 25 - 10
+    assert one.reasons[0].signal == "alerts" and one.reasons[0].value == 2
+    assert "1 critical, 1 warning" in one.reasons[0].detail
+    many = score_entity("service", "shop", Signals(alerts={"critical": 3, "info": 4}))
+    assert many.score == 100 - h.ALERT_CAP  # 75 + 12 capped at 50
+    quiet = score_entity("service", "shop", Signals(alerts={}))
+    assert (quiet.score, [(r.signal, r.penalty) for r in quiet.reasons]) == (100, [("alerts", 0)])

@@ -52,6 +52,7 @@ PAGES = {
     )
     + "&from=now-12h",
     "capacity": "/capacity",
+    "alerts": "/alerts",  # nothing fires on the demo: the empty states (tests/web/test_alerts_page.py fires)
 }
 
 
@@ -158,6 +159,10 @@ def test_every_page_renders_data_on_desktop_and_phone(
             assert page.locator("#h-services + ul li").count() >= 6  # the demo's six services
             assert page.locator("#h-capacity ~ div table tbody tr").count() >= 1
             assert _canvas_ink(page, ".spark") > 20
+        elif name == "alerts":
+            page.wait_for_selector("#alerts-page[data-loaded='1']")
+            assert page.inner_text("#count-firing") == "0"
+            assert "No incident is open." in page.inner_text("#alerts-page")
         else:
             chart = {"explore": "#explore-chart", "series": "#series-chart"}.get(
                 name, "#capacity-chart"
@@ -173,6 +178,18 @@ def test_every_page_renders_data_on_desktop_and_phone(
                 )
             if name == "capacity":
                 assert page.locator("#capacity-table tbody tr").count() >= 10
+            if name == "series":  # its neighbours on the same host, from the correlation API
+                page.wait_for_selector("#correlated-table tbody tr", timeout=60_000)
+                note = page.inner_text("#correlated [role=status]")
+                assert "series of instance postgres-0:9100" in note, note
+                rows = page.locator("#correlated-table tbody tr").all_inner_texts()
+                assert all("postgres-0:9100" in r for r in rows), rows
+                # never the series itself
+                assert not any('mountpoint="/var/lib/postgresql"' in r for r in rows), rows
+                r = page.eval_on_selector_all(
+                    "#correlated-table tbody td:nth-child(2)", "els => els.map(e => +e.textContent)"
+                )
+                assert len(r) == len(rows) and all(-1 <= x <= 1 for x in r), r
         if size == "phone":
             _no_horizontal_scroll(page)
         page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)

@@ -37,17 +37,16 @@ from perfintel.alerting.rules.spec import (
     RECORD,
     GroupSpec,
     RuleSpec,
-    parse_duration_strict,
 )
 from perfintel.alerting.rules.template import RuleTemplate, TemplateError
 from perfintel.errors import BadInputError
 from perfintel.model import LABEL_NAME_RE, METRIC_NAME_RE
+from perfintel.timeparse import parse_prometheus_duration_seconds
 
 __all__ = [
     "RuleFileError",
     "load_rule_file",
     "load_rule_files",
-    "parse_duration_strict",
     "parse_group",
     "parse_rules",
     "resolve_rule_files",
@@ -179,7 +178,7 @@ def _duration(node: Mapping[str, Any], key: str) -> float:
     if key not in node or node[key] is None:
         return 0.0
     try:
-        return parse_duration_strict(node[key])
+        return parse_prometheus_duration_seconds(node[key])
     except ValueError as exc:
         raise _Located(_line(node, key), str(exc)) from None
 

@@ -40,12 +40,13 @@ import yaml
 from perfintel.alerting.rules.files import RuleFileError, load_rule_file
 from perfintel.alerting.rules.group import EvalOptions, GroupRuntime
 from perfintel.alerting.rules.lifecycle import FlapSettings
-from perfintel.alerting.rules.spec import GroupSpec, parse_duration_strict
+from perfintel.alerting.rules.spec import GroupSpec
 from perfintel.batch import SampleBatch
 from perfintel.errors import PerfintelError
 from perfintel.model import STALE_NAN, LabelSet, label_set
 from perfintel.query.promql.engine import Engine
 from perfintel.storage.memory import MemoryStore
+from perfintel.timeparse import parse_prometheus_duration_seconds
 
 _ITEM = re.compile(
     r"^(?P<a>[-+]?(?:[0-9.]+(?:[eE][-+]?\d+)?|Inf|NaN|inf|nan))"
@@ -108,7 +109,7 @@ class TestResult:
 
 def _duration(value: Any, what: str) -> float:
     try:
-        return parse_duration_strict(value)
+        return parse_prometheus_duration_seconds(value)
     except ValueError as exc:
         raise TestFileError(f"{what}: {exc}") from None
 

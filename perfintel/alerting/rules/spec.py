@@ -12,14 +12,9 @@ Durations are seconds; ``line`` is the 1-based line of the rule in its file.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from perfintel.timeparse import parse_duration_seconds
-
-_PROM_DURATION = re.compile(r"^(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?$")
 
 RECORD = "record"
 ALERT = "alert"
@@ -74,12 +69,3 @@ class GroupSpec:
     def fingerprint(self) -> str:
         """Changes whenever anything in the group does (a reload keeps unchanged groups running)."""
         return hashlib.blake2b(repr(self).encode(), digest_size=12).hexdigest()
-
-
-def parse_duration_strict(value: object) -> float:
-    """Seconds of a Prometheus duration (``1h30m``, ``5m``, ``0``); ``ValueError`` otherwise."""
-    ok = isinstance(value, str | int) and not isinstance(value, bool)
-    text = str(value).strip() if ok else ""
-    if not text or (text != "0" and not _PROM_DURATION.match(text)):
-        raise ValueError(f'not a valid duration string: "{value}"')
-    return 0.0 if text == "0" else parse_duration_seconds(text)

@@ -14,12 +14,14 @@ declared on ``metadata`` below.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from perfintel.errors import StorageError
 
@@ -39,8 +41,27 @@ metadata = sa.MetaData(
 _MIGRATION_LOCK = 947_001  # PostgreSQL advisory lock key held while migrating
 
 
+#: The default alerting database's file name in the data directory.
+ALERTING_DB = "alerting.db"
+
+
 def default_url(data_dir: Path) -> str:
-    return f"sqlite:///{Path(data_dir) / 'alerting.db'}"
+    return f"sqlite:///{Path(data_dir) / ALERTING_DB}"
+
+
+def copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a live SQLite database (SQLite's online backup: the writer goes on)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot copy the alerting database {source}: {exc}") from exc
+    finally:
+        src.close()
 
 
 def open_database(url: str) -> Engine:
@@ -77,3 +98,14 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
 
 def _redacted(url: str) -> str:
     return sa.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """``INSERT`` of the connection's dialect (both have ``ON CONFLICT`` clauses)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)

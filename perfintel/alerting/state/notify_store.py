@@ -26,6 +26,8 @@ from perfintel.alerting.model import Alert
 from perfintel.alerting.notification import Notification
 from perfintel.alerting.silences import Silence
 from perfintel.alerting.state import notify_tables as t
+from perfintel.alerting.state.database import dialect_insert
+from perfintel.alerting.state.leases import Lease, fence
 from perfintel.errors import StorageError
 from perfintel.model import label_set
 
@@ -78,6 +80,12 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 class NotifyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: when set, every state write checks this lease is still current (``leases.fence``)
+        self.lease: Lease | None = None
+
+    def _fence(self, conn: Connection) -> None:
+        if self.lease is not None:
+            fence(conn, self.lease)
 
     # -- loading ---------------------------------------------------------------------
 
@@ -119,6 +127,7 @@ class NotifyStore:
         ch = core.changes
         added = 0
         with self.engine.begin() as conn:
+            self._fence(conn)
             rows = [
                 {
                     "fingerprint": fp,
@@ -216,6 +225,7 @@ class NotifyStore:
         sent_at: float | None = None,
     ) -> None:
         with self.engine.begin() as conn:
+            self._fence(conn)
             conn.execute(
                 t.outbox.update()
                 .where(t.outbox.c.id == row_id)
@@ -369,22 +379,12 @@ class NotifyStore:
 # -- helpers --------------------------------------------------------------------------
 
 
-def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert(table)
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert(table)
-
-
 def _upsert(
     conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]], keys: list[str]
 ) -> None:
     if not rows:
         return
-    stmt = _dialect_insert(conn, table)
+    stmt = dialect_insert(conn, table)
     cols = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=cols), list(rows))
 
@@ -394,7 +394,7 @@ def _insert_new(
 ) -> int:
     if not rows:
         return 0
-    stmt = _dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys)
+    stmt = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys)
     added = 0
     for row in rows:  # rowcount per row: executemany does not report it on every driver
         added += conn.execute(stmt, row).rowcount or 0

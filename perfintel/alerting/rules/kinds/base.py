@@ -31,15 +31,15 @@ from typing import Annotated, Any, Protocol
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from perfintel.alerting.rules.spec import parse_duration_strict
 from perfintel.alerting.rules.template_funcs import humanize, humanize_duration
 from perfintel.errors import QueryLimitError
 from perfintel.model import METRIC_NAME, LabelSet, Matcher, MatchOp, parse_selector
 from perfintel.query.promql.engine import Engine, Series
 from perfintel.storage.base import SampleReader
+from perfintel.timeparse import parse_prometheus_duration_seconds
 
 #: a Prometheus duration (``5m``, ``1h30m``) as seconds
-PromDuration = Annotated[float, BeforeValidator(parse_duration_strict)]
+PromDuration = Annotated[float, BeforeValidator(parse_prometheus_duration_seconds)]
 
 
 class KindParams(BaseModel):

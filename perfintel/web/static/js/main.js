@@ -1,10 +1,13 @@
 // The client-side router: pages render into <main> without full reloads; keyboard shortcuts.
+import * as alerts from "./pages/alerts.js";
 import * as capacity from "./pages/capacity.js";
 import * as explore from "./pages/explore.js";
 import * as overview from "./pages/overview.js";
 import * as series from "./pages/series.js";
 
-const ROUTES = { "/": ["overview", overview, "Overview"], "/explore": ["explore", explore, "Explore"], "/series": ["explore", series, "Series"], "/capacity": ["capacity", capacity, "Capacity"] };
+const ROUTES = { "/": ["overview", overview, "Overview"], "/explore": ["explore", explore, "Explore"], "/series": ["explore", series, "Series"], "/capacity": ["capacity", capacity, "Capacity"], "/alerts": ["alerts", alerts, "Alerts"] };
+// /incidents/<id>: the link notifications carry (the alerts page with that incident open)
+const routeOf = (path) => ROUTES[path.startsWith("/incidents/") ? "/alerts" : path] || ROUTES["/"];
 const main = document.getElementById("main");
 let cleanup = null;
 let controller = null;
@@ -19,7 +22,7 @@ async function show() {
   if (controller) controller.abort();
   if (cleanup) { try { cleanup(); } catch { /* a page's cleanup must not stop the next */ } cleanup = null; }
   controller = new AbortController();
-  const [nav, page, title] = ROUTES[location.pathname] || ROUTES["/"];
+  const [nav, page, title] = routeOf(location.pathname);
   document.title = `${title} · perfintel`;
   for (const a of document.querySelectorAll("nav a[data-page]")) {
     if (a.dataset.page === nav) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -54,7 +57,7 @@ document.addEventListener("keydown", (e) => {
   if (document.querySelector("dialog[open]")) return;
   if (pendingG) {
     pendingG = false;
-    const to = { o: "/", e: "/explore", c: "/capacity" }[e.key];
+    const to = { o: "/", e: "/explore", c: "/capacity", a: "/alerts" }[e.key];
     if (to) { e.preventDefault(); navigate(to); main.focus(); }
     return;
   }

@@ -4,7 +4,6 @@ import { sparkline } from "../chart.js";
 import { bytes, clear, el, num, pct, selectorOf, seriesName, statusClass } from "../format.js";
 import { live } from "../live.js";
 import { formatDays, formatTime } from "../time.js";
-import { activeAlerts } from "./optional.js";
 
 function healthItem(h) {
   const reasons = h.reasons.filter((r) => r.penalty > 0);
@@ -21,13 +20,46 @@ function stat(label, value, extra = null) {
   return el("div", { class: "panel span-3 stat" }, el("span", { class: "label", text: label }), el("span", { class: "value", text: value }), extra);
 }
 
+function badge(severity) {
+  const cls = severity === "critical" ? "status-critical" : severity === "warning" ? "status-warning" : "muted";
+  return el("span", { class: `badge ${cls}`, text: severity });
+}
+
+/** Active alerts and incidents from the realtime answer: counts, then the top items. */
+function alertsPanel(a) {
+  const panel = el("section", { class: "panel span-12", "aria-labelledby": "h-alerts", id: "alerts-panel" },
+    el("div", { class: "panel-head" },
+      el("h2", { id: "h-alerts", text: `Active alerts (${a.firing})` }),
+      el("a", { href: "/alerts", "data-link": true, class: "small", text: "Alerts and incidents" })));
+  const bs = a.by_severity;
+  panel.append(el("p", { class: "small", id: "alerts-counts" },
+    `${bs.critical || 0} critical, ${bs.warning || 0} warning, ${bs.info || 0} other firing · `,
+    `${a.incidents.open} open incidents, ${a.incidents.acknowledged} acknowledged · `,
+    `${a.silenced} silenced, ${a.inhibited} inhibited`));
+  if (!a.firing && !a.top_incidents.length) { panel.append(el("p", { class: "empty", text: "No alert is firing." })); return panel; }
+  const cols = el("div", { class: "detail-cols" });
+  cols.append(el("div", {}, el("h3", { text: "Incidents" }), a.top_incidents.length ? el("ul", { class: "member-list" }, a.top_incidents.map((i) => el("li", {},
+    badge(i.severity), " ", el("a", { href: `/incidents/${encodeURIComponent(i.id)}`, "data-link": true, text: i.title || i.id }),
+    el("span", { class: "muted small", text: ` ${i.state}${i.escalationLevel ? `, L${i.escalationLevel}` : ""}, since ${formatTime(i.openedAt * 1000)}` })))) : el("p", { class: "empty", text: "None open." })));
+  cols.append(el("div", {}, el("h3", { text: "Alerts" }), el("ul", { class: "member-list" }, a.top_alerts.map((x) => {
+    const labels = { ...x.labels };
+    const name = labels.alertname || x.fingerprint;
+    delete labels.alertname;
+    delete labels.severity;
+    return el("li", {}, badge(x.severity), " ", el("strong", { text: name }), " ", el("span", { class: "muted small mono", text: seriesName(labels) }),
+      x.summary ? el("div", { class: "small", text: x.summary }) : null);
+  }))));
+  panel.append(cols);
+  return panel;
+}
+
 export async function render(main, { signal }) {
   main.append(el("h1", { text: "Overview" }));
   const root = el("div", { class: "grid", id: "overview" });
   main.append(root);
-  let alertsApi = true; // until the alerting API answers 404
-  const draw = (doc, alerts) => {
+  const draw = (doc) => {
     const d = doc.data;
+    const alerts = d.alerts ? alertsPanel(d.alerts) : null; // null while alerting is off
     clear(root);
     const o = d.health.overall;
     root.append(
@@ -84,17 +116,12 @@ export async function render(main, { signal }) {
   };
   const load = async () => {
     try {
-      const [doc, alerts] = await Promise.all([
-        api("/api/v1/performance/dashboard/realtime", { signal }),
-        alertsApi ? activeAlerts(signal).catch(() => undefined) : undefined,
-      ]);
-      if (alertsApi && alerts === null) alertsApi = false;
-      draw(doc, alerts);
+      draw(await api("/api/v1/performance/dashboard/realtime", { signal }));
     }
     catch (e) { if (e.name !== "AbortError") { clear(root); root.append(el("p", { class: "error", role: "alert", text: `Cannot load the overview: ${e.message}` })); } }
   };
   await load();
   const timer = setInterval(load, 5000);
-  live.subscribe(["health"], [], () => load());
+  live.subscribe(["health", "alerts"], [], () => load());
   return () => { clearInterval(timer); live.unsubscribe(); };
 }

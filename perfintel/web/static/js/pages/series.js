@@ -1,9 +1,9 @@
-// Series detail: one series with its anomalies, forecast and capacity outlook.
+// Series detail: one series with its anomalies, forecast, correlated series and capacity outlook.
 import { api } from "../api.js";
 import { TimeChart } from "../chart.js";
-import { el, pct } from "../format.js";
+import { el, pct, selectorOf, seriesName } from "../format.js";
 import { live } from "../live.js";
-import { formatDays, formatTime } from "../time.js";
+import { formatDays, formatDuration, formatTime } from "../time.js";
 import { anomalies, forecast, keyOf, queryRange, rangeOf } from "./common.js";
 
 // Resources whose capacity partner is known: usage selector metric -> capacity metric.
@@ -30,7 +30,8 @@ export async function render(main, { signal, params }) {
   const fcNote = el("p", { class: "small muted", role: "status" });
   fcPanel.append(fcBox, fcNote);
   const capPanel = el("section", { class: "panel span-4", "aria-labelledby": "h-cap", id: "capacity-outlook" }, el("h2", { id: "h-cap", text: "Capacity outlook" }));
-  grid.append(histPanel, fcPanel, capPanel);
+  const corrPanel = el("section", { class: "panel span-12", "aria-labelledby": "h-corr", id: "correlated" }, el("h2", { id: "h-corr", text: "Correlated series" }));
+  grid.append(histPanel, fcPanel, capPanel, corrPanel);
   const height = window.innerWidth < 600 ? 220 : 300;
   const hist = new TimeChart(histBox, { height, label: `history of ${s}` });
   const fchart = new TimeChart(fcBox, { height: 240, label: `forecast of ${s}` });
@@ -78,8 +79,46 @@ export async function render(main, { signal, params }) {
   } else {
     capPanel.append(el("p", { class: "muted", text: "Capacity outlooks are planned for disks (node_filesystem_avail_bytes) and memory (node_memory_MemAvailable_bytes); see the Capacity page for any resource." }));
   }
+  if (data.length) correlated(corrPanel, data[0].labels, s, r, from, signal);
+  else corrPanel.append(el("p", { class: "empty", text: "No data to correlate." }));
   if (to === "now") live.subscribe(["samples"], [s], (msg) => {
     if (msg.type === "samples") for (const q of msg.series) hist.append(keyOf(q.labels), q.timestamps.map((t) => t / 1000), q.values);
   });
   return () => { hist.destroy(); fchart.destroy(); live.unsubscribe(); };
+}
+
+/** Series of the same host (else service, else job) that moved with this one, over the page's
+ * range: the correlation analysis API (Pearson/Spearman at the best lag, false-discovery control). */
+function correlated(panel, labels, target, r, from, signal) {
+  const scope = ["instance", "service", "job"].find((k) => labels[k]);
+  if (!scope) { panel.append(el("p", { class: "empty", text: "No instance, service or job label to look for neighbours by." })); return; }
+  const value = String(labels[scope]).replace(/\\/g, "\\\\").replace(/"/g, '\\"');
+  const note = el("p", { class: "small muted", role: "status", text: `Correlating with the series of ${scope} ${labels[scope]}…` });
+  panel.append(note);
+  // for="": not the detector's own outputs (anomaly_score, yhat… carry the source in "for")
+  const body = { target, selectors: [`{${scope}="${value}",for=""}`], start: r.start, end: r.end, max_lag: "30m", limit: 10000, matrix: false };
+  api("/api/v1/performance/analyze/correlations", { method: "POST", body, signal }).then((doc) => {
+    const d = doc.data;
+    const own = seriesName(labels);
+    const rows = d.pairs
+      .filter((p) => (p.a === 0 || p.b === 0) && p.xcorr !== null)
+      .map((p) => {
+        const other = p.a === 0 ? p.b : p.a;
+        // lag > 0: b follows a; from this series' side, the other one follows when it is b
+        const lag = p.a === 0 ? p.lag_seconds : -p.lag_seconds;
+        return { labels: d.series[other].labels, p, lag };
+      })
+      .filter((x) => seriesName(x.labels) !== own)
+      .sort((x, y) => Number(y.p.significant) - Number(x.p.significant) || Math.abs(y.p.xcorr) - Math.abs(x.p.xcorr))
+      .slice(0, 10);
+    note.textContent = `${d.series.length - 1} series of ${scope} ${labels[scope]} compared over ${formatDuration((d.end - d.start) / 1000)} (step ${formatDuration(d.step_seconds)}); ${d.significant_pairs} significant pairs at a ${Math.round(d.alpha * 100)} % false-discovery rate.`;
+    if (!rows.length) { panel.append(el("p", { class: "empty", text: "Nothing moved with this series." })); return; }
+    panel.append(el("div", { class: "table-wrap" }, el("table", { id: "correlated-table", class: "stack" },
+      el("thead", {}, el("tr", {}, ["Series", "Correlation", "Lag", "Significant"].map((h) => el("th", { scope: "col", text: h })))),
+      el("tbody", {}, rows.map((x) => el("tr", {},
+        el("td", { "data-label": "Series" }, el("div", {}, el("a", { class: "mono", href: `/series?s=${encodeURIComponent(selectorOf(x.labels))}&from=${encodeURIComponent(from)}`, "data-link": true, text: seriesName(x.labels) }))),
+        el("td", { "data-label": "Correlation", class: "num" }, el("div", { text: x.p.xcorr.toFixed(2) })),
+        el("td", { "data-label": "Lag" }, el("div", { text: x.lag === 0 ? "together" : x.lag > 0 ? `follows by ${formatDuration(x.lag)}` : `leads by ${formatDuration(-x.lag)}` })),
+        el("td", { "data-label": "Significant" }, el("div", { text: x.p.significant ? `yes (q = ${x.p.q_value.toPrecision(2)})` : "no" }))))))));
+  }).catch((e) => { if (e.name !== "AbortError") note.textContent = `Correlation: ${e.message}`; });
 }

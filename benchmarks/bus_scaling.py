@@ -1,0 +1,348 @@
+"""Scale-out over the Redis Streams bus: scoring throughput per worker count, ingest rate
+per process, worker memory per series.
+
+1. Online scoring: ``--series`` series x ``--steps`` timestamps are published to
+   ``--shards`` shards of a fresh stream prefix on Redis (127.0.0.1:6379) while 1, then
+   2 worker processes (``ShardWorker``, leases and checkpoints in a SQLite file) consume
+   them. A worker writes its scores to a discarding writer (the store is not measured)
+   and checkpoints every ``--checkpoint-interval`` (the default of ``bus.checkpoint_interval``).
+   Throughput = samples / (time from the first sample published until every entry has
+   been read, i.e. lag 0: the last round, at most 32 entries a worker, is then in flight);
+   the ratio 2 workers / 1 worker is printed.
+2. Ingest: ``perfintel serve`` as role ``all`` (one process: store + in-process detector)
+   and as role ``ingest`` (store + publish to the bus), each pushed the same remote-write
+   payloads by 4 client threads for ``--ingest-seconds``; samples/s per process.
+3. Memory: RSS growth of one process scoring ``--mem-series`` new series (two samples
+   each) through ``OnlineAnomalyDetection``, per series; and the detector state per series.
+
+    python benchmarks/bus_scaling.py
+    python benchmarks/bus_scaling.py --series 20000 --steps 40 --workers 1 2
+
+The machine's core count is printed: with 2 cores, 2 workers share them with Redis and the
+publisher, so the ratio is bounded well below 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from perfintel.alerting.state.database import open_database  # noqa: E402
+from perfintel.alerting.state.leases import LeaseManager  # noqa: E402
+from perfintel.batch import SampleBatch  # noqa: E402
+from perfintel.bus.checkpoint import CheckpointStore  # noqa: E402
+from perfintel.bus.publish import BusPublisher  # noqa: E402
+from perfintel.bus.redis_streams import RedisBus  # noqa: E402
+from perfintel.bus.worker import ShardWorker  # noqa: E402
+from perfintel.ingest.remote_write import encode_remote_write  # noqa: E402
+from perfintel.model import label_set  # noqa: E402
+from perfintel.performance.online import OnlineAnomalyDetection  # noqa: E402
+from perfintel.storage.base import AppendResult  # noqa: E402
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+class Discard:
+    def append(self, batch: SampleBatch) -> AppendResult:
+        return AppendResult(accepted=len(batch))
+
+
+def batches(n_series: int, steps: int, per_batch: int, seed: int = 1) -> list[SampleBatch]:
+    """``steps`` rounds of one sample per series, cut into batches of ``per_batch`` series."""
+    rng = np.random.default_rng(seed)
+    series = [label_set({"__name__": "bench_latency", "pod": f"p{i}"}) for i in range(n_series)]
+    t0 = (int(time.time()) - 86400) * 1000
+    out = []
+    for k in range(steps):
+        vals = 100 + 10 * np.sin(np.arange(n_series) / 9 + k / 5) + rng.normal(0, 2, n_series)
+        for lo in range(0, n_series, per_batch):
+            hi = min(n_series, lo + per_batch)
+            out.append(
+                SampleBatch(
+                    series[lo:hi],
+                    np.arange(hi - lo, dtype=np.int32),
+                    np.full(hi - lo, t0 + k * 60_000, np.int64),
+                    vals[lo:hi],
+                )
+            )
+    return out
+
+
+# -- 1. scoring ------------------------------------------------------------------------
+
+
+def worker_main(prefix: str, shards: int, db: str, name: str, checkpoint_s: float) -> None:
+    async def run() -> None:
+        bus = RedisBus(REDIS, prefix, shards)
+        engine = open_database(db)
+        w = ShardWorker(
+            bus,
+            LeaseManager(engine, name, ttl=3.0),
+            CheckpointStore(engine),
+            lambda: OnlineAnomalyDetection(Discard(), max_series=10**7),
+            group="bench",
+            consumer=name,
+            checkpoint_interval_s=checkpoint_s,
+            read_count=32,
+            block_ms=50,
+        )
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(15, stop.set)
+        task = asyncio.create_task(w.run())
+        await stop.wait()
+        w.stop()
+        await task
+        await bus.close()
+        engine.dispose()
+
+    asyncio.run(run())
+
+
+def holders(db: str) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT name, holder FROM leases WHERE name LIKE 'bus:bench:%' AND name "
+                "NOT LIKE '%member%' AND expires_at > :t"
+            ),
+            {"t": time.time()},
+        )
+        out = {r.name: r.holder for r in rows}
+    engine.dispose()
+    return out
+
+
+def scoring(
+    n_workers: int, data: list[SampleBatch], shards: int, tmp: Path, checkpoint_s: float
+) -> float:
+    prefix = f"perfintel-bench-{uuid.uuid4().hex[:8]}"
+    db = f"sqlite:///{tmp / f'state-{n_workers}.db'}"
+    open_database(db).dispose()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                prefix,
+                str(shards),
+                db,
+                f"w{i}",
+                str(checkpoint_s),
+            ],
+            cwd=ROOT,
+        )
+        for i in range(n_workers)
+    ]
+
+    async def drive() -> float:
+        bus = RedisBus(REDIS, prefix, shards)
+        pub = BusPublisher(bus, group="bench", max_behind=10**9)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # every worker has its share, kernels warm
+            h = holders(db)
+            if len(h) == shards and len(set(h.values())) == n_workers:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+        prepared = [pub.prepare(b) for b in data]  # encoding is the ingest side's cost
+        t0 = time.perf_counter()
+        for parts in prepared:
+            await pub.send(parts)
+        # done when every entry has been read (lag 0): what is read is scored within that
+        # round (at most read_count entries a worker); acks wait for the next checkpoint
+        while sum(b.lag for b in await bus.backlog("bench")):
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+        await bus.delete_all()
+        await bus.close()
+        return elapsed
+
+    try:
+        elapsed = asyncio.run(drive())
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+    return elapsed
+
+
+# -- 2. ingest -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ingest_rate(role: str, payloads: list[tuple[bytes, int]], seconds: float, tmp: Path) -> float:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERFINTEL_")}
+    env.update(
+        PERFINTEL_ROLE=role,
+        PERFINTEL_BUS__STREAM_PREFIX=f"perfintel-bench-{uuid.uuid4().hex[:8]}",
+        PERFINTEL_BUS__MAX_BEHIND="1000000000",
+        PERFINTEL_HOST_COLLECTOR__ENABLED="false",
+        PERFINTEL_ALERTING__ENABLED="false",
+    )
+    log = (tmp / f"ingest-{role}.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "perfintel",
+            "serve",
+            "--data-dir",
+            str(tmp / f"data-{role}"),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        done = [0]
+        lock = threading.Lock()
+        stop_at = time.monotonic() + seconds
+        headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+
+        def client(k: int) -> None:
+            with httpx.Client(timeout=60) as http:
+                i = k
+                while time.monotonic() < stop_at:
+                    body, n = payloads[i % len(payloads)]
+                    r = http.post(url + "/api/v1/write", content=body, headers=headers)
+                    if r.status_code == 204:
+                        with lock:
+                            done[0] += n
+                    i += 4
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rate = done[0] / (time.perf_counter() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        log.close()
+    if role == "ingest":
+        asyncio.run(_drop(env["PERFINTEL_BUS__STREAM_PREFIX"]))
+    return rate
+
+
+async def _drop(prefix: str) -> None:
+    bus = RedisBus(REDIS, prefix, 16)
+    await bus.delete_all()
+    await bus.close()
+
+
+# -- 3. memory -------------------------------------------------------------------------
+
+
+def memory_per_series(n: int) -> tuple[float, int]:
+    """RSS growth per series of one detector scoring ``n`` new series (inputs built first)."""
+    det = OnlineAnomalyDetection(Discard(), max_series=n + 1)
+    for b in batches(1000, 2, 1000, seed=5):
+        det.process(b)  # compile, allocate the first rows
+    warm = {label_set({**dict(s), "run": "warm"}) for s in batches(1000, 1, 1000)[0].series}
+    del warm
+    data = batches(n, 2, 5000, seed=6)
+    data = [
+        SampleBatch(
+            [label_set({**dict(s), "run": "m"}) for s in b.series],
+            b.series_idx,
+            b.timestamps,
+            b.values,
+        )
+        for b in data
+    ]
+    proc = psutil.Process()
+    before = proc.memory_info().rss
+    for b in data:
+        det.process(b)
+    grown = proc.memory_info().rss - before
+    return grown / n, len(det.runner.get_state(0))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=20_000)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--shards", type=int, default=16)
+    ap.add_argument("--per-batch", type=int, default=2_000)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--ingest-seconds", type=float, default=15.0)
+    ap.add_argument("--mem-series", type=int, default=100_000)
+    ap.add_argument("--checkpoint-interval", type=float, default=10.0)
+    args = ap.parse_args()
+    print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        data = batches(args.series, args.steps, args.per_batch)
+        n = sum(len(b) for b in data)
+        rates = {}
+        for w in args.workers:
+            elapsed = scoring(w, data, args.shards, tmp, args.checkpoint_interval)
+            rates[w] = n / elapsed
+            print(
+                f"scoring, {w} worker(s): {n} samples in {elapsed:.2f} s = {rates[w]:,.0f} samples/s"
+            )
+        if 1 in rates:
+            for w in rates:
+                print(f"scoring ratio {w} workers / 1 worker: {rates[w] / rates[1]:.2f}x")
+        payloads = [(encode_remote_write(b), len(b)) for b in batches(5000, 8, 5000, seed=9)]
+        single = ingest_rate("all", payloads, args.ingest_seconds, tmp)
+        print(
+            f"ingest, role all (one process, store + in-process detector): {single:,.0f} samples/s"
+        )
+        bus = ingest_rate("ingest", payloads, args.ingest_seconds, tmp)
+        print(
+            f"ingest, role ingest (store + bus publish): {bus:,.0f} samples/s "
+            f"= {100 * bus / single:.0f} % of role all"
+        )
+    per, state = memory_per_series(args.mem_series)
+    print(
+        f"worker memory: {per:,.0f} B per series (RSS growth over {args.mem_series} series); "
+        f"detector state {state} B per series"
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6]))
+    else:
+        main()

@@ -1,0 +1,278 @@
+"""A bus worker: owns some shards, scores their batches online, checkpoints the state.
+
+Shard ownership is a lease per shard (``bus:<group>:<shard>``) in the shared
+state database, so each series' detector state lives in exactly one worker.
+Every worker also holds a membership lease (``bus:<group>:member:<consumer>``);
+it aims at ``ceil(shards / live members)`` shards, takes free or expired
+shard leases up to that, and hands surplus shards back (checkpoint, ack,
+release) so a worker that joins gets its share.
+
+Per owned shard a worker keeps one ``OnlineAnomalyDetection`` (its outputs
+written through the given ``SampleWriter``). Entries are acknowledged only
+once a checkpoint that covers them is committed; a worker that dies leaves
+them pending, and the next owner restores the checkpoint (state, last entry
+id, recent batch ids), claims them with ``XAUTOCLAIM`` after ``claim_idle``
+and replays them: entries up to the checkpoint's last id, and batch ids seen
+already, are skipped (idempotent), so the survivor continues exactly from
+the dead worker's checkpointed state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from perfintel.alerting.state.leases import Lease, LeaseManager
+from perfintel.batch import SampleBatch
+from perfintel.bus.base import Bus, Delivery, entry_order
+from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
+from perfintel.bus.codec import BatchDecodeError, decode_batch
+from perfintel.errors import LeaseLostError, PerfintelError
+from perfintel.performance.online import OnlineAnomalyDetection
+
+log = logging.getLogger(__name__)
+
+#: batch ids remembered per shard (idempotency against a batch published twice)
+RECENT_BATCH_IDS = 4096
+
+
+@dataclass
+class ShardState:
+    shard: int
+    lease: Lease
+    detector: OnlineAnomalyDetection
+    last_entry: str = "0-0"
+    applied: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    unacked: list[Delivery] = field(default_factory=list)
+    applied_batches: int = 0
+    skipped_batches: int = 0
+    #: False while entries of the shard are pending for another consumer (not yet idle
+    #: long enough to claim): new entries wait, so the series stay in time order
+    ready: bool = False
+
+
+class ShardWorker:
+    def __init__(
+        self,
+        bus: Bus,
+        leases: LeaseManager,
+        checkpoints: CheckpointStore,
+        make_detector: Callable[[], OnlineAnomalyDetection],
+        *,
+        group: str = "workers",
+        consumer: str,
+        claim_idle_s: float | None = None,
+        checkpoint_interval_s: float = 10.0,
+        read_count: int = 64,
+        block_ms: int = 200,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bus = bus
+        self.leases = leases
+        self.checkpoints = checkpoints
+        self.make_detector = make_detector
+        self.group = group
+        self.consumer = consumer
+        # a dead owner's entries are idle for at least the lease TTL when its lease is taken
+        self.claim_idle_ms = int(1000 * (claim_idle_s if claim_idle_s is not None else leases.ttl))
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.read_count = read_count
+        self.block_ms = block_ms
+        self.clock = clock
+        self.owned: dict[int, ShardState] = {}
+        self._member: Lease | None = None
+        self._checkpointed_at = clock()
+        self._balanced_at = -math.inf
+        self._stop = asyncio.Event()
+        self.samples_scored = 0
+
+    # -- names --------------------------------------------------------------------------
+    def _shard_lease(self, shard: int) -> str:
+        return f"bus:{self.group}:{shard}"
+
+    @property
+    def _member_prefix(self) -> str:
+        return f"bus:{self.group}:member:"
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Work until ``stop``; then checkpoint and hand every shard back."""
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.step()
+                except PerfintelError as exc:  # Redis or the database away: retry, keep state
+                    log.warning("bus worker: %s; retrying in 1 s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), 1.0)
+        finally:
+            try:
+                await self.shutdown()
+            except PerfintelError as exc:  # the leases expire and successors replay
+                log.warning("bus worker shutdown: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def step(self) -> int:
+        """One round: rebalance when due, read and apply, checkpoint when due; returns
+        how many entries were read."""
+        if self.clock() - self._balanced_at >= self.leases.ttl / 3:
+            await self.rebalance()
+        for st in [st for st in self.owned.values() if not st.ready]:
+            await self._claim(st)
+        ready = sorted(s for s, st in self.owned.items() if st.ready)
+        deliveries = await self.bus.consume(
+            self.group, self.consumer, ready, self.read_count, self.block_ms
+        )
+        if not ready:
+            await asyncio.sleep(self.block_ms / 1000)
+        await self._apply_all(deliveries)
+        if self.clock() - self._checkpointed_at >= self.checkpoint_interval_s:
+            await self.checkpoint_all()
+        return len(deliveries)
+
+    async def shutdown(self) -> None:
+        await self.checkpoint_all()
+        for shard in list(self.owned):
+            await asyncio.to_thread(self._release, shard)
+        if self._member is not None:
+            await asyncio.to_thread(self.leases.release, self._member)
+            self._member = None
+
+    # -- ownership ----------------------------------------------------------------------
+    async def rebalance(self) -> None:
+        self._balanced_at = self.clock()
+        member = await asyncio.to_thread(self._renew_member)
+        if member is None:
+            return
+        live = max(1, await asyncio.to_thread(self.leases.count_live, self._member_prefix))
+        target = math.ceil(self.bus.shards / live)
+        for shard, st in list(self.owned.items()):  # keep what we have, or notice its loss
+            renewed = await asyncio.to_thread(self.leases.renew, st.lease)
+            if renewed is None:
+                log.warning("lost shard %d (lease taken over); dropping its state", shard)
+                del self.owned[shard]
+            else:
+                st.lease = renewed
+        while len(self.owned) > target:  # hand surplus shards to the newcomers
+            shard = max(self.owned)
+            await self._checkpoint(self.owned[shard])
+            await asyncio.to_thread(self._release, shard)
+        start = zlib.crc32(self.consumer.encode()) % self.bus.shards
+        for k in range(self.bus.shards):
+            if len(self.owned) >= target:
+                break
+            shard = (start + k) % self.bus.shards
+            if shard in self.owned:
+                continue
+            lease = await asyncio.to_thread(self.leases.acquire, self._shard_lease(shard))
+            if lease is not None:
+                await self._take(shard, lease)
+
+    def _renew_member(self) -> Lease | None:
+        name = self._member_prefix + self.consumer
+        m = self._member
+        self._member = (self.leases.renew(m) if m else None) or self.leases.acquire(name)
+        return self._member
+
+    def _release(self, shard: int) -> None:
+        st = self.owned.pop(shard, None)
+        if st is not None:
+            self.leases.release(st.lease)
+
+    async def _take(self, shard: int, lease: Lease) -> None:
+        """Restore the shard's checkpoint, then replay what its last owner left pending."""
+        detector = self.make_detector()
+        st = ShardState(shard, lease, detector)
+        cp = await asyncio.to_thread(self.checkpoints.load, self._shard_lease(shard))
+        if cp is not None:
+            restored = await asyncio.to_thread(detector.restore_state, cp.state)
+            st.last_entry = cp.last_entry
+            st.applied = OrderedDict.fromkeys(cp.applied)
+            log.info(
+                "shard %d: restored %d series from the checkpoint at entry %s",
+                shard,
+                restored,
+                cp.last_entry,
+            )
+        self.owned[shard] = st
+        await self._claim(st)
+
+    async def _claim(self, st: ShardState) -> None:
+        """Replay the previous owner's pending entries, oldest first, once they are idle
+        for ``claim_idle``; the shard is ready when none is left pending for another."""
+        while True:
+            claimed = await self.bus.claim_stale(
+                self.group, self.consumer, st.shard, self.claim_idle_ms, 256
+            )
+            await self._apply_all(sorted(claimed, key=lambda d: entry_order(d.entry_id)))
+            if len(claimed) < 256:
+                break
+        pending = (await self.bus.backlog(self.group))[st.shard].pending
+        st.ready = pending <= len(st.unacked)  # everything pending is ours
+
+    # -- applying -----------------------------------------------------------------------
+    async def _apply_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Apply what is new, per shard in entry order; the batches of one shard are scored
+        in one pass (one detector call per shard and round, not per entry)."""
+        fresh: dict[int, list[SampleBatch]] = {}
+        for d in deliveries:
+            st = self.owned.get(d.shard)
+            if st is None:
+                continue  # not ours any more: stays pending for the new owner to claim
+            st.unacked.append(d)
+            if d.batch_id in st.applied or entry_order(d.entry_id) <= entry_order(st.last_entry):
+                st.skipped_batches += 1
+                continue
+            try:
+                fresh.setdefault(d.shard, []).append(decode_batch(d.payload))
+            except BatchDecodeError as exc:
+                log.error("shard %d entry %s: %s (skipped)", d.shard, d.entry_id, exc)
+            st.applied_batches += 1
+            st.last_entry = d.entry_id
+            st.applied[d.batch_id] = None
+            while len(st.applied) > RECENT_BATCH_IDS:
+                st.applied.popitem(last=False)
+        for shard, parts in fresh.items():
+            batch = parts[0] if len(parts) == 1 else SampleBatch.concat(parts)
+            try:
+                await asyncio.to_thread(self.owned[shard].detector.process, batch)
+            except PerfintelError as exc:
+                log.warning("shard %d: scoring failed: %s", shard, exc)
+            self.samples_scored += len(batch)
+
+    # -- checkpoints --------------------------------------------------------------------
+    async def checkpoint_all(self) -> None:
+        self._checkpointed_at = self.clock()
+        for st in list(self.owned.values()):
+            await self._checkpoint(st)
+
+    async def _checkpoint(self, st: ShardState) -> None:
+        if not st.unacked:
+            return
+        cp = Checkpoint(
+            st.last_entry, list(st.applied), await asyncio.to_thread(st.detector.dump_state)
+        )
+        try:
+            await asyncio.to_thread(
+                self.checkpoints.save, self._shard_lease(st.shard), st.lease, cp
+            )
+        except LeaseLostError as exc:
+            log.warning("shard %d: %s; dropping it", st.shard, exc)
+            self.owned.pop(st.shard, None)
+            return
+        # acknowledged only now: until the checkpoint is committed, a successor replays them
+        await self.bus.ack(self.group, st.unacked)
+        st.unacked = []
+
+    def stats(self) -> dict[int, tuple[int, int]]:
+        """Per owned shard: (batches applied, batches skipped as already applied)."""
+        return {s: (st.applied_batches, st.skipped_batches) for s, st in self.owned.items()}

@@ -1,0 +1,124 @@
+"""Leases with fencing tokens on SQLite and PostgreSQL; the single notifier."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from perfintel.alerting.amconfig import parse_config
+from perfintel.alerting.channels.memory import RecordingChannel
+from perfintel.alerting.pipeline import Pipeline
+from perfintel.alerting.state.database import open_database
+from perfintel.alerting.state.leases import LeaseManager, fence
+from perfintel.alerting.state.notify_tables import outbox
+from perfintel.errors import LeaseLostError
+from tests.alerting.notify_helpers import Clock, alert
+
+CONFIG = """\
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: 30s
+receivers:
+  - name: ops
+    webhook_configs:
+      - url: http://127.0.0.1:1/ops
+"""
+
+
+def test_one_holder_takeover_after_ttl_and_fencing(database_url: str) -> None:
+    engine = open_database(database_url)
+    clock = Clock()
+    a = LeaseManager(engine, "a", ttl=10, clock=clock)
+    b = LeaseManager(engine, "b", ttl=10, clock=clock)
+    la = a.acquire("notifier")
+    assert la is not None and la.token == 1
+    assert b.acquire("notifier") is None  # held
+    clock.t += 6
+    la = a.renew(la)
+    assert la is not None and la.token == 1
+    clock.t += 6  # still within the renewed TTL
+    assert b.acquire("notifier") is None
+    clock.t += 5  # a stalled past its TTL
+    lb = b.acquire("notifier")
+    assert lb is not None and lb.token == 2 and lb.holder == "b"
+    assert a.renew(la) is None  # a finds out it lost the lease
+    # a's writes are refused by token, b's go through
+    with pytest.raises(LeaseLostError), engine.begin() as conn:
+        fence(conn, la)
+    with engine.begin() as conn:
+        fence(conn, lb)
+    assert a.holder_of("notifier") == lb
+    b.release(lb)
+    assert a.holder_of("notifier") is None
+    la2 = a.acquire("notifier")
+    assert la2 is not None and la2.token == 3
+    engine.dispose()
+
+
+def test_count_live_members(database_url: str) -> None:
+    engine = open_database(database_url)
+    clock = Clock()
+    for name in ("w1", "w2", "w3"):
+        assert LeaseManager(engine, name, 5, clock).acquire(f"bus:g:member:{name}") is not None
+    lm = LeaseManager(engine, "x", 5, clock)
+    assert lm.count_live("bus:g:member:") == 3
+    assert lm.count_live("bus:h:member:") == 0
+    clock.t += 6
+    assert lm.count_live("bus:g:member:") == 0
+    engine.dispose()
+
+
+def test_only_the_lease_holder_notifies_and_a_stale_one_is_fenced(database_url: str) -> None:
+    clock = Clock()
+    engine1, engine2 = open_database(database_url), open_database(database_url)
+    sent1, sent2 = RecordingChannel(), RecordingChannel()
+    p1, p2 = (
+        Pipeline(
+            engine,
+            parse_config(CONFIG),
+            clock=clock,
+            channels={"webhook": channel},
+            background=False,
+            leases=LeaseManager(engine, name, 10, clock),
+        )
+        for engine, name, channel in ((engine1, "p1", sent1), (engine2, "p2", sent2))
+    )
+    try:
+        p1.start()
+        p2.start()
+        assert p1.notifier() and not p2.notifier()
+        p2.send([alert(clock.t, alertname="Down")])  # received by the follower: held back
+        p1.send([alert(clock.t, alertname="Up")])
+        for _ in range(12):
+            clock.t += 5
+            p1.tick()
+            p2.tick()
+        assert p2.deliver() == 0  # only the notifier delivers
+        assert p1.deliver() == 1 and len(sent1.messages) == 1 and not sent2.messages
+        rows = _outbox_rows(engine1)
+        assert rows and all("Down" not in str(r) for r in rows)
+        # p1 stalls past its TTL; p2 takes over, reloads p1's state and adds its own alerts
+        clock.t += 11
+        assert p2.notifier()
+        assert p2.lease is not None and p2.lease.token == 2
+        for _ in range(12):
+            clock.t += 5
+            p2.tick()
+        assert p2.deliver() >= 1
+        after = _outbox_rows(engine2)
+        assert any("Down" in str(r) for r in after)
+        assert len({r.key for r in after}) == len(after)
+        # p1 wakes up and writes with its old token: refused
+        p1.send([alert(clock.t, alertname="Late")])
+        with pytest.raises(LeaseLostError):
+            p1.tick()
+        assert not p1.notifier()
+    finally:
+        p1.close()
+        p2.close()
+
+
+def _outbox_rows(engine: sa.Engine) -> list[sa.Row]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(outbox)))
