@@ -175,11 +175,22 @@ async def import_prometheus(request: Request, timestamp: str | None = Query(None
     body = await read_body(request)
     om = content_type_is_openmetrics(request.headers.get("content-type")) or None
     default_ts = optional_time_ms(timestamp, "timestamp", _now_ms())
+    # More distinct series than the store knows plus the new-series limit: some
+    # must be new beyond the limit, so stop parsing there (a series flood costs
+    # the parse of its first lines only).
+    index = getattr(request.app.state.store, "index", None)
+    most = (
+        None
+        if index is None
+        else len(index) + request.app.state.settings.limits.max_new_series_per_request
+    )
     outcome = await run_in_threadpool(
         _ingest,
         request,
         "prometheus",
-        lambda: parse_prometheus_text(body, default_timestamp_ms=default_ts, openmetrics=om),
+        lambda: parse_prometheus_text(
+            body, default_timestamp_ms=default_ts, openmetrics=om, max_series=most
+        ),
     )
     return _json_outcome(request, outcome)
 

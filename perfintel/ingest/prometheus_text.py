@@ -49,7 +49,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 import numpy as np
 
 from perfintel.batch import LineError, MetricMetadata, ParseResult, SampleBatch
-from perfintel.errors import InvalidSeriesError
+from perfintel.errors import InvalidSeriesError, TooManyNewSeriesError
 from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
 
 __all__ = [
@@ -141,9 +141,17 @@ def _family_of(name: str, metadata: dict[str, MetricMetadata]) -> str:
 
 
 def parse_prometheus_text(
-    data: bytes, *, default_timestamp_ms: int, openmetrics: bool | None = None
+    data: bytes,
+    *,
+    default_timestamp_ms: int,
+    openmetrics: bool | None = None,
+    max_series: int | None = None,
 ) -> ParseResult:
     """Parse a text exposition; samples without a timestamp get ``default_timestamp_ms``.
+
+    ``max_series``: stop with ``TooManyNewSeriesError`` once the body holds more
+    distinct series (a caller that knows how many series exist, and how many
+    new ones a request may add, refuses a series flood before parsing all of it).
 
     >>> r = parse_prometheus_text(b'up{job="a"} 1 1700000000000\\n', default_timestamp_ms=0)
     >>> r.batch.series, r.batch.timestamps.tolist(), r.batch.values.tolist()
@@ -215,6 +223,12 @@ def parse_prometheus_text(
                 if sid is None:
                     sid = series_pos[entry] = len(series)
                     series.append(entry)
+                    if max_series is not None and sid >= max_series:
+                        raise TooManyNewSeriesError(
+                            f"line {lineno}: the body has more than {max_series} distinct series, "
+                            "more than the store knows plus limits.max_new_series_per_request; "
+                            "nothing was stored"
+                        )
             series_cache[key] = sid
         if isinstance(sid, str):
             errors.append(LineError(lineno, sid))

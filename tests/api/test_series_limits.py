@@ -100,3 +100,17 @@ def test_invalid_series_are_never_cached() -> None:
     result = decode_remote_write(encode_remote_write(bad, compress=False))
     assert len(result.errors) == 1
     assert remote_write._label_cache == {}
+
+
+def test_a_text_series_flood_is_refused_before_the_whole_body_is_parsed(
+    client: TestClient,
+) -> None:
+    known = "".join(f'lim{{s="k{i}"}} 1 {NOW_MS}\n' for i in range(5))
+    assert client.post("/api/v1/import/prometheus", content=known).status_code == 200
+    # 5 known + limit 10: the 16th distinct series stops the parse (line 16 of 100,000).
+    flood = known + "".join(f'lim{{s="f{i}"}} 1 {NOW_MS}\n' for i in range(100_000))
+    r = client.post("/api/v1/import/prometheus", content=flood)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("line 16: the body has more than 15 distinct series")
+    assert "limits.max_new_series_per_request" in r.json()["error"]
+    assert _series(client) == 5
