@@ -44,6 +44,7 @@ Decisions:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 import numpy as np
@@ -140,6 +141,29 @@ def _family_of(name: str, metadata: dict[str, MetricMetadata]) -> str:
     return name
 
 
+_TEXT_PIECE = 1 << 20
+
+
+def _text_lines(data: bytes) -> Iterator[tuple[str, bool]]:
+    """``(line, may hold invalid UTF-8)`` of ``data``, without the last empty line.
+
+    Decoded and split about a megabyte at a time (at line ends): one decode and
+    split of a 58 MB body held the GIL for ~0.1 s, stalling the event loop."""
+    n, pos = len(data), 0
+    while pos < n:
+        end = data.find(b"\n", min(pos + _TEXT_PIECE, n) - 1)
+        if end < 0:
+            end = n
+        piece = data[pos:end]
+        pos = end + 1
+        try:
+            for line in piece.decode("utf-8").split("\n"):
+                yield line, False
+        except UnicodeDecodeError:
+            for raw in piece.split(b"\n"):
+                yield raw.decode("utf-8", "surrogateescape"), True
+
+
 def parse_prometheus_text(
     data: bytes,
     *,
@@ -160,15 +184,6 @@ def parse_prometheus_text(
     data = bytes(data)
     if openmetrics is None:
         openmetrics = _looks_like_openmetrics(data)
-    try:
-        text = data.decode("utf-8")
-        lines = text.split("\n")
-        check_utf8 = False
-    except UnicodeDecodeError:
-        lines = [raw.decode("utf-8", "surrogateescape") for raw in data.split(b"\n")]
-        check_utf8 = True
-    if lines and lines[-1] == "":
-        lines.pop()
     errors: list[LineError] = []
     metadata: dict[str, MetricMetadata] = {}
     seen: set[tuple[str, str]] = set()
@@ -183,7 +198,8 @@ def parse_prometheus_text(
     match = _SAMPLE.fullmatch
     cache_get = series_cache.get
     ts_min, ts_max = -(2**63), 2**63 - 1
-    for lineno, line in enumerate(lines, 1):
+    lineno = 0
+    for lineno, (line, check_utf8) in enumerate(_text_lines(data), 1):
         if line[-1:] == "\r":
             line = line[:-1]
         if eof_at:
@@ -264,8 +280,8 @@ def parse_prometheus_text(
         idx.append(sid)
         tss.append(ts)
         vals.append(value)
-    if openmetrics and not eof_at and lines:
-        errors.append(LineError(len(lines) + 1, "OpenMetrics exposition does not end with # EOF"))
+    if openmetrics and not eof_at and lineno:
+        errors.append(LineError(lineno + 1, "OpenMetrics exposition does not end with # EOF"))
     batch = SampleBatch(
         series,
         np.asarray(idx, np.int32),
