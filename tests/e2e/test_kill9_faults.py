@@ -75,23 +75,25 @@ def test_kill_9_at_random_points_loses_no_acknowledged_sample(tmp_path: Path) ->
     rng = np.random.default_rng(2026)
     acked: list[int] = []
     srv = start_server(tmp_path / "data", env=ENV)
-    for round_ in range(4):
-        kill_after = int(rng.integers(20, 200))
-        acked += _write_until_killed(srv.url, 10_000 * round_, kill_after, srv.kill9)
-        srv = start_server(tmp_path / "data", port=srv.port, env=ENV)
-        r = httpx.get(
-            srv.url + "/api/v1/export",
-            params={"match[]": "k9", "start": str(T0 / 1000 - 1), "end": str(time.time() + 60)},
-            timeout=60,
-        )
-        assert r.status_code == 200, r.text
-        stored: Counter[int] = Counter()
-        for line in r.content.splitlines():
-            row = orjson.loads(line)
-            stored.update(int(v) for v in row["values"])
-        missing = [i for i in acked if stored[i] != PER_WRITE]
-        assert not missing, (
-            f"round {round_}: {len(missing)} acknowledged writes lost: {missing[:10]}"
-        )
-    srv.stop()
+    try:
+        for round_ in range(4):
+            kill_after = int(rng.integers(20, 200))
+            acked += _write_until_killed(srv.url, 10_000 * round_, kill_after, srv.kill9)
+            srv = start_server(tmp_path / "data", port=srv.port, env=ENV)
+            r = httpx.get(
+                srv.url + "/api/v1/export",
+                params={"match[]": "k9", "start": str(T0 / 1000 - 1), "end": str(time.time() + 60)},
+                timeout=60,
+            )
+            assert r.status_code == 200, r.text
+            stored: Counter[int] = Counter()
+            for line in r.content.splitlines():
+                row = orjson.loads(line)
+                stored.update(int(v) for v in row["values"])
+            missing = [i for i in acked if stored[i] != PER_WRITE]
+            assert not missing, (
+                f"round {round_}: {len(missing)} acknowledged writes lost: {missing[:10]}"
+            )
+    finally:
+        srv.stop()
     assert "damaged" not in (tmp_path / f"server-{srv.port}.log").read_text()

@@ -263,27 +263,29 @@ def test_failing_maintenance_backs_off_and_logs_once(
         StoreOptions(maintenance_interval_s=0.02, head_max_samples=50, head_max_age_s=0.0),
         clock=Clock(NOW),
     )
-    db = DatabaseDiskFull(monkeypatch, st)
-    db.on = True
-    with caplog.at_level(logging.INFO, logger="perfintel.storage.duckdb.store"):
-        write_batch(st, 0)
-        time.sleep(1.5)
-        attempts = db.attempts
-        wal_bytes = sum(p.stat().st_size for p in st.wal.segments())
-        db.on = False
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(
-            "recovered" in r.getMessage() for r in caplog.records
-        ):
-            time.sleep(0.05)
-    # Without backoff: ~75 passes in 1.5 s. With it: 0.02, 0.04, ... 0.64 s.
-    assert 3 <= attempts <= 8, attempts
-    assert wal_bytes < 10_000
-    assert st.head.samples == 0  # recovered by itself
-    lines = [r for r in caplog.records if "maintenance" in r.getMessage()]
-    assert 1 <= len(lines) <= 3, [r.getMessage() for r in lines]
-    assert "recovered" in lines[-1].getMessage()
-    st.close()
+    try:
+        db = DatabaseDiskFull(monkeypatch, st)
+        db.on = True
+        with caplog.at_level(logging.INFO, logger="perfintel.storage.duckdb.store"):
+            write_batch(st, 0)
+            time.sleep(1.5)
+            attempts = db.attempts
+            wal_bytes = sum(p.stat().st_size for p in st.wal.segments())
+            db.on = False
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                "recovered" in r.getMessage() for r in caplog.records
+            ):
+                time.sleep(0.05)
+        # Without backoff: ~75 passes in 1.5 s. With it: 0.02, 0.04, ... 0.64 s.
+        assert 3 <= attempts <= 8, attempts
+        assert wal_bytes < 10_000
+        assert st.head.samples == 0  # recovered by itself
+        lines = [r for r in caplog.records if "maintenance" in r.getMessage()]
+        assert 1 <= len(lines) <= 3, [r.getMessage() for r in lines]
+        assert "recovered" in lines[-1].getMessage()
+    finally:
+        st.close()
 
 
 def test_concurrent_writers_under_an_intermittently_full_disk(
