@@ -150,7 +150,14 @@ class StorageSettings(_Section):
         7200.0,
         description="Width of a raw chunk's time window; compaction merges a window's chunks into one.",
     )
-    raw_retention: Duration = Field(15 * 86400.0, description="How long raw samples are kept.")
+    raw_retention: Duration = Field(
+        15 * 86400.0,
+        description="How long raw samples are kept; older samples are refused at ingest.",
+    )
+    max_future: Duration = Field(
+        3600.0,
+        description="Samples further ahead of the server's clock than this are refused at ingest.",
+    )
     tiers: list[TierSettings] = Field(
         default_factory=lambda: [
             TierSettings(name="5m", resolution=300, retention=90 * 86400, window=86400),
@@ -235,6 +242,18 @@ class LimitsSettings(_Section):
     )
     max_errors_reported: int = Field(
         100, gt=0, description="How many per-line errors an ingest response lists."
+    )
+    max_new_series_per_request: int = Field(
+        100_000,
+        gt=0,
+        description="Most new series one ingest request (or one batch of a streamed import) may "
+        "create; beyond, the request is refused whole (HTTP 400).",
+    )
+    max_new_series_per_minute: int = Field(
+        1_000_000,
+        gt=0,
+        description="Most new series created per minute (a token bucket, so bursts up to this "
+        "many pass); beyond, requests with new series are refused (HTTP 429, retry later).",
     )
 
 

@@ -93,8 +93,23 @@ class StorageError(PerfintelError):
     """The storage backend failed; retryable from the client's view (HTTP 503)."""
 
 
+class DiskFullError(StorageError):
+    """The store's disk is full (HTTP 503 with Retry-After): nothing of the request was
+    stored, and the store recovers by itself once space is free."""
+
+
 class OverloadedError(PerfintelError):
     """The server is shedding load; the client should retry later (HTTP 429)."""
+
+
+class TooManyNewSeriesError(BadInputError):
+    """One request would create more new series than ``limits.max_new_series_per_request``
+    (HTTP 400: the same request would fail again); nothing of it is stored."""
+
+
+class SeriesRateLimitError(OverloadedError):
+    """New series arrive faster than ``limits.max_new_series_per_minute`` (HTTP 429):
+    nothing of the request is stored; retry later."""
 
 
 class LeaseLostError(StorageError):

@@ -562,6 +562,28 @@ class ServiceMetrics:
             "perfintel_store_bytes", "Bytes the sample store occupies on disk.", registry=r
         )
         self.series = Gauge("perfintel_series", "Series known to the sample store.", registry=r)
+        self.wal_damaged = Counter(
+            "perfintel_wal_damaged_regions_total",
+            "Damaged stretches of the write-ahead log skipped by replay since start-up "
+            "(moved aside beside the log; `kind` torn_tail is a write cut by a crash).",
+            ["kind"],
+            registry=r,
+        )
+        self.wal_damaged_bytes = Counter(
+            "perfintel_wal_damaged_bytes_total",
+            "Bytes of the write-ahead log that replay skipped as damaged since start-up.",
+            registry=r,
+        )
+        self.wal_recovered_records = Counter(
+            "perfintel_wal_replayed_records_total",
+            "Write-ahead log records replayed at start-up.",
+            registry=r,
+        )
+        self.wal_write_errors = Counter(
+            "perfintel_wal_write_errors_total",
+            "Write-ahead log appends or fsyncs that failed (disk full, I/O error).",
+            registry=r,
+        )
         self.query_duration = Histogram(
             "perfintel_query_duration_seconds",
             "Time spent evaluating queries, by API endpoint.",

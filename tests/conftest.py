@@ -21,6 +21,7 @@ from perfintel.api.app import create_app
 from perfintel.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+ANY_PAST_S = 100 * 365 * 86_400  # a raw retention that takes any timestamp since 1970
 
 
 def free_port() -> int:
@@ -31,8 +32,14 @@ def free_port() -> int:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    """The whole app over a real DuckDB file, no collectors (tests control every sample)."""
-    settings = load_settings(overrides={"data_dir": tmp_path / "data"}, env={})
+    """The whole app over a real DuckDB file, no collectors (tests control every sample).
+
+    Raw samples are kept for a century: tests use fixed timestamps of past years,
+    which the default retention (15 days) refuses at ingest."""
+    settings = load_settings(
+        overrides={"data_dir": tmp_path / "data", "storage": {"raw_retention": ANY_PAST_S}},
+        env={},
+    )
     with TestClient(create_app(settings, collectors=False)) as c:
         yield c
 

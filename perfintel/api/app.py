@@ -78,6 +78,9 @@ def store_options(settings: Settings) -> StoreOptions:
     return StoreOptions(
         block_ms=int(s.block * ms),
         raw_retention_ms=int(s.raw_retention * ms),
+        max_future_ms=int(s.max_future * ms),
+        max_new_series_per_append=settings.limits.max_new_series_per_request,
+        max_new_series_per_minute=settings.limits.max_new_series_per_minute,
         tiers=tuple(
             Tier(t.name, int(t.resolution * ms), int(t.retention * ms), int(t.window * ms))
             for t in s.tiers
@@ -495,6 +498,16 @@ def _bind_store_metrics(app: FastAPI) -> None:
         return read
 
     m.store_bytes.set_function(stats_value("bytes"))
+    wal = getattr(app.state.store, "wal", None)
+    if wal is not None:  # the embedded store's write-ahead log
+        st = wal.stats
+        m.wal_damaged.labels(kind="torn_tail").set_function(lambda: float(st.torn_tails))
+        m.wal_damaged.labels(kind="damaged").set_function(
+            lambda: float(st.damaged_regions - st.torn_tails)
+        )
+        m.wal_damaged_bytes.set_function(lambda: float(st.damaged_bytes))
+        m.wal_recovered_records.set_function(lambda: float(st.records_replayed))
+        m.wal_write_errors.set_function(lambda: float(st.write_errors))
     m.series.set_function(stats_value("series"))
     m.write_queue_depth.set_function(stats_value("head"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -43,13 +44,36 @@ def status_for(exc: e.PerfintelError) -> tuple[int, str]:
     return 500, "internal"
 
 
-def error_response(code: int, kind: str, message: str) -> JSONResponse:
+def error_response(
+    code: int, kind: str, message: str, *, retry_after: int | None = None
+) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
     if code == 429:
         headers = {"Retry-After": "1"}
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     return JSONResponse(
         {"status": "error", "errorType": kind, "error": message}, status_code=code, headers=headers
     )
+
+
+DISK_FULL_RETRY_AFTER_S = 10
+_LOG_EVERY_S = 30.0
+_last_logged: dict[str, tuple[float, int]] = {}  # error class -> (when logged, suppressed since)
+
+
+def _warn_limited(exc: e.PerfintelError) -> None:
+    """Log a server-side error, the same class at most once per ``_LOG_EVERY_S``
+    (a full disk fails every write: one line per request would flood the log)."""
+    name = type(exc).__name__
+    now = time.monotonic()
+    when, suppressed = _last_logged.get(name, (-_LOG_EVERY_S, 0))
+    if now - when < _LOG_EVERY_S:
+        _last_logged[name] = (when, suppressed + 1)
+        return
+    _last_logged[name] = (now, 0)
+    more = f" ({suppressed} more like it in the last {now - when:.0f} s)" if suppressed else ""
+    log.warning("%s: %s%s", name, exc, more)
 
 
 def install(app: FastAPI) -> None:
@@ -57,8 +81,9 @@ def install(app: FastAPI) -> None:
     async def _perfintel(_: Request, exc: e.PerfintelError) -> JSONResponse:
         code, kind = status_for(exc)
         if code >= 500:
-            log.warning("%s: %s", type(exc).__name__, exc)
-        response = error_response(code, kind, str(exc))
+            _warn_limited(exc)
+        retry = DISK_FULL_RETRY_AFTER_S if isinstance(exc, e.DiskFullError) else None
+        response = error_response(code, kind, str(exc), retry_after=retry)
         if isinstance(exc, e.BackpressureError):
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response

@@ -27,12 +27,22 @@ from perfintel.api.errors import status_for
 from perfintel.api.params import optional_time_ms, selectors_param
 from perfintel.api.responses import JSONResponse
 from perfintel.batch import ParseResult
-from perfintel.errors import BadInputError, OverloadedError, UnsupportedMediaError
+from perfintel.errors import (
+    BadInputError,
+    OverloadedError,
+    SeriesRateLimitError,
+    TooManyNewSeriesError,
+    UnsupportedMediaError,
+)
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.json_ingest import IngestBody, parse_json_ingest
 from perfintel.ingest.otlp import encode_otlp_status, parse_otlp_metrics
 from perfintel.ingest.prometheus_text import content_type_is_openmetrics, parse_prometheus_text
-from perfintel.ingest.remote_write import decode_remote_write, decode_remote_write_v2
+from perfintel.ingest.remote_write import (
+    decode_remote_write,
+    decode_remote_write_v2,
+    forget_cached_labels,
+)
 from perfintel.ingest.vm_export import VmJsonlStream, format_vm_jsonl
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import QueryLimits, Store
@@ -50,6 +60,7 @@ class IngestOutcome:
     accepted: int
     rejected: int
     errors: list[str] = field(default_factory=list)
+    omitted: int = 0  # errors not listed (beyond ``limits.max_errors_reported``)
 
     def headers(self) -> dict[str, str]:
         return {
@@ -62,7 +73,9 @@ class IngestOutcome:
             "status": "success" if not self.rejected else "error",
             "accepted": self.accepted,
             "rejected": self.rejected,
-            "errors": self.errors,
+            "errors": [*self.errors, f"... and {self.omitted} more"]
+            if self.omitted
+            else self.errors,
         }
 
 
@@ -77,26 +90,37 @@ def _store(request: Request, protocol: str, result: ParseResult) -> IngestOutcom
     publisher = state.role.publisher  # an ingest process's bus (perfintel.bus.roles)
     if publisher is not None and len(result.batch):
         publisher.check()  # 503 with Retry-After while the workers are too far behind
-    stored = state.store.append(result.batch) if len(result.batch) else None
+    try:
+        stored = state.store.append(result.batch) if len(result.batch) else None
+    except (TooManyNewSeriesError, SeriesRateLimitError):
+        forget_cached_labels()  # the refused series must not stay in the parser's cache
+        raise
+    batch = result.batch if stored is None or stored.kept is None else stored.kept
     if publisher is not None and stored is not None and stored.accepted:
         # acknowledged only once stored and published (a retry re-stores idempotently)
-        anyio.from_thread.run(publisher.send, publisher.prepare(result.batch))
+        anyio.from_thread.run(publisher.send, publisher.prepare(batch))
     if stored is not None and stored.accepted:
-        state.live.publish_samples(result.batch)  # live stream subscribers; never blocks
-    if stored is not None and state.anomaly is not None:
-        state.anomaly.submit(result.batch)  # online anomaly detection; never blocks
+        state.live.publish_samples(batch)  # live stream subscribers; never blocks
+    if stored is not None and state.anomaly is not None and stored.accepted:
+        state.anomaly.submit(batch)  # online anomaly detection; never blocks
     if result.metadata:
         state.metadata.update(result.metadata)
     limit = state.settings.limits.max_errors_reported
-    errors = [str(err) for err in result.errors[:limit]]
-    if len(result.errors) > limit:
-        errors.append(f"... and {len(result.errors) - limit} more")
-    outcome = IngestOutcome(protocol, stored.accepted if stored else 0, len(result.errors), errors)
+    # The store's refusals (timestamps out of bounds) first: one message per kind.
+    refused = stored.rejected if stored else 0
+    all_errors = [*(stored.errors if stored else []), *map(str, result.errors[:limit])]
+    errors = all_errors[:limit]
+    omitted = len(result.errors) + len(stored.errors if stored else []) - len(errors)
+    outcome = IngestOutcome(
+        protocol, stored.accepted if stored else 0, len(result.errors) + refused, errors, omitted
+    )
     m = state.metrics
     if outcome.accepted:
         m.ingested_samples.labels(protocol=protocol).inc(outcome.accepted)
-    if outcome.rejected:
-        m.rejected_samples.labels(protocol=protocol, reason="invalid").inc(outcome.rejected)
+    if result.errors:
+        m.rejected_samples.labels(protocol=protocol, reason="invalid").inc(len(result.errors))
+    if refused:
+        m.rejected_samples.labels(protocol=protocol, reason="out_of_bounds").inc(refused)
     return outcome
 
 
@@ -151,11 +175,22 @@ async def import_prometheus(request: Request, timestamp: str | None = Query(None
     body = await read_body(request)
     om = content_type_is_openmetrics(request.headers.get("content-type")) or None
     default_ts = optional_time_ms(timestamp, "timestamp", _now_ms())
+    # More distinct series than the store knows plus the new-series limit: some
+    # must be new beyond the limit, so stop parsing there (a series flood costs
+    # the parse of its first lines only).
+    index = getattr(request.app.state.store, "index", None)
+    most = (
+        None
+        if index is None
+        else len(index) + request.app.state.settings.limits.max_new_series_per_request
+    )
     outcome = await run_in_threadpool(
         _ingest,
         request,
         "prometheus",
-        lambda: parse_prometheus_text(body, default_timestamp_ms=default_ts, openmetrics=om),
+        lambda: parse_prometheus_text(
+            body, default_timestamp_ms=default_ts, openmetrics=om, max_series=most
+        ),
     )
     return _json_outcome(request, outcome)
 
@@ -298,7 +333,6 @@ class _ImportJob:
         self.max_errors = limits.max_errors_reported
         self.parser = VmJsonlStream(max_line_bytes=limits.max_import_line_bytes)
         self.outcome = IngestOutcome("vm_import", 0, 0)
-        self._more_errors = 0
 
     def consume(self, pieces: list[bytes]) -> None:
         for piece in pieces:
@@ -308,8 +342,6 @@ class _ImportJob:
     def finish(self) -> None:
         for result in self.parser.finish():
             self._store(result)
-        if self._more_errors:
-            self.outcome.errors.append(f"... and {self._more_errors} more")
 
     def _store(self, result: ParseResult) -> None:
         deadline = time.monotonic() + self.OVERLOAD_WAIT_S
@@ -326,8 +358,8 @@ class _ImportJob:
         self.outcome.accepted += part.accepted
         self.outcome.rejected += part.rejected
         room = max(0, self.max_errors - len(self.outcome.errors))
-        self.outcome.errors.extend(str(e) for e in result.errors[:room])
-        self._more_errors += max(0, len(result.errors) - room)
+        self.outcome.errors.extend(part.errors[:room])
+        self.outcome.omitted += part.omitted + max(0, len(part.errors) - room)
 
 
 @router.get(

@@ -36,8 +36,10 @@ Both paths look label lists up in a bounded module-level cache keyed by the
 raw label bytes (the scanner's span, or the tuple of raw label messages); only
 a miss decodes, sorts and validates them. The cache only speeds things up:
 results never depend on it. It is reset between requests once it holds
-262,144 entries, and is safe to share between threads (a racing reset only
-costs recomputation).
+262,144 entries, stops taking entries at ``CACHE_MAX_BYTES``, never holds an
+invalid series, and is emptied when the store refuses a request's series
+(``forget_cached_labels``); it is safe to share between threads (a racing
+reset only costs recomputation).
 
 Measured (``benchmarks/parsers.py``, CPU time on one core, 1,000 series × 10
 samples with 6 labels): see BENCHMARKS.md.
@@ -174,6 +176,11 @@ _V1_TYPE_CODES = {v: k for k, v in _V1_TYPES.items()}
 # every round and turns each request into a cold decode (measured: 100k series at
 # 100_000 entries ingested at 0.09 M samples/s). About 300 B per entry.
 _CACHE_LIMIT = 1 << 18
+# And by bytes: entries of long label sets must not add up to gigabytes (each costs its
+# key and label strings, estimated below); past this, misses are not cached.
+CACHE_MAX_BYTES = 96 * 1024**2
+_ENTRY_OVERHEAD = 200  # dict slot, tuples, str headers of one entry (measured ~150-250 B)
+_cache_bytes = 0
 # raw labels (the scanner's bytes span, or the tuple of raw Label messages) ->
 # (label set, None) or (None, reason). Equal label sets are one object (interned
 # through _canonical), so a request can group series by id().
@@ -217,12 +224,32 @@ def _labels_from_span(span: bytes) -> _LabelEntry:
 
 
 def _cached_labels(key: bytes | tuple[bytes, ...]) -> _LabelEntry:
+    """The entry of ``key``; cached only when valid (a rejected series is never kept)
+    and while the cache is under ``CACHE_MAX_BYTES``."""
+    global _cache_bytes
     hit = _label_cache.get(key)
     if hit is None:
-        hit = _label_cache[key] = (
-            _labels_from_span(key) if isinstance(key, bytes) else _labels_from_raw(key)
-        )
+        hit = _labels_from_span(key) if isinstance(key, bytes) else _labels_from_raw(key)
+        if hit[0] is not None and _cache_bytes < CACHE_MAX_BYTES:
+            size = len(key) if isinstance(key, bytes) else sum(map(len, key))
+            _cache_bytes += 2 * size + _ENTRY_OVERHEAD  # the key, and the decoded strings
+            _label_cache[key] = hit
     return hit
+
+
+def forget_cached_labels() -> None:
+    """Empty the label caches (after a request was refused: its series must not stay)."""
+    global _cache_bytes
+    _label_cache.clear()
+    _canonical.clear()
+    _v2_cache.clear()
+    _cache_bytes = 0
+
+
+def _v2_room() -> int:
+    """Entries the 2.0 cache may hold: its entries are bounded like the 1.0 cache's bytes
+    (a symbol tuple costs about as much as a raw label span)."""
+    return _CACHE_LIMIT if _cache_bytes < CACHE_MAX_BYTES else 0
 
 
 def _labels_from_symbols(
@@ -364,8 +391,7 @@ def decode_remote_write(body: bytes) -> ParseResult:
     protobuf WriteRequest.
     """
     if len(_label_cache) >= _CACHE_LIMIT:
-        _label_cache.clear()
-        _canonical.clear()
+        forget_cached_labels()
     scanned = _scan.rw_scan(body) if _scan is not None else None
     if scanned is None:
         return _decode_remote_write_upb(body)
@@ -487,7 +513,7 @@ def decode_remote_write_v2(body: bytes) -> ParseResult:
         hit = v2_get(raw) if raw is not None else None
         if hit is None:
             hit = _labels_from_symbols(list(refs), symbols)
-            if raw is not None:
+            if raw is not None and hit[0] is not None and len(_v2_cache) < _v2_room():
                 _v2_cache[raw] = hit
         ls, reason = hit
         if ls is None:

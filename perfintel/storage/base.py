@@ -194,6 +194,8 @@ class AppendResult:
     accepted: int
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    #: The samples stored, when some of the batch were refused (else the whole batch).
+    kept: SampleBatch | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from perfintel.config import load_settings
 from perfintel.redact import MASK as REDACTED
 from perfintel.redact import redact
 from perfintel.web import PUBLIC_PATHS
+from tests.conftest import ANY_PAST_S
 
 TOKEN = "dashboard-read-token-0123"
 
@@ -37,6 +38,7 @@ def authed(tmp_path: Path) -> Iterator[TestClient]:
             "data_dir": tmp_path / "data",
             "auth": {"tokens": [{"token": TOKEN, "scopes": ["read", "write"]}]},
             "dashboard": {"refresh_interval": 0.2, "tick": 0.1},
+            "storage": {"raw_retention": ANY_PAST_S},  # fixed timestamps of 1970
         },
         env={},
     )

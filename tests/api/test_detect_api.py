@@ -16,6 +16,7 @@ from perfintel.config import load_settings
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.anomalies import DetectOptions
 from perfintel.performance.anomalies import detect as detect_series
+from tests.conftest import ANY_PAST_S
 
 MIN = 60_000
 DAY = 86_400_000
@@ -41,7 +42,9 @@ def client(
 ) -> Iterator[TestClient]:
     """The service over its DuckDB store, or over VictoriaMetrics (a namespace of its own)."""
     data = tmp_path_factory.mktemp("detect") / "data"
-    settings = load_settings(overrides={"data_dir": data}, env={})
+    settings = load_settings(
+        overrides={"data_dir": data, "storage": {"raw_retention": ANY_PAST_S}}, env={}
+    )
     remote = None
     if request.param == "victoriametrics":
         from perfintel.storage.victoriametrics import RemoteStore, RemoteStoreOptions

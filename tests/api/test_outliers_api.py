@@ -13,6 +13,7 @@ from perfintel.api.app import create_app
 from perfintel.batch import SampleBatch
 from perfintel.config import load_settings
 from perfintel.model import label_set
+from tests.conftest import ANY_PAST_S
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -23,7 +24,9 @@ PATH = "/api/v1/performance/detect/outliers"
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("outliers") / "data"
-    settings = load_settings(overrides={"data_dir": data}, env={})
+    settings = load_settings(
+        overrides={"data_dir": data, "storage": {"raw_retention": ANY_PAST_S}}, env={}
+    )
     with TestClient(create_app(settings, collectors=False)) as c:
         rng = np.random.default_rng(3)
         ts = T0 + 15_000 * np.arange(4 * 120, dtype=np.int64)  # 2 hours of 15-second samples

@@ -15,6 +15,7 @@ from perfintel.config import load_settings
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 from tests.bus.conftest import REDIS_URL
+from tests.conftest import ANY_PAST_S
 
 
 def _payload(k: int) -> bytes:
@@ -36,6 +37,7 @@ def _settings(tmp_path: Path, role: str, prefix: str, **bus: object) -> object:
             "role": role,
             "bus": {"redis_url": REDIS_URL, "stream_prefix": prefix, "shards": 2, **bus},
             "alerting": {"database_url": f"sqlite:///{tmp_path / 'shared.db'}"},
+            "storage": {"raw_retention": ANY_PAST_S},  # samples of 2023
         },
         env={},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 from tests.conftest import start_server
 
-T0 = 1_767_000_000_000
+T0 = (int(time.time()) - 3 * 86_400) * 1000  # three days ago: inside the raw retention
 
 
 def _body(i: int) -> bytes:

@@ -18,6 +18,7 @@ from perfintel.model import label_set, parse_selector
 from perfintel.performance.online import STATE_FILE, OnlineAnomalyDetection
 from perfintel.storage.duckdb import DuckDBStore
 from perfintel.telemetry import Registry
+from tests.conftest import ANY_PAST_S
 
 MIN = 60_000
 DAY = 86_400_000
@@ -61,7 +62,7 @@ def outputs(c: TestClient, selector: str) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 def app(data_dir: Path, **anomaly: Any) -> TestClient:
-    overrides: dict[str, Any] = {"data_dir": data_dir}
+    overrides: dict[str, Any] = {"data_dir": data_dir, "storage": {"raw_retention": ANY_PAST_S}}
     if anomaly:
         overrides["anomaly"] = anomaly
     return TestClient(create_app(load_settings(overrides=overrides, env={}), collectors=False))
@@ -166,7 +167,12 @@ def test_a_restart_resumes_from_the_saved_state(tmp_path: Path) -> None:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[DuckDBStore]:
-    s = open_store(load_settings(overrides={"data_dir": tmp_path / "data"}, env={}))
+    s = open_store(
+        load_settings(
+            overrides={"data_dir": tmp_path / "data", "storage": {"raw_retention": ANY_PAST_S}},
+            env={},
+        )
+    )
     yield s
     s.close()
 

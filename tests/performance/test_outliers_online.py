@@ -17,6 +17,7 @@ from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.performance.outliers_online import OnlinePeerOutliers, PeerGroupSpec
 from perfintel.storage.duckdb import DuckDBStore
 from perfintel.telemetry import Registry
+from tests.conftest import ANY_PAST_S
 
 MIN = 60_000
 HOUR = 60 * MIN
@@ -43,7 +44,12 @@ def fleet(services: int = 2, hosts: int = 8, seed: int = 0) -> SampleBatch:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[DuckDBStore]:
-    s = open_store(load_settings(overrides={"data_dir": tmp_path / "data"}, env={}))
+    s = open_store(
+        load_settings(
+            overrides={"data_dir": tmp_path / "data", "storage": {"raw_retention": ANY_PAST_S}},
+            env={},
+        )
+    )
     yield s
     s.close()
 
@@ -128,6 +134,7 @@ def test_late_samples_bounds_and_model_outputs(store: DuckDBStore) -> None:
 def test_service_scores_configured_groups_on_ingest(tmp_path: Path) -> None:
     settings = load_settings(
         overrides={
+            "storage": {"raw_retention": ANY_PAST_S},  # fixed timestamps of September 2026
             "data_dir": tmp_path / "data",
             "anomaly": {
                 "outlier_groups": [

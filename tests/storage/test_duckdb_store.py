@@ -306,9 +306,9 @@ def test_a_window_built_block_by_block_ends_as_one_row_per_series(tmp_path: Path
     ts = T0 + 10_000 * np.arange(8640)
     for hour in range(0, 24, 2):
         part = (ts >= T0 + hour * 3_600_000) & (ts < T0 + (hour + 2) * 3_600_000)
+        clock.ms = T0 + (hour + 2) * 3_600_000 + 1  # the samples arrive as time passes
         for s in ("a", "b"):
             st.append(gauge(ts[part], vals[part], s=s))
-        clock.ms = T0 + (hour + 2) * 3_600_000 + 1
         st.maintain()
     clock.ms = T0 + DAY + 3_600_000  # no newer samples since: the last block is complete
     st.maintain()
@@ -371,10 +371,10 @@ def test_a_tier_write_that_fails_half_way_is_repaired_by_the_next_pass(
     st.flush(compact=True)  # the first hour's buckets, as segments of today's window
     built = st.tiers.built_until[0]
     later = T0 + 60_000 * np.arange(120, 600)
+    clock.ms = T0 + 12 * 3_600_000
     for i in vals:
         vals[i] = np.r_[vals[i], np.round(rng.normal(10, 2, len(later)), 1)]
         st.append(gauge(later, vals[i][120:], i=i))
-    clock.ms = T0 + 12 * 3_600_000
     monkeypatch.setattr(tiers, "_WRITE_SLICE_ROWS", 2)
     real_insert = tiers.RollupTiers._insert
     calls = []

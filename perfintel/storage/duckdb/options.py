@@ -24,7 +24,10 @@ class Tier:
 @dataclass(frozen=True)
 class StoreOptions:
     block_ms: int = 2 * HOUR
-    raw_retention_ms: int = 15 * DAY
+    raw_retention_ms: int = 15 * DAY  # also the oldest sample an append takes
+    max_future_ms: int = HOUR  # the newest sample an append takes, ahead of the clock
+    max_new_series_per_append: int = 100_000  # more in one append: refused whole
+    max_new_series_per_minute: int = 1_000_000  # faster: refused (retry later)
     tiers: tuple[Tier, ...] = (
         Tier("5m", 5 * MINUTE, 90 * DAY, DAY),
         Tier("1h", HOUR, 730 * DAY, 8 * DAY),

@@ -40,6 +40,7 @@ in-flight flush and committed chunks, newest last.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import shutil
@@ -53,7 +54,13 @@ import numpy as np
 import orjson
 
 from perfintel.batch import SampleBatch
-from perfintel.errors import OverloadedError, StorageError
+from perfintel.errors import (
+    DiskFullError,
+    OverloadedError,
+    SeriesRateLimitError,
+    StorageError,
+    TooManyNewSeriesError,
+)
 from perfintel.model import LabelSet, Selector
 from perfintel.storage.base import (
     ROLLUP_AGGREGATES,
@@ -69,6 +76,7 @@ from perfintel.storage.base import (
     label_names_of,
     label_values_of,
 )
+from perfintel.storage.bounds import split_out_of_bounds
 from perfintel.storage.duckdb import codec
 from perfintel.storage.duckdb.cache import BlockCache
 from perfintel.storage.duckdb.head import Head
@@ -83,6 +91,7 @@ log = logging.getLogger(__name__)
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+LOST_SERIES_NAME = "perfintel_wal_lost_series"  # series whose WAL definition was damaged
 
 
 class DuckDBStore:
@@ -98,13 +107,8 @@ class DuckDBStore:
         self.opts = options or StoreOptions()
         self.clock = clock
         self.path = self.dir / "samples.duckdb"
-        try:
-            self._db = duckdb.connect(str(self.path))
-            self._db.execute(f"SET memory_limit='{self.opts.memory_limit}'")
-            self._db.execute(f"SET threads={int(self.opts.threads)}")
-            self._create_schema()
-        except duckdb.Error as exc:
-            raise StorageError(f"cannot open the sample database {self.path}: {exc}") from exc
+        self._connect()
+        self._generation = 0  # bumped when the database is opened again
         self._local = threading.local()
         self._append_lock = threading.Lock()
         self._write_lock = threading.RLock()  # the single database writer
@@ -120,6 +124,9 @@ class DuckDBStore:
         self._seq = 0
         self._head_since = self.clock()
         self._held_back = 0
+        self._unlogged_series: list[tuple[int, LabelSet]] = []
+        self._series_tokens = float(self.opts.max_new_series_per_minute)
+        self._series_bucket_at = time.monotonic()
         self._latest_at_last_look = np.empty(0, np.int64)  # index.max_ts when a flush last looked
         self._load()
         self.wal = WriteAheadLog(self.dir / "wal", fsync=self.opts.wal_fsync)
@@ -134,6 +141,41 @@ class DuckDBStore:
             self._thread.start()
 
     # -- set-up -------------------------------------------------------------
+    def _connect(self) -> None:
+        try:
+            self._db = duckdb.connect(str(self.path))
+            self._db.execute(f"SET memory_limit='{self.opts.memory_limit}'")
+            self._db.execute(f"SET threads={int(self.opts.threads)}")
+            self._create_schema()
+        except duckdb.Error as exc:
+            raise StorageError(f"cannot open the sample database {self.path}: {exc}") from exc
+
+    def _reopen_if_invalidated(self, exc: BaseException) -> bool:
+        """DuckDB invalidates a database after a fatal error (a checkpoint that
+        hit a full disk) until it is opened again: do that, so the store
+        recovers by itself once there is space. Committed data is in DuckDB's
+        own log; what the failed write held is still in the head and our WAL."""
+        seen: BaseException | None = exc
+        while seen is not None and not isinstance(seen, duckdb.FatalException):
+            seen = seen.__cause__
+        if seen is None:
+            return False
+        with self._write_lock:
+            log.warning("the sample database was invalidated (%s); opening it again", seen)
+            with contextlib.suppress(duckdb.Error):
+                self._db.close()
+            self._connect()
+            self._generation += 1  # every thread's cursor is of the closed connection
+            [row] = self._db.execute(
+                "SELECT count(*), (SELECT coalesce(max(seq), 0) FROM chunks) FROM series"
+            ).fetchall()
+            if row:
+                self._persisted_series = min(int(row[0]), self._persisted_series)
+                self._seq = max(self._seq, int(row[1]))
+            self.tiers.load()
+            self._version += 1
+        return True
+
     def _create_schema(self) -> None:
         self._db.execute(
             """
@@ -152,8 +194,8 @@ class DuckDBStore:
         self._persisted_series = len(self.index)
         self.tiers = RollupTiers(self)
         self.tiers.load()
-        row = self._db.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchone()
-        self._seq = int(row[0]) if row else 0
+        [(seq,)] = self._db.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchall()
+        self._seq = int(seq)
         rng = self._db.execute(
             "SELECT series_id, min(min_ts), max(max_ts) FROM chunks GROUP BY series_id"
         ).fetchnumpy()
@@ -172,53 +214,145 @@ class DuckDBStore:
                 self.index.note_range(rr["series_id"].astype(np.int64), rr["lo"].astype(np.int64))
 
     def _replay(self) -> None:
-        for rec in self.wal.replay():
+        # All records first: a series definition can follow samples of it (it is
+        # written again after a failed append), and ids must be added in order.
+        recs = list(self.wal.replay())
+        defs: dict[int, LabelSet] = {}
+        for rec in recs:
+            if not isinstance(rec, WalSamples):
+                for sid, labels in rec:
+                    defs.setdefault(sid, labels)
+        orphans = 0
+        for rec in recs:
             if isinstance(rec, WalSamples):
+                if len(rec.sids):
+                    orphans += self._add_replayed_series(int(rec.sids.max()), defs)
                 self.head.append(rec.sids, rec.timestamps, rec.values)
                 self.index.note_range(rec.sids, rec.timestamps)
             else:
-                for sid, labels in rec:
-                    if sid >= len(self.index):
-                        self.index.add(labels, sid)
+                for sid, _ in rec:
+                    orphans += self._add_replayed_series(sid, defs)
+        if orphans:
+            log.error(
+                "write-ahead log: the definitions of %d series were in a damaged record; their "
+                'samples are kept as {__name__="%s", series_id="<id>"}',
+                orphans,
+                LOST_SERIES_NAME,
+            )
+
+    def _add_replayed_series(self, upto: int, defs: dict[int, LabelSet]) -> int:
+        """Register series ids up to ``upto`` from the WAL's definitions; an id whose
+        definition was lost with a damaged record gets a placeholder label set
+        (ids stay dense, its samples stay readable). Returns the placeholders added."""
+        lost = 0
+        while len(self.index) <= upto:
+            sid = len(self.index)
+            labels = defs.get(sid)
+            if labels is None:
+                labels = (("__name__", LOST_SERIES_NAME), ("series_id", str(sid)))
+                lost += 1
+            self.index.add(labels, sid)
+        return lost
 
     # -- writes -------------------------------------------------------------
     def append(self, batch: SampleBatch) -> AppendResult:
+        if len(batch) == 0:
+            return AppendResult(accepted=0)
+        now = int(self.clock() * 1000)
+        retention, future = self.opts.raw_retention_ms, self.opts.max_future_ms
+        batch, refused, errors = split_out_of_bounds(
+            batch, now - retention, now + future, retention, future
+        )
         n = len(batch)
         if n == 0:
-            return AppendResult(accepted=0)
+            return AppendResult(accepted=0, rejected=refused, errors=errors)
         if self.head.samples > 4 * self.opts.head_max_samples:
             self._wake.set()
             raise OverloadedError("the write head is full while a flush catches up; retry shortly")
         with self._append_lock:
+            self._check_new_series(batch.series)
             ids, new = self.index.resolve(batch.series)
             sids = ids[batch.series_idx]
+            # Series registered by appends whose log write failed are defined again.
+            new = self._unlogged_series + new
             records = [self.wal.write_series(new)] if new else []
             records.append(self.wal.write_samples(sids, batch.timestamps, batch.values))
             try:
                 position = self.wal.write(*records)
             except OSError as exc:
-                raise StorageError(f"cannot write the write-ahead log: {exc}") from exc
+                self._unlogged_series = new
+                raise self._wal_error("write", exc) from exc
+            self._unlogged_series = []
             self.head.append(sids, batch.timestamps, batch.values)
             self.index.note_range(sids, batch.timestamps)
         try:
             self.wal.sync(position)  # outside the lock: concurrent appends share one fsync
         except OSError as exc:
-            raise StorageError(f"cannot sync the write-ahead log: {exc}") from exc
+            with self._append_lock:  # their definition may be among the lost pages
+                self._unlogged_series = new + self._unlogged_series
+            raise self._wal_error("sync", exc) from exc
         if self.head.samples >= self.opts.head_max_samples:
             self._wake.set()
-        return AppendResult(accepted=n)
+        return AppendResult(
+            accepted=n, rejected=refused, errors=errors, kept=batch if refused else None
+        )
+
+    def _check_new_series(self, series: list[LabelSet]) -> None:
+        """Refuse an append that would register too many series, in one go or per
+        minute (each costs memory in the index for as long as the store is open).
+        A token bucket: ``max_new_series_per_minute`` tokens, refilled evenly."""
+        get = self.index.get
+        n = sum(1 for ls in series if get(ls) is None)
+        if not n:
+            return
+        per_append, per_minute = (
+            self.opts.max_new_series_per_append,
+            self.opts.max_new_series_per_minute,
+        )
+        if n > per_append:
+            raise TooManyNewSeriesError(
+                f"the request would create {n} new series, more than "
+                f"limits.max_new_series_per_request ({per_append}); nothing was stored"
+            )
+        now = time.monotonic()
+        elapsed = now - self._series_bucket_at
+        self._series_bucket_at = now
+        self._series_tokens = min(
+            float(per_minute), self._series_tokens + elapsed * per_minute / 60.0
+        )
+        if n > self._series_tokens:
+            raise SeriesRateLimitError(
+                f"new series arrive faster than limits.max_new_series_per_minute ({per_minute}): "
+                f"this request has {n}; nothing was stored, retry shortly"
+            )
+        self._series_tokens -= n
+
+    def _wal_error(self, what: str, exc: OSError) -> StorageError:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFullError(
+                f"the disk of {self.dir} is full: cannot {what} the write-ahead log; "
+                "nothing of this request was stored, retry when space is free"
+            )
+        return StorageError(f"cannot {what} the write-ahead log: {exc}")
 
     def flush(self, *, compact: bool = False) -> MaintenanceReport:
         """Write the head to the database now; with ``compact`` also merge chunks,
         build every rollup window that has ended (ignoring the grace period) and
         enforce retention. Used by the admin API, tests and benchmarks."""
         with self._write_lock:
-            report = MaintenanceReport(flushed=self._flush_head(everything=True))
-            if compact:
-                report.compacted_groups = self._compact()
-                report.rollup_windows = self.tiers.build(force=True)
-                report.deleted_chunks = self._enforce_retention()
-                self._db.execute("CHECKPOINT")
+            try:
+                report = MaintenanceReport(flushed=self._flush_head(everything=True))
+                if compact:
+                    report.compacted_groups = self._compact()
+                    report.rollup_windows = self.tiers.build(force=True)
+                    report.deleted_chunks = self._enforce_retention()
+                    self._checkpoint()
+            except (duckdb.Error, StorageError) as exc:
+                with contextlib.suppress(Exception):
+                    self._reopen_if_invalidated(exc)
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"database write failed: {exc}") from exc
             return report
 
     def maintain(self) -> MaintenanceReport:
@@ -242,15 +376,37 @@ class DuckDBStore:
             return report
 
     def _maintenance_loop(self) -> None:
+        failures = 0  # passes failed in a row
+        last_log = 0.0
         while not self._stop.is_set():
-            self._wake.wait(self.opts.maintenance_interval_s)
+            # After failures (a full disk) wait longer, up to a minute, so retries
+            # neither spin nor fill the freed space with re-logged samples.
+            wait = self.opts.maintenance_interval_s * 2 ** min(failures, 10)
+            if failures:
+                self._stop.wait(min(wait, _MAX_MAINTENANCE_BACKOFF_S))
+            else:
+                self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
                 self.maintain()
-            except Exception:  # keep the loop alive; the next pass retries
-                log.exception("storage maintenance failed")
+            except Exception as exc:  # keep the loop alive; the next pass retries
+                with contextlib.suppress(Exception):
+                    self._reopen_if_invalidated(exc)
+                failures += 1
+                now = time.monotonic()
+                if failures == 1:
+                    log.exception("storage maintenance failed; retrying with backoff")
+                elif now - last_log >= _MAX_MAINTENANCE_BACKOFF_S:
+                    log.error("storage maintenance still failing (%d passes): %s", failures, exc)
+                else:
+                    continue
+                last_log = now
+            else:
+                if failures:
+                    log.info("storage maintenance recovered after %d failed passes", failures)
+                failures = 0
 
     def _flush_head(self, *, everything: bool = False) -> int:
         """Move the head's samples into chunks.
@@ -279,7 +435,10 @@ class DuckDBStore:
             self._head_since = self.clock()
             return 0
         with self._append_lock:
-            closed = self.wal.rotate()
+            try:
+                closed = self.wal.rotate()
+            except OSError as exc:  # the current segment stays open: appends go on
+                raise self._wal_error("rotate", exc) from exc
             parts = self.head.take_parts()
             # Each series' latest timestamp as of this take: a block is complete
             # only if the taken samples hold all of it (appends go on meanwhile).
@@ -302,9 +461,12 @@ class DuckDBStore:
                         hold = ~done
                         self._held_back += int(hold.sum())
                         with self._append_lock:
-                            position = self.wal.write_samples_direct(
-                                sids[hold], ts[hold], vals[hold]
-                            )
+                            try:
+                                position = self.wal.write_samples_direct(
+                                    sids[hold], ts[hold], vals[hold]
+                                )
+                            except OSError as exc:
+                                raise self._wal_error("write", exc) from exc
                             self.head.restore(sids[hold], ts[hold], vals[hold])
                         sids, ts, vals = sids[done], ts[done], vals[done]
                 if len(ts):
@@ -312,7 +474,10 @@ class DuckDBStore:
                     flushed += len(ts)
                     newest = max(newest, int(ts.max()))
             if position:
-                self.wal.sync(position)
+                try:
+                    self.wal.sync(position)
+                except OSError as exc:
+                    raise self._wal_error("sync", exc) from exc
             if tables:
                 self._seq = seq
                 self._persist_series(n_series)
@@ -427,11 +592,15 @@ class DuckDBStore:
             params = windows
         else:
             self._touched_windows.clear()
-        groups = self._db.execute(
-            f"SELECT series_id, window_start, sum(n)::BIGINT AS samples FROM chunks {cond} "
-            "GROUP BY series_id, window_start HAVING count(*) > 1",
-            params,
-        ).fetchnumpy()
+        groups = (
+            self._cursor()
+            .execute(
+                f"SELECT series_id, window_start, sum(n)::BIGINT AS samples FROM chunks {cond} "
+                "GROUP BY series_id, window_start HAVING count(*) > 1",
+                params,
+            )
+            .fetchnumpy()
+        )
         total = len(groups["series_id"])
         # Steps of at most 20,000 groups and about _COMPACT_STEP_SAMPLES samples: a
         # step decodes and sorts all its samples at once (~100 bytes each at the peak).
@@ -476,11 +645,14 @@ class DuckDBStore:
     ) -> list[tuple]:
         """Run ``sql`` (ending in a WHERE clause, ``series_id`` its first column)
         restricted to ``sids``."""
+        own = cur is None
         cur = cur or self._cursor()
         try:
             with series_filter(cur, sids) as (cond, more, keep):
                 rows = cur.execute(sql + cond, [*params, *more]).fetchall()
         except duckdb.Error as exc:
+            if own:
+                self._drop_cursor()
             raise StorageError(f"reading the sample database failed: {exc}") from exc
         return rows if keep is None else [r for r in rows if keep[r[0]]]
 
@@ -513,8 +685,9 @@ class DuckDBStore:
         now = int(self.clock() * 1000)
         cut = now - self.opts.raw_retention_ms
         with self._transaction() as cur:
-            row = cur.execute("SELECT count(*) FROM chunks WHERE max_ts < ?", [cut]).fetchone()
-            deleted = int(row[0]) if row else 0
+            [(deleted,)] = cur.execute(
+                "SELECT count(*) FROM chunks WHERE max_ts < ?", [cut]
+            ).fetchall()
             if deleted:
                 cur.execute("DELETE FROM chunks WHERE max_ts < ?", [cut])
             for t, tier in enumerate(self.opts.tiers):
@@ -544,12 +717,31 @@ class DuckDBStore:
         for p in paths:
             p.unlink(missing_ok=True)
 
+    def _checkpoint(self) -> None:
+        self._cursor().execute("CHECKPOINT").fetchall()
+
     # -- reads --------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor (DuckDB connections are not for concurrent use).
+
+        Discipline: every result is fetched whole (``fetchall``/``fetchnumpy``,
+        never ``fetchone``) before the cursor is used again: DuckDB refuses
+        ``register``/``sql`` on a cursor holding an unfinished result ("Resource
+        In Use Error: connection has an unfinished result from execute()"), and
+        a thread-pool thread carries its cursor from one request to the next.
+        A cursor that raised is dropped (its result may be half-read)."""
         cur = getattr(self._local, "cur", None)
-        if cur is None:
+        if cur is None or self._local.generation != self._generation:
             cur = self._local.cur = self._db.cursor()
+            self._local.generation = self._generation
         return cur
+
+    def _drop_cursor(self) -> None:
+        cur = getattr(self._local, "cur", None)
+        self._local.cur = None
+        if cur is not None:
+            with contextlib.suppress(duckdb.Error):
+                cur.close()
 
     def _matching(
         self, selector: Selector, start_ms: int, end_ms: int, limits: QueryLimits | None
@@ -746,7 +938,7 @@ class DuckDBStore:
         target.mkdir(parents=True)
         try:
             with self._write_lock:
-                self._db.execute("CHECKPOINT")
+                self._checkpoint()
                 with self._append_lock:
                     segments = self.wal.rotate()
                     samples_in_wal = self.head.samples
@@ -778,11 +970,12 @@ class DuckDBStore:
     def stats(self) -> StoreStats:
         tiers = {"raw": 0}
         with contextlib.suppress(duckdb.Error):
-            row = self._cursor().execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()
-            tiers["raw"] = int(row[0]) if row else 0
+            cur = self._cursor()
+            [(raw,)] = cur.execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchall()
+            tiers["raw"] = int(raw)
             for t, tier in enumerate(self.opts.tiers):
-                row = self._cursor().execute(f"SELECT coalesce(sum(n), 0) FROM tier_{t}").fetchone()
-                tiers[tier.name] = int(row[0]) if row else 0
+                [(n,)] = cur.execute(f"SELECT coalesce(sum(n), 0) FROM tier_{t}").fetchall()
+                tiers[tier.name] = int(n)
         return StoreStats(
             series=len(self.index),
             samples_in_head=self.head.samples,
@@ -797,11 +990,12 @@ class DuckDBStore:
             self._thread.join()
         with contextlib.suppress(Exception), self._write_lock:
             self._flush_head(everything=True)
-            self._db.execute("CHECKPOINT")
+            self._checkpoint()
         self.wal.close()
         self._db.close()
 
 
+_MAX_MAINTENANCE_BACKOFF_S = 60.0
 _CACHED_ROLLUP_SERIES = 64  # larger reads bypass the block cache (they would only flush it)
 
 

@@ -127,13 +127,26 @@ class RollupTiers:
         straddle the new watermark need no rewrite here."""
         if not len(windows):
             return
-        earliest = int(windows.min())
+        earliest = max(int(windows.min()), self._rebuildable_from())
         for t, tier in enumerate(self.opts.tiers):
             unit = max(self.opts.block_ms, tier.resolution_ms)
             w = earliest - earliest % unit
+            # Not below the rebuildable part: the whole tier window must have raw data.
+            w = max(w, -(-self._rebuildable_from() // tier.window_ms) * tier.window_ms)
             if self.built_until[t] > w:
                 cur.execute(f"DELETE FROM tier_{t} WHERE b_lo >= ?", [-(-w // tier.resolution_ms)])
                 self._set_watermark(cur, t, w)
+
+    def _rebuildable_from(self) -> int:
+        """The oldest time whose raw samples still exist (the raw retention cut).
+
+        A tier's rows before it cannot be built again: a late sample there
+        (a timestamp of 0, written before appends were bounded) must not bring a
+        watermark down to it, which deleted every row after it and rebuilt them
+        from raw samples that retention had already deleted (the rows were lost,
+        and rebuilding decades of empty windows took minutes)."""
+        now = int(self.store.clock() * 1000)
+        return now - self.opts.raw_retention_ms
 
     def build(self, *, force: bool) -> int:
         """Advance each tier's watermark over sealed data; returns the buckets written.
@@ -182,10 +195,16 @@ class RollupTiers:
                 target -= target % unit
             lo = self.built_until[t]
             if lo < 0:  # never built: start at the oldest data
-                row = self.store._db.execute("SELECT min(min_ts) FROM chunks").fetchone()
-                if not row or row[0] is None:
+                [(oldest,)] = (
+                    self.store._cursor().execute("SELECT min(min_ts) FROM chunks").fetchall()
+                )
+                if oldest is None:
                     return written
-                lo = int(row[0]) - int(row[0]) % tier.window_ms
+                # Not from windows past the tier's own retention (a stray sample at
+                # ts=0 made this loop over fifty years of empty windows).
+                now = int(self.store.clock() * 1000)
+                lo = max(int(oldest), now - tier.retention_ms - tier.window_ms)
+                lo -= lo % tier.window_ms
             while lo < target:
                 hi = min(lo - lo % tier.window_ms + tier.window_ms, target)
                 written += self._extend_tier(t, tier, lo, hi, merge=force)
