@@ -21,6 +21,7 @@ import numpy as np
 from perfintel.batch import SampleBatch
 from perfintel.errors import QueryLimitError
 from perfintel.model import LabelSet, Selector
+from perfintel.storage.samples import rollup
 
 
 @dataclass
@@ -327,3 +328,35 @@ def check_limits(limits: QueryLimits | None, series: int, samples: int) -> None:
         raise QueryLimitError(
             f"query loads more than {limits.max_samples} samples (limit max_samples)"
         )
+
+
+def rollups_from_raw(
+    reader: SampleReader,
+    selector: Selector,
+    start_ms: int,
+    end_ms: int,
+    resolution_ms: int,
+    resolutions_ms: Sequence[int],
+    limits: QueryLimits | None = None,
+) -> list[SeriesRollup] | None:
+    """``select_rollup`` for a store without tiers of its own: buckets computed from raw samples.
+
+    The resolution is the coarsest of ``resolutions_ms`` that fits into ``resolution_ms``
+    (``None`` when none does), as a store with tiers would answer.
+    """
+    fitting = [r for r in sorted(resolutions_ms) if r <= resolution_ms]
+    if not fitting:
+        return None
+    res = fitting[-1]
+    lo = start_ms - start_ms % res
+    out = []
+    for s in reader.select(selector, lo, end_ms, limits=limits):
+        b, mn, mx, sm, cnt, last = rollup(s.timestamps, s.values, res)
+        keep = (b >= lo) & (b <= end_ms)
+        if keep.any():
+            out.append(
+                SeriesRollup(
+                    s.labels, res, b[keep], mn[keep], mx[keep], sm[keep], cnt[keep], last[keep]
+                )
+            )
+    return out

@@ -26,8 +26,9 @@ from perfintel.storage.base import (
     check_limits,
     label_names_of,
     label_values_of,
+    rollups_from_raw,
 )
-from perfintel.storage.samples import dedupe_last_wins, in_range, rollup
+from perfintel.storage.samples import dedupe_last_wins, in_range
 
 
 class MemoryStore:
@@ -77,21 +78,9 @@ class MemoryStore:
         *,
         limits: QueryLimits | None = None,
     ) -> list[SeriesRollup] | None:
-        fitting = [r for r in self.rollup_resolutions_ms if r <= resolution_ms]
-        if not fitting:
-            return None
-        res = fitting[-1]
-        out = []
-        for s in self.select(selector, start_ms - start_ms % res, end_ms, limits=limits):
-            b, mn, mx, sm, cnt, last = rollup(s.timestamps, s.values, res)
-            keep = (b >= start_ms - start_ms % res) & (b <= end_ms)
-            if keep.any():
-                out.append(
-                    SeriesRollup(
-                        s.labels, res, b[keep], mn[keep], mx[keep], sm[keep], cnt[keep], last[keep]
-                    )
-                )
-        return out
+        return rollups_from_raw(
+            self, selector, start_ms, end_ms, resolution_ms, self.rollup_resolutions_ms, limits
+        )
 
     def series(
         self, selectors: Sequence[Selector], start_ms: int, end_ms: int, *, limit: int | None = None

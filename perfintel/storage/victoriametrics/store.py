@@ -82,8 +82,9 @@ from perfintel.storage.base import (
     StoreSize,
     StoreStats,
     check_limits,
+    rollups_from_raw,
 )
-from perfintel.storage.samples import in_range, rollup
+from perfintel.storage.samples import in_range
 
 __all__ = ["RemoteStore", "RemoteStoreOptions"]
 
@@ -332,22 +333,9 @@ class RemoteStore:
         *,
         limits: QueryLimits | None = None,
     ) -> list[SeriesRollup] | None:
-        fitting = [r for r in sorted(self.opts.rollup_resolutions_ms) if r <= resolution_ms]
-        if not fitting:
-            return None
-        res = fitting[-1]
-        lo = start_ms - start_ms % res
-        out = []
-        for s in self.select(selector, lo, end_ms, limits=limits):
-            b, mn, mx, sm, cnt, last = rollup(s.timestamps, s.values, res)
-            keep = (b >= lo) & (b <= end_ms)
-            if keep.any():
-                out.append(
-                    SeriesRollup(
-                        s.labels, res, b[keep], mn[keep], mx[keep], sm[keep], cnt[keep], last[keep]
-                    )
-                )
-        return out
+        return rollups_from_raw(
+            self, selector, start_ms, end_ms, resolution_ms, self.opts.rollup_resolutions_ms, limits
+        )
 
     def series(
         self, selectors: Sequence[Selector], start_ms: int, end_ms: int, *, limit: int | None = None
