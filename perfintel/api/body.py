@@ -44,6 +44,8 @@ async def read_raw_body(request: Request, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise PayloadTooLargeError(f"request body exceeds limits.max_body_bytes ({max_bytes})")
         chunks.append(chunk)
+    if size > _GATHER_BYTES:  # copying tens of megabytes would hold the event loop
+        return await run_in_threadpool(b"".join, chunks)
     return b"".join(chunks)
 
 
