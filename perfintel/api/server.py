@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -182,6 +183,11 @@ async def _serve(
     while not server.started and not task.done():
         await asyncio.sleep(0.02)
     if server.started:
+        # Everything built at start-up (modules, the app, the store's index) lives as long as
+        # the process: moved out of the collector's reach, a full collection, which holds the
+        # GIL and so the event loop, walks only what came since (82 ms → a few ms at start).
+        gc.collect()
+        gc.freeze()
         announce(
             f"perfintel listening on http://{settings.host}:{settings.port}  "
             f"(data: {data_dir.resolve()})"
