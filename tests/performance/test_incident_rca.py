@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,8 @@ def test_the_analyzer_over_a_real_store_gives_causes_root_and_co_movement(tmp_pa
     store = DuckDBStore(tmp_path / "db", StoreOptions(background=False, wal_fsync=False))
     try:
         step = 60_000
-        ts = np.arange(0, 240 * step, step, dtype=np.int64) + 1_767_225_600_000
+        start = (int(time.time() * 1000) - 300 * step) // step * step  # inside the raw retention
+        ts = np.arange(0, 240 * step, step, dtype=np.int64) + start
         rng = np.random.default_rng(3)
         pool = 10 + rng.normal(0, 0.5, ts.size)
         pool[200:] = 40
