@@ -47,6 +47,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import duckdb
@@ -192,7 +193,7 @@ class DuckDBStore:
         for sid, labels in self._db.execute("SELECT id, labels FROM series ORDER BY id").fetchall():
             self.index.add(tuple((str(k), str(v)) for k, v in orjson.loads(labels)), sid)
         self._persisted_series = len(self.index)
-        self.tiers = RollupTiers(self)
+        self.tiers = RollupTiers(_TierHandle(self))
         self.tiers.load()
         [(seq,)] = self._db.execute("SELECT coalesce(max(seq), 0) FROM chunks").fetchall()
         self._seq = int(seq)
@@ -1114,3 +1115,40 @@ def _sort_last_write_wins(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``_sort_parts_last_write_wins`` of one segment."""
     return _sort_parts_last_write_wins([(sids, ts, vals)])
+
+
+class _TierHandle:
+    """What the rollup tiers may use of their store (``tiers.TierHost``), and nothing else."""
+
+    def __init__(self, store: DuckDBStore) -> None:
+        self._store = store
+        self.opts = store.opts
+        self.clock = store.clock
+        self.head = store.head
+
+    @property
+    def newest_flushed_ms(self) -> int:
+        return self._store.newest_flushed_ms
+
+    @property
+    def db(self) -> duckdb.DuckDBPyConnection:
+        return self._store._db
+
+    @property
+    def cache(self) -> BlockCache:
+        return self._store._cache
+
+    @property
+    def version(self) -> int:
+        return self._store._version
+
+    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self._store._transaction()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._store._cursor()
+
+    def read_raw_batches(
+        self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return self._store._read_raw_batches(start, end, cur)

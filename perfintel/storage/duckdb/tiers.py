@@ -35,21 +35,31 @@ if TYPE_CHECKING:
 
 
 class TierHost(Protocol):
-    """What the tiers need from the store that owns them (``DuckDBStore``)."""
+    """The narrow handle the tiers get from the store that owns them (``DuckDBStore``):
+    its options, clock and head, the database (re-read at each use: the store may reopen
+    it), its transactions and cursors, the block cache and its version, raw reads."""
 
     opts: StoreOptions
     clock: Callable[[], float]
-    _db: duckdb.DuckDBPyConnection
-    _cache: BlockCache
     head: Head
-    _version: int
-    newest_flushed_ms: int
 
-    def _transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+    @property
+    def newest_flushed_ms(self) -> int: ...
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection: ...
+    @property
+    def db(self) -> duckdb.DuckDBPyConnection: ...
 
-    def _read_raw_batches(
+    @property
+    def cache(self) -> BlockCache: ...
+
+    @property
+    def version(self) -> int: ...
+
+    def transaction(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+    def cursor(self) -> duckdb.DuckDBPyConnection: ...
+
+    def read_raw_batches(
         self, start: int, end: int, cur: duckdb.DuckDBPyConnection | None = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]: ...
 
@@ -81,7 +91,7 @@ class RollupTiers:
         self._newest_moved_at = 0
 
     def load(self) -> None:
-        for t, until in self.store._db.execute(
+        for t, until in self.store.db.execute(
             "SELECT tier, built_until FROM rollup_state"
         ).fetchall():
             if t < len(self.built_until):
@@ -94,14 +104,13 @@ class RollupTiers:
         series at a time, then drop them (all in one transaction per tier, so a
         crash leaves either table whole)."""
         names = {
-            r[0]
-            for r in self.store._db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            r[0] for r in self.store.db.execute("SELECT table_name FROM duckdb_tables()").fetchall()
         }
         for t, tier in enumerate(self.opts.tiers):
             if f"rollup_{t}" not in names:
                 continue
             per_window = tier.window_ms // tier.resolution_ms
-            with self.store._transaction() as cur:
+            with self.store.transaction() as cur:
                 cur.execute(f"DELETE FROM tier_{t}")
                 [(top,)] = cur.execute(f"SELECT max(series_id) FROM rollup_{t}").fetchall()
                 top = -1 if top is None else int(top)
@@ -196,7 +205,7 @@ class RollupTiers:
             lo = self.built_until[t]
             if lo < 0:  # never built: start at the oldest data
                 [(oldest,)] = (
-                    self.store._cursor().execute("SELECT min(min_ts) FROM chunks").fetchall()
+                    self.store.cursor().execute("SELECT min(min_ts) FROM chunks").fetchall()
                 )
                 if oldest is None:
                     return written
@@ -210,7 +219,7 @@ class RollupTiers:
                 written += self._extend_tier(t, tier, lo, hi, merge=force)
                 lo = hi
             if lo != self.built_until[t]:
-                with self.store._transaction() as cur:
+                with self.store.transaction() as cur:
                     self._set_watermark(cur, t, lo)
         return written
 
@@ -239,7 +248,7 @@ class RollupTiers:
         merge = merge or -(-hi // res) >= window_lo + per_window
         parts: list[dict[str, np.ndarray]] = []
         if t == 0:
-            for sids, ts, vals in self.store._read_raw_batches(lo, hi):
+            for sids, ts, vals in self.store.read_raw_batches(lo, hi):
                 inside = (ts >= lo) & (ts < hi)
                 rolled = rollup_many(sids[inside], ts[inside], vals[inside], res)
                 parts.append(dict(zip(("series_id", *ROLLUP_FIELDS), rolled, strict=True)))
@@ -257,7 +266,7 @@ class RollupTiers:
         params: list[object] = [window_lo, first]
         if not merge:
             params.append(first)
-        with self.store._transaction() as cur:
+        with self.store.transaction() as cur:
             cur.execute(f"DELETE FROM tier_{t} WHERE b_lo >= ?", [first])
             kept = self._decode_rows(cur, t, replaced, params, _AGGREGATES)
         inside = kept["ts"] < first
@@ -273,7 +282,7 @@ class RollupTiers:
         for off in range(0, n, _WRITE_SLICE_ROWS):
             piece = {k: v[off : off + _WRITE_SLICE_ROWS] for k, v in rows.items()}
             ids = piece["series_id"]
-            with self.store._transaction() as cur:
+            with self.store.transaction() as cur:
                 cur.execute(
                     f"DELETE FROM tier_{t} WHERE {replaced} AND series_id BETWEEN ? AND ?",
                     [*params, int(ids[0]), int(ids[-1])],
@@ -326,7 +335,7 @@ class RollupTiers:
         # A cursor of its own: the relation API refuses a connection with a result
         # still open (a ``fetchone`` elsewhere on the thread's cursor).
         own = cur is None
-        cur = cur or self.store._db.cursor()
+        cur = cur or self.store.db.cursor()
         try:
             with series_filter(cur, sids) as (cond, more, keep):
                 where = "b_hi >= ? AND b_lo <= ?" + cond
@@ -379,10 +388,10 @@ class RollupTiers:
         self, t: int, start: int, end: int, sids: np.ndarray
     ) -> Iterator[tuple[int, tuple[np.ndarray, ...]]]:
         """``_read_tier`` through the block cache."""
-        version = self.store._version
+        version = self.store.version
         missing = []
         for sid in sids.tolist():
-            hit = self.store._cache.get(("r", t, sid), version, start, end)
+            hit = self.store.cache.get(("r", t, sid), version, start, end)
             if hit is None:
                 missing.append(sid)
             elif len(hit[0]):
@@ -394,7 +403,7 @@ class RollupTiers:
         empty = tuple(np.empty(0, np.int64 if i in (0, 4) else np.float64) for i in range(6))
         for sid in missing:
             arrays = fresh.get(sid, empty)
-            self.store._cache.put(
+            self.store.cache.put(
                 ("r", t, sid), version, start, end, arrays, 64 + sum(a.nbytes for a in arrays)
             )
             if len(arrays[0]):
