@@ -621,15 +621,26 @@ def encode_remote_write(
     """
     lab = _MSG["Label"]
     parts = []  # WriteRequest field 1 records, written by hand: samples as arrays
-    for labels, ts, vals in batch.iter_series():
-        order = np.argsort(ts, kind="stable")
-        series = b"".join(
-            _record(b"\x0a", lab(name=k, value=v).SerializeToString())
-            for k, v in sorted(labels)
-            if v != ""
-        )
-        series += _sample_records(ts[order], vals[order])[0].tobytes()
-        parts.append(_record(b"\x0a", series))
+    if len(batch):
+        # the sample records of every series in one array pass (per series, numpy's call
+        # overhead cost ~100 µs: 11 ms for a request of 100 one-sample series), then cut:
+        # series in index order, each one's samples in time order (ties in batch order)
+        order = np.lexsort((batch.timestamps, batch.series_idx))
+        idx = batch.series_idx[order]
+        buf, end = _sample_records(batch.timestamps[order], batch.values[order])
+        raw = buf.tobytes()
+        first = np.concatenate(([0], np.flatnonzero(np.diff(idx)) + 1))
+        last = np.concatenate((first[1:], [len(idx)])) - 1
+        byte_from = np.concatenate(([0], end[:-1]))[first]
+        for s, lo, hi in zip(
+            idx[first].tolist(), byte_from.tolist(), end[last].tolist(), strict=True
+        ):
+            series = b"".join(
+                _record(b"\x0a", lab(name=k, value=v).SerializeToString())
+                for k, v in sorted(batch.series[s])
+                if v != ""
+            )
+            parts.append(_record(b"\x0a", series + raw[lo:hi]))
     req = _RawWriteRequest()  # the metadata (field 3) follows the series, as protobuf orders it
     for name, md in (metadata or {}).items():
         m = req.metadata.add()
