@@ -9,7 +9,8 @@ client fails over to the other one. Only 2xx answers count as acknowledged. Then
 acknowledged sample is answered by the API process's PromQL, every series has the scores
 one uninterrupted detector would have computed (the workers write them to
 VictoriaMetrics), and the surviving worker resumed the dead one's shards from their
-checkpoints.
+checkpoints. Meanwhile the API process evaluates an alerting rule over the shared store; it
+fires once, and its webhook notification reaches a local receiver exactly once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.storage.memory import MemoryStore
+from tests.alerting.notify_helpers import HttpReceiver
 from tests.bus.multiprocess import WRITE, bus_env, shard_holders, wait_drained, wait_for_holders
 from tests.conftest import Server, start_server
 
@@ -38,6 +40,29 @@ SHARDS, SERIES_PER_CLIENT = 4, 100
 PUSH_S = float(os.environ.get("PERFINTEL_TEST_PUSH_S", "45"))
 STEP_MS = 1_000
 MAX_STEPS = 12_000  # t0 + MAX_STEPS steps stays in the past
+
+# evaluated by the API process at "now", over the samples pushed hours back: fires once there
+# are samples, and stays firing (one notification, never resolved during the test)
+RULES = """
+groups:
+  - name: scale-out
+    interval: 2s
+    rules:
+      - alert: PodReporting
+        expr: count_over_time(svc_latency{pod="c0p0"}[5h]) > 20
+        labels: {severity: page}
+"""
+AM_YML = """\
+route:
+  receiver: team
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: team
+    webhook_configs: [{{url: '{url}/team'}}]
+"""
 
 
 @dataclass
@@ -130,6 +155,10 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": victoria_metrics + "/internal/force_flush",
         "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test=mp-{uuid.uuid4().hex[:12]}",
     }
+    hook = HttpReceiver()
+    rules, am = tmp_path / "rules.yml", tmp_path / "alertmanager.yml"
+    rules.write_text(RULES)
+    am.write_text(AM_YML.format(url=hook.url))
     servers: list[Server] = []
     try:
         ingest = [
@@ -142,7 +171,13 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
             for i in range(2)
         ]
         servers += workers
-        api = start_server(tmp_path / "api", env={**common, "PERFINTEL_ROLE": "api"})
+        api_env = {
+            **common,
+            "PERFINTEL_ROLE": "api",
+            "PERFINTEL_ALERTING__RULE_FILES": str(rules),
+            "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
+        }
+        api = start_server(tmp_path / "api", env=api_env)
         servers.append(api)
         wait_for_holders(postgres_url, SHARDS, 2, 30)  # the second worker gets its share
 
@@ -226,7 +261,21 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
             int(n) for n in re.findall(r"restored (\d+) series from the checkpoint", after_kill)
         ]
         assert restored and max(restored) > 0, after_kill[-3000:]
+
+        # the rule fired once and its notification arrived once, with its idempotency key
+        metrics = httpx.get(api.url + "/metrics", timeout=10).text
+        assert "perfintel_notifier_lease_held 1" in metrics
+        alerts = httpx.get(api.url + "/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        assert [(a["labels"]["alertname"], a["state"]) for a in alerts] == [
+            ("PodReporting", "firing")
+        ]
+        time.sleep(5)  # more group intervals: a repeat would have arrived by now
+        sent = [r for r in hook.requests if r.path == "/team"]
+        assert len(sent) == 1, [r.body[:300] for r in sent]
+        assert sent[0].headers.get("idempotency-key")
+        assert b"PodReporting" in sent[0].body and b'"firing"' in sent[0].body
     finally:
         for s in servers:
             s.stop()
+        hook.close()
     print(f"test took {time.monotonic() - started:.1f} s")
