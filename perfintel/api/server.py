@@ -201,5 +201,7 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvicorn's start-up chatter only in debug; its errors always.
     logging.getLogger("uvicorn.error").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
+    # httpx logs every request at INFO: a line per remote-store call, per remote write
+    logging.getLogger("httpx").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     access = logging.getLogger("uvicorn.access")
     access.setLevel("INFO" if settings.access_log else "WARNING")

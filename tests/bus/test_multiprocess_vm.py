@@ -261,6 +261,8 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
             int(n) for n in re.findall(r"restored (\d+) series from the checkpoint", after_kill)
         ]
         assert restored and max(restored) > 0, after_kill[-3000:]
+        # no log line per request to the store (httpx's INFO chatter stays off)
+        assert "HTTP Request:" not in ingest[0].log.read_text()
 
         # the rule fired once and its notification arrived once, with its idempotency key
         metrics = httpx.get(api.url + "/metrics", timeout=10).text
