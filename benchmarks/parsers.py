@@ -228,6 +228,9 @@ if __name__ == "__main__":
     if "--otlp" in sys.argv:
         bench_otlp()
         sys.exit()
+    if "--remote-write" in sys.argv:
+        bench_remote_write()
+        sys.exit()
     bench_remote_write()
     bench_influx()
     bench_text_formats()

@@ -6,7 +6,7 @@ Storage: each ingest process has its own embedded DuckDB store (one writer per f
 there is no store an API process could share while they run. The workers therefore write
 their scores by remote write to ingest process A (``bus.output_url``), and the API process
 is started on A's data directory once the ingest processes have stopped. With a shared
-remote store (VictoriaMetrics, issue 15's other half) the API runs alongside instead.
+remote store the API runs alongside instead: ``test_multiprocess_vm.py``.
 """
 
 from __future__ import annotations
