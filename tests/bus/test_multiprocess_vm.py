@@ -282,4 +282,5 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         for s in servers:
             s.stop()
         hook.close()
+    assert "every acknowledged sample is in the remote store" in workers[1].log.read_text()
     print(f"test took {time.monotonic() - started:.1f} s")
