@@ -51,6 +51,7 @@ WriteRequest at all raises ``ParseError``.
 
 from __future__ import annotations
 
+import functools
 from itertools import chain
 from typing import Any
 
@@ -607,6 +608,18 @@ def _record(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=16384)
+def _label_records(labels: LabelSet) -> bytes:
+    """A series' ``labels`` (field 1) records; cached, since writers send the same series
+    again and again (bounded: 16,384 series)."""
+    lab = _MSG["Label"]
+    return b"".join(
+        _record(b"\x0a", lab(name=k, value=v).SerializeToString())
+        for k, v in sorted(labels)
+        if v != ""
+    )
+
+
 def encode_remote_write(
     batch: SampleBatch,
     metadata: dict[str, MetricMetadata] | None = None,
@@ -619,7 +632,6 @@ def encode_remote_write(
     the raw protobuf is returned (what ``decode_remote_write`` takes).
     Metadata, when given, goes into Prometheus's (non-spec) field 3.
     """
-    lab = _MSG["Label"]
     parts = []  # WriteRequest field 1 records, written by hand: samples as arrays
     if len(batch):
         # the sample records of every series in one array pass (per series, numpy's call
@@ -635,12 +647,7 @@ def encode_remote_write(
         for s, lo, hi in zip(
             idx[first].tolist(), byte_from.tolist(), end[last].tolist(), strict=True
         ):
-            series = b"".join(
-                _record(b"\x0a", lab(name=k, value=v).SerializeToString())
-                for k, v in sorted(batch.series[s])
-                if v != ""
-            )
-            parts.append(_record(b"\x0a", series + raw[lo:hi]))
+            parts.append(_record(b"\x0a", _label_records(batch.series[s]) + raw[lo:hi]))
     req = _RawWriteRequest()  # the metadata (field 3) follows the series, as protobuf orders it
     for name, md in (metadata or {}).items():
         m = req.metadata.add()
