@@ -107,6 +107,9 @@ def bench_remote_write() -> None:
     )
     enc = best_of(lambda: remote_write.encode_remote_write(batch), repeat=3)
     print(f"  encode (snappy)                          : {n / enc / 1e6:6.2f} M samples/s")
+    one = remote_write_batch(n_series=1000, n_samples=1)  # a scrape's shape: a sample a series
+    enc1 = best_of(lambda: remote_write.encode_remote_write(one), number=5)
+    print(f"  encode, 1,000 series × 1 sample (snappy) : {len(one) / enc1 / 1e6:6.2f} M samples/s")
 
 
 def bench_influx() -> None:
@@ -224,6 +227,9 @@ if __name__ == "__main__":
 
     if "--otlp" in sys.argv:
         bench_otlp()
+        sys.exit()
+    if "--remote-write" in sys.argv:
+        bench_remote_write()
         sys.exit()
     bench_remote_write()
     bench_influx()

@@ -216,7 +216,8 @@ def create_app(
                 )
             )
         app.state.overview = _overview(app, run_collectors)
-        tasks.append(asyncio.create_task(app.state.overview.run()))
+        if QUERY in SERVES[settings.role]:  # it reads the store for the dashboard only
+            tasks.append(asyncio.create_task(app.state.overview.run()))
         scraper: Scraper | None = None
         if run_collectors:
             sink = _sink(app)

@@ -37,6 +37,7 @@ import uvicorn
 from perfintel.api.app import create_app, open_store
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
+from perfintel.storage.base import Store
 
 log = logging.getLogger("perfintel")
 
@@ -151,25 +152,38 @@ def run_server(settings: Settings, *, announce: Callable[[str], None]) -> int:
             sock.close()
             began = server.stop_started
             took = f" in {time.monotonic() - began:.1f}s" if began is not None else ""
-            try:
-                saved = store.stats().samples_in_head
-                store.close()  # flushes the head into the database
-            except PerfintelError as exc:
-                log.error(
-                    "stopped%s; closing the store failed: %s (the write-ahead log keeps "
-                    "every acknowledged sample; the next start replays it)",
+            if settings.storage.backend == "victoriametrics":  # acknowledged = stored there
+                store.close()
+                log.info(
+                    "stopped%s: every acknowledged sample is in the remote store (%s)",
                     took,
-                    exc,
+                    settings.storage.remote.write_url,
                 )
             else:
-                log.info(
-                    "stopped%s: %d sample(s) flushed from memory into %s; every acknowledged "
-                    "sample is on disk",
-                    took,
-                    saved,
-                    data_dir / "samples",
-                )
+                _close_local_store(store, took, data_dir)
         return 0 if server.started else 3
+
+
+def _close_local_store(store: Store, took: str, data_dir: Path) -> None:
+    """Close the embedded store (its head flushed into the database) and say so."""
+    try:
+        saved = store.stats().samples_in_head
+        store.close()
+    except PerfintelError as exc:
+        log.error(
+            "stopped%s; closing the store failed: %s (the write-ahead log keeps "
+            "every acknowledged sample; the next start replays it)",
+            took,
+            exc,
+        )
+    else:
+        log.info(
+            "stopped%s: %d sample(s) flushed from memory into %s; every acknowledged "
+            "sample is on disk",
+            took,
+            saved,
+            data_dir / "samples",
+        )
 
 
 async def _serve(
@@ -201,5 +215,7 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvicorn's start-up chatter only in debug; its errors always.
     logging.getLogger("uvicorn.error").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
+    # httpx logs every request at INFO: a line per remote-store call, per remote write
+    logging.getLogger("httpx").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     access = logging.getLogger("uvicorn.access")
     access.setLevel("INFO" if settings.access_log else "WARNING")

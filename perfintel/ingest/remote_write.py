@@ -51,6 +51,7 @@ WriteRequest at all raises ``ParseError``.
 
 from __future__ import annotations
 
+import functools
 from itertools import chain
 from typing import Any
 
@@ -607,6 +608,18 @@ def _record(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=16384)
+def _label_records(labels: LabelSet) -> bytes:
+    """A series' ``labels`` (field 1) records; cached, since writers send the same series
+    again and again (bounded: 16,384 series)."""
+    lab = _MSG["Label"]
+    return b"".join(
+        _record(b"\x0a", lab(name=k, value=v).SerializeToString())
+        for k, v in sorted(labels)
+        if v != ""
+    )
+
+
 def encode_remote_write(
     batch: SampleBatch,
     metadata: dict[str, MetricMetadata] | None = None,
@@ -619,17 +632,22 @@ def encode_remote_write(
     the raw protobuf is returned (what ``decode_remote_write`` takes).
     Metadata, when given, goes into Prometheus's (non-spec) field 3.
     """
-    lab = _MSG["Label"]
     parts = []  # WriteRequest field 1 records, written by hand: samples as arrays
-    for labels, ts, vals in batch.iter_series():
-        order = np.argsort(ts, kind="stable")
-        series = b"".join(
-            _record(b"\x0a", lab(name=k, value=v).SerializeToString())
-            for k, v in sorted(labels)
-            if v != ""
-        )
-        series += _sample_records(ts[order], vals[order])[0].tobytes()
-        parts.append(_record(b"\x0a", series))
+    if len(batch):
+        # the sample records of every series in one array pass (per series, numpy's call
+        # overhead cost ~100 µs: 11 ms for a request of 100 one-sample series), then cut:
+        # series in index order, each one's samples in time order (ties in batch order)
+        order = np.lexsort((batch.timestamps, batch.series_idx))
+        idx = batch.series_idx[order]
+        buf, end = _sample_records(batch.timestamps[order], batch.values[order])
+        raw = buf.tobytes()
+        first = np.concatenate(([0], np.flatnonzero(np.diff(idx)) + 1))
+        last = np.concatenate((first[1:], [len(idx)])) - 1
+        byte_from = np.concatenate(([0], end[:-1]))[first]
+        for s, lo, hi in zip(
+            idx[first].tolist(), byte_from.tolist(), end[last].tolist(), strict=True
+        ):
+            parts.append(_record(b"\x0a", _label_records(batch.series[s]) + raw[lo:hi]))
     req = _RawWriteRequest()  # the metadata (field 3) follows the series, as protobuf orders it
     for name, md in (metadata or {}).items():
         m = req.metadata.add()

@@ -6,32 +6,28 @@ Storage: each ingest process has its own embedded DuckDB store (one writer per f
 there is no store an API process could share while they run. The workers therefore write
 their scores by remote write to ingest process A (``bus.output_url``), and the API process
 is started on A's data directory once the ingest processes have stopped. With a shared
-remote store (VictoriaMetrics, issue 15's other half) the API runs alongside instead.
+remote store the API runs alongside instead: ``test_multiprocess_vm.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from perfintel.batch import SampleBatch
-from perfintel.bus.redis_streams import RedisBus
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.storage.duckdb import DuckDBStore
 from perfintel.storage.memory import MemoryStore
-from tests.bus.conftest import REDIS_URL
+from tests.bus.multiprocess import WRITE, bus_env, shard_holders, wait_drained, wait_for_holders
 from tests.conftest import Server, start_server
 
 N_SERIES, N_STEPS, SHARDS = 40, 150, 4
-WRITE = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 
 
 def _batches(t0_ms: int) -> list[SampleBatch]:
@@ -53,45 +49,11 @@ def _batches(t0_ms: int) -> list[SampleBatch]:
     return out
 
 
-def _shard_holders(url: str) -> dict[str, str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT name, holder FROM leases WHERE name LIKE 'bus:workers:_' "
-                    "AND expires_at > :now"
-                ),
-                {"now": time.time()},
-            )
-            return {r.name: r.holder for r in rows}
-    finally:
-        engine.dispose()
-
-
-def _behind(prefix: str) -> int:
-    async def run() -> int:
-        bus = RedisBus(REDIS_URL, prefix, SHARDS)
-        try:
-            return sum(b.behind for b in await bus.backlog("workers"))
-        finally:
-            await bus.close()
-
-    return asyncio.run(run())
-
-
 @pytest.mark.slow
 def test_two_ingest_two_workers_one_killed_then_the_api_answers(
     tmp_path: Path, redis_prefix: str, postgres_url: str
 ) -> None:
-    common = {
-        "PERFINTEL_BUS__REDIS_URL": REDIS_URL,
-        "PERFINTEL_BUS__STREAM_PREFIX": redis_prefix,
-        "PERFINTEL_BUS__SHARDS": str(SHARDS),
-        "PERFINTEL_BUS__LEASE_TTL": "2s",
-        "PERFINTEL_BUS__CHECKPOINT_INTERVAL": "1s",
-        "PERFINTEL_ALERTING__DATABASE_URL": postgres_url,
-    }
+    common = bus_env(redis_prefix, postgres_url, SHARDS)
     servers: list[Server] = []
     try:
         ingest = [
@@ -106,13 +68,7 @@ def test_two_ingest_two_workers_one_killed_then_the_api_answers(
         }
         workers = [start_server(tmp_path / f"worker{i}", env=worker_env) for i in range(2)]
         servers += workers
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the second worker gets its share
-            holders = _shard_holders(postgres_url)
-            if len(holders) == SHARDS and len(set(holders.values())) == 2:
-                break
-            time.sleep(0.2)
-        assert len(set(_shard_holders(postgres_url).values())) == 2
+        wait_for_holders(postgres_url, SHARDS, 2, 30)  # the second worker gets its share
 
         t0 = (int(time.time()) - 4 * 3600) * 1000
         batches = _batches(t0)
@@ -126,14 +82,9 @@ def test_two_ingest_two_workers_one_killed_then_the_api_answers(
                     headers=WRITE,
                 )
                 assert r.status_code == 204, r.text
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (
-            _behind(redis_prefix) or len(set(_shard_holders(postgres_url).values())) != 1
-        ):
-            time.sleep(0.3)
-        assert _behind(redis_prefix) == 0
+        wait_drained(redis_prefix, SHARDS, postgres_url, 60)
         survivor = workers[1].url.rsplit(":", 1)[1]
-        assert all(f":{survivor}:" in h for h in _shard_holders(postgres_url).values())
+        assert all(f":{survivor}:" in h for h in shard_holders(postgres_url).values())
         for s in (workers[1], *ingest):
             s.stop()
         # every acknowledged sample is in one of the two ingest stores

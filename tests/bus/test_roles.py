@@ -73,6 +73,8 @@ def test_ingest_publishes_then_answers_503_with_retry_after(
         metrics = client.get("/metrics").text
         assert f"perfintel_bus_published_batches_total {2 * accepted}" in metrics
         assert "perfintel_bus_behind " in metrics
+        # no dashboard either: the overview never reads the store here
+        assert client.app.state.overview.snapshot.refreshed == {}  # type: ignore[attr-defined]
 
 
 def test_api_role_serves_queries_but_no_ingest(tmp_path: Path, redis_prefix: str) -> None:
@@ -82,6 +84,11 @@ def test_api_role_serves_queries_but_no_ingest(tmp_path: Path, redis_prefix: str
         assert r.status_code == 200 and r.json()["database"] == "ok"
         assert client.post("/api/v1/write", content=b"").status_code in (404, 405)
         assert client.get("/api/v1/query", params={"query": "1"}).status_code == 200
+        overview = client.app.state.overview  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not overview.snapshot.refreshed.get("signals"):  # the dashboard's overview runs
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         # the only notifier process holds the lease, and says so
         deadline = time.monotonic() + 10
         while "perfintel_notifier_lease_held 1" not in client.get("/metrics").text:

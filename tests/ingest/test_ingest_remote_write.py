@@ -228,6 +228,10 @@ def test_encoder_writes_what_protobuf_writes() -> None:
             labels = {"__name__": f"m{i}", "a": "x" if i % 2 else ""}
             series.append(SampleBatch.from_arrays(label_set(labels), ts, vals))
         batch = SampleBatch.concat(series)
+        mix = rng.permutation(len(batch))  # series' samples interleaved, as a request has them
+        batch = SampleBatch(
+            batch.series, batch.series_idx[mix], batch.timestamps[mix], batch.values[mix]
+        )
         want = _MSG["WriteRequest"]()
         for labels, ts, vals in batch.iter_series():
             order = np.argsort(ts, kind="stable")

@@ -1,0 +1,78 @@
+"""Helpers shared by the multi-process scale-out tests (real ``perfintel serve`` processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import sqlalchemy as sa
+
+from perfintel.bus.redis_streams import RedisBus
+from tests.bus.conftest import REDIS_URL
+
+#: headers of a Prometheus remote_write request
+WRITE = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+
+
+def bus_env(prefix: str, database_url: str, shards: int) -> dict[str, str]:
+    """The settings every process of one deployment shares: the bus and the state database.
+    Short lease TTL and checkpoint interval, so a killed process is replaced within seconds."""
+    return {
+        "PERFINTEL_BUS__REDIS_URL": REDIS_URL,
+        "PERFINTEL_BUS__STREAM_PREFIX": prefix,
+        "PERFINTEL_BUS__SHARDS": str(shards),
+        "PERFINTEL_BUS__LEASE_TTL": "2s",
+        "PERFINTEL_BUS__CHECKPOINT_INTERVAL": "1s",
+        "PERFINTEL_ALERTING__DATABASE_URL": database_url,
+    }
+
+
+def shard_holders(database_url: str) -> dict[str, str]:
+    """Live shard leases: lease name -> holder (``host:port:pid:role``)."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT name, holder FROM leases WHERE name LIKE 'bus:workers:_' "
+                    "AND expires_at > :now"
+                ),
+                {"now": time.time()},
+            )
+            return {r.name: r.holder for r in rows}
+    finally:
+        engine.dispose()
+
+
+def wait_for_holders(database_url: str, shards: int, holders: int, timeout_s: float) -> None:
+    """Wait until every shard is leased and by exactly ``holders`` distinct workers."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = shard_holders(database_url)
+        if len(now) == shards and len(set(now.values())) == holders:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"shard leases never settled on {holders}: {shard_holders(database_url)}")
+
+
+def behind(prefix: str, shards: int) -> int:
+    """Bus entries not yet acknowledged by the workers, over every shard."""
+
+    async def run() -> int:
+        bus = RedisBus(REDIS_URL, prefix, shards)
+        try:
+            return sum(b.behind for b in await bus.backlog("workers"))
+        finally:
+            await bus.close()
+
+    return asyncio.run(run())
+
+
+def wait_drained(prefix: str, shards: int, database_url: str, timeout_s: float) -> None:
+    """Wait until the workers acknowledged every entry and one worker holds every shard."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and (
+        behind(prefix, shards) or len(set(shard_holders(database_url).values())) != 1
+    ):
+        time.sleep(0.3)
+    assert behind(prefix, shards) == 0
