@@ -39,6 +39,7 @@ in-flight flush and committed chunks, newest last.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import itertools
@@ -46,6 +47,7 @@ import logging
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -140,6 +142,7 @@ class DuckDBStore:
                 target=self._maintenance_loop, name="perfintel-store", daemon=True
             )
             self._thread.start()
+            _WITH_MAINTENANCE.add(self)
 
     # -- set-up -------------------------------------------------------------
     def _connect(self) -> None:
@@ -984,11 +987,14 @@ class DuckDBStore:
             tiers=tiers,
         )
 
-    def close(self) -> None:
+    def _stop_maintenance(self) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+
+    def close(self) -> None:
+        self._stop_maintenance()
         with contextlib.suppress(Exception), self._write_lock:
             self._flush_head(everything=True)
             self._checkpoint()
@@ -997,6 +1003,19 @@ class DuckDBStore:
 
 
 _MAX_MAINTENANCE_BACKOFF_S = 60.0
+
+# Stores whose maintenance thread runs. A store left open at exit must not be inside DuckDB
+# when the interpreter tears its daemon threads down: that aborts the process ("terminate
+# called ... exception not rethrown") after everything else has finished.
+_WITH_MAINTENANCE: weakref.WeakSet[DuckDBStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_maintenance_at_exit() -> None:
+    for store in list(_WITH_MAINTENANCE):
+        store._stop_maintenance()
+
+
 _CACHED_ROLLUP_SERIES = 64  # larger reads bypass the block cache (they would only flush it)
 
 
