@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -107,5 +108,5 @@ def test_ingest_flush_compaction_tiers_and_queries_together(tmp_path: Path) -> N
     for t in threads:
         t.join()
     st.close()  # before asserting: a store left open keeps DuckDB threads alive at exit
-    assert not errors, repr(errors[0])
+    assert not errors, "".join(traceback.format_exception(errors[0]))
     assert queries[0] > 100

@@ -966,7 +966,7 @@ class DuckDBStore:
     # -- status -------------------------------------------------------------
     def disk_bytes(self) -> int:
         files = [self.path, self.path.with_name(self.path.name + ".wal"), *self.wal.segments()]
-        return sum(p.stat().st_size for p in files if p.exists())
+        return sum(_file_size(p) for p in files)
 
     def size(self) -> StoreSize:
         return StoreSize(len(self.index), self.head.samples, self.disk_bytes())
@@ -1003,6 +1003,16 @@ class DuckDBStore:
 
 
 _MAX_MAINTENANCE_BACKOFF_S = 60.0
+
+
+def _file_size(path: Path) -> int:
+    """Bytes of ``path``; 0 when it is gone (a flush may delete a WAL segment, a checkpoint
+    DuckDB's own log, between listing and asking: seen as FileNotFoundError in stats())."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
 
 # Stores whose maintenance thread runs. A store left open at exit must not be inside DuckDB
 # when the interpreter tears its daemon threads down: that aborts the process ("terminate
