@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.alerting.dispatcher import incident_view
+from perfintel.alerting.pipeline import Pipeline
 from perfintel.api.alertmanager import _read_json, pipeline_of
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
@@ -138,6 +139,14 @@ async def ack_signed(request: Request, incident_id: str, expires: int, sig: str)
 # -- alerts ---------------------------------------------------------------------------
 
 
+def _incident_of(p: Pipeline, fingerprint: str) -> str:
+    """The id of the incident an alert belongs to; 404 when it belongs to none."""
+    rec = p.core.alerts.get(fingerprint)
+    if rec is None or rec.incident is None:
+        raise NotFoundError(f"alert {fingerprint} is not part of an incident")
+    return rec.incident
+
+
 @router.post(
     "/api/v1/alerting/alerts/{fingerprint}/acknowledge",
     dependencies=[Depends(require("write"))],
@@ -145,10 +154,7 @@ async def ack_signed(request: Request, incident_id: str, expires: int, sig: str)
 )
 async def ack_alert(request: Request, fingerprint: str) -> JSONResponse:
     p = pipeline_of(request)
-    rec = p.core.alerts.get(fingerprint)
-    if rec is None or rec.incident is None:
-        raise NotFoundError(f"alert {fingerprint} is not part of an incident")
-    inc = await run_in_threadpool(p.acknowledge, rec.incident, await _who(request))
+    inc = await run_in_threadpool(p.acknowledge, _incident_of(p, fingerprint), await _who(request))
     return _ok({"id": inc.id, "state": inc.state})
 
 
@@ -159,10 +165,7 @@ async def ack_alert(request: Request, fingerprint: str) -> JSONResponse:
 )
 async def resolve_alert(request: Request, fingerprint: str) -> JSONResponse:
     p = pipeline_of(request)
-    rec = p.core.alerts.get(fingerprint)
-    if rec is None or rec.incident is None:
-        raise NotFoundError(f"alert {fingerprint} is not part of an incident")
-    inc = await run_in_threadpool(p.resolve, rec.incident, await _who(request))
+    inc = await run_in_threadpool(p.resolve, _incident_of(p, fingerprint), await _who(request))
     return _ok({"id": inc.id, "state": inc.state})
 
 

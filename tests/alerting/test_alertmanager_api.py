@@ -324,3 +324,19 @@ def test_signed_links_expire() -> None:
         verify(b"k", "inc2", 1000, signature(b"k", "inc1", 1000), now=999)
     with pytest.raises(AuthError, match="not valid"):  # found by schemathesis: once a 500
         verify(b"k", "inc1", 1000, "é" * 64, now=999)
+
+
+def test_acknowledge_and_resolve_an_incident_through_one_of_its_alerts(
+    app_client: TestClient, hook: HttpReceiver
+) -> None:
+    labels = {"alertname": "Pager", "service": "cache"}
+    assert app_client.post("/api/v2/alerts", json=[{"labels": labels}]).status_code == 200
+    wait_for(lambda: hook.requests, 15, "the first notification")
+    inc_id = hook.requests[0].json()["incident"]["id"]
+    fp = hook.requests[0].json()["alerts"][0]["fingerprint"]
+    r = app_client.post(f"/api/v1/alerting/alerts/{fp}/acknowledge")
+    assert r.status_code == 200 and r.json()["data"] == {"id": inc_id, "state": "acknowledged"}
+    r = app_client.post(f"/api/v1/alerting/alerts/{fp}/resolve")
+    assert r.json()["data"] == {"id": inc_id, "state": "resolved"}
+    r = app_client.post("/api/v1/alerting/alerts/0000000000000000/acknowledge")
+    assert r.status_code == 404 and "not part of an incident" in r.json()["error"]
