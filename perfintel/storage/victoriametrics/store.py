@@ -90,6 +90,7 @@ __all__ = ["RemoteStore", "RemoteStoreOptions"]
 
 _ALL_SERIES = Matcher("__name__", MatchOp.RE, ".+")
 _MAX_EXPORT_LINE = 64 << 20  # VictoriaMetrics splits a long series into lines far below this
+_NAMESPACE_CACHE = 1 << 18  # series whose namespaced label set is kept (about 50 MB at most)
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # Exports are large and usually cross a LAN: compressing them costs both ends more CPU
 # than the bytes cost (measured on loopback: a third of a read's time went to gzip).
@@ -156,6 +157,9 @@ class RemoteStore:
         self._visible_upto = 0
         self._flush_lock = threading.Lock()  # one flush at a time
         self._flushes = 0  # completed flushes
+        # each written series' label set with the namespace label: building it cost more
+        # than encoding the samples (a worker writes the same output series every round)
+        self._in_namespace: dict[LabelSet, LabelSet] = {}
 
     # -- HTTP, foreign errors translated here ---------------------------------
     @contextmanager
@@ -232,9 +236,12 @@ class RemoteStore:
         if not len(batch):
             return AppendResult(accepted=0)
         if self.opts.namespace is not None:
-            name, value = self.opts.namespace
-            series = [label_set({**dict(ls), name: value}) for ls in batch.series]
-            batch = SampleBatch(series, batch.series_idx, batch.timestamps, batch.values)
+            batch = SampleBatch(
+                [self._namespaced(ls) for ls in batch.series],
+                batch.series_idx,
+                batch.timestamps,
+                batch.values,
+            )
         step = self.opts.max_samples_per_request
         for lo in range(0, len(batch), step):
             part = SampleBatch(
@@ -258,6 +265,15 @@ class RemoteStore:
         with self._lock:
             self._written += len(batch)
         return AppendResult(accepted=len(batch))
+
+    def _namespaced(self, labels: LabelSet) -> LabelSet:
+        got = self._in_namespace.get(labels)
+        if got is None:
+            if len(self._in_namespace) >= _NAMESPACE_CACHE:
+                self._in_namespace.clear()  # bounded: start over (a dict op is thread-safe)
+            name, value = self.opts.namespace or ("", "")
+            got = self._in_namespace[labels] = label_set({**dict(labels), name: value})
+        return got
 
     def flush(self, *, compact: bool = False) -> FlushReport:
         """Make every sample acknowledged before this call searchable (``compact`` has
