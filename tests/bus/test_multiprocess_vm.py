@@ -28,6 +28,7 @@ repeated (series, timestamp) counts once in its PromQL.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -35,11 +36,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 import sqlalchemy as sa
 
@@ -63,14 +66,16 @@ STEP_MS = 1_000
 SPOT_SERIES = 24  # series of the killed worker's shards compared sample by sample
 
 # evaluated by the API process at "now", over the samples pushed hours back: fires once there
-# are samples, and stays firing (one notification, never resolved during the test)
+# are samples, and stays firing (one notification, never resolved during the test). It reads
+# a small metric: the rule evaluator reads every series of a metric name it needs
+# (``RoundReader``), and all of ``svc_latency`` is 5 M samples every round.
 RULES = """
 groups:
   - name: scale-out
     interval: 2s
     rules:
       - alert: PodReporting
-        expr: count_over_time(svc_latency{pod="c0p0"}[5h]) > 20
+        expr: count_over_time(svc_requests{client="c0"}[5h]) > 20
         labels: {severity: page}
 """
 AM_YML = """\
@@ -87,16 +92,20 @@ receivers:
 
 
 def pod_series(client: int) -> list[LabelSet]:
+    """The ``svc_latency`` series of a client, then its one ``svc_requests`` series."""
     return [
-        label_set({"__name__": "svc_latency", "pod": f"c{client}p{i}"})
-        for i in range(SERIES_PER_CLIENT)
+        *(
+            label_set({"__name__": "svc_latency", "pod": f"c{client}p{i}"})
+            for i in range(SERIES_PER_CLIENT)
+        ),
+        label_set({"__name__": "svc_requests", "client": f"c{client}"}),
     ]
 
 
 def request_batch(client: int, k: int, series: list[LabelSet], t0_ms: int) -> SampleBatch:
-    """Request ``k`` of a client: every series, ``STEPS_PER_REQUEST`` steps, a spike now and
-    then (deterministic: the checks build the same batches again)."""
-    n, steps = len(series), STEPS_PER_REQUEST
+    """Request ``k`` of a client: every pod, ``STEPS_PER_REQUEST`` steps, a spike now and
+    then, and the request count (deterministic: the checks build the same batches again)."""
+    n, steps = len(series) - 1, STEPS_PER_REQUEST
     rng = np.random.default_rng((2026, client, k))
     step = k * steps + np.repeat(np.arange(steps), n)
     idx = np.tile(np.arange(n, dtype=np.int32), steps)
@@ -105,9 +114,10 @@ def request_batch(client: int, k: int, series: list[LabelSet], t0_ms: int) -> Sa
     vals[spikes & (idx == (3 * step) % n)] += 40
     return SampleBatch(
         series,
-        idx,
-        t0_ms + step.astype(np.int64) * STEP_MS,
-        np.round(vals, 6),  # within VictoriaMetrics' 12 significant digits: read back exact
+        np.append(idx, np.int32(n)),
+        t0_ms + np.append(step, k * steps).astype(np.int64) * STEP_MS,
+        # within VictoriaMetrics' 12 significant digits: read back exact
+        np.append(np.round(vals, 6), k + 1.0),
     )
 
 
@@ -169,7 +179,7 @@ class ScoreTally:
         if got is None:
             d = dict(labels)
             got = self._code[labels] = (
-                self.number[d["pod"]] if d["__name__"] == "anomaly_score" else -1
+                self.number[d["pod"]] if d["__name__"] == "anomaly_score" and "pod" in d else -1
             )
         return got
 
@@ -254,29 +264,35 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         [encode_remote_write(request_batch(c, k, series[c], t0)) for k in range(REQUESTS)]
         for c in range(CLIENTS)
     ]
-    total = CLIENTS * REQUESTS * SERIES_PER_CLIENT * STEPS_PER_REQUEST
+    per_request = SERIES_PER_CLIENT * STEPS_PER_REQUEST + 1
+    total = CLIENTS * REQUESTS * per_request
     print(f"\n{total} samples encoded in {sum(len(b) for bs in bodies for b in bs)} bytes")
 
     servers: list[Server] = []
     try:
-        ingest = [
-            start_server(tmp_path / f"ingest{i}", env={**common, "PERFINTEL_ROLE": "ingest"})
-            for i in range(2)
-        ]
-        servers += ingest
-        workers = [
-            start_server(tmp_path / f"worker{i}", env={**common, "PERFINTEL_ROLE": "worker"})
-            for i in range(2)
-        ]
-        servers += workers
         api_env = {
             **common,
             "PERFINTEL_ROLE": "api",
             "PERFINTEL_ALERTING__RULE_FILES": str(rules),
             "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
         }
-        api = start_server(tmp_path / "api", env=api_env)
-        servers.append(api)
+        roles = [("ingest0", "ingest"), ("ingest1", "ingest"), ("worker0", "worker")]
+        roles += [("worker1", "worker"), ("api", "api")]
+        # started at once (each takes seconds to import and open its connections)
+        with ThreadPoolExecutor(len(roles)) as pool:
+            started_servers = [
+                pool.submit(
+                    start_server,
+                    tmp_path / name,
+                    env=api_env if role == "api" else {**common, "PERFINTEL_ROLE": role},
+                )
+                for name, role in roles
+            ]
+            for f in started_servers:
+                with contextlib.suppress(Exception):  # the result below raises it
+                    servers.append(f.result())
+        ingest0, ingest1, worker0, worker1, api = (f.result() for f in started_servers)
+        ingest, workers = [ingest0, ingest1], [worker0, worker1]
         wait_for_holders(postgres_url, SHARDS, 2, 30)  # the second worker gets its share
         killed_tag = f":{workers[0].port}:"
         killed_shards = {
@@ -314,7 +330,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         for c in clients:
             assert c.error is None, repr(c.error)
         assert all(clients[c].failovers >= 1 for c in (1, 3))  # they did lose their process
-        n_acked = acked() * SERIES_PER_CLIENT * STEPS_PER_REQUEST
+        n_acked = acked() * per_request
         assert n_acked == total >= TOTAL_SAMPLES
         print(
             f"{n_acked} samples acknowledged in {push_s:.1f} s ({n_acked / push_s:,.0f}/s; "
@@ -345,10 +361,15 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
 
         # the reference: every acknowledged sample again, and one uninterrupted detector
         spot = sorted(
-            (dict(s)["pod"] for ss in series for s in ss if shard_of(s, SHARDS) in killed_shards),
+            (
+                dict(s)["pod"]
+                for ss in series
+                for s in ss[:-1]
+                if shard_of(s, SHARDS) in killed_shards
+            ),
             key=lambda p: (int(p[1:].split("p")[0]), int(p.split("p")[1])),
         )[:: max(1, CLIENTS * SERIES_PER_CLIENT // 2 // SPOT_SERIES)][:SPOT_SERIES]
-        pods = [dict(s)["pod"] for ss in series for s in ss]
+        pods = [dict(s)["pod"] for ss in series for s in ss[:-1]]
         tally = ScoreTally(pods, set(spot))
         reference = OnlineAnomalyDetection(tally)
         want_count = np.zeros(len(pods), np.int64)
@@ -359,17 +380,16 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
             for k in range(REQUESTS):
                 b = request_batch(c, k, series[c], t0)
                 reference.process(b)
-                want_count[mine] += np.bincount(b.series_idx, minlength=SERIES_PER_CLIENT)
-                want_sum[mine] += np.bincount(
-                    b.series_idx, weights=b.values, minlength=SERIES_PER_CLIENT
-                )
+                n = SERIES_PER_CLIENT  # the last series is svc_requests
+                want_count[mine] += np.bincount(b.series_idx, minlength=n + 1)[:n]
+                want_sum[mine] += np.bincount(b.series_idx, weights=b.values, minlength=n + 1)[:n]
                 for pod in spot:
                     if pod.startswith(f"c{c}p"):
                         at_pod = b.series_idx == int(pod.split("p")[1])
                         want_spot.setdefault(pod, []).append(
                             (b.timestamps[at_pod], b.values[at_pod])
                         )
-        assert int(want_count.sum()) == n_acked
+        assert int(want_count.sum()) + CLIENTS * REQUESTS == n_acked
 
         # every acknowledged sample: per series its count and sum (VictoriaMetrics' PromQL),
         # and every sample of the spot series (perfintel's engine, over the exported samples)
@@ -387,9 +407,9 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
             assert np.array_equal(got_raw[pod], np.column_stack((ts[order], vals[order]))), pod
 
         # every score, as one uninterrupted detector computes them, written by the workers
-        got_count = _per_pod(api, f"count_over_time(anomaly_score{window})", at)
+        got_count = _per_pod(api, f'count_over_time(anomaly_score{{pod!=""}}{window})', at)
         assert got_count == dict(zip(pods, tally.count.tolist(), strict=True))
-        got_sum = _per_pod(api, f"sum_over_time(anomaly_score{window})", at)
+        got_sum = _per_pod(api, f'sum_over_time(anomaly_score{{pod!=""}}{window})', at)
         assert np.allclose([got_sum[p] for p in pods], tally.total, rtol=1e-9, atol=1e-9)
         got_raw = _matrix(api, f'anomaly_score{{pod=~"{spot_re}"}}{window}', at)
         assert set(got_raw) == set(spot)
@@ -424,6 +444,9 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         assert b"PodReporting" in sent[0].body and b'"firing"' in sent[0].body
     finally:
         for s in servers:
+            with contextlib.suppress(psutil.Error):  # the killed ones are gone
+                cpu = psutil.Process(s.proc.pid).cpu_times()
+                print(f"{s.data_dir.name}: {cpu.user + cpu.system:.1f} s of CPU")
             s.stop()
         hook.close()
     assert "every acknowledged sample is in the remote store" in workers[1].log.read_text()
