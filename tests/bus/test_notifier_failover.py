@@ -2,10 +2,11 @@
 one PostgreSQL database and one VictoriaMetrics, each evaluating the same alerting rule;
 only the holder of the ``notifier`` lease delivers.
 
-1. The holder is SIGKILLed while the alert is *pending* (nothing sent yet): the other
-   process takes the lease once it expires and delivers the firing notification.
-2. A third process starts; the new holder is SIGKILLed while the alert is *firing* and its
-   notification delivered: the third takes over from the state in PostgreSQL.
+1. The holder (as the ``leases`` table says) is SIGKILLed while the alert is *pending*
+   (nothing sent yet): the other process takes the lease once it expires and delivers the
+   firing notification.
+2. A third process starts; the holder is SIGKILLed while the alert is *firing* and its
+   notification delivered: the survivor takes over from the state in PostgreSQL.
 
 Across both deaths the webhook receiver gets the firing notification once, or repeats
 carrying the same idempotency key; never a second notification under another key.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import sqlalchemy as sa
 
 from perfintel.batch import SampleBatch
 from perfintel.ingest.remote_write import encode_remote_write
@@ -51,11 +53,22 @@ receivers:
 """
 
 
-def _holds_lease(s: Server) -> bool:
+def _holder(database_url: str, servers: list[Server]) -> Server | None:
+    """The process holding the live ``notifier`` lease (by the port in its holder id)."""
+    engine = sa.create_engine(database_url)
     try:
-        text = httpx.get(s.url + "/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return False
+        with engine.connect() as conn:
+            holder = conn.execute(
+                sa.text("SELECT holder FROM leases WHERE name = 'notifier' AND expires_at > :now"),
+                {"now": time.time()},
+            ).scalar()
+    finally:
+        engine.dispose()
+    return next((s for s in servers if holder and f":{s.port}:" in holder), None)
+
+
+def _says_it_holds(s: Server) -> bool:
+    text = httpx.get(s.url + "/metrics", timeout=5).text
     return "perfintel_notifier_lease_held 1" in text
 
 
@@ -100,13 +113,12 @@ def test_notifier_dies_while_pending_and_while_firing(
         "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
     }
     servers: list[Server] = []
+    alive: list[Server] = []
     try:
-        first = start_server(tmp_path / "api0", env=env)
-        servers.append(first)
-        _wait("the first process holds the notifier lease", lambda: _holds_lease(first))
-        second = start_server(tmp_path / "api1", env=env)
-        servers.append(second)
-        assert not _holds_lease(second)
+        for i in range(2):
+            servers.append(start_server(tmp_path / f"api{i}", env=env))
+        alive = list(servers)
+        _wait("one process holds the notifier lease", lambda: _holder(postgres_url, alive))
 
         # a backlog, minutes back (VictoriaMetrics hides the last 30 s from queries at "now")
         now_ms = int(time.time() * 1000)
@@ -124,20 +136,30 @@ def test_notifier_dies_while_pending_and_while_firing(
         httpx.get(victoria_metrics + "/internal/force_flush", timeout=30).raise_for_status()
 
         # 1. the holder dies while the alert is pending: nothing has been sent
-        _wait("the alert is pending in the holder", lambda: _alert_state(first) == "pending")
-        first.kill9()
+        _wait("the alert is pending", lambda: all(_alert_state(s) == "pending" for s in alive))
+        holder = _holder(postgres_url, alive)
+        assert holder is not None
+        holder.kill9()
+        alive.remove(holder)
         assert _firing(hook) == []
-        _wait("the second process takes the lease", lambda: _holds_lease(second))
+        _wait("the survivor takes the lease", lambda: _holder(postgres_url, alive) is alive[0])
         _wait("the firing notification arrives", lambda: len(_firing(hook)) >= 1)
-        assert _alert_state(second) == "firing"
+        assert _says_it_holds(alive[0])
+        assert _alert_state(alive[0]) == "firing"
 
         # 2. the holder dies while the alert is firing and notified
-        third = start_server(tmp_path / "api2", env=env)
-        servers.append(third)
-        _wait("the third process evaluates the alert", lambda: _alert_state(third) == "firing")
-        assert not _holds_lease(third)
-        second.kill9()
-        _wait("the third process takes the lease", lambda: _holds_lease(third))
+        servers.append(start_server(tmp_path / "api2", env=env))
+        alive.append(servers[-1])
+        _wait(
+            "every process has the alert firing",
+            lambda: all(_alert_state(s) == "firing" for s in alive),
+        )
+        holder = _holder(postgres_url, alive)
+        assert holder is not None
+        holder.kill9()
+        alive.remove(holder)
+        _wait("the survivor takes the lease", lambda: _holder(postgres_url, alive) is alive[0])
+        assert _says_it_holds(alive[0])
         time.sleep(6)  # three group intervals: a repeat would have been sent by now
         keys = _firing(hook)
         assert keys and keys[0], keys
