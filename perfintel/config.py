@@ -592,14 +592,6 @@ class BusSettings(_Section):
     trim_interval: Duration = Field(
         5.0, description="How often ingest trims what every group has acknowledged."
     )
-    read_count: int = Field(
-        64,
-        ge=1,
-        le=1024,
-        description="Bus entries a worker reads per shard and round. A round (scoring and "
-        "writing the scores) renews no lease: it must end well within lease_ttl, or the "
-        "worker's shards move to another worker mid-round.",
-    )
     output_url: str | None = Field(
         None,
         description="Workers write their scores by remote write to this URL (e.g. an ingest "

@@ -177,7 +177,6 @@ async def start_role(settings: Settings, store: SampleWriter) -> RoleRuntime:
             group=b.group,
             consumer=process_id(settings),
             checkpoint_interval_s=b.checkpoint_interval,
-            read_count=b.read_count,
         )
         rt.tasks.append(asyncio.create_task(rt.worker.run()))
     elif settings.role == "api":

@@ -16,17 +16,13 @@ WRITE = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 
 def bus_env(prefix: str, database_url: str, shards: int) -> dict[str, str]:
     """The settings every process of one deployment shares: the bus and the state database.
-    Short lease TTL and checkpoint interval, so a killed process is replaced within seconds;
-    short rounds, so a live worker renews its leases in time."""
+    Short lease TTL and checkpoint interval, so a killed process is replaced within seconds."""
     return {
         "PERFINTEL_BUS__REDIS_URL": REDIS_URL,
         "PERFINTEL_BUS__STREAM_PREFIX": prefix,
         "PERFINTEL_BUS__SHARDS": str(shards),
         "PERFINTEL_BUS__LEASE_TTL": "2s",
         "PERFINTEL_BUS__CHECKPOINT_INTERVAL": "1s",
-        # rounds of at most 8 entries a shard: a round renews no lease, and with a 2 s TTL
-        # on a loaded machine 64 entries of 2,500 samples outlasted it (shards moved mid-round)
-        "PERFINTEL_BUS__READ_COUNT": "8",
         "PERFINTEL_ALERTING__DATABASE_URL": database_url,
     }
 

@@ -294,6 +294,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         ingest0, ingest1, worker0, worker1, api = (f.result() for f in started_servers)
         ingest, workers = [ingest0, ingest1], [worker0, worker1]
         wait_for_holders(postgres_url, SHARDS, 2, 30)  # the second worker gets its share
+        print(f"encoded and started in {time.monotonic() - started:.1f} s")
         killed_tag = f":{workers[0].port}:"
         killed_shards = {
             int(name.rsplit(":", 1)[1])
@@ -360,6 +361,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         window = f"[{span_s}s]"
 
         # the reference: every acknowledged sample again, and one uninterrupted detector
+        checks_started = time.monotonic()
         spot = sorted(
             (
                 dict(s)["pod"]
@@ -391,6 +393,8 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
                         )
         assert int(want_count.sum()) + CLIENTS * REQUESTS == n_acked
 
+        print(f"reference computed in {time.monotonic() - checks_started:.1f} s")
+        checks_started = time.monotonic()
         # every acknowledged sample: per series its count and sum (VictoriaMetrics' PromQL),
         # and every sample of the spot series (perfintel's engine, over the exported samples)
         got_count = _per_pod(api, f"count_over_time(svc_latency{window})", at)
@@ -421,6 +425,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
             assert got_raw[pod].shape == want.shape, pod
             assert np.allclose(got_raw[pod], want, rtol=1e-9, atol=1e-9), pod
 
+        print(f"samples and scores checked in {time.monotonic() - checks_started:.1f} s")
         # the survivor took the dead worker's shards from their checkpoints
         after_kill = workers[1].log.read_bytes()[survivor_log_from:].decode()
         restored = [
