@@ -1,7 +1,7 @@
 """What a bus worker pays to write its scores to VictoriaMetrics, per round.
 
-A worker's round scores ``--series`` series x ``--steps`` samples (one ingest request's
-share of its shards) and writes the four detector outputs of each sample
+A worker's round scores ``--series`` series x ``--steps`` samples (5,000 x 8: what the
+multi-process test's survivor reads per round) and writes the four detector outputs of each sample
 (``anomaly_score``, ``yhat``, ``yhat_lower``, ``yhat_upper``): four times the input, a
 few samples per series. Measured on those real outputs (``OnlineAnomalyDetection``):
 
@@ -10,7 +10,7 @@ few samples per series. Measured on those real outputs (``OnlineAnomalyDetection
    to a real ``victoria-metrics`` on loopback (fresh data directory), output samples/s;
 3. the same without a namespace.
 
-Median of ``--repeats`` passes over ``--rounds`` rounds (the same series every round, as
+The best of ``--repeats`` passes over ``--rounds`` rounds (the same series every round, as
 a worker writes them). Run from the repository root:
 ``.venv/bin/python benchmarks/score_writes.py`` (about half a minute); with
 ``PERFINTEL_CHECKOUT=<another checkout>`` it measures that checkout's code.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -71,15 +70,15 @@ def rate(batches: list[SampleBatch], write: object, repeats: int) -> float:
         for b in batches:
             write(b)  # type: ignore[operator]
         times.append(time.perf_counter() - t)
-    return n / statistics.median(times)
+    return n / min(times)  # the best pass: the least disturbed by the shared machine
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--series", type=int, default=2500)
+    ap.add_argument("--series", type=int, default=5000)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     batches = rounds_of_outputs(a.series, a.steps, a.rounds)
     print(

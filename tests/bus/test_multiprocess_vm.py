@@ -47,6 +47,7 @@ import pytest
 import sqlalchemy as sa
 
 from perfintel.batch import SampleBatch
+from perfintel.bench.harness import ServerProcess
 from perfintel.bench.harness import victoria_metrics as vm_process
 from perfintel.bus.sharding import shard_of
 from perfintel.ingest.remote_write import encode_remote_write
@@ -225,8 +226,15 @@ def _matrix(api: Server, query: str, at_s: float) -> dict[str, np.ndarray]:
     }
 
 
+def _print_usage(name: str, pid: int) -> None:
+    cpu = psutil.Process(pid).cpu_times()
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) // 1024  # type: ignore[union-attr]
+    print(f"{name}: {cpu.user + cpu.system:.1f} s of CPU, peak {peak} MiB resident")
+
+
 @pytest.fixture
-def dedup_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dedup_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A VictoriaMetrics of this test's own, deduplicating repeated (series, timestamp)."""
     root = tmp_path_factory.mktemp("vm-dedup")
     with vm_process(
@@ -236,21 +244,22 @@ def dedup_vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         VM_BINARY,
         extra_args=("-dedup.minScrapeInterval=1ms",),
     ) as vm:
-        yield vm.base_url
+        yield vm
 
 
 @pytest.mark.slow
 def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest(
-    tmp_path: Path, redis_prefix: str, postgres_url: str, dedup_vm: str
+    tmp_path: Path, redis_prefix: str, postgres_url: str, dedup_vm: ServerProcess
 ) -> None:
+    vm = dedup_vm.base_url
     started = time.monotonic()
     assert postgres_url.startswith("postgresql")  # leases, checkpoints, alerting state
     common = {
         **bus_env(redis_prefix, postgres_url, SHARDS),
         "PERFINTEL_STORAGE__BACKEND": "victoriametrics",
-        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": dedup_vm + "/api/v1/write",
-        "PERFINTEL_STORAGE__REMOTE__READ_URL": dedup_vm,
-        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": dedup_vm + "/internal/force_flush",
+        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": vm + "/api/v1/write",
+        "PERFINTEL_STORAGE__REMOTE__READ_URL": vm,
+        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": vm + "/internal/force_flush",
         "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test=mp-{uuid.uuid4().hex[:12]}",
     }
     hook = HttpReceiver()
@@ -355,7 +364,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         assert saved == SHARDS
 
         # what the other processes wrote is searchable once VictoriaMetrics flushed
-        httpx.get(dedup_vm + "/internal/force_flush", timeout=60).raise_for_status()
+        httpx.get(vm + "/internal/force_flush", timeout=60).raise_for_status()
         span_s = REQUESTS * STEPS_PER_REQUEST * STEP_MS // 1000 + 10
         at = t0 / 1000 + span_s - 5
         window = f"[{span_s}s]"
@@ -450,9 +459,9 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
     finally:
         for s in servers:
             with contextlib.suppress(psutil.Error):  # the killed ones are gone
-                cpu = psutil.Process(s.proc.pid).cpu_times()
-                print(f"{s.data_dir.name}: {cpu.user + cpu.system:.1f} s of CPU")
+                _print_usage(s.data_dir.name, s.proc.pid)
             s.stop()
         hook.close()
+    _print_usage("VictoriaMetrics", dedup_vm.pid)
     assert "every acknowledged sample is in the remote store" in workers[1].log.read_text()
     print(f"test took {time.monotonic() - started:.1f} s")
