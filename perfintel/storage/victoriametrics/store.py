@@ -61,6 +61,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,11 @@ _ALL_SERIES = Matcher("__name__", MatchOp.RE, ".+")
 _MAX_EXPORT_LINE = 64 << 20  # VictoriaMetrics splits a long series into lines far below this
 _NAMESPACE_CACHE = 1 << 18  # series whose namespaced label set is kept (about 50 MB at most)
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_WRITE = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
 # Exports are large and usually cross a LAN: compressing them costs both ends more CPU
 # than the bytes cost (measured on loopback: a third of a read's time went to gzip).
 _EXPORT = {**_FORM, "Accept-Encoding": "identity"}
@@ -160,6 +166,8 @@ class RemoteStore:
         # each written series' label set with the namespace label: building it cost more
         # than encoding the samples (a worker writes the same output series every round)
         self._in_namespace: dict[LabelSet, LabelSet] = {}
+        # a batch of several requests keeps one in flight while it encodes the next
+        self._posts = ThreadPoolExecutor(4, thread_name_prefix="remote-write")
 
     # -- HTTP, foreign errors translated here ---------------------------------
     @contextmanager
@@ -243,28 +251,36 @@ class RemoteStore:
                 batch.values,
             )
         step = self.opts.max_samples_per_request
-        for lo in range(0, len(batch), step):
-            part = SampleBatch(
-                batch.series,
-                batch.series_idx[lo : lo + step],
-                batch.timestamps[lo : lo + step],
-                batch.values[lo : lo + step],
-            )
-            body = encode_remote_write(part)
-            with self._call("remote_write"):
-                resp = self._client.post(
-                    self.opts.write_url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/x-protobuf",
-                        "Content-Encoding": "snappy",
-                        "X-Prometheus-Remote-Write-Version": "0.1.0",
-                    },
+        in_flight: Future[None] | None = None
+        try:
+            for lo in range(0, len(batch), step):
+                body = encode_remote_write(
+                    SampleBatch(
+                        batch.series,
+                        batch.series_idx[lo : lo + step],
+                        batch.timestamps[lo : lo + step],
+                        batch.values[lo : lo + step],
+                    )
                 )
-            self._check(resp, "remote_write", reading=False)
+                if lo + step >= len(batch):  # the last (or only) request: no thread needed
+                    self._post(body)
+                    break
+                # the server ingests this request while the next one is encoded here
+                posting = self._posts.submit(self._post, body)
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = posting
+        finally:
+            if in_flight is not None:
+                in_flight.result()  # raises its error, after the others have ended
         with self._lock:
             self._written += len(batch)
         return AppendResult(accepted=len(batch))
+
+    def _post(self, body: bytes) -> None:
+        with self._call("remote_write"):
+            resp = self._client.post(self.opts.write_url, content=body, headers=_WRITE)
+        self._check(resp, "remote_write", reading=False)
 
     def _namespaced(self, labels: LabelSet) -> LabelSet:
         got = self._in_namespace.get(labels)
@@ -404,4 +420,5 @@ class RemoteStore:
         return StoreStats(series=n, samples_in_head=0, disk_bytes=0)
 
     def close(self) -> None:
+        self._posts.shutdown()
         self._client.close()
