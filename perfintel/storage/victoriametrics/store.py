@@ -7,7 +7,8 @@ Wire protocols, all plain HTTP through one synchronous ``httpx.Client``:
   single-node ``http://vm:8428/api/v1/write``; cluster ``vminsert``
   ``http://vminsert:8480/insert/<tenant>/prometheus/api/v1/write``; Mimir
   ``/api/v1/push``; Thanos Receive ``/api/v1/receive``. Batches are cut into
-  requests of at most ``max_samples_per_request`` samples.
+  requests of at most ``max_samples_per_request`` samples; while the server
+  ingests one, the next is encoded (a pool of four threads per store posts them).
 * **read**: under ``read_url`` (the Prometheus API prefix: ``http://vm:8428``
   single-node, ``http://vmselect:8481/select/<tenant>/prometheus`` cluster):
   raw samples from ``/api/v1/export`` (VictoriaMetrics' JSON lines, parsed by
