@@ -450,6 +450,15 @@ class AlertingSettings(_Section):
     rule_workers: int = Field(
         2, gt=0, description="Threads that evaluate rule groups (off the event loop)."
     )
+    rule_shards: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="With a shared alerting database (role api, or database_url set): rule "
+        "groups are spread over this many shards by a hash of (file, group name), and each "
+        "shard is evaluated by one process at a time (lease rules:<shard>). The same in every "
+        "process.",
+    )
     external_url: str = Field(
         "http://127.0.0.1:9470",
         description="perfintel's URL as users reach it: links in notifications point here.",
