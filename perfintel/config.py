@@ -454,10 +454,9 @@ class AlertingSettings(_Section):
         16,
         ge=1,
         le=4096,
-        description="With a shared alerting database (role api, or database_url set): rule "
-        "groups are spread over this many shards by a hash of (file, group name), and each "
-        "shard is evaluated by one process at a time (lease rules:<shard>). The same in every "
-        "process.",
+        description="With process roles (role api): rule groups are spread over this many "
+        "shards by a hash of (file, group name), and each shard is evaluated by one api process "
+        "at a time (lease rules:<shard> in the shared database). The same in every process.",
     )
     external_url: str = Field(
         "http://127.0.0.1:9470",

@@ -50,6 +50,7 @@ from perfintel.alerting.outbox import Links, OutboxWorker
 from perfintel.alerting.signing import ack_url, verify
 from perfintel.alerting.silences import Silence
 from perfintel.alerting.state.database import default_url, open_database
+from perfintel.alerting.state.inbox import AlertInbox
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.alerting.state.notify_store import NotifyStore
 from perfintel.alerting.summary import ActiveSummary, summarise
@@ -87,6 +88,8 @@ class Pipeline:
         self.lease: Lease | None = None  # the notifier lease while held (with ``leases``)
         self._related, self._root_cause = related, root_cause
         self._held_back: dict[str, Alert] = {}  # alerts received while not the notifier
+        #: with leases: what this process's rule groups send reaches the notifier through it
+        self.inbox = AlertInbox(engine, clock=clock) if leases is not None else None
         self.store = NotifyStore(engine)
         self.clock = clock
         self.external_url = external_url.rstrip("/")
@@ -207,10 +210,15 @@ class Pipeline:
                     f"(alerting.max_alerts = {self.max_alerts}); refusing {new} new ones"
                 )
             self.core.receive(alerts, self.clock())
-            if self.leases is not None and self.lease is None:
+            forward = self.leases is not None and self.lease is None
+            if forward:
                 for a in alerts[: self.max_alerts]:
                     self._held_back[a.fingerprint] = a
             self._wake.notify_all()
+        if forward and self.inbox is not None:
+            # another process notifies: it takes these from the shared inbox (a failure
+            # here reaches the rule engine, which sends them again next evaluation)
+            self.inbox.put(alerts)
 
     # -- driving ----------------------------------------------------------------------
 
@@ -221,6 +229,10 @@ class Pipeline:
             return []
         with self.lock:
             at = self.clock() if now is None else now
+            if self.inbox is not None and self.lease is not None:
+                forwarded = self.inbox.take(self.lease)  # fenced by the notifier lease
+                if forwarded:
+                    self.core.receive(forwarded, at)
             notes = self.core.tick(at)
             self.store.save(self.core, notes, self._integrations, at)
             self.ticks += 1

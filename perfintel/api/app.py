@@ -195,6 +195,8 @@ def create_app(
                 query=app.state.query_settings,
                 sink=alert_sink if alert_sink is not None else app.state.notify,
                 engine=app.state.notify.engine,
+                # with a shared database each rule shard is evaluated by one process
+                leases=leases,
             )
             install_sighup(app)  # reloads both (perfintel.api.reload)
         notify = app.state.notify
