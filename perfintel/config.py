@@ -605,6 +605,16 @@ class BusSettings(_Section):
         description="Workers write their scores by remote write to this URL (e.g. an ingest "
         "process's /api/v1/write) instead of their own store, when the store is not shared.",
     )
+    live: bool = Field(
+        True,
+        description="api processes follow the shard streams (XREAD, no consumer group) to feed "
+        "the live stream, the overview's ingest figures and online peer outliers.",
+    )
+    live_max_lag: Duration = Field(
+        5.0,
+        description="An api process that falls this far behind a shard stream skips to its end "
+        "(counted in perfintel_live_tail_dropped_entries_total) instead of catching up.",
+    )
 
 
 class Settings(BaseSettings):

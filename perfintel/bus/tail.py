@@ -1,0 +1,154 @@
+"""An api process's view of the bus: every shard's new batches, for the live stream.
+
+With process roles, samples arrive at ingest processes; an ``api`` process has
+no ingest of its own, so it follows the shard streams and hands each batch to
+the same ``LivePublisher`` local ingest feeds in a single process (the
+WebSocket stream, the overview's ingest figures, online peer outliers).
+
+It reads with plain ``XREAD`` from the streams' ends, not through a consumer
+group: a watcher has nothing to acknowledge, must not hold trimming back, and
+leaves nothing behind when it dies. It is a view, not a system of record, so
+it never queues: each round reads at most ``count`` entries per shard; when
+the newest entry it got from a shard is more than ``max_lag_s`` old (the
+entry id's time), it skips to the shard's end instead of decoding them. What
+it never delivered (skipped, or trimmed before it read them) is counted in
+``dropped``: Redis 7 counts every entry ever added to a stream, so entries
+added since a known point minus entries read are the ones missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from perfintel.batch import SampleBatch
+from perfintel.bus.base import Delivery
+from perfintel.bus.codec import BatchDecodeError, decode_batch
+from perfintel.bus.redis_streams import RedisBus
+from perfintel.errors import PerfintelError
+
+log = logging.getLogger(__name__)
+
+
+def entry_ms(entry_id: str) -> int:
+    return int(entry_id.partition("-")[0])
+
+
+class BusTail:
+    """Follow every shard of ``bus`` and call ``on_batch`` (in a worker thread) with the
+    samples of each round; see the module docstring."""
+
+    #: how often a caught-up shard's missed entries are counted (an XINFO per shard)
+    RECONCILE_S = 5.0
+
+    def __init__(
+        self,
+        bus: RedisBus,
+        on_batch: Callable[[SampleBatch], None],
+        *,
+        max_lag_s: float = 5.0,
+        count: int = 64,
+        block_ms: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.on_batch = on_batch
+        self.max_lag_ms = max_lag_s * 1000
+        self.count = count
+        self.block_ms = block_ms
+        self.clock = clock
+        self.positions: dict[int, str] = {}
+        # per shard: entries added when the position was last known to be the stream's end,
+        # and entries read since then
+        self._base: dict[int, int] = {}
+        self._read: dict[int, int] = {}
+        self._reconciled_at = 0.0
+        self.batches = 0
+        self.samples = 0
+        self.dropped = 0
+        self.skips = 0
+        self._stop = asyncio.Event()
+
+    async def _to_end(self, shard: int) -> None:
+        """Move to the shard's end, counting what lies between as missed."""
+        last, added = await self.bus.stream_position(shard)
+        if shard in self._base:
+            self.dropped += max(0, added - self._base[shard] - self._read[shard])
+        self.positions[shard] = last
+        self._base[shard], self._read[shard] = added, 0
+
+    async def start(self) -> None:
+        """Start at the streams' ends (what came before is history, in the store)."""
+        for s in range(self.bus.shards):
+            await self._to_end(s)
+        self._reconciled_at = self.clock()
+
+    async def run(self) -> None:
+        """Follow the bus until ``stop``; Redis errors are logged and retried."""
+        while not self._stop.is_set():
+            try:
+                if len(self.positions) < self.bus.shards:
+                    await self.start()
+                await self.step()
+            except PerfintelError as exc:
+                log.warning("live bus tail: %s; retrying in 1 s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def step(self) -> int:
+        """One round; returns how many entries were delivered to ``on_batch``."""
+        got = await self.bus.tail(self.positions, self.count, self.block_ms)
+        by_shard: dict[int, list[Delivery]] = {}
+        for d in got:
+            by_shard.setdefault(d.shard, []).append(d)
+        now_ms = self.clock() * 1000
+        fresh: list[Delivery] = []
+        for shard, ds in by_shard.items():
+            self.positions[shard] = ds[-1].entry_id
+            if now_ms - entry_ms(ds[-1].entry_id) > self.max_lag_ms:
+                self.skips += 1  # behind: skip to the end, these are counted as missed
+                await self._to_end(shard)
+                continue
+            self._read[shard] += len(ds)
+            fresh.extend(ds)
+        if fresh:
+            await asyncio.to_thread(self._deliver, fresh)
+        if self.clock() - self._reconciled_at >= self.RECONCILE_S:
+            self._reconciled_at = self.clock()
+            for s in range(self.bus.shards):
+                if len(by_shard.get(s, ())) < self.count:  # caught up: count trimmed gaps
+                    await self._reconcile(s)
+        return len(fresh)
+
+    async def _reconcile(self, shard: int) -> None:
+        last, added = await self.bus.stream_position(shard)
+        pos = self.positions.get(shard, "0-0")
+        if last != pos and await self.bus.has_after(shard, pos):
+            return  # not at the end (new entries): counted another time
+        # nothing left to read: whatever was added and not read was missed (trimmed first)
+        self.dropped += max(0, added - self._base[shard] - self._read[shard])
+        self.positions[shard] = last
+        self._base[shard], self._read[shard] = added, 0
+
+    def _deliver(self, deliveries: Sequence[Delivery]) -> None:
+        parts = []
+        for d in deliveries:
+            try:
+                parts.append(decode_batch(d.payload))
+            except BatchDecodeError as exc:
+                log.error("live bus tail: shard %d entry %s: %s", d.shard, d.entry_id, exc)
+        if not parts:
+            return
+        batch = parts[0] if len(parts) == 1 else SampleBatch.concat(parts)
+        self.batches += len(parts)
+        self.samples += len(batch)
+        try:
+            self.on_batch(batch)
+        except Exception:  # a view: one bad round must not stop it
+            log.exception("live bus tail: delivering a batch failed")

@@ -1,0 +1,130 @@
+"""An api process's live stream fed from the bus (real Redis): the tail delivers what ingest
+published, skips (and counts) when it falls behind or entries were trimmed first, and an
+api-only process's WebSocket clients see samples an ingest process received."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from fastapi.testclient import TestClient
+
+from perfintel.api.app import create_app
+from perfintel.batch import SampleBatch
+from perfintel.bus.codec import encode_batch
+from perfintel.bus.redis_streams import RedisBus
+from perfintel.bus.tail import BusTail
+from perfintel.config import load_settings
+from perfintel.model import label_set
+from tests.bus.conftest import REDIS_URL
+from tests.bus.test_roles import _payload
+from tests.conftest import ANY_PAST_S
+
+
+def _batch(k: int, n: int = 4) -> SampleBatch:
+    series = [label_set({"__name__": "lat", "i": str(i)}) for i in range(n)]
+    return SampleBatch(
+        series,
+        np.arange(n, dtype=np.int32),
+        np.full(n, 1_700_000_000_000 + k, np.int64),
+        np.full(n, float(k)),
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = time.time()
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_tail_delivers_skips_when_behind_and_counts_what_it_missed(redis_prefix: str) -> None:
+    async def run() -> None:
+        bus = RedisBus(REDIS_URL, redis_prefix, 2)
+        got: list[SampleBatch] = []
+        clock = Clock()
+        tail = BusTail(bus, got.append, max_lag_s=60, count=8, block_ms=50, clock=clock)
+        await bus.publish(0, "before", encode_batch(_batch(0)))  # history: not replayed
+        await tail.start()
+        for k in range(1, 6):
+            await bus.publish(k % 2, f"b{k}", encode_batch(_batch(k)))
+        while sum(len(b) for b in got) < 5 * 4:
+            await tail.step()
+        assert sorted({int(t) for b in got for t in b.timestamps}) == [
+            1_700_000_000_000 + k for k in range(1, 6)
+        ]
+        assert tail.dropped == 0 and tail.samples == 20
+        # the tail falls behind: 20 entries wait, all older than max_lag by its clock
+        for k in range(20):
+            await bus.publish(0, f"c{k}", encode_batch(_batch(100 + k)))
+        clock.t += 120
+        before = len(got)
+        await tail.step()  # reads 8, sees they are stale, skips to the end of the shard
+        assert len(got) == before and tail.skips == 1
+        assert tail.dropped == 20  # the 8 it read and the 12 after them
+        # entries trimmed before the tail read them are counted once it has caught up
+        for k in range(6):
+            await bus.publish(1, f"d{k}", encode_batch(_batch(200 + k)))
+        await bus.redis.xtrim(bus.key(1), maxlen=0, approximate=False)
+        clock.t += tail.RECONCILE_S
+        await tail.step()
+        assert tail.dropped == 26 and len(got) == before
+        await bus.close()
+
+    asyncio.run(run())
+
+
+def _settings(tmp_path: Path, role: str, prefix: str) -> object:
+    return load_settings(
+        overrides={
+            "data_dir": tmp_path / role,
+            "role": role,
+            "bus": {"redis_url": REDIS_URL, "stream_prefix": prefix, "shards": 2},
+            "alerting": {"database_url": f"sqlite:///{tmp_path / 'shared.db'}"},
+            "storage": {"raw_retention": ANY_PAST_S},  # samples of 2023
+        },
+        env={},
+    )
+
+
+def test_api_process_streams_samples_an_ingest_process_received(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    api_app = create_app(_settings(tmp_path, "api", redis_prefix), collectors=False)  # type: ignore[arg-type]
+    ingest_app = create_app(_settings(tmp_path, "ingest", redis_prefix), collectors=False)  # type: ignore[arg-type]
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+    with TestClient(api_app) as api, TestClient(ingest_app) as ingest:
+        assert api.get("/readyz").json()["redis"] == "ok"  # the api role needs the bus now
+        with api.websocket_connect("/api/v1/performance/stream") as ws:
+            ws.send_text(
+                orjson.dumps(
+                    {"subscribe": {"topics": ["samples"], "selectors": ['req{host="h3"}']}}
+                ).decode()
+            )
+            assert ws.receive_json()["type"] == "ready"
+            assert ws.receive_json()["type"] == "subscribed"
+            for k in range(3):
+                r = ingest.post("/api/v1/write", content=_payload(k), headers=headers)
+                assert r.status_code == 204
+            hub = api_app.state.live
+            deadline = time.monotonic() + 30  # a bound for a failure, not a speed claim
+            while hub.published_samples < 24:
+                assert time.monotonic() < deadline, hub.published_samples
+                time.sleep(0.05)
+            seen: list[float] = []
+            while len(seen) < 3:
+                msg = ws.receive_json()
+                assert msg["type"] == "samples"
+                for s in msg["series"]:
+                    assert s["labels"] == {"__name__": "req", "host": "h3"}
+                    seen.extend(s["values"])
+            assert sorted(seen) == [0.0, 1.0, 2.0]
+        metrics = api.get("/metrics").text
+        assert "perfintel_live_tail_samples_total 24" in metrics
+        assert "perfintel_live_tail_dropped_entries_total 0" in metrics
+        # the ingest process has no hub subscribers; the api process counted the ingest
+        assert hub.published_batches >= 3
