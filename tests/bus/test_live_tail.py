@@ -128,3 +128,51 @@ def test_api_process_streams_samples_an_ingest_process_received(
         assert "perfintel_live_tail_dropped_entries_total 0" in metrics
         # the ingest process has no hub subscribers; the api process counted the ingest
         assert hub.published_batches >= 3
+
+
+def test_one_api_process_scores_peer_outliers_from_the_bus(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    overrides = {
+        "bus": {"redis_url": REDIS_URL, "stream_prefix": redis_prefix, "shards": 2},
+        "alerting": {"database_url": f"sqlite:///{tmp_path / 'shared.db'}"},
+        "storage": {"raw_retention": ANY_PAST_S},
+        "anomaly": {"outlier_groups": [{"selector": "req", "step": 1.0, "window": 10.0}]},
+    }
+    apps = [
+        create_app(
+            load_settings(
+                overrides={
+                    **overrides,
+                    "data_dir": tmp_path / f"api{i}",
+                    "role": "api",
+                    "port": 19470 + i,  # the lease holder id: host, port, pid, role
+                },
+                env={},
+            ),
+            collectors=False,
+        )
+        for i in range(2)
+    ]
+    ingest_app = create_app(_settings(tmp_path, "ingest", redis_prefix), collectors=False)  # type: ignore[arg-type]
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+    with TestClient(apps[0]) as a, TestClient(apps[1]) as b, TestClient(ingest_app) as ingest:
+        for k in range(6):
+            r = ingest.post("/api/v1/write", content=_payload(k), headers=headers)
+            assert r.status_code == 204
+        peers = [app.state.role.peers for app in apps]
+        deadline = time.monotonic() + 30  # a bound for a failure, not a speed claim
+        while not any(p.scored for p in peers):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for app in apps:  # both saw every sample; one of them scored
+            while app.state.live.published_samples < 48:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        holder = 0 if peers[0].scored else 1
+        assert peers[1 - holder].scored == 0 and peers[1 - holder].lease is None
+        q = [a, b][holder].get(
+            "/api/v1/query", params={"query": "count(outlier_score)", "time": "1700000010"}
+        )
+        assert q.status_code == 200 and q.json()["data"]["result"][0]["value"][1] == "8"
+        assert "perfintel_live_outliers_lease_held 1" in [a, b][holder].get("/metrics").text
