@@ -194,3 +194,25 @@ def test_inbox_hands_alerts_to_the_notifier_fenced(database_url: str) -> None:
         inbox.take(lease)  # the old notifier takes nothing
     assert inbox.take(other) == sent[1:2]
     engine.dispose()
+
+
+def test_a_group_stored_through_one_process_is_loaded_by_the_other(
+    database_url: str, tmp_path: Path
+) -> None:
+    clock = Clock()
+    store = CountingStore()
+    rules = rules_file(tmp_path)
+    a = Proc(database_url, "a", clock, store, rules)
+    b = Proc(database_url, "b", clock, store, rules)
+    try:
+        source = "name: extra\nrules:\n  - record: extra:one\n    expr: vector(1)\n"
+        a.service.put_api_group("team", source)
+        assert "team;extra" in a.service.groups and "team;extra" not in b.service.groups
+        b.service._follow_api_groups()  # what its shard balancer does every third of the TTL
+        assert "team;extra" in b.service.groups
+        a.service.delete_api_group("team", "extra")
+        b.service._follow_api_groups()
+        assert "team;extra" not in b.service.groups
+    finally:
+        a.close()
+        b.close()

@@ -110,6 +110,8 @@ class RuleService:
         #: group key -> the shard lease token its alert states were last loaded under
         self._restored: dict[str, int] = {}
         self._balancer: asyncio.Task[None] | None = None
+        #: the API groups as last read from the database (another process may change them)
+        self._api_loaded: list[tuple[str, str, str]] = []
         self.groups: dict[str, GroupRuntime] = {}
         self.last_reload: ReloadResult | None = None
         self.last_reload_at: float | None = None
@@ -147,7 +149,9 @@ class RuleService:
                     raise
                 errors.append(str(exc))
         if self.state is not None:
-            for namespace, name, source in self.state.api_groups():
+            stored = self.state.api_groups()
+            self._api_loaded = stored
+            for namespace, name, source in stored:
                 try:
                     specs.append(dataclasses.replace(parse_group(source, namespace), api=True))
                 except RuleFileError as exc:
@@ -344,8 +348,21 @@ class RuleService:
             await asyncio.sleep(shards.leases.ttl / 3)
             try:
                 await loop.run_in_executor(None, shards.balance, self._busy)
+                await loop.run_in_executor(None, self._follow_api_groups)
             except PerfintelError as exc:  # the database away: the leases run out, others take over
                 log.warning("rule shards: %s; retrying", exc)
+
+    def _follow_api_groups(self) -> None:
+        """Reload when another process changed the groups stored through the rules API: the
+        group may belong to a shard this process holds."""
+        if self.state is None:
+            return
+        current = self.state.api_groups()
+        if current != self._api_loaded:
+            # not again until they change (a refused reload is logged; the next one applies)
+            self._api_loaded = current
+            log.info("rule groups changed through another process's rules API: reloading")
+            self.reload()
 
     def _finished(self, key: str, fut: asyncio.Future[object]) -> None:
         self._running.discard(key)
