@@ -31,7 +31,7 @@ from perfintel.bus.tail import BusTail
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
-from perfintel.live.hub import LivePublisher, publish_detector_outputs
+from perfintel.live.hub import LiveHub, publish_detector_outputs
 from perfintel.performance.online import OUTPUT_NAMES, OnlineAnomalyDetection, peer_group_specs
 from perfintel.performance.outliers_online import OnlinePeerOutliers
 from perfintel.storage.base import SampleWriter
@@ -236,7 +236,7 @@ class LivePeerOutliers:
 
 
 async def start_role(
-    settings: Settings, store: SampleWriter, live: LivePublisher | None = None
+    settings: Settings, store: SampleWriter, live: LiveHub | None = None
 ) -> RoleRuntime:
     """Start the bus side of ``settings.role`` (nothing for ``all``). ``live``: where an api
     process's bus tail hands the samples (the live hub)."""
@@ -295,6 +295,13 @@ async def start_role(
                 if peers is not None:
                     peers.process(batch)
 
-            rt.tail = BusTail(rt.bus, on_batch, max_lag_s=b.live_max_lag)
+            rt.tail = BusTail(
+                rt.bus,
+                on_batch,
+                max_lag_s=b.live_max_lag,
+                # nobody watching samples and no peer outliers: count, do not decode
+                wants_samples=lambda: peers is not None or hub.wants_samples(),
+                on_counts=hub.count_ingested,
+            )
             rt.tasks.append(asyncio.create_task(rt.tail.run()))
     return rt

@@ -13,7 +13,9 @@ the newest entry it got from a shard is more than ``max_lag_s`` old (the
 entry id's time), it skips to the shard's end instead of decoding them. What
 it never delivered (skipped, or trimmed before it read them) is counted in
 ``dropped``: Redis 7 counts every entry ever added to a stream, so entries
-added since a known point minus entries read are the ones missed.
+added since a known point minus entries read are the ones missed. While no
+client watches samples (``wants_samples``), entries are only counted from
+their headers (the overview's ingest figures), not decoded.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Delivery
-from perfintel.bus.codec import BatchDecodeError, decode_batch
+from perfintel.bus.codec import BatchDecodeError, batch_summary, decode_batch
 from perfintel.bus.redis_streams import RedisBus
 from perfintel.errors import PerfintelError
 
@@ -53,9 +55,15 @@ class BusTail:
         count: int = 64,
         block_ms: int = 1000,
         clock: Callable[[], float] = time.time,
+        wants_samples: Callable[[], bool] | None = None,
+        on_counts: Callable[[int, int, int | None], None] | None = None,
     ) -> None:
         self.bus = bus
         self.on_batch = on_batch
+        #: while ``wants_samples()`` is False, entries are only counted (their headers read,
+        #: no labels decoded) and handed to ``on_counts(batches, samples, newest ms)``
+        self.wants_samples = wants_samples
+        self.on_counts = on_counts
         self.max_lag_ms = max_lag_s * 1000
         self.count = count
         self.block_ms = block_ms
@@ -137,6 +145,10 @@ class BusTail:
         self._base[shard], self._read[shard] = added, 0
 
     def _deliver(self, deliveries: Sequence[Delivery]) -> None:
+        counts, wants = self.on_counts, self.wants_samples
+        if counts is not None and wants is not None and not wants():
+            self._count(deliveries, counts)  # nobody watches samples: count them only
+            return
         parts = []
         for d in deliveries:
             try:
@@ -152,3 +164,23 @@ class BusTail:
             self.on_batch(batch)
         except Exception:  # a view: one bad round must not stop it
             log.exception("live bus tail: delivering a batch failed")
+
+    def _count(
+        self, deliveries: Sequence[Delivery], on_counts: Callable[[int, int, int | None], None]
+    ) -> None:
+        batches = samples = 0
+        newest: int | None = None
+        for d in deliveries:
+            try:
+                n, ts = batch_summary(d.payload)
+            except BatchDecodeError as exc:
+                log.error("live bus tail: shard %d entry %s: %s", d.shard, d.entry_id, exc)
+                continue
+            batches += 1
+            samples += n
+            if ts is not None and (newest is None or ts > newest):
+                newest = ts
+        self.batches += batches
+        self.samples += samples
+        if batches:
+            on_counts(batches, samples, newest)

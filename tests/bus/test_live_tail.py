@@ -99,6 +99,17 @@ def test_api_process_streams_samples_an_ingest_process_received(
     headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
     with TestClient(api_app) as api, TestClient(ingest_app) as ingest:
         assert api.get("/readyz").json()["redis"] == "ok"  # the api role needs the bus now
+        hub = api_app.state.live
+        # nobody watches samples yet: the tail only counts them (the overview's figures)
+        r = ingest.post("/api/v1/write", content=_payload(0), headers=headers)
+        assert r.status_code == 204
+        deadline = time.monotonic() + 30  # a bound for a failure, not a speed claim
+        while hub.published_samples < 8:
+            assert time.monotonic() < deadline, hub.published_samples
+            time.sleep(0.05)
+        assert api_app.state.role.tail.batches == 2 and hub.last_batch_at is not None
+        # counted entry by entry from their headers (a decoded round is one published batch)
+        assert hub.published_batches == 2
         with api.websocket_connect("/api/v1/performance/stream") as ws:
             ws.send_text(
                 orjson.dumps(
@@ -107,12 +118,10 @@ def test_api_process_streams_samples_an_ingest_process_received(
             )
             assert ws.receive_json()["type"] == "ready"
             assert ws.receive_json()["type"] == "subscribed"
-            for k in range(3):
+            for k in range(1, 4):
                 r = ingest.post("/api/v1/write", content=_payload(k), headers=headers)
                 assert r.status_code == 204
-            hub = api_app.state.live
-            deadline = time.monotonic() + 30  # a bound for a failure, not a speed claim
-            while hub.published_samples < 24:
+            while hub.published_samples < 32:
                 assert time.monotonic() < deadline, hub.published_samples
                 time.sleep(0.05)
             seen: list[float] = []
@@ -122,9 +131,9 @@ def test_api_process_streams_samples_an_ingest_process_received(
                 for s in msg["series"]:
                     assert s["labels"] == {"__name__": "req", "host": "h3"}
                     seen.extend(s["values"])
-            assert sorted(seen) == [0.0, 1.0, 2.0]
+            assert sorted(seen) == [1.0, 2.0, 3.0]  # decoded once a client watches
         metrics = api.get("/metrics").text
-        assert "perfintel_live_tail_samples_total 24" in metrics
+        assert "perfintel_live_tail_samples_total 32" in metrics
         assert "perfintel_live_tail_dropped_entries_total 0" in metrics
         # the ingest process has no hub subscribers; the api process counted the ingest
         assert hub.published_batches >= 3
@@ -176,3 +185,14 @@ def test_one_api_process_scores_peer_outliers_from_the_bus(
         )
         assert q.status_code == 200 and q.json()["data"]["result"][0]["value"][1] == "8"
         assert "perfintel_live_outliers_lease_held 1" in [a, b][holder].get("/metrics").text
+
+
+def test_batch_summary_counts_without_decoding() -> None:
+    from perfintel.bus.codec import batch_summary
+
+    for n in (1, 7):
+        b = _batch(5, n)
+        b.timestamps[n // 2] += 1000
+        assert batch_summary(encode_batch(b)) == (n, 1_700_000_001_005)
+    empty = SampleBatch([], np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
+    assert batch_summary(encode_batch(empty)) == (0, None)
