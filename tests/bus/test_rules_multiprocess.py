@@ -162,6 +162,8 @@ def test_two_api_processes_share_the_rules_and_one_takes_over_with_for_state(
             "the survivor holds every rule shard",
         )
         taken_over_at = time.time()
+        metrics = httpx.get(servers[1].url + "/metrics", timeout=5).text
+        assert f"perfintel_rule_shards_owned {RULE_SHARDS}" in metrics
         _wait(
             lambda: {s for s, _ in _states(postgres_url).values()} == {"firing"},
             FOR_S + 30,
