@@ -162,6 +162,11 @@ def test_two_processes_evaluate_each_group_once_and_take_over_with_for_state(
         assert stale is not None
         with pytest.raises(LeaseLostError):
             a.service.state.save(a_groups[0], {})  # type: ignore[union-attr]
+        # a's groups, evaluated by b now, show b's states in a's status too (it reloads them)
+        a.shards.owned.clear()  # a is alive again but holds nothing
+        a.evaluate_all(clock.t)
+        a_states = {al.state for st in a.service.snapshot() for r in st.rules for al in r.alerts}
+        assert a_states == {"firing"}
     finally:
         a.close()
         b.close()

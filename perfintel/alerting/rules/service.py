@@ -326,7 +326,10 @@ class RuleService:
         gate = self.shards.gate(key)
         lease = self.shards.lease_of(key)
         if gate is None or lease is None:
-            self._restored.pop(key, None)  # another process evaluates it now
+            # another process evaluates it: show its latest alert states (the rules and
+            # alerts APIs of every process agree), reloaded again when this one gains it
+            self._restored.pop(key, None)
+            g.restore(reset=True)
             return
         if self._restored.get(key) != lease.token:
             # the previous holder's latest states (pending since, fired at) are in the database
