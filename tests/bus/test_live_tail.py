@@ -132,6 +132,14 @@ def test_api_process_streams_samples_an_ingest_process_received(
                     assert s["labels"] == {"__name__": "req", "host": "h3"}
                     seen.extend(s["values"])
             assert sorted(seen) == [1.0, 2.0, 3.0]  # decoded once a client watches
+        # the realtime answer's ingest figures: what the ingest process received
+        deadline = time.monotonic() + 30
+        while True:
+            doc = api.get("/api/v1/performance/dashboard/realtime").json()
+            if doc["data"]["ingest"]["samples_total"] == 32:
+                break
+            assert time.monotonic() < deadline, doc["data"]["ingest"]
+            time.sleep(0.1)
         metrics = api.get("/metrics").text
         assert "perfintel_live_tail_samples_total 32" in metrics
         assert "perfintel_live_tail_dropped_entries_total 0" in metrics
