@@ -55,7 +55,7 @@ from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.alerting.state.notify_store import NotifyStore
 from perfintel.alerting.summary import ActiveSummary, summarise
 from perfintel.alerting.templates import Renderer
-from perfintel.errors import BadInputError, NotFoundError, OverloadedError
+from perfintel.errors import BadInputError, NotFoundError, OverloadedError, PerfintelError
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,7 @@ class Pipeline:
         #: what is active now, replaced whole after every round that changed it (any thread reads)
         self.summary = ActiveSummary()
         self.summary_version = 0
+        self._followed: dict[str, Any] | None = None  # the stored summary last followed
         #: called with the new summary when it changed (the live stream, the overview)
         self.listeners: list[Callable[[ActiveSummary], None]] = []
 
@@ -244,12 +245,34 @@ class Pipeline:
         if notes:
             self._deliver_wake.set()
         if changed:
-            for listener in list(self.listeners):
+            self._tell(summary)
+            if self.leases is not None:  # the other processes' dashboards show it too
                 try:
-                    listener(summary)
-                except Exception:  # a listener must not stop the dispatcher
-                    log.exception("alert summary listener failed")
+                    self.store.save_summary(summary.to_state(), at)
+                except PerfintelError as exc:
+                    log.warning("cannot store the alert summary: %s", exc)
         return notes
+
+    def _tell(self, summary: ActiveSummary) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(summary)
+            except Exception:  # a listener must not stop the dispatcher
+                log.exception("alert summary listener failed")
+
+    def follow_summary(self) -> bool:
+        """Not the notifier: take the active summary the notifier stored (the dashboard's
+        alerts, the live stream's ``alerts`` topic); whether it changed."""
+        doc = self.store.load_object("meta", "summary")
+        if doc is None or doc == self._followed:
+            return False
+        self._followed = doc
+        summary = ActiveSummary.from_state(doc)
+        with self.lock:
+            self.summary = summary
+            self.summary_version += 1
+        self._tell(summary)
+        return True
 
     def deliver(self, now: float | None = None) -> int:
         if self.leases is not None and self.lease is None:
@@ -294,6 +317,7 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 if not self.notifier():
+                    self.follow_summary()
                     self._stop.wait(self.leases.ttl / 3 if self.leases else 1.0)
                     continue
                 self.tick()

@@ -221,3 +221,45 @@ def test_a_group_stored_through_one_process_is_loaded_by_the_other(
     finally:
         a.close()
         b.close()
+
+
+def test_a_process_that_does_not_notify_shows_the_notifiers_summary(database_url: str) -> None:
+    from perfintel.alerting.amconfig import parse_config
+    from perfintel.alerting.channels.memory import RecordingChannel
+    from perfintel.alerting.pipeline import Pipeline
+    from tests.alerting.notify_helpers import alert
+
+    config = "route:\n  receiver: ops\n  group_wait: 30s\nreceivers:\n  - name: ops\n"
+    clock = Clock()
+    engines = [open_database(database_url), open_database(database_url)]
+    p1, p2 = (
+        Pipeline(
+            engine,
+            parse_config(config),
+            clock=clock,
+            channels={"webhook": RecordingChannel()},
+            background=False,
+            leases=LeaseManager(engine, name, TTL, clock),
+        )
+        for engine, name in zip(engines, ("p1", "p2"), strict=True)
+    )
+    seen: list[object] = []
+    p2.listeners.append(seen.append)
+    try:
+        p1.start()
+        p2.start()
+        assert p1.notifier() and not p2.notifier()
+        # an alert evaluated in p2's rule groups: it reaches p1 through the inbox
+        p2.send([alert(clock.t, alertname="Down", severity="critical")])
+        assert not p2.follow_summary()  # nothing stored yet
+        clock.t += 1
+        p1.tick()
+        assert p1.summary.alerts["critical"] == 1
+        assert p2.follow_summary() and p2.summary == p1.summary and len(seen) == 1
+        assert not p2.follow_summary()  # unchanged: no listener call
+        assert len(seen) == 1
+    finally:
+        p1.close()
+        p2.close()
+        for e in engines:
+            e.dispose()
