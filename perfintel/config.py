@@ -608,7 +608,8 @@ class BusSettings(_Section):
     live: bool = Field(
         True,
         description="api processes follow the shard streams (XREAD, no consumer group) to feed "
-        "the live stream, the overview's ingest figures and online peer outliers.",
+        "the live stream, the overview's ingest figures and online peer outliers; workers "
+        "append their scores to the outputs stream the api processes' live streams show.",
     )
     live_max_lag: Duration = Field(
         5.0,

@@ -27,7 +27,7 @@ from perfintel.bus.checkpoint import CheckpointStore
 from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
-from perfintel.bus.tail import BusTail
+from perfintel.bus.tail import BusTail, OutputsFanout, outputs_bus
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
@@ -70,6 +70,9 @@ class RoleRuntime:
     output: RemoteWriteOutput | None = None
     #: an api process's view of the bus (the live stream), and its peer outliers
     tail: BusTail | None = None
+    #: an api process's view of the workers' detector outputs; a worker's side of it
+    outputs_tail: BusTail | None = None
+    fanout: OutputsFanout | None = None
     peers: LivePeerOutliers | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -150,8 +153,9 @@ class RoleRuntime:
     async def stop(self) -> None:
         if self.output is not None:
             self.output.stop_retrying()
-        if self.tail is not None:
-            self.tail.stop()
+        for tail in (self.tail, self.outputs_tail):
+            if tail is not None:
+                tail.stop()
         if self.worker is not None:
             self.worker.stop()
         for t in self.tasks:
@@ -169,6 +173,10 @@ class RoleRuntime:
             self.engine.dispose()
         if self.output is not None:
             self.output.close()
+        if self.fanout is not None:
+            self.fanout.close()
+        if self.outputs_tail is not None:
+            await self.outputs_tail.bus.close()
 
 
 def _ping_db(engine: Engine) -> None:
@@ -261,6 +269,9 @@ async def start_role(
         if b.output_url:
             rt.output = RemoteWriteOutput(b.output_url)
             out = rt.output
+        if b.live:  # the api processes' live streams show the scores
+            rt.fanout = OutputsFanout(out, b.redis_url, b.stream_prefix)
+            out = rt.fanout
 
         def detector() -> OnlineAnomalyDetection:
             a = settings.anomaly
@@ -304,4 +315,13 @@ async def start_role(
                 on_counts=hub.count_ingested,
             )
             rt.tasks.append(asyncio.create_task(rt.tail.run()))
+            # the workers' detector outputs: scores on the charts, anomalies events
+            rt.outputs_tail = BusTail(
+                outputs_bus(b.redis_url, b.stream_prefix),
+                lambda out: publish_detector_outputs(hub, out),
+                max_lag_s=b.live_max_lag,
+                wants_samples=hub.has_clients,
+                on_counts=lambda batches, samples, newest: None,
+            )
+            rt.tasks.append(asyncio.create_task(rt.outputs_tail.run()))
     return rt

@@ -16,6 +16,12 @@ it never delivered (skipped, or trimmed before it read them) is counted in
 added since a known point minus entries read are the ones missed. While no
 client watches samples (``wants_samples``), entries are only counted from
 their headers (the overview's ingest figures), not decoded.
+
+Workers append their detector outputs (anomaly scores, bands) to one more
+stream, ``<prefix>:outputs:shard:0`` (``OutputsFanout``), trimmed by length;
+api processes follow it with a second tail and hand the outputs to the live
+hub as a single process's detector does (scores on the charts, ``anomalies``
+events).
 """
 
 from __future__ import annotations
@@ -24,15 +30,68 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
+
+import redis
+from redis.exceptions import RedisError
 
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Delivery
-from perfintel.bus.codec import BatchDecodeError, batch_summary, decode_batch
+from perfintel.bus.codec import BatchDecodeError, batch_summary, decode_batch, encode_batch
 from perfintel.bus.redis_streams import RedisBus
 from perfintel.errors import PerfintelError
+from perfintel.storage.base import AppendResult, SampleWriter
 
 log = logging.getLogger(__name__)
+
+
+#: the stream workers append their detector outputs to (``<prefix>:outputs:shard:0``: a
+#: one-shard ``RedisBus`` of prefix ``<prefix>:outputs``), for the api processes' live streams
+OUTPUTS = "outputs"
+#: entries the outputs stream keeps (nobody acknowledges them: trimmed by length)
+OUTPUTS_MAX_LEN = 10_000
+
+
+def outputs_bus(url: str, prefix: str) -> RedisBus:
+    return RedisBus(url, f"{prefix}:{OUTPUTS}", 1)
+
+
+class OutputsFanout:
+    """A worker's ``SampleWriter`` for its detector outputs: writes them to ``inner`` (the
+    store, or remote write), then appends them to the outputs stream so api processes show
+    the scores and anomaly events on their live streams. Called from the detector's thread
+    (a blocking client); the stream is trimmed to about ``max_len`` entries as it grows.
+    A failed append is counted, never raised: the store has the scores, the view does not."""
+
+    def __init__(
+        self, inner: SampleWriter, url: str, prefix: str, max_len: int = OUTPUTS_MAX_LEN
+    ) -> None:
+        self.inner = inner
+        self.key = outputs_bus(url, prefix).key(0)
+        self.redis = redis.Redis.from_url(url)
+        self.max_len = max_len
+        self.published = 0
+        self.failed = 0
+
+    def append(self, batch: SampleBatch) -> AppendResult:
+        result = self.inner.append(batch)
+        if len(batch):
+            try:
+                self.redis.xadd(
+                    self.key,
+                    {"i": uuid.uuid4().hex, "d": encode_batch(batch)},
+                    maxlen=self.max_len,
+                    approximate=True,
+                )
+                self.published += 1
+            except RedisError as exc:
+                self.failed += 1
+                log.debug("outputs stream: %s", exc)
+        return result
+
+    def close(self) -> None:
+        self.redis.close()
 
 
 def entry_ms(entry_id: str) -> int:

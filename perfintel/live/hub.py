@@ -211,6 +211,9 @@ class LiveHub:
         """Whether any client subscribes to samples now (else counting them is enough)."""
         return any("samples" in s.topics for s in self._subs)
 
+    def has_clients(self) -> bool:
+        return bool(self._subs)
+
     def count_ingested(self, batches: int, samples: int, newest_ms: int | None) -> None:
         """The overview's ingest figures for samples nobody needs to see (``newest_ms``:
         the newest sample's time, for the ingest lag)."""

@@ -204,3 +204,58 @@ def test_batch_summary_counts_without_decoding() -> None:
         assert batch_summary(encode_batch(b)) == (n, 1_700_000_001_005)
     empty = SampleBatch([], np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0))
     assert batch_summary(encode_batch(empty)) == (0, None)
+
+
+def test_api_process_streams_the_workers_scores_and_anomaly_events(
+    tmp_path: Path, redis_prefix: str
+) -> None:
+    def settings(role: str) -> object:
+        return load_settings(
+            overrides={
+                "data_dir": tmp_path / role,
+                "role": role,
+                "port": {"api": 19481, "worker": 19482, "ingest": 19483}[role],
+                "bus": {
+                    "redis_url": REDIS_URL,
+                    "stream_prefix": redis_prefix,
+                    "shards": 2,
+                    "checkpoint_interval": "1s",
+                },
+                "alerting": {"database_url": f"sqlite:///{tmp_path / 'shared.db'}"},
+                "storage": {"raw_retention": ANY_PAST_S},
+            },
+            env={},
+        )
+
+    apps = {r: create_app(settings(r), collectors=False) for r in ("api", "worker", "ingest")}  # type: ignore[arg-type]
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+    with (
+        TestClient(apps["api"]) as api,
+        TestClient(apps["worker"]),
+        TestClient(apps["ingest"]) as ingest,
+        api.websocket_connect("/api/v1/performance/stream") as ws,
+    ):
+        ws.send_text(
+            orjson.dumps(
+                {"subscribe": {"topics": ["samples"], "selectors": ['anomaly_score{for="req"}']}}
+            ).decode()
+        )
+        assert ws.receive_json()["type"] == "ready"
+        assert ws.receive_json()["type"] == "subscribed"
+        for k in range(5):
+            r = ingest.post("/api/v1/write", content=_payload(k), headers=headers)
+            assert r.status_code == 204
+        fanout = apps["worker"].state.role.fanout
+        tail = apps["api"].state.role.outputs_tail
+        deadline = time.monotonic() + 30  # a bound for a failure, not a speed claim
+        while not (fanout.published >= 2 and tail.batches >= fanout.published):
+            assert time.monotonic() < deadline, (fanout.published, tail.batches)
+            time.sleep(0.05)
+        scored: set[str] = set()
+        while len(scored) < 8:  # every host's series, scored by the worker, streamed here
+            msg = ws.receive_json()
+            assert msg["type"] == "samples"
+            for s in msg["series"]:
+                assert s["labels"]["__name__"] == "anomaly_score"
+                scored.add(s["labels"]["host"])
+        assert fanout.failed == 0
