@@ -27,7 +27,13 @@ from perfintel.bus.checkpoint import CheckpointStore
 from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
-from perfintel.bus.tail import BusTail, OutputsFanout, outputs_bus
+from perfintel.bus.tail import (
+    WATCHED_TTL_S,
+    BusTail,
+    OutputsFanout,
+    mark_watched,
+    outputs_bus,
+)
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
@@ -324,4 +330,16 @@ async def start_role(
                 on_counts=lambda batches, samples, newest: None,
             )
             rt.tasks.append(asyncio.create_task(rt.outputs_tail.run()))
+            rt.tasks.append(asyncio.create_task(_say_watched(rt.bus, b.stream_prefix, hub)))
     return rt
+
+
+async def _say_watched(bus: RedisBus, prefix: str, hub: LiveHub) -> None:
+    """While this api process has live clients, tell the workers to stream their outputs."""
+    while True:
+        if hub.has_clients():
+            try:
+                await mark_watched(bus, prefix)
+            except PerfintelError as exc:
+                log.debug("live outputs: %s", exc)
+        await asyncio.sleep(WATCHED_TTL_S / 4)

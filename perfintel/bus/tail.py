@@ -18,10 +18,12 @@ client watches samples (``wants_samples``), entries are only counted from
 their headers (the overview's ingest figures), not decoded.
 
 Workers append their detector outputs (anomaly scores, bands) to one more
-stream, ``<prefix>:outputs:shard:0`` (``OutputsFanout``), trimmed by length;
-api processes follow it with a second tail and hand the outputs to the live
-hub as a single process's detector does (scores on the charts, ``anomalies``
-events).
+stream, ``<prefix>:outputs:shard:0`` (``OutputsFanout``), trimmed by length,
+while some api process has live clients (it sets ``<prefix>:outputs:watched``
+with an expiry): encoding the outputs costs a worker about as much as scoring
+them, so nobody watching costs nothing. api processes follow that stream with
+a second tail and hand the outputs to the live hub as a single process's
+detector does (scores on the charts, ``anomalies`` events).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import redis
 from redis.exceptions import RedisError
 
 from perfintel.batch import SampleBatch
-from perfintel.bus.base import Delivery
+from perfintel.bus.base import BusError, Delivery
 from perfintel.bus.codec import BatchDecodeError, batch_summary, decode_batch, encode_batch
 from perfintel.bus.redis_streams import RedisBus
 from perfintel.errors import PerfintelError
@@ -53,8 +55,25 @@ OUTPUTS = "outputs"
 OUTPUTS_MAX_LEN = 10_000
 
 
+#: set (with an expiry) by api processes while a live client is connected: workers encode
+#: and append their outputs only then (encoding costs about as much as scoring)
+WATCHED_TTL_S = 10.0
+
+
 def outputs_bus(url: str, prefix: str) -> RedisBus:
     return RedisBus(url, f"{prefix}:{OUTPUTS}", 1)
+
+
+def watched_key(prefix: str) -> str:
+    return f"{prefix}:{OUTPUTS}:watched"
+
+
+async def mark_watched(bus: RedisBus, prefix: str) -> None:
+    """An api process with live clients says so (for ``WATCHED_TTL_S``)."""
+    try:
+        await bus.redis.set(watched_key(prefix), b"1", ex=int(WATCHED_TTL_S))
+    except RedisError as exc:
+        raise BusError(f"bus: {exc}") from exc
 
 
 class OutputsFanout:
@@ -64,19 +83,41 @@ class OutputsFanout:
     (a blocking client); the stream is trimmed to about ``max_len`` entries as it grows.
     A failed append is counted, never raised: the store has the scores, the view does not."""
 
+    #: how often the worker asks whether any api process has live clients
+    CHECK_S = 2.0
+
     def __init__(
-        self, inner: SampleWriter, url: str, prefix: str, max_len: int = OUTPUTS_MAX_LEN
+        self,
+        inner: SampleWriter,
+        url: str,
+        prefix: str,
+        max_len: int = OUTPUTS_MAX_LEN,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
         self.key = outputs_bus(url, prefix).key(0)
+        self.watched = watched_key(prefix)
         self.redis = redis.Redis.from_url(url)
         self.max_len = max_len
+        self.clock = clock
         self.published = 0
         self.failed = 0
+        self._checked_at = -1e18
+        self._watched = False
+
+    def _anyone_watching(self) -> bool:
+        if self.clock() - self._checked_at >= self.CHECK_S:
+            self._checked_at = self.clock()
+            try:
+                self._watched = bool(self.redis.exists(self.watched))
+            except RedisError as exc:
+                self._watched = False
+                log.debug("outputs stream: %s", exc)
+        return self._watched
 
     def append(self, batch: SampleBatch) -> AppendResult:
         result = self.inner.append(batch)
-        if len(batch):
+        if len(batch) and self._anyone_watching():
             try:
                 self.redis.xadd(
                     self.key,
