@@ -263,3 +263,31 @@ def test_a_process_that_does_not_notify_shows_the_notifiers_summary(database_url
         p2.close()
         for e in engines:
             e.dispose()
+
+
+def test_a_surplus_shard_is_handed_back_only_once_its_evaluations_end(database_url: str) -> None:
+    clock = Clock()
+    engine = open_database(database_url)
+    a = RuleShards(LeaseManager(engine, "a", TTL, clock=clock), SHARDS, clock=clock)
+    b = RuleShards(LeaseManager(engine, "b", TTL, clock=clock), SHARDS, clock=clock)
+    try:
+        a.balance()
+        b.balance()  # joins: a now has a surplus
+        key = next(k for k in (f"f;g{i}" for i in range(100)) if a.shard_of(k) == SHARDS - 1)
+        assert a.gate(key) is not None
+        a.balance(busy=lambda shard: shard == SHARDS - 1)  # an evaluation of it in flight
+        assert SHARDS - 1 in a.owned and SHARDS - 1 in a.releasing
+        assert a.gate(key) is None  # no new evaluation starts on it
+        b.balance()
+        assert SHARDS - 1 not in b.owned  # still a's
+        a.balance()  # the evaluation ended: handed back at once
+        assert SHARDS - 1 not in a.owned
+        b.balance()
+        assert SHARDS - 1 in b.owned
+        assert set(a.owned) | set(b.owned) == set(range(SHARDS))
+        assert not set(a.owned) & set(b.owned)
+        a.release_all()
+        b.balance()  # a left: b takes everything without waiting for the TTL
+        assert set(b.owned) == set(range(SHARDS))
+    finally:
+        engine.dispose()
