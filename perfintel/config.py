@@ -450,6 +450,14 @@ class AlertingSettings(_Section):
     rule_workers: int = Field(
         2, gt=0, description="Threads that evaluate rule groups (off the event loop)."
     )
+    rule_shards: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="With process roles (role api): rule groups are spread over this many "
+        "shards by a hash of (file, group name), and each shard is evaluated by one api process "
+        "at a time (lease rules:<shard> in the shared database). The same in every process.",
+    )
     external_url: str = Field(
         "http://127.0.0.1:9470",
         description="perfintel's URL as users reach it: links in notifications point here.",
@@ -596,6 +604,17 @@ class BusSettings(_Section):
         None,
         description="Workers write their scores by remote write to this URL (e.g. an ingest "
         "process's /api/v1/write) instead of their own store, when the store is not shared.",
+    )
+    live: bool = Field(
+        True,
+        description="api processes follow the shard streams (XREAD, no consumer group) to feed "
+        "the live stream, the overview's ingest figures and online peer outliers; workers "
+        "append their scores to the outputs stream the api processes' live streams show.",
+    )
+    live_max_lag: Duration = Field(
+        5.0,
+        description="An api process that falls this far behind a shard stream skips to its end "
+        "(counted in perfintel_live_tail_dropped_entries_total) instead of catching up.",
     )
 
 

@@ -50,11 +50,12 @@ from perfintel.alerting.outbox import Links, OutboxWorker
 from perfintel.alerting.signing import ack_url, verify
 from perfintel.alerting.silences import Silence
 from perfintel.alerting.state.database import default_url, open_database
+from perfintel.alerting.state.inbox import AlertInbox
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.alerting.state.notify_store import NotifyStore
 from perfintel.alerting.summary import ActiveSummary, summarise
 from perfintel.alerting.templates import Renderer
-from perfintel.errors import BadInputError, NotFoundError, OverloadedError
+from perfintel.errors import BadInputError, NotFoundError, OverloadedError, PerfintelError
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ class Pipeline:
         self.lease: Lease | None = None  # the notifier lease while held (with ``leases``)
         self._related, self._root_cause = related, root_cause
         self._held_back: dict[str, Alert] = {}  # alerts received while not the notifier
+        #: with leases: what this process's rule groups send reaches the notifier through it
+        self.inbox = AlertInbox(engine, clock=clock) if leases is not None else None
         self.store = NotifyStore(engine)
         self.clock = clock
         self.external_url = external_url.rstrip("/")
@@ -128,6 +131,7 @@ class Pipeline:
         #: what is active now, replaced whole after every round that changed it (any thread reads)
         self.summary = ActiveSummary()
         self.summary_version = 0
+        self._followed: dict[str, Any] | None = None  # the stored summary last followed
         #: called with the new summary when it changed (the live stream, the overview)
         self.listeners: list[Callable[[ActiveSummary], None]] = []
 
@@ -207,10 +211,15 @@ class Pipeline:
                     f"(alerting.max_alerts = {self.max_alerts}); refusing {new} new ones"
                 )
             self.core.receive(alerts, self.clock())
-            if self.leases is not None and self.lease is None:
+            forward = self.leases is not None and self.lease is None
+            if forward:
                 for a in alerts[: self.max_alerts]:
                     self._held_back[a.fingerprint] = a
             self._wake.notify_all()
+        if forward and self.inbox is not None:
+            # another process notifies: it takes these from the shared inbox (a failure
+            # here reaches the rule engine, which sends them again next evaluation)
+            self.inbox.put(alerts)
 
     # -- driving ----------------------------------------------------------------------
 
@@ -221,6 +230,10 @@ class Pipeline:
             return []
         with self.lock:
             at = self.clock() if now is None else now
+            if self.inbox is not None and self.lease is not None:
+                forwarded = self.inbox.take(self.lease)  # fenced by the notifier lease
+                if forwarded:
+                    self.core.receive(forwarded, at)
             notes = self.core.tick(at)
             self.store.save(self.core, notes, self._integrations, at)
             self.ticks += 1
@@ -232,12 +245,34 @@ class Pipeline:
         if notes:
             self._deliver_wake.set()
         if changed:
-            for listener in list(self.listeners):
+            self._tell(summary)
+            if self.leases is not None:  # the other processes' dashboards show it too
                 try:
-                    listener(summary)
-                except Exception:  # a listener must not stop the dispatcher
-                    log.exception("alert summary listener failed")
+                    self.store.save_summary(summary.to_state(), at)
+                except PerfintelError as exc:
+                    log.warning("cannot store the alert summary: %s", exc)
         return notes
+
+    def _tell(self, summary: ActiveSummary) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(summary)
+            except Exception:  # a listener must not stop the dispatcher
+                log.exception("alert summary listener failed")
+
+    def follow_summary(self) -> bool:
+        """Not the notifier: take the active summary the notifier stored (the dashboard's
+        alerts, the live stream's ``alerts`` topic); whether it changed."""
+        doc = self.store.load_object("meta", "summary")
+        if doc is None or doc == self._followed:
+            return False
+        self._followed = doc
+        summary = ActiveSummary.from_state(doc)
+        with self.lock:
+            self.summary = summary
+            self.summary_version += 1
+        self._tell(summary)
+        return True
 
     def deliver(self, now: float | None = None) -> int:
         if self.leases is not None and self.lease is None:
@@ -282,6 +317,7 @@ class Pipeline:
         while not self._stop.is_set():
             try:
                 if not self.notifier():
+                    self.follow_summary()
                     self._stop.wait(self.leases.ttl / 3 if self.leases else 1.0)
                     continue
                 self.tick()

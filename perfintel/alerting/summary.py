@@ -53,6 +53,36 @@ class ActiveSummary:
     events: int = 0
     silences: int = 0
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything, JSON-able (what the notifier stores for the other processes)."""
+        return {
+            "alerts": dict(self.alerts),
+            "silenced": self.silenced,
+            "inhibited": self.inhibited,
+            "incidents": dict(self.incidents),
+            "top_alerts": [dict(a) for a in self.top_alerts],
+            "top_incidents": [dict(i) for i in self.top_incidents],
+            "by_entity": [[s, i, dict(c)] for (s, i), c in self.by_entity.items()],
+            "entities_dropped": self.entities_dropped,
+            "events": self.events,
+            "silences": self.silences,
+        }
+
+    @classmethod
+    def from_state(cls, d: Mapping[str, Any]) -> ActiveSummary:
+        return cls(
+            alerts=dict(d["alerts"]),
+            silenced=int(d["silenced"]),
+            inhibited=int(d["inhibited"]),
+            incidents=dict(d["incidents"]),
+            top_alerts=tuple(dict(a) for a in d["top_alerts"]),
+            top_incidents=tuple(dict(i) for i in d["top_incidents"]),
+            by_entity={(str(s), str(i)): dict(c) for s, i, c in d["by_entity"]},
+            entities_dropped=int(d["entities_dropped"]),
+            events=int(d["events"]),
+            silences=int(d["silences"]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Without ``by_entity`` (the health scores use it; the answers show counts)."""
         firing = sum(self.alerts.values())

@@ -158,7 +158,8 @@ def create_app(
         # so the first detect request does not pay for it. Readiness never waits.
         _start_kernel_warm_up(app)
         # process roles (perfintel.bus.roles): ingest publishes to the bus, workers consume it
-        app.state.role = await start_role(settings, app.state.store)
+        # (an api process follows the bus for its live stream: perfintel.bus.tail)
+        app.state.role = await start_role(settings, app.state.store, app.state.live)
         run_collectors = collectors and settings.role == "all"
         # online anomaly detection (perfintel.performance.online): fed by ingest and the collectors
         if settings.anomaly.enabled and settings.role == "all":
@@ -195,6 +196,8 @@ def create_app(
                 query=app.state.query_settings,
                 sink=alert_sink if alert_sink is not None else app.state.notify,
                 engine=app.state.notify.engine,
+                # with a shared database each rule shard is evaluated by one process
+                leases=leases,
             )
             install_sighup(app)  # reloads both (perfintel.api.reload)
         notify = app.state.notify

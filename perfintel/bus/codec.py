@@ -102,3 +102,24 @@ def decode_batch(data: bytes) -> SampleBatch:
     if n and (int(idx.min()) < 0 or int(idx.max()) >= n_series):
         raise BatchDecodeError("bus batch: series index out of range")
     return SampleBatch(series, idx, ts, vals)
+
+
+def batch_summary(data: bytes) -> tuple[int, int | None]:
+    """``(samples, newest timestamp in ms or None)`` of an encoded batch, without decoding
+    its labels (a reader that only counts); ``BatchDecodeError`` for anything else."""
+    view = memoryview(data)
+    if len(view) < _HEADER.size:
+        raise BatchDecodeError("bus batch: truncated header")
+    magic, version, flags, _, n_series, n_labels, n = _HEADER.unpack_from(view)
+    if magic != MAGIC or version != VERSION or flags:
+        raise BatchDecodeError("bus batch: not a known batch encoding")
+    pos = _HEADER.size + 4 * n_series
+    if pos + 8 * n_labels > len(view):
+        raise BatchDecodeError("bus batch: truncated")
+    lengths = np.frombuffer(view, np.uint32, 2 * n_labels, pos)
+    pos += 8 * n_labels + int(lengths.sum(dtype=np.int64)) + 4 * n  # labels, then series_idx
+    if not n:
+        return 0, None
+    if pos + 8 * n > len(view):
+        raise BatchDecodeError("bus batch: truncated")
+    return n, int(np.frombuffer(view, np.int64, n, pos).max())

@@ -11,7 +11,7 @@ Redis errors reach callers as ``BusError``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -174,6 +174,45 @@ class RedisBus:
         except RedisError as exc:
             raise BusError(f"bus trim: {exc}") from exc
         return dropped
+
+    async def tail(self, positions: Mapping[int, str], count: int, block_ms: int) -> list[Delivery]:
+        """Entries after ``positions`` (shard -> entry id) read without a consumer group
+        (``XREAD``): nothing pending, nothing acknowledged, trimming not held back. For
+        readers that only watch (an api process's live stream)."""
+        if not positions:
+            return []
+        try:
+            reply = await self.redis.xread(
+                {self.key(s): i for s, i in positions.items()}, count=count, block=block_ms
+            )
+        except RedisError as exc:
+            raise BusError(f"bus tail: {exc}") from exc
+        shard_of = {self.key(s): s for s in positions}
+        out: list[Delivery] = []
+        streams: list[Any] = list(reply or [])
+        for key, entries in streams:
+            out.extend(self._deliveries(shard_of[_text(key)], entries))
+        return out
+
+    async def stream_position(self, shard: int) -> tuple[str, int]:
+        """``(last entry id, entries ever added)`` of a shard's stream (``0-0``, 0 when it
+        does not exist yet); the count needs Redis 7."""
+        try:
+            info = await self.redis.xinfo_stream(self.key(shard))
+        except ResponseError as exc:
+            if "no such key" in str(exc).lower():
+                return "0-0", 0
+            raise BusError(f"bus stream info: {exc}") from exc
+        except RedisError as exc:
+            raise BusError(f"bus stream info: {exc}") from exc
+        return _text(info["last-generated-id"]), int(info.get("entries-added") or 0)
+
+    async def has_after(self, shard: int, entry_id: str) -> bool:
+        """Whether the shard's stream still holds an entry after ``entry_id``."""
+        try:
+            return bool(await self.redis.xrange(self.key(shard), f"({entry_id}", "+", count=1))
+        except RedisError as exc:
+            raise BusError(f"bus range: {exc}") from exc
 
     async def ping(self) -> None:
         try:

@@ -1,5 +1,6 @@
 """What each process role runs, for ``perfintel.api.app``: the bus publisher of an
-ingest process, the shard worker of a worker process, and their readiness checks.
+ingest process, the shard worker of a worker process, the bus tail (live stream, peer
+outliers) of an api process, and their readiness checks.
 
 ``all`` (the default) uses none of this: ingest feeds the in-process detector
 directly, as before, at no extra cost.
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,20 +21,33 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from perfintel.alerting.state.database import default_url, open_database
-from perfintel.alerting.state.leases import LeaseManager
+from perfintel.alerting.state.leases import Lease, LeaseManager
+from perfintel.batch import SampleBatch
 from perfintel.bus.checkpoint import CheckpointStore
 from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
+from perfintel.bus.tail import (
+    WATCHED_TTL_S,
+    BusTail,
+    OutputsFanout,
+    mark_watched,
+    outputs_bus,
+)
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
-from perfintel.performance.online import OnlineAnomalyDetection
+from perfintel.errors import PerfintelError
+from perfintel.live.hub import LiveHub, publish_detector_outputs
+from perfintel.performance.online import OUTPUT_NAMES, OnlineAnomalyDetection, peer_group_specs
+from perfintel.performance.outliers_online import OnlinePeerOutliers
 from perfintel.storage.base import SampleWriter
 from perfintel.telemetry import Counter, Gauge, Registry
 
 #: the routers each role serves (``all`` serves every router)
 INGEST, QUERY = "ingest", "query"
 SERVES = {"all": {INGEST, QUERY}, "ingest": {INGEST}, "api": {QUERY}, "worker": set[str]()}
+
+log = logging.getLogger(__name__)
 
 
 def process_id(settings: Settings) -> str:
@@ -58,6 +74,12 @@ class RoleRuntime:
     worker: ShardWorker | None = None
     engine: Engine | None = None
     output: RemoteWriteOutput | None = None
+    #: an api process's view of the bus (the live stream), and its peer outliers
+    tail: BusTail | None = None
+    #: an api process's view of the workers' detector outputs; a worker's side of it
+    outputs_tail: BusTail | None = None
+    fanout: OutputsFanout | None = None
+    peers: LivePeerOutliers | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def bind_metrics(self, registry: Registry, notifier: Callable[[], bool] | None) -> None:
@@ -91,6 +113,25 @@ class RoleRuntime:
                 "Samples this worker scored from the bus.",
                 registry=registry,
             ).set_function(lambda: float(worker.samples_scored))
+        tail, peers = self.tail, self.peers
+        if tail is not None:
+            Counter(
+                "perfintel_live_tail_samples_total",
+                "Samples this api process read from the bus for its live stream.",
+                registry=registry,
+            ).set_function(lambda: float(tail.samples))
+            Counter(
+                "perfintel_live_tail_dropped_entries_total",
+                "Bus entries this api process's live stream skipped (it fell behind) or never "
+                "saw (trimmed first); the store has them, the live view does not.",
+                registry=registry,
+            ).set_function(lambda: float(tail.dropped))
+        if peers is not None:
+            Gauge(
+                "perfintel_live_outliers_lease_held",
+                "1 while this api process scores the online peer outliers (one at a time).",
+                registry=registry,
+            ).set_function(lambda: float(peers.lease is not None))
         if notifier is not None:
             Gauge(
                 "perfintel_notifier_lease_held",
@@ -118,6 +159,9 @@ class RoleRuntime:
     async def stop(self) -> None:
         if self.output is not None:
             self.output.stop_retrying()
+        for tail in (self.tail, self.outputs_tail):
+            if tail is not None:
+                tail.stop()
         if self.worker is not None:
             self.worker.stop()
         for t in self.tasks:
@@ -128,10 +172,17 @@ class RoleRuntime:
                 await t
         if self.bus is not None:
             await self.bus.close()
+        if self.peers is not None:
+            with contextlib.suppress(PerfintelError):  # it expires instead
+                await asyncio.to_thread(self.peers.release)
         if self.engine is not None:
             self.engine.dispose()
         if self.output is not None:
             self.output.close()
+        if self.fanout is not None:
+            self.fanout.close()
+        if self.outputs_tail is not None:
+            await self.outputs_tail.bus.close()
 
 
 def _ping_db(engine: Engine) -> None:
@@ -141,8 +192,68 @@ def _ping_db(engine: Engine) -> None:
         conn.execute(sa.text("SELECT 1"))
 
 
-async def start_role(settings: Settings, store: SampleWriter) -> RoleRuntime:
-    """Start the bus side of ``settings.role`` (nothing for ``all`` and ``api``)."""
+class LivePeerOutliers:
+    """Online peer outliers (``anomaly.outlier_groups``) in api processes, fed by their bus
+    tails: peer groups span every shard, so no shard worker sees a whole group. One api
+    process scores at a time (lease ``outliers``) and writes the scores to the shared
+    store while its lease has a quarter of its TTL left; a new holder starts its windows
+    afresh. Called from the tail's worker thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SampleWriter,
+        leases: LeaseManager,
+        on_outputs: Callable[[SampleBatch], None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.leases = leases
+        self.on_outputs = on_outputs
+        self.lease: Lease | None = None
+        self.scorer: OnlinePeerOutliers | None = None
+        self.scored = 0
+
+    def _held(self) -> bool:
+        now, lease, ttl = time.time(), self.lease, self.leases.ttl
+        if lease is None or lease.expires_at - now < ttl / 2:
+            new = self.leases.acquire("outliers") if lease is None else self.leases.renew(lease)
+            if new is not None and lease is None:
+                a = self.settings.anomaly
+                self.scorer = OnlinePeerOutliers(
+                    peer_group_specs(self.settings),
+                    excluded_names=OUTPUT_NAMES,
+                    max_members=a.max_series,
+                    tolerance=a.outlier_tolerance,
+                    pct=a.outlier_pct,
+                )
+            self.lease = new
+        return self.lease is not None and self.lease.expires_at - time.time() > ttl / 4
+
+    def process(self, batch: SampleBatch) -> None:
+        try:
+            if not self._held() or self.scorer is None:
+                return
+        except PerfintelError as exc:  # the database away: someone else scores meanwhile
+            log.warning("peer outliers lease: %s", exc)
+            return
+        out = self.scorer.process(batch)
+        if len(out):
+            self.store.append(out)
+            self.scored += len(out)
+            self.on_outputs(out)
+
+    def release(self) -> None:
+        if self.lease is not None:
+            self.leases.release(self.lease)
+            self.lease = None
+
+
+async def start_role(
+    settings: Settings, store: SampleWriter, live: LiveHub | None = None
+) -> RoleRuntime:
+    """Start the bus side of ``settings.role`` (nothing for ``all``). ``live``: where an api
+    process's bus tail hands the samples (the live hub)."""
     rt = RoleRuntime(settings.role)
     b = settings.bus
     if settings.role == "ingest":
@@ -164,6 +275,9 @@ async def start_role(settings: Settings, store: SampleWriter) -> RoleRuntime:
         if b.output_url:
             rt.output = RemoteWriteOutput(b.output_url)
             out = rt.output
+        if b.live:  # the api processes' live streams show the scores
+            rt.fanout = OutputsFanout(out, b.redis_url, b.stream_prefix)
+            out = rt.fanout
 
         def detector() -> OnlineAnomalyDetection:
             a = settings.anomaly
@@ -181,4 +295,51 @@ async def start_role(settings: Settings, store: SampleWriter) -> RoleRuntime:
         rt.tasks.append(asyncio.create_task(rt.worker.run()))
     elif settings.role == "api":
         rt.engine = await asyncio.to_thread(shared_engine, settings)
+        if b.live and live is not None:
+            hub = live
+            rt.bus = open_bus(settings)
+            if settings.anomaly.enabled and settings.anomaly.outlier_groups:
+                rt.peers = LivePeerOutliers(
+                    settings,
+                    store,
+                    LeaseManager(rt.engine, process_id(settings), b.lease_ttl),
+                    lambda out: publish_detector_outputs(hub, out),
+                )
+            peers = rt.peers
+
+            def on_batch(batch: SampleBatch) -> None:
+                hub.publish_samples(batch)
+                if peers is not None:
+                    peers.process(batch)
+
+            rt.tail = BusTail(
+                rt.bus,
+                on_batch,
+                max_lag_s=b.live_max_lag,
+                # nobody watching samples and no peer outliers: count, do not decode
+                wants_samples=lambda: peers is not None or hub.wants_samples(),
+                on_counts=hub.count_ingested,
+            )
+            rt.tasks.append(asyncio.create_task(rt.tail.run()))
+            # the workers' detector outputs: scores on the charts, anomalies events
+            rt.outputs_tail = BusTail(
+                outputs_bus(b.redis_url, b.stream_prefix),
+                lambda out: publish_detector_outputs(hub, out),
+                max_lag_s=b.live_max_lag,
+                wants_samples=hub.has_clients,
+                on_counts=lambda batches, samples, newest: None,
+            )
+            rt.tasks.append(asyncio.create_task(rt.outputs_tail.run()))
+            rt.tasks.append(asyncio.create_task(_say_watched(rt.bus, b.stream_prefix, hub)))
     return rt
+
+
+async def _say_watched(bus: RedisBus, prefix: str, hub: LiveHub) -> None:
+    """While this api process has live clients, tell the workers to stream their outputs."""
+    while True:
+        if hub.has_clients():
+            try:
+                await mark_watched(bus, prefix)
+            except PerfintelError as exc:
+                log.debug("live outputs: %s", exc)
+        await asyncio.sleep(WATCHED_TTL_S / 4)

@@ -207,15 +207,28 @@ class LiveHub:
         )
 
     # -- publishing side (any thread) ---------------------------------------------
+    def wants_samples(self) -> bool:
+        """Whether any client subscribes to samples now (else counting them is enough)."""
+        return any("samples" in s.topics for s in self._subs)
+
+    def has_clients(self) -> bool:
+        return bool(self._subs)
+
+    def count_ingested(self, batches: int, samples: int, newest_ms: int | None) -> None:
+        """The overview's ingest figures for samples nobody needs to see (``newest_ms``:
+        the newest sample's time, for the ingest lag)."""
+        now = time.time()
+        with self._lock:  # ingest publishes from several worker threads at once
+            self.published_batches += batches
+            self.published_samples += samples
+        self.last_batch_at = now
+        if newest_ms is not None:
+            self.last_sample_lag_s = max(0.0, now - newest_ms / 1000)
+
     def publish_samples(self, batch: SampleBatch, *, ingested: bool = True) -> None:
         if ingested:  # the ingest figures of the overview
-            now = time.time()
-            with self._lock:  # ingest publishes from several worker threads at once
-                self.published_batches += 1
-                self.published_samples += len(batch)
-            self.last_batch_at = now
-            if len(batch):
-                self.last_sample_lag_s = max(0.0, now - float(batch.timestamps.max()) / 1000)
+            newest = int(batch.timestamps.max()) if len(batch) else None
+            self.count_ingested(1, len(batch), newest)
         subs = [s for s in self._subs if "samples" in s.topics]
         if not subs or not len(batch) or self._loop is None:
             return

@@ -131,6 +131,19 @@ class AnomalyMetrics:
             self.registry.unregister(g)
 
 
+def peer_group_specs(settings: Settings) -> list[PeerGroupSpec]:
+    """The peer groups of ``anomaly.outlier_groups`` (scored online)."""
+    return [
+        PeerGroupSpec(
+            parse_selector(g.selector),
+            tuple(g.by),
+            max(1, round(g.step * 1000)),
+            max(1, round(g.window * 1000)),
+        )
+        for g in settings.anomaly.outlier_groups
+    ]
+
+
 class OnlineAnomalyDetection:
     """Score ingested samples on a worker thread and store the vmanomaly-named outputs.
 
@@ -196,15 +209,7 @@ class OnlineAnomalyDetection:
     ) -> OnlineAnomalyDetection:
         """Built from ``settings.anomaly``, the state kept under ``settings.data_dir/analysis``."""
         a = settings.anomaly
-        groups = [
-            PeerGroupSpec(
-                parse_selector(g.selector),
-                tuple(g.by),
-                max(1, round(g.step * 1000)),
-                max(1, round(g.window * 1000)),
-            )
-            for g in a.outlier_groups
-        ]
+        groups = peer_group_specs(settings)
         return cls(
             store,
             selectors=a.selectors,

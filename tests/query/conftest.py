@@ -11,14 +11,17 @@ narrows a run to one.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from promql_harness import vm_store
 
 from perfintel.batch import SampleBatch
+from perfintel.model import Selector, is_stale
 from perfintel.storage.base import SampleReader
 from perfintel.storage.memory import MemoryStore
 
@@ -30,6 +33,39 @@ _KINDS = [
     for k in ("memory", "duckdb", "victoriametrics")
     if os.environ.get("PERFINTEL_PROMQL_STORE", k) == k
 ]
+
+
+def _expected_visible(batches: list[SampleBatch]) -> int:
+    """Samples VictoriaMetrics keeps of ``batches``: ordinary NaNs are dropped (staleness
+    markers kept) and a repeated timestamp of one series is one sample."""
+    keys: set[tuple[object, int]] = set()
+    for b in batches:
+        keep = ~np.isnan(b.values) | is_stale(b.values)
+        for i, t in zip(b.series_idx[keep].tolist(), b.timestamps[keep].tolist(), strict=True):
+            keys.add((b.series[i], t))
+    return len(keys)
+
+
+def wait_until_visible(store: Any, batches: list[SampleBatch], timeout_s: float = 15.0) -> None:
+    """Every test here compares answers over one data set, so it must read the whole of it.
+    The store calls VictoriaMetrics' ``/internal/force_flush`` before reading, yet a read
+    right after it was seen to miss samples (once in about four full CI runs, VictoriaMetrics
+    1.79): wait until every written sample reads back, and fail loudly if it never does."""
+    if not batches:
+        return
+    want = _expected_visible(batches)
+    lo = min(int(b.timestamps.min()) for b in batches if len(b))
+    hi = max(int(b.timestamps.max()) for b in batches if len(b))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = sum(len(s.timestamps) for s in store.select(Selector(), lo, hi))
+        if got == want:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"VictoriaMetrics shows {got} of {want} written samples after {timeout_s} s"
+            )
+        time.sleep(0.1)
 
 
 @pytest.fixture(params=_KINDS)
@@ -58,9 +94,13 @@ def promql_store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iter
         else:
             store = MemoryStore()
         stores.append(store)
+        batches_seen: list[SampleBatch] = []
         for batch in batches:
             store.append(batch)
+            batches_seen.append(batch)
         store.flush(compact=True)
+        if kind == "victoriametrics":
+            wait_until_visible(store, batches_seen)
         return store  # type: ignore[no-any-return]
 
     make.kind = kind  # type: ignore[attr-defined]  # tests that state a backend difference read it

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,7 +43,7 @@ from perfintel.alerting.rules.reader import RoundReader
 from perfintel.alerting.rules.spec import ALERT, RECORD, GroupSpec, RuleSpec
 from perfintel.alerting.rules.template import RuleTemplate, TemplateError, template_data
 from perfintel.batch import SampleBatch
-from perfintel.errors import PerfintelError, QueryError
+from perfintel.errors import LeaseLostError, PerfintelError, QueryError
 from perfintel.model import METRIC_NAME, STALE_NAN, LabelSet, label_set
 from perfintel.query.promql.engine import Engine
 from perfintel.query.settings import QuerySettings
@@ -182,6 +182,7 @@ class GroupRuntime:
         self.last_evaluation: float | None = None
         self.evaluation_time = 0.0
         self._previous_series: set[LabelSet] = set()
+        self._may_write: Callable[[], bool] | None = None
         self.rules = [self._runtime(r) for r in spec.rules]
         self._windows = self._prefetch_windows()
         # names written by recording rules that a later rule of the group reads
@@ -223,6 +224,10 @@ class GroupRuntime:
                         out[read.name] = max(out.get(read.name, 0), read.back_ms)
         return out
 
+    def _check_write(self) -> None:
+        if self._may_write is not None and not self._may_write():
+            raise LeaseLostError(f"rule group {self.spec.key}: its shard's lease is not ours now")
+
     # -- state across reloads and restarts --
 
     def adopt(self, old: GroupRuntime) -> None:
@@ -236,10 +241,16 @@ class GroupRuntime:
         self.last_evaluation = old.last_evaluation
         self.status = group_status(self)
 
-    def restore(self) -> int:
-        """Load alert states saved by an earlier process; the number of alerts restored."""
+    def restore(self, *, reset: bool = False) -> int:
+        """Load alert states saved by an earlier process; the number of alerts restored.
+        ``reset``: forget the alerts held in memory first (another process evaluated the
+        group meanwhile: the database has its latest states, ``for`` timers included)."""
         if self.state is None:
             return 0
+        if reset:
+            for r in self.rules:
+                r.active.clear()
+                r.persisted.clear()
         saved = self.state.load(self.spec.key)
         n = 0
         for r in self.rules:
@@ -248,6 +259,9 @@ class GroupRuntime:
                 r.active[a.labels] = a
                 r.persisted.add(a.labels)
                 n += 1
+        if reset and self.options.write_alerts_series:
+            # the ALERTS series the other process wrote last: marked stale once they go away
+            self._previous_series = {ls for r in self.rules for ls, _ in _alert_series(r)}
         self.status = group_status(self)
         return n
 
@@ -260,8 +274,13 @@ class GroupRuntime:
         sink: AlertSink | None,
         *,
         reader: RoundReader | None = None,
+        may_write: Callable[[], bool] | None = None,
     ) -> GroupReport:
-        """Evaluate every rule at ``now`` (Unix seconds); ``reader`` may be shared by a round."""
+        """Evaluate every rule at ``now`` (Unix seconds); ``reader`` may be shared by a round.
+
+        ``may_write``: asked before each write to the store and before sending (the rule
+        shard's lease, ``perfintel.alerting.rules.shards``); when it says no, nothing more
+        is written or sent and ``LeaseLostError`` is raised."""
         t0 = time.perf_counter()
         key = self.spec.key
         reader = reader or RoundReader(store)
@@ -269,6 +288,7 @@ class GroupRuntime:
         query_ms = round((now - self.spec.query_offset_s) * 1000)
         report = GroupReport()
         reader.prefetch(self._windows, query_ms)
+        self._may_write = may_write
         series_batch: list[tuple[LabelSet, float]] = []
         written_now: set[LabelSet] = set()
         alerts_series: list[tuple[LabelSet, float]] = []
@@ -308,6 +328,7 @@ class GroupRuntime:
         self._previous_series = current
         report.samples_written += self._append(store, written + stale, query_ms)
         if to_send and sink is not None:
+            self._check_write()
             try:
                 sink.send(to_send)
                 report.alerts_sent = len(to_send)
@@ -337,6 +358,7 @@ class GroupRuntime:
     def _append(self, store: Store, samples: Sequence[tuple[LabelSet, float]], t_ms: int) -> int:
         if not samples:
             return 0
+        self._check_write()
         batch = SampleBatch(
             [ls for ls, _ in samples],
             np.arange(len(samples), dtype=np.int32),

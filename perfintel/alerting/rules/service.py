@@ -50,14 +50,16 @@ from perfintel.alerting.rules.files import (
 from perfintel.alerting.rules.group import EvalOptions, GroupRuntime, GroupStatus
 from perfintel.alerting.rules.lifecycle import FlapSettings
 from perfintel.alerting.rules.metrics import RuleMetrics
+from perfintel.alerting.rules.shards import RuleShards
 from perfintel.alerting.rules.spec import GroupSpec
+from perfintel.alerting.state.leases import LeaseManager
 from perfintel.alerting.state.rule_store import SqlRuleState
 from perfintel.collect.schedule import next_tick, stable_offset
 from perfintel.config import AlertingSettings
-from perfintel.errors import BadInputError, NotFoundError
+from perfintel.errors import BadInputError, NotFoundError, PerfintelError
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store
-from perfintel.telemetry import Registry
+from perfintel.telemetry import Gauge, Registry
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ class RuleService:
         metrics: RuleMetrics | None = None,
         query: QuerySettings | None = None,
         clock: Callable[[], float] = time.time,
+        shards: RuleShards | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -102,6 +105,13 @@ class RuleService:
         self.metrics = metrics or RuleMetrics()
         self.options = eval_options(settings, query)
         self.clock = clock
+        #: with several processes on one database: the rule shards this one evaluates
+        self.shards = shards
+        #: group key -> the shard lease token its alert states were last loaded under
+        self._restored: dict[str, int] = {}
+        self._balancer: asyncio.Task[None] | None = None
+        #: the API groups as last read from the database (another process may change them)
+        self._api_loaded: list[tuple[str, str, str]] = []
         self.groups: dict[str, GroupRuntime] = {}
         self.last_reload: ReloadResult | None = None
         self.last_reload_at: float | None = None
@@ -139,7 +149,9 @@ class RuleService:
                     raise
                 errors.append(str(exc))
         if self.state is not None:
-            for namespace, name, source in self.state.api_groups():
+            stored = self.state.api_groups()
+            self._api_loaded = stored
+            for namespace, name, source in stored:
                 try:
                     specs.append(dataclasses.replace(parse_group(source, namespace), api=True))
                 except RuleFileError as exc:
@@ -261,6 +273,8 @@ class RuleService:
         """Schedule every group on the running loop (call ``load`` first)."""
         self._loop = asyncio.get_running_loop()
         self._schedule_all()
+        if self.shards is not None:
+            self._balancer = self._loop.create_task(self._balance_loop(), name="rules:shards")
 
     def _schedule_all(self) -> None:
         for key in list(self._tasks):
@@ -289,7 +303,7 @@ class RuleService:
                 self.metrics.missed.labels(key).inc()
             else:
                 self._running.add(key)
-                fut = loop.run_in_executor(self._pool, g.evaluate, due, self.store, self.sink)
+                fut = loop.run_in_executor(self._pool, self._evaluate, g, due)
                 # the key is released when the evaluation ends, not when this task is
                 # cancelled by a reload: a replacing group never runs alongside it
                 fut.add_done_callback(functools.partial(self._finished, key))
@@ -302,6 +316,57 @@ class RuleService:
                 self.metrics.missed.labels(g.spec.key).inc(missed)
                 due += missed * interval
 
+    def _evaluate(self, g: GroupRuntime, due: float) -> None:
+        """One scheduled evaluation (in the pool): with rule shards only when this process
+        holds the group's shard, after reloading its alert states if it (re)gained it."""
+        if self.shards is None:
+            g.evaluate(due, self.store, self.sink)
+            return
+        key = g.spec.key
+        gate = self.shards.gate(key)
+        lease = self.shards.lease_of(key)
+        if gate is None or lease is None:
+            # another process evaluates it: show its latest alert states (the rules and
+            # alerts APIs of every process agree), reloaded again when this one gains it
+            self._restored.pop(key, None)
+            g.restore(reset=True)
+            return
+        if self._restored.get(key) != lease.token:
+            # the previous holder's latest states (pending since, fired at) are in the database
+            n = g.restore(reset=True)
+            self._restored[key] = lease.token
+            log.info("rule group %s: taken over with %d alert states", key, n)
+        g.evaluate(due, self.store, self.sink, may_write=gate)
+
+    def _busy(self, shard: int) -> bool:
+        """Whether a group of ``shard`` is being evaluated now (its lease is kept until not)."""
+        shards = self.shards
+        return shards is not None and any(shards.shard_of(k) == shard for k in list(self._running))
+
+    async def _balance_loop(self) -> None:
+        shards = self.shards
+        assert shards is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(shards.leases.ttl / 3)
+            try:
+                await loop.run_in_executor(None, shards.balance, self._busy)
+                await loop.run_in_executor(None, self._follow_api_groups)
+            except PerfintelError as exc:  # the database away: the leases run out, others take over
+                log.warning("rule shards: %s; retrying", exc)
+
+    def _follow_api_groups(self) -> None:
+        """Reload when another process changed the groups stored through the rules API: the
+        group may belong to a shard this process holds."""
+        if self.state is None:
+            return
+        current = self.state.api_groups()
+        if current != self._api_loaded:
+            # not again until they change (a refused reload is logged; the next one applies)
+            self._api_loaded = current
+            log.info("rule groups changed through another process's rules API: reloading")
+            self.reload()
+
     def _finished(self, key: str, fut: asyncio.Future[object]) -> None:
         self._running.discard(key)
         if not fut.cancelled() and fut.exception() is not None:
@@ -313,6 +378,9 @@ class RuleService:
 
     async def stop(self) -> None:
         tasks = list(self._tasks.values())
+        if self._balancer is not None:
+            tasks.append(self._balancer)
+            self._balancer = None
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -320,6 +388,11 @@ class RuleService:
                 await t
         self._tasks.clear()
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        if self.shards is not None:  # no evaluation runs now: successors may take over at once
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.shards.release_all)
+            except PerfintelError as exc:  # they expire instead
+                log.warning("rule shards not released: %s", exc)
         if self.db_engine is not None:
             self.db_engine.dispose()
 
@@ -340,10 +413,12 @@ async def start_service(
     query: QuerySettings | None,
     sink: AlertSink | None,
     engine: Engine | None = None,
+    leases: LeaseManager | None = None,
 ) -> RuleService:
     """Load and restore the rules and schedule them (the app's start-up). ``engine``: the
     alerting database when the caller opened it (shared with the notification pipeline);
-    otherwise it is opened here and closed by ``stop``."""
+    otherwise it is opened here and closed by ``stop``. ``leases`` (on that database):
+    several processes run rules, each evaluates the groups of the rule shards it holds."""
     from perfintel.alerting.state.database import default_url, open_database
 
     loop = asyncio.get_running_loop()
@@ -352,15 +427,25 @@ async def start_service(
         url = settings.database_url or default_url(data_dir)
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         engine = await loop.run_in_executor(None, open_database, url)
+    shards = RuleShards(leases, settings.rule_shards) if leases is not None else None
     service = RuleService(
         settings,
         store,
         sink=sink,
-        state=SqlRuleState(engine),
+        state=SqlRuleState(engine, lease_of=shards.lease_of if shards is not None else None),
         metrics=RuleMetrics(registry),
         query=query,
+        shards=shards,
     )
     service.db_engine = engine if own else None
     await loop.run_in_executor(None, service.load)
+    if shards is not None:
+        if registry is not None:
+            Gauge(
+                "perfintel_rule_shards_owned",
+                "Rule shards this process holds the lease of (it evaluates their groups).",
+                registry=registry,
+            ).set_function(lambda: float(len(shards.owned)))
+        await loop.run_in_executor(None, shards.balance, service._busy)
     await service.start()
     return service

@@ -358,6 +358,23 @@ class NotifyStore:
             self._put_object(conn, kind, name, data, now)
 
     @_guard
+    def load_object(self, kind: str, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            data = conn.execute(
+                sa.select(t.objects.c.data).where(
+                    t.objects.c.kind == kind, t.objects.c.name == name
+                )
+            ).scalar()
+        return None if data is None else dict(data)
+
+    @_guard
+    def save_summary(self, data: Mapping[str, Any], now: float) -> None:
+        """The notifier's active summary, for the processes that do not notify (fenced)."""
+        with self.engine.begin() as conn:
+            self._fence(conn)
+            self._put_object(conn, "meta", "summary", data, now)
+
+    @_guard
     def delete_object(self, kind: str, name: str) -> bool:
         with self.engine.begin() as conn:
             res = conn.execute(

@@ -20,7 +20,7 @@ Every method is one transaction; SQLAlchemy errors become ``StorageError``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,7 +31,8 @@ from sqlalchemy.engine import Connection, Engine
 from perfintel.alerting.model import fingerprint
 from perfintel.alerting.rules.lifecycle import ActiveAlert
 from perfintel.alerting.state.database import metadata
-from perfintel.errors import StorageError
+from perfintel.alerting.state.leases import Lease, fence
+from perfintel.errors import LeaseLostError, StorageError
 from perfintel.model import LabelSet
 
 rule_alert_state = sa.Table(
@@ -99,8 +100,13 @@ def _float(v: Any) -> float | None:
 class SqlRuleState:
     """Alert states and API rule groups in the alerting database (an ``AlertStateStore``)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, engine: Engine, lease_of: Callable[[str], Lease | None] | None = None
+    ) -> None:
         self.engine = engine
+        #: with rule shards: the lease a group's states are written under (fenced by its
+        #: token in the same transaction; ``None``: the group is not this process's now)
+        self.lease_of = lease_of
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -155,7 +161,14 @@ class SqlRuleState:
                 row = _row(group_key, rule_name, a, now)
                 keys.append((rule_name, row["fingerprint"]))
                 rows.append(row)
+        lease = None
+        if self.lease_of is not None:
+            lease = self.lease_of(group_key)
+            if lease is None:
+                raise LeaseLostError(f"rule group {group_key}: its shard is not held here")
         with self._tx() as conn:
+            if lease is not None:
+                fence(conn, lease)
             for i in range(0, len(keys), 400):  # a few statements, however many rules changed
                 conn.execute(
                     t.delete().where(
