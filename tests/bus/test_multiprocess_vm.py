@@ -8,8 +8,9 @@ Four clients (two per ingest process) push ``TOTAL_SAMPLES`` (5 M) samples by re
 each request ``SERIES_PER_CLIENT`` series x ``STEPS_PER_REQUEST`` samples, as a real
 Prometheus batches them; the payloads are encoded before the push starts, so the clients
 measure the servers, not the encoder. Halfway one worker is SIGKILLed, a little later one
-ingest process; its clients fail over to the other one. Only 2xx answers count as
-acknowledged, and each request is retried until one comes.
+ingest process; its clients fail over to the other one. Ingest answers 503 (Retry-After)
+while a shard is ``MAX_BEHIND`` entries behind, so the clients wait for the workers. Only 2xx
+answers count as acknowledged, and each request is retried until one comes.
 
 Then, through the API process: every acknowledged sample is there (per series, the count
 and the sum over the pushed window, evaluated by VictoriaMetrics; and every sample of some
