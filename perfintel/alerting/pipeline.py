@@ -324,6 +324,10 @@ class Pipeline:
                 with self._wake:
                     now = self.clock()
                     wait = min(max(self.core.next_due(now) - now, 0.01), 1.0)
+                    if self.leases is not None:
+                        # renewed once RENEW_AT of the TTL is left: look several times in
+                        # that span (a 2 s TTL was lost by waiting the whole 1 s of it)
+                        wait = min(wait, self.RENEW_AT * self.leases.ttl / 3)
                     self._wake.wait(wait)
             except Exception:
                 log.exception("notification dispatcher round failed; retrying in 1 s")

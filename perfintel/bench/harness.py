@@ -177,7 +177,11 @@ def perfintel_server(
 
 
 def victoria_metrics(
-    data_dir: Path, port: int, log: Path, binary: str = "/usr/bin/victoria-metrics"
+    data_dir: Path,
+    port: int,
+    log: Path,
+    binary: str = "/usr/bin/victoria-metrics",
+    extra_args: Sequence[str] = (),
 ) -> ServerProcess:
     cmd = [
         binary,
@@ -186,6 +190,7 @@ def victoria_metrics(
         "-retentionPeriod=100y",
         "-search.disableCache",  # every query reads the data
         "-loggerLevel=WARN",
+        *extra_args,
     ]
     return ServerProcess("VictoriaMetrics", cmd, f"http://127.0.0.1:{port}", "/health", log)
 

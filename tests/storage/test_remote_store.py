@@ -87,6 +87,23 @@ def test_server_errors_are_storage_errors(victoria_metrics: str) -> None:
     st.close()
 
 
+def test_a_split_batch_refused_or_unreachable_is_a_storage_error(victoria_metrics: str) -> None:
+    """The requests of a split batch overlap (one in flight while the next is encoded): an
+    error of any of them is the append's, raised once every request has ended."""
+    for url, error in (
+        (victoria_metrics + "/no/such/path", "HTTP 4"),
+        ("http://127.0.0.1:9/api/v1/write", "remote_write failed"),
+    ):
+        st = RemoteStore(
+            RemoteStoreOptions(
+                write_url=url, read_url=victoria_metrics, max_samples_per_request=100, timeout_s=2
+            )
+        )
+        with pytest.raises(StorageError, match=error):
+            st.append(_batch("x", 1000))  # 10 requests
+        st.close()
+
+
 def test_stats_without_a_namespace_count_the_whole_tsdb(victoria_metrics: str) -> None:
     whole = RemoteStore(RemoteStoreOptions.single_node(victoria_metrics))
     before = whole.stats().series

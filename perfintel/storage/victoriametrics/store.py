@@ -7,7 +7,8 @@ Wire protocols, all plain HTTP through one synchronous ``httpx.Client``:
   single-node ``http://vm:8428/api/v1/write``; cluster ``vminsert``
   ``http://vminsert:8480/insert/<tenant>/prometheus/api/v1/write``; Mimir
   ``/api/v1/push``; Thanos Receive ``/api/v1/receive``. Batches are cut into
-  requests of at most ``max_samples_per_request`` samples.
+  requests of at most ``max_samples_per_request`` samples; while the server
+  ingests one, the next is encoded (a pool of four threads per store posts them).
 * **read**: under ``read_url`` (the Prometheus API prefix: ``http://vm:8428``
   single-node, ``http://vmselect:8481/select/<tenant>/prometheus`` cluster):
   raw samples from ``/api/v1/export`` (VictoriaMetrics' JSON lines, parsed by
@@ -61,6 +62,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,7 +92,13 @@ __all__ = ["RemoteStore", "RemoteStoreOptions"]
 
 _ALL_SERIES = Matcher("__name__", MatchOp.RE, ".+")
 _MAX_EXPORT_LINE = 64 << 20  # VictoriaMetrics splits a long series into lines far below this
+_NAMESPACE_CACHE = 1 << 18  # series whose namespaced label set is kept (about 50 MB at most)
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_WRITE = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
 # Exports are large and usually cross a LAN: compressing them costs both ends more CPU
 # than the bytes cost (measured on loopback: a third of a read's time went to gzip).
 _EXPORT = {**_FORM, "Accept-Encoding": "identity"}
@@ -156,6 +164,11 @@ class RemoteStore:
         self._visible_upto = 0
         self._flush_lock = threading.Lock()  # one flush at a time
         self._flushes = 0  # completed flushes
+        # each written series' label set with the namespace label: building it cost more
+        # than encoding the samples (a worker writes the same output series every round)
+        self._in_namespace: dict[LabelSet, LabelSet] = {}
+        # a batch of several requests keeps one in flight while it encodes the next
+        self._posts = ThreadPoolExecutor(4, thread_name_prefix="remote-write")
 
     # -- HTTP, foreign errors translated here ---------------------------------
     @contextmanager
@@ -232,32 +245,52 @@ class RemoteStore:
         if not len(batch):
             return AppendResult(accepted=0)
         if self.opts.namespace is not None:
-            name, value = self.opts.namespace
-            series = [label_set({**dict(ls), name: value}) for ls in batch.series]
-            batch = SampleBatch(series, batch.series_idx, batch.timestamps, batch.values)
-        step = self.opts.max_samples_per_request
-        for lo in range(0, len(batch), step):
-            part = SampleBatch(
-                batch.series,
-                batch.series_idx[lo : lo + step],
-                batch.timestamps[lo : lo + step],
-                batch.values[lo : lo + step],
+            batch = SampleBatch(
+                [self._namespaced(ls) for ls in batch.series],
+                batch.series_idx,
+                batch.timestamps,
+                batch.values,
             )
-            body = encode_remote_write(part)
-            with self._call("remote_write"):
-                resp = self._client.post(
-                    self.opts.write_url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/x-protobuf",
-                        "Content-Encoding": "snappy",
-                        "X-Prometheus-Remote-Write-Version": "0.1.0",
-                    },
+        step = self.opts.max_samples_per_request
+        in_flight: Future[None] | None = None
+        try:
+            for lo in range(0, len(batch), step):
+                body = encode_remote_write(
+                    SampleBatch(
+                        batch.series,
+                        batch.series_idx[lo : lo + step],
+                        batch.timestamps[lo : lo + step],
+                        batch.values[lo : lo + step],
+                    )
                 )
-            self._check(resp, "remote_write", reading=False)
+                if lo + step >= len(batch):  # the last (or only) request: no thread needed
+                    self._post(body)
+                    break
+                # the server ingests this request while the next one is encoded here
+                posting = self._posts.submit(self._post, body)
+                if in_flight is not None:
+                    in_flight.result()
+                in_flight = posting
+        finally:
+            if in_flight is not None:
+                in_flight.result()  # raises its error, after the others have ended
         with self._lock:
             self._written += len(batch)
         return AppendResult(accepted=len(batch))
+
+    def _post(self, body: bytes) -> None:
+        with self._call("remote_write"):
+            resp = self._client.post(self.opts.write_url, content=body, headers=_WRITE)
+        self._check(resp, "remote_write", reading=False)
+
+    def _namespaced(self, labels: LabelSet) -> LabelSet:
+        got = self._in_namespace.get(labels)
+        if got is None:
+            if len(self._in_namespace) >= _NAMESPACE_CACHE:
+                self._in_namespace.clear()  # bounded: start over (a dict op is thread-safe)
+            name, value = self.opts.namespace or ("", "")
+            got = self._in_namespace[labels] = label_set({**dict(labels), name: value})
+        return got
 
     def flush(self, *, compact: bool = False) -> FlushReport:
         """Make every sample acknowledged before this call searchable (``compact`` has
@@ -388,4 +421,5 @@ class RemoteStore:
         return StoreStats(series=n, samples_in_head=0, disk_bytes=0)
 
     def close(self) -> None:
+        self._posts.shutdown()
         self._client.close()
