@@ -248,3 +248,14 @@ def test_many_series_of_one_surge_do_not_outrank_a_fault_that_moves_the_symptoms
     assert any(len(c.followers) >= 5 for c in causes if c.labels in {s.labels for s in series[:12]})
     assert names[0] == "db_cpu"
     assert rootcause._support([1.0, 2.0]) == pytest.approx(np.log1p(3.0))
+
+
+def test_a_change_ranks_after_its_explainers_along_the_whole_chain() -> None:
+    """c is explained by b, b by a: c ends below b and b below a, whichever order they come
+    in and however large c is on its own; a cycle ends (cut where it closes)."""
+    after = rootcause._after_explainers
+    out = after({3: 9.0, 2: 4.0, 1: 2.0}, {3: [2], 2: [1], 1: []})
+    assert out[1] == 2.0 and out[1] > out[2] > out[3]
+    loop = after({1: 5.0, 2: 6.0, 3: 7.0}, {1: [3], 2: [1], 3: [2]})
+    assert set(loop) == {1, 2, 3} and all(np.isfinite(v) for v in loop.values())
+    assert max(loop.values()) <= 7.0
