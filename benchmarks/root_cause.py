@@ -150,8 +150,10 @@ GRID: dict[str, tuple[float, ...]] = {
     "seasonal_gain": (0.0, 0.7, 0.85),
     "min_sigma": (5.0, 6.0),
     "explain_corr": (0.6, 0.7),
+    "inner_corr": (0.3, 0.7),
     "max_gain": (2.0, 3.0),
-    "support_weight": (0.5, 1.0),
+    "support_weight": (0.5, 0.8, 1.2),
+    "context_weight": (0.3, 1.0),
 }
 
 

@@ -54,11 +54,21 @@ Four principles decide:
    can only explain changes in its own entity or in entities that depend on
    it, transitively.
 
-Score: ``log(1 + |peak z|)`` plus ``support_weight`` times the same for every
-change it explains directly that began by the incident time; a change that others explain ranks right after
-the lowest-ranked of them (a cause before its effects, wherever the effects'
-own magnitude would put them), and a change that began after the incident
-time (beyond its onset's uncertainty) cannot be its cause and ranks last.
+   Inside one workload, a role earlier in that order explains a later one's
+   change when their paths correlate at least ``inner_corr`` (a timeout or a
+   cap between latency and errors bends the course, not the dependency).
+
+Score: ``log(1 + |peak z|)`` plus ``support_weight`` times the log of one plus
+the summed ``log(1 + |peak z|)`` of the changes it explains directly that
+began by the incident time, each weighted 1 when it is a symptom (latency,
+errors: what users see and what incidents are declared on) and
+``context_weight`` otherwise (load, resources). The log keeps one phenomenon
+seen in many series (a dip in traffic in every instance's requests, CPU and
+pool) from outweighing a large change that moved the symptoms. A change that
+others explain ranks right after the lowest-ranked of them, resolved along
+the whole chain (a cause before its effects, wherever the effects' own
+magnitude would put them), and a change that began after the incident time
+(beyond its onset's uncertainty) cannot be its cause and ranks last.
 The constants were chosen by cross-validation on generated incidents of the
 ``default`` and ``variant`` generators' tuning seeds only
 (``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -129,8 +139,17 @@ class RootCauseParams:
     onset_sigma: float = 3.0
     onset_fraction: float = 0.2
     explain_corr: float = 0.7
+    #: inside one workload, a change of a role earlier in the order (load → resources →
+    #: latency → errors) explains a later role's change when their paths correlate at least
+    #: this much (the smaller of this and ``explain_corr``): a threshold, a timeout or a cap
+    #: between them bends the course without breaking the dependency
+    inner_corr: float = 0.7
     max_gain: float = 2.0
-    support_weight: float = 0.5
+    #: weight of the log of what a change explains (see :func:`_support`)
+    support_weight: float = 0.8
+    #: what an explained change that is not a symptom (latency, errors) counts for, relative
+    #: to one that is
+    context_weight: float = 0.3
     #: steps after the incident time a change may still begin and count as a cause
     onset_slack: int = 1
     #: across entities and without a declared graph, ``i`` explains ``j`` only when their
@@ -543,6 +562,11 @@ def _rank(
             return up > 0
         return (abs(ch.peak[i]), -i) > (abs(ch.peak[j]), -j)
 
+    def corr(i: int, j: int) -> float:
+        if ent[i] == ent[j] and 0 <= role[i] < role[j]:
+            return min(p.inner_corr, p.explain_corr)
+        return p.explain_corr
+
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
     for i in cands:
@@ -553,23 +577,70 @@ def _rank(
                 and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
                 and allowed(i, j)
                 and learned(i, j)
-                and _moved_together(ch, i, j, p.explain_corr)
+                and _moved_together(ch, i, j, corr(i, j))
             ):
                 explains[i].append(j)
                 explained[j].append(i)
+    symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     scores = {}
     for i in cands:
         # only what changed by the incident time is part of the incident it explains
-        support = sum(strength[j] for j in explains[i] if ch.onset[j] - tol[j] + 0.5 <= slack)
+        support = _support(
+            [
+                strength[j] * (1.0 if role[j] in symptom else p.context_weight)
+                for j in explains[i]
+                if ch.onset[j] - tol[j] + 0.5 <= slack
+            ]
+        )
         s = strength[i] + p.support_weight * support
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
-    # a change ranks right after the changes that explain it (explainers first)
-    for i in sorted(cands, key=lambda i: (ch.onset[i], -abs(ch.peak[i]))):
-        for k in explained[i]:
-            scores[i] = min(scores[i], scores[k] - 1e-6)
-    return _Ranking(cands, shapes, explains, explained, strength, scores)
+    return _Ranking(
+        cands, shapes, explains, explained, strength, _after_explainers(scores, explained)
+    )
+
+
+def _after_explainers(
+    raw: Mapping[int, float], explained: Mapping[int, list[int]]
+) -> dict[int, float]:
+    """Scores with every change ranked right after the lowest-ranked change that explains it.
+
+    Resolved over the whole chain (an explainer's own rank is settled first,
+    depth first), so three changes of one step order themselves whatever
+    their sizes; a cycle, which ties broken differently per pair could make,
+    is cut where it closes.
+    """
+    out: dict[int, float] = {}
+    visiting: set[int] = set()
+    for start in raw:
+        if start in out:
+            continue
+        stack = [(start, iter(explained[start]))]
+        visiting.add(start)
+        while stack:
+            i, todo = stack[-1]
+            k = next((k for k in todo if k not in out and k not in visiting), None)
+            if k is not None:
+                visiting.add(k)
+                stack.append((k, iter(explained[k])))
+                continue
+            stack.pop()
+            visiting.discard(i)
+            done = [out[k] for k in explained[i] if k in out]
+            out[i] = min([raw[i], *(v - 1e-6 for v in done)])
+    return out
+
+
+def _support(weights: Sequence[float]) -> float:
+    """Evidence from the changes a change explains: the log of their summed strengths.
+
+    Concave on purpose: one phenomenon is often seen in many series (every
+    instance's requests, CPU and pool under one surge of traffic), and a
+    linear sum let such a cluster of small, correlated changes outrank a
+    large change that explains the few symptoms an incident is about.
+    """
+    return float(np.log1p(sum(weights)))
 
 
 def rank_root_causes(

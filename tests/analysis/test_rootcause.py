@@ -223,3 +223,39 @@ def test_an_hourly_cycle_in_the_baseline_is_not_a_change_and_hides_none() -> Non
     off = rootcause.RootCauseParams(seasonal_gain=0.0)
     without = rank_root_causes(T, series, GRID, params=off, **kw)  # type: ignore[arg-type]
     assert "stepped" not in [dict(c.labels)["__name__"] for c in without]
+
+
+def test_many_series_of_one_surge_do_not_outrank_a_fault_that_moves_the_symptoms() -> None:
+    """Twelve instances' request rates dip together (one phenomenon seen twelve times, each
+    a few sigmas); ten minutes later a database's CPU jumps and its latency follows. The
+    support of a change grows with the log of what it explains, so the cluster of small
+    correlated changes does not outrank the fault that moved the latency."""
+    rng = np.random.default_rng(7)
+    common = rng.normal(0, 1.0, N)
+    series = []
+    for k in range(12):
+        rate = 100 + common + rng.normal(0, 0.3, N)
+        rate[200:] -= 7.5
+        series.append(si("http_requests", f"web-{k}", rate, "web"))
+    cpu = noise(1, 0.3, 0.01)
+    cpu[210:] += 0.3
+    latency = noise(2, 0.05, 0.001)
+    latency[212:] += 0.04
+    series += [si("db_cpu", "db-1", cpu, "db"), si("db_latency_seconds", "db-1", latency, "db")]
+    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    names = [dict(c.labels)["__name__"] for c in causes]
+    assert names.count("http_requests") == 12  # the dip is seen, and linked
+    assert any(len(c.followers) >= 5 for c in causes if c.labels in {s.labels for s in series[:12]})
+    assert names[0] == "db_cpu"
+    assert rootcause._support([1.0, 2.0]) == pytest.approx(np.log1p(3.0))
+
+
+def test_a_change_ranks_after_its_explainers_along_the_whole_chain() -> None:
+    """c is explained by b, b by a: c ends below b and b below a, whichever order they come
+    in and however large c is on its own; a cycle ends (cut where it closes)."""
+    after = rootcause._after_explainers
+    out = after({3: 9.0, 2: 4.0, 1: 2.0}, {3: [2], 2: [1], 1: []})
+    assert out[1] == 2.0 and out[1] > out[2] > out[3]
+    loop = after({1: 5.0, 2: 6.0, 3: 7.0}, {1: [3], 2: [1], 3: [2]})
+    assert set(loop) == {1, 2, 3} and all(np.isfinite(v) for v in loop.values())
+    assert max(loop.values()) <= 7.0
