@@ -7,6 +7,7 @@ import numpy as np
 from perfintel.alerting.model import CollectingSink
 from perfintel.alerting.rules.files import parse_rules
 from perfintel.alerting.rules.group import EvalOptions, GroupRuntime, MemoryAlertState
+from perfintel.alerting.rules.reader import RoundReader
 from perfintel.batch import SampleBatch
 from perfintel.model import is_stale, label_set, parse_selector
 from perfintel.storage.memory import MemoryStore
@@ -172,3 +173,34 @@ def test_state_is_saved_when_it_changes_and_restored() -> None:
     again.evaluate(T0 + 60 * 4, st, sink)
     assert again.rules[0].state == "firing"
     assert [x.starts_at for x in sink.received] == [T0 + 120]  # the same alert, not a new one
+
+
+class _SeenSelectors(MemoryStore):
+    """A real in-memory store that also remembers the selectors it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+
+    def select(self, selector, start_ms, end_ms, *, limits=None):  # type: ignore[no-untyped-def]
+        self.asked.append(str(selector))
+        return super().select(selector, start_ms, end_ms, limits=limits)
+
+
+def test_a_metric_too_big_to_cache_is_read_with_each_rules_selector() -> None:
+    st = _SeenSelectors()
+    ts = ((T0 + 60 * np.arange(5)) * 1000).astype(np.int64)
+    for i in range(50):  # "lat": 50 series; "up": one
+        labels = label_set({"__name__": "lat", "svc": f"s{i}"})
+        st.append(SampleBatch.from_arrays(labels, ts, np.full(5, float(i))))
+    st.append(SampleBatch.from_arrays(label_set({"__name__": "up"}), ts, np.ones(5)))
+    g = group(
+        'groups: [{name: g, rules: [{alert: Slow, expr: "lat{svc=\\"s7\\"} > 5"},'
+        ' {alert: Down, expr: "up < 1"}]}]'
+    )
+    sink = CollectingSink()
+    reader = RoundReader(st, max_samples_per_name=40)  # "lat" holds more in the window
+    g.evaluate(T0 + 240, st, sink, reader=reader)
+    assert [dict(a.labels)["alertname"] for a in sink.received] == ["Slow"]
+    assert '{__name__="lat",svc="s7"}' in st.asked  # read with the rule's own selector
+    assert "up" in reader._by_name and "lat" not in reader._by_name  # up cached, lat not

@@ -7,8 +7,10 @@ and answers each rule's selector by filtering those series in memory and
 slicing them to the asked range. ``prefetch`` reads many names in one store
 query (a group asks for every name its rules read before it evaluates them).
 Selectors without an exact metric name, ranges outside what was fetched,
-and names with more series than ``max_series_per_name`` go to the store as
-they are.
+and names with more series than ``max_series_per_name`` or more samples in the
+window than ``max_samples_per_name`` go to the store as they are: for a metric
+of millions of samples, one rule's narrow selector (``latency{service="a"}``)
+is far cheaper than reading the whole metric every round.
 
 The cache lives for one round: the store may change between rounds, and
 ``forget(name)`` drops a name whose samples a recording rule just wrote.
@@ -49,9 +51,11 @@ class RoundReader:
         *,
         max_series_per_name: int = 10_000,
         max_samples: int = 20_000_000,
+        max_samples_per_name: int = 200_000,
     ) -> None:
         self.store = store
         self.max_series_per_name = max_series_per_name
+        self.max_samples_per_name = max_samples_per_name
         self.max_samples = max_samples
         #: name -> (start, end, every series of that name over [start, end])
         self._by_name: dict[str, tuple[int, int, list[SeriesSamples]]] = {}
@@ -100,24 +104,36 @@ class RoundReader:
             for i in range(0, len(names), 500):
                 self._fetch_names(names[i : i + 500], start, end_ms)
 
+    def _name_limits(self, names: int) -> QueryLimits:
+        # one sample budget for a read of many names too: a huge name among small ones
+        # then costs at most the budget per halving, never its whole size
+        return QueryLimits(
+            max_series=self.max_series_per_name * names, max_samples=self.max_samples_per_name
+        )
+
     def _fetch_names(self, names: list[str], start: int, end: int) -> None:
         # metric names hold only [a-zA-Z0-9_:], nothing a regex would read specially
         sel = selector_from_pairs([(METRIC_NAME, "=~", "|".join(sorted(names)))])
         self.fetches += 1
         try:
-            found = self.store.select(
-                sel,
-                start,
-                end,
-                limits=QueryLimits(max_series=self.max_series_per_name * len(names)),
-            )
+            found = self.store.select(sel, start, end, limits=self._name_limits(len(names)))
         except QueryLimitError:
-            return  # each name is then read on its own, when a rule asks
+            if len(names) == 1:
+                self._too_big.add(names[0])
+                return
+            # halves until the names too big to cache are alone (a few reads for one)
+            half = len(names) // 2
+            self._fetch_names(names[:half], start, end)
+            self._fetch_names(names[half:], start, end)
+            return
         grouped: dict[str, list[SeriesSamples]] = {n: [] for n in names}
         for s in found:
             grouped.setdefault(metric_name(s.labels), []).append(s)
         for n, series in grouped.items():
-            if len(series) > self.max_series_per_name:
+            if (
+                len(series) > self.max_series_per_name
+                or sum(len(x.timestamps) for x in series) > self.max_samples_per_name
+            ):
                 self._too_big.add(n)
             else:
                 self._keep(n, start, end, series)
@@ -143,7 +159,7 @@ class RoundReader:
                     selector_from_pairs([(METRIC_NAME, "=", name)]),
                     start_ms,
                     end_ms,
-                    limits=QueryLimits(max_series=self.max_series_per_name),
+                    limits=self._name_limits(1),
                 )
             except QueryLimitError:
                 self._too_big.add(name)
