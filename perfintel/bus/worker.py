@@ -56,6 +56,10 @@ class ShardState:
     #: False while entries of the shard are pending for another consumer (not yet idle
     #: long enough to claim): new entries wait, so the series stay in time order
     ready: bool = False
+    #: bytes of this worker's last full checkpoint of the shard (0: none yet, the next
+    #: checkpoint is full) and of the parts written since
+    full_bytes: int = 0
+    parts_bytes: int = 0
 
 
 class ShardWorker:
@@ -92,6 +96,8 @@ class ShardWorker:
         self._balanced_at = -math.inf
         self._stop = asyncio.Event()
         self.samples_scored = 0
+        #: bytes of detector state written to checkpoints (full states and parts)
+        self.checkpoint_bytes = 0
 
     # -- names --------------------------------------------------------------------------
     def _shard_lease(self, shard: int) -> str:
@@ -195,6 +201,8 @@ class ShardWorker:
         cp = await asyncio.to_thread(self.checkpoints.load, self._shard_lease(shard))
         if cp is not None:
             restored = await asyncio.to_thread(detector.restore_state, cp.state)
+            for part in cp.parts:
+                await asyncio.to_thread(detector.restore_state, part, "checkpoint part", True)
             st.last_entry = cp.last_entry
             st.applied = OrderedDict.fromkeys(cp.applied)
             log.info(
@@ -256,12 +264,22 @@ class ShardWorker:
             await self._checkpoint(st)
 
     async def _checkpoint(self, st: ShardState) -> None:
+        """Save the shard's state with its stream position, then acknowledge what it covers.
+
+        Incremental: only the series scored since the previous checkpoint are written (a
+        part), unless this worker has not written a full state of the shard yet, most
+        series changed (a part would be no smaller), or the parts since the last full
+        state add up to its size (then a full state replaces them: what a successor
+        reads stays below twice the full state)."""
         if not st.unacked:
             return
-        cp = Checkpoint(
-            st.last_entry, list(st.applied), await asyncio.to_thread(st.detector.dump_state)
-        )
+        det = st.detector
+        changed = det.take_changed()
+        total = det.series_count
+        full = st.full_bytes == 0 or 2 * len(changed) >= total or st.parts_bytes >= st.full_bytes
         try:
+            data = await asyncio.to_thread(det.dump_state, None if full else changed)
+            cp = Checkpoint(st.last_entry, list(st.applied), data, partial=not full)
             await asyncio.to_thread(
                 self.checkpoints.save, self._shard_lease(st.shard), st.lease, cp
             )
@@ -269,6 +287,14 @@ class ShardWorker:
             log.warning("shard %d: %s; dropping it", st.shard, exc)
             self.owned.pop(st.shard, None)
             return
+        except BaseException:
+            det.mark_changed(changed)  # not saved: the next checkpoint writes them
+            raise
+        if full:
+            st.full_bytes, st.parts_bytes = len(data), 0
+        else:
+            st.parts_bytes += len(data)
+        self.checkpoint_bytes += len(data)
         # acknowledged only now: until the checkpoint is committed, a successor replays them
         await self.bus.ack(self.group, st.unacked)
         st.unacked = []

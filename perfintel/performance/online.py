@@ -168,6 +168,8 @@ class OnlineAnomalyDetection:
         self._labels: list[LabelSet] = []  # runner row -> source labels
         self._outputs: list[tuple[LabelSet, ...]] = []  # runner row -> output label sets
         self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
+        #: rows scored since ``take_changed`` (what an incremental checkpoint writes)
+        self._changed = np.zeros(64, dtype=bool)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_batches)
         self.queue_samples = queue_samples
         self._queued_samples = 0  # samples of the batches in the queue (a bound on its memory)
@@ -363,6 +365,9 @@ class OnlineAnomalyDetection:
             grown = np.full(2 * len(self._last_ts), np.iinfo(np.int64).min, dtype=np.int64)
             grown[: len(self._last_ts)] = self._last_ts
             self._last_ts = grown
+            changed = np.zeros(len(grown), dtype=bool)
+            changed[: len(self._changed)] = self._changed
+            self._changed = changed
         return row
 
     def process(self, batch: SampleBatch) -> SampleBatch:
@@ -404,6 +409,7 @@ class OnlineAnomalyDetection:
         out = self.runner.update_many_full(rows, ts, values)
         last = np.r_[rows[1:] != rows[:-1], True]
         self._last_ts[rows[last]] = ts[last]
+        self._changed[rows[last]] = True
         self.metrics.updates.inc(len(rows))
         return self._outputs_batch(rows, ts, out)
 
@@ -442,19 +448,39 @@ class OnlineAnomalyDetection:
         os.replace(tmp, self.state_path)
         self._saved_at = self.clock()
 
-    def dump_state(self) -> bytes:
-        """Every analysed series' state in the state file's format (the bus checkpoints it)."""
+    @property
+    def series_count(self) -> int:
+        """Series analysed (with a state row)."""
+        return len(self._labels)
+
+    def take_changed(self) -> np.ndarray:
+        """Rows whose state changed since the last call (the next incremental checkpoint's
+        series); the caller gives them back with ``mark_changed`` if it could not save them."""
         n = len(self._labels)
-        states = [self.runner.get_state(r) for r in range(n)]
-        width = len(states[0]) if states else 0
-        matrix = np.frombuffer(b"".join(states), dtype=np.uint8).reshape(n, width)
-        labels = np.frombuffer(orjson.dumps([list(ls) for ls in self._labels]), dtype=np.uint8)
+        rows = np.flatnonzero(self._changed[:n])
+        self._changed[:n] = False
+        return rows
+
+    def mark_changed(self, rows: np.ndarray) -> None:
+        self._changed[rows] = True
+
+    def dump_state(self, rows: np.ndarray | None = None) -> bytes:
+        """The analysed series' states in the state file's format (the bus checkpoints it):
+        every series, or only ``rows`` (an incremental part: ``restore_state(..., merge=True)``
+        applies it over an earlier full state)."""
+        n = len(self._labels)
+        sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        matrix = self.runner.get_states(sel)
+        labels = np.frombuffer(
+            orjson.dumps([list(self._labels[int(r)]) for r in sel]), dtype=np.uint8
+        )
         buf = io.BytesIO()
         np.savez(
             buf,
             format=np.array([FORMAT_VERSION], dtype=np.int64),
+            partial=np.array([0 if rows is None else 1], dtype=np.int64),
             labels=labels,
-            last_ts=self._last_ts[:n].copy(),
+            last_ts=self._last_ts[sel],
             states=matrix,
         )
         return buf.getvalue()
@@ -470,9 +496,10 @@ class OnlineAnomalyDetection:
             return 0
         return self.restore_state(data, str(self.state_path))
 
-    def restore_state(self, data: bytes, source: str = "checkpoint") -> int:
+    def restore_state(self, data: bytes, source: str = "checkpoint", merge: bool = False) -> int:
         """Restore from ``dump_state`` bytes; returns how many series were restored
-        (0, logged, when the bytes cannot be used)."""
+        (0, logged, when the bytes cannot be used). ``merge`` applies the bytes over the
+        current state (an incremental part: its series replace or join the others)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 version = int(z["format"][0])
@@ -483,27 +510,51 @@ class OnlineAnomalyDetection:
                     )
                 if version != FORMAT_VERSION:
                     raise ValueError(f"unknown format {version}")
+                partial = "partial" in z and int(z["partial"][0]) == 1
                 labels = orjson.loads(z["labels"].tobytes())
                 last_ts = np.asarray(z["last_ts"], dtype=np.int64)
                 states = np.asarray(z["states"], dtype=np.uint8)
+            if partial and not merge:
+                raise ValueError("an incremental part needs the full state it applies to")
             if not len(labels) == len(last_ts) == states.shape[0]:
                 raise ValueError("labels, last_ts and states differ in length")
-            restored: list[tuple[LabelSet, int, bytes]] = []
+            keep: list[int] = []
+            sets: list[LabelSet] = []
             for i, pairs in enumerate(labels):
                 ls: LabelSet = tuple((str(k), str(v)) for k, v in pairs)
                 # series the current selectors no longer pick are forgotten
-                if self._eligible(ls) and len(restored) < self.max_series:
-                    restored.append((ls, int(last_ts[i]), states[i].tobytes()))
-            runner = OnlineRunner(self.runner.model, capacity=max(64, len(restored)))
-            for r, (_, _, data) in enumerate(restored):
-                runner.set_state(r, data)
+                if self._eligible(ls):
+                    keep.append(i)
+                    sets.append(ls)
+            if merge:
+                runner = self.runner
+            else:
+                runner = OnlineRunner(self.runner.model, capacity=max(64, len(keep)))
+                sets, keep = sets[: self.max_series], keep[: self.max_series]
+            # validate every state before touching anything (a scratch bank)
+            OnlineRunner(self.runner.model, capacity=max(1, len(keep))).set_states(
+                np.arange(len(keep)), states[keep]
+            )
         except (OSError, ValueError, KeyError, PerfintelError) as exc:
             log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0
-        self.runner = runner
-        self._rows, self._labels, self._outputs = {}, [], []
-        self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
-        for ls, last, _ in restored:
-            row = self._rows[ls] = self._add_series(ls)
-            self._last_ts[row] = last
-        return len(restored)
+        if not merge:
+            self.runner = runner
+            self._rows, self._labels, self._outputs = {}, [], []
+            self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
+            self._changed = np.zeros(64, dtype=bool)
+        rows = np.empty(len(keep), dtype=np.int64)
+        used = 0
+        for j, ls in enumerate(sets):
+            row = self._rows.get(ls)
+            if row is None or row < 0:
+                if len(self._labels) >= self.max_series:
+                    continue
+                row = self._rows[ls] = self._add_series(ls)
+            rows[used] = row
+            keep[used] = keep[j]
+            used += 1
+        rows, idx = rows[:used], keep[:used]
+        self.runner.set_states(rows, states[idx])
+        self._last_ts[rows] = last_ts[idx]
+        return used

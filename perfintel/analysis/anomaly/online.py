@@ -67,6 +67,20 @@ class OnlineRunner:
             raise BadInputError(f"unknown series id {series_id}")
         return self.model.dump(self.state, series_id)
 
+    def get_states(self, series_ids: np.ndarray) -> np.ndarray:
+        """Many series' states at once: one row of ``get_state`` bytes per id (uint8)."""
+        ids = np.asarray(series_ids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.capacity):
+            raise BadInputError("unknown series id")
+        return self.model.dump_rows(self.state, ids)
+
+    def set_states(self, series_ids: np.ndarray, data: np.ndarray) -> None:
+        """Inverse of ``get_states``."""
+        ids = np.asarray(series_ids, dtype=np.int64)
+        if len(ids):
+            self._ensure(int(ids.max()))
+        self.model.load_rows(data, self.state, ids)
+
     def set_state(self, series_id: int, data: bytes) -> None:
         one = self.model.load(data)
         self._ensure(series_id)
