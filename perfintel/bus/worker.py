@@ -77,6 +77,7 @@ class ShardWorker:
         read_count: int = 64,
         block_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
+        incremental: bool = True,
     ) -> None:
         self.bus = bus
         self.leases = leases
@@ -90,6 +91,8 @@ class ShardWorker:
         self.read_count = read_count
         self.block_ms = block_ms
         self.clock = clock
+        #: False: every checkpoint writes the whole shard state (for comparison)
+        self.incremental = incremental
         self.owned: dict[int, ShardState] = {}
         self._member: Lease | None = None
         self._checkpointed_at = clock()
@@ -98,6 +101,8 @@ class ShardWorker:
         self.samples_scored = 0
         #: bytes of detector state written to checkpoints (full states and parts)
         self.checkpoint_bytes = 0
+        #: wall seconds spent in checkpoints (dumping, saving, acknowledging)
+        self.checkpoint_seconds = 0.0
 
     # -- names --------------------------------------------------------------------------
     def _shard_lease(self, shard: int) -> str:
@@ -260,8 +265,10 @@ class ShardWorker:
     # -- checkpoints --------------------------------------------------------------------
     async def checkpoint_all(self) -> None:
         self._checkpointed_at = self.clock()
+        t0 = time.perf_counter()
         for st in list(self.owned.values()):
             await self._checkpoint(st)
+        self.checkpoint_seconds += time.perf_counter() - t0
 
     async def _checkpoint(self, st: ShardState) -> None:
         """Save the shard's state with its stream position, then acknowledge what it covers.
@@ -276,7 +283,12 @@ class ShardWorker:
         det = st.detector
         changed = det.take_changed()
         total = det.series_count
-        full = st.full_bytes == 0 or 2 * len(changed) >= total or st.parts_bytes >= st.full_bytes
+        full = (
+            not self.incremental
+            or st.full_bytes == 0
+            or 2 * len(changed) >= total
+            or st.parts_bytes >= st.full_bytes
+        )
         try:
             data = await asyncio.to_thread(det.dump_state, None if full else changed)
             cp = Checkpoint(st.last_entry, list(st.applied), data, partial=not full)
