@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfintel.analysis.anomaly.base import VectorModel
+from perfintel.analysis.anomaly.base import State, VectorModel
+from perfintel.analysis.anomaly.compact import CompactCodec
 from perfintel.analysis.anomaly.ensemble import Ensemble
 from perfintel.errors import BadInputError
 
@@ -24,20 +25,50 @@ _USER_OUTPUTS = ("anomaly_score", "yhat", "yhat_lower", "yhat_upper")
 
 
 class OnlineRunner:
-    def __init__(self, model: VectorModel | None = None, capacity: int = 1024) -> None:
+    """``compact``: states held packed (``compact.py``; the model must have
+    ``compact_fields``), unpacked for the series of each batch — less memory, outputs
+    within the quantisation of the exact runner's."""
+
+    def __init__(
+        self, model: VectorModel | None = None, capacity: int = 1024, compact: bool = False
+    ) -> None:
         self.model = model or Ensemble()
-        self.state = self.model.new_state(max(1, capacity))
+        self.codec: CompactCodec | None = None
+        if compact:
+            spec = getattr(self.model, "compact_fields", None)
+            if spec is None:
+                raise BadInputError(f"model {self.model.name!r} has no compact state")
+            self.codec = CompactCodec(self.model, spec())
+            self.packed = self.codec.empty(max(1, capacity))
+            self.state = self.model.new_state(0)
+        else:
+            self.state = self.model.new_state(max(1, capacity))
 
     @property
     def capacity(self) -> int:
-        return len(self.state)
+        return len(self.packed) if self.codec is not None else len(self.state)
+
+    def state_nbytes(self) -> int:
+        """Bytes of state per series in memory."""
+        return self.codec.width if self.codec is not None else self.model.state_nbytes()
 
     def _ensure(self, max_id: int) -> None:
         if max_id >= self.capacity:
             cap = self.capacity
             while cap <= max_id:
                 cap *= 2
-            self.state = self.model.grow_state(self.state, cap)
+            if self.codec is not None:
+                grown = self.codec.empty(cap)
+                grown[: len(self.packed)] = self.packed
+                self.packed = grown
+            else:
+                self.state = self.model.grow_state(self.state, cap)
+
+    def _unpacked(self, ids: np.ndarray) -> State:
+        assert self.codec is not None
+        st = self.codec.scratch(len(ids))  # every slot is overwritten
+        self.codec.unpack(self.packed[ids], st)
+        return st
 
     def update_many(self, series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Scores in [0, 1], one per input sample, in input order."""
@@ -55,7 +86,13 @@ class OnlineRunner:
             raise BadInputError("series ids must be non-negative")
         if len(ids):
             self._ensure(int(ids.max()))
-        out = self.model.run(self.state, ids, ts, values)
+        if self.codec is not None:
+            uniq, inv = np.unique(ids, return_inverse=True)
+            st = self._unpacked(uniq)
+            out = self.model.run(st, inv, ts, values)
+            self.packed[uniq] = self.codec.pack(st)
+        else:
+            out = self.model.run(self.state, ids, ts, values)
         for k in _USER_OUTPUTS:
             if k not in out:
                 out[k] = np.full(len(ids), np.nan)
@@ -65,6 +102,8 @@ class OnlineRunner:
         """One series' state, in ``Detector.get_state`` format."""
         if not 0 <= series_id < self.capacity:
             raise BadInputError(f"unknown series id {series_id}")
+        if self.codec is not None:
+            return self.model.dump(self._unpacked(np.array([series_id])), 0)
         return self.model.dump(self.state, series_id)
 
     def get_states(self, series_ids: np.ndarray) -> np.ndarray:
@@ -72,6 +111,8 @@ class OnlineRunner:
         ids = np.asarray(series_ids, dtype=np.int64)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.capacity):
             raise BadInputError("unknown series id")
+        if self.codec is not None:
+            return self.model.dump_rows(self._unpacked(ids), np.arange(len(ids)))
         return self.model.dump_rows(self.state, ids)
 
     def set_states(self, series_ids: np.ndarray, data: np.ndarray) -> None:
@@ -79,12 +120,23 @@ class OnlineRunner:
         ids = np.asarray(series_ids, dtype=np.int64)
         if len(ids):
             self._ensure(int(ids.max()))
+        if self.codec is not None:
+            st = self.model.new_state(len(ids))
+            self.model.load_rows(data, st, np.arange(len(ids)))
+            self.packed[ids] = self.codec.pack(st)
+            return
         self.model.load_rows(data, self.state, ids)
 
     def set_state(self, series_id: int, data: bytes) -> None:
         one = self.model.load(data)
         self._ensure(series_id)
+        if self.codec is not None:
+            self.packed[series_id] = self.codec.pack(one)[0]
+            return
         self.model.copy_row(one, 0, self.state, series_id)
 
     def reset(self, series_id: int) -> None:
+        if self.codec is not None:
+            self.packed[series_id] = self.codec.empty(1)[0]
+            return
         self.model.reset_row(self.state, series_id)

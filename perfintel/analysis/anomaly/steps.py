@@ -206,7 +206,9 @@ def shift_run(f, rows, x, prm, out):  # type: ignore[no-untyped-def]
 V_N, V_LO, V_HI = range(3)
 V_WIDTH_F = 3
 # b: the symbol histories (grids x (depth - 1) bytes), then one table per grid
-VI_BINS, VI_DEPTH, VI_GRIDS, VI_WARMUP, VI_TABLE = range(5)
+VI_BINS, VI_DEPTH, VI_GRIDS, VI_WARMUP, VI_TABLE, VI_FOLD = range(6)
+#: Knuth's multiplicative hash constant (2**32 / golden ratio), for folded tables
+_FOLD_MUL = 2654435761
 
 
 @njit
@@ -216,9 +218,12 @@ def novelty_step(f, b, r, o, ob, x, iprm, offsets, weights):  # type: ignore[no-
     The value is quantised on ``grids`` grids shifted by 1/grids of a bin each;
     per grid, the sequences of the last 1..depth symbols index that grid's
     table directly; the raw novelty is the mean over grids of the weighted
-    share of sequences not seen before.
+    share of sequences not seen before. With ``fold`` > 0 the longest sequences share
+    ``fold`` bits by a hash of their code (a one-hash Bloom filter: a sequence may look
+    seen when it is not) instead of one bit each.
     """
     bins = iprm[VI_BINS]
+    fold = iprm[VI_FOLD]
     depth = iprm[VI_DEPTH]
     grids = iprm[VI_GRIDS]
     nsym = 3 * bins
@@ -247,7 +252,10 @@ def novelty_step(f, b, r, o, ob, x, iprm, offsets, weights):  # type: ignore[no-
         for j in range(depth):
             if j > 0:
                 code = code * (nsym + 1) + np.int64(b[r, hist + j - 1]) + 1
-            slot = code + offsets[j]
+            if fold > 0 and j == depth - 1:
+                slot = offsets[j] + (((code * _FOLD_MUL) & 0xFFFFFFFF) * fold >> 32)
+            else:
+                slot = code + offsets[j]
             byte = tb + (slot >> 3)
             bit = np.uint8(1 << (slot & 7))
             if (b[r, byte] & bit) == 0:
