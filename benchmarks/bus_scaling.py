@@ -95,22 +95,24 @@ def batches(n_series: int, steps: int, per_batch: int, seed: int = 1) -> list[Sa
 
 
 def worker_main(
-    prefix: str, shards: int, db: str, name: str, checkpoint_s: float, inc: str
+    prefix: str, shards: int, db: str, name: str, checkpoint_s: float, inc: str, compact: str
 ) -> None:
     async def run() -> None:
         bus = RedisBus(REDIS, prefix, shards)
         engine = open_database(db)
         w = ShardWorker(
             bus,
-            LeaseManager(engine, name, ttl=30.0),
+            # long leases: the workers are paused while the stream is filled
+            LeaseManager(engine, name, ttl=300.0),
             CheckpointStore(engine),
-            lambda: OnlineAnomalyDetection(Discard(), max_series=10**7),
+            lambda: OnlineAnomalyDetection(Discard(), max_series=10**7, compact=compact == "1"),
             group="bench",
             consumer=name,
             checkpoint_interval_s=checkpoint_s,
             read_count=32,
             block_ms=50,
             incremental=inc == "1",
+            rebalance_interval_s=1.0,
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(15, stop.set)
@@ -157,6 +159,7 @@ def scoring(
     *,
     live: bool = False,
     incremental: bool = True,
+    compact: bool = False,
 ) -> tuple[float, list[dict[str, float]]]:
     """(seconds to drain, per-worker stats)."""
     prefix = f"perfintel-bench-{uuid.uuid4().hex[:8]}"
@@ -174,6 +177,7 @@ def scoring(
                 f"w{i}",
                 str(checkpoint_s),
                 "1" if incremental else "0",
+                "1" if compact else "0",
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -316,9 +320,10 @@ async def _drop(prefix: str) -> None:
 # -- 3. memory -------------------------------------------------------------------------
 
 
-def memory_per_series(n: int, samples: int) -> tuple[float, int]:
-    """RSS growth per series of one detector scoring ``n`` new series (inputs built first)."""
-    det = OnlineAnomalyDetection(Discard(), max_series=n + 1)
+def memory_per_series(n: int, samples: int, compact: bool) -> tuple[float, int]:
+    """RSS growth per series of one detector scoring ``n`` new series (inputs built first);
+    and its state bytes per series in memory."""
+    det = OnlineAnomalyDetection(Discard(), max_series=n + 1, compact=compact)
     for b in batches(1000, 2, 1000, seed=5):
         det.process(b)  # compile, allocate the first rows
     data = batches(n, samples, 5000, seed=6)
@@ -336,7 +341,7 @@ def memory_per_series(n: int, samples: int) -> tuple[float, int]:
     for b in data:
         det.process(b)
     grown = proc.memory_info().rss - before
-    return grown / n, len(det.runner.get_state(0))
+    return grown / n, det.runner.state_nbytes()
 
 
 def main() -> None:
@@ -352,6 +357,7 @@ def main() -> None:
     ap.add_argument("--checkpoint-interval", type=float, default=10.0)
     ap.add_argument("--live", action="store_true", help="publish while the workers run")
     ap.add_argument("--full-checkpoints", action="store_true")
+    ap.add_argument("--compact", action="store_true", help="workers keep compact states")
     ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "ingest", "memory"])
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}")
@@ -370,6 +376,7 @@ def main() -> None:
                     args.checkpoint_interval,
                     live=args.live,
                     incremental=not args.full_checkpoints,
+                    compact=args.compact,
                 )
                 rates[w] = n / elapsed
                 cp = ", ".join(
@@ -397,16 +404,35 @@ def main() -> None:
                 f"= {100 * bus / single:.0f} % of role all  load {os.getloadavg()[0]:.2f}"
             )
     if "memory" not in args.skip:
-        per, state = memory_per_series(args.mem_series, args.mem_samples)
-        print(
-            f"worker memory: {per:,.0f} B per series (RSS growth over {args.mem_series} series, "
-            f"{args.mem_samples} samples each); detector state {state} B per series"
-        )
+        for compact in (False, True):  # each in a fresh process: freed memory is not reused
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--memory",
+                    str(args.mem_series),
+                    str(args.mem_samples),
+                    "1" if compact else "0",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            per, state = json.loads(out.strip().splitlines()[-1])
+            print(
+                f"worker memory, {'compact' if compact else 'exact'} state: {per:,.0f} B per "
+                f"series (RSS growth over {args.mem_series} series, {args.mem_samples} samples "
+                f"each); detector state {state} B per series"
+            )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         a = sys.argv
-        worker_main(a[2], int(a[3]), a[4], a[5], float(a[6]), a[7])
+        worker_main(a[2], int(a[3]), a[4], a[5], float(a[6]), a[7], a[8])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--memory":
+        a = sys.argv
+        print(json.dumps(memory_per_series(int(a[2]), int(a[3]), a[4] == "1")))
     else:
         main()

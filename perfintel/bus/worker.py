@@ -78,6 +78,7 @@ class ShardWorker:
         block_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
         incremental: bool = True,
+        rebalance_interval_s: float | None = None,
     ) -> None:
         self.bus = bus
         self.leases = leases
@@ -93,6 +94,10 @@ class ShardWorker:
         self.clock = clock
         #: False: every checkpoint writes the whole shard state (for comparison)
         self.incremental = incremental
+        #: leases renewed and shards balanced this often (default: a third of the TTL)
+        self.rebalance_interval_s = (
+            rebalance_interval_s if rebalance_interval_s is not None else leases.ttl / 3
+        )
         self.owned: dict[int, ShardState] = {}
         self._member: Lease | None = None
         self._checkpointed_at = clock()
@@ -135,7 +140,7 @@ class ShardWorker:
     async def step(self) -> int:
         """One round: rebalance when due, read and apply, checkpoint when due; returns
         how many entries were read."""
-        if self.clock() - self._balanced_at >= self.leases.ttl / 3:
+        if self.clock() - self._balanced_at >= self.rebalance_interval_s:
             await self.rebalance()
         for st in [st for st in self.owned.values() if not st.ready]:
             await self._claim(st)

@@ -44,6 +44,7 @@ thread; the runner, the series map and the state file belong to the worker.
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import os
@@ -57,6 +58,7 @@ import numpy as np
 import orjson
 
 from perfintel.analysis.anomaly import OnlineRunner
+from perfintel.analysis.anomaly.compact import compact_model
 from perfintel.batch import SampleBatch
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
@@ -155,6 +157,7 @@ class OnlineAnomalyDetection:
         peer_groups: Sequence[PeerGroupSpec] = (),
         outlier_tolerance: float = 3.0,
         outlier_pct: float = 0.2,
+        compact: bool = False,
     ) -> None:
         self.store = store
         self.selectors = [s if isinstance(s, Selector) else parse_selector(s) for s in selectors]
@@ -163,10 +166,15 @@ class OnlineAnomalyDetection:
         self.state_interval_s = state_interval_s
         self.clock = clock
         self.metrics = AnomalyMetrics(registry)
-        self.runner = OnlineRunner(capacity=64)
+        self.runner = (
+            OnlineRunner(compact_model(), capacity=64, compact=True)
+            if compact
+            else OnlineRunner(capacity=64)
+        )
         self._rows: dict[LabelSet, int] = {}  # analysed series -> runner row, or a negative verdict
         self._labels: list[LabelSet] = []  # runner row -> source labels
-        self._outputs: list[tuple[LabelSet, ...]] = []  # runner row -> output label sets
+        #: runner row -> (the outputs' labels but __name__, sorted; where __name__ goes)
+        self._outputs: list[tuple[LabelSet, int]] = []
         self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
         #: rows scored since ``take_changed`` (what an incremental checkpoint writes)
         self._changed = np.zeros(64, dtype=bool)
@@ -219,6 +227,7 @@ class OnlineAnomalyDetection:
             peer_groups=groups,
             outlier_tolerance=a.outlier_tolerance,
             outlier_pct=a.outlier_pct,
+            compact=a.compact_state == "on",
         )
 
     # -- life cycle ---------------------------------------------------------------
@@ -356,11 +365,11 @@ class OnlineAnomalyDetection:
         row = len(self._labels)
         self._labels.append(labels)
         name = metric_name(labels)
-        base = [(k, v) for k, v in labels if k != METRIC_NAME]
-        base.append((FOR_LABEL, name))
-        self._outputs.append(
-            tuple(tuple(sorted([*base, (METRIC_NAME, out)])) for out in _DETECTOR_OUTPUTS)
-        )
+        base = sorted([*((k, v) for k, v in labels if k != METRIC_NAME), (FOR_LABEL, name)])
+        # the outputs' label sets are built per batch from this (one tuple a series, not
+        # four: bookkeeping per series matters at a million series)
+        pos = bisect.bisect_left([k for k, _ in base], METRIC_NAME)
+        self._outputs.append((tuple(base), pos))
         if row >= len(self._last_ts):
             grown = np.full(2 * len(self._last_ts), np.iinfo(np.int64).min, dtype=np.int64)
             grown[: len(self._last_ts)] = self._last_ts
@@ -419,8 +428,10 @@ class OnlineAnomalyDetection:
         uniq, inv = np.unique(rows, return_inverse=True)
         series: list[LabelSet] = []
         idx, tss, vals = [], [], []
+        bases = [self._outputs[r] for r in uniq.tolist()]
         for k, key in enumerate(_DETECTOR_OUTPUTS):
-            series.extend(self._outputs[int(r)][k] for r in uniq)
+            pair = ((METRIC_NAME, key),)
+            series.extend(b[:pos] + pair + b[pos:] for b, pos in bases)
             v = out[key]
             ok = np.isfinite(v)
             idx.append((inv[ok] + k * len(uniq)).astype(np.int32))
@@ -529,12 +540,16 @@ class OnlineAnomalyDetection:
             if merge:
                 runner = self.runner
             else:
-                runner = OnlineRunner(self.runner.model, capacity=max(64, len(keep)))
+                runner = OnlineRunner(
+                    self.runner.model,
+                    capacity=max(64, len(keep)),
+                    compact=self.runner.codec is not None,
+                )
                 sets, keep = sets[: self.max_series], keep[: self.max_series]
             # validate every state before touching anything (a scratch bank)
-            OnlineRunner(self.runner.model, capacity=max(1, len(keep))).set_states(
-                np.arange(len(keep)), states[keep]
-            )
+            OnlineRunner(
+                self.runner.model, max(1, len(keep)), self.runner.codec is not None
+            ).set_states(np.arange(len(keep)), states[keep])
         except (OSError, ValueError, KeyError, PerfintelError) as exc:
             log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from perfintel.analysis.anomaly.base import State, VectorModel
+from perfintel.analysis.anomaly.ensemble import Ensemble
 from perfintel.analysis.anomaly.jit import njit
+from perfintel.analysis.anomaly.novelty import ContextNovelty
 from perfintel.errors import BadInputError
 
 #: The novelty table fold of the compact detector (``ContextNovelty(fold=...)``): 256 bits
@@ -165,3 +167,9 @@ def quantise(h, start, size, count, qmax, signed, e_out, code_out):  # type: ign
                 if frac * 4294967296.0 > k:
                     lo += 1
             code_out[r, j] = min(max(np.int64(lo), lowest), qmax)
+
+
+def compact_model() -> Ensemble:
+    """The detector a compact runner uses: the default ensemble with the novelty table
+    folded to ``COMPACT_FOLD`` bits a grid."""
+    return Ensemble(novelty=ContextNovelty(fold=COMPACT_FOLD))

@@ -39,7 +39,11 @@ class OnlineRunner:
             if spec is None:
                 raise BadInputError(f"model {self.model.name!r} has no compact state")
             self.codec = CompactCodec(self.model, spec())
-            self.packed = self.codec.empty(max(1, capacity))
+            self._initial = self.codec.empty(1)[0]
+            # zeros cost no memory until written (the pages are mapped lazily): rows are
+            # set to the initial state only when first used, so spare capacity is free
+            self.packed = np.zeros((max(1, capacity), self.codec.width), np.uint8)
+            self._used = 0
             self.state = self.model.new_state(0)
         else:
             self.state = self.model.new_state(max(1, capacity))
@@ -58,14 +62,19 @@ class OnlineRunner:
             while cap <= max_id:
                 cap *= 2
             if self.codec is not None:
-                grown = self.codec.empty(cap)
-                grown[: len(self.packed)] = self.packed
+                grown = np.zeros((cap, self.codec.width), np.uint8)
+                grown[: self._used] = self.packed[: self._used]
                 self.packed = grown
             else:
                 self.state = self.model.grow_state(self.state, cap)
+        if self.codec is not None and max_id >= self._used:
+            self.packed[self._used : max_id + 1] = self._initial
+            self._used = max_id + 1
 
     def _unpacked(self, ids: np.ndarray) -> State:
         assert self.codec is not None
+        if len(ids):
+            self._ensure(int(ids.max()))  # rows never used hold their initial state
         st = self.codec.scratch(len(ids))  # every slot is overwritten
         self.codec.unpack(self.packed[ids], st)
         return st
@@ -137,6 +146,7 @@ class OnlineRunner:
 
     def reset(self, series_id: int) -> None:
         if self.codec is not None:
-            self.packed[series_id] = self.codec.empty(1)[0]
+            self._ensure(series_id)
+            self.packed[series_id] = self._initial
             return
         self.model.reset_row(self.state, series_id)
