@@ -243,6 +243,8 @@ def main() -> None:
     ap.add_argument("--exact", action="store_true", help="exact detector state, not compact")
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}", flush=True)
+    # SIGTERM stops the workers and VictoriaMetrics too (the ``finally`` blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         db = f"sqlite:///{tmp / 'state.db'}"

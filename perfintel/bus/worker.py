@@ -120,6 +120,7 @@ class ShardWorker:
     # -- life cycle ---------------------------------------------------------------------
     async def run(self) -> None:
         """Work until ``stop``; then checkpoint and hand every shard back."""
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             while not self._stop.is_set():
                 try:
@@ -129,6 +130,9 @@ class ShardWorker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), 1.0)
         finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             try:
                 await self.shutdown()
             except PerfintelError as exc:  # the leases expire and successors replay
@@ -192,6 +196,23 @@ class ShardWorker:
             lease = await asyncio.to_thread(self.leases.acquire, self._shard_lease(shard))
             if lease is not None:
                 await self._take(shard, lease)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases held on the rebalancing schedule even while a round runs
+        long (scoring or checkpointing a large shard can take longer than the TTL, and
+        a live worker must not lose its shards for it). A lease found lost is left to
+        ``rebalance``, which drops the shard."""
+        while True:
+            await asyncio.sleep(self.rebalance_interval_s)
+            try:
+                if self._member is not None:
+                    self._member = await asyncio.to_thread(self.leases.renew, self._member)
+                for st in list(self.owned.values()):
+                    renewed = await asyncio.to_thread(self.leases.renew, st.lease)
+                    if renewed is not None:
+                        st.lease = renewed
+            except PerfintelError as exc:
+                log.warning("bus worker: renewing leases: %s", exc)
 
     def _renew_member(self) -> Lease | None:
         name = self._member_prefix + self.consumer
