@@ -7,6 +7,8 @@ the exact detector's with the same model; states of the two kinds do not mix.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -131,3 +133,31 @@ def test_states_of_the_other_kind_are_not_loaded(caplog: pytest.LogCaptureFixtur
     again = OnlineAnomalyDetection(MemoryStore(), compact=True)
     assert again.restore_state(blob) == 3
     assert again.dump_state() == blob
+
+
+def test_compact_outputs_do_not_depend_on_batching() -> None:
+    m = compact_model()
+    data = [generated(k, 600, seed=i) for i, k in enumerate(("walk", "shift_spike", "nan"))]
+    ids = np.concatenate([np.full(len(v), i) for i, (_, v) in enumerate(data)])
+    ts = np.concatenate([t for t, _ in data])
+    vals = np.concatenate([v for _, v in data])
+    perm = np.random.default_rng(4).permutation(len(ids))
+    # keep each series' samples in time order within the shuffled sequence
+    for i in range(len(data)):
+        mine = np.flatnonzero(ids[perm] == i)
+        perm[mine] = np.flatnonzero(ids == i)
+    ids, ts, vals = ids[perm], ts[perm], vals[perm]
+    one = OnlineRunner(m, capacity=3, compact=True)
+    single = np.array(
+        [
+            one.update_many(ids[j : j + 1], ts[j : j + 1], vals[j : j + 1])[0]
+            for j in range(len(ids))
+        ]
+    )
+    many = OnlineRunner(m, capacity=3, compact=True)
+    cuts = [0, 7, 300, 301, 900, len(ids)]
+    batched = np.concatenate(
+        [many.update_many(ids[a:b], ts[a:b], vals[a:b]) for a, b in itertools.pairwise(cuts)]
+    )
+    assert single.tobytes() == batched.tobytes()
+    assert one.packed[:3].tobytes() == many.packed[:3].tobytes()

@@ -232,7 +232,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
 
         # every score, as one uninterrupted detector computes them, written by the workers
         reference = MemoryStore()
-        det = OnlineAnomalyDetection(reference)
+        det = OnlineAnomalyDetection(reference, compact=True)  # a worker's default
         for c in clients:
             for b in c.acked:
                 det.process(b)

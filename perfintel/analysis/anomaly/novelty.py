@@ -10,11 +10,13 @@ not yet set, and then they are set. It is the spirit of the contextual
 detectors that do well on NAB (CAD-OSE): unusual *shapes* are flagged even when
 every single value is ordinary.
 
-``fold`` (0: off) is a memory setting: the longest sequences — nearly all of the
-table's 7,239 bits at the defaults, of which a series sets a few hundred — share
-``fold`` bits through a hash of their code, so a never-seen sequence may pass for
-seen (less novelty, never more). ``fold=256`` takes a grid's table from 905 to 80
-bytes; its effect on NAB is in ``BENCHMARKS.md`` ("compact detector state").
+``fold`` (0: off) is a memory setting. The longest sequences are nearly all of the
+table's 7,239 bits at the defaults, of which a series sets a few hundred; with a fold,
+those whose symbols all lie within the warm-up range keep their own bit (``bins **
+depth`` of them: 216) and the others share ``fold`` bits through a hash of their code,
+so such a never-seen sequence may pass for seen (less novelty, never more).
+``fold=256`` takes a grid's table from 905 to 107 bytes; its effect on NAB is in
+``BENCHMARKS.md`` ("compact detector state").
 
 Where the bin edges fall should not decide what is novel: the value is
 quantised on ``grids`` grids, each shifted by 1/``grids`` of a bin, each with
@@ -63,7 +65,7 @@ class ContextNovelty(VectorModel):
         self.seq_offsets = np.cumsum([0] + [(nsym + 1) ** j for j in range(1, depth)]).astype(
             np.int64
         )
-        needed = int(self.seq_offsets[-1] + (fold or (nsym + 1) ** depth))
+        needed = int(self.seq_offsets[-1] + (bins**depth + fold if fold else (nsym + 1) ** depth))
         if needed > MAX_TABLE_BITS:
             raise ValueError(f"novelty table of {needed} bits: use fewer bins or a smaller depth")
         self.table_bytes = (needed + 7) // 8

@@ -96,15 +96,40 @@ class OnlineRunner:
         if len(ids):
             self._ensure(int(ids.max()))
         if self.codec is not None:
-            uniq, inv = np.unique(ids, return_inverse=True)
-            st = self._unpacked(uniq)
-            out = self.model.run(st, inv, ts, values)
-            self.packed[uniq] = self.codec.pack(st)
+            out = self._run_compact(ids, np.asarray(ts), np.asarray(values))
         else:
             out = self.model.run(self.state, ids, ts, values)
         for k in _USER_OUTPUTS:
             if k not in out:
                 out[k] = np.full(len(ids), np.nan)
+        return out
+
+    def _run_compact(
+        self, ids: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Packed around every sample: the k-th samples of the series in the batch form
+        round k, so a series' state is quantised after each of its samples and the outputs
+        do not depend on how samples are grouped into batches (a replay after failover
+        groups them differently from the first run)."""
+        order = np.argsort(ids, kind="stable")
+        sorted_ids = ids[order]
+        starts = np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]
+        first = np.maximum.accumulate(np.where(starts, np.arange(len(ids)), 0))
+        rank = np.empty(len(ids), np.int64)
+        rank[order] = np.arange(len(ids)) - first
+        out: dict[str, np.ndarray] = {}
+        for k in range(int(rank.max()) + 1 if len(ids) else 0):
+            pos = np.flatnonzero(rank == k)  # batch order kept; one sample per series
+            sub = ids[pos]
+            st = self._unpacked(sub)
+            res = self.model.run(st, np.arange(len(sub)), ts[pos], values[pos])
+            self.packed[sub] = self.codec.pack(st)  # type: ignore[union-attr]
+            for name, a in res.items():
+                if name not in out:
+                    out[name] = np.empty(len(ids), dtype=a.dtype)
+                out[name][pos] = a
+        if not len(ids):
+            out = self.model.run(self._unpacked(ids), ids, ts, values)
         return out
 
     def get_state(self, series_id: int) -> bytes:

@@ -218,9 +218,10 @@ def novelty_step(f, b, r, o, ob, x, iprm, offsets, weights):  # type: ignore[no-
     The value is quantised on ``grids`` grids shifted by 1/grids of a bin each;
     per grid, the sequences of the last 1..depth symbols index that grid's
     table directly; the raw novelty is the mean over grids of the weighted
-    share of sequences not seen before. With ``fold`` > 0 the longest sequences share
-    ``fold`` bits by a hash of their code (a one-hash Bloom filter: a sequence may look
-    seen when it is not) instead of one bit each.
+    share of sequences not seen before. With ``fold`` > 0 the longest sequences whose
+    symbols are all within the warm-up range keep a bit each (``bins ** depth``), and the
+    others share ``fold`` bits by a hash of their code (a one-hash Bloom filter: such a
+    sequence may look seen when it is not).
     """
     bins = iprm[VI_BINS]
     fold = iprm[VI_FOLD]
@@ -248,12 +249,21 @@ def novelty_step(f, b, r, o, ob, x, iprm, offsets, weights):  # type: ignore[no-
         hist = ob + g * (depth - 1)  # most recent first
         tb = tables + g * iprm[VI_TABLE]
         code = sym
+        inner = bins <= sym < 2 * bins  # every symbol within the warm-up range
+        inner_code = sym - bins
         acc = 0.0
         for j in range(depth):
             if j > 0:
-                code = code * (nsym + 1) + np.int64(b[r, hist + j - 1]) + 1
+                prev = np.int64(b[r, hist + j - 1])
+                code = code * (nsym + 1) + prev + 1
+                inner = inner and bins <= prev < 2 * bins
+                inner_code = inner_code * bins + prev - bins
             if fold > 0 and j == depth - 1:
-                slot = offsets[j] + (((code * _FOLD_MUL) & 0xFFFFFFFF) * fold >> 32)
+                if inner:
+                    slot = offsets[j] + inner_code
+                else:
+                    hashed = ((code * _FOLD_MUL) & 0xFFFFFFFF) * fold >> 32
+                    slot = offsets[j] + bins**depth + hashed
             else:
                 slot = code + offsets[j]
             byte = tb + (slot >> 3)
