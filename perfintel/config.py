@@ -356,9 +356,9 @@ class AnomalySettings(_Section):
     )
     compact_state: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Keep the online detector's per-series state compact (about 820 bytes "
-        "instead of 4 KB: the novelty table folded to 256 bits a grid, seasonal profiles and "
-        "likelihood histograms as dithered integer codes); scores differ slightly from the "
+        description="Keep the online detector's per-series state compact (about 900 bytes "
+        "instead of 4 KB: part of the novelty table folded to 256 bits a grid, seasonal profiles "
+        "and likelihood histograms as dithered integer codes); scores differ slightly from the "
         "exact detector's (NAB figures in BENCHMARKS.md). auto: on for role worker, off "
         "elsewhere. A saved state of the other kind is not loaded (the detector relearns).",
     )

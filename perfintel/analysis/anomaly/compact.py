@@ -37,7 +37,8 @@ from perfintel.analysis.anomaly.novelty import ContextNovelty
 from perfintel.errors import BadInputError
 
 #: The novelty table fold of the compact detector (``ContextNovelty(fold=...)``): 256 bits
-#: for the longest sequences of each grid, chosen for memory (a grid's table 905 -> 80 bytes)
+#: a grid for the longest sequences that leave the warm-up range, chosen for memory (a
+#: grid's table 905 -> 107 bytes, the whole compact state 899 bytes)
 COMPACT_FOLD = 256
 
 
