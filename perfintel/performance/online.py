@@ -32,7 +32,11 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 * ``labels`` — uint8, UTF-8 JSON of the list of label sets (``[[name, value], ...]``);
 * ``last_ts`` — int64, the last analysed timestamp of each series (ms);
 * ``states`` — uint8 matrix, one row per series: ``OnlineRunner.get_state`` bytes
-  (``Detector.get_state`` format, all of equal length for one model).
+  (``Detector.get_state`` format, all of equal length for one model); or, from a
+  compact detector (``compact``), its packed rows as held;
+* ``partial`` — int64 ``[1]`` for an incremental part (only some series), else ``[0]``;
+* ``packed`` — uint8, empty or the packed rows' format (``OnlineRunner.packed_format``):
+  packed rows load only into a compact detector of the same configuration.
 
 A file that cannot be read, was written by another model or by an earlier
 detector version (format 1), is logged and ignored (the detector then learns
@@ -481,7 +485,8 @@ class OnlineAnomalyDetection:
         applies it over an earlier full state)."""
         n = len(self._labels)
         sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
-        matrix = self.runner.get_states(sel)
+        fmt = self.runner.packed_format()
+        matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)
         labels = np.frombuffer(
             orjson.dumps([list(self._labels[int(r)]) for r in sel]), dtype=np.uint8
         )
@@ -493,6 +498,8 @@ class OnlineAnomalyDetection:
             labels=labels,
             last_ts=self._last_ts[sel],
             states=matrix,
+            # a compact runner's rows as held (their format); absent: ``get_state`` rows
+            packed=np.frombuffer(fmt, dtype=np.uint8),
         )
         return buf.getvalue()
 
@@ -525,6 +532,7 @@ class OnlineAnomalyDetection:
                 labels = orjson.loads(z["labels"].tobytes())
                 last_ts = np.asarray(z["last_ts"], dtype=np.int64)
                 states = np.asarray(z["states"], dtype=np.uint8)
+                fmt = z["packed"].tobytes() if "packed" in z else b""
             if partial and not merge:
                 raise ValueError("an incremental part needs the full state it applies to")
             if not len(labels) == len(last_ts) == states.shape[0]:
@@ -547,9 +555,13 @@ class OnlineAnomalyDetection:
                 )
                 sets, keep = sets[: self.max_series], keep[: self.max_series]
             # validate every state before touching anything (a scratch bank)
-            OnlineRunner(
+            scratch = OnlineRunner(
                 self.runner.model, max(1, len(keep)), self.runner.codec is not None
-            ).set_states(np.arange(len(keep)), states[keep])
+            )
+            if fmt:
+                scratch.set_packed(np.arange(len(keep)), states[keep], fmt)
+            else:
+                scratch.set_states(np.arange(len(keep)), states[keep])
         except (OSError, ValueError, KeyError, PerfintelError) as exc:
             log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0
@@ -570,6 +582,9 @@ class OnlineAnomalyDetection:
             keep[used] = keep[j]
             used += 1
         rows, idx = rows[:used], keep[:used]
-        self.runner.set_states(rows, states[idx])
+        if fmt:
+            self.runner.set_packed(rows, states[idx], fmt)
+        else:
+            self.runner.set_states(rows, states[idx])
         self._last_ts[rows] = last_ts[idx]
         return used

@@ -7,6 +7,7 @@ the exact detector's with the same model; states of the two kinds do not mix.
 
 from __future__ import annotations
 
+import io
 import itertools
 
 import numpy as np
@@ -129,10 +130,22 @@ def test_states_of_the_other_kind_are_not_loaded(caplog: pytest.LogCaptureFixtur
     exact = OnlineAnomalyDetection(MemoryStore())
     with caplog.at_level("WARNING", logger="perfintel.performance.online"):
         assert exact.restore_state(blob) == 0  # refused, logged: the detector relearns
+    assert "another detector configuration" in caplog.text
+    # and an exact detector's states are not taken by a compact one either
+    exact.process(b)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="perfintel.performance.online"):
+        assert (
+            OnlineAnomalyDetection(MemoryStore(), compact=True).restore_state(exact.dump_state())
+            == 0
+        )
     assert "do not fit this configuration" in caplog.text
     again = OnlineAnomalyDetection(MemoryStore(), compact=True)
     assert again.restore_state(blob) == 3
     assert again.dump_state() == blob
+    # a compact checkpoint holds the packed rows: about 900 bytes a series, not 1,700
+    with np.load(io.BytesIO(blob)) as z:
+        assert z["states"].shape == (3, again.runner.state_nbytes())
 
 
 def test_compact_outputs_do_not_depend_on_batching() -> None:

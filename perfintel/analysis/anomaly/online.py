@@ -140,6 +140,35 @@ class OnlineRunner:
             return self.model.dump(self._unpacked(np.array([series_id])), 0)
         return self.model.dump(self.state, series_id)
 
+    def packed_format(self) -> bytes:
+        """What packed rows of this runner are (the model's serialisation head and the
+        packed width); empty for an exact runner. ``get_packed``/``set_packed`` rows are
+        only exchanged between runners of the same format."""
+        if self.codec is None:
+            return b""
+        return b"packed:" + self.model._head() + str(self.codec.width).encode()
+
+    def get_packed(self, series_ids: np.ndarray) -> np.ndarray:
+        """A compact runner's rows as they are held (the checkpoint of a compact worker:
+        half the bytes of ``get_states``, no unpacking)."""
+        if self.codec is None:
+            raise BadInputError("an exact runner holds no packed states")
+        ids = np.asarray(series_ids, dtype=np.int64)
+        if len(ids):
+            self._ensure(int(ids.max()))
+        return self.packed[ids]
+
+    def set_packed(self, series_ids: np.ndarray, data: np.ndarray, fmt: bytes) -> None:
+        if self.codec is None or fmt != self.packed_format():
+            raise BadInputError("packed states of another detector configuration")
+        data = np.asarray(data, dtype=np.uint8)
+        ids = np.asarray(series_ids, dtype=np.int64)
+        if data.ndim != 2 or data.shape != (len(ids), self.codec.width):
+            raise BadInputError("packed states do not fit this configuration")
+        if len(ids):
+            self._ensure(int(ids.max()))
+        self.packed[ids] = data
+
     def get_states(self, series_ids: np.ndarray) -> np.ndarray:
         """Many series' states at once: one row of ``get_state`` bytes per id (uint8)."""
         ids = np.asarray(series_ids, dtype=np.int64)
