@@ -137,8 +137,10 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
 
 
 def query(vm_url: str, expr: str, at_s: float) -> float:
-    r = httpx.get(f"{vm_url}/api/v1/query", params={"query": expr, "time": str(at_s)}, timeout=300)
-    r.raise_for_status()
+    r = httpx.get(f"{vm_url}/api/v1/query", params={"query": expr, "time": str(at_s)}, timeout=600)
+    if r.status_code != 200:
+        print(f"query {expr!r}: HTTP {r.status_code} {r.text[:300]}", flush=True)
+        return float("nan")
     res = r.json()["data"]["result"]
     return float(res[0]["value"][1]) if res else 0.0
 
@@ -250,7 +252,10 @@ def main() -> None:
         db = f"sqlite:///{tmp / 'state.db'}"
         open_database(db).dispose()
         prefix = f"perfintel-million-{uuid.uuid4().hex[:8]}"
-        with victoria_metrics(tmp / "vm", _free_port(), tmp / "vm.log", VM_BINARY) as vm:
+        vm_proc = victoria_metrics(tmp / "vm", _free_port(), tmp / "vm.log", VM_BINARY)
+        # counting over a million series at once: above VictoriaMetrics' default limit
+        vm_proc.cmd.append("-search.maxUniqueTimeseries=10000000")
+        with vm_proc as vm:
             procs = [
                 subprocess.Popen(
                     [
@@ -288,6 +293,8 @@ def main() -> None:
                 for p in procs:
                     out, _ = p.communicate(timeout=600)
                     stats.extend(json.loads(x) for x in out.splitlines() if x.startswith("{"))
+            for st in stats:
+                print(json.dumps(st), flush=True)  # raw, in case counting fails
             httpx.get(f"{vm.base_url}/internal/force_flush", timeout=60)
             time.sleep(2)
             window = f"[{args.minutes + 5}m]"
