@@ -205,14 +205,21 @@ class ShardWorker:
         while True:
             await asyncio.sleep(self.rebalance_interval_s)
             try:
-                if self._member is not None:
-                    self._member = await asyncio.to_thread(self.leases.renew, self._member)
-                for st in list(self.owned.values()):
-                    renewed = await asyncio.to_thread(self.leases.renew, st.lease)
-                    if renewed is not None:
-                        st.lease = renewed
+                await self._renew_held()
             except PerfintelError as exc:
                 log.warning("bus worker: renewing leases: %s", exc)
+
+    async def _renew_held(self) -> None:
+        if self._member is not None:
+            self._member = await asyncio.to_thread(self.leases.renew, self._member)
+        for shard, st in list(self.owned.items()):
+            renewed = await asyncio.to_thread(self.leases.renew, st.lease)
+            if renewed is None:
+                continue
+            if self.owned.get(shard) is st:
+                st.lease = renewed
+            else:  # handed back while we renewed it: let it go again (a no-op if taken)
+                await asyncio.to_thread(self.leases.release, renewed)
 
     def _renew_member(self) -> Lease | None:
         name = self._member_prefix + self.consumer
