@@ -254,3 +254,48 @@ def test_incremental_checkpoints_write_only_changed_series_and_restore_exactly(
     assert set(got) == set(want) and len(want) == len(SERIES)
     for labels, samples in want.items():
         assert got[labels] == samples, labels
+
+
+def test_a_shard_handed_back_while_its_lease_is_renewed_is_free_for_others(
+    redis_prefix: str, database_url: str
+) -> None:
+    """The lease keeper renews concurrently with rebalancing: a shard handed back between
+    the keeper's snapshot and its renewal must not stay held for another TTL."""
+
+    async def run() -> tuple[bool, bool]:
+        bus = RedisBus(REDIS_URL, redis_prefix, 2)
+        engine = open_database(database_url)
+        try:
+            leases = LeaseManager(engine, "a", ttl=60)
+            w = ShardWorker(
+                bus,
+                leases,
+                CheckpointStore(engine),
+                lambda: OnlineAnomalyDetection(MemoryStore()),
+                group="g",
+                consumer="a",
+            )
+            await w.rebalance()
+            assert sorted(w.owned) == [0, 1]
+            real_renew = leases.renew
+            handed_back: list[int] = []
+
+            def renew_racing_a_hand_back(lease):  # type: ignore[no-untyped-def]
+                if lease.name.endswith(":0") and not handed_back:
+                    w._release(0)  # what rebalance does for a surplus shard, meanwhile
+                    handed_back.append(0)
+                return real_renew(lease)
+
+            leases.renew = renew_racing_a_hand_back  # type: ignore[method-assign]
+            await w._renew_held()
+            other = LeaseManager(engine, "b", ttl=60)
+            free = await asyncio.to_thread(other.acquire, "bus:g:0")
+            kept = await asyncio.to_thread(other.acquire, "bus:g:1")
+            return free is not None, kept is None
+        finally:
+            await bus.close()
+            engine.dispose()
+
+    free, kept = asyncio.run(run())
+    assert free  # shard 0 was handed back: another worker takes it at once
+    assert kept  # shard 1 is still "a"'s, renewed
