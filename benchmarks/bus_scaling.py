@@ -1,32 +1,39 @@
 """Scale-out over the Redis Streams bus: scoring throughput per worker count, ingest rate
 per process, worker memory per series.
 
-1. Online scoring: ``--series`` series x ``--steps`` timestamps are published to
-   ``--shards`` shards of a fresh stream prefix on Redis (127.0.0.1:6379) while 1, then
-   2 worker processes (``ShardWorker``, leases and checkpoints in a SQLite file) consume
-   them. A worker writes its scores to a discarding writer (the store is not measured)
-   and checkpoints every ``--checkpoint-interval`` (the default of ``bus.checkpoint_interval``).
-   Throughput = samples / (time from the first sample published until every entry has
-   been read, i.e. lag 0: the last round, at most 32 entries a worker, is then in flight);
-   the ratio 2 workers / 1 worker is printed.
+1. Online scoring: ``--series`` series x ``--steps`` timestamps on ``--shards`` shards of a
+   fresh stream prefix on Redis (127.0.0.1:6379), consumed by 1, 2 (, 4) worker processes
+   (``ShardWorker``, leases and checkpoints in a SQLite file). A worker writes its scores to
+   a discarding writer (the store is not measured) and checkpoints every
+   ``--checkpoint-interval`` (the default of ``bus.checkpoint_interval``).
+   The stream is **pre-filled**: the workers start, split the shards, and are paused
+   (SIGSTOP) while every batch is published; the clock starts when they are resumed
+   (SIGCONT) and stops when every entry has been read (lag 0: the last round, at most 32
+   entries a worker, is then in flight), so the publisher does not share the cores with
+   them. ``--live`` publishes while the workers run instead (the earlier measurement).
+   Each worker reports its checkpoint time and bytes; ``--full-checkpoints`` turns
+   incremental checkpoints off for comparison.
 2. Ingest: ``perfintel serve`` as role ``all`` (one process: store + in-process detector)
    and as role ``ingest`` (store + publish to the bus), each pushed the same remote-write
    payloads by 4 client threads for ``--ingest-seconds``; samples/s per process.
-3. Memory: RSS growth of one process scoring ``--mem-series`` new series (two samples
-   each) through ``OnlineAnomalyDetection``, per series; and the detector state per series.
+3. Memory: RSS growth of one process scoring ``--mem-series`` new series (``--mem-samples``
+   samples each) through ``OnlineAnomalyDetection``, per series; and the detector state
+   per series.
 
     python benchmarks/bus_scaling.py
-    python benchmarks/bus_scaling.py --series 20000 --steps 40 --workers 1 2
+    python benchmarks/bus_scaling.py --series 20000 --steps 40 --workers 1 2 4
 
-The machine's core count is printed: with 2 cores, 2 workers share them with Redis and the
-publisher, so the ratio is bounded well below 2.
+The machine's core count and load average are printed: with 2 cores, 2 workers share them
+with Redis and the other sessions' processes, so the ratio is bounded below 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,29 +94,41 @@ def batches(n_series: int, steps: int, per_batch: int, seed: int = 1) -> list[Sa
 # -- 1. scoring ------------------------------------------------------------------------
 
 
-def worker_main(prefix: str, shards: int, db: str, name: str, checkpoint_s: float) -> None:
+def worker_main(
+    prefix: str, shards: int, db: str, name: str, checkpoint_s: float, inc: str, compact: str
+) -> None:
     async def run() -> None:
         bus = RedisBus(REDIS, prefix, shards)
         engine = open_database(db)
         w = ShardWorker(
             bus,
-            LeaseManager(engine, name, ttl=3.0),
+            # long leases: the workers are paused while the stream is filled
+            LeaseManager(engine, name, ttl=300.0),
             CheckpointStore(engine),
-            lambda: OnlineAnomalyDetection(Discard(), max_series=10**7),
+            lambda: OnlineAnomalyDetection(Discard(), max_series=10**7, compact=compact == "1"),
             group="bench",
             consumer=name,
             checkpoint_interval_s=checkpoint_s,
             read_count=32,
             block_ms=50,
+            incremental=inc == "1",
+            rebalance_interval_s=1.0,
         )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(15, stop.set)
         task = asyncio.create_task(w.run())
         await stop.wait()
+        cp_s, cp_b = w.checkpoint_seconds, w.checkpoint_bytes  # before the final checkpoint
         w.stop()
         await task
         await bus.close()
         engine.dispose()
+        print(
+            json.dumps(
+                {"worker": name, "scored": w.samples_scored, "cp_s": cp_s, "cp_bytes": cp_b}
+            ),
+            flush=True,
+        )
 
     asyncio.run(run())
 
@@ -132,10 +151,19 @@ def holders(db: str) -> dict[str, str]:
 
 
 def scoring(
-    n_workers: int, data: list[SampleBatch], shards: int, tmp: Path, checkpoint_s: float
-) -> float:
+    n_workers: int,
+    data: list[SampleBatch],
+    shards: int,
+    tmp: Path,
+    checkpoint_s: float,
+    *,
+    live: bool = False,
+    incremental: bool = True,
+    compact: bool = False,
+) -> tuple[float, list[dict[str, float]]]:
+    """(seconds to drain, per-worker stats)."""
     prefix = f"perfintel-bench-{uuid.uuid4().hex[:8]}"
-    db = f"sqlite:///{tmp / f'state-{n_workers}.db'}"
+    db = f"sqlite:///{tmp / f'state-{n_workers}-{uuid.uuid4().hex[:6]}.db'}"
     open_database(db).dispose()
     procs = [
         subprocess.Popen(
@@ -148,8 +176,12 @@ def scoring(
                 db,
                 f"w{i}",
                 str(checkpoint_s),
+                "1" if incremental else "0",
+                "1" if compact else "0",
             ],
             cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for i in range(n_workers)
     ]
@@ -157,17 +189,29 @@ def scoring(
     async def drive() -> float:
         bus = RedisBus(REDIS, prefix, shards)
         pub = BusPublisher(bus, group="bench", max_behind=10**9)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # every worker has its share, kernels warm
             h = holders(db)
-            if len(h) == shards and len(set(h.values())) == n_workers:
-                break
+            per = [list(h.values()).count(f"w{i}") for i in range(n_workers)]
+            if len(h) == shards and max(per) <= -(-shards // n_workers):
+                break  # an even split (a newcomer's share comes after a rebalance round)
             await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError("the workers did not split the shards within 120 s")
         await asyncio.sleep(1.0)
         prepared = [pub.prepare(b) for b in data]  # encoding is the ingest side's cost
-        t0 = time.perf_counter()
-        for parts in prepared:
-            await pub.send(parts)
+        if not live:
+            for p in procs:
+                p.send_signal(signal.SIGSTOP)
+            for parts in prepared:
+                await pub.send(parts)
+            t0 = time.perf_counter()
+            for p in procs:
+                p.send_signal(signal.SIGCONT)
+        else:
+            t0 = time.perf_counter()
+            for parts in prepared:
+                await pub.send(parts)
         # done when every entry has been read (lag 0): what is read is scored within that
         # round (at most read_count entries a worker); acks wait for the next checkpoint
         while sum(b.lag for b in await bus.backlog("bench")):
@@ -177,14 +221,17 @@ def scoring(
         await bus.close()
         return elapsed
 
+    stats = []
     try:
         elapsed = asyncio.run(drive())
     finally:
         for p in procs:
+            p.send_signal(signal.SIGCONT)
             p.terminate()
         for p in procs:
-            p.wait(timeout=30)
-    return elapsed
+            out, _ = p.communicate(timeout=120)
+            stats.extend(json.loads(line) for line in out.splitlines() if line.startswith("{"))
+    return elapsed, stats
 
 
 # -- 2. ingest -------------------------------------------------------------------------
@@ -273,14 +320,13 @@ async def _drop(prefix: str) -> None:
 # -- 3. memory -------------------------------------------------------------------------
 
 
-def memory_per_series(n: int) -> tuple[float, int]:
-    """RSS growth per series of one detector scoring ``n`` new series (inputs built first)."""
-    det = OnlineAnomalyDetection(Discard(), max_series=n + 1)
+def memory_per_series(n: int, samples: int, compact: bool) -> tuple[float, int]:
+    """RSS growth per series of one detector scoring ``n`` new series (inputs built first);
+    and its state bytes per series in memory."""
+    det = OnlineAnomalyDetection(Discard(), max_series=n + 1, compact=compact)
     for b in batches(1000, 2, 1000, seed=5):
         det.process(b)  # compile, allocate the first rows
-    warm = {label_set({**dict(s), "run": "warm"}) for s in batches(1000, 1, 1000)[0].series}
-    del warm
-    data = batches(n, 2, 5000, seed=6)
+    data = batches(n, samples, 5000, seed=6)
     data = [
         SampleBatch(
             [label_set({**dict(s), "run": "m"}) for s in b.series],
@@ -295,7 +341,7 @@ def memory_per_series(n: int) -> tuple[float, int]:
     for b in data:
         det.process(b)
     grown = proc.memory_info().rss - before
-    return grown / n, len(det.runner.get_state(0))
+    return grown / n, det.runner.state_nbytes()
 
 
 def main() -> None:
@@ -307,42 +353,86 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--ingest-seconds", type=float, default=15.0)
     ap.add_argument("--mem-series", type=int, default=100_000)
+    ap.add_argument("--mem-samples", type=int, default=2)
     ap.add_argument("--checkpoint-interval", type=float, default=10.0)
+    ap.add_argument("--live", action="store_true", help="publish while the workers run")
+    ap.add_argument("--full-checkpoints", action="store_true")
+    ap.add_argument("--compact", action="store_true", help="workers keep compact states")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "ingest", "memory"])
     args = ap.parse_args()
-    print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()[0]:.2f}")
+    print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        data = batches(args.series, args.steps, args.per_batch)
-        n = sum(len(b) for b in data)
-        rates = {}
-        for w in args.workers:
-            elapsed = scoring(w, data, args.shards, tmp, args.checkpoint_interval)
-            rates[w] = n / elapsed
+        if "scoring" not in args.skip:
+            data = batches(args.series, args.steps, args.per_batch)
+            n = sum(len(b) for b in data)
+            rates = {}
+            for w in args.workers:
+                elapsed, stats = scoring(
+                    w,
+                    data,
+                    args.shards,
+                    tmp,
+                    args.checkpoint_interval,
+                    live=args.live,
+                    incremental=not args.full_checkpoints,
+                    compact=args.compact,
+                )
+                rates[w] = n / elapsed
+                cp = ", ".join(
+                    f"{s['worker']}: {s['scored']:,} scored, checkpoints {s['cp_s']:.2f} s "
+                    f"{s['cp_bytes'] / 1e6:.1f} MB"
+                    for s in stats
+                )
+                print(
+                    f"scoring, {w} worker(s): {n} samples in {elapsed:.2f} s = "
+                    f"{rates[w]:,.0f} samples/s  [{cp}]  load {os.getloadavg()[0]:.2f}"
+                )
+            if 1 in rates:
+                for w in rates:
+                    print(f"scoring ratio {w} workers / 1 worker: {rates[w] / rates[1]:.2f}x")
+        if "ingest" not in args.skip:
+            payloads = [(encode_remote_write(b), len(b)) for b in batches(5000, 8, 5000, seed=9)]
+            single = ingest_rate("all", payloads, args.ingest_seconds, tmp)
             print(
-                f"scoring, {w} worker(s): {n} samples in {elapsed:.2f} s = {rates[w]:,.0f} samples/s"
+                f"ingest, role all (one process, store + in-process detector): "
+                f"{single:,.0f} samples/s"
             )
-        if 1 in rates:
-            for w in rates:
-                print(f"scoring ratio {w} workers / 1 worker: {rates[w] / rates[1]:.2f}x")
-        payloads = [(encode_remote_write(b), len(b)) for b in batches(5000, 8, 5000, seed=9)]
-        single = ingest_rate("all", payloads, args.ingest_seconds, tmp)
-        print(
-            f"ingest, role all (one process, store + in-process detector): {single:,.0f} samples/s"
-        )
-        bus = ingest_rate("ingest", payloads, args.ingest_seconds, tmp)
-        print(
-            f"ingest, role ingest (store + bus publish): {bus:,.0f} samples/s "
-            f"= {100 * bus / single:.0f} % of role all"
-        )
-    per, state = memory_per_series(args.mem_series)
-    print(
-        f"worker memory: {per:,.0f} B per series (RSS growth over {args.mem_series} series); "
-        f"detector state {state} B per series"
-    )
+            bus = ingest_rate("ingest", payloads, args.ingest_seconds, tmp)
+            print(
+                f"ingest, role ingest (store + bus publish): {bus:,.0f} samples/s "
+                f"= {100 * bus / single:.0f} % of role all  load {os.getloadavg()[0]:.2f}"
+            )
+    if "memory" not in args.skip:
+        for compact in (False, True):  # each in a fresh process: freed memory is not reused
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--memory",
+                    str(args.mem_series),
+                    str(args.mem_samples),
+                    "1" if compact else "0",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            per, state = json.loads(out.strip().splitlines()[-1])
+            print(
+                f"worker memory, {'compact' if compact else 'exact'} state: {per:,.0f} B per "
+                f"series (RSS growth over {args.mem_series} series, {args.mem_samples} samples "
+                f"each); detector state {state} B per series"
+            )
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        worker_main(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], float(sys.argv[6]))
+        a = sys.argv
+        worker_main(a[2], int(a[3]), a[4], a[5], float(a[6]), a[7], a[8])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--memory":
+        a = sys.argv
+        print(json.dumps(memory_per_series(int(a[2]), int(a[3]), a[4] == "1")))
     else:
         main()

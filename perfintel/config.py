@@ -354,6 +354,14 @@ class AnomalySettings(_Section):
         "are refused and counted in perfintel_anomaly_refused_series_total (the same bound "
         "applies to members of outlier groups).",
     )
+    compact_state: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Keep the online detector's per-series state compact (about 900 bytes "
+        "instead of 4 KB: part of the novelty table folded to 256 bits a grid, seasonal profiles "
+        "and likelihood histograms as dithered integer codes); scores differ slightly from the "
+        "exact detector's (NAB figures in BENCHMARKS.md). auto: on for role worker, off "
+        "elsewhere. A saved state of the other kind is not loaded (the detector relearns).",
+    )
     queue_batches: int = Field(
         256,
         gt=0,

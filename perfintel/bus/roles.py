@@ -281,7 +281,12 @@ async def start_role(
 
         def detector() -> OnlineAnomalyDetection:
             a = settings.anomaly
-            return OnlineAnomalyDetection(out, selectors=a.selectors, max_series=a.max_series)
+            return OnlineAnomalyDetection(
+                out,
+                selectors=a.selectors,
+                max_series=a.max_series,
+                compact=a.compact_state != "off",  # auto: on in a worker (many series)
+            )
 
         rt.worker = ShardWorker(
             rt.bus,

@@ -56,6 +56,10 @@ class ShardState:
     #: False while entries of the shard are pending for another consumer (not yet idle
     #: long enough to claim): new entries wait, so the series stay in time order
     ready: bool = False
+    #: bytes of this worker's last full checkpoint of the shard (0: none yet, the next
+    #: checkpoint is full) and of the parts written since
+    full_bytes: int = 0
+    parts_bytes: int = 0
 
 
 class ShardWorker:
@@ -73,6 +77,8 @@ class ShardWorker:
         read_count: int = 64,
         block_ms: int = 200,
         clock: Callable[[], float] = time.monotonic,
+        incremental: bool = True,
+        rebalance_interval_s: float | None = None,
     ) -> None:
         self.bus = bus
         self.leases = leases
@@ -86,12 +92,22 @@ class ShardWorker:
         self.read_count = read_count
         self.block_ms = block_ms
         self.clock = clock
+        #: False: every checkpoint writes the whole shard state (for comparison)
+        self.incremental = incremental
+        #: leases renewed and shards balanced this often (default: a third of the TTL)
+        self.rebalance_interval_s = (
+            rebalance_interval_s if rebalance_interval_s is not None else leases.ttl / 3
+        )
         self.owned: dict[int, ShardState] = {}
         self._member: Lease | None = None
         self._checkpointed_at = clock()
         self._balanced_at = -math.inf
         self._stop = asyncio.Event()
         self.samples_scored = 0
+        #: bytes of detector state written to checkpoints (full states and parts)
+        self.checkpoint_bytes = 0
+        #: wall seconds spent in checkpoints (dumping, saving, acknowledging)
+        self.checkpoint_seconds = 0.0
 
     # -- names --------------------------------------------------------------------------
     def _shard_lease(self, shard: int) -> str:
@@ -104,6 +120,7 @@ class ShardWorker:
     # -- life cycle ---------------------------------------------------------------------
     async def run(self) -> None:
         """Work until ``stop``; then checkpoint and hand every shard back."""
+        keeper = asyncio.create_task(self._keep_leases())
         try:
             while not self._stop.is_set():
                 try:
@@ -113,6 +130,9 @@ class ShardWorker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), 1.0)
         finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
             try:
                 await self.shutdown()
             except PerfintelError as exc:  # the leases expire and successors replay
@@ -124,7 +144,7 @@ class ShardWorker:
     async def step(self) -> int:
         """One round: rebalance when due, read and apply, checkpoint when due; returns
         how many entries were read."""
-        if self.clock() - self._balanced_at >= self.leases.ttl / 3:
+        if self.clock() - self._balanced_at >= self.rebalance_interval_s:
             await self.rebalance()
         for st in [st for st in self.owned.values() if not st.ready]:
             await self._claim(st)
@@ -177,6 +197,30 @@ class ShardWorker:
             if lease is not None:
                 await self._take(shard, lease)
 
+    async def _keep_leases(self) -> None:
+        """Renew the leases held on the rebalancing schedule even while a round runs
+        long (scoring or checkpointing a large shard can take longer than the TTL, and
+        a live worker must not lose its shards for it). A lease found lost is left to
+        ``rebalance``, which drops the shard."""
+        while True:
+            await asyncio.sleep(self.rebalance_interval_s)
+            try:
+                await self._renew_held()
+            except PerfintelError as exc:
+                log.warning("bus worker: renewing leases: %s", exc)
+
+    async def _renew_held(self) -> None:
+        if self._member is not None:
+            self._member = await asyncio.to_thread(self.leases.renew, self._member)
+        for shard, st in list(self.owned.items()):
+            renewed = await asyncio.to_thread(self.leases.renew, st.lease)
+            if renewed is None:
+                continue
+            if self.owned.get(shard) is st:
+                st.lease = renewed
+            else:  # handed back while we renewed it: let it go again (a no-op if taken)
+                await asyncio.to_thread(self.leases.release, renewed)
+
     def _renew_member(self) -> Lease | None:
         name = self._member_prefix + self.consumer
         m = self._member
@@ -195,6 +239,8 @@ class ShardWorker:
         cp = await asyncio.to_thread(self.checkpoints.load, self._shard_lease(shard))
         if cp is not None:
             restored = await asyncio.to_thread(detector.restore_state, cp.state)
+            for part in cp.parts:
+                await asyncio.to_thread(detector.restore_state, part, "checkpoint part", True)
             st.last_entry = cp.last_entry
             st.applied = OrderedDict.fromkeys(cp.applied)
             log.info(
@@ -252,16 +298,33 @@ class ShardWorker:
     # -- checkpoints --------------------------------------------------------------------
     async def checkpoint_all(self) -> None:
         self._checkpointed_at = self.clock()
+        t0 = time.perf_counter()
         for st in list(self.owned.values()):
             await self._checkpoint(st)
+        self.checkpoint_seconds += time.perf_counter() - t0
 
     async def _checkpoint(self, st: ShardState) -> None:
+        """Save the shard's state with its stream position, then acknowledge what it covers.
+
+        Incremental: only the series scored since the previous checkpoint are written (a
+        part), unless this worker has not written a full state of the shard yet, most
+        series changed (a part would be no smaller), or the parts since the last full
+        state add up to its size (then a full state replaces them: what a successor
+        reads stays below twice the full state)."""
         if not st.unacked:
             return
-        cp = Checkpoint(
-            st.last_entry, list(st.applied), await asyncio.to_thread(st.detector.dump_state)
+        det = st.detector
+        changed = det.take_changed()
+        total = det.series_count
+        full = (
+            not self.incremental
+            or st.full_bytes == 0
+            or 2 * len(changed) >= total
+            or st.parts_bytes >= st.full_bytes
         )
         try:
+            data = await asyncio.to_thread(det.dump_state, None if full else changed)
+            cp = Checkpoint(st.last_entry, list(st.applied), data, partial=not full)
             await asyncio.to_thread(
                 self.checkpoints.save, self._shard_lease(st.shard), st.lease, cp
             )
@@ -269,6 +332,14 @@ class ShardWorker:
             log.warning("shard %d: %s; dropping it", st.shard, exc)
             self.owned.pop(st.shard, None)
             return
+        except BaseException:
+            det.mark_changed(changed)  # not saved: the next checkpoint writes them
+            raise
+        if full:
+            st.full_bytes, st.parts_bytes = len(data), 0
+        else:
+            st.parts_bytes += len(data)
+        self.checkpoint_bytes += len(data)
         # acknowledged only now: until the checkpoint is committed, a successor replays them
         await self.bus.ack(self.group, st.unacked)
         st.unacked = []

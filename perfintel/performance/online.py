@@ -32,7 +32,11 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 * ``labels`` — uint8, UTF-8 JSON of the list of label sets (``[[name, value], ...]``);
 * ``last_ts`` — int64, the last analysed timestamp of each series (ms);
 * ``states`` — uint8 matrix, one row per series: ``OnlineRunner.get_state`` bytes
-  (``Detector.get_state`` format, all of equal length for one model).
+  (``Detector.get_state`` format, all of equal length for one model); or, from a
+  compact detector (``compact``), its packed rows as held;
+* ``partial`` — int64 ``[1]`` for an incremental part (only some series), else ``[0]``;
+* ``packed`` — uint8, empty or the packed rows' format (``OnlineRunner.packed_format``):
+  packed rows load only into a compact detector of the same configuration.
 
 A file that cannot be read, was written by another model or by an earlier
 detector version (format 1), is logged and ignored (the detector then learns
@@ -44,6 +48,7 @@ thread; the runner, the series map and the state file belong to the worker.
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import os
@@ -57,6 +62,7 @@ import numpy as np
 import orjson
 
 from perfintel.analysis.anomaly import OnlineRunner
+from perfintel.analysis.anomaly.compact import compact_model
 from perfintel.batch import SampleBatch
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
@@ -168,6 +174,7 @@ class OnlineAnomalyDetection:
         peer_groups: Sequence[PeerGroupSpec] = (),
         outlier_tolerance: float = 3.0,
         outlier_pct: float = 0.2,
+        compact: bool = False,
     ) -> None:
         self.store = store
         self.selectors = [s if isinstance(s, Selector) else parse_selector(s) for s in selectors]
@@ -176,11 +183,18 @@ class OnlineAnomalyDetection:
         self.state_interval_s = state_interval_s
         self.clock = clock
         self.metrics = AnomalyMetrics(registry)
-        self.runner = OnlineRunner(capacity=64)
+        self.runner = (
+            OnlineRunner(compact_model(), capacity=64, compact=True)
+            if compact
+            else OnlineRunner(capacity=64)
+        )
         self._rows: dict[LabelSet, int] = {}  # analysed series -> runner row, or a negative verdict
         self._labels: list[LabelSet] = []  # runner row -> source labels
-        self._outputs: list[tuple[LabelSet, ...]] = []  # runner row -> output label sets
+        #: runner row -> (the outputs' labels but __name__, sorted; where __name__ goes)
+        self._outputs: list[tuple[LabelSet, int]] = []
         self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
+        #: rows scored since ``take_changed`` (what an incremental checkpoint writes)
+        self._changed = np.zeros(64, dtype=bool)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_batches)
         self.queue_samples = queue_samples
         self._queued_samples = 0  # samples of the batches in the queue (a bound on its memory)
@@ -222,6 +236,7 @@ class OnlineAnomalyDetection:
             peer_groups=groups,
             outlier_tolerance=a.outlier_tolerance,
             outlier_pct=a.outlier_pct,
+            compact=a.compact_state == "on",
         )
 
     # -- life cycle ---------------------------------------------------------------
@@ -359,15 +374,18 @@ class OnlineAnomalyDetection:
         row = len(self._labels)
         self._labels.append(labels)
         name = metric_name(labels)
-        base = [(k, v) for k, v in labels if k != METRIC_NAME]
-        base.append((FOR_LABEL, name))
-        self._outputs.append(
-            tuple(tuple(sorted([*base, (METRIC_NAME, out)])) for out in _DETECTOR_OUTPUTS)
-        )
+        base = sorted([*((k, v) for k, v in labels if k != METRIC_NAME), (FOR_LABEL, name)])
+        # the outputs' label sets are built per batch from this (one tuple a series, not
+        # four: bookkeeping per series matters at a million series)
+        pos = bisect.bisect_left([k for k, _ in base], METRIC_NAME)
+        self._outputs.append((tuple(base), pos))
         if row >= len(self._last_ts):
             grown = np.full(2 * len(self._last_ts), np.iinfo(np.int64).min, dtype=np.int64)
             grown[: len(self._last_ts)] = self._last_ts
             self._last_ts = grown
+            changed = np.zeros(len(grown), dtype=bool)
+            changed[: len(self._changed)] = self._changed
+            self._changed = changed
         return row
 
     def process(self, batch: SampleBatch) -> SampleBatch:
@@ -409,6 +427,7 @@ class OnlineAnomalyDetection:
         out = self.runner.update_many_full(rows, ts, values)
         last = np.r_[rows[1:] != rows[:-1], True]
         self._last_ts[rows[last]] = ts[last]
+        self._changed[rows[last]] = True
         self.metrics.updates.inc(len(rows))
         return self._outputs_batch(rows, ts, out)
 
@@ -418,8 +437,10 @@ class OnlineAnomalyDetection:
         uniq, inv = np.unique(rows, return_inverse=True)
         series: list[LabelSet] = []
         idx, tss, vals = [], [], []
+        bases = [self._outputs[r] for r in uniq.tolist()]
         for k, key in enumerate(_DETECTOR_OUTPUTS):
-            series.extend(self._outputs[int(r)][k] for r in uniq)
+            pair = ((METRIC_NAME, key),)
+            series.extend(b[:pos] + pair + b[pos:] for b, pos in bases)
             v = out[key]
             ok = np.isfinite(v)
             idx.append((inv[ok] + k * len(uniq)).astype(np.int32))
@@ -447,20 +468,43 @@ class OnlineAnomalyDetection:
         os.replace(tmp, self.state_path)
         self._saved_at = self.clock()
 
-    def dump_state(self) -> bytes:
-        """Every analysed series' state in the state file's format (the bus checkpoints it)."""
+    @property
+    def series_count(self) -> int:
+        """Series analysed (with a state row)."""
+        return len(self._labels)
+
+    def take_changed(self) -> np.ndarray:
+        """Rows whose state changed since the last call (the next incremental checkpoint's
+        series); the caller gives them back with ``mark_changed`` if it could not save them."""
         n = len(self._labels)
-        states = [self.runner.get_state(r) for r in range(n)]
-        width = len(states[0]) if states else 0
-        matrix = np.frombuffer(b"".join(states), dtype=np.uint8).reshape(n, width)
-        labels = np.frombuffer(orjson.dumps([list(ls) for ls in self._labels]), dtype=np.uint8)
+        rows = np.flatnonzero(self._changed[:n])
+        self._changed[:n] = False
+        return rows
+
+    def mark_changed(self, rows: np.ndarray) -> None:
+        self._changed[rows] = True
+
+    def dump_state(self, rows: np.ndarray | None = None) -> bytes:
+        """The analysed series' states in the state file's format (the bus checkpoints it):
+        every series, or only ``rows`` (an incremental part: ``restore_state(..., merge=True)``
+        applies it over an earlier full state)."""
+        n = len(self._labels)
+        sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+        fmt = self.runner.packed_format()
+        matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)
+        labels = np.frombuffer(
+            orjson.dumps([list(self._labels[int(r)]) for r in sel]), dtype=np.uint8
+        )
         buf = io.BytesIO()
         np.savez(
             buf,
             format=np.array([FORMAT_VERSION], dtype=np.int64),
+            partial=np.array([0 if rows is None else 1], dtype=np.int64),
             labels=labels,
-            last_ts=self._last_ts[:n].copy(),
+            last_ts=self._last_ts[sel],
             states=matrix,
+            # a compact runner's rows as held (their format); absent: ``get_state`` rows
+            packed=np.frombuffer(fmt, dtype=np.uint8),
         )
         return buf.getvalue()
 
@@ -475,9 +519,10 @@ class OnlineAnomalyDetection:
             return 0
         return self.restore_state(data, str(self.state_path))
 
-    def restore_state(self, data: bytes, source: str = "checkpoint") -> int:
+    def restore_state(self, data: bytes, source: str = "checkpoint", merge: bool = False) -> int:
         """Restore from ``dump_state`` bytes; returns how many series were restored
-        (0, logged, when the bytes cannot be used)."""
+        (0, logged, when the bytes cannot be used). ``merge`` applies the bytes over the
+        current state (an incremental part: its series replace or join the others)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 version = int(z["format"][0])
@@ -488,27 +533,63 @@ class OnlineAnomalyDetection:
                     )
                 if version != FORMAT_VERSION:
                     raise ValueError(f"unknown format {version}")
+                partial = "partial" in z and int(z["partial"][0]) == 1
                 labels = orjson.loads(z["labels"].tobytes())
                 last_ts = np.asarray(z["last_ts"], dtype=np.int64)
                 states = np.asarray(z["states"], dtype=np.uint8)
+                fmt = z["packed"].tobytes() if "packed" in z else b""
+            if partial and not merge:
+                raise ValueError("an incremental part needs the full state it applies to")
             if not len(labels) == len(last_ts) == states.shape[0]:
                 raise ValueError("labels, last_ts and states differ in length")
-            restored: list[tuple[LabelSet, int, bytes]] = []
+            keep: list[int] = []
+            sets: list[LabelSet] = []
             for i, pairs in enumerate(labels):
                 ls: LabelSet = tuple((str(k), str(v)) for k, v in pairs)
                 # series the current selectors no longer pick are forgotten
-                if self._eligible(ls) and len(restored) < self.max_series:
-                    restored.append((ls, int(last_ts[i]), states[i].tobytes()))
-            runner = OnlineRunner(self.runner.model, capacity=max(64, len(restored)))
-            for r, (_, _, data) in enumerate(restored):
-                runner.set_state(r, data)
+                if self._eligible(ls):
+                    keep.append(i)
+                    sets.append(ls)
+            if merge:
+                runner = self.runner
+            else:
+                runner = OnlineRunner(
+                    self.runner.model,
+                    capacity=max(64, len(keep)),
+                    compact=self.runner.codec is not None,
+                )
+                sets, keep = sets[: self.max_series], keep[: self.max_series]
+            # validate every state before touching anything (a scratch bank)
+            scratch = OnlineRunner(
+                self.runner.model, max(1, len(keep)), self.runner.codec is not None
+            )
+            if fmt:
+                scratch.set_packed(np.arange(len(keep)), states[keep], fmt)
+            else:
+                scratch.set_states(np.arange(len(keep)), states[keep])
         except (OSError, ValueError, KeyError, PerfintelError) as exc:
             log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0
-        self.runner = runner
-        self._rows, self._labels, self._outputs = {}, [], []
-        self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
-        for ls, last, _ in restored:
-            row = self._rows[ls] = self._add_series(ls)
-            self._last_ts[row] = last
-        return len(restored)
+        if not merge:
+            self.runner = runner
+            self._rows, self._labels, self._outputs = {}, [], []
+            self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
+            self._changed = np.zeros(64, dtype=bool)
+        rows = np.empty(len(keep), dtype=np.int64)
+        used = 0
+        for j, ls in enumerate(sets):
+            row = self._rows.get(ls)
+            if row is None or row < 0:
+                if len(self._labels) >= self.max_series:
+                    continue
+                row = self._rows[ls] = self._add_series(ls)
+            rows[used] = row
+            keep[used] = keep[j]
+            used += 1
+        rows, idx = rows[:used], keep[:used]
+        if fmt:
+            self.runner.set_packed(rows, states[idx], fmt)
+        else:
+            self.runner.set_states(rows, states[idx])
+        self._last_ts[rows] = last_ts[idx]
+        return used

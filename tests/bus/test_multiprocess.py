@@ -113,7 +113,7 @@ def test_two_ingest_two_workers_one_killed_then_the_api_answers(
             s.stop()
 
     reference = MemoryStore()
-    det = OnlineAnomalyDetection(reference)
+    det = OnlineAnomalyDetection(reference, compact=True)  # a worker's default
     for b in batches:
         det.process(b)
     want = {

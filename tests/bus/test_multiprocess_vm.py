@@ -388,7 +388,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
         )[:: max(1, CLIENTS * SERIES_PER_CLIENT // 2 // SPOT_SERIES)][:SPOT_SERIES]
         pods = [dict(s)["pod"] for ss in series for s in ss[:-1]]
         tally = ScoreTally(pods, set(spot))
-        reference = OnlineAnomalyDetection(tally)
+        reference = OnlineAnomalyDetection(tally, compact=True)  # a worker's default
         want_count = np.zeros(len(pods), np.int64)
         want_sum = np.zeros(len(pods))
         want_spot: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}

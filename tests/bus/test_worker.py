@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import sqlalchemy as sa
 
 from perfintel.alerting.state.database import open_database
 from perfintel.alerting.state.leases import LeaseManager
@@ -158,3 +159,143 @@ def test_a_batch_published_twice_is_applied_once(redis_prefix: str, database_url
     applied, skipped, updates = asyncio.run(run())
     assert (applied, skipped) == (2, 1)
     assert updates == 2 * len(SERIES)
+
+
+def _subset(b: SampleBatch, rows: range) -> SampleBatch:
+    keep = np.isin(b.series_idx, list(rows))
+    return SampleBatch(b.series, b.series_idx[keep], b.timestamps[keep], b.values[keep])
+
+
+def test_incremental_checkpoints_write_only_changed_series_and_restore_exactly(
+    redis_prefix: str, database_url: str
+) -> None:
+    full = _batches(100, seed=11)
+    # 30 rounds of every series, 30 of series 0-3 only, 20 of 4-6 only, 20 of every series
+    batches = [
+        *full[:30],
+        *(_subset(b, range(4)) for b in full[30:60]),
+        *(_subset(b, range(4, 7)) for b in full[60:80]),
+        *full[80:],
+    ]
+    reference = MemoryStore()
+    ref = OnlineAnomalyDetection(reference)
+    for b in batches:
+        ref.process(b)
+
+    async def run() -> tuple[MemoryStore, list[int], list[int], int]:
+        bus = RedisBus(REDIS_URL, redis_prefix, 1)
+        engine = open_database(database_url)
+        out = MemoryStore()
+
+        def worker(name: str) -> ShardWorker:
+            return ShardWorker(
+                bus,
+                LeaseManager(engine, name, ttl=1.0),
+                CheckpointStore(engine),
+                lambda: OnlineAnomalyDetection(out),
+                group="g",
+                consumer=name,
+                checkpoint_interval_s=3600,
+                block_ms=20,
+            )
+
+        def saved() -> tuple[int, list[int]]:
+            with engine.connect() as conn:
+                full_len = conn.execute(sa.text("SELECT length(state) FROM bus_checkpoints")).one()
+                parts = conn.execute(
+                    sa.text("SELECT length(state) FROM bus_checkpoint_parts ORDER BY seq")
+                ).all()
+            return int(full_len[0]), [int(p[0]) for p in parts]
+
+        pub = BusPublisher(bus, group="g", max_behind=10**6)
+        try:
+            a = worker("a")
+            await a.rebalance()
+            sizes = []
+            for lo, hi in ((0, 30), (30, 60), (60, 80)):
+                for b in batches[lo:hi]:
+                    await pub.send(pub.prepare(b))
+                while a.owned[0].applied_batches < hi:
+                    await a.step()
+                await a.checkpoint_all()
+                full_len, parts = saved()
+                sizes.append(full_len)
+            assert len(parts) == 2  # two parts after the first full state
+            for b in batches[80:90]:
+                await pub.send(pub.prepare(b))
+            while a.owned[0].applied_batches < 90:
+                await a.step()
+            # "a" dies: 10 rounds applied, not checkpointed; the survivor restores the full
+            # state plus both parts, then replays them
+            for b in batches[90:]:
+                await pub.send(pub.prepare(b))
+            s = worker("b")
+            deadline = asyncio.get_running_loop().time() + 20
+            while asyncio.get_running_loop().time() < deadline:
+                await s.step()
+                if 0 in s.owned and s.owned[0].applied_batches >= 20:
+                    break
+                await asyncio.sleep(0.05)
+            assert s.owned[0].applied_batches == 20
+            await s.shutdown()  # its first checkpoint of the shard is full: parts dropped
+            _, left = saved()
+            return out, sizes, parts, len(left)
+        finally:
+            await bus.close()
+            engine.dispose()
+
+    out, sizes, parts, left = asyncio.run(run())
+    state_len = sizes[0]
+    assert sizes == [state_len] * 3  # the full state was written once
+    # a part holds only the changed series (4 and 3 of 12), so it is far smaller
+    assert parts[0] < state_len / 2 and parts[1] < parts[0]
+    assert left == 0
+    got, want = _scores(out), _scores(reference)
+    assert set(got) == set(want) and len(want) == len(SERIES)
+    for labels, samples in want.items():
+        assert got[labels] == samples, labels
+
+
+def test_a_shard_handed_back_while_its_lease_is_renewed_is_free_for_others(
+    redis_prefix: str, database_url: str
+) -> None:
+    """The lease keeper renews concurrently with rebalancing: a shard handed back between
+    the keeper's snapshot and its renewal must not stay held for another TTL."""
+
+    async def run() -> tuple[bool, bool]:
+        bus = RedisBus(REDIS_URL, redis_prefix, 2)
+        engine = open_database(database_url)
+        try:
+            leases = LeaseManager(engine, "a", ttl=60)
+            w = ShardWorker(
+                bus,
+                leases,
+                CheckpointStore(engine),
+                lambda: OnlineAnomalyDetection(MemoryStore()),
+                group="g",
+                consumer="a",
+            )
+            await w.rebalance()
+            assert sorted(w.owned) == [0, 1]
+            real_renew = leases.renew
+            handed_back: list[int] = []
+
+            def renew_racing_a_hand_back(lease):  # type: ignore[no-untyped-def]
+                if lease.name.endswith(":0") and not handed_back:
+                    w._release(0)  # what rebalance does for a surplus shard, meanwhile
+                    handed_back.append(0)
+                return real_renew(lease)
+
+            leases.renew = renew_racing_a_hand_back  # type: ignore[method-assign]
+            await w._renew_held()
+            other = LeaseManager(engine, "b", ttl=60)
+            free = await asyncio.to_thread(other.acquire, "bus:g:0")
+            kept = await asyncio.to_thread(other.acquire, "bus:g:1")
+            return free is not None, kept is None
+        finally:
+            await bus.close()
+            engine.dispose()
+
+    free, kept = asyncio.run(run())
+    assert free  # shard 0 was handed back: another worker takes it at once
+    assert kept  # shard 1 is still "a"'s, renewed

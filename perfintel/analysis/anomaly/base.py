@@ -244,6 +244,42 @@ class VectorModel(ABC):
             ]
         )
 
+    def dump_rows(self, st: State, rows: np.ndarray) -> np.ndarray:
+        """``dump`` of many rows at once: a uint8 matrix, one row of ``dump`` bytes per series."""
+        rows = np.asarray(rows, dtype=np.int64)
+        head = np.frombuffer(self._head(), dtype=np.uint8)
+        parts = [
+            np.broadcast_to(head, (len(rows), len(head))),
+            np.ascontiguousarray(st.f[rows], dtype="<f8").view(np.uint8),
+            np.ascontiguousarray(st.h[rows], dtype="<f4").view(np.uint8),
+            np.ascontiguousarray(st.b[rows]),
+        ]
+        return np.concatenate(parts, axis=1)
+
+    def load_rows(self, data: np.ndarray, dst: State, rows: np.ndarray) -> None:
+        """Write ``dump_rows`` output (one state per row of ``data``) into ``dst[rows]``."""
+        head = self._head()
+        data = np.ascontiguousarray(data, dtype=np.uint8)
+        if data.ndim != 2:
+            raise BadInputError("states must be a matrix, one row per series")
+        if data.shape[1] >= 4 and any(
+            (data[:, :4] == np.frombuffer(m, np.uint8)).all(1).any() for m in OLD_MAGICS
+        ):
+            raise StateVersionError(
+                "detector state saved by an earlier detector version (another state layout)"
+            )
+        if data.shape[1] != len(head) + self.state_nbytes():
+            raise BadInputError(f"{self.name!r} states do not fit this configuration")
+        if len(data) and not (data[:, : len(head)] == np.frombuffer(head, np.uint8)).all():
+            raise BadInputError(f"states are not {self.name!r} detector states")
+        w = self.widths()
+        pos = len(head)
+        for k, dt in (("f", "<f8"), ("h", "<f4"), ("b", "u1")):
+            size = w[k] * np.dtype(dt).itemsize
+            block = np.ascontiguousarray(data[:, pos : pos + size]).view(dt)
+            getattr(dst, k)[rows] = block
+            pos += size
+
     def load(self, data: bytes) -> State:
         """Parse ``dump`` output into a one-series state; ``BadInputError`` if it does not fit."""
         if data[:4] in OLD_MAGICS:

@@ -147,6 +147,14 @@ class Ensemble(VectorModel):
         out["quiet"] = Field()
         return out
 
+    def compact_fields(self) -> dict[str, tuple[int, bool]]:
+        """The float32 fields ``OnlineRunner(compact=True)`` holds as integer codes
+        (``compact.py``): the seasonal profiles at 8 signed bits, the likelihood
+        histograms (non-negative) at 16."""
+        out = {"s.day": (8, True), "s.week": (8, True)}
+        out.update({f"l{i}.hist": (16, False) for i in self.liks})
+        return out
+
     def _run(
         self, st: State, rows: np.ndarray, ts: np.ndarray, x: np.ndarray, out: np.ndarray
     ) -> None:

@@ -206,7 +206,9 @@ def shift_run(f, rows, x, prm, out):  # type: ignore[no-untyped-def]
 V_N, V_LO, V_HI = range(3)
 V_WIDTH_F = 3
 # b: the symbol histories (grids x (depth - 1) bytes), then one table per grid
-VI_BINS, VI_DEPTH, VI_GRIDS, VI_WARMUP, VI_TABLE = range(5)
+VI_BINS, VI_DEPTH, VI_GRIDS, VI_WARMUP, VI_TABLE, VI_FOLD = range(6)
+#: Knuth's multiplicative hash constant (2**32 / golden ratio), for folded tables
+_FOLD_MUL = 2654435761
 
 
 @njit
@@ -216,9 +218,13 @@ def novelty_step(f, b, r, o, ob, x, iprm, offsets, weights):  # type: ignore[no-
     The value is quantised on ``grids`` grids shifted by 1/grids of a bin each;
     per grid, the sequences of the last 1..depth symbols index that grid's
     table directly; the raw novelty is the mean over grids of the weighted
-    share of sequences not seen before.
+    share of sequences not seen before. With ``fold`` > 0 the longest sequences whose
+    symbols are all within the warm-up range keep a bit each (``bins ** depth``), and the
+    others share ``fold`` bits by a hash of their code (a one-hash Bloom filter: such a
+    sequence may look seen when it is not).
     """
     bins = iprm[VI_BINS]
+    fold = iprm[VI_FOLD]
     depth = iprm[VI_DEPTH]
     grids = iprm[VI_GRIDS]
     nsym = 3 * bins
@@ -243,11 +249,23 @@ def novelty_step(f, b, r, o, ob, x, iprm, offsets, weights):  # type: ignore[no-
         hist = ob + g * (depth - 1)  # most recent first
         tb = tables + g * iprm[VI_TABLE]
         code = sym
+        inner = bins <= sym < 2 * bins  # every symbol within the warm-up range
+        inner_code = sym - bins
         acc = 0.0
         for j in range(depth):
             if j > 0:
-                code = code * (nsym + 1) + np.int64(b[r, hist + j - 1]) + 1
-            slot = code + offsets[j]
+                prev = np.int64(b[r, hist + j - 1])
+                code = code * (nsym + 1) + prev + 1
+                inner = inner and bins <= prev < 2 * bins
+                inner_code = inner_code * bins + prev - bins
+            if fold > 0 and j == depth - 1:
+                if inner:
+                    slot = offsets[j] + inner_code
+                else:
+                    hashed = ((code * _FOLD_MUL) & 0xFFFFFFFF) * fold >> 32
+                    slot = offsets[j] + bins**depth + hashed
+            else:
+                slot = code + offsets[j]
             byte = tb + (slot >> 3)
             bit = np.uint8(1 << (slot & 7))
             if (b[r, byte] & bit) == 0:

@@ -3,8 +3,8 @@
 (``perfintel.alerting.state.inbox``). Rule groups are spread over processes
 by rule-shard leases, so the notifier no longer evaluates every group itself.
 
-Revision ID: leases_0002_inbox
-Revises: leases_0001
+Revision ID: leases_0003
+Revises: leases_0002
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "leases_0002_inbox"
-down_revision = "leases_0001"
+revision = "leases_0003"
+down_revision = "leases_0002"
 branch_labels = None
 depends_on = None
 
