@@ -27,21 +27,40 @@ def bus_env(prefix: str, database_url: str, shards: int) -> dict[str, str]:
     }
 
 
-def shard_holders(database_url: str) -> dict[str, str]:
-    """Live shard leases: lease name -> holder (``host:port:pid:role``)."""
+#: the ``alertmanager.yml`` of the multi-process tests: every alert to one webhook
+WEBHOOK_AM_YML = """\
+route:
+  receiver: team
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 2s
+  repeat_interval: 1h
+receivers:
+  - name: team
+    webhook_configs: [{{url: '{url}/team'}}]
+"""
+
+
+def live_leases(database_url: str, name_like: str) -> dict[str, str]:
+    """Unexpired leases whose name is SQL-``LIKE`` ``name_like``: name -> holder
+    (``host:port:pid:role``)."""
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT name, holder FROM leases WHERE name LIKE 'bus:workers:_' "
-                    "AND expires_at > :now"
+                    "SELECT name, holder FROM leases WHERE name LIKE :like AND expires_at > :now"
                 ),
-                {"now": time.time()},
+                {"like": name_like, "now": time.time()},
             )
             return {r.name: r.holder for r in rows}
     finally:
         engine.dispose()
+
+
+def shard_holders(database_url: str) -> dict[str, str]:
+    """Live bus shard leases: lease name -> holder."""
+    return live_leases(database_url, "bus:workers:_")
 
 
 def wait_for_holders(database_url: str, shards: int, holders: int, timeout_s: float) -> None:

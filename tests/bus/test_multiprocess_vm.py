@@ -56,7 +56,14 @@ from perfintel.model import LabelSet, label_set
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.storage.base import AppendResult
 from tests.alerting.notify_helpers import HttpReceiver
-from tests.bus.multiprocess import WRITE, bus_env, shard_holders, wait_drained, wait_for_holders
+from tests.bus.multiprocess import (
+    WEBHOOK_AM_YML,
+    WRITE,
+    bus_env,
+    shard_holders,
+    wait_drained,
+    wait_for_holders,
+)
 from tests.conftest import VM_BINARY, Server, free_port, start_server
 
 SHARDS, CLIENTS = 4, 4
@@ -80,17 +87,6 @@ groups:
       - alert: PodReporting
         expr: count_over_time(svc_requests{client="c0"}[5h]) > 20
         labels: {severity: page}
-"""
-AM_YML = """\
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: team
-    webhook_configs: [{{url: '{url}/team'}}]
 """
 
 
@@ -271,7 +267,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
     hook = HttpReceiver()
     rules, am = tmp_path / "rules.yml", tmp_path / "alertmanager.yml"
     rules.write_text(RULES)
-    am.write_text(AM_YML.format(url=hook.url))
+    am.write_text(WEBHOOK_AM_YML.format(url=hook.url))
 
     t0 = (int(time.time()) - 4 * 3600) * 1000
     series = [pod_series(c) for c in range(CLIENTS)]

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import sqlalchemy as sa
 
 from perfintel.batch import SampleBatch
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 from tests.alerting.notify_helpers import HttpReceiver
-from tests.bus.multiprocess import WRITE, bus_env
+from tests.bus.multiprocess import WEBHOOK_AM_YML, WRITE, bus_env, live_leases
 from tests.conftest import Server, start_server
 
 # ``for: 4s``: the alert is pending for two evaluations before it fires
@@ -40,30 +39,11 @@ groups:
         for: 4s
         labels: {severity: page}
 """
-AM_YML = """\
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: team
-    webhook_configs: [{{url: '{url}/team'}}]
-"""
 
 
 def _holder(database_url: str, servers: list[Server]) -> Server | None:
     """The process holding the live ``notifier`` lease (by the port in its holder id)."""
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            holder = conn.execute(
-                sa.text("SELECT holder FROM leases WHERE name = 'notifier' AND expires_at > :now"),
-                {"now": time.time()},
-            ).scalar()
-    finally:
-        engine.dispose()
+    holder = live_leases(database_url, "notifier").get("notifier")
     return next((s for s in servers if holder and f":{s.port}:" in holder), None)
 
 
@@ -100,7 +80,7 @@ def test_notifier_dies_while_pending_and_while_firing(
     hook = HttpReceiver()
     rules, am = tmp_path / "rules.yml", tmp_path / "alertmanager.yml"
     rules.write_text(RULES)
-    am.write_text(AM_YML.format(url=hook.url))
+    am.write_text(WEBHOOK_AM_YML.format(url=hook.url))
     env = {
         **bus_env(redis_prefix, postgres_url, 1),  # lease TTL 2 s
         "PERFINTEL_ROLE": "api",

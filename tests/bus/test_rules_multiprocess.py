@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.alerting.notify_helpers import HttpReceiver
-from tests.bus.multiprocess import bus_env
+from tests.bus.multiprocess import WEBHOOK_AM_YML, bus_env, live_leases
 from tests.conftest import Server, start_server
 
 GROUPS = 6
@@ -45,33 +45,8 @@ def _rules() -> str:
     return "\n".join(lines) + "\n"
 
 
-AM_YML = """\
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 2s
-  repeat_interval: 1h
-receivers:
-  - name: team
-    webhook_configs: [{{url: '{url}/team'}}]
-"""
-
-
 def _holders(url: str) -> dict[str, str]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT name, holder FROM leases WHERE name LIKE 'rules:_' "
-                    "AND expires_at > :now"
-                ),
-                {"now": time.time()},
-            )
-            return {r.name: r.holder for r in rows}
-    finally:
-        engine.dispose()
+    return live_leases(url, "rules:_")
 
 
 def _states(url: str) -> dict[str, tuple[str, float]]:
@@ -113,7 +88,7 @@ def test_two_api_processes_share_the_rules_and_one_takes_over_with_for_state(
     hook = HttpReceiver()
     rules, am = tmp_path / "rules.yml", tmp_path / "alertmanager.yml"
     rules.write_text(_rules())
-    am.write_text(AM_YML.format(url=hook.url))
+    am.write_text(WEBHOOK_AM_YML.format(url=hook.url))
     env = {
         **bus_env(redis_prefix, postgres_url, 2),
         "PERFINTEL_ROLE": "api",
