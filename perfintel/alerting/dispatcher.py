@@ -253,6 +253,7 @@ class NotifyCore:
         ]
         incoming.sort(key=lambda r: (r.alert.starts_at or r.received_at, r.received_at))
         settings = self.config.extensions.incidents
+        widespread = self._widespread(now) if incoming else frozenset()
         for rec in incoming:
             current = self.incidents.get(rec.incident) if rec.incident else None
             if current is not None and current.is_open:
@@ -271,7 +272,7 @@ class NotifyCore:
                 inc = self._open(rec, now)
                 continue
             candidates = [i for i in self.incidents.values() if i.is_open]
-            chosen = self.correlator.choose(rec.alert, candidates, self._members, now)
+            chosen = self.correlator.choose(rec.alert, candidates, self._members, now, widespread)
             if chosen is None:
                 inc = self._open(rec, now)
             else:
@@ -281,6 +282,18 @@ class NotifyCore:
                 rec.incident = inc.id
                 self.changes.incidents.add(inc.id)
             self.changes.alerts.add(rec.fingerprint)
+
+    def _widespread(self, now: float) -> frozenset[str]:
+        """Alert names that at least ``storm_alerts`` firing alerts (muted or not) started
+        with within the correlation window: a symptom spreading, not a single alert."""
+        since = now - self.correlator.window
+        counts: dict[str, int] = {}
+        for r in self.alerts.values():
+            started = r.alert.starts_at or r.received_at
+            if started >= since and not r.alert.resolved(now):
+                counts[r.alert.name] = counts.get(r.alert.name, 0) + 1
+        need = self.config.extensions.incidents.storm_alerts
+        return frozenset(name for name, n in counts.items() if n >= need)
 
     def _open(self, rec: AlertRecord, now: float) -> Incident:
         inc = Incident(id=_new_id(now), opened_at=now, last_activity=now)
@@ -328,8 +341,13 @@ class NotifyCore:
             return
         # the incident that grew most in the window is the cascade; the young others join it
         target = max(young, key=lambda i: (i.recent_joins(since), -i.opened_at))
+        widespread = self._widespread(now)
         for other in young:
-            same_symptom = bool(other.alertnames & target.alertnames)
+            same_symptom = bool(other.alertnames & target.alertnames) or (
+                bool(other.alertnames)
+                and other.alertnames <= widespread
+                and bool(target.alertnames & widespread)
+            )
             if other is not target and other.opened_at >= since and same_symptom:
                 self._merge(target, other, now)
 
@@ -435,11 +453,18 @@ class NotifyCore:
     # -- threads ---------------------------------------------------------------------
 
     def _route_threads(self, inc: Incident, now: float) -> None:
+        root = self.config.route
+        routed: list[tuple[str, list[Route]]] = []
         for fp in inc.members:
             rec = self.alerts.get(fp)
             if rec is None or (rec.muted() and not rec.alert.resolved(now)):
                 continue
-            for route in self.routes_of(rec.alert):
+            routed.append((fp, self.routes_of(rec.alert)))
+        home = self._home_route(inc, routed, now) if inc.is_open else None
+        for fp, routes in routed:
+            for route in routes:
+                if home is not None and route is root:
+                    route = home  # the catch-all's share of an incident that has a home
                 key = f"route:{route.id}:{route.receiver}"
                 thread = inc.threads.get(key)
                 if thread is None:
@@ -456,6 +481,40 @@ class NotifyCore:
                 if fp not in thread.fingerprints:
                     thread.fingerprints.add(fp)
                     self.changes.incidents.add(inc.id)
+
+    def _home_route(
+        self, inc: Incident, routed: Sequence[tuple[str, Sequence[Route]]], now: float
+    ) -> Route | None:
+        """The route that takes the catch-all's share of the incident, or None.
+
+        The root route receives what no specific route matched: its receiver is the
+        default, not a destination of its own. An incident some of whose alerts match
+        a specific route has a home there, so its alerts that only fell through to the
+        root join that thread (one incident, one thread) instead of opening a second
+        thread on the default receiver, unless the default receiver has already been
+        told about the incident. The home is the specific route of the most severe
+        alert (ties: the first in the tree); a route muted now is no home.
+        """
+        root = self.config.route
+        root_thread = inc.threads.get(f"route:{root.id}:{root.receiver}")
+        if root_thread is not None and root_thread.last_sent_at is not None:
+            return None
+        order = {r.id: n for n, r in enumerate(self._routes.values())}
+        best: tuple[int, int, Route] | None = None
+        for fp, routes in routed:
+            sev = severity_rank(dict(self.alerts[fp].alert.labels))
+            for route in routes:
+                if route is root or self._route_muted(route, now):
+                    continue
+                rank = (-sev, order.get(route.id, 0))
+                if best is None or rank < best[:2]:
+                    best = (rank[0], rank[1], route)
+        if best is None:
+            return None
+        if root_thread is not None:  # announced nowhere yet: its alerts move to the home
+            del inc.threads[root_thread.key]
+            self.changes.incidents.add(inc.id)
+        return best[2]
 
     def _route_muted(self, route: Route, now: float) -> bool:
         ti = self.config.time_intervals

@@ -16,10 +16,13 @@ surfaces):
 4. **storm** — at least ``storm_alerts`` alerts joined incidents within the
    window: a cascade is under way, and an alert with the same symptom (an
    ``alertname`` the incident already has) starting in the middle of it is far
-   more likely part of it than a coincidence. It joins the (non-flapping)
-   incident that grew most in the window; young incidents of the same symptoms
-   opened during the storm are merged into it. An alert with a symptom of its
-   own is never absorbed by a storm: unrelated single alerts are each notified.
+   more likely part of it than a coincidence. So is a *widespread* symptom, one
+   that at least ``storm_alerts`` alerts started with within the window (muted ones
+   count: an outage's latency alerts inhibited by its instance-down alerts are still
+   its symptom). It joins the (non-flapping) incident that grew most in the window;
+   young incidents of its symptoms, or of widespread ones, opened during the storm
+   are merged into it. An alert with a symptom of its own is never absorbed by a
+   storm: unrelated single alerts are each notified.
 
 Otherwise the alert opens a new incident. An alert of an open incident that
 resolves and fires again is a *flip*; ``threshold`` flips within the flap
@@ -303,6 +306,7 @@ class Correlator:
         members: Sequence[Alert],
         now: float,
         storm: bool = False,
+        widespread: frozenset[str] = frozenset(),
     ) -> Link | None:
         """How ``alert`` belongs to ``incident``, or None.
 
@@ -329,7 +333,10 @@ class Correlator:
             storm
             and not incident.flapping
             and now - incident.last_activity <= self.window
-            and labels.get("alertname", "") in incident.alertnames
+            and (
+                labels.get("alertname", "") in incident.alertnames
+                or (labels.get("alertname", "") in widespread and incident.alertnames & widespread)
+            )
         ):
             return "storm"
         return None
@@ -340,13 +347,16 @@ class Correlator:
         candidates: Sequence[Incident],
         members_of: Callable[[Incident], Sequence[Alert]],
         now: float,
+        widespread: frozenset[str] = frozenset(),
     ) -> tuple[Incident, Link] | None:
         strength = {"labels": 0, "dependency": 1, "co-movement": 2, "storm": 3}
         storm = self.storming(candidates, now)
         since = now - self.window
         best: tuple[int, float, Incident, Link] | None = None
         for inc in candidates:
-            link = self.link(alert, inc, members_of(inc) if self.related else (), now, storm)
+            link = self.link(
+                alert, inc, members_of(inc) if self.related else (), now, storm, widespread
+            )
             if link is None:
                 continue
             # among storm candidates, the incident that grew most recently is the cascade
