@@ -116,6 +116,7 @@ class NotifyCore:
         self.silences: dict[str, Silence] = {}
         self.graph = DependencyGraph()
         self.changes = Changes()
+        self._storm_target: str | None = None  # the storm's incident, found at each tick
         self.related = related
         self.root_cause = root_cause
         self.causes = causes
@@ -194,6 +195,7 @@ class NotifyCore:
         self._mute(now)
         self._correlate(now)
         self._merge_storm(now)
+        self._storm_target = self._find_storm_target(now)
         for inc in list(self.incidents.values()):
             old = inc.resolved_at is not None and now - inc.resolved_at > INCIDENT_RETENTION
             if inc.state == "resolved" and old:
@@ -216,7 +218,7 @@ class NotifyCore:
             for t in inc.threads.values():
                 route = self._routes.get(t.route_id)
                 if t.last_sent_at is None and route is not None:
-                    due = min(due, t.created_at + route.group_wait)
+                    due = min(due, self._first_due(inc, t, route))
             esc = inc.escalation
             if esc and esc.next_at is not None and not esc.stopped:
                 due = min(due, esc.next_at)
@@ -294,6 +296,33 @@ class NotifyCore:
                 counts[r.alert.name] = counts.get(r.alert.name, 0) + 1
         need = self.config.extensions.incidents.storm_alerts
         return frozenset(name for name, n in counts.items() if n >= need)
+
+    def _find_storm_target(self, now: float) -> str | None:
+        """During a storm, the incident that grew most in the window (the cascade)."""
+        open_ = [i for i in self.incidents.values() if i.is_open and not i.flapping]
+        if not open_ or not self.correlator.storming(open_, now):
+            return None
+        since = now - self.correlator.window
+        return max(open_, key=lambda i: (i.recent_joins(since), -i.opened_at)).id
+
+    def _first_due(self, inc: Incident, thread: Thread, route: Route) -> float:
+        """When a thread's first message is due: ``group_wait`` after it opened.
+
+        An incident opened during a storm that is not the storm itself waits
+        ``group_interval`` from its opening instead: the storm's next alerts show
+        within that time whether its symptom is part of the storm (it spreads and the
+        incident is merged into the storm's) or its own (it is notified then).
+        """
+        due = thread.created_at + route.group_wait
+        target = self._storm_target
+        if (
+            target is not None
+            and target != inc.id
+            and inc.opened_at
+            >= (self.incidents[target].opened_at if target in self.incidents else inc.opened_at)
+        ):
+            due = max(due, inc.opened_at + route.group_interval)
+        return due
 
     def _open(self, rec: AlertRecord, now: float) -> Incident:
         inc = Incident(id=_new_id(now), opened_at=now, last_activity=now)
@@ -568,7 +597,7 @@ class NotifyCore:
                     thread.last_sent_at = paged.last_sent_at
                     thread.sent_firing |= firing
                     thread.sent_severity = self._severity(firing)
-                elif now >= thread.created_at + route.group_wait:
+                elif now >= self._first_due(inc, thread, route):
                     out.append(self._emit(inc, thread, "firing", now))
                 continue
             if inc.state == "acknowledged" and not thread.acked_sent:
@@ -580,8 +609,10 @@ class NotifyCore:
             reopen_due = None
             if new and not inc.flapping and reopened and reopened[-1] > thread.last_sent_at:
                 # a re-opening is news only once it outlasts the quiet time the incident
-                # now needs to resolve (which doubles with each re-opening)
-                reopen_due = reopened[-1] + self._hold(inc)
+                # now needs to resolve (which doubles with each re-opening): an alert of it
+                # has fired without a break for that long, not merely fired now and then
+                since = min(self.alerts[fp].alert.starts_at or now for fp in new)
+                reopen_due = max(reopened[-1], since) + self._hold(inc)
             if (worse and now >= thread.last_sent_at + route.group_interval) or (
                 reopen_due is not None and now >= reopen_due
             ):
