@@ -171,6 +171,10 @@ class NotifyCore:
                 self.alerts[fp] = AlertRecord(alert, now, now)
             else:
                 old = rec.alert
+                if alert.ends_at is not None and alert.starts_at and alert.ends_at < old.starts_at:
+                    # the resolution of an earlier episode, resent (Prometheus keeps sending
+                    # a resolved alert for a while) after the alert fired again: stale news
+                    continue
                 same_episode = not old.resolved(now) or (
                     alert.starts_at and old.starts_at and alert.starts_at <= (old.ends_at or now)
                 )
@@ -181,7 +185,10 @@ class NotifyCore:
                     inc = self.incidents.get(rec.incident) if rec.incident else None
                     if inc is not None and inc.is_open:
                         inc.flip(
-                            now, self.config.flap_window, self.config.extensions.flapping.threshold
+                            now,
+                            self.config.flap_window,
+                            self.config.extensions.flapping.threshold,
+                            fp,
                         )
                         self.changes.incidents.add(inc.id)
                 rec.alert = alert
@@ -264,7 +271,7 @@ class NotifyCore:
                 current is not None
                 and current.resolved_at is not None
                 and (
-                    now - current.resolved_at <= self.config.flap_window
+                    now - current.resolved_at <= self._reopen_horizon(current)
                     and not current.acked_by.startswith("manual:")
                 )
             ):
@@ -311,18 +318,35 @@ class NotifyCore:
         An incident opened during a storm that is not the storm itself waits
         ``group_interval`` from its opening instead: the storm's next alerts show
         within that time whether its symptom is part of the storm (it spreads and the
-        incident is merged into the storm's) or its own (it is notified then).
+        incident is merged into the storm's) or its own (it is notified then). So
+        does the twin of an incident (see ``_twin_of``) before any storm.
         """
         due = thread.created_at + route.group_wait
         target = self._storm_target
-        if (
-            target is not None
-            and target != inc.id
-            and inc.opened_at
-            >= (self.incidents[target].opened_at if target in self.incidents else inc.opened_at)
-        ):
+        if target is not None:
+            storm = self.incidents.get(target)
+            if target != inc.id and inc.opened_at >= (storm.opened_at if storm else 0.0):
+                due = max(due, inc.opened_at + route.group_interval)
+        elif self._twin_of(inc) is not None:
             due = max(due, inc.opened_at + route.group_interval)
         return due
+
+    def _twin_of(self, inc: Incident) -> Incident | None:
+        """An open incident with the same symptom opened shortly before this one (or with
+        it and first in order): two services showing one symptom at once may be the
+        start of a storm, so the second waits like an incident opened during one."""
+        mine = (inc.opened_at, inc.id)
+        for other in self.incidents.values():
+            if (
+                other is not inc
+                and other.is_open
+                and not other.flapping
+                and (other.opened_at, other.id) < mine
+                and inc.opened_at - other.opened_at <= self.correlator.window
+                and other.alertnames & inc.alertnames
+            ):
+                return other
+        return None
 
     def _open(self, rec: AlertRecord, now: float) -> Incident:
         inc = Incident(id=_new_id(now), opened_at=now, last_activity=now)
@@ -342,7 +366,13 @@ class NotifyCore:
         inc.acked_at, inc.acked_by = None, ""
         inc.reopened += 1
         inc.last_activity = now
-        inc.flip(now, self.config.flap_window, self.config.extensions.flapping.threshold)
+        inc.flip(
+            now,
+            self.config.flap_window,
+            self.config.extensions.flapping.threshold,
+            rec.fingerprint,
+            reopen=True,
+        )
         inc.log(
             now,
             "reopened",
@@ -437,6 +467,16 @@ class NotifyCore:
         )
 
     # -- lifecycle ------------------------------------------------------------------
+
+    def _reopen_horizon(self, inc: Incident) -> float:
+        """How long after an incident resolved an alert of it firing again re-opens it
+        (silently, unless the re-opening outlasts the hold): the flap window, and for an
+        incident that flapped the root route's ``repeat_interval`` if longer: a known
+        flapper back within the time Alertmanager would not repeat a notification is
+        the same noise, not news."""
+        if inc.flapping:
+            return max(self.config.flap_window, self.config.route.repeat_interval)
+        return self.config.flap_window
 
     def _hold(self, inc: Incident) -> float:
         """Quiet time before resolution: doubles with each re-opening (hysteresis), up to the flap window."""
@@ -778,9 +818,15 @@ class NotifyCore:
 
     def _forget(self, now: float) -> None:
         open_members = {fp for i in self.incidents.values() if i.is_open for fp in i.members}
+        # an alert is remembered while its incident can still re-open (it must find it)
+        keep = max(
+            RESOLVED_RETENTION,
+            self.config.flap_window,
+            self.config.route.repeat_interval,
+        )
         for fp, rec in list(self.alerts.items()):
             ends = rec.alert.ends_at
-            if ends is not None and ends <= now - RESOLVED_RETENTION and fp not in open_members:
+            if ends is not None and ends <= now - keep and fp not in open_members:
                 del self.alerts[fp]
                 self._route_cache.pop(fp, None)
                 self.changes.forgotten_alerts.add(fp)

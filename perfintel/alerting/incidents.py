@@ -24,7 +24,8 @@ surfaces):
    are merged into it. An alert with a symptom of its own is never absorbed by a
    storm: unrelated single alerts are each notified.
 
-Otherwise the alert opens a new incident. An alert of an open incident that
+A flapping incident takes no new alerts: an outage reaching the service of a
+flapping alert is news, not one more flip. Otherwise the alert opens a new incident. An alert of an open incident that
 resolves and fires again is a *flip*; ``threshold`` flips within the flap
 window make the incident flapping. The root-cause guess is the alert
 that started first (a ``RootCauseHook`` may refine it with the order in which
@@ -140,7 +141,8 @@ class Incident:
     acked_by: str = ""
     reopened: int = 0
     flapping: bool = False
-    flips: list[float] = field(default_factory=list)
+    #: recent flips as (time, fingerprint); a re-opening of the incident is also (time, "")
+    flips: list[tuple[float, str]] = field(default_factory=list)
     title: str = ""
     timeline: list[dict[str, Any]] = field(default_factory=list)
     threads: dict[str, Thread] = field(default_factory=dict)
@@ -163,10 +165,24 @@ class Incident:
     def recent_joins(self, since: float) -> int:
         return sum(1 for m in self.members.values() if m.joined_at >= since)
 
-    def flip(self, at: float, window: float, threshold: int) -> None:
-        """An alert of this incident fired again; enough flips in the window mean flapping."""
-        self.flips = [*[t for t in self.flips if t >= at - window][-50:], at]
-        if not self.flapping and len(self.flips) >= threshold:
+    def flip(
+        self, at: float, window: float, threshold: int, fingerprint: str, reopen: bool = False
+    ) -> None:
+        """An alert of this incident fired again (``reopen``: and re-opened it).
+
+        The incident flaps when one alert flipped ``threshold`` times in the window,
+        or the incident itself re-opened that often: alerts of a large incident that
+        each fire again once or twice (pods restarting in an outage) are its life,
+        not flapping.
+        """
+        fresh = [(t, fp) for t, fp in self.flips if t >= at - window][-200:]
+        fresh.append((at, fingerprint))
+        if reopen:
+            fresh.append((at, ""))
+        self.flips = fresh
+        same = sum(1 for _, fp in fresh if fp == fingerprint)
+        reopens = sum(1 for _, fp in fresh if fp == "")
+        if not self.flapping and max(same, reopens) >= threshold:
             self.flapping = True
             self.log(at, "flapping", "flapping: further flips are folded into this incident")
 
@@ -187,7 +203,7 @@ class Incident:
             "acked_by": self.acked_by,
             "reopened": self.reopened,
             "flapping": self.flapping,
-            "flips": self.flips,
+            "flips": [list(f) for f in self.flips],
             "title": self.title,
             "timeline": self.timeline,
             "threads": [t.to_dict() for t in self.threads.values()],
@@ -221,7 +237,10 @@ class Incident:
             acked_by=d["acked_by"],
             reopened=d["reopened"],
             flapping=d["flapping"],
-            flips=list(d.get("flips", [])),
+            # before flips named their alert they were bare times, counted as re-openings
+            flips=[
+                (f, "") if isinstance(f, int | float) else (f[0], f[1]) for f in d.get("flips", [])
+            ],
             title=d["title"],
             timeline=list(d["timeline"]),
             threads={t["key"]: Thread.from_dict(t) for t in d["threads"]},
@@ -314,8 +333,8 @@ class Correlator:
         muted (inhibited, silenced) while the incident was active still belongs to
         it when it surfaces later.
         """
-        if not incident.is_open:
-            return None
+        if not incident.is_open or incident.flapping:
+            return None  # a flapping incident folds its own flips, it takes in no news
         started = alert.starts_at or now
         if min(started, now) - incident.last_activity > self.window:
             return None
