@@ -628,6 +628,9 @@ class NotifyCore:
                 continue
             firing = self._firing(thread, now)
             if not firing:
+                owed = self._owed(thread, route, now)
+                if owed is not None:
+                    out.append(self._emit(inc, thread, "firing", now, as_of=owed))
                 continue
             if thread.last_sent_at is None:
                 paged = inc.threads.get(f"escalation:{thread.receiver}")
@@ -666,18 +669,36 @@ class NotifyCore:
                 out.append(self._emit(inc, thread, "repeat", now))
         return out
 
+    def _owed(self, thread: Thread, route: Route, now: float) -> float | None:
+        """A first message that waited (see ``_first_due``) while its alerts resolved is
+        still owed: the time ``group_wait`` would have announced them, if they were all
+        still firing then, else None."""
+        if thread.last_sent_at is not None or not thread.fingerprints:
+            return None
+        at = thread.created_at + route.group_wait
+        recs = [self.alerts[fp] for fp in thread.fingerprints if fp in self.alerts]
+        if not recs or any(r.muted() or not r.alert.resolved(now) for r in recs):
+            return None  # muted alerts are owed nothing; firing ones are announced as usual
+        if any(r.alert.resolved(at + 1e-3) for r in recs):
+            return None  # one of them ended before it would have been announced
+        return at
+
     def _severity(self, fps: Iterable[str]) -> int:
         return max(
             (severity_rank(dict(self.alerts[fp].alert.labels)) for fp in fps if fp in self.alerts),
             default=0,
         )
 
-    def _emit(self, inc: Incident, thread: Thread, kind: Kind, now: float) -> Notification:
+    def _emit(
+        self, inc: Incident, thread: Thread, kind: Kind, now: float, as_of: float | None = None
+    ) -> Notification:
+        """One message of a thread; ``as_of``: the alerts as they were then (a first
+        message owed for alerts that have resolved since, see ``_owed``)."""
         thread.seq += 1
         thread.last_sent_at = now
         fps = thread.fingerprints if thread.key.startswith("route:") else set(inc.members)
         snaps = [
-            AlertSnapshot.of(self.alerts[fp].alert, now)
+            AlertSnapshot.of(self.alerts[fp].alert, now if as_of is None else as_of)
             for fp in sorted(fps, key=lambda f: inc.members[f].joined_at if f in inc.members else 0)
             if fp in self.alerts
             and (
