@@ -19,16 +19,22 @@ each re-opening (hysteresis), the flap window once the incident flaps. An alert
 firing again within the flap window after its incident resolved re-opens it
 instead of paging anew, and the re-opening is announced only if it lasts longer
 than the incident's hold.
+
+One incident, one thread per destination: alerts of an incident that only fell
+through to the root route (the default receiver) join the thread of the specific
+route the incident's most severe alert matched, unless the default receiver was
+told first. During a storm (or when a twin with the same symptom opened just
+before), an incident that is not the storm's waits ``group_interval`` before its
+first message, so that one whose symptom turns out to be part of the storm is
+merged instead of notified; one whose alerts resolve meanwhile is still notified.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from perfintel.alerting.amconfig import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.incidents import (
@@ -293,24 +299,11 @@ class NotifyCore:
             self.changes.alerts.add(rec.fingerprint)
 
     def _widespread(self, now: float) -> frozenset[str]:
-        """Alert names that at least ``storm_alerts`` firing alerts (muted or not) started
-        with within the correlation window: a symptom spreading, not a single alert."""
-        since = now - self.correlator.window
-        counts: dict[str, int] = {}
-        for r in self.alerts.values():
-            started = r.alert.starts_at or r.received_at
-            if started >= since and not r.alert.resolved(now):
-                counts[r.alert.name] = counts.get(r.alert.name, 0) + 1
-        need = self.config.extensions.incidents.storm_alerts
-        return frozenset(name for name, n in counts.items() if n >= need)
+        return self.correlator.widespread((r.alert for r in self.alerts.values()), now)
 
     def _find_storm_target(self, now: float) -> str | None:
-        """During a storm, the incident that grew most in the window (the cascade)."""
-        open_ = [i for i in self.incidents.values() if i.is_open and not i.flapping]
-        if not open_ or not self.correlator.storming(open_, now):
-            return None
-        since = now - self.correlator.window
-        return max(open_, key=lambda i: (i.recent_joins(since), -i.opened_at)).id
+        target = self.correlator.storm_target(list(self.incidents.values()), now)
+        return None if target is None else target.id
 
     def _first_due(self, inc: Incident, thread: Thread, route: Route) -> float:
         """When a thread's first message is due: ``group_wait`` after it opened.
@@ -319,7 +312,7 @@ class NotifyCore:
         ``group_interval`` from its opening instead: the storm's next alerts show
         within that time whether its symptom is part of the storm (it spreads and the
         incident is merged into the storm's) or its own (it is notified then). So
-        does the twin of an incident (see ``_twin_of``) before any storm.
+        does the twin of an incident (``Correlator.twin_of``) before any storm.
         """
         due = thread.created_at + route.group_wait
         target = self._storm_target
@@ -327,26 +320,9 @@ class NotifyCore:
             storm = self.incidents.get(target)
             if target != inc.id and inc.opened_at >= (storm.opened_at if storm else 0.0):
                 due = max(due, inc.opened_at + route.group_interval)
-        elif self._twin_of(inc) is not None:
+        elif self.correlator.twin_of(inc, self.incidents.values()) is not None:
             due = max(due, inc.opened_at + route.group_interval)
         return due
-
-    def _twin_of(self, inc: Incident) -> Incident | None:
-        """An open incident with the same symptom opened shortly before this one (or with
-        it and first in order): two services showing one symptom at once may be the
-        start of a storm, so the second waits like an incident opened during one."""
-        mine = (inc.opened_at, inc.id)
-        for other in self.incidents.values():
-            if (
-                other is not inc
-                and other.is_open
-                and not other.flapping
-                and (other.opened_at, other.id) < mine
-                and inc.opened_at - other.opened_at <= self.correlator.window
-                and other.alertnames & inc.alertnames
-            ):
-                return other
-        return None
 
     def _open(self, rec: AlertRecord, now: float) -> Incident:
         inc = Incident(id=_new_id(now), opened_at=now, last_activity=now)
@@ -858,51 +834,3 @@ class NotifyCore:
 
 def _new_id(now: float) -> str:
     return f"{int(now * 1000):x}{os.urandom(3).hex()}"
-
-
-def incident_view(core: NotifyCore, inc: Incident, now: float | None = None) -> dict[str, Any]:
-    """The API shape of an incident."""
-    at = time.time() if now is None else now
-    members = []
-    for fp, m in inc.members.items():
-        rec = core.alerts.get(fp)
-        members.append(
-            {
-                "fingerprint": fp,
-                "joinedAt": m.joined_at,
-                "startsAt": m.starts_at,
-                "link": m.link,
-                "labels": dict(rec.alert.labels) if rec else {},
-                "status": "unknown"
-                if rec is None
-                else ("resolved" if rec.alert.resolved(at) else "firing"),
-            }
-        )
-    return {
-        "id": inc.id,
-        "title": inc.title,
-        "state": inc.state,
-        "openedAt": inc.opened_at,
-        "acknowledgedAt": inc.acked_at,
-        "acknowledgedBy": inc.acked_by,
-        "resolvedAt": inc.resolved_at,
-        "rootCause": inc.root,
-        "flapping": inc.flapping,
-        "reopened": inc.reopened,
-        "services": sorted(inc.services),
-        "causes": inc.causes,
-        "alerts": members,
-        "timeline": inc.timeline,
-        "escalation": None
-        if inc.escalation is None
-        else {
-            "policy": inc.escalation.policy,
-            "level": inc.escalation.level,
-            "nextAt": inc.escalation.next_at,
-            "stopped": inc.escalation.stopped,
-        },
-        "threads": [
-            {"receiver": t.receiver, "groupKey": t.group_key, "messages": t.seq, "level": t.level}
-            for t in inc.threads.values()
-        ],
-    }

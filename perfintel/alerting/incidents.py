@@ -35,7 +35,7 @@ the series changed).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -317,6 +317,42 @@ class Correlator:
         return (
             sum(i.recent_joins(since) for i in incidents if i.is_open) >= self.settings.storm_alerts
         )
+
+    def widespread(self, alerts: Iterable[Alert], now: float) -> frozenset[str]:
+        """Alert names that at least ``storm_alerts`` firing alerts (muted or not) started
+        with within the window: a symptom spreading, not a single alert."""
+        since = now - self.window
+        counts: dict[str, int] = {}
+        for a in alerts:
+            if (a.starts_at or now) >= since and not a.resolved(now):
+                counts[a.name] = counts.get(a.name, 0) + 1
+        need = self.settings.storm_alerts
+        return frozenset(name for name, n in counts.items() if n >= need)
+
+    def storm_target(self, incidents: Sequence[Incident], now: float) -> Incident | None:
+        """During a storm, the incident that grew most in the window (the cascade)."""
+        open_ = [i for i in incidents if i.is_open and not i.flapping]
+        if not open_ or not self.storming(open_, now):
+            return None
+        since = now - self.window
+        return max(open_, key=lambda i: (i.recent_joins(since), -i.opened_at))
+
+    def twin_of(self, inc: Incident, incidents: Iterable[Incident]) -> Incident | None:
+        """An open incident with the same symptom opened shortly before this one (or with
+        it and first in order): two services showing one symptom at once may be the
+        start of a storm, so the second waits like an incident opened during one."""
+        mine = (inc.opened_at, inc.id)
+        for other in incidents:
+            if (
+                other is not inc
+                and other.is_open
+                and not other.flapping
+                and (other.opened_at, other.id) < mine
+                and inc.opened_at - other.opened_at <= self.window
+                and other.alertnames & inc.alertnames
+            ):
+                return other
+        return None
 
     def link(
         self,
