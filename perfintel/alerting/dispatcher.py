@@ -632,6 +632,9 @@ class NotifyCore:
                 # has fired without a break for that long, not merely fired now and then
                 since = min(self.alerts[fp].alert.starts_at or now for fp in new)
                 reopen_due = max(reopened[-1], since) + self._hold(inc)
+                if len(new) >= self.config.extensions.incidents.storm_alerts:
+                    # many of its alerts at once: the outage is back, news after group_wait
+                    reopen_due = reopened[-1] + route.group_wait
             if (worse and now >= thread.last_sent_at + route.group_interval) or (
                 reopen_due is not None and now >= reopen_due
             ):

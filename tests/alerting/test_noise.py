@@ -131,3 +131,24 @@ def test_a_resolution_of_an_earlier_episode_resent_later_is_not_a_flip() -> None
         flips.append(len(inc.flips))
         assert not core.alerts[a.fingerprint].alert.resolved(T0 + t + 1)
     assert max(flips) <= 2  # the re-opening itself, not one flip per evaluation
+
+
+def test_an_outage_coming_back_re_opens_its_incident_and_is_announced_after_group_wait() -> None:
+    core = NotifyCore(parse_config(CONFIG))
+    down = [alert(T0, alertname="InstanceDown", service="shop", instance=f"s{i}") for i in range(5)]
+    core.receive(down, T0)
+    notes = run(core, T0, T0 + 60)
+    core.receive([replace(a, ends_at=T0 + 120) for a in down], T0 + 120)
+    notes += run(core, T0 + 120, T0 + 900)
+    assert [n.kind for n in notes] == ["firing", "resolved"]
+    back = T0 + 3600  # within the flap window: the same incident re-opens
+    core.receive([replace(a, starts_at=back, ends_at=back + 600) for a in down], back)
+    again = run(core, back, back + 60)
+    assert [n.kind for n in again] == ["update"]
+    assert again[0].incident_id == notes[0].incident_id
+    # one alert of it firing again is a flip, announced only once it outlasts the hold
+    core.receive([replace(down[0], starts_at=back + 600, ends_at=back + 600)], back + 600)
+    run(core, back + 600, back + 2000)
+    one = back + 2100
+    core.receive([replace(down[0], starts_at=one, ends_at=one + 300)], one)
+    assert [n.kind for n in run(core, one, one + 60)] == []
