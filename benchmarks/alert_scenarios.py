@@ -12,6 +12,10 @@ can be passed to the benchmark (``--generator module:function``).
 - ``zone_outage``: a different shape on purpose: 80 services in three zones; an
   incident takes a zone down within about two minutes (instance, latency and error
   alerts together), slower flappers, and singles placed inside incident windows too.
+- ``regional_degradation``: a third shape, written to check that the noise rules are
+  not tuned to the first two: slow regional degradations that start service by service
+  over 15-35 minutes, errors turning critical, pods restarting more than once; bursty
+  flappers with irregular periods; eight singles, some short, critical or inside incidents.
 """
 
 from __future__ import annotations
