@@ -12,6 +12,10 @@ can be passed to the benchmark (``--generator module:function``).
 - ``zone_outage``: a different shape on purpose: 80 services in three zones; an
   incident takes a zone down within about two minutes (instance, latency and error
   alerts together), slower flappers, and singles placed inside incident windows too.
+- ``regional_degradation``: a third shape, written to check that the noise rules are
+  not tuned to the first two: slow regional degradations that start service by service
+  over 15-35 minutes, errors turning critical, pods restarting more than once; bursty
+  flappers with irregular periods; eight singles, some short, critical or inside incidents.
 """
 
 from __future__ import annotations
@@ -206,6 +210,137 @@ def zone_outage(seed: int = 2) -> list[dict[str, Any]]:
                     "severity": "ticket",
                 },
                 "episodes": [[start, start + rng.uniform(900, 3600)]],
+                "group": "single",
+            }
+        )
+    return alerts
+
+
+APP_NAMES = ["checkout", "search", "catalog", "cart", "auth", "payments", "profile", "media"]
+INFRA_SINGLES = [
+    ("CertificateExpiringSoon", "cert-manager"),
+    ("BackupJobFailed", "backup"),
+    ("NTPClockSkew", "chrony"),
+    ("RAIDDegraded", "storage-node"),
+    ("CronJobFailed", "report-cron"),
+    ("CronJobFailed", "billing-cron"),
+    ("DNSResolutionSlow", "coredns"),
+    ("LicenseExpiring", "license-server"),
+]
+NOISY_NAMES = ["MemoryPressure", "GCPauseLong", "ConnPoolSaturated", "DiskLatencyHigh"]
+
+
+def regional_degradation(seed: int = 3) -> list[dict[str, Any]]:
+    """A third shape, to check that what the noise reduction does is not tuned to the others.
+
+    96 services in four regions (each service in two); an incident is a *slow*
+    degradation of one region: SLO burn alerts appear service after service over
+    15-35 minutes (so the first few look like singles), latency and error alerts
+    follow per pod minutes later, errors turn critical, pods restart more than once;
+    recovery is staggered too. Eight singles on infrastructure services, some short
+    (8 minutes), some critical, some inside incident windows, two with the same
+    alert name hours apart; eight noisy flappers with irregular bursts of fast flips
+    separated by quiet hours.
+    """
+    rng = random.Random(seed)
+    regions = ["eu-west", "eu-central", "us-east", "ap-south"]
+    services = [f"{name}-{i}" for name in APP_NAMES for i in range(12)]
+    placement = {s: rng.sample(regions, 2) for s in services}
+    alerts: list[dict[str, Any]] = []
+    windows = []
+    for k, t0 in enumerate(_incident_times(rng, 4)):
+        region = rng.choice(regions)
+        span = rng.uniform(15, 35) * 60
+        duration = rng.uniform(45, 120) * 60
+        windows.append((t0, t0 + duration))
+        hit = [s for s in services if region in placement[s]]
+        rng.shuffle(hit)
+        onsets = sorted(rng.uniform(0, span) for _ in hit)
+        firings = 0
+        for s, onset in zip(hit, onsets, strict=True):
+            begin = t0 + onset
+            stop = t0 + duration + rng.uniform(-600, 900)
+            base = {"service": s, "region": region, "namespace": s.split("-")[0]}
+
+            def add(labels: dict[str, str], episodes: list[list[float]], k: int = k) -> int:
+                alerts.append({"labels": labels, "episodes": episodes, "group": f"incident:{k}"})
+                return len(episodes)
+
+            firings += add(
+                {**base, "alertname": "SLOBurnRateHigh", "severity": "warning"},
+                [[begin, stop]],
+            )
+            for pod in range(rng.randint(1, 3)):
+                inst = {**base, "pod": f"{s}-{region}-{pod}"}
+                if rng.random() < 0.6:
+                    a = begin + rng.uniform(60, 300)
+                    firings += add(
+                        {**inst, "alertname": "HighLatencyP99", "severity": "warning"},
+                        [[a, stop - rng.uniform(0, 300)]],
+                    )
+                if rng.random() < 0.4:
+                    a = begin + rng.uniform(120, 600)
+                    firings += add(
+                        {**inst, "alertname": "Http5xxRate", "severity": "critical"},
+                        [[a, stop - rng.uniform(0, 600)]],
+                    )
+                if rng.random() < 0.25:  # restarts: two or three episodes
+                    a = begin + rng.uniform(180, 900)
+                    eps = []
+                    for _ in range(rng.randint(2, 3)):
+                        b = a + rng.uniform(120, 600)
+                        if b >= stop:
+                            break
+                        eps.append([a, b])
+                        a = b + rng.uniform(180, 900)
+                    if eps:
+                        firings += add(
+                            {**inst, "alertname": "PodRestarting", "severity": "warning"}, eps
+                        )
+        assert firings >= 100, firings
+    for i in range(8):
+        svc = rng.choice(services)
+        region = rng.choice(placement[svc])
+        t = rng.uniform(0, DAY * 0.2)
+        episodes = []
+        for _ in range(rng.randint(1, 4)):  # bursts of fast flips, hours apart
+            for _ in range(rng.randint(3, 12)):
+                length = rng.uniform(45, 400)
+                episodes.append([t, t + length])
+                t += length + rng.uniform(60, 900)
+            t += rng.uniform(2, 6) * 3600
+            if t > DAY - 3600:
+                break
+        alerts.append(
+            {
+                "labels": {
+                    "alertname": rng.choice(NOISY_NAMES),
+                    "service": svc,
+                    "region": region,
+                    "pod": f"{svc}-{region}-n{i}",
+                    "severity": "warning",
+                },
+                "episodes": [e for e in episodes if e[1] < DAY],
+                "group": "flap",
+            }
+        )
+    for i, (name, svc) in enumerate(INFRA_SINGLES):
+        if i < 3:  # inside an incident window
+            a, b = windows[i]
+            start = rng.uniform(a, b)
+        else:
+            start = rng.uniform(600, DAY - 3 * 3600)
+        length = 8 * 60 if i % 3 == 0 else rng.uniform(10, 60) * 60
+        alerts.append(
+            {
+                "labels": {
+                    "alertname": name,
+                    "service": svc,
+                    "region": "global",
+                    "instance": f"{svc}-{i}",
+                    "severity": "critical" if i % 4 == 1 else "warning",
+                },
+                "episodes": [[start, start + length]],
                 "group": "single",
             }
         )

@@ -19,16 +19,22 @@ each re-opening (hysteresis), the flap window once the incident flaps. An alert
 firing again within the flap window after its incident resolved re-opens it
 instead of paging anew, and the re-opening is announced only if it lasts longer
 than the incident's hold.
+
+One incident, one thread per destination: alerts of an incident that only fell
+through to the root route (the default receiver) join the thread of the specific
+route the incident's most severe alert matched, unless the default receiver was
+told first. During a storm (or when a twin with the same symptom opened just
+before), an incident that is not the storm's waits ``group_interval`` before its
+first message, so that one whose symptom turns out to be part of the storm is
+merged instead of notified; one whose alerts resolve meanwhile is still notified.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from perfintel.alerting.amconfig import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.incidents import (
@@ -116,6 +122,7 @@ class NotifyCore:
         self.silences: dict[str, Silence] = {}
         self.graph = DependencyGraph()
         self.changes = Changes()
+        self._storm_target: str | None = None  # the storm's incident, found at each tick
         self.related = related
         self.root_cause = root_cause
         self.causes = causes
@@ -170,6 +177,10 @@ class NotifyCore:
                 self.alerts[fp] = AlertRecord(alert, now, now)
             else:
                 old = rec.alert
+                if alert.ends_at is not None and alert.starts_at and alert.ends_at < old.starts_at:
+                    # the resolution of an earlier episode, resent (Prometheus keeps sending
+                    # a resolved alert for a while) after the alert fired again: stale news
+                    continue
                 same_episode = not old.resolved(now) or (
                     alert.starts_at and old.starts_at and alert.starts_at <= (old.ends_at or now)
                 )
@@ -180,7 +191,10 @@ class NotifyCore:
                     inc = self.incidents.get(rec.incident) if rec.incident else None
                     if inc is not None and inc.is_open:
                         inc.flip(
-                            now, self.config.flap_window, self.config.extensions.flapping.threshold
+                            now,
+                            self.config.flap_window,
+                            self.config.extensions.flapping.threshold,
+                            fp,
                         )
                         self.changes.incidents.add(inc.id)
                 rec.alert = alert
@@ -194,6 +208,7 @@ class NotifyCore:
         self._mute(now)
         self._correlate(now)
         self._merge_storm(now)
+        self._storm_target = self._find_storm_target(now)
         for inc in list(self.incidents.values()):
             old = inc.resolved_at is not None and now - inc.resolved_at > INCIDENT_RETENTION
             if inc.state == "resolved" and old:
@@ -216,7 +231,7 @@ class NotifyCore:
             for t in inc.threads.values():
                 route = self._routes.get(t.route_id)
                 if t.last_sent_at is None and route is not None:
-                    due = min(due, t.created_at + route.group_wait)
+                    due = min(due, self._first_due(inc, t, route))
             esc = inc.escalation
             if esc and esc.next_at is not None and not esc.stopped:
                 due = min(due, esc.next_at)
@@ -253,6 +268,7 @@ class NotifyCore:
         ]
         incoming.sort(key=lambda r: (r.alert.starts_at or r.received_at, r.received_at))
         settings = self.config.extensions.incidents
+        widespread = self._widespread(now) if incoming else frozenset()
         for rec in incoming:
             current = self.incidents.get(rec.incident) if rec.incident else None
             if current is not None and current.is_open:
@@ -261,7 +277,7 @@ class NotifyCore:
                 current is not None
                 and current.resolved_at is not None
                 and (
-                    now - current.resolved_at <= self.config.flap_window
+                    now - current.resolved_at <= self._reopen_horizon(current)
                     and not current.acked_by.startswith("manual:")
                 )
             ):
@@ -271,7 +287,7 @@ class NotifyCore:
                 inc = self._open(rec, now)
                 continue
             candidates = [i for i in self.incidents.values() if i.is_open]
-            chosen = self.correlator.choose(rec.alert, candidates, self._members, now)
+            chosen = self.correlator.choose(rec.alert, candidates, self._members, now, widespread)
             if chosen is None:
                 inc = self._open(rec, now)
             else:
@@ -281,6 +297,32 @@ class NotifyCore:
                 rec.incident = inc.id
                 self.changes.incidents.add(inc.id)
             self.changes.alerts.add(rec.fingerprint)
+
+    def _widespread(self, now: float) -> frozenset[str]:
+        return self.correlator.widespread((r.alert for r in self.alerts.values()), now)
+
+    def _find_storm_target(self, now: float) -> str | None:
+        target = self.correlator.storm_target(list(self.incidents.values()), now)
+        return None if target is None else target.id
+
+    def _first_due(self, inc: Incident, thread: Thread, route: Route) -> float:
+        """When a thread's first message is due: ``group_wait`` after it opened.
+
+        An incident opened during a storm that is not the storm itself waits
+        ``group_interval`` from its opening instead: the storm's next alerts show
+        within that time whether its symptom is part of the storm (it spreads and the
+        incident is merged into the storm's) or its own (it is notified then). So
+        does the twin of an incident (``Correlator.twin_of``) before any storm.
+        """
+        due = thread.created_at + route.group_wait
+        target = self._storm_target
+        if target is not None:
+            storm = self.incidents.get(target)
+            if target != inc.id and inc.opened_at >= (storm.opened_at if storm else 0.0):
+                due = max(due, inc.opened_at + route.group_interval)
+        elif self.correlator.twin_of(inc, self.incidents.values()) is not None:
+            due = max(due, inc.opened_at + route.group_interval)
+        return due
 
     def _open(self, rec: AlertRecord, now: float) -> Incident:
         inc = Incident(id=_new_id(now), opened_at=now, last_activity=now)
@@ -300,7 +342,13 @@ class NotifyCore:
         inc.acked_at, inc.acked_by = None, ""
         inc.reopened += 1
         inc.last_activity = now
-        inc.flip(now, self.config.flap_window, self.config.extensions.flapping.threshold)
+        inc.flip(
+            now,
+            self.config.flap_window,
+            self.config.extensions.flapping.threshold,
+            rec.fingerprint,
+            reopen=True,
+        )
         inc.log(
             now,
             "reopened",
@@ -328,8 +376,13 @@ class NotifyCore:
             return
         # the incident that grew most in the window is the cascade; the young others join it
         target = max(young, key=lambda i: (i.recent_joins(since), -i.opened_at))
+        widespread = self._widespread(now)
         for other in young:
-            same_symptom = bool(other.alertnames & target.alertnames)
+            same_symptom = bool(other.alertnames & target.alertnames) or (
+                bool(other.alertnames)
+                and other.alertnames <= widespread
+                and bool(target.alertnames & widespread)
+            )
             if other is not target and other.opened_at >= since and same_symptom:
                 self._merge(target, other, now)
 
@@ -391,6 +444,16 @@ class NotifyCore:
 
     # -- lifecycle ------------------------------------------------------------------
 
+    def _reopen_horizon(self, inc: Incident) -> float:
+        """How long after an incident resolved an alert of it firing again re-opens it
+        (silently, unless the re-opening outlasts the hold): the flap window, and for an
+        incident that flapped the root route's ``repeat_interval`` if longer: a known
+        flapper back within the time Alertmanager would not repeat a notification is
+        the same noise, not news."""
+        if inc.flapping:
+            return max(self.config.flap_window, self.config.route.repeat_interval)
+        return self.config.flap_window
+
     def _hold(self, inc: Incident) -> float:
         """Quiet time before resolution: doubles with each re-opening (hysteresis), up to the flap window."""
         if inc.flapping:
@@ -435,11 +498,18 @@ class NotifyCore:
     # -- threads ---------------------------------------------------------------------
 
     def _route_threads(self, inc: Incident, now: float) -> None:
+        root = self.config.route
+        routed: list[tuple[str, list[Route]]] = []
         for fp in inc.members:
             rec = self.alerts.get(fp)
             if rec is None or (rec.muted() and not rec.alert.resolved(now)):
                 continue
-            for route in self.routes_of(rec.alert):
+            routed.append((fp, self.routes_of(rec.alert)))
+        home = self._home_route(inc, routed, now) if inc.is_open else None
+        for fp, routes in routed:
+            for route in routes:
+                if home is not None and route is root:
+                    route = home  # the catch-all's share of an incident that has a home
                 key = f"route:{route.id}:{route.receiver}"
                 thread = inc.threads.get(key)
                 if thread is None:
@@ -456,6 +526,40 @@ class NotifyCore:
                 if fp not in thread.fingerprints:
                     thread.fingerprints.add(fp)
                     self.changes.incidents.add(inc.id)
+
+    def _home_route(
+        self, inc: Incident, routed: Sequence[tuple[str, Sequence[Route]]], now: float
+    ) -> Route | None:
+        """The route that takes the catch-all's share of the incident, or None.
+
+        The root route receives what no specific route matched: its receiver is the
+        default, not a destination of its own. An incident some of whose alerts match
+        a specific route has a home there, so its alerts that only fell through to the
+        root join that thread (one incident, one thread) instead of opening a second
+        thread on the default receiver, unless the default receiver has already been
+        told about the incident. The home is the specific route of the most severe
+        alert (ties: the first in the tree); a route muted now is no home.
+        """
+        root = self.config.route
+        root_thread = inc.threads.get(f"route:{root.id}:{root.receiver}")
+        if root_thread is not None and root_thread.last_sent_at is not None:
+            return None
+        order = {r.id: n for n, r in enumerate(self._routes.values())}
+        best: tuple[int, int, Route] | None = None
+        for fp, routes in routed:
+            sev = severity_rank(dict(self.alerts[fp].alert.labels))
+            for route in routes:
+                if route is root or self._route_muted(route, now):
+                    continue
+                rank = (-sev, order.get(route.id, 0))
+                if best is None or rank < best[:2]:
+                    best = (rank[0], rank[1], route)
+        if best is None:
+            return None
+        if root_thread is not None:  # announced nowhere yet: its alerts move to the home
+            del inc.threads[root_thread.key]
+            self.changes.incidents.add(inc.id)
+        return best[2]
 
     def _route_muted(self, route: Route, now: float) -> bool:
         ti = self.config.time_intervals
@@ -500,6 +604,9 @@ class NotifyCore:
                 continue
             firing = self._firing(thread, now)
             if not firing:
+                owed = self._owed(thread, route, now)
+                if owed is not None:
+                    out.append(self._emit(inc, thread, "firing", now, as_of=owed))
                 continue
             if thread.last_sent_at is None:
                 paged = inc.threads.get(f"escalation:{thread.receiver}")
@@ -509,7 +616,7 @@ class NotifyCore:
                     thread.last_sent_at = paged.last_sent_at
                     thread.sent_firing |= firing
                     thread.sent_severity = self._severity(firing)
-                elif now >= thread.created_at + route.group_wait:
+                elif now >= self._first_due(inc, thread, route):
                     out.append(self._emit(inc, thread, "firing", now))
                 continue
             if inc.state == "acknowledged" and not thread.acked_sent:
@@ -521,8 +628,13 @@ class NotifyCore:
             reopen_due = None
             if new and not inc.flapping and reopened and reopened[-1] > thread.last_sent_at:
                 # a re-opening is news only once it outlasts the quiet time the incident
-                # now needs to resolve (which doubles with each re-opening)
-                reopen_due = reopened[-1] + self._hold(inc)
+                # now needs to resolve (which doubles with each re-opening): an alert of it
+                # has fired without a break for that long, not merely fired now and then
+                since = min(self.alerts[fp].alert.starts_at or now for fp in new)
+                reopen_due = max(reopened[-1], since) + self._hold(inc)
+                if len(new) >= self.config.extensions.incidents.storm_alerts:
+                    # many of its alerts at once: the outage is back, news after group_wait
+                    reopen_due = reopened[-1] + route.group_wait
             if (worse and now >= thread.last_sent_at + route.group_interval) or (
                 reopen_due is not None and now >= reopen_due
             ):
@@ -536,18 +648,36 @@ class NotifyCore:
                 out.append(self._emit(inc, thread, "repeat", now))
         return out
 
+    def _owed(self, thread: Thread, route: Route, now: float) -> float | None:
+        """A first message that waited (see ``_first_due``) while its alerts resolved is
+        still owed: the time ``group_wait`` would have announced them, if they were all
+        still firing then, else None."""
+        if thread.last_sent_at is not None or not thread.fingerprints:
+            return None
+        at = thread.created_at + route.group_wait
+        recs = [self.alerts[fp] for fp in thread.fingerprints if fp in self.alerts]
+        if not recs or any(r.muted() or not r.alert.resolved(now) for r in recs):
+            return None  # muted alerts are owed nothing; firing ones are announced as usual
+        if any(r.alert.resolved(at + 1e-3) for r in recs):
+            return None  # one of them ended before it would have been announced
+        return at
+
     def _severity(self, fps: Iterable[str]) -> int:
         return max(
             (severity_rank(dict(self.alerts[fp].alert.labels)) for fp in fps if fp in self.alerts),
             default=0,
         )
 
-    def _emit(self, inc: Incident, thread: Thread, kind: Kind, now: float) -> Notification:
+    def _emit(
+        self, inc: Incident, thread: Thread, kind: Kind, now: float, as_of: float | None = None
+    ) -> Notification:
+        """One message of a thread; ``as_of``: the alerts as they were then (a first
+        message owed for alerts that have resolved since, see ``_owed``)."""
         thread.seq += 1
         thread.last_sent_at = now
         fps = thread.fingerprints if thread.key.startswith("route:") else set(inc.members)
         snaps = [
-            AlertSnapshot.of(self.alerts[fp].alert, now)
+            AlertSnapshot.of(self.alerts[fp].alert, now if as_of is None else as_of)
             for fp in sorted(fps, key=lambda f: inc.members[f].joined_at if f in inc.members else 0)
             if fp in self.alerts
             and (
@@ -688,9 +818,15 @@ class NotifyCore:
 
     def _forget(self, now: float) -> None:
         open_members = {fp for i in self.incidents.values() if i.is_open for fp in i.members}
+        # an alert is remembered while its incident can still re-open (it must find it)
+        keep = max(
+            RESOLVED_RETENTION,
+            self.config.flap_window,
+            self.config.route.repeat_interval,
+        )
         for fp, rec in list(self.alerts.items()):
             ends = rec.alert.ends_at
-            if ends is not None and ends <= now - RESOLVED_RETENTION and fp not in open_members:
+            if ends is not None and ends <= now - keep and fp not in open_members:
                 del self.alerts[fp]
                 self._route_cache.pop(fp, None)
                 self.changes.forgotten_alerts.add(fp)
@@ -701,51 +837,3 @@ class NotifyCore:
 
 def _new_id(now: float) -> str:
     return f"{int(now * 1000):x}{os.urandom(3).hex()}"
-
-
-def incident_view(core: NotifyCore, inc: Incident, now: float | None = None) -> dict[str, Any]:
-    """The API shape of an incident."""
-    at = time.time() if now is None else now
-    members = []
-    for fp, m in inc.members.items():
-        rec = core.alerts.get(fp)
-        members.append(
-            {
-                "fingerprint": fp,
-                "joinedAt": m.joined_at,
-                "startsAt": m.starts_at,
-                "link": m.link,
-                "labels": dict(rec.alert.labels) if rec else {},
-                "status": "unknown"
-                if rec is None
-                else ("resolved" if rec.alert.resolved(at) else "firing"),
-            }
-        )
-    return {
-        "id": inc.id,
-        "title": inc.title,
-        "state": inc.state,
-        "openedAt": inc.opened_at,
-        "acknowledgedAt": inc.acked_at,
-        "acknowledgedBy": inc.acked_by,
-        "resolvedAt": inc.resolved_at,
-        "rootCause": inc.root,
-        "flapping": inc.flapping,
-        "reopened": inc.reopened,
-        "services": sorted(inc.services),
-        "causes": inc.causes,
-        "alerts": members,
-        "timeline": inc.timeline,
-        "escalation": None
-        if inc.escalation is None
-        else {
-            "policy": inc.escalation.policy,
-            "level": inc.escalation.level,
-            "nextAt": inc.escalation.next_at,
-            "stopped": inc.escalation.stopped,
-        },
-        "threads": [
-            {"receiver": t.receiver, "groupKey": t.group_key, "messages": t.seq, "level": t.level}
-            for t in inc.threads.values()
-        ],
-    }

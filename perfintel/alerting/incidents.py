@@ -16,12 +16,16 @@ surfaces):
 4. **storm** — at least ``storm_alerts`` alerts joined incidents within the
    window: a cascade is under way, and an alert with the same symptom (an
    ``alertname`` the incident already has) starting in the middle of it is far
-   more likely part of it than a coincidence. It joins the (non-flapping)
-   incident that grew most in the window; young incidents of the same symptoms
-   opened during the storm are merged into it. An alert with a symptom of its
-   own is never absorbed by a storm: unrelated single alerts are each notified.
+   more likely part of it than a coincidence. So is a *widespread* symptom, one
+   that at least ``storm_alerts`` alerts started with within the window (muted ones
+   count: an outage's latency alerts inhibited by its instance-down alerts are still
+   its symptom). It joins the (non-flapping) incident that grew most in the window;
+   young incidents of its symptoms, or of widespread ones, opened during the storm
+   are merged into it. An alert with a symptom of its own is never absorbed by a
+   storm: unrelated single alerts are each notified.
 
-Otherwise the alert opens a new incident. An alert of an open incident that
+A flapping incident takes no new alerts: an outage reaching the service of a
+flapping alert is news, not one more flip. Otherwise the alert opens a new incident. An alert of an open incident that
 resolves and fires again is a *flip*; ``threshold`` flips within the flap
 window make the incident flapping. The root-cause guess is the alert
 that started first (a ``RootCauseHook`` may refine it with the order in which
@@ -31,7 +35,7 @@ the series changed).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,7 +141,8 @@ class Incident:
     acked_by: str = ""
     reopened: int = 0
     flapping: bool = False
-    flips: list[float] = field(default_factory=list)
+    #: recent flips as (time, fingerprint); a re-opening of the incident is also (time, "")
+    flips: list[tuple[float, str]] = field(default_factory=list)
     title: str = ""
     timeline: list[dict[str, Any]] = field(default_factory=list)
     threads: dict[str, Thread] = field(default_factory=dict)
@@ -160,10 +165,24 @@ class Incident:
     def recent_joins(self, since: float) -> int:
         return sum(1 for m in self.members.values() if m.joined_at >= since)
 
-    def flip(self, at: float, window: float, threshold: int) -> None:
-        """An alert of this incident fired again; enough flips in the window mean flapping."""
-        self.flips = [*[t for t in self.flips if t >= at - window][-50:], at]
-        if not self.flapping and len(self.flips) >= threshold:
+    def flip(
+        self, at: float, window: float, threshold: int, fingerprint: str, reopen: bool = False
+    ) -> None:
+        """An alert of this incident fired again (``reopen``: and re-opened it).
+
+        The incident flaps when one alert flipped ``threshold`` times in the window,
+        or the incident itself re-opened that often: alerts of a large incident that
+        each fire again once or twice (pods restarting in an outage) are its life,
+        not flapping.
+        """
+        fresh = [(t, fp) for t, fp in self.flips if t >= at - window][-200:]
+        fresh.append((at, fingerprint))
+        if reopen:
+            fresh.append((at, ""))
+        self.flips = fresh
+        same = sum(1 for _, fp in fresh if fp == fingerprint)
+        reopens = sum(1 for _, fp in fresh if fp == "")
+        if not self.flapping and max(same, reopens) >= threshold:
             self.flapping = True
             self.log(at, "flapping", "flapping: further flips are folded into this incident")
 
@@ -184,7 +203,7 @@ class Incident:
             "acked_by": self.acked_by,
             "reopened": self.reopened,
             "flapping": self.flapping,
-            "flips": self.flips,
+            "flips": [list(f) for f in self.flips],
             "title": self.title,
             "timeline": self.timeline,
             "threads": [t.to_dict() for t in self.threads.values()],
@@ -218,7 +237,10 @@ class Incident:
             acked_by=d["acked_by"],
             reopened=d["reopened"],
             flapping=d["flapping"],
-            flips=list(d.get("flips", [])),
+            # before flips named their alert they were bare times, counted as re-openings
+            flips=[
+                (f, "") if isinstance(f, int | float) else (f[0], f[1]) for f in d.get("flips", [])
+            ],
             title=d["title"],
             timeline=list(d["timeline"]),
             threads={t["key"]: Thread.from_dict(t) for t in d["threads"]},
@@ -296,6 +318,42 @@ class Correlator:
             sum(i.recent_joins(since) for i in incidents if i.is_open) >= self.settings.storm_alerts
         )
 
+    def widespread(self, alerts: Iterable[Alert], now: float) -> frozenset[str]:
+        """Alert names that at least ``storm_alerts`` firing alerts (muted or not) started
+        with within the window: a symptom spreading, not a single alert."""
+        since = now - self.window
+        counts: dict[str, int] = {}
+        for a in alerts:
+            if (a.starts_at or now) >= since and not a.resolved(now):
+                counts[a.name] = counts.get(a.name, 0) + 1
+        need = self.settings.storm_alerts
+        return frozenset(name for name, n in counts.items() if n >= need)
+
+    def storm_target(self, incidents: Sequence[Incident], now: float) -> Incident | None:
+        """During a storm, the incident that grew most in the window (the cascade)."""
+        open_ = [i for i in incidents if i.is_open and not i.flapping]
+        if not open_ or not self.storming(open_, now):
+            return None
+        since = now - self.window
+        return max(open_, key=lambda i: (i.recent_joins(since), -i.opened_at))
+
+    def twin_of(self, inc: Incident, incidents: Iterable[Incident]) -> Incident | None:
+        """An open incident with the same symptom opened shortly before this one (or with
+        it and first in order): two services showing one symptom at once may be the
+        start of a storm, so the second waits like an incident opened during one."""
+        mine = (inc.opened_at, inc.id)
+        for other in incidents:
+            if (
+                other is not inc
+                and other.is_open
+                and not other.flapping
+                and (other.opened_at, other.id) < mine
+                and inc.opened_at - other.opened_at <= self.window
+                and other.alertnames & inc.alertnames
+            ):
+                return other
+        return None
+
     def link(
         self,
         alert: Alert,
@@ -303,6 +361,7 @@ class Correlator:
         members: Sequence[Alert],
         now: float,
         storm: bool = False,
+        widespread: frozenset[str] = frozenset(),
     ) -> Link | None:
         """How ``alert`` belongs to ``incident``, or None.
 
@@ -310,8 +369,8 @@ class Correlator:
         muted (inhibited, silenced) while the incident was active still belongs to
         it when it surfaces later.
         """
-        if not incident.is_open:
-            return None
+        if not incident.is_open or incident.flapping:
+            return None  # a flapping incident folds its own flips, it takes in no news
         started = alert.starts_at or now
         if min(started, now) - incident.last_activity > self.window:
             return None
@@ -329,7 +388,10 @@ class Correlator:
             storm
             and not incident.flapping
             and now - incident.last_activity <= self.window
-            and labels.get("alertname", "") in incident.alertnames
+            and (
+                labels.get("alertname", "") in incident.alertnames
+                or (labels.get("alertname", "") in widespread and incident.alertnames & widespread)
+            )
         ):
             return "storm"
         return None
@@ -340,13 +402,16 @@ class Correlator:
         candidates: Sequence[Incident],
         members_of: Callable[[Incident], Sequence[Alert]],
         now: float,
+        widespread: frozenset[str] = frozenset(),
     ) -> tuple[Incident, Link] | None:
         strength = {"labels": 0, "dependency": 1, "co-movement": 2, "storm": 3}
         storm = self.storming(candidates, now)
         since = now - self.window
         best: tuple[int, float, Incident, Link] | None = None
         for inc in candidates:
-            link = self.link(alert, inc, members_of(inc) if self.related else (), now, storm)
+            link = self.link(
+                alert, inc, members_of(inc) if self.related else (), now, storm, widespread
+            )
             if link is None:
                 continue
             # among storm candidates, the incident that grew most recently is the cascade

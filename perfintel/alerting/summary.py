@@ -8,18 +8,19 @@ incident opened, was acknowledged, escalated or logged a notification.
 
 Bounds: ``top`` alerts and incidents; at most ``MAX_ENTITY_KEYS`` distinct
 (service, instance) pairs in ``by_entity`` (the rest are counted in
-``entities_dropped``).
+``entities_dropped``). ``incident_view`` is the API's shape of one incident.
 """
 
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from perfintel.alerting.dispatcher import NotifyCore
-from perfintel.alerting.incidents import severity_rank
+from perfintel.alerting.incidents import Incident, severity_rank
 
 MAX_ENTITY_KEYS = 10_000
 #: severity rank (perfintel.alerting.incidents.SEVERITY_RANK) -> the bucket it is counted in
@@ -186,3 +187,51 @@ def summarise(core: NotifyCore, now: float, top: int = 10) -> ActiveSummary:
         events=events,
         silences=sum(1 for x in core.silences.values() if x.state(now) == "active"),
     )
+
+
+def incident_view(core: NotifyCore, inc: Incident, now: float | None = None) -> dict[str, Any]:
+    """The API shape of an incident."""
+    at = time.time() if now is None else now
+    members = []
+    for fp, m in inc.members.items():
+        rec = core.alerts.get(fp)
+        members.append(
+            {
+                "fingerprint": fp,
+                "joinedAt": m.joined_at,
+                "startsAt": m.starts_at,
+                "link": m.link,
+                "labels": dict(rec.alert.labels) if rec else {},
+                "status": "unknown"
+                if rec is None
+                else ("resolved" if rec.alert.resolved(at) else "firing"),
+            }
+        )
+    return {
+        "id": inc.id,
+        "title": inc.title,
+        "state": inc.state,
+        "openedAt": inc.opened_at,
+        "acknowledgedAt": inc.acked_at,
+        "acknowledgedBy": inc.acked_by,
+        "resolvedAt": inc.resolved_at,
+        "rootCause": inc.root,
+        "flapping": inc.flapping,
+        "reopened": inc.reopened,
+        "services": sorted(inc.services),
+        "causes": inc.causes,
+        "alerts": members,
+        "timeline": inc.timeline,
+        "escalation": None
+        if inc.escalation is None
+        else {
+            "policy": inc.escalation.policy,
+            "level": inc.escalation.level,
+            "nextAt": inc.escalation.next_at,
+            "stopped": inc.escalation.stopped,
+        },
+        "threads": [
+            {"receiver": t.receiver, "groupKey": t.group_key, "messages": t.seq, "level": t.level}
+            for t in inc.threads.values()
+        ],
+    }

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from perfintel.alerting.dispatcher import incident_view
 from perfintel.alerting.pipeline import Pipeline
+from perfintel.alerting.summary import incident_view
 from perfintel.api.alertmanager import _read_json, pipeline_of
 from perfintel.api.auth import require
 from perfintel.api.responses import JSONResponse
