@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from perfintel.alerting.amconfig import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.incidents import (
+    SEVERITY_RANK,
     CausesHook,
     Correlator,
     DependencyGraph,
@@ -67,6 +68,8 @@ RESOLVED_RETENTION = 3600.0  # a resolved alert outside open incidents is forgot
 INCIDENT_RETENTION = 7 * 86400.0  # resolved incidents stay in memory (the database keeps all)
 
 log = logging.getLogger(__name__)
+#: severity rank of a page (``critical``/``page``): such a thread is never held back
+_PAGE_RANK = SEVERITY_RANK["critical"]
 
 
 @dataclass
@@ -312,9 +315,12 @@ class NotifyCore:
         ``group_interval`` from its opening instead: the storm's next alerts show
         within that time whether its symptom is part of the storm (it spreads and the
         incident is merged into the storm's) or its own (it is notified then). So
-        does the twin of an incident (``Correlator.twin_of``) before any storm.
+        does the twin of an incident (``Correlator.twin_of``) before any storm. A thread
+        with a critical (``page``) alert is never held back.
         """
         due = thread.created_at + route.group_wait
+        if self._severity(thread.fingerprints) >= _PAGE_RANK:
+            return due  # a page never waits on a storm: merged later, it costs one message
         target = self._storm_target
         if target is not None:
             storm = self.incidents.get(target)

@@ -152,3 +152,22 @@ def test_an_outage_coming_back_re_opens_its_incident_and_is_announced_after_grou
     one = back + 2100
     core.receive([replace(down[0], starts_at=one, ends_at=one + 300)], one)
     assert [n.kind for n in run(core, one, one + 60)] == []
+
+
+def test_a_page_opened_during_a_storm_is_not_held_back() -> None:
+    """During a storm a warning-level incident that is not the storm's waits a
+    group_interval (it may turn out to be part of it); a critical one never waits."""
+    core = NotifyCore(parse_config(CONFIG))
+    storm = [
+        alert(T0, alertname="InstanceDown", job=f"app{i}", instance=f"app{i}:9100")
+        for i in range(12)
+    ]
+    core.receive(storm, T0)
+    notes = run(core, T0, T0 + 60)
+    disk = alert(T0 + 60, alertname="DiskFull", job="db", instance="db:1", severity="critical")
+    slow = alert(T0 + 60, alertname="SlowQueries", job="db2", instance="db2:1", severity="warning")
+    core.receive([*storm, disk, slow], T0 + 60)
+    notes = run(core, T0 + 60, T0 + 500)
+    first = {n.alerts[0].labels["alertname"]: n.created_at for n in notes if n.kind == "firing"}
+    assert first["DiskFull"] <= T0 + 60 + 35  # group_wait, not group_interval
+    assert first["SlowQueries"] >= T0 + 60 + 300  # waited to see whether the storm took it
