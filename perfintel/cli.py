@@ -27,6 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from perfintel.cli_alerts import alerts_app
+from perfintel.cli_analyze import analyze_app
+from perfintel.cli_common import DEFAULT_URL, Token, Url, auth_headers, console, fail
 from perfintel.cli_rules import rules_app
 from perfintel.config import load_settings
 from perfintel.errors import PerfintelError
@@ -38,16 +40,11 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate the models on public benchmarks.", no_args_is_help=True)
-analyze_app = typer.Typer(
-    help="Correlation, root cause, change impact and recommendations of a running perfintel.",
-    no_args_is_help=True,
-)
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(rules_app, name="rules")
-console = Console(stderr=True)
 
 
 def _print_version(value: bool) -> None:
@@ -76,21 +73,9 @@ DataDir = Annotated[
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML or TOML config file.")
 ]
-Url = Annotated[
-    str,
-    typer.Option("--url", envvar="PERFINTEL_URL", help="Base URL of a running perfintel."),
-]
-Token = Annotated[str | None, typer.Option(envvar="PERFINTEL_TOKEN", help="Bearer token.")]
-DEFAULT_URL = "http://127.0.0.1:9470"
 #: Uploads and downloads of any size: no read/write deadline, a connect deadline only.
 _LONG_TIMEOUT = httpx.Timeout(None, connect=10)
 _BLOCK = 1 << 20
-
-
-def _fail(exc: Exception, *, code: int = 2) -> typer.Exit:
-    """One line on stderr and the exit code: 2 for bad usage or settings, 1 for a failed operation."""
-    console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-    return typer.Exit(code)
 
 
 @contextlib.contextmanager
@@ -102,7 +87,7 @@ def _reaching(url: str) -> Iterator[None]:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, httpx.ConnectError):
             reason += " (is `perfintel serve` running there?)"
-        raise _fail(RuntimeError(f"cannot reach {url}: {reason}"), code=1) from None
+        raise fail(RuntimeError(f"cannot reach {url}: {reason}"), code=1) from None
 
 
 def _ensure_reachable(url: str) -> None:
@@ -120,7 +105,7 @@ def _fail_http(r: httpx.Response) -> typer.Exit:
     except (ValueError, AttributeError, httpx.HTTPError):
         message = r.text
     error = RuntimeError(f"HTTP {r.status_code}: {message[:500]}")
-    return _fail(error, code=2 if 400 <= r.status_code < 500 else 1)
+    return fail(error, code=2 if 400 <= r.status_code < 500 else 1)
 
 
 @app.command()
@@ -157,12 +142,12 @@ def serve(
             },
         )
     except PerfintelError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     configure_logging(settings)
     try:
         code = run_server(settings, announce=lambda line: console.print(line, soft_wrap=True))
     except ServeError as exc:
-        raise _fail(exc, code=1) from exc
+        raise fail(exc, code=1) from exc
     raise typer.Exit(code)
 
 
@@ -186,10 +171,6 @@ _ENDPOINTS = {
     "vm": ("/api/v1/import", "application/stream+json"),
     "remote_write": ("/api/v1/write", "application/x-protobuf"),
 }
-
-
-def _auth_headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 @app.command()
@@ -230,13 +211,13 @@ def ingest(
             name = f.name[:-3] if f.name.endswith(".gz") else f.name
             kind = fmt or _FORMATS.get(Path(name).suffix.lower())
             if kind not in _ENDPOINTS:
-                raise _fail(
+                raise fail(
                     ValueError(f"{f}: cannot tell the format from the extension; pass --format")
                 )
             path, ctype = _ENDPOINTS[kind]
             if kind == "influx":
                 path = f"/write?precision={precision}"
-            headers = {"Content-Type": ctype, **_auth_headers(token)}
+            headers = {"Content-Type": ctype, **auth_headers(token)}
             if f.name.endswith(".gz"):
                 headers["Content-Encoding"] = "gzip"
             elif kind == "remote_write":
@@ -287,7 +268,7 @@ def query(
         if step:
             parse_duration_ms(step, "--step")
     except PerfintelError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     params: dict[str, Any] = {
         "match": selector,
         "start": start_s,
@@ -301,7 +282,7 @@ def query(
         r = httpx.get(
             f"{url}/api/v1/series/query",
             params={k: v for k, v in params.items() if v is not None},
-            headers=_auth_headers(token),
+            headers=auth_headers(token),
             timeout=60,
         )
     if r.status_code != 200:
@@ -392,7 +373,7 @@ def demo(
                     headers={
                         "Content-Type": "application/x-protobuf",
                         "Content-Encoding": "snappy",
-                        **_auth_headers(token),
+                        **auth_headers(token),
                     },
                 )
             if r.status_code >= 400:
@@ -461,7 +442,7 @@ def backup(
         Progress(
             *_byte_columns(), TextColumn("{task.fields[samples]:,} samples"), console=console
         ) as progress,
-        httpx.Client(base_url=url, timeout=_LONG_TIMEOUT, headers=_auth_headers(token)) as client,
+        httpx.Client(base_url=url, timeout=_LONG_TIMEOUT, headers=auth_headers(token)) as client,
         _reaching(url),
         client.stream("GET", "/api/v1/export", params=params) as r,
     ):
@@ -484,7 +465,7 @@ def backup(
     counter.finish()
     if not counter.complete:
         partial.unlink(missing_ok=True)
-        raise _fail(
+        raise fail(
             RuntimeError("the export ended in the middle of a line (server stopped?)"), code=1
         )
     partial.replace(file)
@@ -507,9 +488,9 @@ def restore(
     it arrives, so backups of any size restore in constant memory on both sides.
     """
     if not file.is_file():
-        raise _fail(FileNotFoundError(f"no such file: {file}"))
+        raise fail(FileNotFoundError(f"no such file: {file}"))
     _ensure_reachable(url)
-    headers = {"Content-Type": "application/stream+json", **_auth_headers(token)}
+    headers = {"Content-Type": "application/stream+json", **auth_headers(token)}
     if file.name.endswith(".gz"):
         headers["Content-Encoding"] = "gzip"  # the server inflates it as a stream
     began = time.monotonic()
@@ -547,7 +528,7 @@ def snapshot(url: Url = DEFAULT_URL, token: Token = None) -> None:
     """
     with _reaching(url):
         r = httpx.post(
-            f"{url}/api/v1/admin/snapshot", headers=_auth_headers(token), timeout=_LONG_TIMEOUT
+            f"{url}/api/v1/admin/snapshot", headers=auth_headers(token), timeout=_LONG_TIMEOUT
         )
     if r.status_code != 200:
         raise _fail_http(r)
@@ -649,11 +630,11 @@ def eval_nab_cv(
     from perfintel.evaluation.nab_cv import cross_validate, format_report, load_corpus
 
     if family not in FAMILIES:
-        raise _fail(ValueError(f"unknown family {family!r} (known: {', '.join(FAMILIES)})"))
+        raise fail(ValueError(f"unknown family {family!r} (known: {', '.join(FAMILIES)})"))
     try:
         corpus = load_corpus(nab, scorer)
     except PerfintelError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     report = cross_validate(
         FAMILIES[family],
         corpus,
@@ -694,299 +675,6 @@ def eval_m4(
             progress=step,
         )
     console.print(f"wrote {out}")
-
-
-AsJson = Annotated[bool, typer.Option("--json", help="Print the raw JSON answer.")]
-Plot = Annotated[Path | None, typer.Option("--plot", help="Also write a PNG chart here.")]
-
-
-def _post(url: str, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
-    """POST a JSON body to a running perfintel; the decoded answer, or exit 2 with its error."""
-    try:
-        r = httpx.post(
-            url + path,
-            json={k: v for k, v in body.items() if v is not None},
-            headers=_auth_headers(token),
-            timeout=300,
-        )
-    except httpx.HTTPError as exc:
-        raise _fail(RuntimeError(f"cannot reach {url}: {exc}")) from exc
-    try:
-        data: dict[str, Any] = r.json()
-    except ValueError:
-        data = {"error": r.text[:500]}
-    if r.status_code != 200:
-        raise _fail(RuntimeError(f"HTTP {r.status_code}: {data.get('error', r.text[:500])}"))
-    return data
-
-
-def _labels(d: dict[str, str]) -> str:
-    name = d.get("__name__", "")
-    rest = ",".join(f'{k}="{v}"' for k, v in d.items() if k != "__name__")
-    return f"{name}{{{rest}}}" if rest else name
-
-
-def _f(v: float | None, fmt: str = ".3g") -> str:
-    return "-" if v is None else format(v, fmt)
-
-
-@analyze_app.command("correlations")
-def analyze_correlations(
-    selectors: Annotated[list[str], typer.Argument(help="Series selectors to correlate.")],
-    url: Url = "http://127.0.0.1:9470",
-    target: Annotated[str | None, typer.Option(help="One series against the others.")] = None,
-    start: Annotated[
-        str | None, typer.Option(help="Unix seconds or RFC3339 (default end - 1d).")
-    ] = None,
-    end: Annotated[str | None, typer.Option(help="Unix seconds or RFC3339 (default now).")] = None,
-    step: Annotated[str | None, typer.Option(help="Grid step (default by the range).")] = None,
-    max_lag: Annotated[str, typer.Option(help="Largest lead or lag searched.")] = "30m",
-    alpha: Annotated[float, typer.Option(help="False-discovery rate.")] = 0.05,
-    limit: Annotated[int, typer.Option(help="Pairs shown.")] = 20,
-    plot: Plot = None,
-    as_json: AsJson = False,
-    token: Token = None,
-) -> None:
-    """Pairwise correlation (de-seasonalised, best lag, BH-controlled) and who moved first."""
-    body = {
-        "selectors": selectors,
-        "target": target,
-        "start": start,
-        "end": end,
-        "step": step,
-        "max_lag": max_lag,
-        "alpha": alpha,
-        "limit": limit,
-        "matrix": plot is not None,
-    }
-    data = _post(url, "/api/v1/performance/analyze/correlations", body, token)["data"]
-    if as_json:
-        sys.stdout.write(orjson_dumps(data) + "\n")
-    else:
-        names = [_labels(s["labels"]) for s in data["series"]]
-        out = Console()
-        table = Table(
-            title=f"{data['significant_pairs']} of {data['pairs_tested']} pairs significant "
-            f"(FDR {data['alpha']:g}, step {data['step_seconds']:g} s)"
-        )
-        for c in ("a", "b", "lag", "xcorr", "pearson", "spearman", "q", ""):
-            table.add_column(c)
-        for p in data["pairs"]:
-            table.add_row(
-                names[p["a"]],
-                names[p["b"]],
-                f"{p['lag_seconds']:+g} s",
-                _f(p["xcorr"], ".2f"),
-                _f(p["pearson"], ".2f"),
-                _f(p["spearman"], ".2f"),
-                _f(p["q_value"], ".2g"),
-                "significant" if p["significant"] else "",
-            )
-        out.print(table)
-        leaders = Table(title="who moved first (lead score: leads minus follows, weighted)")
-        for c in ("series", "score", "leads", "follows"):
-            leaders.add_column(c)
-        for ld in data["leaders"][:10]:
-            leaders.add_row(
-                names[ld["index"]], f"{ld['score']:.2f}", str(ld["leads"]), str(ld["follows"])
-            )
-        out.print(leaders)
-    if plot is not None:
-        import numpy as np
-
-        from perfintel.performance.plot import correlation_heatmap_png
-
-        if data["matrix"] is None:
-            raise _fail(RuntimeError("too many series for a heat map"))
-        m = np.array([[np.nan if v is None else v for v in row] for row in data["matrix"]["xcorr"]])
-        names = [_labels(s["labels"]) for s in data["series"]]
-        plot.write_bytes(correlation_heatmap_png(names, m, "cross-correlation at the best lag"))
-        console.print(f"wrote {plot}")
-
-
-@analyze_app.command("root-cause")
-def analyze_root_cause(
-    selector: Annotated[
-        str | None, typer.Argument(help="The candidate series (a selector).")
-    ] = None,
-    at: Annotated[
-        str | None, typer.Option("--time", help="The incident's time: Unix seconds or RFC3339.")
-    ] = None,
-    incident: Annotated[
-        str | None,
-        typer.Option(help="An alerting incident's id, instead of the selector and --time."),
-    ] = None,
-    url: Url = "http://127.0.0.1:9470",
-    window: Annotated[
-        str, typer.Option(help="How long before the time changes are sought.")
-    ] = "30m",
-    baseline: Annotated[str, typer.Option(help="The normal behaviour before the window.")] = "3h",
-    step: Annotated[str, typer.Option(help="Grid step.")] = "1m",
-    limit: Annotated[int, typer.Option(help="Causes shown.")] = 10,
-    plot: Plot = None,
-    as_json: AsJson = False,
-    token: Token = None,
-) -> None:
-    """The series ranked as the root cause of an incident, with onsets and explanations."""
-    body = {
-        "selector": selector,
-        "time": at,
-        "incident": incident,
-        "window": window,
-        "baseline": baseline,
-        "step": step,
-        "limit": limit,
-    }
-    data = _post(url, "/api/v1/performance/analyze/root-cause", body, token)["data"]
-    if as_json:
-        sys.stdout.write(orjson_dumps(data) + "\n")
-    else:
-        table = Table(
-            title=f"root-cause candidates of the incident at {data['time']} "
-            f"({data['candidates']} series examined)"
-        )
-        for c in ("#", "series", "score", "onset", "σ", "explanation"):
-            table.add_column(c)
-        for i, c in enumerate(data["causes"], start=1):
-            table.add_row(
-                str(i),
-                _labels(c["labels"]),
-                f"{c['score']:.2f}",
-                c["onset"][11:19],
-                f"{c['sigma']:+.1f}",
-                c["explanation"],
-            )
-        Console().print(table)
-    if plot is not None:
-        import numpy as np
-
-        from perfintel.performance.plot import root_cause_timeline_png
-
-        rows = []
-        for c in data["causes"][:6]:
-            ev = c["evidence"]
-            z = np.array([np.nan if v is None else v for v in ev["z"]])
-            ts = ev["start"] + 1000 * ev["step_seconds"] * np.arange(z.size)
-            rows.append((_labels(c["labels"]), ts, z, int(c["onset_unix"] * 1000)))
-        t_ms = int(parse_time_ms_cli(data["time"]))
-        plot.write_bytes(
-            root_cause_timeline_png(rows, t_ms, f"root cause, incident at {data['time']}")
-        )
-        console.print(f"wrote {plot}")
-
-
-@analyze_app.command("change-impact")
-def analyze_change_impact(
-    selector: Annotated[str, typer.Argument(help="The metrics to assess (a selector).")],
-    url: Url = "http://127.0.0.1:9470",
-    change_time: Annotated[str | None, typer.Option(help="When the change happened.")] = None,
-    annotation: Annotated[
-        str | None, typer.Option(help='Series recording changes, e.g. deploy_info{service="x"}.')
-    ] = None,
-    after: Annotated[str, typer.Option(help="Window after the change.")] = "1h",
-    before: Annotated[str | None, typer.Option(help="History before the change.")] = None,
-    level: Annotated[float, typer.Option(help="Interval coverage.")] = 0.9,
-    as_json: AsJson = False,
-    token: Token = None,
-) -> None:
-    """The effect of a change on metrics: counterfactual forecast, interval, significance."""
-    body = {
-        "selector": selector,
-        "change_time": change_time,
-        "annotation": annotation,
-        "after": after,
-        "before": before,
-        "level": level,
-    }
-    data = _post(url, "/api/v1/performance/analyze/change-impact", body, token)["data"]
-    if as_json:
-        sys.stdout.write(orjson_dumps(data) + "\n")
-        return
-    table = Table(
-        title=f"impact of the change at {data['change_time']} "
-        f"({data['after_steps']} steps of {data['step_seconds']:g} s after it)"
-    )
-    for c in ("series", "expected", "observed", "effect", f"{level:.0%} interval", "relative", ""):
-        table.add_column(c)
-    for r in data["results"]:
-        rel = f"{100 * r['relative']:+.1f} %" if r["relative"] is not None else "-"
-        table.add_row(
-            _labels(r["labels"]),
-            _f(r["expected"], ".4g"),
-            _f(r["observed"], ".4g"),
-            _f(r["effect"], "+.3g"),
-            f"[{_f(r['lower'], '.3g')}, {_f(r['upper'], '.3g')}]",
-            rel,
-            "significant" if r["significant"] else "",
-        )
-    Console().print(table)
-    for s in data["skipped"]:
-        console.print(f"[yellow]skipped {_labels(s['labels'])}: {s['reason']}[/yellow]")
-
-
-@analyze_app.command("recommend")
-def analyze_recommend(
-    url: Url = "http://127.0.0.1:9470",
-    window: Annotated[str | None, typer.Option(help="History looked at (default 14d).")] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="Recommendation kinds (repeat).")] = None,
-    core_hour: Annotated[float | None, typer.Option(help="Price of a core-hour.")] = None,
-    memory_gib_month: Annotated[
-        float | None, typer.Option(help="Price of a GiB-month of memory.")
-    ] = None,
-    disk_gib_month: Annotated[
-        float | None, typer.Option(help="Price of a GiB-month of disk.")
-    ] = None,
-    as_json: AsJson = False,
-    token: Token = None,
-) -> None:
-    """Optimisation recommendations with evidence, confidence and costed monthly impact."""
-    cost = {
-        "core_hour": core_hour,
-        "memory_gib_month": memory_gib_month,
-        "disk_gib_month": disk_gib_month,
-    }
-    body = {
-        "window": window,
-        "kinds": kind,
-        "cost": {k: v for k, v in cost.items() if v is not None} or None,
-    }
-    data = _post(url, "/api/v1/performance/optimize/recommendations", body, token)["data"]
-    if as_json:
-        sys.stdout.write(orjson_dumps(data) + "\n")
-        return
-    cur = data["cost_model"]["currency"]
-    table = Table(
-        title=f"{data['total']} recommendations over {data['resources']} resources: "
-        f"saves {data['monthly_saving']:.2f} {cur}/month, adds {data['monthly_extra_cost']:.2f}"
-    )
-    for c in ("kind", "resource", "action", "confidence", f"{cur}/month"):
-        table.add_column(c)
-    for r in data["recommendations"]:
-        res = r["resource"]
-        who = ",".join(f"{k}={v}" for k, v in res["entity"].items() if k not in ("job",))
-        cost_cell = f"{r['impact']['monthly_cost']:+.2f}" if r["impact"] else "-"
-        table.add_row(
-            r["kind"],
-            f"{res['level']} {res['kind']} {who}",
-            r["action"],
-            f"{r['confidence']:.2f}",
-            cost_cell,
-        )
-    Console().print(table)
-    for f in data["failures"]:
-        console.print(f"[yellow]rule {f['rule']} failed: {f['error']}[/yellow]")
-
-
-def orjson_dumps(data: Any) -> str:
-    import orjson
-
-    return orjson.dumps(data).decode()
-
-
-def parse_time_ms_cli(value: str) -> int:
-    from perfintel.api.params import parse_time_ms
-
-    return parse_time_ms(value, "time")
 
 
 @contextlib.contextmanager

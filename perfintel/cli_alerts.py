@@ -11,19 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perfintel.cli_common import Token, Url, auth_headers, console
 from perfintel.errors import PerfintelError
 
 alerts_app = typer.Typer(
     help="Notifications: configuration, incidents, silences.", no_args_is_help=True
 )
-console = Console(stderr=True)
-Url = Annotated[str, typer.Option("--url", help="Base URL of a running perfintel.")]
-Token = Annotated[str | None, typer.Option(envvar="PERFINTEL_TOKEN", help="Bearer token.")]
 
 
 def _client(url: str, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url, headers=headers, timeout=30)
+    return httpx.Client(base_url=url, headers=auth_headers(token), timeout=30)
 
 
 def _check(r: httpx.Response) -> dict[str, Any]:

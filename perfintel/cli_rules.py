@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from perfintel.cli_common import auth_headers
 from perfintel.errors import PerfintelError
 
 rules_app = typer.Typer(
@@ -194,7 +195,7 @@ def _fetch(url: str, token: str | None, selectors: list[str], start: float, end:
     from perfintel.storage.memory import MemoryStore
 
     store = MemoryStore()
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = auth_headers(token)
     with httpx.Client(base_url=url, timeout=300, headers=headers) as client:
         for sel in selectors:
             try:

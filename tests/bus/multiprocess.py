@@ -28,6 +28,18 @@ def bus_env(prefix: str, database_url: str, shards: int) -> dict[str, str]:
 
 
 #: the ``alertmanager.yml`` of the multi-process tests: every alert to one webhook
+def vm_store_env(vm_url: str, namespace: str) -> dict[str, str]:
+    """The environment that puts a process's samples in the VictoriaMetrics at ``vm_url``,
+    each test's own under the extra label ``pi_test=<namespace>``."""
+    return {
+        "PERFINTEL_STORAGE__BACKEND": "victoriametrics",
+        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": vm_url + "/api/v1/write",
+        "PERFINTEL_STORAGE__REMOTE__READ_URL": vm_url,
+        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": vm_url + "/internal/force_flush",
+        "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test={namespace}",
+    }
+
+
 WEBHOOK_AM_YML = """\
 route:
   receiver: team

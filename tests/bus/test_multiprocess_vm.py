@@ -61,6 +61,7 @@ from tests.bus.multiprocess import (
     WRITE,
     bus_env,
     shard_holders,
+    vm_store_env,
     wait_drained,
     wait_for_holders,
 )
@@ -254,11 +255,7 @@ def test_all_roles_at_once_on_victoriametrics_survive_a_killed_worker_and_ingest
     assert postgres_url.startswith("postgresql")  # leases, checkpoints, alerting state
     common = {
         **bus_env(redis_prefix, postgres_url, SHARDS),
-        "PERFINTEL_STORAGE__BACKEND": "victoriametrics",
-        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": vm + "/api/v1/write",
-        "PERFINTEL_STORAGE__REMOTE__READ_URL": vm,
-        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": vm + "/internal/force_flush",
-        "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test=mp-{uuid.uuid4().hex[:12]}",
+        **vm_store_env(vm, f"mp-{uuid.uuid4().hex[:12]}"),
         # ingest answers 503 (Retry-After) while a shard is 100 entries behind: the clients
         # outpace the workers, so they are held back instead of queueing 5 M samples in Redis
         "PERFINTEL_BUS__MAX_BEHIND": str(MAX_BEHIND),

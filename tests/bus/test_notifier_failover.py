@@ -25,7 +25,7 @@ from perfintel.batch import SampleBatch
 from perfintel.ingest.remote_write import encode_remote_write
 from perfintel.model import label_set
 from tests.alerting.notify_helpers import HttpReceiver
-from tests.bus.multiprocess import WEBHOOK_AM_YML, WRITE, bus_env, live_leases
+from tests.bus.multiprocess import WEBHOOK_AM_YML, WRITE, bus_env, live_leases, vm_store_env
 from tests.conftest import Server, start_server
 
 # ``for: 4s``: the alert is pending for two evaluations before it fires
@@ -84,11 +84,7 @@ def test_notifier_dies_while_pending_and_while_firing(
     env = {
         **bus_env(redis_prefix, postgres_url, 1),  # lease TTL 2 s
         "PERFINTEL_ROLE": "api",
-        "PERFINTEL_STORAGE__BACKEND": "victoriametrics",
-        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": victoria_metrics + "/api/v1/write",
-        "PERFINTEL_STORAGE__REMOTE__READ_URL": victoria_metrics,
-        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": victoria_metrics + "/internal/force_flush",
-        "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test={ns}",
+        **vm_store_env(victoria_metrics, ns),
         "PERFINTEL_ALERTING__RULE_FILES": str(rules),
         "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
     }

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.alerting.notify_helpers import HttpReceiver
-from tests.bus.multiprocess import WEBHOOK_AM_YML, bus_env, live_leases
+from tests.bus.multiprocess import WEBHOOK_AM_YML, bus_env, live_leases, vm_store_env
 from tests.conftest import Server, start_server
 
 GROUPS = 6
@@ -92,11 +92,7 @@ def test_two_api_processes_share_the_rules_and_one_takes_over_with_for_state(
     env = {
         **bus_env(redis_prefix, postgres_url, 2),
         "PERFINTEL_ROLE": "api",
-        "PERFINTEL_STORAGE__BACKEND": "victoriametrics",
-        "PERFINTEL_STORAGE__REMOTE__WRITE_URL": victoria_metrics + "/api/v1/write",
-        "PERFINTEL_STORAGE__REMOTE__READ_URL": victoria_metrics,
-        "PERFINTEL_STORAGE__REMOTE__FLUSH_URL": victoria_metrics + "/internal/force_flush",
-        "PERFINTEL_STORAGE__REMOTE__NAMESPACE": f"pi_test={ns}",
+        **vm_store_env(victoria_metrics, ns),
         "PERFINTEL_ALERTING__RULE_FILES": str(rules),
         "PERFINTEL_ALERTING__RULE_SHARDS": str(RULE_SHARDS),
         "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
