@@ -273,7 +273,8 @@ async def start_role(
 
         out: SampleWriter = store
         if b.output_url:
-            rt.output = RemoteWriteOutput(b.output_url)
+            token = b.output_token.get_secret_value() if b.output_token else None
+            rt.output = RemoteWriteOutput(b.output_url, token=token)
             out = rt.output
         if b.live:  # the api processes' live streams show the scores
             rt.fanout = OutputsFanout(out, b.redis_url, b.stream_prefix)
