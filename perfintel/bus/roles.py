@@ -34,6 +34,7 @@ from perfintel.bus.tail import (
     mark_watched,
     outputs_bus,
 )
+from perfintel.bus.watch import BusWatch
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
@@ -80,6 +81,8 @@ class RoleRuntime:
     outputs_tail: BusTail | None = None
     fanout: OutputsFanout | None = None
     peers: LivePeerOutliers | None = None
+    #: an ingest process's per-shard view of the backlog (for /metrics)
+    watch: BusWatch | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def bind_metrics(self, registry: Registry, notifier: Callable[[], bool] | None) -> None:
@@ -102,7 +105,51 @@ class RoleRuntime:
                 "Stream entries trimmed once every group had acknowledged them.",
                 registry=registry,
             ).set_function(lambda: float(pub.trimmed))
+        watch = self.watch
+        if watch is not None:
+            lag = Gauge(
+                "perfintel_bus_shard_lag",
+                "Entries of a shard not yet delivered to the workers' group.",
+                ["shard"],
+                registry=registry,
+            )
+            pending = Gauge(
+                "perfintel_bus_shard_pending",
+                "Entries of a shard delivered to a worker and not yet acknowledged (a worker "
+                "is on them, or died with them: claimed after bus.lease_ttl).",
+                ["shard"],
+                registry=registry,
+            )
+            age = Gauge(
+                "perfintel_bus_shard_oldest_age_seconds",
+                "Age of a shard's oldest entry not yet acknowledged (0: none): how far behind "
+                "the shard's scores are, in time.",
+                ["shard"],
+                registry=registry,
+            )
+            for s in range(watch.bus.shards):
+                lag.labels(str(s)).set_function(_at(watch.lag, s))
+                pending.labels(str(s)).set_function(_at(watch.pending, s))
+                age.labels(str(s)).set_function(_at(watch.oldest_age, s))
         if worker is not None:
+            owned = Gauge(
+                "perfintel_bus_shard_owned",
+                "1 for each shard whose lease this worker holds (who holds which shard).",
+                ["shard"],
+                registry=registry,
+            )
+            applied = Counter(
+                "perfintel_bus_shard_batches_applied_total",
+                "Batches this worker scored per shard since it took the shard (per-shard "
+                "throughput; starts again from 0 when a shard comes back).",
+                ["shard"],
+                registry=registry,
+            )
+            for s in range(worker.bus.shards):
+                owned.labels(str(s)).set_function(_at(lambda s: float(s in worker.owned), s))
+                applied.labels(str(s)).set_function(
+                    _at(lambda s: float(worker.stats().get(s, (0, 0))[0]), s)
+                )
             Gauge(
                 "perfintel_bus_shards_owned",
                 "Shards this worker holds the lease of.",
@@ -183,6 +230,11 @@ class RoleRuntime:
             self.fanout.close()
         if self.outputs_tail is not None:
             await self.outputs_tail.bus.close()
+
+
+def _at(fn: Callable[[int], float], shard: int) -> Callable[[], float]:
+    """``fn`` of one shard, for a labelled metric's ``set_function``."""
+    return lambda: fn(shard)
 
 
 def _ping_db(engine: Engine) -> None:
@@ -266,6 +318,8 @@ async def start_role(
             trim_interval_s=b.trim_interval,
         )
         rt.tasks.append(asyncio.create_task(rt.publisher.observe()))
+        rt.watch = BusWatch(rt.bus, b.group)
+        rt.tasks.append(asyncio.create_task(rt.watch.run()))
     elif settings.role == "worker":
         rt.bus = open_bus(settings)
         rt.engine = await asyncio.to_thread(shared_engine, settings)
