@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from perfintel.alerting.state.database import default_url, open_database
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
-from perfintel.bus.checkpoint import CheckpointStore
+from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
 from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
@@ -37,7 +37,7 @@ from perfintel.bus.tail import (
 from perfintel.bus.watch import BusWatch
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
-from perfintel.errors import PerfintelError
+from perfintel.errors import LeaseLostError, PerfintelError
 from perfintel.live.hub import LiveHub, publish_detector_outputs
 from perfintel.performance.online import OUTPUT_NAMES, OnlineAnomalyDetection, peer_group_specs
 from perfintel.performance.outliers_online import OnlinePeerOutliers
@@ -248,8 +248,13 @@ class LivePeerOutliers:
     """Online peer outliers (``anomaly.outlier_groups``) in api processes, fed by their bus
     tails: peer groups span every shard, so no shard worker sees a whole group. One api
     process scores at a time (lease ``outliers``) and writes the scores to the shared
-    store while its lease has a quarter of its TTL left; a new holder starts its windows
-    afresh. Called from the tail's worker thread."""
+    store while its lease has a quarter of its TTL left. The holder saves the members'
+    shares (``OnlinePeerOutliers.state``) under its lease every ``checkpoint_interval_s``
+    and on release (checkpoint ``outliers``); a new holder restores them, so a member
+    flagged before the change stays flagged instead of learning for most of a window
+    again. Called from the tail's worker thread."""
+
+    CHECKPOINT = "outliers"
 
     def __init__(
         self,
@@ -257,28 +262,47 @@ class LivePeerOutliers:
         store: SampleWriter,
         leases: LeaseManager,
         on_outputs: Callable[[SampleBatch], None],
+        checkpoints: CheckpointStore | None = None,
+        checkpoint_interval_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.store = store
         self.leases = leases
         self.on_outputs = on_outputs
+        self.checkpoints = checkpoints
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.lease: Lease | None = None
         self.scorer: OnlinePeerOutliers | None = None
         self.scored = 0
+        self.restored = 0  # members whose shares the last takeover restored
+        self._saved_at = 0.0
+
+    def _new_scorer(self) -> OnlinePeerOutliers:
+        a = self.settings.anomaly
+        scorer = OnlinePeerOutliers(
+            peer_group_specs(self.settings),
+            excluded_names=OUTPUT_NAMES,
+            max_members=a.max_series,
+            tolerance=a.outlier_tolerance,
+            pct=a.outlier_pct,
+        )
+        self.restored = 0
+        if self.checkpoints is not None:
+            try:
+                cp = self.checkpoints.load(self.CHECKPOINT)
+                if cp is not None:
+                    self.restored = scorer.restore(cp.state)
+            except PerfintelError as exc:  # the windows start afresh, as without a checkpoint
+                log.warning("peer outliers: not restored: %s", exc)
+        self._saved_at = time.monotonic()
+        return scorer
 
     def _held(self) -> bool:
         now, lease, ttl = time.time(), self.lease, self.leases.ttl
         if lease is None or lease.expires_at - now < ttl / 2:
             new = self.leases.acquire("outliers") if lease is None else self.leases.renew(lease)
             if new is not None and lease is None:
-                a = self.settings.anomaly
-                self.scorer = OnlinePeerOutliers(
-                    peer_group_specs(self.settings),
-                    excluded_names=OUTPUT_NAMES,
-                    max_members=a.max_series,
-                    tolerance=a.outlier_tolerance,
-                    pct=a.outlier_pct,
-                )
+                self.scorer = self._new_scorer()
             self.lease = new
         return self.lease is not None and self.lease.expires_at - time.time() > ttl / 4
 
@@ -294,8 +318,25 @@ class LivePeerOutliers:
             self.store.append(out)
             self.scored += len(out)
             self.on_outputs(out)
+        if time.monotonic() - self._saved_at >= self.checkpoint_interval_s:
+            self.save()
+
+    def save(self) -> None:
+        """Store the scorer's state under the lease (fenced: a stale holder writes nothing)."""
+        lease, scorer = self.lease, self.scorer
+        self._saved_at = time.monotonic()
+        if self.checkpoints is None or lease is None or scorer is None:
+            return
+        try:
+            self.checkpoints.save(self.CHECKPOINT, lease, Checkpoint("0-0", [], scorer.state()))
+        except LeaseLostError:
+            self.lease, self.scorer = None, None
+        except PerfintelError as exc:
+            log.warning("peer outliers: checkpoint: %s", exc)
 
     def release(self) -> None:
+        if self.lease is not None:
+            self.save()
         if self.lease is not None:
             self.leases.release(self.lease)
             self.lease = None
@@ -364,6 +405,8 @@ async def start_role(
                     store,
                     LeaseManager(rt.engine, process_id(settings), b.lease_ttl),
                     lambda out: publish_detector_outputs(hub, out),
+                    CheckpointStore(rt.engine),
+                    b.checkpoint_interval,
                 )
             peers = rt.peers
 

@@ -19,13 +19,16 @@ job (``perfintel.performance.outliers``).
 Model outputs (series named like a model output or with a ``for`` label) are
 never members. The member count of all specs together is bounded
 (``max_members``; later members are refused and counted). Scores live in
-memory: after a restart they are learnt again within one window.
+memory: after a restart they are learnt again within one window, unless the
+caller keeps ``state()`` and hands it to its successor's ``restore``.
 
 Thread-safety: not thread-safe; ``OnlineAnomalyDetection``'s worker owns it.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from perfintel.analysis.outliers import DEFAULT_PCT, DEFAULT_TOLERANCE, PeerScores
 from perfintel.batch import SampleBatch
+from perfintel.errors import BadInputError
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name
 
 _NEVER = -(2**62)
@@ -47,6 +51,10 @@ class PeerGroupSpec:
     by: tuple[str, ...] = ()
     step_ms: int = 60_000
     window_ms: int = 3_600_000
+
+    def key(self) -> str:
+        """Identifies the spec in a saved state (a changed spec starts afresh)."""
+        return f"{self.selector} by {','.join(self.by)} step {self.step_ms} window {self.window_ms}"
 
 
 @dataclass
@@ -185,6 +193,60 @@ class OnlinePeerOutliers:
                 sp.latest = max(sp.latest, int(step.max()))
             outs.append(self._complete(sp, sp.complete_through()))
         return SampleBatch.concat(outs) if outs else SampleBatch.empty()
+
+    def state(self) -> bytes:
+        """What a successor needs to go on scoring (``restore``): per spec, the last step
+        scored and every member's share of steps outside its peers' band (the part that
+        takes a window to learn), members at share 0 left out. Steps still open are not
+        kept: their samples reach the successor too (or are a few steps lost)."""
+        specs = []
+        for sp in self._specs:
+            share = sp.scores.share
+            members = []
+            for labels, slot in sp.slots.items():
+                if slot < 0:
+                    continue
+                g, m = sp.slot_group[slot], sp.slot_member[slot]
+                v = float(share[g, m]) if g < share.shape[0] and m < share.shape[1] else 0.0
+                if v > 0:
+                    members.append([[list(kv) for kv in labels], v])
+            specs.append(
+                {"key": sp.spec.key(), "scored_through": sp.scored_through, "members": members}
+            )
+        return zlib.compress(json.dumps({"v": 1, "specs": specs}).encode())
+
+    def restore(self, data: bytes) -> int:
+        """Take a predecessor's ``state`` (before any ``process``); specs not configured
+        the same now are ignored. Returns the members restored; ``BadInputError`` when
+        ``data`` is not a state."""
+        try:
+            doc = json.loads(zlib.decompress(data))
+            saved = [
+                (
+                    str(s["key"]),
+                    int(s["scored_through"]),
+                    [(tuple((str(k), str(v)) for k, v in ls), float(x)) for ls, x in s["members"]],
+                )
+                for s in doc["specs"]
+            ]
+        except (zlib.error, ValueError, TypeError, KeyError) as exc:
+            raise BadInputError(f"not a peer-outliers state: {exc}") from exc
+        by_key = {sp.spec.key(): sp for sp in self._specs}
+        n = 0
+        for key, scored_through, members in saved:
+            sp = by_key.get(key)
+            if sp is None:
+                continue
+            sp.scored_through = max(sp.scored_through, scored_through)
+            for labels, share in members:
+                slot = self._slot(sp, labels)
+                if slot < 0:
+                    continue
+                g, m = sp.slot_group[slot], sp.slot_member[slot]
+                sp.scores.resize(g + 1, m + 1)
+                sp.scores.share[g, m] = share
+                n += 1
+        return n
 
     def flush(self) -> SampleBatch:
         """Score every open step now (at shutdown, or in tests)."""
