@@ -292,6 +292,9 @@ class LivePeerOutliers:
                 cp = self.checkpoints.load(self.CHECKPOINT)
                 if cp is not None:
                     self.restored = scorer.restore(cp.state)
+                    log.info(
+                        "peer outliers: lease taken, %d members' shares restored", self.restored
+                    )
             except PerfintelError as exc:  # the windows start afresh, as without a checkpoint
                 log.warning("peer outliers: not restored: %s", exc)
         self._saved_at = time.monotonic()

@@ -196,22 +196,31 @@ class OnlinePeerOutliers:
 
     def state(self) -> bytes:
         """What a successor needs to go on scoring (``restore``): per spec, the last step
-        scored and every member's share of steps outside its peers' band (the part that
-        takes a window to learn), members at share 0 left out. Steps still open are not
-        kept: their samples reach the successor too (or are a few steps lost)."""
+        scored and the newest step seen; per member its share of steps outside its peers'
+        band (the part that takes a window to learn) and its newest step, so the successor
+        knows whom a step waits for (else the first shard's batch would complete steps the
+        other members' samples then arrive too late for). Members neither flagged nor
+        reporting within the window are left out. Steps still open are not kept: their
+        samples reach the successor too (or are a few steps lost)."""
         specs = []
         for sp in self._specs:
-            share = sp.scores.share
+            share, lat = sp.scores.share, sp.member_latest
             members = []
             for labels, slot in sp.slots.items():
                 if slot < 0:
                     continue
                 g, m = sp.slot_group[slot], sp.slot_member[slot]
                 v = float(share[g, m]) if g < share.shape[0] and m < share.shape[1] else 0.0
-                if v > 0:
-                    members.append([[list(kv) for kv in labels], v])
+                latest = int(lat[slot]) if slot < len(lat) else _NEVER
+                if v > 0 or latest >= sp.latest - sp.window_steps:
+                    members.append([[list(kv) for kv in labels], v, latest])
             specs.append(
-                {"key": sp.spec.key(), "scored_through": sp.scored_through, "members": members}
+                {
+                    "key": sp.spec.key(),
+                    "scored_through": sp.scored_through,
+                    "latest": sp.latest,
+                    "members": members,
+                }
             )
         return zlib.compress(json.dumps({"v": 1, "specs": specs}).encode())
 
@@ -225,7 +234,11 @@ class OnlinePeerOutliers:
                 (
                     str(s["key"]),
                     int(s["scored_through"]),
-                    [(tuple((str(k), str(v)) for k, v in ls), float(x)) for ls, x in s["members"]],
+                    int(s["latest"]),
+                    [
+                        (tuple((str(k), str(v)) for k, v in ls), float(x), int(lat))
+                        for ls, x, lat in s["members"]
+                    ],
                 )
                 for s in doc["specs"]
             ]
@@ -233,18 +246,24 @@ class OnlinePeerOutliers:
             raise BadInputError(f"not a peer-outliers state: {exc}") from exc
         by_key = {sp.spec.key(): sp for sp in self._specs}
         n = 0
-        for key, scored_through, members in saved:
+        for key, scored_through, latest, members in saved:
             sp = by_key.get(key)
             if sp is None:
                 continue
             sp.scored_through = max(sp.scored_through, scored_through)
-            for labels, share in members:
+            sp.latest = max(sp.latest, latest)
+            for labels, share, member_latest in members:
                 slot = self._slot(sp, labels)
                 if slot < 0:
                     continue
                 g, m = sp.slot_group[slot], sp.slot_member[slot]
                 sp.scores.resize(g + 1, m + 1)
                 sp.scores.share[g, m] = share
+                if len(sp.member_latest) <= slot:
+                    grown = np.full(len(sp.slot_group), _NEVER, dtype=np.int64)
+                    grown[: len(sp.member_latest)] = sp.member_latest
+                    sp.member_latest = grown
+                sp.member_latest[slot] = max(int(sp.member_latest[slot]), member_latest)
                 n += 1
         return n
 

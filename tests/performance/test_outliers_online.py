@@ -205,3 +205,29 @@ def test_restore_ignores_changed_specs_and_refuses_garbage() -> None:
     assert OnlinePeerOutliers([other]).restore(a.state()) == 0
     with pytest.raises(BadInputError):
         OnlinePeerOutliers([spec()]).restore(b"not a state")
+
+
+def test_after_a_restore_a_step_waits_for_every_member_as_before() -> None:
+    # an api process gets the members shard by shard: a restored scorer must not complete
+    # a step on the first shard's members and drop the others' samples as late
+    batch, cut = fleet(), 130
+    a = OnlinePeerOutliers([spec()])
+    a.process(_steps(batch, 0, cut))
+    a.flush()  # no step left open (open steps are not part of the state)
+    b, fresh = OnlinePeerOutliers([spec()]), OnlinePeerOutliers([spec()])
+    b.restore(a.state())
+    rounds = []  # a few steps a round, each round's members in two parts (shards)
+    for k in range(cut, STEPS, 5):
+        rest = _steps(batch, k, k + 5)
+        first = np.array([dict(s)["host"] < "h4" for s in rest.series])[rest.series_idx]
+        rounds += [
+            SampleBatch(rest.series, rest.series_idx[m], rest.timestamps[m], rest.values[m])
+            for m in (first, ~first)
+        ]
+    want, got, afresh = ({}, {}, {})  # type: ignore[var-annotated]
+    for x, into in ((a, want), (b, got), (fresh, afresh)):
+        for part in rounds:
+            into.update(_by_member(x.process(part)))
+    assert got == want and len({(s, h) for s, h, _ in want}) == 16
+    assert a.late_samples == b.late_samples == 0
+    assert fresh.late_samples > 0  # the unrestored one dropped the second half as late
