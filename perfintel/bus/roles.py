@@ -321,8 +321,9 @@ class LivePeerOutliers:
             self.store.append(out)
             self.scored += len(out)
             self.on_outputs(out)
-        if time.monotonic() - self._saved_at >= self.checkpoint_interval_s:
-            self.save()
+            # the shares change only when a step completes: save then, at most this often
+            if time.monotonic() - self._saved_at >= self.checkpoint_interval_s:
+                self.save()
 
     def save(self) -> None:
         """Store the scorer's state under the lease (fenced: a stale holder writes nothing)."""

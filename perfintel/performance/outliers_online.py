@@ -113,6 +113,7 @@ class OnlinePeerOutliers:
         self.members = 0
         self.refused = 0  # members refused because of max_members
         self.late_samples = 0  # samples of steps already scored
+        self._json: dict[LabelSet, str] = {}  # members' labels encoded for ``state``
 
     def __bool__(self) -> bool:
         return bool(self._specs)
@@ -204,25 +205,33 @@ class OnlinePeerOutliers:
         samples reach the successor too (or are a few steps lost)."""
         specs = []
         for sp in self._specs:
-            share, lat = sp.scores.share, sp.member_latest
-            members = []
-            for labels, slot in sp.slots.items():
-                if slot < 0:
-                    continue
-                g, m = sp.slot_group[slot], sp.slot_member[slot]
-                v = float(share[g, m]) if g < share.shape[0] and m < share.shape[1] else 0.0
-                latest = int(lat[slot]) if slot < len(lat) else _NEVER
-                if v > 0 or latest >= sp.latest - sp.window_steps:
-                    members.append([[list(kv) for kv in labels], v, latest])
-            specs.append(
-                {
-                    "key": sp.spec.key(),
-                    "scored_through": sp.scored_through,
-                    "latest": sp.latest,
-                    "members": members,
-                }
+            pairs = [(labels, slot) for labels, slot in sp.slots.items() if slot >= 0]
+            slots = np.fromiter((slot for _, slot in pairs), dtype=np.int64, count=len(pairs))
+            g = np.asarray(sp.slot_group, dtype=np.int64)[slots]
+            m = np.asarray(sp.slot_member, dtype=np.int64)[slots]
+            share = np.zeros(len(slots))
+            inside = (g < sp.scores.share.shape[0]) & (m < sp.scores.share.shape[1])
+            share[inside] = sp.scores.share[g[inside], m[inside]]
+            lat = np.full(len(slots), _NEVER, dtype=np.int64)
+            known = slots < len(sp.member_latest)
+            lat[known] = sp.member_latest[slots[known]]
+            keep = np.flatnonzero((share > 0) | (lat >= sp.latest - sp.window_steps))
+            members = ",".join(
+                f"[{self._label_json(pairs[k][0])},{float(share[k])!r},{int(lat[k])}]"
+                for k in keep.tolist()
             )
-        return zlib.compress(json.dumps({"v": 1, "specs": specs}).encode())
+            head = json.dumps(
+                {"key": sp.spec.key(), "scored_through": sp.scored_through, "latest": sp.latest}
+            )
+            specs.append(head[:-1] + f', "members": [{members}]}}')
+        return zlib.compress(('{"v": 1, "specs": [' + ",".join(specs) + "]}").encode())
+
+    def _label_json(self, labels: LabelSet) -> str:
+        """A member's labels as JSON, encoded once (the bulk of ``state``'s work otherwise)."""
+        out = self._json.get(labels)
+        if out is None:
+            out = self._json[labels] = json.dumps(labels)
+        return out
 
     def restore(self, data: bytes) -> int:
         """Take a predecessor's ``state`` (before any ``process``); specs not configured
@@ -252,19 +261,25 @@ class OnlinePeerOutliers:
                 continue
             sp.scored_through = max(sp.scored_through, scored_through)
             sp.latest = max(sp.latest, latest)
-            for labels, share, member_latest in members:
-                slot = self._slot(sp, labels)
-                if slot < 0:
-                    continue
-                g, m = sp.slot_group[slot], sp.slot_member[slot]
-                sp.scores.resize(g + 1, m + 1)
-                sp.scores.share[g, m] = share
-                if len(sp.member_latest) <= slot:
-                    grown = np.full(len(sp.slot_group), _NEVER, dtype=np.int64)
-                    grown[: len(sp.member_latest)] = sp.member_latest
-                    sp.member_latest = grown
-                sp.member_latest[slot] = max(int(sp.member_latest[slot]), member_latest)
-                n += 1
+            slots = np.fromiter(
+                (self._slot(sp, labels) for labels, _, _ in members), np.int64, len(members)
+            )
+            ok = slots >= 0
+            if not ok.any():
+                continue
+            slots = slots[ok]
+            shares = np.array([x for _, x, _ in members])[ok]
+            lats = np.array([t for _, _, t in members], dtype=np.int64)[ok]
+            g = np.asarray(sp.slot_group, dtype=np.int64)[slots]
+            m = np.asarray(sp.slot_member, dtype=np.int64)[slots]
+            sp.scores.resize(int(g.max()) + 1, int(m.max()) + 1)  # once, not per member
+            sp.scores.share[g, m] = shares
+            if len(sp.member_latest) < len(sp.slot_group):
+                grown = np.full(len(sp.slot_group), _NEVER, dtype=np.int64)
+                grown[: len(sp.member_latest)] = sp.member_latest
+                sp.member_latest = grown
+            np.maximum.at(sp.member_latest, slots, lats)
+            n += len(slots)
         return n
 
     def flush(self) -> SampleBatch:
