@@ -134,20 +134,14 @@ def worker_main(
 
 
 def holders(db: str) -> dict[str, str]:
+    """Live shard leases (not members): lease name -> holder."""
     import sqlalchemy as sa
 
     engine = sa.create_engine(db)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT name, holder FROM leases WHERE name LIKE 'bus:bench:%' AND name "
-                "NOT LIKE '%member%' AND expires_at > :t"
-            ),
-            {"t": time.time()},
-        )
-        out = {r.name: r.holder for r in rows}
+    prefix = "bus:bench:"
+    live = LeaseManager(engine, "bench", 1.0).live(prefix)
     engine.dispose()
-    return out
+    return {n: lease.holder for n, lease in live.items() if n[len(prefix) :].isdigit()}
 
 
 def scoring(

@@ -613,6 +613,11 @@ class BusSettings(_Section):
         description="Workers write their scores by remote write to this URL (e.g. an ingest "
         "process's /api/v1/write) instead of their own store, when the store is not shared.",
     )
+    output_token: SecretStr | None = Field(
+        None,
+        description="Bearer token the workers send to bus.output_url: a token with the write "
+        "scope when that ingest process has auth.tokens; never printed or logged.",
+    )
     live: bool = Field(
         True,
         description="api processes follow the shard streams (XREAD, no consumer group) to feed "

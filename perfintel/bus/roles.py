@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from perfintel.alerting.state.database import default_url, open_database
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
-from perfintel.bus.checkpoint import CheckpointStore
+from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
 from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
@@ -34,9 +34,10 @@ from perfintel.bus.tail import (
     mark_watched,
     outputs_bus,
 )
+from perfintel.bus.watch import BusWatch
 from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
-from perfintel.errors import PerfintelError
+from perfintel.errors import LeaseLostError, PerfintelError
 from perfintel.live.hub import LiveHub, publish_detector_outputs
 from perfintel.performance.online import OUTPUT_NAMES, OnlineAnomalyDetection, peer_group_specs
 from perfintel.performance.outliers_online import OnlinePeerOutliers
@@ -80,6 +81,8 @@ class RoleRuntime:
     outputs_tail: BusTail | None = None
     fanout: OutputsFanout | None = None
     peers: LivePeerOutliers | None = None
+    #: an ingest process's per-shard view of the backlog (for /metrics)
+    watch: BusWatch | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def bind_metrics(self, registry: Registry, notifier: Callable[[], bool] | None) -> None:
@@ -102,7 +105,51 @@ class RoleRuntime:
                 "Stream entries trimmed once every group had acknowledged them.",
                 registry=registry,
             ).set_function(lambda: float(pub.trimmed))
+        watch = self.watch
+        if watch is not None:
+            lag = Gauge(
+                "perfintel_bus_shard_lag",
+                "Entries of a shard not yet delivered to the workers' group.",
+                ["shard"],
+                registry=registry,
+            )
+            pending = Gauge(
+                "perfintel_bus_shard_pending",
+                "Entries of a shard delivered to a worker and not yet acknowledged (a worker "
+                "is on them, or died with them: claimed after bus.lease_ttl).",
+                ["shard"],
+                registry=registry,
+            )
+            age = Gauge(
+                "perfintel_bus_shard_oldest_age_seconds",
+                "Age of a shard's oldest entry not yet acknowledged (0: none): how far behind "
+                "the shard's scores are, in time.",
+                ["shard"],
+                registry=registry,
+            )
+            for s in range(watch.bus.shards):
+                lag.labels(str(s)).set_function(_at(watch.lag, s))
+                pending.labels(str(s)).set_function(_at(watch.pending, s))
+                age.labels(str(s)).set_function(_at(watch.oldest_age, s))
         if worker is not None:
+            owned = Gauge(
+                "perfintel_bus_shard_owned",
+                "1 for each shard whose lease this worker holds (who holds which shard).",
+                ["shard"],
+                registry=registry,
+            )
+            applied = Counter(
+                "perfintel_bus_shard_batches_applied_total",
+                "Batches this worker scored per shard since it took the shard (per-shard "
+                "throughput; starts again from 0 when a shard comes back).",
+                ["shard"],
+                registry=registry,
+            )
+            for s in range(worker.bus.shards):
+                owned.labels(str(s)).set_function(_at(lambda s: float(s in worker.owned), s))
+                applied.labels(str(s)).set_function(
+                    _at(lambda s: float(worker.stats().get(s, (0, 0))[0]), s)
+                )
             Gauge(
                 "perfintel_bus_shards_owned",
                 "Shards this worker holds the lease of.",
@@ -185,6 +232,11 @@ class RoleRuntime:
             await self.outputs_tail.bus.close()
 
 
+def _at(fn: Callable[[int], float], shard: int) -> Callable[[], float]:
+    """``fn`` of one shard, for a labelled metric's ``set_function``."""
+    return lambda: fn(shard)
+
+
 def _ping_db(engine: Engine) -> None:
     import sqlalchemy as sa
 
@@ -196,8 +248,13 @@ class LivePeerOutliers:
     """Online peer outliers (``anomaly.outlier_groups``) in api processes, fed by their bus
     tails: peer groups span every shard, so no shard worker sees a whole group. One api
     process scores at a time (lease ``outliers``) and writes the scores to the shared
-    store while its lease has a quarter of its TTL left; a new holder starts its windows
-    afresh. Called from the tail's worker thread."""
+    store while its lease has a quarter of its TTL left. The holder saves the members'
+    shares (``OnlinePeerOutliers.state``) under its lease every ``checkpoint_interval_s``
+    and on release (checkpoint ``outliers``); a new holder restores them, so a member
+    flagged before the change stays flagged instead of learning for most of a window
+    again. Called from the tail's worker thread."""
+
+    CHECKPOINT = "outliers"
 
     def __init__(
         self,
@@ -205,28 +262,50 @@ class LivePeerOutliers:
         store: SampleWriter,
         leases: LeaseManager,
         on_outputs: Callable[[SampleBatch], None],
+        checkpoints: CheckpointStore | None = None,
+        checkpoint_interval_s: float = 10.0,
     ) -> None:
         self.settings = settings
         self.store = store
         self.leases = leases
         self.on_outputs = on_outputs
+        self.checkpoints = checkpoints
+        self.checkpoint_interval_s = checkpoint_interval_s
         self.lease: Lease | None = None
         self.scorer: OnlinePeerOutliers | None = None
         self.scored = 0
+        self.restored = 0  # members whose shares the last takeover restored
+        self._saved_at = 0.0
+
+    def _new_scorer(self) -> OnlinePeerOutliers:
+        a = self.settings.anomaly
+        scorer = OnlinePeerOutliers(
+            peer_group_specs(self.settings),
+            excluded_names=OUTPUT_NAMES,
+            max_members=a.max_series,
+            tolerance=a.outlier_tolerance,
+            pct=a.outlier_pct,
+        )
+        self.restored = 0
+        if self.checkpoints is not None:
+            try:
+                cp = self.checkpoints.load(self.CHECKPOINT)
+                if cp is not None:
+                    self.restored = scorer.restore(cp.state)
+                    log.info(
+                        "peer outliers: lease taken, %d members' shares restored", self.restored
+                    )
+            except PerfintelError as exc:  # the windows start afresh, as without a checkpoint
+                log.warning("peer outliers: not restored: %s", exc)
+        self._saved_at = time.monotonic()
+        return scorer
 
     def _held(self) -> bool:
         now, lease, ttl = time.time(), self.lease, self.leases.ttl
         if lease is None or lease.expires_at - now < ttl / 2:
             new = self.leases.acquire("outliers") if lease is None else self.leases.renew(lease)
             if new is not None and lease is None:
-                a = self.settings.anomaly
-                self.scorer = OnlinePeerOutliers(
-                    peer_group_specs(self.settings),
-                    excluded_names=OUTPUT_NAMES,
-                    max_members=a.max_series,
-                    tolerance=a.outlier_tolerance,
-                    pct=a.outlier_pct,
-                )
+                self.scorer = self._new_scorer()
             self.lease = new
         return self.lease is not None and self.lease.expires_at - time.time() > ttl / 4
 
@@ -242,8 +321,26 @@ class LivePeerOutliers:
             self.store.append(out)
             self.scored += len(out)
             self.on_outputs(out)
+            # the shares change only when a step completes: save then, at most this often
+            if time.monotonic() - self._saved_at >= self.checkpoint_interval_s:
+                self.save()
+
+    def save(self) -> None:
+        """Store the scorer's state under the lease (fenced: a stale holder writes nothing)."""
+        lease, scorer = self.lease, self.scorer
+        self._saved_at = time.monotonic()
+        if self.checkpoints is None or lease is None or scorer is None:
+            return
+        try:
+            self.checkpoints.save(self.CHECKPOINT, lease, Checkpoint("0-0", [], scorer.state()))
+        except LeaseLostError:
+            self.lease, self.scorer = None, None
+        except PerfintelError as exc:
+            log.warning("peer outliers: checkpoint: %s", exc)
 
     def release(self) -> None:
+        if self.lease is not None:
+            self.save()
         if self.lease is not None:
             self.leases.release(self.lease)
             self.lease = None
@@ -266,6 +363,8 @@ async def start_role(
             trim_interval_s=b.trim_interval,
         )
         rt.tasks.append(asyncio.create_task(rt.publisher.observe()))
+        rt.watch = BusWatch(rt.bus, b.group)
+        rt.tasks.append(asyncio.create_task(rt.watch.run()))
     elif settings.role == "worker":
         rt.bus = open_bus(settings)
         rt.engine = await asyncio.to_thread(shared_engine, settings)
@@ -273,7 +372,8 @@ async def start_role(
 
         out: SampleWriter = store
         if b.output_url:
-            rt.output = RemoteWriteOutput(b.output_url)
+            token = b.output_token.get_secret_value() if b.output_token else None
+            rt.output = RemoteWriteOutput(b.output_url, token=token)
             out = rt.output
         if b.live:  # the api processes' live streams show the scores
             rt.fanout = OutputsFanout(out, b.redis_url, b.stream_prefix)
@@ -309,6 +409,8 @@ async def start_role(
                     store,
                     LeaseManager(rt.engine, process_id(settings), b.lease_ttl),
                     lambda out: publish_detector_outputs(hub, out),
+                    CheckpointStore(rt.engine),
+                    b.checkpoint_interval,
                 )
             peers = rt.peers
 

@@ -19,13 +19,16 @@ job (``perfintel.performance.outliers``).
 Model outputs (series named like a model output or with a ``for`` label) are
 never members. The member count of all specs together is bounded
 (``max_members``; later members are refused and counted). Scores live in
-memory: after a restart they are learnt again within one window.
+memory: after a restart they are learnt again within one window, unless the
+caller keeps ``state()`` and hands it to its successor's ``restore``.
 
 Thread-safety: not thread-safe; ``OnlineAnomalyDetection``'s worker owns it.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +36,7 @@ import numpy as np
 
 from perfintel.analysis.outliers import DEFAULT_PCT, DEFAULT_TOLERANCE, PeerScores
 from perfintel.batch import SampleBatch
+from perfintel.errors import BadInputError
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name
 
 _NEVER = -(2**62)
@@ -47,6 +51,10 @@ class PeerGroupSpec:
     by: tuple[str, ...] = ()
     step_ms: int = 60_000
     window_ms: int = 3_600_000
+
+    def key(self) -> str:
+        """Identifies the spec in a saved state (a changed spec starts afresh)."""
+        return f"{self.selector} by {','.join(self.by)} step {self.step_ms} window {self.window_ms}"
 
 
 @dataclass
@@ -105,6 +113,7 @@ class OnlinePeerOutliers:
         self.members = 0
         self.refused = 0  # members refused because of max_members
         self.late_samples = 0  # samples of steps already scored
+        self._json: dict[LabelSet, str] = {}  # members' labels encoded for ``state``
 
     def __bool__(self) -> bool:
         return bool(self._specs)
@@ -185,6 +194,93 @@ class OnlinePeerOutliers:
                 sp.latest = max(sp.latest, int(step.max()))
             outs.append(self._complete(sp, sp.complete_through()))
         return SampleBatch.concat(outs) if outs else SampleBatch.empty()
+
+    def state(self) -> bytes:
+        """What a successor needs to go on scoring (``restore``): per spec, the last step
+        scored and the newest step seen; per member its share of steps outside its peers'
+        band (the part that takes a window to learn) and its newest step, so the successor
+        knows whom a step waits for (else the first shard's batch would complete steps the
+        other members' samples then arrive too late for). Members neither flagged nor
+        reporting within the window are left out. Steps still open are not kept: their
+        samples reach the successor too (or are a few steps lost)."""
+        specs = []
+        for sp in self._specs:
+            pairs = [(labels, slot) for labels, slot in sp.slots.items() if slot >= 0]
+            slots = np.fromiter((slot for _, slot in pairs), dtype=np.int64, count=len(pairs))
+            g = np.asarray(sp.slot_group, dtype=np.int64)[slots]
+            m = np.asarray(sp.slot_member, dtype=np.int64)[slots]
+            share = np.zeros(len(slots))
+            inside = (g < sp.scores.share.shape[0]) & (m < sp.scores.share.shape[1])
+            share[inside] = sp.scores.share[g[inside], m[inside]]
+            lat = np.full(len(slots), _NEVER, dtype=np.int64)
+            known = slots < len(sp.member_latest)
+            lat[known] = sp.member_latest[slots[known]]
+            keep = np.flatnonzero((share > 0) | (lat >= sp.latest - sp.window_steps))
+            members = ",".join(
+                f"[{self._label_json(pairs[k][0])},{float(share[k])!r},{int(lat[k])}]"
+                for k in keep.tolist()
+            )
+            head = json.dumps(
+                {"key": sp.spec.key(), "scored_through": sp.scored_through, "latest": sp.latest}
+            )
+            specs.append(head[:-1] + f', "members": [{members}]}}')
+        return zlib.compress(('{"v": 1, "specs": [' + ",".join(specs) + "]}").encode())
+
+    def _label_json(self, labels: LabelSet) -> str:
+        """A member's labels as JSON, encoded once (the bulk of ``state``'s work otherwise)."""
+        out = self._json.get(labels)
+        if out is None:
+            out = self._json[labels] = json.dumps(labels)
+        return out
+
+    def restore(self, data: bytes) -> int:
+        """Take a predecessor's ``state`` (before any ``process``); specs not configured
+        the same now are ignored. Returns the members restored; ``BadInputError`` when
+        ``data`` is not a state."""
+        try:
+            doc = json.loads(zlib.decompress(data))
+            saved = [
+                (
+                    str(s["key"]),
+                    int(s["scored_through"]),
+                    int(s["latest"]),
+                    [
+                        (tuple((str(k), str(v)) for k, v in ls), float(x), int(lat))
+                        for ls, x, lat in s["members"]
+                    ],
+                )
+                for s in doc["specs"]
+            ]
+        except (zlib.error, ValueError, TypeError, KeyError) as exc:
+            raise BadInputError(f"not a peer-outliers state: {exc}") from exc
+        by_key = {sp.spec.key(): sp for sp in self._specs}
+        n = 0
+        for key, scored_through, latest, members in saved:
+            sp = by_key.get(key)
+            if sp is None:
+                continue
+            sp.scored_through = max(sp.scored_through, scored_through)
+            sp.latest = max(sp.latest, latest)
+            slots = np.fromiter(
+                (self._slot(sp, labels) for labels, _, _ in members), np.int64, len(members)
+            )
+            ok = slots >= 0
+            if not ok.any():
+                continue
+            slots = slots[ok]
+            shares = np.array([x for _, x, _ in members])[ok]
+            lats = np.array([t for _, _, t in members], dtype=np.int64)[ok]
+            g = np.asarray(sp.slot_group, dtype=np.int64)[slots]
+            m = np.asarray(sp.slot_member, dtype=np.int64)[slots]
+            sp.scores.resize(int(g.max()) + 1, int(m.max()) + 1)  # once, not per member
+            sp.scores.share[g, m] = shares
+            if len(sp.member_latest) < len(sp.slot_group):
+                grown = np.full(len(sp.slot_group), _NEVER, dtype=np.int64)
+                grown[: len(sp.member_latest)] = sp.member_latest
+                sp.member_latest = grown
+            np.maximum.at(sp.member_latest, slots, lats)
+            n += len(slots)
+        return n
 
     def flush(self) -> SampleBatch:
         """Score every open step now (at shutdown, or in tests)."""

@@ -124,3 +124,28 @@ def test_only_the_lease_holder_notifies_and_a_stale_one_is_fenced(database_url: 
 def _outbox_rows(engine: sa.Engine) -> list[sa.Row]:
     with engine.connect() as conn:
         return list(conn.execute(sa.select(outbox)))
+
+
+def test_live_leases_by_prefix(database_url: str) -> None:
+    engine = open_database(database_url)
+    clock = Clock()
+    a = LeaseManager(engine, "a", 5, clock)
+    b = LeaseManager(engine, "b", 5, clock)
+    assert a.acquire("bus:g:0") is not None
+    assert b.acquire("bus:g:12") is not None
+    assert b.acquire("bus:g_x:1") is not None  # `_` is literal, not a LIKE wildcard
+    assert a.acquire("bus:g:member:a") is not None
+    assert a.acquire("rules:3") is not None
+    live = a.live("bus:g:")
+    assert {n: lease.holder for n, lease in live.items()} == {
+        "bus:g:0": "a",
+        "bus:g:12": "b",
+        "bus:g:member:a": "a",
+    }
+    assert live["bus:g:12"] == b.holder_of("bus:g:12")
+    lb = live["bus:g:12"]
+    b.release(lb)
+    assert "bus:g:12" not in a.live("bus:g:")
+    clock.t += 6  # every other lease expired
+    assert a.live("bus:") == {} and a.live("") == {}
+    engine.dispose()

@@ -7,6 +7,7 @@ import time
 
 import sqlalchemy as sa
 
+from perfintel.alerting.state.leases import LeaseManager
 from perfintel.bus.redis_streams import RedisBus
 from tests.bus.conftest import REDIS_URL
 
@@ -53,26 +54,24 @@ receivers:
 """
 
 
-def live_leases(database_url: str, name_like: str) -> dict[str, str]:
-    """Unexpired leases whose name is SQL-``LIKE`` ``name_like``: name -> holder
-    (``host:port:pid:role``)."""
+def live_leases(database_url: str, prefix: str, *, numbered: bool = False) -> dict[str, str]:
+    """Unexpired leases whose name starts with ``prefix``: name -> holder
+    (``host:port:pid:role``); ``numbered``: only ``<prefix><n>`` (shards, not members)."""
     engine = sa.create_engine(database_url)
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT name, holder FROM leases WHERE name LIKE :like AND expires_at > :now"
-                ),
-                {"like": name_like, "now": time.time()},
-            )
-            return {r.name: r.holder for r in rows}
+        live = LeaseManager(engine, "tests", 1.0).live(prefix)
     finally:
         engine.dispose()
+    return {
+        name: lease.holder
+        for name, lease in live.items()
+        if not numbered or name[len(prefix) :].isdigit()
+    }
 
 
 def shard_holders(database_url: str) -> dict[str, str]:
     """Live bus shard leases: lease name -> holder."""
-    return live_leases(database_url, "bus:workers:_")
+    return live_leases(database_url, "bus:workers:", numbered=True)
 
 
 def wait_for_holders(database_url: str, shards: int, holders: int, timeout_s: float) -> None:

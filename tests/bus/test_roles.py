@@ -73,6 +73,14 @@ def test_ingest_publishes_then_answers_503_with_retry_after(
         metrics = client.get("/metrics").text
         assert f"perfintel_bus_published_batches_total {2 * accepted}" in metrics
         assert "perfintel_bus_behind " in metrics
+        # per shard: nothing delivered yet (no worker), the oldest entry's age
+        watch = client.app.state.role.watch  # type: ignore[attr-defined]
+        client.portal.call(watch.refresh)  # type: ignore[union-attr]
+        metrics = client.get("/metrics").text
+        for shard, n in enumerate(lengths):
+            assert f'perfintel_bus_shard_lag{{shard="{shard}"}} {n}' in metrics
+            assert f'perfintel_bus_shard_pending{{shard="{shard}"}} 0' in metrics
+        assert watch.oldest_age(0) > 0 and watch.oldest_age(1) > 0
         # no dashboard either: the overview never reads the store here
         assert client.app.state.overview.snapshot.refreshed == {}  # type: ignore[attr-defined]
 
@@ -110,3 +118,15 @@ def test_worker_role_is_not_ready_without_redis(tmp_path: Path, redis_prefix: st
         r = client.get("/readyz")
         assert r.status_code == 503
         assert r.json()["redis"] != "ok" and r.json()["database"] == "ok"
+
+
+def test_worker_role_says_which_shards_it_holds(tmp_path: Path, redis_prefix: str) -> None:
+    settings = _settings(tmp_path, "worker", redis_prefix)
+    with TestClient(create_app(settings, collectors=False)) as client:  # type: ignore[arg-type]
+        deadline = time.monotonic() + 20
+        while 'perfintel_bus_shard_owned{shard="1"} 1' not in (m := client.get("/metrics").text):
+            assert time.monotonic() < deadline, m
+            time.sleep(0.2)
+        assert 'perfintel_bus_shard_owned{shard="0"} 1' in m
+        assert 'perfintel_bus_shard_batches_applied_total{shard="0"} 0' in m
+        assert "perfintel_bus_shards_owned 2" in m

@@ -46,7 +46,7 @@ def _rules() -> str:
 
 
 def _holders(url: str) -> dict[str, str]:
-    return live_leases(url, "rules:_")
+    return live_leases(url, "rules:", numbered=True)
 
 
 def _states(url: str) -> dict[str, tuple[str, float]]:

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from perfintel.analysis.outliers import DEFAULT_PCT
 from perfintel.api.app import create_app, open_store
 from perfintel.batch import SampleBatch
 from perfintel.config import load_settings
+from perfintel.errors import BadInputError
 from perfintel.model import label_set, parse_selector
 from perfintel.performance.online import OnlineAnomalyDetection
 from perfintel.performance.outliers_online import OnlinePeerOutliers, PeerGroupSpec
@@ -162,3 +164,70 @@ def test_service_scores_configured_groups_on_ingest(tmp_path: Path) -> None:
         assert "perfintel_outlier_members 16\n" in c.get("/metrics").text
         # outlier_score series are never analysed as inputs
         assert det.metrics.series.get() == 16
+
+
+def _steps(batch: SampleBatch, lo: int, hi: int) -> SampleBatch:
+    sel = (batch.timestamps >= T0 + lo * MIN) & (batch.timestamps < T0 + hi * MIN)
+    return SampleBatch(
+        batch.series, batch.series_idx[sel], batch.timestamps[sel], batch.values[sel]
+    )
+
+
+def _by_member(out: SampleBatch) -> dict[tuple[str, str, int], float]:
+    got = {}
+    for labels, ts, vals in out.iter_series():
+        d = dict(labels)
+        for t, v in zip(ts.tolist(), vals.tolist(), strict=True):
+            got[(d["service"], d["host"], t)] = v
+    return got
+
+
+def test_a_restored_scorer_goes_on_as_the_first_would_have() -> None:
+    batch, cut = fleet(), 130  # host h3 of s1 has run hot for 40 minutes
+    a = OnlinePeerOutliers([spec()])
+    for t in range(0, cut, 10):
+        a.process(_steps(batch, t, t + 10))
+    b, fresh = OnlinePeerOutliers([spec()]), OnlinePeerOutliers([spec()])
+    assert b.restore(a.state()) >= 1  # at least the hot host has a share
+    # the open step's samples reach everyone again (a mean of repeats is the same mean)
+    rest = _steps(batch, cut - 1, STEPS)
+    want, got, afresh = (_by_member(x.process(rest)) for x in (a, b, fresh))
+    assert want and got == want
+    first = min(t for (s, h, t) in want if (s, h) == ("s1", "h3"))
+    assert want[("s1", "h3", first)] > DEFAULT_PCT  # flagged before and after the handover
+    assert afresh[("s1", "h3", first)] < DEFAULT_PCT  # without the state: not yet again
+
+
+def test_restore_ignores_changed_specs_and_refuses_garbage() -> None:
+    a = OnlinePeerOutliers([spec()])
+    a.process(_steps(fleet(), 0, 120))
+    other = PeerGroupSpec(parse_selector("cpu_busy"), ("host",), MIN, 30 * MIN)
+    assert OnlinePeerOutliers([other]).restore(a.state()) == 0
+    with pytest.raises(BadInputError):
+        OnlinePeerOutliers([spec()]).restore(b"not a state")
+
+
+def test_after_a_restore_a_step_waits_for_every_member_as_before() -> None:
+    # an api process gets the members shard by shard: a restored scorer must not complete
+    # a step on the first shard's members and drop the others' samples as late
+    batch, cut = fleet(), 130
+    a = OnlinePeerOutliers([spec()])
+    a.process(_steps(batch, 0, cut))
+    a.flush()  # no step left open (open steps are not part of the state)
+    b, fresh = OnlinePeerOutliers([spec()]), OnlinePeerOutliers([spec()])
+    b.restore(a.state())
+    rounds = []  # a few steps a round, each round's members in two parts (shards)
+    for k in range(cut, STEPS, 5):
+        rest = _steps(batch, k, k + 5)
+        first = np.array([dict(s)["host"] < "h4" for s in rest.series])[rest.series_idx]
+        rounds += [
+            SampleBatch(rest.series, rest.series_idx[m], rest.timestamps[m], rest.values[m])
+            for m in (first, ~first)
+        ]
+    want, got, afresh = ({}, {}, {})  # type: ignore[var-annotated]
+    for x, into in ((a, want), (b, got), (fresh, afresh)):
+        for part in rounds:
+            into.update(_by_member(x.process(part)))
+    assert got == want and len({(s, h) for s, h, _ in want}) == 16
+    assert a.late_samples == b.late_samples == 0
+    assert fresh.late_samples > 0  # the unrestored one dropped the second half as late

@@ -132,6 +132,26 @@ class LeaseManager:
             return None
         return Lease(row.name, row.holder, int(row.token), float(row.expires_at))
 
+    def live(self, prefix: str) -> dict[str, Lease]:
+        """The unexpired leases (anyone's) whose name starts with ``prefix``, by name: who
+        holds which shard (``bus:<group>:``, ``rules:``), for status pages and tests. The
+        prefix is literal (``_`` and ``%`` match themselves)."""
+        c = leases.c
+        now = self.clock()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(leases).where(
+                        c.name.startswith(prefix, autoescape=True), c.expires_at >= now
+                    )
+                ).all()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"leases {prefix!r}*: {exc}") from exc
+        return {
+            r.name: Lease(r.name, r.holder, int(r.token), float(r.expires_at))
+            for r in sorted(rows, key=lambda r: r.name)
+        }
+
     def count_live(self, prefix: str) -> int:
         """How many unexpired leases have a name starting with ``prefix``."""
         c = leases.c
