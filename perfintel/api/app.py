@@ -155,8 +155,12 @@ def create_app(
         kernel.set_enabled(settings.anomaly.kernel)
         # The detect API's kernel compiles on first use (about 3 s; cached on disk, so
         # later processes load it in well under a second): warm it in the background
-        # so the first detect request does not pay for it. Readiness never waits.
-        _start_kernel_warm_up(app)
+        # so the first detect request does not pay for it. Readiness never waits. An ingest
+        # process scores nothing itself: its kernel compiles only if a detect request comes.
+        if settings.role == "ingest":
+            app.state.kernel_state = "lazy" if kernel.enabled() else "off"
+        else:
+            _start_kernel_warm_up(app)
         # process roles (perfintel.bus.roles): ingest publishes to the bus, workers consume it
         # (an api process follows the bus for its live stream: perfintel.bus.tail)
         app.state.role = await start_role(settings, app.state.store, app.state.live)
@@ -341,7 +345,8 @@ def create_app(
         "/readyz",
         tags=["status"],
         summary="Readiness: the store is open and what the role needs answers (Redis, "
-        "the shared database); anomaly_kernel: waiting, warming, ready, failed or off",
+        "the shared database); anomaly_kernel: waiting, warming, ready, failed, off or lazy "
+        "(an ingest process: compiled on the first detect request)",
     )
     async def readyz(request: Request) -> JSONResponse:
         state = request.app.state

@@ -52,6 +52,8 @@ def test_ingest_publishes_then_answers_503_with_retry_after(
         ready = client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["redis"] == "ok"
         assert ready.json()["role"] == "ingest"
+        # an ingest process scores nothing: it does not spend CPU compiling the kernel
+        assert ready.json()["anomaly_kernel"] == "lazy"
         codes = []
         for k in range(20):
             r = client.post("/api/v1/write", content=_payload(k), headers=headers)
