@@ -218,6 +218,12 @@ def slow_window(t: int, max_lag: int) -> int:
     return int(w if w % 2 else w - 1)
 
 
+def autocorrelations(x: np.ndarray, lags: int) -> np.ndarray:
+    """Autocorrelations ``1..lags`` of each row (zeros for a constant row)."""
+    acf = _autocov(x, lags)
+    return np.divide(acf[:, 1:], acf[:, :1], out=np.zeros_like(acf[:, 1:]), where=acf[:, :1] > 0)
+
+
 def _autocov(x: np.ndarray, lags: int) -> np.ndarray:
     """Biased autocovariances ``0..lags`` of each (centred) row, by FFT."""
     t = x.shape[1]
@@ -354,14 +360,13 @@ def _pair_stats(
         cross_r[s:e_] = np.einsum("jf,jf->j", spec_r[js], tw * np.conj(spec_r[i])).real
     pearson = _overlap_corr(_window_sums(z), ia, ib, lag, cross_z)
     spearman = _overlap_corr(_window_sums(r), ia, ib, lag, cross_r)
-    acf = _autocov(e, max(BARTLETT_LAGS, t // 4))
-    acf = np.divide(acf[:, 1:], acf[:, :1], out=np.zeros_like(acf[:, 1:]), where=acf[:, :1] > 0)
+    acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
     inflation = 1.0 + 2.0 * (acf @ acf.T)[ia, ib]
-    p = _p_values(xc, inflation, t, 2 * max_lag + 1)
+    p = p_values(xc, inflation, t, 2 * max_lag + 1)
     return lag, xc, pearson, spearman, p
 
 
-def _p_values(r: np.ndarray, inflation: np.ndarray, t: int, lags: int) -> np.ndarray:
+def p_values(r: np.ndarray, inflation: np.ndarray, t: int, lags: int) -> np.ndarray:
     """Two-sided p-values of the largest of ``lags`` cross-correlations (Bartlett + Šidák)."""
     from scipy.special import ndtr
 

@@ -87,6 +87,14 @@ import numpy as np
 from perfintel.errors import BadInputError
 from perfintel.model import LabelSet, metric_name
 
+from .correlation import (
+    BARTLETT_LAGS,
+    autocorrelations,
+    benjamini_hochberg,
+    high_pass,
+    p_values,
+    prewhiten,
+)
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: labels naming the entity a series belongs to, most specific first
@@ -156,6 +164,16 @@ class RootCauseParams:
     #: step-to-step changes in the baseline were correlated at some lag of ``i`` ahead of ``j``
     #: at least this much (a learned dependency; 0 disables the test)
     learned_corr: float = 0.1
+    #: when above 0, the learned dependency is a significance test instead of the
+    #: ``learned_corr`` threshold (see :func:`significant_links`): ``i`` explains ``j`` across
+    #: entities only when their baseline co-movement with ``i`` ahead by 0 to
+    #: ``max_propagation`` steps is significant at this false-discovery rate over the pairs
+    link_fdr: float = 0.0
+    #: a change supports only the explainers whose course it follows nearly as closely as it
+    #: follows its best explainer's (path correlation at least the best's minus this; 1 or
+    #: more: every explainer): an effect is a lagged, attenuated copy of its cause, and a
+    #: coincident change it merely lines up with follows its course less closely
+    credit_margin: float = 1.0
     #: a cycle found in the baseline (periods of an hour, a day, a week; at least three of
     #: them) is carried into the window when its even and odd cycles correlate at least this
     #: much (0 disables)
@@ -404,6 +422,10 @@ def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
 
 
 def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
+    return _path_corr(ch, i, j) >= corr
+
+
+def _path_corr(ch: _Changes, i: int, j: int) -> float:
     """Whether the z-score paths of ``i`` and ``j``, aligned on their onsets, follow one course.
 
     The whole window is compared (before and after the onsets), so a step
@@ -413,12 +435,12 @@ def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
     d = int(ch.onset[j] - ch.onset[i])
     w = ch.z.shape[1]
     if abs(d) >= w - 2:
-        return False
+        return -1.0
     a = ch.z[i, : w - d] if d >= 0 else ch.z[i, -d:]
     b = ch.z[j, d:] if d >= 0 else ch.z[j, : w + d]
     if np.std(a) == 0 or np.std(b) == 0:
-        return False
-    return bool(abs(np.corrcoef(a, b)[0, 1]) >= corr)
+        return -1.0
+    return float(abs(np.corrcoef(a, b)[0, 1]))
 
 
 def role_of(labels: LabelSet) -> str:
@@ -479,6 +501,46 @@ def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
     return out
 
 
+def link_p_values(base: np.ndarray, max_lag: int) -> np.ndarray:
+    """``P[a, b]``: p-value of "``a``'s movements show up in ``b`` ``0..max_lag`` steps later".
+
+    Over the baseline, each row is high-passed (a slow curve such as a daily
+    cycle is shared by everything and is no dependency) and prewhitened (an
+    autoregression removed, so its own memory does not smear the
+    cross-correlation); the largest |cross-correlation| of ``a`` leading ``b``
+    by ``0..max_lag`` gets a p-value from Bartlett's variance (each residual's
+    remaining autocorrelation) with Šidák's correction for the lags searched —
+    the machinery of :mod:`perfintel.analysis.correlation`. The diagonal is 0.
+    """
+    n, t = base.shape
+    lags = min(max_lag, t - 8)
+    if n == 0 or lags < 0:
+        return np.ones((n, n)) - np.eye(n)
+    e = prewhiten(high_pass(base, max_lag))
+    best = np.zeros((n, n))
+    for k in range(lags + 1):
+        c = e[:, : t - k] @ e[:, k:].T / t
+        best = np.where(np.abs(c) > np.abs(best), c, best)
+    acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
+    p = p_values(best, 1.0 + 2.0 * (acf @ acf.T), t, lags + 1)
+    np.fill_diagonal(p, 0.0)
+    return p
+
+
+def significant_links(base: np.ndarray, max_lag: int, fdr: float) -> np.ndarray:
+    """``S[a, b]``: whether ``a`` leads ``b`` significantly (:func:`link_p_values`), the
+    off-diagonal pairs controlled for their number by Benjamini–Hochberg at ``fdr``: a test,
+    not a threshold, so two unrelated series are linked about as often as ``fdr`` allows and a
+    series coupled to nothing explains nothing across entities. The diagonal is ``True``."""
+    n = base.shape[0]
+    out = np.eye(n, dtype=bool)
+    if n < 2:
+        return out
+    off = ~out
+    out[off] = benjamini_hochberg(link_p_values(base, max_lag)[off]) <= fdr
+    return out
+
+
 def _rank(
     ch: _Changes,
     base: np.ndarray,
@@ -495,7 +557,10 @@ def _rank(
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}
     role = {i: ROLE_ORDER.get(role_of(series[i].labels), -1) for i in cands}
-    if p.learned_corr > 0 and cands:
+    if p.link_fdr > 0 and cands:
+        tested = significant_links(base[cands], max_prop, p.link_fdr)
+        at = {i: k for k, i in enumerate(cands)}
+    elif p.learned_corr > 0 and cands:
         links = learned_links(base[cands], max_prop)
         at = {i: k for k, i in enumerate(cands)}
     machine = {i: host_of(series[i].labels) for i in cands}
@@ -539,7 +604,7 @@ def _rank(
         return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
 
     def learned(i: int, j: int) -> bool:
-        if p.learned_corr <= 0 or hosts(i, j):
+        if (p.learned_corr <= 0 and p.link_fdr <= 0) or hosts(i, j):
             return True
         if (
             graph is not None
@@ -548,6 +613,8 @@ def _rank(
             and graph.known(node[j])
         ):
             return True  # declared: the graph decides
+        if p.link_fdr > 0:
+            return bool(tested[at[i], at[j]])
         return bool(links[at[i], at[j]] >= p.learned_corr)
 
     def first(i: int, j: int) -> bool:
@@ -569,6 +636,7 @@ def _rank(
 
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
+    follows: dict[tuple[int, int], float] = {}
     for i in cands:
         for j in cands:
             if (
@@ -577,10 +645,13 @@ def _rank(
                 and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
                 and allowed(i, j)
                 and learned(i, j)
-                and _moved_together(ch, i, j, corr(i, j))
             ):
-                explains[i].append(j)
-                explained[j].append(i)
+                c = _path_corr(ch, i, j)
+                if c >= corr(i, j):
+                    explains[i].append(j)
+                    explained[j].append(i)
+                    follows[i, j] = c
+    closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     scores = {}
     for i in cands:
@@ -590,6 +661,7 @@ def _rank(
                 strength[j] * (1.0 if role[j] in symptom else p.context_weight)
                 for j in explains[i]
                 if ch.onset[j] - tol[j] + 0.5 <= slack
+                and follows[i, j] >= closest[j] - p.credit_margin
             ]
         )
         s = strength[i] + p.support_weight * support
