@@ -83,11 +83,11 @@ def ours(inc: Incident, graph: bool, params: RootCauseParams | None = None) -> l
     return [c.index for c in causes]
 
 
-def run_method(name: str, inc: Incident) -> list[int]:
+def run_method(name: str, inc: Incident, params: RootCauseParams | None = None) -> list[int]:
     if name == "perfintel":
-        return ours(inc, False)
+        return ours(inc, False, params)
     if name == "perfintel+graph":
-        return ours(inc, True)
+        return ours(inc, True, params)
     x, _ = as_matrix(inc.series)
     t_idx = grid_of(inc).index(inc.time_ms)
     if name == "largest z-score":
@@ -104,14 +104,14 @@ def run_method(name: str, inc: Incident) -> list[int]:
 
 
 def evaluate(
-    incidents: list[Incident], methods: tuple[str, ...]
+    incidents: list[Incident], methods: tuple[str, ...], params: RootCauseParams | None = None
 ) -> tuple[dict[str, dict[str, list[int]]], dict[str, list[float]]]:
     ranks: dict[str, dict[str, list[int]]] = {m: defaultdict(list) for m in methods}
     times: dict[str, list[float]] = defaultdict(list)
     for inc in incidents:
         for m in methods:
             t0 = time.perf_counter()
-            order = run_method(m, inc)
+            order = run_method(m, inc, params)
             times[m].append(time.perf_counter() - t0)
             pos = order.index(inc.root) if inc.root in order else len(inc.series)
             ranks[m][inc.kind].append(pos)
@@ -318,6 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         "--tuning", default=",".join(TUNING), help="generators the --cv chooses on (never holdout)"
     )
     ap.add_argument("--only", default="", help="--cv searches only these constants (comma list)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a constant of RootCauseParams other than its default, for perfintel's rows",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout")
@@ -329,11 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.latency:
         latency()
         return 0
+    params = replace(
+        RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
+    )
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for name in args.generators.split(","):
         incidents = [GENERATORS[name](s) for s in seeds]
-        ranks, times = evaluate(incidents, methods)
+        ranks, times = evaluate(incidents, methods, params)
         print(table(name, seeds, ranks, times), end="\n\n", flush=True)
     return 0
 

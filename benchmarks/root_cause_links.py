@@ -7,7 +7,7 @@ fault reached (*true*), or ``source`` a planted background anomaly and ``j`` any
 series (*spurious*: a background anomaly propagates nowhere). For two dependency statistics
 over the 3-hour baseline — the learned link (:func:`~perfintel.analysis.rootcause.learned_links`,
 largest step-change correlation with the source ahead by 0-5 steps) and the significance test
-(:func:`~perfintel.analysis.rootcause.link_p_values`: high-passed, prewhitened, Bartlett +
+(:func:`~perfintel.analysis.correlation.link_p_values`: high-passed, prewhitened, Bartlett +
 Šidák) — it prints the AUC of true against spurious pairs (0.5: no information) and the share
 of each kind that passes the tests the method can use (the threshold ``learned_corr``,
 Benjamini–Hochberg over the changed series' pairs at ``link_fdr``).
@@ -23,7 +23,7 @@ import numpy as np
 from root_cause import BASELINE, GENERATORS, WINDOW, grid_of
 
 from perfintel.analysis import rootcause as rc
-from perfintel.analysis.correlation import benjamini_hochberg
+from perfintel.analysis.correlation import benjamini_hochberg, link_p_values
 from perfintel.analysis.signals import as_matrix
 
 MAX_LAG = 5
@@ -62,7 +62,7 @@ def pairs(name: str, seeds: range, fdrs: tuple[float, ...]) -> dict[str, list[np
         at = {i: k for k, i in enumerate(cands)}
         base = x[cands, ws - BASELINE : ws]
         corr = rc.learned_links(base, MAX_LAG)
-        pv = rc.link_p_values(base, MAX_LAG)
+        pv = link_p_values(base, MAX_LAG)
         off = ~np.eye(len(cands), dtype=bool)
         passes = []
         for f in fdrs:

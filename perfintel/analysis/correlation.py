@@ -391,6 +391,46 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def link_p_values(base: np.ndarray, max_lag: int) -> np.ndarray:
+    """``P[a, b]``: p-value of "``a``'s movements show up in ``b`` ``0..max_lag`` steps later".
+
+    Over the baseline, each row is high-passed (a slow curve such as a daily
+    cycle is shared by everything and is no dependency) and prewhitened (an
+    autoregression removed, so its own memory does not smear the
+    cross-correlation); the largest |cross-correlation| of ``a`` leading ``b``
+    by ``0..max_lag`` gets a p-value from Bartlett's variance (each residual's
+    remaining autocorrelation) with Šidák's correction for the lags searched —
+    the machinery of :func:`correlate`. The diagonal is 0.
+    """
+    n, t = base.shape
+    lags = min(max_lag, t - 8)
+    if n == 0 or lags < 0:
+        return np.ones((n, n)) - np.eye(n)
+    e = prewhiten(high_pass(base, max_lag))
+    best = np.zeros((n, n))
+    for k in range(lags + 1):
+        c = e[:, : t - k] @ e[:, k:].T / t
+        best = np.where(np.abs(c) > np.abs(best), c, best)
+    acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
+    p = p_values(best, 1.0 + 2.0 * (acf @ acf.T), t, lags + 1)
+    np.fill_diagonal(p, 0.0)
+    return p
+
+
+def significant_links(base: np.ndarray, max_lag: int, fdr: float) -> np.ndarray:
+    """``S[a, b]``: whether ``a`` leads ``b`` significantly (:func:`link_p_values`), the
+    off-diagonal pairs controlled for their number by Benjamini–Hochberg at ``fdr``: a test,
+    not a threshold, so two unrelated series are linked about as often as ``fdr`` allows and a
+    series coupled to nothing explains nothing across entities. The diagonal is ``True``."""
+    n = base.shape[0]
+    out = np.eye(n, dtype=bool)
+    if n < 2:
+        return out
+    off = ~out
+    out[off] = benjamini_hochberg(link_p_values(base, max_lag)[off]) <= fdr
+    return out
+
+
 def _check(max_lag: int, alpha: float) -> None:
     if max_lag < 0:
         raise BadInputError(f"invalid parameter 'max_lag': must be at least 0, got {max_lag}")

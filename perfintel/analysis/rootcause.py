@@ -38,7 +38,13 @@ Four principles decide:
    another only when their step-to-step changes were correlated in the
    baseline with ``i`` ahead by 0 to ``max_propagation`` steps (at least
    ``learned_corr``: a dependency learned Granger-style, which two unrelated
-   changes that merely line up in time do not have).
+   changes that merely line up in time do not have). With ``link_fdr`` the
+   learned dependency is a significance test instead (:func:`~perfintel.analysis.correlation.significant_links`:
+   high-passed, prewhitened, Bartlett + Šidák, Benjamini–Hochberg over the
+   pairs); it is off by default because on the tuning generators a root's true
+   dependencies are no more visible in the baseline than a background anomaly's
+   coincidences (``benchmarks/root_cause_links.py``: AUC 0.49–0.65), so the
+   cross-validation found no gain beyond noise.
    Two changes closer than their onsets' uncertainty (half a step —
    ``sharp_tolerance`` — for a sharp change, a quarter of its rise for a
    ramp) began together; a propagation without lag is then ordered by the
@@ -60,7 +66,9 @@ Four principles decide:
 
 Score: ``log(1 + |peak z|)`` plus ``support_weight`` times the log of one plus
 the summed ``log(1 + |peak z|)`` of the changes it explains directly that
-began by the incident time, each weighted 1 when it is a symptom (latency,
+began by the incident time (with ``credit_margin`` below 1, only those
+that follow its course nearly as closely as they follow their best explainer's;
+off by default, no gain beyond noise), each weighted 1 when it is a symptom (latency,
 errors: what users see and what incidents are declared on) and
 ``context_weight`` otherwise (load, resources). The log keeps one phenomenon
 seen in many series (a dip in traffic in every instance's requests, CPU and
@@ -87,14 +95,7 @@ import numpy as np
 from perfintel.errors import BadInputError
 from perfintel.model import LabelSet, metric_name
 
-from .correlation import (
-    BARTLETT_LAGS,
-    autocorrelations,
-    benjamini_hochberg,
-    high_pass,
-    p_values,
-    prewhiten,
-)
+from .correlation import significant_links
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: labels naming the entity a series belongs to, most specific first
@@ -498,46 +499,6 @@ def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
     for k in range(min(max_lag, n - 4) + 1):
         c = z[:, : n - k] @ z[:, k:].T / (n - k)
         np.maximum(out, c, out=out)
-    return out
-
-
-def link_p_values(base: np.ndarray, max_lag: int) -> np.ndarray:
-    """``P[a, b]``: p-value of "``a``'s movements show up in ``b`` ``0..max_lag`` steps later".
-
-    Over the baseline, each row is high-passed (a slow curve such as a daily
-    cycle is shared by everything and is no dependency) and prewhitened (an
-    autoregression removed, so its own memory does not smear the
-    cross-correlation); the largest |cross-correlation| of ``a`` leading ``b``
-    by ``0..max_lag`` gets a p-value from Bartlett's variance (each residual's
-    remaining autocorrelation) with Šidák's correction for the lags searched —
-    the machinery of :mod:`perfintel.analysis.correlation`. The diagonal is 0.
-    """
-    n, t = base.shape
-    lags = min(max_lag, t - 8)
-    if n == 0 or lags < 0:
-        return np.ones((n, n)) - np.eye(n)
-    e = prewhiten(high_pass(base, max_lag))
-    best = np.zeros((n, n))
-    for k in range(lags + 1):
-        c = e[:, : t - k] @ e[:, k:].T / t
-        best = np.where(np.abs(c) > np.abs(best), c, best)
-    acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
-    p = p_values(best, 1.0 + 2.0 * (acf @ acf.T), t, lags + 1)
-    np.fill_diagonal(p, 0.0)
-    return p
-
-
-def significant_links(base: np.ndarray, max_lag: int, fdr: float) -> np.ndarray:
-    """``S[a, b]``: whether ``a`` leads ``b`` significantly (:func:`link_p_values`), the
-    off-diagonal pairs controlled for their number by Benjamini–Hochberg at ``fdr``: a test,
-    not a threshold, so two unrelated series are linked about as often as ``fdr`` allows and a
-    series coupled to nothing explains nothing across entities. The diagonal is ``True``."""
-    n = base.shape[0]
-    out = np.eye(n, dtype=bool)
-    if n < 2:
-        return out
-    off = ~out
-    out[off] = benjamini_hochberg(link_p_values(base, max_lag)[off]) <= fdr
     return out
 
 

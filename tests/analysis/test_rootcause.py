@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfintel.analysis import rootcause
+from perfintel.analysis import correlation, rootcause
 from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.errors import BadInputError
@@ -282,7 +282,7 @@ def test_significant_links_find_who_leads_and_control_false_links() -> None:
     follower = np.r_[np.zeros(2), leader[:-2]] + 0.8 * rng.normal(0, 1, n)
     base = np.vstack([*rows, leader, follower])
     a, b = 40, 41
-    sig = rootcause.significant_links(base, 5, 0.05)
+    sig = correlation.significant_links(base, 5, 0.05)
     old = rootcause.learned_links(base, 5) >= rootcause.RootCauseParams().learned_corr
     unrelated = ~np.eye(42, dtype=bool)
     unrelated[a, b] = unrelated[b, a] = False
