@@ -83,11 +83,11 @@ def ours(inc: Incident, graph: bool, params: RootCauseParams | None = None) -> l
     return [c.index for c in causes]
 
 
-def run_method(name: str, inc: Incident) -> list[int]:
+def run_method(name: str, inc: Incident, params: RootCauseParams | None = None) -> list[int]:
     if name == "perfintel":
-        return ours(inc, False)
+        return ours(inc, False, params)
     if name == "perfintel+graph":
-        return ours(inc, True)
+        return ours(inc, True, params)
     x, _ = as_matrix(inc.series)
     t_idx = grid_of(inc).index(inc.time_ms)
     if name == "largest z-score":
@@ -104,14 +104,14 @@ def run_method(name: str, inc: Incident) -> list[int]:
 
 
 def evaluate(
-    incidents: list[Incident], methods: tuple[str, ...]
+    incidents: list[Incident], methods: tuple[str, ...], params: RootCauseParams | None = None
 ) -> tuple[dict[str, dict[str, list[int]]], dict[str, list[float]]]:
     ranks: dict[str, dict[str, list[int]]] = {m: defaultdict(list) for m in methods}
     times: dict[str, list[float]] = defaultdict(list)
     for inc in incidents:
         for m in methods:
             t0 = time.perf_counter()
-            order = run_method(m, inc)
+            order = run_method(m, inc, params)
             times[m].append(time.perf_counter() - t0)
             pos = order.index(inc.root) if inc.root in order else len(inc.series)
             ranks[m][inc.kind].append(pos)
@@ -146,6 +146,8 @@ def table(
 #: the candidates of each constant the cross-validation chooses from
 GRID: dict[str, tuple[float, ...]] = {
     "learned_corr": (0.0, 0.1, 0.2),
+    "link_fdr": (0.0, 0.05, 0.2, 0.5),
+    "credit_margin": (1.0, 0.1, 0.05, 0.0),
     "sharp_tolerance": (0.5, 1.0),
     "seasonal_gain": (0.0, 0.7, 0.85),
     "min_sigma": (5.0, 6.0),
@@ -173,8 +175,11 @@ class _Scorer:
             self.cache[params] = np.array(pos)
         return self.cache[params]
 
-    def choose(self, rows: np.ndarray, verbose: bool = False) -> RootCauseParams:
-        """Coordinate search on ``rows`` (two rounds, one constant at a time) of top-1 + top-3."""
+    def choose(
+        self, rows: np.ndarray, verbose: bool = False, only: tuple[str, ...] = ()
+    ) -> RootCauseParams:
+        """Coordinate search on ``rows`` (two rounds, one constant at a time) of top-1 + top-3
+        (only the constants named in ``only``, when given; the others keep their defaults)."""
 
         def objective(q: RootCauseParams) -> float:
             r = self.ranks(q)[rows]
@@ -183,6 +188,8 @@ class _Scorer:
         best = RootCauseParams()
         for _ in range(2):
             for name, values in GRID.items():
+                if only and name not in only:
+                    continue
                 options = [replace(best, **{name: v}) for v in values]
                 best = max(options, key=lambda q: (objective(q), q == best))
                 if verbose:
@@ -190,7 +197,9 @@ class _Scorer:
         return best
 
 
-def cross_validate(seeds: range, folds: int = 5) -> None:
+def cross_validate(
+    seeds: range, folds: int = 5, tuning: tuple[str, ...] = TUNING, only: tuple[str, ...] = ()
+) -> None:
     """Out-of-fold accuracy of choosing the constants on the tuning generators' seeds.
 
     The incidents of ``seeds`` from every tuning generator are split into
@@ -198,17 +207,19 @@ def cross_validate(seeds: range, folds: int = 5) -> None:
     others. Prints the out-of-fold figures per generator and the constants
     chosen on all of them (those are the defaults of ``RootCauseParams``).
     """
-    incidents = [GENERATORS[g](s) for g in TUNING for s in seeds]
+    if "holdout" in tuning:
+        raise SystemExit("the holdout generator is for reporting only")
+    incidents = [GENERATORS[g](s) for g in tuning for s in seeds]
     scorer = _Scorer(incidents)
-    fold = np.array([(s - seeds.start) % folds for _ in TUNING for s in seeds])
+    fold = np.array([(s - seeds.start) % folds for _ in tuning for s in seeds])
     oof = np.zeros(len(incidents), dtype=np.int64)
     for k in range(folds):
-        chosen = scorer.choose(np.flatnonzero(fold != k))
+        chosen = scorer.choose(np.flatnonzero(fold != k), only=only)
         test = np.flatnonzero(fold == k)
         oof[test] = scorer.ranks(chosen)[test]
         print(f"fold {k}: {_constants(chosen)}", flush=True)
     per = len(seeds)
-    for g_i, g in enumerate(TUNING):
+    for g_i, g in enumerate(tuning):
         r = oof[g_i * per : (g_i + 1) * per]
         print(
             f"out-of-fold {g} (seeds {seeds.start}-{seeds.stop - 1}): "
@@ -218,7 +229,18 @@ def cross_validate(seeds: range, folds: int = 5) -> None:
         f"out-of-fold both: top-1 {100 * np.mean(oof == 0):.1f} %, "
         f"top-3 {100 * np.mean(oof < 3):.1f} %"
     )
-    final = scorer.choose(np.arange(len(incidents)), verbose=True)
+    for name, values in GRID.items():
+        if only and name not in only:
+            continue
+        for v in values:  # every candidate on all tuning seeds, for the record
+            r = scorer.ranks(replace(RootCauseParams(), **{name: v}))
+            per_gen = ", ".join(
+                f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
+                f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
+                for i, g in enumerate(tuning)
+            )
+            print(f"  all seeds, {name}={v}: {per_gen}", flush=True)
+    final = scorer.choose(np.arange(len(incidents)), verbose=True, only=only)
     print("chosen on all tuning seeds:", _constants(final))
 
 
@@ -292,21 +314,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cv", action="store_true", help="cross-validate the constants on tuning seeds 0-199"
     )
+    ap.add_argument(
+        "--tuning", default=",".join(TUNING), help="generators the --cv chooses on (never holdout)"
+    )
+    ap.add_argument("--only", default="", help="--cv searches only these constants (comma list)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a constant of RootCauseParams other than its default, for perfintel's rows",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout")
     args = ap.parse_args(argv)
     if args.cv:
-        cross_validate(range(0, 200))
+        only = tuple(n for n in args.only.split(",") if n)
+        cross_validate(range(0, 200), tuning=tuple(args.tuning.split(",")), only=only)
         return 0
     if args.latency:
         latency()
         return 0
+    params = replace(
+        RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
+    )
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for name in args.generators.split(","):
         incidents = [GENERATORS[name](s) for s in seeds]
-        ranks, times = evaluate(incidents, methods)
+        ranks, times = evaluate(incidents, methods, params)
         print(table(name, seeds, ranks, times), end="\n\n", flush=True)
     return 0
 

@@ -218,6 +218,12 @@ def slow_window(t: int, max_lag: int) -> int:
     return int(w if w % 2 else w - 1)
 
 
+def autocorrelations(x: np.ndarray, lags: int) -> np.ndarray:
+    """Autocorrelations ``1..lags`` of each row (zeros for a constant row)."""
+    acf = _autocov(x, lags)
+    return np.divide(acf[:, 1:], acf[:, :1], out=np.zeros_like(acf[:, 1:]), where=acf[:, :1] > 0)
+
+
 def _autocov(x: np.ndarray, lags: int) -> np.ndarray:
     """Biased autocovariances ``0..lags`` of each (centred) row, by FFT."""
     t = x.shape[1]
@@ -354,14 +360,13 @@ def _pair_stats(
         cross_r[s:e_] = np.einsum("jf,jf->j", spec_r[js], tw * np.conj(spec_r[i])).real
     pearson = _overlap_corr(_window_sums(z), ia, ib, lag, cross_z)
     spearman = _overlap_corr(_window_sums(r), ia, ib, lag, cross_r)
-    acf = _autocov(e, max(BARTLETT_LAGS, t // 4))
-    acf = np.divide(acf[:, 1:], acf[:, :1], out=np.zeros_like(acf[:, 1:]), where=acf[:, :1] > 0)
+    acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
     inflation = 1.0 + 2.0 * (acf @ acf.T)[ia, ib]
-    p = _p_values(xc, inflation, t, 2 * max_lag + 1)
+    p = p_values(xc, inflation, t, 2 * max_lag + 1)
     return lag, xc, pearson, spearman, p
 
 
-def _p_values(r: np.ndarray, inflation: np.ndarray, t: int, lags: int) -> np.ndarray:
+def p_values(r: np.ndarray, inflation: np.ndarray, t: int, lags: int) -> np.ndarray:
     """Two-sided p-values of the largest of ``lags`` cross-correlations (Bartlett + Šidák)."""
     from scipy.special import ndtr
 
@@ -383,6 +388,46 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     q = np.minimum.accumulate(ranked[::-1])[::-1]
     out = np.empty(m)
     out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def link_p_values(base: np.ndarray, max_lag: int) -> np.ndarray:
+    """``P[a, b]``: p-value of "``a``'s movements show up in ``b`` ``0..max_lag`` steps later".
+
+    Over the baseline, each row is high-passed (a slow curve such as a daily
+    cycle is shared by everything and is no dependency) and prewhitened (an
+    autoregression removed, so its own memory does not smear the
+    cross-correlation); the largest |cross-correlation| of ``a`` leading ``b``
+    by ``0..max_lag`` gets a p-value from Bartlett's variance (each residual's
+    remaining autocorrelation) with Šidák's correction for the lags searched —
+    the machinery of :func:`correlate`. The diagonal is 0.
+    """
+    n, t = base.shape
+    lags = min(max_lag, t - 8)
+    if n == 0 or lags < 0:
+        return np.ones((n, n)) - np.eye(n)
+    e = prewhiten(high_pass(base, max_lag))
+    best = np.zeros((n, n))
+    for k in range(lags + 1):
+        c = e[:, : t - k] @ e[:, k:].T / t
+        best = np.where(np.abs(c) > np.abs(best), c, best)
+    acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
+    p = p_values(best, 1.0 + 2.0 * (acf @ acf.T), t, lags + 1)
+    np.fill_diagonal(p, 0.0)
+    return p
+
+
+def significant_links(base: np.ndarray, max_lag: int, fdr: float) -> np.ndarray:
+    """``S[a, b]``: whether ``a`` leads ``b`` significantly (:func:`link_p_values`), the
+    off-diagonal pairs controlled for their number by Benjamini–Hochberg at ``fdr``: a test,
+    not a threshold, so two unrelated series are linked about as often as ``fdr`` allows and a
+    series coupled to nothing explains nothing across entities. The diagonal is ``True``."""
+    n = base.shape[0]
+    out = np.eye(n, dtype=bool)
+    if n < 2:
+        return out
+    off = ~out
+    out[off] = benjamini_hochberg(link_p_values(base, max_lag)[off]) <= fdr
     return out
 
 

@@ -38,7 +38,13 @@ Four principles decide:
    another only when their step-to-step changes were correlated in the
    baseline with ``i`` ahead by 0 to ``max_propagation`` steps (at least
    ``learned_corr``: a dependency learned Granger-style, which two unrelated
-   changes that merely line up in time do not have).
+   changes that merely line up in time do not have). With ``link_fdr`` the
+   learned dependency is a significance test instead (:func:`~perfintel.analysis.correlation.significant_links`:
+   high-passed, prewhitened, Bartlett + Šidák, Benjamini–Hochberg over the
+   pairs); it is off by default because on the tuning generators a root's true
+   dependencies are no more visible in the baseline than a background anomaly's
+   coincidences (``benchmarks/root_cause_links.py``: AUC 0.49–0.65), so the
+   cross-validation found no gain beyond noise.
    Two changes closer than their onsets' uncertainty (half a step —
    ``sharp_tolerance`` — for a sharp change, a quarter of its rise for a
    ramp) began together; a propagation without lag is then ordered by the
@@ -60,7 +66,9 @@ Four principles decide:
 
 Score: ``log(1 + |peak z|)`` plus ``support_weight`` times the log of one plus
 the summed ``log(1 + |peak z|)`` of the changes it explains directly that
-began by the incident time, each weighted 1 when it is a symptom (latency,
+began by the incident time (with ``credit_margin`` below 1, only those
+that follow its course nearly as closely as they follow their best explainer's;
+off by default, no gain beyond noise), each weighted 1 when it is a symptom (latency,
 errors: what users see and what incidents are declared on) and
 ``context_weight`` otherwise (load, resources). The log keeps one phenomenon
 seen in many series (a dip in traffic in every instance's requests, CPU and
@@ -87,6 +95,7 @@ import numpy as np
 from perfintel.errors import BadInputError
 from perfintel.model import LabelSet, metric_name
 
+from .correlation import significant_links
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: labels naming the entity a series belongs to, most specific first
@@ -156,6 +165,16 @@ class RootCauseParams:
     #: step-to-step changes in the baseline were correlated at some lag of ``i`` ahead of ``j``
     #: at least this much (a learned dependency; 0 disables the test)
     learned_corr: float = 0.1
+    #: when above 0, the learned dependency is a significance test instead of the
+    #: ``learned_corr`` threshold (see :func:`significant_links`): ``i`` explains ``j`` across
+    #: entities only when their baseline co-movement with ``i`` ahead by 0 to
+    #: ``max_propagation`` steps is significant at this false-discovery rate over the pairs
+    link_fdr: float = 0.0
+    #: a change supports only the explainers whose course it follows nearly as closely as it
+    #: follows its best explainer's (path correlation at least the best's minus this; 1 or
+    #: more: every explainer): an effect is a lagged, attenuated copy of its cause, and a
+    #: coincident change it merely lines up with follows its course less closely
+    credit_margin: float = 1.0
     #: a cycle found in the baseline (periods of an hour, a day, a week; at least three of
     #: them) is carried into the window when its even and odd cycles correlate at least this
     #: much (0 disables)
@@ -404,6 +423,10 @@ def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
 
 
 def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
+    return _path_corr(ch, i, j) >= corr
+
+
+def _path_corr(ch: _Changes, i: int, j: int) -> float:
     """Whether the z-score paths of ``i`` and ``j``, aligned on their onsets, follow one course.
 
     The whole window is compared (before and after the onsets), so a step
@@ -413,12 +436,12 @@ def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
     d = int(ch.onset[j] - ch.onset[i])
     w = ch.z.shape[1]
     if abs(d) >= w - 2:
-        return False
+        return -1.0
     a = ch.z[i, : w - d] if d >= 0 else ch.z[i, -d:]
     b = ch.z[j, d:] if d >= 0 else ch.z[j, : w + d]
     if np.std(a) == 0 or np.std(b) == 0:
-        return False
-    return bool(abs(np.corrcoef(a, b)[0, 1]) >= corr)
+        return -1.0
+    return float(abs(np.corrcoef(a, b)[0, 1]))
 
 
 def role_of(labels: LabelSet) -> str:
@@ -495,7 +518,10 @@ def _rank(
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}
     role = {i: ROLE_ORDER.get(role_of(series[i].labels), -1) for i in cands}
-    if p.learned_corr > 0 and cands:
+    if p.link_fdr > 0 and cands:
+        tested = significant_links(base[cands], max_prop, p.link_fdr)
+        at = {i: k for k, i in enumerate(cands)}
+    elif p.learned_corr > 0 and cands:
         links = learned_links(base[cands], max_prop)
         at = {i: k for k, i in enumerate(cands)}
     machine = {i: host_of(series[i].labels) for i in cands}
@@ -539,7 +565,7 @@ def _rank(
         return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
 
     def learned(i: int, j: int) -> bool:
-        if p.learned_corr <= 0 or hosts(i, j):
+        if (p.learned_corr <= 0 and p.link_fdr <= 0) or hosts(i, j):
             return True
         if (
             graph is not None
@@ -548,6 +574,8 @@ def _rank(
             and graph.known(node[j])
         ):
             return True  # declared: the graph decides
+        if p.link_fdr > 0:
+            return bool(tested[at[i], at[j]])
         return bool(links[at[i], at[j]] >= p.learned_corr)
 
     def first(i: int, j: int) -> bool:
@@ -569,6 +597,7 @@ def _rank(
 
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
+    follows: dict[tuple[int, int], float] = {}
     for i in cands:
         for j in cands:
             if (
@@ -577,10 +606,13 @@ def _rank(
                 and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
                 and allowed(i, j)
                 and learned(i, j)
-                and _moved_together(ch, i, j, corr(i, j))
             ):
-                explains[i].append(j)
-                explained[j].append(i)
+                c = _path_corr(ch, i, j)
+                if c >= corr(i, j):
+                    explains[i].append(j)
+                    explained[j].append(i)
+                    follows[i, j] = c
+    closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     scores = {}
     for i in cands:
@@ -590,6 +622,7 @@ def _rank(
                 strength[j] * (1.0 if role[j] in symptom else p.context_weight)
                 for j in explains[i]
                 if ch.onset[j] - tol[j] + 0.5 <= slack
+                and follows[i, j] >= closest[j] - p.credit_margin
             ]
         )
         s = strength[i] + p.support_weight * support
