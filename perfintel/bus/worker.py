@@ -29,12 +29,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus, Delivery, entry_order
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
-from perfintel.bus.codec import BatchDecodeError, decode_batch
+from perfintel.bus.codec import BatchDecodeError, decode_keyed
 from perfintel.errors import LeaseLostError, PerfintelError
+from perfintel.model import LabelSet
 from perfintel.performance.online import OnlineAnomalyDetection
 
 log = logging.getLogger(__name__)
@@ -269,7 +272,7 @@ class ShardWorker:
     async def _apply_all(self, deliveries: Sequence[Delivery]) -> None:
         """Apply what is new, per shard in entry order; the batches of one shard are scored
         in one pass (one detector call per shard and round, not per entry)."""
-        fresh: dict[int, list[SampleBatch]] = {}
+        fresh: dict[int, list[tuple[SampleBatch, np.ndarray]]] = {}
         for d in deliveries:
             st = self.owned.get(d.shard)
             if st is None:
@@ -279,7 +282,7 @@ class ShardWorker:
                 st.skipped_batches += 1
                 continue
             try:
-                fresh.setdefault(d.shard, []).append(decode_batch(d.payload))
+                fresh.setdefault(d.shard, []).append(decode_keyed(d.payload))
             except BatchDecodeError as exc:
                 log.error("shard %d entry %s: %s (skipped)", d.shard, d.entry_id, exc)
             st.applied_batches += 1
@@ -288,9 +291,9 @@ class ShardWorker:
             while len(st.applied) > RECENT_BATCH_IDS:
                 st.applied.popitem(last=False)
         for shard, parts in fresh.items():
-            batch = parts[0] if len(parts) == 1 else SampleBatch.concat(parts)
+            batch, keys = parts[0] if len(parts) == 1 else _join(parts)
             try:
-                await asyncio.to_thread(self.owned[shard].detector.process, batch)
+                await asyncio.to_thread(self.owned[shard].detector.process, batch, keys)
             except PerfintelError as exc:
                 log.warning("shard %d: scoring failed: %s", shard, exc)
             self.samples_scored += len(batch)
@@ -347,3 +350,20 @@ class ShardWorker:
     def stats(self) -> dict[int, tuple[int, int]]:
         """Per owned shard: (batches applied, batches skipped as already applied)."""
         return {s: (st.applied_batches, st.skipped_batches) for s, st in self.owned.items()}
+
+
+def _join(parts: Sequence[tuple[SampleBatch, np.ndarray]]) -> tuple[SampleBatch, np.ndarray]:
+    """One batch of several entries' (a series may be listed more than once: the detector
+    identifies series by key, and merging label sets would cost a dict of them)."""
+    series: list[LabelSet] = []
+    idx = []
+    for b, _ in parts:
+        idx.append(np.asarray(b.series_idx, np.int32) + len(series))
+        series.extend(b.series)
+    batch = SampleBatch(
+        series,
+        np.concatenate(idx),
+        np.concatenate([b.timestamps for b, _ in parts]),
+        np.concatenate([b.values for b, _ in parts]),
+    )
+    return batch, np.concatenate([k for _, k in parts])
