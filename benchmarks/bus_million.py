@@ -4,13 +4,16 @@
 ``--minutes`` minutes (compressed: a round is published as soon as the workers have read
 the previous one). The benchmark starts its own VictoriaMetrics (Debian's binary, a fresh
 data directory, like the tests' ``victoria_metrics`` fixture) and uses Redis at
-127.0.0.1:6379 (a fresh stream prefix) and a SQLite file for leases and checkpoints.
+127.0.0.1:6379 (a fresh stream prefix) and, for leases and checkpoints, PostgreSQL at
+127.0.0.1:5432 (database ``test``, a fresh schema, dropped afterwards; as a deployment
+does) or with ``--db sqlite`` a SQLite file.
 
 * this process plays the ingest role: it writes every sample to VictoriaMetrics
   (remote_write, ``RemoteStore``) and publishes it to the bus (16 shards);
 * ``--workers`` worker processes (``ShardWorker``, checkpoint every 10 s, compact detector
-  state unless ``--exact``) score their shards and write ``anomaly_score``, ``yhat``,
-  ``yhat_lower`` and ``yhat_upper`` to VictoriaMetrics directly.
+  state unless ``--exact``; series by key, no label sets kept, as ``--role worker`` runs)
+  score their shards and write ``anomaly_score``, ``yhat``, ``yhat_lower`` and
+  ``yhat_upper`` to VictoriaMetrics directly.
 
 Reported: wall time, per-process peak memory (``VmHWM``: the workers, this process,
 VictoriaMetrics; Redis' ``used_memory_peak``), worker bytes per series (peak and final RSS
@@ -61,6 +64,7 @@ REDIS = "redis://127.0.0.1:6379/0"
 VM_BINARY = os.environ.get("PERFINTEL_VM_BINARY", "/usr/bin/victoria-metrics")
 SHARDS = 16
 GROUP = "million"
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def status_kib(pid: int | str, key: str) -> int:
@@ -82,7 +86,9 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
         dets: list[OnlineAnomalyDetection] = []
 
         def make() -> OnlineAnomalyDetection:
-            dets.append(OnlineAnomalyDetection(store, max_series=10**7, compact=compact))
+            dets.append(
+                OnlineAnomalyDetection(store, max_series=10**7, compact=compact, keep_labels=False)
+            )
             return dets[-1]
 
         w = ShardWorker(
@@ -111,6 +117,7 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
         await stop.wait()
         held = sum(st.detector.series_count for st in w.owned.values())
         state = max((st.detector.runner.state_nbytes() for st in w.owned.values()), default=0)
+        arrays = sum(st.detector.memory_nbytes() for st in w.owned.values())
         rss = status_kib("self", "VmRSS")
         w.stop()
         await task
@@ -122,6 +129,7 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
             "scored": w.samples_scored,
             "series": held,
             "state_bytes": state,
+            "arrays_bytes": arrays,
             "base_kib": base,
             "rss_kib": rss,
             "hwm_kib": status_kib("self", "VmHWM"),
@@ -243,15 +251,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--per-batch", type=int, default=10_000)
     ap.add_argument("--exact", action="store_true", help="exact detector state, not compact")
+    ap.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}", flush=True)
     # SIGTERM stops the workers and VictoriaMetrics too (the ``finally`` blocks run)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        db = f"sqlite:///{tmp / 'state.db'}"
-        open_database(db).dispose()
         prefix = f"perfintel-million-{uuid.uuid4().hex[:8]}"
+        schema = prefix.replace("-", "_")
+        if args.db == "sqlite":
+            db = f"sqlite:///{tmp / 'state.db'}"
+        else:
+            _schema(schema, create=True)
+            db = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        open_database(db).dispose()
         vm_proc = victoria_metrics(tmp / "vm", _free_port(), tmp / "vm.log", VM_BINARY)
         # counting over a million series at once: above VictoriaMetrics' default limit
         vm_proc.cmd.append("-search.maxUniqueTimeseries=10000000")
@@ -303,6 +317,8 @@ def main() -> None:
             scores = query(vm.base_url, f"sum(count_over_time(anomaly_score{window}))", at)
             score_series = query(vm.base_url, f"count(last_over_time(anomaly_score{window}))", at)
             vm_hwm = status_kib(vm.pid, "VmHWM")
+        if args.db != "sqlite":
+            _schema(schema, create=False)
     n, minutes = args.series, args.minutes
     print(
         f"{n:,} series x {minutes} minutes = {res['published']:,.0f} samples published in "
@@ -318,8 +334,9 @@ def main() -> None:
             f"{s['rss_kib'] / 1024:,.0f} MiB, before any series {s['base_kib'] / 1024:,.0f} MiB "
             f"-> {(s['rss_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the end, "
             f"{(s['hwm_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the peak; "
-            f"detector state {s['state_bytes']} B per series; checkpoints "
-            f"{s['checkpoint_s']:.1f} s, {s['checkpoint_mb']:,.0f} MB"
+            f"detector state {s['state_bytes']} B per series, its numpy arrays (capacity "
+            f"included) {s['arrays_bytes'] / held:,.0f} B per series; checkpoints "
+            f"{s['checkpoint_s']:.1f} s, {s['checkpoint_mb']:,.0f} MB ({args.db})"
         )
     print(
         f"this process (ingest role, {n:,} label sets): peak RSS "
@@ -338,6 +355,16 @@ def main() -> None:
             else "MISMATCH"
         )
     )
+
+
+def _schema(name: str, create: bool) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        verb = "CREATE SCHEMA" if create else "DROP SCHEMA IF EXISTS"
+        conn.execute(sa.text(f'{verb} "{name}"' + ("" if create else " CASCADE")))
+    admin.dispose()
 
 
 def _free_port() -> int:

@@ -323,7 +323,8 @@ async def _drop(prefix: str) -> None:
 def memory_per_series(n: int, samples: int, compact: bool) -> tuple[float, int]:
     """RSS growth per series of one detector scoring ``n`` new series (inputs built first);
     and its state bytes per series in memory."""
-    det = OnlineAnomalyDetection(Discard(), max_series=n + 1, compact=compact)
+    # a worker's detector: series by key, no label sets kept
+    det = OnlineAnomalyDetection(Discard(), max_series=n + 1, compact=compact, keep_labels=False)
     for b in batches(1000, 2, 1000, seed=5):
         det.process(b)  # compile, allocate the first rows
     data = batches(n, samples, 5000, seed=6)

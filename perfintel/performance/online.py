@@ -408,12 +408,11 @@ class OnlineAnomalyDetection:
     def _add_series(self, key: int, labels: LabelSet | None) -> int:
         """A new row for ``key`` (the caller enters it in the index)."""
         row = self._n
+        self._grow(row + 1)
         self._n += 1
         if self.keep_labels:
             assert labels is not None
             self._labels.append(labels)
-        if row >= len(self._last_ts):
-            self._grow(row + 1)
         self._keys[row] = key
         return row
 
@@ -552,7 +551,10 @@ class OnlineAnomalyDetection:
         n = self._n
         sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         fmt = self.runner.packed_format()
-        matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)
+        if fmt and rows is None:
+            matrix = self.runner.packed[:n]  # a view: no copy of the whole bank
+        else:
+            matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)
         labels = (
             np.frombuffer(orjson.dumps([list(self._labels[r]) for r in sel.tolist()]), np.uint8)
             if self.keep_labels
