@@ -93,8 +93,8 @@ class SeriesIndex:
     def _find(self, keys: np.ndarray) -> np.ndarray:
         """Slot of each key, -1 where absent."""
         out = np.full(len(keys), -1, np.int64)
-        todo = np.arange(len(keys))
-        slot = self._home(keys)
+        todo = np.flatnonzero(keys != 0)  # 0 marks empty slots: never a key
+        slot = self._home(keys[todo])
         while len(todo):
             k = self._keys[slot]
             want = keys[todo]
@@ -121,6 +121,8 @@ class SeriesIndex:
         values = np.asarray(values, np.int64)
         if not len(keys):
             return
+        if not keys.all():
+            raise ValueError("series key 0 is reserved (empty slot)")
         keys, first = np.unique(keys, return_index=True)
         values = values[first]
         slot = self._find(keys)
