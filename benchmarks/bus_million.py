@@ -67,6 +67,43 @@ GROUP = "million"
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def heap_mib() -> dict[str, float]:
+    """glibc's ``mallinfo2`` (every arena): heap bytes from the system, in use, free;
+    mapped blocks. Where a worker's memory beyond its arrays sits."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [
+            (f, ctypes.c_size_t)
+            for f in [
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            ]
+        ]
+
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = Info
+    m = fn()
+    return {
+        "heap": m.arena / 2**20,
+        "heap_used": m.uordblks / 2**20,
+        "heap_free": m.fordblks / 2**20,
+        "mapped": m.hblkhd / 2**20,
+        "py_blocks": float(sys.getallocatedblocks()),
+    }
+
+
 def status_kib(pid: int | str, key: str) -> int:
     """A ``/proc/<pid>/status`` figure in KiB (``VmHWM``: peak RSS, ``VmRSS``: now)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -119,6 +156,13 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
         state = max((st.detector.runner.state_nbytes() for st in w.owned.values()), default=0)
         arrays = sum(st.detector.memory_nbytes() for st in w.owned.values())
         rss = status_kib("self", "VmRSS")
+        heap = heap_mib()
+        import ctypes
+        import gc
+
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        trimmed = status_kib("self", "VmRSS")
         w.stop()
         await task
         store.close()
@@ -132,6 +176,8 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
             "arrays_bytes": arrays,
             "base_kib": base,
             "rss_kib": rss,
+            "trimmed_kib": trimmed,
+            "heap_mib": heap,  # type: ignore[dict-item]
             "hwm_kib": status_kib("self", "VmHWM"),
             "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "checkpoint_s": w.checkpoint_seconds,
@@ -333,7 +379,8 @@ def main() -> None:
             f"peak RSS (VmHWM) {s['hwm_kib'] / 1024:,.0f} MiB, RSS at the end "
             f"{s['rss_kib'] / 1024:,.0f} MiB, before any series {s['base_kib'] / 1024:,.0f} MiB "
             f"-> {(s['rss_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the end, "
-            f"{(s['hwm_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the peak; "
+            f"{(s['hwm_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the peak, "
+            f"{(s['trimmed_kib'] - s['base_kib']) * 1024 / held:,.0f} B after gc + malloc_trim; "
             f"detector state {s['state_bytes']} B per series, its numpy arrays (capacity "
             f"included) {s['arrays_bytes'] / held:,.0f} B per series; checkpoints "
             f"{s['checkpoint_s']:.1f} s, {s['checkpoint_mb']:,.0f} MB ({args.db})"
