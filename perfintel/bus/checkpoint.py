@@ -10,8 +10,10 @@ state is the full state with its parts applied in order. A full state deletes
 the parts before it.
 
 States are stored zlib-compressed (level 1; a packed detector state shrinks to a
-third or less, and writing it is most of a checkpoint's cost); a stored state
-without the ``_ZLIB`` prefix (saved before compression) loads as it is.
+third or less, and writing it is most of a checkpoint's cost): workers dump them
+compressed (``dump_state(compress=True)``), other states are compressed here. A
+stored state is returned as stored; ``restore_state`` reads both forms, so rows
+saved before compression still load.
 
 Every save — a part or a full state — updates the shard's row (entry id, batch
 ids) in the same transaction, fenced by the shard lease's token: the stream
@@ -32,22 +34,11 @@ from sqlalchemy.engine import Engine
 from perfintel.alerting.state.database import metadata
 from perfintel.alerting.state.leases import Lease, fence
 from perfintel.errors import StorageError
-
-#: prefix of a compressed state (``dump_state`` bytes are a zip file: they start "PK")
-_ZLIB = b"PIZ1"
+from perfintel.performance.online import COMPRESSED
 
 
 def _pack(state: bytes) -> bytes:
-    return _ZLIB + zlib.compress(state, 1)
-
-
-def _unpack(stored: bytes, name: str) -> bytes:
-    if not stored.startswith(_ZLIB):
-        return stored
-    try:
-        return zlib.decompress(memoryview(stored)[len(_ZLIB) :])
-    except zlib.error as exc:
-        raise StorageError(f"checkpoint {name!r}: damaged state: {exc}") from exc
+    return state if state.startswith(COMPRESSED) else COMPRESSED + zlib.compress(state, 1)
 
 
 checkpoints = sa.Table(
@@ -101,8 +92,8 @@ class CheckpointStore:
         return Checkpoint(
             row.last_entry,
             list(row.applied),
-            _unpack(bytes(row.state), name),
-            [_unpack(bytes(p.state), name) for p in parts],
+            bytes(row.state),
+            [bytes(p.state) for p in parts],
         )
 
     def save(self, name: str, lease: Lease, cp: Checkpoint) -> int:

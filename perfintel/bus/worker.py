@@ -30,6 +30,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -365,7 +366,9 @@ class ShardWorker:
             or st.parts_bytes >= self.parts_ratio * st.full_bytes
         )
         try:
-            data = await asyncio.to_thread(det.dump_state, None if full else changed)
+            data = await asyncio.to_thread(
+                partial(det.dump_state, None if full else changed, compress=True)
+            )
             cp = Checkpoint(st.last_entry, list(st.applied), data, partial=not full)
             stored = await asyncio.to_thread(
                 self.checkpoints.save, self._shard_lease(st.shard), st.lease, cp

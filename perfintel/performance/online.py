@@ -64,6 +64,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -94,10 +95,38 @@ STATE_FILE = "anomaly_state.npz"
 #: 3: series keys beside (or instead of) the labels.
 FORMAT_VERSION = 3
 _READABLE = (2, 3)
+#: prefix of a compressed ``dump_state`` (uncompressed dumps are zip files: "PK")
+COMPRESSED = b"PIZ1"
 
 _EXCLUDED = -1
 _REFUSED = -2
 _STOP = object()
+
+
+class _Deflate(io.RawIOBase):
+    """A write-only stream that keeps only the zlib-compressed bytes written to it
+    (``np.savez`` writes an array in chunks of 16 MiB; zipfile copes with a stream
+    that cannot seek)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._z = zlib.compressobj(1)
+        self._out = [COMPRESSED]
+        self._n = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self._out.append(self._z.compress(b))
+        self._n += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self._n
+
+    def getvalue(self) -> bytes:
+        return b"".join([*self._out, self._z.flush()])
 
 
 def _output_base(labels: LabelSet) -> tuple[LabelSet, int]:
@@ -544,10 +573,12 @@ class OnlineAnomalyDetection:
     def mark_changed(self, rows: np.ndarray) -> None:
         self._changed[rows] = True
 
-    def dump_state(self, rows: np.ndarray | None = None) -> bytes:
+    def dump_state(self, rows: np.ndarray | None = None, *, compress: bool = False) -> bytes:
         """The analysed series' states in the state file's format (the bus checkpoints it):
         every series, or only ``rows`` (an incremental part: ``restore_state(..., merge=True)``
-        applies it over an earlier full state)."""
+        applies it over an earlier full state). ``compress``: ``COMPRESSED`` followed by
+        the zlib stream of those bytes, compressed as they are written (a full dump of a
+        large shard never exists uncompressed in memory); ``restore_state`` takes both."""
         n = self._n
         sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         fmt = self.runner.packed_format()
@@ -560,7 +591,7 @@ class OnlineAnomalyDetection:
             if self.keep_labels
             else np.empty(0, np.uint8)
         )
-        buf = io.BytesIO()
+        buf: io.BytesIO | _Deflate = _Deflate() if compress else io.BytesIO()
         np.savez(
             buf,
             format=np.array([FORMAT_VERSION], dtype=np.int64),
@@ -594,6 +625,8 @@ class OnlineAnomalyDetection:
         picked are forgotten); keyed-only states (a worker's) are taken as they are, and
         a detector that keeps labels cannot use them."""
         try:
+            if data.startswith(COMPRESSED):
+                data = zlib.decompress(memoryview(data)[len(COMPRESSED) :])
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 version = int(z["format"][0])
                 if version < min(_READABLE):
@@ -650,7 +683,7 @@ class OnlineAnomalyDetection:
             else:
                 scratch.set_states(np.arange(len(keep)), states[keep])
             del scratch
-        except (OSError, ValueError, KeyError, PerfintelError) as exc:
+        except (OSError, ValueError, KeyError, PerfintelError, zlib.error) as exc:
             log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0
         if not merge:
