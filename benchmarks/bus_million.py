@@ -217,7 +217,14 @@ def holders(db: str) -> dict[str, str]:
 
 
 async def drive(
-    n_series: int, minutes: int, per_batch: int, prefix: str, vm_url: str, db: str, workers: int
+    n_series: int,
+    minutes: int,
+    per_batch: int,
+    prefix: str,
+    vm_url: str,
+    db: str,
+    workers: int,
+    pids: list[int],
 ) -> dict[str, float]:
     bus = RedisBus(REDIS, prefix, SHARDS)
     pub = BusPublisher(bus, group=GROUP, max_behind=10**9)
@@ -264,9 +271,14 @@ async def drive(
         while sum(x.lag for x in await bus.backlog(GROUP)) > entries_per_round:
             await asyncio.sleep(0.2)
         await bus.trim()
+        mem = ", ".join(
+            f"w{i} RSS {status_kib(p, 'VmRSS') / 1024:,.0f} MiB (peak "
+            f"{status_kib(p, 'VmHWM') / 1024:,.0f})"
+            for i, p in enumerate(pids)
+        )
         print(
             f"  minute {k + 1}/{minutes} published, {time.perf_counter() - started:.0f} s, "
-            f"load {os.getloadavg()[0]:.1f}",
+            f"load {os.getloadavg()[0]:.1f}; {mem}",
             flush=True,
         )
     while sum(x.lag for x in await bus.backlog(GROUP)):
@@ -345,6 +357,7 @@ def main() -> None:
                         vm.base_url,
                         db,
                         args.workers,
+                        [p.pid for p in procs],
                     )
                 )
             finally:
