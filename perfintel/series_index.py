@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -46,21 +47,27 @@ def series_keys(series: Sequence[LabelSet]) -> np.ndarray:
     return np.fromiter((series_key(s) for s in series), np.uint64, len(series))
 
 
-def encoded_keys(strings: Sequence[bytes], counts: Sequence[int]) -> np.ndarray:
+def encoded_keys(
+    strings: Sequence[bytes], counts: np.ndarray, lengths: np.ndarray | None = None
+) -> np.ndarray:
     """``series_key`` of series given as their UTF-8 names and values in order
-    (``counts[i]`` pairs for series ``i``): what the bus codec has at hand."""
-    seq: list[bytes] = []
-    for k, s in enumerate(strings):
-        seq += (s, b"\xfe" if k & 1 else b"\xff")
-    out = np.empty(len(counts), np.uint64)
+    (``counts[i]`` pairs for series ``i``; ``lengths``: each string's length, if known):
+    what the bus codec has at hand. One join, then one hash per series over a view."""
+    if not len(counts):
+        return np.empty(0, np.uint64)
+    seq: list[bytes] = [b""] * (2 * len(strings))
+    seq[0::2] = strings
+    seq[1::2] = [b"\xff", b"\xfe"] * (len(strings) // 2)
+    blob = memoryview(b"".join(seq))
+    if lengths is None:
+        lengths = np.fromiter((len(x) for x in strings), np.int64, len(strings))
+    bounds = np.r_[0, np.cumsum(np.asarray(lengths, np.int64) + 1)]  # string + separator
+    cuts = bounds[np.r_[0, np.cumsum(np.asarray(counts, np.int64) * 2)]].tolist()
     blake = hashlib.blake2b
-    pos = 0
-    for i, c in enumerate(counts):
-        end = pos + 4 * c
-        key = int.from_bytes(blake(b"".join(seq[pos:end]), digest_size=8).digest(), "little")
-        out[i] = key or 1
-        pos = end
-    return out
+    digests = b"".join([blake(blob[a:b], digest_size=8).digest() for a, b in pairwise(cuts)])
+    keys = np.frombuffer(digests, "<u8").astype(np.uint64)
+    keys[keys == 0] = 1
+    return keys
 
 
 class SeriesIndex:

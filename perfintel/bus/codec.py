@@ -52,7 +52,7 @@ def encode_batch(batch: SampleBatch, version: int = VERSION) -> bytes:
     n = len(batch)
     if version not in VERSIONS:
         raise ValueError(f"no bus batch version {version}")
-    keys = encoded_keys(strings, counts.tolist()).tobytes() if version >= 2 else b""
+    keys = encoded_keys(strings, counts, lengths).tobytes() if version >= 2 else b""
     return b"".join(
         (
             _HEADER.pack(MAGIC, version, 0, 0, len(batch.series), len(strings) // 2, n),
