@@ -583,6 +583,8 @@ class OnlineAnomalyDetection:
         sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         fmt = self.runner.packed_format()
         if fmt and rows is None:
+            if n:  # rows never scored yet get their initial state first (as get_packed does)
+                self.runner.get_packed(np.array([n - 1]))
             matrix = self.runner.packed[:n]  # a view: no copy of the whole bank
         else:
             matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)

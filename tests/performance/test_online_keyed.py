@@ -197,3 +197,20 @@ def test_max_series_refuses_and_counts_by_key(keep: bool) -> None:
     assert det.metrics.refused_series.get() == 50  # once per series, not per sample
     assert det.metrics.updates.get() == 200
     assert det.metrics.series.get() == 100
+
+
+def test_a_full_dump_holds_the_state_of_series_not_scored_yet() -> None:
+    """A series whose first samples were all NaN has a row but no score yet: a full dump
+    (a view of the packed bank, compressed or not) still holds its state."""
+    det = OnlineAnomalyDetection(Discard(), compact=True, keep_labels=False, registry=Registry())
+    b = _rounds(3, 1, 3, seed=7)[0]
+    b.values[2] = np.nan
+    det.process(b)
+    assert det.series_count == 3
+    for compress in (False, True):
+        again = OnlineAnomalyDetection(
+            Discard(), compact=True, keep_labels=False, registry=Registry()
+        )
+        assert again.restore_state(det.dump_state(compress=compress)) == 3
+        assert again.runner.get_state(2) == det.runner.get_state(2)
+        assert again.runner.packed[2].any()  # not a zeroed row
