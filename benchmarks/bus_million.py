@@ -4,13 +4,16 @@
 ``--minutes`` minutes (compressed: a round is published as soon as the workers have read
 the previous one). The benchmark starts its own VictoriaMetrics (Debian's binary, a fresh
 data directory, like the tests' ``victoria_metrics`` fixture) and uses Redis at
-127.0.0.1:6379 (a fresh stream prefix) and a SQLite file for leases and checkpoints.
+127.0.0.1:6379 (a fresh stream prefix) and, for leases and checkpoints, PostgreSQL at
+127.0.0.1:5432 (database ``test``, a fresh schema, dropped afterwards; as a deployment
+does) or with ``--db sqlite`` a SQLite file.
 
 * this process plays the ingest role: it writes every sample to VictoriaMetrics
   (remote_write, ``RemoteStore``) and publishes it to the bus (16 shards);
 * ``--workers`` worker processes (``ShardWorker``, checkpoint every 10 s, compact detector
-  state unless ``--exact``) score their shards and write ``anomaly_score``, ``yhat``,
-  ``yhat_lower`` and ``yhat_upper`` to VictoriaMetrics directly.
+  state unless ``--exact``; series by key, no label sets kept, as ``--role worker`` runs)
+  score their shards and write ``anomaly_score``, ``yhat``, ``yhat_lower`` and
+  ``yhat_upper`` to VictoriaMetrics directly.
 
 Reported: wall time, per-process peak memory (``VmHWM``: the workers, this process,
 VictoriaMetrics; Redis' ``used_memory_peak``), worker bytes per series (peak and final RSS
@@ -61,6 +64,44 @@ REDIS = "redis://127.0.0.1:6379/0"
 VM_BINARY = os.environ.get("PERFINTEL_VM_BINARY", "/usr/bin/victoria-metrics")
 SHARDS = 16
 GROUP = "million"
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def heap_mib() -> dict[str, float]:
+    """glibc's ``mallinfo2`` (every arena): heap bytes from the system, in use, free;
+    mapped blocks. Where a worker's memory beyond its arrays sits."""
+    import ctypes
+
+    class Info(ctypes.Structure):
+        _fields_ = [
+            (f, ctypes.c_size_t)
+            for f in [
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            ]
+        ]
+
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = Info
+    m = fn()
+    return {
+        "heap": m.arena / 2**20,
+        "heap_used": m.uordblks / 2**20,
+        "heap_free": m.fordblks / 2**20,
+        "mapped": m.hblkhd / 2**20,
+        "py_blocks": float(sys.getallocatedblocks()),
+    }
 
 
 def status_kib(pid: int | str, key: str) -> int:
@@ -82,7 +123,9 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
         dets: list[OnlineAnomalyDetection] = []
 
         def make() -> OnlineAnomalyDetection:
-            dets.append(OnlineAnomalyDetection(store, max_series=10**7, compact=compact))
+            dets.append(
+                OnlineAnomalyDetection(store, max_series=10**7, compact=compact, keep_labels=False)
+            )
             return dets[-1]
 
         w = ShardWorker(
@@ -111,7 +154,15 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
         await stop.wait()
         held = sum(st.detector.series_count for st in w.owned.values())
         state = max((st.detector.runner.state_nbytes() for st in w.owned.values()), default=0)
+        arrays = sum(st.detector.memory_nbytes() for st in w.owned.values())
         rss = status_kib("self", "VmRSS")
+        heap = heap_mib()
+        import ctypes
+        import gc
+
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        trimmed = status_kib("self", "VmRSS")
         w.stop()
         await task
         store.close()
@@ -122,8 +173,11 @@ def worker_main(prefix: str, db: str, vm_url: str, name: str, compact: bool) -> 
             "scored": w.samples_scored,
             "series": held,
             "state_bytes": state,
+            "arrays_bytes": arrays,
             "base_kib": base,
             "rss_kib": rss,
+            "trimmed_kib": trimmed,
+            "heap_mib": heap,  # type: ignore[dict-item]
             "hwm_kib": status_kib("self", "VmHWM"),
             "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "checkpoint_s": w.checkpoint_seconds,
@@ -157,7 +211,14 @@ def holders(db: str) -> dict[str, str]:
 
 
 async def drive(
-    n_series: int, minutes: int, per_batch: int, prefix: str, vm_url: str, db: str, workers: int
+    n_series: int,
+    minutes: int,
+    per_batch: int,
+    prefix: str,
+    vm_url: str,
+    db: str,
+    workers: int,
+    pids: list[int],
 ) -> dict[str, float]:
     bus = RedisBus(REDIS, prefix, SHARDS)
     pub = BusPublisher(bus, group=GROUP, max_behind=10**9)
@@ -204,9 +265,14 @@ async def drive(
         while sum(x.lag for x in await bus.backlog(GROUP)) > entries_per_round:
             await asyncio.sleep(0.2)
         await bus.trim()
+        mem = ", ".join(
+            f"w{i} RSS {status_kib(p, 'VmRSS') / 1024:,.0f} MiB (peak "
+            f"{status_kib(p, 'VmHWM') / 1024:,.0f})"
+            for i, p in enumerate(pids)
+        )
         print(
             f"  minute {k + 1}/{minutes} published, {time.perf_counter() - started:.0f} s, "
-            f"load {os.getloadavg()[0]:.1f}",
+            f"load {os.getloadavg()[0]:.1f}; {mem}",
             flush=True,
         )
     while sum(x.lag for x in await bus.backlog(GROUP)):
@@ -237,15 +303,21 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--per-batch", type=int, default=10_000)
     ap.add_argument("--exact", action="store_true", help="exact detector state, not compact")
+    ap.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}", flush=True)
     # SIGTERM stops the workers and VictoriaMetrics too (the ``finally`` blocks run)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        db = f"sqlite:///{tmp / 'state.db'}"
-        open_database(db).dispose()
         prefix = f"perfintel-million-{uuid.uuid4().hex[:8]}"
+        schema = prefix.replace("-", "_")
+        if args.db == "sqlite":
+            db = f"sqlite:///{tmp / 'state.db'}"
+        else:
+            _schema(schema, create=True)
+            db = f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        open_database(db).dispose()
         vm_proc = victoria_metrics(tmp / "vm", _free_port(), tmp / "vm.log", VM_BINARY)
         # counting over a million series at once: above VictoriaMetrics' default limit
         vm_proc.cmd.append("-search.maxUniqueTimeseries=10000000")
@@ -279,6 +351,7 @@ def main() -> None:
                         vm.base_url,
                         db,
                         args.workers,
+                        [p.pid for p in procs],
                     )
                 )
             finally:
@@ -297,6 +370,8 @@ def main() -> None:
             scores = query(vm.base_url, f"sum(count_over_time(anomaly_score{window}))", at)
             score_series = query(vm.base_url, f"count(last_over_time(anomaly_score{window}))", at)
             vm_hwm = status_kib(vm.pid, "VmHWM")
+        if args.db != "sqlite":
+            _schema(schema, create=False)
     n, minutes = args.series, args.minutes
     print(
         f"{n:,} series x {minutes} minutes = {res['published']:,.0f} samples published in "
@@ -311,9 +386,11 @@ def main() -> None:
             f"peak RSS (VmHWM) {s['hwm_kib'] / 1024:,.0f} MiB, RSS at the end "
             f"{s['rss_kib'] / 1024:,.0f} MiB, before any series {s['base_kib'] / 1024:,.0f} MiB "
             f"-> {(s['rss_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the end, "
-            f"{(s['hwm_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the peak; "
-            f"detector state {s['state_bytes']} B per series; checkpoints "
-            f"{s['checkpoint_s']:.1f} s, {s['checkpoint_mb']:,.0f} MB"
+            f"{(s['hwm_kib'] - s['base_kib']) * 1024 / held:,.0f} B per series at the peak, "
+            f"{(s['trimmed_kib'] - s['base_kib']) * 1024 / held:,.0f} B after gc + malloc_trim; "
+            f"detector state {s['state_bytes']} B per series, its numpy arrays (capacity "
+            f"included) {s['arrays_bytes'] / held:,.0f} B per series; checkpoints "
+            f"{s['checkpoint_s']:.1f} s, {s['checkpoint_mb']:,.0f} MB ({args.db})"
         )
     print(
         f"this process (ingest role, {n:,} label sets): peak RSS "
@@ -332,6 +409,16 @@ def main() -> None:
             else "MISMATCH"
         )
     )
+
+
+def _schema(name: str, create: bool) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        verb = "CREATE SCHEMA" if create else "DROP SCHEMA IF EXISTS"
+        conn.execute(sa.text(f'{verb} "{name}"' + ("" if create else " CASCADE")))
+    admin.dispose()
 
 
 def _free_port() -> int:

@@ -56,7 +56,7 @@ from perfintel.batch import SampleBatch  # noqa: E402
 from perfintel.bus.checkpoint import CheckpointStore  # noqa: E402
 from perfintel.bus.publish import BusPublisher  # noqa: E402
 from perfintel.bus.redis_streams import RedisBus  # noqa: E402
-from perfintel.bus.worker import ShardWorker  # noqa: E402
+from perfintel.bus.worker import ShardWorker, limit_allocator_slack  # noqa: E402
 from perfintel.ingest.remote_write import encode_remote_write  # noqa: E402
 from perfintel.model import label_set  # noqa: E402
 from perfintel.performance.online import OnlineAnomalyDetection  # noqa: E402
@@ -317,7 +317,9 @@ async def _drop(prefix: str) -> None:
 def memory_per_series(n: int, samples: int, compact: bool) -> tuple[float, int]:
     """RSS growth per series of one detector scoring ``n`` new series (inputs built first);
     and its state bytes per series in memory."""
-    det = OnlineAnomalyDetection(Discard(), max_series=n + 1, compact=compact)
+    # a worker's detector: series by key, no label sets kept, its allocator settings
+    limit_allocator_slack()
+    det = OnlineAnomalyDetection(Discard(), max_series=n + 1, compact=compact, keep_labels=False)
     for b in batches(1000, 2, 1000, seed=5):
         det.process(b)  # compile, allocate the first rows
     data = batches(n, samples, 5000, seed=6)

@@ -9,6 +9,12 @@ state changed since the previous checkpoint (``dump_state(rows)``); the shard's
 state is the full state with its parts applied in order. A full state deletes
 the parts before it.
 
+States are stored zlib-compressed (level 1; a packed detector state shrinks to a
+third or less, and writing it is most of a checkpoint's cost): workers dump them
+compressed (``dump_state(compress=True)``), other states are compressed here. A
+stored state is returned as stored; ``restore_state`` reads both forms, so rows
+saved before compression still load.
+
 Every save — a part or a full state — updates the shard's row (entry id, batch
 ids) in the same transaction, fenced by the shard lease's token: the stream
 position and the state it belongs to are committed together, and a worker that
@@ -19,6 +25,7 @@ before parts existed are a row without parts and load as before.
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -27,6 +34,12 @@ from sqlalchemy.engine import Engine
 from perfintel.alerting.state.database import metadata
 from perfintel.alerting.state.leases import Lease, fence
 from perfintel.errors import StorageError
+from perfintel.performance.online import COMPRESSED
+
+
+def _pack(state: bytes) -> bytes:
+    return state if state.startswith(COMPRESSED) else COMPRESSED + zlib.compress(state, 1)
+
 
 checkpoints = sa.Table(
     "bus_checkpoints",
@@ -77,12 +90,17 @@ class CheckpointStore:
         if row is None:
             return None
         return Checkpoint(
-            row.last_entry, list(row.applied), bytes(row.state), [bytes(p.state) for p in parts]
+            row.last_entry,
+            list(row.applied),
+            bytes(row.state),
+            [bytes(p.state) for p in parts],
         )
 
-    def save(self, name: str, lease: Lease, cp: Checkpoint) -> None:
+    def save(self, name: str, lease: Lease, cp: Checkpoint) -> int:
         """Write ``cp`` (a full state, or a part when ``cp.partial``) with its stream
-        position, atomically; ``LeaseLostError`` when ``lease`` is no longer current."""
+        position, atomically; ``LeaseLostError`` when ``lease`` is no longer current.
+        Returns the bytes stored (compressed)."""
+        state = _pack(cp.state)
         row: dict[str, object] = {
             "token": lease.token,
             "last_entry": cp.last_entry,
@@ -90,7 +108,7 @@ class CheckpointStore:
             "saved_at": time.time(),
         }
         if not cp.partial:
-            row["state"] = cp.state
+            row["state"] = state
         try:
             with self.engine.begin() as conn:
                 fence(conn, lease)
@@ -108,10 +126,11 @@ class CheckpointStore:
                     ).scalar()
                     conn.execute(
                         checkpoint_parts.insert().values(
-                            name=name, seq=(last or 0) + 1, state=cp.state
+                            name=name, seq=(last or 0) + 1, state=state
                         )
                     )
                 else:
                     conn.execute(checkpoint_parts.delete().where(parts.name == name))
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"checkpoint {name!r}: {exc}") from exc
+        return len(state)

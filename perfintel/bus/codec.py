@@ -1,10 +1,11 @@
 """Binary encoding of a ``SampleBatch`` for the bus.
 
-Layout (little-endian), version 1::
+Layout (little-endian), version 2::
 
     header   magic b"PIBB", u8 version, u8 flags (0), u16 reserved (0),
              u32 n_series, u32 n_labels (pairs over all series), u32 n_samples
     u32[n_series]      label pairs per series
+    u64[n_series]      series keys (``perfintel.series_index.series_key`` of each label set)
     u32[2 * n_labels]  byte length of each label name and value, in order
     bytes              the UTF-8 names and values, concatenated
     int32[n_samples]   series_idx
@@ -13,6 +14,12 @@ Layout (little-endian), version 1::
 
 The columns are numpy buffers written and read without a copy per sample;
 only the label table costs Python work, once per series.
+
+The keys let a worker identify series without keeping their labels (it holds a
+million series as numpy rows, ``perfintel.series_index``); they are computed once,
+by the encoder. Version 1 (no key column) still decodes, its keys computed from
+the labels; a reader of version 1 only refuses version-2 entries with
+``BatchDecodeError`` (upgrade workers and api processes before ingest).
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import numpy as np
 from perfintel.batch import SampleBatch
 from perfintel.errors import BadInputError
 from perfintel.model import LabelSet
+from perfintel.series_index import encoded_keys, series_keys
 
 MAGIC = b"PIBB"
-VERSION = 1
+VERSION = 2
+#: versions ``decode_batch`` reads
+VERSIONS = (1, 2)
 _HEADER = struct.Struct("<4sBBHIII")
 
 
@@ -34,16 +44,20 @@ class BatchDecodeError(BadInputError):
     """Bytes that are not a batch of a known encoding version."""
 
 
-def encode_batch(batch: SampleBatch) -> bytes:
-    """The bytes of ``batch`` (see the module docstring)."""
+def encode_batch(batch: SampleBatch, version: int = VERSION) -> bytes:
+    """The bytes of ``batch`` (see the module docstring; ``version`` 1 only to test readers)."""
     counts = np.fromiter((len(s) for s in batch.series), np.uint32, len(batch.series))
     strings = [part.encode() for labels in batch.series for pair in labels for part in pair]
     lengths = np.fromiter((len(s) for s in strings), np.uint32, len(strings))
     n = len(batch)
+    if version not in VERSIONS:
+        raise ValueError(f"no bus batch version {version}")
+    keys = encoded_keys(strings, counts, lengths).tobytes() if version >= 2 else b""
     return b"".join(
         (
-            _HEADER.pack(MAGIC, VERSION, 0, 0, len(batch.series), len(strings) // 2, n),
+            _HEADER.pack(MAGIC, version, 0, 0, len(batch.series), len(strings) // 2, n),
             counts.tobytes(),
+            keys,
             lengths.tobytes(),
             b"".join(strings),
             np.ascontiguousarray(batch.series_idx, np.int32).tobytes(),
@@ -55,13 +69,19 @@ def encode_batch(batch: SampleBatch) -> bytes:
 
 def decode_batch(data: bytes) -> SampleBatch:
     """The batch ``encode_batch`` wrote; ``BatchDecodeError`` for anything else."""
+    return decode_keyed(data)[0]
+
+
+def decode_keyed(data: bytes) -> tuple[SampleBatch, np.ndarray]:
+    """The batch and the key of each of its series (uint64, ``series_key``): read from
+    a version-2 entry, computed from the labels of a version-1 entry."""
     view = memoryview(data)
     if len(view) < _HEADER.size:
         raise BatchDecodeError("bus batch: truncated header")
     magic, version, flags, _, n_series, n_labels, n = _HEADER.unpack_from(view)
     if magic != MAGIC:
         raise BatchDecodeError("bus batch: bad magic")
-    if version != VERSION or flags:
+    if version not in VERSIONS or flags:
         raise BatchDecodeError(f"bus batch: unknown version {version} (flags {flags})")
     pos = _HEADER.size
 
@@ -75,6 +95,7 @@ def decode_batch(data: bytes) -> SampleBatch:
         return arr
 
     counts = take(n_series, np.uint32)
+    keys = take(n_series, np.uint64) if version >= 2 else None
     lengths = take(2 * n_labels, np.uint32)
     if int(counts.sum(dtype=np.int64)) != n_labels:
         raise BatchDecodeError("bus batch: label counts disagree with the header")
@@ -101,7 +122,7 @@ def decode_batch(data: bytes) -> SampleBatch:
         raise BatchDecodeError("bus batch: trailing bytes")
     if n and (int(idx.min()) < 0 or int(idx.max()) >= n_series):
         raise BatchDecodeError("bus batch: series index out of range")
-    return SampleBatch(series, idx, ts, vals)
+    return SampleBatch(series, idx, ts, vals), (series_keys(series) if keys is None else keys)
 
 
 def batch_summary(data: bytes) -> tuple[int, int | None]:
@@ -111,9 +132,9 @@ def batch_summary(data: bytes) -> tuple[int, int | None]:
     if len(view) < _HEADER.size:
         raise BatchDecodeError("bus batch: truncated header")
     magic, version, flags, _, n_series, n_labels, n = _HEADER.unpack_from(view)
-    if magic != MAGIC or version != VERSION or flags:
+    if magic != MAGIC or version not in VERSIONS or flags:
         raise BatchDecodeError("bus batch: not a known batch encoding")
-    pos = _HEADER.size + 4 * n_series
+    pos = _HEADER.size + (4 if version == 1 else 12) * n_series
     if pos + 8 * n_labels > len(view):
         raise BatchDecodeError("bus batch: truncated")
     lengths = np.frombuffer(view, np.uint32, 2 * n_labels, pos)

@@ -386,6 +386,7 @@ async def start_role(
                 selectors=a.selectors,
                 max_series=a.max_series,
                 compact=a.compact_state != "off",  # auto: on in a worker (many series)
+                keep_labels=False,  # series by key: no Python object per series
             )
 
         rt.worker = ShardWorker(

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import math
 import time
@@ -28,19 +30,53 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
 
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus, Delivery, entry_order
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
-from perfintel.bus.codec import BatchDecodeError, decode_batch
+from perfintel.bus.codec import BatchDecodeError, decode_keyed
 from perfintel.errors import LeaseLostError, PerfintelError
+from perfintel.model import LabelSet
 from perfintel.performance.online import OnlineAnomalyDetection
 
 log = logging.getLogger(__name__)
 
 #: batch ids remembered per shard (idempotency against a batch published twice)
 RECENT_BATCH_IDS = 4096
+#: allocations from this size on are mapped and unmapped on their own (glibc)
+MMAP_THRESHOLD = 1 << 20
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") else None
+
+
+def limit_allocator_slack() -> None:
+    """Return freed large buffers to the system at once (glibc only; elsewhere a no-op).
+
+    glibc raises its mmap threshold to the size of the largest block freed (up to 32
+    MiB), after which the scratch arrays of scoring and the buffers of a checkpoint
+    come from the heap and stay resident when freed: at a million series that slack
+    was about 300 bytes a series. A fixed threshold (which also stops the adjusting)
+    keeps a worker's memory what its series need. Process-wide; idempotent."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+
+
+def _trim() -> None:
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 @dataclass
@@ -79,6 +115,7 @@ class ShardWorker:
         clock: Callable[[], float] = time.monotonic,
         incremental: bool = True,
         rebalance_interval_s: float | None = None,
+        parts_ratio: float = 2.0,
     ) -> None:
         self.bus = bus
         self.leases = leases
@@ -94,6 +131,11 @@ class ShardWorker:
         self.clock = clock
         #: False: every checkpoint writes the whole shard state (for comparison)
         self.incremental = incremental
+        #: a full state replaces the parts once they add up to this many full states (a
+        #: successor reads at most 1 + ratio full states; each series changed once per
+        #: scrape is written about (1 + ratio) / ratio times per scrape interval)
+        self.parts_ratio = parts_ratio
+        limit_allocator_slack()
         #: leases renewed and shards balanced this often (default: a third of the TTL)
         self.rebalance_interval_s = (
             rebalance_interval_s if rebalance_interval_s is not None else leases.ttl / 3
@@ -104,7 +146,7 @@ class ShardWorker:
         self._balanced_at = -math.inf
         self._stop = asyncio.Event()
         self.samples_scored = 0
-        #: bytes of detector state written to checkpoints (full states and parts)
+        #: bytes of detector state written to checkpoints (full states and parts, compressed)
         self.checkpoint_bytes = 0
         #: wall seconds spent in checkpoints (dumping, saving, acknowledging)
         self.checkpoint_seconds = 0.0
@@ -269,7 +311,7 @@ class ShardWorker:
     async def _apply_all(self, deliveries: Sequence[Delivery]) -> None:
         """Apply what is new, per shard in entry order; the batches of one shard are scored
         in one pass (one detector call per shard and round, not per entry)."""
-        fresh: dict[int, list[SampleBatch]] = {}
+        fresh: dict[int, list[tuple[SampleBatch, np.ndarray]]] = {}
         for d in deliveries:
             st = self.owned.get(d.shard)
             if st is None:
@@ -279,7 +321,7 @@ class ShardWorker:
                 st.skipped_batches += 1
                 continue
             try:
-                fresh.setdefault(d.shard, []).append(decode_batch(d.payload))
+                fresh.setdefault(d.shard, []).append(decode_keyed(d.payload))
             except BatchDecodeError as exc:
                 log.error("shard %d entry %s: %s (skipped)", d.shard, d.entry_id, exc)
             st.applied_batches += 1
@@ -288,9 +330,9 @@ class ShardWorker:
             while len(st.applied) > RECENT_BATCH_IDS:
                 st.applied.popitem(last=False)
         for shard, parts in fresh.items():
-            batch = parts[0] if len(parts) == 1 else SampleBatch.concat(parts)
+            batch, keys = parts[0] if len(parts) == 1 else _join(parts)
             try:
-                await asyncio.to_thread(self.owned[shard].detector.process, batch)
+                await asyncio.to_thread(self.owned[shard].detector.process, batch, keys)
             except PerfintelError as exc:
                 log.warning("shard %d: scoring failed: %s", shard, exc)
             self.samples_scored += len(batch)
@@ -301,6 +343,7 @@ class ShardWorker:
         t0 = time.perf_counter()
         for st in list(self.owned.values()):
             await self._checkpoint(st)
+        await asyncio.to_thread(_trim)  # the dumps' buffers: back to the system
         self.checkpoint_seconds += time.perf_counter() - t0
 
     async def _checkpoint(self, st: ShardState) -> None:
@@ -309,8 +352,8 @@ class ShardWorker:
         Incremental: only the series scored since the previous checkpoint are written (a
         part), unless this worker has not written a full state of the shard yet, most
         series changed (a part would be no smaller), or the parts since the last full
-        state add up to its size (then a full state replaces them: what a successor
-        reads stays below twice the full state)."""
+        state add up to ``parts_ratio`` times its size (then a full state replaces them:
+        what a successor reads stays below 1 + ``parts_ratio`` full states)."""
         if not st.unacked:
             return
         det = st.detector
@@ -320,12 +363,14 @@ class ShardWorker:
             not self.incremental
             or st.full_bytes == 0
             or 2 * len(changed) >= total
-            or st.parts_bytes >= st.full_bytes
+            or st.parts_bytes >= self.parts_ratio * st.full_bytes
         )
         try:
-            data = await asyncio.to_thread(det.dump_state, None if full else changed)
+            data = await asyncio.to_thread(
+                partial(det.dump_state, None if full else changed, compress=True)
+            )
             cp = Checkpoint(st.last_entry, list(st.applied), data, partial=not full)
-            await asyncio.to_thread(
+            stored = await asyncio.to_thread(
                 self.checkpoints.save, self._shard_lease(st.shard), st.lease, cp
             )
         except LeaseLostError as exc:
@@ -339,7 +384,7 @@ class ShardWorker:
             st.full_bytes, st.parts_bytes = len(data), 0
         else:
             st.parts_bytes += len(data)
-        self.checkpoint_bytes += len(data)
+        self.checkpoint_bytes += stored
         # acknowledged only now: until the checkpoint is committed, a successor replays them
         await self.bus.ack(self.group, st.unacked)
         st.unacked = []
@@ -347,3 +392,20 @@ class ShardWorker:
     def stats(self) -> dict[int, tuple[int, int]]:
         """Per owned shard: (batches applied, batches skipped as already applied)."""
         return {s: (st.applied_batches, st.skipped_batches) for s, st in self.owned.items()}
+
+
+def _join(parts: Sequence[tuple[SampleBatch, np.ndarray]]) -> tuple[SampleBatch, np.ndarray]:
+    """One batch of several entries' (a series may be listed more than once: the detector
+    identifies series by key, and merging label sets would cost a dict of them)."""
+    series: list[LabelSet] = []
+    idx = []
+    for b, _ in parts:
+        idx.append(np.asarray(b.series_idx, np.int32) + len(series))
+        series.extend(b.series)
+    batch = SampleBatch(
+        series,
+        np.concatenate(idx),
+        np.concatenate([b.timestamps for b, _ in parts]),
+        np.concatenate([b.values for b, _ in parts]),
+    )
+    return batch, np.concatenate([k for _, k in parts])

@@ -29,7 +29,10 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 ``close``, atomically (temporary file, fsync, rename):
 
 * ``format`` — int64 ``[FORMAT_VERSION]``;
-* ``labels`` — uint8, UTF-8 JSON of the list of label sets (``[[name, value], ...]``);
+* ``keys`` — uint64, each series' key (``perfintel.series_index.series_key``);
+* ``labels`` — uint8, UTF-8 JSON of the list of label sets (``[[name, value], ...]``),
+  or empty from a detector that keeps no labels (``keep_labels=False``: a bus worker,
+  whose checkpoints are keyed by the series key alone);
 * ``last_ts`` — int64, the last analysed timestamp of each series (ms);
 * ``states`` — uint8 matrix, one row per series: ``OnlineRunner.get_state`` bytes
   (``Detector.get_state`` format, all of equal length for one model); or, from a
@@ -40,7 +43,13 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 
 A file that cannot be read, was written by another model or by an earlier
 detector version (format 1), is logged and ignored (the detector then learns
-again from scratch).
+again from scratch). Format 2 (labels, no keys) loads, the keys computed from the
+labels.
+
+Memory per series: the state row (``OnlineRunner``), its key in a numpy
+``SeriesIndex``, ``last_ts`` and a changed flag — no Python object per series
+unless ``keep_labels`` (the single-process detector keeps each label set for its
+state file). Output labels are built per batch from the batch's own labels.
 
 Thread-safety: ``submit``, ``wait_idle`` and ``close`` may be called from any
 thread; the runner, the series map and the state file belong to the worker.
@@ -55,6 +64,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -68,6 +78,7 @@ from perfintel.config import Settings
 from perfintel.errors import PerfintelError
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name, parse_selector
 from perfintel.performance.outliers_online import OUTLIER_SCORE, OnlinePeerOutliers, PeerGroupSpec
+from perfintel.series_index import ABSENT, SeriesIndex, series_keys
 from perfintel.storage.base import SampleWriter
 from perfintel.telemetry import Counter, Gauge, Registry
 
@@ -81,11 +92,48 @@ FOR_LABEL = "for"
 STATE_FILE = "anomaly_state.npz"
 #: 2: the detector's state layout of the single compiled implementation; files of
 #: format 1 (the earlier detector) are discarded with a log line at start-up.
-FORMAT_VERSION = 2
+#: 3: series keys beside (or instead of) the labels.
+FORMAT_VERSION = 3
+_READABLE = (2, 3)
+#: prefix of a compressed ``dump_state`` (uncompressed dumps are zip files: "PK")
+COMPRESSED = b"PIZ1"
 
 _EXCLUDED = -1
 _REFUSED = -2
 _STOP = object()
+
+
+class _Deflate(io.RawIOBase):
+    """A write-only stream that keeps only the zlib-compressed bytes written to it
+    (``np.savez`` writes an array in chunks of 16 MiB; zipfile copes with a stream
+    that cannot seek)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._z = zlib.compressobj(1)
+        self._out = [COMPRESSED]
+        self._n = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self._out.append(self._z.compress(b))
+        self._n += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self._n
+
+    def getvalue(self) -> bytes:
+        return b"".join([*self._out, self._z.flush()])
+
+
+def _output_base(labels: LabelSet) -> tuple[LabelSet, int]:
+    """The outputs' labels but ``__name__`` (sorted, with ``for``) and where it goes."""
+    name = metric_name(labels)
+    base = sorted([*((k, v) for k, v in labels if k != METRIC_NAME), (FOR_LABEL, name)])
+    return tuple(base), bisect.bisect_left([k for k, _ in base], METRIC_NAME)
 
 
 class AnomalyMetrics:
@@ -175,6 +223,7 @@ class OnlineAnomalyDetection:
         outlier_tolerance: float = 3.0,
         outlier_pct: float = 0.2,
         compact: bool = False,
+        keep_labels: bool = True,
     ) -> None:
         self.store = store
         self.selectors = [s if isinstance(s, Selector) else parse_selector(s) for s in selectors]
@@ -188,10 +237,14 @@ class OnlineAnomalyDetection:
             if compact
             else OnlineRunner(capacity=64)
         )
-        self._rows: dict[LabelSet, int] = {}  # analysed series -> runner row, or a negative verdict
-        self._labels: list[LabelSet] = []  # runner row -> source labels
-        #: runner row -> (the outputs' labels but __name__, sorted; where __name__ goes)
-        self._outputs: list[tuple[LabelSet, int]] = []
+        #: series key -> runner row, or a negative verdict (excluded, refused)
+        self._index = SeriesIndex()
+        self._verdicts = 0  # negative entries in the index (bounded)
+        self._n = 0  # series analysed (rows 0 .. n-1)
+        self._keys = np.zeros(64, dtype=np.uint64)  # runner row -> series key
+        #: runner row -> source labels (only with ``keep_labels``: the state file's)
+        self.keep_labels = keep_labels
+        self._labels: list[LabelSet] = []
         self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
         #: rows scored since ``take_changed`` (what an incremental checkpoint writes)
         self._changed = np.zeros(64, dtype=bool)
@@ -206,7 +259,7 @@ class OnlineAnomalyDetection:
         self._abandoned = 0
         #: called with every batch of outputs stored (the live stream's hook); must not raise
         self.on_outputs: Callable[[SampleBatch], None] | None = None
-        self.metrics.series.set_function(lambda: float(len(self._labels)))
+        self.metrics.series.set_function(lambda: float(self._n))
         self.peers = OnlinePeerOutliers(
             peer_groups,
             excluded_names=OUTPUT_NAMES,
@@ -344,22 +397,33 @@ class OnlineAnomalyDetection:
                 self._saved_at = self.clock()
 
     # -- scoring ------------------------------------------------------------------
-    def _row_of(self, labels: LabelSet) -> int:
-        row = self._rows.get(labels)
-        if row is not None:
-            return row
-        if not self._eligible(labels):
-            row = _EXCLUDED
-        elif len(self._labels) >= self.max_series:
-            row = _REFUSED
-            self.metrics.refused_series.inc()
-        else:
-            row = self._add_series(labels)
-        if row < 0 and len(self._rows) > 4 * self.max_series + 100_000:
+    def _rows_of(self, series: Sequence[LabelSet], keys: np.ndarray) -> np.ndarray:
+        """The runner row of each series (by key), or a negative verdict; new series are
+        judged (selectors, ``max_series``) once and remembered in the index."""
+        rows = self._index.lookup(keys)
+        new = np.flatnonzero(rows == ABSENT)
+        if not len(new):
+            return rows
+        # a series listed twice (parts of several entries) is judged once
+        uniq, first = np.unique(keys[new], return_index=True)
+        verdict = np.empty(len(uniq), np.int64)
+        for j, i in enumerate(new[first].tolist()):
+            labels = series[i]
+            if not self._eligible(labels):
+                verdict[j] = _EXCLUDED
+            elif self._n >= self.max_series:
+                verdict[j] = _REFUSED
+                self.metrics.refused_series.inc()
+            else:
+                verdict[j] = self._add_series(int(uniq[j]), labels)
+        self._verdicts += int(np.count_nonzero(verdict < 0))
+        if self._verdicts > 4 * self.max_series + 100_000:
             # bound the memory of verdicts about series that are not analysed
-            self._rows = {k: v for k, v in self._rows.items() if v >= 0}
-        self._rows[labels] = row
-        return row
+            self._index.keep(self._index.items()[1] >= 0)
+            self._verdicts = 0
+        self._index.assign(uniq, verdict)
+        rows[new] = verdict[np.searchsorted(uniq, keys[new])]
+        return rows
 
     def _eligible(self, labels: LabelSet) -> bool:
         name = metric_name(labels)
@@ -370,29 +434,40 @@ class OnlineAnomalyDetection:
             or not any(sel.matches(labels) for sel in self.selectors)
         )
 
-    def _add_series(self, labels: LabelSet) -> int:
-        row = len(self._labels)
-        self._labels.append(labels)
-        name = metric_name(labels)
-        base = sorted([*((k, v) for k, v in labels if k != METRIC_NAME), (FOR_LABEL, name)])
-        # the outputs' label sets are built per batch from this (one tuple a series, not
-        # four: bookkeeping per series matters at a million series)
-        pos = bisect.bisect_left([k for k, _ in base], METRIC_NAME)
-        self._outputs.append((tuple(base), pos))
-        if row >= len(self._last_ts):
-            grown = np.full(2 * len(self._last_ts), np.iinfo(np.int64).min, dtype=np.int64)
-            grown[: len(self._last_ts)] = self._last_ts
-            self._last_ts = grown
-            changed = np.zeros(len(grown), dtype=bool)
-            changed[: len(self._changed)] = self._changed
-            self._changed = changed
+    def _add_series(self, key: int, labels: LabelSet | None) -> int:
+        """A new row for ``key`` (the caller enters it in the index)."""
+        row = self._n
+        self._grow(row + 1)
+        self._n += 1
+        if self.keep_labels:
+            assert labels is not None
+            self._labels.append(labels)
+        self._keys[row] = key
         return row
 
-    def process(self, batch: SampleBatch) -> SampleBatch:
-        """Score one batch now (on the calling thread) and store the outputs; returns them."""
+    def _grow(self, needed: int) -> None:
+        cap = len(self._last_ts)
+        if cap >= needed:
+            return
+        while cap < needed:
+            cap *= 2
+        last_ts = np.full(cap, np.iinfo(np.int64).min, dtype=np.int64)
+        last_ts[: self._n] = self._last_ts[: self._n]
+        keys = np.zeros(cap, dtype=np.uint64)
+        keys[: self._n] = self._keys[: self._n]
+        changed = np.zeros(cap, dtype=bool)
+        changed[: self._n] = self._changed[: self._n]
+        self._last_ts, self._keys, self._changed = last_ts, keys, changed
+
+    def process(self, batch: SampleBatch, keys: np.ndarray | None = None) -> SampleBatch:
+        """Score one batch now (on the calling thread) and store the outputs; returns them.
+        ``keys``: the ``series_key`` of each of ``batch.series`` when known (the bus
+        carries them), else computed here. ``batch.series`` may list a series twice."""
         if not len(batch) or not batch.series:
             return SampleBatch.empty()
-        result = self._detect(batch)
+        if keys is None:
+            keys = series_keys(batch.series)
+        result = self._detect(batch, np.asarray(keys, np.uint64))
         if self.peers:
             result = SampleBatch.concat([result, self.peers.process(batch)])
         if len(result):
@@ -406,22 +481,21 @@ class OnlineAnomalyDetection:
                     self.on_outputs(result)
         return result
 
-    def _detect(self, batch: SampleBatch) -> SampleBatch:
-        verdict = np.fromiter(
-            (self._row_of(s) for s in batch.series), dtype=np.int64, count=len(batch.series)
-        )
+    def _detect(self, batch: SampleBatch, keys: np.ndarray) -> SampleBatch:
+        verdict = self._rows_of(batch.series, keys)
         rows = verdict[batch.series_idx]
         values = np.asarray(batch.values, dtype=np.float64)
         keep = (rows >= 0) & ~np.isnan(values)
         if not keep.any():
             return SampleBatch.empty()
+        sidx = np.asarray(batch.series_idx)[keep]
         rows, ts, values = rows[keep], batch.timestamps[keep], values[keep]
         order = np.lexsort((ts, rows))  # per series in time order (stable for equal times)
-        rows, ts, values = rows[order], ts[order], values[order]
+        rows, ts, values, sidx = rows[order], ts[order], values[order], sidx[order]
         # a repeated timestamp keeps the sample written last, as the store does
         repeated = np.r_[(rows[1:] == rows[:-1]) & (ts[1:] == ts[:-1]), False]
         fresh = (ts > self._last_ts[rows]) & ~repeated
-        rows, ts, values = rows[fresh], ts[fresh], values[fresh]
+        rows, ts, values, sidx = rows[fresh], ts[fresh], values[fresh], sidx[fresh]
         if not len(rows):
             return SampleBatch.empty()
         out = self.runner.update_many_full(rows, ts, values)
@@ -429,25 +503,32 @@ class OnlineAnomalyDetection:
         self._last_ts[rows[last]] = ts[last]
         self._changed[rows[last]] = True
         self.metrics.updates.inc(len(rows))
-        return self._outputs_batch(rows, ts, out)
+        return self._outputs_batch(batch.series, rows, sidx, ts, out)
 
     def _outputs_batch(
-        self, rows: np.ndarray, ts: np.ndarray, out: dict[str, np.ndarray]
+        self,
+        series: Sequence[LabelSet],
+        rows: np.ndarray,
+        sidx: np.ndarray,
+        ts: np.ndarray,
+        out: dict[str, np.ndarray],
     ) -> SampleBatch:
-        uniq, inv = np.unique(rows, return_inverse=True)
-        series: list[LabelSet] = []
+        """The outputs' series, their labels built from the batch's (``sidx``: each
+        sample's index in ``series``)."""
+        uniq, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+        bases = [_output_base(series[i]) for i in sidx[first].tolist()]
+        out_series: list[LabelSet] = []
         idx, tss, vals = [], [], []
-        bases = [self._outputs[r] for r in uniq.tolist()]
         for k, key in enumerate(_DETECTOR_OUTPUTS):
             pair = ((METRIC_NAME, key),)
-            series.extend(b[:pos] + pair + b[pos:] for b, pos in bases)
+            out_series.extend(b[:pos] + pair + b[pos:] for b, pos in bases)
             v = out[key]
             ok = np.isfinite(v)
             idx.append((inv[ok] + k * len(uniq)).astype(np.int32))
             tss.append(ts[ok])
             vals.append(v[ok])
         return SampleBatch(
-            series,
+            out_series,
             np.concatenate(idx),
             np.concatenate(tss).astype(np.int64, copy=False),
             np.concatenate(vals),
@@ -471,12 +552,20 @@ class OnlineAnomalyDetection:
     @property
     def series_count(self) -> int:
         """Series analysed (with a state row)."""
-        return len(self._labels)
+        return self._n
+
+    def memory_nbytes(self) -> int:
+        """Bytes of the numpy arrays held for the analysed series (states, index,
+        bookkeeping; capacity included, though untouched pages cost no memory)."""
+        r = self.runner
+        bank = r.packed.nbytes if r.codec is not None else r.state_nbytes() * r.capacity
+        arrays = self._last_ts.nbytes + self._keys.nbytes + self._changed.nbytes
+        return int(bank + arrays + self._index.nbytes)
 
     def take_changed(self) -> np.ndarray:
         """Rows whose state changed since the last call (the next incremental checkpoint's
         series); the caller gives them back with ``mark_changed`` if it could not save them."""
-        n = len(self._labels)
+        n = self._n
         rows = np.flatnonzero(self._changed[:n])
         self._changed[:n] = False
         return rows
@@ -484,22 +573,32 @@ class OnlineAnomalyDetection:
     def mark_changed(self, rows: np.ndarray) -> None:
         self._changed[rows] = True
 
-    def dump_state(self, rows: np.ndarray | None = None) -> bytes:
+    def dump_state(self, rows: np.ndarray | None = None, *, compress: bool = False) -> bytes:
         """The analysed series' states in the state file's format (the bus checkpoints it):
         every series, or only ``rows`` (an incremental part: ``restore_state(..., merge=True)``
-        applies it over an earlier full state)."""
-        n = len(self._labels)
+        applies it over an earlier full state). ``compress``: ``COMPRESSED`` followed by
+        the zlib stream of those bytes, compressed as they are written (a full dump of a
+        large shard never exists uncompressed in memory); ``restore_state`` takes both."""
+        n = self._n
         sel = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
         fmt = self.runner.packed_format()
-        matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)
-        labels = np.frombuffer(
-            orjson.dumps([list(self._labels[int(r)]) for r in sel]), dtype=np.uint8
+        if fmt and rows is None:
+            if n:  # rows never scored yet get their initial state first (as get_packed does)
+                self.runner.get_packed(np.array([n - 1]))
+            matrix = self.runner.packed[:n]  # a view: no copy of the whole bank
+        else:
+            matrix = self.runner.get_packed(sel) if fmt else self.runner.get_states(sel)
+        labels = (
+            np.frombuffer(orjson.dumps([list(self._labels[r]) for r in sel.tolist()]), np.uint8)
+            if self.keep_labels
+            else np.empty(0, np.uint8)
         )
-        buf = io.BytesIO()
+        buf: io.BytesIO | _Deflate = _Deflate() if compress else io.BytesIO()
         np.savez(
             buf,
             format=np.array([FORMAT_VERSION], dtype=np.int64),
             partial=np.array([0 if rows is None else 1], dtype=np.int64),
+            keys=self._keys[sel],
             labels=labels,
             last_ts=self._last_ts[sel],
             states=matrix,
@@ -522,43 +621,61 @@ class OnlineAnomalyDetection:
     def restore_state(self, data: bytes, source: str = "checkpoint", merge: bool = False) -> int:
         """Restore from ``dump_state`` bytes; returns how many series were restored
         (0, logged, when the bytes cannot be used). ``merge`` applies the bytes over the
-        current state (an incremental part: its series replace or join the others)."""
+        current state (an incremental part: its series replace or join the others).
+
+        States with labels are filtered by the current selectors (series no longer
+        picked are forgotten); keyed-only states (a worker's) are taken as they are, and
+        a detector that keeps labels cannot use them."""
         try:
+            if data.startswith(COMPRESSED):
+                data = zlib.decompress(memoryview(data)[len(COMPRESSED) :])
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 version = int(z["format"][0])
-                if version < FORMAT_VERSION:
+                if version < min(_READABLE):
                     raise ValueError(
                         f"it was saved by an earlier detector version (format {version}); "
                         "the detector learns again from scratch"
                     )
-                if version != FORMAT_VERSION:
+                if version not in _READABLE:
                     raise ValueError(f"unknown format {version}")
                 partial = "partial" in z and int(z["partial"][0]) == 1
-                labels = orjson.loads(z["labels"].tobytes())
+                raw = z["labels"].tobytes()
+                labels = orjson.loads(raw) if raw else None
+                keys = np.asarray(z["keys"], np.uint64) if "keys" in z else None
                 last_ts = np.asarray(z["last_ts"], dtype=np.int64)
                 states = np.asarray(z["states"], dtype=np.uint8)
                 fmt = z["packed"].tobytes() if "packed" in z else b""
             if partial and not merge:
                 raise ValueError("an incremental part needs the full state it applies to")
-            if not len(labels) == len(last_ts) == states.shape[0]:
-                raise ValueError("labels, last_ts and states differ in length")
-            keep: list[int] = []
-            sets: list[LabelSet] = []
-            for i, pairs in enumerate(labels):
-                ls: LabelSet = tuple((str(k), str(v)) for k, v in pairs)
+            if labels is None and keys is None:
+                raise ValueError("neither labels nor keys")
+            if labels is None and self.keep_labels:
+                raise ValueError("a keyed state without labels (a bus worker's checkpoint)")
+            count = len(labels) if labels is not None else len(keys)  # type: ignore[arg-type]
+            if not count == len(last_ts) == states.shape[0] or (
+                keys is not None and len(keys) != count
+            ):
+                raise ValueError("keys, labels, last_ts and states differ in length")
+            sets: list[LabelSet] | None = None
+            if labels is not None:
+                sets = [tuple((str(k), str(v)) for k, v in pairs) for pairs in labels]
+                if keys is None:
+                    keys = series_keys(sets)
                 # series the current selectors no longer pick are forgotten
-                if self._eligible(ls):
-                    keep.append(i)
-                    sets.append(ls)
-            if merge:
-                runner = self.runner
+                ok = np.fromiter((self._eligible(ls) for ls in sets), bool, len(sets))
+                keep = np.flatnonzero(ok)
             else:
+                keep = np.arange(count)
+            assert keys is not None
+            if not merge:
+                keep = keep[: self.max_series]
                 runner = OnlineRunner(
                     self.runner.model,
                     capacity=max(64, len(keep)),
                     compact=self.runner.codec is not None,
                 )
-                sets, keep = sets[: self.max_series], keep[: self.max_series]
+            else:
+                runner = self.runner
             # validate every state before touching anything (a scratch bank)
             scratch = OnlineRunner(
                 self.runner.model, max(1, len(keep)), self.runner.codec is not None
@@ -567,29 +684,45 @@ class OnlineAnomalyDetection:
                 scratch.set_packed(np.arange(len(keep)), states[keep], fmt)
             else:
                 scratch.set_states(np.arange(len(keep)), states[keep])
-        except (OSError, ValueError, KeyError, PerfintelError) as exc:
+            del scratch
+        except (OSError, ValueError, KeyError, PerfintelError, zlib.error) as exc:
             log.warning("ignoring the anomaly detector state %s: %s", source, exc)
             return 0
         if not merge:
             self.runner = runner
-            self._rows, self._labels, self._outputs = {}, [], []
-            self._last_ts = np.full(64, np.iinfo(np.int64).min, dtype=np.int64)
-            self._changed = np.zeros(64, dtype=bool)
-        rows = np.empty(len(keep), dtype=np.int64)
-        used = 0
-        for j, ls in enumerate(sets):
-            row = self._rows.get(ls)
-            if row is None or row < 0:
-                if len(self._labels) >= self.max_series:
-                    continue
-                row = self._rows[ls] = self._add_series(ls)
-            rows[used] = row
-            keep[used] = keep[j]
-            used += 1
-        rows, idx = rows[:used], keep[:used]
+            self._index, self._verdicts, self._n, self._labels = SeriesIndex(len(keep)), 0, 0, []
+            cap = max(64, len(keep))
+            self._last_ts = np.full(cap, np.iinfo(np.int64).min, dtype=np.int64)
+            self._keys = np.zeros(cap, dtype=np.uint64)
+            self._changed = np.zeros(cap, dtype=bool)
+        kk = keys[keep]
+        _, first = np.unique(kk, return_index=True)  # a key listed twice: its first row
+        first.sort()  # rows in the file's order
+        kk, keep = kk[first], keep[first]
+        rows = self._index.lookup(kk)
+        new = np.flatnonzero(rows < 0)  # absent, or a verdict of not analysed
+        room = max(0, self.max_series - self._n)
+        if len(new) > room:
+            dropped = new[room:]
+            new = new[:room]
+            mask = np.ones(len(kk), bool)
+            mask[dropped] = False
+            kk, keep, rows = kk[mask], keep[mask], rows[mask]
+            new = np.flatnonzero(rows < 0)
+        if len(new):
+            rows[new] = np.arange(self._n, self._n + len(new))
+            self._grow(self._n + len(new))
+            self._keys[rows[new]] = kk[new]
+            if self.keep_labels:
+                assert sets is not None
+                self._labels.extend(sets[i] for i in keep[new].tolist())
+            self._n += len(new)
+        if self._verdicts and len(new):
+            self._verdicts = max(0, self._verdicts - len(new))  # approximate: stays bounded
+        self._index.assign(kk[new], rows[new])
         if fmt:
-            self.runner.set_packed(rows, states[idx], fmt)
+            self.runner.set_packed(rows, states[keep], fmt)
         else:
-            self.runner.set_states(rows, states[idx])
-        self._last_ts[rows] = last_ts[idx]
-        return used
+            self.runner.set_states(rows, states[keep])
+        self._last_ts[rows] = last_ts[keep]
+        return len(kk)

@@ -12,9 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfintel.batch import SampleBatch
-from perfintel.bus.codec import BatchDecodeError, decode_batch, encode_batch
-from perfintel.bus.sharding import shard_of, split_by_shard
+from perfintel.bus.codec import (
+    BatchDecodeError,
+    batch_summary,
+    decode_batch,
+    decode_keyed,
+    encode_batch,
+)
+from perfintel.bus.sharding import series_hash, shard_of, split_by_shard
 from perfintel.model import label_set
+from perfintel.series_index import series_key, series_keys
 
 texts = st.text(min_size=0, max_size=12)
 labelsets = st.dictionaries(st.text(min_size=1, max_size=8), texts, max_size=4).map(label_set)
@@ -50,6 +57,45 @@ def test_encoding_round_trips(batch: SampleBatch) -> None:
 
 
 @settings(max_examples=200, deadline=None)
+@given(batches())
+def test_keys_travel_with_the_batch_and_version_1_still_decodes(batch: SampleBatch) -> None:
+    """Version 2 carries each series' stable key (what a worker identifies series by);
+    an entry written by an older ingest (version 1, no keys) decodes to the same batch
+    and the same keys, computed from its labels."""
+    want = series_keys(batch.series)
+    assert [int(k) for k in want] == [series_hash(s) or 1 for s in batch.series]
+    for version in (1, 2):
+        data = encode_batch(batch, version=version)
+        assert data[4] == version
+        got, keys = decode_keyed(data)
+        _same(batch, got)
+        assert keys.dtype == np.uint64 and np.array_equal(keys, want)
+        assert batch_summary(data) == (
+            len(batch),
+            int(batch.timestamps.max()) if len(batch) else None,
+        )
+
+
+def test_series_keys_are_the_same_in_every_process() -> None:
+    series = [label_set({"__name__": "cpu", "host": f"h{i}", "é": "ü"}) for i in range(20)]
+    code = (
+        "from perfintel.series_index import series_key\n"
+        "from perfintel.model import label_set\n"
+        "print([series_key(label_set({'__name__': 'cpu', 'host': f'h{i}', 'é': 'ü'}))"
+        " for i in range(20)])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "3", "PATH": ""},
+    ).stdout
+    assert out.strip() == str([series_key(s) for s in series])
+    assert len(set(out.split(","))) == 20
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_is_refused_with_a_decode_error(data: bytes) -> None:
     with contextlib.suppress(BatchDecodeError):
@@ -58,7 +104,9 @@ def test_garbage_is_refused_with_a_decode_error(data: bytes) -> None:
 
 def test_truncated_and_foreign_versions_are_refused() -> None:
     data = encode_batch(SampleBatch.from_arrays({"__name__": "m"}, np.arange(3), np.ones(3)))
-    for bad in (data[:-1], data + b"x", b"XXXX" + data[4:], data[:4] + b"\x02" + data[5:]):
+    foreign = data[:4] + b"\x03" + data[5:]
+    as_v1 = data[:4] + b"\x01" + data[5:]  # a version-2 body read as version 1: trailing keys
+    for bad in (data[:-1], data + b"x", b"XXXX" + data[4:], foreign, as_v1):
         with pytest.raises(BatchDecodeError):
             decode_batch(bad)
 

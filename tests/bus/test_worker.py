@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from perfintel.alerting.state.database import open_database
 from perfintel.alerting.state.leases import LeaseManager
 from perfintel.batch import SampleBatch
-from perfintel.bus.checkpoint import CheckpointStore
+from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
 from perfintel.bus.codec import encode_batch
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
@@ -166,9 +167,12 @@ def _subset(b: SampleBatch, rows: range) -> SampleBatch:
     return SampleBatch(b.series, b.series_idx[keep], b.timestamps[keep], b.values[keep])
 
 
+@pytest.mark.parametrize("keyed", [False, True], ids=["labels", "keyed-compact"])
 def test_incremental_checkpoints_write_only_changed_series_and_restore_exactly(
-    redis_prefix: str, database_url: str
+    redis_prefix: str, database_url: str, keyed: bool
 ) -> None:
+    """``keyed``: the detector as ``--role worker`` runs it (compact state, series by key,
+    no labels kept: checkpoints keyed by the series key)."""
     full = _batches(100, seed=11)
     # 30 rounds of every series, 30 of series 0-3 only, 20 of 4-6 only, 20 of every series
     batches = [
@@ -178,7 +182,11 @@ def test_incremental_checkpoints_write_only_changed_series_and_restore_exactly(
         *full[80:],
     ]
     reference = MemoryStore()
-    ref = OnlineAnomalyDetection(reference)
+
+    def detector(store: MemoryStore) -> OnlineAnomalyDetection:
+        return OnlineAnomalyDetection(store, compact=keyed, keep_labels=not keyed)
+
+    ref = detector(reference)
     for b in batches:
         ref.process(b)
 
@@ -192,7 +200,7 @@ def test_incremental_checkpoints_write_only_changed_series_and_restore_exactly(
                 bus,
                 LeaseManager(engine, name, ttl=1.0),
                 CheckpointStore(engine),
-                lambda: OnlineAnomalyDetection(out),
+                lambda: detector(out),
                 group="g",
                 consumer=name,
                 checkpoint_interval_s=3600,
@@ -299,3 +307,26 @@ def test_a_shard_handed_back_while_its_lease_is_renewed_is_free_for_others(
     free, kept = asyncio.run(run())
     assert free  # shard 0 was handed back: another worker takes it at once
     assert kept  # shard 1 is still "a"'s, renewed
+
+
+def test_a_checkpoint_stored_before_compression_still_loads(database_url: str) -> None:
+    engine = open_database(database_url)
+    try:
+        leases = LeaseManager(engine, "w", ttl=60)
+        lease = leases.acquire("bus:g:0")
+        assert lease is not None
+        det = OnlineAnomalyDetection(MemoryStore(), compact=True, keep_labels=False)
+        for b in _batches(5, seed=3):
+            det.process(b)
+        state = det.dump_state()
+        store = CheckpointStore(engine)
+        stored = store.save("bus:g:0", lease, Checkpoint("5-0", ["b5"], state))
+        assert stored < len(state) / 2  # compressed
+        with engine.begin() as conn:  # as a worker without compression wrote it
+            conn.execute(sa.text("UPDATE bus_checkpoints SET state = :s"), {"s": state})
+        cp = store.load("bus:g:0")
+        assert cp is not None and cp.state == state and cp.last_entry == "5-0"
+        again = OnlineAnomalyDetection(MemoryStore(), compact=True, keep_labels=False)
+        assert again.restore_state(cp.state) == len(SERIES)
+    finally:
+        engine.dispose()
