@@ -41,6 +41,17 @@ def _pack(state: bytes) -> bytes:
     return state if state.startswith(COMPRESSED) else COMPRESSED + zlib.compress(state, 1)
 
 
+def unpacked(state: bytes) -> bytes:
+    """A loaded state as it was given to ``save`` (for states other than a detector's,
+    whose ``restore_state`` reads the compressed form itself)."""
+    if not state.startswith(COMPRESSED):
+        return state  # saved before states were compressed
+    try:
+        return zlib.decompress(memoryview(state)[len(COMPRESSED) :])
+    except zlib.error as exc:
+        raise StorageError(f"checkpoint state: {exc}") from exc
+
+
 checkpoints = sa.Table(
     "bus_checkpoints",
     metadata,

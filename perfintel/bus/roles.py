@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from perfintel.alerting.state.database import default_url, open_database
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
-from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
+from perfintel.bus.checkpoint import Checkpoint, CheckpointStore, unpacked
 from perfintel.bus.output import RemoteWriteOutput
 from perfintel.bus.publish import BusPublisher
 from perfintel.bus.redis_streams import RedisBus
@@ -291,7 +291,7 @@ class LivePeerOutliers:
             try:
                 cp = self.checkpoints.load(self.CHECKPOINT)
                 if cp is not None:
-                    self.restored = scorer.restore(cp.state)
+                    self.restored = scorer.restore(unpacked(cp.state))
                     log.info(
                         "peer outliers: lease taken, %d members' shares restored", self.restored
                     )
