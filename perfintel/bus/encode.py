@@ -11,6 +11,8 @@ operations on the samples (one stable sort by shard instead of a mask per part).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from perfintel.batch import SampleBatch
@@ -24,13 +26,14 @@ class ShardEncoder:
 
     Each series seen gets a number: its shard and pair count sit in arrays at that
     number, its label table bytes in lists, so a request's series are looked up with
-    ``map`` and array indexing, without a Python step per series. Remembers at most
+    ``map`` and array indexing, without a Python step per series. Thread-safe. Remembers at most
     ``max_series`` series (then forgets them all and starts again): bounded memory
     whatever the clients send."""
 
     def __init__(self, shards: int, max_series: int = 1_000_000) -> None:
         self.shards = shards
         self.max_series = max_series
+        self._lock = threading.Lock()
         self._clear()
 
     def _clear(self) -> None:
@@ -56,20 +59,26 @@ class ShardEncoder:
         self._ids[labels] = i
         return i
 
-    def _numbers(self, series: list[LabelSet]) -> np.ndarray:
-        if len(self._ids) + len(series) > self.max_series:
-            self._clear()
-        ids = list(map(self._ids.get, series))
-        if None in ids:
-            ids = [self._add(s) if i is None else i for s, i in zip(series, ids, strict=True)]
-        return np.array(ids, np.int64)
+    def _numbers(
+        self, series: list[LabelSet]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes], list[bytes]]:
+        """The numbers of ``series``, with the tables they index (taken under the lock:
+        requests are prepared on several threads at once, and a table that grows or is
+        cleared is a new object, so the ones returned stay valid for these numbers)."""
+        with self._lock:
+            if len(self._ids) + len(series) > self.max_series:
+                self._clear()
+            ids = list(map(self._ids.get, series))
+            if None in ids:
+                ids = [self._add(s) if i is None else i for s, i in zip(series, ids, strict=True)]
+            return np.array(ids, np.int64), self._shard, self._pairs, self._lengths, self._blobs
 
     def encode(self, batch: SampleBatch) -> dict[int, bytes]:
         if not len(batch):
             return {}
-        ids = self._numbers(batch.series)
+        ids, shard_of_id, pairs_of_id, lengths_of_id, blobs_of_id = self._numbers(batch.series)
         n_series = len(ids)
-        of_series = self._shard[ids]
+        of_series = shard_of_id[ids]
         first = int(of_series[0])
         if self.shards == 1 or bool((of_series == first).all()):
             return {first: encode_batch(batch)}
@@ -94,8 +103,8 @@ class ShardEncoder:
         part_vals = np.ascontiguousarray(batch.values, np.float64)[s_order]
         ordered_ids = ids[o_order]
         ordered = ordered_ids.tolist()
-        counts = self._pairs[ordered_ids]
-        lengths, blobs = self._lengths.__getitem__, self._blobs.__getitem__
+        counts = pairs_of_id[ordered_ids]
+        lengths, blobs = lengths_of_id.__getitem__, blobs_of_id.__getitem__
         out: dict[int, bytes] = {}
         for k, shard in enumerate(present.tolist()):
             a, b, lo, hi = o_lo[k], o_hi[k], s_lo[k], s_hi[k]

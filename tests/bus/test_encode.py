@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -52,3 +55,43 @@ def test_encoder_on_a_large_batch_of_known_series() -> None:
         assert got == _reference(batch, 16)
         assert sum(len(decode_batch(b)) for b in got.values()) == n
     assert len(enc) == 3000
+
+
+def test_concurrent_requests_encode_their_own_series() -> None:
+    # an ingest process prepares requests on several worker threads at once: series first
+    # seen by two threads at the same time must keep their own shard and labels
+    shards = 8
+    enc = ShardEncoder(shards, max_series=5_000)
+    rng = np.random.default_rng(4)
+
+    def make(t: int, k: int) -> SampleBatch:
+        series = [
+            label_set({"__name__": "m", "t": str(t), "k": str(k), "i": str(i)}) for i in range(60)
+        ]
+        n = 120
+        return SampleBatch(
+            series,
+            rng.integers(0, len(series), n).astype(np.int32),
+            np.arange(n, dtype=np.int64),
+            np.arange(n, dtype=np.float64),
+        )
+
+    work = [[make(t, k) for k in range(60)] for t in range(6)]
+    wrong: list[int] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: races show up
+    try:
+
+        def run(batches: list[SampleBatch]) -> None:
+            for b in batches:
+                if enc.encode(b) != _reference(b, shards):
+                    wrong.append(1)
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in work]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not wrong
