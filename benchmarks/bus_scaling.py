@@ -328,7 +328,7 @@ def ingest_rate(
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        done = [0]
+        done, failed = [0], [0]
         lock = threading.Lock()
         stop_at = time.monotonic() + seconds
         headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
@@ -338,11 +338,19 @@ def ingest_rate(
                 i = k
                 while time.monotonic() < stop_at:
                     body, n = payloads[i % len(payloads)]
-                    r = http.post(url + "/api/v1/write", content=body, headers=headers)
+                    i += 4
+                    try:
+                        r = http.post(url + "/api/v1/write", content=body, headers=headers)
+                    except httpx.TransportError:  # a reset keep-alive connection: count it
+                        with lock:
+                            failed[0] += 1
+                        continue
                     if r.status_code == 204:
                         with lock:
                             done[0] += n
-                    i += 4
+                    else:
+                        with lock:
+                            failed[0] += 1
 
         cpu0, redis0 = cpu_seconds([proc.pid]), redis_cpu()
         t0 = time.perf_counter()
@@ -353,9 +361,16 @@ def ingest_rate(
             t.join()
         rate = done[0] / (time.perf_counter() - t0)
         cpu, rcpu = cpu_seconds([proc.pid]) - cpu0, redis_cpu() - redis0
+        if failed[0]:
+            print(f"  role {role}: {failed[0]} requests failed (not counted)", flush=True)
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # measured already; no orphan left behind
+            print(f"  role {role}: server did not stop within 60 s; killed", flush=True)
+            proc.kill()
+            proc.wait()
         log.close()
     if role == "ingest":
         asyncio.run(_drop(env["PERFINTEL_BUS__STREAM_PREFIX"]))
