@@ -13,7 +13,8 @@ per process, worker memory per series.
    them. ``--live`` publishes while the workers run instead (the earlier measurement).
    Each worker reports its checkpoint time and bytes; ``--full-checkpoints`` turns
    incremental checkpoints off for comparison.
-2. Ingest: ``perfintel serve`` as role ``all`` (one process: store + in-process detector)
+2. Ingest: the CPU cost of a request's publish encoding (``encode_costs``); and
+   ``perfintel serve`` as role ``all`` (one process: store + in-process detector)
    and as role ``ingest`` (store + publish to the bus), each pushed the same remote-write
    payloads by 4 client threads for ``--ingest-seconds``; samples/s per process.
 3. Memory: RSS growth of one process scoring ``--mem-series`` new series (``--mem-samples``
@@ -383,6 +384,42 @@ async def _drop(prefix: str) -> None:
     await bus.close()
 
 
+# -- 2b. publish encoding ----------------------------------------------------------------
+
+
+def encode_costs(repeats: int = 7) -> dict[str, float]:
+    """Median CPU ms per 5,000-series remote-write request (warm caches, as an ingest
+    process sees the same series every interval): decoding it, and splitting + encoding it
+    for 16 shards the way ``BusPublisher.prepare`` did (``split_by_shard`` with a
+    ``ShardCache``, ``encode_batch`` per part) and does (``ShardEncoder``)."""
+    from perfintel.bus.codec import encode_batch
+    from perfintel.bus.encode import ShardEncoder
+    from perfintel.bus.sharding import ShardCache, split_by_shard
+    from perfintel.ingest.remote_write import decode_remote_write
+
+    bodies = [encode_remote_write(b, compress=False) for b in batches(5000, 8, 5000, seed=9)]
+    parsed = [decode_remote_write(b).batch for b in bodies]
+    cache, enc = ShardCache(16), ShardEncoder(16)
+
+    def before(b: SampleBatch) -> dict[int, bytes]:
+        return {k: encode_batch(v) for k, v in split_by_shard(b, 16, cache).items()}
+
+    for b in parsed:  # warm both caches; the same bytes
+        assert before(b) == enc.encode(b)
+    steps = {
+        "decode": lambda: [decode_remote_write(b) for b in bodies],
+        "split+encode before": lambda: [before(b) for b in parsed],
+        "ShardEncoder": lambda: [enc.encode(b) for b in parsed],
+    }
+    out: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):  # alternating: a load change hits each alike
+        for k, f in steps.items():
+            c = time.process_time()
+            f()
+            out[k].append(1000 * (time.process_time() - c) / len(bodies))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 # -- 3. memory -------------------------------------------------------------------------
 
 
@@ -425,7 +462,9 @@ def main() -> None:
     ap.add_argument("--live", action="store_true", help="publish while the workers run")
     ap.add_argument("--full-checkpoints", action="store_true")
     ap.add_argument("--compact", action="store_true", help="workers keep compact states")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "ingest", "memory"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["scoring", "encode", "ingest", "memory"]
+    )
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as d:
@@ -484,6 +523,14 @@ def main() -> None:
                         f"{statistics.median(per_round):.2f}x "
                         f"({', '.join(f'{x:.2f}' for x in per_round)})"
                     )
+        if "encode" not in args.skip:
+            costs = encode_costs()
+            print(
+                "publish encoding, median CPU ms per 5,000-series request: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in costs.items())
+                + f"  load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
         if "ingest" not in args.skip:
             payloads = [(encode_remote_write(b), len(b)) for b in batches(5000, 8, 5000, seed=9)]
             ratios, got = [], {"all": [], "ingest": []}
