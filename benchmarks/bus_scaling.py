@@ -13,7 +13,8 @@ per process, worker memory per series.
    them. ``--live`` publishes while the workers run instead (the earlier measurement).
    Each worker reports its checkpoint time and bytes; ``--full-checkpoints`` turns
    incremental checkpoints off for comparison.
-2. Ingest: ``perfintel serve`` as role ``all`` (one process: store + in-process detector)
+2. Ingest: the CPU cost of a request's publish encoding (``encode_costs``); and
+   ``perfintel serve`` as role ``all`` (one process: store + in-process detector)
    and as role ``ingest`` (store + publish to the bus), each pushed the same remote-write
    payloads by 4 client threads for ``--ingest-seconds``; samples/s per process.
 3. Memory: RSS growth of one process scoring ``--mem-series`` new series (``--mem-samples``
@@ -31,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,7 +120,18 @@ def worker_main(
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(15, stop.set)
         task = asyncio.create_task(w.run())
+
+        async def report() -> None:  # the driver stops the clock when all are scored
+            while True:
+                await bus.redis.set(f"{prefix}:scored:{name}", w.samples_scored)
+                await asyncio.sleep(0.01)
+
+        reporter = asyncio.create_task(report())
         await stop.wait()
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        await bus.redis.delete(f"{prefix}:scored:{name}")
         cp_s, cp_b = w.checkpoint_seconds, w.checkpoint_bytes  # before the final checkpoint
         w.stop()
         await task
@@ -144,6 +158,24 @@ def holders(db: str) -> dict[str, str]:
     return {n: lease.holder for n, lease in live.items() if n[len(prefix) :].isdigit()}
 
 
+def redis_cpu() -> float:
+    """CPU seconds (user + system) the Redis server has used, all clients together."""
+    import redis
+
+    r = redis.Redis.from_url(REDIS)
+    info = r.info("cpu")
+    r.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
 def scoring(
     n_workers: int,
     data: list[SampleBatch],
@@ -154,8 +186,9 @@ def scoring(
     live: bool = False,
     incremental: bool = True,
     compact: bool = False,
-) -> tuple[float, list[dict[str, float]]]:
-    """(seconds to drain, per-worker stats)."""
+) -> tuple[float, list[dict[str, float]], dict[str, float]]:
+    """(seconds to score every sample, per-worker stats, CPU seconds of the workers and of
+    the Redis server in that time)."""
     prefix = f"perfintel-bench-{uuid.uuid4().hex[:8]}"
     db = f"sqlite:///{tmp / f'state-{n_workers}-{uuid.uuid4().hex[:6]}.db'}"
     open_database(db).dispose()
@@ -194,28 +227,37 @@ def scoring(
             raise RuntimeError("the workers did not split the shards within 120 s")
         await asyncio.sleep(1.0)
         prepared = [pub.prepare(b) for b in data]  # encoding is the ingest side's cost
+        total = sum(len(b) for b in data)
+        pids = [p.pid for p in procs]
         if not live:
             for p in procs:
                 p.send_signal(signal.SIGSTOP)
             for parts in prepared:
                 await pub.send(parts)
+            cpu0, redis0 = cpu_seconds(pids), redis_cpu()
             t0 = time.perf_counter()
             for p in procs:
                 p.send_signal(signal.SIGCONT)
         else:
+            cpu0, redis0 = cpu_seconds(pids), redis_cpu()
             t0 = time.perf_counter()
             for parts in prepared:
                 await pub.send(parts)
-        # done when every entry has been read (lag 0): what is read is scored within that
-        # round (at most read_count entries a worker); acks wait for the next checkpoint
-        while sum(b.lag for b in await bus.backlog("bench")):
-            await asyncio.sleep(0.02)
+        # done when the workers have scored every sample (each reports its count to
+        # Redis every 10 ms); acks wait for the next checkpoint
+        keys = [f"{prefix}:scored:w{i}" for i in range(n_workers)]
+        while sum(int(v or 0) for v in await bus.redis.mget(keys)) < total:
+            await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - t0
+        usage["workers_cpu"] = cpu_seconds(pids) - cpu0
+        usage["redis_cpu"] = redis_cpu() - redis0
+        await bus.redis.delete(*keys)
         await bus.delete_all()
         await bus.close()
         return elapsed
 
     stats = []
+    usage: dict[str, float] = {}
     try:
         elapsed = asyncio.run(drive())
     finally:
@@ -223,9 +265,13 @@ def scoring(
             p.send_signal(signal.SIGCONT)
             p.terminate()
         for p in procs:
-            out, _ = p.communicate(timeout=120)
+            try:
+                out, _ = p.communicate(timeout=120)
+            except subprocess.TimeoutExpired:  # stuck: no orphans left behind
+                p.kill()
+                out, _ = p.communicate()
             stats.extend(json.loads(line) for line in out.splitlines() if line.startswith("{"))
-    return elapsed, stats
+    return elapsed, stats, usage
 
 
 # -- 2. ingest -------------------------------------------------------------------------
@@ -237,7 +283,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ingest_rate(role: str, payloads: list[tuple[bytes, int]], seconds: float, tmp: Path) -> float:
+def ingest_rate(
+    role: str, payloads: list[tuple[bytes, int]], seconds: float, tmp: Path
+) -> tuple[float, float, float]:
+    """(samples/s accepted by a ``perfintel serve --role role``, its CPU seconds and the
+    Redis server's in that time)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFINTEL_")}
     env.update(
@@ -255,7 +305,7 @@ def ingest_rate(role: str, payloads: list[tuple[bytes, int]], seconds: float, tm
             "perfintel",
             "serve",
             "--data-dir",
-            str(tmp / f"data-{role}"),
+            str(tmp / f"data-{role}-{uuid.uuid4().hex[:6]}"),
             "--port",
             str(port),
         ],
@@ -273,7 +323,7 @@ def ingest_rate(role: str, payloads: list[tuple[bytes, int]], seconds: float, tm
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        done = [0]
+        done, failed = [0], [0]
         lock = threading.Lock()
         stop_at = time.monotonic() + seconds
         headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
@@ -283,12 +333,21 @@ def ingest_rate(role: str, payloads: list[tuple[bytes, int]], seconds: float, tm
                 i = k
                 while time.monotonic() < stop_at:
                     body, n = payloads[i % len(payloads)]
-                    r = http.post(url + "/api/v1/write", content=body, headers=headers)
+                    i += 4
+                    try:
+                        r = http.post(url + "/api/v1/write", content=body, headers=headers)
+                    except httpx.TransportError:  # a reset keep-alive connection: count it
+                        with lock:
+                            failed[0] += 1
+                        continue
                     if r.status_code == 204:
                         with lock:
                             done[0] += n
-                    i += 4
+                    else:
+                        with lock:
+                            failed[0] += 1
 
+        cpu0, redis0 = cpu_seconds([proc.pid]), redis_cpu()
         t0 = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
         for t in threads:
@@ -296,19 +355,63 @@ def ingest_rate(role: str, payloads: list[tuple[bytes, int]], seconds: float, tm
         for t in threads:
             t.join()
         rate = done[0] / (time.perf_counter() - t0)
+        cpu, rcpu = cpu_seconds([proc.pid]) - cpu0, redis_cpu() - redis0
+        if failed[0]:
+            print(f"  role {role}: {failed[0]} requests failed (not counted)", flush=True)
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # measured already; no orphan left behind
+            print(f"  role {role}: server did not stop within 60 s; killed", flush=True)
+            proc.kill()
+            proc.wait()
         log.close()
     if role == "ingest":
         asyncio.run(_drop(env["PERFINTEL_BUS__STREAM_PREFIX"]))
-    return rate
+    return rate, cpu, rcpu
 
 
 async def _drop(prefix: str) -> None:
     bus = RedisBus(REDIS, prefix, 16)
     await bus.delete_all()
     await bus.close()
+
+
+# -- 2b. publish encoding ----------------------------------------------------------------
+
+
+def encode_costs(repeats: int = 7) -> dict[str, float]:
+    """Median CPU ms per 5,000-series remote-write request (warm caches, as an ingest
+    process sees the same series every interval): decoding it, and splitting + encoding it
+    for 16 shards the way ``BusPublisher.prepare`` did (``split_by_shard`` with a
+    ``ShardCache``, ``encode_batch`` per part) and does (``ShardEncoder``)."""
+    from perfintel.bus.codec import encode_batch
+    from perfintel.bus.encode import ShardEncoder
+    from perfintel.bus.sharding import ShardCache, split_by_shard
+    from perfintel.ingest.remote_write import decode_remote_write
+
+    bodies = [encode_remote_write(b, compress=False) for b in batches(5000, 8, 5000, seed=9)]
+    parsed = [decode_remote_write(b).batch for b in bodies]
+    cache, enc = ShardCache(16), ShardEncoder(16)
+
+    def before(b: SampleBatch) -> dict[int, bytes]:
+        return {k: encode_batch(v) for k, v in split_by_shard(b, 16, cache).items()}
+
+    for b in parsed:  # warm both caches; the same bytes
+        assert before(b) == enc.encode(b)
+    steps = {
+        "decode": lambda: [decode_remote_write(b) for b in bodies],
+        "split+encode before": lambda: [before(b) for b in parsed],
+        "ShardEncoder": lambda: [enc.encode(b) for b in parsed],
+    }
+    out: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):  # alternating: a load change hits each alike
+        for k, f in steps.items():
+            c = time.process_time()
+            f()
+            out[k].append(1000 * (time.process_time() - c) / len(bodies))
+    return {k: statistics.median(v) for k, v in out.items()}
 
 
 # -- 3. memory -------------------------------------------------------------------------
@@ -351,10 +454,13 @@ def main() -> None:
     ap.add_argument("--mem-series", type=int, default=100_000)
     ap.add_argument("--mem-samples", type=int, default=2)
     ap.add_argument("--checkpoint-interval", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
     ap.add_argument("--live", action="store_true", help="publish while the workers run")
     ap.add_argument("--full-checkpoints", action="store_true")
     ap.add_argument("--compact", action="store_true", help="workers keep compact states")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["scoring", "ingest", "memory"])
+    ap.add_argument(
+        "--skip", nargs="*", default=[], choices=["scoring", "encode", "ingest", "memory"]
+    )
     args = ap.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as d:
@@ -362,42 +468,91 @@ def main() -> None:
         if "scoring" not in args.skip:
             data = batches(args.series, args.steps, args.per_batch)
             n = sum(len(b) for b in data)
-            rates = {}
-            for w in args.workers:
-                elapsed, stats = scoring(
-                    w,
-                    data,
-                    args.shards,
-                    tmp,
-                    args.checkpoint_interval,
-                    live=args.live,
-                    incremental=not args.full_checkpoints,
-                    compact=args.compact,
-                )
-                rates[w] = n / elapsed
-                cp = ", ".join(
-                    f"{s['worker']}: {s['scored']:,} scored, checkpoints {s['cp_s']:.2f} s "
-                    f"{s['cp_bytes'] / 1e6:.1f} MB"
-                    for s in stats
-                )
+            rates: dict[int, list[float]] = {w: [] for w in args.workers}
+            for r in range(args.rounds):
+                # alternate the order per round: a load change hits every count alike
+                order = args.workers if r % 2 == 0 else args.workers[::-1]
+                for w in order:
+                    elapsed, stats, usage = scoring(
+                        w,
+                        data,
+                        args.shards,
+                        tmp,
+                        args.checkpoint_interval,
+                        live=args.live,
+                        incremental=not args.full_checkpoints,
+                        compact=args.compact,
+                    )
+                    rates[w].append(n / elapsed)
+                    cp = ", ".join(
+                        f"{s['worker']}: {s['scored']:,} scored, checkpoints {s['cp_s']:.2f} s "
+                        f"{s['cp_bytes'] / 1e6:.1f} MB"
+                        for s in stats
+                    )
+                    wc, rc = usage["workers_cpu"], usage["redis_cpu"]
+                    print(
+                        f"round {r + 1}, scoring, {w} worker(s): {n} samples in {elapsed:.2f} s"
+                        f" = {n / elapsed:,.0f} samples/s; CPU: workers {wc:.2f} s "
+                        f"({wc / elapsed:.2f} cores, {1e6 * wc / n:.1f} s per M samples), "
+                        f"Redis {rc:.2f} s ({rc / elapsed:.2f} cores, "
+                        f"{100 * rc / max(wc + rc, 1e-9):.0f} % of workers + Redis)  [{cp}]  "
+                        f"load {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+                if 1 in rates:
+                    print(
+                        f"round {r + 1}, ratios: "
+                        + ", ".join(
+                            f"{w} workers / 1: {rates[w][-1] / rates[1][-1]:.2f}x" for w in rates
+                        ),
+                        flush=True,
+                    )
+            for w in rates:
                 print(
-                    f"scoring, {w} worker(s): {n} samples in {elapsed:.2f} s = "
-                    f"{rates[w]:,.0f} samples/s  [{cp}]  load {os.getloadavg()[0]:.2f}"
+                    f"scoring, {w} worker(s): median {statistics.median(rates[w]):,.0f} samples/s"
                 )
             if 1 in rates:
                 for w in rates:
-                    print(f"scoring ratio {w} workers / 1 worker: {rates[w] / rates[1]:.2f}x")
+                    per_round = [a / b for a, b in zip(rates[w], rates[1], strict=True)]
+                    print(
+                        f"scoring ratio {w} workers / 1 worker: median of rounds "
+                        f"{statistics.median(per_round):.2f}x "
+                        f"({', '.join(f'{x:.2f}' for x in per_round)})"
+                    )
+        if "encode" not in args.skip:
+            costs = encode_costs()
+            print(
+                "publish encoding, median CPU ms per 5,000-series request: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in costs.items())
+                + f"  load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
         if "ingest" not in args.skip:
             payloads = [(encode_remote_write(b), len(b)) for b in batches(5000, 8, 5000, seed=9)]
-            single = ingest_rate("all", payloads, args.ingest_seconds, tmp)
+            ratios, got = [], {"all": [], "ingest": []}
+            for r in range(args.rounds):
+                order = ("all", "ingest") if r % 2 == 0 else ("ingest", "all")
+                res = {
+                    role: ingest_rate(role, payloads, args.ingest_seconds, tmp) for role in order
+                }
+                for role in order:
+                    rate, cpu, rcpu = res[role]
+                    got[role].append(rate)
+                    print(
+                        f"round {r + 1}, ingest, role {role}: {rate:,.0f} samples/s; CPU: server "
+                        f"{1e6 * cpu / (rate * args.ingest_seconds):.2f} s per M samples, "
+                        f"Redis {rcpu / args.ingest_seconds:.2f} cores  "
+                        f"load {os.getloadavg()[0]:.2f}",
+                        flush=True,
+                    )
+                ratios.append(res["ingest"][0] / res["all"][0])
+                print(f"round {r + 1}, ingest / all: {100 * ratios[-1]:.0f} %", flush=True)
             print(
-                f"ingest, role all (one process, store + in-process detector): "
-                f"{single:,.0f} samples/s"
-            )
-            bus = ingest_rate("ingest", payloads, args.ingest_seconds, tmp)
-            print(
-                f"ingest, role ingest (store + bus publish): {bus:,.0f} samples/s "
-                f"= {100 * bus / single:.0f} % of role all  load {os.getloadavg()[0]:.2f}"
+                f"ingest, role all (one process: store + in-process detector): median "
+                f"{statistics.median(got['all']):,.0f} samples/s; role ingest (store + bus "
+                f"publish): median {statistics.median(got['ingest']):,.0f} samples/s; ratio "
+                f"per round {', '.join(f'{100 * x:.0f} %' for x in ratios)}, median "
+                f"**{100 * statistics.median(ratios):.0f} %**  load {os.getloadavg()[0]:.2f}"
             )
     if "memory" not in args.skip:
         for compact in (False, True):  # each in a fresh process: freed memory is not reused

@@ -13,6 +13,7 @@ Backends: ``MemoryBus`` (in-process, for tests of the code above it) and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -93,3 +94,47 @@ class Bus(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ReadAhead:
+    """One ``consume`` kept in flight while the caller works on the previous one, so a
+    consumer's next entries are on their way while it scores (a round trip and Redis'
+    own work overlap the CPU work instead of following it).
+
+    At most one read is in flight (memory bounded by ``count`` entries a shard). A read
+    is never cancelled: entries Redis has delivered are pending for the consumer, so they
+    must reach it; ``take`` waits for it (at most ``block_ms`` plus a round trip).
+    Entries of a read are those of the shards it was started for; a consumer that no
+    longer owns a shard ignores them, and they stay pending for the next owner to claim,
+    exactly as entries it had read itself and not acknowledged.
+    """
+
+    def __init__(self, bus: Bus, group: str, consumer: str) -> None:
+        self.bus = bus
+        self.group = group
+        self.consumer = consumer
+        self._task: asyncio.Task[list[Delivery]] | None = None
+
+    @property
+    def in_flight(self) -> bool:
+        return self._task is not None
+
+    def start(self, shards: Sequence[int], count: int, block_ms: int) -> None:
+        """Start reading the next entries of ``shards`` (no-op while a read is in flight)."""
+        if self._task is None and shards:
+            self._task = asyncio.ensure_future(
+                self.bus.consume(self.group, self.consumer, list(shards), count, block_ms)
+            )
+
+    async def take(self) -> list[Delivery] | None:
+        """The entries of the read in flight (``None``: none was); its ``BusError``, if
+        it failed (nothing was delivered then, or Redis redelivers on claim)."""
+        task = self._task
+        if task is None:
+            return None
+        try:
+            # a cancelled caller leaves the read to finish, for the next ``take``
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._task = None

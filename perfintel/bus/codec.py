@@ -40,6 +40,11 @@ VERSIONS = (1, 2)
 _HEADER = struct.Struct("<4sBBHIII")
 
 
+def header(n_series: int, n_labels: int, n_samples: int) -> bytes:
+    """The header of a batch of these sizes (for encoders that build the rest themselves)."""
+    return _HEADER.pack(MAGIC, VERSION, 0, 0, n_series, n_labels, n_samples)
+
+
 class BatchDecodeError(BadInputError):
     """Bytes that are not a batch of a known encoding version."""
 

@@ -20,8 +20,7 @@ from itertools import count
 
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus
-from perfintel.bus.codec import encode_batch
-from perfintel.bus.sharding import ShardCache, split_by_shard
+from perfintel.bus.encode import ShardEncoder
 from perfintel.errors import BackpressureError, PerfintelError
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class BusPublisher:
         self.source = source or f"{socket.gethostname()}.{os.getpid()}.{time.time_ns():x}"
         self.clock = clock
         self._seq = count(1)
-        self._shards = ShardCache(bus.shards)
+        self._encoder = ShardEncoder(bus.shards)
         self.behind = 0  # batches the slowest shard is behind (refreshed by ``observe``)
         self.published_batches = 0
         self.trimmed = 0
@@ -68,8 +67,8 @@ class BusPublisher:
     def prepare(self, batch: SampleBatch) -> Prepared:
         seq = next(self._seq)
         return [
-            (shard, f"{self.source}-{seq}-{shard}", encode_batch(part))
-            for shard, part in split_by_shard(batch, self.bus.shards, self._shards).items()
+            (shard, f"{self.source}-{seq}-{shard}", data)
+            for shard, data in self._encoder.encode(batch).items()
         ]
 
     async def send(self, parts: Prepared) -> None:

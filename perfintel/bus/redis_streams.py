@@ -105,9 +105,13 @@ class RedisBus:
         by_shard: dict[int, list[str]] = {}
         for d in deliveries:
             by_shard.setdefault(d.shard, []).append(d.entry_id)
-        try:
-            for shard, ids in by_shard.items():
-                await self.redis.xack(self.key(shard), group, *ids)
+        if not by_shard:
+            return
+        try:  # every shard in one round trip
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for shard, ids in by_shard.items():
+                    pipe.xack(self.key(shard), group, *ids)
+                await pipe.execute()
         except RedisError as exc:
             raise BusError(f"bus ack: {exc}") from exc
 
@@ -132,11 +136,19 @@ class RedisBus:
 
     async def backlog(self, group: str) -> list[ShardBacklog]:
         out = []
-        try:
-            for s in range(self.shards):
-                key = self.key(s)
-                length = int(await self.redis.xlen(key))
-                groups = await self.redis.xinfo_groups(key) if length else []
+        keys = [self.key(s) for s in range(self.shards)]
+        try:  # two round trips for every shard (an ingest process asks twice a second)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.xlen(key)
+                lengths = [int(n) for n in await pipe.execute()]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, length in zip(keys, lengths, strict=True):
+                    if length:
+                        pipe.xinfo_groups(key)
+                infos = iter(await pipe.execute()) if any(lengths) else iter(())
+            for s, length in enumerate(lengths):
+                groups = next(infos) if length else []
                 info = next((g for g in groups if _text(g["name"]) == group), None)
                 if info is None:
                     out.append(ShardBacklog(s, length, length, 0))

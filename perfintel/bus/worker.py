@@ -36,7 +36,7 @@ import numpy as np
 
 from perfintel.alerting.state.leases import Lease, LeaseManager
 from perfintel.batch import SampleBatch
-from perfintel.bus.base import Bus, Delivery, entry_order
+from perfintel.bus.base import Bus, Delivery, ReadAhead, entry_order
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
 from perfintel.bus.codec import BatchDecodeError, decode_keyed
 from perfintel.errors import LeaseLostError, PerfintelError
@@ -145,6 +145,8 @@ class ShardWorker:
         self._checkpointed_at = clock()
         self._balanced_at = -math.inf
         self._stop = asyncio.Event()
+        #: the next round's read, in flight while this round scores
+        self._reader = ReadAhead(bus, group, consumer)
         self.samples_scored = 0
         #: bytes of detector state written to checkpoints (full states and parts, compressed)
         self.checkpoint_bytes = 0
@@ -187,21 +189,37 @@ class ShardWorker:
         """One round: rebalance when due, read and apply, checkpoint when due; returns
         how many entries were read."""
         if self.clock() - self._balanced_at >= self.rebalance_interval_s:
+            # what is read is applied before shards move: a shard handed back carries
+            # nothing pending for us, so its next owner need not wait to claim it
+            await self._apply_read_ahead()
             await self.rebalance()
         for st in [st for st in self.owned.values() if not st.ready]:
             await self._claim(st)
         ready = sorted(s for s, st in self.owned.items() if st.ready)
-        deliveries = await self.bus.consume(
-            self.group, self.consumer, ready, self.read_count, self.block_ms
-        )
-        if not ready:
+        deliveries = await self._reader.take()
+        if deliveries is None:
+            deliveries = await self.bus.consume(
+                self.group, self.consumer, ready, self.read_count, self.block_ms
+            )
+        if ready:  # the next round's entries arrive while this round scores
+            self._reader.start(ready, self.read_count, self.block_ms)
+        else:
             await asyncio.sleep(self.block_ms / 1000)
         await self._apply_all(deliveries)
         if self.clock() - self._checkpointed_at >= self.checkpoint_interval_s:
             await self.checkpoint_all()
         return len(deliveries)
 
+    async def _apply_read_ahead(self) -> None:
+        deliveries = await self._reader.take()
+        if deliveries:
+            await self._apply_all(deliveries)
+
     async def shutdown(self) -> None:
+        try:
+            await self._apply_read_ahead()  # then checkpointed and acknowledged
+        except PerfintelError as exc:  # nothing read: checkpoint what was applied
+            log.warning("bus worker: last read: %s", exc)
         await self.checkpoint_all()
         for shard in list(self.owned):
             await asyncio.to_thread(self._release, shard)
