@@ -3,8 +3,8 @@
 The bytes are exactly ``encode_batch(part)`` for each ``part`` of
 ``split_by_shard`` (``tests/bus/test_codec.py`` binds the two); only the work
 differs. An ingest process sees the same series in every request, so each
-series' shard and its encoded label table entry (pair count, name and value
-lengths, UTF-8 bytes) are computed once and cached; per request, what is left
+series' shard, its key (``series_key``) and its encoded label table entry (pair
+count, name and value lengths, UTF-8 bytes) are computed once and cached; per request, what is left
 is one cache lookup per series, a join of the cached bytes per part, and array
 operations on the samples (one stable sort by shard instead of a mask per part).
 """
@@ -19,6 +19,7 @@ from perfintel.batch import SampleBatch
 from perfintel.bus.codec import encode_batch, header
 from perfintel.bus.sharding import shard_of
 from perfintel.model import LabelSet
+from perfintel.series_index import series_key
 
 
 class ShardEncoder:
@@ -40,6 +41,7 @@ class ShardEncoder:
         self._ids: dict[LabelSet, int] = {}
         self._shard = np.zeros(1024, np.int64)
         self._pairs = np.zeros(1024, np.uint32)
+        self._key = np.zeros(1024, np.uint64)
         self._lengths: list[bytes] = []  # u32 name/value lengths of each series' labels
         self._blobs: list[bytes] = []  # their UTF-8 names and values
 
@@ -51,17 +53,19 @@ class ShardEncoder:
         if i == len(self._shard):
             self._shard = np.concatenate([self._shard, np.zeros(i, np.int64)])
             self._pairs = np.concatenate([self._pairs, np.zeros(i, np.uint32)])
+            self._key = np.concatenate([self._key, np.zeros(i, np.uint64)])
         strings = [part.encode() for pair in labels for part in pair]
         self._lengths.append(np.fromiter(map(len, strings), np.uint32, len(strings)).tobytes())
         self._blobs.append(b"".join(strings))
         self._shard[i] = shard_of(labels, self.shards)
         self._pairs[i] = len(labels)
+        self._key[i] = series_key(labels)
         self._ids[labels] = i
         return i
 
     def _numbers(
         self, series: list[LabelSet]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[bytes], list[bytes]]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[bytes], list[bytes]]:
         """The numbers of ``series``, with the tables they index (taken under the lock:
         requests are prepared on several threads at once, and a table that grows or is
         cleared is a new object, so the ones returned stay valid for these numbers)."""
@@ -71,12 +75,15 @@ class ShardEncoder:
             ids = list(map(self._ids.get, series))
             if None in ids:
                 ids = [self._add(s) if i is None else i for s, i in zip(series, ids, strict=True)]
-            return np.array(ids, np.int64), self._shard, self._pairs, self._lengths, self._blobs
+            tables = self._shard, self._pairs, self._key, self._lengths, self._blobs
+            return (np.array(ids, np.int64), *tables)
 
     def encode(self, batch: SampleBatch) -> dict[int, bytes]:
         if not len(batch):
             return {}
-        ids, shard_of_id, pairs_of_id, lengths_of_id, blobs_of_id = self._numbers(batch.series)
+        ids, shard_of_id, pairs_of_id, key_of_id, lengths_of_id, blobs_of_id = self._numbers(
+            batch.series
+        )
         n_series = len(ids)
         of_series = shard_of_id[ids]
         first = int(of_series[0])
@@ -114,6 +121,7 @@ class ShardEncoder:
                 (
                     header(b - a, int(part_counts.sum(dtype=np.int64)), hi - lo),
                     part_counts.tobytes(),
+                    key_of_id[ordered_ids[a:b]].tobytes(),
                     b"".join(map(lengths, mine)),
                     b"".join(map(blobs, mine)),
                     part_idx[lo:hi].tobytes(),
