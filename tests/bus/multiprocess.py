@@ -28,7 +28,6 @@ def bus_env(prefix: str, database_url: str, shards: int) -> dict[str, str]:
     }
 
 
-#: the ``alertmanager.yml`` of the multi-process tests: every alert to one webhook
 def vm_store_env(vm_url: str, namespace: str) -> dict[str, str]:
     """The environment that puts a process's samples in the VictoriaMetrics at ``vm_url``,
     each test's own under the extra label ``pi_test=<namespace>``."""
@@ -41,6 +40,7 @@ def vm_store_env(vm_url: str, namespace: str) -> dict[str, str]:
     }
 
 
+#: the ``alertmanager.yml`` of the multi-process tests: every alert to one webhook
 WEBHOOK_AM_YML = """\
 route:
   receiver: team
