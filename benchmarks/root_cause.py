@@ -33,6 +33,7 @@ from functools import partial
 
 import numpy as np
 
+from perfintel.analysis import rootcause as rc
 from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
 from perfintel.analysis.signals import Grid, as_matrix
 from perfintel.bench import rca_baselines as baselines
@@ -68,6 +69,19 @@ def graph_of(inc: Incident) -> DependencyGraph:
 
 def grid_of(inc: Incident) -> Grid:
     return Grid(inc.start_ms, inc.step_ms, len(inc.series[0].values))
+
+
+def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, int, rc._Changes]:
+    """What the ranking sees of ``inc`` (for the diagnostic benchmarks): the value matrix,
+    the window's first and last-plus-one steps and the changes found in it, with the same
+    window, baseline and seasonal periods as ``ours``."""
+    grid = grid_of(inc)
+    x, usable = as_matrix(inc.series)
+    t = grid.index(inc.time_ms)
+    ws = t - WINDOW
+    we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
+    periods = [c // inc.step_ms for c in (3_600_000, 86_400_000) if c % inc.step_ms == 0]
+    return x, ws, we, rc._changes(x, usable, ws, we, ws - BASELINE, p, periods)
 
 
 def ours(inc: Incident, graph: bool, params: RootCauseParams | None = None) -> list[int]:

@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from root_cause import BASELINE, GENERATORS, WINDOW, grid_of
+from root_cause import BASELINE, GENERATORS, changes_near
 
 from perfintel.analysis import rootcause as rc
 from perfintel.analysis.correlation import benjamini_hochberg, link_p_values
-from perfintel.analysis.signals import as_matrix
 
 MAX_LAG = 5
 
@@ -49,13 +48,7 @@ def pairs(name: str, seeds: range, fdrs: tuple[float, ...]) -> dict[str, list[np
     out: dict[str, list[np.ndarray]] = {"true": [], "spurious": []}
     for s in seeds:
         inc = GENERATORS[name](s)
-        grid = grid_of(inc)
-        x, usable = as_matrix(inc.series)
-        t = grid.index(inc.time_ms)
-        ws = t - WINDOW
-        we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
-        periods = [c // inc.step_ms for c in (3_600_000, 86_400_000) if c % inc.step_ms == 0]
-        ch = rc._changes(x, usable, ws, we, ws - BASELINE, p, periods)
+        x, ws, _, ch = changes_near(inc, p)
         cands = [int(i) for i in np.flatnonzero(ch.changed)]
         if len(cands) < 2:
             continue

@@ -26,10 +26,9 @@ import argparse
 from collections import Counter
 
 import numpy as np
-from root_cause import BASELINE, GENERATORS, WINDOW, grid_of
+from root_cause import BASELINE, GENERATORS, WINDOW, changes_near, grid_of
 
 from perfintel.analysis import rootcause as rc
-from perfintel.analysis.signals import as_matrix
 from perfintel.bench.incidents import Incident
 
 MINUTE = 60_000
@@ -70,13 +69,7 @@ def classify(inc: Incident) -> str:
 
 def identifiability(inc: Incident, p: rc.RootCauseParams) -> tuple[bool, bool, bool]:
     """``(root below min_sigma, root tied with an unordered effect, that effect larger)``."""
-    grid = grid_of(inc)
-    x, usable = as_matrix(inc.series)
-    t = grid.index(inc.time_ms)
-    ws = t - WINDOW
-    we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
-    periods = [c // inc.step_ms for c in (3_600_000, 86_400_000) if c % inc.step_ms == 0]
-    ch = rc._changes(x, usable, ws, we, ws - BASELINE, p, periods)
+    x, ws, we, ch = changes_near(inc, p)
     r = inc.root
     if not ch.changed[r]:
         return True, False, False
