@@ -4,10 +4,12 @@ dies, the survivor continues from the checkpointed state; a batch is applied onc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from perfintel.alerting.state.database import open_database
 from perfintel.alerting.state.leases import LeaseManager
@@ -52,6 +54,22 @@ def _scores(store: MemoryStore) -> dict[tuple[tuple[str, str], ...], list[tuple[
     }
 
 
+def _manual_worker(
+    bus: RedisBus, engine: Engine, name: str, detector: Callable[[], OnlineAnomalyDetection]
+) -> ShardWorker:
+    """A worker of group ``g`` that checkpoints only when the test says (no interval)."""
+    return ShardWorker(
+        bus,
+        LeaseManager(engine, name, ttl=1.0),
+        CheckpointStore(engine),
+        detector,
+        group="g",
+        consumer=name,
+        checkpoint_interval_s=3600,
+        block_ms=20,
+    )
+
+
 def test_survivor_continues_from_the_dead_workers_checkpoint(
     redis_prefix: str, database_url: str
 ) -> None:
@@ -67,16 +85,7 @@ def test_survivor_continues_from_the_dead_workers_checkpoint(
         out = MemoryStore()
 
         def worker(name: str) -> ShardWorker:
-            return ShardWorker(
-                bus,
-                LeaseManager(engine, name, ttl=1.0),
-                CheckpointStore(engine),
-                lambda: OnlineAnomalyDetection(out),
-                group="g",
-                consumer=name,
-                checkpoint_interval_s=3600,  # checkpoints only when the test says
-                block_ms=20,
-            )
+            return _manual_worker(bus, engine, name, lambda: OnlineAnomalyDetection(out))
 
         pub = BusPublisher(bus, group="g", max_behind=10**6)
         try:
@@ -196,16 +205,7 @@ def test_incremental_checkpoints_write_only_changed_series_and_restore_exactly(
         out = MemoryStore()
 
         def worker(name: str) -> ShardWorker:
-            return ShardWorker(
-                bus,
-                LeaseManager(engine, name, ttl=1.0),
-                CheckpointStore(engine),
-                lambda: detector(out),
-                group="g",
-                consumer=name,
-                checkpoint_interval_s=3600,
-                block_ms=20,
-            )
+            return _manual_worker(bus, engine, name, lambda: detector(out))
 
         def saved() -> tuple[int, list[int]]:
             with engine.connect() as conn:
