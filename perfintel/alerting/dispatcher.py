@@ -36,13 +36,13 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from perfintel.alerting import escalation
 from perfintel.alerting.amconfig import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.incidents import (
     SEVERITY_RANK,
     CausesHook,
     Correlator,
     DependencyGraph,
-    Escalation,
     Incident,
     Relatedness,
     RootCauseHook,
@@ -63,6 +63,7 @@ from perfintel.alerting.notification import (
 from perfintel.alerting.silences import Inhibitor, Silence
 from perfintel.alerting.time_intervals import in_any
 from perfintel.errors import NotFoundError
+from perfintel.model import LabelSet
 
 RESOLVED_RETENTION = 3600.0  # a resolved alert outside open incidents is forgotten after this
 INCIDENT_RETENTION = 7 * 86400.0  # resolved incidents stay in memory (the database keeps all)
@@ -342,30 +343,9 @@ class NotifyCore:
         return inc
 
     def _reopen(self, inc: Incident, rec: AlertRecord, now: float) -> None:
-        inc.state = "open"
-        inc.resolved_at = None
-        inc.quiet_since = None
-        inc.acked_at, inc.acked_by = None, ""
-        inc.reopened += 1
-        inc.last_activity = now
-        inc.flip(
-            now,
-            self.config.flap_window,
-            self.config.extensions.flapping.threshold,
-            rec.fingerprint,
-            reopen=True,
-        )
-        inc.log(
-            now,
-            "reopened",
-            f"{rec.alert.name or rec.fingerprint} fired again",
-            fingerprint=rec.fingerprint,
-            reopened_at=now,
-        )
-        for t in inc.threads.values():
-            t.resolved_sent = False
-        if inc.escalation is not None:
-            inc.escalation = None  # a new escalation starts from the first level
+        flapping = self.config.extensions.flapping
+        name = rec.alert.name or rec.fingerprint
+        inc.reopen(now, self.config.flap_window, flapping.threshold, rec.fingerprint, name)
         self.changes.incidents.add(inc.id)
 
     def _merge_storm(self, now: float) -> None:
@@ -393,33 +373,12 @@ class NotifyCore:
                 self._merge(target, other, now)
 
     def _merge(self, target: Incident, other: Incident, now: float) -> None:
-        for fp, m in other.members.items():
-            m.link = "storm"  # never the root-cause guess of the incident it joins
-            target.members[fp] = m
+        for fp in other.members:
             rec = self.alerts.get(fp)
             if rec is not None:
                 rec.incident = target.id
                 self.changes.alerts.add(fp)
-        target.labels_index |= other.labels_index
-        target.services |= other.services
-        target.alertnames |= other.alertnames
-        target.last_activity = max(target.last_activity, other.last_activity)
-        for key, t in other.threads.items():
-            mine = target.threads.get(key)
-            if mine is None:
-                target.threads[key] = t
-                continue
-            mine.fingerprints |= t.fingerprints
-            mine.sent_firing |= t.sent_firing
-            mine.sent_severity = max(mine.sent_severity, t.sent_severity)
-            if mine.last_sent_at is None:
-                mine.last_sent_at = t.last_sent_at
-        other.threads = {}
-        other.members = {}
-        other.state, other.resolved_at = "resolved", now
-        other.title = f"merged into {target.id}"
-        other.log(now, "merged", f"merged into incident {target.id} (alert storm)")
-        target.log(now, "merged", f"incident {other.id} merged in (alert storm)")
+        target.absorb(other, now)
         self._set_root(target)
         self.changes.incidents |= {target.id, other.id}
 
@@ -739,31 +698,17 @@ class NotifyCore:
     # -- escalation ------------------------------------------------------------------
 
     def policy_for(self, inc: Incident) -> EscalationPolicy | None:
-        for pol in self.policies:
-            for fp in inc.members:
-                rec = self.alerts.get(fp)
-                if rec is not None and matches_all(pol.matchers, dict(rec.alert.labels)):
-                    return pol
-        return None
+        return escalation.policy_for(self.policies, inc, self._labels_of)
+
+    def _labels_of(self, fp: str) -> LabelSet | None:
+        rec = self.alerts.get(fp)
+        return None if rec is None else rec.alert.labels
 
     def _escalate(self, inc: Incident, now: float) -> list[Notification]:
-        if inc.escalation is None:
-            if inc.state != "open":
-                return []
-            pol = self.policy_for(inc)
-            if pol is None:
-                return []
-            inc.escalation = Escalation(pol.name, 0, inc.opened_at + pol.levels[0].delay)
-            inc.log(now, "escalation", f"escalation policy {pol.name} applies")
-        esc = inc.escalation
-        if esc.stopped or esc.next_at is None or inc.state != "open" or now < esc.next_at:
+        due = escalation.due_level(self.policies, inc, self._labels_of, now)
+        if due is None:
             return []
-        pol = next((p for p in self.policies if p.name == esc.policy), None)
-        if pol is None:
-            esc.stopped, esc.next_at = "policy removed", None
-            return []
-        index = min(esc.level, len(pol.levels) - 1)
-        level = pol.levels[index]
+        index, level = due
         out = []
         for receiver in level.receivers:
             key = f"escalation:{receiver}"
@@ -775,13 +720,6 @@ class NotifyCore:
             thread.resolved_sent = False
             out.append(self._emit(inc, thread, "escalation", now))
         inc.log(now, "escalated", f"level L{index + 1}", level=index + 1)
-        esc.level = index + 1
-        if esc.level < len(pol.levels):
-            esc.next_at = now + pol.levels[esc.level].delay
-        elif pol.repeat:
-            esc.next_at = now + max(level.delay, 60.0)
-        else:
-            esc.stopped, esc.next_at = "exhausted", None
         return out
 
     # -- operator actions -------------------------------------------------------------

@@ -186,6 +186,46 @@ class Incident:
             self.flapping = True
             self.log(at, "flapping", "flapping: further flips are folded into this incident")
 
+    def reopen(self, at: float, window: float, threshold: int, fingerprint: str, name: str) -> None:
+        """An alert of this resolved incident (``name``) fired again within the horizon."""
+        self.state = "open"
+        self.resolved_at = None
+        self.quiet_since = None
+        self.acked_at, self.acked_by = None, ""
+        self.reopened += 1
+        self.last_activity = at
+        self.flip(at, window, threshold, fingerprint, reopen=True)
+        self.log(at, "reopened", f"{name} fired again", fingerprint=fingerprint, reopened_at=at)
+        for t in self.threads.values():
+            t.resolved_sent = False
+        self.escalation = None  # a new escalation starts from the first level
+
+    def absorb(self, other: Incident, at: float) -> None:
+        """Take in ``other``'s alerts and threads (an alert storm); ``other`` ends merged."""
+        for m in other.members.values():
+            m.link = "storm"  # never the root-cause guess of the incident it joins
+        self.members.update(other.members)
+        self.labels_index |= other.labels_index
+        self.services |= other.services
+        self.alertnames |= other.alertnames
+        self.last_activity = max(self.last_activity, other.last_activity)
+        for key, t in other.threads.items():
+            mine = self.threads.get(key)
+            if mine is None:
+                self.threads[key] = t
+                continue
+            mine.fingerprints |= t.fingerprints
+            mine.sent_firing |= t.sent_firing
+            mine.sent_severity = max(mine.sent_severity, t.sent_severity)
+            if mine.last_sent_at is None:
+                mine.last_sent_at = t.last_sent_at
+        other.threads = {}
+        other.members = {}
+        other.state, other.resolved_at = "resolved", at
+        other.title = f"merged into {self.id}"
+        other.log(at, "merged", f"merged into incident {self.id} (alert storm)")
+        self.log(at, "merged", f"incident {other.id} merged in (alert storm)")
+
     def to_dict(self) -> dict[str, Any]:
         esc = self.escalation
         return {
