@@ -143,7 +143,9 @@ def analyze_root_cause(
         str, typer.Option(help="How long before the time changes are sought.")
     ] = "30m",
     baseline: Annotated[str, typer.Option(help="The normal behaviour before the window.")] = "3h",
-    step: Annotated[str, typer.Option(help="Grid step.")] = "1m",
+    step: Annotated[
+        str, typer.Option(help="Grid step; auto: the interval the series are sampled at.")
+    ] = "auto",
     limit: Annotated[int, typer.Option(help="Causes shown.")] = 10,
     plot: Plot = None,
     as_json: AsJson = False,

@@ -294,7 +294,11 @@ class RootCauseRequest(BaseModel):
     window: str = Field("30m", description="How long before the time changes are sought.")
     baseline: str = Field("3h", description="The normal behaviour before the window.")
     limit: int = Field(10, ge=1, le=1000, description="Causes returned, most likely first.")
-    step: str = Field("1m", description="Grid step of the analysis.")
+    step: str = Field(
+        "auto",
+        description="Grid step of the analysis; auto: the interval the candidates are sampled "
+        "at (at most 2,000 steps).",
+    )
     max_propagation: str = Field(
         "5m", description="Longest delay of one hop from a cause to what it explains."
     )
@@ -351,11 +355,11 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
         raise BadInputError("give either incident, or both time and selector")
     window = duration_ms(body.window, "window")
     baseline = duration_ms(body.baseline, "baseline")
-    step = duration_ms(body.step, "step")
+    step = None if body.step == "auto" else duration_ms(body.step, "step")
     prop = duration_ms(body.max_propagation, "max_propagation", positive=False)
-    if window < 2 * step:
+    if window < 2 * (step or 1000):
         raise BadInputError("invalid parameter 'window': at least two steps")
-    if baseline < 4 * step:
+    if baseline < 4 * (step or 1000):
         raise BadInputError("invalid parameter 'baseline': at least four steps")
     graph = scope.graph if scope is not None else None
     if body.dependencies:
@@ -386,10 +390,10 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             "selector": str(selector),
             "window_seconds": window / 1000,
             "baseline_seconds": baseline / 1000,
-            "step_seconds": step / 1000,
+            "step_seconds": rep.grid.step_ms / 1000,
             "source": rep.source,
             "candidates": rep.candidates,
-            "causes": [render_cause(c, rep.labels, step) for c in rep.causes],
+            "causes": [render_cause(c, rep.labels, rep.grid.step_ms) for c in rep.causes],
         },
     }
     return JSONResponse(out)

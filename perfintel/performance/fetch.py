@@ -104,6 +104,51 @@ def fetch_grid(
     return GridSet(grid, source, labels, values)
 
 
+#: the steps an automatic grid step snaps up to (seconds): the usual scrape intervals
+SNAP_STEPS_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600)
+#: how much of the range a sampling interval is read from (the most recent part)
+PROBE_MS = 10 * 60_000
+
+
+def sampling_step_ms(
+    reader: SampleReader,
+    selector: Selector,
+    start_ms: int,
+    end_ms: int,
+    *,
+    max_points: int,
+    fallback_ms: int,
+    max_series: int,
+    max_samples: int | None = None,
+) -> int:
+    """A grid step at the resolution the series of ``selector`` are sampled at.
+
+    The interval is read from the last ``PROBE_MS`` of ``[start_ms, end_ms]``:
+    the 90th percentile over series of each one's median spacing (so that a
+    series scraped less often than the others still has a sample in nearly
+    every bucket), snapped up to a usual scrape interval; at least the step
+    that keeps the range within ``max_points`` buckets. ``fallback_ms`` when
+    no series has two raw samples there (only rollup tiers cover it).
+    """
+    floor = -(-(end_ms - start_ms + 1) // max_points)
+    limits = QueryLimits(max_series=max_series, max_samples=max_samples)
+    probe = reader.select(selector, max(start_ms, end_ms - PROBE_MS), end_ms, limits=limits)
+    spacings = [
+        float(np.median(np.diff(np.asarray(s.timestamps, np.int64))))
+        for s in probe
+        if len(s.timestamps) >= 2
+    ]
+    if not spacings:
+        return max(fallback_ms, _snap(floor))
+    return _snap(max(float(np.percentile(spacings, 90)), floor))
+
+
+def _snap(interval_ms: float) -> int:
+    """The usual scrape interval at or just above ``interval_ms`` (15.2 s of spacing is a
+    15 s interval with jitter)."""
+    return next((1000 * s for s in SNAP_STEPS_S if 1000 * s >= 0.95 * interval_ms), 3_600_000)
+
+
 @dataclass
 class BucketSet:
     """Series on ``grid`` with several bucket aggregates: ``aggs[name][i]`` for ``labels[i]``.

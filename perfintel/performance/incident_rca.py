@@ -143,7 +143,7 @@ class IncidentAnalyzer:
         dependencies: Mapping[str, Sequence[str]] | None = None,
         window_ms: int = 30 * 60_000,
         baseline_ms: int = 3 * 3_600_000,
-        step_ms: int = 60_000,
+        step_ms: int | None = None,
         max_samples: int | None = None,
     ) -> None:
         self.reader = reader

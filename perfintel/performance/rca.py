@@ -28,11 +28,15 @@ from perfintel.analysis.rootcause import Cause, DependencyGraph, rank_root_cause
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
-from perfintel.performance.fetch import GridSet, fetch_grid, grid_for
+from perfintel.performance.fetch import GridSet, fetch_grid, grid_for, sampling_step_ms
 from perfintel.storage.base import QueryLimits, SampleReader
 
 MAX_CORRELATION_SERIES = 200
 MAX_ROOT_CAUSE_SERIES = 1000
+#: most buckets of a root-cause grid with an automatic step (the cost grows with buckets ×
+#: candidates: 2,000 is 15 s buckets over a 3 h baseline and a 30 min window, and 500
+#: candidates rank in well under 500 ms, ``benchmarks/root_cause.py --latency``)
+ROOT_CAUSE_MAX_POINTS = 2_000
 MAX_CHANGE_SERIES = 20
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -132,7 +136,7 @@ def root_causes(
     *,
     window_ms: int,
     baseline_ms: int,
-    step_ms: int,
+    step_ms: int | None,
     limit: int | None,
     graph: DependencyGraph | None = None,
     max_propagation_ms: int = 5 * MINUTE_MS,
@@ -141,10 +145,27 @@ def root_causes(
     """The candidates of ``selector`` ranked as the root cause of an incident at ``time_ms``.
 
     The grid covers the baseline, the window and a third of a window after
-    ``time_ms`` (what exists of it).
+    ``time_ms`` (what exists of it). ``step_ms`` None: the series' own sampling
+    interval (:func:`.fetch.sampling_step_ms`, at most ``ROOT_CAUSE_MAX_POINTS``
+    buckets): which of two series moved first is only seen at the resolution
+    they were scraped at (15 s data on a 1-minute grid puts a cause and an
+    effect 30 s later in one step).
     """
     start = time_ms - window_ms - baseline_ms
     end = time_ms + window_ms // 3
+    if step_ms is None:
+        step_ms = sampling_step_ms(
+            reader,
+            selector,
+            start,
+            time_ms,
+            max_points=ROOT_CAUSE_MAX_POINTS,
+            fallback_ms=MINUTE_MS,
+            max_series=MAX_ROOT_CAUSE_SERIES,
+            max_samples=max_samples,
+        )
+    if window_ms < 2 * step_ms:
+        raise BadInputError(f"invalid parameter 'window': at least two steps of {step_ms} ms")
     grid = grid_for(start, end, step_ms)
     got = fetch_grid(
         reader,

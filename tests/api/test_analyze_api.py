@@ -175,6 +175,35 @@ def test_root_cause_with_declared_dependencies_and_rfc3339(client: TestClient) -
     assert r.json()["data"]["causes"][0]["labels"] == root
 
 
+def test_root_cause_grid_follows_the_scrape_interval(client: TestClient) -> None:
+    """15-second data is analysed on a 15-second grid: a pool that saturates 30 s into a
+    minute, and a latency that rises 30 s later, are dated to the step and apart (on a
+    1-minute grid both begin in one bucket)."""
+    rng = np.random.default_rng(5)
+    n = 4 * 60 * 4  # 4 hours of 15 s samples
+    ts = NOW - 3 * HOUR + 15_000 * np.arange(n)
+    fault = n - 78  # 19.5 minutes before the end, 30 s past a minute
+    assert (ts[fault] // 1000) % 60 == 30
+    pool = 20 + ar1(rng, n, 0.5, 0.5)
+    pool[fault:] += 15
+    put(client, {"__name__": "db_connections_in_use", "service": "db"}, ts, pool)
+    lat = 0.2 + 0.01 * ar1(rng, n, 0.5, 1.0)
+    lat[fault + 2 :] += 0.3
+    put(client, {"__name__": "latency_seconds", "service": "checkout"}, ts, lat)
+    for k in range(6):
+        put(client, {"__name__": "cpu_usage", "service": f"s{k}"}, ts, 0.5 + ar1(rng, n, 0.7, 0.02))
+    at = int(ts[fault + 8])
+    r = client.post(ROOT, json={"selector": '{service=~".+"}', "time": at / 1000})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["step_seconds"] == 15
+    onset = {c["labels"]["__name__"]: c["onset_unix"] * 1000 for c in data["causes"]}
+    assert abs(onset["db_connections_in_use"] - ts[fault]) <= 15_000
+    assert onset["latency_seconds"] - onset["db_connections_in_use"] == 30_000
+    r = client.post(ROOT, json={"selector": '{service=~".+"}', "time": at / 1000, "step": "1m"})
+    assert r.status_code == 200 and r.json()["data"]["step_seconds"] == 60
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

@@ -12,7 +12,7 @@ import pytest
 from perfintel.batch import SampleBatch
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import label_set, parse_selector
-from perfintel.performance.fetch import fetch_buckets, fetch_grid, grid_for
+from perfintel.performance.fetch import fetch_buckets, fetch_grid, grid_for, sampling_step_ms
 from perfintel.storage.base import Store
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 from perfintel.storage.memory import MemoryStore
@@ -98,3 +98,30 @@ def test_limits_and_bad_grids(store: Store) -> None:
     assert fetch_grid(store, parse_selector("nothing"), grid, max_series=5).labels == []
     empty = fetch_buckets(store, parse_selector("nothing"), grid, ("avg",), max_series=5)
     assert empty.labels == [] and empty.aggs["avg"].shape == (0, grid.size)
+
+
+def test_sampling_step_is_the_scrape_interval(store: Store) -> None:
+    end = T0 + 4 * HOUR - 1
+    start = end - 3 * HOUR
+
+    def step(selector: str, max_points: int = 2000) -> int:
+        return sampling_step_ms(
+            store,
+            parse_selector(selector),
+            start,
+            end,
+            max_points=max_points,
+            fallback_ms=MIN,
+            max_series=10,
+        )
+
+    assert step("m") == 15_000
+    # a series sampled once a minute beside them sets the step: each bucket keeps a sample
+    rng = np.random.default_rng(1)
+    ts = T0 + 60_000 * np.arange(4 * 60) + rng.integers(-300, 300, 4 * 60)  # with jitter
+    store.append(
+        SampleBatch.from_arrays(label_set({"__name__": "m", "host": "c"}), ts, np.ones(ts.size))
+    )
+    assert step("m") == MIN
+    assert step('m{host="a"}', max_points=100) == 120_000  # 3 h in at most 100 buckets
+    assert step("nothing_here") == MIN  # no raw samples: the fallback
