@@ -45,6 +45,7 @@ from perfintel.bench.incidents import (
     Incident,
     generate_incident,
 )
+from perfintel.bench.incidents_blind import generate_blind_incident
 from perfintel.bench.incidents_holdout import generate_holdout_incident
 from perfintel.model import metric_name
 
@@ -56,6 +57,7 @@ METHODS = ("perfintel", "perfintel+graph", "largest z-score", "ε-Diagnosis", "B
 GENERATORS: dict[str, Callable[[int], Incident]] = {
     **{name: partial(generate_incident, profile=p) for name, p in PROFILES.items()},
     "holdout": generate_holdout_incident,
+    "blind": generate_blind_incident,  # written blind to the ranking; reporting only, never TUNING
 }
 #: the generators the constants are chosen on (cross-validated over their seeds)
 TUNING = (DEFAULT_PROFILE.name, VARIANT_PROFILE.name)
