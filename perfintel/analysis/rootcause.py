@@ -98,8 +98,10 @@ from perfintel.model import LabelSet, metric_name
 from .correlation import significant_links
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
-#: labels naming the entity a series belongs to, most specific first
-ENTITY_LABELS = ("instance", "pod", "container", "host", "node", "service", "job")
+#: labels naming the entity a series belongs to, most specific first. ``pod`` before
+#: ``instance``: in Kubernetes ``instance`` is the scrape target, which for cAdvisor and
+#: kube-state-metrics series is the node's kubelet or the exporter, shared by every pod
+ENTITY_LABELS = ("pod", "instance", "container", "host", "node", "service", "job")
 #: labels naming a machine: a series carrying one of them and none of the finer entity labels
 #: is the machine's own (a noisy neighbour there reaches every workload it hosts)
 HOST_LABELS = ("host", "node")
@@ -794,7 +796,7 @@ def verb(shape: str, sigma: float) -> str:
 
 
 def describe_series(labels: LabelSet) -> str:
-    """``<metric> on <entity>`` from the usual labels (instance, pod, host, service, job)."""
+    """``<metric> on <entity>`` from the usual labels (pod, instance, host, service, job)."""
     d = dict(labels)
     name = metric_name(labels) or "series"
     where = next((d[k] for k in ENTITY_LABELS if d.get(k)), "")

@@ -197,6 +197,46 @@ def test_a_machine_moving_with_its_workload_comes_before_it() -> None:
     assert rootcause.host_of(app.labels) == ("n1", False)
 
 
+def test_a_pods_series_are_one_workload_whichever_target_scraped_them() -> None:
+    """Kubernetes: cAdvisor's CPU of a pod is scraped from the node's kubelet (its
+    ``instance``), the pod's own latency from the pod; ``pod`` ties them, so the role order
+    inside one workload puts the CPU first although the latency moved more sigmas."""
+    cpu = noise(1, 0.3, 0.01)
+    cpu[205:] += 0.15
+    lat = noise(2, 0.1, 0.001)
+    lat[205:] += 0.2
+    kubelet = {"instance": "10.0.0.7:10250", "job": "kubelet", "node": "n7"}
+    series = [
+        SeriesInput(
+            label_set(
+                {
+                    "__name__": "http_request_duration_seconds",
+                    "instance": "10.2.0.5:8080",
+                    "pod": "checkout-6d9f-x2",
+                    "namespace": "shop",
+                }
+            ),
+            lat,
+        ),
+        SeriesInput(
+            label_set(
+                {
+                    "__name__": "container_cpu_usage_ratio",
+                    "pod": "checkout-6d9f-x2",
+                    "namespace": "shop",
+                    **kubelet,
+                }
+            ),
+            cpu,
+        ),
+    ]
+    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    assert [rootcause.metric_name(c.labels) for c in causes][:1] == ["container_cpu_usage_ratio"]
+    assert "container_cpu_usage_ratio on checkout-6d9f-x2" in causes[0].explanation
+    other = label_set({"__name__": "container_cpu_usage_ratio", "pod": "redis-0", **kubelet})
+    assert rootcause.entity_of(other) != rootcause.entity_of(series[1].labels)
+
+
 def test_learned_links_see_who_leads_in_the_baseline() -> None:
     rng = np.random.default_rng(4)
     a = rng.normal(0, 1, 300).cumsum()
