@@ -184,6 +184,10 @@ class RootCauseParams:
     #: onset uncertainty of a sharp change, in steps: two changes closer than the sum of
     #: their uncertainties began together, and the structure (graph, host, role) orders them
     sharp_tolerance: float = 0.5
+    #: a resource growing steadily (a leak) explains what it moves in its own workload at any
+    #: later time in the window: exhaustion comes when the growth reaches a limit, not after a
+    #: propagation delay
+    accumulation: bool = True
 
 
 @dataclass(frozen=True)
@@ -597,12 +601,25 @@ def _rank(
             return min(p.inner_corr, p.explain_corr)
         return p.explain_corr
 
+    def accumulates(i: int, j: int) -> bool:
+        return (
+            p.accumulation
+            and shapes[i] == "ramp"
+            and 0 <= role[i] < role[j]
+            and ch.onset[j] - tol[j] > ch.onset[i] + tol[i]
+            and hosts(i, j)
+        )
+
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
     follows: dict[tuple[int, int], float] = {}
     for i in cands:
         for j in cands:
-            if (
+            if i != j and accumulates(i, j):
+                explains[i].append(j)
+                explained[j].append(i)
+                follows[i, j] = 1.0
+            elif (
                 i != j
                 and first(i, j)
                 and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))

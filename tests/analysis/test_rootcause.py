@@ -237,6 +237,27 @@ def test_a_pods_series_are_one_workload_whichever_target_scraped_them() -> None:
     assert rootcause.entity_of(other) != rootcause.entity_of(series[1].labels)
 
 
+def test_a_leak_explains_the_failures_it_causes_much_later_in_its_workload() -> None:
+    """Memory grows for 20 minutes before the errors of the same instance jump (by far more
+    sigmas): exhaustion comes when the growth reaches a limit, long after any propagation
+    delay, and the leak is still the cause."""
+    mem = noise(1, 1e9, 2e6)
+    mem[195:] += 4e6 * np.arange(N - 195)
+    errors = noise(2, 0.001, 0.0001)
+    errors[213:] += 0.2
+    series = [si("http_errors_ratio", "cart-1", errors), si("memory_bytes", "cart-1", mem)]
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    causes = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
+    assert [rootcause.metric_name(c.labels) for c in causes] == [
+        "memory_bytes",
+        "http_errors_ratio",
+    ]
+    assert causes[0].shape == "ramp" and abs(causes[1].sigma) > abs(causes[0].sigma)
+    off = rootcause.RootCauseParams(accumulation=False)
+    causes = rank_root_causes(T, series, GRID, params=off, **kw)  # type: ignore[arg-type]
+    assert rootcause.metric_name(causes[0].labels) == "http_errors_ratio"
+
+
 def test_learned_links_see_who_leads_in_the_baseline() -> None:
     rng = np.random.default_rng(4)
     a = rng.normal(0, 1, 300).cumsum()
