@@ -77,6 +77,12 @@ others explain ranks right after the lowest-ranked of them, resolved along
 the whole chain (a cause before its effects, wherever the effects' own
 magnitude would put them), and a change that began after the incident time
 (beyond its onset's uncertainty) cannot be its cause and ranks last.
+Two options read an incident as a cluster of changes; both are off by
+default, their out-of-fold gain being within seed noise: ``recency_weight``
+penalises a cluster (a change and what it explains) that stopped growing
+long before the incident time, and ``resource_paths`` lets a resource of one
+service be moved from another only by the load it sends or, for an
+occupancy, the latency it waits on.
 The constants were chosen by cross-validation on generated incidents of the
 ``default`` and ``variant`` generators' tuning seeds only
 (``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -152,16 +158,15 @@ class RootCauseParams:
     #: onset uncertainty of a sharp change, in steps: two changes closer than the sum of
     #: their uncertainties began together, and the structure (graph, host, role) orders them
     sharp_tolerance: float = 0.5
-    #: weight of a change's own strength when it explains nothing that changed by the incident
-    #: time: an incident is a cluster of changes, and a change nothing followed is background
-    isolated_weight: float = 1.0
-    #: hops of the explains-graph a change gets support from (1: the changes it explains
-    #: directly; more: also what those explain, each change counted once)
-    support_depth: int = 1
-    #: 1: across entities (other than a machine and what runs on it) only what a call carries
-    #: — offered load, latency, errors — explains a change: a resource of one service (its CPU,
-    #: memory, pool) reaches another only through them; 0: any role
-    call_roles: float = 0.0
+    #: subtracted per ``max_propagation`` by which the latest change of a cluster (the change
+    #: and what it accounts for) began before the incident time, beyond one: the alert fires
+    #: when the symptoms cross, so a cluster that stopped growing long before did not fire
+    #: it (a ramp still grows at the incident time)
+    recency_weight: float = 0.0
+    #: 1: a resource of one service (CPU, memory, a pool) is moved from another service only by
+    #: the load it sends (traffic) or, for an occupancy, by the latency it waits on (Little's
+    #: law); another service's resources or errors do not reach it but through those
+    resource_paths: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -510,11 +515,13 @@ def _rank(
         (hi, own_i), (hj, own_j) = machine[i], machine[j]
         return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
 
-    carriers = {ROLE_ORDER[r] for r in ("traffic", "latency", "errors")} | {-1}
+    lat = ROLE_ORDER["latency"]
 
-    def carried(i: int, j: int) -> bool:
-        """Whether ``i`` can reach ``j`` across entities: by what a call carries."""
-        return hosts(i, j) or role[i] in carriers
+    def moves_resource(i: int, j: int) -> bool:
+        """Whether ``i`` can move ``j`` when ``j`` is a resource of another entity."""
+        if hosts(i, j) or role[j] != ROLE_ORDER["resource"] or role[i] < 0:
+            return True
+        return role[i] == ROLE_ORDER["traffic"] or (role[i] == lat and occupancy[j])
 
     def learned(i: int, j: int) -> bool:
         if (p.learned_corr <= 0 and p.link_fdr <= 0) or hosts(i, j):
@@ -558,7 +565,7 @@ def _rank(
                 and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
                 and allowed(i, j)
                 and learned(i, j)
-                and (not p.call_roles or carried(i, j))
+                and (not p.resource_paths or moves_resource(i, j))
             ):
                 c = _path_corr(ch, i, j)
                 if c >= corr(i, j):
@@ -576,16 +583,17 @@ def _rank(
         ]
         for i in cands
     }
-    accounted = _within(credited, p.support_depth)
     scores = {}
     for i in cands:
         support = _support(
-            [strength[j] * (1.0 if role[j] in symptom else p.context_weight) for j in accounted[i]]
+            [strength[j] * (1.0 if role[j] in symptom else p.context_weight) for j in credited[i]]
         )
-        # isolated: nothing followed although there was time for it before the incident
-        isolated = not credited[i] and slack - ch.onset[i] >= max_prop
-        own = strength[i] * (p.isolated_weight if isolated else 1.0)
-        s = own + p.support_weight * support
+        s = strength[i] + p.support_weight * support
+        if p.recency_weight:
+            front = max([int(ch.onset[j]) for j in credited[i]] + [int(ch.onset[i])])
+            if shapes[i] == "ramp":
+                front = slack
+            s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
@@ -622,24 +630,6 @@ def _after_explainers(
             visiting.discard(i)
             done = [out[k] for k in explained[i] if k in out]
             out[i] = min([raw[i], *(v - 1e-6 for v in done)])
-    return out
-
-
-def _within(edges: Mapping[int, list[int]], depth: int) -> dict[int, list[int]]:
-    """What each node reaches over at most ``depth`` edges (itself excluded, each once)."""
-    if depth <= 1:
-        return {i: list(js) for i, js in edges.items()}
-    out = {}
-    for i in edges:
-        seen = {i}
-        frontier = [i]
-        for _ in range(int(depth)):
-            frontier = [k for j in frontier for k in edges[j] if k not in seen]
-            seen.update(frontier)
-            if not frontier:
-                break
-        seen.discard(i)
-        out[i] = sorted(seen)
     return out
 
 
