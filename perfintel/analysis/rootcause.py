@@ -515,13 +515,12 @@ def _rank(
         (hi, own_i), (hj, own_j) = machine[i], machine[j]
         return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
 
-    lat = ROLE_ORDER["latency"]
-
     def moves_resource(i: int, j: int) -> bool:
         """Whether ``i`` can move ``j`` when ``j`` is a resource of another entity."""
         if hosts(i, j) or role[j] != ROLE_ORDER["resource"] or role[i] < 0:
             return True
-        return role[i] == ROLE_ORDER["traffic"] or (role[i] == lat and occupancy[j])
+        waits = role[i] == ROLE_ORDER["latency"] and occupancy[j]
+        return role[i] == ROLE_ORDER["traffic"] or waits
 
     def learned(i: int, j: int) -> bool:
         if (p.learned_corr <= 0 and p.link_fdr <= 0) or hosts(i, j):
@@ -591,7 +590,7 @@ def _rank(
         s = strength[i] + p.support_weight * support
         if p.recency_weight:
             front = max([int(ch.onset[j]) for j in credited[i]] + [int(ch.onset[i])])
-            if shapes[i] == "ramp":
+            if shapes[i] == "ramp":  # still growing at the incident time
                 front = slack
             s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
         if ch.onset[i] - tol[i] + 0.5 > slack:
