@@ -172,6 +172,8 @@ GRID: dict[str, tuple[float, ...]] = {
     "max_gain": (2.0, 3.0),
     "support_weight": (0.5, 0.8, 1.2),
     "context_weight": (0.3, 1.0),
+    "resource_paths": (0.0, 1.0),
+    "recency_weight": (0.0, 0.2, 0.4),
 }
 
 

@@ -77,6 +77,12 @@ others explain ranks right after the lowest-ranked of them, resolved along
 the whole chain (a cause before its effects, wherever the effects' own
 magnitude would put them), and a change that began after the incident time
 (beyond its onset's uncertainty) cannot be its cause and ranks last.
+Two options read an incident as a cluster of changes; both are off by
+default, their out-of-fold gain being within seed noise: ``recency_weight``
+penalises a cluster (a change and what it explains) that stopped growing
+long before the incident time, and ``resource_paths`` lets a resource of one
+service be moved from another only by the load it sends or, for an
+occupancy, the latency it waits on.
 The constants were chosen by cross-validation on generated incidents of the
 ``default`` and ``variant`` generators' tuning seeds only
 (``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -88,55 +94,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import numpy as np
 
 from perfintel.errors import BadInputError
-from perfintel.model import LabelSet, metric_name
+from perfintel.model import LabelSet
 
 from .correlation import significant_links
+from .rootcause_words import (
+    ROLE_ORDER,
+    entity_of,
+    explain,
+    host_of,
+    is_occupancy,
+    role_of,
+)
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
-#: labels naming the entity a series belongs to, most specific first. ``pod`` before
-#: ``instance``: in Kubernetes ``instance`` is the scrape target, which for cAdvisor and
-#: kube-state-metrics series is the node's kubelet or the exporter, shared by every pod
-ENTITY_LABELS = ("pod", "instance", "container", "host", "node", "service", "job")
-#: labels naming a machine: a series carrying one of them and none of the finer entity labels
-#: is the machine's own (a noisy neighbour there reaches every workload it hosts)
-HOST_LABELS = ("host", "node")
-#: what a metric measures, by name fragments, in the order a fault usually travels inside one
-#: workload: offered load, then the resources it uses, then how slow, then how often it fails
-ROLE_WORDS = (
-    ("traffic", ("request", "rps", "qps", "throughput", "traffic", "calls", "messages_in")),
-    (
-        "resource",
-        (
-            "cpu",
-            "memory",
-            "mem_",
-            "heap",
-            "gc_",
-            "pool",
-            "connection",
-            "conn_",
-            "thread",
-            "queue",
-            "disk",
-            "io_",
-            "fd",
-            "socket",
-            "load",
-            "swap",
-            "saturation",
-            "utili",
-        ),
-    ),
-    ("latency", ("latency", "duration", "response_time", "wait", "_p99", "_p95", "_p50")),
-    ("errors", ("error", "fail", "5xx", "exception", "timeout", "reject", "drop")),
-)
-OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "inflight", "active")
-ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
 _LATE = 1000.0
 
@@ -188,6 +162,15 @@ class RootCauseParams:
     #: later time in the window: exhaustion comes when the growth reaches a limit, not after a
     #: propagation delay
     accumulation: bool = True
+    #: subtracted per ``max_propagation`` by which the latest change of a cluster (the change
+    #: and what it accounts for) began before the incident time, beyond one: the alert fires
+    #: when the symptoms cross, so a cluster that stopped growing long before did not fire
+    #: it (a ramp still grows at the incident time)
+    recency_weight: float = 0.0
+    #: 1: a resource of one service (CPU, memory, a pool) is moved from another service only by
+    #: the load it sends (traffic) or, for an occupancy, by the latency it waits on (Little's
+    #: law); another service's resources or errors do not reach it but through those
+    resource_paths: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -428,10 +411,6 @@ def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
     return float(np.clip((float(ch.peak_at[i]) - float(ch.onset[i])) / 4.0, 1.0, 3.0))
 
 
-def _moved_together(ch: _Changes, i: int, j: int, corr: float) -> bool:
-    return _path_corr(ch, i, j) >= corr
-
-
 def _path_corr(ch: _Changes, i: int, j: int) -> float:
     """Whether the z-score paths of ``i`` and ``j``, aligned on their onsets, follow one course.
 
@@ -448,36 +427,6 @@ def _path_corr(ch: _Changes, i: int, j: int) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return -1.0
     return float(abs(np.corrcoef(a, b)[0, 1]))
-
-
-def role_of(labels: LabelSet) -> str:
-    """``traffic``, ``resource``, ``latency``, ``errors`` from the metric name (``""``: unknown)."""
-    name = metric_name(labels).lower()
-    # the most specific first: "request_errors_total" is errors, "request_latency" latency
-    for role, words in reversed(ROLE_WORDS):
-        if any(w in name for w in words):
-            return role
-    return ""
-
-
-def is_occupancy(labels: LabelSet) -> bool:
-    """Whether the metric counts things in use (a pool, connections, threads, a queue)."""
-    name = metric_name(labels).lower()
-    return any(w in name for w in OCCUPANCY_WORDS)
-
-
-def host_of(labels: LabelSet) -> tuple[str, bool]:
-    """``(machine, whether the series is the machine's own)`` from the host/node labels."""
-    d = dict(labels)
-    host = next((d[k] for k in HOST_LABELS if d.get(k)), "")
-    finer = any(d.get(k) for k in ENTITY_LABELS if k not in HOST_LABELS)
-    return host, bool(host) and not finer
-
-
-def entity_of(labels: LabelSet) -> str:
-    """The entity a series belongs to: its first label of :data:`ENTITY_LABELS` (``""``: none)."""
-    d = dict(labels)
-    return next((f"{k}={d[k]}" for k in ENTITY_LABELS if d.get(k)), "")
 
 
 # -- ranking --------------------------------------------------------------------------------
@@ -570,6 +519,13 @@ def _rank(
         (hi, own_i), (hj, own_j) = machine[i], machine[j]
         return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
 
+    def moves_resource(i: int, j: int) -> bool:
+        """Whether ``i`` can move ``j`` when ``j`` is a resource of another entity."""
+        if hosts(i, j) or role[j] != ROLE_ORDER["resource"] or role[i] < 0:
+            return True
+        waits = role[i] == ROLE_ORDER["latency"] and occupancy[j]
+        return role[i] == ROLE_ORDER["traffic"] or waits
+
     def learned(i: int, j: int) -> bool:
         if (p.learned_corr <= 0 and p.link_fdr <= 0) or hosts(i, j):
             return True
@@ -625,6 +581,7 @@ def _rank(
                 and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
                 and allowed(i, j)
                 and learned(i, j)
+                and (not p.resource_paths or moves_resource(i, j))
             ):
                 c = _path_corr(ch, i, j)
                 if c >= corr(i, j):
@@ -633,18 +590,26 @@ def _rank(
                     follows[i, j] = c
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
+    # only what changed by the incident time is part of the incident it explains
+    credited = {
+        i: [
+            j
+            for j in explains[i]
+            if ch.onset[j] - tol[j] + 0.5 <= slack and follows[i, j] >= closest[j] - p.credit_margin
+        ]
+        for i in cands
+    }
     scores = {}
     for i in cands:
-        # only what changed by the incident time is part of the incident it explains
         support = _support(
-            [
-                strength[j] * (1.0 if role[j] in symptom else p.context_weight)
-                for j in explains[i]
-                if ch.onset[j] - tol[j] + 0.5 <= slack
-                and follows[i, j] >= closest[j] - p.credit_margin
-            ]
+            [strength[j] * (1.0 if role[j] in symptom else p.context_weight) for j in credited[i]]
         )
         s = strength[i] + p.support_weight * support
+        if p.recency_weight:
+            front = max([int(ch.onset[j]) for j in credited[i]] + [int(ch.onset[i])])
+            if shapes[i] == "ramp":  # still growing at the incident time
+                front = slack
+            s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
@@ -773,98 +738,33 @@ def rank_root_causes(
             for j in sorted(r.explains[i], key=lambda j: (ch.onset[j], -abs(ch.peak[j])))
         )
         by = max(r.explained[i], key=lambda j: r.strength[j]) if r.explained[i] else None
-        cause = Cause(
-            i,
+        text = explain(
             series[i].labels,
-            float(r.scores[i]),
-            grid.time(ws + int(ch.onset[i])),
-            grid.time(ws + int(ch.peak_at[i])),
-            float(ch.peak[i]),
             r.shapes[i],
-            fol,
-            by,
-            "",
-            grid.time(ws),
-            values[i],
-            ch.expected[i],
-            ch.z[i],
+            float(ch.peak[i]),
+            grid.time(ws + int(ch.onset[i])),
+            [
+                (series[f.index].labels, r.shapes[f.index], float(ch.peak[f.index]), f.lag_ms)
+                for f in fol
+            ],
+            series[by].labels if by is not None else None,
         )
-        out.append(_explain(cause, series, r.shapes, ch))
+        out.append(
+            Cause(
+                i,
+                series[i].labels,
+                float(r.scores[i]),
+                grid.time(ws + int(ch.onset[i])),
+                grid.time(ws + int(ch.peak_at[i])),
+                float(ch.peak[i]),
+                r.shapes[i],
+                fol,
+                by,
+                text,
+                grid.time(ws),
+                values[i],
+                ch.expected[i],
+                ch.z[i],
+            )
+        )
     return out
-
-
-# -- explanations ------------------------------------------------------------------------
-
-_VERBS = {
-    ("shift", 1): "rose",
-    ("shift", -1): "fell",
-    ("spike", 1): "spiked",
-    ("spike", -1): "dropped briefly",
-    ("ramp", 1): "grew steadily",
-    ("ramp", -1): "declined steadily",
-    ("saturation", 1): "saturated",
-    ("saturation", -1): "bottomed out",
-}
-
-
-def verb(shape: str, sigma: float) -> str:
-    """What a change did, in words (``rose``, ``spiked``, ``saturated``…)."""
-    return _VERBS[(shape, 1 if sigma >= 0 else -1)]
-
-
-def describe_series(labels: LabelSet) -> str:
-    """``<metric> on <entity>`` from the usual labels (pod, instance, host, service, job)."""
-    d = dict(labels)
-    name = metric_name(labels) or "series"
-    where = next((d[k] for k in ENTITY_LABELS if d.get(k)), "")
-    return f"{name} on {where}" if where else name
-
-
-def _clock(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S")
-
-
-def _duration(ms: int) -> str:
-    s = ms / 1000
-    if s < 120:
-        return f"{s:.0f} s"
-    if s < 7200:
-        return f"{s / 60:.0f} min"
-    return f"{s / 3600:.1f} h"
-
-
-def _explain(
-    c: Cause, series: Sequence[SeriesInput], shapes: Mapping[int, str], ch: _Changes
-) -> Cause:
-    what = (
-        f"{describe_series(c.labels)} {verb(c.shape, c.sigma)} "
-        f"(onset {_clock(c.onset_ms)}, {abs(c.sigma):.1f}σ)"
-    )
-    if c.followers:
-        f = c.followers[0]
-        did = verb(shapes[f.index], float(ch.peak[f.index]))
-        text = f"{describe_series(series[f.index].labels)} {did} {_duration(f.lag_ms)} after {what}"
-        if f.lag_ms == 0:
-            text = f"{describe_series(series[f.index].labels)} {did} as {what}"
-        if len(c.followers) > 1:
-            text += f"; {len(c.followers) - 1} more series followed"
-    else:
-        text = what + "; nothing else moved with it"
-    if c.explained_by is not None:
-        text += f"; it may itself follow {describe_series(series[c.explained_by].labels)}"
-    return Cause(
-        c.index,
-        c.labels,
-        c.score,
-        c.onset_ms,
-        c.peak_ms,
-        c.sigma,
-        c.shape,
-        c.followers,
-        c.explained_by,
-        text,
-        c.window_start_ms,
-        c.values,
-        c.expected,
-        c.z,
-    )

@@ -13,7 +13,7 @@ from perfintel.analysis import correlation, rootcause
 from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.errors import BadInputError
-from perfintel.model import label_set
+from perfintel.model import label_set, metric_name
 
 STEP = 60_000
 N = 240
@@ -231,7 +231,7 @@ def test_a_pods_series_are_one_workload_whichever_target_scraped_them() -> None:
         ),
     ]
     causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
-    assert [rootcause.metric_name(c.labels) for c in causes][:1] == ["container_cpu_usage_ratio"]
+    assert [metric_name(c.labels) for c in causes][:1] == ["container_cpu_usage_ratio"]
     assert "container_cpu_usage_ratio on checkout-6d9f-x2" in causes[0].explanation
     other = label_set({"__name__": "container_cpu_usage_ratio", "pod": "redis-0", **kubelet})
     assert rootcause.entity_of(other) != rootcause.entity_of(series[1].labels)
@@ -248,14 +248,14 @@ def test_a_leak_explains_the_failures_it_causes_much_later_in_its_workload() -> 
     series = [si("http_errors_ratio", "cart-1", errors), si("memory_bytes", "cart-1", mem)]
     kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
     causes = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
-    assert [rootcause.metric_name(c.labels) for c in causes] == [
+    assert [metric_name(c.labels) for c in causes] == [
         "memory_bytes",
         "http_errors_ratio",
     ]
     assert causes[0].shape == "ramp" and abs(causes[1].sigma) > abs(causes[0].sigma)
     off = rootcause.RootCauseParams(accumulation=False)
     causes = rank_root_causes(T, series, GRID, params=off, **kw)  # type: ignore[arg-type]
-    assert rootcause.metric_name(causes[0].labels) == "http_errors_ratio"
+    assert metric_name(causes[0].labels) == "http_errors_ratio"
 
 
 def test_learned_links_see_who_leads_in_the_baseline() -> None:
@@ -383,3 +383,64 @@ def test_with_the_significance_test_an_uncoupled_anomaly_explains_nothing() -> N
     params = rootcause.RootCauseParams(link_fdr=0.05)
     right = sum(_uncoupled_anomaly_case(seed, params) for seed in range(10))
     assert right >= 9
+
+
+def _batch_and_db(seed: int) -> list[SeriesInput]:
+    """A batch job's CPU and a database's CPU share a noisy neighbour in the baseline (their
+    step changes correlate); the batch job's CPU jumps, a minute later the database's CPU
+    jumps and its latency follows (another cause, in another service)."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(0, 1, N)
+    batch = 2.0 + 0.05 * shared + 0.02 * rng.normal(0, 1, N)
+    batch[199:] += 1.5
+    cpu = 0.3 + 0.01 * shared + 0.004 * rng.normal(0, 1, N)
+    cpu[200:] += 0.3
+    latency = noise(seed + 1, 0.05, 0.001)
+    latency[201:] += 0.04
+    return [
+        si("batch_cpu", "batch-1", batch, "batch"),
+        si("db_cpu", "db-1", cpu, "db"),
+        si("db_latency_seconds", "db-1", latency, "db"),
+    ]
+
+
+def test_a_resource_of_another_service_moves_only_by_load_or_waiting() -> None:
+    """With ``resource_paths`` another service's CPU cannot explain the database's CPU (only
+    the load a caller sends, or for a pool the latency it waits on, moves a resource across
+    services); without it the coincidence in time makes the batch job the explainer."""
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    on = rootcause.RootCauseParams(resource_paths=1.0)
+    for seed in range(5):
+        series = _batch_and_db(seed)
+        plain = {c.index: c for c in rank_root_causes(T, series, GRID, **kw)}  # type: ignore[arg-type]
+        assert plain[1].explained_by == 0
+        causes = {c.index: c for c in rank_root_causes(T, series, GRID, params=on, **kw)}  # type: ignore[arg-type]
+        assert causes[1].explained_by is None
+        assert 1 not in [f.index for f in causes[0].followers]
+        assert [f.index for f in causes[1].followers] == [2]
+
+
+def test_a_cluster_that_stopped_growing_long_before_the_incident_weighs_less() -> None:
+    """A cron job's CPU and latency jumped 27 minutes before the incident and nothing moved
+    since; a database's CPU jumped 6 minutes before and its latency followed. With
+    ``recency_weight`` the database ranks first; without it the cron job's larger change."""
+    cron = noise(1, 10, 0.1)
+    cron[192:] += 6.0
+    cron_latency = noise(2, 0.2, 0.002)
+    cron_latency[193:] += 0.05
+    cpu = noise(3, 0.3, 0.01)
+    cpu[214:] += 0.15
+    latency = noise(4, 0.05, 0.001)
+    latency[216:] += 0.02
+    series = [
+        si("cron_cpu", "cron-1", cron, "cron"),
+        si("cron_latency_seconds", "cron-1", cron_latency, "cron"),
+        si("db_cpu", "db-1", cpu, "db"),
+        si("db_latency_seconds", "db-1", latency, "db"),
+    ]
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    plain = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
+    recent = rootcause.RootCauseParams(recency_weight=0.4)
+    weighed = rank_root_causes(T, series, GRID, params=recent, **kw)  # type: ignore[arg-type]
+    assert dict(plain[0].labels)["__name__"] == "cron_cpu"
+    assert dict(weighed[0].labels)["__name__"] == "db_cpu"

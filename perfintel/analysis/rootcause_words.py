@@ -1,0 +1,151 @@
+"""What words say in root-cause analysis: names and labels in, explanations out.
+
+In: the entity, the machine and the role (load, resource, latency, errors) a
+series has by its labels and metric name. Out: the sentence that says why a
+change ranks where it does. Kept apart from the ranking
+(:mod:`perfintel.analysis.rootcause`) so the method stays readable; this
+module knows labels and numbers, not the ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from perfintel.model import LabelSet, metric_name
+
+#: labels naming the entity a series belongs to, most specific first. ``pod`` before
+#: ``instance``: in Kubernetes ``instance`` is the scrape target, which for cAdvisor and
+#: kube-state-metrics series is the node's kubelet or the exporter, shared by every pod
+ENTITY_LABELS = ("pod", "instance", "container", "host", "node", "service", "job")
+#: labels naming a machine: a series carrying one of them and none of the finer entity labels
+#: is the machine's own (a noisy neighbour there reaches every workload it hosts)
+HOST_LABELS = ("host", "node")
+#: what a metric measures, by name fragments, in the order a fault usually travels inside one
+#: workload: offered load, then the resources it uses, then how slow, then how often it fails
+ROLE_WORDS = (
+    ("traffic", ("request", "rps", "qps", "throughput", "traffic", "calls", "messages_in")),
+    (
+        "resource",
+        (
+            "cpu",
+            "memory",
+            "mem_",
+            "heap",
+            "gc_",
+            "pool",
+            "connection",
+            "conn_",
+            "thread",
+            "queue",
+            "disk",
+            "io_",
+            "fd",
+            "socket",
+            "load",
+            "swap",
+            "saturation",
+            "utili",
+        ),
+    ),
+    ("latency", ("latency", "duration", "response_time", "wait", "_p99", "_p95", "_p50")),
+    ("errors", ("error", "fail", "5xx", "exception", "timeout", "reject", "drop")),
+)
+OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "inflight", "active")
+ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
+
+
+def role_of(labels: LabelSet) -> str:
+    """``traffic``, ``resource``, ``latency``, ``errors`` from the metric name (``""``: unknown)."""
+    name = metric_name(labels).lower()
+    # the most specific first: "request_errors_total" is errors, "request_latency" latency
+    for role, words in reversed(ROLE_WORDS):
+        if any(w in name for w in words):
+            return role
+    return ""
+
+
+def is_occupancy(labels: LabelSet) -> bool:
+    """Whether the metric counts things in use (a pool, connections, threads, a queue)."""
+    name = metric_name(labels).lower()
+    return any(w in name for w in OCCUPANCY_WORDS)
+
+
+def host_of(labels: LabelSet) -> tuple[str, bool]:
+    """``(machine, whether the series is the machine's own)`` from the host/node labels."""
+    d = dict(labels)
+    host = next((d[k] for k in HOST_LABELS if d.get(k)), "")
+    finer = any(d.get(k) for k in ENTITY_LABELS if k not in HOST_LABELS)
+    return host, bool(host) and not finer
+
+
+def entity_of(labels: LabelSet) -> str:
+    """The entity a series belongs to: its first label of :data:`ENTITY_LABELS` (``""``: none)."""
+    d = dict(labels)
+    return next((f"{k}={d[k]}" for k in ENTITY_LABELS if d.get(k)), "")
+
+
+_VERBS = {
+    ("shift", 1): "rose",
+    ("shift", -1): "fell",
+    ("spike", 1): "spiked",
+    ("spike", -1): "dropped briefly",
+    ("ramp", 1): "grew steadily",
+    ("ramp", -1): "declined steadily",
+    ("saturation", 1): "saturated",
+    ("saturation", -1): "bottomed out",
+}
+
+
+def verb(shape: str, sigma: float) -> str:
+    """What a change did, in words (``rose``, ``spiked``, ``saturated``…)."""
+    return _VERBS[(shape, 1 if sigma >= 0 else -1)]
+
+
+def describe_series(labels: LabelSet) -> str:
+    """``<metric> on <entity>`` from the usual labels (pod, instance, host, service, job)."""
+    d = dict(labels)
+    name = metric_name(labels) or "series"
+    where = next((d[k] for k in ENTITY_LABELS if d.get(k)), "")
+    return f"{name} on {where}" if where else name
+
+
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S")
+
+
+def _duration(ms: int) -> str:
+    s = ms / 1000
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def explain(
+    labels: LabelSet,
+    shape: str,
+    sigma: float,
+    onset_ms: int,
+    followers: Sequence[tuple[LabelSet, str, float, int]],
+    explained_by: LabelSet | None,
+) -> str:
+    """Why a change ranks where it does: what it did, what followed it and how much later.
+
+    ``followers`` are ``(labels, shape, sigma, lag_ms)`` of the changes it
+    explains, earliest first; ``explained_by`` the labels of the strongest
+    earlier change that explains it.
+    """
+    what = f"{describe_series(labels)} {verb(shape, sigma)} (onset {_clock(onset_ms)}, {abs(sigma):.1f}σ)"
+    if followers:
+        f_labels, f_shape, f_sigma, lag_ms = followers[0]
+        did = f"{describe_series(f_labels)} {verb(f_shape, f_sigma)}"
+        text = f"{did} as {what}" if lag_ms == 0 else f"{did} {_duration(lag_ms)} after {what}"
+        if len(followers) > 1:
+            text += f"; {len(followers) - 1} more series followed"
+    else:
+        text = what + "; nothing else moved with it"
+    if explained_by is not None:
+        text += f"; it may itself follow {describe_series(explained_by)}"
+    return text
