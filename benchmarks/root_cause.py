@@ -83,7 +83,8 @@ def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, in
     ws = t - WINDOW
     we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
     periods = [c // inc.step_ms for c in (3_600_000, 86_400_000) if c % inc.step_ms == 0]
-    return x, ws, we, rc._changes(x, usable, ws, we, ws - BASELINE, p, periods)
+    lead = int(p.lead * WINDOW)
+    return x, ws, we, rc._changes(x, usable, ws, we, ws - BASELINE, p, periods, lead)
 
 
 def ours(inc: Incident, graph: bool, params: RootCauseParams | None = None) -> list[int]:
@@ -174,6 +175,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "context_weight": (0.3, 1.0),
     "resource_paths": (0.0, 1.0),
     "recency_weight": (0.0, 0.2, 0.4),
+    "lead": (0.0, 0.5, 1.0),
 }
 
 
@@ -247,14 +249,18 @@ def cross_validate(
         f"out-of-fold both: top-1 {100 * np.mean(oof == 0):.1f} %, "
         f"top-3 {100 * np.mean(oof < 3):.1f} %"
     )
+    r0 = scorer.ranks(RootCauseParams())
     for name, values in GRID.items():
         if only and name not in only:
             continue
         for v in values:  # every candidate on all tuning seeds, for the record
             r = scorer.ranks(replace(RootCauseParams(), **{name: v}))
+            # top-1 won / lost against the defaults, incident by incident
+            won, lost = (r == 0) & (r0 != 0), (r != 0) & (r0 == 0)
             per_gen = ", ".join(
                 f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
                 f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
+                f" (+{won[i * per : (i + 1) * per].sum()}/-{lost[i * per : (i + 1) * per].sum()})"
                 for i, g in enumerate(tuning)
             )
             print(f"  all seeds, {name}={v}: {per_gen}", flush=True)
