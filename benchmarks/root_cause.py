@@ -255,12 +255,10 @@ def cross_validate(
             continue
         for v in values:  # every candidate on all tuning seeds, for the record
             r = scorer.ranks(replace(RootCauseParams(), **{name: v}))
-            # top-1 won / lost against the defaults, incident by incident
-            won, lost = (r == 0) & (r0 != 0), (r != 0) & (r0 == 0)
             per_gen = ", ".join(
                 f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
                 f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
-                f" (+{won[i * per : (i + 1) * per].sum()}/-{lost[i * per : (i + 1) * per].sum()})"
+                f" ({_paired(r[i * per : (i + 1) * per], r0[i * per : (i + 1) * per])})"
                 for i, g in enumerate(tuning)
             )
             print(f"  all seeds, {name}={v}: {per_gen}", flush=True)
@@ -268,13 +266,21 @@ def cross_validate(
     print("chosen on all tuning seeds:", _constants(final))
 
 
+def _paired(r: np.ndarray, r0: np.ndarray) -> str:
+    """Incidents won / lost at top-1 and at top-3 by ranks ``r`` against the defaults' ``r0``."""
+    won, lost = np.sum((r == 0) & (r0 != 0)), np.sum((r != 0) & (r0 == 0))
+    won3, lost3 = np.sum((r < 3) & (r0 >= 3)), np.sum((r >= 3) & (r0 < 3))
+    return f"+{won}/-{lost}, top-3 +{won3}/-{lost3}"
+
+
 def _constants(p: RootCauseParams) -> dict[str, float]:
     return {k: getattr(p, k) for k in GRID}
 
 
-def latency(runs: int = 20) -> None:
-    """rank_root_causes over 500 candidate series (a large generated incident), in-process and
-    through the HTTP API over a real DuckDB store (the in-process ASGI app)."""
+def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
+    """rank_root_causes over 500 candidate series (a large generated incident), in-process (with
+    ``params``, ``--set``) and through the HTTP API over a real DuckDB store (the in-process ASGI
+    app, with the defaults)."""
     big = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
     inc = generate_incident(7, big)
     series = inc.series[:500]
@@ -283,7 +289,12 @@ def latency(runs: int = 20) -> None:
     for _ in range(runs):
         t0 = time.perf_counter()
         rank_root_causes(
-            inc.time_ms, series, grid, window_ms=WINDOW * MINUTE, baseline_ms=BASELINE * MINUTE
+            inc.time_ms,
+            series,
+            grid,
+            window_ms=WINDOW * MINUTE,
+            baseline_ms=BASELINE * MINUTE,
+            params=params,
         )
         times.append(time.perf_counter() - t0)
     print(
@@ -357,12 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         only = tuple(n for n in args.only.split(",") if n)
         cross_validate(range(0, 200), tuning=tuple(args.tuning.split(",")), only=only)
         return 0
-    if args.latency:
-        latency()
-        return 0
     params = replace(
         RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
     )
+    if args.latency:
+        latency(params=params)
+        return 0
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for name in args.generators.split(","):

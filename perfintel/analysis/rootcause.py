@@ -82,7 +82,9 @@ default, their out-of-fold gain being within seed noise: ``recency_weight``
 penalises a cluster (a change and what it explains) that stopped growing
 long before the incident time, and ``resource_paths`` lets a resource of one
 service be moved from another only by the load it sends or, for an
-occupancy, the latency it waits on.
+occupancy, the latency it waits on. A third, ``lead`` (off: +2 / -0 tuning
+incidents), dates a change already under way when the window opens where it
+began, up to ``lead`` windows earlier, against the baseline before that.
 The constants were chosen by cross-validation on generated incidents of the
 ``default`` and ``variant`` generators' tuning seeds only
 (``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -173,10 +175,10 @@ class RootCauseParams:
     #: law); another service's resources or errors do not reach it but through those
     resource_paths: float = 0.0
     #: a change already departing when the window opens (never back within ``onset_sigma / 2``
-    #: before its peak) is re-measured against the baseline before a window shifted back by up
-    #: to this many window lengths, and dated where it began there (0 disables): a leak that
-    #: started before the window otherwise has its onset clamped to the window start and its
-    #: early ramp inflating the baseline's line and spread
+    #: before its peak) is re-measured against the baseline before a window opened up to this
+    #: many window lengths earlier, and dated where it began there (0 disables): a leak that
+    #: started before the window otherwise has its onset clamped to the window start, and its
+    #: shape read from half way up its rise (see :func:`_lead`)
     lead: float = 0.0
 
 
