@@ -35,7 +35,7 @@ import numpy as np
 
 from perfintel.analysis import rootcause as rc
 from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
-from perfintel.analysis.signals import Grid, as_matrix
+from perfintel.analysis.signals import Grid, SeriesInput, as_matrix
 from perfintel.bench import rca_baselines as baselines
 from perfintel.bench.incidents import (
     DEFAULT_PROFILE,
@@ -302,6 +302,8 @@ def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
         f"median {1000 * statistics.median(times):.1f} ms, max {1000 * max(times):.1f} ms "
         f"({runs} runs)"
     )
+    if params is not None and params.lead:
+        _lead_cost(inc, series, params, runs)
     import tempfile
     from pathlib import Path
 
@@ -340,6 +342,30 @@ def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
         f"root cause through the HTTP API ({n} series read from DuckDB): median "
         f"{1000 * statistics.median(api):.1f} ms, max {1000 * max(api):.1f} ms ({runs} runs)"
     )
+
+
+def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, runs: int) -> None:
+    """What ``lead`` adds in its worst case: the change profiles (``rc._changes``) of ``series``
+    each given a ramp begun 15 minutes before the window, so that every changed series is
+    re-measured (the ranking after it depends on how many changed, not on ``lead``)."""
+    grid = grid_of(inc)
+    t = grid.index(inc.time_ms)
+    ramp = np.clip(np.arange(grid.size) - (t - WINDOW - 15), 0, None)
+    x, usable = as_matrix(
+        [replace(s, values=s.values + ramp * 0.1 * (np.nanstd(s.values) + 1e-3)) for s in series]
+    )
+    ws, we = t - WINDOW, min(grid.size, t + 1 + max(p.onset_slack, WINDOW // 3))
+    for lead in (0, int(p.lead * WINDOW)):
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            ch = rc._changes(x, usable, ws, we, ws - BASELINE, p, [60], lead)
+            times.append(time.perf_counter() - t0)
+        print(
+            f"change profiles of {len(series)} series each a leak begun 15 min before the window "
+            f"({ch.changed.sum()} changed, {len(ch.early)} dated before it), lead {lead} steps: "
+            f"median {1000 * statistics.median(times):.1f} ms ({runs} runs)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,11 +126,16 @@ values = st.lists(
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(values, min_size=1, max_size=5), st.integers(100, N - 1))
-def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int) -> None:
+@given(
+    st.lists(values, min_size=1, max_size=5), st.integers(100, N - 1), st.sampled_from([0, 1, 3])
+)
+def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int, lead: int) -> None:
     series = [si(f"s{i}", f"h{i}", np.asarray(r)) for i, r in enumerate(rows)]
     series.append(si("constant", "c", np.full(N, 7.0)))
-    causes = rank_root_causes(t * STEP, series, GRID, window_ms=40 * STEP, baseline_ms=50 * STEP)
+    p = rootcause.RootCauseParams(lead=float(lead))
+    causes = rank_root_causes(
+        t * STEP, series, GRID, window_ms=40 * STEP, baseline_ms=50 * STEP, params=p
+    )
     assert len({c.index for c in causes}) == len(causes)
     assert all(dict(c.labels)["__name__"] != "constant" for c in causes)
     for c in causes:
