@@ -82,7 +82,9 @@ default, their out-of-fold gain being within seed noise: ``recency_weight``
 penalises a cluster (a change and what it explains) that stopped growing
 long before the incident time, and ``resource_paths`` lets a resource of one
 service be moved from another only by the load it sends or, for an
-occupancy, the latency it waits on.
+occupancy, the latency it waits on. A third, ``lead`` (off: +2 / -0 tuning
+incidents), dates a change already under way when the window opens where it
+began, up to ``lead`` windows earlier, against the baseline before that.
 The constants were chosen by cross-validation on generated incidents of the
 ``default`` and ``variant`` generators' tuning seeds only
 (``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -101,6 +103,7 @@ from perfintel.errors import BadInputError
 from perfintel.model import LabelSet
 
 from .correlation import significant_links
+from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -171,6 +174,12 @@ class RootCauseParams:
     #: the load it sends (traffic) or, for an occupancy, by the latency it waits on (Little's
     #: law); another service's resources or errors do not reach it but through those
     resource_paths: float = 0.0
+    #: a change already departing when the window opens (never back within ``onset_sigma / 2``
+    #: before its peak) is re-measured against the baseline before a window opened up to this
+    #: many window lengths earlier, and dated where it began there (0 disables): a leak that
+    #: started before the window otherwise has its onset clamped to the window start, and its
+    #: shape read from half way up its rise (see :func:`_lead`)
+    lead: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -261,65 +270,13 @@ class _Changes:
     peak_at: np.ndarray  # window index of the peak
     onset: np.ndarray  # window index of the onset
     changed: np.ndarray  # bool
+    #: rows dated before the window (negative onset): their z-score path and values from
+    #: ``lead`` steps before the window start (for their shape)
+    early: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    lead: int = 0
 
 
 # -- per series -----------------------------------------------------------------------------
-
-
-def _baseline(base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Robust line through each row of ``base``: ``(level at the window start, slope, sigma)``."""
-    b = base.shape[1]
-    h = b // 2
-    if h >= 4:
-        slope = (np.median(base[:, b - h :], axis=1) - np.median(base[:, :h], axis=1)) / (b - h)
-    else:
-        slope = np.zeros(base.shape[0])
-    t = np.arange(b) - b  # steps before the window start
-    resid = base - slope[:, None] * t[None, :]
-    level = np.median(resid, axis=1)
-    dev = resid - level[:, None]
-    sigma = MAD_SIGMA * np.median(np.abs(dev), axis=1)
-    sigma = np.where(sigma > 0, sigma, np.std(dev, axis=1))
-    if b > 2:
-        steps = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
-        sigma = np.maximum(sigma, 0.5 * steps)
-    sigma = np.maximum(sigma, 1e-3 * np.abs(level) + 1e-12)
-    return level, slope, sigma
-
-
-def _seasonal(
-    base: np.ndarray, period: int, steps: int, min_corr: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A line plus a cycle of ``period`` steps through each row of ``base``.
-
-    Returns ``(on, level, slope, cycle)``: ``on`` marks the rows whose cycle
-    repeats (the profiles of the even and the odd cycles correlate at least
-    ``min_corr``: a profile fitted to noise does not); the line (level at the
-    window start, slope per step) is drawn through whole cycles, so the cycle
-    does not tilt it; ``cycle`` covers the baseline and ``steps - len(base)``
-    steps after it.
-    """
-    rows, b = base.shape
-    k = b // period
-    first = b - k * period
-    cycles = base[:, first:].reshape(rows, k, period)
-    means = np.median(cycles, axis=2)  # one level per whole cycle
-    centre = first + period * (np.arange(k) + 0.5) - b  # steps before the window start
-    slope = (means[:, -1] - means[:, 0]) / (centre[-1] - centre[0])
-    t = np.arange(b) - b
-    flat = base - slope[:, None] * t[None, :]
-    fc = flat[:, first:].reshape(rows, k, period)
-    prof = np.median(fc - np.median(fc, axis=(1, 2), keepdims=True), axis=1)
-    prof -= np.median(prof, axis=1, keepdims=True)
-    even = fc[:, 0::2].mean(axis=1)
-    odd = fc[:, 1::2].mean(axis=1)
-    even = even - even.mean(axis=1, keepdims=True)
-    odd = odd - odd.mean(axis=1, keepdims=True)
-    den = np.sqrt((even**2).sum(axis=1) * (odd**2).sum(axis=1))
-    corr = np.divide((even * odd).sum(axis=1), den, out=np.zeros(den.shape), where=den > 0)
-    cycle = prof[:, (np.arange(steps) - first) % period]
-    level = np.median(flat - cycle[:, :b], axis=1)
-    return corr >= min_corr, level, slope, cycle
 
 
 def _changes(
@@ -330,10 +287,12 @@ def _changes(
     b0: int,
     p: RootCauseParams,
     periods: Sequence[int] = (),
+    lead: int = 0,
 ) -> _Changes:
-    """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``."""
+    """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``
+    (and, ``lead`` > 0, of the changes already under way at ``ws``: see :func:`_lead`)."""
     base = x[:, b0:ws]
-    level, slope, sigma = _baseline(base)
+    level, slope, sigma = baseline_line(base)
     steps_sigma = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
     t = np.arange(we - ws)
     tb = np.arange(b0 - ws, 0)
@@ -344,7 +303,7 @@ def _changes(
         # minutes...) is carried into the window, in phase
         b = base.shape[1]
         for m in sorted({int(m) for m in periods if m >= 4 and 3 * m <= b}):
-            on, lv, sl, cyc = _seasonal(base, m, b + we - ws, p.seasonal_gain)
+            on, lv, sl, cyc = seasonal_line(base, m, b + we - ws, p.seasonal_gain)
             if not on.any():
                 continue
             fit = lv[:, None] + sl[:, None] * tb[None, :] + cyc[:, :b]
@@ -368,7 +327,57 @@ def _changes(
     onset = peak_at.astype(np.int64)
     for r in np.flatnonzero(changed):
         onset[r] = _onset(z[r], int(peak_at[r]), p)
-    return _Changes(z, expected, peak, peak_at, onset, changed)
+    ch = _Changes(z, expected, peak, peak_at, onset, changed)
+    return _lead(ch, x, usable, ws, we, b0, p, periods, lead) if lead > 0 else ch
+
+
+def _lead(
+    ch: _Changes,
+    x: np.ndarray,
+    usable: np.ndarray,
+    ws: int,
+    we: int,
+    b0: int,
+    p: RootCauseParams,
+    periods: Sequence[int],
+    lead: int,
+) -> _Changes:
+    """``ch`` with the changes already under way at the window start dated where they began.
+
+    Such a change is analysed again over a window opened ``lead`` steps
+    earlier, against a baseline of the same length before that (its early
+    ramp no longer tilts the line nor widens the spread); it takes that onset,
+    peak and z-scores when it is a change there too, its beginning is seen
+    there (not under way already at that earlier start: a drift older than the
+    bound is not dated) and it peaks inside the window (one that faded before
+    the window is not under way).
+    """
+    lead = min(lead, ws - 4)
+    rows = np.flatnonzero(ch.changed & _under_way(ch, p))
+    if lead < 1 or rows.size == 0:
+        return ch
+    start = ws - lead
+    ext = _changes(x[rows], usable[rows], start, we, max(0, start - (ws - b0)), p, periods)
+    began = ~_under_way(ext, p)  # where it began is seen: within the bound
+    take = ext.changed & began & (ext.onset < lead) & (ext.peak_at >= lead)
+    for k in np.flatnonzero(take):
+        r = int(rows[k])
+        ch.z[r] = ext.z[k, lead:]
+        ch.expected[r] = ext.expected[k, lead:]
+        ch.peak[r] = ext.peak[k]
+        ch.peak_at[r] = ext.peak_at[k] - lead
+        ch.onset[r] = ext.onset[k] - lead
+        ch.early[r] = (ext.z[k], x[r, start:we])
+    ch.lead = lead
+    return ch
+
+
+def _under_way(ch: _Changes, p: RootCauseParams) -> np.ndarray:
+    """Rows whose departure never came back within ``onset_sigma / 2`` from the window start
+    to their peak: the change was already under way when the window opened."""
+    before = np.arange(ch.z.shape[1])[None, :] <= ch.peak_at[:, None]
+    toward = np.sign(ch.peak)[:, None] * ch.z
+    return np.asarray(np.where(before, toward, np.inf).min(axis=1) >= p.onset_sigma / 2)
 
 
 def _onset(z: np.ndarray, peak_at: int, p: RootCauseParams) -> int:
@@ -402,6 +411,14 @@ def _shape(z: np.ndarray, onset: int, values: np.ndarray) -> str:
         if np.all(tail == extreme) or (np.ptp(tail) == 0 and after[-1] > 3):
             return "saturation"
     return "shift"
+
+
+def _shape_of(ch: _Changes, i: int, values: np.ndarray) -> str:
+    """:func:`_shape` of change ``i`` from its onset, before the window too when it began there."""
+    if i in ch.early:
+        z, v = ch.early[i]
+        return _shape(z, int(ch.onset[i]) + ch.lead, v)
+    return _shape(ch.z[i], int(ch.onset[i]), values[i])
 
 
 def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
@@ -468,7 +485,7 @@ def _rank(
     p: RootCauseParams,
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
-    shapes = {i: _shape(ch.z[i], int(ch.onset[i]), values[i]) for i in cands}
+    shapes = {i: _shape_of(ch, i, values) for i in cands}
     tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}
@@ -716,7 +733,7 @@ def rank_root_causes(
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
-    ch = _changes(x, usable, ws, we, b0, p, periods)
+    ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)))
     values = x[:, ws:we]
     r = _rank(
         ch,

@@ -126,11 +126,16 @@ values = st.lists(
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(values, min_size=1, max_size=5), st.integers(100, N - 1))
-def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int) -> None:
+@given(
+    st.lists(values, min_size=1, max_size=5), st.integers(100, N - 1), st.sampled_from([0, 1, 3])
+)
+def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int, lead: int) -> None:
     series = [si(f"s{i}", f"h{i}", np.asarray(r)) for i, r in enumerate(rows)]
     series.append(si("constant", "c", np.full(N, 7.0)))
-    causes = rank_root_causes(t * STEP, series, GRID, window_ms=40 * STEP, baseline_ms=50 * STEP)
+    p = rootcause.RootCauseParams(lead=float(lead))
+    causes = rank_root_causes(
+        t * STEP, series, GRID, window_ms=40 * STEP, baseline_ms=50 * STEP, params=p
+    )
     assert len({c.index for c in causes}) == len(causes)
     assert all(dict(c.labels)["__name__"] != "constant" for c in causes)
     for c in causes:
@@ -444,3 +449,31 @@ def test_a_cluster_that_stopped_growing_long_before_the_incident_weighs_less() -
     weighed = rank_root_causes(T, series, GRID, params=recent, **kw)  # type: ignore[arg-type]
     assert dict(plain[0].labels)["__name__"] == "cron_cpu"
     assert dict(weighed[0].labels)["__name__"] == "db_cpu"
+
+
+def test_a_leak_under_way_when_the_window_opens_is_dated_where_it_began() -> None:
+    """Memory began to grow (slowing as it nears its limit) 15 minutes before the window; the
+    errors of the same instance jump late in the window by far more sigmas. Measured from the
+    window start only, the leak is already half way up there (a shift, not a ramp) and the
+    errors outrank it; with ``lead`` it is re-measured against the baseline before it began,
+    dated there, seen as a ramp and ranked first."""
+    start = 175  # the window opens at 190
+    mem = noise(1, 1e9, 2e6)
+    mem[start:] += 2e8 * (1 - np.exp(-np.arange(N - start) / 20))
+    errors = noise(2, 0.001, 0.0001)
+    errors[213:] += 0.2
+    series = [si("http_errors_ratio", "cart-1", errors), si("memory_bytes", "cart-1", mem)]
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    off = rootcause.RootCauseParams(lead=0.0)
+    plain = rank_root_causes(T, series, GRID, params=off, **kw)  # type: ignore[arg-type]
+    assert metric_name(plain[0].labels) == "http_errors_ratio"
+    assert plain[1].onset_ms == 190 * STEP and plain[1].shape == "shift"
+    on = rootcause.RootCauseParams(lead=1.0)
+    causes = rank_root_causes(T, series, GRID, params=on, **kw)  # type: ignore[arg-type]
+    assert [metric_name(c.labels) for c in causes] == ["memory_bytes", "http_errors_ratio"]
+    leak = causes[0]
+    assert leak.shape == "ramp" and start * STEP <= leak.onset_ms < 190 * STEP
+    assert causes[1].explained_by == 1
+    # the evidence still covers the window; the leak is measured against the earlier baseline
+    assert leak.window_start_ms == 190 * STEP and leak.z.shape == plain[1].z.shape
+    assert abs(leak.sigma) > abs(plain[1].sigma)

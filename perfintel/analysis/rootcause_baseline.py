@@ -1,0 +1,69 @@
+"""A series' normal behaviour, learned from the baseline before a root-cause analysis window.
+
+Arrays in, arrays out (rows: series): a robust line and spread
+(:func:`baseline_line`) and a line plus a repeating cycle
+(:func:`seasonal_line`); :mod:`perfintel.analysis.rootcause` turns them into
+z-scores over its window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .signals import MAD_SIGMA
+
+
+def baseline_line(base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Robust line through each row of ``base``: ``(level at the window start, slope, sigma)``."""
+    b = base.shape[1]
+    h = b // 2
+    if h >= 4:
+        slope = (np.median(base[:, b - h :], axis=1) - np.median(base[:, :h], axis=1)) / (b - h)
+    else:
+        slope = np.zeros(base.shape[0])
+    t = np.arange(b) - b  # steps before the window start
+    resid = base - slope[:, None] * t[None, :]
+    level = np.median(resid, axis=1)
+    dev = resid - level[:, None]
+    sigma = MAD_SIGMA * np.median(np.abs(dev), axis=1)
+    sigma = np.where(sigma > 0, sigma, np.std(dev, axis=1))
+    if b > 2:
+        steps = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
+        sigma = np.maximum(sigma, 0.5 * steps)
+    sigma = np.maximum(sigma, 1e-3 * np.abs(level) + 1e-12)
+    return level, slope, sigma
+
+
+def seasonal_line(
+    base: np.ndarray, period: int, steps: int, min_corr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A line plus a cycle of ``period`` steps through each row of ``base``.
+
+    Returns ``(on, level, slope, cycle)``: ``on`` marks the rows whose cycle
+    repeats (the profiles of the even and the odd cycles correlate at least
+    ``min_corr``: a profile fitted to noise does not); the line (level at the
+    window start, slope per step) is drawn through whole cycles, so the cycle
+    does not tilt it; ``cycle`` covers the baseline and ``steps - len(base)``
+    steps after it.
+    """
+    rows, b = base.shape
+    k = b // period
+    first = b - k * period
+    cycles = base[:, first:].reshape(rows, k, period)
+    means = np.median(cycles, axis=2)  # one level per whole cycle
+    centre = first + period * (np.arange(k) + 0.5) - b  # steps before the window start
+    slope = (means[:, -1] - means[:, 0]) / (centre[-1] - centre[0])
+    t = np.arange(b) - b
+    flat = base - slope[:, None] * t[None, :]
+    fc = flat[:, first:].reshape(rows, k, period)
+    prof = np.median(fc - np.median(fc, axis=(1, 2), keepdims=True), axis=1)
+    prof -= np.median(prof, axis=1, keepdims=True)
+    even = fc[:, 0::2].mean(axis=1)
+    odd = fc[:, 1::2].mean(axis=1)
+    even = even - even.mean(axis=1, keepdims=True)
+    odd = odd - odd.mean(axis=1, keepdims=True)
+    den = np.sqrt((even**2).sum(axis=1) * (odd**2).sum(axis=1))
+    corr = np.divide((even * odd).sum(axis=1), den, out=np.zeros(den.shape), where=den > 0)
+    cycle = prof[:, (np.arange(steps) - first) % period]
+    level = np.median(flat - cycle[:, :b], axis=1)
+    return corr >= min_corr, level, slope, cycle
