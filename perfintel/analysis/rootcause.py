@@ -176,10 +176,11 @@ class RootCauseParams:
     resource_paths: float = 0.0
     #: a change already departing when the window opens (never back within ``onset_sigma / 2``
     #: before its peak) is re-measured against the baseline before a window opened up to this
-    #: many window lengths earlier, and dated where it began there (0 disables): a leak that
+    #: many window lengths earlier, and dated where it began there (0 disables; 1 chosen by
+    #: cross-validation, ``benchmarks/root_cause.py --cv --only lead``): a leak that
     #: started before the window otherwise has its onset clamped to the window start, and its
     #: shape read from half way up its rise (see :func:`_lead`)
-    lead: float = 0.0
+    lead: float = 1.0
 
 
 @dataclass(frozen=True)
