@@ -44,8 +44,8 @@ from perfintel.bench.incidents import (
     DEFAULT_PROFILE,
     FAULT_KINDS,
     PROFILES,
-    VARIANT_PROFILE,
     VARIANT_LAGGED_PROFILE,
+    VARIANT_PROFILE,
     Incident,
     generate_incident,
 )
