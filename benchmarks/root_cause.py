@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--generators", default="default,variant,variant-lagged,holdout")
+    ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
     if args.cv:
         only = tuple(n for n in args.only.split(",") if n)
