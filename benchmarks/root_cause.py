@@ -251,7 +251,7 @@ def cross_validate(
             f"top-1 {100 * np.mean(r == 0):.1f} %, top-3 {100 * np.mean(r < 3):.1f} %"
         )
     print(
-        f"out-of-fold both: top-1 {100 * np.mean(oof == 0):.1f} %, "
+        f"out-of-fold, all tuning generators: top-1 {100 * np.mean(oof == 0):.1f} %, "
         f"top-3 {100 * np.mean(oof < 3):.1f} %"
     )
     r0 = scorer.ranks(RootCauseParams())

@@ -26,11 +26,14 @@ Four principles decide:
    step is dated at the step, and a ramp and an attenuated, noisier copy of it
    are dated at the same point of their rise. A ramp's onset is uncertain by
    a quarter of its rise (1 to 3 steps); a sharp change's by half a step.
+   A change already departing when the window opens (``lead``) is measured
+   again over a window opened up to ``lead`` window lengths earlier, against
+   the baseline before that, and dated where it began.
 3. **Propagation order.** Change ``i`` *explains* change ``j`` when ``i``
    began first, at most ``max_propagation`` earlier, their z-score paths
    aligned on the onsets follow one course over the whole window
    (|correlation| at least ``explain_corr``), and — across entities
-   (``instance``, ``pod``, ``container``, ``host``, ``service``…) — ``j`` is
+   (``pod``, ``instance``, ``container``, ``host``, ``service``…) — ``j`` is
    at most ``max_gain`` times larger in sigmas (a fault attenuates as it
    travels; within one entity, or from a machine to what runs on it, a
    resource may move latency and errors by far more sigmas than it moved
@@ -54,7 +57,10 @@ Four principles decide:
    metric's name (:func:`role_of`) — except that an occupancy (a pool,
    connections, threads in use: arrivals × latency by Little's law) moves
    with latency either way unless it hit its cap. Only when the structure cannot say does
-   the larger change come first (a fault attenuates).
+   the larger change come first (a fault attenuates). A resource growing
+   steadily (a ramp: a leak) explains the later roles of its own workload at
+   any later time of the window (``accumulation``): exhaustion comes when the
+   growth reaches a limit, not one hop's delay after it began.
 4. **Graph direction when known.** With a :class:`DependencyGraph` (``a``
    calls ``b``: a fault in ``b`` can reach ``a``, not the reverse), a change
    can only explain changes in its own entity or in entities that depend on
@@ -82,13 +88,11 @@ default, their out-of-fold gain being within seed noise: ``recency_weight``
 penalises a cluster (a change and what it explains) that stopped growing
 long before the incident time, and ``resource_paths`` lets a resource of one
 service be moved from another only by the load it sends or, for an
-occupancy, the latency it waits on. A third, ``lead`` (off: +2 / -0 tuning
-incidents), dates a change already under way when the window opens where it
-began, up to ``lead`` windows earlier, against the baseline before that.
-The constants were chosen by cross-validation on generated incidents of the
-``default`` and ``variant`` generators' tuning seeds only
-(``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
-on a third, held-out generator (``perfintel.bench.incidents_holdout``) never
+occupancy, the latency it waits on.
+The constants were chosen by cross-validation on the tuning seeds of four
+incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
+``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
+on a fifth, held-out generator (``perfintel.bench.incidents_holdout``) never
 used for a choice.
 """
 

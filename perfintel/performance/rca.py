@@ -35,7 +35,7 @@ MAX_CORRELATION_SERIES = 200
 MAX_ROOT_CAUSE_SERIES = 1000
 #: most buckets of a root-cause grid with an automatic step (the cost grows with buckets ×
 #: candidates: 2,000 is 15 s buckets over a 3 h baseline and a 30 min window, and 500
-#: candidates rank in well under 500 ms, ``benchmarks/root_cause.py --latency``)
+#: candidates rank in well under 500 ms, ``benchmarks/root_cause_step.py --latency``)
 ROOT_CAUSE_MAX_POINTS = 2_000
 MAX_CHANGE_SERIES = 20
 MINUTE_MS = 60_000
@@ -166,6 +166,8 @@ def root_causes(
         )
     if window_ms < 2 * step_ms:
         raise BadInputError(f"invalid parameter 'window': at least two steps of {step_ms} ms")
+    if baseline_ms < 4 * step_ms:
+        raise BadInputError(f"invalid parameter 'baseline': at least four steps of {step_ms} ms")
     grid = grid_for(start, end, step_ms)
     got = fetch_grid(
         reader,

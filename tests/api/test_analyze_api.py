@@ -214,6 +214,7 @@ def test_root_cause_grid_follows_the_scrape_interval(client: TestClient) -> None
         ({"selector": "x{"}, "selector"),
         ({"dependencies": [{"caller": "a"}]}, "dependencies.0.callee"),
         ({"window": "1m"}, "window"),
+        ({"baseline": "3m", "step": "1m"}, "baseline"),
     ],
 )
 def test_root_cause_bad_input_is_400_naming_the_field(
