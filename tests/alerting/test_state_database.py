@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from perfintel.alerting.model import Alert, fingerprint
-from perfintel.alerting.state.database import MIGRATIONS, open_database
+from perfintel.alerting.state.database import MIGRATIONS, default_url, open_database
 
 
 def _heads() -> set[str]:
@@ -24,6 +26,14 @@ def test_open_migrates_to_every_head_and_reopens(database_url: str) -> None:
     assert versions == _heads()
     again = open_database(database_url)  # already current: nothing to do, no error
     again.dispose()
+
+
+def test_the_default_database_makes_its_data_directory(tmp_path: Path) -> None:
+    """A data directory nothing else created yet (the samples in another store, such as
+    VictoriaMetrics) still gets its alerting database."""
+    data_dir = tmp_path / "not" / "there"
+    open_database(default_url(data_dir)).dispose()
+    assert (data_dir / "alerting.db").is_file()
 
 
 def test_fingerprint_is_alertmanagers() -> None:

@@ -70,6 +70,10 @@ def open_database(url: str) -> Engine:
         engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
+            db = engine.url.database
+            if db and db != ":memory:" and not db.startswith("file:"):
+                # a data directory nothing else created yet (samples in another store)
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
         migrate(engine)
         return engine
     except sa.exc.SQLAlchemyError as exc:
