@@ -50,6 +50,7 @@ from perfintel.api.auth import AuthMiddleware, AuthPolicy, declare_public, requi
 from perfintel.api.reload import install_sighup, remove_sighup
 from perfintel.api.responses import JSONResponse
 from perfintel.api.workers import QueryThreads
+from perfintel.background import stop_tasks
 from perfintel.batch import SampleBatch
 from perfintel.bus.roles import INGEST, QUERY, SERVES, RoleRuntime, process_id, start_role
 from perfintel.collect.host import CollectResult, HostCollector
@@ -264,11 +265,7 @@ def create_app(
         finally:
             app.state.ready = False
             app.state.stopping.set()
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+            await stop_tasks(tasks)
             if scraper is not None:
                 await scraper.aclose()
             if app.state.rules is not None:  # stops before the pipeline it sends to

@@ -10,7 +10,6 @@ Batch ids are ``<source>-<sequence>-<shard>``: unique per ingest process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -18,6 +17,7 @@ import time
 from collections.abc import Callable
 from itertools import count
 
+from perfintel.background import pause
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus
 from perfintel.bus.encode import ShardEncoder
@@ -91,4 +91,4 @@ class BusPublisher:
                     self.trimmed += await self.bus.trim()
             except PerfintelError as exc:
                 log.warning("bus: %s", exc)
-            await asyncio.sleep(self.observe_interval_s)
+            await pause(self.observe_interval_s)

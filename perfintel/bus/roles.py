@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from perfintel.alerting.state.database import default_url, open_database
 from perfintel.alerting.state.leases import Lease, LeaseManager
+from perfintel.background import STOP_TIMEOUT_S, pause, stop_tasks
 from perfintel.batch import SampleBatch
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore, unpacked
 from perfintel.bus.output import RemoteWriteOutput
@@ -47,6 +48,9 @@ from perfintel.telemetry import Counter, Gauge, Registry
 #: the routers each role serves (``all`` serves every router)
 INGEST, QUERY = "ingest", "query"
 SERVES = {"all": {INGEST, QUERY}, "ingest": {INGEST}, "api": {QUERY}, "worker": set[str]()}
+#: how long a stopping worker may take to checkpoint and hand its shards back; beyond it the
+#: process exits anyway and its successors replay from the last checkpoint (nothing acked is lost)
+WORKER_STOP_TIMEOUT_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +215,13 @@ class RoleRuntime:
                 tail.stop()
         if self.worker is not None:
             self.worker.stop()
-        for t in self.tasks:
-            if self.worker is None:
-                t.cancel()
-        for t in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        # a worker checkpoints and hands its shards back when told to stop: not cancelled,
+        # and given longer
+        await stop_tasks(
+            self.tasks,
+            cancel=self.worker is None,
+            timeout_s=STOP_TIMEOUT_S if self.worker is None else WORKER_STOP_TIMEOUT_S,
+        )
         if self.bus is not None:
             await self.bus.close()
         if self.peers is not None:
@@ -450,4 +455,4 @@ async def _say_watched(bus: RedisBus, prefix: str, hub: LiveHub) -> None:
                 await mark_watched(bus, prefix)
             except PerfintelError as exc:
                 log.debug("live outputs: %s", exc)
-        await asyncio.sleep(WATCHED_TTL_S / 4)
+        await pause(WATCHED_TTL_S / 4)

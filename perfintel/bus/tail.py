@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 import redis
 from redis.exceptions import RedisError
 
+from perfintel.background import cancel_requested
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import BusError, Delivery
 from perfintel.bus.codec import BatchDecodeError, batch_summary, decode_batch, encode_batch
@@ -202,6 +203,8 @@ class BusTail:
                     await self.start()
                 await self.step()
             except PerfintelError as exc:
+                if cancel_requested():  # the error was our cancellation, turned into Redis's
+                    raise asyncio.CancelledError from exc
                 log.warning("live bus tail: %s; retrying in 1 s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)

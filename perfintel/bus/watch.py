@@ -8,7 +8,6 @@ not per scrape: ``/metrics`` renders synchronously and must not wait on Redis.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from perfintel.background import pause
 from perfintel.bus.base import BusError, entry_order
 from perfintel.bus.redis_streams import RedisBus
 from perfintel.errors import PerfintelError
@@ -112,4 +112,4 @@ class BusWatch:
                 await self.refresh()
             except PerfintelError as exc:
                 log.warning("%s", exc)
-            await asyncio.sleep(self.interval_s)
+            await pause(self.interval_s)

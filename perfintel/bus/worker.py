@@ -35,6 +35,7 @@ from functools import partial
 import numpy as np
 
 from perfintel.alerting.state.leases import Lease, LeaseManager
+from perfintel.background import cancel_requested, pause
 from perfintel.batch import SampleBatch
 from perfintel.bus.base import Bus, Delivery, ReadAhead, entry_order
 from perfintel.bus.checkpoint import Checkpoint, CheckpointStore
@@ -170,6 +171,8 @@ class ShardWorker:
                 try:
                     await self.step()
                 except PerfintelError as exc:  # Redis or the database away: retry, keep state
+                    if cancel_requested():  # our cancellation, turned into Redis's error
+                        raise asyncio.CancelledError from exc
                     log.warning("bus worker: %s; retrying in 1 s", exc)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), 1.0)
@@ -263,7 +266,7 @@ class ShardWorker:
         a live worker must not lose its shards for it). A lease found lost is left to
         ``rebalance``, which drops the shard."""
         while True:
-            await asyncio.sleep(self.rebalance_interval_s)
+            await pause(self.rebalance_interval_s)
             try:
                 await self._renew_held()
             except PerfintelError as exc:

@@ -16,6 +16,8 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
+from perfintel.background import pause
+
 __all__ = ["next_tick", "run_every", "stable_offset"]
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,7 @@ async def run_every(
     due = next_tick(clock(), interval_s, offset_s)
     while True:
         delay = due - clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await pause(max(0.0, delay))
         try:
             await tick()
         except asyncio.CancelledError:

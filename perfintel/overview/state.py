@@ -15,7 +15,6 @@ workers never mutate a published snapshot.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import threading
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from perfintel.background import pause
 from perfintel.config import DashboardSettings
 from perfintel.live.hub import LiveHub
 from perfintel.model import LabelSet, Selector
@@ -256,7 +256,7 @@ class OverviewState:
                     self.hub.publish_event("health", self.health_doc()["data"])
                 # one answer per service: grows with the services, so off the event loop
                 await run_in_threadpool(self.render)
-                await asyncio.sleep(self.settings.tick)
+                await pause(self.settings.tick)
         finally:
             logging.getLogger("perfintel").removeHandler(self.errors)
 

@@ -54,6 +54,7 @@ from perfintel.alerting.rules.shards import RuleShards
 from perfintel.alerting.rules.spec import GroupSpec
 from perfintel.alerting.state.leases import LeaseManager
 from perfintel.alerting.state.rule_store import SqlRuleState
+from perfintel.background import pause
 from perfintel.collect.schedule import next_tick, stable_offset
 from perfintel.config import AlertingSettings
 from perfintel.errors import BadInputError, NotFoundError, PerfintelError
@@ -348,7 +349,7 @@ class RuleService:
         assert shards is not None
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(shards.leases.ttl / 3)
+            await pause(shards.leases.ttl / 3)
             try:
                 await loop.run_in_executor(None, shards.balance, self._busy)
                 await loop.run_in_executor(None, self._follow_api_groups)
