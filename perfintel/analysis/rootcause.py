@@ -100,6 +100,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -108,6 +109,7 @@ from perfintel.model import LabelSet
 
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
+from .rootcause_links import OrphanRule, orphan_links
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -185,6 +187,17 @@ class RootCauseParams:
     #: started before the window otherwise has its onset clamped to the window start, and its
     #: shape read from half way up its rise (see :func:`_lead`)
     lead: float = 1.0
+    #: orphan symptoms (:mod:`~perfintel.analysis.rootcause_links`): a latency or errors change
+    #: nothing of its own workload or machine explains may be explained by an earlier change of
+    #: another entity without the learned link (0 off; 1 its closest explainer; 2 every one; 3 the earliest) when
+    #: their paths correlate at least ``orphan_corr``, it is at most ``orphan_gain`` times larger
+    #: (0: no limit), the explainer's role passes ``orphan_roles`` (0 any, 1 resource/latency/
+    #: errors, 2 traffic/resource/latency) and it reaches at least ``orphan_quorum`` orphans
+    orphan: float = 0.0
+    orphan_corr: float = 0.8
+    orphan_gain: float = 0.0
+    orphan_roles: float = 0.0
+    orphan_quorum: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -610,6 +623,16 @@ def _rank(
                     explains[i].append(j)
                     explained[j].append(i)
                     follows[i, j] = c
+    rule = OrphanRule(
+        int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
+    )
+    path = partial(_path_corr, ch)
+    for i, j, c in orphan_links(
+        cands, explained, role, ent, ch.peak, ch.onset, hosts, first, allowed, path, rule
+    ):
+        explains[i].append(j)
+        explained[j].append(i)
+        follows[i, j] = c
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains
