@@ -181,8 +181,8 @@ GRID: dict[str, tuple[float, ...]] = {
     "resource_paths": (0.0, 1.0),
     "recency_weight": (0.0, 0.2, 0.4),
     "lead": (0.0, 0.5, 1.0),
-    "orphan": (0.0, 1.0, 2.0),
-    "orphan_corr": (0.7, 0.8, 0.9),
+    "orphan": (0.0, 1.0, 2.0, 3.0),
+    "orphan_corr": (0.8, 0.9, 0.95),
     "orphan_gain": (0.0, 2.0, 10.0),
     "orphan_roles": (0.0, 1.0, 2.0),
     "orphan_quorum": (1.0, 2.0),
@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a constant of RootCauseParams other than its default, for perfintel's rows",
+        help="a constant of RootCauseParams other than its default, for perfintel's rows (with "
+        "--cv: the start of the search, a variant cross-validated)",
     )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))

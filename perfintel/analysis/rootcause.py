@@ -89,6 +89,13 @@ penalises a cluster (a change and what it explains) that stopped growing
 long before the incident time, and ``resource_paths`` lets a resource of one
 service be moved from another only by the load it sends or, for an
 occupancy, the latency it waits on.
+*Orphan symptoms* (``orphan``, on) get a cross-entity link the baseline
+could not learn (a shared callee quiet in the baseline): a latency
+or errors change that nothing of its own workload or machine explains is
+explained by the earliest change of another entity that began before it and
+whose path it follows closely (``orphan_corr``), with no gain limit (queueing
+amplifies), when that change explains at least ``orphan_quorum`` orphans
+(a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -187,17 +194,13 @@ class RootCauseParams:
     #: started before the window otherwise has its onset clamped to the window start, and its
     #: shape read from half way up its rise (see :func:`_lead`)
     lead: float = 1.0
-    #: orphan symptoms (:mod:`~perfintel.analysis.rootcause_links`): a latency or errors change
-    #: nothing of its own workload or machine explains may be explained by an earlier change of
-    #: another entity without the learned link (0 off; 1 its closest explainer; 2 every one; 3 the earliest) when
-    #: their paths correlate at least ``orphan_corr``, it is at most ``orphan_gain`` times larger
-    #: (0: no limit), the explainer's role passes ``orphan_roles`` (0 any, 1 resource/latency/
-    #: errors, 2 traffic/resource/latency) and it reaches at least ``orphan_quorum`` orphans
-    orphan: float = 0.0
-    orphan_corr: float = 0.8
+    #: orphan symptoms, 0 off (:mod:`~perfintel.analysis.rootcause_links`, :class:`OrphanRule`
+    #: for the mode and the other four; chosen by ``--cv --only orphan,orphan_corr,...``)
+    orphan: float = 3.0
+    orphan_corr: float = 0.9
     orphan_gain: float = 0.0
     orphan_roles: float = 0.0
-    orphan_quorum: float = 1.0
+    orphan_quorum: float = 2.0
 
 
 @dataclass(frozen=True)
