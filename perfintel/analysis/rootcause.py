@@ -116,7 +116,7 @@ from perfintel.model import LabelSet
 
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
-from .rootcause_links import OrphanRule, orphan_links
+from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -478,21 +478,6 @@ class _Ranking:
     explained: dict[int, list[int]]
     strength: dict[int, float]
     scores: dict[int, float]
-
-
-def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
-    """``L[a, b]``: the largest correlation of ``a``'s step changes with ``b``'s ``0..max_lag``
-    steps later, over the baseline (Granger-style: what ``a`` did shows up in ``b``)."""
-    d = np.diff(base, axis=1)
-    d = d - d.mean(axis=1, keepdims=True)
-    sd = d.std(axis=1, keepdims=True)
-    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
-    n = z.shape[1]
-    out = np.zeros((z.shape[0], z.shape[0]))
-    for k in range(min(max_lag, n - 4) + 1):
-        c = z[:, : n - k] @ z[:, k:].T / (n - k)
-        np.maximum(out, c, out=out)
-    return out
 
 
 def _rank(

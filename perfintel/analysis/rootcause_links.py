@@ -1,8 +1,9 @@
-"""Orphan symptoms: cross-entity explanations that no baseline link vouches for.
+"""Links across entities: learned from the baseline, or given to orphan symptoms.
 
-Without a declared graph, :mod:`perfintel.analysis.rootcause` lets a change in
-one entity explain one in another only when their step-to-step changes were
-correlated in the baseline (a learned link). A shared dependency that was
+:func:`learned_links` is the dependency learned Granger-style from the
+baseline: without a declared graph, :mod:`perfintel.analysis.rootcause` lets
+a change in one entity explain one in another only when their step-to-step
+changes were correlated there (a learned link). A shared dependency that was
 quiet in the baseline (a database whose CPU barely moved) never earns that
 link, so the callers' latency, often 2-50 times more sigmas than the
 database's own change, outranks it.
@@ -34,6 +35,21 @@ _ROLES: dict[int, frozenset[int] | None] = {
     2: frozenset(ROLE_ORDER[r] for r in ("traffic", "resource", "latency")),
 }
 _SYMPTOMS = frozenset((ROLE_ORDER["latency"], ROLE_ORDER["errors"]))
+
+
+def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
+    """``L[a, b]``: the largest correlation of ``a``'s step changes with ``b``'s ``0..max_lag``
+    steps later, over the baseline (Granger-style: what ``a`` did shows up in ``b``)."""
+    d = np.diff(base, axis=1)
+    d = d - d.mean(axis=1, keepdims=True)
+    sd = d.std(axis=1, keepdims=True)
+    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
+    n = z.shape[1]
+    out = np.zeros((z.shape[0], z.shape[0]))
+    for k in range(min(max_lag, n - 4) + 1):
+        c = z[:, : n - k] @ z[:, k:].T / (n - k)
+        np.maximum(out, c, out=out)
+    return out
 
 
 @dataclass(frozen=True)
