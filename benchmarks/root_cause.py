@@ -181,6 +181,11 @@ GRID: dict[str, tuple[float, ...]] = {
     "resource_paths": (0.0, 1.0),
     "recency_weight": (0.0, 0.2, 0.4),
     "lead": (0.0, 0.5, 1.0),
+    "orphan": (0.0, 1.0, 2.0, 3.0),
+    "orphan_corr": (0.8, 0.9, 0.95),
+    "orphan_gain": (0.0, 2.0, 10.0),
+    "orphan_roles": (0.0, 1.0, 2.0),
+    "orphan_quorum": (1.0, 2.0),
 }
 
 
@@ -201,16 +206,21 @@ class _Scorer:
         return self.cache[params]
 
     def choose(
-        self, rows: np.ndarray, verbose: bool = False, only: tuple[str, ...] = ()
+        self,
+        rows: np.ndarray,
+        verbose: bool = False,
+        only: tuple[str, ...] = (),
+        start: RootCauseParams | None = None,
     ) -> RootCauseParams:
         """Coordinate search on ``rows`` (two rounds, one constant at a time) of top-1 + top-3
-        (only the constants named in ``only``, when given; the others keep their defaults)."""
+        (only the constants named in ``only``, when given; the others keep their values in
+        ``start``, the defaults when ``None``)."""
 
         def objective(q: RootCauseParams) -> float:
             r = self.ranks(q)[rows]
             return float(np.mean(r == 0) + np.mean(r < 3))
 
-        best = RootCauseParams()
+        best = start or RootCauseParams()
         for _ in range(2):
             for name, values in GRID.items():
                 if only and name not in only:
@@ -223,7 +233,11 @@ class _Scorer:
 
 
 def cross_validate(
-    seeds: range, folds: int = 5, tuning: tuple[str, ...] = TUNING, only: tuple[str, ...] = ()
+    seeds: range,
+    folds: int = 5,
+    tuning: tuple[str, ...] = TUNING,
+    only: tuple[str, ...] = (),
+    start: RootCauseParams | None = None,
 ) -> None:
     """Out-of-fold accuracy of choosing the constants on the tuning generators' seeds.
 
@@ -231,7 +245,10 @@ def cross_validate(
     ``folds`` by seed; each fold is ranked with the constants chosen on the
     others. Prints the out-of-fold figures per generator and the constants
     chosen on all of them (those are the defaults of ``RootCauseParams``).
+    ``start`` (``--set``) fixes the constants not searched, to cross-validate a
+    variant; the paired counts compare with it.
     """
+    start = start or RootCauseParams()
     if "holdout" in tuning:
         raise SystemExit("the holdout generator is for reporting only")
     incidents = [GENERATORS[g](s) for g in tuning for s in seeds]
@@ -239,7 +256,7 @@ def cross_validate(
     fold = np.array([(s - seeds.start) % folds for _ in tuning for s in seeds])
     oof = np.zeros(len(incidents), dtype=np.int64)
     for k in range(folds):
-        chosen = scorer.choose(np.flatnonzero(fold != k), only=only)
+        chosen = scorer.choose(np.flatnonzero(fold != k), only=only, start=start)
         test = np.flatnonzero(fold == k)
         oof[test] = scorer.ranks(chosen)[test]
         print(f"fold {k}: {_constants(chosen)}", flush=True)
@@ -254,12 +271,20 @@ def cross_validate(
         f"out-of-fold, all tuning generators: top-1 {100 * np.mean(oof == 0):.1f} %, "
         f"top-3 {100 * np.mean(oof < 3):.1f} %"
     )
-    r0 = scorer.ranks(RootCauseParams())
+    r0 = scorer.ranks(start)
+    print(
+        "out-of-fold against the start's: "
+        + ", ".join(
+            f"{g} {_paired(oof[i * per : (i + 1) * per], r0[i * per : (i + 1) * per])}"
+            for i, g in enumerate(tuning)
+        )
+        + f", all {_paired(oof, r0)}"
+    )
     for name, values in GRID.items():
         if only and name not in only:
             continue
         for v in values:  # every candidate on all tuning seeds, for the record
-            r = scorer.ranks(replace(RootCauseParams(), **{name: v}))
+            r = scorer.ranks(replace(start, **{name: v}))
             per_gen = ", ".join(
                 f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
                 f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
@@ -267,7 +292,7 @@ def cross_validate(
                 for i, g in enumerate(tuning)
             )
             print(f"  all seeds, {name}={v}: {per_gen}", flush=True)
-    final = scorer.choose(np.arange(len(incidents)), verbose=True, only=only)
+    final = scorer.choose(np.arange(len(incidents)), verbose=True, only=only, start=start)
     print("chosen on all tuning seeds:", _constants(final))
 
 
@@ -389,19 +414,21 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a constant of RootCauseParams other than its default, for perfintel's rows",
+        help="a constant of RootCauseParams other than its default, for perfintel's rows (with "
+        "--cv: the start of the search, a variant cross-validated)",
     )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
-    if args.cv:
-        only = tuple(n for n in args.only.split(",") if n)
-        cross_validate(range(0, 200), tuning=tuple(args.tuning.split(",")), only=only)
-        return 0
     params = replace(
         RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
     )
+    if args.cv:
+        only = tuple(n for n in args.only.split(",") if n)
+        tuning = tuple(args.tuning.split(","))
+        cross_validate(range(0, 200), tuning=tuning, only=only, start=params)
+        return 0
     if args.latency:
         latency(params=params)
         return 0

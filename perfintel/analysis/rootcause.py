@@ -89,6 +89,13 @@ penalises a cluster (a change and what it explains) that stopped growing
 long before the incident time, and ``resource_paths`` lets a resource of one
 service be moved from another only by the load it sends or, for an
 occupancy, the latency it waits on.
+*Orphan symptoms* (``orphan``, on) get a cross-entity link the baseline
+could not learn (a shared callee quiet in the baseline): a latency
+or errors change that nothing of its own workload or machine explains is
+explained by the earliest change of another entity that began before it and
+whose path it follows closely (``orphan_corr``), with no gain limit (queueing
+amplifies), when that change explains at least ``orphan_quorum`` orphans
+(a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -100,6 +107,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -108,6 +116,7 @@ from perfintel.model import LabelSet
 
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
+from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -185,6 +194,13 @@ class RootCauseParams:
     #: started before the window otherwise has its onset clamped to the window start, and its
     #: shape read from half way up its rise (see :func:`_lead`)
     lead: float = 1.0
+    #: orphan symptoms, 0 off (:mod:`~perfintel.analysis.rootcause_links`, :class:`OrphanRule`
+    #: for the mode and the other four; chosen by ``--cv --only orphan,orphan_corr,...``)
+    orphan: float = 3.0
+    orphan_corr: float = 0.9
+    orphan_gain: float = 0.0
+    orphan_roles: float = 0.0
+    orphan_quorum: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -464,21 +480,6 @@ class _Ranking:
     scores: dict[int, float]
 
 
-def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
-    """``L[a, b]``: the largest correlation of ``a``'s step changes with ``b``'s ``0..max_lag``
-    steps later, over the baseline (Granger-style: what ``a`` did shows up in ``b``)."""
-    d = np.diff(base, axis=1)
-    d = d - d.mean(axis=1, keepdims=True)
-    sd = d.std(axis=1, keepdims=True)
-    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
-    n = z.shape[1]
-    out = np.zeros((z.shape[0], z.shape[0]))
-    for k in range(min(max_lag, n - 4) + 1):
-        c = z[:, : n - k] @ z[:, k:].T / (n - k)
-        np.maximum(out, c, out=out)
-    return out
-
-
 def _rank(
     ch: _Changes,
     base: np.ndarray,
@@ -610,6 +611,16 @@ def _rank(
                     explains[i].append(j)
                     explained[j].append(i)
                     follows[i, j] = c
+    rule = OrphanRule(
+        int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
+    )
+    path = partial(_path_corr, ch)
+    for i, j, c in orphan_links(
+        cands, explained, role, ent, ch.peak, ch.onset, hosts, first, allowed, path, rule
+    ):
+        explains[i].append(j)
+        explained[j].append(i)
+        follows[i, j] = c
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains

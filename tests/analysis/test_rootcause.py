@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -384,8 +385,10 @@ def test_with_the_significance_test_an_uncoupled_anomaly_explains_nothing() -> N
     database. With ``link_fdr`` the batch job's change explains nothing across entities and
     the database's explains the API's, in (nearly) every draw of the noise; the threshold on
     step-change correlation (``learned_corr`` 0.1) lets the batch job explain the database
-    and the API whenever their noise happens to correlate a little (9 draws of these 10)."""
-    params = rootcause.RootCauseParams(link_fdr=0.05)
+    and the API whenever their noise happens to correlate a little (9 draws of these 10).
+    Orphan symptoms off: with them the batch job, the earliest change whose course both
+    latencies follow, explains them without any learned link (the rule's known cost)."""
+    params = rootcause.RootCauseParams(link_fdr=0.05, orphan=0.0)
     right = sum(_uncoupled_anomaly_case(seed, params) for seed in range(10))
     assert right >= 9
 
@@ -477,3 +480,74 @@ def test_a_leak_under_way_when_the_window_opens_is_dated_where_it_began() -> Non
     # the evidence still covers the window; the leak is measured against the earlier baseline
     assert leak.window_start_ms == 190 * STEP and leak.z.shape == plain[1].z.shape
     assert abs(leak.sigma) > abs(plain[1].sigma)
+
+
+def _shared_callee_case() -> list[SeriesInput]:
+    """A database's CPU steps up by ~12σ at step 200; two callers' latency, ~40σ each, a step
+    and two later. No graph, and the database's CPU never moved with them in the baseline."""
+    cpu = noise(21, 0.4, 0.01)
+    cpu[200:] += 0.12
+    a = noise(22, 0.10, 0.001)
+    a[201:] += 0.04
+    b = noise(23, 0.20, 0.002)
+    b[202:] += 0.08
+    return [
+        si("checkout_latency_seconds", "api-1", a, "checkout"),
+        si("search_latency_seconds", "api-2", b, "search"),
+        si("db_cpu_utilisation", "db-1", cpu, "postgres"),
+        si("quiet_requests_total", "q-1", noise(24, 50, 1), "quiet"),
+    ]
+
+
+def test_orphan_symptoms_are_explained_by_the_shared_callee_that_moved_first() -> None:
+    series = _shared_callee_case()
+
+    def top(params: rootcause.RootCauseParams) -> list[str]:
+        causes = rank_root_causes(
+            T, series, GRID, window_ms=60 * STEP, baseline_ms=150 * STEP, params=params
+        )
+        return [metric_name(c.labels) for c in causes]
+
+    # without the option no baseline link joins the database to its callers, and a caller's
+    # much larger latency change outranks it
+    off = top(rootcause.RootCauseParams(orphan=0.0))
+    assert off[0] != "db_cpu_utilisation" and "db_cpu_utilisation" in off
+    # the callers' latency has nothing of its own workload to explain it: the database's CPU,
+    # which began first and follows one course with both, does, and ranks first
+    assert top(rootcause.RootCauseParams())[0] == "db_cpu_utilisation"  # the defaults
+    one = rootcause.RootCauseParams(orphan_quorum=1.0)
+    for mode in (1.0, 2.0, 3.0):
+        assert top(replace(one, orphan=mode))[0] == "db_cpu_utilisation"
+    # gain limited as for other links (2×): 40σ is too much for 12σ, nothing is linked
+    assert top(replace(one, orphan_gain=2.0))[0] != "db_cpu_utilisation"
+    # the explainer's role: CPU is a resource, allowed by both role rules
+    for roles in (1.0, 2.0):
+        assert top(replace(one, orphan_roles=roles))[0] == "db_cpu_utilisation"
+    # a shared dependency reaches both callers when it is every orphan's explainer, or the
+    # earliest one (the closest course of the second caller is the first caller's latency):
+    # a quorum of two holds, three does not
+    for mode in (2.0, 3.0):
+        on = top(replace(one, orphan=mode, orphan_quorum=2.0))
+        assert on[0] == "db_cpu_utilisation"
+        assert top(replace(one, orphan=mode, orphan_quorum=3.0))[0] != on[0]
+    assert top(replace(one, orphan=1.0, orphan_quorum=2.0))[0] != "db_cpu_utilisation"
+
+
+def test_a_symptom_its_own_workload_explains_is_no_orphan() -> None:
+    series = _shared_callee_case()
+    pool = noise(25, 10, 0.3)
+    pool[201:] = 60  # checkout's own pool hit its cap with its latency: it explains it
+    series.append(si("checkout_db_connections", "api-1", pool, "checkout"))
+    causes = rank_root_causes(
+        T,
+        series,
+        GRID,
+        window_ms=60 * STEP,
+        baseline_ms=150 * STEP,
+        params=rootcause.RootCauseParams(orphan=3.0, orphan_quorum=1.0),
+    )
+    by = {metric_name(c.labels): c for c in causes}
+    # search's latency is still an orphan; checkout's, explained by its own pool, is not
+    assert by["search_latency_seconds"].explained_by is not None
+    linked = {metric_name(series[f.index].labels) for f in by["db_cpu_utilisation"].followers}
+    assert linked == {"search_latency_seconds"}

@@ -1,0 +1,130 @@
+"""Links across entities: learned from the baseline, or given to orphan symptoms.
+
+:func:`learned_links` is the dependency learned Granger-style from the
+baseline: without a declared graph, :mod:`perfintel.analysis.rootcause` lets
+a change in one entity explain one in another only when their step-to-step
+changes were correlated there (a learned link). A shared dependency that was
+quiet in the baseline (a database whose CPU barely moved) never earns that
+link, so the callers' latency, often 2-50 times more sigmas than the
+database's own change, outranks it.
+
+An *orphan* is a symptom (latency, errors) that no earlier change of its own
+workload or of its machine explains: it must have come from outside. For it,
+an earlier change of another entity may explain it without the learned link,
+when it began first within the propagation bound, the graph (if any) allows
+it and their onset-aligned z-score paths follow one course (at least
+``orphan_corr``). Pure: the ranking hands in its own tests as callables, this
+module only picks the links.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rootcause_words import ROLE_ORDER
+
+#: roles of the explaining change allowed per ``roles`` setting (``None``: any)
+_ROLES: dict[int, frozenset[int] | None] = {
+    0: None,
+    # a callee's resources, latency or errors: what a caller waits on or receives
+    1: frozenset(ROLE_ORDER[r] for r in ("resource", "latency", "errors")),
+    # offered load, resources or latency
+    2: frozenset(ROLE_ORDER[r] for r in ("traffic", "resource", "latency")),
+}
+_SYMPTOMS = frozenset((ROLE_ORDER["latency"], ROLE_ORDER["errors"]))
+
+
+def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
+    """``L[a, b]``: the largest correlation of ``a``'s step changes with ``b``'s ``0..max_lag``
+    steps later, over the baseline (Granger-style: what ``a`` did shows up in ``b``)."""
+    d = np.diff(base, axis=1)
+    d = d - d.mean(axis=1, keepdims=True)
+    sd = d.std(axis=1, keepdims=True)
+    z = np.divide(d, sd, out=np.zeros_like(d), where=sd > 0)
+    n = z.shape[1]
+    out = np.zeros((z.shape[0], z.shape[0]))
+    for k in range(min(max_lag, n - 4) + 1):
+        c = z[:, : n - k] @ z[:, k:].T / (n - k)
+        np.maximum(out, c, out=out)
+    return out
+
+
+@dataclass(frozen=True)
+class OrphanRule:
+    """How orphan symptoms are linked (see :class:`~perfintel.analysis.rootcause.RootCauseParams`).
+
+    ``mode`` 1 keeps only the best explainer of each orphan (highest path
+    correlation, then earliest), 2 every qualifying one, 3 only the earliest
+    (then the highest correlation); ``corr`` is the path
+    correlation an orphan link needs; ``gain`` how many times more sigmas
+    the orphan may have than its explainer (0: no limit: queueing amplifies);
+    ``roles`` which roles may explain (0 any, 1 resource/latency/errors, 2
+    traffic/resource/latency); ``quorum`` how many orphans an explainer must
+    reach for its links to count (a shared dependency moves several callers).
+    """
+
+    mode: int
+    corr: float
+    gain: float
+    roles: int
+    quorum: int
+
+
+def orphan_links(
+    cands: Sequence[int],
+    explained: Mapping[int, Sequence[int]],
+    role: Mapping[int, int],
+    ent: Mapping[int, str],
+    peak: np.ndarray,
+    onset: np.ndarray,
+    hosts: Callable[[int, int], bool],
+    first: Callable[[int, int], bool],
+    allowed: Callable[[int, int], bool],
+    path_corr: Callable[[int, int], float],
+    rule: OrphanRule,
+) -> list[tuple[int, int, float]]:
+    """``(i, j, path correlation)``: change ``i`` explains orphan symptom ``j`` (not yet linked).
+
+    ``explained[j]`` holds the changes already explaining ``j``; ``hosts(i, j)``
+    whether ``i`` is ``j``'s own workload or machine; ``first(i, j)`` whether
+    ``i`` began first within the propagation bound; ``allowed`` the graph's
+    direction; ``peak`` the signed peak z and ``onset`` the onset step.
+    """
+    if rule.mode <= 0:
+        return []
+    roles = _ROLES.get(rule.roles)
+    orphans = [
+        j for j in cands if role[j] in _SYMPTOMS and not any(hosts(i, j) for i in explained[j])
+    ]
+    links: list[tuple[int, int, float]] = []
+    for j in orphans:
+        found = []
+        for i in cands:
+            if (
+                i == j
+                or ent[i] == ent[j]
+                or hosts(i, j)
+                or i in explained[j]
+                or (roles is not None and role[i] not in roles)
+                or (rule.gain > 0 and abs(peak[i]) * rule.gain < abs(peak[j]))
+                or not first(i, j)
+                or not allowed(i, j)
+            ):
+                continue
+            c = path_corr(i, j)
+            if c >= rule.corr:
+                found.append((i, j, c))
+        if rule.mode == 1 and found:  # the closest course, then the earliest
+            found = [max(found, key=lambda f: (f[2], -float(onset[f[0]]), -f[0]))]
+        elif rule.mode == 3 and found:  # the earliest (the farthest upstream), then the closest
+            found = [max(found, key=lambda f: (-float(onset[f[0]]), f[2], -f[0]))]
+        links.extend(found)
+    if rule.quorum > 1:
+        reach: dict[int, int] = {}
+        for i, _, _ in links:
+            reach[i] = reach.get(i, 0) + 1
+        links = [f for f in links if reach[f[0]] >= rule.quorum]
+    return links
