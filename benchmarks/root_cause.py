@@ -22,6 +22,7 @@ gets the same window (the 30 minutes before the alert time) and baseline (the
     .venv/bin/python benchmarks/root_cause.py            # report seeds 1000-1239, every generator
     .venv/bin/python benchmarks/root_cause.py --cv       # out-of-fold figures, the constants
     .venv/bin/python benchmarks/root_cause.py --latency  # 500 candidate series, median of 20 runs
+    .venv/bin/python benchmarks/root_cause.py --latency --all-change  # worst case: all 500 changed
 """
 
 from __future__ import annotations
@@ -374,6 +375,58 @@ def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
     )
 
 
+def all_change_incident(seed: int = 7) -> tuple[Incident, list[SeriesInput]]:
+    """The latency benchmark's 500 candidates with every series changed inside the window (a
+    deploy that moves everything): each gets a step or a ramp (half each) of 5 to 50 times its
+    baseline's spread, begun at a random step of the window, up to the incident time."""
+    big = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
+    inc = generate_incident(seed, big)
+    grid = grid_of(inc)
+    t = grid.index(inc.time_ms)
+    rng = np.random.default_rng(seed)
+    steps = np.arange(grid.size)
+    out = []
+    for s in inc.series[:500]:
+        base = s.values[t - WINDOW - BASELINE : t - WINDOW]
+        if s.counter:
+            base = np.diff(base)
+        spread = float(np.nanstd(np.diff(base))) + 1e-3
+        onset = int(rng.integers(t - WINDOW, t + 1))
+        size = float(rng.uniform(5.0, 50.0)) * spread * float(rng.choice([-1.0, 1.0]))
+        if rng.random() < 0.5:
+            bump = np.where(steps >= onset, size, 0.0)
+        else:
+            bump = np.clip((steps - onset) / float(rng.integers(3, 15)), 0.0, 1.0) * size
+        if s.counter:  # a counter's increase per step moves: integrate the bump
+            bump = np.cumsum(bump)
+        out.append(replace(s, values=s.values + bump))
+    return inc, out
+
+
+def latency_all_change(runs: int = 10, params: RootCauseParams | None = None) -> None:
+    """The worst case of rank_root_causes: :func:`all_change_incident`, in process."""
+    inc, series = all_change_incident()
+    grid = grid_of(inc)
+    times, n = [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        causes = rank_root_causes(
+            inc.time_ms,
+            series,
+            grid,
+            window_ms=WINDOW * MINUTE,
+            baseline_ms=BASELINE * MINUTE,
+            params=params,
+        )
+        times.append(time.perf_counter() - t0)
+        n = len(causes)
+    print(
+        f"root cause over {len(series)} candidate series × {grid.size} steps, every one given a "
+        f"change in the window ({n} changed), in-process: median "
+        f"{1000 * statistics.median(times):.1f} ms, max {1000 * max(times):.1f} ms ({runs} runs)"
+    )
+
+
 def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, runs: int) -> None:
     """What ``lead`` adds in its worst case: the change profiles (``rc._changes``) of ``series``
     each given a ramp begun 15 minutes before the window, so that every changed series is
@@ -418,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cv: the start of the search, a variant cross-validated)",
     )
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument(
+        "--all-change",
+        action="store_true",
+        help="with --latency: only the worst case, every candidate changed in the window",
+    )
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
@@ -428,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         only = tuple(n for n in args.only.split(",") if n)
         tuning = tuple(args.tuning.split(","))
         cross_validate(range(0, 200), tuning=tuning, only=only, start=params)
+        return 0
+    if args.latency and args.all_change:
+        latency_all_change(params=params)
         return 0
     if args.latency:
         latency(params=params)
