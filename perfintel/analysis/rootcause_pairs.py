@@ -1,0 +1,126 @@
+"""The ranking's pairwise tests, as matrices over the changed series.
+
+:mod:`perfintel.analysis.rootcause` asks, for every ordered pair of changes
+``(i, j)``, whether ``i`` can explain ``j``: began first, hosts it, is allowed
+by the graph, learned, within the gain bound, and whether their onset-aligned
+z-score paths follow one course. With every candidate changed (a deploy that
+moves the fleet) those are hundreds of thousands of pairs, so each test is one
+boolean matrix over the changes (row ``i``, column ``j``, positions in the
+candidate list) and the path correlation, the only costly one, is computed
+only for the pairs that pass the cheap tests, grouped by onset delay
+(:func:`path_corrs`). The rules themselves are documented in the ranking's
+module docstring. Pure: arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .rootcause_words import ROLE_ORDER
+
+_LATENCY = ROLE_ORDER["latency"]
+
+
+def path_corrs(
+    z: np.ndarray, onset: np.ndarray, rows_i: np.ndarray, rows_j: np.ndarray
+) -> np.ndarray:
+    """``|corr|`` of the z-score paths of rows ``rows_i[k]`` and ``rows_j[k]`` aligned on their
+    onsets, over the whole window (-1 where they overlap by fewer than three steps or one is
+    constant there): a step matches a step and a spike a spike at the right delay, and two
+    changes that merely overlap in time do not."""
+    out = np.full(rows_i.shape, -1.0)
+    w = z.shape[1]
+    delay = onset[rows_j] - onset[rows_i]
+    for d in np.unique(delay):
+        d = int(d)
+        if abs(d) >= w - 2:
+            continue
+        k = np.flatnonzero(delay == d)
+        if d >= 0:
+            a, b = z[rows_i[k], : w - d], z[rows_j[k], d:]
+        else:
+            a, b = z[rows_i[k], -d:], z[rows_j[k], : w + d]
+        ok = (np.std(a, axis=1) != 0) & (np.std(b, axis=1) != 0)
+        a, b, k = a[ok], b[ok], k[ok]
+        a = a - a.mean(axis=1, keepdims=True)
+        b = b - b.mean(axis=1, keepdims=True)
+        n = a.shape[1] - 1
+        cov = np.einsum("ij,ij->i", a, b) / n
+        sa = np.sqrt(np.einsum("ij,ij->i", a, a) / n)
+        sb = np.sqrt(np.einsum("ij,ij->i", b, b) / n)
+        out[k] = np.abs(np.clip(cov / sa / sb, -1.0, 1.0))
+    return out
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Pairwise tests over the changes (``[i, j]``: of ``i`` toward ``j``)."""
+
+    #: ``i`` began first within the propagation bound (or together, and the structure or, when
+    #: it cannot say, the larger size puts ``i`` first)
+    first: np.ndarray
+    #: one entity, or ``i`` is the machine ``j`` runs on
+    hosts: np.ndarray
+    #: the declared graph lets a fault in ``i`` reach ``j``
+    allowed: np.ndarray
+    same_entity: np.ndarray
+
+
+def _codes(values: list[str]) -> np.ndarray:
+    return np.unique(np.array(values, dtype=object), return_inverse=True)[1].reshape(-1)
+
+
+def pair_tests(
+    onset: np.ndarray,
+    size: np.ndarray,
+    tol: np.ndarray,
+    entity: list[str],
+    role: np.ndarray,
+    machine: list[tuple[str, bool]],
+    occupancy: np.ndarray,
+    saturated: np.ndarray,
+    allowed: np.ndarray,
+    graph_orders: np.ndarray,
+    max_prop: int,
+) -> Pairs:
+    """The structural tests of every pair: ``onset`` (steps), ``size`` (|peak z|) and ``tol``
+    (onset uncertainty) per change; ``entity``, ``role`` (``ROLE_ORDER``, -1 unknown),
+    ``machine`` (host, the machine's own), ``occupancy`` and ``saturated`` per change;
+    ``allowed`` the graph's direction and ``graph_orders`` where the graph may order a pair
+    (both declared, different nodes)."""
+    ent = _codes(entity)
+    same = ent[:, None] == ent[None, :]
+    host = _codes([h for h, _ in machine])
+    has_host = np.array([bool(h) for h, _ in machine], dtype=bool)
+    own = np.array([o for _, o in machine], dtype=bool)
+    same_host = has_host[:, None] & (host[:, None] == host[None, :])
+    hosts = same | (same_host & own[:, None] & ~own[None, :])
+    ri, rj = role[:, None], role[None, :]
+    # +1 when the structure puts i before j, -1 after, 0 when it cannot say
+    by_graph = graph_orders & (allowed != allowed.T)
+    by_machine = same_host & (own[:, None] != own[None, :])
+    by_role = same & (ri >= 0) & (rj >= 0) & (ri != rj)
+    # occupancy (pool, connections, threads in use) is arrivals × latency (Little's law): it
+    # moves with latency either way unless it hit its cap
+    little = occupancy & ~saturated
+    moves_with = ((rj == _LATENCY) & little[:, None]) | ((ri == _LATENCY) & little[None, :])
+    up = np.select(
+        [by_graph, by_machine, by_role],
+        [
+            np.where(allowed, 1, -1),
+            np.where(own[:, None], 1, -1),
+            np.where(moves_with, 0, np.where(ri < rj, 1, -1)),
+        ],
+        0,
+    )
+    d = (onset[None, :] - onset[:, None]).astype(np.float64)
+    apart = np.abs(d) >= tol[:, None] + tol[None, :]
+    idx = np.arange(onset.size)
+    larger = (size[:, None] > size[None, :]) | (
+        (size[:, None] == size[None, :]) & (idx[:, None] < idx[None, :])
+    )
+    together = np.where(up != 0, up > 0, larger)
+    first = (np.abs(d) <= max_prop) & np.where(apart, d > 0, together)
+    return Pairs(first, hosts, allowed, same)
