@@ -567,11 +567,11 @@ def _rank(
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
     follows: dict[tuple[int, int], float] = {}
-    for a, b in zip(*np.nonzero(link), strict=True):
-        i, j = cands[a], cands[b]
-        explains[i].append(j)
-        follows[i, j] = float(follows_m[a, b])
-    for b, a in zip(*np.nonzero(link.T), strict=True):
+    la, lb = np.nonzero(link)
+    for a, b, f in zip(la.tolist(), lb.tolist(), follows_m[la, lb].tolist(), strict=True):
+        explains[cands[a]].append(cands[b])
+        follows[cands[a], cands[b]] = f
+    for b, a in zip(*(v.tolist() for v in np.nonzero(link.T)), strict=True):
         explained[cands[b]].append(cands[a])
     rule = OrphanRule(
         int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
@@ -585,12 +585,9 @@ def _rank(
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains
+    current = {j: bool(ch.onset[j] - tol[j] + 0.5 <= slack) for j in cands}
     credited = {
-        i: [
-            j
-            for j in explains[i]
-            if ch.onset[j] - tol[j] + 0.5 <= slack and follows[i, j] >= closest[j] - p.credit_margin
-        ]
+        i: [j for j in explains[i] if current[j] and follows[i, j] >= closest[j] - p.credit_margin]
         for i in cands
     }
     scores = {}
@@ -726,10 +723,11 @@ def rank_root_causes(
     if limit is not None:
         order = order[:limit]
     out = []
+    on, size = ch.onset.tolist(), np.abs(ch.peak).tolist()
     for i in order:
         fol = tuple(
-            Follower(j, int((ch.onset[j] - ch.onset[i]) * step))
-            for j in sorted(r.explains[i], key=lambda j: (ch.onset[j], -abs(ch.peak[j])))
+            Follower(j, (on[j] - on[i]) * step)
+            for j in sorted(r.explains[i], key=lambda j: (on[j], -size[j]))
         )
         by = max(r.explained[i], key=lambda j: r.strength[j]) if r.explained[i] else None
         text = explain(

@@ -42,15 +42,14 @@ def path_corrs(
             a, b = z[rows_i[k], : w - d], z[rows_j[k], d:]
         else:
             a, b = z[rows_i[k], -d:], z[rows_j[k], : w + d]
-        ok = (np.std(a, axis=1) != 0) & (np.std(b, axis=1) != 0)
-        a, b, k = a[ok], b[ok], k[ok]
         a = a - a.mean(axis=1, keepdims=True)
         b = b - b.mean(axis=1, keepdims=True)
+        aa, bb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+        ok = (aa != 0) & (bb != 0)  # a constant path follows no course
         n = a.shape[1] - 1
-        cov = np.einsum("ij,ij->i", a, b) / n
-        sa = np.sqrt(np.einsum("ij,ij->i", a, a) / n)
-        sb = np.sqrt(np.einsum("ij,ij->i", b, b) / n)
-        out[k] = np.abs(np.clip(cov / sa / sb, -1.0, 1.0))
+        cov = np.einsum("ij,ij->i", a[ok], b[ok]) / n
+        r = cov / np.sqrt(aa[ok] / n) / np.sqrt(bb[ok] / n)
+        out[k[ok]] = np.abs(np.clip(r, -1.0, 1.0))
     return out
 
 
