@@ -67,6 +67,8 @@ GENERATORS: dict[str, Callable[[int], Incident]] = {
 }
 #: the generators the constants are chosen on (cross-validated over their seeds)
 TUNING = (DEFAULT_PROFILE.name, VARIANT_PROFILE.name, VARIANT_LAGGED_PROFILE.name, "blind")
+#: the latency benchmark's incident: 28 services of 3 instances (more than 500 series)
+LATENCY_PROFILE = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
 
 
 def graph_of(inc: Incident) -> DependencyGraph:
@@ -312,26 +314,13 @@ def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
     """rank_root_causes over 500 candidate series (a large generated incident), in-process (with
     ``params``, ``--set``) and through the HTTP API over a real DuckDB store (the in-process ASGI
     app, with the defaults)."""
-    big = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
-    inc = generate_incident(7, big)
+    inc = generate_incident(7, LATENCY_PROFILE)
     series = inc.series[:500]
     grid = grid_of(inc)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        rank_root_causes(
-            inc.time_ms,
-            series,
-            grid,
-            window_ms=WINDOW * MINUTE,
-            baseline_ms=BASELINE * MINUTE,
-            params=params,
-        )
-        times.append(time.perf_counter() - t0)
+    median, most, _ = _in_process(inc, series, runs, params)
     print(
         f"root cause over {len(series)} candidate series × {grid.size} steps, in-process: "
-        f"median {1000 * statistics.median(times):.1f} ms, max {1000 * max(times):.1f} ms "
-        f"({runs} runs)"
+        f"median {median:.1f} ms, max {most:.1f} ms ({runs} runs)"
     )
     if params is not None and params.lead:
         _lead_cost(inc, series, params, runs)
@@ -379,8 +368,7 @@ def all_change_incident(seed: int = 7) -> tuple[Incident, list[SeriesInput]]:
     """The latency benchmark's 500 candidates with every series changed inside the window (a
     deploy that moves everything): each gets a step or a ramp (half each) of 5 to 50 times its
     baseline's spread, begun at a random step of the window, up to the incident time."""
-    big = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
-    inc = generate_incident(seed, big)
+    inc = generate_incident(seed, LATENCY_PROFILE)
     grid = grid_of(inc)
     t = grid.index(inc.time_ms)
     rng = np.random.default_rng(seed)
@@ -405,26 +393,39 @@ def all_change_incident(seed: int = 7) -> tuple[Incident, list[SeriesInput]]:
 
 def latency_all_change(runs: int = 10, params: RootCauseParams | None = None) -> None:
     """The worst case of rank_root_causes: :func:`all_change_incident`, in process."""
+    typical = generate_incident(7, LATENCY_PROFILE)
+    median, most, n = _in_process(typical, typical.series[:500], runs, params)
+    print(
+        f"root cause over 500 candidate series, a typical incident ({n} changed), in-process: "
+        f"median {median:.1f} ms, max {most:.1f} ms ({runs} runs)"
+    )
     inc, series = all_change_incident()
-    grid = grid_of(inc)
+    median, most, n = _in_process(inc, series, runs, params)
+    print(
+        f"root cause over {len(series)} candidate series × {grid_of(inc).size} steps, every one "
+        f"given a change in the window ({n} changed), in-process: median {median:.1f} ms, "
+        f"max {most:.1f} ms ({runs} runs)"
+    )
+
+
+def _in_process(
+    inc: Incident, series: list[SeriesInput], runs: int, params: RootCauseParams | None
+) -> tuple[float, float, int]:
+    """Median and largest time of ``rank_root_causes`` over ``series`` (ms) and how many changed."""
     times, n = [], 0
     for _ in range(runs):
         t0 = time.perf_counter()
         causes = rank_root_causes(
             inc.time_ms,
             series,
-            grid,
+            grid_of(inc),
             window_ms=WINDOW * MINUTE,
             baseline_ms=BASELINE * MINUTE,
             params=params,
         )
         times.append(time.perf_counter() - t0)
         n = len(causes)
-    print(
-        f"root cause over {len(series)} candidate series × {grid.size} steps, every one given a "
-        f"change in the window ({n} changed), in-process: median "
-        f"{1000 * statistics.median(times):.1f} ms, max {1000 * max(times):.1f} ms ({runs} runs)"
-    )
+    return 1000 * statistics.median(times), 1000 * max(times), n
 
 
 def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, runs: int) -> None:

@@ -553,7 +553,7 @@ def _rank(
     ramp = np.array([shapes[i] == "ramp" for i in cands], dtype=bool)
     acc = other & ramp[:, None] & (ri >= 0) & (ri < rj) & hosts
     acc &= (onset[None, :] - tols[None, :]) > (onset[:, None] + tols[:, None])
-    acc &= p.accumulation
+    acc &= bool(p.accumulation)
     test &= ~acc
     follows_m = np.where(acc, 1.0, 0.0)
     ti, tj = np.nonzero(test)
