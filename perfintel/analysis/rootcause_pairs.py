@@ -97,7 +97,9 @@ def pair_tests(
     same_host = has_host[:, None] & (host[:, None] == host[None, :])
     hosts = same | (same_host & own[:, None] & ~own[None, :])
     ri, rj = role[:, None], role[None, :]
-    # +1 when the structure puts i before j, -1 after, 0 when it cannot say
+    # when the structure can order two changes that began together, and whether it puts i first:
+    # the graph (callee first), then the machine before what runs on it, then the role in one
+    # workload (load, resources, latency, errors)
     by_graph = graph_orders & (allowed != allowed.T)
     by_machine = same_host & (own[:, None] != own[None, :])
     by_role = same & (ri >= 0) & (rj >= 0) & (ri != rj)
@@ -105,21 +107,16 @@ def pair_tests(
     # moves with latency either way unless it hit its cap
     little = occupancy & ~saturated
     moves_with = ((rj == _LATENCY) & little[:, None]) | ((ri == _LATENCY) & little[None, :])
-    up = np.select(
-        [by_graph, by_machine, by_role],
-        [
-            np.where(allowed, 1, -1),
-            np.where(own[:, None], 1, -1),
-            np.where(moves_with, 0, np.where(ri < rj, 1, -1)),
-        ],
-        0,
-    )
-    d = (onset[None, :] - onset[:, None]).astype(np.float64)
+    by_role &= ~moves_with
+    says = by_graph | by_machine | by_role
+    ahead = np.where(by_graph, allowed, np.where(by_machine, own[:, None], by_role & (ri < rj)))
+    d = onset[None, :] - onset[:, None]
     apart = np.abs(d) >= tol[:, None] + tol[None, :]
     idx = np.arange(onset.size)
     larger = (size[:, None] > size[None, :]) | (
         (size[:, None] == size[None, :]) & (idx[:, None] < idx[None, :])
     )
-    together = np.where(up != 0, up > 0, larger)
+    # began together: the structure orders them; else the larger (a fault attenuates)
+    together = np.where(says, ahead, larger)
     first = (np.abs(d) <= max_prop) & np.where(apart, d > 0, together)
     return Pairs(first, hosts, allowed, same)
