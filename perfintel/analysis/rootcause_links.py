@@ -13,8 +13,9 @@ workload or of its machine explains: it must have come from outside. For it,
 an earlier change of another entity may explain it without the learned link,
 when it began first within the propagation bound, the graph (if any) allows
 it and their onset-aligned z-score paths follow one course (at least
-``orphan_corr``). Pure: the ranking hands in its own tests as callables, this
-module only picks the links.
+``orphan_corr``). Pure: the ranking hands in its own pairwise tests as matrices
+(:class:`~perfintel.analysis.rootcause_pairs.Pairs`) and its path correlation as a
+function; this module only picks the links.
 """
 
 from __future__ import annotations
