@@ -22,6 +22,7 @@ gets the same window (the 30 minutes before the alert time) and baseline (the
     .venv/bin/python benchmarks/root_cause.py            # report seeds 1000-1239, every generator
     .venv/bin/python benchmarks/root_cause.py --cv       # out-of-fold figures, the constants
     .venv/bin/python benchmarks/root_cause.py --latency  # 500 candidate series, median of 20 runs
+    .venv/bin/python benchmarks/root_cause.py --latency --all-change  # worst case: all 500 changed
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ GENERATORS: dict[str, Callable[[int], Incident]] = {
 }
 #: the generators the constants are chosen on (cross-validated over their seeds)
 TUNING = (DEFAULT_PROFILE.name, VARIANT_PROFILE.name, VARIANT_LAGGED_PROFILE.name, "blind")
+#: the latency benchmark's incident: 28 services of 3 instances (more than 500 series)
+LATENCY_PROFILE = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
 
 
 def graph_of(inc: Incident) -> DependencyGraph:
@@ -311,26 +314,13 @@ def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
     """rank_root_causes over 500 candidate series (a large generated incident), in-process (with
     ``params``, ``--set``) and through the HTTP API over a real DuckDB store (the in-process ASGI
     app, with the defaults)."""
-    big = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
-    inc = generate_incident(7, big)
+    inc = generate_incident(7, LATENCY_PROFILE)
     series = inc.series[:500]
     grid = grid_of(inc)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        rank_root_causes(
-            inc.time_ms,
-            series,
-            grid,
-            window_ms=WINDOW * MINUTE,
-            baseline_ms=BASELINE * MINUTE,
-            params=params,
-        )
-        times.append(time.perf_counter() - t0)
+    median, most, _ = _in_process(inc, series, runs, params)
     print(
         f"root cause over {len(series)} candidate series × {grid.size} steps, in-process: "
-        f"median {1000 * statistics.median(times):.1f} ms, max {1000 * max(times):.1f} ms "
-        f"({runs} runs)"
+        f"median {median:.1f} ms, max {most:.1f} ms ({runs} runs)"
     )
     if params is not None and params.lead:
         _lead_cost(inc, series, params, runs)
@@ -372,6 +362,70 @@ def latency(runs: int = 20, params: RootCauseParams | None = None) -> None:
         f"root cause through the HTTP API ({n} series read from DuckDB): median "
         f"{1000 * statistics.median(api):.1f} ms, max {1000 * max(api):.1f} ms ({runs} runs)"
     )
+
+
+def all_change_incident(seed: int = 7) -> tuple[Incident, list[SeriesInput]]:
+    """The latency benchmark's 500 candidates with every series changed inside the window (a
+    deploy that moves everything): each gets a step or a ramp (half each) of 5 to 50 times its
+    baseline's spread, begun at a random step of the window, up to the incident time."""
+    inc = generate_incident(seed, LATENCY_PROFILE)
+    grid = grid_of(inc)
+    t = grid.index(inc.time_ms)
+    rng = np.random.default_rng(seed)
+    steps = np.arange(grid.size)
+    out = []
+    for s in inc.series[:500]:
+        base = s.values[t - WINDOW - BASELINE : t - WINDOW]
+        if s.counter:
+            base = np.diff(base)
+        spread = float(np.nanstd(np.diff(base))) + 1e-3
+        onset = int(rng.integers(t - WINDOW, t + 1))
+        size = float(rng.uniform(5.0, 50.0)) * spread * float(rng.choice([-1.0, 1.0]))
+        if rng.random() < 0.5:
+            bump = np.where(steps >= onset, size, 0.0)
+        else:
+            bump = np.clip((steps - onset) / float(rng.integers(3, 15)), 0.0, 1.0) * size
+        if s.counter:  # a counter's increase per step moves: integrate the bump
+            bump = np.cumsum(bump)
+        out.append(replace(s, values=s.values + bump))
+    return inc, out
+
+
+def latency_all_change(runs: int = 10, params: RootCauseParams | None = None) -> None:
+    """The worst case of rank_root_causes: :func:`all_change_incident`, in process."""
+    typical = generate_incident(7, LATENCY_PROFILE)
+    median, most, n = _in_process(typical, typical.series[:500], runs, params)
+    print(
+        f"root cause over 500 candidate series, a typical incident ({n} changed), in-process: "
+        f"median {median:.1f} ms, max {most:.1f} ms ({runs} runs)"
+    )
+    inc, series = all_change_incident()
+    median, most, n = _in_process(inc, series, runs, params)
+    print(
+        f"root cause over {len(series)} candidate series × {grid_of(inc).size} steps, every one "
+        f"given a change in the window ({n} changed), in-process: median {median:.1f} ms, "
+        f"max {most:.1f} ms ({runs} runs)"
+    )
+
+
+def _in_process(
+    inc: Incident, series: list[SeriesInput], runs: int, params: RootCauseParams | None
+) -> tuple[float, float, int]:
+    """Median and largest time of ``rank_root_causes`` over ``series`` (ms) and how many changed."""
+    times, n = [], 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        causes = rank_root_causes(
+            inc.time_ms,
+            series,
+            grid_of(inc),
+            window_ms=WINDOW * MINUTE,
+            baseline_ms=BASELINE * MINUTE,
+            params=params,
+        )
+        times.append(time.perf_counter() - t0)
+        n = len(causes)
+    return 1000 * statistics.median(times), 1000 * max(times), n
 
 
 def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, runs: int) -> None:
@@ -418,6 +472,11 @@ def main(argv: list[str] | None = None) -> int:
         "--cv: the start of the search, a variant cross-validated)",
     )
     ap.add_argument("--latency", action="store_true")
+    ap.add_argument(
+        "--all-change",
+        action="store_true",
+        help="with --latency: only the worst case, every candidate changed in the window",
+    )
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
@@ -428,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         only = tuple(n for n in args.only.split(",") if n)
         tuning = tuple(args.tuning.split(","))
         cross_validate(range(0, 200), tuning=tuning, only=only, start=params)
+        return 0
+    if args.latency and args.all_change:
+        latency_all_change(params=params)
         return 0
     if args.latency:
         latency(params=params)

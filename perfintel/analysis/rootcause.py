@@ -117,6 +117,7 @@ from perfintel.model import LabelSet
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_links import OrphanRule, learned_links, orphan_links
+from .rootcause_pairs import pair_tests, path_corrs
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -449,22 +450,31 @@ def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
     return float(np.clip((float(ch.peak_at[i]) - float(ch.onset[i])) / 4.0, 1.0, 3.0))
 
 
-def _path_corr(ch: _Changes, i: int, j: int) -> float:
-    """Whether the z-score paths of ``i`` and ``j``, aligned on their onsets, follow one course.
+def _corrs_of(ch: _Changes, rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Path correlations of the changes at candidate positions ``a`` and ``b`` (see
+    :func:`~perfintel.analysis.rootcause_pairs.path_corrs`)."""
+    return path_corrs(ch.z, ch.onset, rows[a], rows[b])
 
-    The whole window is compared (before and after the onsets), so a step
-    matches a step and a spike a spike at the right delay, and two changes
-    that merely overlap in time do not.
-    """
-    d = int(ch.onset[j] - ch.onset[i])
-    w = ch.z.shape[1]
-    if abs(d) >= w - 2:
-        return -1.0
-    a = ch.z[i, : w - d] if d >= 0 else ch.z[i, -d:]
-    b = ch.z[j, d:] if d >= 0 else ch.z[j, : w + d]
-    if np.std(a) == 0 or np.std(b) == 0:
-        return -1.0
-    return float(abs(np.corrcoef(a, b)[0, 1]))
+
+def _graph_tests(
+    graph: DependencyGraph | None, labels: Sequence[Mapping[str, str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``allowed[i, j]``: the graph lets a fault in ``i`` reach ``j`` (its own entity, an unknown
+    one, or one that depends on it transitively); ``declared[i, j]``: both are different
+    entities the graph knows, so it decides."""
+    k = len(labels)
+    if graph is None:
+        return np.ones((k, k), dtype=bool), np.zeros((k, k), dtype=bool)
+    nodes = [d.get(graph.label, "") for d in labels]
+    names = sorted(set(nodes))
+    known = np.array([graph.known(n) for n in names], dtype=bool)
+    both = known[:, None] & known[None, :] & ~np.eye(len(names), dtype=bool)
+    sets = [graph.reachable_from(a) for a in names]
+    reach = np.array([[b in r for b in names] for r in sets], dtype=bool).reshape(len(names), -1)
+    at = {n: c for c, n in enumerate(names)}
+    code = np.array([at[n] for n in nodes], dtype=np.int64)
+    sel = np.ix_(code, code)
+    return (~both | reach)[sel], both[sel]
 
 
 # -- ranking --------------------------------------------------------------------------------
@@ -496,140 +506,88 @@ def _rank(
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}
     role = {i: ROLE_ORDER.get(role_of(series[i].labels), -1) for i in cands}
-    if p.link_fdr > 0 and cands:
-        tested = significant_links(base[cands], max_prop, p.link_fdr)
-        at = {i: k for k, i in enumerate(cands)}
-    elif p.learned_corr > 0 and cands:
-        links = learned_links(base[cands], max_prop)
-        at = {i: k for k, i in enumerate(cands)}
-    machine = {i: host_of(series[i].labels) for i in cands}
-    occupancy = {i: is_occupancy(series[i].labels) for i in cands}
-    node = {i: dict(series[i].labels).get(graph.label, "") for i in cands} if graph else {}
-    reach: dict[str, set[str]] = {}
-
-    def allowed(i: int, j: int) -> bool:
-        if graph is None:
-            return True
-        a, b = node[i], node[j]
-        if a == b or not graph.known(a) or not graph.known(b):
-            return True
-        if a not in reach:
-            reach[a] = graph.reachable_from(a)
-        return b in reach[a]
-
-    def upstream(i: int, j: int) -> int:
-        """+1 when the structure puts ``i`` before ``j``, -1 after, 0 when it cannot say."""
-        if graph is not None and node[i] != node[j]:
-            a, b = allowed(i, j), allowed(j, i)
-            if a != b:
-                return 1 if a else -1
-        (hi, own_i), (hj, own_j) = machine[i], machine[j]
-        if hi and hi == hj and own_i != own_j:  # the machine before what runs on it
-            return 1 if own_i else -1
-        if ent[i] == ent[j] and role[i] >= 0 and role[j] >= 0 and role[i] != role[j]:
-            # occupancy (pool, connections, threads in use) is arrivals × latency (Little's
-            # law): it moves with latency either way unless it hit its cap
-            lat = ROLE_ORDER["latency"]
-            for occ, other in ((i, j), (j, i)):
-                if role[other] == lat and occupancy[occ] and shapes[occ] != "saturation":
-                    return 0
-            return 1 if role[i] < role[j] else -1
-        return 0
-
-    def hosts(i: int, j: int) -> bool:
-        """One entity, or ``i`` is the machine ``j`` runs on (declared by the labels): a
-        resource there can move what depends on it by far more sigmas than it moved."""
-        (hi, own_i), (hj, own_j) = machine[i], machine[j]
-        return ent[i] == ent[j] or bool(hi and hi == hj and own_i and not own_j)
-
-    def moves_resource(i: int, j: int) -> bool:
-        """Whether ``i`` can move ``j`` when ``j`` is a resource of another entity."""
-        if hosts(i, j) or role[j] != ROLE_ORDER["resource"] or role[i] < 0:
-            return True
-        waits = role[i] == ROLE_ORDER["latency"] and occupancy[j]
-        return role[i] == ROLE_ORDER["traffic"] or waits
-
-    def learned(i: int, j: int) -> bool:
-        if (p.learned_corr <= 0 and p.link_fdr <= 0) or hosts(i, j):
-            return True
-        if (
-            graph is not None
-            and node[i] != node[j]
-            and graph.known(node[i])
-            and graph.known(node[j])
-        ):
-            return True  # declared: the graph decides
-        if p.link_fdr > 0:
-            return bool(tested[at[i], at[j]])
-        return bool(links[at[i], at[j]] >= p.learned_corr)
-
-    def first(i: int, j: int) -> bool:
-        d = float(ch.onset[j] - ch.onset[i])
-        if abs(d) > max_prop:
-            return False
-        if abs(d) >= tol[i] + tol[j]:
-            return d > 0
-        # began together: the structure orders them; else the larger (a fault attenuates)
-        up = upstream(i, j)
-        if up:
-            return up > 0
-        return (abs(ch.peak[i]), -i) > (abs(ch.peak[j]), -j)
-
-    def corr(i: int, j: int) -> float:
-        if ent[i] == ent[j] and 0 <= role[i] < role[j]:
-            return min(p.inner_corr, p.explain_corr)
-        return p.explain_corr
-
-    def accumulates(i: int, j: int) -> bool:
-        return (
-            p.accumulation
-            and shapes[i] == "ramp"
-            and 0 <= role[i] < role[j]
-            and ch.onset[j] - tol[j] > ch.onset[i] + tol[i]
-            and hosts(i, j)
+    rows = np.array(cands, dtype=np.int64)
+    k = rows.size
+    r = np.array([role[i] for i in cands], dtype=np.int64)
+    onset = ch.onset[rows]
+    size = np.abs(ch.peak[rows])
+    tols = np.array([tol[i] for i in cands], dtype=np.float64)
+    occupancy = np.array([is_occupancy(series[i].labels) for i in cands], dtype=bool)
+    allowed, declared = _graph_tests(graph, [dict(series[i].labels) for i in cands])
+    pt = pair_tests(
+        onset,
+        size,
+        tols,
+        [ent[i] for i in cands],
+        r,
+        [host_of(series[i].labels) for i in cands],
+        occupancy,
+        np.array([shapes[i] == "saturation" for i in cands], dtype=bool),
+        allowed,
+        declared,
+        max_prop,
+    )
+    hosts = pt.hosts
+    ri, rj = r[:, None], r[None, :]
+    if p.link_fdr > 0 and k:
+        learned = significant_links(base[cands], max_prop, p.link_fdr).astype(bool)
+    elif p.learned_corr > 0 and k:
+        learned = learned_links(base[cands], max_prop) >= p.learned_corr
+    else:
+        learned = np.ones((k, k), dtype=bool)
+    # learned across entities without a declared graph (declared: the graph decides)
+    learned = learned | hosts | declared
+    gain = hosts | (size[:, None] * p.max_gain >= size[None, :])
+    other = ~np.eye(k, dtype=bool)
+    test = other & pt.first & gain & allowed & learned
+    if p.resource_paths:  # another entity's resource moves only by its load or latency waited on
+        waits = (ri == ROLE_ORDER["latency"]) & occupancy[None, :]
+        test &= (
+            hosts
+            | (rj != ROLE_ORDER["resource"])
+            | (ri < 0)
+            | (ri == ROLE_ORDER["traffic"])
+            | waits
         )
-
+    # a resource growing steadily (a leak) explains its workload's later roles at any time
+    ramp = np.array([shapes[i] == "ramp" for i in cands], dtype=bool)
+    acc = other & ramp[:, None] & (ri >= 0) & (ri < rj) & hosts
+    acc &= (onset[None, :] - tols[None, :]) > (onset[:, None] + tols[:, None])
+    acc &= bool(p.accumulation)
+    test &= ~acc
+    follows_m = np.where(acc, 1.0, 0.0)
+    ti, tj = np.nonzero(test)
+    c = path_corrs(ch.z, ch.onset, rows[ti], rows[tj])
+    inner = pt.same_entity & (ri >= 0) & (ri < rj)
+    need = np.where(inner, min(p.inner_corr, p.explain_corr), p.explain_corr)[ti, tj]
+    keep = c >= need
+    link = acc.copy()
+    link[ti[keep], tj[keep]] = True
+    follows_m[ti[keep], tj[keep]] = c[keep]
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
     follows: dict[tuple[int, int], float] = {}
-    for i in cands:
-        for j in cands:
-            if i != j and accumulates(i, j):
-                explains[i].append(j)
-                explained[j].append(i)
-                follows[i, j] = 1.0
-            elif (
-                i != j
-                and first(i, j)
-                and (hosts(i, j) or abs(ch.peak[i]) * p.max_gain >= abs(ch.peak[j]))
-                and allowed(i, j)
-                and learned(i, j)
-                and (not p.resource_paths or moves_resource(i, j))
-            ):
-                c = _path_corr(ch, i, j)
-                if c >= corr(i, j):
-                    explains[i].append(j)
-                    explained[j].append(i)
-                    follows[i, j] = c
+    la, lb = np.nonzero(link)
+    for a, b, f in zip(la.tolist(), lb.tolist(), follows_m[la, lb].tolist(), strict=True):
+        explains[cands[a]].append(cands[b])
+        follows[cands[a], cands[b]] = f
+    for b, a in zip(*(v.tolist() for v in np.nonzero(link.T)), strict=True):
+        explained[cands[b]].append(cands[a])
     rule = OrphanRule(
         int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
     )
-    path = partial(_path_corr, ch)
-    for i, j, c in orphan_links(
-        cands, explained, role, ent, ch.peak, ch.onset, hosts, first, allowed, path, rule
-    ):
+    path = partial(_corrs_of, ch, rows)
+    for a, b, cc in orphan_links(r, size, onset, link, pt, path, rule):
+        i, j = cands[a], cands[b]
         explains[i].append(j)
         explained[j].append(i)
-        follows[i, j] = c
+        follows[i, j] = cc
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains
+    current = {j: bool(ch.onset[j] - tol[j] + 0.5 <= slack) for j in cands}
     credited = {
-        i: [
-            j
-            for j in explains[i]
-            if ch.onset[j] - tol[j] + 0.5 <= slack and follows[i, j] >= closest[j] - p.credit_margin
-        ]
+        i: [j for j in explains[i] if current[j] and follows[i, j] >= closest[j] - p.credit_margin]
         for i in cands
     }
     scores = {}
@@ -765,10 +723,11 @@ def rank_root_causes(
     if limit is not None:
         order = order[:limit]
     out = []
+    on, size = ch.onset.tolist(), np.abs(ch.peak).tolist()
     for i in order:
         fol = tuple(
-            Follower(j, int((ch.onset[j] - ch.onset[i]) * step))
-            for j in sorted(r.explains[i], key=lambda j: (ch.onset[j], -abs(ch.peak[j])))
+            Follower(j, (on[j] - on[i]) * step)
+            for j in sorted(r.explains[i], key=lambda j: (on[j], -size[j]))
         )
         by = max(r.explained[i], key=lambda j: r.strength[j]) if r.explained[i] else None
         text = explain(

@@ -13,17 +13,19 @@ workload or of its machine explains: it must have come from outside. For it,
 an earlier change of another entity may explain it without the learned link,
 when it began first within the propagation bound, the graph (if any) allows
 it and their onset-aligned z-score paths follow one course (at least
-``orphan_corr``). Pure: the ranking hands in its own tests as callables, this
-module only picks the links.
+``orphan_corr``). Pure: the ranking hands in its own pairwise tests as matrices
+(:class:`~perfintel.analysis.rootcause_pairs.Pairs`) and its path correlation as a
+function; this module only picks the links.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from .rootcause_pairs import Pairs
 from .rootcause_words import ROLE_ORDER
 
 #: roles of the explaining change allowed per ``roles`` setting (``None``: any)
@@ -74,52 +76,46 @@ class OrphanRule:
 
 
 def orphan_links(
-    cands: Sequence[int],
-    explained: Mapping[int, Sequence[int]],
-    role: Mapping[int, int],
-    ent: Mapping[int, str],
-    peak: np.ndarray,
+    role: np.ndarray,
+    size: np.ndarray,
     onset: np.ndarray,
-    hosts: Callable[[int, int], bool],
-    first: Callable[[int, int], bool],
-    allowed: Callable[[int, int], bool],
-    path_corr: Callable[[int, int], float],
+    linked: np.ndarray,
+    pairs: Pairs,
+    path_corr: Callable[[np.ndarray, np.ndarray], np.ndarray],
     rule: OrphanRule,
 ) -> list[tuple[int, int, float]]:
     """``(i, j, path correlation)``: change ``i`` explains orphan symptom ``j`` (not yet linked).
 
-    ``explained[j]`` holds the changes already explaining ``j``; ``hosts(i, j)``
-    whether ``i`` is ``j``'s own workload or machine; ``first(i, j)`` whether
-    ``i`` began first within the propagation bound; ``allowed`` the graph's
-    direction; ``peak`` the signed peak z and ``onset`` the onset step.
+    Positions in the ranking's list of changes: ``role`` (``ROLE_ORDER``, -1
+    unknown), ``size`` (|peak z|) and ``onset`` (step) per change;
+    ``linked[i, j]`` whether ``i`` already explains ``j``; ``pairs`` the
+    structural tests (``hosts``: ``i`` is ``j``'s own workload or machine;
+    ``first``: ``i`` began first within the propagation bound; ``allowed``: the
+    graph's direction); ``path_corr(a, b)`` the path correlations of the pairs
+    ``(a[k], b[k])``. Ordered by orphan, then explainer.
     """
-    if rule.mode <= 0:
+    if rule.mode <= 0 or role.size == 0:
         return []
     roles = _ROLES.get(rule.roles)
-    orphans = [
-        j for j in cands if role[j] in _SYMPTOMS and not any(hosts(i, j) for i in explained[j])
-    ]
+    symptom = np.isin(role, list(_SYMPTOMS))
+    orphan = symptom & ~(linked & pairs.hosts).any(axis=0)
+    may = orphan[None, :] & ~pairs.same_entity & ~pairs.hosts & ~linked
+    may &= pairs.first & pairs.allowed
+    if roles is not None:
+        may &= np.isin(role, list(roles))[:, None]
+    if rule.gain > 0:
+        may &= size[:, None] * rule.gain >= size[None, :]
+    jj, ii = np.nonzero(may.T)  # by orphan, then explainer
+    c = path_corr(ii, jj)
+    ok = c >= rule.corr
+    ii, jj, c = ii[ok], jj[ok], c[ok]
     links: list[tuple[int, int, float]] = []
-    for j in orphans:
-        found = []
-        for i in cands:
-            if (
-                i == j
-                or ent[i] == ent[j]
-                or hosts(i, j)
-                or i in explained[j]
-                or (roles is not None and role[i] not in roles)
-                or (rule.gain > 0 and abs(peak[i]) * rule.gain < abs(peak[j]))
-                or not first(i, j)
-                or not allowed(i, j)
-            ):
-                continue
-            c = path_corr(i, j)
-            if c >= rule.corr:
-                found.append((i, j, c))
-        if rule.mode == 1 and found:  # the closest course, then the earliest
+    for j in np.unique(jj):
+        k = np.flatnonzero(jj == j)
+        found = [(int(ii[m]), int(j), float(c[m])) for m in k]
+        if rule.mode == 1:  # the closest course, then the earliest
             found = [max(found, key=lambda f: (f[2], -float(onset[f[0]]), -f[0]))]
-        elif rule.mode == 3 and found:  # the earliest (the farthest upstream), then the closest
+        elif rule.mode == 3:  # the earliest (the farthest upstream), then the closest
             found = [max(found, key=lambda f: (-float(onset[f[0]]), f[2], -f[0]))]
         links.extend(found)
     if rule.quorum > 1:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from perfintel.analysis import correlation, rootcause
 from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
+from perfintel.analysis.rootcause_pairs import path_corrs
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.errors import BadInputError
 from perfintel.model import label_set, metric_name
@@ -551,3 +552,38 @@ def test_a_symptom_its_own_workload_explains_is_no_orphan() -> None:
     assert by["search_latency_seconds"].explained_by is not None
     linked = {metric_name(series[f.index].labels) for f in by["db_cpu_utilisation"].followers}
     assert linked == {"search_latency_seconds"}
+
+
+def _path_corr_reference(z: np.ndarray, onset: np.ndarray, i: int, j: int) -> float:
+    """One pair at a time, with ``np.corrcoef`` (how the ranking computed it before it was
+    vectorised)."""
+    d = int(onset[j] - onset[i])
+    w = z.shape[1]
+    if abs(d) >= w - 2:
+        return -1.0
+    a = z[i, : w - d] if d >= 0 else z[i, -d:]
+    b = z[j, d:] if d >= 0 else z[j, : w + d]
+    if np.std(a) == 0 or np.std(b) == 0:
+        return -1.0
+    return float(abs(np.corrcoef(a, b)[0, 1]))
+
+
+def test_vectorised_path_correlations_match_one_pair_at_a_time() -> None:
+    rng = np.random.default_rng(3)
+    w = 40
+    z = np.cumsum(rng.normal(size=(60, w)), axis=1)
+    z[5] = 2.0  # constant: no course to follow
+    z[7:9] = rng.normal(0, 0.1, size=(2, w))
+    z[7, 10:] += 30.0  # one step follows another
+    z[8, 14:] += 12.0
+    onset = rng.integers(-5, w, size=60)
+    onset[7], onset[8], onset[9] = 10, 14, 3 * w  # 9: too far from the others to overlap
+    i, j = (a.reshape(-1) for a in np.meshgrid(np.arange(60), np.arange(60), indexing="ij"))
+    fast = path_corrs(z, onset, i, j)
+    slow = np.array(
+        [_path_corr_reference(z, onset, int(a), int(b)) for a, b in zip(i, j, strict=True)]
+    )
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
+    assert fast[7 * 60 + 8] > 0.99  # a step follows a step at the right delay
+    assert np.all(fast[5 * 60 : 6 * 60] == -1.0)
+    assert np.flatnonzero(fast[9 * 60 : 10 * 60] != -1.0).tolist() == [9]  # only itself
