@@ -29,17 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dataclasses import replace
 
 from root_cause import (
-    BASELINE,
     GENERATORS,
-    MINUTE,
     TUNING,
-    WINDOW,
     all_change_incident,
-    grid_of,
     ours,
 )
 
-from perfintel.analysis.rootcause import RootCauseParams, rank_root_causes
+from perfintel.analysis.rootcause import RootCauseParams
 
 #: generator -> seeds ranked
 SEEDS: dict[str, range] = {**{g: range(0, 200) for g in TUNING}, "holdout": range(0, 100)}
@@ -52,15 +48,7 @@ def dump(
     t0 = time.perf_counter()
     if all_change:
         inc, series = all_change_incident()
-        causes = rank_root_causes(
-            inc.time_ms,
-            series,
-            grid_of(inc),
-            window_ms=WINDOW * MINUTE,
-            baseline_ms=BASELINE * MINUTE,
-            params=params,
-        )
-        rankings["all-change/7/plain"] = [c.index for c in causes]
+        rankings["all-change/7/plain"] = ours(replace(inc, series=series), False, params)
     for name, every in SEEDS.items():
         seeds = every[:first]
         for s in seeds:
