@@ -415,16 +415,8 @@ def _in_process(
     times, n = [], 0
     for _ in range(runs):
         t0 = time.perf_counter()
-        causes = rank_root_causes(
-            inc.time_ms,
-            series,
-            grid_of(inc),
-            window_ms=WINDOW * MINUTE,
-            baseline_ms=BASELINE * MINUTE,
-            params=params,
-        )
+        n = len(ours(replace(inc, series=series), False, params))
         times.append(time.perf_counter() - t0)
-        n = len(causes)
     return 1000 * statistics.median(times), 1000 * max(times), n
 
 
