@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from perfintel.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
 from perfintel.storage.base import ROLLUP_AGGREGATES, RollupColumns
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
+from perfintel.storage.duckdb.head import Head
 from perfintel.storage.samples import rollup
 
 
@@ -170,6 +172,40 @@ def test_samples_being_flushed_stay_readable(tmp_path: Path) -> None:
     st.head.take()  # what a flush does first; the database has nothing yet
     assert st.select(parse_selector("g"), T0, T0 + 10)[0].values.tolist() == [0, 1, 2, 3, 4]
     st.head.release()
+    st.close()
+
+
+class _FlushesOnFirstRead(Head):
+    """A head whose first read lets a whole flush run first: the interleaving of a
+    query with the maintenance thread that once hid a flush's samples from it."""
+
+    def __init__(self, flush: Callable[[], object]) -> None:
+        super().__init__()
+        self.flush: Callable[[], object] | None = flush
+
+    def read(self, sids: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        flush, self.flush = self.flush, None
+        if flush is not None:
+            flush()
+        return super().read(sids)
+
+
+def test_a_flush_between_a_querys_database_and_head_reads_hides_nothing(tmp_path: Path) -> None:
+    """A query reads the database and the head; a flush that commits and releases
+    the head between the two must not leave its samples in neither (kill -9
+    fault test: right after a restart, replayed samples were missing from the
+    first query while the maintenance thread flushed them)."""
+    clock = Clock(T0 + DAY)
+    st = open_store(tmp_path, clock)
+    st.append(gauge(T0 + np.arange(5), np.arange(5.0)))
+    st.flush()
+    st.head = _FlushesOnFirstRead(st.flush)
+    st.append(gauge(T0 + 5 + np.arange(5), np.arange(5.0, 10.0)))
+    [got] = st.select(parse_selector("g"), T0, T0 + 10)
+    assert got.values.tolist() == list(range(10))
+    assert st.head.flush is None and st.head.samples == 0  # the flush did run inside the query
+    [again] = st.select(parse_selector("g"), T0, T0 + 10)
+    assert again.values.tolist() == list(range(10))
     st.close()
 
 

@@ -790,6 +790,10 @@ class DuckDBStore:
         sids = self._matching(selector, start_ms, end_ms, limits)
         if not len(sids):
             return []
+        # The head before the database: a flush that commits and releases between
+        # the two reads then shows its samples twice (deduplicated below), never
+        # in neither (database first missed them when the flush fell in between).
+        in_head = self.head.read(sids)
         parts: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         rows = self._chunk_rows(sids, start_ms, end_ms)
         if rows:  # one decoder call for every chunk, then split per chunk
@@ -799,7 +803,7 @@ class DuckDBStore:
             ends = np.cumsum(counts).tolist()
             for (sid, _, _), a, b in zip(rows, [0, *ends[:-1]], ends, strict=True):
                 parts.setdefault(sid, []).append((ts_all[a:b], vals_all[a:b]))
-        for sid, tv in self.head.read(sids).items():
+        for sid, tv in in_head.items():  # after the database's: the head's writes are newer
             parts.setdefault(sid, []).append(tv)
         out = []
         n = 0
