@@ -81,6 +81,9 @@ def test_a_torn_last_record_is_set_aside_and_the_log_appends_after_it(tmp_path: 
     st = open_store(tmp_path, Clock(T0 + 86_400_000))
     assert stored(st) == {i: 100 for i in range(N_WRITES - 1)}
     assert st.wal.stats.torn_tails == 1
+    # Kept aside as torn, not as damage: kill -9 mid-write leaves one (the kill -9 test's
+    # server log must never say "damaged").
+    assert [p.suffix for p in seg.parent.glob(f"{seg.name}.*")] == [".torn"]
     write_batch(st, N_WRITES)
     crash(st)
     st2 = open_store(tmp_path, Clock(T0 + 86_400_000))

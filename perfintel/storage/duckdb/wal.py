@@ -22,7 +22,8 @@ records after it. The damaged bytes are moved aside into
 ``<segment>.<offset>.damaged`` beside the segment, the segment is rewritten
 without them, and what was lost and kept is logged and counted
 (``WalStats``). A torn tail (a write cut by a crash: never acknowledged) is
-handled the same way.
+handled the same way but kept as ``<segment>.<offset>.torn`` and logged as a
+warning: ``kill -9`` in the middle of a write leaves one, and it is no damage.
 
 Disk full. Writes go straight to the file descriptor (no Python buffer that
 would replay a failed write later). A failed write cuts the segment back to
@@ -285,9 +286,9 @@ class WriteAheadLog:
         self, path: Path, data: bytes, good: list[tuple[int, int]], bad: list[tuple[int, int]]
     ) -> None:
         for start, end in bad:
-            aside = path.with_name(f"{path.name}.{start}.damaged")
-            aside.write_bytes(data[start:end])
             tail = end == len(data)
+            aside = path.with_name(f"{path.name}.{start}.{'torn' if tail else 'damaged'}")
+            aside.write_bytes(data[start:end])
             self.stats.damaged_regions += 1
             self.stats.damaged_bytes += end - start
             self.stats.torn_tails += tail
