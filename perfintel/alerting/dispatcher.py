@@ -37,7 +37,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from perfintel.alerting import escalation
-from perfintel.alerting.amconfig import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.incidents import (
     SEVERITY_RANK,
     CausesHook,
@@ -60,6 +59,7 @@ from perfintel.alerting.notification import (
     common_items,
     idempotency_key,
 )
+from perfintel.alerting.notify_config import EscalationPolicy, NotifyConfig, Receiver, Route
 from perfintel.alerting.silences import Inhibitor, Silence
 from perfintel.alerting.time_intervals import in_any
 from perfintel.errors import NotFoundError

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from perfintel.alerting.amconfig import EscalationLevel, EscalationPolicy
 from perfintel.alerting.incidents import Escalation, Incident
 from perfintel.alerting.matchers import matches_all
+from perfintel.alerting.notify_config import EscalationLevel, EscalationPolicy
 from perfintel.model import LabelSet
 
 #: the labels of one member alert of an incident (None once it is forgotten)

@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from perfintel.alerting.amconfig import IncidentSettings
 from perfintel.alerting.model import Alert
+from perfintel.alerting.notify_config import IncidentSettings
 
 IncidentState = Literal["open", "acknowledged", "resolved"]
 Link = Literal["first", "labels", "dependency", "co-movement", "storm", "reopen"]

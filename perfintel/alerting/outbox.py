@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from perfintel.alerting.amconfig import Integration
 from perfintel.alerting.channels.base import Channel, ChannelContext, DeliveryError, Message
 from perfintel.alerting.notification import Notification
+from perfintel.alerting.notify_config import Integration
 from perfintel.alerting.state.notify_store import NotifyStore, OutboxRow
 from perfintel.alerting.templates import Rendered
 

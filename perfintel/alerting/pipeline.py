@@ -32,10 +32,6 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from perfintel.alerting.amconfig import (
-    EscalationPolicy,
-    Integration,
-    NotifyConfig,
-    Receiver,
     default_config,
     load_config,
     parse_policy,
@@ -46,6 +42,7 @@ from perfintel.alerting.dispatcher import NotifyCore
 from perfintel.alerting.incidents import CausesHook, Incident, Relatedness, RootCauseHook
 from perfintel.alerting.model import Alert
 from perfintel.alerting.notification import Notification
+from perfintel.alerting.notify_config import EscalationPolicy, Integration, NotifyConfig, Receiver
 from perfintel.alerting.outbox import Links, OutboxWorker
 from perfintel.alerting.signing import ack_url, verify
 from perfintel.alerting.silences import Silence

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from perfintel.alerting.amconfig import InhibitRule
 from perfintel.alerting.matchers import LabelMatcher, matches_all
+from perfintel.alerting.notify_config import InhibitRule
 from perfintel.errors import BadInputError
 
 

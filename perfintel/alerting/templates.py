@@ -21,8 +21,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from perfintel.alerting.amconfig import TemplateOverride
 from perfintel.alerting.notification import AlertSnapshot, Notification, rfc3339
+from perfintel.alerting.notify_config import TemplateOverride
 
 log = logging.getLogger(__name__)
 

@@ -61,6 +61,10 @@ many active series (default 100,000, one sample each every 10 s): 30 rounds
 sent as fast as the server accepts, then rounds at the real 10 s pace for a
 while; peak (``VmHWM`` and sampled ``VmRSS``) and final ``VmRSS`` are reported
 (VictoriaMetrics gets the same feed unless ``--skip-vm``).
+
+This module runs the main benchmark and holds the entry points; the engines,
+their flushes and queries are in ``storage_engines``, the request bodies in
+``storage_wire``, the ``--memory`` run in ``storage_memory``.
 """
 
 from __future__ import annotations
@@ -74,283 +78,35 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import httpx
-import numpy as np
 
 from perfintel.batch import SampleBatch
 from perfintel.bench.harness import (
     BenchError,
-    QueryTiming,
-    ServerProcess,
     dir_bytes,
-    free_port,
-    perfintel_server,
     rss_bytes,
     send_sharded,
-    time_query,
-    victoria_metrics,
 )
-from perfintel.bench.workload import generate_workload, request_batches, workload_shape
+from perfintel.bench.storage_engines import (
+    PERFINTEL,
+    VM,
+    Bench,
+    EngineFigures,
+    StorageBenchOptions,
+    flush_perfintel,
+    flush_vm,
+    ratio,
+    run_queries,
+)
+from perfintel.bench.storage_memory import run_memory
+from perfintel.bench.storage_wire import LP_HEADERS, RW_HEADERS, encode_lp, encode_rw
+from perfintel.bench.workload import generate_workload, request_batches
 from perfintel.errors import OverloadedError
-from perfintel.model import metric_name
 
 __all__ = ["StorageBenchOptions", "main", "run_storage_bench"]
-
-PERFINTEL = "perfintel"
-VM = "VictoriaMetrics"
-RW_HEADERS = {
-    "Content-Encoding": "snappy",
-    "Content-Type": "application/x-protobuf",
-    "User-Agent": "perfintel-bench/0.1",
-    "X-Prometheus-Remote-Write-Version": "0.1.0",
-}
-LP_HEADERS = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "perfintel-bench/0.1"}
-Q1_SERIES = 'bench_cpu_usage{instance="host-00000:9103"}'
-Q3_SELECTOR = '{__name__=~"bench_.*",job="bench"}'  # every workload series, nothing else
-
-
-@dataclass
-class StorageBenchOptions:
-    """Everything the benchmark can be told (the CLI and the script map flags onto it)."""
-
-    series: int = 1000
-    hours: float = 24.0
-    step: int = 10
-    seed: int = 0
-    skip_vm: bool = False
-    keep: bool = False
-    port: int = 0  # perfintel's port (VictoriaMetrics gets port + 1); 0 picks free ports
-    concurrency: int = 4
-    samples_per_request: int = 10_000
-    lp_lines_per_request: int = 10_000
-    lp_max_samples: int = 8_640_000
-    inprocess_batch_samples: int = 1_000_000
-    inprocess_repeats: int = 3
-    warmups: int = 3
-    repeats: int = 20
-    anomaly: bool = False  # keep perfintel's online anomaly detector on (as shipped)
-    skip_lp: bool = False  # leave out the line-protocol phase
-    queries_only: Path | None = None  # rerun the queries on a --keep run's data directories
-    memory: bool = False
-    memory_series: int = 100_000
-    memory_rounds: int = 30
-    memory_realtime_s: float = 60.0
-    work_dir: Path | None = None
-    vm_binary: str = "/usr/bin/victoria-metrics"
-    out: Callable[[str], None] = print
-
-
-@dataclass
-class EngineFigures:
-    rw_samples_per_s: float = math.nan
-    lp_samples_per_s: float = math.nan
-    disk_bytes: int = 0
-    bytes_per_sample: float = math.nan
-    stored_samples: int = 0
-    flush_s: float = math.nan
-    rss_peak: int = 0
-    queries: dict[str, QueryTiming] = field(default_factory=dict)
-    query_api: str = ""
-
-
-# -- the workload on the wire --------------------------------------------------------------------
-
-
-def _encode_rw(shards: list[list[SampleBatch]]) -> list[list[bytes]]:
-    from perfintel.ingest.remote_write import encode_remote_write
-
-    return [[encode_remote_write(b) for b in shard] for shard in shards]
-
-
-def _lp_escape(s: str) -> str:
-    return s.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _encode_lp(shards: list[list[SampleBatch]]) -> list[list[bytes]]:
-    """``name,tag=v,... value=<float> <ms>`` lines (metric ``<name>_value`` once mapped)."""
-    prefixes: dict[Any, str] = {}
-    out: list[list[bytes]] = []
-    for shard in shards:
-        bodies = []
-        for b in shard:
-            pre = []
-            for ls in b.series:
-                p = prefixes.get(ls)
-                if p is None:
-                    tags = ",".join(
-                        f"{_lp_escape(k)}={_lp_escape(v)}" for k, v in ls if k != "__name__"
-                    )
-                    p = prefixes[ls] = f"{_lp_escape(metric_name(ls))},{tags} value="
-                pre.append(p)
-            lines = [
-                f"{pre[i]}{v!r} {t}"
-                for i, v, t in zip(
-                    b.series_idx.tolist(), b.values.tolist(), b.timestamps.tolist(), strict=True
-                )
-            ]
-            bodies.append(("\n".join(lines) + "\n").encode())
-        out.append(bodies)
-    return out
-
-
-# -- the engines ---------------------------------------------------------------------------------
-
-
-class _Bench:
-    def __init__(self, opts: StorageBenchOptions, root: Path) -> None:
-        self.opts = opts
-        self.root = root
-        self.say = opts.out
-        self.ports = (opts.port, opts.port + 1) if opts.port else (free_port(), free_port())
-        self.running: list[ServerProcess] = []
-
-    def server(self, engine: str, name: str, data: Path | None = None) -> ServerProcess:
-        data = data or self.root / name
-        data.mkdir(parents=True, exist_ok=True)
-        log = self.root / f"{name}.log"
-        if engine == PERFINTEL:
-            srv = perfintel_server(data, self.ports[0], log, anomaly=self.opts.anomaly)
-        else:
-            srv = victoria_metrics(data, self.ports[1], log, self.opts.vm_binary)
-        self.running.append(srv)
-        srv.start()
-        return srv
-
-    def stop_all(self) -> None:
-        for srv in self.running:
-            srv.stop()
-        self.running.clear()
-
-    def engines(self) -> list[str]:
-        return [PERFINTEL] if self.opts.skip_vm else [PERFINTEL, VM]
-
-
-def _flush_perfintel(srv: ServerProcess) -> int:
-    r = httpx.post(f"{srv.base_url}/api/v1/admin/flush", timeout=1800.0)
-    if r.status_code != 200:
-        raise BenchError(f"perfintel flush answered {r.status_code}: {r.text[:300]}")
-    return int(r.json().get("samples", 0))
-
-
-def _vm_metric_sum(base_url: str, name: str, type_prefix: str = "") -> float:
-    total = 0.0
-    for line in httpx.get(f"{base_url}/metrics", timeout=30.0).text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if type_prefix and f'type="{type_prefix}' not in line:
-                continue
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def _flush_vm(srv: ServerProcess, data: Path, timeout_s: float = 600.0) -> int:
-    """Force flush and merge, then wait until no merge runs and the size holds still."""
-    for path in ("/internal/force_flush", "/internal/force_merge"):
-        r = httpx.get(srv.base_url + path, timeout=600.0)
-        if r.status_code != 200:
-            raise BenchError(f"VictoriaMetrics {path} answered {r.status_code}: {r.text[:300]}")
-    deadline = time.monotonic() + timeout_s
-    stable, last = 0, -1
-    while time.monotonic() < deadline and stable < 3:
-        time.sleep(1.0)
-        size = dir_bytes(data)
-        merging = _vm_metric_sum(srv.base_url, "vm_active_merges")
-        stable = stable + 1 if size == last and merging == 0 else 0
-        last = size
-    return int(_vm_metric_sum(srv.base_url, "vm_rows", "storage/"))
-
-
-def _query_plan(
-    base_url: str, start_s: float, end_s: float, step_s: int
-) -> tuple[str, list[tuple[str, str, dict[str, Any]]]]:
-    """The three queries for perfintel: PromQL when ``/api/v1/query_range`` works, else series/query."""
-    q1_start = end_s - 3600
-    promql = _promql_queries(start_s, end_s, step_s)
-    try:
-        r = httpx.get(
-            f"{base_url}/api/v1/query_range",
-            params={"query": Q1_SERIES, "start": q1_start, "end": end_s, "step": step_s},
-            timeout=60.0,
-        )
-        if r.status_code == 200 and r.json().get("status") == "success":
-            return "PromQL /api/v1/query_range", promql
-    except (httpx.HTTPError, ValueError):
-        pass
-    sq = "/api/v1/series/query"
-    return "/api/v1/series/query", [
-        ("q1", sq, {"match": Q1_SERIES, "start": q1_start, "end": end_s}),
-        ("q2", sq, {"match": Q1_SERIES, "start": start_s, "end": end_s, "step": "5m", "fn": "avg"}),
-        (
-            "q3",
-            sq,
-            {
-                "match": Q3_SELECTOR,
-                "start": start_s,
-                "end": end_s,
-                "step": "5m",
-                "fn": "avg",
-                "agg": "sum",
-                "by": "service",
-            },
-        ),
-    ]
-
-
-def _promql_queries(
-    start_s: float, end_s: float, step_s: int
-) -> list[tuple[str, str, dict[str, Any]]]:
-    qr = "/api/v1/query_range"
-    return [
-        ("q1", qr, {"query": Q1_SERIES, "start": end_s - 3600, "end": end_s, "step": f"{step_s}s"}),
-        (
-            "q2",
-            qr,
-            {
-                "query": f"avg_over_time({Q1_SERIES}[5m])",
-                "start": start_s,
-                "end": end_s,
-                "step": "5m",
-            },
-        ),
-        (
-            "q3",
-            qr,
-            {
-                "query": f"sum by (service) (avg_over_time({Q3_SELECTOR}[5m]))",
-                "start": start_s,
-                "end": end_s,
-                "step": "5m",
-            },
-        ),
-    ]
-
-
-def _run_queries(
-    b: _Bench, engine: str, srv: ServerProcess, window: tuple[float, float], fig: EngineFigures
-) -> None:
-    start_s, end_s = window
-    if engine == PERFINTEL:
-        fig.query_api, plan = _query_plan(srv.base_url, start_s, end_s, b.opts.step)
-    else:
-        fig.query_api = "PromQL /api/v1/query_range (nocache=1)"
-        plan = [
-            (n, p, {**q, "nocache": "1"})
-            for n, p, q in _promql_queries(start_s, end_s, b.opts.step)
-        ]
-    with httpx.Client(base_url=srv.base_url, timeout=600.0) as client:
-        for name, path, params in plan:
-            fig.queries[name] = t = time_query(
-                client, path, params, warmups=b.opts.warmups, repeats=b.opts.repeats
-            )
-            b.say(
-                f"  {engine} {name}: median {t.median_s * 1000:.1f} ms ({t.series} series, {t.points} points)"
-            )
 
 
 # -- the main benchmark --------------------------------------------------------------------------
@@ -368,7 +124,7 @@ class InProcessFigures:
         return statistics.median(self.rates) if self.rates else math.nan
 
 
-def _inprocess(b: _Bench, workload: SampleBatch) -> InProcessFigures:
+def _inprocess(b: Bench, workload: SampleBatch) -> InProcessFigures:
     """``DuckDBStore.append`` of the whole workload, repeated on fresh directories."""
     from perfintel.storage.duckdb import DuckDBStore
 
@@ -401,7 +157,7 @@ def _inprocess(b: _Bench, workload: SampleBatch) -> InProcessFigures:
     return fig
 
 
-def _run_main(b: _Bench) -> None:
+def _run_main(b: Bench) -> None:
     opts, say = b.opts, b.say
     step_ms = opts.step * 1000
     now_ms = int(time.time() * 1000)
@@ -427,7 +183,7 @@ def _run_main(b: _Bench) -> None:
             f"{inproc.overloaded} appends refused while the head was full"
         )
     t0 = time.perf_counter()
-    rw = _encode_rw(
+    rw = encode_rw(
         request_batches(
             workload, shards=opts.concurrency, samples_per_request=opts.samples_per_request
         )
@@ -442,7 +198,7 @@ def _run_main(b: _Bench) -> None:
             max_samples=opts.lp_max_samples,
         )
     )
-    lp = _encode_lp(lp_shards)
+    lp = encode_lp(lp_shards)
     lp_n = sum(len(x) for s in lp_shards for x in s)
     del lp_shards
     rw_bytes = sum(len(x) for s in rw for x in s)
@@ -476,9 +232,9 @@ def _run_main(b: _Bench) -> None:
             t1 = time.perf_counter()
             data = b.root / name
             if engine == PERFINTEL:
-                fig.stored_samples = _flush_perfintel(srv)
+                fig.stored_samples = flush_perfintel(srv)
             else:
-                fig.stored_samples = _flush_vm(srv, data)
+                fig.stored_samples = flush_vm(srv, data)
             fig.flush_s = time.perf_counter() - t1
             fig.disk_bytes = dir_bytes(data)
             fig.bytes_per_sample = fig.disk_bytes / n
@@ -486,7 +242,7 @@ def _run_main(b: _Bench) -> None:
                 f"  {engine} on disk after flush/merge ({fig.flush_s:.1f} s): {fig.disk_bytes:,} B = "
                 f"{fig.bytes_per_sample:.3f} B/sample (engine counts {fig.stored_samples:,} samples)"
             )
-            _run_queries(b, engine, srv, window, fig)
+            run_queries(b, engine, srv, window, fig)
             fig.rss_peak = rss_bytes(srv.pid)[1]
         finally:
             srv.stop()
@@ -517,7 +273,7 @@ def _window(ts_max: int) -> tuple[float, float]:
     return (end_s - 86_400, end_s)
 
 
-def _run_queries_only(b: _Bench, kept: Path) -> None:
+def _run_queries_only(b: Bench, kept: Path) -> None:
     """The queries again, on the data directories a ``--keep`` run left in ``kept``."""
     try:
         info = json.loads((kept / _WINDOW_FILE).read_text())
@@ -537,7 +293,7 @@ def _run_queries_only(b: _Bench, kept: Path) -> None:
             raise BenchError(f"no {data} (run with --keep first)")
         srv = b.server(engine, f"{engine.lower()}-rw", data)
         try:
-            _run_queries(b, engine, srv, window, figs[engine])
+            run_queries(b, engine, srv, window, figs[engine])
             figs[engine].rss_peak = rss_bytes(srv.pid)[1]
         finally:
             srv.stop()
@@ -552,13 +308,7 @@ def _query_cell(name: str) -> Callable[[EngineFigures], str]:
     return cell
 
 
-def _ratio(a: float, b: float) -> str:
-    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
-        return "n/a"
-    return f"{a / b:.2f}"
-
-
-def _report(b: _Bench, n: int, figs: dict[str, EngineFigures], inproc: InProcessFigures) -> None:
+def _report(b: Bench, n: int, figs: dict[str, EngineFigures], inproc: InProcessFigures) -> None:
     say = b.say
     engines = list(figs)
     rows: list[tuple[str, ...]] = [("figure", *engines)]
@@ -609,139 +359,11 @@ def _report(b: _Bench, n: int, figs: dict[str, EngineFigures], inproc: InProcess
 
     say(
         "perfintel/VictoriaMetrics: "
-        f"rw_ingest={_ratio(p.rw_samples_per_s, v.rw_samples_per_s)} "
-        f"lp_ingest={_ratio(p.lp_samples_per_s, v.lp_samples_per_s)} "
-        f"bytes_per_sample={_ratio(p.bytes_per_sample, v.bytes_per_sample)} "
-        f"q1={_ratio(med(p, 'q1'), med(v, 'q1'))} q2={_ratio(med(p, 'q2'), med(v, 'q2'))} "
-        f"q3={_ratio(med(p, 'q3'), med(v, 'q3'))}"
-    )
-
-
-# -- memory with many active series --------------------------------------------------------------
-
-
-class _RssSampler:
-    def __init__(self, pid: int, every_s: float = 0.5) -> None:
-        self.pid = pid
-        self.every_s = every_s
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.peak = max(self.peak, rss_bytes(self.pid)[0])
-            except OSError:
-                return
-
-    def __enter__(self) -> _RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _run_memory(b: _Bench) -> None:
-    opts, say = b.opts, b.say
-    rounds = opts.memory_rounds
-    realtime = max(0, math.ceil(opts.memory_realtime_s / 10))
-    now_ms = int(time.time() * 1000)
-    start_ms = (now_ms - rounds * 10_000) // 10_000 * 10_000
-    t0 = time.perf_counter()
-    wl = generate_workload(
-        n_series=opts.memory_series,
-        hours=(rounds + realtime) * 10 / 3600,
-        step_s=10,
-        seed=opts.seed,
-        start_ms=start_ms,
-    )
-    # requests of up to samples_per_request series × one step; a series always goes
-    # through the same sender thread, so each series' samples arrive in order
-    n_series, n_steps = workload_shape(wl)
-    ts = wl.timestamps.reshape(n_series, n_steps)
-    vals = wl.values.reshape(n_series, n_steps)
-    chunks: list[list[bytes]] = []  # [chunk][round]
-    for a in range(0, n_series, opts.samples_per_request):
-        rows = slice(a, min(a + opts.samples_per_request, n_series))
-        series = wl.series[rows]
-        idx = np.arange(len(series), dtype=np.int32)
-        chunks.append(
-            _encode_rw(
-                [
-                    [
-                        SampleBatch(series, idx, ts[rows, r].copy(), vals[rows, r].copy())
-                        for r in range(n_steps)
-                    ]
-                ]
-            )[0]
-        )
-    del wl, ts, vals
-    threads = [
-        list(range(t, len(chunks), opts.concurrency))
-        for t in range(min(opts.concurrency, len(chunks)))
-    ]
-
-    def round_bodies(rs: range) -> list[list[bytes]]:
-        return [[chunks[c][r] for r in rs for c in mine] for mine in threads]
-
-    say(
-        f"memory: {opts.memory_series:,} active series, {rounds} fast rounds then {realtime} rounds at 10 s "
-        f"({time.perf_counter() - t0:.1f} s to build)"
-    )
-    results: dict[str, tuple[float, int, int, int]] = {}
-    for engine in b.engines():
-        srv = b.server(engine, f"{engine.lower()}-mem")
-        try:
-            base_rss = rss_bytes(srv.pid)[0]
-            with _RssSampler(srv.pid) as sampler:
-                rep = send_sharded(
-                    srv.base_url, "/api/v1/write", round_bodies(range(rounds)), headers=RW_HEADERS
-                )
-                rate = opts.memory_series * rounds / rep.seconds
-                say(
-                    f"  {engine}: {rounds} rounds in {rep.seconds:.1f} s ({rate / 1e6:.2f} M samples/s), "
-                    f"RSS {rss_bytes(srv.pid)[0] / 2**20:.0f} MiB"
-                )
-                for r in range(rounds, rounds + realtime):
-                    due = time.monotonic() + 10.0
-                    send_sharded(
-                        srv.base_url,
-                        "/api/v1/write",
-                        round_bodies(range(r, r + 1)),
-                        headers=RW_HEADERS,
-                    )
-                    time.sleep(max(0.0, due - time.monotonic()))
-                final, hwm = rss_bytes(srv.pid)
-            peak = max(hwm, sampler.peak)
-            results[engine] = (rate, base_rss, peak, final)
-            say(
-                f"  {engine}: peak RSS {peak / 2**20:.0f} MiB, final {final / 2**20:.0f} MiB "
-                f"(idle at start {base_rss / 2**20:.0f} MiB)"
-            )
-        finally:
-            srv.stop()
-    say("")
-    say(
-        f"memory benchmark: {opts.memory_series:,} active series, one sample each per 10 s; "
-        f"perfintel anomaly detector {'on' if opts.anomaly else 'off'}"
-    )
-    say(
-        f"{'engine':16} {'fast ingest M/s':>15} {'idle MiB':>9} {'peak MiB':>9} {'final MiB':>9} {'B/series':>9}"
-    )
-    for engine, (rate, base_rss, peak, final) in results.items():
-        say(
-            f"{engine:16} {rate / 1e6:15.3f} {base_rss / 2**20:9.0f} {peak / 2**20:9.0f} {final / 2**20:9.0f} "
-            f"{(final - base_rss) / opts.memory_series:9.0f}"
-        )
-    p = results[PERFINTEL]
-    v = results.get(VM)
-    say(
-        f"perfintel memory: series={opts.memory_series} peak_rss_mib={p[2] / 2**20:.0f} "
-        f"final_rss_mib={p[3] / 2**20:.0f}"
-        + (f" vs VictoriaMetrics peak={_ratio(p[2], v[2])} final={_ratio(p[3], v[3])}" if v else "")
+        f"rw_ingest={ratio(p.rw_samples_per_s, v.rw_samples_per_s)} "
+        f"lp_ingest={ratio(p.lp_samples_per_s, v.lp_samples_per_s)} "
+        f"bytes_per_sample={ratio(p.bytes_per_sample, v.bytes_per_sample)} "
+        f"q1={ratio(med(p, 'q1'), med(v, 'q1'))} q2={ratio(med(p, 'q2'), med(v, 'q2'))} "
+        f"q3={ratio(med(p, 'q3'), med(v, 'q3'))}"
     )
 
 
@@ -751,10 +373,10 @@ def _run_memory(b: _Bench) -> None:
 def run_storage_bench(options: StorageBenchOptions) -> None:
     """Run the benchmark described in the module docstring and print its figures."""
     root = Path(tempfile.mkdtemp(prefix="perfintel-bench-", dir=options.work_dir))
-    bench = _Bench(options, root)
+    bench = Bench(options, root)
     try:
         if options.memory:
-            _run_memory(bench)
+            run_memory(bench)
         elif options.queries_only is not None:
             _run_queries_only(bench, options.queries_only)
         else:

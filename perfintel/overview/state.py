@@ -27,7 +27,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.background import pause
-from perfintel.config import DashboardSettings
+from perfintel.config_sections import DashboardSettings
 from perfintel.live.hub import LiveHub
 from perfintel.model import LabelSet, Selector
 from perfintel.overview import gather

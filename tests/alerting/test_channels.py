@@ -15,10 +15,10 @@ import httpx
 import pytest
 from notify_helpers import T0, HttpReceiver, free_port, receiver
 
-from perfintel.alerting.amconfig import TemplateOverride
 from perfintel.alerting.channels.base import ChannelContext, DeliveryError, Message, load_channels
 from perfintel.alerting.channels.pagerduty import dedup_key
 from perfintel.alerting.notification import AlertSnapshot, Notification
+from perfintel.alerting.notify_config import TemplateOverride
 from perfintel.alerting.templates import Renderer
 
 CHANNELS = load_channels()

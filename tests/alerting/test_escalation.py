@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from perfintel.alerting.amconfig import EscalationLevel, EscalationPolicy
 from perfintel.alerting.escalation import due_level, policy_for
 from perfintel.alerting.incidents import Incident, Member
 from perfintel.alerting.matchers import parse_matcher
+from perfintel.alerting.notify_config import EscalationLevel, EscalationPolicy
 from perfintel.model import LabelSet, label_set
 
 T0 = 1_000_000.0

@@ -21,7 +21,7 @@ from perfintel.alerting.state.inbox import AlertInbox
 from perfintel.alerting.state.leases import LeaseManager
 from perfintel.alerting.state.rule_store import SqlRuleState
 from perfintel.batch import SampleBatch
-from perfintel.config import AlertingSettings
+from perfintel.config_sections import AlertingSettings
 from perfintel.errors import LeaseLostError
 from perfintel.storage.base import AppendResult
 from perfintel.storage.memory import MemoryStore

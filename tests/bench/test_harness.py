@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from perfintel.bench.harness import dir_bytes, rss_bytes
-from perfintel.bench.storage import _encode_lp, _encode_rw
+from perfintel.bench.storage_wire import encode_lp, encode_rw
 from perfintel.bench.workload import generate_workload, request_batches
 from perfintel.ingest.influx import parse_influx_line_protocol
 from perfintel.ingest.remote_write import decode_remote_write
@@ -33,8 +33,8 @@ def test_rss_from_a_captured_proc_tree(tmp_path: Path) -> None:
 def test_bodies_decode_back_to_the_workload() -> None:
     wl = generate_workload(n_series=12, hours=0.5, step_s=10, seed=3, start_ms=1_764_000_000_000)
     shards = request_batches(wl, shards=2, samples_per_request=600)
-    rw = _encode_rw(shards)
-    lp = _encode_lp(shards)
+    rw = encode_rw(shards)
+    lp = encode_lp(shards)
     for batches, rw_bodies, lp_bodies in zip(shards, rw, lp, strict=True):
         for b, rw_body, lp_body in zip(batches, rw_bodies, lp_bodies, strict=True):
             got = decode_remote_write(bytes(cramjam.snappy.decompress_raw(rw_body)))

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ingest_strategies import series_strategy
 
 from perfintel.batch import LineError
-from perfintel.ingest import _scan, influx, remote_write
+from perfintel.ingest import _scan, influx, influx_line, remote_write
 from perfintel.ingest.influx import PRECISIONS, parse_influx_line_protocol
 from perfintel.ingest.remote_write import (
     _decode_remote_write_upb,
@@ -130,8 +130,8 @@ def reference(data: bytes, precision: str = "ns", default_ts: int = NOW):
         if not stripped or stripped.startswith(b"#"):
             continue
         try:
-            got = influx._parse_line(line, mul, div, default_ts)
-        except influx._LineFail as exc:
+            got = influx_line.parse_line(line, mul, div, default_ts)
+        except influx_line.LineFail as exc:
             errors.append(str(LineError(n, str(exc))))
             continue
         samples.extend((ls, ts, struct.pack("<d", v)) for ls, ts, v in got)

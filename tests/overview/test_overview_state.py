@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from perfintel.batch import SampleBatch
-from perfintel.config import DashboardSettings
+from perfintel.config_sections import DashboardSettings
 from perfintel.live.hub import LiveHub
 from perfintel.model import label_set
 from perfintel.overview.state import OverviewState, Probes

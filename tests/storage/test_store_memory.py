@@ -13,8 +13,7 @@ from store_helpers import DAY, HOUR, T0, Clock
 
 from perfintel.batch import SampleBatch
 from perfintel.model import LabelSet, Matcher, MatchOp, Selector, label_set, parse_selector
-from perfintel.storage.duckdb import DuckDBStore, StoreOptions
-from perfintel.storage.duckdb import store as store_module
+from perfintel.storage.duckdb import DuckDBStore, StoreOptions, maintenance
 from perfintel.storage.duckdb.index import SeriesIndex
 from perfintel.storage.duckdb.wal import SEGMENT_MAGIC, WriteAheadLog
 
@@ -96,7 +95,7 @@ def test_sliced_flush_writes_what_one_slice_writes(
 ) -> None:
     results = []
     for slice_samples in (1 << 30, 37):
-        monkeypatch.setattr(store_module, "_FLUSH_SLICE_SAMPLES", slice_samples)
+        monkeypatch.setattr(maintenance, "_FLUSH_SLICE_SAMPLES", slice_samples)
         st = DuckDBStore(
             tmp_path / str(slice_samples),
             StoreOptions(background=False),
@@ -117,7 +116,7 @@ def test_sliced_flush_writes_what_one_slice_writes(
 
 
 def test_failed_flush_puts_everything_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_module, "_FLUSH_SLICE_SAMPLES", 37)
+    monkeypatch.setattr(maintenance, "_FLUSH_SLICE_SAMPLES", 37)
     st = DuckDBStore(
         tmp_path, StoreOptions(background=False), clock=Clock(T0 + 4 * HOUR + 10 * 60_000)
     )
@@ -158,7 +157,7 @@ def test_compaction_in_small_steps_merges_the_same(
 ) -> None:
     results = []
     for step in (1 << 30, 50):
-        monkeypatch.setattr(store_module, "_COMPACT_STEP_SAMPLES", step)
+        monkeypatch.setattr(maintenance, "_COMPACT_STEP_SAMPLES", step)
         st = DuckDBStore(
             tmp_path / str(step), StoreOptions(background=False), clock=Clock(T0 + DAY)
         )

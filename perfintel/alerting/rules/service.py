@@ -56,7 +56,7 @@ from perfintel.alerting.state.leases import LeaseManager
 from perfintel.alerting.state.rule_store import SqlRuleState
 from perfintel.background import pause
 from perfintel.collect.schedule import next_tick, stable_offset
-from perfintel.config import AlertingSettings
+from perfintel.config_sections import AlertingSettings
 from perfintel.errors import BadInputError, NotFoundError, PerfintelError
 from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import Store

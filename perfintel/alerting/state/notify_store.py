@@ -18,12 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from perfintel.alerting.amconfig import Integration
 from perfintel.alerting.dispatcher import INCIDENT_RETENTION, AlertRecord, NotifyCore
 from perfintel.alerting.incidents import Incident
 from perfintel.alerting.matchers import LabelMatcher
 from perfintel.alerting.model import Alert
 from perfintel.alerting.notification import Notification
+from perfintel.alerting.notify_config import Integration
 from perfintel.alerting.silences import Silence
 from perfintel.alerting.state import notify_tables as t
 from perfintel.alerting.state.database import dialect_insert
