@@ -88,9 +88,6 @@ from perfintel.storage.duckdb.tiers import RollupTiers, tier_table_sql
 from perfintel.storage.duckdb.wal import WalSamples, WriteAheadLog
 
 log = logging.getLogger(__name__)
-MINUTE = 60_000
-HOUR = 60 * MINUTE
-DAY = 24 * HOUR
 LOST_SERIES_NAME = "perfintel_wal_lost_series"  # series whose WAL definition was damaged
 
 
