@@ -96,6 +96,8 @@ explained by the earliest change of another entity that began before it and
 whose path it follows closely (``orphan_corr``), with no gain limit (queueing
 amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
+*Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
+that came and went before it and moved none of them ranks after every other.
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -117,7 +119,7 @@ from perfintel.model import LabelSet
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_links import OrphanRule, learned_links, orphan_links
-from .rootcause_pairs import pair_tests, path_corrs
+from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -130,6 +132,8 @@ from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
 _LATE = 1000.0
+#: subtracted from the score of a bygone change (ranks it after every present or relevant one)
+_BYGONE = 100.0
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,14 @@ class RootCauseParams:
     orphan_gain: float = 0.0
     orphan_roles: float = 0.0
     orphan_quorum: float = 2.0
+    #: bygone changes, 0 off: when symptoms (latency, errors) changed by the incident time, a
+    #: change that came back within ``max(onset_sigma, bygone × |peak|)`` of its baseline
+    #: before the incident time and moved no symptom (is none and explains none, directly or
+    #: through what it explains) ranks after every other: an incident is what is wrong when
+    #: the alert fires and what moved its symptoms, and a change that came and went before it
+    #: without touching them is another event, however large (see :func:`_moves_symptoms`)
+    #: (0.35 chosen by cross-validation, ``--cv --only bygone``)
+    bygone: float = 0.35
 
 
 @dataclass(frozen=True)
@@ -590,6 +602,12 @@ def _rank(
         i: [j for j in explains[i] if current[j] and follows[i, j] >= closest[j] - p.credit_margin]
         for i in cands
     }
+    moves = _moves_symptoms([j for j in cands if role[j] in symptom and current[j]], explained)
+    until = active_until(ch.z[rows], ch.peak[rows], p.onset_sigma, p.bygone).tolist()
+    gone = {
+        i: bool(p.bygone > 0 and u < slack - p.onset_slack)
+        for i, u in zip(cands, until, strict=True)
+    }
     scores = {}
     for i in cands:
         support = _support(
@@ -601,12 +619,27 @@ def _rank(
             if shapes[i] == "ramp":  # still growing at the incident time
                 front = slack
             s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
+        if gone[i] and moves and i not in moves:
+            s -= _BYGONE
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
     return _Ranking(
         cands, shapes, explains, explained, strength, _after_explainers(scores, explained)
     )
+
+
+def _moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]]) -> set[int]:
+    """The symptoms and every change that explains one, directly or through a chain of
+    explained changes (walked back from the symptoms along ``explained``)."""
+    seen = set(symptoms)
+    todo = list(symptoms)
+    while todo:
+        for k in explained[todo.pop()]:
+            if k not in seen:
+                seen.add(k)
+                todo.append(k)
+    return seen
 
 
 def _after_explainers(

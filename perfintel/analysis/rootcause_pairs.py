@@ -120,3 +120,16 @@ def pair_tests(
     together = np.where(says, ahead, larger)
     first = (np.abs(d) <= max_prop) & np.where(apart, d > 0, together)
     return Pairs(first, hosts, allowed, same)
+
+
+def active_until(
+    z: np.ndarray, peak: np.ndarray, onset_sigma: float, fraction: float
+) -> np.ndarray:
+    """The last step (window index) at which each row is still departed toward its ``peak``
+    by its onset level (``max(onset_sigma, fraction × |peak|)``, at most ``|peak|``: the level
+    at which the ranking dates a change's beginning); -1 never."""
+    top = np.abs(peak)
+    level = np.minimum(np.maximum(onset_sigma, fraction * top), top)
+    on = np.sign(peak)[:, None] * z >= level[:, None]
+    last = z.shape[1] - 1 - np.argmax(on[:, ::-1], axis=1)
+    return np.where(on.any(axis=1), last, -1)

@@ -554,6 +554,53 @@ def test_a_symptom_its_own_workload_explains_is_no_orphan() -> None:
     assert linked == {"search_latency_seconds"}
 
 
+def _bygone_case(blip_until: int, moved: bool = False) -> list[SeriesInput]:
+    """checkout's CPU steps up ~12σ at step 212 and its latency ~15σ a step later (the
+    incident, at 220); a batch job's memory jumps ~100σ at step 195 and is back at
+    ``blip_until``, moving nothing (``moved``: the batch job's latency with it)."""
+    cpu = noise(31, 0.4, 0.01)
+    cpu[212:] += 0.12
+    latency = noise(32, 0.10, 0.002)
+    latency[213:] += 0.03
+    memory = noise(33, 2.0, 0.01)
+    memory[195:blip_until] += 1.0
+    series = [
+        si("cpu_utilisation", "api-1", cpu, "checkout"),
+        si("latency_seconds", "api-1", latency, "checkout"),
+        si("memory_bytes", "batch-1", memory, "batch"),
+    ]
+    if moved:
+        slow = noise(34, 0.5, 0.01)
+        slow[196:blip_until] += 0.3
+        series.append(si("batch_latency_seconds", "batch-1", slow, "batch"))
+    return series
+
+
+def test_a_change_that_came_and_went_before_the_alert_without_moving_a_symptom_ranks_after() -> (
+    None
+):
+    def top(blip_until: int, bygone: float, moved: bool = False) -> str:
+        causes = rank_root_causes(
+            T,
+            _bygone_case(blip_until, moved),
+            GRID,
+            window_ms=30 * STEP,
+            baseline_ms=150 * STEP,
+            params=rootcause.RootCauseParams(bygone=bygone),
+        )
+        return metric_name(causes[0].labels)
+
+    # option off: the batch job's large blip outranks the CPU step that moved the latency
+    assert top(198, 0.0) == "memory_bytes"
+    # on: the blip was over long before the alert and moved no symptom, so it is another event
+    for level in (0.2, 0.5):
+        assert top(198, level) == "cpu_utilisation"
+    # still departed at the incident time it is present, whatever it moved: not demoted
+    assert top(N, 0.5) == "memory_bytes"
+    # over, but it moved a symptom (its own latency): part of what is wrong, not demoted
+    assert top(198, 0.5, moved=True) == "memory_bytes"
+
+
 def _path_corr_reference(z: np.ndarray, onset: np.ndarray, i: int, j: int) -> float:
     """One pair at a time, with ``np.corrcoef`` (how the ranking computed it before it was
     vectorised)."""
