@@ -98,6 +98,8 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
+*Cycles* (``cycles``): changes that explain one another rank as one phenomenon, after what
+explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -118,6 +120,7 @@ from perfintel.model import LabelSet
 
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
+from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_words import (
@@ -214,6 +217,10 @@ class RootCauseParams:
     #: without touching them is another event, however large (see :func:`_moves_symptoms`)
     #: (0.35 chosen by cross-validation, ``--cv --only bygone``)
     bygone: float = 0.35
+    #: a cycle of explained-by links, 0 off (cut where a depth-first walk closes it): one
+    #: phenomenon, after what explains it from outside, ordered by onset then role (1: the
+    #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause_cycles`)
+    cycles: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -624,9 +631,13 @@ def _rank(
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
-    return _Ranking(
-        cands, shapes, explains, explained, strength, _after_explainers(scores, explained)
-    )
+    if p.cycles:
+        last = len(ROLE_ORDER)
+        key = {i: (int(ch.onset[i]), role[i] if role[i] >= 0 else last) for i in cands}
+        ranked = after_explainers_by_cycle(scores, explained, key.__getitem__, int(p.cycles))
+    else:
+        ranked = _after_explainers(scores, explained)
+    return _Ranking(cands, shapes, explains, explained, strength, ranked)
 
 
 def _moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]]) -> set[int]:
