@@ -29,6 +29,38 @@ from collections.abc import Callable, Mapping, Sequence
 _EPS = 1e-6
 
 
+def after_explainers(
+    raw: Mapping[int, float], explained: Mapping[int, list[int]]
+) -> dict[int, float]:
+    """Scores with every change ranked right after the lowest-ranked change that explains it.
+
+    Resolved over the whole chain (an explainer's own rank is settled first,
+    depth first), so three changes of one step order themselves whatever
+    their sizes; a cycle, which ties broken differently per pair could make,
+    is cut where it closes — where the walk, in the order of ``raw``, meets it
+    (``cycles`` 0; see :func:`after_explainers_by_cycle`).
+    """
+    out: dict[int, float] = {}
+    visiting: set[int] = set()
+    for start in raw:
+        if start in out:
+            continue
+        stack = [(start, iter(explained[start]))]
+        visiting.add(start)
+        while stack:
+            i, todo = stack[-1]
+            k = next((k for k in todo if k not in out and k not in visiting), None)
+            if k is not None:
+                visiting.add(k)
+                stack.append((k, iter(explained[k])))
+                continue
+            stack.pop()
+            visiting.discard(i)
+            done = [out[k] for k in explained[i] if k in out]
+            out[i] = min([raw[i], *(v - _EPS for v in done)])
+    return out
+
+
 def components(nodes: Sequence[int], edges: Mapping[int, list[int]]) -> list[list[int]]:
     """Strongly connected components of ``edges`` (``i`` → ``edges[i]``), each one emitted
     after every component it reaches (reverse topological order), iteratively."""
