@@ -87,12 +87,15 @@ def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, in
     window, baseline and seasonal periods as ``ours``."""
     grid = grid_of(inc)
     x, usable = as_matrix(inc.series)
-    t = grid.index(inc.time_ms)
-    ws = t - WINDOW
+    t = min(grid.index(inc.time_ms), grid.size - 1)
+    # in steps, as rank_root_causes counts them (blind incidents have steps under a minute)
+    ws = t - WINDOW * MINUTE // inc.step_ms
+    b0 = max(0, ws - BASELINE * MINUTE // inc.step_ms)
     we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
-    periods = [c // inc.step_ms for c in (3_600_000, 86_400_000) if c % inc.step_ms == 0]
-    lead = int(p.lead * WINDOW)
-    return x, ws, we, rc._changes(x, usable, ws, we, ws - BASELINE, p, periods, lead)
+    days = (3_600_000, 86_400_000, 7 * 86_400_000)
+    periods = [c // inc.step_ms for c in days if c % inc.step_ms == 0]
+    lead = int(p.lead * (t - ws))
+    return x, ws, we, rc._changes(x, usable, ws, we, b0, p, periods, lead)
 
 
 def ours(inc: Incident, graph: bool, params: RootCauseParams | None = None) -> list[int]:
@@ -190,6 +193,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "orphan_roles": (0.0, 1.0, 2.0),
     "orphan_quorum": (1.0, 2.0),
     "bygone": (0.0, 0.2, 0.35, 0.5),
+    "cycles": (0.0, 1.0, 2.0),
 }
 
 

@@ -98,6 +98,8 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
+*Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
+explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -118,6 +120,8 @@ from perfintel.model import LabelSet
 
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
+from .rootcause_cycles import after_explainers as _after_explainers
+from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_words import (
@@ -214,6 +218,11 @@ class RootCauseParams:
     #: without touching them is another event, however large (see :func:`_moves_symptoms`)
     #: (0.35 chosen by cross-validation, ``--cv --only bygone``)
     bygone: float = 0.35
+    #: a cycle of explained-by links, 0 off (cut where a depth-first walk closes it): one
+    #: phenomenon, after what explains it from outside, ordered by onset then role (1: the
+    #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause_cycles`; 2 chosen
+    #: by cross-validation, ``--cv --only cycles``)
+    cycles: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -624,9 +633,13 @@ def _rank(
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
-    return _Ranking(
-        cands, shapes, explains, explained, strength, _after_explainers(scores, explained)
-    )
+    if p.cycles:
+        last = len(ROLE_ORDER)
+        key = {i: (int(ch.onset[i]), role[i] if role[i] >= 0 else last) for i in cands}
+        ranked = after_explainers_by_cycle(scores, explained, key.__getitem__, int(p.cycles))
+    else:
+        ranked = _after_explainers(scores, explained)
+    return _Ranking(cands, shapes, explains, explained, strength, ranked)
 
 
 def _moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]]) -> set[int]:
@@ -640,37 +653,6 @@ def _moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]])
                 seen.add(k)
                 todo.append(k)
     return seen
-
-
-def _after_explainers(
-    raw: Mapping[int, float], explained: Mapping[int, list[int]]
-) -> dict[int, float]:
-    """Scores with every change ranked right after the lowest-ranked change that explains it.
-
-    Resolved over the whole chain (an explainer's own rank is settled first,
-    depth first), so three changes of one step order themselves whatever
-    their sizes; a cycle, which ties broken differently per pair could make,
-    is cut where it closes.
-    """
-    out: dict[int, float] = {}
-    visiting: set[int] = set()
-    for start in raw:
-        if start in out:
-            continue
-        stack = [(start, iter(explained[start]))]
-        visiting.add(start)
-        while stack:
-            i, todo = stack[-1]
-            k = next((k for k in todo if k not in out and k not in visiting), None)
-            if k is not None:
-                visiting.add(k)
-                stack.append((k, iter(explained[k])))
-                continue
-            stack.pop()
-            visiting.discard(i)
-            done = [out[k] for k in explained[i] if k in out]
-            out[i] = min([raw[i], *(v - 1e-6 for v in done)])
-    return out
 
 
 def _support(weights: Sequence[float]) -> float:

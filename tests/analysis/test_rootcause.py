@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from perfintel.analysis import correlation, rootcause
 from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
+from perfintel.analysis.rootcause_cycles import after_explainers_by_cycle, components
 from perfintel.analysis.rootcause_pairs import path_corrs
 from perfintel.analysis.signals import Grid, SeriesInput
+from perfintel.bench.incidents_blind import generate_blind_incident
 from perfintel.errors import BadInputError
 from perfintel.model import label_set, metric_name
 
@@ -327,6 +329,52 @@ def test_a_change_ranks_after_its_explainers_along_the_whole_chain() -> None:
     loop = after({1: 5.0, 2: 6.0, 3: 7.0}, {1: [3], 2: [1], 3: [2]})
     assert set(loop) == {1, 2, 3} and all(np.isfinite(v) for v in loop.values())
     assert max(loop.values()) <= 7.0
+
+
+def test_a_cycle_of_changes_ranks_after_what_explains_it_from_outside() -> None:
+    """1, 2 and 3 explain one another (a cycle); 0 explains 3 from outside. Cut where a
+    depth-first walk closes the cycle, 2 keeps its own score and outranks 0; ranked as one
+    phenomenon, the whole cycle ranks after 0, its members by key (onset, role), the score
+    deciding only among equal keys (mode 1: the rest after the first; 2: all by key)."""
+    raw = {1: 5.0, 2: 9.0, 3: 7.0, 0: 4.0}
+    explained: dict[int, list[int]] = {1: [3], 2: [1], 3: [2, 0], 0: []}
+    cut = rootcause._after_explainers(raw, explained)
+    assert cut[2] > cut[0]
+    key = {0: (0, 0), 1: (2, 2), 2: (2, 3), 3: (1, 1)}.__getitem__
+    for mode in (1, 2):
+        out = after_explainers_by_cycle(raw, explained, key, mode)
+        assert out[0] == 4.0 and max(out[1], out[2], out[3]) < out[0]
+        assert out[3] > max(out[1], out[2])  # the earliest member of the cycle leads it
+        again = after_explainers_by_cycle(dict(reversed(raw.items())), explained, key, mode)
+        assert again == out  # whatever order the changes come in
+    assert after_explainers_by_cycle(raw, explained, key, 2)[1] > out[2]  # by key, not score
+    assert sorted(map(sorted, components([0, 1, 2, 3], explained))) == [[0], [1, 2, 3]]
+
+
+def test_a_cycle_of_changes_is_ranked_whatever_order_the_series_come_in() -> None:
+    """Blind incident 194: a CPU saturation of the payment service's machine moves its latency
+    and, through a cycle of same-minute changes, the frontend's. Cut where a depth-first walk
+    closes the cycle, the root ranks first or second depending on the order of the series;
+    ranked as one phenomenon, it ranks first in either order."""
+    inc = generate_blind_incident(194)
+    grid = Grid(inc.start_ms, inc.step_ms, len(inc.series[0].values))
+    n = len(inc.series)
+
+    def rank(cycles: float, reverse: bool) -> int:
+        series = list(reversed(inc.series)) if reverse else list(inc.series)
+        root = n - 1 - inc.root if reverse else inc.root
+        causes = rank_root_causes(
+            inc.time_ms,
+            series,
+            grid,
+            window_ms=30 * STEP,
+            baseline_ms=180 * STEP,
+            params=rootcause.RootCauseParams(cycles=cycles),
+        )
+        return [c.index for c in causes].index(root)
+
+    assert {rank(0.0, False), rank(0.0, True)} == {0, 1}
+    assert rank(1.0, False) == rank(1.0, True) == rank(2.0, False) == rank(2.0, True) == 0
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float) -> np.ndarray:
