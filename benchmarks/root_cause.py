@@ -194,7 +194,6 @@ GRID: dict[str, tuple[float, ...]] = {
     "orphan_quorum": (1.0, 2.0),
     "bygone": (0.0, 0.2, 0.35, 0.5),
     "cycles": (0.0, 1.0, 2.0),
-    "cycle_cap": (0.0, 1.0),
 }
 
 

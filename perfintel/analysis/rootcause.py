@@ -223,10 +223,6 @@ class RootCauseParams:
     #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause_cycles`; 2 chosen
     #: by cross-validation, ``--cv --only cycles``)
     cycles: float = 2.0
-    #: with ``cycles``, 0: a change outside a cycle that explains any member caps the whole
-    #: cycle; 1: it caps only the members it explains and those after them, the leaders
-    #: capped by what explains a leader (:mod:`~perfintel.analysis.rootcause_cycles`)
-    cycle_cap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -640,9 +636,7 @@ def _rank(
     if p.cycles:
         last = len(ROLE_ORDER)
         key = {i: (int(ch.onset[i]), role[i] if role[i] >= 0 else last) for i in cands}
-        ranked = after_explainers_by_cycle(
-            scores, explained, key.__getitem__, int(p.cycles), bool(p.cycle_cap)
-        )
+        ranked = after_explainers_by_cycle(scores, explained, key.__getitem__, int(p.cycles))
     else:
         ranked = _after_explainers(scores, explained)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)

@@ -19,13 +19,6 @@ resources → latency → errors), the score deciding only among equal keys.
 Mode 1 lets only the members with the smallest key lead (the rest rank after
 the lowest of them); mode 2 orders the whole component by key. Either way the
 ranking no longer depends on the order of the series.
-
-With ``own_cap`` (``RootCauseParams.cycle_cap`` 1) an outside explainer caps only the
-members it explains and those ranked after them, not the cycle's leaders: a cycle is
-led by its earliest members, and what explains a later member by a chance link (a
-background change that happens to precede one caller's errors) says nothing about
-where the cycle began. The leaders are capped by what explains a leader; every later
-member by its own outside explainers and the member before it.
 """
 
 from __future__ import annotations
@@ -116,35 +109,28 @@ def after_explainers_by_cycle(
     explained: Mapping[int, list[int]],
     key: Callable[[int], tuple[int, int]],
     mode: int,
-    own_cap: bool = False,
 ) -> dict[int, float]:
     """Scores with every change ranked after the lowest-ranked change outside its cycle that
     explains it, and the members of one cycle ordered by ``key`` (see the module docstring;
-    ``mode`` 1 or 2; ``own_cap``: an outside explainer caps only what it explains and what
-    follows it, not the leaders). A change in no cycle is a component of one: it ranks right
-    after the lowest-ranked of its explainers, as without cycles."""
+    ``mode`` 1 or 2). A change in no cycle is a component of one: it ranks right after the
+    lowest-ranked of its explainers, as without cycles."""
     out: dict[int, float] = {}
-    inf = float("inf")
     for comp in components(list(raw), explained):
         inside = set(comp)
-
-        def cap_of(members: Sequence[int], inside: set[int] = inside) -> float:
-            above = [out[k] for i in members for k in explained[i] if k not in inside]
-            return min(above) - _EPS if above else inf
-
+        above = [out[k] for i in comp for k in explained[i] if k not in inside]
+        cap = min(above) - _EPS if above else float("inf")
         keys = {i: key(i) for i in comp}
         first = min(keys.values())
         lead = [i for i in comp if keys[i] == first]
-        rest = [i for i in comp if keys[i] != first]
-        cap = cap_of(lead if own_cap else comp)
         for i in lead:
             out[i] = min(raw[i], cap)
         prev = min(out[i] for i in lead)
+        rest = [i for i in comp if keys[i] != first]
         if mode == 1:
             for i in rest:
-                out[i] = min(raw[i], prev - _EPS, cap_of([i]) if own_cap else inf)
+                out[i] = min(raw[i], prev - _EPS)
             continue
         for i in sorted(rest, key=lambda i: (keys[i], -raw[i])):
-            out[i] = min(raw[i], prev - _EPS, cap_of([i]) if own_cap else inf)
+            out[i] = min(raw[i], prev - _EPS)
             prev = out[i]
     return out

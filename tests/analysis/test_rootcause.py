@@ -351,24 +351,6 @@ def test_a_cycle_of_changes_ranks_after_what_explains_it_from_outside() -> None:
     assert sorted(map(sorted, components([0, 1, 2, 3], explained))) == [[0], [1, 2, 3]]
 
 
-def test_a_chance_link_into_a_later_member_of_a_cycle_does_not_cap_its_leader() -> None:
-    """1, 2 and 3 explain one another, 3 the earliest (the leader); 0, outside, explains only
-    2, a later member. Capping the whole cycle by any outside explainer drops the leader
-    below 0; capped by what explains it, the leader keeps its rank above 0, and 2 (with what
-    follows it) still ranks after 0, what explains it."""
-    raw = {1: 5.0, 2: 9.0, 3: 7.0, 0: 4.0}
-    explained: dict[int, list[int]] = {1: [3], 2: [1, 0], 3: [2], 0: []}
-    key = {0: (0, 0), 1: (2, 2), 2: (3, 3), 3: (1, 1)}.__getitem__
-    whole = after_explainers_by_cycle(raw, explained, key, 2)
-    assert max(whole[1], whole[2], whole[3]) < whole[0]
-    for mode in (1, 2):
-        own = after_explainers_by_cycle(raw, explained, key, mode, own_cap=True)
-        assert own[3] == 7.0 and own[3] > own[0] > own[2]
-        assert own[1] < own[3]
-    own = after_explainers_by_cycle(raw, explained, key, 2, own_cap=True)
-    assert own[3] > own[1] > own[0] > own[2]  # by key, each below what explains it
-
-
 def test_a_cycle_of_changes_is_ranked_whatever_order_the_series_come_in() -> None:
     """Blind incident 194: a CPU saturation of the payment service's machine moves its latency
     and, through a cycle of same-minute changes, the frontend's. Cut where a depth-first walk
