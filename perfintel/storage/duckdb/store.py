@@ -34,7 +34,10 @@ it, and the affected windows are rebuilt.
 
 Thread-safety: ``append`` may be called from any thread (serialised by a
 lock). Reads run concurrently on per-thread cursors and see the head, the
-in-flight flush and committed chunks, newest last.
+in-flight flush and committed chunks, newest last. A read takes the head
+before the database: a flush commits its chunks before it releases the
+samples it took, so a flush between the two reads shows them twice (one is
+dropped by last-write-wins), never in neither.
 
 Code: ``DuckDBStore`` here owns the state, the set-up, WAL replay, appends,
 snapshots and status; two parts share that state and this documentation:
