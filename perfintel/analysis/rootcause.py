@@ -55,8 +55,11 @@ Four principles decide:
    series (labels ``host``/``node`` only) before the workloads on it, and
    inside one workload offered load → resources → latency → errors, by the
    metric's name (:func:`role_of`) — except that an occupancy (a pool,
-   connections, threads in use: arrivals × latency by Little's law) moves
-   with latency either way unless it hit its cap. Only when the structure cannot say does
+   connections, threads in use; with ``little_order``, on, open file
+   descriptors and sockets too: arrivals × latency by Little's law) moves
+   with latency either way unless it hit its cap, and (``little_order``)
+   comes after its workload's other resources (CPU, memory slow the work it
+   holds). Only when the structure cannot say does
    the larger change come first (a fault attenuates). A resource growing
    steadily (a ramp: a leak) explains the later roles of its own workload at
    any later time of the window (``accumulation``): exhaustion comes when the
