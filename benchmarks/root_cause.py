@@ -194,6 +194,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "orphan_quorum": (1.0, 2.0),
     "bygone": (0.0, 0.2, 0.35, 0.5),
     "cycles": (0.0, 1.0, 2.0),
+    "little_order": (0.0, 1.0, 2.0),
 }
 
 

@@ -55,8 +55,11 @@ Four principles decide:
    series (labels ``host``/``node`` only) before the workloads on it, and
    inside one workload offered load → resources → latency → errors, by the
    metric's name (:func:`role_of`) — except that an occupancy (a pool,
-   connections, threads in use: arrivals × latency by Little's law) moves
-   with latency either way unless it hit its cap. Only when the structure cannot say does
+   connections, threads in use; with ``little_order``, on, open file
+   descriptors and sockets too: arrivals × latency by Little's law) moves
+   with latency either way unless it hit its cap, and (``little_order``)
+   comes after its workload's other resources (CPU, memory slow the work it
+   holds). Only when the structure cannot say does
    the larger change come first (a fault attenuates). A resource growing
    steadily (a ramp: a leak) explains the later roles of its own workload at
    any later time of the window (``accumulation``): exhaustion comes when the
@@ -223,6 +226,12 @@ class RootCauseParams:
     #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause_cycles`; 2 chosen
     #: by cross-validation, ``--cv --only cycles``)
     cycles: float = 2.0
+    #: Little's law inside one workload, 0 off: 1 counts open file descriptors and sockets as
+    #: occupancies (one per connection in flight: arrivals × latency, so they move with latency
+    #: either way); 2 also puts a workload's other resources (CPU, memory) before an occupancy
+    #: below its cap that began with them (they slow the work; the occupancy holds it longer)
+    #: (2 chosen by cross-validation, ``--cv --only little_order``)
+    little_order: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -533,7 +542,8 @@ def _rank(
     onset = ch.onset[rows]
     size = np.abs(ch.peak[rows])
     tols = np.array([tol[i] for i in cands], dtype=np.float64)
-    occupancy = np.array([is_occupancy(series[i].labels) for i in cands], dtype=bool)
+    held = p.little_order >= 1
+    occupancy = np.array([is_occupancy(series[i].labels, held) for i in cands], dtype=bool)
     allowed, declared = _graph_tests(graph, [dict(series[i].labels) for i in cands])
     pt = pair_tests(
         onset,
@@ -547,6 +557,7 @@ def _rank(
         allowed,
         declared,
         max_prop,
+        p.little_order >= 2,
     )
     hosts = pt.hosts
     ri, rj = r[:, None], r[None, :]

@@ -21,6 +21,7 @@ import numpy as np
 from .rootcause_words import ROLE_ORDER
 
 _LATENCY = ROLE_ORDER["latency"]
+_RESOURCE = ROLE_ORDER["resource"]
 
 
 def path_corrs(
@@ -83,12 +84,14 @@ def pair_tests(
     allowed: np.ndarray,
     graph_orders: np.ndarray,
     max_prop: int,
+    little_order: bool = False,
 ) -> Pairs:
     """The structural tests of every pair: ``onset`` (steps), ``size`` (|peak z|) and ``tol``
     (onset uncertainty) per change; ``entity``, ``role`` (``ROLE_ORDER``, -1 unknown),
     ``machine`` (host, the machine's own), ``occupancy`` and ``saturated`` per change;
     ``allowed`` the graph's direction and ``graph_orders`` where the graph may order a pair
-    (both declared, different nodes)."""
+    (both declared, different nodes). ``little_order``: inside one workload, a resource that is
+    not an occupancy comes before an occupancy below its cap that began with it."""
     ent = _codes(entity)
     same = ent[:, None] == ent[None, :]
     host = _codes([h for h, _ in machine])
@@ -108,8 +111,20 @@ def pair_tests(
     little = occupancy & ~saturated
     moves_with = ((rj == _LATENCY) & little[:, None]) | ((ri == _LATENCY) & little[None, :])
     by_role &= ~moves_with
-    says = by_graph | by_machine | by_role
-    ahead = np.where(by_graph, allowed, np.where(by_machine, own[:, None], by_role & (ri < rj)))
+    # ... and follows the resources that slow the work it holds (CPU, memory: latency follows
+    # them, and the occupancy follows latency)
+    res = (ri == _RESOURCE) & (rj == _RESOURCE)
+    by_little = same & res & (little[:, None] != little[None, :]) & bool(little_order)
+    says = by_graph | by_machine | by_role | by_little
+    ahead = np.where(
+        by_graph,
+        allowed,
+        np.where(
+            by_machine,
+            own[:, None],
+            np.where(by_role, ri < rj, by_little & ~little[:, None]),
+        ),
+    )
     d = onset[None, :] - onset[:, None]
     apart = np.abs(d) >= tol[:, None] + tol[None, :]
     idx = np.arange(onset.size)

@@ -52,6 +52,9 @@ ROLE_WORDS = (
     ("errors", ("error", "fail", "5xx", "exception", "timeout", "reject", "drop")),
 )
 OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "inflight", "active")
+#: descriptors a process holds while a request or a connection is open (``little_order``):
+#: occupancies too, one per connection in flight
+HELD_WORDS = ("fd", "socket")
 ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
 
 
@@ -65,10 +68,11 @@ def role_of(labels: LabelSet) -> str:
     return ""
 
 
-def is_occupancy(labels: LabelSet) -> bool:
-    """Whether the metric counts things in use (a pool, connections, threads, a queue)."""
+def is_occupancy(labels: LabelSet, held: bool = False) -> bool:
+    """Whether the metric counts things in use (a pool, connections, threads, a queue; with
+    ``held``, also open file descriptors and sockets)."""
     name = metric_name(labels).lower()
-    return any(w in name for w in OCCUPANCY_WORDS)
+    return any(w in name for w in OCCUPANCY_WORDS + (HELD_WORDS if held else ()))
 
 
 def host_of(labels: LabelSet) -> tuple[str, bool]:

@@ -191,6 +191,27 @@ def test_a_pool_comes_before_latency_in_the_same_step_only_when_it_hit_its_cap()
         assert dict(causes[0].labels)["__name__"] == first
 
 
+def test_open_descriptors_follow_the_cpu_and_the_latency_that_began_with_them() -> None:
+    """Open file descriptors are one per connection in flight (arrivals × latency): begun in
+    the same step as the workload's CPU, far below their limit, they follow it however many
+    more sigmas they moved, and they move with latency either way, so the larger comes first
+    (``little_order`` 2; with 0 the larger first against the CPU, the resource before the
+    latency)."""
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
+    fds = noise(1, 100, 2.0)
+    fds[205:] += 60  # far more sigmas than either, far below any limit
+    cpu = noise(2, 0.3, 0.01)
+    cpu[205:] += 0.15
+    lat = noise(3, 0.1, 0.002)
+    lat[205:] += 0.1  # more sigmas than the descriptors
+    for name, values in (("request_duration_seconds", lat), ("process_cpu_seconds", cpu)):
+        series = [si("process_open_fds", "app-1", fds), si(name, "app-1", values)]
+        for order, first in ((2.0, name), (0.0, "process_open_fds")):
+            p = rootcause.RootCauseParams(little_order=order)
+            causes = rank_root_causes(T, series, GRID, params=p, **kw)  # type: ignore[arg-type]
+            assert dict(causes[0].labels)["__name__"] == first, (name, order)
+
+
 def test_a_machine_moving_with_its_workload_comes_before_it() -> None:
     steal = noise(1, 2.0, 0.05)
     steal[205:] += 2.0
@@ -355,7 +376,8 @@ def test_a_cycle_of_changes_is_ranked_whatever_order_the_series_come_in() -> Non
     """Blind incident 194: a CPU saturation of the payment service's machine moves its latency
     and, through a cycle of same-minute changes, the frontend's. Cut where a depth-first walk
     closes the cycle, the root ranks first or second depending on the order of the series;
-    ranked as one phenomenon, it ranks first in either order."""
+    ranked as one phenomenon, it ranks first in either order. (``little_order`` off: with it
+    on, the root ranks first in either order even with ``cycles`` 0.)"""
     inc = generate_blind_incident(194)
     grid = Grid(inc.start_ms, inc.step_ms, len(inc.series[0].values))
     n = len(inc.series)
@@ -369,7 +391,7 @@ def test_a_cycle_of_changes_is_ranked_whatever_order_the_series_come_in() -> Non
             grid,
             window_ms=30 * STEP,
             baseline_ms=180 * STEP,
-            params=rootcause.RootCauseParams(cycles=cycles),
+            params=rootcause.RootCauseParams(cycles=cycles, little_order=0.0),
         )
         return [c.index for c in causes].index(root)
 
