@@ -622,12 +622,15 @@ def _rank(
         i: [j for j in explains[i] if current[j] and follows[i, j] >= closest[j] - p.credit_margin]
         for i in cands
     }
-    moves = _moves_symptoms([j for j in cands if role[j] in symptom and current[j]], explained)
-    until = active_until(ch.z[rows], ch.peak[rows], p.onset_sigma, p.bygone).tolist()
-    gone = {
-        i: bool(p.bygone > 0 and u < slack - p.onset_slack)
-        for i, u in zip(cands, until, strict=True)
-    }
+    gone: set[int] = set()  # bygone changes that moved no symptom (only when symptoms moved)
+    if p.bygone > 0:
+        moves = _moves_symptoms([j for j in cands if role[j] in symptom and current[j]], explained)
+        until = active_until(ch.z[rows], ch.peak[rows], p.onset_sigma, p.bygone).tolist()
+        gone = {
+            i
+            for i, u in zip(cands, until, strict=True)
+            if moves and i not in moves and u < slack - p.onset_slack
+        }
     scores = {}
     for i in cands:
         support = _support(
@@ -639,7 +642,7 @@ def _rank(
             if shapes[i] == "ramp":  # still growing at the incident time
                 front = slack
             s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
-        if gone[i] and moves and i not in moves:
+        if i in gone:
             s -= _BYGONE
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
