@@ -101,6 +101,8 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
+*Unmoved changes* (``unmoved``, off): when symptoms changed, a change that moved none of them
+and is not still growing loses score (:mod:`~perfintel.analysis.rootcause_scope`).
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
 explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
 The constants were chosen by cross-validation on the tuning seeds of four
@@ -127,6 +129,8 @@ from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
+from .rootcause_scope import moves_symptoms as _moves_symptoms
+from .rootcause_scope import unmoved
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -232,6 +236,11 @@ class RootCauseParams:
     #: below its cap that began with them (they slow the work; the occupancy holds it longer)
     #: (2 chosen by cross-validation, ``--cv --only little_order``)
     little_order: float = 2.0
+    #: changes that moved no symptom, 0 off: when symptoms changed by the incident time, a
+    #: change that is none and explains none (directly or through what it explains), and is
+    #: not still growing (a ramp), loses this much score: another event than the incident's
+    #: (:mod:`~perfintel.analysis.rootcause_scope`; ``--cv --only unmoved``)
+    unmoved: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -623,8 +632,11 @@ def _rank(
         for i in cands
     }
     gone: set[int] = set()  # bygone changes that moved no symptom (only when symptoms moved)
-    if p.bygone > 0:
+    stray: set[int] = set()  # changes that moved no symptom, not growing (``unmoved``)
+    if p.bygone > 0 or p.unmoved > 0:
         moves = _moves_symptoms([j for j in cands if role[j] in symptom and current[j]], explained)
+        stray = unmoved(cands, moves, shapes) if p.unmoved > 0 else stray
+    if p.bygone > 0:
         until = active_until(ch.z[rows], ch.peak[rows], p.onset_sigma, p.bygone).tolist()
         gone = {
             i
@@ -644,6 +656,8 @@ def _rank(
             s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
         if i in gone:
             s -= _BYGONE
+        if i in stray:
+            s -= p.unmoved
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
@@ -654,19 +668,6 @@ def _rank(
     else:
         ranked = _after_explainers(scores, explained)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)
-
-
-def _moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]]) -> set[int]:
-    """The symptoms and every change that explains one, directly or through a chain of
-    explained changes (walked back from the symptoms along ``explained``)."""
-    seen = set(symptoms)
-    todo = list(symptoms)
-    while todo:
-        for k in explained[todo.pop()]:
-            if k not in seen:
-                seen.add(k)
-                todo.append(k)
-    return seen
 
 
 def _support(weights: Sequence[float]) -> float:
