@@ -101,8 +101,8 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
-*Unmoved changes* (``unmoved``, off): when symptoms changed, a change that moved none of them
-and is not still growing loses score (:mod:`~perfintel.analysis.rootcause_scope`).
+*Relief* (``relief``): a change toward relief (less load or use of a resource, faster, fewer
+errors) explains nothing and loses score (:mod:`~perfintel.analysis.rootcause_scope`).
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
 explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
 The constants were chosen by cross-validation on the tuning seeds of four
@@ -130,7 +130,7 @@ from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_scope import moves_symptoms as _moves_symptoms
-from .rootcause_scope import unmoved
+from .rootcause_scope import relieved
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -236,11 +236,10 @@ class RootCauseParams:
     #: below its cap that began with them (they slow the work; the occupancy holds it longer)
     #: (2 chosen by cross-validation, ``--cv --only little_order``)
     little_order: float = 2.0
-    #: changes that moved no symptom, 0 off: when symptoms changed by the incident time, a
-    #: change that is none and explains none (directly or through what it explains), and is
-    #: not still growing (a ramp), loses this much score: another event than the incident's
-    #: (:mod:`~perfintel.analysis.rootcause_scope`; ``--cv --only unmoved``)
-    unmoved: float = 0.0
+    #: a change toward relief, 0 off: less load, less of a resource in use, faster responses,
+    #: fewer errors cannot have made anything worse; such a change explains nothing and loses
+    #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; ``--cv --only relief``)
+    relief: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -623,6 +622,12 @@ def _rank(
         explains[i].append(j)
         explained[j].append(i)
         follows[i, j] = cc
+    eased = (
+        {i for i in cands if relieved(series[i].labels, float(ch.peak[i]))} if p.relief else set()
+    )
+    if eased:  # relief made nothing worse: it explains nothing
+        explains = {i: [] if i in eased else v for i, v in explains.items()}
+        explained = {j: [i for i in v if i not in eased] for j, v in explained.items()}
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains
@@ -632,11 +637,8 @@ def _rank(
         for i in cands
     }
     gone: set[int] = set()  # bygone changes that moved no symptom (only when symptoms moved)
-    stray: set[int] = set()  # changes that moved no symptom, not growing (``unmoved``)
-    if p.bygone > 0 or p.unmoved > 0:
-        moves = _moves_symptoms([j for j in cands if role[j] in symptom and current[j]], explained)
-        stray = unmoved(cands, moves, shapes) if p.unmoved > 0 else stray
     if p.bygone > 0:
+        moves = _moves_symptoms([j for j in cands if role[j] in symptom and current[j]], explained)
         until = active_until(ch.z[rows], ch.peak[rows], p.onset_sigma, p.bygone).tolist()
         gone = {
             i
@@ -656,8 +658,8 @@ def _rank(
             s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
         if i in gone:
             s -= _BYGONE
-        if i in stray:
-            s -= p.unmoved
+        if i in eased:
+            s -= p.relief
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s

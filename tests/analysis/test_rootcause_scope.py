@@ -1,13 +1,13 @@
-"""The incident's scope: a change that moved no symptom is another event (``unmoved``)."""
+"""What belongs to an incident: relief (a change for the better) made nothing worse."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from perfintel.analysis.rootcause import RootCauseParams, rank_root_causes
-from perfintel.analysis.rootcause_scope import moves_symptoms, unmoved
+from perfintel.analysis.rootcause_scope import moves_symptoms, relieved
 from perfintel.analysis.signals import Grid, SeriesInput
-from perfintel.model import label_set, metric_name
+from perfintel.model import LabelSet, label_set, metric_name
 
 STEP = 60_000
 N = 240
@@ -24,25 +24,20 @@ def noise(seed: int, level: float, sd: float) -> np.ndarray:
     return level + np.random.default_rng(seed).normal(0, sd, N)
 
 
-def _case(memory: str, symptom: bool = True) -> list[SeriesInput]:
-    """checkout's CPU steps up ~12σ at step 212 and (``symptom``) its latency ~15σ a step
-    later (the incident, at 220); a batch job's memory, on another host, jumps ~100σ at step
-    205 and stays up (``memory="step"``), or grows steadily from step 214 (``"ramp"``: a
-    leak), moving nothing."""
+def _case(memory: str) -> list[SeriesInput]:
+    """checkout's CPU steps up ~12σ at step 212 and its latency ~15σ a step later (the
+    incident, at 220); a batch job's gauge ``memory`` (``memory_bytes``: in use;
+    ``memory_free_bytes``: what is left) falls ~100σ at step 205 and stays down."""
     cpu = noise(31, 0.4, 0.01)
     cpu[212:] += 0.12
     latency = noise(32, 0.10, 0.002)
-    if symptom:
-        latency[213:] += 0.03
+    latency[213:] += 0.03
     mem = noise(33, 2.0, 0.01)
-    if memory == "step":
-        mem[205:] += 1.0
-    else:
-        mem[214:] += 0.1 * np.arange(N - 214)
+    mem[205:] -= 1.0
     return [
         si("cpu_utilisation", "api-1", cpu, "checkout"),
         si("latency_seconds", "api-1", latency, "checkout"),
-        si("memory_bytes", "batch-1", mem, "batch"),
+        si(memory, "batch-1", mem, "batch"),
     ]
 
 
@@ -53,32 +48,38 @@ def _top(series: list[SeriesInput], level: float) -> str:
         GRID,
         window_ms=30 * STEP,
         baseline_ms=150 * STEP,
-        params=RootCauseParams(unmoved=level),
+        params=RootCauseParams(relief=level),
     )
     return metric_name(causes[0].labels)
 
 
-def test_a_change_that_moved_no_symptom_ranks_below_one_that_did() -> None:
-    # off: the batch job's large memory step outranks the CPU step that moved the latency
-    assert _top(_case("step"), 0.0) == "memory_bytes"
-    # on: the latency the incident is about never moved with it, so it is another event
-    for level in (3.0, 100.0):
-        assert _top(_case("step"), level) == "cpu_utilisation"
+def test_a_resource_freed_ranks_below_the_change_that_slowed_the_work() -> None:
+    # off: the batch job's large fall in memory in use outranks the CPU step that moved latency
+    assert _top(_case("memory_bytes"), 0.0) == "memory_bytes"
+    # on: memory freed made nothing worse (a restart, less work): it is not the cause
+    for level in (1.0, 3.0):
+        assert _top(_case("memory_bytes"), level) == "cpu_utilisation"
 
 
-def test_a_resource_still_growing_is_not_lowered() -> None:
-    # a leak may not have reached the limit at which it moves anything yet
-    assert _top(_case("ramp"), 100.0) == "memory_bytes"
+def test_a_fall_in_what_is_left_is_pressure_not_relief() -> None:
+    # the same fall in free memory is memory running out: not lowered
+    assert _top(_case("memory_free_bytes"), 3.0) == "memory_free_bytes"
 
 
-def test_without_a_symptom_change_nothing_is_lowered() -> None:
-    assert _top(_case("step", symptom=False), 100.0) == "memory_bytes"
+def test_relieved_reads_the_direction_of_harm_from_the_role() -> None:
+    def labels(name: str) -> LabelSet:
+        return label_set({"__name__": name, "instance": "a"})
+
+    for name in ("requests_total", "cpu_seconds_total", "latency_seconds", "errors_total"):
+        assert relieved(labels(name), -8.0)
+        assert not relieved(labels(name), 8.0)
+    for name in ("node_memory_MemAvailable_bytes", "cpu_idle_seconds_total"):
+        assert relieved(labels(name), 8.0)
+        assert not relieved(labels(name), -8.0)
+    # a series whose role the name does not tell has no direction
+    assert not relieved(labels("pg_stat_activity_count"), -8.0)
 
 
-def test_unmoved_keeps_what_moved_a_symptom_and_ramps() -> None:
+def test_moves_symptoms_walks_back_from_the_symptoms() -> None:
     explained = {0: [], 1: [0], 2: [], 3: [], 4: [1]}  # 0 -> 1 -> 4 (a symptom)
-    moves = moves_symptoms([4], explained)
-    assert moves == {0, 1, 4}
-    shapes = {0: "shift", 1: "shift", 2: "shift", 3: "ramp", 4: "spike"}
-    assert unmoved([0, 1, 2, 3, 4], moves, shapes) == {2}
-    assert unmoved([0, 1, 2, 3, 4], set(), shapes) == set()
+    assert moves_symptoms([4], explained) == {0, 1, 4}
