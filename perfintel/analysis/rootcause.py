@@ -101,7 +101,7 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
-*Relief* (``relief``): a change toward relief (less load or use of a resource, faster, fewer
+*Relief* (``relief``, on): a change toward relief (less load or use of a resource, faster, fewer
 errors) explains nothing and loses score (:mod:`~perfintel.analysis.rootcause_scope`).
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
 explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
@@ -238,8 +238,9 @@ class RootCauseParams:
     little_order: float = 2.0
     #: a change toward relief, 0 off: less load, less of a resource in use, faster responses,
     #: fewer errors cannot have made anything worse; such a change explains nothing and loses
-    #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; ``--cv --only relief``)
-    relief: float = 0.0
+    #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; 3 chosen by
+    #: cross-validation, ``--cv --only relief``)
+    relief: float = 3.0
 
 
 @dataclass(frozen=True)
