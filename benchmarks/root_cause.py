@@ -195,6 +195,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "bygone": (0.0, 0.2, 0.35, 0.5),
     "cycles": (0.0, 1.0, 2.0),
     "little_order": (0.0, 1.0, 2.0),
+    "relief": (0.0, 1.0, 3.0, 100.0),
 }
 
 

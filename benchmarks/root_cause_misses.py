@@ -16,8 +16,12 @@ Then the identifiability figures: the share of incidents where the root never pa
 in the labels orders (another entity without a graph, or an occupancy beside latency), and
 among those where that effect is the larger one (a method relying on attenuation cannot
 get those). Use on tuning seeds only (never on ``holdout``, which is for reporting).
+``--show CLASS,...`` lists the misses of those classes one by one: the top change against
+the root (name and entity, role, peak σ, shape, onset in steps from the incident time,
+the symptoms each reaches through what it explains, the z-score at the incident time).
 
     .venv/bin/python benchmarks/root_cause_misses.py --generators variant,variant-lagged
+    .venv/bin/python benchmarks/root_cause_misses.py --generators blind --show "background outranks"
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from root_cause import BASELINE, GENERATORS, WINDOW, changes_near, grid_of
 
 from perfintel.analysis import rootcause as rc
 from perfintel.bench.incidents import Incident
+from perfintel.model import metric_name
 
 MINUTE = 60_000
 
@@ -38,15 +43,19 @@ def _service(inc: Incident, i: int) -> str:
     return dict(inc.series[i].labels).get("service", "")
 
 
-def classify(inc: Incident) -> str:
-    """The class of this incident's miss (``""`` when the root ranks first)."""
-    causes = rc.rank_root_causes(
+def _rank(inc: Incident) -> list[rc.Cause]:
+    return rc.rank_root_causes(
         inc.time_ms,
         inc.series,
         grid_of(inc),
         window_ms=WINDOW * MINUTE,
         baseline_ms=BASELINE * MINUTE,
     )
+
+
+def classify(inc: Incident, causes: list[rc.Cause] | None = None) -> str:
+    """The class of this incident's miss (``""`` when the root ranks first)."""
+    causes = _rank(inc) if causes is None else causes
     by = {c.index: c for c in causes}
     if causes and causes[0].index == inc.root:
         return ""
@@ -65,6 +74,27 @@ def classify(inc: Incident) -> str:
             else "effect later but outranks"
         )
     return "unrelated outranks"
+
+
+def describe(inc: Incident, causes: list[rc.Cause], i: int) -> str:
+    """One line on change ``i``: what, how large, when, what symptoms it reaches."""
+    by = {c.index: c for c in causes}
+    c = by[i]
+    symptom = {rc.ROLE_ORDER["latency"], rc.ROLE_ORDER["errors"]}
+    seen, todo = {i}, [i]
+    while todo:
+        for f in by[todo.pop()].followers:
+            if f.index not in seen:
+                seen.add(f.index)
+                todo.append(f.index)
+    reached = [j for j in seen - {i} if rc.ROLE_ORDER.get(rc.role_of(by[j].labels), -1) in symptom]
+    at = min((inc.time_ms - c.window_start_ms) // inc.step_ms, c.z.size - 1)
+    return (
+        f"{metric_name(c.labels)} of {rc.entity_of(c.labels)} "
+        f"({rc.role_of(c.labels) or '?'}): {c.sigma:+.1f}σ {c.shape}, onset "
+        f"{(c.onset_ms - inc.time_ms) // inc.step_ms:+d} steps, {len(c.followers)} followers, "
+        f"{len(reached)} symptoms reached, z at the incident {c.z[at]:+.1f}"
+    )
 
 
 def identifiability(inc: Incident, p: rc.RootCauseParams) -> tuple[bool, bool, bool]:
@@ -105,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generators", default="variant,variant-lagged")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--show", default="", help="list the misses of these classes (comma list)")
     args = ap.parse_args(argv)
     p = rc.RootCauseParams()
     for name in args.generators.split(","):
@@ -115,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         below = tied = larger = 0
         for s in seeds:
             inc = GENERATORS[name](s)
-            classes[classify(inc) or "root first"] += 1
+            causes = _rank(inc)
+            miss = classify(inc, causes)
+            classes[miss or "root first"] += 1
+            if miss and miss in args.show.split(","):
+                rank = [c.index for c in causes].index(inc.root)
+                print(f"{name} {s} ({inc.kind}), {miss}, root ranked {rank + 1}:")
+                print(f"  top:  {describe(inc, causes, causes[0].index)}")
+                print(f"  root: {describe(inc, causes, inc.root)}")
             b, t, big = identifiability(inc, p)
             below, tied, larger = below + b, tied + t, larger + big
         n = len(seeds)

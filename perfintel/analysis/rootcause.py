@@ -101,6 +101,8 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 (a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
+*Relief* (``relief``, on): a change toward relief (less load or use of a resource, faster, fewer
+errors) explains nothing and loses score (:mod:`~perfintel.analysis.rootcause_scope`).
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
 explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
 The constants were chosen by cross-validation on the tuning seeds of four
@@ -127,6 +129,8 @@ from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
+from .rootcause_scope import moves_symptoms as _moves_symptoms
+from .rootcause_scope import relieved
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -232,6 +236,11 @@ class RootCauseParams:
     #: below its cap that began with them (they slow the work; the occupancy holds it longer)
     #: (2 chosen by cross-validation, ``--cv --only little_order``)
     little_order: float = 2.0
+    #: a change toward relief, 0 off: less load, less of a resource in use, faster responses,
+    #: fewer errors cannot have made anything worse; such a change explains nothing and loses
+    #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; 3 chosen by
+    #: cross-validation, ``--cv --only relief``)
+    relief: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -614,6 +623,12 @@ def _rank(
         explains[i].append(j)
         explained[j].append(i)
         follows[i, j] = cc
+    eased = (
+        {i for i in cands if relieved(series[i].labels, float(ch.peak[i]))} if p.relief else set()
+    )
+    if eased:  # relief made nothing worse: it explains nothing
+        explains = {i: [] if i in eased else v for i, v in explains.items()}
+        explained = {j: [i for i in v if i not in eased] for j, v in explained.items()}
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains
@@ -644,6 +659,8 @@ def _rank(
             s -= p.recency_weight * max(0.0, (slack - front) / max_prop - 1.0)
         if i in gone:
             s -= _BYGONE
+        if i in eased:
+            s -= p.relief
         if ch.onset[i] - tol[i] + 0.5 > slack:
             s -= _LATE
         scores[i] = s
@@ -654,19 +671,6 @@ def _rank(
     else:
         ranked = _after_explainers(scores, explained)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)
-
-
-def _moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]]) -> set[int]:
-    """The symptoms and every change that explains one, directly or through a chain of
-    explained changes (walked back from the symptoms along ``explained``)."""
-    seen = set(symptoms)
-    todo = list(symptoms)
-    while todo:
-        for k in explained[todo.pop()]:
-            if k not in seen:
-                seen.add(k)
-                todo.append(k)
-    return seen
 
 
 def _support(weights: Sequence[float]) -> float:

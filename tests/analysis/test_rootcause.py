@@ -333,12 +333,18 @@ def test_many_series_of_one_surge_do_not_outrank_a_fault_that_moves_the_symptoms
     latency = noise(2, 0.05, 0.001)
     latency[212:] += 0.04
     series += [si("db_cpu", "db-1", cpu, "db"), si("db_latency_seconds", "db-1", latency, "db")]
-    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    # relief off: a dip in traffic is relief, which (on) explains nothing; here the dip must
+    # explain and be outweighed by support alone
+    off = rootcause.RootCauseParams(relief=0.0)
+    kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP, "params": off}
+    causes = rank_root_causes(T, series, GRID, **kw)  # type: ignore[arg-type]
     names = [dict(c.labels)["__name__"] for c in causes]
     assert names.count("http_requests") == 12  # the dip is seen, and linked
     assert any(len(c.followers) >= 5 for c in causes if c.labels in {s.labels for s in series[:12]})
     assert names[0] == "db_cpu"
     assert rootcause._support([1.0, 2.0]) == pytest.approx(np.log1p(3.0))
+    on = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    assert dict(on[0].labels)["__name__"] == "db_cpu"  # relief on: the dip explains nothing
 
 
 def test_a_change_ranks_after_its_explainers_along_the_whole_chain() -> None:
