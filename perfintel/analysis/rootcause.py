@@ -125,6 +125,7 @@ from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
+from .rootcause_exhaust import exhaustion_links
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_words import (
@@ -232,6 +233,15 @@ class RootCauseParams:
     #: below its cap that began with them (they slow the work; the occupancy holds it longer)
     #: (2 chosen by cross-validation, ``--cv --only little_order``)
     little_order: float = 2.0
+    #: exhaustion, 0 off: a change that grew gradually (longer than a hop to 80 % of its peak)
+    #: and held explains a later symptom of its own workload at any delay when it had reached
+    #: this fraction of its peak as the symptom began: a leak harms when it reaches a limit
+    #: (:mod:`~perfintel.analysis.rootcause_exhaust`)
+    exhaustion: float = 0.0
+    #: with ``exhaustion``, 1 also across entities, for symptoms nothing else explains, from a
+    #: change that so explains those of at least ``orphan_quorum`` entities (a shared resource
+    #: exhausts several callers at once)
+    exhaustion_reach: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -609,11 +619,37 @@ def _rank(
         int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
     )
     path = partial(_corrs_of, ch, rows)
-    for a, b, cc in orphan_links(r, size, onset, link, pt, path, rule):
+    orphans = orphan_links(r, size, onset, link, pt, path, rule)
+    for a, b, cc in orphans:
         i, j = cands[a], cands[b]
         explains[i].append(j)
         explained[j].append(i)
         follows[i, j] = cc
+    if p.exhaustion > 0:  # a resource that filled slowly explains what failed when it was full
+        have = link.copy()
+        for a, b, _ in orphans:
+            have[a, b] = True
+        ex = exhaustion_links(
+            ch.z[rows],
+            ch.peak[rows],
+            onset,
+            tols,
+            r,
+            hosts,
+            allowed,
+            have,
+            max_prop,
+            p.onset_sigma,
+            p.exhaustion,
+            int(p.exhaustion_reach),
+            int(p.orphan_quorum),
+            [ent[i] for i in cands],
+        )
+        for a, b in zip(*(v.tolist() for v in np.nonzero(ex & ~have)), strict=True):
+            i, j = cands[a], cands[b]
+            explains[i].append(j)
+            explained[j].append(i)
+            follows[i, j] = 1.0
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
     symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
     # only what changed by the incident time is part of the incident it explains
