@@ -196,7 +196,6 @@ GRID: dict[str, tuple[float, ...]] = {
     "cycles": (0.0, 1.0, 2.0),
     "little_order": (0.0, 1.0, 2.0),
     "exhaustion": (0.0, 0.5, 0.65, 0.8),
-    "exhaustion_reach": (0.0, 1.0),
 }
 
 

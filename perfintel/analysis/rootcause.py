@@ -234,14 +234,11 @@ class RootCauseParams:
     #: (2 chosen by cross-validation, ``--cv --only little_order``)
     little_order: float = 2.0
     #: exhaustion, 0 off: a change that grew gradually (longer than a hop to 80 % of its peak)
-    #: and held explains a later symptom of its own workload at any delay when it had reached
-    #: this fraction of its peak as the symptom began: a leak harms when it reaches a limit
-    #: (:mod:`~perfintel.analysis.rootcause_exhaust`)
-    exhaustion: float = 0.0
-    #: with ``exhaustion``, 1 also across entities, for symptoms nothing else explains, from a
-    #: change that so explains those of at least ``orphan_quorum`` entities (a shared resource
-    #: exhausts several callers at once)
-    exhaustion_reach: float = 0.0
+    #: and held explains a later symptom (latency, errors) of its own workload at any delay when
+    #: it had reached this fraction of its peak as the symptom began: a leak harms when it
+    #: reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`; 0.65 chosen by
+    #: cross-validation, ``--cv --only exhaustion``)
+    exhaustion: float = 0.65
 
 
 @dataclass(frozen=True)
@@ -619,16 +616,14 @@ def _rank(
         int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
     )
     path = partial(_corrs_of, ch, rows)
-    orphans = orphan_links(r, size, onset, link, pt, path, rule)
-    for a, b, cc in orphans:
+    have = link.copy()
+    for a, b, cc in orphan_links(r, size, onset, link, pt, path, rule):
+        have[a, b] = True
         i, j = cands[a], cands[b]
         explains[i].append(j)
         explained[j].append(i)
         follows[i, j] = cc
     if p.exhaustion > 0:  # a resource that filled slowly explains what failed when it was full
-        have = link.copy()
-        for a, b, _ in orphans:
-            have[a, b] = True
         ex = exhaustion_links(
             ch.z[rows],
             ch.peak[rows],
@@ -637,13 +632,9 @@ def _rank(
             r,
             hosts,
             allowed,
-            have,
             max_prop,
             p.onset_sigma,
             p.exhaustion,
-            int(p.exhaustion_reach),
-            int(p.orphan_quorum),
-            [ent[i] for i in cands],
         )
         for a, b in zip(*(v.tolist() for v in np.nonzero(ex & ~have)), strict=True):
             i, j = cands[a], cands[b]

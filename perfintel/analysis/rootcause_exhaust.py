@@ -22,12 +22,11 @@ With ``exhaustion`` (a fraction) on, change ``i`` explains a later symptom
   low or had come back),
 * ``j`` began after ``i`` beyond their onsets' uncertainty.
 
-Inside one workload (or from a machine to what runs on it) that is enough.
-With ``exhaustion_reach`` 1, across entities the rule is kept for *orphan*
-symptoms — ones nothing else explains — and only from a change that would so
-explain orphans of at least ``quorum`` other entities: a shared resource (a
-database, a cache) exhausts every caller at once, while a slow drift in one
-service that happens to line up with one caller's failure is a coincidence.
+Only inside one workload (or from a machine to what runs on it): across
+entities a slow drift of one service lines up with another's failure by chance
+far more often than a dependency shows (tried with a quorum of callers, with the
+symptoms required to begin within a hop of the filling, and with a learned
+dependency: each lost more incidents than it won; BENCHMARKS.md, round 12b).
 Pure: arrays in, pairs out.
 """
 
@@ -48,19 +47,15 @@ def exhaustion_links(
     role: np.ndarray,
     hosts: np.ndarray,
     allowed: np.ndarray,
-    explained: np.ndarray,
     max_prop: int,
     onset_sigma: float,
     fraction: float,
-    reach: int,
-    quorum: int,
-    entity: list[str],
 ) -> np.ndarray:
     """``link[a, b]``: change ``a`` explains symptom ``b`` by exhaustion (see the module
     docstring). Rows of ``z`` (window z-scores), ``peak`` (signed peak z), ``onset`` (window
     index), ``tol`` (onset uncertainty, steps) and ``role`` (``ROLE_ORDER``, -1 unknown) are
-    the changes; ``hosts``, ``allowed`` and ``explained`` (``[a, b]``: ``a`` already
-    explains ``b``) are over their pairs."""
+    the changes; ``hosts`` (one workload, or ``a`` is the machine ``b`` runs on) and
+    ``allowed`` (the declared graph lets ``a`` reach ``b``) are over their pairs."""
     k = onset.size
     link = np.zeros((k, k), dtype=bool)
     if k < 2 or fraction <= 0:
@@ -87,15 +82,5 @@ def exhaustion_links(
     later = (ob[None, :] - tol[b_idx][None, :]) > (onset[a_idx] + tol[a_idx])[:, None]
     held = ob[None, :] < drop[a_idx][:, None]
     level = v[a_idx][:, ob] >= fraction * top[a_idx][:, None]
-    ok = later & held & level & allowed[sub] & (a_idx[:, None] != b_idx[None, :])
-    own = ok & hosts[sub]
-    link[sub] = own
-    if reach >= 1:
-        orphan = ~explained[:, b_idx].any(axis=0) & ~own.any(axis=0)
-        across = ok & ~hosts[sub] & orphan[None, :]
-        ent = np.unique(np.array(entity, dtype=object), return_inverse=True)[1].reshape(-1)
-        eb = ent[b_idx]
-        for r in np.flatnonzero(across.any(axis=1)):
-            if np.unique(eb[across[r]]).size >= quorum:
-                link[a_idx[r], b_idx[across[r]]] = True
+    link[sub] = later & held & level & hosts[sub] & allowed[sub]
     return link
