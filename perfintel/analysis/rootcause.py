@@ -103,6 +103,9 @@ amplifies), when that change explains at least ``orphan_quorum`` orphans
 that came and went before it and moved none of them ranks after every other.
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
 explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
+*Exhaustion* (``exhaustion``, on): a change that grew gradually and held explains a later
+symptom of its own workload at any delay once it had nearly filled: a leak harms when it
+reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
