@@ -196,6 +196,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "cycles": (0.0, 1.0, 2.0),
     "little_order": (0.0, 1.0, 2.0),
     "relief": (0.0, 1.0, 3.0, 100.0),
+    "exhaustion": (0.0, 0.5, 0.65, 0.8),
 }
 
 

@@ -105,6 +105,9 @@ that came and went before it and moved none of them ranks after every other.
 errors) explains nothing and loses score (:mod:`~perfintel.analysis.rootcause_scope`).
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
 explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
+*Exhaustion* (``exhaustion``, on): a change that grew gradually and held explains a later
+symptom of its own workload at any delay once it had nearly filled: a leak harms when it
+reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -127,6 +130,7 @@ from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
+from .rootcause_exhaust import exhaustion_links
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_scope import moves_symptoms as _moves_symptoms
@@ -241,6 +245,12 @@ class RootCauseParams:
     #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; 3 chosen by
     #: cross-validation, ``--cv --only relief``)
     relief: float = 3.0
+    #: exhaustion, 0 off: a change that grew gradually (longer than a hop to 80 % of its peak)
+    #: and held explains a later symptom (latency, errors) of its own workload at any delay when
+    #: it had reached this fraction of its peak as the symptom began: a leak harms when it
+    #: reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`; 0.65 chosen by
+    #: cross-validation, ``--cv --only exhaustion``)
+    exhaustion: float = 0.65
 
 
 @dataclass(frozen=True)
@@ -618,11 +628,31 @@ def _rank(
         int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
     )
     path = partial(_corrs_of, ch, rows)
+    have = link.copy()
     for a, b, cc in orphan_links(r, size, onset, link, pt, path, rule):
+        have[a, b] = True
         i, j = cands[a], cands[b]
         explains[i].append(j)
         explained[j].append(i)
         follows[i, j] = cc
+    if p.exhaustion > 0:  # a resource that filled slowly explains what failed when it was full
+        ex = exhaustion_links(
+            ch.z[rows],
+            ch.peak[rows],
+            onset,
+            tols,
+            r,
+            hosts,
+            allowed,
+            max_prop,
+            p.onset_sigma,
+            p.exhaustion,
+        )
+        for a, b in zip(*(v.tolist() for v in np.nonzero(ex & ~have)), strict=True):
+            i, j = cands[a], cands[b]
+            explains[i].append(j)
+            explained[j].append(i)
+            follows[i, j] = 1.0
     eased = (
         {i for i in cands if relieved(series[i].labels, float(ch.peak[i]))} if p.relief else set()
     )

@@ -544,9 +544,11 @@ def test_a_leak_under_way_when_the_window_opens_is_dated_where_it_began() -> Non
     errors[213:] += 0.2
     series = [si("http_errors_ratio", "cart-1", errors), si("memory_bytes", "cart-1", mem)]
     kw = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
-    off = rootcause.RootCauseParams(lead=0.0)
+    # (exhaustion off: it too would put the leak first, having filled before the errors)
+    off = rootcause.RootCauseParams(lead=0.0, exhaustion=0.0)
     plain = rank_root_causes(T, series, GRID, params=off, **kw)  # type: ignore[arg-type]
     assert metric_name(plain[0].labels) == "http_errors_ratio"
+    assert metric_name(rank_root_causes(T, series, GRID, **kw)[0].labels) == "memory_bytes"
     assert plain[1].onset_ms == 190 * STEP and plain[1].shape == "shift"
     on = rootcause.RootCauseParams(lead=1.0)
     causes = rank_root_causes(T, series, GRID, params=on, **kw)  # type: ignore[arg-type]
