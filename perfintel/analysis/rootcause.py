@@ -133,6 +133,7 @@ from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
+from .rootcause_params import RootCauseParams
 from .rootcause_scope import moves_symptoms as _moves_symptoms
 from .rootcause_scope import relieved
 from .rootcause_words import (
@@ -149,108 +150,6 @@ from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 _LATE = 1000.0
 #: subtracted from the score of a bygone change (ranks it after every present or relevant one)
 _BYGONE = 100.0
-
-
-@dataclass(frozen=True)
-class RootCauseParams:
-    """The method's constants (see the module docstring)."""
-
-    min_sigma: float = 5.0
-    tail_factor: float = 1.0
-    onset_sigma: float = 3.0
-    onset_fraction: float = 0.2
-    explain_corr: float = 0.7
-    #: inside one workload, a change of a role earlier in the order (load → resources →
-    #: latency → errors) explains a later role's change when their paths correlate at least
-    #: this much (the smaller of this and ``explain_corr``): a threshold, a timeout or a cap
-    #: between them bends the course without breaking the dependency
-    inner_corr: float = 0.7
-    max_gain: float = 2.0
-    #: weight of the log of what a change explains (see :func:`_support`)
-    support_weight: float = 0.8
-    #: what an explained change that is not a symptom (latency, errors) counts for, relative
-    #: to one that is
-    context_weight: float = 0.3
-    #: steps after the incident time a change may still begin and count as a cause
-    onset_slack: int = 1
-    #: across entities and without a declared graph, ``i`` explains ``j`` only when their
-    #: step-to-step changes in the baseline were correlated at some lag of ``i`` ahead of ``j``
-    #: at least this much (a learned dependency; 0 disables the test)
-    learned_corr: float = 0.1
-    #: when above 0, the learned dependency is a significance test instead of the
-    #: ``learned_corr`` threshold (see :func:`significant_links`): ``i`` explains ``j`` across
-    #: entities only when their baseline co-movement with ``i`` ahead by 0 to
-    #: ``max_propagation`` steps is significant at this false-discovery rate over the pairs
-    link_fdr: float = 0.0
-    #: a change supports only the explainers whose course it follows nearly as closely as it
-    #: follows its best explainer's (path correlation at least the best's minus this; 1 or
-    #: more: every explainer): an effect is a lagged, attenuated copy of its cause, and a
-    #: coincident change it merely lines up with follows its course less closely
-    credit_margin: float = 1.0
-    #: a cycle found in the baseline (periods of an hour, a day, a week; at least three of
-    #: them) is carried into the window when its even and odd cycles correlate at least this
-    #: much (0 disables)
-    seasonal_gain: float = 0.85
-    #: onset uncertainty of a sharp change, in steps: two changes closer than the sum of
-    #: their uncertainties began together, and the structure (graph, host, role) orders them
-    sharp_tolerance: float = 0.5
-    #: a resource growing steadily (a leak) explains what it moves in its own workload at any
-    #: later time in the window: exhaustion comes when the growth reaches a limit, not after a
-    #: propagation delay
-    accumulation: bool = True
-    #: subtracted per ``max_propagation`` by which the latest change of a cluster (the change
-    #: and what it accounts for) began before the incident time, beyond one: the alert fires
-    #: when the symptoms cross, so a cluster that stopped growing long before did not fire
-    #: it (a ramp still grows at the incident time)
-    recency_weight: float = 0.0
-    #: 1: a resource of one service (CPU, memory, a pool) is moved from another service only by
-    #: the load it sends (traffic) or, for an occupancy, by the latency it waits on (Little's
-    #: law); another service's resources or errors do not reach it but through those
-    resource_paths: float = 0.0
-    #: a change already departing when the window opens (never back within ``onset_sigma / 2``
-    #: before its peak) is re-measured against the baseline before a window opened up to this
-    #: many window lengths earlier, and dated where it began there (0 disables; 1 chosen by
-    #: cross-validation, ``benchmarks/root_cause.py --cv --only lead``): a leak that
-    #: started before the window otherwise has its onset clamped to the window start, and its
-    #: shape read from half way up its rise (see :func:`_lead`)
-    lead: float = 1.0
-    #: orphan symptoms, 0 off (:mod:`~perfintel.analysis.rootcause_links`, :class:`OrphanRule`
-    #: for the mode and the other four; chosen by ``--cv --only orphan,orphan_corr,...``)
-    orphan: float = 3.0
-    orphan_corr: float = 0.9
-    orphan_gain: float = 0.0
-    orphan_roles: float = 0.0
-    orphan_quorum: float = 2.0
-    #: bygone changes, 0 off: when symptoms (latency, errors) changed by the incident time, a
-    #: change that came back within ``max(onset_sigma, bygone × |peak|)`` of its baseline
-    #: before the incident time and moved no symptom (is none and explains none, directly or
-    #: through what it explains) ranks after every other: an incident is what is wrong when
-    #: the alert fires and what moved its symptoms, and a change that came and went before it
-    #: without touching them is another event, however large (see :func:`_moves_symptoms`)
-    #: (0.35 chosen by cross-validation, ``--cv --only bygone``)
-    bygone: float = 0.35
-    #: a cycle of explained-by links, 0 off (cut where a depth-first walk closes it): one
-    #: phenomenon, after what explains it from outside, ordered by onset then role (1: the
-    #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause_cycles`; 2 chosen
-    #: by cross-validation, ``--cv --only cycles``)
-    cycles: float = 2.0
-    #: Little's law inside one workload, 0 off: 1 counts open file descriptors and sockets as
-    #: occupancies (one per connection in flight: arrivals × latency, so they move with latency
-    #: either way); 2 also puts a workload's other resources (CPU, memory) before an occupancy
-    #: below its cap that began with them (they slow the work; the occupancy holds it longer)
-    #: (2 chosen by cross-validation, ``--cv --only little_order``)
-    little_order: float = 2.0
-    #: a change toward relief, 0 off: less load, less of a resource in use, faster responses,
-    #: fewer errors cannot have made anything worse; such a change explains nothing and loses
-    #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; 3 chosen by
-    #: cross-validation, ``--cv --only relief``)
-    relief: float = 3.0
-    #: exhaustion, 0 off: a change that grew gradually (longer than a hop to 80 % of its peak)
-    #: and held explains a later symptom (latency, errors) of its own workload at any delay when
-    #: it had reached this fraction of its peak as the symptom began: a leak harms when it
-    #: reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`; 0.65 chosen by
-    #: cross-validation, ``--cv --only exhaustion``)
-    exhaustion: float = 0.65
 
 
 @dataclass(frozen=True)
