@@ -132,6 +132,7 @@ from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
 from .rootcause_links import OrphanRule, learned_links, orphan_links
+from .rootcause_onset import backdated
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
 from .rootcause_scope import moves_symptoms as _moves_symptoms
@@ -450,6 +451,10 @@ def _rank(
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
     shapes = {i: _shape_of(ch, i, values) for i in cands}
+    if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
+        for i in cands:
+            if shapes[i] == "ramp" and i not in ch.early:
+                ch.onset[i] = backdated(ch.z[i], int(ch.onset[i]), int(ch.peak_at[i]), p.backdate)
     tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}
