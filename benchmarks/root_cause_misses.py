@@ -99,12 +99,12 @@ def describe(inc: Incident, causes: list[rc.Cause], i: int) -> str:
 
 def _unchanged(inc: Incident, p: rc.RootCauseParams) -> str:
     """Why the root is no change: its peak z against ``min_sigma`` and its own baseline tail."""
-    x, ws, we, ch = changes_near(inc, p)
+    _x, _ws, _we, ch = changes_near(inc, p)
     r = inc.root
     return (
         f"{metric_name(inc.series[r].labels)} of {rc.entity_of(inc.series[r].labels)}: "
         f"peak {ch.peak[r]:+.1f}σ at {int(ch.peak_at[r]) - WINDOW * MINUTE // inc.step_ms:+d} "
-        f"steps, z at the incident {ch.z[r, WINDOW * MINUTE // inc.step_ms]:+.1f}, usable {x[r].size}"
+        f"steps, z at the incident {ch.z[r, WINDOW * MINUTE // inc.step_ms]:+.1f}"
     )
 
 
