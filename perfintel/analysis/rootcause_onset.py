@@ -35,6 +35,8 @@ import numpy as np
 
 #: fewest steps of a rise fitted (fewer: a sharp change, dated at its threshold)
 MIN_RISE = 3
+#: the steps a date moves back over must together be this many sigmas above the baseline
+EVIDENCE = 2.0
 
 
 def backdated(z: np.ndarray, onset: int, peak_at: int, fraction: float) -> int:
@@ -53,5 +55,15 @@ def backdated(z: np.ndarray, onset: int, peak_at: int, fraction: float) -> int:
     slope, icpt = np.polyfit(t, v[: reach + 1], 1)
     if not slope > 0:
         return onset
-    start = int(np.ceil(-icpt / slope))  # the first step at or past where the line meets zero
-    return int(np.clip(onset + start, max(0, onset - reach), onset))
+    start = int(
+        np.ceil(-icpt / slope - 1e-9)
+    )  # the first step at or past where the line meets zero
+    if onset + start < 0:  # began before the window: where is not seen (see ``lead``)
+        return onset
+    first = int(np.clip(onset + start, onset - reach, onset))
+    # only as far back as the data shows the rise: the steps skipped lie above the baseline
+    # together (their summed z over the root of their number at least EVIDENCE)
+    w = sign * z[first:onset]
+    run = np.cumsum(w[::-1])[::-1] / np.sqrt(np.arange(w.size, 0, -1))
+    shown = np.flatnonzero(run >= EVIDENCE)
+    return first + int(shown[0]) if shown.size else onset
