@@ -18,7 +18,8 @@ among those where that effect is the larger one (a method relying on attenuation
 get those). Use on tuning seeds only (never on ``holdout``, which is for reporting).
 ``--show CLASS,...`` lists the misses of those classes one by one: the top change against
 the root (name and entity, role, peak σ, shape, onset in steps from the incident time,
-the symptoms each reaches through what it explains, the z-score at the incident time).
+the symptoms each reaches through what it explains, the z-score at the incident time; the
+root's true onset; for a root that did not change, its peak and z at the incident time).
 
     .venv/bin/python benchmarks/root_cause_misses.py --generators variant,variant-lagged
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --show "background outranks"

@@ -108,6 +108,9 @@ explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_
 *Exhaustion* (``exhaustion``, on): a change that grew gradually and held explains a later
 symptom of its own workload at any delay once it had nearly filled: a leak harms when it
 reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
+*Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
+baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
+roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and

@@ -113,6 +113,6 @@ class RootCauseParams:
     #: first step past the onset threshold to this fraction of its peak is dated where the line
     #: fitted to that rise meets its baseline (never later than the threshold's date, never
     #: earlier by more than the rise took): a ramp begins at the baseline, not where it leaves
-    #: the noise (:mod:`~perfintel.analysis.rootcause_onset`; chosen by cross-validation,
-    #: ``--cv --only backdate``)
+    #: the noise (:mod:`~perfintel.analysis.rootcause_onset`; left off by cross-validation,
+    #: ``--cv --only backdate``: out of fold +9/−10 at 0.5, BENCHMARKS.md round 13b)
     backdate: float = 0.0
