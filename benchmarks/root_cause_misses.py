@@ -18,7 +18,8 @@ among those where that effect is the larger one (a method relying on attenuation
 get those). Use on tuning seeds only (never on ``holdout``, which is for reporting).
 ``--show CLASS,...`` lists the misses of those classes one by one: the top change against
 the root (name and entity, role, peak σ, shape, onset in steps from the incident time,
-the symptoms each reaches through what it explains, the z-score at the incident time).
+the symptoms each reaches through what it explains, the z-score at the incident time; the
+root's true onset; for a root that did not change, its peak and z at the incident time).
 
     .venv/bin/python benchmarks/root_cause_misses.py --generators variant,variant-lagged
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --show "background outranks"
@@ -97,6 +98,17 @@ def describe(inc: Incident, causes: list[rc.Cause], i: int) -> str:
     )
 
 
+def _unchanged(inc: Incident, p: rc.RootCauseParams) -> str:
+    """Why the root is no change: its peak z against ``min_sigma`` and its own baseline tail."""
+    _x, _ws, _we, ch = changes_near(inc, p)
+    r = inc.root
+    return (
+        f"{metric_name(inc.series[r].labels)} of {rc.entity_of(inc.series[r].labels)}: "
+        f"peak {ch.peak[r]:+.1f}σ at {int(ch.peak_at[r]) - WINDOW * MINUTE // inc.step_ms:+d} "
+        f"steps, z at the incident {ch.z[r, WINDOW * MINUTE // inc.step_ms]:+.1f}"
+    )
+
+
 def identifiability(inc: Incident, p: rc.RootCauseParams) -> tuple[bool, bool, bool]:
     """``(root below min_sigma, root tied with an unordered effect, that effect larger)``."""
     x, ws, we, ch = changes_near(inc, p)
@@ -150,10 +162,15 @@ def main(argv: list[str] | None = None) -> int:
             miss = classify(inc, causes)
             classes[miss or "root first"] += 1
             if miss and miss in args.show.split(","):
-                rank = [c.index for c in causes].index(inc.root)
-                print(f"{name} {s} ({inc.kind}), {miss}, root ranked {rank + 1}:")
+                ranked = [c.index for c in causes]
+                rank = ranked.index(inc.root) + 1 if inc.root in ranked else 0
+                true = (inc.onset_ms - inc.time_ms) // inc.step_ms
+                print(f"{name} {s} ({inc.kind}), {miss}, root ranked {rank or '-'}:")
                 print(f"  top:  {describe(inc, causes, causes[0].index)}")
-                print(f"  root: {describe(inc, causes, inc.root)}")
+                if rank:
+                    print(f"  root: {describe(inc, causes, inc.root)}, true onset {true:+d}")
+                else:
+                    print(f"  root: {_unchanged(inc, p)}, true onset {true:+d}")
             b, t, big = identifiability(inc, p)
             below, tied, larger = below + b, tied + t, larger + big
         n = len(seeds)

@@ -108,6 +108,9 @@ explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_
 *Exhaustion* (``exhaustion``, on): a change that grew gradually and held explains a later
 symptom of its own workload at any delay once it had nearly filled: a leak harms when it
 reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
+*Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
+baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
+roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -132,6 +135,7 @@ from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
 from .rootcause_links import OrphanRule, learned_links, orphan_links
+from .rootcause_onset import backdated
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
 from .rootcause_scope import moves_symptoms as _moves_symptoms
@@ -450,6 +454,10 @@ def _rank(
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
     shapes = {i: _shape_of(ch, i, values) for i in cands}
+    if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
+        for i in cands:
+            if shapes[i] == "ramp" and i not in ch.early:
+                ch.onset[i] = backdated(ch.z[i], int(ch.onset[i]), int(ch.peak_at[i]), p.backdate)
     tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     ent = {i: entity_of(series[i].labels) for i in cands}

@@ -109,3 +109,10 @@ class RootCauseParams:
     #: reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`; 0.65 chosen by
     #: cross-validation, ``--cv --only exhaustion``)
     exhaustion: float = 0.65
+    #: back-dating a gradual change, 0 off: a change that took at least three steps from its
+    #: first step past the onset threshold to this fraction of its peak is dated where the line
+    #: fitted to that rise meets its baseline (never later than the threshold's date, never
+    #: earlier by more than the rise took): a ramp begins at the baseline, not where it leaves
+    #: the noise (:mod:`~perfintel.analysis.rootcause_onset`; left off by cross-validation,
+    #: ``--cv --only backdate``: out of fold +9/−10 at 0.5, BENCHMARKS.md round 13b)
+    backdate: float = 0.0
