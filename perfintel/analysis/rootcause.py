@@ -131,6 +131,7 @@ from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
+from .rootcause_filling import filling_suspects, second_place
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
@@ -599,6 +600,22 @@ def _rank(
         ranked = after_explainers_by_cycle(scores, explained, key.__getitem__, int(p.cycles))
     else:
         ranked = _after_explainers(scores, explained)
+    if p.filling > 0:  # a resource still filling at the alert is a suspect, even unlinked
+        fill = filling_suspects(
+            ch.z[rows],
+            ch.peak[rows],
+            onset,
+            tols,
+            r,
+            np.array([not explained[i] and i not in eased for i in cands], dtype=bool),
+            np.array([current[i] for i in cands], dtype=bool),
+            slack - p.onset_slack,
+            max_prop,
+            p.onset_sigma,
+            p.filling,
+        )
+        tie = {i: int(ch.onset[i]) for i in cands}
+        ranked = second_place(ranked, [cands[a] for a in np.flatnonzero(fill)], tie)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)
 
 

@@ -109,3 +109,9 @@ class RootCauseParams:
     #: reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`; 0.65 chosen by
     #: cross-validation, ``--cv --only exhaustion``)
     exhaustion: float = 0.65
+    #: a resource still filling at the alert, 0 off: the unexplained, gradual, held change of a
+    #: resource (or of unknown role) that began before every symptom and still stood at this
+    #: fraction of its peak at the incident time ranks right after the first change, even
+    #: when no link ties it to the symptoms: an alert on exhaustion comes late, in whatever
+    #: calls the exhausted thing (:mod:`~perfintel.analysis.rootcause_filling`)
+    filling: float = 0.0
