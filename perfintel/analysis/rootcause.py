@@ -608,14 +608,14 @@ def _rank(
             tols,
             r,
             np.array([not explained[i] and i not in eased for i in cands], dtype=bool),
-            np.array([current[i] for i in cands], dtype=bool),
+            np.array([not series[i].counter for i in cands], dtype=bool),
             slack - p.onset_slack,
             max_prop,
             p.onset_sigma,
             p.filling,
         )
         tie = {i: int(ch.onset[i]) for i in cands}
-        ranked = second_place(ranked, [cands[a] for a in np.flatnonzero(fill)], tie)
+        ranked = second_place(ranked, {cands[a]: float(fill[a]) for a in np.flatnonzero(fill)}, tie)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)
 
 

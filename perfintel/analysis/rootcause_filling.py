@@ -13,16 +13,19 @@ nothing, the symptoms — larger, sharper, each supported by the others — fill
 the first places, and the leak ranks far down.
 
 With ``filling`` (a fraction) on, the ranking keeps its first place and puts
-right after it the *filling* change of highest score that is not already among
-the first three: a change
+right after it the earliest *filling* change (the first to start filling is
+where the chain begins) when it is not already among the first three: a change
 
 * that is not a symptom (latency, errors) nor offered load (a surge is not
   exhaustion) — a resource or a series of unknown role,
 * that nothing explains (the root of its chain) and that is not toward relief,
 * that *grew gradually* (longer than one hop from its onset to 80 % of its peak,
   or dated before the window),
-* that began before every symptom that changed by the incident time, beyond
-  their onsets' uncertainty,
+* that is a *stock* (a level a gauge reports: memory, descriptors, sessions in use),
+  not a flow (a counter's rate: CPU seconds, commits): a flow saturates, it does
+  not fill,
+* that began before every symptom the alert is on (begun by the incident time and
+  still departed there), beyond their onsets' uncertainty,
 * that *held*: it never came back within ``onset_sigma / 2`` from its onset to
   the incident time, and still stood at least ``filling`` × its peak there
   (what is full when the alert fires, not what filled and drained).
@@ -50,7 +53,7 @@ def filling_suspects(
     tol: np.ndarray,
     role: np.ndarray,
     free: np.ndarray,
-    current: np.ndarray,
+    stock: np.ndarray,
     at: int,
     max_prop: int,
     onset_sigma: float,
@@ -59,11 +62,11 @@ def filling_suspects(
     """Which changes are filling (see the module docstring). Rows of ``z`` (window z-scores),
     ``peak`` (signed peak z), ``onset`` (window index), ``tol`` (onset uncertainty, steps) and
     ``role`` (``ROLE_ORDER``, -1 unknown) are the changes; ``free`` marks those nothing
-    explains and not toward relief, ``current`` those that began by the incident time;
-    ``at`` is the incident time's window index."""
+    explains and not toward relief, ``stock`` those that are a level (a gauge), not a flow
+    (a counter's rate); ``at`` is the incident time's window index."""
     k = onset.size
     if k == 0 or fraction <= 0:
-        return np.zeros(k, dtype=bool)
+        return np.zeros(k)
     w = z.shape[1]
     at = min(max(at, 0), w - 1)
     v = np.sign(peak)[:, None] * z  # toward the peak
@@ -76,25 +79,27 @@ def filling_suspects(
     dropped = ((v < onset_sigma / 2) & (steps >= start) & (steps <= at)).any(axis=1)
     held = ~dropped & (v[:, at] >= fraction * top)
     symptom = np.isin(role, _SYMPTOMS)
-    kind = ~symptom & (role != ROLE_ORDER["traffic"])
-    shown = symptom & current
+    kind = ~symptom & (role != ROLE_ORDER["traffic"]) & stock
+    # the symptoms the alert is on: begun by the incident time and still departed there
+    shown = symptom & (onset <= at) & (v[:, at] >= onset_sigma / 2)
     if not shown.any():
-        return np.zeros(k, dtype=bool)
-    first = float(np.min(onset[shown] - tol[shown]))
+        return np.zeros(k)
+    first = float(np.median(onset[shown] - tol[shown]))
     before = (onset + tol) < first
-    return np.asarray(kind & free & gradual & before & held)
+    ok = kind & free & gradual & before & held
+    return np.where(ok, v[:, at] / np.maximum(top, 1e-12), 0.0)
 
 
 def second_place(
-    scores: dict[int, float], suspects: list[int], tie: dict[int, int]
+    scores: dict[int, float], suspects: dict[int, float], tie: dict[int, int]
 ) -> dict[int, float]:
-    """``scores`` with the suspect of highest score moved right after the first change, when
-    it is not among the first three already (the ranking orders by score, then ``tie``, then
+    """``scores`` with the earliest suspect (by ``tie``: the onset; then the higher score) moved
+    right after the first change, when it is not among the first three already (the ranking orders by score, then ``tie``, then
     index). Changes tied with the first keep their order after the moved one."""
     if len(scores) < 4 or not suspects:
         return scores
     order = sorted(scores, key=lambda i: (-scores[i], tie[i], i))
-    best = max(suspects, key=lambda i: (scores[i], -tie[i], -i))
+    best = max(suspects, key=lambda i: (suspects[i], scores[i], -i))
     if order.index(best) < 3:
         return scores
     out = dict(scores)

@@ -66,7 +66,7 @@ def test_a_resource_that_drained_before_the_alert_is_not_moved() -> None:
     assert _rank_of_sessions(series, 0.5) == _rank_of_sessions(series, 0.0)
 
 
-def test_filling_suspects_needs_a_gradual_held_change_before_every_symptom() -> None:
+def test_filling_suspects_needs_a_gradual_held_stock_before_the_symptoms() -> None:
     w = 40
     ramp = np.clip(np.arange(w) - 5, 0, None) * 2.0  # from step 6, still growing
     step = np.where(np.arange(w) >= 6, 30.0, 0.0)  # a step: not gradual
@@ -78,13 +78,14 @@ def test_filling_suspects_needs_a_gradual_held_change_before_every_symptom() -> 
     got = filling_suspects(
         z, peak, onset, np.ones(3), role, np.ones(3, bool), np.ones(3, bool), 36, 5, 3.0, 0.5
     )
-    assert got.tolist() == [True, False, False]
+    assert (got > 0).tolist() == [True, False, False]
+    assert 0.9 < got[0] < 1.0  # how full it is at the incident time: 31 of its 34
 
 
 def test_second_place_keeps_the_first_and_moves_one_suspect() -> None:
     scores = {0: 5.0, 1: 4.0, 2: 4.0, 3: 3.0, 4: 1.0, 5: 0.5}
     tie = dict.fromkeys(scores, 0)
-    out = second_place(scores, [4, 5], tie)
+    out = second_place(scores, {4: 0.9, 5: 1.0}, tie)  # the fuller one moves
     order = sorted(out, key=lambda i: (-out[i], tie[i], i))
-    assert order == [0, 4, 1, 2, 3, 5]
-    assert second_place(scores, [2], tie) == scores  # already in the first three
+    assert order == [0, 5, 1, 2, 3, 4]
+    assert second_place(scores, {2: 1.0}, tie) == scores  # already in the first three
