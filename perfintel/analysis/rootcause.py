@@ -131,7 +131,7 @@ from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
-from .rootcause_filling import filling_suspects, second_place
+from .rootcause_filling import filling_suspects, machine_wide, second_place
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
@@ -615,7 +615,15 @@ def _rank(
             p.filling,
         )
         tie = {i: int(ch.onset[i]) for i in cands}
-        ranked = second_place(ranked, {cands[a]: float(fill[a]) for a in np.flatnonzero(fill)}, tie)
+        # a workload's own stock before a machine's (which sums it), then the fullest
+        prefer = {
+            cands[a]: (
+                float(not machine_wide(series[cands[a]].labels)),
+                float(fill[a]),
+            )
+            for a in np.flatnonzero(fill)
+        }
+        ranked = second_place(ranked, prefer, tie)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)
 
 

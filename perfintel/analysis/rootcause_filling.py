@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rootcause_words import ROLE_ORDER
+from perfintel.model import LabelSet, metric_name
+
+from .rootcause_words import ROLE_ORDER, host_of
 
 _SYMPTOMS = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
 
@@ -90,11 +92,18 @@ def filling_suspects(
     return np.where(ok, v[:, at] / np.maximum(top, 1e-12), 0.0)
 
 
+def machine_wide(labels: LabelSet) -> bool:
+    """Whether a series is a whole machine's (its host/node labels only, or a node exporter's
+    ``node_*`` metric): its memory or descriptors sum what runs there."""
+    return host_of(labels)[1] or metric_name(labels).startswith("node_")
+
+
 def second_place(
-    scores: dict[int, float], suspects: dict[int, float], tie: dict[int, int]
+    scores: dict[int, float], suspects: dict[int, tuple[float, ...]], tie: dict[int, int]
 ) -> dict[int, float]:
-    """``scores`` with the earliest suspect (by ``tie``: the onset; then the higher score) moved
-    right after the first change, when it is not among the first three already (the ranking orders by score, then ``tie``, then
+    """``scores`` with the suspect of highest preference (``suspects[i]``, compared as tuples;
+    then the higher score) moved right after the first change, when it is not among the
+    first three already (the ranking orders by score, then ``tie``, then
     index). Changes tied with the first keep their order after the moved one."""
     if len(scores) < 4 or not suspects:
         return scores

@@ -8,7 +8,7 @@ import numpy as np
 
 from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause_filling import filling_suspects, second_place
+from perfintel.analysis.rootcause_filling import filling_suspects, machine_wide, second_place
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.model import label_set
 
@@ -58,6 +58,18 @@ def test_a_resource_still_filling_at_the_alert_ranks_second_even_unlinked() -> N
     sessions = next(c for c in causes if c.labels == series[0].labels)
     assert sessions.followers == ()  # nothing ties the symptoms to it
     assert _rank_of_sessions(series, 0.0) > 3
+    assert _rank_of_sessions(series, 0.5) == 2
+
+
+def test_a_workloads_own_stock_moves_before_the_machines_that_sums_it() -> None:
+    """The machine's available memory falls with the sessions (held at its floor: fuller),
+    yet the workload's own stock is the one moved."""
+    series = _sessions_leak()
+    free = noise(30, 8e9, 1e7)
+    free[200:] -= 5e7 * np.minimum(np.arange(1, N - 199), 18)
+    series.append(SeriesInput(label_set({"__name__": "node_memory_MemAvailable_bytes"}), free))
+    assert machine_wide(series[-1].labels)
+    assert not machine_wide(series[0].labels)
     assert _rank_of_sessions(series, 0.5) == 2
 
 
