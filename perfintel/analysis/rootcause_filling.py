@@ -39,6 +39,8 @@ Pure: arrays in, an index out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from perfintel.model import LabelSet, metric_name
@@ -99,7 +101,7 @@ def machine_wide(labels: LabelSet) -> bool:
 
 
 def second_place(
-    scores: dict[int, float], suspects: dict[int, tuple[float, ...]], tie: dict[int, int]
+    scores: dict[int, float], suspects: Mapping[int, tuple[float, ...]], tie: dict[int, int]
 ) -> dict[int, float]:
     """``scores`` with the suspect of highest preference (``suspects[i]``, compared as tuples;
     then the higher score) moved right after the first change, when it is not among the
