@@ -108,6 +108,9 @@ explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_
 *Exhaustion* (``exhaustion``, on): a change that grew gradually and held explains a later
 symptom of its own workload at any delay once it had nearly filled: a leak harms when it
 reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
+*Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
+the alert that nothing explains ranks right after the first change, even unlinked to the
+symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
