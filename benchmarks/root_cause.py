@@ -198,6 +198,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "relief": (0.0, 1.0, 3.0, 100.0),
     "exhaustion": (0.0, 0.5, 0.65, 0.8),
     "backdate": (0.0, 0.5, 0.8),
+    "filling": (0.0, 0.5, 0.8, 0.9),
 }
 
 

@@ -23,6 +23,12 @@ root's true onset; for a root that did not change, its peak and z at the inciden
 
     .venv/bin/python benchmarks/root_cause_misses.py --generators variant,variant-lagged
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --show "background outranks"
+    .venv/bin/python benchmarks/root_cause_misses.py --generators blind --deep 4
+
+``--deep N`` lists every incident whose root ranks N-th or lower: the fault kind, the
+root (with its score parts: strength ``log(1 + |σ|)``, the rest of its score, and the
+penalties it took — relief, bygone, late) and what ranks above it, 1 to 3, each marked as
+the root's effect (a series the fault reached), a planted background change or unrelated.
 """
 
 from __future__ import annotations
@@ -109,6 +115,52 @@ def _unchanged(inc: Incident, p: rc.RootCauseParams) -> str:
     )
 
 
+def _relation(inc: Incident, i: int) -> str:
+    if i == inc.root:
+        return "root"
+    if i in inc.affected:
+        return "effect"
+    if i in inc.background:
+        return "background"
+    return "same service" if _service(inc, i) == _service(inc, inc.root) else "unrelated"
+
+
+def score_parts(c: rc.Cause, p: rc.RootCauseParams) -> str:
+    """The parts of a cause's score: strength, the rest (support), the penalties it took."""
+    strength = float(np.log1p(abs(c.sigma)))
+    s, pen = c.score, []
+    if s < -rc._LATE / 2:
+        s, pen = s + rc._LATE, [*pen, "late"]
+    if s < -rc._BYGONE / 2:
+        s, pen = s + rc._BYGONE, [*pen, "bygone"]
+    if p.relief and rc.relieved(c.labels, c.sigma):
+        s, pen = s + p.relief, [*pen, "relief"]
+    return f"score {c.score:+.2f} = strength {strength:.2f} + support {s - strength:+.2f}" + (
+        f" - {'/'.join(pen)}" if pen else ""
+    )
+
+
+def deep(inc: Incident, causes: list[rc.Cause], name: str, p: rc.RootCauseParams) -> None:
+    """Print one incident whose root ranks low: the root and what ranks 1 to 3."""
+    order = [c.index for c in causes]
+    rank = order.index(inc.root) + 1 if inc.root in order else 0
+    by = {c.index: c for c in causes}
+    print(f"{name} {inc.seed} ({inc.kind}): root ranked {rank or 'unchanged'}")
+    if rank:
+        root = by[inc.root]
+        print(f"  root: {describe(inc, causes, inc.root)}; {score_parts(root, p)}")
+        ex = root.explained_by
+        if ex is not None:
+            print(
+                f"        explained by {metric_name(by[ex].labels)} of {rc.entity_of(by[ex].labels)}"
+            )
+    for k, c in enumerate(causes[:3]):
+        print(
+            f"  {k + 1} [{_relation(inc, c.index)}]: {describe(inc, causes, c.index)}; "
+            f"{score_parts(c, p)}"
+        )
+
+
 def identifiability(inc: Incident, p: rc.RootCauseParams) -> tuple[bool, bool, bool]:
     """``(root below min_sigma, root tied with an unordered effect, that effect larger)``."""
     x, ws, we, ch = changes_near(inc, p)
@@ -148,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--show", default="", help="list the misses of these classes (comma list)")
+    ap.add_argument("--deep", type=int, default=0, help="list every root ranked this or lower")
     args = ap.parse_args(argv)
     p = rc.RootCauseParams()
     for name in args.generators.split(","):
@@ -171,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  root: {describe(inc, causes, inc.root)}, true onset {true:+d}")
                 else:
                     print(f"  root: {_unchanged(inc, p)}, true onset {true:+d}")
+            if args.deep:
+                order = [c.index for c in causes]
+                if inc.root not in order or order.index(inc.root) + 1 >= args.deep:
+                    deep(inc, causes, name, p)
             b, t, big = identifiability(inc, p)
             below, tied, larger = below + b, tied + t, larger + big
         n = len(seeds)

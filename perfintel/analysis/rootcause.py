@@ -111,6 +111,9 @@ reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
 *Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
 baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
 roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
+*Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
+the alert that nothing explains ranks right after the first change, even unlinked to the
+symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -134,6 +137,7 @@ from .rootcause_baseline import baseline_line, seasonal_line
 from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
+from .rootcause_filling import filling_suspects, machine_wide, second_place
 from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_onset import backdated
 from .rootcause_pairs import active_until, pair_tests, path_corrs
@@ -607,6 +611,30 @@ def _rank(
         ranked = after_explainers_by_cycle(scores, explained, key.__getitem__, int(p.cycles))
     else:
         ranked = _after_explainers(scores, explained)
+    if p.filling > 0:  # a resource still filling at the alert is a suspect, even unlinked
+        fill = filling_suspects(
+            ch.z[rows],
+            ch.peak[rows],
+            onset,
+            tols,
+            r,
+            np.array([not explained[i] and i not in eased for i in cands], dtype=bool),
+            np.array([not series[i].counter for i in cands], dtype=bool),
+            slack - p.onset_slack,
+            max_prop,
+            p.onset_sigma,
+            p.filling,
+        )
+        tie = {i: int(ch.onset[i]) for i in cands}
+        # a workload's own stock before a machine's (which sums it), then the fullest
+        prefer = {
+            cands[a]: (
+                float(not machine_wide(series[cands[a]].labels)),
+                float(fill[a]),
+            )
+            for a in np.flatnonzero(fill)
+        }
+        ranked = second_place(ranked, prefer, tie)
     return _Ranking(cands, shapes, explains, explained, strength, ranked)
 
 
