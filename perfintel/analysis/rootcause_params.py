@@ -124,3 +124,11 @@ class RootCauseParams:
     #: cross-validation's choice, ``--cv --only filling``, but its out-of-fold gain, top-3
     #: 93.2 -> 93.9 and top-1 unchanged, is under the bar of one point)
     filling: float = 0.0
+    #: a change that began inside the baseline, 0 off: a series past ``min_sigma`` but not past
+    #: its baseline's largest |z|, under way when the window opens, whose baseline's largest |z|
+    #: lies in the final run departing toward its peak (it never came back), is measured
+    #: again over a window opened this many window lengths (at least two steps) before that run
+    #: began, against the baseline before it, and is a change dated where it began when it is
+    #: one there and the window still holds its peak: a series' history of outliers is its
+    #: history before the change, not the change itself (:mod:`~perfintel.analysis.rootcause_rise`)
+    rise: float = 0.0
