@@ -142,7 +142,7 @@ from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_onset import backdated
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
-from .rootcause_rise import risen
+from .rootcause_rise import before_window, risen
 from .rootcause_scope import moves_symptoms as _moves_symptoms
 from .rootcause_scope import relieved
 from .rootcause_words import (
@@ -574,10 +574,15 @@ def _rank(
         explained[j].append(i)
         follows[i, j] = cc
     if p.exhaustion > 0:  # a resource that filled slowly explains what failed when it was full
+        paths, starts = ch.z[rows], onset
+        if p.rise > 0:  # changes dated before the window: their paths there too
+            paths, starts = before_window(
+                paths, onset, [ch.early.get(i, (None,))[0] for i in cands]
+            )
         ex = exhaustion_links(
-            ch.z[rows],
+            paths,
             ch.peak[rows],
-            onset,
+            starts,
             tols,
             r,
             hosts,

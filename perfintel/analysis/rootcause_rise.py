@@ -80,3 +80,20 @@ def risen(
         ch.onset[r] = int(ext.onset[0]) - lead
         ch.changed[r] = True
         ch.early[r] = (ext.z[0], values[0])
+
+
+def before_window(
+    z: np.ndarray, onset: np.ndarray, early: list[np.ndarray | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window z-scores ``z`` (rows) extended back over the steps before the window that the
+    changes dated there were measured on (``early[k]``: row ``k``'s path from its own earlier
+    start to the window's end, or ``None``; other rows read 0 there), and ``onset`` shifted to
+    match: so that what happened before the window (a pool full before its pod's latency rose
+    there) is seen by tests on the paths."""
+    lead = max((e.size - z.shape[1] for e in early if e is not None), default=0)
+    ext = np.zeros((z.shape[0], lead + z.shape[1]))
+    ext[:, lead:] = z
+    for k, e in enumerate(early):
+        if e is not None:
+            ext[k, lead + z.shape[1] - e.size :] = e
+    return ext, onset + lead
