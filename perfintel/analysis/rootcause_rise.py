@@ -6,9 +6,10 @@ calls a series *changed* when its peak in the window is beyond the largest
 window, inside the baseline, and never came back sets that largest |z|
 itself: the window holds it at the same height, so the tail test rejects it
 and ``lead`` (which re-measures only changes) never sees it. Here such a
-series — past ``min_sigma``, under way when the window opens, its baseline's
-largest |z| inside the final run that departs toward its peak and runs on
-into the window — is measured again against the baseline *before that run
+series — past ``min_sigma``, under way when the window opens and departed
+over the whole window (it never came back), its baseline's largest |z|
+inside the final run that departs toward its peak and runs on into the
+window — is measured again against the baseline *before that run
 began* (a window opened ``rise`` window lengths before it, at least two
 steps), and is a change when it is one there, dated where it began.
 """
@@ -55,7 +56,10 @@ def risen(
     their peak.
     """
     win = ch.z.shape[1]
-    cand = ~ch.changed & under_way & (np.abs(ch.peak) >= p.min_sigma)
+    # still departed over the whole window: it never came back (a spike or a shift that began
+    # just before the window and ended in it is not a rise that runs on)
+    held = (np.sign(ch.peak)[:, None] * ch.z).min(axis=1) >= p.onset_sigma / 2
+    cand = ~ch.changed & under_way & held & (np.abs(ch.peak) >= p.min_sigma)
     for r in (int(i) for i in np.flatnonzero(cand)):
         k0 = rise_start(ch.base_z[r], float(np.sign(ch.peak[r])), p.onset_sigma / 2)
         if k0 is None:
