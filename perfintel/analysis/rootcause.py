@@ -114,6 +114,9 @@ roots better but moves effects and backgrounds that are ramps as much: no gain o
 *Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
 the alert that nothing explains ranks right after the first change, even unlinked to the
 symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
+*Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
+leak that began inside the baseline and never came back) is measured against the baseline
+before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
