@@ -199,6 +199,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "exhaustion": (0.0, 0.5, 0.65, 0.8),
     "backdate": (0.0, 0.5, 0.8),
     "filling": (0.0, 0.5, 0.8, 0.9),
+    "rise": (0.0, 0.1, 0.3),
 }
 
 

@@ -114,6 +114,9 @@ roots better but moves effects and backgrounds that are ramps as much: no gain o
 *Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
 the alert that nothing explains ranks right after the first change, even unlinked to the
 symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
+*Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
+leak that began inside the baseline and never came back) is measured against the baseline
+before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -142,6 +145,7 @@ from .rootcause_links import OrphanRule, learned_links, orphan_links
 from .rootcause_onset import backdated
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
+from .rootcause_rise import before_window, risen
 from .rootcause_scope import moves_symptoms as _moves_symptoms
 from .rootcause_scope import relieved
 from .rootcause_words import (
@@ -248,6 +252,8 @@ class _Changes:
     peak_at: np.ndarray  # window index of the peak
     onset: np.ndarray  # window index of the onset
     changed: np.ndarray  # bool
+    tail: np.ndarray  # the baseline's largest |z|
+    base_z: np.ndarray = field(repr=False)  # the baseline's z-scores
     #: rows dated before the window (negative onset): their z-score path and values from
     #: ``lead`` steps before the window start (for their shape)
     early: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
@@ -266,9 +272,12 @@ def _changes(
     p: RootCauseParams,
     periods: Sequence[int] = (),
     lead: int = 0,
+    rise: bool = False,
 ) -> _Changes:
     """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``
-    (and, ``lead`` > 0, of the changes already under way at ``ws``: see :func:`_lead`)."""
+    (and, ``lead`` > 0, of the changes already under way at ``ws``: see :func:`_lead`; with
+    ``rise`` and ``p.rise`` > 0, of those that began inside the baseline: see
+    :func:`~perfintel.analysis.rootcause_rise.risen`)."""
     base = x[:, b0:ws]
     level, slope, sigma = baseline_line(base)
     steps_sigma = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
@@ -305,8 +314,29 @@ def _changes(
     onset = peak_at.astype(np.int64)
     for r in np.flatnonzero(changed):
         onset[r] = _onset(z[r], int(peak_at[r]), p)
-    ch = _Changes(z, expected, peak, peak_at, onset, changed)
-    return _lead(ch, x, usable, ws, we, b0, p, periods, lead) if lead > 0 else ch
+    ch = _Changes(z, expected, peak, peak_at, onset, changed, tail, base_z)
+    if lead > 0:
+        ch = _lead(ch, x, usable, ws, we, b0, p, periods, lead)
+    if rise and p.rise > 0:
+        measure = partial(_remeasure, x, usable, we, ws - b0, p, periods)
+        risen(ch, _under_way(ch, p), ws, b0, p, measure)
+    return ch
+
+
+def _remeasure(
+    x: np.ndarray,
+    usable: np.ndarray,
+    we: int,
+    length: int,
+    p: RootCauseParams,
+    periods: Sequence[int],
+    rows: np.ndarray,
+    start: int,
+) -> tuple[_Changes, np.ndarray, np.ndarray]:
+    """Rows ``rows`` over ``[start, we)`` against the ``length`` steps before ``start``, which
+    of them were already under way at ``start``, and their values over ``[start, we)``."""
+    ext = _changes(x[rows], usable[rows], start, we, max(0, start - length), p, periods)
+    return ext, _under_way(ext, p), x[rows, start:we]
 
 
 def _lead(
@@ -395,7 +425,7 @@ def _shape_of(ch: _Changes, i: int, values: np.ndarray) -> str:
     """:func:`_shape` of change ``i`` from its onset, before the window too when it began there."""
     if i in ch.early:
         z, v = ch.early[i]
-        return _shape(z, int(ch.onset[i]) + ch.lead, v)
+        return _shape(z, int(ch.onset[i]) + z.size - ch.z.shape[1], v)
     return _shape(ch.z[i], int(ch.onset[i]), values[i])
 
 
@@ -547,10 +577,15 @@ def _rank(
         explained[j].append(i)
         follows[i, j] = cc
     if p.exhaustion > 0:  # a resource that filled slowly explains what failed when it was full
+        paths, starts = ch.z[rows], onset
+        if p.rise > 0:  # changes dated before the window: their paths there too
+            paths, starts = before_window(
+                paths, onset, [ch.early.get(i, (None,))[0] for i in cands]
+            )
         ex = exhaustion_links(
-            ch.z[rows],
+            paths,
             ch.peak[rows],
-            onset,
+            starts,
             tols,
             r,
             hosts,
@@ -705,7 +740,7 @@ def rank_root_causes(
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
-    ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)))
+    ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)), rise=True)
     values = x[:, ws:we]
     r = _rank(
         ch,

@@ -124,3 +124,14 @@ class RootCauseParams:
     #: cross-validation's choice, ``--cv --only filling``, but its out-of-fold gain, top-3
     #: 93.2 -> 93.9 and top-1 unchanged, is under the bar of one point)
     filling: float = 0.0
+    #: a change that began inside the baseline, 0 off: a series past ``min_sigma`` but not past
+    #: its baseline's largest |z|, departed over the whole window (never back within
+    #: ``onset_sigma / 2``), whose baseline's largest |z| lies in the final run departing toward
+    #: its peak, is measured again over a window opened this many window lengths (at least two
+    #: steps) before that run began, against the baseline before it, and is a change dated
+    #: where it began when it is one there and the window still holds its peak: a series'
+    #: history of outliers is its history before the change, not the change itself
+    #: (:mod:`~perfintel.analysis.rootcause_rise`). With it on, ``exhaustion`` also reads the
+    #: paths before the window of the changes dated there (a pool full before its pod's
+    #: latency rose, both before the window)
+    rise: float = 0.0
