@@ -39,6 +39,20 @@ from .rootcause_words import ROLE_ORDER
 _SYMPTOMS = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
 
 
+def gradual_rise(
+    z: np.ndarray, peak: np.ndarray, onset: np.ndarray, max_prop: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each change's z-score path turned toward its peak, the peak's size, the steps from its
+    onset on, and whether it took longer than one hop (``max_prop``) from its onset to 80 % of
+    its peak: a fill, not a step."""
+    v = np.sign(peak)[:, None] * z
+    top = np.abs(peak)
+    since = np.arange(z.shape[1])[None, :] >= np.maximum(onset, 0)[:, None]
+    full = (v >= 0.8 * top[:, None]) & since
+    reached = np.where(full.any(axis=1), np.argmax(full, axis=1), z.shape[1])
+    return v, top, since, (reached - onset) > max_prop
+
+
 def exhaustion_links(
     z: np.ndarray,
     peak: np.ndarray,
@@ -61,16 +75,9 @@ def exhaustion_links(
     if k < 2 or fraction <= 0:
         return link
     w = z.shape[1]
-    v = np.sign(peak)[:, None] * z  # toward the peak
-    top = np.abs(peak)
-    steps = np.arange(w)[None, :]
-    start = np.maximum(onset, 0)[:, None]
-    # gradual: from the onset to 80 % of the peak took longer than one hop
-    full = (v >= 0.8 * top[:, None]) & (steps >= start)
-    reached = np.where(full.any(axis=1), np.argmax(full, axis=1), w)
-    gradual = (reached - onset) > max_prop
+    v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
     # held: the first step after the onset where it fell back within onset_sigma / 2
-    low = (v < onset_sigma / 2) & (steps >= start)
+    low = (v < onset_sigma / 2) & since
     drop = np.where(low.any(axis=1), np.argmax(low, axis=1), w)
     cause = gradual & ~np.isin(role, _SYMPTOMS)
     symptom = np.isin(role, _SYMPTOMS) & (onset >= 0)

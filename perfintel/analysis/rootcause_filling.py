@@ -45,6 +45,7 @@ import numpy as np
 
 from perfintel.model import LabelSet, metric_name
 
+from .rootcause_exhaust import gradual_rise
 from .rootcause_words import ROLE_ORDER, host_of
 
 _SYMPTOMS = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
@@ -73,14 +74,8 @@ def filling_suspects(
         return np.zeros(k)
     w = z.shape[1]
     at = min(max(at, 0), w - 1)
-    v = np.sign(peak)[:, None] * z  # toward the peak
-    top = np.abs(peak)
-    steps = np.arange(w)[None, :]
-    start = np.maximum(onset, 0)[:, None]
-    full = (v >= 0.8 * top[:, None]) & (steps >= start)
-    reached = np.where(full.any(axis=1), np.argmax(full, axis=1), w)
-    gradual = (reached - onset) > max_prop
-    dropped = ((v < onset_sigma / 2) & (steps >= start) & (steps <= at)).any(axis=1)
+    v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
+    dropped = ((v < onset_sigma / 2) & since & (np.arange(w)[None, :] <= at)).any(axis=1)
     held = ~dropped & (v[:, at] >= fraction * top)
     symptom = np.isin(role, _SYMPTOMS)
     kind = ~symptom & (role != ROLE_ORDER["traffic"]) & stock

@@ -18,22 +18,7 @@ from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.bench.incidents_blind import generate_blind_incident
 from perfintel.errors import BadInputError
 from perfintel.model import label_set, metric_name
-
-STEP = 60_000
-N = 240
-GRID = Grid(0, STEP, N)
-T = 220 * STEP  # the incident time
-
-
-def si(name: str, instance: str, values: np.ndarray, service: str = "") -> SeriesInput:
-    labels = {"__name__": name, "instance": instance}
-    if service:
-        labels["service"] = service
-    return SeriesInput(label_set(labels), np.asarray(values, dtype=float))
-
-
-def noise(seed: int, level: float, sd: float) -> np.ndarray:
-    return level + np.random.default_rng(seed).normal(0, sd, N)
+from tests.analysis.rootcause_cases import GRID, STEP, N, T, noise, si
 
 
 def test_doctests() -> None:

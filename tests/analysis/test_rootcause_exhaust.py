@@ -9,22 +9,11 @@ import numpy as np
 from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import rank_root_causes
 from perfintel.analysis.rootcause_exhaust import exhaustion_links
-from perfintel.analysis.signals import Grid, SeriesInput
-from perfintel.model import label_set, metric_name
+from perfintel.analysis.signals import SeriesInput
+from perfintel.model import metric_name
+from tests.analysis.rootcause_cases import GRID, STEP, T, noise, si
 
-STEP = 60_000
-N = 240
-GRID = Grid(0, STEP, N)
-T = 220 * STEP  # the incident time
 KW = {"window_ms": 30 * STEP, "baseline_ms": 150 * STEP}
-
-
-def si(name: str, instance: str, values: np.ndarray) -> SeriesInput:
-    return SeriesInput(label_set({"__name__": name, "instance": instance}), values)
-
-
-def noise(seed: int, level: float, sd: float) -> np.ndarray:
-    return level + np.random.default_rng(seed).normal(0, sd, N)
 
 
 def _filled_then_failed() -> list[SeriesInput]:

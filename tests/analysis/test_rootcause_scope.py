@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from perfintel.analysis.rootcause import RootCauseParams, rank_root_causes
 from perfintel.analysis.rootcause_scope import moves_symptoms, relieved
-from perfintel.analysis.signals import Grid, SeriesInput
+from perfintel.analysis.signals import SeriesInput
 from perfintel.model import LabelSet, label_set, metric_name
-
-STEP = 60_000
-N = 240
-GRID = Grid(0, STEP, N)
-T = 220 * STEP  # the incident time
-
-
-def si(name: str, instance: str, values: np.ndarray, service: str) -> SeriesInput:
-    labels = {"__name__": name, "instance": instance, "service": service}
-    return SeriesInput(label_set(labels), np.asarray(values, dtype=float))
-
-
-def noise(seed: int, level: float, sd: float) -> np.ndarray:
-    return level + np.random.default_rng(seed).normal(0, sd, N)
+from tests.analysis.rootcause_cases import GRID, STEP, T, noise, si
 
 
 def _case(memory: str) -> list[SeriesInput]:
