@@ -13,9 +13,10 @@ What a chance drift does not do is explain a *group*: callers of one exhausted
 dependency fail together. With ``shared`` (a fraction) on, change ``i``
 explains the orphan symptoms ``J`` of other entities when
 
-* ``i`` is a stock (a gauge, not a counter's rate; neither offered load nor a symptom), grew gradually (longer than a hop to 80 % of its peak),
-  held from its onset to each symptom's onset and stood at ≥ ``shared`` × its
-  peak when each began (:func:`~perfintel.analysis.rootcause_exhaust.gradual_rise`),
+* ``i`` is a stock (a gauge, not a counter's rate; neither offered load nor a
+  symptom), grew gradually (longer than a hop to 80 % of its peak), held from
+  its onset to each symptom's onset and stood at ≥ ``shared`` × its peak when
+  each began (:func:`~perfintel.analysis.rootcause_exhaust.gradual_rise`),
 * every ``j`` in ``J`` is an *orphan*: a latency or errors change that nothing
   of its own workload or machine explains, of another entity than ``i``'s (not
   on ``i``'s machine), that the declared graph lets ``i`` reach, and began
