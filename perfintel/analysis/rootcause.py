@@ -114,8 +114,8 @@ roots better but moves effects and backgrounds that are ramps as much: no gain o
 *Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
 the alert that nothing explains ranks right after the first change, even unlinked to the
 symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
-*Shared* (``shared``, off): a stock that filled explains a group of other entities' orphan symptoms
-begun together (:mod:`~perfintel.analysis.rootcause_shared`).
+*Shared* (``shared``, off: no gain out of fold): a stock that filled explains a group of other
+entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_shared`).
 *Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
 leak that began inside the baseline and never came back) is measured against the baseline
 before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
