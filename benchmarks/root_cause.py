@@ -200,6 +200,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "backdate": (0.0, 0.5, 0.8),
     "filling": (0.0, 0.5, 0.8, 0.9),
     "rise": (0.0, 0.1, 0.3),
+    "shared": (0.0, 0.8, 0.9),
 }
 
 

@@ -114,6 +114,8 @@ roots better but moves effects and backgrounds that are ramps as much: no gain o
 *Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
 the alert that nothing explains ranks right after the first change, even unlinked to the
 symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
+*Shared* (``shared``, off: no gain out of fold): a stock that filled explains a group of other
+entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_shared`).
 *Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
 leak that began inside the baseline and never came back) is measured against the baseline
 before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
@@ -148,6 +150,7 @@ from .rootcause_params import RootCauseParams
 from .rootcause_rise import before_window, risen
 from .rootcause_scope import moves_symptoms as _moves_symptoms
 from .rootcause_scope import relieved
+from .rootcause_shared import shared_links
 from .rootcause_words import (
     ROLE_ORDER,
     entity_of,
@@ -576,29 +579,24 @@ def _rank(
         explains[i].append(j)
         explained[j].append(i)
         follows[i, j] = cc
+    paths, starts, pk, sig = ch.z[rows], onset, ch.peak[rows], p.onset_sigma
+    if p.rise > 0:  # changes dated before the window: their paths there too
+        paths, starts = before_window(paths, onset, [ch.early.get(i, (None,))[0] for i in cands])
+    ex = np.zeros((k, k), dtype=bool)
     if p.exhaustion > 0:  # a resource that filled slowly explains what failed when it was full
-        paths, starts = ch.z[rows], onset
-        if p.rise > 0:  # changes dated before the window: their paths there too
-            paths, starts = before_window(
-                paths, onset, [ch.early.get(i, (None,))[0] for i in cands]
-            )
         ex = exhaustion_links(
-            paths,
-            ch.peak[rows],
-            starts,
-            tols,
-            r,
-            hosts,
-            allowed,
-            max_prop,
-            p.onset_sigma,
-            p.exhaustion,
+            paths, pk, starts, tols, r, hosts, allowed, max_prop, sig, p.exhaustion
         )
-        for a, b in zip(*(v.tolist() for v in np.nonzero(ex & ~have)), strict=True):
-            i, j = cands[a], cands[b]
-            explains[i].append(j)
-            explained[j].append(i)
-            follows[i, j] = 1.0
+    if p.shared > 0:  # a shared stock that filled explains its callers failing together
+        gauge = np.array([not series[i].counter for i in cands], dtype=bool)
+        ex |= shared_links(
+            paths, pk, starts, tols, r, gauge, have | ex, pt, max_prop, sig, p.shared
+        )
+    for a, b in zip(*(v.tolist() for v in np.nonzero(ex & ~have)), strict=True):
+        i, j = cands[a], cands[b]
+        explains[i].append(j)
+        explained[j].append(i)
+        follows[i, j] = 1.0
     eased = (
         {i for i in cands if relieved(series[i].labels, float(ch.peak[i]))} if p.relief else set()
     )

@@ -53,6 +53,13 @@ def gradual_rise(
     return v, top, since, (reached - onset) > max_prop
 
 
+def held_until(v: np.ndarray, since: np.ndarray, onset_sigma: float) -> np.ndarray:
+    """The first step after each change's onset where its path ``v`` (turned toward its peak)
+    fell back within ``onset_sigma / 2`` (the path's length when it never did)."""
+    low = (v < onset_sigma / 2) & since
+    return np.where(low.any(axis=1), np.argmax(low, axis=1), v.shape[1])
+
+
 def exhaustion_links(
     z: np.ndarray,
     peak: np.ndarray,
@@ -74,11 +81,8 @@ def exhaustion_links(
     link = np.zeros((k, k), dtype=bool)
     if k < 2 or fraction <= 0:
         return link
-    w = z.shape[1]
     v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
-    # held: the first step after the onset where it fell back within onset_sigma / 2
-    low = (v < onset_sigma / 2) & since
-    drop = np.where(low.any(axis=1), np.argmax(low, axis=1), w)
+    drop = held_until(v, since, onset_sigma)  # held: until it fell back
     cause = gradual & ~np.isin(role, _SYMPTOMS)
     symptom = np.isin(role, _SYMPTOMS) & (onset >= 0)
     a_idx, b_idx = np.flatnonzero(cause), np.flatnonzero(symptom)

@@ -135,3 +135,12 @@ class RootCauseParams:
     #: paths before the window of the changes dated there (a pool full before its pod's
     #: latency rose, both before the window)
     rise: float = 0.0
+    #: a shared stock that filled, 0 off: a change that grew gradually and held (no symptom)
+    #: explains the orphan symptoms (latency, errors nothing of their own workload explains) of
+    #: at least two other entities, the graph permitting, that began within one hop of one
+    #: another after it had reached this fraction of its peak: callers of one exhausted
+    #: dependency fail together, a chance drift does not explain a group
+    #: (:mod:`~perfintel.analysis.rootcause_shared`; off: ``--cv --only shared`` chooses 0.9,
+    #: out of fold 81.5 / 93.6 against 81.6 / 93.2 with variant top-1 down 2.0; with ``rise``
+    #: and ``filling`` 82.0 / 93.8: under the bar, BENCHMARKS.md round 15)
+    shared: float = 0.0
