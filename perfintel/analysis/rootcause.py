@@ -139,6 +139,7 @@ from perfintel.model import LabelSet
 
 from .correlation import significant_links
 from .rootcause_baseline import baseline_line, seasonal_line
+from .rootcause_changes import Changes as _Changes
 from .rootcause_cycles import after_explainers as _after_explainers
 from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
@@ -243,24 +244,6 @@ class Cause:
     values: np.ndarray = field(repr=False)
     expected: np.ndarray = field(repr=False)
     z: np.ndarray = field(repr=False)
-
-
-@dataclass
-class _Changes:
-    """Per-series change profiles over the analysis window (rows: series)."""
-
-    z: np.ndarray
-    expected: np.ndarray
-    peak: np.ndarray  # signed peak z
-    peak_at: np.ndarray  # window index of the peak
-    onset: np.ndarray  # window index of the onset
-    changed: np.ndarray  # bool
-    tail: np.ndarray  # the baseline's largest |z|
-    base_z: np.ndarray = field(repr=False)  # the baseline's z-scores
-    #: rows dated before the window (negative onset): their z-score path and values from
-    #: ``lead`` steps before the window start (for their shape)
-    early: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    lead: int = 0
 
 
 # -- per series -----------------------------------------------------------------------------

@@ -89,9 +89,26 @@ def exhaustion_links(
     if a_idx.size == 0 or b_idx.size == 0:
         return link
     sub = np.ix_(a_idx, b_idx)
+    full = full_when_began(v, top, onset, tol, drop, a_idx, b_idx, fraction)
+    link[sub] = full & hosts[sub] & allowed[sub]
+    return link
+
+
+def full_when_began(
+    v: np.ndarray,
+    top: np.ndarray,
+    onset: np.ndarray,
+    tol: np.ndarray,
+    drop: np.ndarray,
+    a_idx: np.ndarray,
+    b_idx: np.ndarray,
+    fraction: float,
+) -> np.ndarray:
+    """Over the pairs of causes ``a_idx`` and symptoms ``b_idx``: the symptom began after the
+    cause (beyond both onsets' uncertainty), before the cause fell back (``drop``, from
+    :func:`held_until`) and when the cause stood at least ``fraction`` of its peak."""
     ob = onset[b_idx]
     later = (ob[None, :] - tol[b_idx][None, :]) > (onset[a_idx] + tol[a_idx])[:, None]
     held = ob[None, :] < drop[a_idx][:, None]
     level = v[a_idx][:, ob] >= fraction * top[a_idx][:, None]
-    link[sub] = later & held & level & hosts[sub] & allowed[sub]
-    return link
+    return np.asarray(later & held & level)

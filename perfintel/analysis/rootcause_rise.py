@@ -17,18 +17,15 @@ steps), and is a change when it is one there, dated where it began.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .rootcause_changes import Changes
 from .rootcause_params import RootCauseParams
-
-if TYPE_CHECKING:
-    from .rootcause import _Changes
 
 #: ``measure(rows, start)``: change profiles of ``rows`` over ``[start, we)`` against the
 #: baseline's length before ``start``, which were under way at ``start``, and their values
-Measure = Callable[[np.ndarray, int], "tuple[_Changes, np.ndarray, np.ndarray]"]
+Measure = Callable[[np.ndarray, int], tuple[Changes, np.ndarray, np.ndarray]]
 
 
 def rise_start(base_z: np.ndarray, sign: float, half: float) -> int | None:
@@ -43,7 +40,7 @@ def rise_start(base_z: np.ndarray, sign: float, half: float) -> int | None:
 
 
 def risen(
-    ch: _Changes,
+    ch: Changes,
     under_way: np.ndarray,
     ws: int,
     b0: int,

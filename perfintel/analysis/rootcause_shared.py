@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rootcause_exhaust import gradual_rise, held_until
+from .rootcause_exhaust import full_when_began, gradual_rise, held_until
 from .rootcause_pairs import Pairs
 from .rootcause_words import ROLE_ORDER
 
@@ -71,11 +71,8 @@ def shared_links(
     if a_idx.size == 0 or b_idx.size < 2:
         return link
     sub = np.ix_(a_idx, b_idx)
-    ob = onset[b_idx]
-    later = (ob[None, :] - tol[b_idx][None, :]) > (onset[a_idx] + tol[a_idx])[:, None]
-    held = ob[None, :] < drop[a_idx][:, None]
-    level = v[a_idx][:, ob] >= fraction * top[a_idx][:, None]
-    may = later & held & level & ~same[sub] & ~hosts[sub] & pairs.allowed[sub]
+    full = full_when_began(v, top, onset, tol, drop, a_idx, b_idx, fraction)
+    may = full & ~same[sub] & ~hosts[sub] & pairs.allowed[sub]
     for row in np.flatnonzero(may.sum(axis=1) >= 2):
         cols = b_idx[may[row]]
         when = onset[cols]
