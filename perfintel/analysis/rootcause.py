@@ -154,6 +154,7 @@ from .rootcause_scope import relieved
 from .rootcause_shared import shared_links
 from .rootcause_words import (
     ROLE_ORDER,
+    SYMPTOM_ROLES,
     entity_of,
     explain,
     host_of,
@@ -587,7 +588,7 @@ def _rank(
         explains = {i: [] if i in eased else v for i, v in explains.items()}
         explained = {j: [i for i in v if i not in eased] for j, v in explained.items()}
     closest = {j: max((follows[i, j] for i in by), default=0.0) for j, by in explained.items()}
-    symptom = {ROLE_ORDER["latency"], ROLE_ORDER["errors"]}
+    symptom = set(SYMPTOM_ROLES)
     # only what changed by the incident time is part of the incident it explains
     current = {j: bool(ch.onset[j] - tol[j] + 0.5 <= slack) for j in cands}
     credited = {

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rootcause_words import ROLE_ORDER
-
-_SYMPTOMS = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
+from .rootcause_words import SYMPTOM_ROLES
 
 
 def gradual_rise(
@@ -83,8 +81,8 @@ def exhaustion_links(
         return link
     v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
     drop = held_until(v, since, onset_sigma)  # held: until it fell back
-    cause = gradual & ~np.isin(role, _SYMPTOMS)
-    symptom = np.isin(role, _SYMPTOMS) & (onset >= 0)
+    cause = gradual & ~np.isin(role, SYMPTOM_ROLES)
+    symptom = np.isin(role, SYMPTOM_ROLES) & (onset >= 0)
     a_idx, b_idx = np.flatnonzero(cause), np.flatnonzero(symptom)
     if a_idx.size == 0 or b_idx.size == 0:
         return link

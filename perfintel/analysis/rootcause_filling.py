@@ -46,9 +46,7 @@ import numpy as np
 from perfintel.model import LabelSet, metric_name
 
 from .rootcause_exhaust import gradual_rise
-from .rootcause_words import ROLE_ORDER, host_of
-
-_SYMPTOMS = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
+from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES, host_of
 
 
 def filling_suspects(
@@ -77,7 +75,7 @@ def filling_suspects(
     v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
     dropped = ((v < onset_sigma / 2) & since & (np.arange(w)[None, :] <= at)).any(axis=1)
     held = ~dropped & (v[:, at] >= fraction * top)
-    symptom = np.isin(role, _SYMPTOMS)
+    symptom = np.isin(role, SYMPTOM_ROLES)
     kind = ~symptom & (role != ROLE_ORDER["traffic"]) & stock
     # the symptoms the alert is on: begun by the incident time and still departed there
     shown = symptom & (onset <= at) & (v[:, at] >= onset_sigma / 2)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .rootcause_pairs import Pairs
-from .rootcause_words import ROLE_ORDER
+from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES
 
 #: roles of the explaining change allowed per ``roles`` setting (``None``: any)
 _ROLES: dict[int, frozenset[int] | None] = {
@@ -36,7 +36,6 @@ _ROLES: dict[int, frozenset[int] | None] = {
     # offered load, resources or latency
     2: frozenset(ROLE_ORDER[r] for r in ("traffic", "resource", "latency")),
 }
-_SYMPTOMS = frozenset((ROLE_ORDER["latency"], ROLE_ORDER["errors"]))
 
 
 def learned_links(base: np.ndarray, max_lag: int) -> np.ndarray:
@@ -97,7 +96,7 @@ def orphan_links(
     if rule.mode <= 0 or role.size == 0:
         return []
     roles = _ROLES.get(rule.roles)
-    symptom = np.isin(role, list(_SYMPTOMS))
+    symptom = np.isin(role, SYMPTOM_ROLES)
     orphan = symptom & ~(linked & pairs.hosts).any(axis=0)
     may = orphan[None, :] & ~pairs.same_entity & ~pairs.hosts & ~linked
     may &= pairs.first & pairs.allowed

@@ -59,9 +59,8 @@ def backdated(z: np.ndarray, onset: int, peak_at: int, fraction: float) -> int:
     slope, icpt = np.polyfit(t, v[: reach + 1], 1)
     if not slope > 0:
         return onset
-    start = int(
-        np.ceil(-icpt / slope - 1e-9)
-    )  # the first step at or past where the line meets zero
+    # the first step at or past where the line meets zero
+    start = int(np.ceil(-icpt / slope - 1e-9))
     if onset + start < 0:  # began before the window: where is not seen (see ``lead``)
         return onset
     first = int(np.clip(onset + start, onset - reach, onset))

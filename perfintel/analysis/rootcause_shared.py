@@ -33,9 +33,8 @@ import numpy as np
 
 from .rootcause_exhaust import full_when_began, gradual_rise, held_until
 from .rootcause_pairs import Pairs
-from .rootcause_words import ROLE_ORDER
+from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES
 
-_SYMPTOMS = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
 _TRAFFIC = ROLE_ORDER["traffic"]
 
 
@@ -63,7 +62,7 @@ def shared_links(
         return link
     v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
     drop = held_until(v, since, onset_sigma)
-    symptom = np.isin(role, _SYMPTOMS)
+    symptom = np.isin(role, SYMPTOM_ROLES)
     cause = gradual & gauge & ~symptom & (role != _TRAFFIC)
     hosts, same = pairs.hosts, pairs.same_entity
     orphan = symptom & (onset >= 0) & ~(linked & hosts).any(axis=0)

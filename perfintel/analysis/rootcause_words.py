@@ -56,6 +56,9 @@ OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "
 #: occupancies too, one per connection in flight
 HELD_WORDS = ("fd", "socket")
 ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
+#: the roles of what users see and incidents are declared on: latency and errors (the RED
+#: signals but the rate)
+SYMPTOM_ROLES = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
 
 
 def role_of(labels: LabelSet) -> str:
