@@ -201,6 +201,8 @@ GRID: dict[str, tuple[float, ...]] = {
     "filling": (0.0, 0.5, 0.8, 0.9),
     "rise": (0.0, 0.1, 0.3),
     "shared": (0.0, 0.8, 0.9),
+    "shared_size": (0.0, 2.0, 3.0),
+    "shared_cover": (0.0, 0.5, 0.8),
 }
 
 

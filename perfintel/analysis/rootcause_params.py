@@ -144,3 +144,14 @@ class RootCauseParams:
     #: out of fold 81.5 / 93.6 against 81.6 / 93.2 with variant top-1 down 2.0; with ``rise``
     #: and ``filling`` 82.0 / 93.8: under the bar, BENCHMARKS.md round 15)
     shared: float = 0.0
+    #: with ``shared``, a stock explains its callers only when its peak |z| is at least this
+    #: many times ``min_sigma``, 0 off: an exhaustion is a large departure, a drift of a few
+    #: sigmas that held is not one (:mod:`~perfintel.analysis.rootcause_shared`; off: see
+    #: ``shared_cover``; BENCHMARKS.md round 16)
+    shared_size: float = 0.0
+    #: with ``shared``, a stock explains a group of orphan symptoms only when the group spans at
+    #: least this share of the entities with an orphan symptom, 0 off: when a shared dependency
+    #: is exhausted, what fails unexplained is its callers, together; a group that leaves most of
+    #: the unexplained entities aside lines up by chance with part of another fault's spread
+    #: (:mod:`~perfintel.analysis.rootcause_shared`; off: BENCHMARKS.md round 16)
+    shared_cover: float = 0.0
