@@ -34,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -240,7 +241,7 @@ class _Scorer:
             for name, values in GRID.items():
                 if only and name not in only:
                     continue
-                options = [replace(best, **{name: v}) for v in values]
+                options = [replace(best, **_one(name, v)) for v in values]
                 best = max(options, key=lambda q: (objective(q), q == best))
                 if verbose:
                     print(f"  {name} -> {getattr(best, name)} ({objective(best):.3f})", flush=True)
@@ -299,7 +300,7 @@ def cross_validate(
         if only and name not in only:
             continue
         for v in values:  # every candidate on all tuning seeds, for the record
-            r = scorer.ranks(replace(start, **{name: v}))
+            r = scorer.ranks(replace(start, **_one(name, v)))
             per_gen = ", ".join(
                 f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
                 f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
@@ -316,6 +317,15 @@ def _paired(r: np.ndarray, r0: np.ndarray) -> str:
     won, lost = np.sum((r == 0) & (r0 != 0)), np.sum((r != 0) & (r0 == 0))
     won3, lost3 = np.sum((r < 3) & (r0 >= 3)), np.sum((r >= 3) & (r0 < 3))
     return f"+{won}/-{lost}, top-3 +{won3}/-{lost3}"
+
+
+def _one(name: str, value: float) -> dict[str, Any]:
+    return {name: value}
+
+
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` pairs as ``RootCauseParams`` fields (values read as floats)."""
+    return {k: float(v) for k, v in (a.split("=", 1) for a in pairs)}
 
 
 def _constants(p: RootCauseParams) -> dict[str, float]:
@@ -484,9 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
-    params = replace(
-        RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
-    )
+    params = replace(RootCauseParams(), **overrides(args.set))
     if args.cv:
         only = tuple(n for n in args.only.split(",") if n)
         tuning = tuple(args.tuning.split(","))
