@@ -119,6 +119,8 @@ entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_sh
 *Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
 leak that began inside the baseline and never came back) is measured against the baseline
 before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
+*Work first* (``work_first``, off): a CPU that rose in the same step as other entities' latency or
+errors comes before them (:mod:`~perfintel.analysis.rootcause_work`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -129,7 +131,7 @@ used for a choice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -161,6 +163,7 @@ from .rootcause_words import (
     is_occupancy,
     role_of,
 )
+from .rootcause_work import work_of, work_ties
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
@@ -517,6 +520,10 @@ def _rank(
     # learned across entities without a declared graph (declared: the graph decides)
     learned = learned | hosts | declared
     gain = hosts | (size[:, None] * p.max_gain >= size[None, :])
+    if p.work_first:  # a CPU that rose with other entities' symptoms did not follow them
+        wt = work_of(series, cands)
+        wt = work_ties(onset, tols, ch.peak[rows], r, wt, pt, declared, int(p.work_first))
+        pt = replace(pt, first=(pt.first | wt) & ~wt.T)
     other = ~np.eye(k, dtype=bool)
     test = other & pt.first & gain & allowed & learned
     if p.resource_paths:  # another entity's resource moves only by its load or latency waited on

@@ -144,3 +144,9 @@ class RootCauseParams:
     #: out of fold 81.5 / 93.6 against 81.6 / 93.2 with variant top-1 down 2.0; with ``rise``
     #: and ``filling`` 82.0 / 93.8: under the bar, BENCHMARKS.md round 15)
     shared: float = 0.0
+    #: work before waiting, 0 off: a workload's CPU that rose in the same step as latency or
+    #: errors of at least this many other entities comes first (another service's latency or
+    #: errors do not make a service do more work; a shared dependency's saturated CPU makes
+    #: its callers wait) (:mod:`~perfintel.analysis.rootcause_work`; grid 0 / 1 / 2 in
+    #: ``--cv --only work_first``, BENCHMARKS.md round 17)
+    work_first: float = 0.0
