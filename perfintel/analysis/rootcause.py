@@ -111,15 +111,15 @@ reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
 *Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
 baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
 roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
-*Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
+*Filling* (``filling``, on): a stock still filling at
 the alert that nothing explains ranks right after the first change, even unlinked to the
 symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
 *Shared* (``shared``, off: no gain out of fold): a stock that filled explains a group of other
 entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_shared`).
-*Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
+*Rise* (``rise``, on): a series whose baseline's largest |z| is the start of its own change (a
 leak that began inside the baseline and never came back) is measured against the baseline
 before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
-*Work first* (``work_first``, off): a CPU that rose in the same step as other entities' latency or
+*Work first* (``work_first``, on): a CPU that rose in the same step as other entities' latency or
 errors comes before them (:mod:`~perfintel.analysis.rootcause_work`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
