@@ -111,9 +111,9 @@ reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
 *Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
 baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
 roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
-*Filling* (``filling``, on): a stock still filling at
-the alert that nothing explains ranks right after the first change, even unlinked to the
-symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
+*Filling* (``filling``, on): a stock still filling at the alert that nothing explains ranks
+right after the first change, even unlinked to the symptoms
+(:mod:`~perfintel.analysis.rootcause_filling`).
 *Shared* (``shared``, off: no gain out of fold): a stock that filled explains a group of other
 entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_shared`).
 *Rise* (``rise``, on): a series whose baseline's largest |z| is the start of its own change (a
