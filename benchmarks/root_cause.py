@@ -202,6 +202,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "filling": (0.0, 0.5, 0.8, 0.9),
     "rise": (0.0, 0.1, 0.3),
     "shared": (0.0, 0.8, 0.9),
+    "work_first": (0.0, 1.0, 2.0),
 }
 
 
