@@ -232,10 +232,10 @@ def run(generator: str, seed: int, speed: float, step: float, work: Path) -> dic
                             }
                         )
             if batch:
-                body = json.dumps(batch)
+                payload = json.dumps(batch)
                 for resp in pool.map(
-                    lambda u, body=body: http.post(  # type: ignore[misc]
-                        u, content=body, headers={"content-type": "application/json"}
+                    lambda u, payload=payload: http.post(
+                        u, content=payload, headers={"content-type": "application/json"}
                     ),
                     urls,
                 ):
@@ -288,8 +288,8 @@ def run(generator: str, seed: int, speed: float, step: float, work: Path) -> dic
             if not g.startswith("incident:"):
                 continue
             start = min(t for (n, _), t in first_sent.items() if n in set(members))
-            t = first_notice(members, start)
-            delay = None if t is None else round(t - start, 2)
+            noticed = first_notice(members, start)
+            delay = None if noticed is None else round(noticed - start, 2)
             incidents.append(
                 {
                     "incident": g,

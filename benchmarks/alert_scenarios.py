@@ -109,11 +109,11 @@ def cascade(seed: int = 1) -> list[dict[str, Any]]:
         while firings < 110:
             firings = 0
             batch = []
-            for s, d in sorted(delay.items(), key=lambda kv: kv[1]):
+            for s, lag in sorted(delay.items(), key=lambda kv: kv[1]):
                 names = rng.sample(CASCADE_NAMES, 2 + (extra > 0) + (s == root))
                 for name in names:
                     for inst in range(1 + rng.randint(0, 1 + extra)):
-                        start = t0 + d + rng.uniform(0, 90)
+                        start = t0 + lag + rng.uniform(0, 90)
                         end = t0 + duration + rng.uniform(-300, 600)
                         episodes = [[start, end]]
                         if rng.random() < 0.1:  # re-fires once during the incident

@@ -256,7 +256,7 @@ def scoring(
         await bus.close()
         return elapsed
 
-    stats = []
+    stats: list[dict[str, float]] = []
     usage: dict[str, float] = {}
     try:
         elapsed = asyncio.run(drive())
@@ -529,7 +529,8 @@ def main() -> None:
             )
         if "ingest" not in args.skip:
             payloads = [(encode_remote_write(b), len(b)) for b in batches(5000, 8, 5000, seed=9)]
-            ratios, got = [], {"all": [], "ingest": []}
+            ratios: list[float] = []
+            got: dict[str, list[float]] = {"all": [], "ingest": []}
             for r in range(args.rounds):
                 order = ("all", "ingest") if r % 2 == 0 else ("ingest", "all")
                 res = {

@@ -105,7 +105,9 @@ def main() -> None:
                 )
                 for name, body in cases:
                     times, data = measure(client, body, args.repeats, args.warmup)
-                    (s,) = data["series"]  # type: ignore[misc]
+                    series = data["series"]
+                    assert isinstance(series, list)
+                    (s,) = series
                     p90 = statistics.quantiles(times, n=10)[-1]
                     print(
                         f"{name:<20} {len(s['timestamps']):>6} {s['warmup_points']:>7} {data['path']:>8} "

@@ -73,7 +73,8 @@ def run_statsforecast(
         for c in out.columns
         if c not in ("unique_id", "ds") and "-lo-" not in c and "-hi-" not in c
     )
-    means, bands = [], {lv: [] for lv in LEVELS}
+    means: list[np.ndarray] = []
+    bands: dict[float, list[tuple[np.ndarray, np.ndarray]]] = {lv: [] for lv in LEVELS}
     for i in range(len(series)):
         g = out[out["unique_id"] == f"s{i:04d}"].sort_values("ds")
         means.append(g[col].to_numpy(dtype=float))

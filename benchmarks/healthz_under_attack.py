@@ -43,7 +43,7 @@ from perfintel.bench.harness import ServerProcess, free_port, perfintel_server
 POLL_TIMEOUT_S = 5.0
 
 
-def poller(url: str, rate: float, stop: mp.synchronize.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def poller(url: str, rate: float, stop: mp.synchronize.Event, out: mp.Queue) -> None:
     """In its own process: GET /healthz every 1/rate s; (monotonic send time, ms or None)."""
     results = []
     period = 1.0 / rate
@@ -151,7 +151,7 @@ def run_case(
     min_seconds: float,
 ) -> tuple[str, str, int]:
     stop = mp.Event()
-    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    out: mp.Queue = mp.Queue()
     proc = mp.Process(target=poller, args=(server.base_url, rate, stop, out), daemon=True)
     proc.start()
     time.sleep(0.5)  # the poller's connection is up

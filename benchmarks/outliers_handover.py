@@ -95,12 +95,12 @@ def main() -> None:
         assert loaded is not None
         b = OnlinePeerOutliers([spec()], max_members=members)
         t = time.perf_counter()
-        restored = b.restore(loaded.state)
+        n_restored = b.restore(loaded.state)
         t_restore = time.perf_counter() - t
         print(
             f"members {members}: state {len(state):,} B ({len(state) / members:.1f} B/member), "
             f"state() {t_state * 1000:.0f} ms first, {t_again * 1000:.0f} ms next, save+load {t_db * 1000:.0f} ms, "
-            f"restore {t_restore * 1000:.0f} ms ({restored} members)",
+            f"restore {t_restore * 1000:.0f} ms ({n_restored} members)",
             flush=True,
         )
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from perfintel.analysis.recommend import CostModel
 from perfintel.batch import SampleBatch
-from perfintel.model import label_set
+from perfintel.model import LabelSet, label_set
 from perfintel.performance.recommendations import recommend
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 
@@ -52,7 +52,8 @@ def load(store: DuckDBStore, hosts: int, end: int) -> int:
         base = {"instance": inst, "job": "node"}
         kind = ("over", "under", "leak", "disk")[h % 10] if h % 10 < 4 else "ok"
         busy = {"over": 0.04, "under": 0.97}.get(kind, 0.55) * load_curve
-        labels, rows = [], []
+        labels: list[LabelSet] = []
+        rows: list[np.ndarray] = []
         for cpu in range(4):
             u = np.clip(busy * (1 + 0.05 * rng.standard_normal(n)), 0.001, 0.999)
             for mode, frac in (
@@ -82,7 +83,7 @@ def load(store: DuckDBStore, hosts: int, end: int) -> int:
         ]
         rows += [np.full(n, float(mem_total)), mem_total - used]
         for mount, size, fill in (("/", 100 * GIB, 0.3), ("/data", 1000 * GIB, 0.5)):
-            grow = np.linspace(0, 400 * GIB, n) if kind == "disk" and mount == "/data" else 0
+            grow = np.linspace(0, 400 * GIB, n) if kind == "disk" and mount == "/data" else 0.0
             fs = {
                 **base,
                 "device": "vda" if mount == "/" else "vdb",

@@ -202,6 +202,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "filling": (0.0, 0.5, 0.8, 0.9),
     "rise": (0.0, 0.1, 0.3),
     "shared": (0.0, 0.8, 0.9),
+    "work_first": (0.0, 1.0, 2.0),
     "shared_size": (0.0, 2.0, 3.0),
     "shared_cover": (0.0, 0.5, 0.8),
 }
@@ -247,7 +248,7 @@ class _Scorer:
             for name, values in GRID.items():
                 if only and name not in only:
                     continue
-                options = [replace(best, **{name: v}) for v in values]
+                options = [replace(best, **_one(name, v)) for v in values]
                 of = RESTRICTS.get(name, "")
                 if of and getattr(best, of) == 0 and (not only or of in only):
                     on = [u for u in GRID[of] if u != 0]
@@ -311,7 +312,7 @@ def cross_validate(
         if only and name not in only:
             continue
         for v in values:  # every candidate on all tuning seeds, for the record
-            r = scorer.ranks(replace(start, **{name: v}))
+            r = scorer.ranks(replace(start, **_one(name, v)))
             per_gen = ", ".join(
                 f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
                 f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
@@ -328,6 +329,15 @@ def _paired(r: np.ndarray, r0: np.ndarray) -> str:
     won, lost = np.sum((r == 0) & (r0 != 0)), np.sum((r != 0) & (r0 == 0))
     won3, lost3 = np.sum((r < 3) & (r0 >= 3)), np.sum((r >= 3) & (r0 < 3))
     return f"+{won}/-{lost}, top-3 +{won3}/-{lost3}"
+
+
+def _one(name: str, value: float) -> dict[str, Any]:
+    return {name: value}
+
+
+def overrides(pairs: list[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` pairs as ``RootCauseParams`` fields (values read as floats)."""
+    return {k: float(v) for k, v in (a.split("=", 1) for a in pairs)}
 
 
 def _constants(p: RootCauseParams) -> dict[str, float]:
@@ -496,9 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
-    params = replace(
-        RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
-    )
+    params = replace(RootCauseParams(), **overrides(args.set))
     if args.cv:
         only = tuple(n for n in args.only.split(",") if n)
         tuning = tuple(args.tuning.split(","))

@@ -33,6 +33,7 @@ from root_cause import (
     TUNING,
     all_change_incident,
     ours,
+    overrides,
 )
 
 from perfintel.analysis.rootcause import RootCauseParams
@@ -83,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return compare(*args.compare)
     if args.out is None:
         ap.error("--out or --compare")
-    params = replace(
-        RootCauseParams(), **{k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
-    )
+    params = replace(RootCauseParams(), **overrides(args.set))
     dump(args.out, params, args.seeds, args.all_change)
     return 0
 

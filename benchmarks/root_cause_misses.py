@@ -128,7 +128,7 @@ def _relation(inc: Incident, i: int) -> str:
 def score_parts(c: rc.Cause, p: rc.RootCauseParams) -> str:
     """The parts of a cause's score: strength, the rest (support), the penalties it took."""
     strength = float(np.log1p(abs(c.sigma)))
-    s, pen = c.score, []
+    s, pen = c.score, list[str]()
     if s < -rc._LATE / 2:
         s, pen = s + rc._LATE, [*pen, "late"]
     if s < -rc._BYGONE / 2:

@@ -108,10 +108,10 @@ def run_round(
     shared = RoundReader(store) if mode == "shared" else None
     for g in groups:
         if mode == "none":
-            reader = _Passthrough(store)
+            reader: RoundReader = _Passthrough(store)
         else:
             reader = shared or RoundReader(store)
-        g.evaluate(now, store, sink, reader=reader)  # type: ignore[arg-type]
+        g.evaluate(now, store, sink, reader=reader)
     return time.perf_counter() - t0
 
 

@@ -34,6 +34,9 @@ LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 STALE_NAN_BITS = 0x7FF0000000000002
 STALE_NAN: float = float(np.array([STALE_NAN_BITS], dtype=np.uint64).view(np.float64)[0])
 
+#: Timestamps (milliseconds) and integer values are stored as int64: a wider one is an error.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 MAX_LABEL_VALUE_BYTES = 16 * 1024
 MAX_LABELS_PER_SERIES = 64
 

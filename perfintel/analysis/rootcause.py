@@ -111,14 +111,16 @@ reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
 *Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
 baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
 roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
-*Filling* (``filling``, off: +0.7 top-3 out of fold, under the bar): a stock still filling at
-the alert that nothing explains ranks right after the first change, even unlinked to the
-symptoms (:mod:`~perfintel.analysis.rootcause_filling`).
+*Filling* (``filling``, on): a stock still filling at the alert that nothing explains ranks
+right after the first change, even unlinked to the symptoms
+(:mod:`~perfintel.analysis.rootcause_filling`).
 *Shared* (``shared``, off: no gain out of fold): a stock that filled explains a group of other
 entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_shared`).
-*Rise* (``rise``, off): a series whose baseline's largest |z| is the start of its own change (a
+*Rise* (``rise``, on): a series whose baseline's largest |z| is the start of its own change (a
 leak that began inside the baseline and never came back) is measured against the baseline
 before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
+*Work first* (``work_first``, on): a CPU that rose in the same step as other entities' latency or
+errors comes before them (:mod:`~perfintel.analysis.rootcause_work`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -129,7 +131,7 @@ used for a choice.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -161,6 +163,7 @@ from .rootcause_words import (
     is_occupancy,
     role_of,
 )
+from .rootcause_work import work_of, work_ties
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
@@ -517,6 +520,10 @@ def _rank(
     # learned across entities without a declared graph (declared: the graph decides)
     learned = learned | hosts | declared
     gain = hosts | (size[:, None] * p.max_gain >= size[None, :])
+    if p.work_first:  # a CPU that rose with other entities' symptoms did not follow them
+        wt = work_of(series, cands)
+        wt = work_ties(onset, tols, ch.peak[rows], r, wt, pt, declared, int(p.work_first))
+        pt = replace(pt, first=(pt.first | wt) & ~wt.T)
     other = ~np.eye(k, dtype=bool)
     test = other & pt.first & gain & allowed & learned
     if p.resource_paths:  # another entity's resource moves only by its load or latency waited on

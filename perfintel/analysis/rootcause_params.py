@@ -120,10 +120,11 @@ class RootCauseParams:
     #: resource (or of unknown role) that began before every symptom and still stood at this
     #: fraction of its peak at the incident time ranks right after the first change, even
     #: when no link ties it to the symptoms: an alert on exhaustion comes late, in whatever
-    #: calls the exhausted thing (:mod:`~perfintel.analysis.rootcause_filling`; off: 0.9 is the
-    #: cross-validation's choice, ``--cv --only filling``, but its out-of-fold gain, top-3
-    #: 93.2 -> 93.9 and top-1 unchanged, is under the bar of one point)
-    filling: float = 0.0
+    #: calls the exhausted thing (:mod:`~perfintel.analysis.rootcause_filling`; 0.9 chosen by
+    #: cross-validation with ``rise`` and ``work_first``, ``--cv --only work_first,rise,filling``:
+    #: out of fold top-3 93.2 -> 94.4, top-1 81.6 -> 82.1, BENCHMARKS.md round 17; alone its
+    #: gain, top-3 93.2 -> 93.9 and top-1 unchanged, was under the bar of one point)
+    filling: float = 0.9
     #: a change that began inside the baseline, 0 off: a series past ``min_sigma`` but not past
     #: its baseline's largest |z|, departed over the whole window (never back within
     #: ``onset_sigma / 2``), whose baseline's largest |z| lies in the final run departing toward
@@ -133,8 +134,9 @@ class RootCauseParams:
     #: history of outliers is its history before the change, not the change itself
     #: (:mod:`~perfintel.analysis.rootcause_rise`). With it on, ``exhaustion`` also reads the
     #: paths before the window of the changes dated there (a pool full before its pod's
-    #: latency rose, both before the window)
-    rise: float = 0.0
+    #: latency rose, both before the window) (0.3 chosen by cross-validation with ``filling``
+    #: and ``work_first``, BENCHMARKS.md round 17)
+    rise: float = 0.3
     #: a shared stock that filled, 0 off: a change that grew gradually and held (no symptom)
     #: explains the orphan symptoms (latency, errors nothing of their own workload explains) of
     #: at least two other entities, the graph permitting, that began within one hop of one
@@ -144,6 +146,14 @@ class RootCauseParams:
     #: out of fold 81.5 / 93.6 against 81.6 / 93.2 with variant top-1 down 2.0; with ``rise``
     #: and ``filling`` 82.0 / 93.8: under the bar, BENCHMARKS.md round 15)
     shared: float = 0.0
+    #: work before waiting, 0 off: a workload's CPU that rose in the same step as latency or
+    #: errors of at least this many other entities comes first (another service's latency or
+    #: errors do not make a service do more work; a shared dependency's saturated CPU makes
+    #: its callers wait) (:mod:`~perfintel.analysis.rootcause_work`; 1 chosen by
+    #: cross-validation, ``--cv --only work_first,rise,filling``, BENCHMARKS.md round 17: alone
+    #: out of fold 81.6 / 93.2 -> 81.9 / 93.6, under the bar; with ``rise`` and ``filling``
+    #: 82.1 / 94.4)
+    work_first: float = 1.0
     #: with ``shared``, a stock explains its callers only when its peak |z| is at least this
     #: many times ``min_sigma``, 0 off: an exhaustion is a large departure, a drift of a few
     #: sigmas that held is not one (:mod:`~perfintel.analysis.rootcause_shared`; off: 2 is the

@@ -217,5 +217,8 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("uvicorn.error").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     # httpx logs every request at INFO: a line per remote-store call, per remote write
     logging.getLogger("httpx").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
+    # Alembic logs every revision it applies, docstring and all: the state database says
+    # what changed in one line instead (perfintel.alerting.state.database)
+    logging.getLogger("alembic").setLevel("DEBUG" if level == "DEBUG" else "WARNING")
     access = logging.getLogger("uvicorn.access")
     access.setLevel("INFO" if settings.access_log else "WARNING")

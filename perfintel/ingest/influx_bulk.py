@@ -16,8 +16,6 @@ import numpy as np
 from perfintel.errors import InvalidSeriesError
 from perfintel.ingest.influx_line import (
     BOOLS,
-    INT64_MAX,
-    INT64_MIN,
     TS_RE,
     LineFail,
     SeriesKey,
@@ -25,7 +23,7 @@ from perfintel.ingest.influx_line import (
     parse_key,
     series_for,
 )
-from perfintel.model import LabelSet
+from perfintel.model import INT64_MAX, INT64_MIN, LabelSet
 
 try:
     from perfintel.ingest import _scan

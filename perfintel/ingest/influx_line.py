@@ -10,10 +10,15 @@ import re
 from dataclasses import dataclass
 
 from perfintel.errors import InvalidSeriesError
-from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
+from perfintel.model import (
+    INT64_MAX,
+    INT64_MIN,
+    METRIC_NAME,
+    LabelSet,
+    label_set,
+    validate_label_set,
+)
 
-INT64_MAX = 2**63 - 1
-INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
 
 BOOLS = {

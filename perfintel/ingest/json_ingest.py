@@ -29,7 +29,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from perfintel.batch import LineError, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError, ParseError
-from perfintel.model import METRIC_NAME, LabelSet, label_set, validate_label_set
+from perfintel.model import (
+    INT64_MAX,
+    INT64_MIN,
+    METRIC_NAME,
+    LabelSet,
+    label_set,
+    validate_label_set,
+)
 
 __all__ = ["IngestBody", "IngestSeries", "format_json_ingest", "parse_json_ingest"]
 
@@ -66,7 +73,6 @@ class IngestBody(BaseModel):
 
 
 _SPECIAL = {"NaN": float("nan"), "+Inf": float("inf"), "Inf": float("inf"), "-Inf": float("-inf")}
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _short(v: Any) -> str:
@@ -165,7 +171,7 @@ def parse_json_ingest(data: bytes) -> ParseResult:
                     LineError(0, f"{where}: timestamp {_short(t)} is not an integer (ms)")
                 )
                 continue
-            if not _INT64_MIN <= t <= _INT64_MAX:
+            if not INT64_MIN <= t <= INT64_MAX:
                 errors.append(LineError(0, f"{where}: timestamp {t} is out of the int64 range"))
                 continue
             if type(v) is float or type(v) is int:

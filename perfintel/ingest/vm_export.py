@@ -43,7 +43,15 @@ import orjson
 from perfintel.batch import BatchBuilder, LineError, ParseResult, SampleBatch
 from perfintel.errors import InvalidSeriesError
 from perfintel.ingest.prometheus_text import format_go_float
-from perfintel.model import STALE_NAN, STALE_NAN_BITS, LabelSet, label_set, validate_label_set
+from perfintel.model import (
+    INT64_MAX,
+    INT64_MIN,
+    STALE_NAN,
+    STALE_NAN_BITS,
+    LabelSet,
+    label_set,
+    validate_label_set,
+)
 
 __all__ = ["MAX_SAMPLES_PER_LINE", "VmJsonlStream", "format_vm_jsonl", "parse_vm_jsonl"]
 
@@ -56,7 +64,6 @@ _BARE = re.compile(
 _SPECIAL = {"nan": float("nan"), "inf": float("inf"), "+inf": float("inf"), "-inf": float("-inf")}
 _SPECIAL.update({"infinity": float("inf"), "+infinity": float("inf"), "-infinity": float("-inf")})
 _SPECIAL.update({"+nan": float("nan"), "-nan": float("nan")})
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _quote_bare(m: re.Match[bytes]) -> bytes:
@@ -235,7 +242,7 @@ def _line(doc: Any, builder: BatchBuilder) -> str | None:
     ts = _int64s(timestamps)
     if ts is None:
         for j, t in enumerate(timestamps):
-            if type(t) is not int or not _INT64_MIN <= t <= _INT64_MAX:
+            if type(t) is not int or not INT64_MIN <= t <= INT64_MAX:
                 return f"timestamps[{j}]: {_short(t)} is not an int64 millisecond timestamp"
         ts = np.asarray(timestamps, np.int64)
     if len(vals):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -26,6 +28,22 @@ def test_open_migrates_to_every_head_and_reopens(database_url: str) -> None:
     assert versions == _heads()
     again = open_database(database_url)  # already current: nothing to do, no error
     again.dispose()
+
+
+def test_a_migration_is_one_log_line_and_a_current_schema_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newcomer's first start says what the schema became in one line, not Alembic's line
+    and docstring per revision; later starts say nothing."""
+    url = default_url(tmp_path)
+    with caplog.at_level(logging.INFO):
+        open_database(url).dispose()
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("perfintel")]
+    assert ours == [f"alerting database {url}: schema empty -> {', '.join(sorted(_heads()))}"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        open_database(url).dispose()
+    assert not [r for r in caplog.records if r.name.startswith("perfintel")]
 
 
 def test_the_default_database_makes_its_data_directory(tmp_path: Path) -> None:

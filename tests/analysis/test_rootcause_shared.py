@@ -37,7 +37,8 @@ def _callers_of_a_full_database(
 
 
 def _ranked(series: list[SeriesInput], shared: float, **more: float) -> list[rootcause.Cause]:
-    p = replace(rootcause.RootCauseParams(), shared=shared, **more)
+    # filling off: on, it moves the unlinked sessions to second place by another rule
+    p = replace(rootcause.RootCauseParams(), shared=shared, filling=0.0, **more)
     return rank_root_causes(T, series, GRID, params=p, **KW)  # type: ignore[arg-type]
 
 

@@ -14,6 +14,7 @@ declared on ``metadata`` below.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection, Engine
 
 from perfintel.errors import StorageError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+log = logging.getLogger(__name__)
 
 # Stable constraint names, so migrations can name what they alter on both dialects.
 metadata = sa.MetaData(
@@ -87,7 +90,21 @@ def migrate(engine: Engine) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
+        before = _revisions(conn)
         command.upgrade(cfg, "heads")
+        after = _revisions(conn)
+    # one line for what changed, instead of Alembic's line (and docstring) per revision
+    if after != before:
+        log.info(
+            "alerting database %s: schema %s -> %s",
+            engine.url.render_as_string(hide_password=True),
+            ", ".join(before) or "empty",
+            ", ".join(after),
+        )
+
+
+def _revisions(conn: Connection) -> list[str]:
+    return sorted(MigrationContext.configure(conn).get_current_heads())
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
