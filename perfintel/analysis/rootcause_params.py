@@ -167,5 +167,7 @@ class RootCauseParams:
     #: (:mod:`~perfintel.analysis.rootcause_shared`; off: 0.8 is the choice of ``--cv --only
     #: shared,shared_size,shared_cover,rise,filling``, with ``shared`` 0.9, ``shared_size`` 2,
     #: ``rise`` 0.3 and ``filling`` 0.9: out of fold 82.4 / 94.0 against 81.6 / 93.2, top-1 and
-    #: top-3 +0.8, under the bar of one point; BENCHMARKS.md round 16)
+    #: top-3 +0.8, under the bar of one point; from round 17's defaults, ``--cv --only
+    #: shared,shared_size,shared_cover`` chooses 0.9, 3, 0.5: out of fold 82.5 / 94.4, top-1
+    #: +7 / −5, top-3 +0 / −1; BENCHMARKS.md round 16)
     shared_cover: float = 0.0
