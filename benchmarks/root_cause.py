@@ -203,7 +203,13 @@ GRID: dict[str, tuple[float, ...]] = {
     "rise": (0.0, 0.1, 0.3),
     "shared": (0.0, 0.8, 0.9),
     "work_first": (0.0, 1.0, 2.0),
+    "shared_size": (0.0, 2.0, 3.0),
+    "shared_cover": (0.0, 0.5, 0.8),
 }
+#: constants that restrict another and act only with it on: while that one is off, each of
+#: their values is also tried with it at each of its values on (one constant at a time, a
+#: restriction of an option that is off changes nothing and is never chosen)
+RESTRICTS: dict[str, str] = {"shared_size": "shared", "shared_cover": "shared"}
 
 
 class _Scorer:
@@ -243,6 +249,11 @@ class _Scorer:
                 if only and name not in only:
                     continue
                 options = [replace(best, **_one(name, v)) for v in values]
+                of = RESTRICTS.get(name, "")
+                if of and getattr(best, of) == 0 and (not only or of in only):
+                    on = [u for u in GRID[of] if u != 0]
+                    both: list[dict[str, Any]] = [{name: v, of: u} for v in values for u in on]
+                    options += [replace(best, **b) for b in both]
                 best = max(options, key=lambda q: (objective(q), q == best))
                 if verbose:
                     print(f"  {name} -> {getattr(best, name)} ({objective(best):.3f})", flush=True)

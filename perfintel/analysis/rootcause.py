@@ -581,7 +581,9 @@ def _rank(
     if p.shared > 0:  # a shared stock that filled explains its callers failing together
         gauge = np.array([not series[i].counter for i in cands], dtype=bool)
         ex |= shared_links(
-            paths, pk, starts, tols, r, gauge, have | ex, pt, max_prop, sig, p.shared
+            *(paths, pk, starts, tols, r, gauge, have | ex, pt, max_prop, sig, p.shared),
+            p.shared_size * p.min_sigma,
+            p.shared_cover,
         )
     for a, b in zip(*(v.tolist() for v in np.nonzero(ex & ~have)), strict=True):
         i, j = cands[a], cands[b]

@@ -154,3 +154,20 @@ class RootCauseParams:
     #: out of fold 81.6 / 93.2 -> 81.9 / 93.6, under the bar; with ``rise`` and ``filling``
     #: 82.1 / 94.4)
     work_first: float = 1.0
+    #: with ``shared``, a stock explains its callers only when its peak |z| is at least this
+    #: many times ``min_sigma``, 0 off: an exhaustion is a large departure, a drift of a few
+    #: sigmas that held is not one (:mod:`~perfintel.analysis.rootcause_shared`; off: 2 is the
+    #: choice of ``--cv --only shared,shared_size,shared_cover,rise,filling``, see
+    #: ``shared_cover``)
+    shared_size: float = 0.0
+    #: with ``shared``, a stock explains a group of orphan symptoms only when the group spans at
+    #: least this share of the entities with an orphan symptom, 0 off: when a shared dependency
+    #: is exhausted, what fails unexplained is its callers, together; a group that leaves most of
+    #: the unexplained entities aside lines up by chance with part of another fault's spread
+    #: (:mod:`~perfintel.analysis.rootcause_shared`; off: 0.8 is the choice of ``--cv --only
+    #: shared,shared_size,shared_cover,rise,filling``, with ``shared`` 0.9, ``shared_size`` 2,
+    #: ``rise`` 0.3 and ``filling`` 0.9: out of fold 82.4 / 94.0 against 81.6 / 93.2, top-1 and
+    #: top-3 +0.8, under the bar of one point; from round 17's defaults, ``--cv --only
+    #: shared,shared_size,shared_cover`` chooses 0.9, 3, 0.5: out of fold 82.5 / 94.4, top-1
+    #: +7 / −5, top-3 +0 / −1; BENCHMARKS.md round 16)
+    shared_cover: float = 0.0

@@ -24,6 +24,16 @@ explains the orphan symptoms ``J`` of other entities when
 * ``J`` began within one propagation hop of one another and spans at least two
   entities (the largest such group of ``i``'s candidates, the earliest on a tie).
 
+Two restrictions, each off at 0 (round 16):
+
+* ``min_peak``: the stock's peak |z| is at least this (``shared_size`` × ``min_sigma``): an
+  exhaustion is a large departure, a drift of a few sigmas that held is not one;
+* ``cover``: the group spans at least this share of the entities with an orphan symptom:
+  when a shared dependency is exhausted, what fails unexplained is its callers, all of them
+  beginning together; a stock whose group leaves most of the unexplained entities aside
+  lines up by chance with part of another fault's spread (a planted background drift beside
+  a spike whose first followers began in the same step).
+
 Pure: arrays in, a boolean matrix out.
 """
 
@@ -50,9 +60,11 @@ def shared_links(
     max_prop: int,
     onset_sigma: float,
     fraction: float,
+    min_peak: float = 0.0,
+    cover: float = 0.0,
 ) -> np.ndarray:
     """``link[a, b]``: stock ``a`` explains orphan symptom ``b`` of a group of callers (see the
-    module docstring). Rows of ``z`` (window z-scores), ``peak`` (signed peak z), ``onset``
+    module docstring; ``min_peak`` and ``cover`` are its two restrictions, 0 off). Rows of ``z`` (window z-scores), ``peak`` (signed peak z), ``onset``
     (window index), ``tol`` (onset uncertainty, steps) and ``role`` (``ROLE_ORDER``, -1
     unknown) are the changes; ``linked`` (``a`` already explains ``b``) and ``pairs`` (its
     ``hosts``, ``allowed`` and ``same_entity``) are over their pairs."""
@@ -63,7 +75,7 @@ def shared_links(
     v, top, since, gradual = gradual_rise(z, peak, onset, max_prop)
     drop = held_until(v, since, onset_sigma)
     symptom = np.isin(role, SYMPTOM_ROLES)
-    cause = gradual & gauge & ~symptom & (role != _TRAFFIC)
+    cause = gradual & gauge & ~symptom & (role != _TRAFFIC) & (top >= min_peak)
     hosts, same = pairs.hosts, pairs.same_entity
     orphan = symptom & (onset >= 0) & ~(linked & hosts).any(axis=0)
     a_idx, b_idx = np.flatnonzero(cause), np.flatnonzero(orphan)
@@ -72,6 +84,7 @@ def shared_links(
     sub = np.ix_(a_idx, b_idx)
     full = full_when_began(v, top, onset, tol, drop, a_idx, b_idx, fraction)
     may = full & ~same[sub] & ~hosts[sub] & pairs.allowed[sub]
+    need = cover * _entities(same, b_idx)  # the group spans this many entities at least
     for row in np.flatnonzero(may.sum(axis=1) >= 2):
         cols = b_idx[may[row]]
         when = onset[cols]
@@ -81,6 +94,11 @@ def shared_links(
             several = not same[np.ix_(group, group)].all()  # at least two entities
             if several and (best is None or group.size > best.size):
                 best = group
-        if best is not None:
+        if best is not None and _entities(same, best) >= need:
             link[a_idx[row], best] = True
     return link
+
+
+def _entities(same: np.ndarray, idx: np.ndarray) -> int:
+    """How many entities the changes ``idx`` belong to (``same``: one entity, over pairs)."""
+    return int(idx.size - np.triu(same[np.ix_(idx, idx)], k=1).any(axis=0).sum())

@@ -36,9 +36,9 @@ def _callers_of_a_full_database(
     return out
 
 
-def _ranked(series: list[SeriesInput], shared: float) -> list[rootcause.Cause]:
+def _ranked(series: list[SeriesInput], shared: float, **more: float) -> list[rootcause.Cause]:
     # filling off: on, it moves the unlinked sessions to second place by another rule
-    p = replace(rootcause.RootCauseParams(), shared=shared, filling=0.0)
+    p = replace(rootcause.RootCauseParams(), shared=shared, filling=0.0, **more)
     return rank_root_causes(T, series, GRID, params=p, **KW)  # type: ignore[arg-type]
 
 
@@ -93,3 +93,53 @@ def test_shared_links_needs_a_full_stock_and_symptoms_begun_within_a_hop() -> No
     explained[2, 3] = True  # latency explains the errors of its own service
     link = shared_links(*args, explained, own, 5, 3.0, 0.65)
     assert not link[0, 3]
+
+
+def test_a_small_stock_explains_no_group() -> None:
+    """``shared_size``: the sessions peak near 14 sigmas; a floor of 3 x ``min_sigma`` (15)
+    leaves them unlinked behind the symptoms, a floor of 2 x (10) does not."""
+    series = _callers_of_a_full_database()
+    assert _ranked(series, 0.65, shared_size=2.0)[0].labels == series[0].labels
+    big = [c.labels for c in _ranked(series, 0.65, shared_size=3.0)]
+    assert big == [c.labels for c in _ranked(series, 0.0)]
+
+
+def test_a_group_beside_other_unexplained_failures_is_no_group() -> None:
+    """``shared_cover``: two more services fail 12 minutes before the callers, nothing explains
+    them (they rank first); the callers' group spans 4 of the 6 entities with an orphan symptom
+    (0.67): the sessions explain it at a cover of 0.5, nothing at 0.8."""
+    series = _callers_of_a_full_database()
+    for k in (8, 9):
+        latency = noise(30 + k, 0.1, 0.002)
+        latency[205:] += 0.1
+        series.append(si("latency_seconds", f"svc-{k}", latency))
+
+    def followers(causes: list[rootcause.Cause]) -> int:
+        return next(len(c.followers) for c in causes if c.labels == series[0].labels)
+
+    assert followers(_ranked(series, 0.0)) == 0
+    assert followers(_ranked(series, 0.65, shared_cover=0.5)) >= 4  # the callers
+    most = _ranked(series, 0.65, shared_cover=0.8)
+    assert followers(most) == 0
+    assert [c.labels for c in most] == [c.labels for c in _ranked(series, 0.0)]
+
+
+def test_shared_links_restrictions_size_and_cover() -> None:
+    """The fill peaks at 40: a floor of 41 links nothing; its group (2 entities of the 3 with an
+    orphan symptom) passes a cover of 0.6, not 0.7."""
+    w = 60
+    t = np.arange(w)
+    fill = np.clip(t - 5, 0, 20) * 2.0
+    lat = [np.where(t >= s, 30.0, 0.0) for s in (40, 41, 56)]
+    z = np.stack([fill, *lat])
+    role = np.array([-1, LATENCY, ERRORS, LATENCY])
+    args = (z, z.max(axis=1), np.array([6, 40, 41, 56]), np.ones(4), role, np.ones(4, bool))
+    none, pairs = np.zeros((4, 4), bool), _pairs([0, 1, 2, 3])
+    base = (*args, none, pairs, 5, 3.0, 0.65)
+    assert np.flatnonzero(shared_links(*base, 40.0)[0]).tolist() == [1, 2]
+    assert not shared_links(*base, 41.0).any()
+    assert np.flatnonzero(shared_links(*base, 0.0, 0.6)[0]).tolist() == [1, 2]
+    assert not shared_links(*base, 0.0, 0.7).any()
+    # the third orphan of the group's own entity: 2 entities of 2, the cover holds at 1.0
+    same = _pairs([0, 1, 2, 2])
+    assert shared_links(*args, none, same, 5, 3.0, 0.65, 0.0, 1.0)[0, 1:3].all()
