@@ -171,3 +171,14 @@ class RootCauseParams:
     #: shared,shared_size,shared_cover`` chooses 0.9, 3, 0.5: out of fold 82.5 / 94.4, top-1
     #: +7 / −5, top-3 +0 / −1; BENCHMARKS.md round 16)
     shared_cover: float = 0.0
+    #: a machine's own series by name, 0 off: a node exporter's ``node_*`` series naming its
+    #: host or node is the machine's own (entity ``node=<name>``; Kubernetes scrapes label it
+    #: with the exporter pod's labels), and a machine's own series explains what runs on it
+    #: (:mod:`~perfintel.analysis.rootcause_machine`; off: BENCHMARKS.md round 18)
+    machine_names: float = 0.0
+    #: with ``machine_names``, a machine's sum follows its parts, 0 off: a ``node_*`` series of
+    #: a resource (memory, CPU and load, network, disk) whose change began no earlier than a
+    #: change of the same resource in a workload on that machine is accounted for by it: it
+    #: hosts nothing, and the workload's change comes first and hosts it
+    #: (:func:`~perfintel.analysis.rootcause_machine.sums_followed`; BENCHMARKS.md round 18)
+    machine_sums: float = 0.0
