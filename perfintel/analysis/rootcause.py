@@ -162,9 +162,8 @@ from .rootcause_words import (
     is_occupancy,
     role_of,
 )
-from .rootcause_words import (
-    entity_of as entity_of,  # used by the benchmarks' reports
-)
+from .rootcause_words import entity_of as entity_of  # the tests' and reports' names
+from .rootcause_words import host_of as host_of
 from .rootcause_work import work_of, work_ties
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
