@@ -85,17 +85,18 @@ def sums_followed(
     peak_at: np.ndarray,
     share: float,
 ) -> Pairs:
-    """``pairs`` with the machine's sums following their parts: a machine's own ``node_*``
-    series (:func:`by_name`) of a resource (:func:`resource_of`) whose change began no earlier
-    than (or with, within both onsets' uncertainty) a change of the same resource in a workload
-    on that machine is accounted for by it. Such a series explains nothing on the machine by
-    hosting it (it no longer hosts, and is no longer first by being the machine's), and the
-    workload's change hosts it and comes first: a pod's leak is the node's available memory
-    falling, not the reverse. Rows of ``onset`` and ``tol`` (steps), ``labels`` and
-    ``machine`` (:func:`machine_of`) are the changes. Also accounted for, whenever it began:
-    a node series whose absolute change at its peak (``dev``, value less the baseline's line,
-    per window step; ``peak_at``) the workload's change of the same resource and unit matches
-    by at least ``share`` (conservation: the node's memory fell by what the pod's grew)."""
+    """``pairs`` with the machine's sums following their parts. A machine's own ``node_*``
+    series (:func:`by_name`) of a resource (:func:`resource_of`) is accounted for by a change
+    of the same resource in a workload on that machine when, in one unit (:func:`unit_of`:
+    bytes and bytes), the workload's absolute change at the node series' peak is at least
+    ``share`` of the node's (conservation: the node's memory fell by what the pod's grew,
+    whichever passed its onset level first); with no common unit (a load and a CPU), when
+    the workload's change began no later (within both onsets' uncertainty). Such a series
+    explains nothing on its machine by hosting it (it no longer hosts, nor comes first as
+    the machine's), and the workload's change hosts it and comes first: a pod's leak makes
+    the node's available memory fall, not the reverse. Rows of ``onset`` and ``tol``
+    (steps), ``labels``, ``machine`` (:func:`machine_of`), ``dev`` (value less the
+    baseline's line, per window step) and ``peak_at`` (window index) are the changes."""
     k = onset.size
     res = np.array([resource_of(lb) for lb in labels], dtype=object)
     node = np.array([by_name(lb) for lb in labels], dtype=bool) & (res != "")
@@ -108,12 +109,13 @@ def sums_followed(
     acc &= host[:, None] == host[None, :]
     began = (onset[None, :] - tol[None, :]) <= (onset[:, None] + tol[:, None])
     unit = np.array([unit_of(lb) for lb in labels], dtype=object)
-    rows = np.arange(k)
-    at = dev[:, peak_at]  # [j, i]: j's change at i's peak
-    mine = np.abs(dev[rows, peak_at])
-    part_of = (np.abs(at.T) >= share * mine[:, None]) & (mine[:, None] > 0)
-    part_of &= (unit[:, None] == unit[None, :]) & (unit[:, None] != "")
-    acc &= began | part_of
+    comparable = (unit[:, None] == unit[None, :]) & (unit[:, None] != "")
+    part_of = np.zeros((k, k), dtype=bool)
+    n = np.flatnonzero(node)
+    mine = np.abs(dev[n, peak_at[n]])  # each node series' change at its peak
+    theirs = np.abs(dev[:, peak_at[n]]).T  # [node, j]: j's change at that step
+    part_of[n] = (theirs >= share * mine[:, None]) & (mine[:, None] > 0)
+    acc &= np.where(comparable, part_of, began)
     accounted = acc.any(axis=1)
     hosts = pairs.hosts.copy()
     hosts[accounted] &= pairs.same_entity[accounted]

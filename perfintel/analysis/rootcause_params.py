@@ -177,8 +177,13 @@ class RootCauseParams:
     #: (:mod:`~perfintel.analysis.rootcause_machine`; off: BENCHMARKS.md round 18)
     machine_names: float = 0.0
     #: with ``machine_names``, a machine's sum follows its parts, 0 off: a ``node_*`` series of
-    #: a resource (memory, CPU and load, network, disk) whose change began no earlier than a
-    #: change of the same resource in a workload on that machine is accounted for by it: it
-    #: hosts nothing, and the workload's change comes first and hosts it
-    #: (:func:`~perfintel.analysis.rootcause_machine.sums_followed`; BENCHMARKS.md round 18)
+    #: a resource (memory, CPU and load, network, disk) is accounted for by a workload's change
+    #: of that resource on its machine when, in one unit (bytes), the workload's absolute
+    #: change at the node's peak is at least this share of the node's (conservation), or, with
+    #: no common unit, when the workload's change began no later; then it hosts nothing, and
+    #: the workload's change comes first and hosts it: a node's available memory or load sums
+    #: its pods', a pod's leak is not the node's trouble
+    #: (:func:`~perfintel.analysis.rootcause_machine.sums_followed`; off: BENCHMARKS.md round
+    #: 18, ``--cv --only machine_names,machine_sums``: with 0.5 or 0.8 the rankings of the
+    #: tuning seeds are those of ``machine_names`` off, +0 / −0, so the search keeps both off)
     machine_sums: float = 0.0

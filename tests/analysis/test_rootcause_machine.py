@@ -64,6 +64,24 @@ def test_a_nodes_own_trouble_explains_what_runs_on_it() -> None:
     assert _first(series, machine_names=1.0, machine_sums=0.8) == "node_memory_MemAvailable_bytes"
 
 
+def test_a_small_part_does_not_account_for_a_nodes_large_fall() -> None:
+    """A pod's memory grew a little first, then the node's available memory fell by ten times
+    as many bytes: the pod's part does not account for the node's fall (bytes compared, not
+    onsets), and the node is the machine whose trouble slowed the pod."""
+    free = noise(1, 8e9, 2e7)
+    free[205:] -= 2e9
+    mem = noise(3, 1e9, 5e6)
+    mem[203:] += 2e8
+    lat = noise(2, 0.1, 0.001)
+    lat[207:] += 0.3
+    series = [
+        _s("node_memory_MemAvailable_bytes", EXPORTER, free),
+        _s("http_request_duration_seconds", {**CART, "service": "cart"}, lat),
+        _s("container_memory_working_set_bytes", CART, mem),
+    ]
+    assert _first(series, machine_names=1.0, machine_sums=0.8) == "node_memory_MemAvailable_bytes"
+
+
 def _leak(rate: float, sd: float, slows: bool = True) -> list[SeriesInput]:
     """A pod's memory leaks (``rate`` bytes a step, noise ``sd``) and its node's available
     memory falls by as many bytes; the pod's latency rises later (when it ``slows``)."""
