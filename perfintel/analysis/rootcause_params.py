@@ -174,7 +174,10 @@ class RootCauseParams:
     #: a machine's own series by name, 0 off: a node exporter's ``node_*`` series naming its
     #: host or node is the machine's own (entity ``node=<name>``; Kubernetes scrapes label it
     #: with the exporter pod's labels), and a machine's own series explains what runs on it
-    #: (:mod:`~perfintel.analysis.rootcause_machine`; off: BENCHMARKS.md round 18)
+    #: (:mod:`~perfintel.analysis.rootcause_machine`; off: alone it fires on node series that
+    #: sum their pods' usage, blind top-1 73.5 -> 62.0 on seeds 0-199; with ``machine_sums`` it
+    #: ties the defaults, +0 / −0 out of fold, no tuning incident having a node at fault;
+    #: BENCHMARKS.md round 18)
     machine_names: float = 0.0
     #: with ``machine_names``, a machine's sum follows its parts, 0 off: a ``node_*`` series of
     #: a resource (memory, CPU and load, network, disk) is accounted for by a workload's change
