@@ -205,11 +205,17 @@ GRID: dict[str, tuple[float, ...]] = {
     "work_first": (0.0, 1.0, 2.0),
     "shared_size": (0.0, 2.0, 3.0),
     "shared_cover": (0.0, 0.5, 0.8),
+    "machine_names": (0.0, 1.0),
+    "machine_sums": (0.0, 0.5, 0.8, 1.0),
 }
 #: constants that restrict another and act only with it on: while that one is off, each of
 #: their values is also tried with it at each of its values on (one constant at a time, a
 #: restriction of an option that is off changes nothing and is never chosen)
-RESTRICTS: dict[str, str] = {"shared_size": "shared", "shared_cover": "shared"}
+RESTRICTS: dict[str, str] = {
+    "shared_size": "shared",
+    "shared_cover": "shared",
+    "machine_sums": "machine_names",
+}
 
 
 class _Scorer:

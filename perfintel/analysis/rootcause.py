@@ -147,6 +147,7 @@ from .rootcause_cycles import after_explainers_by_cycle
 from .rootcause_exhaust import exhaustion_links
 from .rootcause_filling import filling_suspects, machine_wide, second_place
 from .rootcause_links import OrphanRule, learned_links, orphan_links
+from .rootcause_machine import entity_by, machine_of, sums_followed
 from .rootcause_onset import backdated
 from .rootcause_pairs import active_until, pair_tests, path_corrs
 from .rootcause_params import RootCauseParams
@@ -157,12 +158,12 @@ from .rootcause_shared import shared_links
 from .rootcause_words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
-    entity_of,
     explain,
-    host_of,
     is_occupancy,
     role_of,
 )
+from .rootcause_words import entity_of as entity_of  # the tests' and reports' names
+from .rootcause_words import host_of as host_of
 from .rootcause_work import work_of, work_ties
 from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
 
@@ -484,7 +485,8 @@ def _rank(
                 ch.onset[i] = backdated(ch.z[i], int(ch.onset[i]), int(ch.peak_at[i]), p.backdate)
     tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
-    ent = {i: entity_of(series[i].labels) for i in cands}
+    names = p.machine_names > 0  # a node exporter's node_* series are the machine's own
+    ent = {i: entity_by(series[i].labels, names) for i in cands}
     role = {i: ROLE_ORDER.get(role_of(series[i].labels), -1) for i in cands}
     rows = np.array(cands, dtype=np.int64)
     k = rows.size
@@ -501,7 +503,7 @@ def _rank(
         tols,
         [ent[i] for i in cands],
         r,
-        [host_of(series[i].labels) for i in cands],
+        [machine_of(series[i].labels, names) for i in cands],
         occupancy,
         np.array([shapes[i] == "saturation" for i in cands], dtype=bool),
         allowed,
@@ -509,6 +511,11 @@ def _rank(
         max_prop,
         p.little_order >= 2,
     )
+    if names and p.machine_sums:  # a machine's sum follows its workloads' parts
+        labels = [series[i].labels for i in cands]
+        dev = values[rows] - ch.expected[rows]
+        m = [machine_of(lb, names) for lb in labels]
+        pt = sums_followed(pt, onset, tols, labels, m, dev, ch.peak_at[rows], p.machine_sums)
     hosts = pt.hosts
     ri, rj = r[:, None], r[None, :]
     if p.link_fdr > 0 and k:
@@ -521,7 +528,7 @@ def _rank(
     learned = learned | hosts | declared
     gain = hosts | (size[:, None] * p.max_gain >= size[None, :])
     if p.work_first:  # a CPU that rose with other entities' symptoms did not follow them
-        wt = work_of(series, cands)
+        wt = work_of(series, cands, names)
         wt = work_ties(onset, tols, ch.peak[rows], r, wt, pt, declared, int(p.work_first))
         pt = replace(pt, first=(pt.first | wt) & ~wt.T)
     other = ~np.eye(k, dtype=bool)

@@ -171,3 +171,22 @@ class RootCauseParams:
     #: shared,shared_size,shared_cover`` chooses 0.9, 3, 0.5: out of fold 82.5 / 94.4, top-1
     #: +7 / −5, top-3 +0 / −1; BENCHMARKS.md round 16)
     shared_cover: float = 0.0
+    #: a machine's own series by name, 0 off: a node exporter's ``node_*`` series naming its
+    #: host or node is the machine's own (entity ``node=<name>``; Kubernetes scrapes label it
+    #: with the exporter pod's labels), and a machine's own series explains what runs on it
+    #: (:mod:`~perfintel.analysis.rootcause_machine`; off: alone it fires on node series that
+    #: sum their pods' usage, blind top-1 73.5 -> 62.0 on seeds 0-199; with ``machine_sums`` it
+    #: ties the defaults, +0 / −0 out of fold, no tuning incident having a node at fault;
+    #: BENCHMARKS.md round 18)
+    machine_names: float = 0.0
+    #: with ``machine_names``, a machine's sum follows its parts, 0 off: a ``node_*`` series of
+    #: a resource (memory, CPU and load, network, disk) is accounted for by a workload's change
+    #: of that resource on its machine when, in one unit (bytes), the workload's absolute
+    #: change at the node's peak is at least this share of the node's (conservation), or, with
+    #: no common unit, when the workload's change began no later; then it hosts nothing, and
+    #: the workload's change comes first and hosts it: a node's available memory or load sums
+    #: its pods', a pod's leak is not the node's trouble
+    #: (:func:`~perfintel.analysis.rootcause_machine.sums_followed`; off: BENCHMARKS.md round
+    #: 18, ``--cv --only machine_names,machine_sums``: with 0.5 or 0.8 the rankings of the
+    #: tuning seeds are those of ``machine_names`` off, +0 / −0, so the search keeps both off)
+    machine_sums: float = 0.0

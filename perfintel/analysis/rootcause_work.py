@@ -33,9 +33,10 @@ import numpy as np
 
 from perfintel.model import LabelSet, metric_name
 
+from .rootcause_machine import machine_of
 from .rootcause_pairs import Pairs
 from .rootcause_scope import LEFT_WORDS
-from .rootcause_words import SYMPTOM_ROLES, host_of, is_occupancy, role_of
+from .rootcause_words import SYMPTOM_ROLES, is_occupancy, role_of
 from .signals import SeriesInput
 
 #: name fragments of a work rate: CPU time used
@@ -54,10 +55,11 @@ def is_work(labels: LabelSet) -> bool:
     )
 
 
-def work_of(series: Sequence[SeriesInput], cands: Sequence[int]) -> np.ndarray:
-    """Per change: a workload's CPU in use (:func:`is_work`, not a machine's own series)."""
+def work_of(series: Sequence[SeriesInput], cands: Sequence[int], names: bool = False) -> np.ndarray:
+    """Per change: a workload's CPU in use (:func:`is_work`, not a machine's own series; with
+    ``names``, a ``node_*`` series naming its host is the machine's own)."""
     return np.array(
-        [is_work(series[i].labels) and not host_of(series[i].labels)[1] for i in cands],
+        [is_work(series[i].labels) and not machine_of(series[i].labels, names)[1] for i in cands],
         dtype=bool,
     )
 
