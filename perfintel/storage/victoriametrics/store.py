@@ -91,6 +91,7 @@ from perfintel.storage.samples import in_range
 __all__ = ["RemoteStore", "RemoteStoreOptions"]
 
 _ALL_SERIES = Matcher("__name__", MatchOp.RE, ".+")
+_DAY_MS = 86_400_000
 _MAX_EXPORT_LINE = 64 << 20  # VictoriaMetrics splits a long series into lines far below this
 _NAMESPACE_CACHE = 1 << 18  # series whose namespaced label set is kept (about 50 MB at most)
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -238,6 +239,11 @@ class RemoteStore:
     @staticmethod
     def _range(start_ms: int, end_ms: int) -> list[tuple[str, str]]:
         start_ms = max(start_ms, 1)  # start=0 means "no start" to VictoriaMetrics
+        if start_ms < end_ms and end_ms % _DAY_MS == 0:
+            # VictoriaMetrics leaves out the day a range ends on when it ends exactly at 00:00
+            # UTC and begins the day before: the midnight sample goes missing (Debian's 1.79.5);
+            # ask one millisecond more, the reads keep the asked range
+            end_ms += 1
         return [("start", f"{start_ms / 1000:.3f}"), ("end", f"{end_ms / 1000:.3f}")]
 
     # -- writes --------------------------------------------------------------------
