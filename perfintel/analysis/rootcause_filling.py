@@ -46,6 +46,7 @@ import numpy as np
 from perfintel.model import LabelSet, metric_name
 
 from .rootcause_exhaust import gradual_rise
+from .rootcause_machine import NODE_PREFIX
 from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES, host_of
 
 
@@ -90,7 +91,7 @@ def filling_suspects(
 def machine_wide(labels: LabelSet) -> bool:
     """Whether a series is a whole machine's (its host/node labels only, or a node exporter's
     ``node_*`` metric): its memory or descriptors sum what runs there."""
-    return host_of(labels)[1] or metric_name(labels).startswith("node_")
+    return host_of(labels)[1] or metric_name(labels).startswith(NODE_PREFIX)
 
 
 def second_place(
