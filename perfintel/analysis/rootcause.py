@@ -497,13 +497,14 @@ def _rank(
     held = p.little_order >= 1
     occupancy = np.array([is_occupancy(series[i].labels, held) for i in cands], dtype=bool)
     allowed, declared = _graph_tests(graph, [dict(series[i].labels) for i in cands])
+    machines = [machine_of(series[i].labels, names) for i in cands]
     pt = pair_tests(
         onset,
         size,
         tols,
         [ent[i] for i in cands],
         r,
-        [machine_of(series[i].labels, names) for i in cands],
+        machines,
         occupancy,
         np.array([shapes[i] == "saturation" for i in cands], dtype=bool),
         allowed,
@@ -514,8 +515,7 @@ def _rank(
     if names and p.machine_sums:  # a machine's sum follows its workloads' parts
         labels = [series[i].labels for i in cands]
         dev = values[rows] - ch.expected[rows]
-        m = [machine_of(lb, names) for lb in labels]
-        pt = sums_followed(pt, onset, tols, labels, m, dev, ch.peak_at[rows], p.machine_sums)
+        pt = sums_followed(pt, onset, tols, labels, machines, dev, ch.peak_at[rows], p.machine_sums)
     hosts = pt.hosts
     ri, rj = r[:, None], r[None, :]
     if p.link_fdr > 0 and k:

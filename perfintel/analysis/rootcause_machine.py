@@ -24,7 +24,7 @@ import numpy as np
 from perfintel.model import LabelSet, metric_name
 
 from .rootcause_pairs import Pairs
-from .rootcause_words import HOST_LABELS, entity_of, host_of
+from .rootcause_words import entity_of, host_of
 
 #: a node exporter's metric names
 NODE_PREFIX = "node_"
@@ -37,21 +37,16 @@ RESOURCE_WORDS = (
 )
 
 
-def _host(labels: LabelSet) -> str:
-    d = dict(labels)
-    return next((d[k] for k in HOST_LABELS if d.get(k)), "")
-
-
 def by_name(labels: LabelSet) -> bool:
     """Whether a series is a machine's own by its name: a ``node_*`` metric naming its host."""
-    return metric_name(labels).startswith(NODE_PREFIX) and bool(_host(labels))
+    return metric_name(labels).startswith(NODE_PREFIX) and bool(host_of(labels)[0])
 
 
 def machine_of(labels: LabelSet, names: bool) -> tuple[str, bool]:
     """:func:`~perfintel.analysis.rootcause_words.host_of`, and with ``names`` a ``node_*``
     series naming its host is the machine's own."""
     if names and by_name(labels):
-        return _host(labels), True
+        return host_of(labels)[0], True
     return host_of(labels)
 
 
@@ -59,7 +54,7 @@ def entity_by(labels: LabelSet, names: bool) -> str:
     """:func:`~perfintel.analysis.rootcause_words.entity_of`, and with ``names`` a ``node_*``
     series naming its host is the entity ``node=<host>``."""
     if names and by_name(labels):
-        return f"node={_host(labels)}"
+        return f"node={host_of(labels)[0]}"
     return entity_of(labels)
 
 

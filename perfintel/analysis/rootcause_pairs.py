@@ -137,6 +137,11 @@ def pair_tests(
     return Pairs(first, hosts, allowed, same)
 
 
+def entity_count(same: np.ndarray, idx: np.ndarray) -> int:
+    """How many entities the changes ``idx`` belong to (``same``: one entity, over pairs)."""
+    return int(idx.size - np.triu(same[np.ix_(idx, idx)], k=1).any(axis=0).sum())
+
+
 def active_until(
     z: np.ndarray, peak: np.ndarray, onset_sigma: float, fraction: float
 ) -> np.ndarray:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from .rootcause_exhaust import full_when_began, gradual_rise, held_until
-from .rootcause_pairs import Pairs
+from .rootcause_pairs import Pairs, entity_count
 from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES
 
 _TRAFFIC = ROLE_ORDER["traffic"]
@@ -64,8 +64,8 @@ def shared_links(
     cover: float = 0.0,
 ) -> np.ndarray:
     """``link[a, b]``: stock ``a`` explains orphan symptom ``b`` of a group of callers (see the
-    module docstring; ``min_peak`` and ``cover`` are its two restrictions, 0 off). Rows of ``z`` (window z-scores), ``peak`` (signed peak z), ``onset``
-    (window index), ``tol`` (onset uncertainty, steps) and ``role`` (``ROLE_ORDER``, -1
+    module docstring; ``min_peak`` and ``cover`` are its two restrictions, 0 off). Rows of
+    ``z`` (window z-scores), ``peak`` (signed peak z), ``onset`` (window index), ``tol`` (onset uncertainty, steps) and ``role`` (``ROLE_ORDER``, -1
     unknown) are the changes; ``linked`` (``a`` already explains ``b``) and ``pairs`` (its
     ``hosts``, ``allowed`` and ``same_entity``) are over their pairs."""
     k = onset.size
@@ -84,7 +84,7 @@ def shared_links(
     sub = np.ix_(a_idx, b_idx)
     full = full_when_began(v, top, onset, tol, drop, a_idx, b_idx, fraction)
     may = full & ~same[sub] & ~hosts[sub] & pairs.allowed[sub]
-    need = cover * _entities(same, b_idx)  # the group spans this many entities at least
+    need = cover * entity_count(same, b_idx)  # the group spans this many entities at least
     for row in np.flatnonzero(may.sum(axis=1) >= 2):
         cols = b_idx[may[row]]
         when = onset[cols]
@@ -94,11 +94,6 @@ def shared_links(
             several = not same[np.ix_(group, group)].all()  # at least two entities
             if several and (best is None or group.size > best.size):
                 best = group
-        if best is not None and _entities(same, best) >= need:
+        if best is not None and entity_count(same, best) >= need:
             link[a_idx[row], best] = True
     return link
-
-
-def _entities(same: np.ndarray, idx: np.ndarray) -> int:
-    """How many entities the changes ``idx`` belong to (``same``: one entity, over pairs)."""
-    return int(idx.size - np.triu(same[np.ix_(idx, idx)], k=1).any(axis=0).sum())

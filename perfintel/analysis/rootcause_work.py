@@ -34,7 +34,7 @@ import numpy as np
 from perfintel.model import LabelSet, metric_name
 
 from .rootcause_machine import machine_of
-from .rootcause_pairs import Pairs
+from .rootcause_pairs import Pairs, entity_count
 from .rootcause_scope import LEFT_WORDS
 from .rootcause_words import SYMPTOM_ROLES, is_occupancy, role_of
 from .signals import SeriesInput
@@ -90,9 +90,6 @@ def work_ties(
     tie &= ~pairs.same_entity & ~pairs.hosts & ~pairs.hosts.T & ~declared
     if quorum > 1:
         for a in np.flatnonzero(tie.any(axis=1)):
-            cols = np.flatnonzero(tie[a])
-            same = pairs.same_entity[np.ix_(cols, cols)]
-            entities = int(np.sum(~np.tril(same, -1).any(axis=1)))  # first of each entity
-            if entities < quorum:
+            if entity_count(pairs.same_entity, np.flatnonzero(tie[a])) < quorum:
                 tie[a] = False
     return tie
