@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from perfintel.analysis import rootcause as rc
 from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
+from perfintel.analysis.rootcause import ranking as rc
 from perfintel.analysis.signals import Grid, SeriesInput, as_matrix
 from perfintel.bench import rca_baselines as baselines
 from perfintel.bench.incidents import (

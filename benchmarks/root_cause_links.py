@@ -5,7 +5,7 @@ For each generated incident, the pairs ``(source, j)`` across entities where ``j
 (past ``min_sigma``) no earlier than ``source``: ``source`` the root and ``j`` a series the
 fault reached (*true*), or ``source`` a planted background anomaly and ``j`` any changed
 series (*spurious*: a background anomaly propagates nowhere). For two dependency statistics
-over the 3-hour baseline — the learned link (:func:`~perfintel.analysis.rootcause_links.learned_links`,
+over the 3-hour baseline — the learned link (:func:`~perfintel.analysis.rootcause.links.learned_links`,
 largest step-change correlation with the source ahead by 0-5 steps) and the significance test
 (:func:`~perfintel.analysis.correlation.link_p_values`: high-passed, prewhitened, Bartlett +
 Šidák) — it prints the AUC of true against spurious pairs (0.5: no information) and the share
@@ -22,8 +22,8 @@ import argparse
 import numpy as np
 from root_cause import BASELINE, GENERATORS, changes_near
 
-from perfintel.analysis import rootcause as rc
 from perfintel.analysis.correlation import benjamini_hochberg, link_p_values
+from perfintel.analysis.rootcause import ranking as rc
 
 MAX_LAG = 5
 

@@ -39,7 +39,7 @@ from collections import Counter
 import numpy as np
 from root_cause import BASELINE, GENERATORS, WINDOW, changes_near, grid_of
 
-from perfintel.analysis import rootcause as rc
+from perfintel.analysis.rootcause import ranking as rc
 from perfintel.bench.incidents import Incident
 from perfintel.model import metric_name
 

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfintel.analysis import correlation, rootcause
+from perfintel.analysis import correlation
 from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
-from perfintel.analysis.rootcause_cycles import after_explainers_by_cycle, components
-from perfintel.analysis.rootcause_pairs import path_corrs
+from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.cycles import after_explainers_by_cycle, components
+from perfintel.analysis.rootcause.pairs import path_corrs
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.bench.incidents_blind import generate_blind_incident
 from perfintel.errors import BadInputError

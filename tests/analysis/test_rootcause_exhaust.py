@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause_exhaust import exhaustion_links
+from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.exhaust import exhaustion_links
 from perfintel.analysis.signals import SeriesInput
 from perfintel.model import metric_name
 from tests.analysis.rootcause_cases import GRID, STEP, T, noise, si

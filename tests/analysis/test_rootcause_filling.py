@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause_filling import filling_suspects, machine_wide, second_place
+from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.filling import filling_suspects, machine_wide, second_place
 from perfintel.analysis.signals import SeriesInput
 from perfintel.model import label_set
 from tests.analysis.rootcause_cases import GRID, STEP, N, T, noise, si

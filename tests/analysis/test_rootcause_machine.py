@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfintel.analysis.rootcause import RootCauseParams, rank_root_causes
-from perfintel.analysis.rootcause_machine import entity_by, machine_of, resource_of, unit_of
+from perfintel.analysis.rootcause.machine import entity_by, machine_of, resource_of, unit_of
 from perfintel.analysis.signals import SeriesInput
 from perfintel.model import label_set, metric_name
 from tests.analysis.rootcause_cases import GRID, STEP, N, T, noise

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause_onset import backdated
+from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.onset import backdated
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.model import label_set, metric_name
 

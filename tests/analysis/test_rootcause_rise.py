@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from perfintel.analysis.rootcause import RootCauseParams, rank_root_causes
-from perfintel.analysis.rootcause_rise import before_window, rise_start
+from perfintel.analysis.rootcause.rise import before_window, rise_start
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.model import label_set
 

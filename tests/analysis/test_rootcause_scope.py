@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from perfintel.analysis.rootcause import RootCauseParams, rank_root_causes
-from perfintel.analysis.rootcause_scope import moves_symptoms, relieved
+from perfintel.analysis.rootcause.scope import moves_symptoms, relieved
 from perfintel.analysis.signals import SeriesInput
 from perfintel.model import LabelSet, label_set, metric_name
 from tests.analysis.rootcause_cases import GRID, STEP, T, noise, si

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause_pairs import Pairs
-from perfintel.analysis.rootcause_shared import shared_links
+from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.pairs import Pairs
+from perfintel.analysis.rootcause.shared import shared_links
 from perfintel.analysis.signals import SeriesInput
 from tests.analysis.rootcause_cases import GRID, STEP, N, T, noise, si
 

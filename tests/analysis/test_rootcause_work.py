@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from perfintel.analysis import rootcause
 from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
-from perfintel.analysis.rootcause_pairs import Pairs
-from perfintel.analysis.rootcause_work import is_work, work_ties
+from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.pairs import Pairs
+from perfintel.analysis.rootcause.work import is_work, work_ties
 from perfintel.analysis.signals import SeriesInput
 from perfintel.model import LabelSet, label_set
 from tests.analysis.rootcause_cases import GRID, STEP, T, noise, si

@@ -98,29 +98,29 @@ or errors change that nothing of its own workload or machine explains is
 explained by the earliest change of another entity that began before it and
 whose path it follows closely (``orphan_corr``), with no gain limit (queueing
 amplifies), when that change explains at least ``orphan_quorum`` orphans
-(a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause_links`).
+(a shared dependency moves several callers; :mod:`~perfintel.analysis.rootcause.links`).
 *Bygone changes* (``bygone``, on): when symptoms changed by the incident time, a change
 that came and went before it and moved none of them ranks after every other.
 *Relief* (``relief``, on): a change toward relief (less load or use of a resource, faster, fewer
-errors) explains nothing and loses score (:mod:`~perfintel.analysis.rootcause_scope`).
+errors) explains nothing and loses score (:mod:`~perfintel.analysis.rootcause.scope`).
 *Cycles* (``cycles``, on): changes that explain one another rank as one phenomenon, after what
-explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause_cycles`).
+explains them from outside, earliest first (:mod:`~perfintel.analysis.rootcause.cycles`).
 *Exhaustion* (``exhaustion``, on): a change that grew gradually and held explains a later
 symptom of its own workload at any delay once it had nearly filled: a leak harms when it
-reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`).
+reaches a limit (:mod:`~perfintel.analysis.rootcause.exhaust`).
 *Back-dating* (``backdate``, off): a ramp is dated where the line fitted to its rise meets its
-baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause_onset`; it dates
+baseline, not where it leaves the noise (:mod:`~perfintel.analysis.rootcause.onset`; it dates
 roots better but moves effects and backgrounds that are ramps as much: no gain out of fold).
 *Filling* (``filling``, on): a stock still filling at the alert that nothing explains ranks
 right after the first change, even unlinked to the symptoms
-(:mod:`~perfintel.analysis.rootcause_filling`).
+(:mod:`~perfintel.analysis.rootcause.filling`).
 *Shared* (``shared``, off: no gain out of fold): a stock that filled explains a group of other
-entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause_shared`).
+entities' orphan symptoms begun together (:mod:`~perfintel.analysis.rootcause.shared`).
 *Rise* (``rise``, on): a series whose baseline's largest |z| is the start of its own change (a
 leak that began inside the baseline and never came back) is measured against the baseline
-before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause_rise`).
+before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause.rise`).
 *Work first* (``work_first``, on): a CPU that rose in the same step as other entities' latency or
-errors comes before them (:mod:`~perfintel.analysis.rootcause_work`).
+errors comes before them (:mod:`~perfintel.analysis.rootcause.work`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -139,33 +139,33 @@ import numpy as np
 from perfintel.errors import BadInputError
 from perfintel.model import LabelSet
 
-from .correlation import significant_links
-from .rootcause_baseline import baseline_line, seasonal_line
-from .rootcause_changes import Changes as _Changes
-from .rootcause_cycles import after_explainers as _after_explainers
-from .rootcause_cycles import after_explainers_by_cycle
-from .rootcause_exhaust import exhaustion_links
-from .rootcause_filling import filling_suspects, machine_wide, second_place
-from .rootcause_links import OrphanRule, learned_links, orphan_links
-from .rootcause_machine import entity_by, machine_of, sums_followed
-from .rootcause_onset import backdated
-from .rootcause_pairs import active_until, pair_tests, path_corrs
-from .rootcause_params import RootCauseParams
-from .rootcause_rise import before_window, risen
-from .rootcause_scope import moves_symptoms as _moves_symptoms
-from .rootcause_scope import relieved
-from .rootcause_shared import shared_links
-from .rootcause_words import (
+from ..correlation import significant_links
+from ..signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
+from .baseline import baseline_line, seasonal_line
+from .changes import Changes as _Changes
+from .cycles import after_explainers as _after_explainers
+from .cycles import after_explainers_by_cycle
+from .exhaust import exhaustion_links
+from .filling import filling_suspects, machine_wide, second_place
+from .links import OrphanRule, learned_links, orphan_links
+from .machine import entity_by, machine_of, sums_followed
+from .onset import backdated
+from .pairs import active_until, pair_tests, path_corrs
+from .parameters import RootCauseParams
+from .rise import before_window, risen
+from .scope import moves_symptoms as _moves_symptoms
+from .scope import relieved
+from .shared import shared_links
+from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
     explain,
     is_occupancy,
     role_of,
 )
-from .rootcause_words import entity_of as entity_of  # the tests' and reports' names
-from .rootcause_words import host_of as host_of
-from .rootcause_work import work_of, work_ties
-from .signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
+from .words import entity_of as entity_of  # the tests' and reports' names
+from .words import host_of as host_of
+from .work import work_of, work_ties
 
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
 _LATE = 1000.0
@@ -268,7 +268,7 @@ def _changes(
     """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``
     (and, ``lead`` > 0, of the changes already under way at ``ws``: see :func:`_lead`; with
     ``rise`` and ``p.rise`` > 0, of those that began inside the baseline: see
-    :func:`~perfintel.analysis.rootcause_rise.risen`)."""
+    :func:`~perfintel.analysis.rootcause.rise.risen`)."""
     base = x[:, b0:ws]
     level, slope, sigma = baseline_line(base)
     steps_sigma = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
@@ -429,7 +429,7 @@ def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
 
 def _corrs_of(ch: _Changes, rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Path correlations of the changes at candidate positions ``a`` and ``b`` (see
-    :func:`~perfintel.analysis.rootcause_pairs.path_corrs`)."""
+    :func:`~perfintel.analysis.rootcause.pairs.path_corrs`)."""
     return path_corrs(ch.z, ch.onset, rows[a], rows[b])
 
 

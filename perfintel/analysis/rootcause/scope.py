@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from perfintel.model import LabelSet, metric_name
 
-from .rootcause_words import ROLE_ORDER, role_of
+from .words import ROLE_ORDER, role_of
 
 #: name fragments of a gauge that counts what is left (free memory, idle CPU): for these a
 #: fall, not a rise, is the pressure

@@ -2,7 +2,7 @@
 
 Filled by :mod:`~perfintel.analysis.rootcause` (``_changes``) and, for a leak
 that began inside the baseline, re-measured by
-:mod:`~perfintel.analysis.rootcause_rise`; a module of its own so that both
+:mod:`~perfintel.analysis.rootcause.rise`; a module of its own so that both
 can name it without importing each other.
 """
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rootcause_words import SYMPTOM_ROLES
+from .words import SYMPTOM_ROLES
 
 
 def gradual_rise(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .signals import MAD_SIGMA
+from ..signals import MAD_SIGMA
 
 
 def baseline_line(base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ steps to reach the fraction) keeps its threshold date.
 Unlike the cumulative sum tried in round 8 (which accumulates departures
 from the baseline, so its date still depends on the noise the early rise
 hides in), the extrapolation reads the start from the shape of the rise
-only, and only for gradual changes (ramps: :func:`~perfintel.analysis.rootcause._shape` at the
+only, and only for gradual changes (ramps: :func:`~perfintel.analysis.rootcause.ranking._shape` at the
 threshold date), and only over steps the data shows above the baseline.
 Off by default: it dates roots within 0–2 steps of their true start on the tuning generators,
 but moves the effects and backgrounds that are ramps as much, and out of fold it won 9

@@ -33,11 +33,11 @@ import numpy as np
 
 from perfintel.model import LabelSet, metric_name
 
-from .rootcause_machine import machine_of
-from .rootcause_pairs import Pairs, entity_count
-from .rootcause_scope import LEFT_WORDS
-from .rootcause_words import SYMPTOM_ROLES, is_occupancy, role_of
-from .signals import SeriesInput
+from ..signals import SeriesInput
+from .machine import machine_of
+from .pairs import Pairs, entity_count
+from .scope import LEFT_WORDS
+from .words import SYMPTOM_ROLES, is_occupancy, role_of
 
 #: name fragments of a work rate: CPU time used
 WORK_WORDS = ("cpu",)

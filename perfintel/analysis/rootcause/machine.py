@@ -23,8 +23,8 @@ import numpy as np
 
 from perfintel.model import LabelSet, metric_name
 
-from .rootcause_pairs import Pairs
-from .rootcause_words import entity_of, host_of
+from .pairs import Pairs
+from .words import entity_of, host_of
 
 #: a node exporter's metric names
 NODE_PREFIX = "node_"
@@ -43,7 +43,7 @@ def by_name(labels: LabelSet) -> bool:
 
 
 def machine_of(labels: LabelSet, names: bool) -> tuple[str, bool]:
-    """:func:`~perfintel.analysis.rootcause_words.host_of`, and with ``names`` a ``node_*``
+    """:func:`~perfintel.analysis.rootcause.words.host_of`, and with ``names`` a ``node_*``
     series naming its host is the machine's own."""
     if names and by_name(labels):
         return host_of(labels)[0], True
@@ -51,7 +51,7 @@ def machine_of(labels: LabelSet, names: bool) -> tuple[str, bool]:
 
 
 def entity_by(labels: LabelSet, names: bool) -> str:
-    """:func:`~perfintel.analysis.rootcause_words.entity_of`, and with ``names`` a ``node_*``
+    """:func:`~perfintel.analysis.rootcause.words.entity_of`, and with ``names`` a ``node_*``
     series naming its host is the entity ``node=<host>``."""
     if names and by_name(labels):
         return f"node={host_of(labels)[0]}"

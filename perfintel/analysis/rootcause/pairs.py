@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rootcause_words import ROLE_ORDER
+from .words import ROLE_ORDER
 
 _LATENCY = ROLE_ORDER["latency"]
 _RESOURCE = ROLE_ORDER["resource"]

@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .rootcause_changes import Changes
-from .rootcause_params import RootCauseParams
+from .changes import Changes
+from .parameters import RootCauseParams
 
 #: ``measure(rows, start)``: change profiles of ``rows`` over ``[start, we)`` against the
 #: baseline's length before ``start``, which were under way at ``start``, and their values

@@ -72,7 +72,7 @@ class RootCauseParams:
     #: started before the window otherwise has its onset clamped to the window start, and its
     #: shape read from half way up its rise (see :func:`_lead`)
     lead: float = 1.0
-    #: orphan symptoms, 0 off (:mod:`~perfintel.analysis.rootcause_links`, :class:`OrphanRule`
+    #: orphan symptoms, 0 off (:mod:`~perfintel.analysis.rootcause.links`, :class:`OrphanRule`
     #: for the mode and the other four; chosen by ``--cv --only orphan,orphan_corr,...``)
     orphan: float = 3.0
     orphan_corr: float = 0.9
@@ -89,7 +89,7 @@ class RootCauseParams:
     bygone: float = 0.35
     #: a cycle of explained-by links, 0 off (cut where a depth-first walk closes it): one
     #: phenomenon, after what explains it from outside, ordered by onset then role (1: the
-    #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause_cycles`; 2 chosen
+    #: first lead; 2: all in that order) (:mod:`~perfintel.analysis.rootcause.cycles`; 2 chosen
     #: by cross-validation, ``--cv --only cycles``)
     cycles: float = 2.0
     #: Little's law inside one workload, 0 off: 1 counts open file descriptors and sockets as
@@ -100,27 +100,27 @@ class RootCauseParams:
     little_order: float = 2.0
     #: a change toward relief, 0 off: less load, less of a resource in use, faster responses,
     #: fewer errors cannot have made anything worse; such a change explains nothing and loses
-    #: this much score (:mod:`~perfintel.analysis.rootcause_scope`; 3 chosen by
+    #: this much score (:mod:`~perfintel.analysis.rootcause.scope`; 3 chosen by
     #: cross-validation, ``--cv --only relief``)
     relief: float = 3.0
     #: exhaustion, 0 off: a change that grew gradually (longer than a hop to 80 % of its peak)
     #: and held explains a later symptom (latency, errors) of its own workload at any delay when
     #: it had reached this fraction of its peak as the symptom began: a leak harms when it
-    #: reaches a limit (:mod:`~perfintel.analysis.rootcause_exhaust`; 0.65 chosen by
+    #: reaches a limit (:mod:`~perfintel.analysis.rootcause.exhaust`; 0.65 chosen by
     #: cross-validation, ``--cv --only exhaustion``)
     exhaustion: float = 0.65
     #: back-dating a gradual change, 0 off: a change that took at least three steps from its
     #: first step past the onset threshold to this fraction of its peak is dated where the line
     #: fitted to that rise meets its baseline (never later than the threshold's date, never
     #: earlier by more than the rise took): a ramp begins at the baseline, not where it leaves
-    #: the noise (:mod:`~perfintel.analysis.rootcause_onset`; left off by cross-validation,
+    #: the noise (:mod:`~perfintel.analysis.rootcause.onset`; left off by cross-validation,
     #: ``--cv --only backdate``: out of fold +9/−10 at 0.5, BENCHMARKS.md round 13b)
     backdate: float = 0.0
     #: a resource still filling at the alert, 0 off: the unexplained, gradual, held change of a
     #: resource (or of unknown role) that began before every symptom and still stood at this
     #: fraction of its peak at the incident time ranks right after the first change, even
     #: when no link ties it to the symptoms: an alert on exhaustion comes late, in whatever
-    #: calls the exhausted thing (:mod:`~perfintel.analysis.rootcause_filling`; 0.9 chosen by
+    #: calls the exhausted thing (:mod:`~perfintel.analysis.rootcause.filling`; 0.9 chosen by
     #: cross-validation with ``rise`` and ``work_first``, ``--cv --only work_first,rise,filling``:
     #: out of fold top-3 93.2 -> 94.4, top-1 81.6 -> 82.1, BENCHMARKS.md round 17; alone its
     #: gain, top-3 93.2 -> 93.9 and top-1 unchanged, was under the bar of one point)
@@ -132,7 +132,7 @@ class RootCauseParams:
     #: steps) before that run began, against the baseline before it, and is a change dated
     #: where it began when it is one there and the window still holds its peak: a series'
     #: history of outliers is its history before the change, not the change itself
-    #: (:mod:`~perfintel.analysis.rootcause_rise`). With it on, ``exhaustion`` also reads the
+    #: (:mod:`~perfintel.analysis.rootcause.rise`). With it on, ``exhaustion`` also reads the
     #: paths before the window of the changes dated there (a pool full before its pod's
     #: latency rose, both before the window) (0.3 chosen by cross-validation with ``filling``
     #: and ``work_first``, BENCHMARKS.md round 17)
@@ -142,21 +142,21 @@ class RootCauseParams:
     #: at least two other entities, the graph permitting, that began within one hop of one
     #: another after it had reached this fraction of its peak: callers of one exhausted
     #: dependency fail together, a chance drift does not explain a group
-    #: (:mod:`~perfintel.analysis.rootcause_shared`; off: ``--cv --only shared`` chooses 0.9,
+    #: (:mod:`~perfintel.analysis.rootcause.shared`; off: ``--cv --only shared`` chooses 0.9,
     #: out of fold 81.5 / 93.6 against 81.6 / 93.2 with variant top-1 down 2.0; with ``rise``
     #: and ``filling`` 82.0 / 93.8: under the bar, BENCHMARKS.md round 15)
     shared: float = 0.0
     #: work before waiting, 0 off: a workload's CPU that rose in the same step as latency or
     #: errors of at least this many other entities comes first (another service's latency or
     #: errors do not make a service do more work; a shared dependency's saturated CPU makes
-    #: its callers wait) (:mod:`~perfintel.analysis.rootcause_work`; 1 chosen by
+    #: its callers wait) (:mod:`~perfintel.analysis.rootcause.work`; 1 chosen by
     #: cross-validation, ``--cv --only work_first,rise,filling``, BENCHMARKS.md round 17: alone
     #: out of fold 81.6 / 93.2 -> 81.9 / 93.6, under the bar; with ``rise`` and ``filling``
     #: 82.1 / 94.4)
     work_first: float = 1.0
     #: with ``shared``, a stock explains its callers only when its peak |z| is at least this
     #: many times ``min_sigma``, 0 off: an exhaustion is a large departure, a drift of a few
-    #: sigmas that held is not one (:mod:`~perfintel.analysis.rootcause_shared`; off: 2 is the
+    #: sigmas that held is not one (:mod:`~perfintel.analysis.rootcause.shared`; off: 2 is the
     #: choice of ``--cv --only shared,shared_size,shared_cover,rise,filling``, see
     #: ``shared_cover``)
     shared_size: float = 0.0
@@ -164,7 +164,7 @@ class RootCauseParams:
     #: least this share of the entities with an orphan symptom, 0 off: when a shared dependency
     #: is exhausted, what fails unexplained is its callers, together; a group that leaves most of
     #: the unexplained entities aside lines up by chance with part of another fault's spread
-    #: (:mod:`~perfintel.analysis.rootcause_shared`; off: 0.8 is the choice of ``--cv --only
+    #: (:mod:`~perfintel.analysis.rootcause.shared`; off: 0.8 is the choice of ``--cv --only
     #: shared,shared_size,shared_cover,rise,filling``, with ``shared`` 0.9, ``shared_size`` 2,
     #: ``rise`` 0.3 and ``filling`` 0.9: out of fold 82.4 / 94.0 against 81.6 / 93.2, top-1 and
     #: top-3 +0.8, under the bar of one point; from round 17's defaults, ``--cv --only
@@ -174,7 +174,7 @@ class RootCauseParams:
     #: a machine's own series by name, 0 off: a node exporter's ``node_*`` series naming its
     #: host or node is the machine's own (entity ``node=<name>``; Kubernetes scrapes label it
     #: with the exporter pod's labels), and a machine's own series explains what runs on it
-    #: (:mod:`~perfintel.analysis.rootcause_machine`; off: alone it fires on node series that
+    #: (:mod:`~perfintel.analysis.rootcause.machine`; off: alone it fires on node series that
     #: sum their pods' usage, blind top-1 73.5 -> 62.0 on seeds 0-199; with ``machine_sums`` it
     #: ties the defaults, +0 / −0 out of fold, no tuning incident having a node at fault;
     #: BENCHMARKS.md round 18)
@@ -186,7 +186,7 @@ class RootCauseParams:
     #: no common unit, when the workload's change began no later; then it hosts nothing, and
     #: the workload's change comes first and hosts it: a node's available memory or load sums
     #: its pods', a pod's leak is not the node's trouble
-    #: (:func:`~perfintel.analysis.rootcause_machine.sums_followed`; off: BENCHMARKS.md round
+    #: (:func:`~perfintel.analysis.rootcause.machine.sums_followed`; off: BENCHMARKS.md round
     #: 18, ``--cv --only machine_names,machine_sums``: with 0.5 or 0.8 the rankings of the
     #: tuning seeds are those of ``machine_names`` off, +0 / −0, so the search keeps both off)
     machine_sums: float = 0.0

@@ -1,6 +1,6 @@
 """A shared stock that filled: the callers of one exhausted dependency fail together.
 
-:mod:`~perfintel.analysis.rootcause_exhaust` lets a resource that filled slowly
+:mod:`~perfintel.analysis.rootcause.exhaust` lets a resource that filled slowly
 explain the later symptoms of its *own* workload. A shared stock — a
 database's sessions, a cache's memory, a callee's memory — fills the same way,
 but what fails when it is full are *other* services, its callers, and across
@@ -16,7 +16,7 @@ explains the orphan symptoms ``J`` of other entities when
 * ``i`` is a stock (a gauge, not a counter's rate; neither offered load nor a
   symptom), grew gradually (longer than a hop to 80 % of its peak), held from
   its onset to each symptom's onset and stood at ≥ ``shared`` × its peak when
-  each began (:func:`~perfintel.analysis.rootcause_exhaust.gradual_rise`),
+  each began (:func:`~perfintel.analysis.rootcause.exhaust.gradual_rise`),
 * every ``j`` in ``J`` is an *orphan*: a latency or errors change that nothing
   of its own workload or machine explains, of another entity than ``i``'s (not
   on ``i``'s machine), that the declared graph lets ``i`` reach, and began
@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rootcause_exhaust import full_when_began, gradual_rise, held_until
-from .rootcause_pairs import Pairs, entity_count
-from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES
+from .exhaust import full_when_began, gradual_rise, held_until
+from .pairs import Pairs, entity_count
+from .words import ROLE_ORDER, SYMPTOM_ROLES
 
 _TRAFFIC = ROLE_ORDER["traffic"]
 

@@ -45,9 +45,9 @@ import numpy as np
 
 from perfintel.model import LabelSet, metric_name
 
-from .rootcause_exhaust import gradual_rise
-from .rootcause_machine import NODE_PREFIX
-from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES, host_of
+from .exhaust import gradual_rise
+from .machine import NODE_PREFIX
+from .words import ROLE_ORDER, SYMPTOM_ROLES, host_of
 
 
 def filling_suspects(

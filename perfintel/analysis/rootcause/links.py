@@ -14,7 +14,7 @@ an earlier change of another entity may explain it without the learned link,
 when it began first within the propagation bound, the graph (if any) allows
 it and their onset-aligned z-score paths follow one course (at least
 ``orphan_corr``). Pure: the ranking hands in its own pairwise tests as matrices
-(:class:`~perfintel.analysis.rootcause_pairs.Pairs`) and its path correlation as a
+(:class:`~perfintel.analysis.rootcause.pairs.Pairs`) and its path correlation as a
 function; this module only picks the links.
 """
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rootcause_pairs import Pairs
-from .rootcause_words import ROLE_ORDER, SYMPTOM_ROLES
+from .pairs import Pairs
+from .words import ROLE_ORDER, SYMPTOM_ROLES
 
 #: roles of the explaining change allowed per ``roles`` setting (``None``: any)
 _ROLES: dict[int, frozenset[int] | None] = {
