@@ -75,3 +75,19 @@ def test_outlived_pairs_a_change_that_came_back_with_one_that_lasted_a_hop_longe
     assert not outlived(z, peak, 3.0, 0.0, before=11, max_prop=4).any()  # off
     # a change back only after the incident time is no bygone one
     assert not outlived(z, peak, 3.0, 0.5, before=2, max_prop=1)[0].any()
+
+
+def test_a_blip_that_came_back_is_no_orphans_explainer_either() -> None:
+    # no shared jitter: the CPU burst has no learned link to the two services' p99, which
+    # nothing else explains (orphans); their course follows its own closely (aligned on the
+    # onsets), so the orphan rule links them to it — unless it came back long before they did
+    blip = noise(1, 0.1, 0.002) + _decay(196, 0.3, 5.0)
+    series = [si("container_cpu_usage_seconds_total", "batch-0", blip, service="batch")]
+    for k, name in enumerate(("payments", "orders")):
+        p99 = noise(4 + k, 0.2, 0.002) + _decay(198, 0.15 + 0.02 * k, 12.0)
+        series.append(si("http_request_duration_seconds", f"{name}-0", p99, service=name))
+    off = _ranked(series, 0.0)
+    assert off[0].index == 0
+    assert 2 in [f.index for f in off[0].followers]
+    on = _ranked(series, 0.5)
+    assert on[-1].index == 0 and not on[-1].followers
