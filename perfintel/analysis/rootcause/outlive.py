@@ -5,19 +5,22 @@ fault lasts: a CPU that saturated for five minutes slows its callers for those
 five minutes (and one hop's delay), and a dependency that recovered stops
 causing errors in what calls it. So a change ``i`` that came back to its
 baseline before the incident time (its last step departed by
-``max(onset_sigma, fraction × |peak|)``, the level at which the ranking dates
-beginnings, lies before the incident) cannot be why a change ``j`` was still
+``max(onset_sigma, fraction × |peak|)``, as ``bygone`` reads "came back", lies
+before the incident) cannot be why a change ``j`` was still
 departed more than one propagation bound after ``i`` came back: ``j`` has
 another cause. The exceptions are links that go through a stock
 (``accumulation``, ``exhaustion``, a shared stock): a leak's harm outlives the
 leak's growth, and those links are kept (the ranking adds them apart).
 
-This is what keeps a transient of another entity — a traffic burst, a CPU
+It is meant to keep a transient of another entity — a traffic burst, a CPU
 spike, an errors blip that came and went well before the alert — from taking
-a still-departed symptom of the real fault as its effect by a chance link, and
-with it the first place (its size no longer backed by what it "explains",
-the ``bygone`` rule then also ranks it after the changes present at the
-alert). Pure: arrays in, a boolean matrix out.
+a symptom that lasted as its effect by a chance link, and with it the first
+place (its size no longer backed by what it "explains", ``bygone`` then ranks
+it after the changes present at the alert). Measured on the tuning generators
+(BENCHMARKS.md round 20) it mostly fires on cascades whose effects recover
+more slowly than their cause at the same fraction of their peaks (queues
+drain, counters smear), which is why it is off. Pure: arrays in, a boolean
+matrix out.
 """
 
 from __future__ import annotations
