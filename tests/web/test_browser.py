@@ -152,6 +152,8 @@ def test_every_page_renders_data_on_desktop_and_phone(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for size, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
         page = _open(browser, demo_server.url + PAGES[name], viewport)
+        # the header's live indicator on every page, also those that subscribe to nothing
+        page.wait_for_selector("#live-status.on", timeout=30_000)
         if name == "overview":
             page.wait_for_selector(".spark canvas")
             counts = page.eval_on_selector_all(".spark", "els => els.map(e => +e.dataset.points)")

@@ -1,4 +1,5 @@
 // The client-side router: pages render into <main> without full reloads; keyboard shortcuts.
+import { live } from "./live.js";
 import * as alerts from "./pages/alerts.js";
 import * as capacity from "./pages/capacity.js";
 import * as explore from "./pages/explore.js";
@@ -70,4 +71,6 @@ document.addEventListener("keydown", (e) => {
 });
 document.getElementById("help-button").addEventListener("click", () => document.getElementById("help-dialog").showModal());
 
+// the header says whether the server is reachable on every page, not only on those that subscribe
+live.connect();
 show();
