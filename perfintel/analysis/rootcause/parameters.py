@@ -190,3 +190,10 @@ class RootCauseParams:
     #: 18, ``--cv --only machine_names,machine_sums``: with 0.5 or 0.8 the rankings of the
     #: tuning seeds are those of ``machine_names`` off, +0 / −0, so the search keeps both off)
     machine_sums: float = 0.0
+    #: with ``orphan_quorum``, the quorum counted before the choice, 0 off: an explainer's
+    #: orphans are counted over every orphan it qualifies for (path, onset, graph), and each
+    #: orphan's explainer (``orphan`` mode) is chosen among those that reach the quorum: a
+    #: shared dependency is what reaches several callers, and an orphan whose earliest
+    #: explainer reaches no other is still explained by the shared one it follows
+    #: (:class:`~perfintel.analysis.rootcause.links.OrphanRule`; BENCHMARKS.md round 19)
+    orphan_first: float = 0.0

@@ -567,7 +567,8 @@ def _rank(
     for b, a in zip(*(v.tolist() for v in np.nonzero(link.T)), strict=True):
         explained[cands[b]].append(cands[a])
     rule = OrphanRule(
-        int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
+        *(int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)),
+        p.orphan_first > 0,
     )
     path = partial(_corrs_of, ch, rows)
     have = link.copy()
