@@ -207,6 +207,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "shared_cover": (0.0, 0.5, 0.8),
     "machine_names": (0.0, 1.0),
     "machine_sums": (0.0, 0.5, 0.8, 1.0),
+    "outlive": (0.0, 0.2, 0.35, 0.5),
     "orphan_first": (0.0, 1.0),
 }
 #: constants that restrict another and act only with it on: while that one is off, each of

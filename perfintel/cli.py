@@ -383,7 +383,24 @@ def demo(
                 newest = int(batch.timestamps.max())
                 progress.advance(task, max(0, (newest - last_ts) // 3_600_000))
                 last_ts = max(last_ts, newest - (newest - last_ts) % 3_600_000)
+        progress.update(task, completed=int(days * 24))  # the last, partial hour is sent too
     console.print(f"loaded {total} demo samples into {url}")
+    _print_tour(url, end_ms, days, step)
+
+
+def _print_tour(url: str, end_ms: int, days: float, step: int) -> None:
+    """What the demo planted, and the commands that find it (a newcomer's first questions)."""
+    import shlex
+
+    from perfintel.demo import demo_events, demo_tour
+
+    at = [] if url == DEFAULT_URL else ["--url", url]
+    console.print(f"dashboard: {url}/  — try:")
+    for what, args in demo_tour(demo_events(end_ms=end_ms, days=days, step_s=step)):
+        console.print(f"  {what}:", highlight=False)
+        # one line however narrow the terminal: it is meant to be copied
+        line = f"    perfintel {shlex.join([*args, *at])}"
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _file_blocks(path: Path, advance: Callable[[int], object] | None = None) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perfintel.cli_common import Token, Url, auth_headers, console, fail
+from perfintel.timeparse import TIME_HELP
 
 analyze_app = typer.Typer(
     help="Correlation, root cause, change impact and recommendations of a running perfintel.",
@@ -132,7 +133,8 @@ def analyze_root_cause(
         str | None, typer.Argument(help="The candidate series (a selector).")
     ] = None,
     at: Annotated[
-        str | None, typer.Option("--time", help="The incident's time: Unix seconds or RFC3339.")
+        str | None,
+        typer.Option("--time", help=f"The incident's time: {TIME_HELP} (default: now)."),
     ] = None,
     incident: Annotated[
         str | None,
@@ -154,7 +156,8 @@ def analyze_root_cause(
     """The series ranked as the root cause of an incident, with onsets and explanations."""
     body = {
         "selector": selector,
-        "time": at,
+        # without an incident, what is happening now
+        "time": at if at is not None or incident is not None else "now",
         "incident": incident,
         "window": window,
         "baseline": baseline,
@@ -172,9 +175,13 @@ def analyze_root_cause(
         for c in ("#", "series", "score", "onset", "σ", "explanation"):
             table.add_column(c)
         for i, c in enumerate(data["causes"], start=1):
+            series = _labels(c["labels"])
+            if c.get("parts"):  # other cores, buckets or quantiles of the same measurement
+                values = [p["labels"].get(c["part_label"], "") for p in c["parts"]]
+                series += f" (and {c['part_label']} {', '.join(values)})"
             table.add_row(
                 str(i),
-                _labels(c["labels"]),
+                series,
                 f"{c['score']:.2f}",
                 c["onset"][11:19],
                 f"{c['sigma']:+.1f}",
@@ -203,7 +210,9 @@ def analyze_root_cause(
 def analyze_change_impact(
     selector: Annotated[str, typer.Argument(help="The metrics to assess (a selector).")],
     url: Url = "http://127.0.0.1:9470",
-    change_time: Annotated[str | None, typer.Option(help="When the change happened.")] = None,
+    change_time: Annotated[
+        str | None, typer.Option(help=f"When the change happened: {TIME_HELP}.")
+    ] = None,
     annotation: Annotated[
         str | None, typer.Option(help='Series recording changes, e.g. deploy_info{service="x"}.')
     ] = None,

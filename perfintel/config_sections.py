@@ -414,6 +414,13 @@ class AlertingSettings(_Section):
         "reloaded on SIGHUP, POST /api/v1/admin/rules/reload and POST /-/reload; a "
         "comma-separated list in the environment variable.",
     )
+    builtin_rules: bool = Field(
+        False,
+        description="Also load perfintel's starter rules for the host metrics it collects "
+        "(perfintel/alerting/rules/builtin/host.yml: disk nearly full or filling within a day, "
+        "memory low or running out within 6h, CPU saturated, a collector failing); "
+        "scripts/serve turns it on.",
+    )
     alertmanager_config: Path | None = Field(
         None,
         description="An alertmanager.yml (route tree, receivers, inhibit rules, time intervals) "

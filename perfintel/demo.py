@@ -58,7 +58,7 @@ from scipy.special import ndtr
 from perfintel.batch import MetricMetadata, SampleBatch, conventional_metadata
 from perfintel.model import LabelSet, label_set
 
-__all__ = ["DEMO_SERVICES", "DemoEvent", "demo_events", "generate_demo"]
+__all__ = ["DEMO_SERVICES", "DemoEvent", "demo_events", "demo_tour", "generate_demo"]
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -122,6 +122,8 @@ _CRASH = ("api-gateway", 2, 0.21)
 _LEAK_OOM = {0: 0.49, 1: 0.52}  # auth instance -> OOM-kill fraction
 _AUTH_MEMORY_LIMIT = 512 * MIB
 _INCIDENT = ("search", 0.81, 50 * 60)  # service, fraction, duration in seconds
+#: the services the search incident touches: its callers, itself and the replica behind it
+_INCIDENT_SCOPE = ("api-gateway", "search", "postgres")
 _REGRESSION = ("checkout", "2.5.0", 1.4, 1.18)  # service, version, latency x, memory x
 _LOG_ROTATION_HOUR = 0.0
 _LEAK_FROM = 0.35  # notifier's leak begins here and is still growing at the end
@@ -679,6 +681,45 @@ def _build(
 def demo_events(*, end_ms: int, days: float = 14, step_s: int = 60) -> list[DemoEvent]:
     """The scenario's events for the same arguments as ``generate_demo`` (seed-independent)."""
     return list(_Scenario(_Timeline(end_ms, days, step_s)).events)
+
+
+def demo_tour(events: list[DemoEvent]) -> list[tuple[str, list[str]]]:
+    """What to look at in the demo data: (what it shows, ``perfintel`` arguments that show it).
+
+    The incident's root cause is asked ten minutes into it, over the services it
+    touches; a regressing deploy's impact is read from its ``deploy_info`` annotation.
+    """
+    from datetime import UTC, datetime
+
+    def rfc3339(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    tour: list[tuple[str, list[str]]] = []
+    for e in events:
+        if e.kind == "incident":
+            scope = "|".join(_INCIDENT_SCOPE)
+            at = min(e.start_ms + 10 * 60_000, e.end_ms)
+            tour.append(
+                (
+                    f"why {e.service} failed at {rfc3339(e.start_ms)}",
+                    ["analyze", "root-cause", f'{{service=~"{scope}"}}', "--time", rfc3339(at)],
+                )
+            )
+        elif e.kind == "deploy" and e.service == _REGRESSION[0] and _REGRESSION[1] in e.detail:
+            tour.append(
+                (
+                    f"what {e.service}'s {e.detail.removeprefix('rolling ')} did to its latency",
+                    [
+                        "analyze",
+                        "change-impact",
+                        f'http_request_duration_seconds_sum{{service="{e.service}"}}',
+                        "--annotation",
+                        f'deploy_info{{service="{e.service}"}}',
+                    ],
+                )
+            )
+    tour.append(("over- and under-sized hosts, leaks, a filling disk", ["analyze", "recommend"]))
+    return tour
 
 
 def generate_demo(

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.analysis.rootcause import Cause, DependencyGraph
+from perfintel.analysis.rootcause.parts import PartGroup
 from perfintel.api.auth import require
 from perfintel.api.params import SelectorText, TimeValue, parse_duration_ms
 from perfintel.api.responses import JSONResponse
@@ -311,9 +312,19 @@ class RootCauseRequest(BaseModel):
     dependency_label: str = Field("service", min_length=1, max_length=200)
 
 
-def render_cause(c: Cause, labels: list[LabelSet], step_ms: int) -> dict[str, Any]:
+def render_cause(
+    c: Cause, labels: list[LabelSet], step_ms: int, parts: PartGroup[Cause] | None = None
+) -> dict[str, Any]:
+    """One cause; with ``parts``, the other parts of its measurement that changed (other
+    cores of the machine, other buckets of the histogram), each with its onset and σ."""
+    others = parts.others if parts is not None else ()
     return {
         "labels": dict(c.labels),
+        "part_label": parts.part_label if others and parts is not None else None,
+        "parts": [
+            {"labels": dict(o.labels), "onset": _rfc3339(o.onset_ms), "sigma": o.sigma}
+            for o in others
+        ],
         "score": c.score,
         "onset": _rfc3339(c.onset_ms),
         "onset_unix": c.onset_ms / 1000,
@@ -341,7 +352,7 @@ def render_cause(c: Cause, labels: list[LabelSet], step_ms: int) -> dict[str, An
     summary="Root cause of an incident: the candidate series ranked, with onsets and explanations",
     responses=_ERRORS,
     response_description='{"status": "success", "data": {"causes": [{"labels", "score", "onset", '
-    '"explanation", "sigma", "shape", "followers", "evidence"}]}}',
+    '"explanation", "sigma", "shape", "followers", "evidence", "part_label", "parts"}]}}',
 )
 async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Response:
     scope = await _incident_scope(request, body.incident) if body.incident else None
@@ -389,7 +400,7 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             "step_seconds": rep.grid.step_ms / 1000,
             "source": rep.source,
             "candidates": rep.candidates,
-            "causes": [render_cause(c, rep.labels, rep.grid.step_ms) for c in rep.causes],
+            "causes": [render_cause(g.first, rep.labels, rep.grid.step_ms, g) for g in rep.parts],
         },
     }
     return JSONResponse(out)

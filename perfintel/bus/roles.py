@@ -40,8 +40,9 @@ from perfintel.bus.worker import ShardWorker
 from perfintel.config import Settings
 from perfintel.errors import LeaseLostError, PerfintelError
 from perfintel.live.hub import LiveHub, publish_detector_outputs
-from perfintel.performance.online import OUTPUT_NAMES, OnlineAnomalyDetection, peer_group_specs
+from perfintel.performance.online import OnlineAnomalyDetection, peer_group_specs
 from perfintel.performance.outliers_online import OnlinePeerOutliers
+from perfintel.performance.outputs import OUTPUT_NAMES
 from perfintel.storage.base import SampleWriter
 from perfintel.telemetry import Counter, Gauge, Registry
 

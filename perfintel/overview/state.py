@@ -386,6 +386,8 @@ class OverviewState:
     @staticmethod
     def _add_capacity_signals(signals: gather.EntitySignals, risks: list[dict[str, Any]]) -> None:
         for r in risks:
+            if r.get("beyond_history"):  # too little history to mark a host down for it
+                continue
             for table, key in ((signals.services, r["service"]), (signals.hosts, r["host"])):
                 if not key:
                     continue

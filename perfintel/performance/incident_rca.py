@@ -192,7 +192,7 @@ class IncidentAnalyzer:
                 graph=scope.graph,
                 max_samples=self.max_samples,
             )
-            cone = moved_with(rep.causes)
+            cone = moved_with(rep.ranked)
             top = rep.causes[:ATTACHED_CAUSES]
             out = [cause_summary(c, rep.labels, cone[c.index]) for c in top]
         except PerfintelError as exc:

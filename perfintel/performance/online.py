@@ -77,18 +77,15 @@ from perfintel.batch import SampleBatch
 from perfintel.config import Settings
 from perfintel.errors import PerfintelError
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name, parse_selector
-from perfintel.performance.outliers_online import OUTLIER_SCORE, OnlinePeerOutliers, PeerGroupSpec
+from perfintel.performance.outliers_online import OnlinePeerOutliers, PeerGroupSpec
+from perfintel.performance.outputs import FOR_LABEL, OUTPUT_NAMES
 from perfintel.series_index import ABSENT, SeriesIndex, series_keys
 from perfintel.storage.base import SampleWriter
 from perfintel.telemetry import Counter, Gauge, Registry
 
 log = logging.getLogger(__name__)
 
-#: Metric names of model outputs (vmanomaly's), never analysed themselves.
-OUTPUT_NAMES = ("anomaly_score", "yhat", "yhat_lower", "yhat_upper", OUTLIER_SCORE)
 _DETECTOR_OUTPUTS = OUTPUT_NAMES[:4]
-#: Label naming the source metric of a model output.
-FOR_LABEL = "for"
 STATE_FILE = "anomaly_state.npz"
 #: 2: the detector's state layout of the single compiled implementation; files of
 #: format 1 (the earlier detector) are discarded with a log line at start-up.

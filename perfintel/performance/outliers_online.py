@@ -38,11 +38,9 @@ from perfintel.analysis.outliers import DEFAULT_PCT, DEFAULT_TOLERANCE, PeerScor
 from perfintel.batch import SampleBatch
 from perfintel.errors import BadInputError
 from perfintel.model import METRIC_NAME, LabelSet, Selector, metric_name
+from perfintel.performance.outputs import FOR_LABEL, OUTLIER_SCORE
 
 _NEVER = -(2**62)
-#: Metric name of the stored peer-outlier scores.
-OUTLIER_SCORE = "outlier_score"
-FOR_LABEL = "for"
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,12 @@ from perfintel.analysis.change_impact import (
 )
 from perfintel.analysis.correlation import CorrelationResult, correlate
 from perfintel.analysis.rootcause import Cause, DependencyGraph, rank_root_causes
+from perfintel.analysis.rootcause.parts import PartGroup, group_parts
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
 from perfintel.performance.fetch import GridSet, fetch_grid, grid_for, sampling_step_ms
+from perfintel.performance.outputs import without_outputs
 from perfintel.storage.base import QueryLimits, SampleReader
 
 MAX_CORRELATION_SERIES = 200
@@ -80,7 +82,7 @@ def correlations(
         sets.append(t)
         target_index = 0
     budget = MAX_CORRELATION_SERIES - (1 if target is not None else 0)
-    for sel in selectors:
+    for sel in map(without_outputs, selectors):
         if budget < 1:
             raise QueryLimitError(
                 f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
@@ -122,11 +124,17 @@ def _merge(sets: Sequence[GridSet]) -> tuple[list[LabelSet], list[np.ndarray]]:
 
 @dataclass
 class RootCauseReport:
+    """``causes``: the best ranked part of each measurement, at most ``limit``; ``parts``
+    beside each, its other parts that changed (:mod:`~perfintel.analysis.rootcause.parts`);
+    ``ranked``: every change ranked, for what moved with what."""
+
     grid: Grid
     source: str
     candidates: int
     causes: list[Cause]
     labels: list[LabelSet]
+    parts: list[PartGroup[Cause]] = field(default_factory=list)
+    ranked: list[Cause] = field(default_factory=list)
 
 
 def root_causes(
@@ -149,8 +157,10 @@ def root_causes(
     interval (:func:`.fetch.sampling_step_ms`, at most ``ROOT_CAUSE_MAX_POINTS``
     buckets): which of two series moved first is only seen at the resolution
     they were scraped at (15 s data on a 1-minute grid puts a cause and an
-    effect 30 s later in one step).
+    effect 30 s later in one step). perfintel's own model outputs (``yhat``…) are
+    no candidates unless ``selector`` names one (:func:`.outputs.without_outputs`).
     """
+    selector = without_outputs(selector)
     start = time_ms - window_ms - baseline_ms
     end = time_ms + window_ms // 3
     if step_ms is None:
@@ -187,9 +197,10 @@ def root_causes(
         window_ms=window_ms,
         baseline_ms=baseline_ms,
         max_propagation_ms=max_propagation_ms,
-        limit=limit,
     )
-    return RootCauseReport(grid, got.source, len(got.labels), causes, got.labels)
+    groups = group_parts(causes)[:limit]
+    shown = [g.first for g in groups]
+    return RootCauseReport(grid, got.source, len(got.labels), shown, got.labels, groups, causes)
 
 
 # -- change impact ------------------------------------------------------------------------------

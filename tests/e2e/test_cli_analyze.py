@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -116,6 +117,11 @@ def test_root_cause_table_and_timeline(loaded: tuple[Server, int], tmp_path: Pat
     res = cli("root-cause", '{service=~".+"}', "--time", str(at / 1000), "--url", srv.url, "--json")
     causes = orjson.loads(res.stdout)["causes"]
     assert causes[0]["labels"]["__name__"] == "memory_bytes"
+    # no --time: what is happening now
+    res = cli("root-cause", '{service=~".+"}', "--url", srv.url, "--json")
+    assert res.returncode == 0, res.stderr
+    asked = datetime.fromisoformat(orjson.loads(res.stdout)["time"]).timestamp()
+    assert abs(asked - time.time()) < 300
 
 
 def test_change_impact_and_recommend(loaded: tuple[Server, int]) -> None:

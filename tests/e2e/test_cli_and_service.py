@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shlex
 import subprocess
 import sys
 import time
@@ -106,3 +107,16 @@ def test_cli_demo_loads_a_queryable_data_set(server: Server) -> None:
     assert r.status_code == 200, r.text
     [sample] = r.json()["data"]["result"]
     assert float(sample["value"][1]) >= 4  # several services, queryable through PromQL at once
+    # the demo says what it planted and how to find it; the incident's cause is found
+    assert "analyze root-cause" in res.stderr and "analyze recommend" in res.stderr
+    line = next(x for x in res.stderr.splitlines() if "perfintel analyze root-cause" in x)
+    args = shlex.split(line.strip())[1:]
+    assert args[args.index("--url") + 1] == server.url
+    found = cli(*args, "--json")
+    assert found.returncode == 0, found.stderr
+    top = orjson.loads(found.stdout)["causes"][0]
+    # a slow postgres replica: its machine's iowait on every core, one cause
+    assert top["labels"]["instance"] == "postgres-1:9100", top["labels"]
+    assert top["labels"]["mode"] == "iowait" and top["part_label"] == "cpu"
+    assert {p["labels"]["mode"] for p in top["parts"]} == {"iowait"} and top["parts"]
+    assert "on search-" in top["explanation"], top["explanation"]

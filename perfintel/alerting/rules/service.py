@@ -64,6 +64,9 @@ from perfintel.telemetry import Gauge, Registry
 
 log = logging.getLogger(__name__)
 
+#: perfintel's starter rules for its own host metrics (``alerting.builtin_rules``)
+BUILTIN_RULES = Path(__file__).parent / "builtin" / "host.yml"
+
 
 @dataclass(frozen=True)
 class ReloadResult:
@@ -132,14 +135,17 @@ class RuleService:
         """Every group from files and the API; ``strict``: the first error raises."""
         errors: list[str] = []
         specs: list[GroupSpec] = []
+        patterns = [*self.settings.rule_files]
+        if self.settings.builtin_rules:
+            patterns.append(str(BUILTIN_RULES))
         try:
-            paths = resolve_rule_files(self.settings.rule_files)
+            paths = resolve_rule_files(patterns)
         except RuleFileError as exc:
             if strict:
                 raise
             errors.append(str(exc))
             paths = []
-            for pattern in self.settings.rule_files:  # keep what does resolve
+            for pattern in patterns:  # keep what does resolve
                 with contextlib.suppress(RuleFileError):
                     paths.extend(resolve_rule_files([pattern]))
         for p in paths:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .pairs import Pairs
+from .parameters import RootCauseParams
 from .words import ROLE_ORDER, SYMPTOM_ROLES
 
 #: roles of the explaining change allowed per ``roles`` setting (``None``: any)
@@ -78,6 +79,14 @@ class OrphanRule:
     roles: int
     quorum: int
     quorum_first: bool = False
+
+    @classmethod
+    def of(cls, p: RootCauseParams) -> OrphanRule:
+        """The rule the constants ``orphan``, ``orphan_corr`` … ``orphan_first`` set."""
+        return cls(
+            *(int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles)),
+            *(int(p.orphan_quorum), p.orphan_first > 0),
+        )
 
 
 def orphan_links(

@@ -190,6 +190,15 @@ class RootCauseParams:
     #: 18, ``--cv --only machine_names,machine_sums``: with 0.5 or 0.8 the rankings of the
     #: tuning seeds are those of ``machine_names`` off, +0 / −0, so the search keeps both off)
     machine_sums: float = 0.0
+    #: an effect lasts no longer than its cause, 0 off: a change that came back before the
+    #: incident time (its last step departed by ``max(onset_sigma, outlive × |peak|)``)
+    #: explains no change that stayed departed more than ``max_propagation`` steps after it
+    #: came back, except through a stock (``accumulation``, ``exhaustion``, ``shared``): a
+    #: transient of another entity takes no lasting symptom as its effect by a chance link
+    #: (:mod:`~perfintel.analysis.rootcause.outlive`; off: ``--cv --only outlive`` chooses
+    #: 0.5 in every fold, out of fold 82.2 / 94.5 -> 82.6 / 94.9, top-1 +4 / −1, top-3 +3 / −0,
+    #: under the bar; a slower recovery of a true effect also cuts links, BENCHMARKS.md round 20)
+    outlive: float = 0.0
     #: with ``orphan_quorum``, the quorum counted before the choice, 0 off: an explainer's
     #: orphans are counted over every orphan it qualifies for (path, onset, graph), and each
     #: orphan's explainer (``orphan`` mode) is chosen among those that reach the quorum: a

@@ -150,6 +150,7 @@ from .filling import filling_suspects, machine_wide, second_place
 from .links import OrphanRule, learned_links, orphan_links
 from .machine import entity_by, machine_of, sums_followed
 from .onset import backdated
+from .outlive import outlived
 from .pairs import active_until, pair_tests, path_corrs
 from .parameters import RootCauseParams
 from .rise import before_window, risen
@@ -557,6 +558,10 @@ def _rank(
     link = acc.copy()
     link[ti[keep], tj[keep]] = True
     follows_m[ti[keep], tj[keep]] = c[keep]
+    out = outlived(
+        ch.z[rows], ch.peak[rows], p.onset_sigma, p.outlive, slack - p.onset_slack, max_prop
+    )
+    link &= acc | ~out  # an effect lasts no longer than its cause, but through a stock
     explains: dict[int, list[int]] = {i: [] for i in cands}
     explained: dict[int, list[int]] = {i: [] for i in cands}
     follows: dict[tuple[int, int], float] = {}
@@ -566,13 +571,12 @@ def _rank(
         follows[cands[a], cands[b]] = f
     for b, a in zip(*(v.tolist() for v in np.nonzero(link.T)), strict=True):
         explained[cands[b]].append(cands[a])
-    rule = OrphanRule(
-        *(int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)),
-        p.orphan_first > 0,
-    )
+    rule = OrphanRule.of(p)
     path = partial(_corrs_of, ch, rows)
     have = link.copy()
     for a, b, cc in orphan_links(r, size, onset, link, pt, path, rule):
+        if out[a, b]:
+            continue
         have[a, b] = True
         i, j = cands[a], cands[b]
         explains[i].append(j)

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from perfintel.model import LabelSet, metric_name
+from perfintel.model import METRIC_NAME, LabelSet, metric_name
+
+from .parts import measurement_of
 
 #: labels naming the entity a series belongs to, most specific first. ``pod`` before
 #: ``instance``: in Kubernetes ``instance`` is the scrape target, which for cAdvisor and
@@ -109,10 +111,20 @@ def verb(shape: str, sigma: float) -> str:
     return _VERBS[(shape, 1 if sigma >= 0 else -1)]
 
 
+#: labels that say where a series is, not what it measures (left out of its description)
+_WHERE = frozenset(
+    (*ENTITY_LABELS, "namespace", "cluster", "region", "zone", "datacenter", "env", "environment")
+)
+
+
 def describe_series(labels: LabelSet) -> str:
-    """``<metric> on <entity>`` from the usual labels (pod, instance, host, service, job)."""
+    """``<metric>{<what else tells it apart>} on <entity>`` from the usual labels (pod,
+    instance, host, service, job): ``node_cpu_seconds_total{cpu="3",mode="iowait"} on db-1``."""
     d = dict(labels)
     name = metric_name(labels) or "series"
+    rest = ",".join(f'{k}="{v}"' for k, v in labels if k != METRIC_NAME and k not in _WHERE)
+    if rest:
+        name += "{" + rest + "}"
     where = next((d[k] for k in ENTITY_LABELS if d.get(k)), "")
     return f"{name} on {where}" if where else name
 
@@ -146,7 +158,11 @@ def explain(
     """
     what = f"{describe_series(labels)} {verb(shape, sigma)} (onset {_clock(onset_ms)}, {abs(sigma):.1f}σ)"
     if followers:
-        f_labels, f_shape, f_sigma, lag_ms = followers[0]
+        # named: the first follower that is not another part of the same measurement
+        # (the next core of the same machine says nothing new)
+        mine = measurement_of(labels)
+        named = next((f for f in followers if mine is None or measurement_of(f[0]) != mine), None)
+        f_labels, f_shape, f_sigma, lag_ms = named or followers[0]
         did = f"{describe_series(f_labels)} {verb(f_shape, f_sigma)}"
         text = f"{did} as {what}" if lag_ms == 0 else f"{did} {_duration(lag_ms)} after {what}"
         if len(followers) > 1:

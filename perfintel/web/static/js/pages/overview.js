@@ -92,7 +92,9 @@ export async function render(main, { signal }) {
     }
     if (d.anomalies.length) anomalies.append(list);
     const capacity = el("section", { class: "panel span-4", "aria-labelledby": "h-capacity" }, el("h2", { id: "h-capacity", text: "Capacity risks" }));
-    const risks = d.capacity.filter((r) => r.days_p50 !== null).slice(0, 8);
+    const projected = d.capacity.filter((r) => r.days_p50 !== null);
+    const risks = projected.filter((r) => !r.beyond_history).slice(0, 8);
+    const unsure = projected.filter((r) => r.beyond_history).length;
     if (!risks.length) capacity.append(el("p", { class: "empty", text: d.refreshed.capacity ? "Nothing runs out within the horizon." : "Planning capacity…" }));
     else capacity.append(el("div", { class: "table-wrap" }, el("table", {},
       el("thead", {}, el("tr", {}, el("th", { text: "Resource" }), el("th", { class: "num", text: "P50" }), el("th", { class: "num", text: "P10" }))),
@@ -100,6 +102,7 @@ export async function render(main, { signal }) {
         el("td", {}, `${r.resource} `, el("span", { class: "muted small", text: r.host || r.labels.instance || "" })),
         el("td", { class: "num", text: formatDays(r.days_p50) }),
         el("td", { class: "num", text: formatDays(r.days_p10) })))))));
+    if (unsure) capacity.append(el("p", { class: "muted small", "data-beyond-history": String(unsure), text: `${unsure} more projected from under half a day of history: listed once it is longer (a rise may be the daily cycle).` }));
     capacity.append(el("p", { class: "small" }, el("a", { href: "/capacity", "data-link": true, text: "All resources" })));
     root.append(anomalies, capacity);
 
