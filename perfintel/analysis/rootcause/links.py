@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .pairs import Pairs
+from .parameters import RootCauseParams
 from .words import ROLE_ORDER, SYMPTOM_ROLES
 
 #: roles of the explaining change allowed per ``roles`` setting (``None``: any)
@@ -64,7 +65,12 @@ class OrphanRule:
     the orphan may have than its explainer (0: no limit: queueing amplifies);
     ``roles`` which roles may explain (0 any, 1 resource/latency/errors, 2
     traffic/resource/latency); ``quorum`` how many orphans an explainer must
-    reach for its links to count (a shared dependency moves several callers).
+    reach for its links to count (a shared dependency moves several callers);
+    ``quorum_first`` counts that quorum over every qualifying explainer of
+    every orphan *before* ``mode`` chooses one per orphan, and chooses only
+    among the explainers that meet it (otherwise the quorum is counted over
+    the chosen links, and an orphan whose chosen explainer fails it is left
+    with none, though another qualifying explainer reaches several orphans).
     """
 
     mode: int
@@ -72,6 +78,15 @@ class OrphanRule:
     gain: float
     roles: int
     quorum: int
+    quorum_first: bool = False
+
+    @classmethod
+    def of(cls, p: RootCauseParams) -> OrphanRule:
+        """The rule the constants ``orphan``, ``orphan_corr`` … ``orphan_first`` set."""
+        return cls(
+            *(int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles)),
+            *(int(p.orphan_quorum), p.orphan_first > 0),
+        )
 
 
 def orphan_links(
@@ -108,6 +123,11 @@ def orphan_links(
     c = path_corr(ii, jj)
     ok = c >= rule.corr
     ii, jj, c = ii[ok], jj[ok], c[ok]
+    if rule.quorum_first and rule.quorum > 1:
+        # a shared dependency is one that reaches several orphans: count that first
+        reach_all = np.bincount(ii, minlength=role.size)
+        ok = reach_all[ii] >= rule.quorum
+        ii, jj, c = ii[ok], jj[ok], c[ok]
     links: list[tuple[int, int, float]] = []
     for j in np.unique(jj):
         k = np.flatnonzero(jj == j)
@@ -117,7 +137,7 @@ def orphan_links(
         elif rule.mode == 3:  # the earliest (the farthest upstream), then the closest
             found = [max(found, key=lambda f: (-float(onset[f[0]]), f[2], -f[0]))]
         links.extend(found)
-    if rule.quorum > 1:
+    if rule.quorum > 1 and not rule.quorum_first:
         reach: dict[int, int] = {}
         for i, _, _ in links:
             reach[i] = reach.get(i, 0) + 1

@@ -199,3 +199,13 @@ class RootCauseParams:
     #: 0.5 in every fold, out of fold 82.2 / 94.5 -> 82.6 / 94.9, top-1 +4 / −1, top-3 +3 / −0,
     #: under the bar; a slower recovery of a true effect also cuts links, BENCHMARKS.md round 20)
     outlive: float = 0.0
+    #: with ``orphan_quorum``, the quorum counted before the choice, 0 off: an explainer's
+    #: orphans are counted over every orphan it qualifies for (path, onset, graph), and each
+    #: orphan's explainer (``orphan`` mode) is chosen among those that reach the quorum: a
+    #: shared dependency is what reaches several callers, and an orphan whose earliest
+    #: explainer reaches no other is still explained by the shared one it follows
+    #: (:class:`~perfintel.analysis.rootcause.links.OrphanRule`; off: on all 800 tuning seeds
+    #: blind top-1 73.5 -> 75.0, +3 / −0, nothing else moves, but the three lie in one fold
+    #: (seeds 41, 131, 196), so ``--cv --only orphan_first`` is +0 / −0 out of fold, 82.2 /
+    #: 94.5: under the bar, BENCHMARKS.md round 19)
+    orphan_first: float = 0.0

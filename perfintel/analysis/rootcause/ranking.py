@@ -571,9 +571,7 @@ def _rank(
         follows[cands[a], cands[b]] = f
     for b, a in zip(*(v.tolist() for v in np.nonzero(link.T)), strict=True):
         explained[cands[b]].append(cands[a])
-    rule = OrphanRule(
-        int(p.orphan), p.orphan_corr, p.orphan_gain, int(p.orphan_roles), int(p.orphan_quorum)
-    )
+    rule = OrphanRule.of(p)
     path = partial(_corrs_of, ch, rows)
     have = link.copy()
     for a, b, cc in orphan_links(r, size, onset, link, pt, path, rule):
