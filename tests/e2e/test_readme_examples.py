@@ -1,9 +1,10 @@
-"""The README's shell examples run as written against a real server.
+"""The README's shell examples (and docs/analysis.md's) run as written against a real server.
 
 A new user copies them; one that fails (curl reading ``[1m]`` as a glob and exiting 3
 with no output) is the first thing they see. Which lines are run, by rule:
 
-* every line of every fenced ``sh`` block of README.md, comments (``# …``) stripped;
+* every line of every fenced ``sh`` block of README.md and of ``DOCS``, comments (``# …``)
+  stripped;
 * a line that starts with ``curl``, ``perfintel`` or ``.venv/bin/perfintel`` talks to a
   running perfintel: it is run, in order, with ``127.0.0.1:9470`` replaced by the test
   server's address (and ``PERFINTEL_URL`` set to it, as the CLI's other examples rely on
@@ -34,6 +35,9 @@ README_ADDRESS = "127.0.0.1:9470"
 RUN = ("curl", "perfintel", ".venv/bin/perfintel")
 # set-up, not examples against a server: the install-and-serve script, the test script
 SET_UP = ("scripts/serve", "scripts/test")
+# docs whose sh blocks all run against the demo's data; the others name hosts of a
+# deployment (docs/backup.md's other-host, docs/scale-out.md) or set up a machine
+DOCS = ("docs/analysis.md",)
 
 
 def readme_sh_lines(text: str) -> list[tuple[int, str]]:
@@ -75,14 +79,18 @@ def classify(command: str) -> str:
     return "unknown"
 
 
-README_LINES = readme_sh_lines((ROOT / "README.md").read_text())
-EXAMPLES = [(n, c) for n, c in README_LINES if classify(c) == "run"]
+README_LINES = [
+    (f"{name}:{n}", c)
+    for name in ("README.md", *DOCS)
+    for n, c in readme_sh_lines((ROOT / name).read_text())
+]
+EXAMPLES = [(where, c) for where, c in README_LINES if classify(c) == "run"]
 
 
 def test_every_readme_sh_line_is_run_or_a_known_set_up_step() -> None:
-    unknown = [f"README.md:{n}: {c}" for n, c in README_LINES if classify(c) == "unknown"]
+    unknown = [f"{where}: {c}" for where, c in README_LINES if classify(c) == "unknown"]
     assert unknown == [], "classify these in tests/e2e/test_readme_examples.py"
-    assert len(EXAMPLES) >= 7  # the examples this test was written for are still found
+    assert len(EXAMPLES) >= 11  # the examples this test was written for are still found
 
 
 def test_the_line_rule_keeps_quoted_hashes_and_drops_comments() -> None:
@@ -108,7 +116,7 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # one directory for all examples, run in README order: a restore reads the backup
+    # one directory for all examples, run in their order: a restore reads the backup
     return tmp_path_factory.mktemp("readme-cwd")
 
 
@@ -118,8 +126,8 @@ def as_run(command: str, server: Server) -> str:
     return re.sub(r"^(\.venv/bin/)?perfintel\b", lambda _: perfintel, command)
 
 
-@pytest.mark.parametrize(("line", "command"), EXAMPLES, ids=[f"README.md:{n}" for n, _ in EXAMPLES])
-def test_readme_example_runs(line: int, command: str, demo_server: Server, workdir: Path) -> None:
+@pytest.mark.parametrize(("where", "command"), EXAMPLES, ids=[w for w, _ in EXAMPLES])
+def test_readme_example_runs(where: str, command: str, demo_server: Server, workdir: Path) -> None:
     before = {p: p.stat().st_mtime_ns for p in workdir.iterdir()}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERFINTEL_")}
     env["PERFINTEL_URL"] = demo_server.url
@@ -131,8 +139,8 @@ def test_readme_example_runs(line: int, command: str, demo_server: Server, workd
         env=env,
         timeout=300,
     )
-    assert res.returncode == 0, f"README.md:{line}: {command}\n{res.stdout}\n{res.stderr}"
+    assert res.returncode == 0, f"{where}: {command}\n{res.stdout}\n{res.stderr}"
     written = [p for p in workdir.iterdir() if before.get(p) != p.stat().st_mtime_ns]
     assert [p.name for p in written if p.is_file() and p.stat().st_size == 0] == []
-    assert (res.stdout + res.stderr).strip() or written, f"README.md:{line}: no output"
+    assert (res.stdout + res.stderr).strip() or written, f"{where}: no output"
     assert '"status":"error"' not in res.stdout.replace(" ", "")
