@@ -13,8 +13,10 @@ with no output) is the first thing they see. Which lines are run, by rule:
   suite) is skipped;
 * any other line fails the test: a new kind of example needs a decision here.
 
+The server is a real process (``start_server``) holding ``perfintel demo --days 0.25``.
 Each run line must exit 0 and leave output: what it prints, or the files it writes in
-its working directory (``curl -o FILE``), none of them empty.
+its working directory (``curl -o FILE``), none of them empty; a JSON answer printed must
+not be a Prometheus-style error (``"status":"error"``, which plain ``curl`` exits 0 on).
 """
 
 from __future__ import annotations
