@@ -1,4 +1,4 @@
-"""The README's shell examples (and docs/analysis.md's) run as written against a real server.
+"""The README's shell examples (and docs' command lines and request bodies) run as written.
 
 A new user copies them; one that fails (curl reading ``[1m]`` as a glob and exiting 3
 with no output) is the first thing they see. Which lines are run, by rule:
@@ -29,6 +29,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import orjson
 import pytest
 
 from tests.conftest import ROOT, Server, start_server
@@ -146,3 +148,63 @@ def test_readme_example_runs(where: str, command: str, demo_server: Server, work
     assert [p.name for p in written if p.is_file() and p.stat().st_size == 0] == []
     assert (res.stdout + res.stderr).strip() or written, f"{where}: no output"
     assert '"status":"error"' not in res.stdout.replace(" ", "")
+
+
+# Request bodies: a fenced ``json`` block right after a line naming ``POST /api/...`` (only
+# blank lines between) is that route's body, the whole block or, when it is not one JSON
+# value, each line; answers shown further on follow prose and are not sent.
+REQUEST_DOCS = ("docs/analysis.md", "docs/detection.md")
+
+
+def doc_requests(text: str) -> list[tuple[int, str, str]]:
+    """(line number, route, body) of each documented request body."""
+    requests: list[tuple[int, str, str]] = []
+    lines = text.splitlines()
+    route = ""
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        posted = re.search(r"`POST (/api/[\w/.-]+)", line)
+        if posted:
+            route = posted.group(1)
+        elif line.strip() == "```json" and route:
+            end = lines.index("```", i + 1)
+            block = lines[i + 1 : end]
+            try:
+                orjson.loads("\n".join(block))
+                requests.append((i + 2, route, "\n".join(block)))
+            except orjson.JSONDecodeError:
+                requests += [(i + 2 + k, route, b) for k, b in enumerate(block) if b.strip()]
+            route = ""
+            i = end
+        elif line.strip():
+            route = ""
+        i += 1
+    return requests
+
+
+REQUESTS = [
+    (f"{name}:{n}", route, body)
+    for name in REQUEST_DOCS
+    for n, route, body in doc_requests((ROOT / name).read_text())
+]
+
+
+def test_the_request_rule_takes_bodies_after_a_route_only() -> None:
+    text = (
+        '`POST /api/v1/x`\n\n```json\n{"a": 1}\n{"b": 2}\n```\n'
+        'Answer:\n\n```json\n{"status": "success"}\n```\n'
+    )
+    assert doc_requests(text) == [(4, "/api/v1/x", '{"a": 1}'), (5, "/api/v1/x", '{"b": 2}')]
+    assert len(REQUESTS) >= 7  # the examples this test was written for are still found
+
+
+@pytest.mark.parametrize(("where", "route", "body"), REQUESTS, ids=[w for w, _, _ in REQUESTS])
+def test_doc_request_is_answered(where: str, route: str, body: str, demo_server: Server) -> None:
+    r = httpx.post(
+        demo_server.url + route,
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=300,
+    )
+    assert r.status_code == 200, f"{where}: POST {route} {body}\n{r.text}"
