@@ -480,6 +480,12 @@ class _Noise:
         return self.resid[self.starts[a:b][:, self.which] + self.within[None, :]]
 
 
+def _times(factor: float, values: np.ndarray) -> np.ndarray:
+    """``factor * values``, without a pass over the values when it is exactly 1 (the
+    same numbers: ``x * 1.0 == x`` for every float)."""
+    return values if factor == 1.0 else factor * values
+
+
 def _simulate_trend(
     m: _Trend, h: int, scenarios: Sequence[Scenario], paths: int, rng: np.random.Generator
 ) -> Iterator[list[np.ndarray]]:
@@ -500,7 +506,10 @@ def _simulate_trend(
             growth = growth + np.cumsum(m.walk_sd * rng.standard_normal((b - a, h)), axis=1)
         start = m.now + offset[a:b, None]
         nz = noise.rows(a, b)
-        yield [sc.level * (start + sc.growth * growth + seasonal[None, :] + nz) for sc in scenarios]
+        yield [
+            _times(sc.level, start + _times(sc.growth, growth) + seasonal[None, :] + nz)
+            for sc in scenarios
+        ]
 
 
 def _simulate_sawtooth(
@@ -529,7 +538,7 @@ def _simulate_sawtooth(
             trough = trough0 + (tb[a:b] * sc.growth)[:, None] * (reset_at - last_reset)[None, :]
             current = m.last - now_shape + r[:, None] * k[None, :] + m.shape[np.minimum(pos, top)]
             later = trough + r[:, None] * phase[None, :] + m.shape[phase][None, :]
-            out.append(sc.level * (np.where(in_current, current, later) + nz))
+            out.append(_times(sc.level, np.where(in_current, current, later) + nz))
         yield out
 
 
