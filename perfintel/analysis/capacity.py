@@ -45,7 +45,9 @@ A :class:`Scenario` multiplies the projection, for every path and step::
 ``growth`` multiplies the growth part only (trend model: the slope; sawtooth:
 the trough trend and the fill rate), so ``growth=1.3`` is "30 % faster
 growth"; ``level`` multiplies the whole projected usage, so ``level=1.3`` is
-"30 % more of everything from now on" (e.g. 30 % more users).
+"30 % more of everything from now on" (e.g. 30 % more users). Every scenario
+scales the same random draws (common random numbers): scenarios differ by what
+they change, not by the luck of their own draws.
 
 The capacity needed is the 90th percentile over paths of each path's highest
 usage within the horizon, divided by the target utilisation.
