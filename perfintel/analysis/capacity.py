@@ -45,7 +45,9 @@ A :class:`Scenario` multiplies the projection, for every path and step::
 ``growth`` multiplies the growth part only (trend model: the slope; sawtooth:
 the trough trend and the fill rate), so ``growth=1.3`` is "30 % faster
 growth"; ``level`` multiplies the whole projected usage, so ``level=1.3`` is
-"30 % more of everything from now on" (e.g. 30 % more users).
+"30 % more of everything from now on" (e.g. 30 % more users). Every scenario
+scales the same random draws (common random numbers): scenarios differ by what
+they change, not by the luck of their own draws.
 
 The capacity needed is the 90th percentile over paths of each path's highest
 usage within the horizon, divided by the target utilisation.
@@ -54,7 +56,7 @@ usage within the horizon, divided by the target utilisation.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -442,72 +444,117 @@ def _fit_sawtooth(x: np.ndarray, resets: np.ndarray, horizon: int) -> _Sawtooth 
     )
 
 
-def _noise(
-    resid: np.ndarray, block: int, paths: int, h: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Moving-block bootstrap of ``resid`` into ``paths`` series of ``h`` steps."""
-    if resid.size < 2 or not np.any(resid):
-        return np.zeros((paths, h))
-    block = int(min(max(block, 1), resid.size))
-    nblocks = -(-h // block)
-    starts = rng.integers(0, resid.size - block + 1, size=(paths, nblocks))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(paths, -1)[:, :h]
-    return resid[idx]
+#: simulated paths are evaluated a block of whole paths at a time, about this many values
+#: (rows × steps): small enough for the temporaries to stay in the CPU cache, large enough
+#: for numpy's per-call overhead not to count
+CHUNK_VALUES = 1 << 16
+
+
+def _row_blocks(paths: int, h: int) -> list[tuple[int, int]]:
+    rows = max(1, CHUNK_VALUES // h)
+    return [(a, min(paths, a + rows)) for a in range(0, paths, rows)]
+
+
+class _Noise:
+    """Moving-block bootstrap of ``resid`` into ``paths`` series of ``h`` steps.
+
+    The block starts are drawn at construction; :meth:`rows` materialises the
+    noise of a few paths only (a path's noise is the same whichever rows are
+    asked for together).
+    """
+
+    def __init__(
+        self, resid: np.ndarray, block: int, paths: int, h: int, rng: np.random.Generator
+    ) -> None:
+        self.resid = resid
+        self.starts: np.ndarray | None = None
+        if resid.size < 2 or not np.any(resid):
+            return
+        block = int(min(max(block, 1), resid.size))
+        nblocks = -(-h // block)
+        self.starts = rng.integers(0, resid.size - block + 1, size=(paths, nblocks))
+        steps = np.arange(h)
+        self.which, self.within = steps // block, steps % block
+
+    def rows(self, a: int, b: int) -> np.ndarray | float:
+        if self.starts is None:
+            return 0.0
+        return self.resid[self.starts[a:b][:, self.which] + self.within[None, :]]
+
+
+def _times(factor: float, values: np.ndarray) -> np.ndarray:
+    """``factor * values``, without a pass over the values when it is exactly 1 (the
+    same numbers: ``x * 1.0 == x`` for every float)."""
+    return values if factor == 1.0 else factor * values
 
 
 def _simulate_trend(
-    m: _Trend, h: int, sc: Scenario, paths: int, rng: np.random.Generator
-) -> np.ndarray:
+    m: _Trend, h: int, scenarios: Sequence[Scenario], paths: int, rng: np.random.Generator
+) -> Iterator[list[np.ndarray]]:
+    """Blocks of whole paths, one array per scenario: every scenario scales the same
+    draws (common random numbers), so scenarios differ by what they change only."""
     k = np.arange(1, h + 1, dtype=np.float64)
     slopes = m.slope + m.slope_sd * rng.standard_normal(paths)
     offset = m.level_sd * rng.standard_normal(paths)
     seasonal = np.zeros(h)
     for p in m.seasons:
         seasonal += tile(p, h)  # phase 0 is the first projected step
-    noise = _noise(m.resid, m.block, paths, h, rng)
-    growth = slopes[:, None] * k[None, :]
-    if m.walk_sd > 0:
-        growth = growth + np.cumsum(m.walk_sd * rng.standard_normal((paths, h)), axis=1)
-    base = (m.now + offset[:, None]) + sc.growth * growth + seasonal[None, :] + noise
-    return sc.level * base
+    noise = _Noise(m.resid, m.block, paths, h, rng)
+    # the walk's draws come last, path after path: drawing them a block of paths at a
+    # time gives the same numbers as drawing them all at once
+    for a, b in _row_blocks(paths, h):
+        growth = slopes[a:b, None] * k[None, :]
+        if m.walk_sd > 0:
+            growth = growth + np.cumsum(m.walk_sd * rng.standard_normal((b - a, h)), axis=1)
+        start = m.now + offset[a:b, None]
+        nz = noise.rows(a, b)
+        yield [
+            _times(sc.level, start + _times(sc.growth, growth) + seasonal[None, :] + nz)
+            for sc in scenarios
+        ]
 
 
 def _simulate_sawtooth(
-    m: _Sawtooth, h: int, sc: Scenario, paths: int, rng: np.random.Generator
-) -> np.ndarray:
+    m: _Sawtooth, h: int, scenarios: Sequence[Scenario], paths: int, rng: np.random.Generator
+) -> Iterator[list[np.ndarray]]:
+    """As :func:`_simulate_trend`, for the sawtooth model."""
     k = np.arange(1, h + 1)
     rate = rng.choice(m.rates, size=paths) + 0.25 * m.rate_sd * rng.standard_normal(paths)
-    rate = np.maximum(rate, 0.0) * sc.growth
-    tb = (m.trough_b + m.trough_b_sd * rng.standard_normal(paths)) * sc.growth
+    rate = np.maximum(rate, 0.0)
+    tb = m.trough_b + m.trough_b_sd * rng.standard_normal(paths)
     last_reset = m.n - 1 - m.since_reset
     pos = m.since_reset + k  # steps since the last reset
     cycle = pos // m.period  # 0: still in the current cycle
     phase = pos - cycle * m.period
     reset_at = last_reset + cycle * m.period
     trough0 = m.trough_a + m.trough_b * last_reset
-    trough = trough0 + tb[:, None] * (reset_at - last_reset)[None, :]
     top = m.period - 1
     now_shape = m.shape[min(m.since_reset, top)]
-    current = m.last - now_shape + rate[:, None] * k[None, :] + m.shape[np.minimum(pos, top)]
-    later = trough + rate[:, None] * phase[None, :] + m.shape[phase][None, :]
-    base = np.where((cycle == 0)[None, :], current, later)
-    noise = _noise(m.resid, max(2, m.period // 8), paths, h, rng)
-    return sc.level * (base + noise)
+    in_current = (cycle == 0)[None, :]
+    noise = _Noise(m.resid, max(2, m.period // 8), paths, h, rng)
+    for a, b in _row_blocks(paths, h):
+        nz = noise.rows(a, b)
+        out = []
+        for sc in scenarios:
+            r = rate[a:b] * sc.growth
+            trough = trough0 + (tb[a:b] * sc.growth)[:, None] * (reset_at - last_reset)[None, :]
+            current = m.last - now_shape + r[:, None] * k[None, :] + m.shape[np.minimum(pos, top)]
+            later = trough + r[:, None] * phase[None, :] + m.shape[phase][None, :]
+            out.append(_times(sc.level, np.where(in_current, current, later) + nz))
+        yield out
 
 
 def _project(
     x: np.ndarray, step: float, h: int, scenarios: Sequence[Scenario], paths: int, seed: int
-) -> tuple[str, list[np.ndarray]]:
+) -> tuple[str, Iterator[list[np.ndarray]]]:
+    """The model's name and its simulated paths, a block of paths at a time (see
+    :func:`_simulate_trend`)."""
+    rng = np.random.default_rng([seed, 0])
     saw = _fit_sawtooth(x, _find_resets(x), h)
-    out = []
     if saw is not None:
-        for i, sc in enumerate(scenarios):
-            out.append(_simulate_sawtooth(saw, h, sc, paths, np.random.default_rng([seed, i])))
-        return "sawtooth", out
+        return "sawtooth", _simulate_sawtooth(saw, h, scenarios, paths, rng)
     trend = _fit_trend(x, step, h)
-    for i, sc in enumerate(scenarios):
-        out.append(_simulate_trend(trend, h, sc, paths, np.random.default_rng([seed, i])))
-    return "trend", out
+    return "trend", _simulate_trend(trend, h, scenarios, paths, rng)
 
 
 # -- report -----------------------------------------------------------------
@@ -543,6 +590,22 @@ def _exhaustion_steps(paths: np.ndarray, cap: float) -> np.ndarray:
     return first
 
 
+def _first_and_peak(
+    blocks: Iterator[list[np.ndarray]], scenarios: int, paths: int, cap: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per scenario, each path's exhaustion step (1-based, ``inf``: never) and highest
+    usage, reduced block by block so the paths × steps matrix is never whole."""
+    out = [(np.empty(paths), np.empty(paths)) for _ in range(scenarios)]
+    a = 0
+    for block in blocks:
+        b = a + block[0].shape[0]
+        for (first, peak), p in zip(out, block, strict=True):
+            first[a:b] = _exhaustion_steps(p, cap)
+            peak[a:b] = p.max(axis=1)
+        a = b
+    return out
+
+
 def _quantile(steps: np.ndarray, q: float) -> float:
     s = np.sort(steps)
     return float(s[min(s.size - 1, int(np.floor(q * s.size)))])
@@ -554,8 +617,8 @@ def _backtest(
     hb = min(h, x.size // 4)
     if hb < 2 or x.size - hb < 16:
         return None
-    _, sims = _project(x[:-hb], step, hb, [Scenario()], paths, seed)
-    p = sims[0]
+    _, blocks = _project(x[:-hb], step, hb, [Scenario()], paths, seed)
+    p = np.concatenate([b[0] for b in blocks])  # hb <= a quarter of the history: small
     act = x[-hb:]
     med = np.median(p, axis=0)
     lo, hi = np.quantile(p, 0.1, axis=0), np.quantile(p, 0.9, axis=0)
@@ -603,11 +666,11 @@ def plan_capacity(
     cap = float(finite_caps[-1])
     grid, x, step = regularise(seconds, values, step_seconds)
     h = max(1, round(horizon_days * DAY / step))
-    model, sims = _project(x, step, h, scenarios, paths, seed)
+    model, blocks = _project(x, step, h, scenarios, paths, seed)
+    stats = _first_and_peak(blocks, len(scenarios), paths, cap)
     t_end = grid[-1]
     results = []
-    for sc, p in zip(scenarios, sims, strict=True):
-        steps = _exhaustion_steps(p, cap)
+    for sc, (steps, peaks) in zip(scenarios, stats, strict=True):
         q = {name: _quantile(steps, qq) for name, qq in (("p10", 0.1), ("p50", 0.5), ("p90", 0.9))}
         days = {k: (v * step / DAY if np.isfinite(v) else None) for k, v in q.items()}
         when: dict[str, float | np.datetime64 | None] = {}
@@ -618,7 +681,7 @@ def plan_capacity(
                 when[k] = np.datetime64(round((t_end + v * step) * 1e9), "ns")
             else:
                 when[k] = float(t_end + v * step)
-        needed = float(np.quantile(p.max(axis=1), 0.9)) / target_utilisation
+        needed = float(np.quantile(peaks, 0.9)) / target_utilisation
         name = resource if sc.name == "baseline" else f"{resource} ({sc.name})"
         sentence = _sentence(name, days, horizon_days)
         if x[-1] >= cap:  # already there: exhaustion is now, whatever the scenario

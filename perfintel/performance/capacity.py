@@ -24,8 +24,11 @@ reason; the others still get their plan.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,6 +88,21 @@ class CapacityAnalysis:
     source: str
     resources: list[ResourcePlan]
     skipped: list[Skipped]
+
+
+#: resources of one request are planned on this many threads at most (numpy releases
+#: the GIL in the simulation), shared by all requests so concurrent ones stay bounded
+PLAN_THREADS = max(1, min(4, os.cpu_count() or 1))
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _planning_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(PLAN_THREADS, thread_name_prefix="perfintel-capacity")
+        return _pool
 
 
 def match_key(labels: LabelSet, match_on: Sequence[str] | None) -> LabelSet:
@@ -199,8 +217,8 @@ def plan_histories(
     if isinstance(capacity, HistorySet):
         for c in capacity.series:
             by_key.setdefault(match_key(c.labels, match_on), []).append(c)
-    plans: list[ResourcePlan] = []
-    skipped: list[Skipped] = []
+    # each resource: a reason to skip it, or what to plan (in the order of the series)
+    jobs: list[Skipped | tuple[History, LabelSet | None, np.ndarray, np.ndarray]] = []
     for s in hist.series:
         cap_labels: LabelSet | None = None
         if isinstance(capacity, HistorySet):
@@ -208,7 +226,7 @@ def plan_histories(
             partners = by_key.get(key, [])
             if len(partners) != 1:
                 what = "no capacity series" if not partners else f"{len(partners)} capacity series"
-                skipped.append(
+                jobs.append(
                     Skipped(
                         s.labels, f"{what} with labels {format_series(((METRIC_NAME, ''), *key))}"
                     )
@@ -219,6 +237,12 @@ def plan_histories(
         else:
             cap = np.full(s.values.size, float(capacity))
         used = cap - s.values if usage_kind == "available" else s.values
+        jobs.append((s, cap_labels, cap, used))
+
+    def plan(
+        job: tuple[History, LabelSet | None, np.ndarray, np.ndarray],
+    ) -> ResourcePlan | Skipped:
+        s, cap_labels, cap, used = job
         try:
             report = plan_capacity(
                 s.timestamps / 1000.0,
@@ -231,17 +255,19 @@ def plan_histories(
                 step_seconds=step / 1000,
             )
         except BadInputError as exc:
-            skipped.append(Skipped(s.labels, str(exc)))
-            continue
-        plans.append(
-            ResourcePlan(
-                s.labels,
-                cap_labels,
-                resource_name(s.labels, resource),
-                s.timestamps,
-                used,
-                cap,
-                report,
-            )
+            return Skipped(s.labels, str(exc))
+        return ResourcePlan(
+            s.labels, cap_labels, resource_name(s.labels, resource), s.timestamps, used, cap, report
         )
+
+    todo = [j for j in jobs if not isinstance(j, Skipped)]
+    done = iter(_planning_pool().map(plan, todo) if len(todo) > 1 else map(plan, todo))
+    plans: list[ResourcePlan] = []
+    skipped: list[Skipped] = []
+    for j in jobs:
+        r = j if isinstance(j, Skipped) else next(done)
+        if isinstance(r, Skipped):
+            skipped.append(r)
+        else:
+            plans.append(r)
     return CapacityAnalysis(window, hist.source, plans, skipped)

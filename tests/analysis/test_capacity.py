@@ -241,3 +241,59 @@ def test_one_cycle_is_no_sawtooth() -> None:
     rep = plan_capacity(T0 + HOUR * t, u, 100.0, horizon_days=10)
     assert rep.model == "trend"
     assert rep.baseline.days_p10 is None or rep.baseline.days_p10 > 2
+
+
+def _walk_and_season(days: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Growth that changes pace (a random walk in the slope fit) with a daily cycle."""
+    rng = np.random.default_rng(7)
+    n = int(days * DAY / step)
+    t = np.arange(n) * step / DAY
+    u = 30 + 1.5 * t + np.cumsum(rng.normal(0, 0.05, n)) + 5 * np.sin(2 * np.pi * t)
+    return T0 + step * np.arange(n), u + rng.normal(0, 0.5, n)
+
+
+def test_a_scenario_that_changes_nothing_gets_the_baseline_figures() -> None:
+    # common random numbers: scenarios scale the same draws, so they differ by what they
+    # change only (not by the luck of their own draws)
+    same = Scenario("as is, renamed")
+    t, u = _walk_and_season(14, HOUR)
+    n = 8 * 7 * 24
+    pos = np.arange(n) % 168
+    saw = 20 + 30 * (np.arange(n) - pos) / n + 25 * pos / 167
+    saw = saw + np.random.default_rng(3).normal(0, 0.5, n)
+    for ts, usage in ((t, u), (T0 + HOUR * np.arange(n), saw)):
+        rep = plan_capacity(ts, usage, 100.0, horizon_days=60, scenarios=[Scenario(), same])
+        base, other = rep.scenarios
+        assert base.days_p50 is not None
+        fields = ("days_p10", "days_p50", "days_p90", "probability", "capacity_needed")
+        assert [getattr(other, f) for f in fields] == [getattr(base, f) for f in fields]
+
+
+def test_the_block_size_of_the_simulation_does_not_change_the_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import perfintel.analysis.capacity as capacity
+
+    t, u = _walk_and_season(14, HOUR)
+    scen = [Scenario(), Scenario("growth", growth=1.3), Scenario("level", level=1.2)]
+    reports = []
+    for values in (1, 1000, 10**9):  # a path per block, several, all in one
+        monkeypatch.setattr(capacity, "CHUNK_VALUES", values)
+        reports.append(plan_capacity(t, u, 100.0, horizon_days=60, scenarios=scen, paths=57))
+    assert reports[0] == reports[1] == reports[2]
+
+
+def test_a_year_of_five_minute_steps_is_never_one_matrix() -> None:
+    import tracemalloc
+
+    t, u = _walk_and_season(7, 300.0)
+    h = 365 * 288
+    whole = 400 * h * 8  # one paths x steps float64 matrix: 336 MB
+    tracemalloc.start()
+    try:
+        rep = plan_capacity(t, u, 400.0, horizon_days=365, scenarios=[Scenario()])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rep.baseline.days_p50 is not None
+    assert peak < whole / 8
