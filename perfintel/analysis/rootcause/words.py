@@ -3,7 +3,7 @@
 In: the entity, the machine and the role (load, resource, latency, errors) a
 series has by its labels and metric name. Out: the sentence that says why a
 change ranks where it does. Kept apart from the ranking
-(:mod:`perfintel.analysis.rootcause`) so the method stays readable; this
+(:mod:`perfintel.analysis.rootcause.ranking`) so the method stays readable; this
 module knows labels and numbers, not the ranking.
 """
 
