@@ -312,18 +312,16 @@ class RootCauseRequest(BaseModel):
     dependency_label: str = Field("service", min_length=1, max_length=200)
 
 
-def render_cause(
-    c: Cause, labels: list[LabelSet], step_ms: int, parts: PartGroup[Cause] | None = None
-) -> dict[str, Any]:
-    """One cause; with ``parts``, the other parts of its measurement that changed (other
-    cores of the machine, other buckets of the histogram), each with its onset and σ."""
-    others = parts.others if parts is not None else ()
+def render_cause(group: PartGroup[Cause], labels: list[LabelSet], step_ms: int) -> dict[str, Any]:
+    """One cause, with the other parts of its measurement that changed (other cores of the
+    machine, other buckets of the histogram), each with its onset and σ."""
+    c = group.first
     return {
         "labels": dict(c.labels),
-        "part_label": parts.part_label if others and parts is not None else None,
+        "part_label": group.part_label if group.others else None,
         "parts": [
             {"labels": dict(o.labels), "onset": _rfc3339(o.onset_ms), "sigma": o.sigma}
-            for o in others
+            for o in group.others
         ],
         "score": c.score,
         "onset": _rfc3339(c.onset_ms),
@@ -400,7 +398,7 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             "step_seconds": rep.grid.step_ms / 1000,
             "source": rep.source,
             "candidates": rep.candidates,
-            "causes": [render_cause(g.first, rep.labels, rep.grid.step_ms, g) for g in rep.parts],
+            "causes": [render_cause(g, rep.labels, rep.grid.step_ms) for g in rep.parts],
         },
     }
     return JSONResponse(out)

@@ -124,17 +124,21 @@ def _merge(sets: Sequence[GridSet]) -> tuple[list[LabelSet], list[np.ndarray]]:
 
 @dataclass
 class RootCauseReport:
-    """``causes``: the best ranked part of each measurement, at most ``limit``; ``parts``
-    beside each, its other parts that changed (:mod:`~perfintel.analysis.rootcause.parts`);
+    """``parts``: the causes shown, at most ``limit``, each the best ranked part of its
+    measurement with its other parts that changed (:mod:`~perfintel.analysis.rootcause.parts`);
     ``ranked``: every change ranked, for what moved with what."""
 
     grid: Grid
     source: str
     candidates: int
-    causes: list[Cause]
     labels: list[LabelSet]
-    parts: list[PartGroup[Cause]] = field(default_factory=list)
-    ranked: list[Cause] = field(default_factory=list)
+    parts: list[PartGroup[Cause]]
+    ranked: list[Cause]
+
+    @property
+    def causes(self) -> list[Cause]:
+        """The causes shown, best first (one per measurement)."""
+        return [g.first for g in self.parts]
 
 
 def root_causes(
@@ -198,9 +202,8 @@ def root_causes(
         baseline_ms=baseline_ms,
         max_propagation_ms=max_propagation_ms,
     )
-    groups = group_parts(causes)[:limit]
-    shown = [g.first for g in groups]
-    return RootCauseReport(grid, got.source, len(got.labels), shown, got.labels, groups, causes)
+    shown = group_parts(causes)[:limit]
+    return RootCauseReport(grid, got.source, len(got.labels), got.labels, shown, causes)
 
 
 # -- change impact ------------------------------------------------------------------------------
