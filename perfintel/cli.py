@@ -485,6 +485,14 @@ def backup(
         raise fail(
             RuntimeError("the export ended in the middle of a line (server stopped?)"), code=1
         )
+    if counter.series == 0:
+        # an empty file looks like a backup and restores nothing: say so instead
+        partial.unlink(missing_ok=True)
+        what = " ".join(match) if match else "any series"
+        span = f" between {start or 'the oldest sample'} and {end or 'now'}"
+        raise fail(
+            LookupError(f"nothing to back up: no samples of {what}{span}; no file written"), code=1
+        )
     partial.replace(file)
     took = time.monotonic() - began
     console.print(

@@ -255,3 +255,22 @@ def test_perfintel_ingest_and_restore_stream_files_over_the_body_limit(tmp_path:
         assert digest_jsonl(imported) == (digest_batch(workload, {}), 0)
     finally:
         srv.stop()
+
+
+def test_backup_that_matches_nothing_fails_and_writes_no_file(tmp_path: Path) -> None:
+    # An empty file looks like a backup and restores nothing: a selector with a typo, or a range
+    # before the data began, is a failed command that says what it looked for.
+    now = int(time.time() * 1000)
+    workload = generate_workload(n_series=2, hours=1, step_s=60, start_ms=now - 2 * 3_600_000)
+    with perfintel_server(tmp_path / "s", free_port(), tmp_path / "s.log") as s:
+        r = httpx.post(
+            s.base_url + "/api/v1/write", content=encode_remote_write(workload), headers=RW_HEADERS
+        )
+        assert r.status_code == 204, r.text
+        out = tmp_path / "b.jsonl"
+        done = run_perfintel("backup", str(out), "--url", s.base_url, "--match", "no_such_metric")
+        assert done.returncode == 1, done.stderr
+        assert "nothing to back up" in done.stderr and "no_such_metric" in done.stderr
+        assert not out.exists() and not list(tmp_path.glob("b.jsonl*"))
+        done = run_perfintel("backup", str(out), "--url", s.base_url)
+        assert done.returncode == 0 and out.stat().st_size > 0, done.stderr
