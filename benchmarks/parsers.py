@@ -224,15 +224,19 @@ def bench_otlp() -> None:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    if "--otlp" in sys.argv:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--otlp", action="store_true", help="only the OTLP parsers")
+    only.add_argument("--remote-write", action="store_true", help="only remote-write decoding")
+    args = ap.parse_args()
+    if args.otlp:
         bench_otlp()
-        sys.exit()
-    if "--remote-write" in sys.argv:
+    elif args.remote_write:
         bench_remote_write()
-        sys.exit()
-    bench_remote_write()
-    bench_influx()
-    bench_text_formats()
-    bench_otlp()
+    else:
+        bench_remote_write()
+        bench_influx()
+        bench_text_formats()
+        bench_otlp()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from perfintel.config import iter_fields
 
@@ -45,3 +49,24 @@ def test_nothing_names_a_development_machines_absolute_paths() -> None:
         if pattern.search(line)
     ]
     assert offenders == []
+
+
+_SCRIPTS = sorted(
+    p.name
+    for p in (Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py")
+    if '__name__ == "__main__"' in p.read_text()
+)
+
+
+@pytest.mark.parametrize("script", _SCRIPTS)
+def test_every_benchmark_answers_help_without_running(script: str) -> None:
+    # `--help` is how a reader finds a benchmark's options; some ran the whole benchmark instead
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:"), done.stdout[:300]
