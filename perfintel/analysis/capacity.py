@@ -56,6 +56,7 @@ usage within the horizon, divided by the target utilisation.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -77,6 +78,10 @@ SHIFT_MADS = 8.0
 SHIFT_OTHER = 1 / 3
 #: lag differences this many robust sigmas from their median are left out of the slope
 PAIR_MADS = 3.0
+#: a projection further ahead than the history reaches back, from less history than this
+#: (days), is an extrapolation of too little data: under half a day a rise may be the daily
+#: cycle's upswing (twenty minutes of a new host's memory do not say it fills up in a day)
+SHORT_HISTORY_DAYS = 0.5
 #: a drop is a clean-up when larger than this many robust sigmas of the steps ...
 RESET_SIGMAS = 6.0
 #: ... and than this fraction of the usage range
@@ -137,10 +142,18 @@ class CapacityReport:
     horizon_days: float
     utilisation_now: float
     backtest: ProjectionBacktest | None
+    #: how far back the usage history reaches (days)
+    history_days: float = math.inf
 
     @property
     def baseline(self) -> ScenarioResult:
         return self.scenarios[0]
+
+    @property
+    def beyond_history(self) -> bool:
+        """Whether the baseline's P50 exhaustion is an extrapolation of too little history:
+        further ahead than a history of under ``SHORT_HISTORY_DAYS`` reaches back."""
+        return _beyond(self.baseline.days_p50, self.history_days)
 
     @property
     def summary(self) -> str:
@@ -566,6 +579,19 @@ def _fmt_duration(days: float) -> str:
     return f"{days:.1f} days"
 
 
+def _beyond(days_p50: float | None, history_days: float) -> bool:
+    return history_days < SHORT_HISTORY_DAYS and days_p50 is not None and days_p50 > history_days
+
+
+def _too_little(history_days: float) -> str:
+    minutes = history_days * 24 * 60
+    span = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} hours"
+    return (
+        f"; projected from only {span} of history, too little to plan on (under "
+        f"{SHORT_HISTORY_DAYS * 24:.0f} hours a daily cycle's upswing looks like growth)"
+    )
+
+
 def _sentence(resource: str, days: dict[str, float | None], horizon_days: float) -> str:
     p10, p50, p90 = days["p10"], days["p50"], days["p90"]
     horizon = _fmt_duration(horizon_days)
@@ -666,6 +692,7 @@ def plan_capacity(
     cap = float(finite_caps[-1])
     grid, x, step = regularise(seconds, values, step_seconds)
     h = max(1, round(horizon_days * DAY / step))
+    history_days = float(grid[-1] - grid[0]) / DAY
     model, blocks = _project(x, step, h, scenarios, paths, seed)
     stats = _first_and_peak(blocks, len(scenarios), paths, cap)
     t_end = grid[-1]
@@ -684,6 +711,8 @@ def plan_capacity(
         needed = float(np.quantile(peaks, 0.9)) / target_utilisation
         name = resource if sc.name == "baseline" else f"{resource} ({sc.name})"
         sentence = _sentence(name, days, horizon_days)
+        if _beyond(days["p50"], history_days):
+            sentence += _too_little(history_days)
         if x[-1] >= cap:  # already there: exhaustion is now, whatever the scenario
             now: float | np.datetime64 = float(t_end)
             if is_dt:
@@ -708,4 +737,4 @@ def plan_capacity(
         )
     util = float(x[-1] / cap)
     bt = _backtest(x, step, h, paths, seed)
-    return CapacityReport(tuple(results), model, step, float(horizon_days), util, bt)
+    return CapacityReport(tuple(results), model, step, float(horizon_days), util, bt, history_days)

@@ -329,6 +329,8 @@ def render_capacity(analysis: cap.CapacityAnalysis, target: float) -> dict[str, 
                 "capacity": _num(float(finite[-1])) if finite.size else None,
                 "utilisation_now": _num(rep.utilisation_now),
                 "summary": rep.summary,
+                "history_days": rep.history_days,
+                "beyond_history": rep.beyond_history,
                 "model": rep.model,
                 "backtest": (
                     {"days": bt.days, "smape": _num(bt.smape), "coverage80": bt.coverage}

@@ -260,10 +260,6 @@ def _num(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-#: histories shorter than this list only the exhaustions they reach within their own length
-SHORT_HISTORY_DAYS = 0.5
-
-
 def capacity_risks(
     store: SampleReader, now_ms: int, *, horizon_days: float, max_samples: int | None
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -292,7 +288,6 @@ def capacity_risks(
         for p in analysis.resources:
             b = p.report.baseline
             d = dict(p.labels)
-            history_days = float(p.timestamps[-1] - p.timestamps[0]) / DAY_MS
             risks.append(
                 {
                     "resource": resource,
@@ -305,12 +300,9 @@ def capacity_risks(
                     "days_p90": b.days_p90,
                     "probability": b.probability,
                     "summary": p.report.summary,
-                    "history_days": history_days,
-                    # under half a day of history a rise may be the daily cycle's upswing:
-                    # twenty minutes of a new host's memory do not say it fills up in a day
-                    "beyond_history": history_days < SHORT_HISTORY_DAYS
-                    and b.days_p50 is not None
-                    and b.days_p50 > history_days,
+                    "history_days": p.report.history_days,
+                    # listed once the history is longer (``analysis.capacity.SHORT_HISTORY_DAYS``)
+                    "beyond_history": p.report.beyond_history,
                 }
             )
     risks.sort(key=lambda r: (r["days_p50"] is None, r["days_p50"] or 0.0, r["days_p10"] or 0.0))

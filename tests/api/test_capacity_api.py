@@ -164,3 +164,37 @@ def test_get_with_unknown_parameter_is_400(client: TestClient) -> None:
 def test_no_usage_series_is_404(client: TestClient) -> None:
     r = client.post(PATH, json={**DISK_BODY})
     assert r.status_code == 404 and "node_filesystem_avail_bytes" in r.json()["error"]
+
+
+def test_a_projection_from_minutes_of_history_says_it_is_one(client: TestClient) -> None:
+    # A new host's first minutes: memory rising as processes start. Projected at face value it
+    # "fills in hours" with a tight interval; the answer marks it and says why, and a month of
+    # the same host's history is planned as usual.
+    labels = {"instance": "new:9100", "job": "node"}
+    ts = np.arange(END - 10 * MIN, END + 1, MIN)
+    avail = 24e9 - 2e7 * np.arange(ts.size) * 60  # 1.2 GB a minute less available
+    ingest(client, {"__name__": "node_memory_MemAvailable_bytes", **labels}, ts, avail)
+    total = np.full(ts.size, 25e9)
+    ingest(client, {"__name__": "node_memory_MemTotal_bytes", **labels}, ts, total)
+    body = {
+        "usage": "node_memory_MemAvailable_bytes",
+        "usage_kind": "available",
+        "capacity": "node_memory_MemTotal_bytes",
+        "horizon_days": 30,
+        "resource": "memory",
+        "step": "5m",  # as the dashboard asks
+        "end": END / 1000,
+    }
+    r = client.post(PATH, json=body)
+    assert r.status_code == 200, r.text
+    (res,) = r.json()["data"]["resources"]
+    assert res["history_days"] == pytest.approx(10 / 1440)
+    assert res["beyond_history"] is True
+    assert "from only 10 min of history, too little to plan on" in res["summary"]
+
+
+def test_a_long_history_is_not_marked(disks: TestClient) -> None:
+    r = disks.post(PATH, json=DISK_BODY)
+    res = {x["labels"]["mountpoint"]: x for x in r.json()["data"]["resources"]}
+    assert res["/"]["history_days"] > 29 and res["/"]["beyond_history"] is False
+    assert "too little" not in res["/"]["summary"]

@@ -333,3 +333,37 @@ def test_readme_screenshots_exist() -> None:
         assert f"docs/{name}" in readme
         assert (ROOT / "docs" / name).stat().st_size > 10_000
     assert shutil.which("chromium") or os.path.exists(CHROMIUM)
+
+
+def test_capacity_page_marks_a_projection_from_minutes_of_history(
+    demo_server: Server, browser: Browser
+) -> None:
+    # A host that appeared ten minutes ago with memory rising as its processes start: listed
+    # after the demo's hosts, its times marked, and the page says why they are not a plan.
+    now_ms = int(time.time() * 1000)
+    ts = [now_ms - 60_000 * k for k in range(10, -1, -1)]
+    labels = {"instance": "fresh:9100", "job": "node"}
+    series = [
+        {
+            "metric": "node_memory_MemAvailable_bytes",
+            "labels": labels,
+            "samples": [[t, 24e9 - 1.2e9 * i] for i, t in enumerate(ts)],
+        },
+        {
+            "metric": "node_memory_MemTotal_bytes",
+            "labels": labels,
+            "samples": [[t, 25e9] for t in ts],
+        },
+    ]
+    r = httpx.post(demo_server.url + "/api/v1/ingest", json={"series": series})
+    assert r.status_code == 200, r.text
+    page = _open(browser, demo_server.url + "/capacity", DESKTOP)
+    rows = page.locator("#capacity-table tbody tr")
+    last = rows.nth(rows.count() - 1)
+    assert "fresh" in last.inner_text()
+    marked = last.locator("td[data-beyond-history]")
+    assert marked.count() >= 1 and marked.first.inner_text().endswith("*")
+    assert "too little to plan on" in (marked.first.get_attribute("title") or "")
+    assert page.locator("td[data-beyond-history]").count() == marked.count()  # only the new host
+    assert "under half a day of history" in page.locator("#h-table ~ p[role=status]").inner_text()
+    page.close()

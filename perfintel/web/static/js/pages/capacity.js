@@ -30,8 +30,12 @@ export async function render(main, { signal }) {
     if (e) { if (e.status !== 404) problems.push(`${p.resource}: ${e.message}`); continue; }
     for (const res of d.data.resources) rows.push({ preset: p, res, base: res.scenarios[0] });
   }
-  rows.sort((a, b) => (a.base.exhaustion.p50 ? a.base.exhaustion.p50.days : 1e9) - (b.base.exhaustion.p50 ? b.base.exhaustion.p50.days : 1e9));
+  // a projection from too little history (a new host's first minutes) is shown, marked, after the others
+  const soon = (r) => (r.base.exhaustion.p50 ? r.base.exhaustion.p50.days : 1e9);
+  rows.sort((a, b) => (a.res.beyond_history - b.res.beyond_history) || (soon(a) - soon(b)));
+  const unsure = rows.filter((r) => r.res.beyond_history).length;
   status.textContent = rows.length ? `${rows.length} resources, soonest exhaustion first.` : "No disks or memory series to plan yet.";
+  if (unsure) status.textContent += ` ${unsure} projected from under half a day of history (marked *, listed last): too little to plan on, a daily cycle's upswing looks like growth.`;
   if (problems.length) status.textContent += ` ${problems.join("; ")}`;
   const show = async (row) => {
     chartNote.textContent = "Projecting…";
@@ -53,14 +57,14 @@ export async function render(main, { signal }) {
     const tbody = el("tbody");
     rows.forEach((row, i) => {
       const e = row.base.exhaustion;
+      const mark = row.res.beyond_history ? " *" : "";
+      const when = (q) => el("td", { class: `num${mark ? " muted" : ""}`, "data-beyond-history": mark ? "true" : null, title: mark ? row.res.summary : null, text: formatDays(q && q.days) + (q ? mark : "") });
       const btn = el("button", { type: "button", class: "ghost", "aria-pressed": i === 0 ? "true" : "false", text: row.preset.resource, onclick: () => { tbody.querySelectorAll("button").forEach((b) => b.setAttribute("aria-pressed", "false")); btn.setAttribute("aria-pressed", "true"); show(row); } });
       tbody.append(el("tr", {},
         el("td", {}, btn),
         el("td", { class: "mono", title: seriesName(row.res.labels), text: shortName(row.res.labels) }),
         el("td", { class: "num", text: pct(row.res.utilisation_now) }),
-        el("td", { class: "num", text: formatDays(e.p10 && e.p10.days) }),
-        el("td", { class: "num", text: formatDays(e.p50 && e.p50.days) }),
-        el("td", { class: "num", text: formatDays(e.p90 && e.p90.days) })));
+        when(e.p10), when(e.p50), when(e.p90)));
     });
     tablePanel.append(el("div", { class: "table-wrap" }, el("table", { id: "capacity-table" },
       el("caption", { class: "visually-hidden", text: "Time to exhaustion per resource" }),
