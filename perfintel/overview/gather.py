@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from perfintel.analysis.anomaly.result import SEVERITIES
 from perfintel.analysis.capacity import Scenario
 from perfintel.errors import PerfintelError
 from perfintel.model import METRIC_NAME, LabelSet, Matcher, MatchOp, Selector, parse_selector
@@ -198,7 +199,9 @@ def explain_anomalies(
     max_samples: int | None,
 ) -> list[dict[str, Any]]:
     """The top candidates explained by the detect orchestration (the same detector as online,
-    with a day of warm-up), each with a sparkline of the window."""
+    with a day of warm-up), each with a sparkline of the window: those it confirms first, by
+    severity, then by online score (a series the online detector had seen for a few samples
+    can score 1e16 on its first move; the orchestration, with its day of warm-up, tells)."""
     out: list[dict[str, Any]] = []
     options = an.DetectOptions(
         threshold=an.threshold_of("medium"),
@@ -207,9 +210,8 @@ def explain_anomalies(
         max_samples=max_samples,
         engine="lockstep",
     )
+    rank = {name: k for k, name in enumerate(SEVERITIES)}
     for c in candidates[: 3 * top]:
-        if len(out) >= top:
-            break
         try:
             report = an.detect(store, exact_selector(c.source), start_ms, end_ms, options)
         except PerfintelError:
@@ -217,7 +219,9 @@ def explain_anomalies(
         if not report.series:
             continue
         s = report.series[0]
-        events = sorted(s.events, key=lambda e: -e.peak_score)
+        # the worst event first: a critical shift's NAB score may be 0 (alarms rest after an
+        # earlier one), so its score alone would show a low blip before it instead
+        events = sorted(s.events, key=lambda e: (-rank.get(e.severity, 0), -e.peak_score))
         d = dict(c.source)
         item: dict[str, Any] = {
             "labels": d,
@@ -250,10 +254,20 @@ def explain_anomalies(
                 peak_score=None,
                 severity="low",
                 detector="online",
-                explanation=f"outside its expected band (online anomaly score {c.peak_score:.2f})",
+                explanation=(
+                    f"outside its expected band (online anomaly score {c.peak_score:.3g}); "
+                    "not confirmed by the detector with a day of warm-up"
+                ),
             )
         out.append(item)
-    return out
+    out.sort(
+        key=lambda a: (
+            a["peak_score"] is None,
+            -rank.get(a["severity"], 0),
+            -a["online_peak_score"],
+        )
+    )
+    return out[:top]
 
 
 def _num(v: float) -> float | None:

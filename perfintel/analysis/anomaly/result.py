@@ -47,6 +47,10 @@ class AnomalyResult:
     explanation: str
 
 
+#: the severities of a scored sample, least first
+SEVERITIES = ("none", "low", "medium", "high", "critical")
+
+
 def severity_of(score: float, anomaly_score: float) -> str:
     """``none``, ``low``, ``medium``, ``high`` or ``critical``."""
     if math.isnan(anomaly_score):
@@ -57,7 +61,7 @@ def severity_of(score: float, anomaly_score: float) -> str:
     )
     if anomaly_score >= 5 and level >= 1:
         level = 4
-    return ("none", "low", "medium", "high", "critical")[level]
+    return SEVERITIES[level]
 
 
 def _when(ts_ms: int, model: int) -> str:
