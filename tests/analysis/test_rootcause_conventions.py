@@ -175,20 +175,22 @@ def _step(level: float, size: float, at: int, sd: float, seed: int, ramp: int = 
 
 
 def test_a_saturated_pool_read_through_spring_boot_names_ranks_first() -> None:
-    """A pod's HikariCP pool saturates; a step later its p99 and its 503s rise (all read only
-    through Micrometer's names and labels), while an unrelated pod's traffic dips: the pool,
-    the resource that explains the rest of its workload, is the root cause."""
+    """A pod's HikariCP pool saturates at its cap, and in the same minute its p99 and its 503s
+    rise (read only through Micrometer's names and labels: a ``_seconds``
+    summary, a count with ``status="503"``), while an unrelated pod's traffic dips. Nothing but
+    the roles orders them: resources before latency and errors puts the pool first; read as
+    names alone (``requests`` in both) the p99 and the 503s are load, which comes first."""
     api = {"namespace": "shop", "pod": "api-1", "instance": "10.0.0.1:8080", "job": "api"}
     web = {"namespace": "shop", "pod": "web-1", "instance": "10.0.0.2:8080", "job": "web"}
     timer = "http_server_requests_seconds"
     ok = {"status": "200", "outcome": "SUCCESS", "uri": "/orders"}
     failed = {"status": "503", "outcome": "SERVER_ERROR", "uri": "/orders"}
     at = 205
-    per_step_503 = _step(0.5, 40.0, at + 1, 0.7, 4)
+    per_step_503 = _step(0.5, 40.0, at, 2.0, 4)
     per_step_web = _step(300.0, -60.0, at + 1, 4.0, 5)
     series = [
-        SeriesInput(_labels("hikaricp_connections_active", {**api, "pool": "HikariPool-1"}), np.minimum(_step(4.0, 16.0, at, 0.8, 1), 20.0)),
-        SeriesInput(_labels(timer, {**api, **ok, "quantile": "0.99"}), _step(0.12, 0.9, at + 1, 0.01, 2)),
+        SeriesInput(_labels("hikaricp_connections_active", {**api, "pool": "HikariPool-1"}), np.minimum(_step(4.0, 16.0, at, 0.2, 1), 20.0)),
+        SeriesInput(_labels(timer, {**api, **ok, "quantile": "0.99"}), _step(0.12, 0.3, at, 0.01, 2)),
         SeriesInput(_labels(timer + "_count", {**api, **ok}), np.cumsum(_step(300.0, 0.0, at, 4.0, 3)), True),
         SeriesInput(_labels(timer + "_count", {**api, **failed}), np.cumsum(np.maximum(per_step_503, 0.0)), True),
         SeriesInput(_labels(timer + "_count", {**web, **ok}), np.cumsum(per_step_web), True),
