@@ -55,6 +55,9 @@ ROLE_WORDS = (
             "msg_sent",
             "upstream_rq",  # Envoy
             "downstream_rq",
+            "commands_processed",  # Redis
+            "xact_commit",  # PostgreSQL transactions
+            "commits_total",
         ),
     ),
     (
@@ -71,7 +74,7 @@ ROLE_WORDS = (
             "thread",
             "queue",
             "disk",
-            "io_",
+            "_io_",  # not "io_": istio_requests_total is no I/O
             "fd",
             "socket",
             "load",
@@ -79,6 +82,7 @@ ROLE_WORDS = (
             "saturation",
             "utili",
             "goroutine",
+            "memstats",  # Go runtime memory
             "network",
             "filesystem",
             "container_fs_",
@@ -86,7 +90,13 @@ ROLE_WORDS = (
             "open_files",
             "files_open",  # Micrometer process.files.open
             "consumergroup_lag",  # Kafka exporter: a consumer group's backlog
+            "stat_activity",  # PostgreSQL connections (pg_stat_activity_count)
+            "backends",  # PostgreSQL connections (numbackends, OpenTelemetry's backends)
+            "connected_clients",  # Redis
+            "clients_connected",
             "current_sessions",  # HAProxy
+            "upstream_cx",  # Envoy connections
+            "downstream_cx",
         ),
     ),
     (
@@ -121,6 +131,10 @@ OCCUPANCY_WORDS = (
     "goroutine",
     "consumergroup_lag",
     "current_sessions",
+    "stat_activity",
+    "backends",
+    "connected_clients",
+    "clients_connected",
 )
 #: descriptors a process holds while a request or a connection is open (``little_order``):
 #: occupancies too, one per connection in flight
