@@ -121,6 +121,8 @@ TABLE: list[tuple[str, str, dict[str, str], str, bool, str, str]] = [
     ("grpc", "grpc_server_handled_total", {**POD, "grpc_code": "NotFound"}, "traffic", False, "pod", "the caller's"),
     ("grpc", "grpc_server_handling_seconds_bucket", {**POD, "le": "0.1"}, "latency", False, "pod", "handling time"),
     ("grpc", "grpc_server_started_total", POD, "traffic", False, "pod", "started"),
+    ("grpc", "grpc_server_handled_total", {**POD, "code": "DeadlineExceeded"}, "errors", False, "pod", "code, as some libraries call it"),
+    ("grpc", "grpc_server_handled_total", {**POD, "code": "4"}, "traffic", False, "pod", "a bare number is no gRPC status"),
     ("kafka", "kafka_consumergroup_lag", {"consumergroup": "billing", "topic": "orders", "partition": "0", "instance": "kx:9308"}, "resource", True, "instance", "a backlog"),
     ("haproxy", "haproxy_backend_http_responses_total", {**NODE, "proxy": "api", "code": "5xx"}, "errors", False, "instance", "5xx class"),
     ("haproxy", "haproxy_backend_http_responses_total", {**NODE, "proxy": "api", "code": "2xx"}, "traffic", False, "instance", "2xx class"),

@@ -57,8 +57,11 @@ STATUS_LABELS = (
     "response_code_class",
     "envoy_response_code_class",
 )
-#: labels carrying a gRPC status (a name, or its number in OpenTelemetry's attribute)
+#: labels carrying a gRPC status by name (``Unavailable``; some libraries call it ``code``)
 GRPC_LABELS = ("grpc_code", "grpc_status", "grpc_status_code", "rpc_grpc_status_code", "code")
+#: labels carrying it by number (OpenTelemetry's ``rpc.grpc.status_code``): only these, a
+#: bare ``code="4"`` is no gRPC status
+GRPC_NUMBER_LABELS = ("grpc_status", "grpc_status_code", "rpc_grpc_status_code")
 #: gRPC statuses that say the server failed (the 5xx of gRPC); the others (``NotFound``,
 #: ``InvalidArgument``, ``PermissionDenied``, ``Canceled``…) are the caller's
 GRPC_SERVER_FAULTS = frozenset(
@@ -73,15 +76,10 @@ GRPC_SERVER_FAULTS = frozenset(
         "unavailable",
         "dataloss",
         "data_loss",
-        "2",
-        "4",
-        "8",
-        "12",
-        "13",
-        "14",
-        "15",
     )
 )
+#: the same statuses by number (2, 4, 8, 12, 13, 14, 15)
+GRPC_SERVER_FAULT_NUMBERS = frozenset(("2", "4", "8", "12", "13", "14", "15"))
 #: labels saying how a request ended in words (Micrometer ``outcome``, Linkerd
 #: ``classification``, ``result``, ``status``), and the words that say it failed
 OUTCOME_LABELS = ("outcome", "classification", "result", "status")
@@ -105,6 +103,9 @@ def failed(labels: dict[str, str]) -> bool:
             return True
     for k in GRPC_LABELS:
         if labels.get(k, "").lower() in GRPC_SERVER_FAULTS:
+            return True
+    for k in GRPC_NUMBER_LABELS:
+        if labels.get(k, "") in GRPC_SERVER_FAULT_NUMBERS:
             return True
     for k in OUTCOME_LABELS:
         if labels.get(k, "").lower() in FAILURE_WORDS:
