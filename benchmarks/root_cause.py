@@ -23,6 +23,10 @@ gets the same window (the 30 minutes before the alert time) and baseline (the
     .venv/bin/python benchmarks/root_cause.py --cv       # out-of-fold figures, the constants
     .venv/bin/python benchmarks/root_cause.py --latency  # 500 candidate series, median of 20 runs
     .venv/bin/python benchmarks/root_cause.py --latency --all-change  # worst case: all 500 changed
+
+``--rename otel`` or ``--rename micrometer`` names every generated series as that convention
+does (``perfintel.bench.renamed``: same values, timing and ground truth), to measure that the
+accuracy does not depend on the generators' own names.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from perfintel.bench.incidents import (
 )
 from perfintel.bench.incidents_blind import generate_blind_incident
 from perfintel.bench.incidents_holdout import generate_holdout_incident
+from perfintel.bench.renamed import CONVENTIONS, renaming
 from perfintel.model import metric_name
 
 WINDOW = 30
@@ -73,8 +78,12 @@ LATENCY_PROFILE = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), in
 
 
 def graph_of(inc: Incident) -> DependencyGraph:
+    # the service label as the incident's convention names it (``--rename otel``: service_name)
+    named = {k for s in inc.series for k, _ in s.labels}
+    label = "service" if "service" in named or "service_name" not in named else "service_name"
     return DependencyGraph.from_edges(
-        [(inc.services[a], inc.services[b]) for a, cs in enumerate(inc.callees) for b in cs]
+        [(inc.services[a], inc.services[b]) for a, cs in enumerate(inc.callees) for b in cs],
+        label=label,
     )
 
 
@@ -274,6 +283,7 @@ def cross_validate(
     tuning: tuple[str, ...] = TUNING,
     only: tuple[str, ...] = (),
     start: RootCauseParams | None = None,
+    rename: str = "",
 ) -> None:
     """Out-of-fold accuracy of choosing the constants on the tuning generators' seeds.
 
@@ -282,12 +292,14 @@ def cross_validate(
     others. Prints the out-of-fold figures per generator and the constants
     chosen on all of them (those are the defaults of ``RootCauseParams``).
     ``start`` (``--set``) fixes the constants not searched, to cross-validate a
-    variant; the paired counts compare with it.
+    variant; the paired counts compare with it. ``rename`` (``--rename``) names every
+    incident's series as another convention does (:mod:`perfintel.bench.renamed`).
     """
     start = start or RootCauseParams()
     if "holdout" in tuning:
         raise SystemExit("the holdout generator is for reporting only")
-    incidents = [GENERATORS[g](s) for g in tuning for s in seeds]
+    transform = renaming(rename)
+    incidents = [transform(GENERATORS[g](s)) for g in tuning for s in seeds]
     scorer = _Scorer(incidents)
     fold = np.array([(s - seeds.start) % folds for _ in tuning for s in seeds])
     oof = np.zeros(len(incidents), dtype=np.int64)
@@ -505,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a constant of RootCauseParams other than its default, for perfintel's rows (with "
         "--cv: the start of the search, a variant cross-validated)",
     )
+    ap.add_argument(
+        "--rename",
+        default="",
+        choices=("", *CONVENTIONS),
+        help="name the generated series as another convention does (same values and truth)",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument(
         "--all-change",
@@ -518,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cv:
         only = tuple(n for n in args.only.split(",") if n)
         tuning = tuple(args.tuning.split(","))
-        cross_validate(range(0, 200), tuning=tuning, only=only, start=params)
+        cross_validate(range(0, 200), tuning=tuning, only=only, start=params, rename=args.rename)
         return 0
     if args.latency and args.all_change:
         latency_all_change(params=params)
@@ -528,8 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
+    transform = renaming(args.rename)
     for name in args.generators.split(","):
-        incidents = [GENERATORS[name](s) for s in seeds]
+        incidents = [transform(GENERATORS[name](s)) for s in seeds]
         ranks, times = evaluate(incidents, methods, params)
         print(table(name, seeds, ranks, times), end="\n\n", flush=True)
     return 0

@@ -24,6 +24,7 @@ root's true onset; for a root that did not change, its peak and z at the inciden
     .venv/bin/python benchmarks/root_cause_misses.py --generators variant,variant-lagged
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --show "background outranks"
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --deep 4
+    .venv/bin/python benchmarks/root_cause_misses.py --generators blind --rename otel
 
 ``--deep N`` lists every incident whose root ranks N-th or lower: the fault kind, the
 root (with its score parts: strength ``log(1 + |σ|)``, the rest of its score, and the
@@ -41,13 +42,15 @@ from root_cause import BASELINE, GENERATORS, WINDOW, changes_near, grid_of
 
 from perfintel.analysis.rootcause import ranking as rc
 from perfintel.bench.incidents import Incident
+from perfintel.bench.renamed import CONVENTIONS, renaming
 from perfintel.model import metric_name
 
 MINUTE = 60_000
 
 
 def _service(inc: Incident, i: int) -> str:
-    return dict(inc.series[i].labels).get("service", "")
+    d = dict(inc.series[i].labels)
+    return d.get("service") or d.get("service_name", "")
 
 
 def _rank(inc: Incident) -> list[rc.Cause]:
@@ -201,7 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=200)
     ap.add_argument("--show", default="", help="list the misses of these classes (comma list)")
     ap.add_argument("--deep", type=int, default=0, help="list every root ranked this or lower")
+    ap.add_argument(
+        "--rename",
+        default="",
+        choices=("", *CONVENTIONS),
+        help="name the generated series as another convention does (same values and truth)",
+    )
     args = ap.parse_args(argv)
+    transform = renaming(args.rename)
     p = rc.RootCauseParams()
     for name in args.generators.split(","):
         if name == "holdout":
@@ -210,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         classes: Counter[str] = Counter()
         below = tied = larger = 0
         for s in seeds:
-            inc = GENERATORS[name](s)
+            inc = transform(GENERATORS[name](s))
             causes = _rank(inc)
             miss = classify(inc, causes)
             classes[miss or "root first"] += 1

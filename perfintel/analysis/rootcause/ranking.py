@@ -54,7 +54,7 @@ Four principles decide:
    structure: the declared graph (callee before caller), a machine's own
    series (labels ``host``/``node`` only) before the workloads on it, and
    inside one workload offered load → resources → latency → errors, by the
-   metric's name (:func:`role_of`) — except that an occupancy (a pool,
+   metric's name and labels (:func:`role_of`) — except that an occupancy (a pool,
    connections, threads in use; with ``little_order``, on, open file
    descriptors and sockets too: arrivals × latency by Little's law) moves
    with latency either way unless it hit its cap, and (``little_order``)

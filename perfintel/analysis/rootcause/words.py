@@ -14,19 +14,52 @@ from datetime import UTC, datetime
 
 from perfintel.model import METRIC_NAME, LabelSet, metric_name
 
+from .conventions import (
+    ENTITY_KINDS,
+    HOST_KINDS,
+    TIMER_SUFFIXES,
+    entity_label,
+    failed,
+    timer_parts,
+)
 from .parts import measurement_of
 
-#: labels naming the entity a series belongs to, most specific first. ``pod`` before
-#: ``instance``: in Kubernetes ``instance`` is the scrape target, which for cAdvisor and
-#: kube-state-metrics series is the node's kubelet or the exporter, shared by every pod
-ENTITY_LABELS = ("pod", "instance", "container", "host", "node", "service", "job")
+#: labels naming the entity a series belongs to, most specific kind first (see
+#: :data:`~perfintel.analysis.rootcause.conventions.ENTITY_KINDS`: ``pod`` before ``instance``,
+#: each kind's Prometheus label before its OpenTelemetry resource attribute)
+ENTITY_LABELS = tuple(k for _, keys in ENTITY_KINDS for k in keys)
 #: labels naming a machine: a series carrying one of them and none of the finer entity labels
 #: is the machine's own (a noisy neighbour there reaches every workload it hosts)
-HOST_LABELS = ("host", "node")
+HOST_LABELS = tuple(k for kind, keys in ENTITY_KINDS if kind in HOST_KINDS for k in keys)
 #: what a metric measures, by name fragments, in the order a fault usually travels inside one
-#: workload: offered load, then the resources it uses, then how slow, then how often it fails
+#: workload: offered load, then the resources it uses, then how slow, then how often it fails.
+#: Each fragment is specific enough not to misfire on common names (tests/analysis/
+#: test_rootcause_conventions.py holds real exporters' names and what each should read)
 ROLE_WORDS = (
-    ("traffic", ("request", "rps", "qps", "throughput", "traffic", "calls", "messages_in")),
+    (
+        "traffic",
+        (
+            "request",
+            "rps",
+            "qps",
+            "throughput",
+            "traffic",
+            "calls",
+            "messages_in",
+            "responses",  # HAProxy, nginx VTS: responses by code
+            "response_total",  # Linkerd
+            "grpc_server_handled",
+            "grpc_server_started",
+            "grpc_client_handled",
+            "msg_received",
+            "msg_sent",
+            "upstream_rq",  # Envoy
+            "downstream_rq",
+            "commands_processed",  # Redis
+            "xact_commit",  # PostgreSQL transactions
+            "commits_total",
+        ),
+    ),
     (
         "resource",
         (
@@ -41,36 +74,104 @@ ROLE_WORDS = (
             "thread",
             "queue",
             "disk",
-            "io_",
+            "_io_",  # not "io_": istio_requests_total is no I/O
             "fd",
             "socket",
             "load",
             "swap",
             "saturation",
             "utili",
+            "goroutine",
+            "memstats",  # Go runtime memory
+            "network",
+            "filesystem",
+            "container_fs_",
+            "file_descriptor",  # OpenTelemetry process.open_file_descriptor.count
+            "open_files",
+            "files_open",  # Micrometer process.files.open
+            "consumergroup_lag",  # Kafka exporter: a consumer group's backlog
+            "stat_activity",  # PostgreSQL connections (pg_stat_activity_count)
+            "backends",  # PostgreSQL connections (numbackends, OpenTelemetry's backends)
+            "connected_clients",  # Redis
+            "clients_connected",
+            "current_sessions",  # HAProxy
+            "upstream_cx",  # Envoy connections
+            "downstream_cx",
         ),
     ),
-    ("latency", ("latency", "duration", "response_time", "wait", "_p99", "_p95", "_p50")),
-    ("errors", ("error", "fail", "5xx", "exception", "timeout", "reject", "drop")),
+    (
+        "latency",
+        (
+            "latency",
+            "duration",
+            "response_time",
+            "wait",
+            "_p99",
+            "_p95",
+            "_p50",
+            "rq_time",  # Envoy
+            "handling_seconds",  # gRPC
+        ),
+    ),
+    (
+        "errors",
+        ("error", "fail", "5xx", "exception", "timeout", "reject", "drop", "restart", "oom_"),
+    ),
 )
-OCCUPANCY_WORDS = ("pool", "connection", "conn_", "thread", "queue", "in_use", "inflight", "active")
+OCCUPANCY_WORDS = (
+    "pool",
+    "connection",
+    "conn_",
+    "thread",
+    "queue",
+    "in_use",
+    "inflight",
+    "in_flight",
+    "active",
+    "goroutine",
+    "consumergroup_lag",
+    "current_sessions",
+    "stat_activity",
+    "backends",
+    "connected_clients",
+    "clients_connected",
+)
 #: descriptors a process holds while a request or a connection is open (``little_order``):
 #: occupancies too, one per connection in flight
-HELD_WORDS = ("fd", "socket")
+HELD_WORDS = ("fd", "socket", "file_descriptor", "open_files", "files_open")
 ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
 #: the roles of what users see and incidents are declared on: latency and errors (the RED
 #: signals but the rate)
 SYMPTOM_ROLES = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
+#: the roles a timer of requests and a count the labels can call failures may have by name
+_REQUEST_ROLES = ("traffic", "latency", "")
 
 
-def role_of(labels: LabelSet) -> str:
-    """``traffic``, ``resource``, ``latency``, ``errors`` from the metric name (``""``: unknown)."""
-    name = metric_name(labels).lower()
+def _role_by_words(name: str) -> str:
     # the most specific first: "request_errors_total" is errors, "request_latency" latency
     for role, words in reversed(ROLE_WORDS):
         if any(w in name for w in words):
             return role
     return ""
+
+
+def role_of(labels: LabelSet) -> str:
+    """``traffic``, ``resource``, ``latency``, ``errors`` from the metric name and labels
+    (``""``: unknown): a timer's series of requests is latency, its ``_count`` traffic; a
+    count of requests the labels say failed is errors (:mod:`.conventions`)."""
+    d = dict(labels)
+    name = metric_name(labels).lower()
+    timer = timer_parts(name, d)
+    if timer is None and name.endswith(TIMER_SUFFIXES):
+        # a histogram of a duration without a unit in its name (Envoy's upstream_rq_time)
+        base = name[: name.rindex("_")]
+        timer = (base, name[len(base) :]) if _role_by_words(base) == "latency" else None
+    role = _role_by_words(name)
+    if timer is not None and _role_by_words(timer[0]) in _REQUEST_ROLES:
+        role = "traffic" if timer[1] == "_count" else "latency"
+    if role in ("traffic", "") and failed(d):
+        return "errors"
+    return role
 
 
 def is_occupancy(labels: LabelSet, held: bool = False) -> bool:
@@ -89,9 +190,10 @@ def host_of(labels: LabelSet) -> tuple[str, bool]:
 
 
 def entity_of(labels: LabelSet) -> str:
-    """The entity a series belongs to: its first label of :data:`ENTITY_LABELS` (``""``: none)."""
-    d = dict(labels)
-    return next((f"{k}={d[k]}" for k in ENTITY_LABELS if d.get(k)), "")
+    """The entity a series belongs to: ``<kind>=<value>`` of its first entity kind
+    (:data:`ENTITY_LABELS`, an OpenTelemetry label read as its kind; ``""``: none)."""
+    e = entity_label(dict(labels))
+    return f"{e[0]}={e[1]}" if e else ""
 
 
 _VERBS = {
@@ -125,7 +227,8 @@ def describe_series(labels: LabelSet) -> str:
     rest = ",".join(f'{k}="{v}"' for k, v in labels if k != METRIC_NAME and k not in _WHERE)
     if rest:
         name += "{" + rest + "}"
-    where = next((d[k] for k in ENTITY_LABELS if d.get(k)), "")
+    e = entity_label(d)
+    where = e[1] if e else ""
     return f"{name} on {where}" if where else name
 
 
