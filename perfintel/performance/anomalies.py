@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from perfintel.analysis.anomaly import Ensemble, EnsembleConfig, StepOut, kernel
+from perfintel.analysis.anomaly.flat import constant_run
 from perfintel.analysis.anomaly.result import COMPONENT_LABELS, explain
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import LabelSet, Selector
@@ -231,7 +232,7 @@ def detect(
             yhat_lower=out.lower[i, :n],
             yhat_upper=out.upper[i, :n],
         )
-        d.events = _events(d, out, i, opt.threshold, cfg)
+        d.events = _events(d, out, i, opt.threshold, cfg, p.warm_ts, p.warm_x)
         result.append(d)
     result.sort(key=lambda d: d.labels)
     return DetectReport(start_ms, end_ms, opt.threshold, result, path)
@@ -369,11 +370,20 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _events(
-    d: DetectedSeries, out: _Outputs, i: int, threshold: float, cfg: EnsembleConfig
+    d: DetectedSeries,
+    out: _Outputs,
+    i: int,
+    threshold: float,
+    cfg: EnsembleConfig,
+    warm_ts: np.ndarray,
+    warm_x: np.ndarray,
 ) -> list[AnomalyEvent]:
     n = len(d.timestamps)
     if n == 0:
         return []
+    # the warm-up too: how long a series had been constant before a change
+    history_ts = np.concatenate([warm_ts, d.timestamps])
+    history_x = np.concatenate([warm_x, d.values])
     a = np.nan_to_num(d.anomaly_score, nan=0.0)
     seen = d.warmup_points + np.arange(1, n + 1)
     band_k = cfg.band_alert * threshold / cfg.alarm
@@ -406,7 +416,13 @@ def _events(
                 "sigma": out.sigma[i, k_peak : k_peak + 1],
             },
         )
-        res = explain(int(d.timestamps[k_peak]), float(d.values[k_peak]), step, cfg.alarm)
+        res = explain(
+            int(d.timestamps[k_peak]),
+            float(d.values[k_peak]),
+            step,
+            cfg.alarm,
+            constant=constant_run(history_ts, history_x, len(warm_ts) + s),
+        )
         # an event found at a high sensitivity may sit below the detector's own levels
         severity = res.severity if res.severity != "none" else "low"
         text = res.explanation.replace("severity none.", f"severity {severity}.")

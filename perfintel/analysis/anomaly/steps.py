@@ -34,12 +34,43 @@ MAD_TO_SIGMA = 1.2533
 _HALF_HOUR_MS = HOUR_MS // 2
 
 F32_LIMIT = 1e38
+#: a value's grid is never read finer than its 6th significant digit
+RESOLUTION_DIGITS = 6
+_SQRT12 = math.sqrt(12.0)
 
 
 @njit
 def to_f32(v):  # type: ignore[no-untyped-def]
     """``v`` as float32, clipped to float32's finite range."""
     return np.float32(min(max(v, -F32_LIMIT), F32_LIMIT))
+
+
+@njit
+def resolution(x):  # type: ignore[no-untyped-def]
+    """The step of the grid ``x`` was reported on: the coarsest power of ten, at most 1,
+    that ``x`` is a whole multiple of (1 for 0 and for whole numbers), and never below
+    the unit of its ``RESOLUTION_DIGITS``-th significant digit."""
+    ax = abs(x)
+    if not (ax > 0 and ax < math.inf):
+        return 1.0
+    finest = math.floor(math.log10(ax)) - (RESOLUTION_DIGITS - 1)
+    k = 0
+    while k > finest:
+        q = 10.0**k
+        m = ax / q
+        whole = math.floor(m + 0.5)
+        if whole >= 1 and abs(m - whole) <= 1e-9 * m:
+            return q
+        k -= 1
+    return 10.0**finest
+
+
+@njit
+def resolution_spread(x):  # type: ignore[no-untyped-def]
+    """The spread of rounding to ``x``'s grid (uniform over one step: q/sqrt(12)): a
+    series on a grid cannot show less, so the band is never narrower (a series that was
+    constant has a learnt spread of ~0, and a one-step move was 1e9 spreads)."""
+    return resolution(x) / _SQRT12
 
 
 # -- seasonal baseline ------------------------------------------------------------
@@ -102,7 +133,9 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     sigma = MAD_TO_SIGMA * err_k + floor
     resid = x - yhat
     z = abs(resid) / sigma
-    half = prm[SP_BAND] * sigma
+    # the band (and ``anomaly_score``) at least at the value's resolution; z, the
+    # likelihoods and the state keep the learnt spread (NAB scores unchanged)
+    half = prm[SP_BAND] * max(sigma, resolution_spread(x))
     score_a = abs(resid) / half
     if n < 10:
         score_a = 0.0

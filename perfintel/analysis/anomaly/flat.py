@@ -1,0 +1,78 @@
+"""Changes of a series that had been constant, told as what they are.
+
+A series that sat on one value for hours (a queue at 0, a gauge stuck at 3) has a
+learnt spread of ~0, so "n× the usual spread" is meaningless for its first move (it
+was 1e9×). The kernel keeps its band at least at the spread of the value's
+resolution (``steps.resolution_spread``); this module says in words, and grades, a
+change whose learnt spread was below that: from what value, since when, to what,
+in steps of the resolution — and its severity from the resolution-bounded
+``anomaly_score`` alone (the NAB score of such a step is saturated whatever its size).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from perfintel.analysis.anomaly.steps import resolution, resolution_spread
+from perfintel.timeparse import format_duration_ms
+
+
+@dataclass(frozen=True)
+class ConstantRun:
+    """The samples of one value right before a change: ``count`` samples at ``value``
+    from ``start_ms`` until the change at ``end_ms``; ``from_first``: the run starts at
+    the first sample looked at (it may have started earlier)."""
+
+    start_ms: int
+    end_ms: int
+    value: float
+    count: int
+    from_first: bool
+
+
+def constant_run(ts: np.ndarray, values: np.ndarray, end: int) -> ConstantRun | None:
+    """The run of samples equal to ``values[end - 1]`` before the change at ``end`` (None
+    before the second sample or for a run of one sample)."""
+    if end < 2 or end > len(values):
+        return None
+    last = values[end - 1]
+    differs = np.flatnonzero(values[:end] != last)
+    start = int(differs[-1]) + 1 if len(differs) else 0
+    if end - start < 2:
+        return None
+    until = int(ts[end]) if end < len(ts) else int(ts[end - 1])
+    return ConstantRun(int(ts[start]), until, float(last), end - start, start == 0)
+
+
+def below_resolution(sigma: float, value: float) -> bool:
+    """Whether the learnt spread ``sigma`` is below the spread of ``value``'s resolution:
+    the series had (almost) never moved, and the band is the resolution's."""
+    return bool(sigma < resolution_spread(value))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.3e}"
+
+
+def describe(value: float, expected: float, run: ConstantRun | None) -> str:
+    """The change in words: ``constant at 0 for 2d (since …), now 1: a change of +1 (…)``;
+    without the run, from the expected value ``expected``."""
+    q = float(resolution(value))
+    if run is not None:
+        since = datetime.fromtimestamp(run.start_ms / 1000.0, tz=UTC).strftime("%Y-%m-%d %H:%M")
+        span = format_duration_ms(max(run.end_ms - run.start_ms, 0))
+        least, earlier = ("at least ", " or earlier") if run.from_first else ("", "")
+        origin = f"constant at {_fmt(run.value)} for {least}{span} (since {since} UTC{earlier})"
+        base = run.value
+    else:
+        origin = f"almost constant (a learnt spread below its resolution) at {_fmt(expected)}"
+        base = expected
+    delta = value - base
+    steps = abs(delta) / q
+    return (
+        f"{origin}, now {_fmt(value)}: a change of {delta:+.4g} "
+        f"({steps:.4g} step{'s' if steps != 1 else ''} of its resolution {_fmt(q)})"
+    )
