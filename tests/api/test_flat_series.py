@@ -43,17 +43,27 @@ def _latency() -> np.ndarray:
     return np.where(SPIKE, v + 50, v)
 
 
-SERIES: dict[str, tuple[dict[str, str], np.ndarray]] = {
-    "queue_length": ({"host": "a"}, np.where(MOVED, 1.0, 0.0)),
-    "stuck_gauge": ({"host": "a"}, np.where(MOVED, 13.0, 3.0)),
-    "api_latency": ({"host": "a"}, _latency()),
+#: a queue at 0 for two days that then holds a few items (Poisson, mean 0.7) for 8 hours
+BUSY_TS = np.arange(NOW - 2 * DAY - 8 * HOUR, NOW + 1, MIN)
+BUSY_FROM = NOW - 8 * HOUR
+BUSY = np.where(
+    BUSY_TS >= BUSY_FROM, np.random.default_rng(1).poisson(0.7, BUSY_TS.size), 0
+).astype(float)
+
+SERIES: dict[str, tuple[dict[str, str], np.ndarray, np.ndarray]] = {
+    "queue_length": ({"host": "a"}, TS, np.where(MOVED, 1.0, 0.0)),
+    "stuck_gauge": ({"host": "a"}, TS, np.where(MOVED, 13.0, 3.0)),
+    "api_latency": ({"host": "a"}, TS, _latency()),
+    "busy_queue": ({"host": "a"}, BUSY_TS, BUSY),
 }
 
 
-def _ingest(c: TestClient, metric: str, labels: dict[str, str], v: np.ndarray) -> None:
+def _ingest(
+    c: TestClient, metric: str, labels: dict[str, str], ts: np.ndarray, v: np.ndarray
+) -> None:
     """Through the real endpoint, four hours of samples per request."""
-    for i in range(0, TS.size, 240):
-        samples = [[int(t), float(x)] for t, x in zip(TS[i : i + 240], v[i : i + 240], strict=True)]
+    for i in range(0, ts.size, 240):
+        samples = [[int(t), float(x)] for t, x in zip(ts[i : i + 240], v[i : i + 240], strict=True)]
         body = {"series": [{"metric": metric, "labels": labels, "samples": samples}]}
         r = c.post("/api/v1/ingest", json=body)
         assert r.status_code == 200, r.text
@@ -66,17 +76,17 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         overrides={"data_dir": data, "storage": {"raw_retention": ANY_PAST_S}}, env={}
     )
     with TestClient(create_app(settings, collectors=False)) as c:
-        for metric, (labels, v) in SERIES.items():
-            _ingest(c, metric, labels, v)
+        for metric, (labels, ts, v) in SERIES.items():
+            _ingest(c, metric, labels, ts, v)
         det = c.app.state.anomaly  # type: ignore[attr-defined]
         assert isinstance(det, OnlineAnomalyDetection)
         assert det.wait_idle(timeout=120)
         yield c
 
 
-def _online(c: TestClient, output: str, metric: str) -> np.ndarray:
+def _online(c: TestClient, output: str, metric: str, start_ms: int = 0) -> np.ndarray:
     store = c.app.state.store  # type: ignore[attr-defined]
-    found = store.select(parse_selector(f'{output}{{for="{metric}"}}'), 0, NOW + DAY)
+    found = store.select(parse_selector(f'{output}{{for="{metric}"}}'), start_ms, NOW + DAY)
     assert len(found) == 1
     return np.asarray(found[0].values)
 
@@ -105,6 +115,17 @@ def test_online_score_of_a_one_step_move_is_bounded_by_the_resolution(
     # the size of the move shows: ten steps score ten times more
     stuck = _online(client, "anomaly_score", "stuck_gauge")
     assert np.nanmax(stuck) == pytest.approx(10 * ONE_STEP_SCORE)
+
+
+def test_a_series_that_starts_moving_soon_has_a_band_of_its_new_spread(
+    client: TestClient,
+) -> None:
+    """Its learnt spread starts at ~0 and the learning is clipped at a few spreads: a band
+    at least at the resolution learns the new spread in about an hour (it took ~6 hours
+    of nearly every sample "outside its band")."""
+    score = _online(client, "anomaly_score", "busy_queue", BUSY_FROM + HOUR)
+    assert len(score) == 7 * 60 + 1
+    assert (score > 1).mean() < 0.05
 
 
 def test_detect_tells_a_change_from_constant_from_what_to_what_since_when(
