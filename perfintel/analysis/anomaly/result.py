@@ -104,8 +104,11 @@ def explain(
     detector, why = COMPONENT_LABELS[which] if "which" in out.extra else ("", "")
     sigma = float(out.extra["sigma"][i]) if "sigma" in out.extra else nan
     flat = not math.isnan(yhat) and below_resolution(sigma, value)
-    # a flat series' NAB score is saturated by any move: grade by the band distance
-    sev = severity_of(0.0 if flat else score, a_score) if fired else "none"
+    sev = "none"
+    if fired:
+        # a flat series' NAB score is saturated by any move: graded by the band distance
+        sev = severity_of(0.0, a_score) if flat else severity_of(score, a_score)
+        sev = "low" if flat and sev == "none" else sev
     text = ""
     if fired:
         model = int(out.extra.get("model", np.zeros(i + 1))[i])

@@ -1,0 +1,76 @@
+"""A series that was constant: the resolution of a value, the run before a change, and
+the words and severity of the change (``steps.resolution``, ``flat.py``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from perfintel.analysis.anomaly import AnomalyDetector
+from perfintel.analysis.anomaly.flat import constant_run, describe
+from perfintel.analysis.anomaly.steps import resolution, resolution_spread
+
+MIN = 60_000
+T0 = 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("value", "step"),
+    [
+        (0.0, 1.0),
+        (1.0, 1.0),
+        (-3.0, 1.0),
+        (1001.0, 1.0),
+        (0.25, 0.01),
+        (-7.5, 0.1),
+        (0.1 + 0.2, 0.1),  # 0.30000000000000004: the float of a decimal, not a finer grid
+        (2.5e-7, 1e-8),
+        (12345678.0, 100.0),  # no finer than the 6th significant digit
+        (0.123456789, 1e-6),
+        (math.nan, 1.0),
+        (math.inf, 1.0),
+    ],
+)
+def test_resolution_is_the_coarsest_decimal_grid_of_the_value(value: float, step: float) -> None:
+    assert resolution(value) == pytest.approx(step, rel=1e-12)
+    assert resolution_spread(value) == pytest.approx(step / math.sqrt(12), rel=1e-12)
+
+
+def test_constant_run_is_the_run_of_equal_samples_before_the_change() -> None:
+    ts = T0 + MIN * np.arange(8, dtype=np.int64)
+    x = np.array([5.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    run = constant_run(ts, x, 5)
+    assert run is not None
+    assert (run.start_ms, run.end_ms, run.value, run.count) == (ts[1], ts[5], 0.0, 4)
+    assert not run.from_first
+    assert constant_run(ts, x, 7) is not None  # two samples at 1 before the return to 0
+    assert constant_run(ts, x, 1) is None and constant_run(ts, x, 2) is None
+    first = constant_run(ts, np.zeros(8), 8)
+    assert first is not None and first.from_first and first.end_ms == ts[7]
+
+
+def test_describe_says_from_what_to_what_since_when_in_steps_of_the_resolution() -> None:
+    ts = T0 + MIN * np.arange(2 * 1440 + 1, dtype=np.int64)
+    x = np.r_[[7.0], np.zeros(2 * 1440 - 1), [0.5]]
+    run = constant_run(ts, x, len(x) - 1)
+    text = describe(0.5, 0.0, run)
+    assert text.startswith("constant at 0 for 1d23h59m (since ")
+    assert "UTC), now 0.5: a change of +0.5 (5 steps of its resolution 0.1)" in text
+    assert describe(2.0, 1.0, None).startswith("almost constant")
+
+
+def test_a_detector_grades_a_change_from_constant_by_its_size() -> None:
+    """Through the public detector: 0 for a day, then a step of 1 or of 10."""
+    severities = {}
+    for step in (1.0, 10.0):
+        det = AnomalyDetector()
+        for i in range(1440):
+            det.update(T0 + i * MIN, 0.0)
+        r = det.update_result(T0 + 1440 * MIN, step)
+        assert r.is_anomaly and r.yhat == 0.0
+        assert r.anomaly_score == pytest.approx(step * math.sqrt(12) / 3)
+        assert "×" not in r.explanation and r.explanation.startswith("almost constant")
+        severities[step] = r.severity
+    assert severities == {1.0: "low", 10.0: "critical"}
