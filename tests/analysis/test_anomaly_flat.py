@@ -39,16 +39,16 @@ def test_resolution_is_the_coarsest_decimal_grid_of_the_value(value: float, step
 
 
 def test_constant_run_is_the_run_of_equal_samples_before_the_change() -> None:
-    ts = T0 + MIN * np.arange(8, dtype=np.int64)
-    x = np.array([5.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0])
-    run = constant_run(ts, x, 5)
+    ts = T0 + MIN * np.arange(80, dtype=np.int64)
+    x = np.r_[[5.0], np.zeros(40), np.ones(3), np.zeros(36)]
+    run = constant_run(ts, x, 41)
     assert run is not None
-    assert (run.start_ms, run.end_ms, run.value, run.count) == (ts[1], ts[5], 0.0, 4)
+    assert (run.start_ms, run.end_ms, run.value, run.count) == (ts[1], ts[41], 0.0, 40)
     assert not run.from_first
-    assert constant_run(ts, x, 7) is not None  # two samples at 1 before the return to 0
-    assert constant_run(ts, x, 1) is None and constant_run(ts, x, 2) is None
-    first = constant_run(ts, np.zeros(8), 8)
-    assert first is not None and first.from_first and first.end_ms == ts[7]
+    assert constant_run(ts, x, 44) is None  # three samples at 1: too short to be "constant"
+    assert constant_run(ts, x, 1) is None
+    first = constant_run(ts[:30], np.zeros(30), 30)
+    assert first is not None and first.from_first and first.end_ms == ts[29]
 
 
 def test_describe_says_from_what_to_what_since_when_in_steps_of_the_resolution() -> None:

@@ -19,6 +19,10 @@ import numpy as np
 from perfintel.analysis.anomaly.steps import resolution, resolution_spread
 from perfintel.timeparse import format_duration_ms
 
+#: a shorter run of equal samples is not told as "constant" (the seasonal baseline's
+#: first 30 samples learn unclipped; a few equal counts in a row are noise)
+MIN_RUN = 30
+
 
 @dataclass(frozen=True)
 class ConstantRun:
@@ -35,13 +39,13 @@ class ConstantRun:
 
 def constant_run(ts: np.ndarray, values: np.ndarray, end: int) -> ConstantRun | None:
     """The run of samples equal to ``values[end - 1]`` before the change at ``end`` (None
-    before the second sample or for a run of one sample)."""
-    if end < 2 or end > len(values):
+    when shorter than ``MIN_RUN`` samples)."""
+    if end < MIN_RUN or end > len(values):
         return None
     last = values[end - 1]
     differs = np.flatnonzero(values[:end] != last)
     start = int(differs[-1]) + 1 if len(differs) else 0
-    if end - start < 2:
+    if end - start < MIN_RUN:
         return None
     until = int(ts[end]) if end < len(ts) else int(ts[end - 1])
     return ConstantRun(int(ts[start]), until, float(last), end - start, start == 0)
