@@ -72,7 +72,10 @@ def describe(value: float, expected: float, run: ConstantRun | None) -> str:
         origin = f"constant at {_fmt(run.value)} for {least}{span} (since {since} UTC{earlier})"
         base = run.value
     else:
-        origin = f"almost constant (a learnt spread below its resolution) at {_fmt(expected)}"
+        origin = (
+            f"expected {_fmt(expected)} of a series that had barely moved "
+            "(a learnt spread below its resolution)"
+        )
         base = expected
     delta = value - base
     steps = abs(delta) / q
