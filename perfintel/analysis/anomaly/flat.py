@@ -79,7 +79,8 @@ def describe(value: float, expected: float, run: ConstantRun | None) -> str:
         base = expected
     delta = value - base
     steps = abs(delta) / q
-    return (
-        f"{origin}, now {_fmt(value)}: a change of {delta:+.4g} "
-        f"({steps:.4g} step{'s' if steps != 1 else ''} of its resolution {_fmt(q)})"
-    )
+    if steps < 1:
+        size = f"less than its resolution {_fmt(q)}"
+    else:
+        size = f"{steps:.4g} step{'s' if steps != 1 else ''} of its resolution {_fmt(q)}"
+    return f"{origin}, now {_fmt(value)}: a change of {delta:+.4g} ({size})"
