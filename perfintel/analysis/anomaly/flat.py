@@ -63,9 +63,9 @@ def _fmt(v: float) -> str:
 
 def describe(value: float, expected: float, run: ConstantRun | None) -> str:
     """The change in words: ``constant at 0 for 2d (since …), now 1: a change of +1 (…)``;
-    without the run, from the expected value ``expected``."""
+    without the run (or when the value is still the run's), from ``expected``."""
     q = float(resolution(value))
-    if run is not None:
+    if run is not None and run.value != value:
         since = datetime.fromtimestamp(run.start_ms / 1000.0, tz=UTC).strftime("%Y-%m-%d %H:%M")
         span = format_duration_ms(max(run.end_ms - run.start_ms, 0))
         least, earlier = ("at least ", " or earlier") if run.from_first else ("", "")
