@@ -78,3 +78,17 @@ def test_a_detector_grades_a_change_from_constant_by_its_size() -> None:
         assert "×" not in r.explanation and r.explanation.startswith("expected 0 of a series")
         severities[step] = r.severity
     assert severities == {1.0: "low", 10.0: "critical"}
+
+
+@pytest.mark.parametrize("to", [0.0, 1.0])
+def test_a_float_series_that_reaches_a_whole_number_keeps_its_own_spread(to: float) -> None:
+    # 0 and 1 lie on every coarse grid: a utilisation of 0.5 that drops to exactly 0 (an
+    # outage) or pegs at exactly 1 (saturation) is a float series, not a count, and its band
+    # is its learnt spread (a floor read from the value alone scored these ~1: missed)
+    rng = np.random.default_rng(1)
+    det = AnomalyDetector()
+    for i in range(1440):
+        det.update(T0 + i * MIN, float(0.5 + 0.02 * rng.standard_normal()))
+    r = det.update_result(T0 + 1440 * MIN, to)
+    assert r.is_anomaly and r.severity == "critical" and r.anomaly_score > 5
+    assert "× the usual spread" in r.explanation

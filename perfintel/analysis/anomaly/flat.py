@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from perfintel.analysis.anomaly.steps import resolution, resolution_spread
+from perfintel.analysis.anomaly.steps import grid_spread, resolution
 from perfintel.timeparse import format_duration_ms
 
 #: a shorter run of equal samples is not told as "constant" (the seasonal baseline's
@@ -51,10 +51,11 @@ def constant_run(ts: np.ndarray, values: np.ndarray, end: int) -> ConstantRun | 
     return ConstantRun(int(ts[start]), until, float(last), end - start, start == 0)
 
 
-def below_resolution(sigma: float, value: float) -> bool:
-    """Whether the learnt spread ``sigma`` is below the spread of ``value``'s resolution:
-    the series had (almost) never moved, and the band is the resolution's."""
-    return bool(sigma < resolution_spread(value))
+def below_resolution(sigma: float, value: float, expected: float) -> bool:
+    """Whether the learnt spread ``sigma`` is below the spread of the grid ``value`` and
+    ``expected`` lie on (``steps.grid_spread``): the series had (almost) never moved, and
+    the band is the resolution's."""
+    return bool(sigma < grid_spread(value, expected))
 
 
 def _fmt(v: float) -> str:
@@ -64,19 +65,18 @@ def _fmt(v: float) -> str:
 def describe(value: float, expected: float, run: ConstantRun | None) -> str:
     """The change in words: ``constant at 0 for 2d (since …), now 1: a change of +1 (…)``;
     without the run (or when the value is still the run's), from ``expected``."""
-    q = float(resolution(value))
+    base = run.value if run is not None and run.value != value else expected
+    q = float(min(resolution(value), resolution(base)))
     if run is not None and run.value != value:
         since = datetime.fromtimestamp(run.start_ms / 1000.0, tz=UTC).strftime("%Y-%m-%d %H:%M")
         span = format_duration_ms(max(run.end_ms - run.start_ms, 0))
         least, earlier = ("at least ", " or earlier") if run.from_first else ("", "")
         origin = f"constant at {_fmt(run.value)} for {least}{span} (since {since} UTC{earlier})"
-        base = run.value
     else:
         origin = (
             f"expected {_fmt(expected)} of a series that had barely moved "
             "(a learnt spread below its resolution)"
         )
-        base = expected
     delta = value - base
     steps = abs(delta) / q
     if steps < 1:

@@ -103,7 +103,7 @@ def explain(
         fired = score >= alarm
     detector, why = COMPONENT_LABELS[which] if "which" in out.extra else ("", "")
     sigma = float(out.extra["sigma"][i]) if "sigma" in out.extra else nan
-    flat = not math.isnan(yhat) and below_resolution(sigma, value)
+    flat = not math.isnan(yhat) and below_resolution(sigma, value, yhat)
     sev = "none"
     if fired:
         # a flat series' NAB score is saturated by any move: graded by the band distance

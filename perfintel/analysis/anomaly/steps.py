@@ -75,6 +75,14 @@ def resolution_spread(x):  # type: ignore[no-untyped-def]
     return resolution(x) / _SQRT12
 
 
+@njit
+def grid_spread(x, y):  # type: ignore[no-untyped-def]
+    """The resolution spread of a value ``x`` against the expected ``y``: the finer of their
+    grids' (0 lies on every grid). Both must lie on a coarse grid for a coarse floor: a
+    float series that reaches exactly 0 or 1 (an outage, a pegged ratio) is not a count."""
+    return min(resolution_spread(x), resolution_spread(y))
+
+
 # -- seasonal baseline ------------------------------------------------------------
 # f slots: samples, first and last timestamp, sampling interval, fast level,
 # daily and weekly deseasonalised levels, the three models' mean absolute errors
@@ -135,7 +143,7 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     sigma = MAD_TO_SIGMA * err_k + floor
     # the spread is never below the value's resolution: for the band, z and the clipping
     # of what is learnt (a constant series learns ~0 and then clips every move to ~0)
-    res = resolution_spread(x)
+    res = grid_spread(x, yhat)
     spread = max(sigma, res)
     resid = x - yhat
     z = abs(resid) / spread
