@@ -159,6 +159,7 @@ class _Outputs:
     which: np.ndarray  # int8: component with the largest weighted likelihood
     model: np.ndarray  # int8: seasonal model in use (0 level, 1 daily, 2 weekly)
     sigma: np.ndarray
+    grid: np.ndarray  # the series' grid step (the seasonal baseline's resolution floor)
 
 
 def detect(
@@ -317,6 +318,7 @@ def _new_outputs(series: list[_Prepared]) -> _Outputs:
         which=np.zeros(shape, np.int8),
         model=np.zeros(shape, np.int8),
         sigma=np.full(shape, np.nan),
+        grid=np.full(shape, np.nan),
     )
 
 
@@ -353,6 +355,7 @@ def _score(model: Ensemble, series: list[_Prepared], out: _Outputs, per_series: 
         out.upper[i, :n] = full["yhat_upper"][sl]
         out.model[i, :n] = full["model"][sl]
         out.sigma[i, :n] = full["sigma"][sl]
+        out.grid[i, :n] = full["grid"][sl]
         liks = np.vstack([full[f"lik_{name}"][sl] for name, _ in COMPONENT_LABELS]) * weights
         out.which[i, :n] = np.where(out.score[i, :n] > 0, np.argmax(liks, axis=0), 0)
 
@@ -414,6 +417,7 @@ def _events(
                 "alert": np.array([1.0]),
                 "model": np.array([float(out.model[i, k_peak])]),
                 "sigma": out.sigma[i, k_peak : k_peak + 1],
+                "grid": out.grid[i, k_peak : k_peak + 1],
             },
         )
         res = explain(

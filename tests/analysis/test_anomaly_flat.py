@@ -55,13 +55,15 @@ def test_describe_says_from_what_to_what_since_when_in_steps_of_the_resolution()
     ts = T0 + MIN * np.arange(2 * 1440 + 1, dtype=np.int64)
     x = np.r_[[7.0], np.zeros(2 * 1440 - 1), [0.5]]
     run = constant_run(ts, x, len(x) - 1)
-    text = describe(0.5, 0.0, run)
+    text = describe(0.5, 0.0, run, 0.1)
     assert text.startswith("constant at 0 for 1d23h59m (since ")
     assert "UTC), now 0.5: a change of +0.5 (5 steps of its resolution 0.1)" in text
-    assert describe(2.0, 1.0, None).startswith("expected 1 of a series that had barely moved")
-    assert describe(0.0, 0.5, run).startswith("expected 0.5 of a series")  # not "a change of +0"
+    assert describe(2.0, 1.0, None, 1.0).startswith("expected 1 of a series that had barely moved")
+    assert describe(0.0, 0.5, run, 0.1).startswith(
+        "expected 0.5 of a series"
+    )  # not "a change of +0"
     # a byte counter stuck at 1.2e12 that moves by one block: below its 6-digit resolution
-    big = describe(1_234_567_894_219.0, 1_234_567_890_123.0, None)
+    big = describe(1_234_567_894_219.0, 1_234_567_890_123.0, None, 1e7)
     assert big.endswith("a change of +4096 (less than its resolution 1.000e+07)")
 
 

@@ -2,8 +2,9 @@
 
 A series that sat on one value for hours (a queue at 0, a gauge stuck at 3) has a
 learnt spread of ~0, so "n× the usual spread" is meaningless for its first move (it
-was 1e9×). The kernel keeps its band at least at the spread of the value's
-resolution (``steps.resolution_spread``); this module says in words, and grades, a
+was 1e9×). The kernel keeps its band at least at the spread of the series'
+resolution (the finest grid step its values were seen on, ``steps.series_grid``,
+given as the ensemble's ``grid`` output); this module says in words, and grades, a
 change whose learnt spread was below that: from what value, since when, to what,
 in steps of the resolution — and its severity from the resolution-bounded
 ``anomaly_score`` alone (the NAB score of such a step is saturated whatever its size).
@@ -11,12 +12,12 @@ in steps of the resolution — and its severity from the resolution-bounded
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
-from perfintel.analysis.anomaly.steps import grid_spread, resolution
 from perfintel.timeparse import format_duration_ms
 
 #: a shorter run of equal samples is not told as "constant" (the seasonal baseline's
@@ -51,22 +52,23 @@ def constant_run(ts: np.ndarray, values: np.ndarray, end: int) -> ConstantRun | 
     return ConstantRun(int(ts[start]), until, float(last), end - start, start == 0)
 
 
-def below_resolution(sigma: float, value: float, expected: float) -> bool:
-    """Whether the learnt spread ``sigma`` is below the spread of the grid ``value`` and
-    ``expected`` lie on (``steps.grid_spread``): the series had (almost) never moved, and
-    the band is the resolution's."""
-    return bool(sigma < grid_spread(value, expected))
+def below_resolution(sigma: float, grid: float) -> bool:
+    """Whether the learnt spread ``sigma`` is below the spread of rounding to the series'
+    grid step ``grid`` (q/sqrt(12)): the series had (almost) never moved, and the band is
+    the resolution's."""
+    return bool(sigma < grid / math.sqrt(12.0))
 
 
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) < 1e6 else f"{v:.3e}"
 
 
-def describe(value: float, expected: float, run: ConstantRun | None) -> str:
+def describe(value: float, expected: float, run: ConstantRun | None, grid: float) -> str:
     """The change in words: ``constant at 0 for 2d (since …), now 1: a change of +1 (…)``;
-    without the run (or when the value is still the run's), from ``expected``."""
+    without the run (or when the value is still the run's), from ``expected``; its size
+    in steps of the series' grid ``grid``."""
     base = run.value if run is not None and run.value != value else expected
-    q = float(min(resolution(value), resolution(base)))
+    q = grid
     if run is not None and run.value != value:
         since = datetime.fromtimestamp(run.start_ms / 1000.0, tz=UTC).strftime("%Y-%m-%d %H:%M")
         span = format_duration_ms(max(run.end_ms - run.start_ms, 0))

@@ -103,7 +103,8 @@ def explain(
         fired = score >= alarm
     detector, why = COMPONENT_LABELS[which] if "which" in out.extra else ("", "")
     sigma = float(out.extra["sigma"][i]) if "sigma" in out.extra else nan
-    flat = not math.isnan(yhat) and below_resolution(sigma, value, yhat)
+    grid = float(out.extra["grid"][i]) if "grid" in out.extra else nan
+    flat = not math.isnan(yhat) and below_resolution(sigma, grid)
     sev = "none"
     if fired:
         # a flat series' NAB score is saturated by any move: graded by the band distance
@@ -114,7 +115,7 @@ def explain(
         model = int(out.extra.get("model", np.zeros(i + 1))[i])
         parts = [f"value {_fmt(value)}"]
         if flat:
-            parts = [describe(value, yhat, constant)]
+            parts = [describe(value, yhat, constant, grid)]
         elif not math.isnan(yhat) and sigma > 0:
             k = abs(value - yhat) / sigma
             side = "above" if value >= yhat else "below"

@@ -50,6 +50,7 @@ class SeasonalBaseline(VectorModel):
         "anomaly_score",
         "model",
         "sigma",
+        "grid",
     )
     flags = ("score", "model")
 
@@ -96,6 +97,9 @@ class SeasonalBaseline(VectorModel):
             "fast": Field(),
             "level": Field(2),  # deseasonalised slow levels of the daily and weekly models
             "err": Field(3),
+            # the finest grid step the series' values were seen on (0: none seen yet);
+            # layout 3, so a state saved before it loads with none seen
+            "grid": Field(added=3),
             "day": Field(24, "h"),
             "week": Field(168, "h"),
         }

@@ -51,7 +51,7 @@ def resolution(x):  # type: ignore[no-untyped-def]
     """The step of the grid ``x`` was reported on: the coarsest power of ten, at most 1,
     that ``x`` is a whole multiple of (1 for 0 and for whole numbers; 0.01 for 0.25), but
     never finer than the unit of its ``RESOLUTION_DIGITS``-th significant digit (so 100
-    for 12345678). Read from the value alone, so it needs no state slot."""
+    for 12345678). A series' grid is the finest of its values' (``series_grid``)."""
     ax = abs(x)
     if not (ax > 0 and ax < math.inf):
         return 1.0
@@ -69,25 +69,29 @@ def resolution(x):  # type: ignore[no-untyped-def]
 
 @njit
 def resolution_spread(x):  # type: ignore[no-untyped-def]
-    """The spread of rounding to ``x``'s grid (uniform over one step: q/sqrt(12)): a
-    series on a grid cannot show less, so the band is never narrower (a series that was
-    constant has a learnt spread of ~0, and a one-step move was 1e9 spreads)."""
+    """The spread of rounding to ``x``'s grid (uniform over one step: q/sqrt(12))."""
     return resolution(x) / _SQRT12
 
 
 @njit
-def grid_spread(x, y):  # type: ignore[no-untyped-def]
-    """The resolution spread of a value ``x`` against the expected ``y``: the finer of their
-    grids' (0 lies on every grid). Both must lie on a coarse grid for a coarse floor: a
-    float series that reaches exactly 0 or 1 (an outage, a pegged ratio) is not a count."""
-    return min(resolution_spread(x), resolution_spread(y))
+def series_grid(grid, x):  # type: ignore[no-untyped-def]
+    """The finest grid step of a series seen on ``grid`` so far (0: none yet) once it
+    reports ``x``. The grid is the series', not one value's: a utilisation of 0.5 ± 0.02
+    that drops to exactly 0 or pegs at exactly 1 stays a float series, and a count's
+    expected value (an average, off its grid) does not make it one. 0 lies on every
+    grid, so it tells nothing."""
+    if x == 0:
+        return grid
+    q = resolution(x)
+    return q if grid == 0 else min(grid, q)
 
 
 # -- seasonal baseline ------------------------------------------------------------
 # f slots: samples, first and last timestamp, sampling interval, fast level,
-# daily and weekly deseasonalised levels, the three models' mean absolute errors
-S_N, S_T0, S_TL, S_DT, S_FAST, S_L0, S_L1, S_E = 0, 1, 2, 3, 4, 5, 6, 7
-S_WIDTH_F = 10
+# daily and weekly deseasonalised levels, the three models' mean absolute errors,
+# the series' grid step (``series_grid``; 0 until a value other than 0 is seen)
+S_N, S_T0, S_TL, S_DT, S_FAST, S_L0, S_L1, S_E, S_GRID = 0, 1, 2, 3, 4, 5, 6, 7, 10
+S_WIDTH_F = 11
 # h slots: 24 hour-of-day offsets, then 168 hour-of-week offsets
 S_DAY, S_WEEK, S_WIDTH_H = 0, 24, 192
 # parameters
@@ -98,7 +102,8 @@ SP_FAST, SP_SLOW, SP_PROFILE, SP_ERR, SP_BAND, SP_PREFER, SP_CLIP = range(7)
 def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     """Score ``x`` at ``t`` against series ``r``'s baseline, then learn from it.
 
-    Returns (yhat, half band, anomaly_score, z, model, sigma, seasonal offset).
+    Returns (yhat, half band, anomaly_score, z, model, sigma, seasonal offset, grid
+    step of the series).
     """
     hours = (t - _HALF_HOUR_MS) / HOUR_MS
     base = math.floor(hours)
@@ -141,9 +146,13 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     if age >= 14 * DAY_MS and e2 / (prefer * prefer) < pen:
         k, yhat, err_k = 2, l1 + w, e2
     sigma = MAD_TO_SIGMA * err_k + floor
-    # the spread is never below the value's resolution: for the band, z and the clipping
-    # of what is learnt (a constant series learns ~0 and then clips every move to ~0)
-    res = grid_spread(x, yhat)
+    # the spread is never below the series' resolution (the rounding to its grid: a
+    # series on a grid cannot show less): for the band, z and the clipping of what is
+    # learnt (a constant series learns ~0 and then clips every move to ~0). A series
+    # that was only ever 0 is taken as a count (grid 1) until it says otherwise.
+    grid = series_grid(f[r, o + S_GRID], x)
+    grid_step = grid if grid > 0 else 1.0
+    res = grid_step / _SQRT12
     spread = max(sigma, res)
     resid = x - yhat
     z = abs(resid) / spread
@@ -176,6 +185,7 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     f[r, o + S_T0] = t0
     f[r, o + S_TL] = tsf
     f[r, o + S_DT] = dt
+    f[r, o + S_GRID] = grid
     # a bin learns at ``profile_alpha`` per hour of samples, whatever the interval
     per_hour = min(max((dt if dt > 0 else np.float64(HOUR_MS)) / HOUR_MS, 1e-3), 1.0)
     pa = 1.0 - (1.0 - prm[SP_PROFILE]) ** per_hour
@@ -184,14 +194,17 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     h[r, w0] = to_f32(w_a + pa * (1.0 - frac) * e_w)
     h[r, w1] = to_f32(np.float64(h[r, w1]) + pa * frac * e_w)
     season = d if k == 1 else (w if k == 2 else 0.0)
-    return yhat, half, score_a, z, k, sigma, season
+    return yhat, half, score_a, z, k, sigma, season, grid_step
 
 
 @njit
 def seasonal_run(f, h, rows, ts, x, prm, out):  # type: ignore[no-untyped-def]
-    """``SeasonalBaseline``: score (a soft tail of z), z, yhat, band, anomaly_score, model, sigma."""
+    """``SeasonalBaseline``: score (a soft tail of z), z, yhat, band, anomaly_score, model,
+    sigma, grid step."""
     for i in range(len(x)):
-        yhat, half, score_a, z, k, sigma, _ = seasonal_step(f, h, rows[i], 0, 0, ts[i], x[i], prm)
+        yhat, half, score_a, z, k, sigma, _, grid_step = seasonal_step(
+            f, h, rows[i], 0, 0, ts[i], x[i], prm
+        )
         out[0, i] = 1.0 - math.exp(-0.5 * max(z - 2.0, 0.0) ** 2 / 4.0)
         out[1, i] = z
         out[2, i] = yhat
@@ -200,6 +213,7 @@ def seasonal_run(f, h, rows, ts, x, prm, out):  # type: ignore[no-untyped-def]
         out[5, i] = score_a
         out[6, i] = k
         out[7, i] = sigma
+        out[8, i] = grid_step
 
 
 # -- level shift ------------------------------------------------------------------
@@ -398,13 +412,14 @@ def ensemble_run(  # type: ignore[no-untyped-def]
     """``Ensemble``: advance ``rows[i]`` by ``(ts[i], x[i])`` in order.
 
     ``out`` rows: score, raw, anomaly_score, yhat, lower, upper, which, fired,
-    alert, z, model, sigma, then the three components' likelihood scores.
+    alert, z, model, sigma, the three components' likelihood scores, then the series'
+    grid step.
     """
     liks = np.zeros(3)
     for i in range(len(x)):
         r = rows[i]
         xi = x[i]
-        yhat, half, score_a, z, k, sigma, season = seasonal_step(
+        yhat, half, score_a, z, k, sigma, season, grid_step = seasonal_step(
             f, h, r, lay[E_S], lay[E_SH], ts[i], xi, s_prm
         )
         x_c = xi - season if e_prm[EP_DESEASON] > 0 else xi
@@ -440,3 +455,4 @@ def ensemble_run(  # type: ignore[no-untyped-def]
         out[12, i] = liks[0]
         out[13, i] = liks[1]
         out[14, i] = liks[2]
+        out[15, i] = grid_step
