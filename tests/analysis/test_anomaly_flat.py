@@ -10,7 +10,7 @@ import pytest
 
 from perfintel.analysis.anomaly import AnomalyDetector
 from perfintel.analysis.anomaly.flat import constant_run, describe
-from perfintel.analysis.anomaly.steps import resolution, resolution_spread
+from perfintel.analysis.anomaly.steps import resolution, resolution_spread, series_grid
 
 MIN = 60_000
 T0 = 1_790_000_000_000 - 1_790_000_000_000 % 86_400_000
@@ -94,3 +94,49 @@ def test_a_float_series_that_reaches_a_whole_number_keeps_its_own_spread(to: flo
     r = det.update_result(T0 + 1440 * MIN, to)
     assert r.is_anomaly and r.severity == "critical" and r.anomaly_score > 5
     assert "× the usual spread" in r.explanation
+
+
+def test_the_series_grid_is_the_finest_of_its_values_zeros_telling_nothing() -> None:
+    # the shortcuts of ``series_grid`` give exactly min(grid, resolution(x))
+    rng = np.random.default_rng(4)
+    edges = [10.0**k * f for k in range(-9, 12) for f in (1 - 1e-9, 1.0, 1 + 1e-9, 1.00001)]
+    values = np.r_[
+        np.arange(-5.0, 50.0),
+        rng.normal(0, 1, 200) * 10.0 ** rng.integers(-8, 12, 200),
+        [
+            round(float(v), int(d))
+            for v, d in zip(rng.uniform(0, 100, 100), rng.integers(0, 5, 100), strict=True)
+        ],
+        edges,
+        [-x for x in edges],
+    ]
+    for grid in [10.0**k for k in range(-13, 9)]:
+        for x in values:
+            if x != 0:
+                assert series_grid(grid, x) == min(grid, resolution(x)), (grid, x)
+    assert series_grid(0.0, 0.0) == 0.0 and series_grid(0.01, 0.0) == 0.01
+    assert series_grid(0.0, 3.0) == 1.0 and series_grid(0.0, 0.25) == 0.01
+
+
+@pytest.mark.parametrize(
+    ("kind", "grid"), [("zeros", 1.0), ("counts", 1.0), ("floats", 1e-6), ("cents", 0.01)]
+)
+def test_the_detector_keeps_its_series_grid(kind: str, grid: float) -> None:
+    """The grid a detector's band is floored at is the series': a count's expected value
+    (an average) is off its grid, and a float series may reach exactly 0 or 1."""
+    rng = np.random.default_rng(2)
+    x = {
+        "zeros": np.zeros(500),
+        "counts": rng.poisson(3.0, 500).astype(float),
+        "floats": 0.5 + 0.02 * rng.standard_normal(500),
+        "cents": np.round(0.5 + 0.02 * rng.standard_normal(500), 2),
+    }[kind]
+    x[-2:] = [0.0, 1.0]
+    det = AnomalyDetector()
+    ts = T0 + MIN * np.arange(500, dtype=np.int64)
+    out = det.run_batch_full(ts[:-1], x[:-1])
+    assert (out["grid"][100:] == grid).all()
+    kept = det.model.field(det._st, "s.grid")
+    assert kept[0] == (0.0 if kind == "zeros" else grid)  # 0: no value but 0 seen yet
+    assert det.run_batch_full(ts[-1:], x[-1:])["grid"][0] == grid
+    assert kept[0] == grid
