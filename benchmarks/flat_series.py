@@ -7,6 +7,10 @@ ingested through ``POST /api/v1/ingest`` with timestamps ending at the current m
 
 * ``queue_step_<s>`` — 0 for ``--days`` days of 1-minute samples, then ``s`` for five
   minutes (one per ``--steps``);
+* ``gauge_3_to_13`` — 3 for ``--days`` days, then 13 for five minutes;
+* ``util_drop_to_0`` / ``util_pegged_at_1`` — a utilisation of 0.5 ± 0.02 (a float
+  series) for ``--days`` days, then exactly 0 (an outage) or exactly 1 (saturation) for
+  five minutes: whole numbers, but not a count's, so not a count's resolution floor;
 * ``busy_queue`` — 0 for ``--days`` days, then a Poisson count (mean 0.7) for 8 hours;
 * ``api_latency`` — a daily sine around 100 with noise 1.5 and +50 for four minutes an
   hour ago: an incident, for comparison.
@@ -48,6 +52,10 @@ def _series(days: float, steps: list[float], now: int) -> dict[str, tuple[np.nda
     moved = ts >= now - 4 * MIN
     for s in steps:
         out[f"queue_step_{s:g}"] = (ts, np.where(moved, s, 0.0))
+    out["gauge_3_to_13"] = (ts, np.where(moved, 13.0, 3.0))
+    util = 0.5 + 0.02 * np.random.default_rng(3).standard_normal(ts.size)
+    out["util_drop_to_0"] = (ts, np.where(moved, 0.0, util))
+    out["util_pegged_at_1"] = (ts, np.where(moved, 1.0, util))
     busy_ts = np.arange(now - int(days * DAY) - 8 * HOUR, now + 1, MIN)
     busy = np.random.default_rng(1).poisson(0.7, busy_ts.size).astype(float)
     out["busy_queue"] = (busy_ts, np.where(busy_ts >= now - 8 * HOUR, busy, 0.0))

@@ -18,7 +18,10 @@ sampled every minute or every hour.
 
 The daily model may win only after two days of data, the weekly one after two
 weeks. The residual scale is the winner's exponentially weighted mean absolute
-error (×1.2533 ≈ a Gaussian sigma), floored so constant series stay finite.
+error (×1.2533 ≈ a Gaussian sigma), never below the spread of the series'
+resolution: the rounding to the finest decimal grid its values were seen on
+(``steps.series_grid``, kept in the ``grid`` slot), so a series that was constant
+has a band of its resolution instead of ~0.
 Updates are Huber-clipped so a spike does not inflate the scale or drag the
 profile. Timestamps are bucketed in UTC. The constants are conventional
 smoothing rates, not fitted to a benchmark.
