@@ -6,6 +6,7 @@ other than 0 (``base.migrate``, ``CompactCodec.migrate``)."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from perfintel.analysis.anomaly.compact import compact_model
 from perfintel.analysis.anomaly.steps import S_GRID
 from perfintel.batch import SampleBatch
 from perfintel.model import label_set, parse_selector
-from perfintel.performance.online import OnlineAnomalyDetection
+from perfintel.performance.online import STATE_FILE, OnlineAnomalyDetection
 from perfintel.storage.memory import MemoryStore
 from perfintel.telemetry import Registry
 
@@ -174,3 +175,32 @@ def test_a_worker_checkpoint_of_the_previous_layout_restores_and_scores_on() -> 
             det.process(b)
         want = _scores(ref_store, since)
         assert _scores(store, since) == want and len(want) == 40, merged
+
+
+def test_a_state_file_of_the_previous_layout_in_the_data_dir_restores(tmp_path: Path) -> None:
+    """The single-process detector's state file (exact states, labels) as main's code
+    wrote it: after a restart the detector scores on like the uninterrupted one."""
+    data = _batches(20, range(150))
+    ref_store = MemoryStore()
+    ref = OnlineAnomalyDetection(ref_store, registry=Registry())
+    for b in data:
+        ref.process(b)
+    first = OnlineAnomalyDetection(Discard(), state_dir=tmp_path, registry=Registry())
+    for b in data[:100]:
+        first.process(b)
+    first.save_state()
+    path = tmp_path / STATE_FILE
+    with np.load(path) as z:
+        parts = {k: z[k] for k in z.files}
+    parts["states"] = np.stack(
+        [np.frombuffer(_old_exact(row.tobytes()), np.uint8) for row in parts["states"]]
+    )
+    with open(path, "wb") as f:
+        np.savez(f, **parts)
+    store = MemoryStore()
+    again = OnlineAnomalyDetection(store, state_dir=tmp_path, registry=Registry())
+    assert again.load_state() == 20
+    for b in data[100:]:
+        again.process(b)
+    want = _scores(ref_store, 100)
+    assert _scores(store, 100) == want and len(want) == 20
