@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from perfintel.analysis.anomaly import Ensemble, EnsembleConfig, StepOut, kernel
+from perfintel.analysis.anomaly.flat import constant_run
 from perfintel.analysis.anomaly.result import COMPONENT_LABELS, explain
 from perfintel.errors import BadInputError, QueryLimitError
 from perfintel.model import LabelSet, Selector
@@ -158,6 +159,7 @@ class _Outputs:
     which: np.ndarray  # int8: component with the largest weighted likelihood
     model: np.ndarray  # int8: seasonal model in use (0 level, 1 daily, 2 weekly)
     sigma: np.ndarray
+    grid: np.ndarray  # the series' grid step (the seasonal baseline's resolution floor)
 
 
 def detect(
@@ -231,7 +233,7 @@ def detect(
             yhat_lower=out.lower[i, :n],
             yhat_upper=out.upper[i, :n],
         )
-        d.events = _events(d, out, i, opt.threshold, cfg)
+        d.events = _events(d, out, i, opt.threshold, cfg, p.warm_ts, p.warm_x)
         result.append(d)
     result.sort(key=lambda d: d.labels)
     return DetectReport(start_ms, end_ms, opt.threshold, result, path)
@@ -316,6 +318,7 @@ def _new_outputs(series: list[_Prepared]) -> _Outputs:
         which=np.zeros(shape, np.int8),
         model=np.zeros(shape, np.int8),
         sigma=np.full(shape, np.nan),
+        grid=np.full(shape, np.nan),
     )
 
 
@@ -352,6 +355,7 @@ def _score(model: Ensemble, series: list[_Prepared], out: _Outputs, per_series: 
         out.upper[i, :n] = full["yhat_upper"][sl]
         out.model[i, :n] = full["model"][sl]
         out.sigma[i, :n] = full["sigma"][sl]
+        out.grid[i, :n] = full["grid"][sl]
         liks = np.vstack([full[f"lik_{name}"][sl] for name, _ in COMPONENT_LABELS]) * weights
         out.which[i, :n] = np.where(out.score[i, :n] > 0, np.argmax(liks, axis=0), 0)
 
@@ -369,11 +373,20 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _events(
-    d: DetectedSeries, out: _Outputs, i: int, threshold: float, cfg: EnsembleConfig
+    d: DetectedSeries,
+    out: _Outputs,
+    i: int,
+    threshold: float,
+    cfg: EnsembleConfig,
+    warm_ts: np.ndarray,
+    warm_x: np.ndarray,
 ) -> list[AnomalyEvent]:
     n = len(d.timestamps)
     if n == 0:
         return []
+    # the warm-up too: how long a series had been constant before a change
+    history_ts = np.concatenate([warm_ts, d.timestamps])
+    history_x = np.concatenate([warm_x, d.values])
     a = np.nan_to_num(d.anomaly_score, nan=0.0)
     seen = d.warmup_points + np.arange(1, n + 1)
     band_k = cfg.band_alert * threshold / cfg.alarm
@@ -404,9 +417,16 @@ def _events(
                 "alert": np.array([1.0]),
                 "model": np.array([float(out.model[i, k_peak])]),
                 "sigma": out.sigma[i, k_peak : k_peak + 1],
+                "grid": out.grid[i, k_peak : k_peak + 1],
             },
         )
-        res = explain(int(d.timestamps[k_peak]), float(d.values[k_peak]), step, cfg.alarm)
+        res = explain(
+            int(d.timestamps[k_peak]),
+            float(d.values[k_peak]),
+            step,
+            cfg.alarm,
+            constant=constant_run(history_ts, history_x, len(warm_ts) + s),
+        )
         # an event found at a high sensitivity may sit below the detector's own levels
         severity = res.severity if res.severity != "none" else "low"
         text = res.explanation.replace("severity none.", f"severity {severity}.")

@@ -44,7 +44,8 @@ with ``allow_pickle=False``), written every ``state_interval`` and at
 A file that cannot be read, was written by another model or by an earlier
 detector version (format 1), is logged and ignored (the detector then learns
 again from scratch). Format 2 (labels, no keys) loads, the keys computed from the
-labels.
+labels. States (exact or packed) of the detector's previous layout (magic ``PIA2``,
+before the seasonal baseline kept its series' grid) load migrated (``VectorModel.migrate``).
 
 Memory per series: the state row (``OnlineRunner``), its key in a numpy
 ``SeriesIndex``, ``last_ts`` and a changed flag — no Python object per series

@@ -81,10 +81,16 @@ def generated(kind: str, n: int = 1500, step: int = 5 * MIN, seed: int = 0) -> t
         v = rng.exponential(1.0, n) ** 3  # heavy tail: many likelihood bins, many alarms
     elif kind == "signed_zeros":
         v = rng.choice([0.0, -0.0, 1.0, -1.0, 0.5], n)
+    elif kind == "flat_steps":
+        # a constant 0 (spread at the resolution floor), counts, stuck at 3.25, then cents
+        v = np.zeros(n)
+        v[n // 3 :] = rng.poisson(0.7, n - n // 3)
+        v[n * 3 // 5 :] = 3.25
+        v[n * 4 // 5 :] = np.round(rng.normal(3.25, 0.05, n - n * 4 // 5), 2)
     return ts, v
 
 
-KINDS = ["shift_spike", "walk", "nan", "huge", "time", "spiky", "signed_zeros"]
+KINDS = ["shift_spike", "walk", "nan", "huge", "time", "spiky", "signed_zeros", "flat_steps"]
 
 
 def interleaved(
@@ -196,8 +202,9 @@ print(json.dumps({"compiled": jit.COMPILED, "state": det.get_state().hex(),
 """
 
 
-def test_pure_python_path_is_the_same_code() -> None:
-    ts, v = generated("shift_spike", 700, seed=12)
+@pytest.mark.parametrize("kind", ["shift_spike", "flat_steps"])
+def test_pure_python_path_is_the_same_code(kind: str) -> None:
+    ts, v = generated(kind, 700, seed=12)
     v[100] = np.nan
     args = [json.dumps(ts.tolist()), json.dumps([None if x != x else x for x in v.tolist()])]
     args[1] = args[1].replace("null", "NaN")

@@ -29,8 +29,13 @@ State layout (``State``): ``f``, float64 ``(series, width_f)``; ``h``, float32
 of one of them (``Field.kind``). Serialised (``dump``): ``MAGIC`` (4 bytes),
 1 byte name length, the model's name (ASCII), the seed (int64), the row of
 ``f`` (little-endian float64), of ``h`` (little-endian float32), of ``b``. No
-pickling: loading never runs code. States written by the previous version
-(magic ``PIA1``, another layout) are refused with ``StateVersionError``.
+pickling: loading never runs code.
+
+The magic names the layout version (``LAYOUTS``). A field added in a later layout
+says so (``Field.added``); a state of an earlier layout that lacks only such fields
+loads, migrated: its fields moved to their current slots, the added ones at their
+``init`` (``migrate``). States of layout 1 (magic ``PIA1``, another layout) are
+refused with ``StateVersionError``.
 """
 
 from __future__ import annotations
@@ -43,7 +48,11 @@ import numpy as np
 
 from perfintel.errors import BadInputError
 
-MAGIC = b"PIA2"
+#: The magic of each state layout that loads: layout 2 (main until the seasonal
+#: baseline kept its series' grid) is migrated to the current one on load.
+LAYOUTS = {b"PIA2": 2, b"PIA3": 3}
+LAYOUT = 3
+MAGIC = b"PIA3"
 #: Magic numbers of earlier state formats (refused with ``StateVersionError``).
 OLD_MAGICS = (b"PIA1",)
 #: Values are clipped to this magnitude so that no arithmetic overflows.
@@ -62,6 +71,9 @@ class Field:
     size: int = 1
     kind: str = "f"
     init: float = 0.0
+    #: the state layout (``LAYOUTS``) that added the field: states of earlier layouts
+    #: load with it at ``init``
+    added: int = 2
 
 
 _KINDS = {"f": np.float64, "h": np.float32, "b": np.uint8}
@@ -137,19 +149,41 @@ class VectorModel(ABC):
         """
 
     # -- layout -------------------------------------------------------------------
-    def offsets(self) -> dict[str, int]:
+    def layout_fields(self, layout: int = LAYOUT) -> dict[str, Field]:
+        """The fields of state layout ``layout`` (those added by then), in layout order."""
+        return {k: fd for k, fd in self.fields().items() if fd.added <= layout}
+
+    def offsets(self, layout: int = LAYOUT) -> dict[str, int]:
         """Start of each field within its row (``f``, ``h`` or ``b``)."""
         pos = dict.fromkeys(_KINDS, 0)
         out = {}
-        for k, fd in self.fields().items():
+        for k, fd in self.layout_fields(layout).items():
             out[k] = pos[fd.kind]
             pos[fd.kind] += fd.size
         return out
 
-    def widths(self) -> dict[str, int]:
+    def widths(self, layout: int = LAYOUT) -> dict[str, int]:
         out = dict.fromkeys(_KINDS, 0)
-        for fd in self.fields().values():
+        for fd in self.layout_fields(layout).values():
             out[fd.kind] += fd.size
+        return out
+
+    def layout_state(self, n: int, layout: int) -> State:
+        """An uninitialised state of ``n`` rows in an earlier ``layout`` (to migrate)."""
+        w = self.widths(layout)
+        return State(*(np.empty((n, w[k]), dtype=dt) for k, dt in _KINDS.items()))
+
+    def migrate(self, old: State, layout: int) -> State:
+        """States of an earlier ``layout`` in the current one: every field of theirs
+        moved to its slot, the fields added since at their ``init``."""
+        if layout == LAYOUT:
+            return old
+        out = self.new_state(len(old))
+        was, now = self.offsets(layout), self.offsets()
+        for k, fd in self.layout_fields(layout).items():
+            src: np.ndarray = getattr(old, fd.kind)
+            dst: np.ndarray = getattr(out, fd.kind)
+            dst[:, now[k] : now[k] + fd.size] = src[:, was[k] : was[k] + fd.size]
         return out
 
     def new_state(self, n: int) -> State:
@@ -175,9 +209,9 @@ class VectorModel(ABC):
     def reset_row(self, st: State, row: int) -> None:
         self.copy_row(self.new_state(1), 0, st, row)
 
-    def state_nbytes(self) -> int:
+    def state_nbytes(self, layout: int = LAYOUT) -> int:
         """Bytes of state per series."""
-        w = self.widths()
+        w = self.widths(layout)
         return sum(w[k] * np.dtype(dt).itemsize for k, dt in _KINDS.items())
 
     def field(self, st: State, name: str, row: int = 0) -> np.ndarray:
@@ -230,9 +264,10 @@ class VectorModel(ABC):
         return res
 
     # -- serialisation --------------------------------------------------------------
-    def _head(self) -> bytes:
+    def _head(self, layout: int = LAYOUT) -> bytes:
+        magic = next(m for m, v in LAYOUTS.items() if v == layout)
         name = self.name.encode("ascii")
-        return MAGIC + bytes([len(name)]) + name + np.int64(self.seed).astype("<i8").tobytes()
+        return magic + bytes([len(name)]) + name + np.int64(self.seed).astype("<i8").tobytes()
 
     def dump(self, st: State, row: int) -> bytes:
         return b"".join(
@@ -257,49 +292,60 @@ class VectorModel(ABC):
         return np.concatenate(parts, axis=1)
 
     def load_rows(self, data: np.ndarray, dst: State, rows: np.ndarray) -> None:
-        """Write ``dump_rows`` output (one state per row of ``data``) into ``dst[rows]``."""
-        head = self._head()
+        """Write ``dump_rows`` output (one state per row of ``data``, all of one layout;
+        an earlier one is migrated) into ``dst[rows]``."""
         data = np.ascontiguousarray(data, dtype=np.uint8)
         if data.ndim != 2:
             raise BadInputError("states must be a matrix, one row per series")
-        if data.shape[1] >= 4 and any(
-            (data[:, :4] == np.frombuffer(m, np.uint8)).all(1).any() for m in OLD_MAGICS
-        ):
-            raise StateVersionError(
-                "detector state saved by an earlier detector version (another state layout)"
-            )
-        if data.shape[1] != len(head) + self.state_nbytes():
+        layout = LAYOUT
+        if len(data) and data.shape[1] >= 4:
+            layout = _layout_of(data[0, :4].tobytes())
+        head = self._head(layout)
+        if data.shape[1] != len(head) + self.state_nbytes(layout):
             raise BadInputError(f"{self.name!r} states do not fit this configuration")
         if len(data) and not (data[:, : len(head)] == np.frombuffer(head, np.uint8)).all():
             raise BadInputError(f"states are not {self.name!r} detector states")
-        w = self.widths()
+        st = self.layout_state(len(data), layout)
+        w = self.widths(layout)
         pos = len(head)
         for k, dt in (("f", "<f8"), ("h", "<f4"), ("b", "u1")):
             size = w[k] * np.dtype(dt).itemsize
-            block = np.ascontiguousarray(data[:, pos : pos + size]).view(dt)
-            getattr(dst, k)[rows] = block
+            getattr(st, k)[:] = np.ascontiguousarray(data[:, pos : pos + size]).view(dt)
             pos += size
+        st = self.migrate(st, layout)
+        for k in _KINDS:
+            getattr(dst, k)[rows] = getattr(st, k)
 
     def load(self, data: bytes) -> State:
-        """Parse ``dump`` output into a one-series state; ``BadInputError`` if it does not fit."""
-        if data[:4] in OLD_MAGICS:
-            raise StateVersionError(
-                "detector state saved by an earlier detector version (another state layout)"
-            )
-        head = self._head()
+        """Parse ``dump`` output (of the current layout or an earlier one, migrated) into a
+        one-series state; ``BadInputError`` if it does not fit."""
+        layout = _layout_of(data[:4])
+        head = self._head(layout)
         if not data.startswith(head):
             raise BadInputError(f"state is not a {self.name!r} detector state")
-        w = self.widths()
-        if len(data) != len(head) + self.state_nbytes():
+        w = self.widths(layout)
+        if len(data) != len(head) + self.state_nbytes(layout):
             raise BadInputError(
                 f"{self.name!r} state of {len(data)} bytes does not fit this configuration"
             )
-        st = self.new_state(1)
+        st = self.layout_state(1, layout)
         pos = len(head)
         for k, dt in (("f", "<f8"), ("h", "<f4"), ("b", "u1")):
             getattr(st, k)[0] = np.frombuffer(data, dtype=dt, count=w[k], offset=pos)
             pos += w[k] * np.dtype(dt).itemsize
-        return st
+        return self.migrate(st, layout)
+
+
+def _layout_of(magic: bytes) -> int:
+    """The layout a state's magic names (``StateVersionError`` for a refused earlier
+    format, ``BadInputError`` for bytes that are not a detector state)."""
+    if magic in OLD_MAGICS:
+        raise StateVersionError(
+            "detector state saved by an earlier detector version (another state layout)"
+        )
+    if magic not in LAYOUTS:
+        raise BadInputError("not a perfintel detector state")
+    return LAYOUTS[magic]
 
 
 REGISTRY: dict[str, Callable[[int], VectorModel]] = {}
@@ -310,11 +356,8 @@ def register(name: str, factory: Callable[[int], VectorModel]) -> None:
 
 
 def model_from_state(data: bytes) -> VectorModel:
-    if data[:4] in OLD_MAGICS:
-        raise StateVersionError(
-            "detector state saved by an earlier detector version (another state layout)"
-        )
-    if not data.startswith(MAGIC) or len(data) < 5:
+    _layout_of(data[:4])
+    if len(data) < 5:
         raise BadInputError("not a perfintel detector state")
     n = data[4]
     name = data[5 : 5 + n].decode("ascii", "replace")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfintel.analysis.anomaly.base import State, VectorModel
+from perfintel.analysis.anomaly.base import LAYOUT, State, VectorModel
 from perfintel.analysis.anomaly.ensemble import Ensemble
 from perfintel.analysis.anomaly.jit import njit
 from perfintel.analysis.anomaly.novelty import ContextNovelty
@@ -38,7 +38,7 @@ from perfintel.errors import BadInputError
 
 #: The novelty table fold of the compact detector (``ContextNovelty(fold=...)``): 256 bits
 #: a grid for the longest sequences that leave the warm-up range, chosen for memory (a
-#: grid's table 905 -> 107 bytes, the whole compact state 899 bytes)
+#: grid's table 905 -> 107 bytes, the whole compact state 907 bytes)
 COMPACT_FOLD = 256
 
 
@@ -64,13 +64,18 @@ class CompactCodec:
 
     ``fields`` maps ``h`` field names to ``(bits, signed)``; ``h`` fields not listed
     stay float32. The first ``f`` slot must be a per-sample counter (the dither's seed).
+    ``layout``: the state layout of the rows (an earlier one only to read rows saved
+    before the current one: ``unpack`` gives states of that layout, see ``migrate``).
     """
 
-    def __init__(self, model: VectorModel, fields: dict[str, tuple[int, bool]]) -> None:
+    def __init__(
+        self, model: VectorModel, fields: dict[str, tuple[int, bool]], layout: int = LAYOUT
+    ) -> None:
         self.model = model
-        off = model.offsets()
-        defs = model.fields()
-        w = model.widths()
+        self.layout = layout
+        off = model.offsets(layout)
+        defs = model.layout_fields(layout)
+        w = model.widths(layout)
         self.wf, self.wh, self.wb = w["f"], w["h"], w["b"]
         parts = []
         for name, (bits, signed) in fields.items():
@@ -90,11 +95,15 @@ class CompactCodec:
 
     def scratch(self, n: int) -> State:
         """An uninitialised state of ``n`` rows (for ``unpack``)."""
-        return State(
-            np.empty((n, self.wf), np.float64),
-            np.empty((n, self.wh), np.float32),
-            np.empty((n, self.wb), np.uint8),
-        )
+        return self.model.layout_state(n, self.layout)
+
+    def migrate(self, packed: np.ndarray, to: CompactCodec) -> np.ndarray:
+        """Rows packed by this codec (an earlier layout) packed by ``to`` (the current
+        one): the codes decode to values on their power-of-two steps, which re-encode
+        exactly, so only the fields' positions change (and the added ones are at init)."""
+        st = self.scratch(len(packed))
+        self.unpack(packed, st)
+        return to.pack(self.model.migrate(st, self.layout))
 
     def empty(self, n: int) -> np.ndarray:
         """``n`` packed rows at the model's initial state."""

@@ -42,6 +42,7 @@ OUTPUTS = (
     "model",
     "sigma",
     *(f"lik_{c}" for c in COMPONENTS),
+    "grid",
 )
 FLAGS = ("score", "which", "fired", "alert", "model")
 #: Likelihood histogram resolution of the z-like inputs (``log1p`` of a z-score).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfintel.analysis.anomaly.base import State, VectorModel
+from perfintel.analysis.anomaly.base import LAYOUT, LAYOUTS, State, VectorModel
 from perfintel.analysis.anomaly.compact import CompactCodec
 from perfintel.analysis.anomaly.ensemble import Ensemble
 from perfintel.errors import BadInputError
@@ -34,11 +34,18 @@ class OnlineRunner:
     ) -> None:
         self.model = model or Ensemble()
         self.codec: CompactCodec | None = None
+        self._old_codecs: dict[bytes, CompactCodec] = {}
         if compact:
             spec = getattr(self.model, "compact_fields", None)
             if spec is None:
                 raise BadInputError(f"model {self.model.name!r} has no compact state")
             self.codec = CompactCodec(self.model, spec())
+            # codecs of the earlier state layouts, to migrate rows saved by them
+            self._old_codecs = {
+                self._format(c): c
+                for c in (CompactCodec(self.model, spec(), v) for v in LAYOUTS.values())
+                if c.layout != LAYOUT
+            }
             self._initial = self.codec.empty(1)[0]
             # zeros cost no memory until written (the pages are mapped lazily): rows are
             # set to the initial state only when first used, so spare capacity is free
@@ -146,7 +153,10 @@ class OnlineRunner:
         only exchanged between runners of the same format."""
         if self.codec is None:
             return b""
-        return b"packed:" + self.model._head() + str(self.codec.width).encode()
+        return self._format(self.codec)
+
+    def _format(self, codec: CompactCodec) -> bytes:
+        return b"packed:" + self.model._head(codec.layout) + str(codec.width).encode()
 
     def get_packed(self, series_ids: np.ndarray) -> np.ndarray:
         """A compact runner's rows as they are held (the checkpoint of a compact worker:
@@ -159,12 +169,20 @@ class OnlineRunner:
         return self.packed[ids]
 
     def set_packed(self, series_ids: np.ndarray, data: np.ndarray, fmt: bytes) -> None:
-        if self.codec is None or fmt != self.packed_format():
+        """Rows of ``get_packed`` (of the format ``fmt``; rows of an earlier state layout
+        are migrated)."""
+        if self.codec is None:
+            raise BadInputError("packed states of another detector configuration")
+        old = self._old_codecs.get(fmt)
+        if old is None and fmt != self.packed_format():
             raise BadInputError("packed states of another detector configuration")
         data = np.asarray(data, dtype=np.uint8)
         ids = np.asarray(series_ids, dtype=np.int64)
-        if data.ndim != 2 or data.shape != (len(ids), self.codec.width):
+        width = self.codec.width if old is None else old.width
+        if data.ndim != 2 or data.shape != (len(ids), width):
             raise BadInputError("packed states do not fit this configuration")
+        if old is not None:
+            data = old.migrate(data, self.codec)
         if len(ids):
             self._ensure(int(ids.max()))
         self.packed[ids] = data

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from perfintel.analysis.anomaly.base import StepOut
+from perfintel.analysis.anomaly.flat import ConstantRun, below_resolution, describe
 
 #: Names of the ensemble's components, in the order of ``StepOut.extra["which"]``.
 COMPONENT_LABELS = (
@@ -74,9 +75,21 @@ def _fmt(v: float) -> str:
 
 
 def explain(
-    ts_ms: int, value: float, out: StepOut | None, alarm: float, i: int = 0
+    ts_ms: int,
+    value: float,
+    out: StepOut | None,
+    alarm: float,
+    i: int = 0,
+    *,
+    constant: ConstantRun | None = None,
 ) -> AnomalyResult:
-    """Build the result of sample ``i`` of a ``StepOut`` (``None`` = a NaN sample)."""
+    """Build the result of sample ``i`` of a ``StepOut`` (``None`` = a NaN sample).
+
+    ``constant``: the run of equal samples before the change, when the caller has the
+    history; a change of a series whose learnt spread is below its resolution (it had
+    been constant) is told from that run (``flat.py``) and graded by ``anomaly_score``
+    alone.
+    """
     nan = float("nan")
     if out is None:
         return AnomalyResult(ts_ms, value, 0.0, nan, nan, nan, nan, False, "", "none", "")
@@ -93,13 +106,21 @@ def explain(
     else:
         fired = score >= alarm
     detector, why = COMPONENT_LABELS[which] if "which" in out.extra else ("", "")
-    sev = severity_of(score, a_score) if fired else "none"
+    sigma = float(out.extra["sigma"][i]) if "sigma" in out.extra else nan
+    grid = float(out.extra["grid"][i]) if "grid" in out.extra else nan
+    flat = not math.isnan(yhat) and below_resolution(sigma, grid)
+    sev = "none"
+    if fired:
+        # a flat series' NAB score is saturated by any move: graded by the band distance
+        sev = severity_of(0.0, a_score) if flat else severity_of(score, a_score)
+        sev = "low" if flat and sev == "none" else sev
     text = ""
     if fired:
         model = int(out.extra.get("model", np.zeros(i + 1))[i])
-        sigma = float(out.extra["sigma"][i]) if "sigma" in out.extra else nan
         parts = [f"value {_fmt(value)}"]
-        if not math.isnan(yhat) and sigma > 0:
+        if flat:
+            parts = [describe(value, yhat, constant, grid)]
+        elif not math.isnan(yhat) and sigma > 0:
             k = abs(value - yhat) / sigma
             side = "above" if value >= yhat else "below"
             parts.append(

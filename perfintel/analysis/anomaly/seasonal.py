@@ -18,7 +18,10 @@ sampled every minute or every hour.
 
 The daily model may win only after two days of data, the weekly one after two
 weeks. The residual scale is the winner's exponentially weighted mean absolute
-error (×1.2533 ≈ a Gaussian sigma), floored so constant series stay finite.
+error (×1.2533 ≈ a Gaussian sigma), never below the spread of the series'
+resolution: the rounding to the finest decimal grid its values were seen on
+(``steps.series_grid``, kept in the ``grid`` slot), so a series that was constant
+has a band of its resolution instead of ~0.
 Updates are Huber-clipped so a spike does not inflate the scale or drag the
 profile. Timestamps are bucketed in UTC. The constants are conventional
 smoothing rates, not fitted to a benchmark.
@@ -50,6 +53,7 @@ class SeasonalBaseline(VectorModel):
         "anomaly_score",
         "model",
         "sigma",
+        "grid",
     )
     flags = ("score", "model")
 
@@ -96,6 +100,9 @@ class SeasonalBaseline(VectorModel):
             "fast": Field(),
             "level": Field(2),  # deseasonalised slow levels of the daily and weekly models
             "err": Field(3),
+            # the finest grid step the series' values were seen on (0: none seen yet);
+            # layout 3, so a state saved before it loads with none seen
+            "grid": Field(added=3),
             "day": Field(24, "h"),
             "week": Field(168, "h"),
         }

@@ -34,6 +34,13 @@ MAD_TO_SIGMA = 1.2533
 _HALF_HOUR_MS = HOUR_MS // 2
 
 F32_LIMIT = 1e38
+#: a value's grid is never read finer than its 6th significant digit (a convention: NAB
+#: cross-validation gives the same figures at 4, 6 and 8, see BENCHMARKS.md)
+RESOLUTION_DIGITS = 6
+_SQRT12 = math.sqrt(12.0)
+#: a value at least this many grid steps is never read finer than the grid (10 ** 5
+#: steps reach its 6th significant digit; the margin covers rounding of the powers)
+_DIGITS_SPAN = 10.0 ** (RESOLUTION_DIGITS - 1) * (1.0 + 1e-6)
 
 
 @njit
@@ -42,11 +49,66 @@ def to_f32(v):  # type: ignore[no-untyped-def]
     return np.float32(min(max(v, -F32_LIMIT), F32_LIMIT))
 
 
+@njit
+def resolution(x):  # type: ignore[no-untyped-def]
+    """The step of the grid ``x`` was reported on: the coarsest power of ten, at most 1,
+    that ``x`` is a whole multiple of (1 for 0 and for whole numbers; 0.01 for 0.25), but
+    never finer than the unit of its ``RESOLUTION_DIGITS``-th significant digit (so 100
+    for 12345678). A series' grid is the finest of its values' (``series_grid``)."""
+    ax = abs(x)
+    if not (ax > 0 and ax < math.inf):
+        return 1.0
+    finest = math.floor(math.log10(ax)) - (RESOLUTION_DIGITS - 1)
+    k = 0
+    while k > finest:
+        q = 10.0**k
+        m = ax / q
+        whole = math.floor(m + 0.5)
+        if whole >= 1 and abs(m - whole) <= 1e-9 * m:
+            return q
+        k -= 1
+    return 10.0**finest
+
+
+@njit
+def resolution_spread(x):  # type: ignore[no-untyped-def]
+    """The spread of rounding to ``x``'s grid (uniform over one step: q/sqrt(12))."""
+    return resolution(x) / _SQRT12
+
+
+@njit
+def series_grid(grid, x):  # type: ignore[no-untyped-def]
+    """The finest grid step of a series seen on ``grid`` so far (0: none yet) once it
+    reports ``x``. The grid is the series', not one value's: a utilisation of 0.5 ± 0.02
+    that drops to exactly 0 or pegs at exactly 1 stays a float series, and a count's
+    expected value (an average, off its grid) does not make it one. 0 lies on every
+    grid, so it tells nothing."""
+    if x == 0:
+        return grid
+    if grid > 0:
+        # min(grid, resolution(x)) is grid when grid is no finer than x's 6th significant
+        # digit (first with a margin, without a logarithm) or x lies on it (a grid of at
+        # most 1: coarser ones come from that digit alone): tested first, as
+        # ``resolution`` would, since its loop costs as much as the rest of a step
+        ax = abs(x)
+        if ax >= grid * _DIGITS_SPAN:
+            return grid
+        m = ax / grid
+        whole = math.floor(m + 0.5)
+        if grid <= 1.0 and whole >= 1 and abs(m - whole) <= 1e-9 * m:
+            return grid
+        if grid <= 10.0 ** (math.floor(math.log10(ax)) - (RESOLUTION_DIGITS - 1)):
+            return grid
+    q = resolution(x)
+    return q if grid == 0 else min(grid, q)
+
+
 # -- seasonal baseline ------------------------------------------------------------
 # f slots: samples, first and last timestamp, sampling interval, fast level,
-# daily and weekly deseasonalised levels, the three models' mean absolute errors
-S_N, S_T0, S_TL, S_DT, S_FAST, S_L0, S_L1, S_E = 0, 1, 2, 3, 4, 5, 6, 7
-S_WIDTH_F = 10
+# daily and weekly deseasonalised levels, the three models' mean absolute errors,
+# the series' grid step (``series_grid``; 0 until a value other than 0 is seen)
+S_N, S_T0, S_TL, S_DT, S_FAST, S_L0, S_L1, S_E, S_GRID = 0, 1, 2, 3, 4, 5, 6, 7, 10
+S_WIDTH_F = 11
 # h slots: 24 hour-of-day offsets, then 168 hour-of-week offsets
 S_DAY, S_WEEK, S_WIDTH_H = 0, 24, 192
 # parameters
@@ -57,7 +119,8 @@ SP_FAST, SP_SLOW, SP_PROFILE, SP_ERR, SP_BAND, SP_PREFER, SP_CLIP = range(7)
 def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     """Score ``x`` at ``t`` against series ``r``'s baseline, then learn from it.
 
-    Returns (yhat, half band, anomaly_score, z, model, sigma, seasonal offset).
+    Returns (yhat, half band, anomaly_score, z, model, sigma, seasonal offset, grid
+    step of the series).
     """
     hours = (t - _HALF_HOUR_MS) / HOUR_MS
     base = math.floor(hours)
@@ -100,9 +163,17 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     if age >= 14 * DAY_MS and e2 / (prefer * prefer) < pen:
         k, yhat, err_k = 2, l1 + w, e2
     sigma = MAD_TO_SIGMA * err_k + floor
+    # the spread is never below the series' resolution (the rounding to its grid: a
+    # series on a grid cannot show less): for the band, z and the clipping of what is
+    # learnt (a constant series learns ~0 and then clips every move to ~0). A series
+    # that was only ever 0 is taken as a count (grid 1) until it says otherwise.
+    grid = series_grid(f[r, o + S_GRID], x)
+    grid_step = grid if grid > 0 else 1.0
+    res = grid_step / _SQRT12
+    spread = max(sigma, res)
     resid = x - yhat
-    z = abs(resid) / sigma
-    half = prm[SP_BAND] * sigma
+    z = abs(resid) / spread
+    half = prm[SP_BAND] * spread
     score_a = abs(resid) / half
     if n < 10:
         score_a = 0.0
@@ -117,9 +188,9 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
         if not first:
             e = abs(x - fj)
             if n >= 30:
-                e = min(e, clip * (MAD_TO_SIGMA * ej + floor))
+                e = min(e, clip * max(MAD_TO_SIGMA * ej + floor, res))
         f[r, o + S_E + j] = ej + a_e * (e - ej)
-    c = clip * sigma
+    c = clip * spread
     xc = x if n < 30 else yhat + min(max(resid, -c), c)
     a_s = max(prm[SP_SLOW], 1.0 / (n + 1.0))
     e_d = (xc - l0) - d
@@ -131,6 +202,7 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     f[r, o + S_T0] = t0
     f[r, o + S_TL] = tsf
     f[r, o + S_DT] = dt
+    f[r, o + S_GRID] = grid
     # a bin learns at ``profile_alpha`` per hour of samples, whatever the interval
     per_hour = min(max((dt if dt > 0 else np.float64(HOUR_MS)) / HOUR_MS, 1e-3), 1.0)
     pa = 1.0 - (1.0 - prm[SP_PROFILE]) ** per_hour
@@ -139,14 +211,17 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     h[r, w0] = to_f32(w_a + pa * (1.0 - frac) * e_w)
     h[r, w1] = to_f32(np.float64(h[r, w1]) + pa * frac * e_w)
     season = d if k == 1 else (w if k == 2 else 0.0)
-    return yhat, half, score_a, z, k, sigma, season
+    return yhat, half, score_a, z, k, sigma, season, grid_step
 
 
 @njit
 def seasonal_run(f, h, rows, ts, x, prm, out):  # type: ignore[no-untyped-def]
-    """``SeasonalBaseline``: score (a soft tail of z), z, yhat, band, anomaly_score, model, sigma."""
+    """``SeasonalBaseline``: score (a soft tail of z), z, yhat, band, anomaly_score, model,
+    sigma, grid step."""
     for i in range(len(x)):
-        yhat, half, score_a, z, k, sigma, _ = seasonal_step(f, h, rows[i], 0, 0, ts[i], x[i], prm)
+        yhat, half, score_a, z, k, sigma, _, grid_step = seasonal_step(
+            f, h, rows[i], 0, 0, ts[i], x[i], prm
+        )
         out[0, i] = 1.0 - math.exp(-0.5 * max(z - 2.0, 0.0) ** 2 / 4.0)
         out[1, i] = z
         out[2, i] = yhat
@@ -155,6 +230,7 @@ def seasonal_run(f, h, rows, ts, x, prm, out):  # type: ignore[no-untyped-def]
         out[5, i] = score_a
         out[6, i] = k
         out[7, i] = sigma
+        out[8, i] = grid_step
 
 
 # -- level shift ------------------------------------------------------------------
@@ -353,13 +429,14 @@ def ensemble_run(  # type: ignore[no-untyped-def]
     """``Ensemble``: advance ``rows[i]`` by ``(ts[i], x[i])`` in order.
 
     ``out`` rows: score, raw, anomaly_score, yhat, lower, upper, which, fired,
-    alert, z, model, sigma, then the three components' likelihood scores.
+    alert, z, model, sigma, the three components' likelihood scores, then the series'
+    grid step.
     """
     liks = np.zeros(3)
     for i in range(len(x)):
         r = rows[i]
         xi = x[i]
-        yhat, half, score_a, z, k, sigma, season = seasonal_step(
+        yhat, half, score_a, z, k, sigma, season, grid_step = seasonal_step(
             f, h, r, lay[E_S], lay[E_SH], ts[i], xi, s_prm
         )
         x_c = xi - season if e_prm[EP_DESEASON] > 0 else xi
@@ -395,3 +472,4 @@ def ensemble_run(  # type: ignore[no-untyped-def]
         out[12, i] = liks[0]
         out[13, i] = liks[1]
         out[14, i] = liks[2]
+        out[15, i] = grid_step
