@@ -175,7 +175,7 @@ def identifiability(inc: Incident, p: rc.RootCauseParams) -> tuple[bool, bool, b
     values = x[:, ws:we]
 
     def tol(i: int) -> float:
-        shape = rc._shape_of(ch, i, values)
+        shape = rc._shape_of(ch, i, values, inc.step_ms)
         return rc._tolerance(ch, i, shape, p.sharp_tolerance)
 
     def role(i: int) -> int:
