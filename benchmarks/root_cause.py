@@ -26,7 +26,14 @@ gets the same window (the 30 minutes before the alert time) and baseline (the
 
 ``--rename otel`` or ``--rename micrometer`` names every generated series as that convention
 does (``perfintel.bench.renamed``: same values, timing and ground truth), to measure that the
-accuracy does not depend on the generators' own names.
+accuracy does not depend on the generators' own names. ``--ask`` asks at another time
+(``end``, ``onset``, ``+Nm``; ``--after MIN`` gives the in-house generators that much more
+data after the alert) and ``--coarsen K`` samples K times less often
+(``perfintel.bench.asked``), to measure how much the accuracy depends on being asked at the
+alert on the generator's own step:
+
+    .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 \\
+        --generators default,variant,variant-lagged,blind --ask +10m --after 10
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_
 from perfintel.analysis.rootcause import ranking as rc
 from perfintel.analysis.signals import Grid, SeriesInput, as_matrix
 from perfintel.bench import rca_baselines as baselines
+from perfintel.bench.asked import later_profile, transform
 from perfintel.bench.incidents import (
     DEFAULT_PROFILE,
     FAULT_KINDS,
@@ -75,6 +83,27 @@ GENERATORS: dict[str, Callable[[int], Incident]] = {
 TUNING = (DEFAULT_PROFILE.name, VARIANT_PROFILE.name, VARIANT_LAGGED_PROFILE.name, "blind")
 #: the latency benchmark's incident: 28 services of 3 instances (more than 500 series)
 LATENCY_PROFILE = replace(DEFAULT_PROFILE, name="latency", services=(28, 28), instances=(3, 3))
+
+
+def generated(
+    name: str,
+    seeds: range,
+    rename: str = "",
+    ask: str = "at-alert",
+    coarsen: int = 1,
+    after: int = 0,
+) -> tuple[list[Incident], int]:
+    """The incidents of generator ``name`` on ``seeds``, named as ``rename`` says, sampled
+    ``coarsen`` times less often and asked as ``ask`` says (:mod:`perfintel.bench.asked`),
+    the in-house profiles with ``after`` more minutes of data after the alert; and how many
+    of ``seeds`` could not be asked so (their data end before the time asked)."""
+    make = GENERATORS[name]
+    if after and name in PROFILES:
+        make = partial(generate_incident, profile=later_profile(PROFILES[name], after))
+    name_as, ask_as = renaming(rename), transform(ask, coarsen)
+    out = [ask_as(name_as(make(s))) for s in seeds]
+    kept = [inc for inc in out if inc is not None]
+    return kept, len(out) - len(kept)
 
 
 def graph_of(inc: Incident) -> DependencyGraph:
@@ -128,17 +157,19 @@ def run_method(name: str, inc: Incident, params: RootCauseParams | None = None) 
         return ours(inc, True, params)
     x, _ = as_matrix(inc.series)
     t_idx = grid_of(inc).index(inc.time_ms)
+    # the same 30 and 180 minutes as perfintel's, in the incident's steps
+    window, baseline = WINDOW * MINUTE // inc.step_ms, BASELINE * MINUTE // inc.step_ms
     if name == "largest z-score":
-        return baselines.largest_zscore(x, t_idx, WINDOW, BASELINE)
+        return baselines.largest_zscore(x, t_idx, window, baseline)
     if name == "ε-Diagnosis":
-        return baselines.epsilon_diagnosis(x, t_idx, WINDOW, BASELINE, seed=inc.seed)
+        return baselines.epsilon_diagnosis(x, t_idx, window, baseline, seed=inc.seed)
     sli = np.array(
         [
             any(k in metric_name(s.labels) for k in ("latency", "duration", "error"))
             for s in inc.series
         ]
     )
-    return baselines.baro(x, t_idx, WINDOW, BASELINE, sli)
+    return baselines.baro(x, t_idx, window, baseline, sli)
 
 
 def evaluate(
@@ -284,6 +315,9 @@ def cross_validate(
     only: tuple[str, ...] = (),
     start: RootCauseParams | None = None,
     rename: str = "",
+    ask: str = "at-alert",
+    coarsen: int = 1,
+    after: int = 0,
 ) -> None:
     """Out-of-fold accuracy of choosing the constants on the tuning generators' seeds.
 
@@ -298,8 +332,12 @@ def cross_validate(
     start = start or RootCauseParams()
     if "holdout" in tuning:
         raise SystemExit("the holdout generator is for reporting only")
-    transform = renaming(rename)
-    incidents = [transform(GENERATORS[g](s)) for g in tuning for s in seeds]
+    incidents = []
+    for g in tuning:
+        some, missed = generated(g, seeds, rename, ask, coarsen, after)
+        if missed:
+            raise SystemExit(f"{g}: {missed} seeds cannot be asked {ask} (more --after?)")
+        incidents += some
     scorer = _Scorer(incidents)
     fold = np.array([(s - seeds.start) % folds for _ in tuning for s in seeds])
     oof = np.zeros(len(incidents), dtype=np.int64)
@@ -523,6 +561,26 @@ def main(argv: list[str] | None = None) -> int:
         choices=("", *CONVENTIONS),
         help="name the generated series as another convention does (same values and truth)",
     )
+    ap.add_argument(
+        "--ask",
+        default="at-alert",
+        help="the time asked: at-alert, end (last sample), onset (the root's fault onset) or "
+        "+Nm (N minutes after the alert; incidents whose data end sooner are left out)",
+    )
+    ap.add_argument(
+        "--coarsen",
+        type=int,
+        default=1,
+        metavar="K",
+        help="every K samples as one (gauges: their mean; counters: the last)",
+    )
+    ap.add_argument(
+        "--after",
+        type=int,
+        default=0,
+        metavar="MIN",
+        help="the in-house profiles with MIN more minutes of data after the alert",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument(
         "--all-change",
@@ -536,7 +594,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.cv:
         only = tuple(n for n in args.only.split(",") if n)
         tuning = tuple(args.tuning.split(","))
-        cross_validate(range(0, 200), tuning=tuning, only=only, start=params, rename=args.rename)
+        cross_validate(
+            range(0, 200),
+            tuning=tuning,
+            only=only,
+            start=params,
+            rename=args.rename,
+            ask=args.ask,
+            coarsen=args.coarsen,
+            after=args.after,
+        )
         return 0
     if args.latency and args.all_change:
         latency_all_change(params=params)
@@ -546,11 +613,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    transform = renaming(args.rename)
     for name in args.generators.split(","):
-        incidents = [transform(GENERATORS[name](s)) for s in seeds]
-        ranks, times = evaluate(incidents, methods, params)
-        print(table(name, seeds, ranks, times), end="\n\n", flush=True)
+        incidents, missed = generated(name, seeds, args.rename, args.ask, args.coarsen, args.after)
+        setting = f"asked {args.ask}, coarsened ×{args.coarsen}, {args.after} min more after"
+        if incidents:
+            ranks, times = evaluate(incidents, methods, params)
+            print(table(name, seeds, ranks, times), flush=True)
+        print(f"({setting}: {len(incidents)} asked, {missed} not reaching)\n", flush=True)
     return 0
 
 

@@ -25,6 +25,8 @@ root's true onset; for a root that did not change, its peak and z at the inciden
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --show "background outranks"
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --deep 4
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --rename otel
+    .venv/bin/python benchmarks/root_cause_misses.py --generators default --coarsen 5
+    .venv/bin/python benchmarks/root_cause_misses.py --generators default --ask +10m --after 10
 
 ``--deep N`` lists every incident whose root ranks N-th or lower: the fault kind, the
 root (with its score parts: strength ``log(1 + |σ|)``, the rest of its score, and the
@@ -38,11 +40,11 @@ import argparse
 from collections import Counter
 
 import numpy as np
-from root_cause import BASELINE, GENERATORS, WINDOW, changes_near, grid_of
+from root_cause import BASELINE, WINDOW, changes_near, generated, grid_of
 
 from perfintel.analysis.rootcause import ranking as rc
 from perfintel.bench.incidents import Incident
-from perfintel.bench.renamed import CONVENTIONS, renaming
+from perfintel.bench.renamed import CONVENTIONS
 from perfintel.model import metric_name
 
 MINUTE = 60_000
@@ -173,7 +175,7 @@ def identifiability(inc: Incident, p: rc.RootCauseParams) -> tuple[bool, bool, b
     values = x[:, ws:we]
 
     def tol(i: int) -> float:
-        shape = rc._shape_of(ch, i, values)
+        shape = rc._shape_of(ch, i, values, inc.step_ms)
         return rc._tolerance(ch, i, shape, p.sharp_tolerance)
 
     def role(i: int) -> int:
@@ -210,8 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=("", *CONVENTIONS),
         help="name the generated series as another convention does (same values and truth)",
     )
+    ap.add_argument("--ask", default="at-alert", help="the time asked: at-alert, end, onset or +Nm")
+    ap.add_argument("--coarsen", type=int, default=1, metavar="K", help="K samples as one")
+    ap.add_argument(
+        "--after", type=int, default=0, metavar="MIN", help="MIN more minutes after the alert"
+    )
     args = ap.parse_args(argv)
-    transform = renaming(args.rename)
     p = rc.RootCauseParams()
     for name in args.generators.split(","):
         if name == "holdout":
@@ -219,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         classes: Counter[str] = Counter()
         below = tied = larger = 0
-        for s in seeds:
-            inc = transform(GENERATORS[name](s))
+        incidents, missed = generated(name, seeds, args.rename, args.ask, args.coarsen, args.after)
+        for inc in incidents:
+            s = inc.seed
             causes = _rank(inc)
             miss = classify(inc, causes)
             classes[miss or "root first"] += 1
@@ -240,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
                     deep(inc, causes, name, p)
             b, t, big = identifiability(inc, p)
             below, tied, larger = below + b, tied + t, larger + big
-        n = len(seeds)
-        print(f"{name}, seeds {seeds.start}-{seeds.stop - 1}:")
+        n = max(1, len(incidents))
+        print(f"{name}, seeds {seeds.start}-{seeds.stop - 1} ({missed} not reaching the time):")
         for k, v in classes.most_common():
             print(f"  {k}: {v}")
         print(

@@ -156,6 +156,7 @@ from .parameters import RootCauseParams
 from .rise import before_window, risen
 from .scope import moves_symptoms as _moves_symptoms
 from .scope import relieved
+from .shapes import shape as _shape
 from .shared import shared_links
 from .words import (
     ROLE_ORDER,
@@ -391,34 +392,12 @@ def _onset(z: np.ndarray, peak_at: int, p: RootCauseParams) -> int:
     return start + int(np.argmax(v[start:] >= level))
 
 
-def _shape(z: np.ndarray, onset: int, values: np.ndarray) -> str:
-    """``spike``, ``ramp``, ``saturation`` or ``shift``, from the path after the onset."""
-    sign = 1.0 if z[int(np.argmax(np.abs(z)))] >= 0 else -1.0
-    after = sign * z[onset:]
-    if after.size == 0:
-        return "shift"
-    high = np.flatnonzero(after > 3.0)
-    if high.size and high[-1] <= 4 and after.size > high[-1] + 2:
-        return "spike"
-    if after.size >= 8 and np.std(after) > 0:
-        c = float(np.corrcoef(np.arange(after.size), after)[0, 1])
-        top = float(after.max())
-        if c > 0.9 and after[-1] >= 0.8 * top and after[0] < 0.5 * top:
-            return "ramp"
-    if after.size >= 5:
-        tail = values[onset:][-5:]
-        extreme = np.max(values) if sign > 0 else np.min(values)
-        if np.all(tail == extreme) or (np.ptp(tail) == 0 and after[-1] > 3):
-            return "saturation"
-    return "shift"
-
-
-def _shape_of(ch: _Changes, i: int, values: np.ndarray) -> str:
+def _shape_of(ch: _Changes, i: int, values: np.ndarray, step_ms: int = 60_000) -> str:
     """:func:`_shape` of change ``i`` from its onset, before the window too when it began there."""
     if i in ch.early:
         z, v = ch.early[i]
-        return _shape(z, int(ch.onset[i]) + z.size - ch.z.shape[1], v)
-    return _shape(ch.z[i], int(ch.onset[i]), values[i])
+        return _shape(z, int(ch.onset[i]) + z.size - ch.z.shape[1], v, step_ms)
+    return _shape(ch.z[i], int(ch.onset[i]), values[i], step_ms)
 
 
 def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
@@ -477,9 +456,10 @@ def _rank(
     max_prop: int,
     slack: int,
     p: RootCauseParams,
+    step_ms: int = 60_000,
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
-    shapes = {i: _shape_of(ch, i, values) for i in cands}
+    shapes = {i: _shape_of(ch, i, values, step_ms) for i in cands}
     if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
         for i in cands:
             if shapes[i] == "ramp" and i not in ch.early:
@@ -754,6 +734,7 @@ def rank_root_causes(
         max(1, max_propagation_ms // step),
         t_idx - ws + p.onset_slack,
         p,
+        step,
     )
     order = sorted(r.scores, key=lambda i: (-r.scores[i], ch.onset[i], i))
     if limit is not None:
