@@ -222,3 +222,14 @@ class RootCauseParams:
     #: two samples, 0 off (:mod:`~perfintel.analysis.rootcause.durations`; same
     #: cross-validation)
     spike_return_minutes: float = 0.0
+    #: with ``bygone``, changes that moved no symptom, 0 off: when symptoms changed, a change
+    #: still departed at the incident time that is no symptom and explains none (directly or
+    #: through what it explains) ranks after every other too, as a bygone one does: asked
+    #: late, background drifts that kept growing outrank a root (off: ``--cv --only mute``,
+    #: BENCHMARKS.md "durations in time")
+    mute: float = 0.0
+    #: a change that began after every symptom, 0 off: when symptoms (latency, errors) changed
+    #: by the incident time, a change of another role that began after all of them (beyond
+    #: both onset tolerances) caused none of them and ranks after every other, as a bygone one
+    #: does (off: ``--cv --only after_symptoms``, BENCHMARKS.md "durations in time")
+    after_symptoms: float = 0.0

@@ -610,8 +610,11 @@ def _rank(
         gone = {
             i
             for i, u in zip(cands, until, strict=True)
-            if moves and i not in moves and u < slack - p.onset_slack
+            if moves and i not in moves and (u < slack - p.onset_slack or p.mute > 0)
         }
+    began = [ch.onset[j] + tol[j] for j in cands if role[j] in symptom and current[j]]
+    if p.after_symptoms > 0 and began:  # what began after every symptom caused none of them
+        gone |= {i for i in cands if role[i] not in symptom and ch.onset[i] - tol[i] > max(began)}
     scores = {}
     for i in cands:
         support = _support(
