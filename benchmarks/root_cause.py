@@ -249,6 +249,11 @@ GRID: dict[str, tuple[float, ...]] = {
     "machine_sums": (0.0, 0.5, 0.8, 1.0),
     "outlive": (0.0, 0.2, 0.35, 0.5),
     "orphan_first": (0.0, 1.0),
+    "slack_minutes": (0.0, 1.0),
+    "tolerance_minutes": (0.0, 1.0),
+    "spike_return_minutes": (0.0, 2.0),
+    "mute": (0.0, 1.0),
+    "after_symptoms": (0.0, 1.0),
 }
 #: constants that restrict another and act only with it on: while that one is off, each of
 #: their values is also tried with it at each of its values on (one constant at a time, a

@@ -209,3 +209,27 @@ class RootCauseParams:
     #: (seeds 41, 131, 196), so ``--cv --only orphan_first`` is +0 / −0 out of fold, 82.2 /
     #: 94.5: under the bar, BENCHMARKS.md round 19)
     orphan_first: float = 0.0
+    #: ``onset_slack`` in time, 0 off: a change may begin up to this many minutes (at least
+    #: one step) after the incident time and still count as a cause, instead of
+    #: ``onset_slack`` steps (:mod:`~perfintel.analysis.rootcause.durations`; chosen by
+    #: ``--cv --only slack_minutes,tolerance_minutes,spike_return_minutes``, BENCHMARKS.md
+    #: "durations in time")
+    slack_minutes: float = 0.0
+    #: a ramp's onset uncertainty clipped to 1 to 3 times this many minutes instead of 1 to 3
+    #: steps, 0 off (:mod:`~perfintel.analysis.rootcause.durations`; same cross-validation)
+    tolerance_minutes: float = 0.0
+    #: a spike is seen back below 3σ for this many minutes (at least one sample) instead of
+    #: two samples, 0 off (:mod:`~perfintel.analysis.rootcause.durations`; same
+    #: cross-validation)
+    spike_return_minutes: float = 0.0
+    #: with ``bygone``, changes that moved no symptom, 0 off: when symptoms changed, a change
+    #: still departed at the incident time that is no symptom and explains none (directly or
+    #: through what it explains) ranks after every other too, as a bygone one does: asked
+    #: late, background drifts that kept growing outrank a root (off: ``--cv --only mute``,
+    #: BENCHMARKS.md "durations in time")
+    mute: float = 0.0
+    #: a change that began after every symptom, 0 off: when symptoms (latency, errors) changed
+    #: by the incident time, a change of another role that began after all of them (beyond
+    #: both onset tolerances) caused none of them and ranks after every other, as a bygone one
+    #: does (off: ``--cv --only after_symptoms``, BENCHMARKS.md "durations in time")
+    after_symptoms: float = 0.0

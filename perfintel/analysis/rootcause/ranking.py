@@ -145,6 +145,7 @@ from .baseline import baseline_line, seasonal_line
 from .changes import Changes as _Changes
 from .cycles import after_explainers as _after_explainers
 from .cycles import after_explainers_by_cycle
+from .durations import in_time, ramp_clip, spike_return
 from .exhaust import exhaustion_links
 from .filling import filling_suspects, machine_wide, second_place
 from .links import OrphanRule, learned_links, orphan_links
@@ -392,19 +393,23 @@ def _onset(z: np.ndarray, peak_at: int, p: RootCauseParams) -> int:
     return start + int(np.argmax(v[start:] >= level))
 
 
-def _shape_of(ch: _Changes, i: int, values: np.ndarray, step_ms: int = 60_000) -> str:
+def _shape_of(
+    ch: _Changes, i: int, values: np.ndarray, step_ms: int = 60_000, back: int = 2
+) -> str:
     """:func:`_shape` of change ``i`` from its onset, before the window too when it began there."""
     if i in ch.early:
         z, v = ch.early[i]
-        return _shape(z, int(ch.onset[i]) + z.size - ch.z.shape[1], v, step_ms)
-    return _shape(ch.z[i], int(ch.onset[i]), values[i], step_ms)
+        return _shape(z, int(ch.onset[i]) + z.size - ch.z.shape[1], v, step_ms, back)
+    return _shape(ch.z[i], int(ch.onset[i]), values[i], step_ms, back)
 
 
-def _tolerance(ch: _Changes, i: int, shape: str, sharp: float) -> float:
+def _tolerance(
+    ch: _Changes, i: int, shape: str, sharp: float, clip: tuple[float, float] = (1.0, 3.0)
+) -> float:
     """How uncertain the onset of ``i`` is, in steps: a ramp's start is blurred by its noise."""
     if shape != "ramp":
         return sharp
-    return float(np.clip((float(ch.peak_at[i]) - float(ch.onset[i])) / 4.0, 1.0, 3.0))
+    return float(np.clip((float(ch.peak_at[i]) - float(ch.onset[i])) / 4.0, *clip))
 
 
 def _corrs_of(ch: _Changes, rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -459,12 +464,14 @@ def _rank(
     step_ms: int = 60_000,
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
-    shapes = {i: _shape_of(ch, i, values, step_ms) for i in cands}
+    back = spike_return(p, step_ms)
+    shapes = {i: _shape_of(ch, i, values, step_ms, back) for i in cands}
     if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
         for i in cands:
             if shapes[i] == "ramp" and i not in ch.early:
                 ch.onset[i] = backdated(ch.z[i], int(ch.onset[i]), int(ch.peak_at[i]), p.backdate)
-    tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance) for i in cands}
+    clip = ramp_clip(p, step_ms)
+    tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance, clip) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     names = p.machine_names > 0  # a node exporter's node_* series are the machine's own
     ent = {i: entity_by(series[i].labels, names) for i in cands}
@@ -603,8 +610,11 @@ def _rank(
         gone = {
             i
             for i, u in zip(cands, until, strict=True)
-            if moves and i not in moves and u < slack - p.onset_slack
+            if moves and i not in moves and (u < slack - p.onset_slack or p.mute > 0)
         }
+    began = [ch.onset[j] + tol[j] for j in cands if role[j] in symptom and current[j]]
+    if p.after_symptoms > 0 and began:  # what began after every symptom caused none of them
+        gone |= {i for i in cands if role[i] not in symptom and ch.onset[i] - tol[i] > max(began)}
     scores = {}
     for i in cands:
         support = _support(
@@ -703,7 +713,7 @@ def rank_root_causes(
     >>> top.explanation
     'latency_seconds on db-1 rose 2 min after db_connections on db-1 saturated (onset 03:20:00, 60.6σ)'
     """
-    p = params or RootCauseParams()
+    p = in_time(params or RootCauseParams(), grid.step_ms)
     if window_ms <= 0 or baseline_ms <= 0 or max_propagation_ms < 0:
         raise BadInputError("window, baseline and max_propagation must be positive")
     x, usable = as_matrix(series)

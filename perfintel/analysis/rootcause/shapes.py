@@ -30,15 +30,18 @@ def samples(count: int, step_ms: int, least: int) -> int:
     return max(least, min(count, -(-count * MINUTE_MS // max(1, step_ms))))
 
 
-def shape(z: np.ndarray, onset: int, values: np.ndarray, step_ms: int = MINUTE_MS) -> str:
+def shape(
+    z: np.ndarray, onset: int, values: np.ndarray, step_ms: int = MINUTE_MS, back: int = 2
+) -> str:
     """``spike``, ``ramp``, ``saturation`` or ``shift``, from the path ``z`` after ``onset``
-    (``values``: the series over the same steps, for a plateau at its extreme)."""
+    (``values``: the series over the same steps, for a plateau at its extreme; ``back``: the
+    samples a spike is seen back below 3σ)."""
     sign = 1.0 if z[int(np.argmax(np.abs(z)))] >= 0 else -1.0
     after = sign * z[onset:]
     if after.size == 0:
         return "shift"
     high = np.flatnonzero(after > 3.0)
-    if high.size and high[-1] < samples(SPIKE, step_ms, 1) and after.size > high[-1] + 2:
+    if high.size and high[-1] < samples(SPIKE, step_ms, 1) and after.size > high[-1] + back:
         return "spike"
     if after.size >= samples(RAMP, step_ms, 4) and np.std(after) > 0:
         c = float(np.corrcoef(np.arange(after.size), after)[0, 1])
