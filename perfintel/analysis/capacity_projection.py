@@ -9,7 +9,7 @@ P10/P50/P90 per step: ``paths × PROJECTION_POINTS`` values at most (400 × 300 
 0.9 MB), and the percentiles are exact at the kept steps (over every path, not
 merged block estimates).
 
-The kept steps are regular and end on the horizon's last step. A path's usage at
+The kept steps are the first one, then regular ones ending on the horizon's last step. A path's usage at
 a kept step is its simulated usage there (not a maximum over the steps skipped),
 so the P50 line crosses the capacity at, or a little after, the P50 exhaustion
 time: a noisy path first touches the capacity before its usual level reaches it.
@@ -53,10 +53,12 @@ class UsageProjection:
 
 
 def kept_steps(h: int, points: int = PROJECTION_POINTS) -> np.ndarray:
-    """0-based indices of the kept steps of an ``h``-step horizon: every ``k``-th step
-    back from the last one, ``k`` the smallest stride that keeps at most ``points``."""
-    stride = -(-h // max(1, points))
-    return np.arange(h - 1, -1, -stride)[::-1]
+    """0-based indices of the kept steps of an ``h``-step horizon: the first step (so a
+    chart's projection starts where the history ends), then every ``k``-th step back from
+    the last one, ``k`` the smallest stride that keeps at most ``points`` in all."""
+    stride = -(-max(h - 1, 1) // max(1, points - 1))
+    regular = np.arange(h - 1, 0, -stride)[::-1]
+    return np.concatenate([[0], regular]).astype(np.int64)
 
 
 class ProjectionSampler:

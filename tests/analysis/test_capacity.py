@@ -311,13 +311,14 @@ def test_the_projection_p50_crosses_the_capacity_when_days_p50_says() -> None:
         proj, base = rep.projection, rep.baseline
         assert proj is not None and base.days_p50 is not None
         assert proj.steps_ahead.size <= 300
+        assert proj.steps_ahead[0] == 1  # from the first projected step on
         assert proj.steps_ahead[-1] * step == 60 * DAY  # up to the horizon
         assert proj.p50.shape == proj.p10.shape == proj.p90.shape == proj.timestamps.shape
         assert np.all(proj.p10 <= proj.p50) and np.all(proj.p50 <= proj.p90)
         ahead_days = (proj.timestamps - t[-1]) / DAY
         crossing = ahead_days[np.argmax(proj.p50 >= 100.0)]
         assert proj.p50.max() >= 100.0
-        stride_days = (proj.steps_ahead[1] - proj.steps_ahead[0]) * step / DAY
+        stride_days = (proj.steps_ahead[-1] - proj.steps_ahead[-2]) * step / DAY
         assert base.days_p50 - stride_days <= crossing <= base.days_p50 * 1.05 + stride_days
         # before it, the P50 line is under the capacity; the band is wider further ahead
         assert np.all(proj.p50[ahead_days < base.days_p50 - stride_days] < 100.0)
