@@ -337,3 +337,13 @@ def test_the_projection_stays_small_and_keeps_the_input_kind() -> None:
     assert rep2.projection.timestamps.dtype == np.dtype("datetime64[ns]")
     assert np.array_equal(rep2.projection.p50, rep.projection.p50)
     assert rep2.projection.timestamps[-1] == np.datetime64(round((t[-1] + h * 300) * 1e9), "ns")
+
+
+def test_the_projection_percentiles_are_numpys() -> None:
+    from perfintel.analysis.capacity_projection import _quantile_of_sorted
+
+    for rows in (1, 2, 37, 400):
+        v = np.random.default_rng(rows).normal(size=(rows, 29))
+        for q in (0.1, 0.5, 0.9):
+            got = _quantile_of_sorted(np.sort(v, axis=0), q)
+            np.testing.assert_allclose(got, np.quantile(v, q, axis=0), rtol=0, atol=1e-12)
