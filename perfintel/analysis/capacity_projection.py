@@ -73,9 +73,8 @@ class ProjectionSampler:
         self.values[a : a + block.shape[0]] = block[:, self.columns]
 
     def result(self, step: float, t_end: float, is_datetime: bool) -> UsageProjection:
-        p10, p50, p90 = (
-            _quantile_of_sorted(np.sort(self.values, axis=0), q) for q in (0.1, 0.5, 0.9)
-        )
+        ordered = np.sort(self.values, axis=0)
+        p10, p50, p90 = (_quantile_of_sorted(ordered, q) for q in (0.1, 0.5, 0.9))
         ahead = self.columns + 1
         seconds = t_end + ahead * step
         when = (
