@@ -99,6 +99,10 @@ class Versions:
             a = _load(old / "perfintel/analysis/capacity.py", "old_analysis_capacity")
             p = _load(old / "perfintel/performance/capacity.py", "old_performance_capacity")
             p.plan_capacity = a.plan_capacity  # type: ignore[attr-defined]
+            # a report without a projection renders as one (``projection: null``): the old
+            # side of the API is timed without the projection it did not compute
+            if not hasattr(a.CapacityReport, "projection"):
+                a.CapacityReport.projection = None  # type: ignore[attr-defined]
             self.names.insert(0, "old")
             self.analysis["old"], self.performance["old"] = a, p
 

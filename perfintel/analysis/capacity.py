@@ -35,6 +35,9 @@ estimation error, and short-term noise is block-bootstrapped from the
 residuals. A path *exhausts*
 the capacity at its first step at or above it. The P10/P50/P90 exhaustion
 times are quantiles over paths; ``None`` means "not within the horizon".
+The baseline's paths, sampled at up to 300 future steps and reduced to
+P10/P50/P90 per step (:mod:`perfintel.analysis.capacity_projection`), are the
+report's ``projection``: what a chart of the plan draws.
 
 Scenarios
 ---------
@@ -62,6 +65,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perfintel.analysis.capacity_projection import ProjectionSampler, UsageProjection
 from perfintel.analysis.forecast.decompose import align_back, profile, tile
 from perfintel.analysis.forecast.seasons import season_lengths_for
 from perfintel.errors import BadInputError
@@ -144,6 +148,8 @@ class CapacityReport:
     backtest: ProjectionBacktest | None
     #: how far back the usage history reaches (days)
     history_days: float = math.inf
+    #: the baseline scenario's simulated usage, P10/P50/P90 at up to 300 future steps
+    projection: UsageProjection | None = None
 
     @property
     def baseline(self) -> ScenarioResult:
@@ -617,14 +623,21 @@ def _exhaustion_steps(paths: np.ndarray, cap: float) -> np.ndarray:
 
 
 def _first_and_peak(
-    blocks: Iterator[list[np.ndarray]], scenarios: int, paths: int, cap: float
+    blocks: Iterator[list[np.ndarray]],
+    scenarios: int,
+    paths: int,
+    cap: float,
+    sampler: ProjectionSampler | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per scenario, each path's exhaustion step (1-based, ``inf``: never) and highest
-    usage, reduced block by block so the paths × steps matrix is never whole."""
+    usage, reduced block by block so the paths × steps matrix is never whole; the first
+    scenario's usage at the sampler's kept steps goes to ``sampler``."""
     out = [(np.empty(paths), np.empty(paths)) for _ in range(scenarios)]
     a = 0
     for block in blocks:
         b = a + block[0].shape[0]
+        if sampler is not None:
+            sampler.add(a, block[0])
         for (first, peak), p in zip(out, block, strict=True):
             first[a:b] = _exhaustion_steps(p, cap)
             peak[a:b] = p.max(axis=1)
@@ -694,7 +707,8 @@ def plan_capacity(
     h = max(1, round(horizon_days * DAY / step))
     history_days = float(grid[-1] - grid[0]) / DAY
     model, blocks = _project(x, step, h, scenarios, paths, seed)
-    stats = _first_and_peak(blocks, len(scenarios), paths, cap)
+    sampler = ProjectionSampler(paths, h)
+    stats = _first_and_peak(blocks, len(scenarios), paths, cap, sampler)
     t_end = grid[-1]
     results = []
     for sc, (steps, peaks) in zip(scenarios, stats, strict=True):
@@ -737,4 +751,7 @@ def plan_capacity(
         )
     util = float(x[-1] / cap)
     bt = _backtest(x, step, h, paths, seed)
-    return CapacityReport(tuple(results), model, step, float(horizon_days), util, bt, history_days)
+    projection = sampler.result(step, float(t_end), is_dt)
+    return CapacityReport(
+        tuple(results), model, step, float(horizon_days), util, bt, history_days, projection
+    )

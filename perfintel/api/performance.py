@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from perfintel.analysis.capacity import Scenario
+from perfintel.analysis.capacity_projection import UsageProjection
 from perfintel.api.auth import require
 from perfintel.api.params import PositiveDurationMs, TimeValue
 from perfintel.api.responses import JSONResponse
@@ -297,6 +298,25 @@ def _exhaustion(when: float | np.datetime64 | None, days: float | None) -> dict[
     return {"time": _rfc3339(t), "unix": t, "days": days}
 
 
+def _projection(proj: UsageProjection | None) -> dict[str, Any] | None:
+    """The baseline's P10/P50/P90 usage at the report's kept future steps (Unix seconds)."""
+    if proj is None:
+        return None
+    when = proj.timestamps
+    if np.issubdtype(when.dtype, np.datetime64):
+        when = when.astype("datetime64[ns]").astype(np.int64) / 1e9
+
+    def col(values: np.ndarray) -> list[float | None]:
+        return [v if math.isfinite(v) else None for v in values.tolist()]
+
+    return {
+        "timestamps": when.tolist(),
+        "p10": col(proj.p10),
+        "p50": col(proj.p50),
+        "p90": col(proj.p90),
+    }
+
+
 def render_capacity(analysis: cap.CapacityAnalysis, target: float) -> dict[str, Any]:
     resources = []
     for p in analysis.resources:
@@ -338,6 +358,7 @@ def render_capacity(analysis: cap.CapacityAnalysis, target: float) -> dict[str, 
                     else None
                 ),
                 "scenarios": scenarios,
+                "projection": _projection(rep.projection),
             }
         )
     return {

@@ -5,8 +5,9 @@ The capacity plan: the usage history, the capacity (and the target utilisation
 line), and for each scenario the P10–P90 window of the exhaustion time as a
 shaded band with the P50 as a line, plus a dashed line from the latest usage
 to the capacity at the P50 (a guide to the eye, not the projected path).
-``CapacityReport`` does not carry the projected usage paths, so the band is
-the exhaustion window, not a band of projected usage.
+The band is the exhaustion window, not a band of projected usage (the
+dashboard's chart draws that, from ``CapacityReport.projection``; this PNG does
+not yet).
 
 The title (the plan's summary sentence) is wrapped to the figure's width and
 the figure grows to hold it; the y axis is labelled with the resource and the

@@ -297,3 +297,53 @@ def test_a_year_of_five_minute_steps_is_never_one_matrix() -> None:
         tracemalloc.stop()
     assert rep.baseline.days_p50 is not None
     assert peak < whole / 8
+
+
+def test_the_projection_p50_crosses_the_capacity_when_days_p50_says() -> None:
+    # the chart of a plan draws this projection: its P50 must meet the capacity where the
+    # table's P50 exhaustion time does (a noisy path touches it first: at or just after)
+    for step, days in ((HOUR, 30), (300.0, 7)):
+        n = int(days * DAY / step)
+        t = T0 + step * np.arange(n)
+        u = 20 + (40 / 30) * np.arange(n) * step / DAY
+        u = u + np.random.default_rng(1).normal(0, 0.5, n)
+        rep = plan_capacity(t, u, 100.0, horizon_days=60, resource="disk")
+        proj, base = rep.projection, rep.baseline
+        assert proj is not None and base.days_p50 is not None
+        assert proj.steps_ahead.size <= 300
+        assert proj.steps_ahead[0] == 1  # from the first projected step on
+        assert proj.steps_ahead[-1] * step == 60 * DAY  # up to the horizon
+        assert proj.p50.shape == proj.p10.shape == proj.p90.shape == proj.timestamps.shape
+        assert np.all(proj.p10 <= proj.p50) and np.all(proj.p50 <= proj.p90)
+        ahead_days = (proj.timestamps - t[-1]) / DAY
+        crossing = ahead_days[np.argmax(proj.p50 >= 100.0)]
+        assert proj.p50.max() >= 100.0
+        stride_days = (proj.steps_ahead[-1] - proj.steps_ahead[-2]) * step / DAY
+        assert base.days_p50 - stride_days <= crossing <= base.days_p50 * 1.05 + stride_days
+        # before it, the P50 line is under the capacity; the band is wider further ahead
+        assert np.all(proj.p50[ahead_days < base.days_p50 - stride_days] < 100.0)
+        assert proj.p90[-1] - proj.p10[-1] > proj.p90[0] - proj.p10[0]
+
+
+def test_the_projection_stays_small_and_keeps_the_input_kind() -> None:
+    t, u = _walk_and_season(7, 300.0)
+    h = 365 * 288
+    rep = plan_capacity(t, u, 400.0, horizon_days=365, scenarios=[Scenario()], paths=37)
+    assert rep.projection is not None and rep.projection.p50.size <= 300
+    assert rep.projection.steps_ahead[-1] == h
+    dt = (t * 1e9).astype(np.int64).astype("datetime64[ns]")
+    rep2 = plan_capacity(dt, u, 400.0, horizon_days=365, scenarios=[Scenario()], paths=37)
+    assert rep2.projection is not None
+    assert rep2.projection.timestamps.dtype == np.dtype("datetime64[ns]")
+    assert np.array_equal(rep2.projection.p50, rep.projection.p50)
+    assert rep2.projection.timestamps[-1] == np.datetime64(round((t[-1] + h * 300) * 1e9), "ns")
+
+
+def test_the_projection_percentiles_are_numpys() -> None:
+    from perfintel.analysis.capacity_projection import _quantile_of_sorted
+
+    for rows in (1, 2, 37, 400):
+        v = np.random.default_rng(rows).normal(size=(rows, 29))
+        for q in (0.1, 0.5, 0.9):
+            got = _quantile_of_sorted(np.sort(v, axis=0), q)
+            np.testing.assert_allclose(got, np.quantile(v, q, axis=0), rtol=0, atol=1e-12)

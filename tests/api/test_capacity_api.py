@@ -198,3 +198,27 @@ def test_a_long_history_is_not_marked(disks: TestClient) -> None:
     res = {x["labels"]["mountpoint"]: x for x in r.json()["data"]["resources"]}
     assert res["/"]["history_days"] > 29 and res["/"]["beyond_history"] is False
     assert "too little" not in res["/"]["summary"]
+
+
+def test_the_projection_is_the_plans_own_in_used_bytes(disks: TestClient) -> None:
+    # what the dashboard's chart draws: the baseline's P10/P50/P90 usage (used, not available)
+    # at up to 300 future steps up to the horizon; its P50 meets the capacity when the P50
+    # exhaustion time says
+    r = disks.post(PATH, json=DISK_BODY)
+    assert r.status_code == 200, r.text
+    res = {x["labels"]["mountpoint"]: x for x in r.json()["data"]["resources"]}
+    proj = res["/"]["projection"]
+    assert set(proj) == {"timestamps", "p10", "p50", "p90"}
+    ts = np.array(proj["timestamps"])
+    p10, p50, p90 = (np.array(proj[k]) for k in ("p10", "p50", "p90"))
+    assert 100 <= ts.size <= 300 and ts.size == p10.size == p50.size == p90.size
+    assert np.all(np.diff(ts) > 0) and ts[0] == END / 1000  # one hourly step after the last
+    assert ts[-1] == pytest.approx(END / 1000 - 3600 + 60 * 86_400)  # last sample + horizon
+    assert np.all(p10 <= p50) and np.all(p50 <= p90)
+    assert p50[0] == pytest.approx(USED_NOW, rel=0.02)  # used, not the ~300 GB available
+    exhausted = res["/"]["scenarios"][0]["exhaustion"]["p50"]["unix"]
+    crossing = ts[np.argmax(p50 >= SIZE)]
+    assert p50.max() >= SIZE
+    assert abs(crossing - exhausted) <= 0.05 * TRUE_DAYS * 86_400
+    flat = res["/srv"]["projection"]
+    assert max(flat["p90"]) < SIZE and min(flat["p10"]) > 250e9

@@ -374,3 +374,49 @@ def test_capacity_page_marks_a_projection_from_minutes_of_history(
     assert "too little to plan on" in (cell.get_attribute("title") or "")
     assert "under half a day of history" in page.locator("#h-table ~ p[role=status]").inner_text()
     page.close()
+
+
+def test_capacity_chart_draws_the_plans_projection_up_to_the_capacity(
+    demo_server: Server, browser: Browser
+) -> None:
+    # A host whose memory fills within a day: the table says so, and the chart under it draws
+    # the same model's projection, whose P50 reaches the capacity line (the forecaster's three
+    # days, drawn before, had nothing to do with the table's numbers).
+    now_ms = int(time.time() * 1000)
+    ts = [now_ms - 60_000 * k for k in range(24 * 60, -1, -1)]
+    labels = {"instance": "filling:9100", "job": "node"}
+    series = [
+        {
+            "metric": "node_memory_MemAvailable_bytes",
+            "labels": labels,
+            "samples": [[t, 20e9 - 1e10 * i / len(ts)] for i, t in enumerate(ts)],
+        },
+        {
+            "metric": "node_memory_MemTotal_bytes",
+            "labels": labels,
+            "samples": [[t, 25e9] for t in ts],
+        },
+    ]
+    r = httpx.post(demo_server.url + "/api/v1/ingest", json={"series": series})
+    assert r.status_code == 200, r.text
+    page = _open(browser, demo_server.url + "/capacity", DESKTOP)
+    row = page.locator("#capacity-table tbody tr", has_text="filling")
+    p50_cell = row.locator("td").nth(4).inner_text()
+    assert p50_cell.endswith(" h") or p50_cell.endswith(" d"), p50_cell  # full within the horizon
+    row.locator("button").click()
+    page.wait_for_function(
+        "document.querySelector('#h-proj ~ p[role=status]').textContent.includes('filling')"
+        " && document.querySelector('#capacity-chart').dataset.projection",
+        timeout=60_000,
+    )
+    drawn = json.loads(page.get_attribute("#capacity-chart", "data-projection") or "{}")
+    assert drawn["capacity"] == 25e9
+    assert 10 <= len(drawn["x"]) <= 300
+    assert max(drawn["p50"]) >= drawn["capacity"]  # the drawn P50 reaches the capacity line
+    assert drawn["x"][0] >= now_ms / 1000 - 600  # the future, after the history
+    note = page.inner_text("#h-proj ~ p[role=status]")
+    assert "capacity model's own projection" in note and "P10–P90" in note, note
+    assert _canvas_ink(page, "#capacity-chart") > 200
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#capacity-chart").screenshot(path=str(ARTIFACTS / "capacity-projection.png"))
+    page.close()

@@ -28,7 +28,8 @@ function tooltipAt(x, y, html) {
 
 /**
  * A time chart. data = {series: [{key, label, x: [s...], y: [...]}], band: {x, lower, upper},
- * markers: [{t, v, text}], forecast: {x, mean, lo80, hi80, lo95, hi95}}.
+ * markers: [{t, v, text}], forecast: {x, mean, lo80, hi80, lo95, hi95, label}}; a forecast
+ * without lo95/hi95 draws one band (lo80–hi80) around its dashed line.
  */
 export class TimeChart {
   constructor(container, { height = 300, label = "Chart", maxSeries = 12 } = {}) {
@@ -118,12 +119,18 @@ export class TimeChart {
     }
     if (d.forecast) {
       const f = d.forecast;
-      const base = cols.length;
-      cols.push(lookup(f.x, f.hi95), lookup(f.x, f.lo95), lookup(f.x, f.hi80), lookup(f.x, f.lo80), lookup(f.x, f.mean));
       const faint = { width: 0, spanGaps: true, points: { show: false } };
-      series.push({ ...faint, label: "95 % upper" }, { ...faint, label: "95 % lower" }, { ...faint, label: "80 % upper" }, { ...faint, label: "80 % lower" });
-      series.push({ label: "forecast", stroke: css("--forecast"), width: 1.6, dash: [6, 4], spanGaps: true, points: { show: false } });
-      bands.push({ series: [base, base + 1], fill: css("--band2") }, { series: [base + 2, base + 3], fill: css("--band") });
+      if (f.lo95 && f.hi95) {
+        const base = cols.length;
+        cols.push(lookup(f.x, f.hi95), lookup(f.x, f.lo95));
+        series.push({ ...faint, label: "95 % upper" }, { ...faint, label: "95 % lower" });
+        bands.push({ series: [base, base + 1], fill: css("--band2") });
+      }
+      const base = cols.length;
+      cols.push(lookup(f.x, f.hi80), lookup(f.x, f.lo80), lookup(f.x, f.mean));
+      series.push({ ...faint, label: "80 % upper" }, { ...faint, label: "80 % lower" });
+      series.push({ label: f.label || "forecast", stroke: css("--forecast"), width: 1.6, dash: [6, 4], spanGaps: true, points: { show: false } });
+      bands.push({ series: [base, base + 1], fill: css("--band") });
     }
     const markers = this.markers;
     const self = this;

@@ -1,10 +1,12 @@
-// Capacity: time to exhaustion (P10/P50/P90) per resource, and a projection chart per resource.
+// Capacity: time to exhaustion (P10/P50/P90) per resource, and a chart per resource of the
+// projection those times come from (the capacity model's simulated paths, from the same answer).
 import { api } from "../api.js";
 import { TimeChart } from "../chart.js";
 import { el, pct, selectorOf, seriesName } from "../format.js";
 import { formatDays } from "../time.js";
-import { forecast, queryRange, rangeOf } from "./common.js";
+import { queryRange, rangeOf } from "./common.js";
 
+const HORIZON_DAYS = 30;
 const PRESETS = [
   { resource: "disk", usage: 'node_filesystem_avail_bytes{fstype!~"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|proc|sysfs|autofs"}', capacity: "node_filesystem_size_bytes" },
   { resource: "memory", usage: "node_memory_MemAvailable_bytes", capacity: "node_memory_MemTotal_bytes" },
@@ -12,7 +14,7 @@ const PRESETS = [
 
 export async function render(main, { signal }) {
   main.append(el("h1", { text: "Capacity" }));
-  const tablePanel = el("section", { class: "panel", "aria-labelledby": "h-table" }, el("h2", { id: "h-table", text: "Time to exhaustion, next 30 days" }));
+  const tablePanel = el("section", { class: "panel", "aria-labelledby": "h-table" }, el("h2", { id: "h-table", text: `Time to exhaustion, next ${HORIZON_DAYS} days` }));
   const status = el("p", { class: "small muted", role: "status", text: "Planning…" });
   tablePanel.append(status);
   const chartPanel = el("section", { class: "panel", "aria-labelledby": "h-proj", style: "margin-top:1rem" }, el("h2", { id: "h-proj", text: "Projection" }));
@@ -23,7 +25,7 @@ export async function render(main, { signal }) {
   const chart = new TimeChart(chartBox, { height: window.innerWidth < 600 ? 220 : 300, label: "capacity projection" });
   const rows = [];
   const results = await Promise.all(PRESETS.map((p) => api("/api/v1/performance/capacity/analyze", {
-    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: 30, step: "5m", history: "7d" },
+    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: HORIZON_DAYS, step: "5m", history: "7d" },
   }).then((d) => ({ p, d })).catch((e) => ({ p, e }))));
   const problems = [];
   for (const { p, d, e } of results) {
@@ -41,16 +43,19 @@ export async function render(main, { signal }) {
     chartNote.textContent = "Projecting…";
     const sel = selectorOf(row.res.labels);
     try {
-      const r = rangeOf("now-2d", "now");
-      const [hist, f] = await Promise.all([queryRange(sel, r, signal), forecast(sel, 3 * 86400, signal)]);
+      const hist = await queryRange(sel, rangeOf("now-2d", "now"), signal);
       const cap = row.res.capacity;
       const used = (v) => (v === null || cap === null ? null : cap - v);
       const series = hist.slice(0, 1).map((s) => ({ ...s, label: `${row.preset.resource} used`, y: s.y.map(used) }));
-      const fc = f && { x: f.x, mean: f.mean.map(used), lo80: f.hi80.map(used), hi80: f.lo80.map(used), lo95: f.hi95.map(used), hi95: f.lo95.map(used) };
+      const drawn = projectionSpan(row.res.projection, row.base.exhaustion.p90, HORIZON_DAYS);
+      const fc = drawn && { x: drawn.x, mean: drawn.p50, lo80: drawn.p10, hi80: drawn.p90, label: "P50 projection" };
       const capLine = { key: "capacity", label: "capacity", x: [...(series[0] ? series[0].x : []), ...(fc ? fc.x : [])], y: [] };
       capLine.y = capLine.x.map(() => cap);
       chart.set({ series: [...series, capLine], forecast: fc });
-      chartNote.textContent = `${row.res.summary} Used = capacity − available; dashed: forecast with 80/95 % bands (3 days shown).`;
+      // what is drawn, for tests and for anyone inspecting the page
+      chartBox.dataset.projection = JSON.stringify({ capacity: cap, x: drawn ? drawn.x : [], p50: drawn ? drawn.p50 : [] });
+      const span = drawn ? drawn.why : "no projection";
+      chartNote.textContent = `${row.res.summary}. Used = capacity − available, the last 2 days; then the capacity model's own projection, the one the table's times come from (dashed: P50 of its simulated usage; band: P10–P90), ${span}.`;
     } catch (e) { chartNote.textContent = `Projection: ${e.message}`; }
   };
   if (rows.length) {
@@ -79,4 +84,25 @@ function shortName(labels) {
   const host = (labels.instance || "").replace(/:\d+$/, "");
   const where = labels.mountpoint || labels.device || "";
   return [host, where].filter(Boolean).join(" ") || seriesName(labels);
+}
+
+// The projection up to the horizon, or a little past the P90 exhaustion when that comes first
+// (a tenth of the lead time more, two of its steps at least), so a disk full in 18 days is not
+// drawn over 30 and a memory full in hours is not a corner of a month.
+function projectionSpan(proj, p90, horizonDays) {
+  if (!proj || !proj.timestamps.length) return null;
+  const t = proj.timestamps;
+  // the kept steps: the first projected step, then a regular stride up to the horizon
+  const stride = t.length > 2 ? t[2] - t[1] : 0;
+  let end = t[t.length - 1];
+  let why = `up to the horizon (${horizonDays} days)`;
+  if (p90) {
+    const now = p90.unix - p90.days * 86400;
+    const past = p90.unix + Math.max(0.1 * (p90.unix - now), 2 * stride);
+    if (past < end) { end = past; why = `a little past the P90 exhaustion (${formatDays((past - now) / 86400)} ahead)`; }
+  }
+  let n = t.findIndex((x) => x > end);
+  if (n === -1) n = t.length;
+  n = Math.max(n, Math.min(2, t.length));
+  return { x: t.slice(0, n), p10: proj.p10.slice(0, n), p50: proj.p50.slice(0, n), p90: proj.p90.slice(0, n), why };
 }
