@@ -102,7 +102,7 @@ class Versions:
             # a report without a projection renders as one (``projection: null``): the old
             # side of the API is timed without the projection it did not compute
             if not hasattr(a.CapacityReport, "projection"):
-                a.CapacityReport.projection = None  # type: ignore[attr-defined]
+                a.CapacityReport.projection = None
             self.names.insert(0, "old")
             self.analysis["old"], self.performance["old"] = a, p
 
