@@ -335,19 +335,14 @@ def test_readme_screenshots_exist() -> None:
     assert shutil.which("chromium") or os.path.exists(CHROMIUM)
 
 
-def test_capacity_page_marks_a_projection_from_minutes_of_history(
-    demo_server: Server, browser: Browser
-) -> None:
-    # A host that appeared ten minutes ago with memory rising as its processes start: listed
-    # after the demo's hosts, its times marked, and the page says why they are not a plan.
-    now_ms = int(time.time() * 1000)
-    ts = [now_ms - 60_000 * k for k in range(10, -1, -1)]
-    labels = {"instance": "fresh:9100", "job": "node"}
+def _ingest_memory(server: Server, instance: str, ts: list[int], available: list[float]) -> None:
+    """A node's available memory at ``ts`` beside a total of 25 GB, through the JSON ingest."""
+    labels = {"instance": instance, "job": "node"}
     series = [
         {
             "metric": "node_memory_MemAvailable_bytes",
             "labels": labels,
-            "samples": [[t, 24e9 - 1.2e9 * i] for i, t in enumerate(ts)],
+            "samples": [[t, v] for t, v in zip(ts, available, strict=True)],
         },
         {
             "metric": "node_memory_MemTotal_bytes",
@@ -355,8 +350,18 @@ def test_capacity_page_marks_a_projection_from_minutes_of_history(
             "samples": [[t, 25e9] for t in ts],
         },
     ]
-    r = httpx.post(demo_server.url + "/api/v1/ingest", json={"series": series})
+    r = httpx.post(server.url + "/api/v1/ingest", json={"series": series})
     assert r.status_code == 200, r.text
+
+
+def test_capacity_page_marks_a_projection_from_minutes_of_history(
+    demo_server: Server, browser: Browser
+) -> None:
+    # A host that appeared ten minutes ago with memory rising as its processes start: listed
+    # after the demo's hosts, its times marked, and the page says why they are not a plan.
+    now_ms = int(time.time() * 1000)
+    ts = [now_ms - 60_000 * k for k in range(10, -1, -1)]
+    _ingest_memory(demo_server, "fresh:9100", ts, [24e9 - 1.2e9 * i for i in range(len(ts))])
     page = _open(browser, demo_server.url + "/capacity", DESKTOP)
     rows = page.locator("#capacity-table tbody tr")
     texts = [rows.nth(i).inner_text() for i in range(rows.count())]
@@ -384,21 +389,9 @@ def test_capacity_chart_draws_the_plans_projection_up_to_the_capacity(
     # days, drawn before, had nothing to do with the table's numbers).
     now_ms = int(time.time() * 1000)
     ts = [now_ms - 60_000 * k for k in range(24 * 60, -1, -1)]
-    labels = {"instance": "filling:9100", "job": "node"}
-    series = [
-        {
-            "metric": "node_memory_MemAvailable_bytes",
-            "labels": labels,
-            "samples": [[t, 20e9 - 1e10 * i / len(ts)] for i, t in enumerate(ts)],
-        },
-        {
-            "metric": "node_memory_MemTotal_bytes",
-            "labels": labels,
-            "samples": [[t, 25e9] for t in ts],
-        },
-    ]
-    r = httpx.post(demo_server.url + "/api/v1/ingest", json={"series": series})
-    assert r.status_code == 200, r.text
+    _ingest_memory(
+        demo_server, "filling:9100", ts, [20e9 - 1e10 * i / len(ts) for i in range(len(ts))]
+    )
     page = _open(browser, demo_server.url + "/capacity", DESKTOP)
     row = page.locator("#capacity-table tbody tr", has_text="filling")
     p50_cell = row.locator("td").nth(4).inner_text()
