@@ -60,3 +60,33 @@ def test_the_explanation_names_a_follower_that_is_not_another_part() -> None:
     )
     assert text.startswith("http_latency on api-1 rose 2 min after node_cpu_seconds_total{cpu=")
     assert text.endswith("; 1 more series followed")
+
+
+def test_the_explanation_names_a_symptom_first_and_never_a_negative_lag() -> None:
+    # The commit rate of the database, dated a step before the slow replica within their onsets'
+    # uncertainty, came first among the followers and read "declined steadily -120 s after":
+    # the sentence names what users see (a latency) and a follower dated earlier began "as" it.
+    cause = label_set(
+        {
+            "__name__": "node_cpu_seconds_total",
+            "cpu": "0",
+            "mode": "iowait",
+            "instance": "db-1:9100",
+        }
+    )
+    commits = label_set({"__name__": "pg_stat_database_xact_commit_total", "instance": "db-0:9187"})
+    latency = label_set({"__name__": "request_latency_seconds", "instance": "search-0:8080"})
+    text = explain(
+        cause,
+        "saturation",
+        30.0,
+        0,
+        [(commits, "ramp", -8.0, -120_000), (latency, "shift", 9.0, 60_000)],
+        None,
+    )
+    assert text.startswith("request_latency_seconds on search-0:8080 rose 60 s after"), text
+    assert "-120" not in text and "1 more series followed" in text
+    alone = explain(cause, "saturation", 30.0, 0, [(commits, "ramp", -8.0, -120_000)], None)
+    assert alone.startswith(
+        "pg_stat_database_xact_commit_total on db-0:9187 declined steadily as "
+    ), alone

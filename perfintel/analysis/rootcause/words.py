@@ -264,10 +264,16 @@ def explain(
         # named: the first follower that is not another part of the same measurement
         # (the next core of the same machine says nothing new)
         mine = measurement_of(labels)
-        named = next((f for f in followers if mine is None or measurement_of(f[0]) != mine), None)
+        others = [f for f in followers if mine is None or measurement_of(f[0]) != mine]
+        # a symptom (latency, errors) first: what the user sees is what the sentence is about
+        named = next(
+            (f for f in others if ROLE_ORDER.get(role_of(f[0]), -1) in SYMPTOM_ROLES), None
+        )
+        named = named or (others[0] if others else None)
         f_labels, f_shape, f_sigma, lag_ms = named or followers[0]
         did = f"{describe_series(f_labels)} {verb(f_shape, f_sigma)}"
-        text = f"{did} as {what}" if lag_ms == 0 else f"{did} {_duration(lag_ms)} after {what}"
+        # a follower dated before its cause began with it, within their onsets' uncertainty
+        text = f"{did} as {what}" if lag_ms <= 0 else f"{did} {_duration(lag_ms)} after {what}"
         if len(followers) > 1:
             text += f"; {len(followers) - 1} more series followed"
     else:
