@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from .parameters import RootCauseParams
 
 MINUTE_MS = 60_000
@@ -30,6 +32,31 @@ def in_time(p: RootCauseParams, step_ms: int) -> RootCauseParams:
         return p
     slack = max(1, int(-(-p.slack_minutes * MINUTE_MS // max(1, step_ms))))
     return replace(p, onset_slack=slack)
+
+
+def symptom_reach(p: RootCauseParams, step_ms: int) -> int:
+    """Steps after the asked time the first symptom may open the slack to (``symptom_minutes``
+    at ``step_ms``, at least one; 0 when that option is off)."""
+    if p.symptom_minutes <= 0:
+        return 0
+    return max(1, int(-(-p.symptom_minutes * MINUTE_MS // max(1, step_ms))))
+
+
+def to_first_symptom(
+    p: RootCauseParams, step_ms: int, asked: int, onset: np.ndarray, symptom: np.ndarray
+) -> RootCauseParams:
+    """``p`` with ``onset_slack`` opened to the first symptom, when ``symptom_minutes`` is on: the
+    latest onset that counts is the later of the asked time plus the slack and the onset of the
+    first symptom (``symptom``: changes of latency or errors, onsets ``onset`` in steps like
+    ``asked``) that began after the asked time, capped at ``symptom_minutes`` after it. A cause
+    begins no later than the first symptom: asked when a fault begins (its injection, before
+    anything shows), its root may be dated a step or more later and its leaks later still;
+    asked at the alert, the symptoms had begun and the slack stays."""
+    reach = symptom_reach(p, step_ms)
+    later = onset[symptom & (onset > asked)]
+    if reach <= 0 or not later.size:
+        return p
+    return replace(p, onset_slack=max(p.onset_slack, min(int(later.min()) - asked, reach)))
 
 
 def ramp_clip(p: RootCauseParams, step_ms: int) -> tuple[float, float]:

@@ -233,3 +233,11 @@ class RootCauseParams:
     #: both onset tolerances) caused none of them and ranks after every other, as a bygone one
     #: does (off: ``--cv --only after_symptoms``, BENCHMARKS.md "durations in time")
     after_symptoms: float = 0.0
+    #: a cause begins no later than the first symptom, 0 off: the latest onset that counts as a
+    #: cause is the later of the incident time plus the slack (``onset_slack``,
+    #: ``slack_minutes``) and the onset of the first symptom (latency, errors) that began after
+    #: the incident time, at most this many minutes after it: asked when the fault begins, its
+    #: root is dated a step or more later (onset uncertainty) and a leak later still; asked at
+    #: the alert, symptoms had begun and nothing changes
+    #: (:func:`~perfintel.analysis.rootcause.durations.to_first_symptom`)
+    symptom_minutes: float = 0.0

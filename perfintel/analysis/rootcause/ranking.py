@@ -145,7 +145,7 @@ from .baseline import baseline_line, seasonal_line
 from .changes import Changes as _Changes
 from .cycles import after_explainers as _after_explainers
 from .cycles import after_explainers_by_cycle
-from .durations import in_time, ramp_clip, spike_return
+from .durations import in_time, ramp_clip, spike_return, symptom_reach, to_first_symptom
 from .exhaust import exhaustion_links
 from .filling import filling_suspects, machine_wide, second_place
 from .links import OrphanRule, learned_links, orphan_links
@@ -729,11 +729,15 @@ def rank_root_causes(
             "steps before time - window"
         )
     # after the incident time only what shows how changes that began before it develop
-    we = min(grid.size, t_idx + 1 + max(p.onset_slack, (t_idx - ws) // 3))
+    reach = max(p.onset_slack, symptom_reach(p, step))  # the latest onset that can count
+    we = min(grid.size, t_idx + 1 + max(reach, (t_idx - ws) // 3))
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)), rise=True)
+    if p.symptom_minutes > 0:  # a cause begins no later than the first symptom
+        sym = [ROLE_ORDER.get(role_of(s.labels), -1) in SYMPTOM_ROLES for s in series]
+        p = to_first_symptom(p, step, t_idx - ws, ch.onset, ch.changed & np.array(sym, bool))
     values = x[:, ws:we]
     r = _rank(
         ch,
