@@ -384,6 +384,7 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             graph=graph,
             max_propagation_ms=prop,
             max_samples=max_samples,
+            now_ms=_now_ms(),
         )
 
     rep = await run_timed(request, "analyze_root_cause", work)

@@ -42,6 +42,14 @@ def symptom_reach(p: RootCauseParams, step_ms: int) -> int:
     return max(1, int(-(-p.symptom_minutes * MINUTE_MS // max(1, step_ms))))
 
 
+def counted_after_ms(p: RootCauseParams, step_ms: int) -> int:
+    """How long after the asked time a change may begin and still count as a cause, at most
+    (``onset_slack`` steps, ``slack_minutes``, ``symptom_minutes``): the data a caller must
+    fetch past the asked time for it to be seen."""
+    q = in_time(p, step_ms)
+    return max(q.onset_slack, symptom_reach(q, step_ms)) * max(1, step_ms)
+
+
 def to_first_symptom(
     p: RootCauseParams, step_ms: int, asked: int, onset: np.ndarray, symptom: np.ndarray
 ) -> RootCauseParams:

@@ -236,8 +236,10 @@ class RootCauseParams:
     #: a cause begins no later than the first symptom, 0 off: the latest onset that counts as a
     #: cause is the later of the incident time plus the slack (``onset_slack``,
     #: ``slack_minutes``) and the onset of the first symptom (latency, errors) that began after
-    #: the incident time, at most this many minutes after it: asked when the fault begins, its
-    #: root is dated a step or more later (onset uncertainty) and a leak later still; asked at
-    #: the alert, symptoms had begun and nothing changes
+    #: the incident time, at most this many minutes after it; a symptom that began after the
+    #: incident time plus the slack is an effect and stays late. Asked when the fault begins
+    #: (its injection, before anything shows), its root is dated a step or more later (onset
+    #: uncertainty) and a leak later still; asked at the alert, the symptoms that came later
+    #: open the window to nothing that was not already there but changes of other roles
     #: (:func:`~perfintel.analysis.rootcause.durations.to_first_symptom`)
     symptom_minutes: float = 0.0
