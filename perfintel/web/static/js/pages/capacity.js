@@ -1,5 +1,6 @@
 // Capacity: time to exhaustion (P10/P50/P90) per resource, and a chart per resource of the
-// projection those times come from (the capacity model's simulated paths, from the same answer).
+// projection those times come from (the capacity model's simulated paths, from the same answer:
+// asked for with projection: true, the API leaves it out — null — otherwise).
 import { api } from "../api.js";
 import { TimeChart } from "../chart.js";
 import { el, pct, selectorOf, seriesName } from "../format.js";
@@ -25,7 +26,7 @@ export async function render(main, { signal }) {
   const chart = new TimeChart(chartBox, { height: window.innerWidth < 600 ? 220 : 300, label: "capacity projection" });
   const rows = [];
   const results = await Promise.all(PRESETS.map((p) => api("/api/v1/performance/capacity/analyze", {
-    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: HORIZON_DAYS, step: "5m", history: "7d" },
+    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: HORIZON_DAYS, step: "5m", history: "7d", projection: true },
   }).then((d) => ({ p, d })).catch((e) => ({ p, e }))));
   const problems = [];
   for (const { p, d, e } of results) {
