@@ -758,7 +758,11 @@ def plan_capacity(
         )
     util = float(x[-1] / cap)
     bt = _backtest(x, step, h, paths, seed)
-    drawn = sampler.result(step, float(t_end), is_dt) if sampler is not None else None
+    drawn = None
+    if sampler is not None:
+        # a usage that was never negative is not drawn below 0 (exhaustion is unaffected)
+        floor = 0.0 if np.nanmin(x) >= 0 else -np.inf
+        drawn = sampler.result(step, float(t_end), is_dt, floor)
     return CapacityReport(
         tuple(results), model, step, float(horizon_days), util, bt, history_days, drawn
     )

@@ -378,3 +378,18 @@ def test_the_projection_is_only_computed_when_asked_and_changes_no_other_figure(
         assert drawn.projection is not None and drawn.projection.p50.size > 0
         assert dataclasses.replace(drawn, projection=None) == without
         assert drawn.baseline.days_p50 == without.baseline.days_p50
+
+
+def test_the_projection_of_falling_usage_stops_at_zero() -> None:
+    # ten minutes of a disk emptying, projected 30 days: the trend alone would draw usage at
+    # -6 TB (seen on a fresh host); usage that was never negative is not drawn below 0, and a
+    # quantity that was negative keeps its own course
+    t = T0 + 15.0 * np.arange(40)
+    falling = 180e9 - 2e6 * np.arange(40) + np.random.default_rng(5).normal(0, 1e5, 40)
+    rep = plan_capacity(t, falling, 250e9, horizon_days=30, projection=True)
+    proj = rep.projection
+    assert proj is not None
+    assert proj.p10.min() == 0.0 and proj.p50[-1] == 0.0
+    assert proj.p50[0] > 170e9
+    below = plan_capacity(t, falling - 181e9, 250e9, horizon_days=30, projection=True)
+    assert below.projection is not None and below.projection.p50[-1] < (falling - 181e9).min()
