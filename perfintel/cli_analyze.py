@@ -184,7 +184,8 @@ def analyze_root_cause(
                 series,
                 f"{c['score']:.2f}",
                 c["onset"][11:19],
-                f"{c['sigma']:+.1f}",
+                # a series constant before moved by no spread at all: its σ is only an order
+                "from constant" if c.get("constant_before") else f"{c['sigma']:+.1f}",
                 c["explanation"],
             )
         Console().print(table)
