@@ -11,7 +11,11 @@ result, the model, the utilisation and the backtest. The other scenarios are
 counted separately: they may differ when their random draws were changed on
 purpose (common random numbers across scenarios).
 
-    .venv/bin/python benchmarks/capacity_identity.py --old /tmp/main-checkout [--cases 300]
+This checkout plans without the projection (``plan_capacity``'s default); with
+``--projection`` it plans with it, and the projections are compared too (when
+the old checkout has one: it always computed it before the flag).
+
+    .venv/bin/python benchmarks/capacity_identity.py --old /tmp/main-checkout [--cases 300] [--projection]
 """
 
 from __future__ import annotations
@@ -97,14 +101,22 @@ def main() -> int:
     ap.add_argument("--old", type=Path, required=True, help="checkout holding the old module")
     ap.add_argument("--cases", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--projection", action="store_true", help="plan with the projection")
     a = ap.parse_args()
     old = load_old(a.old)
     rng = np.random.default_rng(a.seed)
-    first_differ = other_differ = others = 0
+    first_differ = other_differ = others = projection_differ = projections = 0
     for i in range(a.cases):
         case = random_case(rng)
         ro = old.plan_capacity(**case)
-        rn = new_capacity.plan_capacity(**case)
+        rn = new_capacity.plan_capacity(**case, projection=a.projection)
+        if (rn.projection is not None) != a.projection:
+            raise SystemExit(
+                f"case {i}: projection {rn.projection!r} with --projection={a.projection}"
+            )
+        if a.projection and getattr(ro, "projection", None) is not None:
+            projections += 1
+            projection_differ += rn.projection != ro.projection
         bo, bn = ro.backtest, rn.backtest
         head_o = (ro.model, ro.utilisation_now, ro.step_seconds, ro.horizon_days)
         head_n = (rn.model, rn.utilisation_now, rn.step_seconds, rn.horizon_days)
@@ -136,8 +148,9 @@ def main() -> int:
     print(
         f"{a.cases} cases: first scenario + model + backtest: {first_differ} differ; "
         f"other scenarios: {other_differ} of {others} differ"
+        + (f"; projections: {projection_differ} of {projections} differ" if a.projection else "")
     )
-    return 1 if first_differ else 0
+    return 1 if first_differ or projection_differ else 0
 
 
 if __name__ == "__main__":

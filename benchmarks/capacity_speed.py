@@ -12,14 +12,20 @@
    tier.
 
 Prints the median (and min) wall time of ``--repeats`` runs per case, after
-one warm-up. Never a pass/fail. With ``--old CHECKOUT`` (e.g. a detached
-worktree of ``main``) every case also runs that checkout's
-``perfintel/analysis/capacity.py`` and ``perfintel/performance/capacity.py``
-(loaded next to this checkout's; the API is pointed at them), alternating old
-and new run by run in one process, and prints old/new: ratios from one run,
-since the machine is noisy.
+one warm-up, and the API answer's size. Never a pass/fail. With ``--old
+CHECKOUT`` (e.g. a detached worktree of ``main``) every case also runs that
+checkout's ``perfintel/analysis/capacity.py`` and
+``perfintel/performance/capacity.py`` (loaded next to this checkout's; the API
+is pointed at them), alternating old and new run by run in one process, and
+prints old/new: ratios from one run, since the machine is noisy. This checkout
+plans with the projection (``projection=True``, as the Capacity page asks), as
+a checkout from before the flag always did.
 
-    .venv/bin/python benchmarks/capacity_speed.py [--repeats 5] [--hosts 30] [--old DIR]
+With ``--projection`` this checkout runs twice instead, without the projection
+("off": ``plan_capacity(..., projection=False)``, the API's default) and with
+it ("on"), alternating, and prints off/on and both answers' sizes.
+
+    .venv/bin/python benchmarks/capacity_speed.py [--repeats 5] [--hosts 30] [--old DIR | --projection]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import argparse
 import contextlib
 import functools
 import importlib.util
+import inspect
 import statistics
 import sys
 import tempfile
@@ -35,6 +42,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -63,6 +71,7 @@ DASHBOARD_BODY = {
     "horizon_days": 30,
     "step": "5m",
     "history": "7d",
+    "projection": True,
 }
 
 
@@ -89,12 +98,20 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 class Versions:
-    """This checkout's planning modules and, with ``--old``, another checkout's."""
+    """This checkout's planning modules and, with ``--old``, another checkout's; or this
+    checkout's without and with the projection (``--projection``)."""
 
-    def __init__(self, old: Path | None) -> None:
+    def __init__(self, old: Path | None, projection_ratio: bool = False) -> None:
         self.names = ["new"]
         self.analysis = {"new": analysis_capacity}
         self.performance = {"new": performance_capacity}
+        #: the projection flag each version is called with (``None``: a checkout without it)
+        self.projection: dict[str, bool | None] = {"new": True}
+        if projection_ratio:
+            self.names = ["off", "on"]
+            for k in self.names:
+                self.analysis[k], self.performance[k] = analysis_capacity, performance_capacity
+            self.projection = {"off": False, "on": True}
         if old is not None:
             a = _load(old / "perfintel/analysis/capacity.py", "old_analysis_capacity")
             p = _load(old / "perfintel/performance/capacity.py", "old_performance_capacity")
@@ -103,8 +120,21 @@ class Versions:
             # side of the API is timed without the projection it did not compute
             if not hasattr(a.CapacityReport, "projection"):
                 a.CapacityReport.projection = None
+            if "projection" not in inspect.signature(p.analyze).parameters:
+                # the API passes the flag on; a checkout from before it always projected
+                analyze = p.analyze
+
+                def without_flag(*args: Any, projection: bool = True, **kwargs: Any) -> Any:
+                    return analyze(*args, **kwargs)
+
+                p.analyze = without_flag  # type: ignore[attr-defined]
             self.names.insert(0, "old")
             self.analysis["old"], self.performance["old"] = a, p
+            self.projection["old"] = None
+
+    def plan_kwargs(self, name: str) -> dict[str, bool]:
+        flag = self.projection[name]
+        return {} if flag is None else {"projection": flag}
 
     @contextlib.contextmanager
     def serving(self, name: str) -> Iterator[None]:
@@ -132,7 +162,8 @@ def timed(calls: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, 
 def show(name: str, times: dict[str, list[float]]) -> None:
     med = {k: 1000 * statistics.median(v) for k, v in times.items()}
     cells = "".join(f" {med[k]:10.1f} {1000 * min(v):9.1f}" for k, v in times.items())
-    ratio = f" {med['old'] / med['new']:8.2f}x" if "old" in med else ""
+    names = list(times)
+    ratio = f" {med[names[0]] / med[names[1]]:8.2f}x" if len(names) == 2 else ""
     print(f"{name:52s}{cells}{ratio}")
 
 
@@ -142,7 +173,7 @@ def bench_plan(versions: Versions, repeats: int) -> None:
     used, total = memory_used(ts, 0)
     for days in (1, 7, 30, 365):
 
-        def call(module: ModuleType, d: float = days) -> None:
+        def call(module: ModuleType, kwargs: dict[str, bool], d: float = days) -> None:
             module.plan_capacity(
                 ts / 1000.0,
                 used,
@@ -150,9 +181,13 @@ def bench_plan(versions: Versions, repeats: int) -> None:
                 horizon_days=d,
                 scenarios=TRAFFIC_SCENARIOS,
                 step_seconds=STEP_MS / 1000,
+                **kwargs,
             )
 
-        calls = {k: functools.partial(call, versions.analysis[k]) for k in versions.names}
+        calls = {
+            k: functools.partial(call, versions.analysis[k], versions.plan_kwargs(k))
+            for k in versions.names
+        }
         show(f"plan_capacity 7d of 5m, horizon {days}d", timed(calls, repeats))
 
 
@@ -171,21 +206,25 @@ def bench_api(versions: Versions, repeats: int, hosts: int) -> None:
                 store.append(SampleBatch.from_arrays(avail, ts, total - used))
                 store.append(SampleBatch.from_arrays(size, ts, np.full(ts.size, total)))
             store.flush(compact=True)
-            body = {**DASHBOARD_BODY, "end": end / 1000}
+            sizes: dict[str, int] = {}
 
-            def call() -> None:
-                r = client.post("/api/v1/performance/capacity/analyze", json=body)
+            def as_version(name: str) -> None:
+                flag = versions.projection[name]
+                body = {**DASHBOARD_BODY, "end": end / 1000, "projection": flag is not False}
+                with versions.serving(name):
+                    r = client.post("/api/v1/performance/capacity/analyze", json=body)
                 r.raise_for_status()
                 n = len(r.json()["data"]["resources"])
                 if n != hosts:
                     raise SystemExit(f"expected {hosts} resources, got {n}")
-
-            def as_version(name: str) -> None:
-                with versions.serving(name):
-                    call()
+                sizes[name] = len(r.content)
 
             calls = {k: functools.partial(as_version, k) for k in versions.names}
             show(f"capacity API, {hosts} hosts' memory (dashboard body)", timed(calls, repeats))
+            print(
+                "capacity API answer size (bytes)".ljust(52)
+                + "".join(f" {sizes[k]:20d}" for k in versions.names)
+            )
 
 
 def main() -> int:
@@ -195,10 +234,16 @@ def main() -> int:
     ap.add_argument("--skip-api", action="store_true")
     ap.add_argument("--skip-plan", action="store_true")
     ap.add_argument("--old", type=Path, help="another checkout to compare with")
+    ap.add_argument(
+        "--projection", action="store_true", help="this checkout without and with the projection"
+    )
     a = ap.parse_args()
-    versions = Versions(a.old)
+    if a.old and a.projection:
+        ap.error("--old and --projection compare different things: one at a time")
+    versions = Versions(a.old, a.projection)
     head = "".join(f" {k + ' median':>10s} {k + ' min':>9s}" for k in versions.names)
-    ratio = f" {'old/new':>9s}" if a.old else ""
+    names = versions.names
+    ratio = f" {names[0] + '/' + names[1]:>9s}" if len(names) == 2 else ""
     print(f"{'case (ms)':52s}{head}{ratio}   (n={a.repeats})")
     if not a.skip_plan:
         bench_plan(versions, a.repeats)

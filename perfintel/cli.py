@@ -241,7 +241,14 @@ def ingest(
 
 @app.command()
 def query(
-    selector: Annotated[str, typer.Argument(help='Series selector, e.g. node_load1{job="node"}')],
+    selector: Annotated[
+        str,
+        typer.Argument(
+            help='Series selector, e.g. node_load1{job="node"}, or a PromQL expression, e.g. '
+            "'rate(node_cpu_seconds_total[5m])' (evaluated by the query_range API; --step "
+            "defaults to 1/250 of the range, --fn/--agg/--by apply to selectors only)"
+        ),
+    ],
     url: Url = "http://127.0.0.1:9470",
     start: Annotated[
         str | None,
@@ -269,6 +276,9 @@ def query(
             parse_duration_ms(step, "--step")
     except PerfintelError as exc:
         raise fail(exc) from exc
+    if not _is_selector(selector):
+        _query_promql(url, selector, start_s, end_s, step, as_json, token)
+        return
     params: dict[str, Any] = {
         "match": selector,
         "start": start_s,
@@ -292,6 +302,55 @@ def query(
         return
     data = r.json()["data"]
     _print_series(data["series"], f"{len(data['series'])} series ({data['source']})")
+
+
+def _is_selector(text: str) -> bool:
+    from perfintel.model import parse_selector
+
+    try:
+        parse_selector(text)
+    except PerfintelError:
+        return False
+    return True
+
+
+def _query_promql(
+    url: str,
+    expr: str,
+    start_s: float | None,
+    end_s: float | None,
+    step: str | None,
+    as_json: bool,
+    token: str | None,
+) -> None:
+    """``expr`` over the range through the Prometheus query_range API, printed as the series
+    query's table (a user who types rate(...) meant PromQL, not a selector)."""
+    end = end_s if end_s is not None else time.time()
+    start = start_s if start_s is not None else end - 3600
+    # Grafana's default: about 250 points over the range, never finer than 1 s
+    every = step or f"{max(1.0, (end - start) / 250):.0f}s"
+    with _reaching(url):
+        r = httpx.get(
+            f"{url}/api/v1/query_range",
+            params={"query": expr, "start": start, "end": end, "step": every},
+            headers=auth_headers(token),
+            timeout=60,
+        )
+    if r.status_code != 200:
+        raise _fail_http(r)
+    if as_json:
+        sys.stdout.write(r.text + "\n")
+        return
+    data = r.json()["data"]
+    series = [
+        {
+            "labels": s["metric"],
+            "timestamps": [round(float(t) * 1000) for t, _ in s["values"]],
+            "values": [float(v) for _, v in s["values"]],
+        }
+        for s in data["result"]
+    ]
+    _print_series(series, f"{len(series)} series (PromQL, step {every})")
 
 
 _STAT_COLUMNS = ("points", "first", "last value", "min", "max")

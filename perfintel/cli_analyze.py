@@ -172,8 +172,10 @@ def analyze_root_cause(
             title=f"root-cause candidates of the incident at {data['time']} "
             f"({data['candidates']} series examined)"
         )
-        for c in ("#", "series", "score", "onset", "σ", "explanation"):
-            table.add_column(c)
+        # the explanation, a sentence, goes under the table: as a sixth column it was folded
+        # to a word a line in an 80-column terminal
+        for c in ("#", "series", "score", "onset", "σ"):
+            table.add_column(c, overflow="fold")
         for i, c in enumerate(data["causes"], start=1):
             series = _labels(c["labels"])
             if c.get("parts"):  # other cores, buckets or quantiles of the same measurement
@@ -184,10 +186,13 @@ def analyze_root_cause(
                 series,
                 f"{c['score']:.2f}",
                 c["onset"][11:19],
-                f"{c['sigma']:+.1f}",
-                c["explanation"],
+                # a series constant before moved by no spread at all: its σ is only an order
+                "from constant" if c.get("constant_before") else f"{c['sigma']:+.1f}",
             )
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        for i, c in enumerate(data["causes"], start=1):
+            console.print(f"{i}. {c['explanation']}", markup=False, highlight=False, soft_wrap=True)
     if plot is not None:
         import numpy as np
 

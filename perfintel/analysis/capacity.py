@@ -35,9 +35,12 @@ estimation error, and short-term noise is block-bootstrapped from the
 residuals. A path *exhausts*
 the capacity at its first step at or above it. The P10/P50/P90 exhaustion
 times are quantiles over paths; ``None`` means "not within the horizon".
-The baseline's paths, sampled at up to 300 future steps and reduced to
-P10/P50/P90 per step (:mod:`perfintel.analysis.capacity_projection`), are the
-report's ``projection``: what a chart of the plan draws.
+With ``projection=True`` the baseline's paths, sampled at up to 300 future steps
+and reduced to P10/P50/P90 per step (:mod:`perfintel.analysis.capacity_projection`),
+are the report's ``projection``: what a chart of the plan draws. Off by default
+(``projection`` is then ``None``): only a chart needs it, and sampling the paths
+draws nothing from the random generator, so every other figure of the report is
+the same with and without it.
 
 Scenarios
 ---------
@@ -149,6 +152,7 @@ class CapacityReport:
     #: how far back the usage history reaches (days)
     history_days: float = math.inf
     #: the baseline scenario's simulated usage, P10/P50/P90 at up to 300 future steps
+    #: (``None`` unless ``plan_capacity(..., projection=True)``)
     projection: UsageProjection | None = None
 
     @property
@@ -680,13 +684,16 @@ def plan_capacity(
     step_seconds: float | None = None,
     paths: int = PATHS,
     seed: int = SEED,
+    projection: bool = False,
 ) -> CapacityReport:
     """Project usage ``horizon_days`` ahead per scenario (see the module docstring).
 
     ``timestamps`` are Unix seconds (or ``datetime64``; exhaustion times come
     back in the same kind); ``capacity`` is a number or an array aligned with
     the timestamps (its last value holds for the future). The first scenario
-    is the one summarised in :attr:`CapacityReport.summary`.
+    is the one summarised in :attr:`CapacityReport.summary`. ``projection``:
+    also reduce the baseline's paths to :attr:`CapacityReport.projection` (for a
+    chart; ~1.5 ms a plan); the other figures do not depend on it.
     """
     if not 1 <= horizon_days <= 365:
         raise BadInputError(f"horizon must be between 1 and 365 days, got {horizon_days}")
@@ -707,7 +714,7 @@ def plan_capacity(
     h = max(1, round(horizon_days * DAY / step))
     history_days = float(grid[-1] - grid[0]) / DAY
     model, blocks = _project(x, step, h, scenarios, paths, seed)
-    sampler = ProjectionSampler(paths, h)
+    sampler = ProjectionSampler(paths, h) if projection else None
     stats = _first_and_peak(blocks, len(scenarios), paths, cap, sampler)
     t_end = grid[-1]
     results = []
@@ -751,7 +758,11 @@ def plan_capacity(
         )
     util = float(x[-1] / cap)
     bt = _backtest(x, step, h, paths, seed)
-    projection = sampler.result(step, float(t_end), is_dt)
+    drawn = None
+    if sampler is not None:
+        # a usage that was never negative is not drawn below 0 (exhaustion is unaffected)
+        floor = 0.0 if np.nanmin(x) >= 0 else -np.inf
+        drawn = sampler.result(step, float(t_end), is_dt, floor)
     return CapacityReport(
-        tuple(results), model, step, float(horizon_days), util, bt, history_days, projection
+        tuple(results), model, step, float(horizon_days), util, bt, history_days, drawn
     )

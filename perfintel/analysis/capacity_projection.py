@@ -72,9 +72,15 @@ class ProjectionSampler:
         """The rows ``a …`` of the paths: ``block`` is (paths in the block) × steps."""
         self.values[a : a + block.shape[0]] = block[:, self.columns]
 
-    def result(self, step: float, t_end: float, is_datetime: bool) -> UsageProjection:
+    def result(
+        self, step: float, t_end: float, is_datetime: bool, floor: float = -np.inf
+    ) -> UsageProjection:
+        """P10/P50/P90 per kept step, none below ``floor`` (usage that was never negative is
+        not drawn below 0: a falling trend extrapolated is a level that cannot be)."""
         ordered = np.sort(self.values, axis=0)
-        p10, p50, p90 = (_quantile_of_sorted(ordered, q) for q in (0.1, 0.5, 0.9))
+        p10, p50, p90 = (
+            np.maximum(_quantile_of_sorted(ordered, q), floor) for q in (0.1, 0.5, 0.9)
+        )
         ahead = self.columns + 1
         seconds = t_end + ahead * step
         when = (

@@ -328,6 +328,7 @@ def render_cause(group: PartGroup[Cause], labels: list[LabelSet], step_ms: int) 
         "onset_unix": c.onset_ms / 1000,
         "peak": _rfc3339(c.peak_ms),
         "sigma": c.sigma,
+        "constant_before": c.constant_before,
         "shape": c.shape,
         "explanation": c.explanation,
         "followers": [
@@ -350,7 +351,7 @@ def render_cause(group: PartGroup[Cause], labels: list[LabelSet], step_ms: int) 
     summary="Root cause of an incident: the candidate series ranked, with onsets and explanations",
     responses=_ERRORS,
     response_description='{"status": "success", "data": {"causes": [{"labels", "score", "onset", '
-    '"explanation", "sigma", "shape", "followers", "evidence", "part_label", "parts"}]}}',
+    '"explanation", "sigma", "constant_before", "shape", "followers", "evidence", "part_label", "parts"}]}}',
 )
 async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Response:
     scope = await _incident_scope(request, body.incident) if body.incident else None

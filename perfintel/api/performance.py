@@ -200,6 +200,12 @@ class CapacityRequest(_Body):
     format: Literal["json", "png"] = Field(
         "json", description="png: a chart of the first resource instead of JSON."
     )
+    projection: bool = Field(
+        False,
+        description="true: each resource's answer carries the baseline's projected usage "
+        "(projection: {timestamps, p10, p50, p90}, up to 300 future steps, ~20 KB per resource) "
+        "for a chart; false (default): projection is null. A PNG always draws it.",
+    )
 
     @field_validator("capacity")
     @classmethod
@@ -299,7 +305,8 @@ def _exhaustion(when: float | np.datetime64 | None, days: float | None) -> dict[
 
 
 def _projection(proj: UsageProjection | None) -> dict[str, Any] | None:
-    """The baseline's P10/P50/P90 usage at the report's kept future steps (Unix seconds)."""
+    """The baseline's P10/P50/P90 usage at the report's kept future steps (Unix seconds);
+    ``None`` (``projection: null``) when the request did not ask for it."""
     if proj is None:
         return None
     when = proj.timestamps
@@ -464,6 +471,7 @@ async def _capacity(request: Request, body: CapacityRequest, fmt: str | None) ->
             max_series=MAX_SERIES,
             max_samples=settings.max_samples,
             settings=settings,
+            projection=body.projection or png,  # the chart draws it
         )
         if not analysis.resources and not analysis.skipped:
             raise _no_series("usage", usage, window)
@@ -515,6 +523,7 @@ _QUERY_FIELDS = (
     "end",
     "resource",
     "format",
+    "projection",
 )
 
 
@@ -530,7 +539,7 @@ _QUERY_FIELDS = (
                 "name": name,
                 "in": "query",
                 "required": name in ("usage", "capacity"),
-                "schema": {"type": "string"},
+                "schema": {"type": "boolean" if name == "projection" else "string"},
                 "description": CapacityRequest.model_fields[name].description or "",
             }
             for name in _QUERY_FIELDS

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from perfintel.analysis.anomaly.result import SEVERITIES
+from perfintel.analysis.anomaly.seasonal import WARMUP_MS
 from perfintel.analysis.capacity import Scenario
 from perfintel.errors import PerfintelError
 from perfintel.model import METRIC_NAME, LabelSet, Matcher, MatchOp, Selector, parse_selector
@@ -130,11 +131,45 @@ class Candidate:
     peak_ms: int
 
 
+@dataclass
+class WarmUp:
+    """The analysed series still in the detector's warm-up (no score before their history
+    spans ``WARMUP_MS``), per service (``None``: all series): ``[analysed, warming, the
+    time the first warming one gets scores (ms, 0 if none)]``."""
+
+    by_service: dict[str | None, list[int]] = field(default_factory=dict)
+
+    def add(self, service: str | None, ready_ms: int | None) -> None:
+        for key in {None, service}:
+            c = self.by_service.setdefault(key, [0, 0, 0])
+            c[0] += 1
+            if ready_ms is not None:
+                c[1] += 1
+                c[2] = ready_ms if not c[2] else min(c[2], ready_ms)
+
+    def doc(self, service: str | None) -> dict[str, Any]:
+        analysed, warming, ready = self.by_service.get(service, [0, 0, 0])
+        return {
+            "seconds": WARMUP_MS / 1000,
+            "series": analysed,
+            "warming": warming,
+            "first_ready": ready or None,
+        }
+
+
 def anomaly_shares(
-    store: SampleReader, start_ms: int, end_ms: int, limits: QueryLimits, signals: EntitySignals
+    store: SampleReader,
+    start_ms: int,
+    end_ms: int,
+    limits: QueryLimits,
+    signals: EntitySignals,
+    warmup: WarmUp | None = None,
 ) -> list[Candidate]:
     """Fill ``anomaly_share`` per entity from the stored ``anomaly_score`` series; return
-    the series that crossed 1, highest peak first."""
+    the series that crossed 1, highest peak first. ``warmup``, if given, counts the series
+    still warming up: the first stored score in the window is taken as the series' first
+    sample when it is later than the window's start (a minute of slack; with the window
+    at least ``WARMUP_MS`` long, as by default, a series still warming always is)."""
     sel = parse_selector("anomaly_score")
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     candidates = []
@@ -142,6 +177,11 @@ def anomaly_shares(
         v = s.values[np.isfinite(s.values)]
         if not len(v):
             continue
+        if warmup is not None:
+            first = int(s.timestamps[0])
+            ready = first + WARMUP_MS
+            new = first > start_ms + MINUTE_MS and ready > end_ms
+            warmup.add(dict(s.labels).get("service"), ready if new else None)
         over = int((v > 1.0).sum())
         service, host = _entity_keys(s.labels)
         for kind, key in (("service", service), ("host", host)):

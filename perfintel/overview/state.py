@@ -115,6 +115,8 @@ class Snapshot:
     refreshed: dict[str, int | None] = field(default_factory=dict)
     #: the signals the scores came from, before the alerts (re-scored when the alerts change)
     signals: gather.EntitySignals | None = None
+    #: the analysed series still in the detector's warm-up (read with the anomaly scores)
+    warmup: gather.WarmUp = field(default_factory=gather.WarmUp)
 
 
 def _scored(
@@ -325,6 +327,7 @@ class OverviewState:
                 timings=dict(old.timings),
                 refreshed=dict(old.refreshed),
                 signals=old.signals,
+                warmup=old.warmup,
             )
             window_ms = int(self.settings.anomaly_window * 1000)
             start_ms = now_ms - window_ms
@@ -344,10 +347,12 @@ class OverviewState:
             if "signals" in parts or "anomalies" in parts:
                 t0 = time.perf_counter()
                 signals = gather.gather_signals(self.engine, now_ms)
+                warmup = gather.WarmUp()
                 try:
                     candidates = gather.anomaly_shares(
-                        self.store, start_ms, now_ms, self.limits, signals
+                        self.store, start_ms, now_ms, self.limits, signals, warmup
                     )
+                    snap.warmup = warmup
                 except Exception as exc:
                     snap.problems.append(f"anomaly scores: {exc}")
                 self._add_capacity_signals(signals, snap.capacity)
@@ -473,5 +478,8 @@ class OverviewState:
                 "perfintel": _health_json(self._self, brief=True),
                 "refreshed": snap.refreshed,
                 "window_seconds": self.settings.anomaly_window,
+                # no score before a series' history spans the detector's warm-up: the page
+                # says so while nothing is listed because of it
+                "anomaly_warmup": snap.warmup.doc(service),
             },
         }

@@ -158,9 +158,11 @@ def analyze(
     max_series: int = MAX_SERIES,
     max_samples: int | None = None,
     settings: QuerySettings | None = None,
+    projection: bool = False,
 ) -> CapacityAnalysis:
     """Plan every resource of ``usage`` (a selector or any PromQL expression) over
-    ``window`` (history ending at ``end_ms``)."""
+    ``window`` (history ending at ``end_ms``). ``projection``: each report also carries the
+    baseline's projected usage (:attr:`CapacityReport.projection`), for a chart."""
     end = int(time.time() * 1000) if end_ms is None else int(end_ms)
     hist = load_history(
         reader,
@@ -197,6 +199,7 @@ def analyze(
         usage_kind=usage_kind,
         match_on=match_on,
         resource=resource,
+        projection=projection,
     )
 
 
@@ -210,6 +213,7 @@ def plan_histories(
     usage_kind: UsageKind = "used",
     match_on: Sequence[str] | None = None,
     resource: str | None = None,
+    projection: bool = False,
 ) -> CapacityAnalysis:
     """The pure half of :func:`analyze`: plans of already loaded histories."""
     step = hist.step_ms
@@ -253,6 +257,7 @@ def plan_histories(
                 target_utilisation=target_utilisation,
                 resource=resource_name(s.labels, resource),
                 step_seconds=step / 1000,
+                projection=projection,
             )
         except BadInputError as exc:
             return Skipped(s.labels, str(exc))

@@ -2,12 +2,15 @@
 heat maps and root-cause timelines.
 
 The capacity plan: the usage history, the capacity (and the target utilisation
-line), and for each scenario the P10–P90 window of the exhaustion time as a
-shaded band with the P50 as a line, plus a dashed line from the latest usage
-to the capacity at the P50 (a guide to the eye, not the projected path).
-The band is the exhaustion window, not a band of projected usage (the
-dashboard's chart draws that, from ``CapacityReport.projection``; this PNG does
-not yet).
+line), the baseline's projected usage as the dashboard's Capacity page draws it
+(``CapacityReport.projection``, the simulated paths the exhaustion times come
+from: P50 dashed, P10–P90 as a grey band, up to the horizon or a little past the
+P90 exhaustion — a tenth of its lead time, two kept steps at least — whichever
+comes first), and for each scenario the P10–P90 window of the exhaustion time
+as a shaded vertical band with the P50 as a vertical line. The other scenarios,
+which have no projection of their own, get a dashed line from the latest usage
+to the capacity at their P50 (a guide to the eye, not a projected path); so does
+the baseline of a plan made without its projection.
 
 The title (the plan's summary sentence) is wrapped to the figure's width and
 the figure grows to hold it; the y axis is labelled with the resource and the
@@ -63,6 +66,33 @@ def axis_unit(plan: ResourcePlan) -> tuple[str, str]:
     return "", ""
 
 
+def projection_span(plan: ResourcePlan) -> tuple[np.ndarray, int]:
+    """The projection's kept instants (Unix seconds) and how many of them a chart draws: up to
+    the horizon, or a little past the baseline's P90 exhaustion (a tenth of its lead time more,
+    two kept steps at least) when that comes first, so a resource full in hours is not a corner
+    of a month (as ``projectionSpan`` in ``web/static/js/pages/capacity.js``)."""
+    proj = plan.report.projection
+    if proj is None or proj.timestamps.size == 0:
+        return np.empty(0), 0
+    when = proj.timestamps
+    if np.issubdtype(when.dtype, np.datetime64):
+        when = when.astype("datetime64[ns]").astype(np.int64) / 1e9
+    t = np.asarray(when, dtype=np.float64)
+    stride = float(t[2] - t[1]) if t.size > 2 else 0.0
+    end = float(t[-1])
+    base = plan.report.baseline
+    if base.p90 is not None and base.days_p90 is not None:
+        p90 = float(base.p90) if not isinstance(base.p90, np.datetime64) else _unix(base.p90)
+        now = p90 - base.days_p90 * 86_400
+        end = min(end, p90 + max(0.1 * (p90 - now), 2 * stride))
+    n = int(np.searchsorted(t, end, side="right"))
+    return t, max(n, min(2, t.size))
+
+
+def _unix(when: np.datetime64) -> float:
+    return float(when.astype("datetime64[ns]").astype(np.int64)) / 1e9
+
+
 def capacity_png(plan: ResourcePlan, target_utilisation: float, *, dpi: int = 100) -> bytes:
     """Render ``plan`` as a PNG (10 inches wide; taller when the title wraps)."""
     fig = capacity_figure(plan, target_utilisation, dpi=dpi)
@@ -101,6 +131,27 @@ def capacity_figure(plan: ResourcePlan, target_utilisation: float, *, dpi: int =
         label=f"target {target_utilisation:.0%}",
     )
     ax.axvline(t[-1], color="grey", linewidth=0.6)
+    when, n = projection_span(plan)
+    if n and rep.projection is not None:
+        x = [_dt(s) for s in when[:n].tolist()]
+        proj = rep.projection
+        ax.fill_between(
+            x,
+            proj.p10[:n],
+            proj.p90[:n],
+            color="0.45",
+            alpha=0.3,
+            linewidth=0,
+            label="projected usage P10–P90",
+        )
+        ax.plot(
+            x,
+            proj.p50[:n],
+            color="black",
+            linewidth=1.0,
+            linestyle="dashed",
+            label="projected usage P50",
+        )
     for i, sc in enumerate(rep.scenarios):
         color = COLORS[i % len(COLORS)]
         lo = sc.p10 if sc.p10 is not None else None
@@ -111,13 +162,14 @@ def capacity_figure(plan: ResourcePlan, target_utilisation: float, *, dpi: int =
                 _dt(float(lo)), right, color=color, alpha=0.15, label=f"{sc.scenario.name} P10–P90"
             )
         if sc.p50 is not None:
-            ax.plot(
-                [t[-1], _dt(float(sc.p50))],
-                [float(plan.usage[np.isfinite(plan.usage)][-1]), cap],
-                color=color,
-                linewidth=1.0,
-                linestyle="dashed",
-            )
+            if not (i == 0 and n):  # a guide, unless the baseline's own projection is drawn
+                ax.plot(
+                    [t[-1], _dt(float(sc.p50))],
+                    [float(plan.usage[np.isfinite(plan.usage)][-1]), cap],
+                    color=color,
+                    linewidth=1.0,
+                    linestyle="dashed",
+                )
             ax.axvline(
                 _dt(float(sc.p50)), color=color, linewidth=1.2, label=f"{sc.scenario.name} P50"
             )

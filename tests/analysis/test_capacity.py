@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -279,7 +281,9 @@ def test_the_block_size_of_the_simulation_does_not_change_the_report(
     reports = []
     for values in (1, 1000, 10**9):  # a path per block, several, all in one
         monkeypatch.setattr(capacity, "CHUNK_VALUES", values)
-        reports.append(plan_capacity(t, u, 100.0, horizon_days=60, scenarios=scen, paths=57))
+        reports.append(
+            plan_capacity(t, u, 100.0, horizon_days=60, scenarios=scen, paths=57, projection=True)
+        )
     assert reports[0] == reports[1] == reports[2]
 
 
@@ -291,7 +295,7 @@ def test_a_year_of_five_minute_steps_is_never_one_matrix() -> None:
     whole = 400 * h * 8  # one paths x steps float64 matrix: 336 MB
     tracemalloc.start()
     try:
-        rep = plan_capacity(t, u, 400.0, horizon_days=365, scenarios=[Scenario()])
+        rep = plan_capacity(t, u, 400.0, horizon_days=365, scenarios=[Scenario()], projection=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -307,7 +311,7 @@ def test_the_projection_p50_crosses_the_capacity_when_days_p50_says() -> None:
         t = T0 + step * np.arange(n)
         u = 20 + (40 / 30) * np.arange(n) * step / DAY
         u = u + np.random.default_rng(1).normal(0, 0.5, n)
-        rep = plan_capacity(t, u, 100.0, horizon_days=60, resource="disk")
+        rep = plan_capacity(t, u, 100.0, horizon_days=60, resource="disk", projection=True)
         proj, base = rep.projection, rep.baseline
         assert proj is not None and base.days_p50 is not None
         assert proj.steps_ahead.size <= 300
@@ -328,11 +332,12 @@ def test_the_projection_p50_crosses_the_capacity_when_days_p50_says() -> None:
 def test_the_projection_stays_small_and_keeps_the_input_kind() -> None:
     t, u = _walk_and_season(7, 300.0)
     h = 365 * 288
-    rep = plan_capacity(t, u, 400.0, horizon_days=365, scenarios=[Scenario()], paths=37)
+    one = [Scenario()]
+    rep = plan_capacity(t, u, 400.0, horizon_days=365, scenarios=one, paths=37, projection=True)
     assert rep.projection is not None and rep.projection.p50.size <= 300
     assert rep.projection.steps_ahead[-1] == h
     dt = (t * 1e9).astype(np.int64).astype("datetime64[ns]")
-    rep2 = plan_capacity(dt, u, 400.0, horizon_days=365, scenarios=[Scenario()], paths=37)
+    rep2 = plan_capacity(dt, u, 400.0, horizon_days=365, scenarios=one, paths=37, projection=True)
     assert rep2.projection is not None
     assert rep2.projection.timestamps.dtype == np.dtype("datetime64[ns]")
     assert np.array_equal(rep2.projection.p50, rep.projection.p50)
@@ -347,3 +352,44 @@ def test_the_projection_percentiles_are_numpys() -> None:
         for q in (0.1, 0.5, 0.9):
             got = _quantile_of_sorted(np.sort(v, axis=0), q)
             np.testing.assert_allclose(got, np.quantile(v, q, axis=0), rtol=0, atol=1e-12)
+
+
+def test_the_projection_is_only_computed_when_asked_and_changes_no_other_figure() -> None:
+    # the API, the overview and the alerting rule plan without it; a chart asks for it. Sampling
+    # the paths draws nothing from the generator: exhaustion times, capacity needed, sentences,
+    # backtest and model are the same either way (trend, sawtooth, already full, datetimes)
+    t, u = _walk_and_season(14, HOUR)
+    n = 8 * 7 * 24
+    pos = np.arange(n) % 168
+    saw = 20 + 30 * (np.arange(n) - pos) / n + 25 * pos / 167
+    saw = saw + np.random.default_rng(3).normal(0, 0.5, n)
+    dt = (t * 1e9).astype(np.int64).astype("datetime64[ns]")
+    cases = [
+        (t, u, 100.0, {}),
+        (t, u, 100.0, {"paths": 37, "seed": 3, "horizon_days": 90}),
+        (T0 + HOUR * np.arange(n), saw, 100.0, {"horizon_days": 120}),
+        (dt, u, 100.0, {"scenarios": [Scenario()]}),
+        (hourly(10), np.linspace(90, 120, 240), 100.0, {}),
+    ]
+    for ts, usage, cap, kwargs in cases:
+        without = plan_capacity(ts, usage, cap, **kwargs)  # type: ignore[arg-type]
+        drawn = plan_capacity(ts, usage, cap, projection=True, **kwargs)  # type: ignore[arg-type]
+        assert without.projection is None
+        assert drawn.projection is not None and drawn.projection.p50.size > 0
+        assert dataclasses.replace(drawn, projection=None) == without
+        assert drawn.baseline.days_p50 == without.baseline.days_p50
+
+
+def test_the_projection_of_falling_usage_stops_at_zero() -> None:
+    # ten minutes of a disk emptying, projected 30 days: the trend alone would draw usage at
+    # -6 TB (seen on a fresh host); usage that was never negative is not drawn below 0, and a
+    # quantity that was negative keeps its own course
+    t = T0 + 15.0 * np.arange(40)
+    falling = 180e9 - 2e6 * np.arange(40) + np.random.default_rng(5).normal(0, 1e5, 40)
+    rep = plan_capacity(t, falling, 250e9, horizon_days=30, projection=True)
+    proj = rep.projection
+    assert proj is not None
+    assert proj.p10.min() == 0.0 and proj.p50[-1] == 0.0
+    assert proj.p50[0] > 170e9
+    below = plan_capacity(t, falling - 181e9, 250e9, horizon_days=30, projection=True)
+    assert below.projection is not None and below.projection.p50[-1] < (falling - 181e9).min()

@@ -698,3 +698,26 @@ def test_vectorised_path_correlations_match_one_pair_at_a_time() -> None:
     assert fast[7 * 60 + 8] > 0.99  # a step follows a step at the right delay
     assert np.all(fast[5 * 60 : 6 * 60] == -1.0)
     assert np.flatnonzero(fast[9 * 60 : 10 * 60] != -1.0).tolist() == [9]  # only itself
+
+
+def test_a_series_constant_before_is_told_by_its_value_not_an_astronomical_sigma() -> None:
+    # a fresh host's node_memory_AnonHugePages_bytes: 0 for hours, then one 2 MB huge page.
+    # Over no spread at all its σ was 5.9e18 ("saturated (onset 15:39:00, 5872025600000…σ)");
+    # the sentence says what it was instead, and the cause says its σ is no measure
+    pages = np.zeros(N)
+    pages[205:] = 2 * 1024 * 1024
+    latency = noise(2, 0.05, 0.001)
+    latency[205:] += 0.04
+    series = [
+        si("node_memory_AnonHugePages_bytes", "vm", pages),
+        si("request_latency_seconds", "vm", latency),
+    ]
+    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=100 * STEP)
+    by_name = {metric_name(c.labels): c for c in causes}
+    flat = by_name["node_memory_AnonHugePages_bytes"]
+    assert flat.constant_before and "constant at 0 before" in flat.explanation
+    assert "σ" not in flat.explanation.split(";")[0].split(" after ")[-1]
+    noisy = by_name["request_latency_seconds"]
+    assert not noisy.constant_before
+    if noisy.explained_by is None:  # told as its own cause: with its σ
+        assert "σ" in noisy.explanation

@@ -152,6 +152,7 @@ def test_root_cause_ranks_the_injected_fault_first(client: TestClient) -> None:
     pattern = r" (after|as) memory_bytes on \S+ grew steadily \(onset \d\d:\d\d:\d\d, [\d.]+σ\)"
     assert re.search(pattern, top["explanation"]), top["explanation"]
     assert top["sigma"] > 6 and top["shape"] == "ramp" and top["followers"]
+    assert top["constant_before"] is False  # a noisy baseline: its σ is a measure
     ev = top["evidence"]
     assert len(ev["values"]) == len(ev["expected"]) == len(ev["z"]) > 10
     scores = [c["score"] for c in data["causes"]]

@@ -21,6 +21,7 @@ RATE = 10e9  # bytes per day
 USED_NOW = 700e9  # full in 30 days
 TRUE_DAYS = (SIZE - USED_NOW) / RATE
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+USAGE_ROOT = 'node_filesystem_avail_bytes{mountpoint="/"}'
 
 
 def ingest(client: TestClient, labels: dict[str, str], ts: np.ndarray, vals: np.ndarray) -> None:
@@ -145,6 +146,7 @@ def test_png_answers(disks: TestClient) -> None:
         ({"usage_kind": "free"}, "usage_kind"),
         ({"history": "2y"}, "history"),
         ({"format": "svg"}, "format"),
+        ({"projection": "maybe"}, "projection"),
         ({"colour": "red"}, "colour"),
     ],
 )
@@ -203,8 +205,8 @@ def test_a_long_history_is_not_marked(disks: TestClient) -> None:
 def test_the_projection_is_the_plans_own_in_used_bytes(disks: TestClient) -> None:
     # what the dashboard's chart draws: the baseline's P10/P50/P90 usage (used, not available)
     # at up to 300 future steps up to the horizon; its P50 meets the capacity when the P50
-    # exhaustion time says
-    r = disks.post(PATH, json=DISK_BODY)
+    # exhaustion time says (asked for with projection: true, as the Capacity page does)
+    r = disks.post(PATH, json={**DISK_BODY, "projection": True})
     assert r.status_code == 200, r.text
     res = {x["labels"]["mountpoint"]: x for x in r.json()["data"]["resources"]}
     proj = res["/"]["projection"]
@@ -222,3 +224,59 @@ def test_the_projection_is_the_plans_own_in_used_bytes(disks: TestClient) -> Non
     assert abs(crossing - exhausted) <= 0.05 * TRUE_DAYS * 86_400
     flat = res["/srv"]["projection"]
     assert max(flat["p90"]) < SIZE and min(flat["p10"]) > 250e9
+
+
+def test_the_projection_only_when_asked_and_the_rest_the_same(disks: TestClient) -> None:
+    # ~20 KB a resource that only a chart draws: null unless projection=true (POST body or
+    # GET query), and asking for it changes no other figure of the answer
+    plain = disks.post(PATH, json=DISK_BODY)
+    asked = disks.post(PATH, json={**DISK_BODY, "projection": True})
+    assert plain.status_code == asked.status_code == 200, plain.text + asked.text
+    bare, drawn = plain.json()["data"], asked.json()["data"]
+    assert [x["projection"] for x in bare["resources"]] == [None, None]
+    assert len(plain.content) < len(asked.content) / 5
+    last = (END - HOUR) / 1000  # the last hourly sample of the history
+    for res in drawn["resources"]:
+        proj = res["projection"]
+        ts = np.array(proj["timestamps"])
+        p10, p50, p90 = (np.array(proj[k], dtype=float) for k in ("p10", "p50", "p90"))
+        assert ts.size > 100 and ts.size == p10.size == p50.size == p90.size
+        assert ts[0] > last and np.all(np.diff(ts) > 0)
+        assert np.all(p10 <= p50) and np.all(p50 <= p90)
+    assert [{**x, "projection": None} for x in drawn["resources"]] == bare["resources"]
+    assert {k: v for k, v in drawn.items() if k != "resources"} == {
+        k: v for k, v in bare.items() if k != "resources"
+    }
+    # the same from the GET route's query parameters
+    params = {k: str(v) for k, v in DISK_BODY.items()}
+    got = disks.get(PATH, params={**params, "projection": "true"}).json()["data"]
+    assert got["resources"] == drawn["resources"]
+    got = disks.get(PATH, params=params).json()["data"]
+    assert [x["projection"] for x in got["resources"]] == [None, None]
+
+
+def test_the_png_draws_the_projection_without_being_asked(disks: TestClient) -> None:
+    # the chart draws the projected usage band, so the PNG route plans with it whatever the
+    # flag: the image is the one of the plan with its projection, not the one without
+    from perfintel.model import parse_selector
+    from perfintel.performance import capacity as cap
+    from perfintel.performance.history import choose_window
+    from perfintel.performance.plot import capacity_png
+
+    r = disks.post(PATH, json={**DISK_BODY, "usage": USAGE_ROOT, "format": "png"})
+    assert r.status_code == 200 and r.content.startswith(PNG_SIGNATURE)
+
+    def png(projection: bool) -> bytes:
+        analysis = cap.analyze(
+            disks.app.state.store,  # type: ignore[attr-defined]
+            parse_selector(USAGE_ROOT),
+            parse_selector(DISK_BODY["capacity"]),  # type: ignore[arg-type]
+            choose_window(60 * DAY),
+            usage_kind="available",
+            resource="disk",
+            end_ms=END,
+            projection=projection,
+        )
+        return capacity_png(analysis.resources[0], 0.8)
+
+    assert r.content == png(True) != png(False)

@@ -114,9 +114,12 @@ def test_root_cause_table_and_timeline(loaded: tuple[Server, int], tmp_path: Pat
     assert res.returncode == 0, res.stderr
     assert "root-cause candidates" in res.stdout and "memory_bytes" in res.stdout
     assert png.read_bytes().startswith(PNG)
+    table = res
     res = cli("root-cause", '{service=~".+"}', "--time", str(at / 1000), "--url", srv.url, "--json")
     causes = orjson.loads(res.stdout)["causes"]
     assert causes[0]["labels"]["__name__"] == "memory_bytes"
+    # each explanation whole on its own line under the table (a sixth column folded them)
+    assert f"1. {causes[0]['explanation']}\n" in table.stdout, table.stdout
     # no --time: what is happening now
     res = cli("root-cause", '{service=~".+"}', "--url", srv.url, "--json")
     assert res.returncode == 0, res.stderr

@@ -67,8 +67,19 @@ def test_cli_ingest_and_query(server: Server, tmp_path: Path) -> None:
     assert sorted(s["labels"]["room"] for s in series) == ["a", "b"]
     res = cli("query", "cli_temp", "--url", server.url)
     assert "2 series" in res.stdout
+    # a PromQL expression is evaluated (a newcomer types rate(...), not a selector)
+    res = cli("query", "sum by (room) (cli_temp) * 2", "--url", server.url, "--start", "now-5m")
+    assert res.returncode == 0, res.stderr
+    assert "2 series (PromQL" in res.stdout and 'room="a"' in res.stdout
+    res = cli("query", "2 * cli_temp", "--url", server.url, "--start", "now-5m", "--json")
+    assert {
+        float(v) for s in orjson.loads(res.stdout)["data"]["result"] for _, v in s["values"]
+    } >= {
+        42.0,
+        38.0,
+    }
     res = cli("query", "cli_temp{", "--url", server.url)
-    assert res.returncode == 2 and "match" in res.stderr
+    assert res.returncode == 2 and "HTTP 400" in res.stderr and "braces" in res.stderr, res.stderr
 
 
 def test_configured_scrape_targets_are_scraped(tmp_path: Path) -> None:

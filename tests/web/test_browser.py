@@ -378,6 +378,14 @@ def test_capacity_page_marks_a_projection_from_minutes_of_history(
     assert cell.inner_text().endswith("*")
     assert "too little to plan on" in (cell.get_attribute("title") or "")
     assert "under half a day of history" in page.locator("#h-table ~ p[role=status]").inner_text()
+    # its chart says the same under the drawing (a trend of minutes drawn over a month)
+    rows.nth(fresh).locator("button").click()
+    page.wait_for_function(
+        "document.querySelector('#h-proj ~ p[role=status]').textContent.includes('fresh')",
+        timeout=60_000,
+    )
+    note = page.inner_text("#h-proj ~ p[role=status]")
+    assert "Drawn from only" in note and "too little to plan on" in note, note
     page.close()
 
 

@@ -8,7 +8,9 @@ through its own ``AnomalyLikelihood``; the NAB score is the largest weighted
 likelihood score. After a score reaches ``alarm`` the next ``rest`` samples of
 that series score 0 (one alarm per incident: repeated alarms about one incident
 are noise to an operator, and NAB counts only the first detection in a window
-while charging for every false one).
+while charging for every false one). Nothing scores or alarms before the series'
+history spans the seasonal baseline's ``warmup_ms`` (an hour; ``seasonal.WARMUP_MS``):
+the components learn meanwhile, and the expected value and band are given throughout.
 
 One configuration serves every series; how the constants were chosen (by
 cross-validation on the NAB development half) is in ``docs/anomaly.md``.

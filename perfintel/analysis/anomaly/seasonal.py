@@ -23,7 +23,9 @@ resolution: the rounding to the finest decimal grid its values were seen on
 (``steps.series_grid``, kept in the ``grid`` slot), so a series that was constant
 has a band of its resolution instead of ~0.
 Updates are Huber-clipped so a spike does not inflate the scale or drag the
-profile. Timestamps are bucketed in UTC. The constants are conventional
+profile. Nothing is scored before a series' 10th sample nor before its history spans
+``warmup_ms`` (``WARMUP_MS``, an hour) since its first sample; the expected value and band
+are given from the first. Timestamps are bucketed in UTC. The constants are conventional
 smoothing rates, not fitted to a benchmark.
 """
 
@@ -35,9 +37,16 @@ from perfintel.analysis.anomaly import steps
 from perfintel.analysis.anomaly.base import Field, State, VectorModel, register
 from perfintel.analysis.anomaly.steps import DAY_MS, HOUR_MS, MAD_TO_SIGMA
 
-__all__ = ["DAY_MS", "HOUR_MS", "MAD_TO_SIGMA", "MODEL_NAMES", "SeasonalBaseline"]
+__all__ = ["DAY_MS", "HOUR_MS", "MAD_TO_SIGMA", "MODEL_NAMES", "WARMUP_MS", "SeasonalBaseline"]
 
 MODEL_NAMES = ("level", "daily", "weekly")
+#: No anomaly score (``anomaly_score``, z, and the ensemble's NAB score and alarms) until a
+#: series' history spans this long since its first sample, besides the sample-count
+#: warm-ups: a band needs at least some cycles of the series' short-term behaviour, and ten
+#: samples at a 15 s scrape are 2.5 minutes of it. One hour: 240 samples at 15 s, 12 at
+#: NAB's 5 minutes (inside NAB's probation, the first 15 % of every file, so the scored part
+#: of every NAB file is unaffected). The expected value and band are produced throughout.
+WARMUP_MS = HOUR_MS
 
 
 class SeasonalBaseline(VectorModel):
@@ -67,6 +76,7 @@ class SeasonalBaseline(VectorModel):
         band: float = 3.0,
         prefer: float = 0.85,
         clip: float = 5.0,
+        warmup_ms: float = WARMUP_MS,
     ) -> None:
         super().__init__(seed)
         self.fast_alpha = fast_alpha
@@ -76,6 +86,7 @@ class SeasonalBaseline(VectorModel):
         self.band = band
         self.prefer = prefer
         self.clip = clip
+        self.warmup_ms = warmup_ms
 
     def params(self) -> np.ndarray:
         return np.array(
@@ -87,6 +98,7 @@ class SeasonalBaseline(VectorModel):
                 self.band,
                 self.prefer,
                 self.clip,
+                self.warmup_ms,
             ]
         )
 

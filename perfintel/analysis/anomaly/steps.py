@@ -112,7 +112,7 @@ S_WIDTH_F = 11
 # h slots: 24 hour-of-day offsets, then 168 hour-of-week offsets
 S_DAY, S_WEEK, S_WIDTH_H = 0, 24, 192
 # parameters
-SP_FAST, SP_SLOW, SP_PROFILE, SP_ERR, SP_BAND, SP_PREFER, SP_CLIP = range(7)
+SP_FAST, SP_SLOW, SP_PROFILE, SP_ERR, SP_BAND, SP_PREFER, SP_CLIP, SP_WARMUP = range(8)
 
 
 @njit
@@ -175,7 +175,9 @@ def seasonal_step(f, h, r, o, oh, t, x, prm):  # type: ignore[no-untyped-def]
     z = abs(resid) / spread
     half = prm[SP_BAND] * spread
     score_a = abs(resid) / half
-    if n < 10:
+    # no score before the 10th sample nor before the series' history spans the time
+    # warm-up (``SeasonalBaseline.warmup_ms``); the band is drawn from the first sample
+    if n < 10 or age < prm[SP_WARMUP]:
         score_a = 0.0
         z = 0.0
     # learn (after scoring), Holt-Winters style, Huber-clipped
@@ -452,12 +454,15 @@ def ensemble_run(  # type: ignore[no-untyped-def]
             v = liks[j] * e_prm[EP_W + j]
             if v > best:
                 best, which = v, j
+        # the published score waits for the seasonal baseline's time warm-up (its state
+        # keeps the series' first timestamp): the components learn, nothing fires
+        warming = ts[i] - f[r, lay[E_S] + S_T0] < s_prm[SP_WARMUP]
         q = f[r, lay[E_Q]]
         resting = q > 0
-        fire = (not resting) and best >= e_prm[EP_ALARM]
+        fire = (not (resting or warming)) and best >= e_prm[EP_ALARM]
         f[r, lay[E_Q]] = e_prm[EP_REST] if fire else max(q - 1.0, 0.0)
         far = score_a >= e_prm[EP_BAND] and f[r, lay[E_S] + S_N] > e_prm[EP_WARM]
-        out[0, i] = 0.0 if resting else min(max(best, 0.0), 1.0)
+        out[0, i] = 0.0 if (resting or warming) else min(max(best, 0.0), 1.0)
         out[1, i] = best
         out[2, i] = score_a
         out[3, i] = yhat

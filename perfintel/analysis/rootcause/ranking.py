@@ -252,6 +252,9 @@ class Cause:
     values: np.ndarray = field(repr=False)
     expected: np.ndarray = field(repr=False)
     z: np.ndarray = field(repr=False)
+    #: the series was constant through the baseline: ``sigma`` is a move over no spread
+    #: (astronomical, only an order), and the explanation says the value it held instead
+    constant_before: bool = False
 
 
 # -- per series -----------------------------------------------------------------------------
@@ -759,6 +762,10 @@ def rank_root_causes(
         order = order[:limit]
     out = []
     on, size = ch.onset.tolist(), np.abs(ch.peak).tolist()
+    base = x[:, b0:ws]
+    seen = np.isfinite(base).any(axis=1)
+    low = np.min(np.where(np.isfinite(base), base, np.inf), axis=1)
+    constant = seen & (low == np.max(np.where(np.isfinite(base), base, -np.inf), axis=1))
     for i in order:
         fol = tuple(
             Follower(j, (on[j] - on[i]) * step)
@@ -775,6 +782,7 @@ def rank_root_causes(
                 for f in fol
             ],
             series[by].labels if by is not None else None,
+            float(low[i]) if constant[i] else None,
         )
         out.append(
             Cause(
@@ -792,6 +800,7 @@ def rank_root_causes(
                 values[i],
                 ch.expected[i],
                 ch.z[i],
+                bool(constant[i]),
             )
         )
     return out

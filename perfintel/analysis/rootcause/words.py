@@ -252,14 +252,18 @@ def explain(
     onset_ms: int,
     followers: Sequence[tuple[LabelSet, str, float, int]],
     explained_by: LabelSet | None,
+    constant_at: float | None = None,
 ) -> str:
     """Why a change ranks where it does: what it did, what followed it and how much later.
 
     ``followers`` are ``(labels, shape, sigma, lag_ms)`` of the changes it
     explains, earliest first; ``explained_by`` the labels of the strongest
-    earlier change that explains it.
+    earlier change that explains it. ``constant_at``: the value of a series that was
+    constant through the baseline, whose σ (a move over no spread at all) says nothing a
+    reader can use: the sentence says what it was instead.
     """
-    what = f"{describe_series(labels)} {verb(shape, sigma)} (onset {_clock(onset_ms)}, {abs(sigma):.1f}σ)"
+    size = f"{abs(sigma):.1f}σ" if constant_at is None else f"constant at {constant_at:g} before"
+    what = f"{describe_series(labels)} {verb(shape, sigma)} (onset {_clock(onset_ms)}, {size})"
     if followers:
         # named: the first follower that is not another part of the same measurement
         # (the next core of the same machine says nothing new)

@@ -1,10 +1,14 @@
 // Capacity: time to exhaustion (P10/P50/P90) per resource, and a chart per resource of the
-// projection those times come from (the capacity model's simulated paths, from the same answer).
+// projection those times come from (the capacity model's simulated paths, from the same answer:
+// asked for with projection: true, the API leaves it out — null — otherwise).
 import { api } from "../api.js";
 import { TimeChart } from "../chart.js";
 import { el, pct, selectorOf, seriesName } from "../format.js";
 import { formatDays } from "../time.js";
 import { queryRange, rangeOf } from "./common.js";
+
+// as perfintel.analysis.capacity.SHORT_HISTORY_DAYS: less history than this is no plan
+const SHORT_HISTORY_DAYS = 0.5;
 
 const HORIZON_DAYS = 30;
 const PRESETS = [
@@ -25,7 +29,7 @@ export async function render(main, { signal }) {
   const chart = new TimeChart(chartBox, { height: window.innerWidth < 600 ? 220 : 300, label: "capacity projection" });
   const rows = [];
   const results = await Promise.all(PRESETS.map((p) => api("/api/v1/performance/capacity/analyze", {
-    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: HORIZON_DAYS, step: "5m", history: "7d" },
+    method: "POST", signal, body: { usage: p.usage, capacity: p.capacity, usage_kind: "available", resource: p.resource, horizon_days: HORIZON_DAYS, step: "5m", history: "7d", projection: true },
   }).then((d) => ({ p, d })).catch((e) => ({ p, e }))));
   const problems = [];
   for (const { p, d, e } of results) {
@@ -56,6 +60,9 @@ export async function render(main, { signal }) {
       chartBox.dataset.projection = JSON.stringify({ capacity: cap, x: drawn ? drawn.x : [], p50: drawn ? drawn.p50 : [] });
       const span = drawn ? drawn.why : "no projection";
       chartNote.textContent = `${row.res.summary}. Used = capacity − available, the last 2 days; then the capacity model's own projection, the one the table's times come from (dashed: P50 of its simulated usage; band: P10–P90), ${span}.`;
+      // a trend of minutes drawn over a month says little, exhausting or not (a disk emptying
+      // for ten minutes was drawn falling to 0): the note says so for every such resource
+      if (row.res.history_days < SHORT_HISTORY_DAYS) chartNote.textContent += ` Drawn from only ${historyText(row.res.history_days)} of history: too little to plan on.`;
     } catch (e) { chartNote.textContent = `Projection: ${e.message}`; }
   };
   if (rows.length) {
@@ -78,6 +85,11 @@ export async function render(main, { signal }) {
     await show(rows[0]);
   }
   return () => chart.destroy();
+}
+
+function historyText(days) {
+  const minutes = days * 1440;
+  return minutes < 90 ? `${Math.max(1, Math.round(minutes))} min` : formatDays(days);
 }
 
 function shortName(labels) {

@@ -3,7 +3,7 @@ import { api } from "../api.js";
 import { sparkline } from "../chart.js";
 import { bytes, clear, el, num, pct, selectorOf, seriesName, statusClass } from "../format.js";
 import { live } from "../live.js";
-import { formatDays, formatTime } from "../time.js";
+import { formatDays, formatDuration, formatTime } from "../time.js";
 
 function healthItem(h) {
   const reasons = h.reasons.filter((r) => r.penalty > 0);
@@ -53,6 +53,17 @@ function alertsPanel(a) {
   return panel;
 }
 
+/** Why nothing is listed while series are new: the detector scores a series once its
+ * history spans its warm-up (`anomaly_warmup`: seconds, series, warming, first_ready). */
+function warmupNote(w) {
+  const span = w.seconds % 3600 === 0 ? `${w.seconds / 3600} h` : formatDuration(w.seconds);
+  const when = w.first_ready ? formatTime(w.first_ready) : null;
+  const text = w.warming === w.series // nothing is scored yet
+    ? `Anomaly scores start once a series has ${span} of history${when ? `: the first of these ${w.series} series at ${when}` : ""}.`
+    : `${w.warming} of ${w.series} series are still warming up: anomaly scores start once a series has ${span} of history${when ? ` (the next at ${when})` : ""}.`;
+  return el("p", { class: w.warming === w.series ? "empty" : "muted small", id: "anomaly-warmup", "data-warming": String(w.warming), text });
+}
+
 export async function render(main, { signal }) {
   main.append(el("h1", { text: "Overview" }));
   const root = el("div", { class: "grid", id: "overview" });
@@ -77,7 +88,10 @@ export async function render(main, { signal }) {
 
     const hours = Math.round(d.window_seconds / 3600);
     const anomalies = el("section", { class: "panel span-8", "aria-labelledby": "h-anomalies" }, el("h2", { id: "h-anomalies", text: `Top anomalies, last ${hours} h` }));
-    if (!d.anomalies.length) anomalies.append(el("p", { class: "empty", text: d.refreshed.anomalies ? "No anomalies in this window." : "Looking for anomalies…" }));
+    const warm = d.anomaly_warmup;
+    const allWarming = warm && warm.series > 0 && warm.warming === warm.series;
+    if (!d.anomalies.length && !(allWarming && d.refreshed.anomalies)) anomalies.append(el("p", { class: "empty", text: d.refreshed.anomalies ? "No anomalies in this window." : "Looking for anomalies…" }));
+    if (!d.anomalies.length && warm && warm.warming) anomalies.append(warmupNote(warm));
     const list = el("ol", { class: "anomaly-list" });
     for (const a of d.anomalies) {
       const spark = el("div", { class: "spark" });
