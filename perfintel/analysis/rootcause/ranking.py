@@ -465,10 +465,10 @@ def _rank(
     slack: int,
     p: RootCauseParams,
     step_ms: int = 60_000,
-    sym_slack: int | None = None,
+    sym_slack: int = -1,
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
-    sym_slack = slack if sym_slack is None else sym_slack  # latest onset of a symptom cause
+    sym_slack = slack if sym_slack < 0 else sym_slack  # latest onset of a symptom cause
     back = spike_return(p, step_ms)
     shapes = {i: _shape_of(ch, i, values, step_ms, back) for i in cands}
     if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
@@ -741,9 +741,7 @@ def rank_root_causes(
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)), rise=True)
     sym_slack = t_idx - ws + p.onset_slack  # a symptom later than that is an effect
-    if p.symptom_minutes > 0:  # a cause begins no later than the first symptom
-        sym = [ROLE_ORDER.get(role_of(s.labels), -1) in SYMPTOM_ROLES for s in series]
-        p = to_first_symptom(p, step, t_idx - ws, ch.onset, ch.changed & np.array(sym, bool))
+    p = to_first_symptom(p, step, t_idx - ws, ch.onset, ch.changed, series)
     values = x[:, ws:we]
     r = _rank(
         ch,
