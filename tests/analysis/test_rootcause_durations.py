@@ -48,9 +48,12 @@ def test_a_change_30_s_after_the_asked_time_counts_with_a_minute_of_slack() -> N
     n, t, series = _pool_filling_after_the_asked_time()
     grid = Grid(0, QUARTER, n)
     # one step of slack is 15 s here: the pool is late and the other service's CPU ranks first
-    assert rank_root_causes(t * QUARTER, series, grid)[0].index == 2
-    on = RootCauseParams(slack_minutes=1.0)
+    # (without symptom_minutes, on by default: the pool began before the first symptom)
+    off = RootCauseParams(symptom_minutes=0.0)
+    assert rank_root_causes(t * QUARTER, series, grid, params=off)[0].index == 2
+    on = replace(off, slack_minutes=1.0)
     assert rank_root_causes(t * QUARTER, series, grid, params=on)[0].index == 1
+    assert rank_root_causes(t * QUARTER, series, grid)[0].index == 1  # the defaults
 
 
 def test_durations_are_the_old_steps_at_one_minute_and_off() -> None:

@@ -242,4 +242,4 @@ class RootCauseParams:
     #: uncertainty) and a leak later still; asked at the alert, the symptoms that came later
     #: open the window to nothing that was not already there but changes of other roles
     #: (:func:`~perfintel.analysis.rootcause.durations.to_first_symptom`)
-    symptom_minutes: float = 0.0
+    symptom_minutes: float = 10.0

@@ -84,8 +84,8 @@ seen in many series (a dip in traffic in every instance's requests, CPU and
 pool) from outweighing a large change that moved the symptoms. A change that
 others explain ranks right after the lowest-ranked of them, resolved along
 the whole chain (a cause before its effects, wherever the effects' own
-magnitude would put them), and a change that began after the incident time
-(beyond its onset's uncertainty) cannot be its cause and ranks last.
+magnitude would put them), and a change that began after the incident time (beyond its onset's
+uncertainty) and the first symptom after it (``symptom_minutes``) is no cause and ranks last.
 Two options read an incident as a cluster of changes; both are off by
 default, their out-of-fold gain being within seed noise: ``recency_weight``
 penalises a cluster (a change and what it explains) that stopped growing
