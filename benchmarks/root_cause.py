@@ -34,6 +34,12 @@ alert on the generator's own step:
 
     .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 \\
         --generators default,variant,variant-lagged,blind --ask +10m --after 10
+
+With ``--cv``, ``--ask`` may name several times (``--ask at-alert,onset``): the constants are
+chosen on the incidents of every ask pooled (one seed's asks in one fold) and the out-of-fold
+figures printed per ask, per generator and pooled:
+
+    .venv/bin/python benchmarks/root_cause.py --cv --only symptom_minutes --ask at-alert,onset
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ import numpy as np
 
 from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
 from perfintel.analysis.rootcause import ranking as rc
+from perfintel.analysis.rootcause.durations import symptom_reach
 from perfintel.analysis.signals import Grid, SeriesInput, as_matrix
 from perfintel.bench import rca_baselines as baselines
 from perfintel.bench.asked import later_profile, transform
@@ -130,7 +137,8 @@ def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, in
     # in steps, as rank_root_causes counts them (blind incidents have steps under a minute)
     ws = t - WINDOW * MINUTE // inc.step_ms
     b0 = max(0, ws - BASELINE * MINUTE // inc.step_ms)
-    we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
+    reach = max(p.onset_slack, symptom_reach(p, inc.step_ms))  # as rank_root_causes reads
+    we = min(grid.size, t + 1 + max(reach, (t - ws) // 3))
     days = (3_600_000, 86_400_000, 7 * 86_400_000)
     periods = [c // inc.step_ms for c in days if c % inc.step_ms == 0]
     lead = int(p.lead * (t - ws))
