@@ -70,3 +70,13 @@ def test_every_benchmark_answers_help_without_running(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage:"), done.stdout[:300]
+
+
+def test_test_modules_have_unique_names() -> None:
+    # the test folders are no packages: two test files of one name in two folders stop the
+    # whole run at collection ("import file mismatch"), as tests/api and tests/analysis'
+    # test_anomaly_warmup.py did in CI
+    names: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        assert path.name not in names, f"{path} and {names[path.name]} share a name"
+        names[path.name] = path

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perfintel.analysis import correlation
-from perfintel.analysis.rootcause import DependencyGraph, rank_root_causes
+from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
 from perfintel.analysis.rootcause import ranking as rootcause
+from perfintel.analysis.rootcause.baseline import value_grid
 from perfintel.analysis.rootcause.cycles import after_explainers_by_cycle, components
 from perfintel.analysis.rootcause.pairs import path_corrs
 from perfintel.analysis.signals import Grid, SeriesInput
@@ -721,3 +722,45 @@ def test_a_series_constant_before_is_told_by_its_value_not_an_astronomical_sigma
     assert not noisy.constant_before
     if noisy.explained_by is None:  # told as its own cause: with its σ
         assert "σ" in noisy.explanation
+
+
+def test_one_count_on_a_series_that_was_zero_is_no_change() -> None:
+    # the demo's incident, asked on one end time in two: a latency bucket (le="0.005") that
+    # counted nothing for hours counts one fast request before the incident: over a spread
+    # of 1e-12 that was 1e12σ and outranked the slow replica. On its grid (a count: 1) it is
+    # 3.5σ, no change; ten errors a minute where there were none are still a change.
+    pool = noise(1, 10, 0.5)
+    pool[205:] = 40
+    bucket = np.zeros(N)
+    bucket[195] = 1.0
+    errors = np.zeros(N)
+    errors[207:] = 10.0
+    series = [
+        si("http_request_duration_seconds_bucket", "search-1", bucket, "search"),
+        si("db_connections", "db-1", pool, "postgres"),
+        si("http_errors", "search-1", errors, "search"),
+    ]
+    kwargs = {"window_ms": 30 * STEP, "baseline_ms": 100 * STEP}
+    names = [metric_name(c.labels) for c in rank_root_causes(T, series, GRID, **kwargs)]  # type: ignore[arg-type]
+    assert names[0] == "db_connections" and "http_errors" in names
+    assert "http_request_duration_seconds_bucket" not in names
+    off = RootCauseParams(grid_floor=0.0)
+    before = rank_root_causes(T, series, GRID, params=off, **kwargs)  # type: ignore[arg-type]
+    was = [metric_name(c.labels) for c in before]
+    assert was.index("http_request_duration_seconds_bucket") < was.index("db_connections")
+
+
+@pytest.mark.parametrize(
+    ("values", "grid"),
+    [
+        ([0.0, 1.0, 3.0], 1.0),  # counts
+        ([0.0], 1.0),  # only ever 0: taken as a count
+        ([0.35, 0.36], 0.01),
+        ([0.1, 0.2, 0.3], 0.1),  # 0.3 is not a float multiple of 0.1, but on its grid
+        ([0.5, 0.5000001], 1e-6),  # a float: its 6th significant digit, no finer
+        ([12345678.0], 100.0),  # never finer than the 6th significant digit
+        ([np.nan, 2.0], 1.0),
+    ],
+)
+def test_value_grid(values: list[float], grid: float) -> None:
+    assert value_grid(np.array(values)) == pytest.approx(grid)

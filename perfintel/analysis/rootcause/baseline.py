@@ -34,6 +34,43 @@ def baseline_line(base: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return level, slope, sigma
 
 
+#: a value's grid is never finer than the unit of its 6th significant digit (as the
+#: anomaly detector's resolution: a float does not make a grid of its last bits)
+GRID_DIGITS = 6
+_SQRT12 = float(np.sqrt(12.0))
+
+
+def value_grid(values: np.ndarray) -> float:
+    """The coarsest power of ten, at most 1, that every nonzero value of ``values`` is a
+    whole multiple of (1 for counts and for a series that was only ever 0), never finer
+    than the unit of the smallest value's ``GRID_DIGITS``-th significant digit."""
+    v = np.abs(values[np.isfinite(values)])
+    v = np.unique(v[v > 0])
+    if v.size == 0:
+        return 1.0
+    finest = int(np.floor(np.log10(v[0]))) - (GRID_DIGITS - 1)
+    k = 0
+    while k > finest:
+        m = v / 10.0**k
+        if np.all(np.abs(m - np.round(m)) <= 1e-9 * m) and np.all(np.round(m) >= 1):
+            return 10.0**k
+        k -= 1
+    return 10.0**finest
+
+
+def grid_spread(x: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per row of ``x``: the spread of rounding to its values' grid (``grid / sqrt(12)``)
+    for rows whose ``base`` was constant (every finite value equal), 0 for the others
+    (their own spread says more). Rows without a constant baseline cost nothing."""
+    out = np.zeros(x.shape[0])
+    finite = np.isfinite(base)
+    lo = np.min(np.where(finite, base, np.inf), axis=1)
+    hi = np.max(np.where(finite, base, -np.inf), axis=1)
+    for r in np.flatnonzero(finite.any(axis=1) & (lo == hi)):
+        out[r] = value_grid(x[r]) / _SQRT12
+    return out
+
+
 def seasonal_line(
     base: np.ndarray, period: int, steps: int, min_corr: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -141,7 +141,7 @@ from perfintel.model import LabelSet
 
 from ..correlation import significant_links
 from ..signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
-from .baseline import baseline_line, seasonal_line
+from .baseline import baseline_line, grid_spread, seasonal_line
 from .changes import Changes as _Changes
 from .cycles import after_explainers as _after_explainers
 from .cycles import after_explainers_by_cycle
@@ -301,6 +301,8 @@ def _changes(
             ahead = lv[:, None] + sl[:, None] * t[None, :] + cyc[:, b:]
             expected = np.where(better[:, None], ahead, expected)
             sigma = np.where(better, np.maximum(spread, floor), sigma)
+    if p.grid_floor > 0:
+        sigma = np.maximum(sigma, grid_spread(x[:, b0:we], base))
     z = (x[:, ws:we] - expected) / sigma[:, None]
     z[~usable] = 0.0
     base_z = (base - line) / sigma[:, None]
