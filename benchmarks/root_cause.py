@@ -34,6 +34,12 @@ alert on the generator's own step:
 
     .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 \\
         --generators default,variant,variant-lagged,blind --ask +10m --after 10
+
+With ``--cv``, ``--ask`` may name several times (``--ask at-alert,onset``): the constants are
+chosen on the incidents of every ask pooled (one seed's asks in one fold) and the out-of-fold
+figures printed per ask, per generator and pooled:
+
+    .venv/bin/python benchmarks/root_cause.py --cv --only symptom_minutes --ask at-alert,onset
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import partial
 from typing import Any
 
@@ -51,6 +57,7 @@ import numpy as np
 
 from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
 from perfintel.analysis.rootcause import ranking as rc
+from perfintel.analysis.rootcause.durations import symptom_reach
 from perfintel.analysis.signals import Grid, SeriesInput, as_matrix
 from perfintel.bench import rca_baselines as baselines
 from perfintel.bench.asked import later_profile, transform
@@ -130,7 +137,8 @@ def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, in
     # in steps, as rank_root_causes counts them (blind incidents have steps under a minute)
     ws = t - WINDOW * MINUTE // inc.step_ms
     b0 = max(0, ws - BASELINE * MINUTE // inc.step_ms)
-    we = min(grid.size, t + 1 + max(p.onset_slack, (t - ws) // 3))
+    reach = max(p.onset_slack, symptom_reach(p, inc.step_ms))  # as rank_root_causes reads
+    we = min(grid.size, t + 1 + max(reach, (t - ws) // 3))
     days = (3_600_000, 86_400_000, 7 * 86_400_000)
     periods = [c // inc.step_ms for c in days if c % inc.step_ms == 0]
     lead = int(p.lead * (t - ws))
@@ -249,11 +257,12 @@ GRID: dict[str, tuple[float, ...]] = {
     "machine_sums": (0.0, 0.5, 0.8, 1.0),
     "outlive": (0.0, 0.2, 0.35, 0.5),
     "orphan_first": (0.0, 1.0),
-    "slack_minutes": (0.0, 1.0),
+    "slack_minutes": (0.0, 1.0, 2.0, 3.0, 5.0, 10.0),
     "tolerance_minutes": (0.0, 1.0),
     "spike_return_minutes": (0.0, 2.0),
     "mute": (0.0, 1.0),
     "after_symptoms": (0.0, 1.0),
+    "symptom_minutes": (0.0, 3.0, 5.0, 10.0),
 }
 #: constants that restrict another and act only with it on: while that one is off, each of
 #: their values is also tried with it at each of its values on (one constant at a time, a
@@ -333,18 +342,25 @@ def cross_validate(
     ``start`` (``--set``) fixes the constants not searched, to cross-validate a
     variant; the paired counts compare with it. ``rename`` (``--rename``) names every
     incident's series as another convention does (:mod:`perfintel.bench.renamed`).
+    ``ask`` may name several times, comma-separated (``at-alert,onset``): the incidents of
+    every ask are pooled (one choice for all of them), one seed's asks in one fold, and the
+    figures are printed per ask and per generator, then pooled.
     """
     start = start or RootCauseParams()
     if "holdout" in tuning:
         raise SystemExit("the holdout generator is for reporting only")
+    asks = tuple(a for a in ask.split(",") if a)
     incidents = []
-    for g in tuning:
-        some, missed = generated(g, seeds, rename, ask, coarsen, after)
-        if missed:
-            raise SystemExit(f"{g}: {missed} seeds cannot be asked {ask} (more --after?)")
-        incidents += some
+    blocks: list[tuple[str, str]] = []  # (ask, generator), len(seeds) incidents each
+    for a in asks:
+        for g in tuning:
+            some, missed = generated(g, seeds, rename, a, coarsen, after)
+            if missed:
+                raise SystemExit(f"{g}: {missed} seeds cannot be asked {a} (more --after?)")
+            incidents += some
+            blocks.append((a, g))
     scorer = _Scorer(incidents)
-    fold = np.array([(s - seeds.start) % folds for _ in tuning for s in seeds])
+    fold = np.array([(s - seeds.start) % folds for _ in blocks for s in seeds])
     oof = np.zeros(len(incidents), dtype=np.int64)
     for k in range(folds):
         chosen = scorer.choose(np.flatnonzero(fold != k), only=only, start=start)
@@ -352,37 +368,48 @@ def cross_validate(
         oof[test] = scorer.ranks(chosen)[test]
         print(f"fold {k}: {_constants(chosen)}", flush=True)
     per = len(seeds)
-    for g_i, g in enumerate(tuning):
-        r = oof[g_i * per : (g_i + 1) * per]
-        print(
-            f"out-of-fold {g} (seeds {seeds.start}-{seeds.stop - 1}): "
-            f"top-1 {100 * np.mean(r == 0):.1f} %, top-3 {100 * np.mean(r < 3):.1f} %"
-        )
-    print(
-        f"out-of-fold, all tuning generators: top-1 {100 * np.mean(oof == 0):.1f} %, "
-        f"top-3 {100 * np.mean(oof < 3):.1f} %"
-    )
     r0 = scorer.ranks(start)
-    print(
-        "out-of-fold against the start's: "
-        + ", ".join(
-            f"{g} {_paired(oof[i * per : (i + 1) * per], r0[i * per : (i + 1) * per])}"
-            for i, g in enumerate(tuning)
+    part = {b: slice(i * per, (i + 1) * per) for i, b in enumerate(blocks)}
+    by_ask = {
+        a: np.concatenate([np.arange(len(incidents))[part[a, g]] for g in tuning]) for a in asks
+    }
+    for a in asks:
+        where = f"asked {a}, " if len(asks) > 1 else ""
+        for g in tuning:
+            r = oof[part[a, g]]
+            print(
+                f"out-of-fold {where}{g} (seeds {seeds.start}-{seeds.stop - 1}): "
+                f"top-1 {100 * np.mean(r == 0):.1f} %, top-3 {100 * np.mean(r < 3):.1f} %"
+            )
+        r = oof[by_ask[a]]
+        print(
+            f"out-of-fold, {where}all tuning generators: top-1 {100 * np.mean(r == 0):.1f} %, "
+            f"top-3 {100 * np.mean(r < 3):.1f} %"
         )
-        + f", all {_paired(oof, r0)}"
-    )
+        print(
+            f"out-of-fold {where}against the start's: "
+            + ", ".join(f"{g} {_paired(oof[part[a, g]], r0[part[a, g]])}" for g in tuning)
+            + f", all {_paired(oof[by_ask[a]], r0[by_ask[a]])}"
+        )
+    if len(asks) > 1:
+        print(
+            f"out-of-fold, pooled over {len(asks)} asks: top-1 {100 * np.mean(oof == 0):.1f} %, "
+            f"top-3 {100 * np.mean(oof < 3):.1f} %; against the start's {_paired(oof, r0)}"
+        )
     for name, values in GRID.items():
         if only and name not in only:
             continue
         for v in values:  # every candidate on all tuning seeds, for the record
             r = scorer.ranks(replace(start, **_one(name, v)))
-            per_gen = ", ".join(
-                f"{g} {100 * np.mean(r[i * per : (i + 1) * per] == 0):.1f}"
-                f"/{100 * np.mean(r[i * per : (i + 1) * per] < 3):.1f}"
-                f" ({_paired(r[i * per : (i + 1) * per], r0[i * per : (i + 1) * per])})"
-                for i, g in enumerate(tuning)
-            )
-            print(f"  all seeds, {name}={v}: {per_gen}", flush=True)
+            for a in asks:
+                per_gen = ", ".join(
+                    f"{g} {100 * np.mean(r[part[a, g]] == 0):.1f}"
+                    f"/{100 * np.mean(r[part[a, g]] < 3):.1f}"
+                    f" ({_paired(r[part[a, g]], r0[part[a, g]])})"
+                    for g in tuning
+                )
+                where = f" asked {a}" if len(asks) > 1 else ""
+                print(f"  all seeds{where}, {name}={v}: {per_gen}", flush=True)
     final = scorer.choose(np.arange(len(incidents)), verbose=True, only=only, start=start)
     print("chosen on all tuning seeds:", _constants(final))
 
@@ -399,8 +426,21 @@ def _one(name: str, value: float) -> dict[str, Any]:
 
 
 def overrides(pairs: list[str]) -> dict[str, Any]:
-    """``--set NAME=VALUE`` pairs as ``RootCauseParams`` fields (values read as floats)."""
-    return {k: float(v) for k, v in (a.split("=", 1) for a in pairs)}
+    """``--set NAME=VALUE`` pairs as ``RootCauseParams`` fields, each value read as its field's
+    type (``onset_slack=5`` an int: it counts steps and indexes arrays)."""
+    kinds = {f.name: str(f.type) for f in fields(RootCauseParams)}
+    out: dict[str, Any] = {}
+    for k, v in (a.split("=", 1) for a in pairs):
+        if k not in kinds:
+            raise SystemExit(f"--set: RootCauseParams has no constant {k!r}")
+        kind = kinds[k]
+        if kind == "int":
+            out[k] = int(float(v))
+        elif kind == "bool":
+            out[k] = v.strip().lower() not in ("0", "0.0", "false", "no", "off", "")
+        else:
+            out[k] = float(v)
+    return out
 
 
 def _constants(p: RootCauseParams) -> dict[str, float]:
@@ -570,7 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         "--ask",
         default="at-alert",
         help="the time asked: at-alert, end (last sample), onset (the root's fault onset) or "
-        "+Nm (N minutes after the alert; incidents whose data end sooner are left out)",
+        "+Nm (N minutes after the alert; incidents whose data end sooner are left out); with "
+        "--cv a comma list (at-alert,onset): the asks' incidents pooled, one choice for all",
     )
     ap.add_argument(
         "--coarsen",
@@ -618,13 +659,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     methods = tuple(m for m in args.methods.split(",") if m)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    for name in args.generators.split(","):
-        incidents, missed = generated(name, seeds, args.rename, args.ask, args.coarsen, args.after)
-        setting = f"asked {args.ask}, coarsened ×{args.coarsen}, {args.after} min more after"
-        if incidents:
-            ranks, times = evaluate(incidents, methods, params)
-            print(table(name, seeds, ranks, times), flush=True)
-        print(f"({setting}: {len(incidents)} asked, {missed} not reaching)\n", flush=True)
+    for ask in args.ask.split(","):
+        for name in args.generators.split(","):
+            incidents, missed = generated(name, seeds, args.rename, ask, args.coarsen, args.after)
+            setting = f"asked {ask}, coarsened ×{args.coarsen}, {args.after} min more after"
+            if incidents:
+                ranks, times = evaluate(incidents, methods, params)
+                print(table(name, seeds, ranks, times), flush=True)
+            print(f"({setting}: {len(incidents)} asked, {missed} not reaching)\n", flush=True)
     return 0
 
 

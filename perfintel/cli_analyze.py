@@ -142,7 +142,11 @@ def analyze_root_cause(
     ] = None,
     url: Url = "http://127.0.0.1:9470",
     window: Annotated[
-        str, typer.Option(help="How long before the time changes are sought.")
+        str,
+        typer.Option(
+            help="How long before the time changes are sought (a cause may also begin after "
+            "the time, up to the first symptom after it, at most 10 minutes later)."
+        ),
     ] = "30m",
     baseline: Annotated[str, typer.Option(help="The normal behaviour before the window.")] = "3h",
     step: Annotated[

@@ -292,7 +292,13 @@ class RootCauseRequest(BaseModel):
         "its first alert started, the candidates the series of its alerts' services (and the "
         "services they depend on), hosts, instances or jobs.",
     )
-    window: str = Field("30m", description="How long before the time changes are sought.")
+    window: str = Field(
+        "30m",
+        description="How long before the time changes are sought. A cause may also begin after "
+        "the time: up to the first symptom (latency, errors) that began after it, at most 10 "
+        "minutes later (asked as a fault begins, its root is dated a step or more later); a "
+        "symptom that began later than a step after the time is an effect, not a cause.",
+    )
     baseline: str = Field("3h", description="The normal behaviour before the window.")
     limit: int = Field(10, ge=1, le=1000, description="Causes returned, most likely first.")
     step: str = Field(
@@ -385,6 +391,7 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             graph=graph,
             max_propagation_ms=prop,
             max_samples=max_samples,
+            now_ms=_now_ms(),
         )
 
     rep = await run_timed(request, "analyze_root_cause", work)

@@ -24,7 +24,8 @@ from perfintel.analysis.change_impact import (
     group_changes,
 )
 from perfintel.analysis.correlation import CorrelationResult, correlate
-from perfintel.analysis.rootcause import Cause, DependencyGraph, rank_root_causes
+from perfintel.analysis.rootcause import Cause, DependencyGraph, RootCauseParams, rank_root_causes
+from perfintel.analysis.rootcause.durations import counted_after_ms
 from perfintel.analysis.rootcause.parts import PartGroup, group_parts
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
@@ -153,11 +154,14 @@ def root_causes(
     graph: DependencyGraph | None = None,
     max_propagation_ms: int = 5 * MINUTE_MS,
     max_samples: int | None = None,
+    now_ms: int | None = None,
 ) -> RootCauseReport:
     """The candidates of ``selector`` ranked as the root cause of an incident at ``time_ms``.
 
     The grid covers the baseline, the window and a third of a window after
-    ``time_ms`` (what exists of it). ``step_ms`` None: the series' own sampling
+    ``time_ms`` (what exists of it), or more when a change may begin later than that and
+    still count as a cause (:func:`~perfintel.analysis.rootcause.durations.counted_after_ms`),
+    that part up to ``now_ms`` when given. ``step_ms`` None: the series' own sampling
     interval (:func:`.fetch.sampling_step_ms`, at most ``ROOT_CAUSE_MAX_POINTS``
     buckets): which of two series moved first is only seen at the resolution
     they were scraped at (15 s data on a 1-minute grid puts a cause and an
@@ -182,6 +186,9 @@ def root_causes(
         raise BadInputError(f"invalid parameter 'window': at least two steps of {step_ms} ms")
     if baseline_ms < 4 * step_ms:
         raise BadInputError(f"invalid parameter 'baseline': at least four steps of {step_ms} ms")
+    # what may count as a cause after the time (bounded by now: nothing exists later)
+    counted = time_ms + counted_after_ms(RootCauseParams(), step_ms)
+    end = max(end, counted if now_ms is None else min(counted, now_ms))
     grid = grid_for(start, end, step_ms)
     got = fetch_grid(
         reader,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause.durations import in_time, ramp_clip, spike_return
+from perfintel.analysis.rootcause.durations import (
+    in_time,
+    ramp_clip,
+    spike_return,
+    symptom_reach,
+    to_first_symptom,
+)
 from perfintel.analysis.rootcause.parameters import RootCauseParams
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.model import label_set
@@ -40,9 +48,12 @@ def test_a_change_30_s_after_the_asked_time_counts_with_a_minute_of_slack() -> N
     n, t, series = _pool_filling_after_the_asked_time()
     grid = Grid(0, QUARTER, n)
     # one step of slack is 15 s here: the pool is late and the other service's CPU ranks first
-    assert rank_root_causes(t * QUARTER, series, grid)[0].index == 2
-    on = RootCauseParams(slack_minutes=1.0)
+    # (without symptom_minutes, on by default: the pool began before the first symptom)
+    off = RootCauseParams(symptom_minutes=0.0)
+    assert rank_root_causes(t * QUARTER, series, grid, params=off)[0].index == 2
+    on = replace(off, slack_minutes=1.0)
     assert rank_root_causes(t * QUARTER, series, grid, params=on)[0].index == 1
+    assert rank_root_causes(t * QUARTER, series, grid)[0].index == 1  # the defaults
 
 
 def test_durations_are_the_old_steps_at_one_minute_and_off() -> None:
@@ -62,3 +73,59 @@ def test_durations_are_the_old_steps_at_one_minute_and_off() -> None:
     assert spike_return(on, 15_000) == 8
     assert in_time(on, 300_000).onset_slack == 1
     assert spike_return(on, 300_000) == 1
+
+
+def _pool_filling_before_its_symptom() -> tuple[int, int, list[SeriesInput]]:
+    """4 h of minutes, asked when a fault begins (its injection), 20 minutes before the end: a
+    pool hits its cap 4 minutes later and its latency follows a minute after; another service's
+    CPU shifted 20 minutes before the asked time (smaller)."""
+    n = 4 * 60
+    t = n - 20
+    rng = np.random.default_rng(5)
+    pool = 20.0 + rng.normal(0, 1.0, n)
+    pool[t + 4 :] = 50.0
+    latency = 0.1 + rng.normal(0, 0.002, n)
+    latency[t + 5 :] += 0.2
+    cpu = 5.0 + rng.normal(0, 0.2, n)
+    cpu[t - 20 :] += 3.0
+    a = {"service": "svc-a", "instance": "svc-a-0:9100"}
+    b = {"service": "svc-b", "instance": "svc-b-0:9100"}
+    series = [
+        SeriesInput(label_set({**a, "__name__": "request_latency_seconds"}), latency),
+        SeriesInput(label_set({**a, "__name__": "pool_in_use"}), pool),
+        SeriesInput(label_set({**b, "__name__": "cpu_usage"}), cpu),
+    ]
+    return n, t, series
+
+
+def test_a_cause_may_begin_up_to_the_first_symptom_after_the_asked_time() -> None:
+    n, t, series = _pool_filling_before_its_symptom()
+    grid = Grid(0, 60_000, n)
+    off = RootCauseParams(slack_minutes=0.0, symptom_minutes=0.0)
+    on = replace(off, symptom_minutes=10.0)
+    # asked at the injection: the pool began 4 minutes later, past the slack, so it is late
+    assert rank_root_causes(t * 60_000, series, grid, params=off)[0].index == 2
+    # a cause begins no later than the first symptom: the latency, a minute after the pool
+    assert rank_root_causes(t * 60_000, series, grid, params=on)[0].index == 1
+    # capped: the latency began 5 minutes after the asked time, 3 minutes do not reach it
+    capped = replace(off, symptom_minutes=3.0)
+    assert rank_root_causes(t * 60_000, series, grid, params=capped)[0].index == 2
+    # asked at the alert (the latency had risen) the slack stays: the same ranking either way
+    alert = (t + 7) * 60_000
+    assert [c.index for c in rank_root_causes(alert, series, grid, params=on)] == [
+        c.index for c in rank_root_causes(alert, series, grid, params=off)
+    ]
+
+
+def test_the_slack_opens_only_to_a_symptom_after_the_asked_time() -> None:
+    p = RootCauseParams(symptom_minutes=5.0)
+    names = ("latency_seconds", "cpu_usage", "errors_total", "request_latency_seconds")
+    series = [SeriesInput(label_set({"__name__": n}), np.zeros(3)) for n in names]
+    onset = np.array([-3, 2, 4, 9])
+    changed = np.ones(4, dtype=bool)
+    assert to_first_symptom(p, 60_000, 0, onset, changed, series).onset_slack == 4
+    assert to_first_symptom(p, 60_000, 0, onset, onset > 4, series).onset_slack == 5  # capped
+    assert to_first_symptom(p, 60_000, 0, onset, onset < 3, series) == p  # none after
+    off = replace(p, symptom_minutes=0.0)
+    assert to_first_symptom(off, 60_000, 0, onset, changed, series) == off
+    assert symptom_reach(p, 15_000) == 20 and symptom_reach(p, 300_000) == 1

@@ -205,6 +205,38 @@ def test_root_cause_grid_follows_the_scrape_interval(client: TestClient) -> None
     assert r.status_code == 200 and r.json()["data"]["step_seconds"] == 60
 
 
+@pytest.mark.parametrize("window", ["30m", "6m"])
+def test_root_cause_asked_as_the_fault_begins_finds_a_root_dated_just_after(
+    client: TestClient, window: str
+) -> None:
+    """Asked at a fault's injection (what another tool may pass as the time): the pool it fills
+    is dated two minutes later and its service's latency a minute after that. A cause begins
+    no later than the first symptom: the pool is found, not the smaller shift of another
+    service's CPU 20 minutes before the asked time (with a 6-minute window too, whose third
+    after the time, 2 minutes, does not reach the latency: the data are read past it)."""
+    rng = np.random.default_rng(5)
+    n = 4 * 60  # 4 hours of minutes
+    ts = NOW - 3 * HOUR + MIN * np.arange(n)
+    fault = n - 20
+    pool = 20 + ar1(rng, n, 0.5, 0.5)
+    pool[fault + 2 :] += 30
+    put(client, {"__name__": "db_connections_in_use", "service": "db"}, ts, pool)
+    lat = 0.2 + 0.01 * ar1(rng, n, 0.5, 1.0)
+    lat[fault + 3 :] += 0.3
+    put(client, {"__name__": "latency_seconds", "service": "db"}, ts, lat)
+    cpu = 0.5 + ar1(rng, n, 0.7, 0.02)
+    cpu[fault - 20 :] += 0.3
+    put(client, {"__name__": "cpu_usage", "service": "s0"}, ts, cpu)
+    for k in range(1, 6):
+        put(client, {"__name__": "cpu_usage", "service": f"s{k}"}, ts, 0.5 + ar1(rng, n, 0.7, 0.02))
+    body = {"selector": '{service=~".+"}', "time": int(ts[fault]) / 1000, "window": window}
+    r = client.post(ROOT, json=body)
+    assert r.status_code == 200, r.text
+    causes = r.json()["data"]["causes"]
+    assert causes[0]["labels"]["__name__"] == "db_connections_in_use", causes
+    assert causes[0]["onset_unix"] * 1000 == ts[fault + 2]
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

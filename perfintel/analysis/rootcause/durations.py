@@ -12,9 +12,14 @@ the data's step instead (``RootCauseParams.slack_minutes``, ``tolerance_minutes`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
+
+from ..signals import SeriesInput
 from .parameters import RootCauseParams
+from .words import ROLE_ORDER, SYMPTOM_ROLES, role_of
 
 MINUTE_MS = 60_000
 
@@ -30,6 +35,48 @@ def in_time(p: RootCauseParams, step_ms: int) -> RootCauseParams:
         return p
     slack = max(1, int(-(-p.slack_minutes * MINUTE_MS // max(1, step_ms))))
     return replace(p, onset_slack=slack)
+
+
+def symptom_reach(p: RootCauseParams, step_ms: int) -> int:
+    """Steps after the asked time the first symptom may open the slack to (``symptom_minutes``
+    at ``step_ms``, at least one; 0 when that option is off)."""
+    if p.symptom_minutes <= 0:
+        return 0
+    return max(1, int(-(-p.symptom_minutes * MINUTE_MS // max(1, step_ms))))
+
+
+def counted_after_ms(p: RootCauseParams, step_ms: int) -> int:
+    """How long after the asked time a change may begin and still count as a cause, at most
+    (``onset_slack`` steps, ``slack_minutes``, ``symptom_minutes``): the data a caller must
+    fetch past the asked time for it to be seen."""
+    q = in_time(p, step_ms)
+    return max(q.onset_slack, symptom_reach(q, step_ms)) * max(1, step_ms)
+
+
+def to_first_symptom(
+    p: RootCauseParams,
+    step_ms: int,
+    asked: int,
+    onset: np.ndarray,
+    changed: np.ndarray,
+    series: Sequence[SeriesInput],
+) -> RootCauseParams:
+    """``p`` with ``onset_slack`` opened to the first symptom, when ``symptom_minutes`` is on: the
+    latest onset that counts is the later of the asked time plus the slack and the onset of the
+    first symptom (a change, ``changed``, of latency or errors, onsets ``onset`` in steps like
+    ``asked``) that began after the asked time, capped at ``symptom_minutes`` after it. A cause
+    begins no later than the first symptom: asked when a fault begins (its injection, before
+    anything shows), its root may be dated a step or more later and its leaks later still.
+    (The ranking keeps a symptom begun past the slack late: an effect, not a cause.)"""
+    reach = symptom_reach(p, step_ms)
+    if reach <= 0:
+        return p
+    roles = [ROLE_ORDER.get(role_of(s.labels), -1) for s in series]
+    symptom = changed & np.isin(np.array(roles, dtype=np.int64), SYMPTOM_ROLES)
+    later = onset[symptom & (onset > asked)]
+    if not later.size:
+        return p
+    return replace(p, onset_slack=max(p.onset_slack, min(int(later.min()) - asked, reach)))
 
 
 def ramp_clip(p: RootCauseParams, step_ms: int) -> tuple[float, float]:

@@ -241,3 +241,16 @@ class RootCauseParams:
     #: asked over a day of end times, is found 38 times in 39 instead of 36 (the misses: such
     #: a bucket outranking the slow replica; BENCHMARKS.md "A count on a series that was 0")
     grid_floor: float = 1.0
+    #: a cause begins no later than the first symptom, 0 off: the latest onset that counts as a
+    #: cause is the later of the incident time plus the slack (``onset_slack``,
+    #: ``slack_minutes``) and the onset of the first symptom (latency, errors) that began after
+    #: the incident time, at most this many minutes after it; a symptom that began past the
+    #: slack is an effect and stays late. Asked when the fault begins (its injection, before
+    #: anything shows), its root is dated a step or more later (onset uncertainty) and a leak
+    #: later still; asked at the alert, a later symptom opens the window only to changes of
+    #: other roles begun before it (:func:`~perfintel.analysis.rootcause.durations.to_first_symptom`;
+    #: 10 chosen by ``--cv --only symptom_minutes --ask at-alert,onset``: out of fold top-1
+    #: pooled 71.2 -> 78.4, at the alert 82.4 -> 82.6, at the onset 60.0 -> 74.2; with
+    #: ``slack_minutes`` the search takes 5 too, which costs variant 2.0 at the alert,
+    #: BENCHMARKS.md "root cause asked before the symptoms")
+    symptom_minutes: float = 10.0

@@ -84,8 +84,8 @@ seen in many series (a dip in traffic in every instance's requests, CPU and
 pool) from outweighing a large change that moved the symptoms. A change that
 others explain ranks right after the lowest-ranked of them, resolved along
 the whole chain (a cause before its effects, wherever the effects' own
-magnitude would put them), and a change that began after the incident time
-(beyond its onset's uncertainty) cannot be its cause and ranks last.
+magnitude would put them), and a change that began after the incident time (beyond its onset's
+uncertainty) and the first symptom after it (``symptom_minutes``) is no cause and ranks last.
 Two options read an incident as a cluster of changes; both are off by
 default, their out-of-fold gain being within seed noise: ``recency_weight``
 penalises a cluster (a change and what it explains) that stopped growing
@@ -145,7 +145,7 @@ from .baseline import baseline_line, grid_spread, seasonal_line
 from .changes import Changes as _Changes
 from .cycles import after_explainers as _after_explainers
 from .cycles import after_explainers_by_cycle
-from .durations import in_time, ramp_clip, spike_return
+from .durations import in_time, ramp_clip, spike_return, symptom_reach, to_first_symptom
 from .exhaust import exhaustion_links
 from .filling import filling_suspects, machine_wide, second_place
 from .links import OrphanRule, learned_links, orphan_links
@@ -467,8 +467,10 @@ def _rank(
     slack: int,
     p: RootCauseParams,
     step_ms: int = 60_000,
+    sym_slack: int = -1,
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
+    sym_slack = slack if sym_slack < 0 else sym_slack  # latest onset of a symptom cause
     back = spike_return(p, step_ms)
     shapes = {i: _shape_of(ch, i, values, step_ms, back) for i in cands}
     if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
@@ -635,7 +637,7 @@ def _rank(
             s -= _BYGONE
         if i in eased:
             s -= p.relief
-        if ch.onset[i] - tol[i] + 0.5 > slack:
+        if ch.onset[i] - tol[i] + 0.5 > (slack if role[i] not in symptom else sym_slack):
             s -= _LATE
         scores[i] = s
     if p.cycles:
@@ -697,9 +699,9 @@ def rank_root_causes(
     """The changed series ranked by how likely each is the incident's root cause.
 
     ``series`` hold one value per step of ``grid``. Changes are sought in the
-    window from ``target_time_ms - window_ms`` (and a third of a window after
-    the incident time, where the data reaches that far, to see how they
-    develop); the baseline is the ``baseline_ms`` before the window.
+    window from ``target_time_ms - window_ms`` (and a third of a window after the incident
+    time, or up to ``symptom_minutes`` when longer, where the data reach that far, to see
+    how they develop); the baseline is the ``baseline_ms`` before the window.
     ``max_propagation_ms`` bounds how much later a change may begin than a
     change that explains it (one hop). Returns at most ``limit`` causes (all
     changed series when ``None``); series that did not change are not
@@ -734,11 +736,14 @@ def rank_root_causes(
             "steps before time - window"
         )
     # after the incident time only what shows how changes that began before it develop
-    we = min(grid.size, t_idx + 1 + max(p.onset_slack, (t_idx - ws) // 3))
+    reach = max(p.onset_slack, symptom_reach(p, step))  # the latest onset that can count
+    we = min(grid.size, t_idx + 1 + max(reach, (t_idx - ws) // 3))
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)), rise=True)
+    sym_slack = t_idx - ws + p.onset_slack  # a symptom later than that is an effect
+    p = to_first_symptom(p, step, t_idx - ws, ch.onset, ch.changed, series)
     values = x[:, ws:we]
     r = _rank(
         ch,
@@ -750,6 +755,7 @@ def rank_root_causes(
         t_idx - ws + p.onset_slack,
         p,
         step,
+        sym_slack,
     )
     order = sorted(r.scores, key=lambda i: (-r.scores[i], ch.onset[i], i))
     if limit is not None:
