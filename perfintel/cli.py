@@ -288,9 +288,19 @@ def query(
         "agg": agg,
         "by": by,
     }
+    data = _get_data(url, "/api/v1/series/query", params, token, as_json)
+    if data is not None:
+        _print_series(data["series"], f"{len(data['series'])} series ({data['source']})")
+
+
+def _get_data(
+    url: str, path: str, params: dict[str, Any], token: str | None, as_json: bool
+) -> dict[str, Any] | None:
+    """GET ``path`` (parameters that are None left out): its ``data``, or None once the raw
+    answer is printed (``--json``); an error answer exits with the server's message."""
     with _reaching(url):
         r = httpx.get(
-            f"{url}/api/v1/series/query",
+            f"{url}{path}",
             params={k: v for k, v in params.items() if v is not None},
             headers=auth_headers(token),
             timeout=60,
@@ -299,9 +309,9 @@ def query(
         raise _fail_http(r)
     if as_json:
         sys.stdout.write(r.text + "\n")
-        return
-    data = r.json()["data"]
-    _print_series(data["series"], f"{len(data['series'])} series ({data['source']})")
+        return None
+    data: dict[str, Any] = r.json()["data"]
+    return data
 
 
 def _is_selector(text: str) -> bool:
@@ -329,19 +339,10 @@ def _query_promql(
     start = start_s if start_s is not None else end - 3600
     # Grafana's default: about 250 points over the range, never finer than 1 s
     every = step or f"{max(1.0, (end - start) / 250):.0f}s"
-    with _reaching(url):
-        r = httpx.get(
-            f"{url}/api/v1/query_range",
-            params={"query": expr, "start": start, "end": end, "step": every},
-            headers=auth_headers(token),
-            timeout=60,
-        )
-    if r.status_code != 200:
-        raise _fail_http(r)
-    if as_json:
-        sys.stdout.write(r.text + "\n")
+    params = {"query": expr, "start": start, "end": end, "step": every}
+    data = _get_data(url, "/api/v1/query_range", params, token, as_json)
+    if data is None:
         return
-    data = r.json()["data"]
     series = [
         {
             "labels": s["metric"],

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.alerting.notify_helpers import HttpReceiver, wait_for
 from tests.conftest import Server, start_server
+from tests.web.conftest import CHROMIUM
 from tests.web.test_browser import (
-    ARGS,
     ARTIFACTS,
-    CHROMIUM,
     DESKTOP,
     PHONE,
     _axe,
@@ -97,14 +96,6 @@ def alert_server(tmp_path_factory: pytest.TempPathFactory, hook: HttpReceiver) -
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def _load(server: Server, instance: str, value: float) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from tests.conftest import Server, start_server
-from tests.web.test_browser import ARGS, CHROMIUM, DESKTOP, _open
+from tests.web.conftest import CHROMIUM
+from tests.web.test_browser import DESKTOP, _open
 
 STEP = 15_000
 
@@ -74,14 +75,6 @@ def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ser
         yield server, first
     finally:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def test_the_overview_says_anomaly_scores_start_after_an_hour(
