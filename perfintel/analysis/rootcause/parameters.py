@@ -254,3 +254,10 @@ class RootCauseParams:
     #: ``slack_minutes`` the search takes 5 too, which costs variant 2.0 at the alert,
     #: BENCHMARKS.md "root cause asked before the symptoms")
     symptom_minutes: float = 10.0
+    #: the window opened back to the symptoms' story, 0 off: when the largest symptom (the
+    #: latency or errors change of the largest peak |z|) began no later than ``max_propagation``
+    #: after the window start, the window start moves back this many window lengths (keeping
+    #: four steps of baseline), so that a root begun before the symptoms is seen with its onset:
+    #: asked at the end of the data, the window may open after the root began
+    #: (:mod:`~perfintel.analysis.rootcause.story`)
+    story: float = 0.5
