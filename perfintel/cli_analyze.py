@@ -145,7 +145,8 @@ def analyze_root_cause(
         str,
         typer.Option(
             help="How long before the time changes are sought (a cause may also begin after "
-            "the time, up to the first symptom after it, at most 10 minutes later)."
+            "the time, up to the first symptom after it, at most 10 minutes later; when the "
+            "largest symptom had begun as the window opens, it opens back half its length more)."
         ),
     ] = "30m",
     baseline: Annotated[str, typer.Option(help="The normal behaviour before the window.")] = "3h",

@@ -297,7 +297,11 @@ class RootCauseRequest(BaseModel):
         description="How long before the time changes are sought. A cause may also begin after "
         "the time: up to the first symptom (latency, errors) that began after it, at most 10 "
         "minutes later (asked as a fault begins, its root is dated a step or more later); a "
-        "symptom that began later than a step after the time is an effect, not a cause.",
+        "symptom that began later than a step after the time is an effect, not a cause. When "
+        "the largest symptom had already begun as the window opens, or began within "
+        "max_propagation of it (asked at the end of an incident's data, long after the alert), "
+        "the window opens back half its length more: a root begun before the symptoms is seen "
+        "with its onset (the evidence starts there).",
     )
     baseline: str = Field("3h", description="The normal behaviour before the window.")
     limit: int = Field(10, ge=1, le=1000, description="Causes returned, most likely first.")

@@ -237,6 +237,45 @@ def test_root_cause_asked_as_the_fault_begins_finds_a_root_dated_just_after(
     assert causes[0]["onset_unix"] * 1000 == ts[fault + 2]
 
 
+def test_root_cause_asked_at_the_end_of_the_data_sees_the_root_begun_before_the_window(
+    client: TestClient,
+) -> None:
+    """Asked at the end of an incident's data (what another tool may pass as the time): a pool
+    fills 33 minutes before it, 3 before the 30-minute window opens, and two minutes later the
+    pool's latency and its caller's errors rise, just before the window too; another service's
+    memory grows over the last 12 minutes. The symptoms are already departed as the window
+    opens: it opens back to their story, and the pool is found, dated where it filled, before
+    the symptoms it explains."""
+    rng = np.random.default_rng(4)
+    n = 4 * 60  # 4 hours of minutes
+    ts = NOW - 3 * HOUR + MIN * np.arange(n)
+    end = n - 1
+    pool = 20 + ar1(rng, n, 0.5, 0.5)
+    pool[end - 33 :] += 8
+    drive = np.zeros(n)
+    drive[end - 31 :] = 1.0
+    lat = 0.2 + 0.01 * ar1(rng, n, 0.5, 1.0) + 0.3 * drive
+    err = 1 + ar1(rng, n, 0.5, 0.2) + 5 * drive
+    mem = 5e8 * (1 + 0.01 * ar1(rng, n, 0.9, 1.0))
+    mem[end - 12 :] *= np.linspace(1, 1.5, 13)
+    for name, service, v in (
+        ("db_connections_in_use", "db", pool),
+        ("latency_seconds", "db", lat),
+        ("errors_total", "web", err),
+        ("memory_bytes", "s0", mem),
+        *(("cpu_usage", f"s{k}", 0.5 + ar1(rng, n, 0.7, 0.02)) for k in range(1, 6)),
+    ):
+        put(client, {"__name__": name, "service": service}, ts, v)
+    body = {"selector": '{service=~".+"}', "time": int(ts[end]) / 1000}
+    r = client.post(ROOT, json=body)
+    assert r.status_code == 200, r.text
+    causes = r.json()["data"]["causes"]
+    top = causes[0]
+    assert top["labels"]["__name__"] == "db_connections_in_use", causes
+    assert top["onset_unix"] * 1000 == ts[end - 33]
+    assert causes[1]["labels"]["__name__"] == "latency_seconds"
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [

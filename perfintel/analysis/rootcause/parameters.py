@@ -254,3 +254,13 @@ class RootCauseParams:
     #: ``slack_minutes`` the search takes 5 too, which costs variant 2.0 at the alert,
     #: BENCHMARKS.md "root cause asked before the symptoms")
     symptom_minutes: float = 10.0
+    #: the window opened back to the symptoms' story, 0 off: when the largest symptom (the
+    #: latency or errors change of the largest peak |z|) began no later than ``max_propagation``
+    #: after the window start, the window start moves back this many window lengths (keeping
+    #: four steps of baseline), so that a root begun before the symptoms is seen with its onset:
+    #: asked at the end of the data, the window may open after the root began
+    #: (:mod:`~perfintel.analysis.rootcause.story`; 0.5 chosen by ``--cv --only story --ask
+    #: at-alert,end``: out of fold top-1 pooled 80.1 -> 81.8, at the end 77.5 -> 81.2, at the
+    #: alert 82.6 -> 82.4; gated on any symptom instead of the largest the alert lost 1.6,
+    #: BENCHMARKS.md "Root cause asked at the end of the data")
+    story: float = 0.5

@@ -121,6 +121,8 @@ leak that began inside the baseline and never came back) is measured against the
 before that rise and dated where it began (:mod:`~perfintel.analysis.rootcause.rise`).
 *Work first* (``work_first``, on): a CPU that rose in the same step as other entities' latency or
 errors comes before them (:mod:`~perfintel.analysis.rootcause.work`).
+*Story* (``story``, on): when the largest symptom began as the window opened or before, the
+window opens back half a length to see its root begin (:mod:`~perfintel.analysis.rootcause.story`).
 The constants were chosen by cross-validation on the tuning seeds of four
 incident generators (``default``, ``variant``, ``variant-lagged``, ``blind``;
 ``benchmarks/root_cause.py --cv``); figures are reported on other seeds and
@@ -159,6 +161,7 @@ from .scope import moves_symptoms as _moves_symptoms
 from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
+from .story import story_start
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
@@ -699,7 +702,8 @@ def rank_root_causes(
     """The changed series ranked by how likely each is the incident's root cause.
 
     ``series`` hold one value per step of ``grid``. Changes are sought in the
-    window from ``target_time_ms - window_ms`` (and a third of a window after the incident
+    window from ``target_time_ms - window_ms`` (opened back with ``story``: see
+    :mod:`~perfintel.analysis.rootcause.story`) (and a third of a window after the incident
     time, or up to ``symptom_minutes`` when longer, where the data reach that far, to see
     how they develop); the baseline is the ``baseline_ms`` before the window.
     ``max_propagation_ms`` bounds how much later a change may begin than a
@@ -741,7 +745,12 @@ def rank_root_causes(
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
-    ch = _changes(x, usable, ws, we, b0, p, periods, int(p.lead * (t_idx - ws)), rise=True)
+    max_prop = max(1, max_propagation_ms // step)
+    lead = int(p.lead * (t_idx - ws))
+    ch = _changes(x, usable, ws, we, b0, p, periods, lead, rise=True)
+    if (opened := story_start(p.story, ws, t_idx - ws, max_prop, ch, series)) < ws:
+        ws, b0 = opened, max(0, opened - baseline_ms // step)  # the symptoms' story
+        ch = _changes(x, usable, ws, we, b0, p, periods, lead, rise=True)
     sym_slack = t_idx - ws + p.onset_slack  # a symptom later than that is an effect
     p = to_first_symptom(p, step, t_idx - ws, ch.onset, ch.changed, series)
     values = x[:, ws:we]
@@ -751,7 +760,7 @@ def rank_root_causes(
         values,
         series,
         graph,
-        max(1, max_propagation_ms // step),
+        max_prop,
         t_idx - ws + p.onset_slack,
         p,
         step,
