@@ -760,6 +760,9 @@ def test_one_count_on_a_series_that_was_zero_is_no_change() -> None:
         ([0.5, 0.5000001], 1e-6),  # a float: its 6th significant digit, no finer
         ([12345678.0], 100.0),  # never finer than the 6th significant digit
         ([np.nan, 2.0], 1.0),
+        # a tiny value beside a huge one: the huge one over the tiny unit overflows
+        # (found by hypothesis in CI); never finer than the tiny one's 6th digit
+        ([1e-300, 1e10], 1e-305),
     ],
 )
 def test_value_grid(values: list[float], grid: float) -> None:

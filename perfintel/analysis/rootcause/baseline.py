@@ -51,7 +51,11 @@ def value_grid(values: np.ndarray) -> float:
     finest = int(np.floor(np.log10(v[0]))) - (GRID_DIGITS - 1)
     k = 0
     while k > finest:
-        m = v / 10.0**k
+        with np.errstate(over="ignore"):
+            m = v / 10.0**k
+        if not np.all(np.isfinite(m)):
+            # the largest value over a finer unit overflows: no finer unit is whole either
+            break
         if np.all(np.abs(m - np.round(m)) <= 1e-9 * m) and np.all(np.round(m) >= 1):
             return 10.0**k
         k -= 1
