@@ -160,6 +160,12 @@ class CapacityReport:
         return self.scenarios[0]
 
     @property
+    def short_history(self) -> bool:
+        """Whether the usage history is under ``SHORT_HISTORY_DAYS``: too little to plan on,
+        whether or not its P50 exhausts (a chart of it says so)."""
+        return self.history_days < SHORT_HISTORY_DAYS
+
+    @property
     def beyond_history(self) -> bool:
         """Whether the baseline's P50 exhaustion is an extrapolation of too little history:
         further ahead than a history of under ``SHORT_HISTORY_DAYS`` reaches back."""

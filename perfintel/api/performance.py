@@ -357,6 +357,7 @@ def render_capacity(analysis: cap.CapacityAnalysis, target: float) -> dict[str, 
                 "utilisation_now": _num(rep.utilisation_now),
                 "summary": rep.summary,
                 "history_days": rep.history_days,
+                "short_history": rep.short_history,
                 "beyond_history": rep.beyond_history,
                 "model": rep.model,
                 "backtest": (

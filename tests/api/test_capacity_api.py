@@ -191,7 +191,7 @@ def test_a_projection_from_minutes_of_history_says_it_is_one(client: TestClient)
     assert r.status_code == 200, r.text
     (res,) = r.json()["data"]["resources"]
     assert res["history_days"] == pytest.approx(10 / 1440)
-    assert res["beyond_history"] is True
+    assert res["beyond_history"] is True and res["short_history"] is True
     assert "from only 10 min of history, too little to plan on" in res["summary"]
 
 
@@ -199,6 +199,7 @@ def test_a_long_history_is_not_marked(disks: TestClient) -> None:
     r = disks.post(PATH, json=DISK_BODY)
     res = {x["labels"]["mountpoint"]: x for x in r.json()["data"]["resources"]}
     assert res["/"]["history_days"] > 29 and res["/"]["beyond_history"] is False
+    assert res["/"]["short_history"] is False
     assert "too little" not in res["/"]["summary"]
 
 

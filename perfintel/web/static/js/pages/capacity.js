@@ -7,8 +7,6 @@ import { el, pct, selectorOf, seriesName } from "../format.js";
 import { formatDays } from "../time.js";
 import { queryRange, rangeOf } from "./common.js";
 
-// as perfintel.analysis.capacity.SHORT_HISTORY_DAYS: less history than this is no plan
-const SHORT_HISTORY_DAYS = 0.5;
 
 const HORIZON_DAYS = 30;
 const PRESETS = [
@@ -62,7 +60,7 @@ export async function render(main, { signal }) {
       chartNote.textContent = `${row.res.summary}. Used = capacity − available, the last 2 days; then the capacity model's own projection, the one the table's times come from (dashed: P50 of its simulated usage; band: P10–P90), ${span}.`;
       // a trend of minutes drawn over a month says little, exhausting or not (a disk emptying
       // for ten minutes was drawn falling to 0): the note says so for every such resource
-      if (row.res.history_days < SHORT_HISTORY_DAYS) chartNote.textContent += ` Drawn from only ${historyText(row.res.history_days)} of history: too little to plan on.`;
+      if (row.res.short_history) chartNote.textContent += ` Drawn from only ${historyText(row.res.history_days)} of history: too little to plan on.`;
     } catch (e) { chartNote.textContent = `Projection: ${e.message}`; }
   };
   if (rows.length) {
