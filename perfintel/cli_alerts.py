@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from perfintel.cli_common import Token, Url, auth_headers, console
 from perfintel.errors import PerfintelError
+
+if TYPE_CHECKING:
+    from perfintel.alerting.matchers import LabelMatcher
 
 alerts_app = typer.Typer(
     help="Notifications: configuration, incidents, silences.", no_args_is_help=True
@@ -69,6 +72,11 @@ def list_incidents(
     """List incidents (open, acknowledged and recently resolved)."""
     with _client(url, token) as c:
         data = _check(c.get("/api/v1/incidents", params={"state": state} if state else {}))["data"]
+    if not data:
+        # an empty table reads like a failure; say what was looked for
+        looked = f"in state {state!r}" if state else "(open, acknowledged or recently resolved)"
+        console.print(f"no incidents {looked}")
+        return
     table = Table("id", "state", "opened", "alerts", "title")
     for inc in data:
         alerts = inc["alerts"] if isinstance(inc["alerts"], int) else len(inc["alerts"])
@@ -118,4 +126,27 @@ def silence(
         "comment": comment,
     }
     with _client(url, token) as c:
-        print(_check(c.post("/api/v2/silences", json=body))["silenceID"])
+        print(_check(c.post("/api/v2/silences", json=body))["silenceID"])  # alone, as amtool
+        _say_what_it_silences(c, parsed)
+
+
+def _say_what_it_silences(c: httpx.Client, matchers: list[LabelMatcher]) -> None:
+    """On stderr: how many active alerts the silence matches now, and a warning when its
+    alertname matcher names no alerting rule and no active alert (a typo silences nothing)."""
+    alerts = c.get("/api/v2/alerts", params={"silenced": "true", "inhibited": "true"})
+    rules = c.get("/api/v1/rules", params={"type": "alert"})
+    if alerts.status_code != 200 or rules.status_code != 200:
+        return  # the silence is made; what it matches is only a courtesy
+    active = [a.get("labels", {}) for a in alerts.json()]
+    hits = sum(all(m.matches(labels) for m in matchers) for labels in active)
+    console.print(f"it silences {hits} of {len(active)} active alerts now")
+    groups = rules.json()["data"]["groups"]
+    names = {r["name"] for g in groups for r in g["rules"] if r.get("type") == "alerting"}
+    names |= {labels.get("alertname", "") for labels in active}
+    for m in matchers:
+        if m.name == "alertname" and not any(m.matches_value(n) for n in names):
+            known = ", ".join(sorted(n for n in names if n)[:10]) or "none"
+            console.print(
+                f"[yellow]warning:[/yellow] no alerting rule or active alert is named {m}"
+                f" (rules here: {known})"
+            )
