@@ -114,6 +114,16 @@ def analyze_correlations(
                 names[ld["index"]], f"{ld['score']:.2f}", str(ld["leads"]), str(ld["follows"])
             )
         out.print(leaders)
+        # an empty table says nothing: why no pair, and what was left out
+        if data.get("why_no_pairs"):
+            console.print(f"no pair tested: {data['why_no_pairs']}")
+        left = [
+            (n, s["reason"]) for n, s in zip(names, data["series"], strict=True) if not s["usable"]
+        ]
+        for name, reason in left[:20]:
+            console.print(f"not analysed: {name}: {reason}")
+        if len(left) > 20:
+            console.print(f"not analysed: {len(left) - 20} more (--json lists them)")
     if plot is not None:
         import numpy as np
 

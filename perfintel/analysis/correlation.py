@@ -53,7 +53,7 @@ from perfintel.errors import BadInputError
 from perfintel.model import LabelSet
 
 from .forecast.seasons import season_lengths_for
-from .signals import SeriesInput, as_matrix, remove_seasonal_profiles
+from .signals import SeriesInput, as_matrix_with_reasons, remove_seasonal_profiles
 
 #: order of the prewhitening autoregression (shortened for short series)
 AR_ORDER = 8
@@ -145,7 +145,8 @@ class CorrelationResult:
     ``xcorr`` and ``lag`` are ``n × n`` matrices (``lag[i, j]``: steps by which
     ``j`` follows ``i``); a usable series correlates 1 with itself at lag 0, the
     rows of unusable series are 0.
-    ``usable[i]`` is ``False`` for series too short or constant to analyse.
+    ``usable[i]`` is ``False`` for series too short or constant to analyse, and
+    ``reasons[i]`` says which (``""`` for a usable one).
     """
 
     pairs: PairTable
@@ -157,6 +158,19 @@ class CorrelationResult:
     points: int
     alpha: float
     seasons: tuple[int, ...]
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def why_no_pairs(self) -> str | None:
+        """Why no pair was tested, in words (``None`` when some were)."""
+        if len(self.pairs):
+            return None
+        good = int(self.usable.sum())
+        if good < 2:
+            return f"{good} of {self.usable.size} series can be analysed: a pair needs two"
+        if self.points < MIN_OVERLAP:
+            return f"the range holds {self.points} steps: a pair needs {MIN_OVERLAP}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -178,9 +192,10 @@ class Correlated:
 
 def _prepare(
     series: Sequence[SeriesInput], step_seconds: float | None, seasons: Sequence[int] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
-    """``(de-seasonalised rows, their differences, usable mask, seasons used)``."""
-    x, usable = as_matrix(series)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], tuple[str, ...]]:
+    """``(de-seasonalised rows, their differences, usable mask, seasons used, reasons)``."""
+    x, reasons = as_matrix_with_reasons(series)
+    usable = np.array([not r for r in reasons], dtype=bool)
     t = x.shape[1]
     if seasons is None:
         seasons = season_lengths_for(step_seconds, t) if step_seconds else []
@@ -190,7 +205,11 @@ def _prepare(
     d = np.diff(x, axis=1) if t >= 2 else np.zeros((x.shape[0], 0))
     # differencing may leave a constant row (a pure ramp): nothing left to correlate
     usable = usable & (np.ptp(d, axis=1) > 0 if d.shape[1] else False)
-    return x, d, usable, used
+    why = tuple(
+        r or ("" if u else "a straight line: nothing left once differenced")
+        for r, u in zip(reasons, usable, strict=True)
+    )
+    return x, d, usable, used, why
 
 
 def high_pass(x: np.ndarray, max_lag: int) -> np.ndarray:
@@ -471,7 +490,7 @@ def correlate(
     ((0, 1, 3, True), 0)
     """
     _check(max_lag, alpha)
-    x, d, usable, used = _prepare(series, step_seconds, season_lengths)
+    x, d, usable, used, why = _prepare(series, step_seconds, season_lengths)
     n, t = d.shape
     lag_m = np.zeros((n, n), dtype=np.int64)
     xc_m = np.zeros((n, n))
@@ -481,7 +500,7 @@ def correlate(
     if good.size < 2 or t < MIN_OVERLAP:
         leaders = [Leader(int(i), 0.0, 0, 0, 0) for i in good]
         return CorrelationResult(
-            _table(*(np.zeros(0),) * 9), leaders, xc_m, lag_m, usable, ml, t, alpha, used
+            _table(*(np.zeros(0),) * 9), leaders, xc_m, lag_m, usable, ml, t, alpha, used, why
         )
     iu, ju = np.triu_indices(good.size, k=1)
     ia, ib = good[iu], good[ju]
@@ -493,7 +512,7 @@ def correlate(
     o = np.lexsort((-np.abs(xc), q))
     table = _table(ia[o], ib[o], lag[o], xc[o], pe[o], sp[o], p[o], q[o], sig[o])
     leaders = _leaders(good, ia, ib, lag, xc, sig)
-    return CorrelationResult(table, leaders, xc_m, lag_m, usable, ml, t, alpha, used)
+    return CorrelationResult(table, leaders, xc_m, lag_m, usable, ml, t, alpha, used, why)
 
 
 def _table(*cols: np.ndarray) -> PairTable:
@@ -565,7 +584,7 @@ def moved_with(
         if window < 2:
             raise BadInputError(f"invalid parameter 'window': at least 2 steps, got {window}")
         every = [SeriesInput(s.labels, np.asarray(s.values)[-window:], s.counter) for s in every]
-    x, d, usable, _ = _prepare(every, step_seconds, season_lengths)
+    x, d, usable, _, _ = _prepare(every, step_seconds, season_lengths)
     t = d.shape[1]
     if not usable[0] or t < MIN_OVERLAP:
         return []

@@ -96,25 +96,35 @@ def as_matrix(series: Sequence[SeriesInput]) -> tuple[np.ndarray, np.ndarray]:
     fewer than :data:`MIN_POINTS` finite points or no variation; its row is
     then all zeros. Every input must have the same length.
     """
+    out, reasons = as_matrix_with_reasons(series)
+    return out, np.array([not r for r in reasons], dtype=bool)
+
+
+def as_matrix_with_reasons(series: Sequence[SeriesInput]) -> tuple[np.ndarray, list[str]]:
+    """:func:`as_matrix` with, per series, why it cannot be analysed (``""``: it can), in
+    words a user can act on (a range too short, a series that never moved)."""
     if not series:
-        return np.zeros((0, 0)), np.zeros(0, dtype=bool)
+        return np.zeros((0, 0)), []
     t = len(series[0].values)
     if any(len(s.values) != t for s in series):
         raise ValueError("every series must have one value per step of the same grid")
     out = np.zeros((len(series), t))
-    usable = np.zeros(len(series), dtype=bool)
+    reasons = [""] * len(series)
     for i, s in enumerate(series):
         v = np.asarray(s.values, dtype=np.float64)
         if s.counter:
             v = per_step_increase(v)
-        if int(np.isfinite(v).sum()) < MIN_POINTS:
+        n = int(np.isfinite(v).sum())
+        if n < MIN_POINTS:
+            what = "increases" if s.counter else "points"
+            reasons[i] = f"only {n} {what} in the range (at least {MIN_POINTS} needed)"
             continue
         v = interpolate_gaps(v)
         if not np.ptp(v) > 0:
+            reasons[i] = "a counter that grew evenly" if s.counter else "constant in the range"
             continue
         out[i] = v
-        usable[i] = True
-    return out, usable
+    return out, reasons
 
 
 def remove_seasonal_profiles(x: np.ndarray, seasons: Sequence[int]) -> np.ndarray:

@@ -193,10 +193,11 @@ def render_correlations(rep: rca.CorrelationReport, body: CorrelationRequest) ->
             "seasons_removed_steps": list(res.seasons),
             "target": rep.target,
             "series": [
-                {"labels": dict(ls), "usable": bool(u)}
-                for ls, u in zip(rep.labels, res.usable, strict=True)
+                {"labels": dict(ls), "usable": bool(u), "reason": r or None}
+                for ls, u, r in zip(rep.labels, res.usable, res.reasons, strict=True)
             ],
             "pairs_tested": len(res.pairs),
+            "why_no_pairs": res.why_no_pairs,
             "significant_pairs": int(np.sum(res.pairs.significant)),
             "pairs": pairs,
             "leaders": [

@@ -122,6 +122,32 @@ def test_correlations_with_a_target_and_bad_input(lagged: tuple[TestClient, list
     assert r.status_code == 404
 
 
+def test_series_that_cannot_be_correlated_say_why(client: TestClient) -> None:
+    """A host collected for minutes, a flat gauge and an evenly growing counter: no pair is
+    tested, and the answer says why for each instead of an empty table."""
+    ts = NOW - 5 * MIN + MIN * np.arange(5)
+    put(client, {"__name__": "young_load", "host": "new"}, ts, np.array([1.0, 3, 2, 5, 4]))
+    ts = NOW - HOUR + MIN * np.arange(60)
+    put(client, {"__name__": "flat_gauge", "host": "a"}, ts, np.full(60, 7.0))
+    put(client, {"__name__": "even_total", "host": "a"}, ts, 10.0 * np.arange(60))
+    put(client, {"__name__": "moving_gauge", "host": "a"}, ts, np.sin(np.arange(60.0)))
+    body = {
+        "selectors": ["young_load", "flat_gauge", "even_total", "moving_gauge"],
+        "start": (NOW - HOUR) / 1000,
+        "end": NOW / 1000,
+    }
+    r = client.post(CORR, json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    why = {s["labels"]["__name__"]: (s["usable"], s["reason"]) for s in data["series"]}
+    assert why["young_load"] == (False, "only 5 points in the range (at least 8 needed)")
+    assert why["flat_gauge"] == (False, "constant in the range")
+    assert why["even_total"] == (False, "a counter that grew evenly")
+    assert why["moving_gauge"] == (True, None)
+    assert data["pairs_tested"] == 0
+    assert data["why_no_pairs"] == "1 of 4 series can be analysed: a pair needs two"
+
+
 # -- root cause -----------------------------------------------------------------------------------
 
 
