@@ -112,7 +112,13 @@ function correlated(panel, labels, target, r, from, signal) {
       .sort((x, y) => Number(y.p.significant) - Number(x.p.significant) || Math.abs(y.p.xcorr) - Math.abs(x.p.xcorr))
       .slice(0, 10);
     note.textContent = `${d.series.length - 1} series of ${scope} ${labels[scope]} compared over ${formatDuration((d.end - d.start) / 1000)} (step ${formatDuration(d.step_seconds)}); ${d.significant_pairs} significant pairs at a ${Math.round(d.alpha * 100)} % false-discovery rate.`;
-    if (!rows.length) { panel.append(el("p", { class: "empty", text: "Nothing moved with this series." })); return; }
+    if (!rows.length) {
+      // say why nothing was compared (a series of a few minutes, a flat one) rather than "nothing moved"
+      const mine = d.series[0] && !d.series[0].usable ? `This series cannot be correlated: ${d.series[0].reason}.` : null;
+      const none = d.why_no_pairs ? `Nothing compared: ${d.why_no_pairs}.` : "Nothing moved with this series.";
+      panel.append(el("p", { class: "empty", id: "correlated-empty", text: mine || none }));
+      return;
+    }
     panel.append(el("div", { class: "table-wrap" }, el("table", { id: "correlated-table", class: "stack" },
       el("thead", {}, el("tr", {}, ["Series", "Correlation", "Lag", "Significant"].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, rows.map((x) => el("tr", {},
