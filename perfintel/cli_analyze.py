@@ -326,6 +326,8 @@ def analyze_recommend(
             cost_cell,
         )
     Console().print(table)
+    if data.get("note"):
+        console.print(f"note: {data['note']}")
     for f in data["failures"]:
         console.print(f"[yellow]rule {f['rule']} failed: {f['error']}[/yellow]")
 

@@ -165,6 +165,8 @@ async def optimize_recommendations(request: Request, body: RecommendationsReques
             "end": rep.grid.time(rep.grid.size - 1),
             "step_seconds": rep.grid.step_ms / 1000,
             "resources": rep.resources,
+            "history_hours": rep.history_hours,
+            "note": rep.note,
             "cost_model": {
                 "core_hour": cost.core_hour,
                 "memory_gib_month": cost.memory_gib_month,

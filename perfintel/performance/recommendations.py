@@ -41,6 +41,7 @@ from perfintel.analysis.recommend import (
     run_rules,
 )
 from perfintel.analysis.recommend.registry import RuleFailure
+from perfintel.analysis.recommend.rightsizing import MIN_COVERAGE
 from perfintel.analysis.signals import Grid
 from perfintel.model import METRIC_NAME, LabelSet, parse_selector
 from perfintel.performance.fetch import BucketSet, fetch_buckets, grid_for
@@ -61,6 +62,27 @@ class RecommendationsReport:
     recommendations: list[Recommendation]
     failures: list[RuleFailure]
     skipped_rules: list[str]
+    #: how far back the resources' data reaches in the window (hours; 0: none)
+    history_hours: float = 0.0
+
+    @property
+    def note(self) -> str | None:
+        """Why there may be little to say, in words (``None`` when the window is covered):
+        on a new install the table is empty for days, and should say so."""
+        window_h = self.grid.size * self.grid.step_ms / HOUR_MS
+        if not self.resources:
+            return (
+                "no usage of the usual exporters' resources (node_exporter, cAdvisor, process "
+                f"metrics) in the {window_h:g} whole hours of the window (the hour in progress"
+                " is read once it ends)"
+            )
+        if self.history_hours >= MIN_COVERAGE * window_h:
+            return None
+        return (
+            f"the data reaches back {self.history_hours:g} h of the {window_h:g} h window: a "
+            f"resource is sized once its usage covers {MIN_COVERAGE:.0%} of it "
+            f"({MIN_COVERAGE * window_h:g} h)"
+        )
 
 
 def _key(labels: LabelSet, drop: frozenset[str] = _PARTS) -> LabelSet:
@@ -208,4 +230,14 @@ def recommend(
     resources = collect_resources(reader, grid, max_samples=max_samples)
     ctx = RecommendationContext(grid.start_ms, grid.step_ms, grid.size, cost, resources)
     recs, failures, skipped = run_rules(rules, ctx)
-    return RecommendationsReport(grid, len(resources), recs, failures, skipped)
+    return RecommendationsReport(
+        grid, len(resources), recs, failures, skipped, _history_hours(resources, grid)
+    )
+
+
+def _history_hours(resources: Sequence[Resource], grid: Grid) -> float:
+    """Hours from the earliest bucket any resource has usage in to the window's end."""
+    firsts = [
+        int(ok[0]) for r in resources if (ok := np.flatnonzero(np.isfinite(r.usage.mean))).size
+    ]
+    return (grid.size - min(firsts)) * grid.step_ms / HOUR_MS if firsts else 0.0

@@ -160,3 +160,20 @@ def test_kinds_filter_and_bad_input(demo: TestClient) -> None:
         r = demo.post(PATH, json=body)
         assert r.status_code == 400, r.text
         assert f"'{field}'" in r.json()["error"] or f'"{field}"' in r.json()["error"]
+
+
+def test_a_short_history_or_none_is_said_not_left_empty(demo: TestClient) -> None:
+    """The demo holds 7 days: a 14-day window is half covered (no note), a 60-day one under a
+    quarter (the note says so), and a window that ended before the data began has nothing."""
+    data = _post(demo, {"window": "14d", "end": END / 1000})
+    assert data["history_hours"] == DAYS * 24
+    assert data["note"] is None
+    data = _post(demo, {"window": "60d", "end": END / 1000})
+    assert data["history_hours"] == DAYS * 24
+    assert data["note"] == (
+        "the data reaches back 168 h of the 1440 h window: a resource is sized once its"
+        " usage covers 25% of it (360 h)"
+    )
+    data = _post(demo, {"window": "1d", "end": (END - 10 * 24 * HOUR) / 1000})
+    assert data["resources"] == 0 and data["history_hours"] == 0
+    assert data["note"].startswith("no usage of the usual exporters' resources")

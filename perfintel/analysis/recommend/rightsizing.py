@@ -61,6 +61,8 @@ class Sizing:
     hours_above_high: float
 
 
+#: the least share of the window a resource's usage must cover to be sized
+MIN_COVERAGE = 0.25
 #: fewest pairs of days a week apart for a growth to be projected, and the share of them
 #: that must rise
 MIN_WEEK_PAIRS = 4
@@ -98,7 +100,7 @@ def sizing(
         return None
     peaks = r.usage.peak
     cov = coverage(peaks)
-    if cov < 0.25:
+    if cov < MIN_COVERAGE:
         return None
     per_day = max(1, round(86_400_000 / ctx.step_ms))
     peak = percentile(peaks, 99)
