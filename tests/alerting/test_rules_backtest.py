@@ -30,6 +30,13 @@ groups:
         expr: cpu:max > 0.9
         for: 2m
 """
+# a second group, for the command's table
+LONG = """\
+  - name: a-second-group-with-a-long-name
+    rules:
+      - alert: CpuAboveAHundredPercentForLong
+        expr: cpu > 100
+"""
 
 
 def _history() -> SampleBatch:
@@ -67,7 +74,7 @@ def test_backtest_counts_alerts_and_never_writes_into_the_store() -> None:
 
 def test_backtest_command_on_a_data_dir_and_on_a_server(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yml"
-    rules.write_text(RULES)
+    rules.write_text(RULES + LONG)
     data = tmp_path / "data"
     store = DuckDBStore(data / "samples", StoreOptions())
     store.append(_history())
@@ -76,6 +83,8 @@ def test_backtest_command_on_a_data_dir_and_on_a_server(tmp_path: Path) -> None:
     r = CliRunner().invoke(rules_app, [*args, "--data-dir", str(data)])
     assert r.exit_code == 0, r.output
     assert "3 alerts from 1 rules" in r.output
+    # in 80 columns a rule's name stays whole, its group under it
+    assert "CpuAboveAHundredPercentForLong" in r.output and "a-second-group" in r.output
     srv = start_server(data, env={"PERFINTEL_HOST_COLLECTOR__ENABLED": "false"})
     try:
         r = CliRunner().invoke(rules_app, [*args, "--url", srv.url])
