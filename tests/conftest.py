@@ -110,6 +110,22 @@ def start_server(
     raise RuntimeError(f"perfintel serve did not become ready:\n{log.read_text()}")
 
 
+def start_alerting_server(tmp: Path, rules: str, alertmanager: str) -> Server:
+    """A server that evaluates the rule file ``rules`` and routes by the alertmanager.yml
+    ``alertmanager`` (both YAML text, written under ``tmp``), on ingested data only: no host
+    collector, no anomaly detector."""
+    rule_file, am_file = tmp / "rules.yml", tmp / "alertmanager.yml"
+    rule_file.write_text(rules)
+    am_file.write_text(alertmanager)
+    env = {
+        "PERFINTEL_ALERTING__RULE_FILES": str(rule_file),
+        "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am_file),
+        "PERFINTEL_HOST_COLLECTOR__ENABLED": "false",
+        "PERFINTEL_ANOMALY__ENABLED": "false",
+    }
+    return start_server(tmp / "data", env=env)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     s = start_server(tmp_path / "data")

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 
 from tests.alerting.notify_helpers import HttpReceiver, wait_for
-from tests.conftest import start_server
+from tests.conftest import start_alerting_server
 
 RULES = """
 groups:
@@ -59,16 +59,7 @@ def _series(name: str, labels: dict[str, str], ts: np.ndarray, values: np.ndarra
 
 def test_rules_fire_through_the_pipeline_to_a_webhook(tmp_path: Path) -> None:
     hook = HttpReceiver()
-    rules, am = tmp_path / "rules.yml", tmp_path / "alertmanager.yml"
-    rules.write_text(RULES)
-    am.write_text(AM_YML.format(url=hook.url))
-    env = {
-        "PERFINTEL_ALERTING__RULE_FILES": str(rules),
-        "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
-        "PERFINTEL_HOST_COLLECTOR__ENABLED": "false",
-        "PERFINTEL_ANOMALY__ENABLED": "false",
-    }
-    server = start_server(tmp_path / "data", env=env)
+    server = start_alerting_server(tmp_path, RULES, AM_YML.format(url=hook.url))
     try:
         now_ms = int(time.time() * 1000) // 60_000 * 60_000
         # two days of a disk filling steadily from 40 % to 90 %: 95 % is ~4 h away

@@ -5,7 +5,6 @@ a silence would silence nothing."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.alerting.notify_helpers import wait_for
-from tests.conftest import Server, start_server
+from tests.conftest import Server, run_perfintel, start_alerting_server
 
 RULES = """
 groups:
@@ -35,27 +34,12 @@ receivers:
 
 
 def alerts(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perfintel", "alerts", *args, "--url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_perfintel("alerts", *args, "--url", server.url, columns=80)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("cli-alerts")
-    rules, am = tmp / "rules.yml", tmp / "alertmanager.yml"
-    rules.write_text(RULES)
-    am.write_text(AM_YML)
-    env = {
-        "PERFINTEL_ALERTING__RULE_FILES": str(rules),
-        "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
-        "PERFINTEL_HOST_COLLECTOR__ENABLED": "false",
-        "PERFINTEL_ANOMALY__ENABLED": "false",
-    }
-    srv = start_server(tmp / "data", env=env)
+    srv = start_alerting_server(tmp_path_factory.mktemp("cli-alerts"), RULES, AM_YML)
     try:
         yield srv
     finally:

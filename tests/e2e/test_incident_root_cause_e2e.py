@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 from tests.alerting.notify_helpers import wait_for
-from tests.conftest import start_server
+from tests.conftest import start_alerting_server
 
 RULES = """
 groups:
@@ -51,16 +51,7 @@ def _series(name: str, labels: dict[str, str], ts: np.ndarray, values: np.ndarra
 
 
 def test_an_incident_opens_with_its_causes_and_the_api_analyses_it_by_id(tmp_path: Path) -> None:
-    rules, am = tmp_path / "rules.yml", tmp_path / "alertmanager.yml"
-    rules.write_text(RULES)
-    am.write_text(AM_YML)
-    env = {
-        "PERFINTEL_ALERTING__RULE_FILES": str(rules),
-        "PERFINTEL_ALERTING__ALERTMANAGER_CONFIG": str(am),
-        "PERFINTEL_HOST_COLLECTOR__ENABLED": "false",
-        "PERFINTEL_ANOMALY__ENABLED": "false",
-    }
-    server = start_server(tmp_path / "data", env=env)
+    server = start_alerting_server(tmp_path, RULES, AM_YML)
     try:
         now_ms = int(time.time() * 1000) // 60_000 * 60_000
         ts = np.arange(now_ms - 4 * 3_600_000, now_ms + 1, 60_000)
