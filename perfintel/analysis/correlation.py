@@ -190,10 +190,21 @@ class Correlated:
 # -- preparation ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    x: np.ndarray  # de-seasonalised rows
+    d: np.ndarray  # their differences
+    usable: np.ndarray
+    seasons: tuple[int, ...]
+    reasons: tuple[str, ...]
+    #: per difference, whether both its ends were samples (not filled in): what a pair's
+    #: significance may count (a series of minutes, carried over an hour, is minutes of data)
+    seen: np.ndarray
+
+
 def _prepare(
     series: Sequence[SeriesInput], step_seconds: float | None, seasons: Sequence[int] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...], tuple[str, ...]]:
-    """``(de-seasonalised rows, their differences, usable mask, seasons used, reasons)``."""
+) -> _Prepared:
     x, reasons = as_matrix_with_reasons(series)
     usable = np.array([not r for r in reasons], dtype=bool)
     t = x.shape[1]
@@ -209,7 +220,9 @@ def _prepare(
         r or ("" if u else "a straight line: nothing left once differenced")
         for r, u in zip(reasons, usable, strict=True)
     )
-    return x, d, usable, used, why
+    sampled = np.array([np.isfinite(np.asarray(s.values, dtype=np.float64)) for s in series])
+    seen = sampled[:, 1:] & sampled[:, :-1] if t >= 2 else np.zeros((len(series), 0), bool)
+    return _Prepared(x, d, usable, used, why, seen)
 
 
 def high_pass(x: np.ndarray, max_lag: int) -> np.ndarray:
@@ -332,9 +345,18 @@ def _overlap_corr(
 
 
 def _pair_stats(
-    x: np.ndarray, d: np.ndarray, ia: np.ndarray, ib: np.ndarray, max_lag: int
+    x: np.ndarray,
+    d: np.ndarray,
+    ia: np.ndarray,
+    ib: np.ndarray,
+    max_lag: int,
+    seen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(lag, xcorr, pearson, spearman, p_value)`` of each pair ``(ia[k], ib[k])`` of rows.
+
+    ``seen`` (rows × differences) marks the differences between two samples; a pair's
+    significance counts the steps both saw (all when ``None``), and a pair that saw
+    fewer than ``MIN_OVERLAP`` together is not significant (p = 1).
 
     ``ia`` must be sorted. The lag search runs in single precision on the
     residual spectra, one row against all its partners per inverse FFT; the
@@ -381,12 +403,19 @@ def _pair_stats(
     spearman = _overlap_corr(_window_sums(r), ia, ib, lag, cross_r)
     acf = autocorrelations(e, max(BARTLETT_LAGS, t // 4))
     inflation = 1.0 + 2.0 * (acf @ acf.T)[ia, ib]
-    p = p_values(xc, inflation, t, 2 * max_lag + 1)
+    n: np.ndarray | int = t
+    if seen is not None and not seen.all():
+        both = seen.astype(np.float32)
+        n = np.rint(both @ both.T)[ia, ib].astype(np.int64)  # steps both saw
+    p = p_values(xc, inflation, n, 2 * max_lag + 1)
+    if isinstance(n, np.ndarray):
+        p[n < MIN_OVERLAP] = 1.0
     return lag, xc, pearson, spearman, p
 
 
-def p_values(r: np.ndarray, inflation: np.ndarray, t: int, lags: int) -> np.ndarray:
-    """Two-sided p-values of the largest of ``lags`` cross-correlations (Bartlett + Šidák)."""
+def p_values(r: np.ndarray, inflation: np.ndarray, t: int | np.ndarray, lags: int) -> np.ndarray:
+    """Two-sided p-values of the largest of ``lags`` cross-correlations (Bartlett + Šidák);
+    ``t``: the steps each pair saw (one for all, or one per pair)."""
     from scipy.special import ndtr
 
     n_eff = t / np.maximum(inflation, 1.0)
@@ -490,7 +519,8 @@ def correlate(
     ((0, 1, 3, True), 0)
     """
     _check(max_lag, alpha)
-    x, d, usable, used, why = _prepare(series, step_seconds, season_lengths)
+    prep = _prepare(series, step_seconds, season_lengths)
+    x, d, usable, used, why = prep.x, prep.d, prep.usable, prep.seasons, prep.reasons
     n, t = d.shape
     lag_m = np.zeros((n, n), dtype=np.int64)
     xc_m = np.zeros((n, n))
@@ -504,7 +534,7 @@ def correlate(
         )
     iu, ju = np.triu_indices(good.size, k=1)
     ia, ib = good[iu], good[ju]
-    lag, xc, pe, sp, p = _pair_stats(x, d, ia, ib, ml)
+    lag, xc, pe, sp, p = _pair_stats(x, d, ia, ib, ml, prep.seen)
     q = benjamini_hochberg(p)
     sig = q <= alpha
     lag_m[ia, ib], lag_m[ib, ia] = lag, -lag
@@ -584,7 +614,8 @@ def moved_with(
         if window < 2:
             raise BadInputError(f"invalid parameter 'window': at least 2 steps, got {window}")
         every = [SeriesInput(s.labels, np.asarray(s.values)[-window:], s.counter) for s in every]
-    x, d, usable, _, _ = _prepare(every, step_seconds, season_lengths)
+    prep = _prepare(every, step_seconds, season_lengths)
+    x, d, usable = prep.x, prep.d, prep.usable
     t = d.shape[1]
     if not usable[0] or t < MIN_OVERLAP:
         return []
@@ -592,7 +623,7 @@ def moved_with(
     if ib.size == 0:
         return []
     ia = np.zeros(ib.size, dtype=np.int64)
-    lag, xc, pe, sp, p = _pair_stats(x, d, ia, ib, _max_lag(max_lag, t))
+    lag, xc, pe, sp, p = _pair_stats(x, d, ia, ib, _max_lag(max_lag, t), prep.seen)
     q = benjamini_hochberg(p)
     order = np.lexsort((-np.abs(xc), q))
     return [

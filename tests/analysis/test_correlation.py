@@ -71,6 +71,33 @@ def test_independent_seasonal_series_are_not_correlated() -> None:
     assert hits / trials <= 0.15
 
 
+def test_significance_counts_only_the_steps_both_series_were_sampled() -> None:
+    """Sixty samples at the end of a 600-step range (a host collected for an hour, read over
+    ten): filled in, the rest is carried, not seen. Independent noise must not pass for
+    correlated on 600 steps of evidence; a real follower over the same sixty still is."""
+    rng = np.random.default_rng(8)
+    fresh = np.full(600, np.nan)
+    rows = []
+    for _ in range(8):
+        v = fresh.copy()
+        v[540:] = rng.normal(0, 1, 60)
+        rows.append(v)
+    cause = fresh.copy()
+    cause[540:] = np.cumsum(rng.normal(0, 1, 60))
+    follower = np.r_[np.nan, cause[:-1]] + rng.normal(0, 0.05, 600)
+    series = [si(f"noise{k}", r) for k, r in enumerate(rows)]
+    series += [si("cause", cause), si("follower", follower)]
+    res = correlate(series, step_seconds=60, max_lag=30)
+    sig = res.pairs.rows(significant_only=True)
+    assert [(p.a, p.b) for p in sig] == [(8, 9)]
+    # under sixteen steps together: never significant, however close
+    short = [
+        si(n, np.where(np.arange(600) >= 588, v, np.nan))
+        for n, v in (("a", cause), ("b", follower))
+    ]
+    assert not correlate(short, step_seconds=60, max_lag=5).pairs.rows(significant_only=True)
+
+
 def test_weekly_windows_remove_the_daily_profile() -> None:
     x = np.tile(np.sin(2 * np.pi * np.arange(DAY) / DAY), 3)[None, :] * 10
     out = remove_seasonal_profiles(x, [DAY])
