@@ -66,5 +66,7 @@ export async function forecast(selector, horizonS, signal) {
     x: s.timestamps.map((t) => t / 1000), mean: s.mean,
     lo80: s.bands["80"].lower, hi80: s.bands["80"].upper, lo95: s.bands["95"].lower, hi95: s.bands["95"].upper,
     model: s.model, labels: s.labels,
+    // how far back what it was fitted on reaches: a forecast further ahead is an extrapolation
+    historyS: s.history_points * doc.data.step_seconds,
   };
 }

@@ -27,7 +27,7 @@ export async function render(main, { signal, params }) {
   histPanel.append(histBox, histNote);
   const fcPanel = el("section", { class: "panel span-8", "aria-labelledby": "h-fc" }, el("h2", { id: "h-fc", text: "Forecast, next 6 hours" }));
   const fcBox = el("div", { class: "chart", id: "forecast-chart" });
-  const fcNote = el("p", { class: "small muted", role: "status" });
+  const fcNote = el("p", { class: "small muted", role: "status", id: "forecast-note" });
   fcPanel.append(fcBox, fcNote);
   const capPanel = el("section", { class: "panel span-4", "aria-labelledby": "h-cap", id: "capacity-outlook" }, el("h2", { id: "h-cap", text: "Capacity outlook" }));
   const corrPanel = el("section", { class: "panel span-12", "aria-labelledby": "h-corr", id: "correlated" }, el("h2", { id: "h-corr", text: "Correlated series" }));
@@ -48,12 +48,15 @@ export async function render(main, { signal, params }) {
     histNote.append(el("h3", { text: a.events.length ? `${a.events.length} anomalies` : "No anomalies in this range" }));
     histNote.append(el("ul", { class: "reasons" }, a.events.map((ev) => el("li", { text: `${formatTime(ev.start)}–${formatTime(ev.end)} (${ev.severity}): ${ev.explanation}` }))));
   }
-  forecast(s, 6 * 3600, signal).then((f) => {
+  const horizonS = 6 * 3600;
+  forecast(s, horizonS, signal).then((f) => {
     if (!f) { fcNote.textContent = "No forecast."; return; }
     const lastDay = data.length ? { ...data[0], x: data[0].x.filter((t) => t >= f.x[0] - 6 * 3600) } : null;
-    lastDay.y = data[0].y.slice(data[0].x.length - lastDay.x.length);
+    if (lastDay) lastDay.y = data[0].y.slice(data[0].x.length - lastDay.x.length);
     fchart.set({ series: lastDay ? [lastDay] : [], forecast: f });
     fcNote.textContent = `Model: ${f.model}; shaded: 80 % and 95 % prediction intervals.`;
+    // 6 h ahead of minutes of history (a new host) is drawn all the same: say what it rests on
+    if (f.historyS < horizonS) fcNote.textContent += ` Fitted on only ${formatDuration(f.historyS)} of history: 6 h ahead is further than it reaches back, an extrapolation.`;
   }).catch((e) => { fcNote.textContent = `Forecast: ${e.message}`; });
   const name = data.length ? data[0].labels.__name__ : null;
   const known = name && CAPACITY[name];

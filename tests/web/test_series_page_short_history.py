@@ -1,8 +1,11 @@
-"""End-to-end: the Series page says why a series of a few minutes is not correlated with its
-neighbours, instead of "Nothing moved with this series" (which reads as an answer)."""
+"""End-to-end: the Series page of a series with little history says so: why one of five
+minutes is not correlated with its neighbours (instead of "Nothing moved with this series",
+which reads as an answer), and that a 6-hour forecast from under an hour is an
+extrapolation."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,4 +63,17 @@ def test_a_series_of_five_minutes_says_why_it_is_not_correlated(
     assert empty.inner_text() == (
         "This series cannot be correlated: only 5 points in the range (at least 8 needed)."
     )
+    page.close()
+
+
+def test_a_forecast_from_under_an_hour_says_it_is_an_extrapolation(
+    server: Server, browser: Browser
+) -> None:
+    s = 'app_old_gauge{instance="app-1:8080"}'
+    page = _open(browser, f"{server.url}/series?s={s}&from=now-1h", DESKTOP)
+    note = page.locator("#forecast-note")
+    page.wait_for_function("document.querySelector('#forecast-note').textContent.length > 0")
+    text = note.inner_text()
+    assert text.startswith("Model: "), text
+    assert re.search(r"Fitted on only 5[01] min of history: 6 h ahead is further than", text), text
     page.close()
