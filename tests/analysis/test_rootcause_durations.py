@@ -15,6 +15,7 @@ from perfintel.analysis.rootcause.durations import (
     to_first_symptom,
 )
 from perfintel.analysis.rootcause.parameters import RootCauseParams
+from perfintel.analysis.rootcause.words import role_codes
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.model import label_set
 
@@ -120,12 +121,12 @@ def test_a_cause_may_begin_up_to_the_first_symptom_after_the_asked_time() -> Non
 def test_the_slack_opens_only_to_a_symptom_after_the_asked_time() -> None:
     p = RootCauseParams(symptom_minutes=5.0)
     names = ("latency_seconds", "cpu_usage", "errors_total", "request_latency_seconds")
-    series = [SeriesInput(label_set({"__name__": n}), np.zeros(3)) for n in names]
+    roles = role_codes(label_set({"__name__": n}) for n in names)
     onset = np.array([-3, 2, 4, 9])
     changed = np.ones(4, dtype=bool)
-    assert to_first_symptom(p, 60_000, 0, onset, changed, series).onset_slack == 4
-    assert to_first_symptom(p, 60_000, 0, onset, onset > 4, series).onset_slack == 5  # capped
-    assert to_first_symptom(p, 60_000, 0, onset, onset < 3, series) == p  # none after
+    assert to_first_symptom(p, 60_000, 0, onset, changed, roles).onset_slack == 4
+    assert to_first_symptom(p, 60_000, 0, onset, onset > 4, roles).onset_slack == 5  # capped
+    assert to_first_symptom(p, 60_000, 0, onset, onset < 3, roles) == p  # none after
     off = replace(p, symptom_minutes=0.0)
-    assert to_first_symptom(off, 60_000, 0, onset, changed, series) == off
+    assert to_first_symptom(off, 60_000, 0, onset, changed, roles) == off
     assert symptom_reach(p, 15_000) == 20 and symptom_reach(p, 300_000) == 1
