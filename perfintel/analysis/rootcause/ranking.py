@@ -568,10 +568,11 @@ def rank_root_causes(
     """The changed series ranked by how likely each is the incident's root cause.
 
     ``series`` hold one value per step of ``grid``. Changes are sought in the
-    window from ``target_time_ms - window_ms`` (opened back with ``story``: see
-    :mod:`~perfintel.analysis.rootcause.story`) (and a third of a window after the incident
-    time, or up to ``symptom_minutes`` when longer, where the data reach that far, to see
-    how they develop); the baseline is the ``baseline_ms`` before the window.
+    window from ``target_time_ms - window_ms`` (opened back with ``story``) and a third of a
+    window after the incident time, or up to ``symptom_minutes`` when longer, where the data
+    reach that far, to see how they develop; the baseline is the ``baseline_ms`` before the
+    window (:mod:`~perfintel.analysis.rootcause.window`, which also says how late a change
+    may begin and still be a cause).
     ``max_propagation_ms`` bounds how much later a change may begin than a
     change that explains it (one hop). Returns at most ``limit`` causes (all
     changed series when ``None``); series that did not change are not
