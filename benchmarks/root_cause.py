@@ -56,8 +56,9 @@ from typing import Any
 import numpy as np
 
 from perfintel.analysis.rootcause import DependencyGraph, RootCauseParams, rank_root_causes
-from perfintel.analysis.rootcause import ranking as rc
+from perfintel.analysis.rootcause.changes import Changes
 from perfintel.analysis.rootcause.durations import symptom_reach
+from perfintel.analysis.rootcause.measure import measure_changes
 from perfintel.analysis.signals import Grid, SeriesInput, as_matrix
 from perfintel.bench import rca_baselines as baselines
 from perfintel.bench.asked import later_profile, transform
@@ -127,7 +128,7 @@ def grid_of(inc: Incident) -> Grid:
     return Grid(inc.start_ms, inc.step_ms, len(inc.series[0].values))
 
 
-def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, int, rc._Changes]:
+def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, int, Changes]:
     """What the ranking sees of ``inc`` (for the diagnostic benchmarks): the value matrix,
     the window's first and last-plus-one steps and the changes found in it, with the same
     window, baseline and seasonal periods as ``ours``."""
@@ -142,7 +143,7 @@ def changes_near(inc: Incident, p: RootCauseParams) -> tuple[np.ndarray, int, in
     days = (3_600_000, 86_400_000, 7 * 86_400_000)
     periods = [c // inc.step_ms for c in days if c % inc.step_ms == 0]
     lead = int(p.lead * (t - ws))
-    return x, ws, we, rc._changes(x, usable, ws, we, b0, p, periods, lead)
+    return x, ws, we, measure_changes(x, usable, ws, we, b0, p, periods, lead)
 
 
 def ours(inc: Incident, graph: bool, params: RootCauseParams | None = None) -> list[int]:
@@ -559,7 +560,7 @@ def _in_process(
 
 
 def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, runs: int) -> None:
-    """What ``lead`` adds in its worst case: the change profiles (``rc._changes``) of ``series``
+    """What ``lead`` adds in its worst case: the change profiles (``measure_changes``) of ``series``
     each given a ramp begun 15 minutes before the window, so that every changed series is
     re-measured (the ranking after it depends on how many changed, not on ``lead``)."""
     grid = grid_of(inc)
@@ -573,7 +574,7 @@ def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, run
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            ch = rc._changes(x, usable, ws, we, ws - BASELINE, p, [60], lead)
+            ch = measure_changes(x, usable, ws, we, ws - BASELINE, p, [60], lead)
             times.append(time.perf_counter() - t0)
         print(
             f"change profiles of {len(series)} series each a leak begun 15 min before the window "

@@ -46,6 +46,9 @@ HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 #: changes in an annotation closer than this are one change (a rolling deploy)
 CHANGE_GAP_MS = 15 * MINUTE_MS
+#: the root-cause ranking's constants, one object for how far past the time a root cause
+#: fetches (:func:`~perfintel.analysis.rootcause.durations.counted_after_ms`) and the ranking
+ROOT_CAUSE_PARAMS = RootCauseParams()
 
 
 # -- correlations ---------------------------------------------------------------------------
@@ -155,6 +158,7 @@ def root_causes(
     max_propagation_ms: int = 5 * MINUTE_MS,
     max_samples: int | None = None,
     now_ms: int | None = None,
+    params: RootCauseParams = ROOT_CAUSE_PARAMS,
 ) -> RootCauseReport:
     """The candidates of ``selector`` ranked as the root cause of an incident at ``time_ms``.
 
@@ -167,6 +171,8 @@ def root_causes(
     they were scraped at (15 s data on a 1-minute grid puts a cause and an
     effect 30 s later in one step). perfintel's own model outputs (``yhat``…) are
     no candidates unless ``selector`` names one (:func:`.outputs.without_outputs`).
+    ``params`` size that fetch and rank it: the data fetched past the time are those the
+    ranking counts.
     """
     selector = without_outputs(selector)
     start = time_ms - window_ms - baseline_ms
@@ -187,7 +193,7 @@ def root_causes(
     if baseline_ms < 4 * step_ms:
         raise BadInputError(f"invalid parameter 'baseline': at least four steps of {step_ms} ms")
     # what may count as a cause after the time (bounded by now: nothing exists later)
-    counted = time_ms + counted_after_ms(RootCauseParams(), step_ms)
+    counted = time_ms + counted_after_ms(params, step_ms)
     end = max(end, counted if now_ms is None else min(counted, now_ms))
     grid = grid_for(start, end, step_ms)
     got = fetch_grid(
@@ -208,6 +214,7 @@ def root_causes(
         window_ms=window_ms,
         baseline_ms=baseline_ms,
         max_propagation_ms=max_propagation_ms,
+        params=params,
     )
     shown = group_parts(causes)[:limit]
     return RootCauseReport(grid, got.source, len(got.labels), got.labels, shown, causes)

@@ -5,8 +5,10 @@ principles and the ranking itself (read its docstring first); every other
 module is one mechanism it calls:
 
 - :mod:`.parameters` — :class:`RootCauseParams`, every constant with why it has its value;
-- :mod:`.changes`, :mod:`.baseline`, :mod:`.onset`, :mod:`.rise` — how abnormal a
-  series became, against which baseline, and when its change began;
+- :mod:`.measure`, :mod:`.changes`, :mod:`.baseline`, :mod:`.onset`, :mod:`.rise` — how
+  abnormal a series became, against which baseline, and when its change began;
+- :mod:`.window`, :mod:`.story`, :mod:`.durations` — where the ranking looks (the window,
+  opened back to the symptoms' story) and how late a change may begin and still be a cause;
 - :mod:`.words` — what a series is from its labels (role, entity, host);
 - :mod:`.pairs`, :mod:`.links`, :mod:`.cycles` — which change explains which;
 - :mod:`.exhaust`, :mod:`.filling`, :mod:`.shared`, :mod:`.scope`, :mod:`.work`,

@@ -1,9 +1,9 @@
 """The change profile of each candidate series: what the root-cause ranking measures first.
 
-Filled by :mod:`~perfintel.analysis.rootcause` (``_changes``) and, for a leak
+Filled by :mod:`~perfintel.analysis.rootcause.measure` (``measure_changes``) and, for a leak
 that began inside the baseline, re-measured by
-:mod:`~perfintel.analysis.rootcause.rise`; a module of its own so that both
-can name it without importing each other.
+:mod:`~perfintel.analysis.rootcause.rise` (through a callback); a module of its own so that
+both can name it without importing each other.
 """
 
 from __future__ import annotations

@@ -12,14 +12,12 @@ the data's step instead (``RootCauseParams.slack_minutes``, ``tolerance_minutes`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from ..signals import SeriesInput
 from .parameters import RootCauseParams
-from .words import ROLE_ORDER, SYMPTOM_ROLES, role_of
+from .words import SYMPTOM_ROLES
 
 MINUTE_MS = 60_000
 
@@ -59,20 +57,20 @@ def to_first_symptom(
     asked: int,
     onset: np.ndarray,
     changed: np.ndarray,
-    series: Sequence[SeriesInput],
+    roles: np.ndarray,
 ) -> RootCauseParams:
     """``p`` with ``onset_slack`` opened to the first symptom, when ``symptom_minutes`` is on: the
     latest onset that counts is the later of the asked time plus the slack and the onset of the
-    first symptom (a change, ``changed``, of latency or errors, onsets ``onset`` in steps like
-    ``asked``) that began after the asked time, capped at ``symptom_minutes`` after it. A cause
-    begins no later than the first symptom: asked when a fault begins (its injection, before
-    anything shows), its root may be dated a step or more later and its leaks later still.
+    first symptom (a change, ``changed``, of latency or errors by ``roles``, each series'
+    ``ROLE_ORDER``, -1 unknown; onsets ``onset`` in steps like ``asked``) that began after the
+    asked time, capped at ``symptom_minutes`` after it. A cause begins no later than the first
+    symptom: asked when a fault begins (its injection, before anything shows), its root may be
+    dated a step or more later and its leaks later still.
     (The ranking keeps a symptom begun past the slack late: an effect, not a cause.)"""
     reach = symptom_reach(p, step_ms)
     if reach <= 0:
         return p
-    roles = [ROLE_ORDER.get(role_of(s.labels), -1) for s in series]
-    symptom = changed & np.isin(np.array(roles, dtype=np.int64), SYMPTOM_ROLES)
+    symptom = changed & np.isin(roles, SYMPTOM_ROLES)
     later = onset[symptom & (onset > asked)]
     if not later.size:
         return p

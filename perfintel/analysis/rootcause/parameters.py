@@ -70,7 +70,8 @@ class RootCauseParams:
     #: many window lengths earlier, and dated where it began there (0 disables; 1 chosen by
     #: cross-validation, ``benchmarks/root_cause.py --cv --only lead``): a leak that
     #: started before the window otherwise has its onset clamped to the window start, and its
-    #: shape read from half way up its rise (see :func:`_lead`)
+    #: shape read from half way up its rise (see
+    #: :func:`~perfintel.analysis.rootcause.measure.lead_dated`)
     lead: float = 1.0
     #: orphan symptoms, 0 off (:mod:`~perfintel.analysis.rootcause.links`, :class:`OrphanRule`
     #: for the mode and the other four; chosen by ``--cv --only orphan,orphan_corr,...``)

@@ -142,12 +142,11 @@ from perfintel.errors import BadInputError
 from perfintel.model import LabelSet
 
 from ..correlation import significant_links
-from ..signals import MAD_SIGMA, Grid, SeriesInput, as_matrix
-from .baseline import baseline_line, grid_spread, seasonal_line
+from ..signals import Grid, SeriesInput, as_matrix
 from .changes import Changes as _Changes
 from .cycles import after_explainers as _after_explainers
 from .cycles import after_explainers_by_cycle
-from .durations import in_time, ramp_clip, spike_return, symptom_reach, to_first_symptom
+from .durations import in_time, ramp_clip, spike_return
 from .exhaust import exhaustion_links
 from .filling import filling_suspects, machine_wide, second_place
 from .links import OrphanRule, learned_links, orphan_links
@@ -156,21 +155,22 @@ from .onset import backdated
 from .outlive import outlived
 from .pairs import active_until, pair_tests, path_corrs
 from .parameters import RootCauseParams
-from .rise import before_window, risen
+from .rise import before_window
 from .scope import moves_symptoms as _moves_symptoms
 from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
-from .story import story_start
+from .window import late, measured, slacks, window_of
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
     explain,
     is_occupancy,
-    role_of,
+    role_codes,
 )
 from .words import entity_of as entity_of  # the tests' and reports' names
 from .words import host_of as host_of
+from .words import role_of as role_of
 from .work import work_of, work_ties
 
 #: subtracted from the score of a change that began too late to be the cause (ranks it last)
@@ -263,144 +263,6 @@ class Cause:
 # -- per series -----------------------------------------------------------------------------
 
 
-def _changes(
-    x: np.ndarray,
-    usable: np.ndarray,
-    ws: int,
-    we: int,
-    b0: int,
-    p: RootCauseParams,
-    periods: Sequence[int] = (),
-    lead: int = 0,
-    rise: bool = False,
-) -> _Changes:
-    """Change profiles of rows ``x`` over window steps ``[ws, we)`` against baseline ``[b0, ws)``
-    (and, ``lead`` > 0, of the changes already under way at ``ws``: see :func:`_lead`; with
-    ``rise`` and ``p.rise`` > 0, of those that began inside the baseline: see
-    :func:`~perfintel.analysis.rootcause.rise.risen`)."""
-    base = x[:, b0:ws]
-    level, slope, sigma = baseline_line(base)
-    steps_sigma = MAD_SIGMA * np.median(np.abs(np.diff(base, axis=1)), axis=1) / np.sqrt(2)
-    t = np.arange(we - ws)
-    tb = np.arange(b0 - ws, 0)
-    line = level[:, None] + slope[:, None] * tb[None, :]
-    expected = level[:, None] + slope[:, None] * t[None, :]
-    if p.seasonal_gain > 0:
-        # a cycle the baseline holds at least three times (an hour of minutes, a day of five
-        # minutes...) is carried into the window, in phase
-        b = base.shape[1]
-        for m in sorted({int(m) for m in periods if m >= 4 and 3 * m <= b}):
-            on, lv, sl, cyc = seasonal_line(base, m, b + we - ws, p.seasonal_gain)
-            if not on.any():
-                continue
-            fit = lv[:, None] + sl[:, None] * tb[None, :] + cyc[:, :b]
-            dev = base - fit
-            spread = MAD_SIGMA * np.median(
-                np.abs(dev - np.median(dev, axis=1, keepdims=True)), axis=1
-            )
-            floor = np.maximum(0.5 * steps_sigma, 1e-3 * np.abs(lv) + 1e-12)
-            better = on & (spread < sigma)
-            line = np.where(better[:, None], fit, line)
-            ahead = lv[:, None] + sl[:, None] * t[None, :] + cyc[:, b:]
-            expected = np.where(better[:, None], ahead, expected)
-            sigma = np.where(better, np.maximum(spread, floor), sigma)
-    if p.grid_floor > 0:
-        sigma = np.maximum(sigma, grid_spread(x[:, b0:we], base))
-    z = (x[:, ws:we] - expected) / sigma[:, None]
-    z[~usable] = 0.0
-    base_z = (base - line) / sigma[:, None]
-    tail = np.max(np.abs(base_z), axis=1)
-    peak_at = np.argmax(np.abs(z), axis=1)
-    peak = z[np.arange(z.shape[0]), peak_at]
-    changed = usable & (np.abs(peak) >= np.maximum(p.min_sigma, p.tail_factor * tail))
-    onset = peak_at.astype(np.int64)
-    for r in np.flatnonzero(changed):
-        onset[r] = _onset(z[r], int(peak_at[r]), p)
-    ch = _Changes(z, expected, peak, peak_at, onset, changed, tail, base_z)
-    if lead > 0:
-        ch = _lead(ch, x, usable, ws, we, b0, p, periods, lead)
-    if rise and p.rise > 0:
-        measure = partial(_remeasure, x, usable, we, ws - b0, p, periods)
-        risen(ch, _under_way(ch, p), ws, b0, p, measure)
-    return ch
-
-
-def _remeasure(
-    x: np.ndarray,
-    usable: np.ndarray,
-    we: int,
-    length: int,
-    p: RootCauseParams,
-    periods: Sequence[int],
-    rows: np.ndarray,
-    start: int,
-) -> tuple[_Changes, np.ndarray, np.ndarray]:
-    """Rows ``rows`` over ``[start, we)`` against the ``length`` steps before ``start``, which
-    of them were already under way at ``start``, and their values over ``[start, we)``."""
-    ext = _changes(x[rows], usable[rows], start, we, max(0, start - length), p, periods)
-    return ext, _under_way(ext, p), x[rows, start:we]
-
-
-def _lead(
-    ch: _Changes,
-    x: np.ndarray,
-    usable: np.ndarray,
-    ws: int,
-    we: int,
-    b0: int,
-    p: RootCauseParams,
-    periods: Sequence[int],
-    lead: int,
-) -> _Changes:
-    """``ch`` with the changes already under way at the window start dated where they began.
-
-    Such a change is analysed again over a window opened ``lead`` steps
-    earlier, against a baseline of the same length before that (its early
-    ramp no longer tilts the line nor widens the spread); it takes that onset,
-    peak and z-scores when it is a change there too, its beginning is seen
-    there (not under way already at that earlier start: a drift older than the
-    bound is not dated) and it peaks inside the window (one that faded before
-    the window is not under way).
-    """
-    lead = min(lead, ws - 4)
-    rows = np.flatnonzero(ch.changed & _under_way(ch, p))
-    if lead < 1 or rows.size == 0:
-        return ch
-    start = ws - lead
-    ext = _changes(x[rows], usable[rows], start, we, max(0, start - (ws - b0)), p, periods)
-    began = ~_under_way(ext, p)  # where it began is seen: within the bound
-    take = ext.changed & began & (ext.onset < lead) & (ext.peak_at >= lead)
-    for k in np.flatnonzero(take):
-        r = int(rows[k])
-        ch.z[r] = ext.z[k, lead:]
-        ch.expected[r] = ext.expected[k, lead:]
-        ch.peak[r] = ext.peak[k]
-        ch.peak_at[r] = ext.peak_at[k] - lead
-        ch.onset[r] = ext.onset[k] - lead
-        ch.early[r] = (ext.z[k], x[r, start:we])
-    ch.lead = lead
-    return ch
-
-
-def _under_way(ch: _Changes, p: RootCauseParams) -> np.ndarray:
-    """Rows whose departure never came back within ``onset_sigma / 2`` from the window start
-    to their peak: the change was already under way when the window opened."""
-    before = np.arange(ch.z.shape[1])[None, :] <= ch.peak_at[:, None]
-    toward = np.sign(ch.peak)[:, None] * ch.z
-    return np.asarray(np.where(before, toward, np.inf).min(axis=1) >= p.onset_sigma / 2)
-
-
-def _onset(z: np.ndarray, peak_at: int, p: RootCauseParams) -> int:
-    """Where the departure holding the peak began (window index; see principle 2)."""
-    sign = 1.0 if z[peak_at] >= 0 else -1.0
-    v = sign * z[: peak_at + 1]
-    top = float(v[-1])
-    below = np.flatnonzero(v < p.onset_sigma / 2)
-    start = int(below[-1]) + 1 if below.size else 0
-    level = min(max(p.onset_sigma, p.onset_fraction * top), top)
-    return start + int(np.argmax(v[start:] >= level))
-
-
 def _shape_of(
     ch: _Changes, i: int, values: np.ndarray, step_ms: int = 60_000, back: int = 2
 ) -> str:
@@ -427,7 +289,7 @@ def _corrs_of(ch: _Changes, rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> n
 
 
 def _graph_tests(
-    graph: DependencyGraph | None, labels: Sequence[Mapping[str, str]]
+    graph: DependencyGraph | None, labels: Sequence[LabelSet]
 ) -> tuple[np.ndarray, np.ndarray]:
     """``allowed[i, j]``: the graph lets a fault in ``i`` reach ``j`` (its own entity, an unknown
     one, or one that depends on it transitively); ``declared[i, j]``: both are different
@@ -435,7 +297,7 @@ def _graph_tests(
     k = len(labels)
     if graph is None:
         return np.ones((k, k), dtype=bool), np.zeros((k, k), dtype=bool)
-    nodes = [d.get(graph.label, "") for d in labels]
+    nodes = [dict(ls).get(graph.label, "") for ls in labels]
     names = sorted(set(nodes))
     known = np.array([graph.known(n) for n in names], dtype=bool)
     both = known[:, None] & known[None, :] & ~np.eye(len(names), dtype=bool)
@@ -465,6 +327,7 @@ def _rank(
     base: np.ndarray,
     values: np.ndarray,
     series: Sequence[SeriesInput],
+    roles: np.ndarray,
     graph: DependencyGraph | None,
     max_prop: int,
     slack: int,
@@ -484,18 +347,19 @@ def _rank(
     tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance, clip) for i in cands}
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     names = p.machine_names > 0  # a node exporter's node_* series are the machine's own
-    ent = {i: entity_by(series[i].labels, names) for i in cands}
-    role = {i: ROLE_ORDER.get(role_of(series[i].labels), -1) for i in cands}
+    labels = [series[i].labels for i in cands]
+    ent = {i: entity_by(ls, names) for i, ls in zip(cands, labels, strict=True)}
     rows = np.array(cands, dtype=np.int64)
     k = rows.size
-    r = np.array([role[i] for i in cands], dtype=np.int64)
+    r = roles[rows]  # ROLE_ORDER, read once per call (role_codes)
+    role = dict(zip(cands, r.tolist(), strict=True))
     onset = ch.onset[rows]
     size = np.abs(ch.peak[rows])
     tols = np.array([tol[i] for i in cands], dtype=np.float64)
     held = p.little_order >= 1
-    occupancy = np.array([is_occupancy(series[i].labels, held) for i in cands], dtype=bool)
-    allowed, declared = _graph_tests(graph, [dict(series[i].labels) for i in cands])
-    machines = [machine_of(series[i].labels, names) for i in cands]
+    occupancy = np.array([is_occupancy(ls, held) for ls in labels], dtype=bool)
+    allowed, declared = _graph_tests(graph, labels)
+    machines = [machine_of(ls, names) for ls in labels]
     pt = pair_tests(
         onset,
         size,
@@ -511,7 +375,6 @@ def _rank(
         p.little_order >= 2,
     )
     if names and p.machine_sums:  # a machine's sum follows its workloads' parts
-        labels = [series[i].labels for i in cands]
         dev = values[rows] - ch.expected[rows]
         pt = sums_followed(pt, onset, tols, labels, machines, dev, ch.peak_at[rows], p.machine_sums)
     hosts = pt.hosts
@@ -526,7 +389,7 @@ def _rank(
     learned = learned | hosts | declared
     gain = hosts | (size[:, None] * p.max_gain >= size[None, :])
     if p.work_first:  # a CPU that rose with other entities' symptoms did not follow them
-        wt = work_of(series, cands, names)
+        wt = work_of(labels, r, machines)
         wt = work_ties(onset, tols, ch.peak[rows], r, wt, pt, declared, int(p.work_first))
         pt = replace(pt, first=(pt.first | wt) & ~wt.T)
     other = ~np.eye(k, dtype=bool)
@@ -600,7 +463,9 @@ def _rank(
         explained[j].append(i)
         follows[i, j] = 1.0
     eased = (
-        {i for i in cands if relieved(series[i].labels, float(ch.peak[i]))} if p.relief else set()
+        {i for i, ls in zip(cands, labels, strict=True) if relieved(ls, float(ch.peak[i]), role[i])}
+        if p.relief
+        else set()
     )
     if eased:  # relief made nothing worse: it explains nothing
         explains = {i: [] if i in eased else v for i, v in explains.items()}
@@ -625,6 +490,7 @@ def _rank(
     began = [ch.onset[j] + tol[j] for j in cands if role[j] in symptom and current[j]]
     if p.after_symptoms > 0 and began:  # what began after every symptom caused none of them
         gone |= {i for i in cands if role[i] not in symptom and ch.onset[i] - tol[i] > max(began)}
+    too_late = dict(zip(cands, late(onset, tols, r, slack, sym_slack).tolist(), strict=True))
     scores = {}
     for i in cands:
         support = _support(
@@ -640,7 +506,7 @@ def _rank(
             s -= _BYGONE
         if i in eased:
             s -= p.relief
-        if ch.onset[i] - tol[i] + 0.5 > (slack if role[i] not in symptom else sym_slack):
+        if too_late[i]:  # the late-onset rule (window.late)
             s -= _LATE
         scores[i] = s
     if p.cycles:
@@ -667,7 +533,7 @@ def _rank(
         # a workload's own stock before a machine's (which sums it), then the fullest
         prefer = {
             cands[a]: (
-                float(not machine_wide(series[cands[a]].labels)),
+                float(not machine_wide(labels[a])),
                 float(fill[a]),
             )
             for a in np.flatnonzero(fill)
@@ -702,10 +568,11 @@ def rank_root_causes(
     """The changed series ranked by how likely each is the incident's root cause.
 
     ``series`` hold one value per step of ``grid``. Changes are sought in the
-    window from ``target_time_ms - window_ms`` (opened back with ``story``: see
-    :mod:`~perfintel.analysis.rootcause.story`) (and a third of a window after the incident
-    time, or up to ``symptom_minutes`` when longer, where the data reach that far, to see
-    how they develop); the baseline is the ``baseline_ms`` before the window.
+    window from ``target_time_ms - window_ms`` (opened back with ``story``) and a third of a
+    window after the incident time, or up to ``symptom_minutes`` when longer, where the data
+    reach that far, to see how they develop; the baseline is the ``baseline_ms`` before the
+    window (:mod:`~perfintel.analysis.rootcause.window`, which also says how late a change
+    may begin and still be a cause).
     ``max_propagation_ms`` bounds how much later a change may begin than a
     change that explains it (one hop). Returns at most ``limit`` causes (all
     changed series when ``None``); series that did not change are not
@@ -731,41 +598,15 @@ def rank_root_causes(
     if x.shape[1] != grid.size:
         raise BadInputError("every series must have one value per step of the grid")
     step = grid.step_ms
-    t_idx = min(grid.index(target_time_ms), grid.size - 1)
-    ws = t_idx - window_ms // step
-    b0 = max(0, ws - baseline_ms // step)
-    if ws - b0 < 4:
-        raise BadInputError(
-            "too little data before the analysis window: the baseline needs at least four "
-            "steps before time - window"
-        )
-    # after the incident time only what shows how changes that began before it develop
-    reach = max(p.onset_slack, symptom_reach(p, step))  # the latest onset that can count
-    we = min(grid.size, t_idx + 1 + max(reach, (t_idx - ws) // 3))
-    if we - ws < 2:
-        raise BadInputError("the analysis window holds fewer than two steps")
+    w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)
-    lead = int(p.lead * (t_idx - ws))
-    ch = _changes(x, usable, ws, we, b0, p, periods, lead, rise=True)
-    if (opened := story_start(p.story, ws, t_idx - ws, max_prop, ch, series)) < ws:
-        ws, b0 = opened, max(0, opened - baseline_ms // step)  # the symptoms' story
-        ch = _changes(x, usable, ws, we, b0, p, periods, lead, rise=True)
-    sym_slack = t_idx - ws + p.onset_slack  # a symptom later than that is an effect
-    p = to_first_symptom(p, step, t_idx - ws, ch.onset, ch.changed, series)
+    roles = role_codes(s.labels for s in series)  # once: every rule reads these
+    w, ch = measured(x, usable, w, baseline_ms // step, p, periods, max_prop, roles)
+    ws, we, b0 = w.start, w.end, w.base
+    p, slack, sym_slack = slacks(p, step, w, ch, roles)
     values = x[:, ws:we]
-    r = _rank(
-        ch,
-        x[:, b0:ws],
-        values,
-        series,
-        graph,
-        max_prop,
-        t_idx - ws + p.onset_slack,
-        p,
-        step,
-        sym_slack,
-    )
+    r = _rank(ch, x[:, b0:ws], values, series, roles, graph, max_prop, slack, p, step, sym_slack)
     order = sorted(r.scores, key=lambda i: (-r.scores[i], ch.onset[i], i))
     if limit is not None:
         order = order[:limit]

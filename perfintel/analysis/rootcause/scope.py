@@ -43,11 +43,12 @@ def moves_symptoms(symptoms: Sequence[int], explained: Mapping[int, list[int]]) 
     return seen
 
 
-def relieved(labels: LabelSet, peak: float) -> bool:
+def relieved(labels: LabelSet, peak: float, role: int | None = None) -> bool:
     """Whether a change of signed peak ``peak`` (in sigmas) of the series ``labels`` is
     toward relief: load, a resource's use, latency or errors fell (a gauge of what is left —
-    :data:`LEFT_WORDS` — rose). ``False`` when the role is unknown."""
-    if role_of(labels) not in ROLE_ORDER:
+    :data:`LEFT_WORDS` — rose). ``False`` when the role is unknown (``role``: its
+    ``ROLE_ORDER``, -1 unknown, when already read)."""
+    if (role_of(labels) not in ROLE_ORDER) if role is None else role < 0:
         return False
     name = metric_name(labels).lower()
     left = any(w in name for w in LEFT_WORDS)

@@ -15,25 +15,22 @@ smaller symptom near the window start is a background's).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from ..signals import SeriesInput
 from .changes import Changes
-from .words import ROLE_ORDER, SYMPTOM_ROLES, role_of
+from .words import SYMPTOM_ROLES
 
 
 def story_start(
-    story: float, ws: int, length: int, near: int, ch: Changes, series: Sequence[SeriesInput]
+    story: float, ws: int, length: int, near: int, ch: Changes, roles: np.ndarray
 ) -> int:
     """The window start (grid index) opened back ``story`` × ``length`` steps from ``ws`` when
     the largest symptom that changed (``ch``, onsets counted from ``ws``) began within ``near``
-    steps of ``ws`` or before it; ``ws`` otherwise (``story`` 0, no symptom changed, the
-    largest began later, no data before ``ws``)."""
+    steps of ``ws`` or before it (``roles``: each series' ``ROLE_ORDER``, -1 unknown, as
+    :func:`~perfintel.analysis.rootcause.words.role_codes` reads them); ``ws`` otherwise
+    (``story`` 0, no symptom changed, the largest began later, no data before ``ws``)."""
     if story <= 0:
         return ws
-    roles = np.array([ROLE_ORDER.get(role_of(s.labels), -1) for s in series], dtype=np.int64)
     symptom = ch.changed & np.isin(roles, SYMPTOM_ROLES)
     if not symptom.any():
         return ws

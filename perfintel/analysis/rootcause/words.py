@@ -9,8 +9,10 @@ module knows labels and numbers, not the ranking.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+
+import numpy as np
 
 from perfintel.model import METRIC_NAME, LabelSet, metric_name
 
@@ -172,6 +174,12 @@ def role_of(labels: LabelSet) -> str:
     if role in ("traffic", "") and failed(d):
         return "errors"
     return role
+
+
+def role_codes(labels: Iterable[LabelSet]) -> np.ndarray:
+    """The :data:`ROLE_ORDER` of each series' :func:`role_of` (-1: unknown), as the ranking
+    reads them once per call and hands them to every rule that needs a role."""
+    return np.array([ROLE_ORDER.get(role_of(ls), -1) for ls in labels], dtype=np.int64)
 
 
 def is_occupancy(labels: LabelSet, held: bool = False) -> bool:

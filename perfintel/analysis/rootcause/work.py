@@ -33,33 +33,38 @@ import numpy as np
 
 from perfintel.model import LabelSet, metric_name
 
-from ..signals import SeriesInput
-from .machine import machine_of
 from .pairs import Pairs, entity_count
 from .scope import LEFT_WORDS
-from .words import SYMPTOM_ROLES, is_occupancy, role_of
+from .words import ROLE_ORDER, SYMPTOM_ROLES, is_occupancy, role_of
 
 #: name fragments of a work rate: CPU time used
 WORK_WORDS = ("cpu",)
+_RESOURCE = ROLE_ORDER["resource"]
 
 
-def is_work(labels: LabelSet) -> bool:
+def is_work(labels: LabelSet, role: int | None = None) -> bool:
     """Whether the series is CPU in use (a resource by name, not an occupancy, not a gauge of
-    what is left such as idle CPU)."""
+    what is left such as idle CPU). ``role``: its ``ROLE_ORDER`` when already read."""
     name = metric_name(labels).lower()
     return (
-        role_of(labels) == "resource"
+        (role_of(labels) == "resource" if role is None else role == _RESOURCE)
         and any(w in name for w in WORK_WORDS)
         and not any(w in name for w in LEFT_WORDS)
         and not is_occupancy(labels, True)
     )
 
 
-def work_of(series: Sequence[SeriesInput], cands: Sequence[int], names: bool = False) -> np.ndarray:
-    """Per change: a workload's CPU in use (:func:`is_work`, not a machine's own series; with
-    ``names``, a ``node_*`` series naming its host is the machine's own)."""
+def work_of(
+    labels: Sequence[LabelSet], roles: np.ndarray, machines: Sequence[tuple[str, bool]]
+) -> np.ndarray:
+    """Per change: a workload's CPU in use (:func:`is_work` by its ``labels`` and ``roles``,
+    ``ROLE_ORDER``), not a machine's own series (``machines``:
+    :func:`~perfintel.analysis.rootcause.machine.machine_of`, with ``node_*`` names or not)."""
     return np.array(
-        [is_work(series[i].labels) and not machine_of(series[i].labels, names)[1] for i in cands],
+        [
+            is_work(ls, int(rc)) and not own
+            for ls, rc, (_, own) in zip(labels, roles.tolist(), machines, strict=True)
+        ],
         dtype=bool,
     )
 
