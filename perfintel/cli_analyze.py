@@ -208,6 +208,8 @@ def analyze_root_cause(
         console.print(table)
         for i, c in enumerate(data["causes"], start=1):
             console.print(f"{i}. {c['explanation']}", markup=False, highlight=False, soft_wrap=True)
+        if data.get("note"):
+            console.print(f"note: {data['note']}", markup=False, highlight=False)
     if plot is not None:
         import numpy as np
 

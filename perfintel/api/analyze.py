@@ -411,6 +411,8 @@ async def analyze_root_cause(request: Request, body: RootCauseRequest) -> Respon
             "step_seconds": rep.grid.step_ms / 1000,
             "source": rep.source,
             "candidates": rep.candidates,
+            "without_history": rep.without_history,
+            "note": rep.note,
             "causes": [render_cause(g, rep.labels, rep.grid.step_ms) for g in rep.parts],
         },
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -25,8 +26,9 @@ from perfintel.analysis.change_impact import (
 )
 from perfintel.analysis.correlation import CorrelationResult, correlate
 from perfintel.analysis.rootcause import Cause, DependencyGraph, RootCauseParams, rank_root_causes
-from perfintel.analysis.rootcause.durations import counted_after_ms
+from perfintel.analysis.rootcause.durations import counted_after_ms, in_time
 from perfintel.analysis.rootcause.parts import PartGroup, group_parts
+from perfintel.analysis.rootcause.window import has_history, window_of
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
@@ -138,11 +140,37 @@ class RootCauseReport:
     labels: list[LabelSet]
     parts: list[PartGroup[Cause]]
     ranked: list[Cause]
+    #: candidates left out for want of history: first sampled past ``history_needed_ms``
+    #: (half way into the baseline; :func:`~perfintel.analysis.rootcause.window.has_history`)
+    without_history: int = 0
+    history_needed_ms: int = 0
 
     @property
     def causes(self) -> list[Cause]:
         """The causes shown, best first (one per measurement)."""
         return [g.first for g in self.parts]
+
+    @property
+    def note(self) -> str | None:
+        """What was left out for want of history, in words (``None``: nothing)."""
+        if not self.without_history:
+            return None
+        when = _utc(self.history_needed_ms)
+        if self.without_history == self.candidates:
+            return (
+                f"every candidate was first sampled after {when}, half way into the baseline: "
+                "a series' first minutes are no baseline to measure a change against (ask "
+                "later, or with a shorter baseline)"
+            )
+        return (
+            f"{self.without_history} of {self.candidates} candidates were first sampled after"
+            f" {when}, half way into the baseline: left out (a series' first minutes are no"
+            " baseline to measure a change against)"
+        )
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def root_causes(
@@ -206,9 +234,10 @@ def root_causes(
     )
     if not got.labels:
         raise NotFoundError(f"no series match selector {selector} with data around the time")
+    inputs = got.inputs()
     causes = rank_root_causes(
         time_ms,
-        got.inputs(),
+        inputs,
         grid,
         graph,
         window_ms=window_ms,
@@ -217,7 +246,13 @@ def root_causes(
         params=params,
     )
     shown = group_parts(causes)[:limit]
-    return RootCauseReport(grid, got.source, len(got.labels), got.labels, shown, causes)
+    # the ranking leaves out what has no baseline; the report says how many, and from when
+    w = window_of(grid, time_ms, window_ms, baseline_ms, in_time(params, step_ms))
+    lacking = int(np.sum(~has_history(inputs, w)))
+    needed = grid.time(w.base + (w.start - w.base) // 2)
+    return RootCauseReport(
+        grid, got.source, len(got.labels), got.labels, shown, causes, lacking, needed
+    )
 
 
 # -- change impact ------------------------------------------------------------------------------

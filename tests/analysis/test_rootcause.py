@@ -139,6 +139,29 @@ def test_any_input_gives_well_formed_causes(rows: list[list[float]], t: int, lea
     assert [c.score for c in causes] == sorted((c.score for c in causes), reverse=True)
 
 
+def test_a_series_first_sampled_past_half_its_baseline_is_no_candidate() -> None:
+    """A pod started during the baseline's second half: its first samples, carried back over
+    the rest, made a baseline of one value and any move of it a 10⁹σ change that outranked
+    the real cause. A series sampled from half way into the baseline on still counts."""
+    pool = noise(1, 10, 0.5)
+    pool[200:] = 40  # the cause: a pool saturates at step 200 (window 170-220, baseline 70-170)
+    newcomer = noise(2, 5, 1.0)
+    newcomer[:150] = np.nan  # first sampled at 150, past half way (120)
+    halfway = noise(3, 5, 0.2)
+    halfway[:120] = np.nan
+    halfway[205:] += 4  # a real change, measured against 50 steps of its own
+    series = [
+        si("pool", "db-1", pool),
+        si("newcomer", "pod-9", newcomer),
+        si("halfway", "h", halfway),
+    ]
+    causes = rank_root_causes(T, series, GRID, window_ms=50 * STEP, baseline_ms=100 * STEP)
+    assert [dict(c.labels)["__name__"] for c in causes] == ["pool", "halfway"]
+    # every candidate too young: nothing to rank, no error
+    young = [si("a", "x", np.where(np.arange(N) >= 200, noise(4, 1, 0.1), np.nan))]
+    assert rank_root_causes(T, young, GRID, window_ms=50 * STEP, baseline_ms=100 * STEP) == []
+
+
 def test_changes_in_the_same_step_are_ordered_by_role_inside_a_workload() -> None:
     """CPU, latency and errors of one instance move in the same minute, errors by far the
     most sigmas: the resource is upstream of how slow, which is upstream of how often it

@@ -324,6 +324,31 @@ def test_root_cause_bad_input_is_400_naming_the_field(
     assert names(field, r.json()["error"])
 
 
+def test_root_cause_of_a_new_host_says_its_series_have_no_baseline(client: TestClient) -> None:
+    """Ten minutes of a new host's series asked about with the default 3-hour baseline: no
+    cause made of a baseline filled in from first samples; the answer says why, and an old
+    series beside them is still ranked."""
+    rng = np.random.default_rng(2)
+    ts = NOW - 10 * MIN + MIN * np.arange(11)
+    for name in ("node_load1", "node_memory_Active_bytes", "node_forks_total"):
+        put(client, {"__name__": name, "instance": "new"}, ts, rng.normal(5, 1, ts.size))
+    body = {"selector": '{instance="new"}', "time": NOW / 1000}
+    r = client.post(ROOT, json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["causes"] == [] and data["without_history"] == data["candidates"] == 3
+    assert data["note"].startswith("every candidate was first sampled after ")
+    old_ts = NOW - 4 * HOUR + MIN * np.arange(4 * 60 + 1)
+    old = rng.normal(5, 0.1, old_ts.size)
+    old[-8:] += 3  # a real change of a series with history
+    put(client, {"__name__": "node_load1", "instance": "old"}, old_ts, old)
+    r = client.post(ROOT, json={**body, "selector": '{instance=~"new|old"}'})
+    data = r.json()["data"]
+    assert [c["labels"]["instance"] for c in data["causes"]] == ["old"]
+    assert data["without_history"] == 3 and data["candidates"] == 4
+    assert data["note"].startswith("3 of 4 candidates were first sampled after ")
+
+
 def test_root_cause_without_series_is_404(client: TestClient) -> None:
     r = client.post(ROOT, json={"selector": "nothing_here", "time": NOW / 1000})
     assert r.status_code == 404 and "nothing_here" in r.json()["error"]

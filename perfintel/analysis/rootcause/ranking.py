@@ -160,7 +160,7 @@ from .scope import moves_symptoms as _moves_symptoms
 from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
-from .window import late, measured, slacks, window_of
+from .window import has_history, late, measured, slacks, window_of
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
@@ -576,8 +576,9 @@ def rank_root_causes(
     ``max_propagation_ms`` bounds how much later a change may begin than a
     change that explains it (one hop). Returns at most ``limit`` causes (all
     changed series when ``None``); series that did not change are not
-    returned. Raises ``BadInputError`` when the grid holds fewer than four
-    steps of baseline.
+    returned, nor series first sampled past half the baseline
+    (:func:`~perfintel.analysis.rootcause.window.has_history`). Raises ``BadInputError``
+    when the grid holds fewer than four steps of baseline.
 
     >>> import numpy as np
     >>> from perfintel.analysis.signals import Grid, SeriesInput
@@ -599,6 +600,7 @@ def rank_root_causes(
         raise BadInputError("every series must have one value per step of the grid")
     step = grid.step_ms
     w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
+    usable &= has_history(series, w)  # no baseline, no change to measure against it
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)
     roles = role_codes(s.labels for s in series)  # once: every rule reads these

@@ -21,7 +21,7 @@ import numpy as np
 
 from perfintel.errors import BadInputError
 
-from ..signals import Grid
+from ..signals import Grid, SeriesInput
 from .changes import Changes
 from .durations import symptom_reach, to_first_symptom
 from .measure import measure_changes
@@ -66,6 +66,18 @@ def window_of(
     if we - ws < 2:
         raise BadInputError("the analysis window holds fewer than two steps")
     return Window(t_idx, ws, we, b0)
+
+
+def has_history(series: Sequence[SeriesInput], w: Window) -> np.ndarray:
+    """Whether each series was sampled by half way into the baseline: one born later (a new
+    host, pod or process) has more of its baseline filled in from its first sample than
+    seen, and a median and MAD of mostly one carried value call any move a 10⁹σ change."""
+    latest = w.base + (w.start - w.base) // 2
+    out = np.zeros(len(series), dtype=bool)
+    for i, s in enumerate(series):
+        seen = np.flatnonzero(np.isfinite(np.asarray(s.values[: latest + 1], dtype=np.float64)))
+        out[i] = seen.size > 0
+    return out
 
 
 def measured(
