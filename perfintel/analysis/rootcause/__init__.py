@@ -7,7 +7,8 @@ module is one mechanism it calls:
 - :mod:`.parameters` — :class:`RootCauseParams`, every constant with why it has its value;
 - :mod:`.changes`, :mod:`.baseline`, :mod:`.onset`, :mod:`.rise` — how abnormal a
   series became, against which baseline, and when its change began;
-- :mod:`.words` — what a series is from its labels (role, entity, host);
+- :mod:`.roles` — what a metric's name says it measures (role, occupancy);
+- :mod:`.words` — whose a series is by its labels (entity, host), and the explanations;
 - :mod:`.pairs`, :mod:`.links`, :mod:`.cycles` — which change explains which;
 - :mod:`.exhaust`, :mod:`.filling`, :mod:`.shared`, :mod:`.scope`, :mod:`.work`,
   :mod:`.machine` — resources that fill, are shared, relieved, do the work, or
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 from .parameters import RootCauseParams
 from .ranking import ROLE_ORDER, Cause, DependencyGraph, Follower, rank_root_causes
-from .words import entity_of, host_of, is_occupancy, role_of
+from .roles import is_occupancy, role_of
+from .words import entity_of, host_of
 
 __all__ = [
     "ROLE_ORDER",
