@@ -13,13 +13,16 @@ failure labels are :mod:`tests.analysis.test_rootcause_conventions`'s.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from perfintel.analysis.rootcause import is_occupancy, role_of
+from perfintel.analysis.rootcause import is_occupancy, rank_root_causes, role_of
+from perfintel.analysis.signals import SeriesInput
 from perfintel.model import label_set
+from tests.analysis.rootcause_cases import GRID, N
+from tests.analysis.rootcause_cases import T as INCIDENT
 
 R, T, L, E, U = "resource", "traffic", "latency", "errors", ""
-Q = {"quantile": "0.99"}
 B = {"le": "0.5"}
 
 #: (exporter, metric name, labels, role, occupancy)
@@ -276,6 +279,28 @@ def test_exporter_names_read_as_a_root_cause_reader_reads_them(
     assert (role_of(ls), is_occupancy(ls, held=True)) == (role, occupancy)
 
 
-def test_the_table_holds_each_name_once() -> None:
-    rows = [(name, tuple(sorted(labels.items()))) for _, name, labels, _, _ in TABLE]
-    assert len(rows) == len(set(rows))
+def _step(level: float, size: float, at: int, sd: float, seed: int) -> np.ndarray:
+    return level + (np.arange(N) >= at) * size + np.random.default_rng(seed).normal(0, sd, N)
+
+
+def test_a_go_services_gc_pauses_rank_before_the_latency_they_cause() -> None:
+    """A Go pod's GC pauses (``go_gc_duration_seconds``, as the client exposes them) and its
+    request p99 rise in the same minute, the p99 by more sigmas. Inside one workload a
+    resource comes before latency; read as latency (its "duration"), the GC pause would be
+    one more latency, and the larger change, the p99, would rank first."""
+    pod = {"namespace": "shop", "pod": "api-1", "instance": "10.0.0.1:8080", "job": "api"}
+    at = 205
+    series = [
+        SeriesInput(
+            label_set({**pod, "__name__": "http_request_duration_seconds", "quantile": "0.99"}),
+            _step(0.12, 0.4, at, 0.01, 1),
+        ),
+        SeriesInput(
+            label_set({**pod, "__name__": "go_gc_duration_seconds", "quantile": "0.75"}),
+            _step(0.002, 0.004, at, 0.0002, 2),
+        ),
+    ]
+    causes = rank_root_causes(
+        INCIDENT, series, GRID, window_ms=30 * 60_000, baseline_ms=180 * 60_000
+    )
+    assert [c.index for c in causes[:2]] == [1, 0]
