@@ -42,6 +42,14 @@ TABLE: list[tuple[str, str, dict[str, str], str, bool]] = [
     ("node", "node_disk_reads_completed_total", {"device": "sda"}, R, False),
     ("node", "node_network_receive_bytes_total", {"device": "eth0"}, R, False),
     ("node", "node_processes_threads", {}, R, True),
+    # node exporter: TCP connections opened are arrivals (load); connections established,
+    # sockets in use and connections tracked are held; the sockets' memory is bytes
+    ("node", "node_netstat_Tcp_ActiveOpens", {}, T, False),
+    ("node", "node_netstat_Tcp_PassiveOpens", {}, T, False),
+    ("node", "node_netstat_Tcp_CurrEstab", {}, R, True),
+    ("node", "node_sockstat_TCP_inuse", {}, R, True),
+    ("node", "node_sockstat_TCP_mem_bytes", {}, R, False),
+    ("node", "node_nf_conntrack_entries", {}, R, True),
     # node exporter: a NIC's errors and drops are the device's trouble (a resource, a cause
     # of what follows), not requests failing
     ("node", "node_network_receive_errs_total", {"device": "eth0"}, R, False),
@@ -91,6 +99,7 @@ TABLE: list[tuple[str, str, dict[str, str], str, bool]] = [
     ("otel", "system_network_packets_total", {"direction": "receive"}, R, False),
     ("otel", "system_network_errors_total", {"direction": "receive"}, R, False),
     ("otel", "system_network_dropped_total", {"direction": "receive"}, R, False),
+    ("otel", "system_network_packet_dropped_total", {"network_io_direction": "receive"}, R, False),
     ("otel", "system_network_connections", {"protocol": "tcp", "state": "ESTABLISHED"}, R, True),
     ("otel", "system_paging_usage_bytes", {"state": "used"}, R, False),
     ("otel", "system_paging_faults_total", {"type": "major"}, R, False),

@@ -91,6 +91,9 @@ ROLE_WORDS = (
             "goroutine",
             "memstats",  # Go runtime memory
             "network",
+            "netstat",  # node exporter's TCP counters
+            "sockstat",  # node exporter's sockets
+            "conntrack",  # the kernel's connection tracking table
             "filesystem",
             "container_fs_",
             "file_descriptor",  # OpenTelemetry process.open_file_descriptor.count
@@ -160,6 +163,8 @@ ARRIVAL_WORDS = (
     "published",  # RabbitMQ
     "delivered",
     "status_connections",  # MySQL's Connections: connection attempts
+    "activeopens",  # TCP connections opened (node exporter's netstat)
+    "passiveopens",
 )
 #: subjects whose counter (a name ending in ``_total``) counts arrivals
 CONNECTION_WORDS = ("connection", "conn_", "upstream_cx", "downstream_cx", "session")
@@ -182,6 +187,9 @@ OCCUPANCY_WORDS = (
     "thread",
     "queue",
     "in_use",
+    "inuse",  # node exporter's sockets in use
+    "currestab",  # TCP connections established now
+    "conntrack",
     "inflight",
     "in_flight",
     "active",
