@@ -76,7 +76,7 @@ TABLE: list[tuple[str, str, dict[str, str], str, bool, str, str]] = [
     # Go and Python Prometheus clients
     ("go", "go_goroutines", POD, "resource", True, "pod", "concurrency held"),
     ("go", "go_memstats_alloc_bytes", POD, "resource", False, "pod", "memory"),
-    ("go", "go_gc_duration_seconds", {**POD, "quantile": "0.75"}, "latency", False, "pod", "a pause"),
+    ("go", "go_gc_duration_seconds", {**POD, "quantile": "0.75"}, "resource", False, "pod", "a GC pause is the runtime's, as the JVM's"),
     ("go", "process_open_fds", POD, "resource", True, "pod", "descriptors held"),
     ("go", "process_resident_memory_bytes", POD, "resource", False, "pod", "memory"),
     ("python", "python_gc_collections_total", {**POD, "generation": "0"}, "resource", False, "pod", "GC work"),

@@ -62,7 +62,7 @@ def test_relieved_reads_the_direction_of_harm_from_the_role() -> None:
         assert relieved(labels(name), 8.0)
         assert not relieved(labels(name), -8.0)
     # a series whose role the name does not tell has no direction
-    assert not relieved(labels("pg_locks_count"), -8.0)
+    assert not relieved(labels("node_timex_offset_seconds"), -8.0)
 
 
 def test_moves_symptoms_walks_back_from_the_symptoms() -> None:

@@ -9,7 +9,8 @@ module is one mechanism it calls:
   abnormal a series became, against which baseline, and when its change began;
 - :mod:`.window`, :mod:`.story`, :mod:`.durations` — where the ranking looks (the window,
   opened back to the symptoms' story) and how late a change may begin and still be a cause;
-- :mod:`.words` — what a series is from its labels (role, entity, host);
+- :mod:`.roles` — what a metric's name says it measures (role, occupancy);
+- :mod:`.words` — whose a series is by its labels (entity, host), and the explanations;
 - :mod:`.pairs`, :mod:`.links`, :mod:`.cycles` — which change explains which;
 - :mod:`.exhaust`, :mod:`.filling`, :mod:`.shared`, :mod:`.scope`, :mod:`.work`,
   :mod:`.machine` — resources that fill, are shared, relieved, do the work, or
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 from .parameters import RootCauseParams
 from .ranking import ROLE_ORDER, Cause, DependencyGraph, Follower, rank_root_causes
-from .words import entity_of, host_of, is_occupancy, role_of
+from .roles import is_occupancy, role_of
+from .words import entity_of, host_of
 
 __all__ = [
     "ROLE_ORDER",

@@ -1,6 +1,6 @@
 """What real exporters' labels and metric suffixes say about a series' role and entity.
 
-:mod:`~perfintel.analysis.rootcause.words` reads a role from name fragments, which is how
+:mod:`~perfintel.analysis.rootcause.roles` reads a role from name fragments, which is how
 our generators and most exporters name things. Real instrumentation also says it in two
 other ways this module reads:
 

@@ -5,7 +5,7 @@ open after the root began: the symptoms it caused are inside, already departed a
 start or beginning within a hop of it, and the root, begun before them, is seen only under way
 (or, when it came and went or held, not as a change at all). With ``story`` on, when the
 largest symptom (the latency or errors change, as
-:func:`~perfintel.analysis.rootcause.words.role_of` reads the series, of the largest peak |z|)
+:func:`~perfintel.analysis.rootcause.roles.role_of` reads the series, of the largest peak |z|)
 began no later than ``near`` steps (one hop) after the window start, the window start moves
 back by ``story`` window lengths (keeping at least four steps of data before it for a
 baseline), so that what began before the symptoms is seen with its onset. Asked at the alert,
@@ -27,7 +27,7 @@ def story_start(
     """The window start (grid index) opened back ``story`` × ``length`` steps from ``ws`` when
     the largest symptom that changed (``ch``, onsets counted from ``ws``) began within ``near``
     steps of ``ws`` or before it (``roles``: each series' ``ROLE_ORDER``, -1 unknown, as
-    :func:`~perfintel.analysis.rootcause.words.role_codes` reads them); ``ws`` otherwise
+    :func:`~perfintel.analysis.rootcause.roles.role_codes` reads them); ``ws`` otherwise
     (``story`` 0, no symptom changed, the largest began later, no data before ``ws``)."""
     if story <= 0:
         return ws

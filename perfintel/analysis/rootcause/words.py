@@ -1,30 +1,24 @@
 """What words say in root-cause analysis: names and labels in, explanations out.
 
-In: the entity, the machine and the role (load, resource, latency, errors) a
-series has by its labels and metric name. Out: the sentence that says why a
-change ranks where it does. Kept apart from the ranking
+In: the entity and the machine a series belongs to by its labels, and the role
+(load, resource, latency, errors) its metric name says (:mod:`.roles`). Out: the
+sentence that says why a change ranks where it does. Kept apart from the ranking
 (:mod:`perfintel.analysis.rootcause.ranking`) so the method stays readable; this
 module knows labels and numbers, not the ranking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-
-import numpy as np
 
 from perfintel.model import METRIC_NAME, LabelSet, metric_name
 
-from .conventions import (
-    ENTITY_KINDS,
-    HOST_KINDS,
-    TIMER_SUFFIXES,
-    entity_label,
-    failed,
-    timer_parts,
-)
+from .conventions import ENTITY_KINDS, HOST_KINDS, entity_label
 from .parts import measurement_of
+from .roles import ROLE_ORDER, SYMPTOM_ROLES, role_of
+from .roles import is_occupancy as is_occupancy  # read here by the ranking and the tests
+from .roles import role_codes as role_codes  # read here by the ranking
 
 #: labels naming the entity a series belongs to, most specific kind first (see
 #: :data:`~perfintel.analysis.rootcause.conventions.ENTITY_KINDS`: ``pod`` before ``instance``,
@@ -33,160 +27,6 @@ ENTITY_LABELS = tuple(k for _, keys in ENTITY_KINDS for k in keys)
 #: labels naming a machine: a series carrying one of them and none of the finer entity labels
 #: is the machine's own (a noisy neighbour there reaches every workload it hosts)
 HOST_LABELS = tuple(k for kind, keys in ENTITY_KINDS if kind in HOST_KINDS for k in keys)
-#: what a metric measures, by name fragments, in the order a fault usually travels inside one
-#: workload: offered load, then the resources it uses, then how slow, then how often it fails.
-#: Each fragment is specific enough not to misfire on common names (tests/analysis/
-#: test_rootcause_conventions.py holds real exporters' names and what each should read)
-ROLE_WORDS = (
-    (
-        "traffic",
-        (
-            "request",
-            "rps",
-            "qps",
-            "throughput",
-            "traffic",
-            "calls",
-            "messages_in",
-            "responses",  # HAProxy, nginx VTS: responses by code
-            "response_total",  # Linkerd
-            "grpc_server_handled",
-            "grpc_server_started",
-            "grpc_client_handled",
-            "msg_received",
-            "msg_sent",
-            "upstream_rq",  # Envoy
-            "downstream_rq",
-            "commands_processed",  # Redis
-            "xact_commit",  # PostgreSQL transactions
-            "commits_total",
-        ),
-    ),
-    (
-        "resource",
-        (
-            "cpu",
-            "memory",
-            "mem_",
-            "heap",
-            "gc_",
-            "pool",
-            "connection",
-            "conn_",
-            "thread",
-            "queue",
-            "disk",
-            "_io_",  # not "io_": istio_requests_total is no I/O
-            "fd",
-            "socket",
-            "load",
-            "swap",
-            "saturation",
-            "utili",
-            "goroutine",
-            "memstats",  # Go runtime memory
-            "network",
-            "filesystem",
-            "container_fs_",
-            "file_descriptor",  # OpenTelemetry process.open_file_descriptor.count
-            "open_files",
-            "files_open",  # Micrometer process.files.open
-            "consumergroup_lag",  # Kafka exporter: a consumer group's backlog
-            "stat_activity",  # PostgreSQL connections (pg_stat_activity_count)
-            "backends",  # PostgreSQL connections (numbackends, OpenTelemetry's backends)
-            "connected_clients",  # Redis
-            "clients_connected",
-            "current_sessions",  # HAProxy
-            "upstream_cx",  # Envoy connections
-            "downstream_cx",
-        ),
-    ),
-    (
-        "latency",
-        (
-            "latency",
-            "duration",
-            "response_time",
-            "wait",
-            "_p99",
-            "_p95",
-            "_p50",
-            "rq_time",  # Envoy
-            "handling_seconds",  # gRPC
-        ),
-    ),
-    (
-        "errors",
-        ("error", "fail", "5xx", "exception", "timeout", "reject", "drop", "restart", "oom_"),
-    ),
-)
-OCCUPANCY_WORDS = (
-    "pool",
-    "connection",
-    "conn_",
-    "thread",
-    "queue",
-    "in_use",
-    "inflight",
-    "in_flight",
-    "active",
-    "goroutine",
-    "consumergroup_lag",
-    "current_sessions",
-    "stat_activity",
-    "backends",
-    "connected_clients",
-    "clients_connected",
-)
-#: descriptors a process holds while a request or a connection is open (``little_order``):
-#: occupancies too, one per connection in flight
-HELD_WORDS = ("fd", "socket", "file_descriptor", "open_files", "files_open")
-ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
-#: the roles of what users see and incidents are declared on: latency and errors (the RED
-#: signals but the rate)
-SYMPTOM_ROLES = (ROLE_ORDER["latency"], ROLE_ORDER["errors"])
-#: the roles a timer of requests and a count the labels can call failures may have by name
-_REQUEST_ROLES = ("traffic", "latency", "")
-
-
-def _role_by_words(name: str) -> str:
-    # the most specific first: "request_errors_total" is errors, "request_latency" latency
-    for role, words in reversed(ROLE_WORDS):
-        if any(w in name for w in words):
-            return role
-    return ""
-
-
-def role_of(labels: LabelSet) -> str:
-    """``traffic``, ``resource``, ``latency``, ``errors`` from the metric name and labels
-    (``""``: unknown): a timer's series of requests is latency, its ``_count`` traffic; a
-    count of requests the labels say failed is errors (:mod:`.conventions`)."""
-    d = dict(labels)
-    name = metric_name(labels).lower()
-    timer = timer_parts(name, d)
-    if timer is None and name.endswith(TIMER_SUFFIXES):
-        # a histogram of a duration without a unit in its name (Envoy's upstream_rq_time)
-        base = name[: name.rindex("_")]
-        timer = (base, name[len(base) :]) if _role_by_words(base) == "latency" else None
-    role = _role_by_words(name)
-    if timer is not None and _role_by_words(timer[0]) in _REQUEST_ROLES:
-        role = "traffic" if timer[1] == "_count" else "latency"
-    if role in ("traffic", "") and failed(d):
-        return "errors"
-    return role
-
-
-def role_codes(labels: Iterable[LabelSet]) -> np.ndarray:
-    """The :data:`ROLE_ORDER` of each series' :func:`role_of` (-1: unknown), as the ranking
-    reads them once per call and hands them to every rule that needs a role."""
-    return np.array([ROLE_ORDER.get(role_of(ls), -1) for ls in labels], dtype=np.int64)
-
-
-def is_occupancy(labels: LabelSet, held: bool = False) -> bool:
-    """Whether the metric counts things in use (a pool, connections, threads, a queue; with
-    ``held``, also open file descriptors and sockets)."""
-    name = metric_name(labels).lower()
-    return any(w in name for w in OCCUPANCY_WORDS + (HELD_WORDS if held else ()))
 
 
 def host_of(labels: LabelSet) -> tuple[str, bool]:
