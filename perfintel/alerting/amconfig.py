@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from perfintel.alerting.matchers import LabelMatcher, from_legacy, parse_matcher
 from perfintel.alerting.notify_config import (
@@ -240,6 +241,21 @@ class _Parser:
     def fail(self, line: int | None, reason: str) -> ConfigFileError:
         return ConfigFileError(self.path, line, reason)
 
+    def urls(self, node: LineDict, keys: tuple[str, ...]) -> None:
+        """Refuse a URL field Alertmanager refuses: a scheme other than http(s) or no host
+        (a receiver whose URL is "not a url" would fail every notification, silently)."""
+        for key in keys:
+            value = node.get(key)
+            if not isinstance(value, str) or not value:
+                continue
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https"):
+                raise self.fail(
+                    node.line_of(key), f"unsupported scheme {parts.scheme!r} for URL in {key}"
+                )
+            if not parts.netloc:
+                raise self.fail(node.line_of(key), f"missing host for URL in {key}")
+
     def keys(self, node: LineDict, allowed: set[str], what: str) -> None:
         for key in node:
             if key not in allowed:
@@ -305,6 +321,7 @@ class _Parser:
         out.setdefault("smtp_require_tls", True)
         out.setdefault("smtp_hello", "localhost")
         out.setdefault("pagerduty_url", "https://events.pagerduty.com/v2/enqueue")
+        self.urls(out, tuple(k for k in out if str(k).endswith("_url")))
         return out
 
     def time_intervals(self, doc: LineDict, key: str) -> dict[str, list[TimeInterval]]:
@@ -371,10 +388,9 @@ class _Parser:
             if not any(cfg.get(k) for k in keys):
                 raise self.fail(cfg.line, f"receiver {receiver!r}: {what}")
 
+        self.urls(cfg, ("url", "api_url", "webhook_url"))
         if kind == "webhook":
             need("url", "url_file", what="one of url or url_file must be configured")
-            if cfg.get("url") and not str(cfg["url"]).startswith(("http://", "https://")):
-                raise self.fail(cfg.line_of("url"), f"unsupported scheme in url {cfg['url']!r}")
         elif kind == "email":
             need("to", what="missing to address in email config")
             if not (cfg.get("smarthost") or g.get("smtp_smarthost")):

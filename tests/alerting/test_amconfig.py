@@ -99,6 +99,31 @@ BAD = [
         7,
         "url",
     ),
+    (
+        "webhook url without a scheme",
+        BASE.replace("http://127.0.0.1:1/x", "127.0.0.1:1/x"),
+        7,
+        "unsupported scheme '' for URL in url",
+    ),
+    (
+        "slack api_url not a url",
+        BASE
+        + "  - name: s\n    slack_configs:\n      - api_url: not a url\n        channel: '#ops'\n",
+        10,
+        "unsupported scheme '' for URL in api_url",
+    ),
+    (
+        "teams webhook_url of another scheme",
+        BASE + "  - name: t\n    msteams_configs:\n      - webhook_url: ftp://example.com/hook\n",
+        10,
+        "unsupported scheme 'ftp' for URL in webhook_url",
+    ),
+    (
+        "global slack_api_url without a host",
+        "global:\n  slack_api_url: 'https://'\n" + BASE,
+        2,
+        "missing host for URL in slack_api_url",
+    ),
 ]
 
 

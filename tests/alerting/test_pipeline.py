@@ -144,6 +144,9 @@ def test_receivers_and_policies_through_the_api_survive_a_restart(database_url: 
         p.put_receiver({"name": "ops", "webhook_configs": [{"url": "http://x/"}]})
     with pytest.raises(BadInputError, match="url"):
         p.put_receiver({"name": "broken", "webhook_configs": [{}]})
+    # what Alertmanager refuses: a URL that every notification would fail on
+    with pytest.raises(BadInputError, match="unsupported scheme '' for URL in api_url"):
+        p.put_receiver({"name": "chat", "slack_configs": [{"api_url": "not a url"}]})
     p.close()
     p2 = make(database_url, clock, ch)
     assert "lead" in p2.core.receivers and [x.name for x in p2.core.policies] == ["all"]
