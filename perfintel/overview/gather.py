@@ -174,21 +174,25 @@ def anomaly_shares(
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     candidates = []
     for s in store.select(sel, start_ms, end_ms, limits=limits):
-        v = s.values[np.isfinite(s.values)]
+        finite = np.isfinite(s.values)
+        v = s.values[finite]
         if not len(v):
             continue
+        first = int(s.timestamps[0])
+        ready = first + WARMUP_MS
+        born = first > start_ms + MINUTE_MS  # first scored inside the window: a new series
         if warmup is not None:
-            first = int(s.timestamps[0])
-            ready = first + WARMUP_MS
-            new = first > start_ms + MINUTE_MS and ready > end_ms
-            warmup.add(dict(s.labels).get("service"), ready if new else None)
+            warmup.add(dict(s.labels).get("service"), ready if born and ready > end_ms else None)
         over = int((v > 1.0).sum())
+        # the share counts scored points: a new series' warm-up hour is stored as 0s, which
+        # are no evidence that it behaved (they diluted a new host's share for three hours)
+        scored = s.values[finite & (s.timestamps >= ready)] if born else v
         service, host = _entity_keys(s.labels)
         for kind, key in (("service", service), ("host", host)):
             if key:
                 c = counts[(kind, key)]
-                c[0] += over
-                c[1] += len(v)
+                c[0] += int((scored > 1.0).sum())
+                c[1] += len(scored)
         if over:
             i = int(np.nanargmax(np.where(np.isfinite(s.values), s.values, -np.inf)))
             source = _source_labels(s.labels)

@@ -58,3 +58,24 @@ def test_a_confirmed_incident_ranks_above_a_new_series_first_move() -> None:
         store, candidates, NOW_MS - 3 * 60 * MIN, NOW_MS + 1, top=1, max_samples=None
     )
     assert [a["metric"] for a in one] == ["api_latency_ms"]
+
+
+def test_a_new_series_warm_up_zeros_do_not_dilute_its_hosts_anomaly_share() -> None:
+    """A host first scored 90 minutes ago: its first hour is the detector's warm-up, stored
+    as 0s. Of the 30 scored minutes since, 6 are over 1: the share is 6/30, not 6/90. A
+    series scored since before the window counts every point."""
+    store = MemoryStore()
+    ts = NOW_MS - MIN * np.arange(89, -1, -1, dtype=np.int64)
+    scores = np.zeros(ts.size)
+    scores[-6:] = 3.0
+    new = {"__name__": "anomaly_score", "for": "node_load1", "instance": "new", "job": "node"}
+    _append(store, new, ts, scores)
+    old_ts = NOW_MS - MIN * np.arange(199, -1, -1, dtype=np.int64)
+    old_scores = np.zeros(old_ts.size)
+    old_scores[-6:] = 3.0
+    old = {"__name__": "anomaly_score", "for": "node_load1", "instance": "old", "job": "node"}
+    _append(store, old, old_ts, old_scores)
+    signals = gather.EntitySignals()
+    gather.anomaly_shares(store, NOW_MS - 3 * 60 * MIN, NOW_MS + 1, None, signals)
+    assert signals.hosts["new"].anomaly_share == 6 / 30
+    assert signals.hosts["old"].anomaly_share == 6 / 181  # the window holds both ends
