@@ -12,6 +12,7 @@ fit per calibration origin); more is HTTP 422 before any sample is read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -190,7 +191,8 @@ def root_causes(
 ) -> RootCauseReport:
     """The candidates of ``selector`` ranked as the root cause of an incident at ``time_ms``.
 
-    The grid covers the baseline, the window and a third of a window after
+    The grid covers the baseline (before the window opened back by ``params.story`` of its
+    length, :mod:`~perfintel.analysis.rootcause.story`), the window and a third of a window after
     ``time_ms`` (what exists of it), or more when a change may begin later than that and
     still count as a cause (:func:`~perfintel.analysis.rootcause.durations.counted_after_ms`),
     that part up to ``now_ms`` when given. ``step_ms`` None: the series' own sampling
@@ -220,6 +222,9 @@ def root_causes(
         raise BadInputError(f"invalid parameter 'window': at least two steps of {step_ms} ms")
     if baseline_ms < 4 * step_ms:
         raise BadInputError(f"invalid parameter 'baseline': at least four steps of {step_ms} ms")
+    # the window may open back by story × its length (the symptoms' story): the baseline
+    # before the opened window is fetched too (it was cut short by that much)
+    start -= math.ceil(params.story * (window_ms // step_ms)) * step_ms
     # what may count as a cause after the time (bounded by now: nothing exists later)
     counted = time_ms + counted_after_ms(params, step_ms)
     end = max(end, counted if now_ms is None else min(counted, now_ms))

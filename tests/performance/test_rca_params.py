@@ -74,3 +74,24 @@ def test_the_fetch_reaches_as_far_as_the_ranking_counts(store: DuckDBStore) -> N
         limit=None,
     )
     assert metric_name(rep.labels[rep.causes[0].index]) == "cpu_usage"
+
+
+def test_the_fetch_holds_a_whole_baseline_before_the_window_opened_back(
+    store: DuckDBStore,
+) -> None:
+    # with story on, the window may open back by story × its length: the grid starts a whole
+    # baseline before that (it started a baseline before the unopened window: 165 of 180 steps)
+    for story in (0.0, 0.5):
+        params = replace(rca.ROOT_CAUSE_PARAMS, story=story)
+        rep = rca.root_causes(
+            store,
+            parse_selector('{__name__=~".+"}'),
+            ASKED,
+            window_ms=30 * MIN,
+            baseline_ms=3 * HOUR,
+            step_ms=MIN,
+            limit=None,
+            params=params,
+        )
+        opened = int(story * 30) * MIN
+        assert rep.grid.start_ms <= ASKED - 30 * MIN - opened - 3 * HOUR
