@@ -230,7 +230,12 @@ def analyze_root_cause(
 
 @analyze_app.command("change-impact")
 def analyze_change_impact(
-    selector: Annotated[str, typer.Argument(help="The metrics to assess (a selector).")],
+    selector: Annotated[
+        str,
+        typer.Argument(
+            help="The metrics to assess: a selector or a PromQL expression (rate(x_sum[5m]) / rate(x_count[5m]))."
+        ),
+    ],
     url: Url = "http://127.0.0.1:9470",
     change_time: Annotated[
         str | None, typer.Option(help=f"When the change happened: {TIME_HELP}.")

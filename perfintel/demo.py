@@ -712,7 +712,9 @@ def demo_tour(events: list[DemoEvent]) -> list[tuple[str, list[str]]]:
                     [
                         "analyze",
                         "change-impact",
-                        f'http_request_duration_seconds_sum{{service="{e.service}"}}',
+                        # the mean latency: the sum alone moves with traffic as much
+                        f'rate(http_request_duration_seconds_sum{{service="{e.service}"}}[5m])'
+                        f' / rate(http_request_duration_seconds_count{{service="{e.service}"}}[5m])',
                         "--annotation",
                         f'deploy_info{{service="{e.service}"}}',
                     ],

@@ -33,6 +33,7 @@ from perfintel.api.responses import JSONResponse
 from perfintel.errors import BadInputError, NotFoundError
 from perfintel.model import LabelSet, parse_selector
 from perfintel.performance import rca
+from perfintel.performance.expression import parse_analysis_query
 from perfintel.performance.incident_rca import IncidentScope, incident_scope
 from perfintel.storage.base import SampleReader
 
@@ -463,8 +464,10 @@ class ChangeImpactRequest(BaseModel):
         },
     )
 
-    selector: SelectorText = Field(
-        description=f"The metrics to assess (at most {rca.MAX_CHANGE_SERIES} series)."
+    selector: str = Field(
+        description=f"The metrics to assess (at most {rca.MAX_CHANGE_SERIES} series): a "
+        "selector, or a PromQL expression evaluated at every step (a mean latency: "
+        "rate(x_sum[5m]) / rate(x_count[5m]))."
     )
     change_time: TimeValue | None = Field(
         None, description="When the change happened: Unix seconds or RFC3339."
@@ -543,7 +546,8 @@ def render_change(rep: rca.ChangeImpactReport) -> dict[str, Any]:
     responses=_ERRORS,
 )
 async def analyze_change_impact(request: Request, body: ChangeImpactRequest) -> Response:
-    selector = parse_selector(body.selector)
+    settings = request.app.state.query_settings
+    selector = parse_analysis_query(body.selector, settings, name="selector")
     annotation = parse_selector(body.annotation) if body.annotation else None
     after = duration_ms(body.after, "after")
     step = duration_ms(body.step, "step") if body.step else None
@@ -563,6 +567,7 @@ async def analyze_change_impact(request: Request, body: ChangeImpactRequest) -> 
             step_ms=step,
             level=body.level,
             max_samples=max_samples,
+            settings=settings,
         )
 
     rep = await run_timed(request, "analyze_change_impact", work)

@@ -33,8 +33,10 @@ from perfintel.analysis.rootcause.window import has_history, window_of
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
+from perfintel.performance.expression import Expression, describe, evaluate_range
 from perfintel.performance.fetch import GridSet, fetch_grid, grid_for, sampling_step_ms
 from perfintel.performance.outputs import without_outputs
+from perfintel.query.settings import QuerySettings
 from perfintel.storage.base import QueryLimits, SampleReader
 
 MAX_CORRELATION_SERIES = 200
@@ -303,6 +305,26 @@ class ChangeImpactReport:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+def _evaluated(
+    reader: SampleReader, expression: Expression, grid: Grid, settings: QuerySettings | None
+) -> GridSet:
+    """``expression`` evaluated at every time of ``grid``, as the series a selector gives."""
+    found = evaluate_range(
+        reader,
+        expression,
+        grid.start_ms,
+        grid.time(grid.size - 1),
+        grid.step_ms,
+        settings=settings,
+        max_series=MAX_CHANGE_SERIES,
+        what="selector",
+    )
+    values = np.full((len(found), grid.size), np.nan)
+    for row, s in zip(values, found, strict=True):
+        row[(s.timestamps - grid.start_ms) // grid.step_ms] = s.values
+    return GridSet(grid, "expression", [s.labels for s in found], values)
+
+
 def find_changes(
     reader: SampleReader,
     annotation: Selector,
@@ -342,7 +364,7 @@ def find_changes(
 
 def change_impact(
     reader: SampleReader,
-    selector: Selector,
+    selector: Selector | Expression,
     *,
     change_ms: int | None,
     annotation: Selector | None,
@@ -352,12 +374,15 @@ def change_impact(
     step_ms: int | None,
     level: float,
     max_samples: int | None = None,
+    settings: QuerySettings | None = None,
 ) -> ChangeImpactReport:
     """The impact of a change on every series of ``selector`` (see the module docstring).
 
     The change is ``change_ms`` or, without it, the latest change the
     ``annotation`` records before ``end_ms`` with at least one step of data
-    after it.
+    after it. ``selector`` may be a PromQL expression (a mean latency:
+    ``rate(x_sum[5m]) / rate(x_count[5m])``), evaluated at every step of the grid within
+    the limits of ``settings``; its results are gauges.
     """
     step = step_ms or change_step_ms(after_ms)
     before = before_ms or default_before_ms(step)
@@ -381,9 +406,14 @@ def change_impact(
     change_index = grid.index(change_ms)
     if change_ms % step:
         change_index += 1  # the first whole step after the change
-    got = fetch_grid(reader, selector, grid, max_series=MAX_CHANGE_SERIES, max_samples=max_samples)
+    if isinstance(selector, Expression):
+        got = _evaluated(reader, selector, grid, settings)
+    else:
+        got = fetch_grid(
+            reader, selector, grid, max_series=MAX_CHANGE_SERIES, max_samples=max_samples
+        )
     if not got.labels:
-        raise NotFoundError(f"no series match selector {selector} around the change")
+        raise NotFoundError(f"no series {describe(selector)} around the change")
     report = ChangeImpactReport(change_ms, changes, annotated, grid, got.source, after, [], [])
     for si in got.inputs():
         try:

@@ -426,6 +426,29 @@ def test_change_impact_at_a_given_time_and_bad_input(deployed: tuple[TestClient,
     assert r.status_code == 404 and "no_such_annotation" in r.json()["error"]
 
 
+def test_change_impact_of_a_promql_expression(deployed: tuple[TestClient, int]) -> None:
+    """A mean latency is an expression (rate of a _sum over rate of its _count): evaluated at
+    every step, its results assessed as gauges."""
+    client, change = deployed
+    body = {
+        "selector": 'latency_seconds{service="checkout"} * 1000',  # in milliseconds
+        "change_time": change / 1000,
+        "after": "1h",
+    }
+    r = client.post(CHANGE, json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["source"] == "expression"
+    (res,) = data["results"]
+    assert res["labels"] == {"service": "checkout", "instance": "c-0"}  # no name: computed
+    assert res["significant"] and 0.1 < res["relative"] < 0.3 and res["expected"] > 100
+    for bad in ("rate(latency_seconds[5m]", "latency_seconds +"):
+        r = client.post(CHANGE, json={**body, "selector": bad})
+        assert r.status_code == 400 and names("selector", r.json()["error"]), r.text
+    r = client.post(CHANGE, json={**body, "selector": "absent_metric * 2"})
+    assert r.status_code == 404 and "absent_metric * 2" in r.json()["error"]
+
+
 def test_correlations_refuse_more_series_than_they_take(client: TestClient) -> None:
     ts = NOW - HOUR + MIN * np.arange(60)
     rng = np.random.default_rng(0)
