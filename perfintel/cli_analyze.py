@@ -55,7 +55,9 @@ def _f(v: float | None, fmt: str = ".3g") -> str:
 
 @analyze_app.command("correlations")
 def analyze_correlations(
-    selectors: Annotated[list[str], typer.Argument(help="Series selectors to correlate.")],
+    selectors: Annotated[
+        list[str], typer.Argument(help="Series selectors or PromQL expressions to correlate.")
+    ],
     url: Url = "http://127.0.0.1:9470",
     target: Annotated[str | None, typer.Option(help="One series against the others.")] = None,
     start: Annotated[

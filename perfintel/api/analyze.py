@@ -129,14 +129,17 @@ class CorrelationRequest(BaseModel):
         },
     )
 
-    selectors: list[SelectorText] = Field(
+    selectors: list[str] = Field(
         default_factory=list,
         max_length=20,
-        description="Series selectors; the series of all of them are correlated pairwise "
+        description="Series selectors or PromQL expressions (a result is named by its "
+        "expression); the series of all of them are correlated pairwise "
         f"(at most {rca.MAX_CORRELATION_SERIES} series in all).",
     )
-    target: SelectorText | None = Field(
-        None, description="One series to correlate against the others (listed first)."
+    target: str | None = Field(
+        None,
+        description="One series (a selector or an expression) to correlate against the "
+        "others (listed first).",
     )
     start: TimeValue | None = Field(None, description="Unix seconds or RFC3339; default end − 1d.")
     end: TimeValue | None = Field(None, description="Unix seconds or RFC3339; default now.")
@@ -230,8 +233,12 @@ async def analyze_correlations(request: Request, body: CorrelationRequest) -> Re
         raise BadInputError("invalid parameter 'start': start is not before end")
     step = duration_ms(body.step, "step") if body.step else auto_step_ms(end - start)
     max_lag = duration_ms(body.max_lag, "max_lag", positive=False) // step
-    selectors = [parse_selector(s) for s in body.selectors]
-    target = parse_selector(body.target) if body.target else None
+    settings = request.app.state.query_settings
+    selectors = [
+        parse_analysis_query(s, settings, name=f"selectors.{i}")
+        for i, s in enumerate(body.selectors)
+    ]
+    target = parse_analysis_query(body.target, settings, name="target") if body.target else None
 
     def work(store: SampleReader, max_samples: int | None) -> rca.CorrelationReport:
         return rca.correlations(
@@ -244,6 +251,7 @@ async def analyze_correlations(request: Request, body: CorrelationRequest) -> Re
             max_lag_steps=max_lag,
             alpha=body.alpha,
             max_samples=max_samples,
+            settings=settings,
         )
 
     rep = await run_timed(request, "analyze_correlations", work)

@@ -1,8 +1,8 @@
 """What an analysis reads: a series selector, or any PromQL expression.
 
 The analysis endpoints — anomaly detection, forecasting, capacity planning,
-and correlation / root cause — take one text naming what to analyse, and go
-through this module to read it:
+outliers, correlation and change impact (root cause ranks the series of a selector) — take
+one text naming what to analyse, and go through this module to read it:
 
 * a plain **selector** (``node_load1{job="node"}``) keeps the fast path: its
   raw samples, or the rollup tiers, read directly from the store (the caller's

@@ -70,35 +70,37 @@ class CorrelationReport:
 
 def correlations(
     reader: SampleReader,
-    selectors: Sequence[Selector],
+    selectors: Sequence[Selector | Expression],
     start_ms: int,
     end_ms: int,
     step_ms: int,
     *,
-    target: Selector | None = None,
+    target: Selector | Expression | None = None,
     max_lag_steps: int = 30,
     alpha: float = 0.05,
     max_samples: int | None = None,
+    settings: QuerySettings | None = None,
 ) -> CorrelationReport:
-    """Every pair among the series of ``selectors`` (and of ``target``, listed first)."""
+    """Every pair among the series of ``selectors`` (and of ``target``, listed first); each
+    a selector or a PromQL expression (its results named by it: :func:`_named`)."""
     grid = grid_for(start_ms, end_ms, step_ms)
     sets: list[GridSet] = []
     target_index = None
     if target is not None:
-        t = fetch_grid(reader, target, grid, max_series=1, max_samples=max_samples, what="target")
+        t = _fetch(reader, target, grid, 1, max_samples, settings, "target")
         if not t.labels:
             raise NotFoundError(f"target {target} has no data in the range")
         sets.append(t)
         target_index = 0
     budget = MAX_CORRELATION_SERIES - (1 if target is not None else 0)
-    for sel in map(without_outputs, selectors):
+    for sel in selectors:
         if budget < 1:
             raise QueryLimitError(
                 f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
                 f"(limit {MAX_CORRELATION_SERIES} per correlation); narrow them down"
             )
         try:
-            got = fetch_grid(reader, sel, grid, max_series=budget, max_samples=max_samples)
+            got = _fetch(reader, sel, grid, budget, max_samples, settings, "selector")
         except QueryLimitError as exc:
             raise QueryLimitError(
                 f"the selectors match more than {MAX_CORRELATION_SERIES} series in all "
@@ -112,6 +114,31 @@ def correlations(
     inputs = [series_input(ls, r) for ls, r in zip(labels, rows, strict=True)]
     res = correlate(inputs, step_seconds=step_ms / 1000, max_lag=max_lag_steps, alpha=alpha)
     return CorrelationReport(grid, sets[0].source, labels, target_index, res)
+
+
+def _fetch(
+    reader: SampleReader,
+    query: Selector | Expression,
+    grid: Grid,
+    max_series: int,
+    max_samples: int | None,
+    settings: QuerySettings | None,
+    what: str,
+) -> GridSet:
+    """The series of a selector (perfintel's own outputs left out) or of an expression (each
+    named by the expression: two expressions' results would share their labels)."""
+    if isinstance(query, Expression):
+        got = _evaluated(reader, query, grid, settings, max_series, what)
+        return GridSet(grid, got.source, [_named(ls, query) for ls in got.labels], got.values)
+    sel = without_outputs(query)
+    return fetch_grid(reader, sel, grid, max_series=max_series, max_samples=max_samples, what=what)
+
+
+def _named(labels: LabelSet, expression: Expression) -> LabelSet:
+    """A computed series' labels with the expression as its name, when it has none."""
+    if any(k == "__name__" for k, _ in labels):
+        return labels
+    return tuple(sorted((*labels, ("__name__", str(expression)))))
 
 
 def _merge(sets: Sequence[GridSet]) -> tuple[list[LabelSet], list[np.ndarray]]:
@@ -306,7 +333,12 @@ class ChangeImpactReport:
 
 
 def _evaluated(
-    reader: SampleReader, expression: Expression, grid: Grid, settings: QuerySettings | None
+    reader: SampleReader,
+    expression: Expression,
+    grid: Grid,
+    settings: QuerySettings | None,
+    max_series: int = MAX_CHANGE_SERIES,
+    what: str = "selector",
 ) -> GridSet:
     """``expression`` evaluated at every time of ``grid``, as the series a selector gives."""
     found = evaluate_range(
@@ -316,8 +348,8 @@ def _evaluated(
         grid.time(grid.size - 1),
         grid.step_ms,
         settings=settings,
-        max_series=MAX_CHANGE_SERIES,
-        what="selector",
+        max_series=max_series,
+        what=what,
     )
     values = np.full((len(found), grid.size), np.nan)
     for row, s in zip(values, found, strict=True):

@@ -122,6 +122,31 @@ def test_correlations_with_a_target_and_bad_input(lagged: tuple[TestClient, list
     assert r.status_code == 404
 
 
+def test_correlations_of_promql_expressions(lagged: tuple[TestClient, list[int]]) -> None:
+    """Expressions are evaluated on the grid and each result is named by its expression:
+    two expressions over one series are two series (they would share their labels)."""
+    client, lags = lagged
+    body = {
+        "selectors": ['cause_load{host="a"} * 2', 'cause_load{host="a"} + 1', "effect_latency"],
+        "start": (NOW - DAY) / 1000,
+        "end": (NOW - MIN) / 1000,
+        "limit": 1000,
+    }
+    r = client.post(CORR, json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    called = [s["labels"]["__name__"] for s in data["series"]]
+    assert called[:2] == ['cause_load{host="a"} * 2', 'cause_load{host="a"} + 1']
+    assert data["series"][0]["labels"]["host"] == "a"
+    (same,) = [p for p in data["pairs"] if {p["a"], p["b"]} == {0, 1}]
+    assert same["lag_seconds"] == 0 and same["pearson"] > 0.999 and same["significant"]
+    e0 = called.index("effect_latency")  # the first effect, 2 minutes behind the cause
+    (pair,) = [p for p in data["pairs"] if {p["a"], p["b"]} == {0, e0}]
+    assert pair["significant"] and abs(pair["lag_seconds"]) == 60 * lags[0]
+    r = client.post(CORR, json={**body, "selectors": ["rate(cause_load[5m]"]})
+    assert r.status_code == 400 and names("selectors.0", r.json()["error"]), r.text
+
+
 def test_series_that_cannot_be_correlated_say_why(client: TestClient) -> None:
     """A host collected for minutes, a flat gauge and an evenly growing counter: no pair is
     tested, and the answer says why for each instead of an empty table."""
