@@ -46,7 +46,13 @@ def _post(url: str, path: str, body: dict[str, Any], token: str | None) -> dict[
 def _labels(d: dict[str, str]) -> str:
     name = d.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in d.items() if k != "__name__")
-    return f"{name}{{{rest}}}" if rest else name
+    if not rest:
+        return name
+    if not name.replace(":", "_").isidentifier():
+        # a result named by its expression: the labels that tell the results apart first
+        # (after a long expression they were cut off in a narrow table)
+        return f"{{{rest}}} of {name}"
+    return f"{name}{{{rest}}}"
 
 
 def _f(v: float | None, fmt: str = ".3g") -> str:

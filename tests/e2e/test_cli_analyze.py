@@ -94,6 +94,10 @@ def test_correlations_table_json_and_heat_map(loaded: tuple[Server, int], tmp_pa
     )
     data = orjson.loads(res.stdout)
     assert data["leaders"][0]["labels"] == {"__name__": "cli_cause"}
+    # an expression is named by itself (its labels, when it has any, come first)
+    res = cli("correlations", "cli_cause * 2", "cli_effect", "--url", srv.url, "--start", start)
+    assert res.returncode == 0, res.stderr
+    assert "1 of 1 pairs significant" in res.stdout and "cli_cause * 2" in res.stdout
 
 
 def test_root_cause_table_and_timeline(loaded: tuple[Server, int], tmp_path: Path) -> None:
