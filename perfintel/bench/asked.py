@@ -42,8 +42,9 @@ scrapes every 10 s to 5 min. These transforms measure how much accuracy depends 
   - ``late``: ``rate`` of the background series (of services the fault does not reach) are
     born part-way through the baseline (its first 10-40 % and everything before, NaN);
   - ``noise``: ``rate`` × as many more background series: copies of background series under
-    another instance label, rescaled, with their own noise, half of them with a step, spike
-    or ramp of their own near the incident (more distractors).
+    another instance label, rescaled, with their own noise, and as many of them as of the
+    incident's background series with a step, spike or ramp of their own near the incident
+    (more distractors, at the incident's own rate of unrelated anomalies).
 
   The baseline and window are the benchmark's (:data:`WINDOW_MS`, :data:`BASELINE_MS`
   before the alert).
@@ -240,6 +241,8 @@ def _more_background(
         return inc
     series, background = list(inc.series), list(inc.background)
     n = len(inc.series[0].values)
+    # an anomaly of its own as often as the incident's background series have one
+    odds = min(1.0, len(inc.background) / len(pool))
     for k in range(round(rate * len(pool))):
         s = inc.series[int(rng.choice(pool))]
         named = dict(s.labels)
@@ -250,7 +253,7 @@ def _more_background(
         spread = float(np.std(np.diff(base))) / np.sqrt(2) if base.size > 2 else 0.0
         spread += 1e-9 * (abs(float(np.mean(base))) + 1.0) if base.size else 1e-9
         level = level * float(rng.uniform(0.5, 2.0)) + rng.standard_normal(n) * spread
-        if rng.random() < 0.5:  # an anomaly of its own near the incident
+        if rng.random() < odds:  # an anomaly of its own near the incident
             start = int(rng.integers(max(b0, t - 45), min(n - 1, t + 5)))
             size = float(rng.uniform(6, 25)) * spread * (1 if rng.random() < 0.7 else -1)
             since = np.arange(n) - start
