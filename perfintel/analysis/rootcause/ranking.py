@@ -160,7 +160,7 @@ from .scope import moves_symptoms as _moves_symptoms
 from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
-from .window import has_history, late, measured, slacks, window_of
+from .window import born_filled, has_history, late, measured, slacks, window_of
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
@@ -601,6 +601,7 @@ def rank_root_causes(
     step = grid.step_ms
     w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
     usable &= has_history(series, w)  # no baseline, no change to measure against it
+    x = born_filled(x, series, w)  # one born inside it: measured on what was seen of it
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)
     roles = role_codes(s.labels for s in series)  # once: every rule reads these
