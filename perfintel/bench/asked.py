@@ -41,8 +41,9 @@ scrapes every 10 s to 5 min. These transforms measure how much accuracy depends 
     counts again from an instant inside that step);
   - ``late``: ``rate`` of the background series (of services the fault does not reach) are
     born part-way through the baseline (its first 10-40 % and everything before, NaN);
-  - ``noise``: ``rate`` × as many more background series: copies of background series under
-    another instance label, rescaled, with their own noise, and as many of them as of the
+  - ``noise``: ``rate`` × as many more background series: copies of background series (those
+    without a planted anomaly) under another instance label, rescaled, with their own noise,
+    and as many of them as of the
     incident's background series with a step, spike or ramp of their own near the incident
     (more distractors, at the incident's own rate of unrelated anomalies).
 
@@ -243,8 +244,10 @@ def _more_background(
     n = len(inc.series[0].values)
     # an anomaly of its own as often as the incident's background series have one
     odds = min(1.0, len(inc.background) / len(pool))
+    # copies of series without a planted anomaly: a copy's anomaly is its own, independent
+    clean = [i for i in pool if i not in inc.background] or pool
     for k in range(round(rate * len(pool))):
-        s = inc.series[int(rng.choice(pool))]
+        s = inc.series[int(rng.choice(clean))]
         named = dict(s.labels)
         key = "instance" if "instance" in named else "replica"
         named[key] = f"{named.get(key, 'r')}-copy{k}"
