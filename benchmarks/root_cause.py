@@ -35,8 +35,16 @@ alert on the generator's own step:
     .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 \\
         --generators default,variant,variant-lagged,blind --ask +10m --after 10
 
-With ``--cv``, ``--ask`` may name several times (``--ask at-alert,onset``): the constants are
-chosen on the incidents of every ask pooled (one seed's asks in one fold) and the out-of-fold
+``--perturb NAME[:RATE]`` gives every incident a data fault of real scrapes first (``gaps``:
+missed scrapes; ``resets``: counter restarts; ``late``: series born inside the baseline;
+``noise``: more background series; :func:`perfintel.bench.asked.perturbed`, same truth):
+
+    .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 --methods perfintel \\
+        --generators default,variant,variant-lagged --perturb gaps
+
+With ``--cv``, ``--perturb`` may name several (``none,gaps``: ``none`` the plain incidents),
+pooled as the asks are. With ``--cv``, ``--ask`` may name several times
+(``--ask at-alert,onset``): the constants are chosen on the incidents of every ask pooled (one seed's asks in one fold) and the out-of-fold
 figures printed per ask, per generator and pooled:
 
     .venv/bin/python benchmarks/root_cause.py --cv --only symptom_minutes --ask at-alert,onset
