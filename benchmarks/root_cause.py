@@ -44,8 +44,9 @@ missed scrapes; ``resets``: counter restarts; ``late``: series born inside the b
 
 With ``--cv``, ``--perturb`` may name several (``none,gaps``: ``none`` the plain incidents),
 pooled as the asks are. With ``--cv``, ``--ask`` may name several times
-(``--ask at-alert,onset``): the constants are chosen on the incidents of every ask pooled (one seed's asks in one fold) and the out-of-fold
-figures printed per ask, per generator and pooled:
+(``--ask at-alert,onset``): the constants are chosen on the incidents of every ask pooled
+(one seed's asks in one fold) and the out-of-fold figures printed per ask, per generator and
+pooled:
 
     .venv/bin/python benchmarks/root_cause.py --cv --only symptom_minutes --ask at-alert,onset
 """
