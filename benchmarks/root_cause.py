@@ -35,9 +35,18 @@ alert on the generator's own step:
     .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 \\
         --generators default,variant,variant-lagged,blind --ask +10m --after 10
 
-With ``--cv``, ``--ask`` may name several times (``--ask at-alert,onset``): the constants are
-chosen on the incidents of every ask pooled (one seed's asks in one fold) and the out-of-fold
-figures printed per ask, per generator and pooled:
+``--perturb NAME[:RATE]`` gives every incident a data fault of real scrapes first (``gaps``:
+missed scrapes; ``resets``: counter restarts; ``late``: series born inside the baseline;
+``noise``: more background series; :func:`perfintel.bench.asked.perturbed`, same truth):
+
+    .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 --methods perfintel \\
+        --generators default,variant,variant-lagged --perturb gaps
+
+With ``--cv``, ``--perturb`` may name several (``none,gaps``: ``none`` the plain incidents),
+pooled as the asks are. With ``--cv``, ``--ask`` may name several times
+(``--ask at-alert,onset``): the constants are chosen on the incidents of every ask pooled
+(one seed's asks in one fold) and the out-of-fold figures printed per ask, per generator and
+pooled:
 
     .venv/bin/python benchmarks/root_cause.py --cv --only symptom_minutes --ask at-alert,onset
 """
@@ -100,15 +109,18 @@ def generated(
     ask: str = "at-alert",
     coarsen: int = 1,
     after: int = 0,
+    perturb: str = "",
 ) -> tuple[list[Incident], int]:
     """The incidents of generator ``name`` on ``seeds``, named as ``rename`` says, sampled
     ``coarsen`` times less often and asked as ``ask`` says (:mod:`perfintel.bench.asked`),
     the in-house profiles with ``after`` more minutes of data after the alert; and how many
-    of ``seeds`` could not be asked so (their data end before the time asked)."""
+    of ``seeds`` could not be asked so (their data end before the time asked). ``perturb``
+    (``NAME[:rate]``) gives them a data fault of real scrapes first (gaps, counter resets,
+    late-born series, more background series: :func:`perfintel.bench.asked.perturbed`)."""
     make = GENERATORS[name]
     if after and name in PROFILES:
         make = partial(generate_incident, profile=later_profile(PROFILES[name], after))
-    name_as, ask_as = renaming(rename), transform(ask, coarsen)
+    name_as, ask_as = renaming(rename), transform(ask, coarsen, perturb)
     out = [ask_as(name_as(make(s))) for s in seeds]
     kept = [inc for inc in out if inc is not None]
     return kept, len(out) - len(kept)
@@ -265,6 +277,8 @@ GRID: dict[str, tuple[float, ...]] = {
     "after_symptoms": (0.0, 1.0),
     "symptom_minutes": (0.0, 3.0, 5.0, 10.0),
     "story": (0.0, 0.5, 1.0),
+    "gap_onsets": (0.0, 1.0, 2.0),
+    "counter_gaps": (0.0, 1.0),
 }
 #: constants that restrict another and act only with it on: while that one is off, each of
 #: their values is also tried with it at each of its values on (one constant at a time, a
@@ -334,6 +348,7 @@ def cross_validate(
     ask: str = "at-alert",
     coarsen: int = 1,
     after: int = 0,
+    perturb: str = "",
 ) -> None:
     """Out-of-fold accuracy of choosing the constants on the tuning generators' seeds.
 
@@ -346,19 +361,29 @@ def cross_validate(
     incident's series as another convention does (:mod:`perfintel.bench.renamed`).
     ``ask`` may name several times, comma-separated (``at-alert,onset``): the incidents of
     every ask are pooled (one choice for all of them), one seed's asks in one fold, and the
-    figures are printed per ask and per generator, then pooled.
+    figures are printed per ask and per generator, then pooled. ``perturb`` may also name
+    several data faults (``none,gaps,resets``: ``none`` the plain incidents), pooled as the
+    asks are (every ask with every fault, one seed's incidents in one fold).
     """
     start = start or RootCauseParams()
     if "holdout" in tuning:
         raise SystemExit("the holdout generator is for reporting only")
-    asks = tuple(a for a in ask.split(",") if a)
+    faults = tuple(perturb.split(",")) if perturb else ("",)
+    # every ask with every data fault: a setting, named as the ask (and the fault, when several)
+    settings = {
+        (f"{a} {f or 'none'}" if len(faults) > 1 else a): (a, f)
+        for a in ask.split(",")
+        if a
+        for f in faults
+    }
+    asks = tuple(settings)
     incidents = []
-    blocks: list[tuple[str, str]] = []  # (ask, generator), len(seeds) incidents each
-    for a in asks:
+    blocks: list[tuple[str, str]] = []  # (setting, generator), len(seeds) incidents each
+    for a, (how, fault) in settings.items():
         for g in tuning:
-            some, missed = generated(g, seeds, rename, a, coarsen, after)
+            some, missed = generated(g, seeds, rename, how, coarsen, after, fault)
             if missed:
-                raise SystemExit(f"{g}: {missed} seeds cannot be asked {a} (more --after?)")
+                raise SystemExit(f"{g}: {missed} seeds cannot be asked {how} (more --after?)")
             incidents += some
             blocks.append((a, g))
     scorer = _Scorer(incidents)
@@ -629,6 +654,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MIN",
         help="the in-house profiles with MIN more minutes of data after the alert",
     )
+    ap.add_argument(
+        "--perturb",
+        default="",
+        metavar="NAME[:RATE]",
+        help="a data fault of real scrapes first: gaps, resets, late or noise, at RATE (the "
+        "default rate without it); with --cv a comma list, none for the plain incidents, "
+        "pooled as --ask's are",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument(
         "--all-change",
@@ -651,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             ask=args.ask,
             coarsen=args.coarsen,
             after=args.after,
+            perturb=args.perturb,
         )
         return 0
     if args.latency and args.all_change:
@@ -663,8 +697,11 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for ask in args.ask.split(","):
         for name in args.generators.split(","):
-            incidents, missed = generated(name, seeds, args.rename, ask, args.coarsen, args.after)
+            incidents, missed = generated(
+                name, seeds, args.rename, ask, args.coarsen, args.after, args.perturb
+            )
             setting = f"asked {ask}, coarsened ×{args.coarsen}, {args.after} min more after"
+            setting += f", perturbed {args.perturb}" if args.perturb else ""
             if incidents:
                 ranks, times = evaluate(incidents, methods, params)
                 print(table(name, seeds, ranks, times), flush=True)

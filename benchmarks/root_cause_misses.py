@@ -27,6 +27,7 @@ root's true onset; for a root that did not change, its peak and z at the inciden
     .venv/bin/python benchmarks/root_cause_misses.py --generators blind --rename otel
     .venv/bin/python benchmarks/root_cause_misses.py --generators default --coarsen 5
     .venv/bin/python benchmarks/root_cause_misses.py --generators default --ask +10m --after 10
+    .venv/bin/python benchmarks/root_cause_misses.py --generators default --perturb gaps
 
 ``--deep N`` lists every incident whose root ranks N-th or lower: the fault kind, the
 root (with its score parts: strength ``log(1 + |σ|)``, the rest of its score, and the
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--after", type=int, default=0, metavar="MIN", help="MIN more minutes after the alert"
     )
+    ap.add_argument(
+        "--perturb", default="", metavar="NAME[:RATE]", help="gaps, resets, late or noise first"
+    )
     args = ap.parse_args(argv)
     p = rc.RootCauseParams()
     for name in args.generators.split(","):
@@ -225,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         classes: Counter[str] = Counter()
         below = tied = larger = 0
-        incidents, missed = generated(name, seeds, args.rename, args.ask, args.coarsen, args.after)
+        incidents, missed = generated(
+            name, seeds, args.rename, args.ask, args.coarsen, args.after, args.perturb
+        )
         for inc in incidents:
             s = inc.seed
             causes = _rank(inc)

@@ -28,6 +28,27 @@ scrapes every 10 s to 5 min. These transforms measure how much accuracy depends 
   whose sample at a time covers the ``k`` fine steps up to it.
 * :func:`later_profile` — an in-house profile with ``minutes`` more data after the alert
   (``after_steps`` raised): the same generator, with room to ask later.
+* :func:`perturbed` — the data faults real Prometheus scrapes have and the generators lack
+  (:data:`PERTURBATIONS`), drawn from the incident's seed and the fault's name (the same
+  incident is perturbed the same way every time); the truth (root, affected, background,
+  onset, alert) is unchanged, and series are only appended, never reordered:
+
+  - ``gaps``: missed scrapes: every series loses runs of 1-5 samples (NaN), ``rate`` of its
+    steps on average, and one series in 20 a longer gap (10-30 steps) somewhere in the
+    baseline or the window (never the first or last sample);
+  - ``resets``: counter resets: ``rate`` of the counters other than the root restart from 0
+    once, at a random step of the baseline or the window (a process restart: the counter
+    counts again from an instant inside that step);
+  - ``late``: ``rate`` of the background series (of services the fault does not reach) are
+    born part-way through the baseline (its first 10-40 % and everything before, NaN);
+  - ``noise``: ``rate`` × as many more background series: copies of background series (those
+    without a planted anomaly) under another instance label, rescaled, with their own noise,
+    and as many of them as of the
+    incident's background series with a step, spike or ramp of their own near the incident
+    (more distractors, at the incident's own rate of unrelated anomalies).
+
+  The baseline and window are the benchmark's (:data:`WINDOW_MS`, :data:`BASELINE_MS`
+  before the alert).
 """
 
 from __future__ import annotations
@@ -38,8 +59,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from perfintel.analysis.signals import SeriesInput
+from perfintel.analysis.signals import SeriesInput, per_step_increase
 from perfintel.bench.incidents import Incident, IncidentProfile
+from perfintel.model import label_set, metric_name
 
 MINUTE_MS = 60_000
 #: the ask settings the benchmarks know, besides ``+Nm``
@@ -112,10 +134,159 @@ def later_profile(profile: IncidentProfile, minutes: int) -> IncidentProfile:
     return replace(profile, after_steps=(lo + extra, hi + extra))
 
 
-def transform(ask: str = "at-alert", coarsen: int = 1) -> Callable[[Incident], Incident | None]:
-    """Coarsen by ``coarsen``, then ask as ``ask`` says (``None``: cannot be asked so)."""
+#: the benchmark's window and baseline (where resets and long gaps fall)
+WINDOW_MS, BASELINE_MS = 30 * MINUTE_MS, 180 * MINUTE_MS
+#: each data fault and its default rate (see the module docstring)
+PERTURBATIONS = {"gaps": 0.02, "resets": 0.3, "late": 0.2, "noise": 0.5}
+_COUNTER_NAMES = ("_total", "_count", "_sum", "_bucket")
+
+
+def perturbation(spec: str) -> tuple[str, float]:
+    """``NAME[:rate]`` (``none`` or empty: no perturbation) as its name and rate."""
+    name, _, rate = spec.partition(":")
+    if name in ("", "none"):
+        return "none", 0.0
+    if name not in PERTURBATIONS:
+        raise ValueError(f"unknown perturbation {name!r} ({', '.join(PERTURBATIONS)} or none)")
+    value = float(rate) if rate else PERTURBATIONS[name]
+    if not 0.0 <= value <= (10.0 if name == "noise" else 1.0):
+        raise ValueError(f"perturbation rate out of range: {spec!r}")
+    return name, value
+
+
+def perturbed(inc: Incident, spec: str) -> Incident:
+    """``inc`` with the data fault ``spec`` (``NAME[:rate]``, see the module docstring)."""
+    name, rate = perturbation(spec)
+    if name == "none":
+        return inc
+    rng = np.random.default_rng([inc.seed, list(PERTURBATIONS).index(name), 0x5EED])
+    n = len(inc.series[0].values)
+    t = min(max((inc.time_ms - inc.start_ms) // inc.step_ms, 0), n - 1)
+    ws = max(t - WINDOW_MS // inc.step_ms, 1)
+    b0 = max(1, ws - BASELINE_MS // inc.step_ms)
+    if name == "gaps":
+        return replace(inc, series=[_gapped(rng, s, rate, b0, t) for s in inc.series])
+    if name == "resets":
+        return replace(inc, series=_reset(rng, inc, rate, b0, t))
+    if name == "late":
+        late = {i for i in _background(inc) if rng.random() < rate}
+        out = list(inc.series)
+        for i in sorted(late):
+            v = out[i].values.copy()
+            v[: b0 + int(rng.uniform(0.1, 0.4) * (ws - b0))] = np.nan
+            out[i] = replace(out[i], values=v)
+        return replace(inc, series=out)
+    return _more_background(rng, inc, rate, b0, t)
+
+
+def is_counter(s: SeriesInput) -> bool:
+    """A counter by its flag or its name (``_total``, ``_count``, ``_sum``, ``_bucket``)."""
+    return s.counter or metric_name(s.labels).endswith(_COUNTER_NAMES)
+
+
+def _gapped(rng: np.random.Generator, s: SeriesInput, rate: float, b0: int, t: int) -> SeriesInput:
+    n = s.values.size
+    v = np.array(s.values, dtype=np.float64)
+    runs = int(rng.binomial(n, rate / 3.0))  # runs of 1-5 samples: 3 on average
+    for start, length in zip(rng.integers(1, n - 1, runs), rng.integers(1, 6, runs), strict=True):
+        v[start : min(start + length, n - 1)] = np.nan
+    if rng.random() < 0.05:  # one series in 20: a longer gap in the baseline or the window
+        start, length = int(rng.integers(b0, t + 1)), int(rng.integers(10, 31))
+        v[start : min(start + length, n - 1)] = np.nan
+    return replace(s, values=v)
+
+
+def _reset(
+    rng: np.random.Generator, inc: Incident, rate: float, b0: int, t: int
+) -> list[SeriesInput]:
+    out = list(inc.series)
+    for i, s in enumerate(inc.series):
+        if i == inc.root or not is_counter(s) or rng.random() >= rate:
+            continue
+        r = int(rng.integers(b0, t + 1))
+        v = np.array(s.values, dtype=np.float64)
+        inc_r = per_step_increase(v)[r]
+        before = v[r - 1] if np.isfinite(v[r - 1]) else np.nanmax(v[:r], initial=0.0)
+        since = before + float(rng.uniform(0.0, 1.0)) * (inc_r if np.isfinite(inc_r) else 0.0)
+        v[r:] = np.maximum(v[r:] - since, 0.0)  # counts again from 0 at an instant in step r
+        out[i] = replace(s, values=v)
+    return out
+
+
+def _services_reached(inc: Incident) -> set[str]:
+    return {_service(inc.series[i]) for i in inc.affected} | {_service(inc.series[inc.root])}
+
+
+def _service(s: SeriesInput) -> str:
+    named = dict(s.labels)
+    return named.get("service", named.get("service_name", ""))
+
+
+def _background(inc: Incident) -> list[int]:
+    """Series of services the fault does not reach (by their service label)."""
+    reached = _services_reached(inc)
+    return [
+        i
+        for i, s in enumerate(inc.series)
+        if i != inc.root
+        and i not in inc.affected
+        and (_service(s) not in reached or not _service(s))
+    ]
+
+
+def _more_background(
+    rng: np.random.Generator, inc: Incident, rate: float, b0: int, t: int
+) -> Incident:
+    pool = _background(inc)
+    if not pool:
+        return inc
+    series, background = list(inc.series), list(inc.background)
+    n = len(inc.series[0].values)
+    # an anomaly of its own as often as the incident's background series have one
+    odds = min(1.0, len(inc.background) / len(pool))
+    # copies of series without a planted anomaly: a copy's anomaly is its own, independent
+    clean = [i for i in pool if i not in inc.background] or pool
+    for k in range(round(rate * len(pool))):
+        s = inc.series[int(rng.choice(clean))]
+        named = dict(s.labels)
+        key = "instance" if "instance" in named else "replica"
+        named[key] = f"{named.get(key, 'r')}-copy{k}"
+        level = per_step_increase(s.values) if s.counter else np.array(s.values, dtype=np.float64)
+        base = level[np.isfinite(level)]
+        spread = float(np.std(np.diff(base))) / np.sqrt(2) if base.size > 2 else 0.0
+        spread += 1e-9 * (abs(float(np.mean(base))) + 1.0) if base.size else 1e-9
+        level = level * float(rng.uniform(0.5, 2.0)) + rng.standard_normal(n) * spread
+        if rng.random() < odds:  # an anomaly of its own near the incident
+            start = int(rng.integers(max(b0, t - 45), min(n - 1, t + 5)))
+            size = float(rng.uniform(6, 25)) * spread * (1 if rng.random() < 0.7 else -1)
+            since = np.arange(n) - start
+            shape = int(rng.integers(0, 3))
+            if shape == 0:
+                level = level + np.where(since >= 0, size, 0.0)
+            elif shape == 1:
+                level = level + np.where(
+                    (since >= 0) & (since < int(rng.integers(1, 4))), 2 * size, 0.0
+                )
+            else:
+                level = level + np.where(since >= 0, size * since / 10, 0.0)
+            background.append(len(series))
+        if np.all(base >= 0):
+            level = np.maximum(level, 0.0)
+        if s.counter:
+            first = float(s.values[0]) if np.isfinite(s.values[0]) else 0.0
+            level = np.r_[first, first + np.cumsum(np.nan_to_num(level[1:]))]
+        series.append(SeriesInput(label_set(named), level, s.counter))
+    return replace(inc, series=series, background=sorted(background))
+
+
+def transform(
+    ask: str = "at-alert", coarsen: int = 1, perturb: str = ""
+) -> Callable[[Incident], Incident | None]:
+    """Perturb as ``perturb`` says, coarsen by ``coarsen``, then ask as ``ask`` says
+    (``None``: cannot be asked so)."""
     ask_time(_PROBE, ask)  # an unknown setting fails before any incident is generated
-    return lambda inc: asked(coarsened(inc, coarsen), ask)
+    perturbation(perturb)
+    return lambda inc: asked(coarsened(perturbed(inc, perturb), coarsen), ask)
 
 
 _PROBE = Incident(0, "", "", 0, MINUTE_MS, [SeriesInput((), np.zeros(1), False)], 0, 0, 0, [], [])

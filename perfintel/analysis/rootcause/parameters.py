@@ -265,3 +265,16 @@ class RootCauseParams:
     #: alert 82.6 -> 82.4; gated on any symptom instead of the largest the alert lost 1.6,
     #: BENCHMARKS.md "Root cause asked at the end of the data")
     story: float = 0.5
+    #: onsets in missed scrapes, 0 off: a change whose onset (or the step before it) was not
+    #: sampled is dated at the middle of that gap with half of it as uncertainty (1), or at the
+    #: first step seen with it (2), not where interpolation across the gap first crossed the
+    #: threshold, its start (:mod:`~perfintel.analysis.rootcause.unseen`; off: ``--cv --only
+    #: gap_onsets,counter_gaps --perturb none,gaps``, pooled out of fold 83.9 -> 83.4, plain
+    #: variant -1.0 with 1, BENCHMARKS.md "data faults of real scrapes")
+    gap_onsets: float = 0.0
+    #: a counter's missed samples, 0 off: the steps of a gap share the counter's increase
+    #: over it evenly, instead of the increases around the gap interpolated over it (which
+    #: drops what the counter counted while it was not scraped:
+    #: :func:`~perfintel.analysis.rootcause.unseen.spread_increase`; off, by the same
+    #: ``--cv`` as ``gap_onsets``: plain variant -1.5, gapped +0.5)
+    counter_gaps: float = 0.0

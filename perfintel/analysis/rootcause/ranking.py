@@ -160,7 +160,8 @@ from .scope import moves_symptoms as _moves_symptoms
 from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
-from .window import has_history, late, measured, slacks, window_of
+from .unseen import counted_over_gaps, gap_dated
+from .window import born_filled, has_history, late, measured, slacks, window_of
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
@@ -334,17 +335,28 @@ def _rank(
     p: RootCauseParams,
     step_ms: int = 60_000,
     sym_slack: int = -1,
+    start: int = -1,
 ) -> _Ranking:
     cands = [int(i) for i in np.flatnonzero(ch.changed)]
     sym_slack = slack if sym_slack < 0 else sym_slack  # latest onset of a symptom cause
     back = spike_return(p, step_ms)
     shapes = {i: _shape_of(ch, i, values, step_ms, back) for i in cands}
+    seen_at = ch.onset.copy()  # the threshold's dates, before back-dating
     if p.backdate > 0:  # a ramp began where the line of its rise meets its baseline
         for i in cands:
             if shapes[i] == "ramp" and i not in ch.early:
                 ch.onset[i] = backdated(ch.z[i], int(ch.onset[i]), int(ch.peak_at[i]), p.backdate)
     clip = ramp_clip(p, step_ms)
     tol = {i: _tolerance(ch, i, shapes[i], p.sharp_tolerance, clip) for i in cands}
+    if p.gap_onsets > 0 and start >= 0:  # a change first seen after missed scrapes
+        for i in cands:
+            dated = (
+                None
+                if i in ch.early
+                else gap_dated(p.gap_onsets, series[i], start, int(seen_at[i]), tol[i])
+            )
+            if dated is not None:  # inside the window, as every onset
+                ch.onset[i], tol[i] = min(max(dated[0], 0), values.shape[1] - 1), dated[1]
     strength = {i: float(np.log1p(abs(ch.peak[i]))) for i in cands}
     names = p.machine_names > 0  # a node exporter's node_* series are the machine's own
     labels = [series[i].labels for i in cands]
@@ -596,11 +608,14 @@ def rank_root_causes(
     if window_ms <= 0 or baseline_ms <= 0 or max_propagation_ms < 0:
         raise BadInputError("window, baseline and max_propagation must be positive")
     x, usable = as_matrix(series)
+    if p.counter_gaps > 0:  # a counter's increase over missed scrapes is known: kept
+        x = counted_over_gaps(x, usable, series)
     if x.shape[1] != grid.size:
         raise BadInputError("every series must have one value per step of the grid")
     step = grid.step_ms
     w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
     usable &= has_history(series, w)  # no baseline, no change to measure against it
+    x = born_filled(x, series, w)  # one born inside it: measured on what was seen of it
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)
     roles = role_codes(s.labels for s in series)  # once: every rule reads these
@@ -608,7 +623,9 @@ def rank_root_causes(
     ws, we, b0 = w.start, w.end, w.base
     p, slack, sym_slack = slacks(p, step, w, ch, roles)
     values = x[:, ws:we]
-    r = _rank(ch, x[:, b0:ws], values, series, roles, graph, max_prop, slack, p, step, sym_slack)
+    r = _rank(
+        ch, x[:, b0:ws], values, series, roles, graph, max_prop, slack, p, step, sym_slack, ws
+    )
     order = sorted(r.scores, key=lambda i: (-r.scores[i], ch.onset[i], i))
     if limit is not None:
         order = order[:limit]

@@ -80,6 +80,29 @@ def has_history(series: Sequence[SeriesInput], w: Window) -> np.ndarray:
     return out
 
 
+def born_filled(x: np.ndarray, series: Sequence[SeriesInput], w: Window) -> np.ndarray:
+    """``x`` with the baseline of each series born inside it (first sampled after ``w.base``)
+    filled, before its birth, with its first observed values mirrored about it. A series has
+    no values before it existed: carried back from its first sample, one value repeated over
+    a third of the baseline shrinks its spread (MAD) and tilts its line, and its noise then
+    reads as a change of tens of σ; mirrored, the filled part has the level, the noise and
+    the step-to-step moves the series was seen to have. Only the baseline is filled, from
+    the baseline (a series born past half of it is not a candidate: :func:`has_history`)."""
+    out = x
+    for i, s in enumerate(series):
+        seen = np.flatnonzero(np.isfinite(np.asarray(s.values, dtype=np.float64)))
+        if seen.size == 0:
+            continue
+        birth = int(seen[0]) + (1 if s.counter else 0)  # a counter's first increase: one later
+        fill = birth - w.base
+        if fill <= 0 or birth + fill > w.start:
+            continue
+        if out is x:
+            out = x.copy()
+        out[i, w.base : birth] = x[i, birth : birth + fill][::-1]
+    return out
+
+
 def measured(
     x: np.ndarray,
     usable: np.ndarray,
