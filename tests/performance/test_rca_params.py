@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perfintel.analysis.rootcause import RootCauseParams
 from perfintel.batch import SampleBatch
 from perfintel.model import label_set, metric_name, parse_selector
 from perfintel.performance import rca
+from perfintel.performance.rca import RootCauseReport
 from perfintel.storage.duckdb import DuckDBStore, StoreOptions
 
 MIN = 60_000
@@ -47,32 +49,29 @@ def store(tmp_path: Path) -> Iterator[DuckDBStore]:
     s.close()
 
 
+def _asked(store: DuckDBStore, params: RootCauseParams = rca.ROOT_CAUSE_PARAMS) -> RootCauseReport:
+    """Every series ranked at the asked time: a 30-minute window, a 3-hour baseline."""
+    return rca.root_causes(
+        store,
+        parse_selector('{__name__=~".+"}'),
+        ASKED,
+        window_ms=30 * MIN,
+        baseline_ms=3 * HOUR,
+        step_ms=MIN,
+        limit=None,
+        params=params,
+    )
+
+
 def test_the_fetch_reaches_as_far_as_the_ranking_counts(store: DuckDBStore) -> None:
     # a cause may begin up to the first symptom, here 16 minutes after the asked time: with
     # 20 minutes of symptom_minutes the fetch must reach that far for the pool to be seen
     far = replace(rca.ROOT_CAUSE_PARAMS, symptom_minutes=20.0)
-    rep = rca.root_causes(
-        store,
-        parse_selector('{__name__=~".+"}'),
-        ASKED,
-        window_ms=30 * MIN,
-        baseline_ms=3 * HOUR,
-        step_ms=MIN,
-        limit=None,
-        params=far,
-    )
+    rep = _asked(store, far)
     assert rep.grid.time(rep.grid.size - 1) >= ASKED + 20 * MIN
     assert metric_name(rep.labels[rep.causes[0].index]) == "pool_in_use"
     # the defaults (10 minutes) see neither: the other service's CPU comes first
-    rep = rca.root_causes(
-        store,
-        parse_selector('{__name__=~".+"}'),
-        ASKED,
-        window_ms=30 * MIN,
-        baseline_ms=3 * HOUR,
-        step_ms=MIN,
-        limit=None,
-    )
+    rep = _asked(store)
     assert metric_name(rep.labels[rep.causes[0].index]) == "cpu_usage"
 
 
@@ -83,15 +82,6 @@ def test_the_fetch_holds_a_whole_baseline_before_the_window_opened_back(
     # baseline before that (it started a baseline before the unopened window: 165 of 180 steps)
     for story in (0.0, 0.5):
         params = replace(rca.ROOT_CAUSE_PARAMS, story=story)
-        rep = rca.root_causes(
-            store,
-            parse_selector('{__name__=~".+"}'),
-            ASKED,
-            window_ms=30 * MIN,
-            baseline_ms=3 * HOUR,
-            step_ms=MIN,
-            limit=None,
-            params=params,
-        )
+        rep = _asked(store, params)
         opened = int(story * 30) * MIN
         assert rep.grid.start_ms <= ASKED - 30 * MIN - opened - 3 * HOUR
