@@ -29,7 +29,7 @@ from perfintel.analysis.correlation import CorrelationResult, correlate
 from perfintel.analysis.rootcause import Cause, DependencyGraph, RootCauseParams, rank_root_causes
 from perfintel.analysis.rootcause.durations import counted_after_ms, in_time
 from perfintel.analysis.rootcause.parts import PartGroup, group_parts
-from perfintel.analysis.rootcause.window import has_history, window_of
+from perfintel.analysis.rootcause.window import first_samples, has_history, window_of
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
@@ -282,7 +282,7 @@ def root_causes(
     shown = group_parts(causes)[:limit]
     # the ranking leaves out what has no baseline; the report says how many, and from when
     w = window_of(grid, time_ms, window_ms, baseline_ms, in_time(params, step_ms))
-    lacking = int(np.sum(~has_history(inputs, w)))
+    lacking = int(np.sum(~has_history(first_samples(inputs), w)))
     needed = grid.time(w.base + (w.start - w.base) // 2)
     return RootCauseReport(
         grid, got.source, len(got.labels), got.labels, shown, causes, lacking, needed

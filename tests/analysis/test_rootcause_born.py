@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from perfintel.analysis.rootcause import rank_root_causes
-from perfintel.analysis.rootcause.window import Window, born_filled
+from perfintel.analysis.rootcause.window import Window, born_filled, first_samples
 from perfintel.analysis.signals import Grid, SeriesInput
 from perfintel.bench.asked import perturbed
 from perfintel.bench.incidents import VARIANT_PROFILE, generate_incident
@@ -23,13 +23,13 @@ def test_born_filled_mirrors_the_first_values_over_the_unborn_baseline_only() ->
         for n, v, c in (("g", gauge, False), ("c_total", counter, True), ("o", old, False))
     ]
     x = np.vstack([np.r_[np.full(14, 14.0), gauge[14:]], np.ones(41), old])
-    out = born_filled(x, series, w)
+    out = born_filled(x, series, w, first_samples(series))
     assert np.array_equal(out[0, 10:14], [17.0, 16.0, 15.0, 14.0])  # mirrored about birth
     assert np.array_equal(out[0, :10], x[0, :10]) and np.array_equal(out[0, 14:], x[0, 14:])
     assert np.array_equal(out[2], x[2])  # sampled from the start: untouched
     # born before the baseline, or past its half (no candidate): nothing filled
-    assert born_filled(x, series, Window(40, 30, 41, 20)) is x
-    assert born_filled(x, series, Window(40, 20, 41, 0)) is x
+    assert born_filled(x, series, Window(40, 30, 41, 20), first_samples(series)) is x
+    assert born_filled(x, series, Window(40, 20, 41, 0), first_samples(series)) is x
 
 
 @pytest.mark.parametrize("seed", [19, 36, 48])

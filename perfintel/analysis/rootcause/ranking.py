@@ -161,7 +161,7 @@ from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
 from .unseen import counted_over_gaps, gap_dated
-from .window import born_filled, has_history, late, measured, slacks, window_of
+from .window import born_filled, first_samples, has_history, late, measured, slacks, window_of
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
@@ -614,8 +614,9 @@ def rank_root_causes(
         raise BadInputError("every series must have one value per step of the grid")
     step = grid.step_ms
     w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
-    usable &= has_history(series, w)  # no baseline, no change to measure against it
-    x = born_filled(x, series, w)  # one born inside it: measured on what was seen of it
+    first = first_samples(series)  # once: what has a baseline, and what was born inside it
+    usable &= has_history(first, w)  # no baseline, no change to measure against it
+    x = born_filled(x, series, w, first)  # one born inside it: measured on what was seen of it
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)
     roles = role_codes(s.labels for s in series)  # once: every rule reads these

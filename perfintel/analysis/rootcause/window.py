@@ -68,32 +68,39 @@ def window_of(
     return Window(t_idx, ws, we, b0)
 
 
-def has_history(series: Sequence[SeriesInput], w: Window) -> np.ndarray:
-    """Whether each series was sampled by half way into the baseline: one born later (a new
-    host, pod or process) has more of its baseline filled in from its first sample than
-    seen, and a median and MAD of mostly one carried value call any move a 10⁹σ change."""
-    latest = w.base + (w.start - w.base) // 2
-    out = np.zeros(len(series), dtype=bool)
+def first_samples(series: Sequence[SeriesInput]) -> np.ndarray:
+    """The grid index of each series' first sample (its length when it has none)."""
+    out = np.empty(len(series), dtype=np.int64)
     for i, s in enumerate(series):
-        seen = np.flatnonzero(np.isfinite(np.asarray(s.values[: latest + 1], dtype=np.float64)))
-        out[i] = seen.size > 0
+        seen = np.isfinite(np.asarray(s.values, dtype=np.float64))
+        out[i] = int(np.argmax(seen)) if seen.any() else seen.size
     return out
 
 
-def born_filled(x: np.ndarray, series: Sequence[SeriesInput], w: Window) -> np.ndarray:
+def has_history(first: np.ndarray, w: Window) -> np.ndarray:
+    """Whether each series (``first``: its :func:`first_samples`) was sampled by half way
+    into the baseline: one born later (a new host, pod or process) has more of its baseline
+    filled in from its first sample than seen, and a median and MAD of mostly one carried
+    value call any move a 10⁹σ change."""
+    return np.asarray(first <= w.base + (w.start - w.base) // 2)
+
+
+def born_filled(
+    x: np.ndarray, series: Sequence[SeriesInput], w: Window, first: np.ndarray
+) -> np.ndarray:
     """``x`` with the baseline of each series born inside it (first sampled after ``w.base``)
     filled, before its birth, with its first observed values mirrored about it. A series has
     no values before it existed: carried back from its first sample, one value repeated over
     a third of the baseline shrinks its spread (MAD) and tilts its line, and its noise then
     reads as a change of tens of σ; mirrored, the filled part has the level, the noise and
     the step-to-step moves the series was seen to have. Only the baseline is filled, from
-    the baseline (a series born past half of it is not a candidate: :func:`has_history`)."""
+    the baseline (a series born past half of it is not a candidate: :func:`has_history`).
+    ``first``: each series' :func:`first_samples`."""
     out = x
     for i, s in enumerate(series):
-        seen = np.flatnonzero(np.isfinite(np.asarray(s.values, dtype=np.float64)))
-        if seen.size == 0:
+        if first[i] >= len(s.values):
             continue
-        birth = int(seen[0]) + (1 if s.counter else 0)  # a counter's first increase: one later
+        birth = int(first[i]) + (1 if s.counter else 0)  # a counter's first increase: one later
         fill = birth - w.base
         if fill <= 0 or birth + fill > w.start:
             continue
