@@ -227,16 +227,42 @@ def ingest(
             content = _file_blocks(f) if kind == "vm" else f.read_bytes()
             with _reaching(url):
                 r = client.post(path, content=content, headers=headers)
-            accepted += int(r.headers.get("X-Perfintel-Samples-Accepted", 0))
-            rejected += int(r.headers.get("X-Perfintel-Samples-Rejected", 0))
+            took = int(r.headers.get("X-Perfintel-Samples-Accepted", 0))
+            refused = int(r.headers.get("X-Perfintel-Samples-Rejected", 0))
+            accepted, rejected = accepted + took, rejected + refused
             if r.status_code >= 400:
-                problems.append(f"{f}: HTTP {r.status_code}: {r.text[:500]}")
+                problems.append(_ingest_problem(f, r, took, refused))
             progress.advance(task, f.stat().st_size)
     console.print(f"accepted {accepted} samples, rejected {rejected}")
     for p in problems:
-        console.print(f"[yellow]{p}[/yellow]")
+        console.print(p, style="yellow", markup=False, highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
+
+
+#: the errors of one file printed in full; the rest counted
+_SHOWN_ERRORS = 10
+
+
+def _ingest_problem(f: Path, r: httpx.Response, took: int, refused: int) -> str:
+    """What went wrong with one file, read from the server's answer: the samples kept and
+    refused, then each error on its own line (the body as text when it is no JSON)."""
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return f"{f}: HTTP {r.status_code}: {r.text[:500]}"
+    errors = [str(e) for e in body.get("errors") or []]
+    if not errors:
+        errors = [str(body.get("error") or body.get("message") or r.text[:500])]
+    head = f"{f}: HTTP {r.status_code}"
+    if took or refused:
+        head += f" ({took} samples accepted, {refused} rejected)"
+    lines = [head, *(f"  {e}" for e in errors[:_SHOWN_ERRORS])]
+    if len(errors) > _SHOWN_ERRORS:
+        lines.append(f"  ... and {len(errors) - _SHOWN_ERRORS} more")
+    return "\n".join(lines)
 
 
 @app.command()

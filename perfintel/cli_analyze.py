@@ -325,13 +325,15 @@ def analyze_recommend(
     cur = data["cost_model"]["currency"]
     table = Table(
         title=f"{data['total']} recommendations over {data['resources']} resources: "
-        f"saves {data['monthly_saving']:.2f} {cur}/month, adds {data['monthly_extra_cost']:.2f}"
+        f"saves {data['monthly_saving']:.2f} {cur}/month, adds "
+        f"{data['monthly_extra_cost']:.2f} {cur}/month"
     )
+    # the resource names which host or container: folded, never cut, in a narrow terminal
     for c in ("kind", "resource", "action", "confidence", f"{cur}/month"):
-        table.add_column(c)
+        table.add_column(c, overflow="fold")
     for r in data["recommendations"]:
         res = r["resource"]
-        who = ",".join(f"{k}={v}" for k, v in res["entity"].items() if k not in ("job",))
+        who = " ".join(f"{k}={v}" for k, v in res["entity"].items() if k not in ("job",))
         cost_cell = f"{r['impact']['monthly_cost']:+.2f}" if r["impact"] else "-"
         table.add_row(
             r["kind"],

@@ -61,6 +61,9 @@ def test_cli_ingest_and_query(server: Server, tmp_path: Path) -> None:
         and "accepted 1 samples, rejected 1" in res.stderr
         and "line 2" in res.stderr
     )
+    # the server's answer is read, not dumped: the counts, then each error on its own line
+    assert "(1 samples accepted, 1 rejected)" in res.stderr, res.stderr
+    assert "\n  line 2: " in res.stderr and '"errors"' not in res.stderr, res.stderr
     res = cli("query", "cli_temp", "--url", server.url, "--json")
     assert res.returncode == 0, res.stderr
     series = orjson.loads(res.stdout)["data"]["series"]
