@@ -46,8 +46,8 @@ def _post(url: str, path: str, body: dict[str, Any], token: str | None) -> dict[
 def _labels(d: dict[str, str]) -> str:
     name = d.get("__name__", "")
     rest = ",".join(f'{k}="{v}"' for k, v in d.items() if k != "__name__")
-    if not rest:
-        return name
+    if not rest or not name:  # an expression's result has no name: its labels alone
+        return f"{{{rest}}}" if rest else name
     if not name.replace(":", "_").isidentifier():
         # a result named by its expression: the labels that tell the results apart first
         # (after a long expression they were cut off in a narrow table)
@@ -100,8 +100,11 @@ def analyze_correlations(
             title=f"{data['significant_pairs']} of {data['pairs_tested']} pairs significant "
             f"(FDR {data['alpha']:g}, step {data['step_seconds']:g} s)"
         )
-        for c in ("a", "b", "lag", "xcorr", "pearson", "spearman", "q", ""):
-            table.add_column(c)
+        # the series' labels tell the pairs apart: folded, never cut, in a narrow terminal
+        for c in ("a", "b"):
+            table.add_column(c, overflow="fold")
+        for c in ("lag", "xcorr", "pearson", "spearman", "q", ""):
+            table.add_column(c, no_wrap=True)
         for p in data["pairs"]:
             table.add_row(
                 names[p["a"]],
@@ -115,7 +118,8 @@ def analyze_correlations(
             )
         out.print(table)
         leaders = Table(title="who moved first (lead score: leads minus follows, weighted)")
-        for c in ("series", "score", "leads", "follows"):
+        leaders.add_column("series", overflow="fold")
+        for c in ("score", "leads", "follows"):
             leaders.add_column(c)
         for ld in data["leaders"][:10]:
             leaders.add_row(
@@ -274,12 +278,13 @@ def analyze_change_impact(
         title=f"impact of the change at {data['change_time']} "
         f"({data['after_steps']} steps of {data['step_seconds']:g} s after it)"
     )
-    for c in ("series", "expected", "observed", "effect", f"{level:.0%} interval", "relative", ""):
+    table.add_column("series", overflow="fold")  # labels tell the results apart: never cut
+    for c in ("expected", "observed", "effect", f"{level:.0%} interval", "relative", ""):
         table.add_column(c)
     for r in data["results"]:
         rel = f"{100 * r['relative']:+.1f} %" if r["relative"] is not None else "-"
         table.add_row(
-            _labels(r["labels"]),
+            _labels(r["labels"]) or selector,  # one result of an expression: what was asked
             _f(r["expected"], ".4g"),
             _f(r["observed"], ".4g"),
             _f(r["effect"], "+.3g"),
