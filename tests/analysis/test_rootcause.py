@@ -97,6 +97,8 @@ def test_counters_are_analysed_as_increases() -> None:
     )
     (c,) = rank_root_causes(T, [counter], GRID, window_ms=30 * STEP, baseline_ms=120 * STEP)
     assert c.onset_ms == 210 * STEP and c.sigma > 6 and np.nanmax(c.values) > 150
+    # a counter always grows: the sentence says its rate rose
+    assert c.explanation.startswith("the rate of errors_total on x rose"), c.explanation
 
 
 def test_bad_input() -> None:

@@ -46,6 +46,7 @@ def test_a_series_is_described_by_what_tells_it_apart_not_where_it_is() -> None:
     assert describe_series(cpu(3).labels) == 'node_cpu_seconds_total{cpu="3",mode="iowait"} on db-1'
     plain = label_set({"__name__": "up", "instance": "a", "job": "j", "namespace": "shop"})
     assert describe_series(plain) == "up on a"
+    assert describe_series(cpu(3).labels, counter=True).startswith("the rate of node_cpu_seconds")
 
 
 def test_the_explanation_names_a_follower_that_is_not_another_part() -> None:

@@ -636,6 +636,7 @@ def rank_root_causes(
     seen = np.isfinite(base).any(axis=1)
     low = np.min(np.where(np.isfinite(base), base, np.inf), axis=1)
     constant = seen & (low == np.max(np.where(np.isfinite(base), base, -np.inf), axis=1))
+    counters = frozenset(s.labels for s in series if s.counter)  # each told by its rate
     for i in order:
         fol = tuple(
             Follower(j, (on[j] - on[i]) * step)
@@ -653,6 +654,7 @@ def rank_root_causes(
             ],
             series[by].labels if by is not None else None,
             float(low[i]) if constant[i] else None,
+            counters,
         )
         out.append(
             Cause(

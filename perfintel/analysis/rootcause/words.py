@@ -9,7 +9,7 @@ module knows labels and numbers, not the ranking.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
 from perfintel.model import METRIC_NAME, LabelSet, metric_name
@@ -67,9 +67,13 @@ _WHERE = frozenset(
 )
 
 
-def describe_series(labels: LabelSet) -> str:
+def describe_series(labels: LabelSet, counter: bool = False) -> str:
     """``<metric>{<what else tells it apart>} on <entity>`` from the usual labels (pod,
-    instance, host, service, job): ``node_cpu_seconds_total{cpu="3",mode="iowait"} on db-1``."""
+    instance, host, service, job): ``node_cpu_seconds_total{cpu="3",mode="iowait"} on db-1``.
+    A ``counter`` is analysed by its increase per step, and always grows: "the rate of" it
+    is what rose or fell."""
+    if counter:
+        return "the rate of " + describe_series(labels)
     d = dict(labels)
     name = metric_name(labels) or "series"
     rest = ",".join(f'{k}="{v}"' for k, v in labels if k != METRIC_NAME and k not in _WHERE)
@@ -101,6 +105,7 @@ def explain(
     followers: Sequence[tuple[LabelSet, str, float, int]],
     explained_by: LabelSet | None,
     constant_at: float | None = None,
+    counters: Collection[LabelSet] = (),
 ) -> str:
     """Why a change ranks where it does: what it did, what followed it and how much later.
 
@@ -108,10 +113,11 @@ def explain(
     explains, earliest first; ``explained_by`` the labels of the strongest
     earlier change that explains it. ``constant_at``: the value of a series that was
     constant through the baseline, whose σ (a move over no spread at all) says nothing a
-    reader can use: the sentence says what it was instead.
+    reader can use: the sentence says what it was instead. ``counters``: the labels of the
+    series that are counters (each described by its rate).
     """
     size = f"{abs(sigma):.1f}σ" if constant_at is None else f"constant at {constant_at:g} before"
-    what = f"{describe_series(labels)} {verb(shape, sigma)} (onset {_clock(onset_ms)}, {size})"
+    what = f"{describe_series(labels, labels in counters)} {verb(shape, sigma)} (onset {_clock(onset_ms)}, {size})"
     if followers:
         # named: the first follower that is not another part of the same measurement
         # (the next core of the same machine says nothing new)
@@ -123,7 +129,7 @@ def explain(
         )
         named = named or (others[0] if others else None)
         f_labels, f_shape, f_sigma, lag_ms = named or followers[0]
-        did = f"{describe_series(f_labels)} {verb(f_shape, f_sigma)}"
+        did = f"{describe_series(f_labels, f_labels in counters)} {verb(f_shape, f_sigma)}"
         # a follower dated before its cause began with it, within their onsets' uncertainty
         text = f"{did} as {what}" if lag_ms <= 0 else f"{did} {_duration(lag_ms)} after {what}"
         if len(followers) > 1:
@@ -131,5 +137,5 @@ def explain(
     else:
         text = what + "; nothing else moved with it"
     if explained_by is not None:
-        text += f"; it may itself follow {describe_series(explained_by)}"
+        text += f"; it may itself follow {describe_series(explained_by, explained_by in counters)}"
     return text
