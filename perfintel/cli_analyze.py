@@ -55,6 +55,16 @@ def _labels(d: dict[str, str]) -> str:
     return f"{name}{{{rest}}}"
 
 
+def _told_apart(labels: list[dict[str, str]]) -> tuple[str, list[str]]:
+    """What every series shares (as a selector) and, per series, the labels that tell it
+    from the others: a plot's ticks have room for those only."""
+    shared = set.intersection(*(set(d.items()) for d in labels)) if len(labels) > 1 else set()
+    names = [_labels({k: v for k, v in d.items() if (k, v) not in shared}) for d in labels]
+    if not all(names) or len(set(names)) < len(names):
+        return "", [_labels(d) for d in labels]
+    return _labels(dict(sorted(shared))), names
+
+
 def _f(v: float | None, fmt: str = ".3g") -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -144,8 +154,9 @@ def analyze_correlations(
         if data["matrix"] is None:
             raise fail(RuntimeError("too many series for a heat map"))
         m = np.array([[np.nan if v is None else v for v in row] for row in data["matrix"]["xcorr"]])
-        names = [_labels(s["labels"]) for s in data["series"]]
-        plot.write_bytes(correlation_heatmap_png(names, m, "cross-correlation at the best lag"))
+        shared, names = _told_apart([s["labels"] for s in data["series"]])
+        title = "cross-correlation at the best lag" + (f" of {shared}" if shared else "")
+        plot.write_bytes(correlation_heatmap_png(names, m, title))
         console.print(f"wrote {plot}")
 
 

@@ -165,3 +165,20 @@ def test_change_impact_and_recommend(loaded: tuple[Server, int]) -> None:
     assert res.returncode == 2 and "astrology" in res.stderr
     res = cli("root-cause", "x{", "--time", "0", "--url", srv.url)
     assert res.returncode == 2 and "selector" in res.stderr
+
+
+def test_a_plot_names_series_by_what_tells_them_apart() -> None:
+    from perfintel.cli_analyze import _told_apart
+
+    rows = [
+        {"__name__": "node_load1", "job": "node", "instance": "a:9100"},
+        {"__name__": "node_load1", "job": "node", "instance": "b:9100"},
+    ]
+    assert _told_apart(rows) == (
+        'node_load1{job="node"}',
+        ['{instance="a:9100"}', '{instance="b:9100"}'],
+    )
+    # nothing left to tell one apart: every series by its full name
+    same = [{"__name__": "up"}, {"__name__": "up", "job": "x"}]
+    assert _told_apart(same) == ("", ["up", 'up{job="x"}'])
+    assert _told_apart(rows[:1]) == ("", ['node_load1{job="node",instance="a:9100"}'])
