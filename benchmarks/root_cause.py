@@ -37,7 +37,8 @@ alert on the generator's own step:
 
 ``--perturb NAME[:RATE]`` gives every incident a data fault of real scrapes first (``gaps``:
 missed scrapes; ``resets``: counter restarts; ``late``: series born inside the baseline;
-``noise``: more background series; :func:`perfintel.bench.asked.perturbed`, same truth):
+``noise``: more background series; ``recent``: collection began part-way into the baseline;
+:func:`perfintel.bench.asked.perturbed`, same truth):
 
     .venv/bin/python benchmarks/root_cause.py --first-seed 0 --seeds 200 --methods perfintel \\
         --generators default,variant,variant-lagged --perturb gaps
@@ -658,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         "--perturb",
         default="",
         metavar="NAME[:RATE]",
-        help="a data fault of real scrapes first: gaps, resets, late or noise, at RATE (the "
+        help="a data fault of real scrapes first: gaps, resets, late, noise or recent, at RATE (the "
         "default rate without it); with --cv a comma list, none for the plain incidents, "
         "pooled as --ask's are",
     )

@@ -45,7 +45,10 @@ scrapes every 10 s to 5 min. These transforms measure how much accuracy depends 
     without a planted anomaly) under another instance label, rescaled, with their own noise,
     and as many of them as of the
     incident's background series with a step, spike or ramp of their own near the incident
-    (more distractors, at the incident's own rate of unrelated anomalies).
+    (more distractors, at the incident's own rate of unrelated anomalies);
+  - ``recent``: collection began ``rate`` of the way into the baseline: every series is NaN
+    before (asked an hour after perfintel started, with the default 3 h baseline; the
+    default, two thirds, leaves an hour of baseline).
 
   The baseline and window are the benchmark's (:data:`WINDOW_MS`, :data:`BASELINE_MS`
   before the alert).
@@ -137,7 +140,7 @@ def later_profile(profile: IncidentProfile, minutes: int) -> IncidentProfile:
 #: the benchmark's window and baseline (where resets and long gaps fall)
 WINDOW_MS, BASELINE_MS = 30 * MINUTE_MS, 180 * MINUTE_MS
 #: each data fault and its default rate (see the module docstring)
-PERTURBATIONS = {"gaps": 0.02, "resets": 0.3, "late": 0.2, "noise": 0.5}
+PERTURBATIONS = {"gaps": 0.02, "resets": 0.3, "late": 0.2, "noise": 0.5, "recent": 0.67}
 _COUNTER_NAMES = ("_total", "_count", "_sum", "_bucket")
 
 
@@ -176,6 +179,12 @@ def perturbed(inc: Incident, spec: str) -> Incident:
             v[: b0 + int(rng.uniform(0.1, 0.4) * (ws - b0))] = np.nan
             out[i] = replace(out[i], values=v)
         return replace(inc, series=out)
+    if name == "recent":
+        begin = b0 + int(rate * (ws - b0))
+        cut = [
+            replace(s, values=np.r_[np.full(begin, np.nan), s.values[begin:]]) for s in inc.series
+        ]
+        return replace(inc, series=cut)
     return _more_background(rng, inc, rate, b0, t)
 
 

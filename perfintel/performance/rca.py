@@ -29,7 +29,7 @@ from perfintel.analysis.correlation import CorrelationResult, correlate
 from perfintel.analysis.rootcause import Cause, DependencyGraph, RootCauseParams, rank_root_causes
 from perfintel.analysis.rootcause.durations import counted_after_ms, in_time
 from perfintel.analysis.rootcause.parts import PartGroup, group_parts
-from perfintel.analysis.rootcause.window import first_samples, has_history, window_of
+from perfintel.analysis.rootcause.window import from_data_start, has_history, window_of
 from perfintel.analysis.signals import Grid, per_step_increase, series_input
 from perfintel.errors import BadInputError, NotFoundError, QueryLimitError
 from perfintel.model import LabelSet, Selector
@@ -174,6 +174,9 @@ class RootCauseReport:
     #: (half way into the baseline; :func:`~perfintel.analysis.rootcause.window.has_history`)
     without_history: int = 0
     history_needed_ms: int = 0
+    #: when the data began, if inside the asked baseline (which was cut short there)
+    recorded_from_ms: int | None = None
+    window_start_ms: int = 0
 
     @property
     def causes(self) -> list[Cause]:
@@ -182,9 +185,20 @@ class RootCauseReport:
 
     @property
     def note(self) -> str | None:
-        """What was left out for want of history, in words (``None``: nothing)."""
-        if not self.without_history:
-            return None
+        """What was left out for want of history, and a baseline cut short where the data
+        begin, in words (``None``: nothing to say)."""
+        said = []
+        if self.recorded_from_ms is not None:
+            minutes = (self.window_start_ms - self.recorded_from_ms) / MINUTE_MS
+            said.append(
+                f"the data begin at {_utc(self.recorded_from_ms)}: the baseline is the "
+                f"{minutes:.0f} min recorded before the window"
+            )
+        if self.without_history:
+            said.append(self._young())
+        return "; ".join(said) or None
+
+    def _young(self) -> str:
         when = _utc(self.history_needed_ms)
         if self.without_history == self.candidates:
             return (
@@ -268,11 +282,12 @@ def root_causes(
     )
     if not got.labels:
         raise NotFoundError(f"no series match selector {selector} with data around the time")
-    inputs = got.inputs()
+    # the baseline is what was recorded: the data may begin after the grid does
+    inputs, cut, first = from_data_start(got.inputs(), grid, time_ms - window_ms, baseline_ms)
     causes = rank_root_causes(
         time_ms,
         inputs,
-        grid,
+        cut,
         graph,
         window_ms=window_ms,
         baseline_ms=baseline_ms,
@@ -281,11 +296,22 @@ def root_causes(
     )
     shown = group_parts(causes)[:limit]
     # the ranking leaves out what has no baseline; the report says how many, and from when
-    w = window_of(grid, time_ms, window_ms, baseline_ms, in_time(params, step_ms))
-    lacking = int(np.sum(~has_history(first_samples(inputs), w)))
-    needed = grid.time(w.base + (w.start - w.base) // 2)
+    w = window_of(cut, time_ms, window_ms, baseline_ms, in_time(params, step_ms))
+    lacking = int(np.sum(~has_history(first, w)))
+    needed = cut.time(w.base + (w.start - w.base) // 2)
+    # a baseline shorter than asked, the data beginning inside it: said, with its length
+    recorded = cut.start_ms if cut.start_ms > grid.time(w.start) - baseline_ms else None
     return RootCauseReport(
-        grid, got.source, len(got.labels), got.labels, shown, causes, lacking, needed
+        grid,
+        got.source,
+        len(got.labels),
+        got.labels,
+        shown,
+        causes,
+        lacking,
+        needed,
+        recorded,
+        cut.time(w.start),
     )
 
 

@@ -164,6 +164,32 @@ def test_a_series_first_sampled_past_half_its_baseline_is_no_candidate() -> None
     assert rank_root_causes(T, young, GRID, window_ms=50 * STEP, baseline_ms=100 * STEP) == []
 
 
+def test_the_baseline_is_what_was_recorded_when_the_data_begin_inside_it() -> None:
+    """Asked with a 3 h baseline an hour and a half after collection began (the grid starts
+    earlier, nothing recorded there): every series was first sampled past half the asked
+    baseline, yet none was born late; the data begin there. The baseline is the hour
+    recorded before the window, and the cause is found (none was a candidate before)."""
+    begin = 130  # window 190-220 opens 60 steps after the data begin
+    pool = noise(1, 10, 0.5)
+    pool[200:] = 40
+    latency = noise(2, 0.1, 0.002)
+    latency[203:] += 0.05
+    calm = noise(3, 5, 0.2)
+    rows = [("pool", "db-1", pool), ("latency_seconds", "api-1", latency), ("calm", "x", calm)]
+    series = [si(n, i, np.where(np.arange(N) >= begin, v, np.nan)) for n, i, v in rows]
+    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=180 * STEP)
+    assert [dict(c.labels)["__name__"] for c in causes][:2] == ["pool", "latency_seconds"]
+    assert causes[0].onset_ms == 200 * STEP
+    # the same data on a grid that begins with them: the same ranking
+    cut = [si(n, i, v[begin:]) for n, i, v in rows]
+    again = rank_root_causes(
+        T, cut, Grid(begin * STEP, STEP, N - begin), window_ms=30 * STEP, baseline_ms=180 * STEP
+    )
+    assert [(c.labels, c.onset_ms, c.score) for c in again] == [
+        (c.labels, c.onset_ms, c.score) for c in causes
+    ]
+
+
 def test_changes_in_the_same_step_are_ordered_by_role_inside_a_workload() -> None:
     """CPU, latency and errors of one instance move in the same minute, errors by far the
     most sigmas: the resource is upstream of how slow, which is upstream of how often it

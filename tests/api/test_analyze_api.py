@@ -374,6 +374,29 @@ def test_root_cause_of_a_new_host_says_its_series_have_no_baseline(client: TestC
     assert data["note"].startswith("3 of 4 candidates were first sampled after ")
 
 
+def test_root_cause_an_hour_into_collection_measures_against_what_was_recorded(
+    client: TestClient,
+) -> None:
+    """A newcomer's first incident, 80 minutes after perfintel began collecting, asked with
+    the default 3-hour baseline: the data begin inside it, which is no series born late; the
+    baseline is the 50 minutes recorded before the window, and the answer says so."""
+    rng = np.random.default_rng(5)
+    ts = NOW - 80 * MIN + MIN * np.arange(81)
+    pool = rng.normal(10, 0.5, ts.size)
+    pool[-12:] = 40  # saturated 11 minutes before the time asked
+    latency = rng.normal(0.1, 0.002, ts.size)
+    latency[-9:] += 0.05
+    put(client, {"__name__": "db_pool_in_use", "instance": "fresh-db"}, ts, pool)
+    put(client, {"__name__": "latency_seconds", "instance": "fresh-api"}, ts, latency)
+    body = {"selector": '{instance=~"fresh-.*"}', "time": NOW / 1000}
+    r = client.post(ROOT, json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert [c["labels"]["instance"] for c in data["causes"]] == ["fresh-db", "fresh-api"]
+    assert data["without_history"] == 0
+    assert data["note"].startswith("the data begin at ") and "the 50 min recorded" in data["note"]
+
+
 def test_root_cause_without_series_is_404(client: TestClient) -> None:
     r = client.post(ROOT, json={"selector": "nothing_here", "time": NOW / 1000})
     assert r.status_code == 404 and "nothing_here" in r.json()["error"]

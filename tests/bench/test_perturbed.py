@@ -42,7 +42,7 @@ def test_perturbed_keeps_the_truth_and_is_deterministic(name: str) -> None:
         # the root is touched only by missed scrapes; series keep their place (only appended)
         root, was = out.series[inc.root].values, inc.series[inc.root].values
         assert _same(root, was) or (
-            name == "gaps" and _same(root[~np.isnan(root)], was[~np.isnan(root)])
+            name in ("gaps", "recent") and _same(root[~np.isnan(root)], was[~np.isnan(root)])
         )
         assert [s.labels for s in out.series[: len(inc.series)]] == [s.labels for s in inc.series]
         assert len(again.series) == len(out.series)
@@ -111,6 +111,17 @@ def test_late_series_are_background_born_in_the_first_part_of_the_baseline() -> 
             assert np.array_equal(a.values[first:], b.values[first:])
             born += 1
     assert 0.35 < born / pool < 0.65
+
+
+def test_recent_data_begin_part_way_into_the_baseline_for_every_series() -> None:
+    for seed in range(3):
+        inc = generate_incident(seed, VARIANT_PROFILE)
+        out = perturbed(inc, "recent")
+        b0, ws, _ = _window(inc)
+        begin = b0 + int(PERTURBATIONS["recent"] * (ws - b0))
+        for a, b in zip(inc.series, out.series, strict=True):
+            assert np.isnan(b.values[:begin]).all()
+            assert _same(a.values[begin:], b.values[begin:])
 
 
 def test_noise_appends_half_as_many_background_series_again_under_new_labels() -> None:

@@ -161,7 +161,15 @@ from .scope import relieved
 from .shapes import shape as _shape
 from .shared import shared_links
 from .unseen import counted_over_gaps, gap_dated
-from .window import born_filled, first_samples, has_history, late, measured, slacks, window_of
+from .window import (
+    born_filled,
+    from_data_start,
+    has_history,
+    late,
+    measured,
+    slacks,
+    window_of,
+)
 from .words import (
     ROLE_ORDER,
     SYMPTOM_ROLES,
@@ -589,7 +597,9 @@ def rank_root_causes(
     change that explains it (one hop). Returns at most ``limit`` causes (all
     changed series when ``None``); series that did not change are not
     returned, nor series first sampled past half the baseline
-    (:func:`~perfintel.analysis.rootcause.window.has_history`). Raises ``BadInputError``
+    (:func:`~perfintel.analysis.rootcause.window.has_history`); where no series was sampled
+    before some step, the data begin there and the baseline is what was recorded before the
+    window (:func:`~perfintel.analysis.rootcause.window.from_data_start`). Raises ``BadInputError``
     when the grid holds fewer than four steps of baseline.
 
     >>> import numpy as np
@@ -607,6 +617,8 @@ def rank_root_causes(
     p = in_time(params or RootCauseParams(), grid.step_ms)
     if window_ms <= 0 or baseline_ms <= 0 or max_propagation_ms < 0:
         raise BadInputError("window, baseline and max_propagation must be positive")
+    # the baseline is what was recorded: the data may begin after the grid does
+    series, grid, first = from_data_start(series, grid, target_time_ms - window_ms, baseline_ms)
     x, usable = as_matrix(series)
     if p.counter_gaps > 0:  # a counter's increase over missed scrapes is known: kept
         x = counted_over_gaps(x, usable, series)
@@ -614,8 +626,9 @@ def rank_root_causes(
         raise BadInputError("every series must have one value per step of the grid")
     step = grid.step_ms
     w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
-    first = first_samples(series)  # once: what has a baseline, and what was born inside it
-    usable &= has_history(first, w)  # no baseline, no change to measure against it
+    usable &= has_history(
+        first, w
+    )  # first samples, once: what has a baseline, what was born  # no baseline, no change to measure against it
     x = born_filled(x, series, w, first)  # one born inside it: measured on what was seen of it
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)

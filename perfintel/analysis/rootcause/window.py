@@ -77,6 +77,29 @@ def first_samples(series: Sequence[SeriesInput]) -> np.ndarray:
     return out
 
 
+def from_data_start(
+    series: Sequence[SeriesInput], grid: Grid, window_start_ms: int, baseline_ms: int
+) -> tuple[Sequence[SeriesInput], Grid, np.ndarray]:
+    """``series`` and ``grid``, cut to begin at the first sample of any series when that is
+    past half the baseline (``baseline_ms`` before ``window_start_ms``), and each series'
+    :func:`first_samples` on the grid returned. Before that sample nothing at all was
+    recorded: the data begin there, no series was born late, and the baseline is what was
+    recorded before the window. (Asked with a 3 h baseline an hour after perfintel began
+    collecting, every series would otherwise be a newcomer and none a candidate.) With half
+    the baseline or more recorded, nothing is cut: its unrecorded start is filled as a series
+    born inside it is (:func:`born_filled`, measured better so than on the shorter baseline).
+    Nor when the data begin less than four steps before the window: no baseline at all,
+    every series as young as the window (:func:`has_history` then leaves each out)."""
+    first = first_samples(series)
+    begin = int(first.min()) if first.size else 0
+    ws = grid.index(window_start_ms)
+    base = max(0, ws - baseline_ms // grid.step_ms)
+    if begin <= base + (ws - base) // 2 or begin > ws - 4:
+        return series, grid, first
+    cut = [replace(s, values=np.asarray(s.values)[begin:]) for s in series]
+    return cut, Grid(grid.time(begin), grid.step_ms, grid.size - begin), first - begin
+
+
 def has_history(first: np.ndarray, w: Window) -> np.ndarray:
     """Whether each series (``first``: its :func:`first_samples`) was sampled by half way
     into the baseline: one born later (a new host, pod or process) has more of its baseline
