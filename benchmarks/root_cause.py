@@ -610,6 +610,7 @@ def _lead_cost(inc: Incident, series: list[SeriesInput], p: RootCauseParams, run
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WINDOW, BASELINE  # what every method is asked with, in this run
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--first-seed", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=240)
@@ -663,6 +664,20 @@ def main(argv: list[str] | None = None) -> int:
         "default rate without it); with --cv a comma list, none for the plain incidents, "
         "pooled as --ask's are",
     )
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        metavar="MIN",
+        help=f"the window every method is given, minutes before the time asked ({WINDOW})",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=int,
+        default=BASELINE,
+        metavar="MIN",
+        help=f"the baseline every method is given, minutes before the window ({BASELINE})",
+    )
     ap.add_argument("--latency", action="store_true")
     ap.add_argument(
         "--all-change",
@@ -672,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--generators", default="default,variant,variant-lagged,holdout,blind")
     args = ap.parse_args(argv)
+    WINDOW, BASELINE = args.window, args.baseline
     params = replace(RootCauseParams(), **overrides(args.set))
     if args.cv:
         only = tuple(n for n in args.only.split(",") if n)
@@ -703,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             setting = f"asked {ask}, coarsened ×{args.coarsen}, {args.after} min more after"
             setting += f", perturbed {args.perturb}" if args.perturb else ""
+            if (ap.get_default("window"), ap.get_default("baseline")) != (WINDOW, BASELINE):
+                setting += f", window {WINDOW} min, baseline {BASELINE} min"
             if incidents:
                 ranks, times = evaluate(incidents, methods, params)
                 print(table(name, seeds, ranks, times), flush=True)
