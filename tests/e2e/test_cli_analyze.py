@@ -133,29 +133,12 @@ def test_root_cause_table_and_timeline(loaded: tuple[Server, int], tmp_path: Pat
 
 def test_change_impact_and_recommend(loaded: tuple[Server, int]) -> None:
     srv, _at = loaded
-    res = cli(
-        "change-impact",
-        "cli_effect",
-        "--change-time",
-        str((NOW - HOUR) / 1000),
-        "--after",
-        "30m",
-        "--url",
-        srv.url,
-    )
+    since = ("--change-time", str((NOW - HOUR) / 1000), "--after", "30m", "--url", srv.url)
+    res = cli("change-impact", "cli_effect", *since)
     assert res.returncode == 0, res.stderr
     assert "impact of the change" in res.stdout
     # an expression's results have no name: a row is its labels, or (none) the expression
-    res = cli(
-        "change-impact",
-        "cli_effect * 2",
-        "--change-time",
-        str((NOW - HOUR) / 1000),
-        "--after",
-        "30m",
-        "--url",
-        srv.url,
-    )
+    res = cli("change-impact", "cli_effect * 2", *since)
     assert res.returncode == 0, res.stderr
     assert "│ cli_effect * 2 │" in res.stdout and "{}" not in res.stdout, res.stdout
     res = cli("recommend", "--url", srv.url, "--window", "1d", "--core-hour", "0.05")
