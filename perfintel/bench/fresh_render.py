@@ -14,6 +14,7 @@ the noise-free expectation with the same series in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,7 +22,7 @@ import numpy as np
 from scipy.signal import lfilter
 from scipy.special import ndtr, ndtri
 
-from perfintel.bench.fresh_system import State, System, shifted
+from perfintel.bench.fresh_system import Service, State, System, shifted
 
 BUCKET_SETS = (
     (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),  # client_golang defaults
@@ -29,6 +30,10 @@ BUCKET_SETS = (
     (0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
 )
 QUANTILES = (0.5, 0.95, 0.99)
+Arr = np.ndarray
+Labels = dict[str, str]
+MetaOf = Callable[[str], "Meta"]
+Offset = Callable[[float], float]
 
 
 @dataclass(frozen=True)
@@ -175,7 +180,7 @@ def render(
                 _requests(out, nz, s, app, rps, lat, err, look, m, offset)
                 _runtime(out, nz, s, app, st, i, p, n, m, offset)
             if s.kind == "batch":
-                _batch(out, nz, system, s, base, st, i, n, look, m, start)
+                _batch(out, nz, system, s, base, st, i, n, look, start)
                 continue
             cpu = st.cpu[i][p, :n]
             out.add({"__name__": "container_cpu_usage_seconds_total", **infra},
@@ -195,11 +200,14 @@ def render(
         if s.kind == "queue":
             _kafka(out, nz, system, i, st, n, ns, offset)
     for k, node in enumerate(system.node_names):
-        _node(out, nz, system, k, node, st, n, offset)
+        _node(out, nz, k, node, st, n, offset)
     return out
 
 
-def _lb(out, nz, name, labels, rps, lat, err, spread, look, m, offset) -> None:  # type: ignore[no-untyped-def]
+def _lb(
+    out: Rendered, nz: _Noise, name: str, labels: Labels, rps: Arr, lat: Arr, err: Arr,
+    spread: float, look: Look, m: MetaOf, offset: Offset,
+) -> None:  # fmt: skip
     ok = rps * (1 - err)
     if name == "haproxy":
         lb = {**labels, "proxy": "backend_web"}
@@ -220,7 +228,10 @@ def _lb(out, nz, name, labels, rps, lat, err, spread, look, m, offset) -> None: 
                look.buckets, m, offset)  # fmt: skip
 
 
-def _histogram(out, nz, name, labels, rps, lat, spread, buckets, m, offset) -> None:  # type: ignore[no-untyped-def]
+def _histogram(
+    out: Rendered, nz: _Noise, name: str, labels: Labels, rps: Arr, lat: Arr, spread: float,
+    buckets: tuple[float, ...], m: MetaOf, offset: Offset,
+) -> None:  # fmt: skip
     """Cumulative ``le`` buckets, ``_sum`` and ``_count`` of lognormal request latencies."""
     cdf = ndtr(
         (np.log(np.asarray(buckets))[None, :] - np.log(np.maximum(lat, 1e-6))[:, None]) / spread
@@ -260,7 +271,10 @@ def _le(x: float) -> str:
     return "+Inf" if np.isinf(x) else f"{x:g}"
 
 
-def _requests(out, nz, s, app, rps, lat, err, look, m, offset) -> None:  # type: ignore[no-untyped-def]
+def _requests(
+    out: Rendered, nz: _Noise, s: Service, app: Labels, rps: Arr, lat: Arr, err: Arr,
+    look: Look, m: MetaOf, offset: Offset,
+) -> None:  # fmt: skip
     worker = s.kind == "worker"
     if s.style == "histogram":
         name = {
@@ -307,7 +321,10 @@ def _requests(out, nz, s, app, rps, lat, err, look, m, offset) -> None:  # type:
                 nz.count(rps * err, offset(rps.mean() * err.mean())), True, m("errors"))  # fmt: skip
 
 
-def _runtime(out, nz, s, app, st, i, p, n, m, offset) -> None:  # type: ignore[no-untyped-def]
+def _runtime(
+    out: Rendered, nz: _Noise, s: Service, app: Labels, st: State, i: int, p: int, n: int,
+    m: MetaOf, offset: Offset,
+) -> None:  # fmt: skip
     gc = st.gc[i][p, :n]
     if s.runtime == "jvm":
         out.add({"__name__": "jvm_memory_used_bytes", **app, "area": "heap"},
@@ -344,7 +361,10 @@ def _runtime(out, nz, s, app, st, i, p, n, m, offset) -> None:  # type: ignore[n
             np.round(nz.gauge(pending, 0.1)), False, m("pending"))  # fmt: skip
 
 
-def _batch(out, nz, system, s, base, st, i, n, look, m, start) -> None:  # type: ignore[no-untyped-def]
+def _batch(
+    out: Rendered, nz: _Noise, system: System, s: Service, base: Labels, st: State, i: int,
+    n: int, look: Look, start: np.random.Generator,
+) -> None:  # fmt: skip
     """The cron job: one gauge always there, and per run a new pod's series (NaN between)."""
     running = system.batch_running(n)
     out.add({"__name__": "kube_cronjob_status_active", "namespace": base["namespace"],
@@ -367,7 +387,9 @@ def _batch(out, nz, system, s, base, st, i, n, look, m, start) -> None:  # type:
                 Meta(i, 100 + r, s.nodes[0], "memory"))  # fmt: skip
 
 
-def _postgres(out, nz, s, i, st, n, ns, offset) -> None:  # type: ignore[no-untyped-def]
+def _postgres(
+    out: Rendered, nz: _Noise, s: Service, i: int, st: State, n: int, ns: str, offset: Offset
+) -> None:
     db = {
         "namespace": ns,
         "service": s.name,
@@ -388,7 +410,9 @@ def _postgres(out, nz, s, i, st, n, ns, offset) -> None:  # type: ignore[no-unty
             nz.gauge(st.latency[i][0, :n] * 20.0, 0.25, True), False, m("max_tx"))  # fmt: skip
 
 
-def _redis(out, nz, s, i, st, n, ns, offset) -> None:  # type: ignore[no-untyped-def]
+def _redis(
+    out: Rendered, nz: _Noise, s: Service, i: int, st: State, n: int, ns: str, offset: Offset
+) -> None:
     r = {"namespace": ns, "service": s.name, "instance": f"{s.name}:9121"}
     m = lambda tag: Meta(i, -1, s.nodes[0], tag)  # noqa: E731
     rps, hit = st.rps[i][:n], st.hit[i][:n]
@@ -405,7 +429,9 @@ def _redis(out, nz, s, i, st, n, ns, offset) -> None:  # type: ignore[no-untyped
             False, m("memory"))  # fmt: skip
 
 
-def _kafka(out, nz, system, i, st, n, ns, offset) -> None:  # type: ignore[no-untyped-def]
+def _kafka(
+    out: Rendered, nz: _Noise, system: System, i: int, st: State, n: int, ns: str, offset: Offset
+) -> None:
     topic = "orders"
     k = {"namespace": ns, "service": "kafka", "instance": "kafka-exporter:9308", "topic": topic}
     m = lambda tag: Meta(i, -1, -1, tag)  # noqa: E731
@@ -418,7 +444,7 @@ def _kafka(out, nz, system, i, st, n, ns, offset) -> None:  # type: ignore[no-un
                 np.round(nz.gauge(lag[:n], 0.05)), False, Meta(w, -1, -1, "lag"))  # fmt: skip
 
 
-def _node(out, nz, system, k, node, st, n, offset) -> None:  # type: ignore[no-untyped-def]
+def _node(out: Rendered, nz: _Noise, k: int, node: str, st: State, n: int, offset: Offset) -> None:
     lab = {"instance": f"{node}:9100", "job": "node-exporter", "node": node}
     m = lambda tag: Meta(-1, -1, k, tag)  # noqa: E731
     cpu = st.node_cpu[k][:n] + 0.2
@@ -433,4 +459,3 @@ def _node(out, nz, system, k, node, st, n, offset) -> None:  # type: ignore[no-u
             nz.seconds(disk, offset(disk.mean()), 0.05), True, m("disk"))  # fmt: skip
     out.add({"__name__": "node_memory_MemAvailable_bytes", **lab},
             nz.gauge(np.full(n, 8e9 + k * 1e9), 0.01), False, m("mem_avail"))  # fmt: skip
-    del system
