@@ -177,7 +177,8 @@ def build_system(rng: np.random.Generator, step_s: int, start_s: float) -> Syste
         if not any(e.dst == b for e in edges):
             u = int(rng.choice(apis[1:]))
             edges.append(Edge(u, b, float(rng.uniform(1.0, 3.0)), 0.7, lag(), 0.5))
-            services[u].pool_max = services[u].pool_max or 20
+            if b in dbs:  # a pool of database connections, not of cache ones
+                services[u].pool_max = services[u].pool_max or 20
     for w in workers:
         d = int(rng.choice(dbs))
         edges.append(Edge(w, d, float(rng.uniform(1.0, 3.0)), 0.9, lag(), 0.5))

@@ -108,7 +108,8 @@ def make_fault(
     apps = _pods(system, ("api", "worker"))
     gc_pods = _pods(system, ("api", "worker"), ("jvm", "go"))
     go_pods = _pods(system, ("api", "worker"), ("go",))
-    pool_pods = [(i, p) for i, p in apps if svcs[i].pool_max]
+    db_users = {e.src for e in system.edges if svcs[e.dst].kind == "db"}
+    pool_pods = [(i, p) for i, p in apps if svcs[i].pool_max and i in db_users]
     neighbours = _neighbours(system)
     options = {
         "level_shift": ["cpu_hog", "neighbour", "cache_miss", "db_locks", "slow_disk"],
