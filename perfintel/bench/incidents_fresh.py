@@ -13,9 +13,10 @@ queue when full; GC time grows as a heap fills; consumers lag when they drain sl
 producers write; a node's CPU contention slows every pod on it.
 
 How it differs from the other generators: scrape steps of 15 s (some seeds 10 s or 30 s);
-6-8 hours of history; series named as real exporters name them (:mod:`perfintel.bench.
-fresh_render`: ingress-nginx, HAProxy, Micrometer/JVM, Go, Python, HikariCP, OTel, cAdvisor,
-kube-state-metrics, postgres/redis/kafka exporters, node_exporter), request latency as a real
+6-8 hours of history; series named as real exporters name them
+(:mod:`perfintel.bench.fresh_render`: ingress-nginx, HAProxy, Micrometer/JVM, Go, Python,
+HikariCP, OTel, cAdvisor, kube-state-metrics, postgres/redis/kafka exporters,
+node_exporter), request latency as a real
 Prometheus histogram (cumulative ``le`` buckets, ``_sum``, ``_count``), a summary with
 ``quantile`` series or a millisecond gauge by service; counters cumulative with Poisson counts
 (some, as those exporters do, without ``_total``), the cron job's pods new series each run;
