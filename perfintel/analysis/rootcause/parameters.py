@@ -285,4 +285,8 @@ class RootCauseParams:
     #: wandering baseline holds few independent points: an uncertain level and slope;
     #: :func:`~perfintel.analysis.rootcause.baseline.wander_factor`); the z-scores are not
     #: rescaled: a slowly wandering background series is no change, a change keeps its size
+    #: (off: ``--cv --only wander --perturb none,recent`` chooses 2, the grid's largest, out of
+    #: fold pooled 77.8 / 89.8 -> 78.7 / 90.9, but plain variant top-1 -1.5 and blind over an
+    #: hour's baseline -2.5: roots that wander slowly are held to the same bar; BENCHMARKS.md
+    #: "Root cause: a baseline's spread over its own wander")
     wander: float = 0.0
