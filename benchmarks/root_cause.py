@@ -290,6 +290,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "story": (0.0, 0.5, 1.0),
     "gap_onsets": (0.0, 1.0, 2.0),
     "counter_gaps": (0.0, 1.0),
+    "wander": (0.0, 0.25, 0.5, 1.0, 2.0),
 }
 #: constants that restrict another and act only with it on: while that one is off, each of
 #: their values is also tried with it at each of its values on (one constant at a time, a

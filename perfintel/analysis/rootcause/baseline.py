@@ -108,3 +108,26 @@ def seasonal_line(
     cycle = prof[:, (np.arange(steps) - first) % period]
     level = np.median(flat - cycle[:, :b], axis=1)
     return corr >= min_corr, level, slope, cycle
+
+
+def wander_factor(resid: np.ndarray, horizon: float) -> np.ndarray:
+    """Per row of ``resid`` (a baseline's residuals from its fitted line): how much wider the
+    error of that line extrapolated ``horizon`` steps past the baseline's end is than the
+    residuals' spread, for an AR(1) noise of the residuals' lag-1 autocorrelation ``phi``.
+
+    ``n`` points of such a noise hold ``n (1 - phi) / (1 + phi)`` independent ones (at least
+    one): the level and the slope fitted on them are that much less certain, and the error
+    at ``h`` steps from the baseline's centre has variance ``sigma² (1 + 1/n_eff +
+    12 h² / (n_eff n²))`` (a line's least-squares prediction error): a series that wanders
+    slowly, over a short baseline, may go that far from its line without any change.
+    """
+    n = resid.shape[1]
+    if n < 3:
+        return np.ones(resid.shape[0])
+    d = resid - resid.mean(axis=1, keepdims=True)
+    var = np.sum(d * d, axis=1)
+    lag1 = np.sum(d[:, 1:] * d[:, :-1], axis=1)
+    phi = np.clip(np.divide(lag1, var, out=np.zeros(var.shape), where=var > 0), 0.0, 0.99)
+    n_eff = np.maximum(n * (1 - phi) / (1 + phi), 1.0)
+    h = n / 2 + horizon
+    return np.asarray(np.sqrt(1 + 1 / n_eff + 12 * h * h / (n_eff * n * n)))

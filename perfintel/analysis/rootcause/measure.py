@@ -16,7 +16,7 @@ from functools import partial
 import numpy as np
 
 from ..signals import MAD_SIGMA
-from .baseline import baseline_line, grid_spread, seasonal_line
+from .baseline import baseline_line, grid_spread, seasonal_line, wander_factor
 from .changes import Changes
 from .parameters import RootCauseParams
 from .rise import risen
@@ -63,6 +63,11 @@ def measure_changes(
             ahead = lv[:, None] + sl[:, None] * t[None, :] + cyc[:, b:]
             expected = np.where(better[:, None], ahead, expected)
             sigma = np.where(better, np.maximum(spread, floor), sigma)
+    least = np.full(x.shape[0], p.min_sigma)
+    if p.wander > 0:
+        # the line is extrapolated into the window: how far it may err grows with how slowly
+        # the series wanders (few independent points in its baseline) and how far it reaches
+        least = least * wander_factor(base - line, p.wander * (we - ws))
     if p.grid_floor > 0:
         sigma = np.maximum(sigma, grid_spread(x[:, b0:we], base))
     z = (x[:, ws:we] - expected) / sigma[:, None]
@@ -71,7 +76,7 @@ def measure_changes(
     tail = np.max(np.abs(base_z), axis=1)
     peak_at = np.argmax(np.abs(z), axis=1)
     peak = z[np.arange(z.shape[0]), peak_at]
-    changed = usable & (np.abs(peak) >= np.maximum(p.min_sigma, p.tail_factor * tail))
+    changed = usable & (np.abs(peak) >= np.maximum(least, p.tail_factor * tail))
     onset = peak_at.astype(np.int64)
     for r in np.flatnonzero(changed):
         onset[r] = onset_of(z[r], int(peak_at[r]), p)

@@ -278,3 +278,15 @@ class RootCauseParams:
     #: :func:`~perfintel.analysis.rootcause.unseen.spread_increase`; off, by the same
     #: ``--cv`` as ``gap_onsets``: plain variant -1.5, gapped +0.5)
     counter_gaps: float = 0.0
+    #: a baseline's spread over its own wander, 0 off: a series is a change only when its peak
+    #: |z| is at least ``min_sigma`` times how much wider the error of its baseline's line,
+    #: extrapolated this many window lengths past the baseline's end, is than the baseline's
+    #: spread, for an AR(1) noise of the residuals' lag-1 autocorrelation (a short or slowly
+    #: wandering baseline holds few independent points: an uncertain level and slope;
+    #: :func:`~perfintel.analysis.rootcause.baseline.wander_factor`); the z-scores are not
+    #: rescaled: a slowly wandering background series is no change, a change keeps its size
+    #: (off: ``--cv --only wander --perturb none,recent`` chooses 2, the grid's largest, out of
+    #: fold pooled 77.8 / 89.8 -> 78.7 / 90.9, but plain variant top-1 -1.5 and blind over an
+    #: hour's baseline -2.5: roots that wander slowly are held to the same bar; BENCHMARKS.md
+    #: "Root cause: a baseline's spread over its own wander")
+    wander: float = 0.0
