@@ -210,6 +210,32 @@ def test_changes_in_the_same_step_are_ordered_by_role_inside_a_workload() -> Non
     assert abs(causes[2].sigma) > abs(causes[0].sigma)
 
 
+def test_a_cpu_comes_before_its_own_throttling_that_began_with_it() -> None:
+    """A CPU hog in a pod with a limit: its usage, its CFS throttling (none before: a move
+    of hundreds of σ) and its latency all move in one minute. Throttling is the usage meeting
+    its quota (USE: saturation after utilisation): the usage is first, not the largest."""
+    rng = np.random.default_rng(7)
+    usage = np.cumsum(np.r_[rng.normal(0.3, 0.01, 205), rng.normal(0.5, 0.01, N - 205)])
+    periods = np.cumsum(np.r_[np.zeros(205), rng.poisson(40, N - 205)]).astype(float)
+    latency = noise(2, 0.1, 0.002)
+    latency[205:] += 0.05
+    pod = {"pod": "api-7", "service": "api"}
+    series = [
+        SeriesInput(label_set({"__name__": name, **pod}), values, counter)
+        for name, values, counter in (
+            ("container_cpu_cfs_throttled_periods_total", periods, True),
+            ("http_server_duration_seconds", latency, False),
+            ("container_cpu_usage_seconds_total", usage, True),
+        )
+    ]
+    causes = rank_root_causes(T, series, GRID, window_ms=30 * STEP, baseline_ms=150 * STEP)
+    names = [metric_name(c.labels) for c in causes]
+    assert names[0] == "container_cpu_usage_seconds_total", names
+    assert abs(causes[names.index("container_cpu_cfs_throttled_periods_total")].sigma) > abs(
+        causes[0].sigma
+    )
+
+
 def test_a_pool_comes_before_latency_in_the_same_step_only_when_it_hit_its_cap() -> None:
     """Occupancy is arrivals × latency (Little's law): a pool that fills up as requests slow
     down is no cause; one that hit its cap is."""

@@ -175,6 +175,7 @@ from .words import (
     SYMPTOM_ROLES,
     explain,
     is_occupancy,
+    is_throttling,
     role_codes,
 )
 from .words import entity_of as entity_of  # the tests' and reports' names
@@ -377,7 +378,8 @@ def _rank(
     size = np.abs(ch.peak[rows])
     tols = np.array([tol[i] for i in cands], dtype=np.float64)
     held = p.little_order >= 1
-    occupancy = np.array([is_occupancy(ls, held) for ls in labels], dtype=bool)
+    # a throttled CPU is read as an occupancy: it follows the usage that met its quota
+    occupancy = np.array([is_occupancy(ls, held) or is_throttling(ls) for ls in labels], dtype=bool)
     allowed, declared = _graph_tests(graph, labels)
     machines = [machine_of(ls, names) for ls in labels]
     pt = pair_tests(

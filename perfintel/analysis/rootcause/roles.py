@@ -210,6 +210,10 @@ NOT_HELD_TOKENS = TIME_TOKENS | {"bytes", "pages", "total"}
 #: descriptors a process holds while a request or a connection is open (``little_order``):
 #: occupancies too, one per connection in flight
 HELD_WORDS = ("fd", "socket", "file_descriptor", "open_files", "files_open")
+#: CPU throttling (cAdvisor's ``container_cpu_cfs_throttled_periods_total``): the CFS quota
+#: met, a CPU's usage at its limit; it follows that usage (USE: saturation after utilisation)
+#: and moves with the latency it adds, as an occupancy below its cap does
+THROTTLE_WORDS = ("throttl",)
 ROLE_ORDER = {name: k for k, (name, _) in enumerate(ROLE_WORDS)}
 #: the roles of what users see and incidents are declared on: latency and errors (the RED
 #: signals but the rate)
@@ -277,3 +281,8 @@ def is_occupancy(labels: LabelSet, held: bool = False) -> bool:
     if not NOT_HELD_TOKENS.isdisjoint(name.split("_")) or _arrivals(name):
         return False
     return _has(name, OCCUPANCY_WORDS + (HELD_WORDS if held else ()))
+
+
+def is_throttling(labels: LabelSet) -> bool:
+    """Whether the metric counts a CPU held back at its quota (:data:`THROTTLE_WORDS`)."""
+    return _has(metric_name(labels).lower(), THROTTLE_WORDS)

@@ -18,6 +18,7 @@ from .conventions import ENTITY_KINDS, HOST_KINDS, entity_label
 from .parts import measurement_of
 from .roles import ROLE_ORDER, SYMPTOM_ROLES, role_of
 from .roles import is_occupancy as is_occupancy  # read here by the ranking and the tests
+from .roles import is_throttling as is_throttling  # read here by the ranking
 from .roles import role_codes as role_codes  # read here by the ranking
 
 #: labels naming the entity a series belongs to, most specific kind first (see
