@@ -628,9 +628,9 @@ def rank_root_causes(
         raise BadInputError("every series must have one value per step of the grid")
     step = grid.step_ms
     w = window_of(grid, target_time_ms, window_ms, baseline_ms, p)
-    usable &= has_history(
-        first, w
-    )  # first samples, once: what has a baseline, what was born  # no baseline, no change to measure against it
+    # ``first`` (each series' first sample, found once) says what has a baseline to measure
+    # a change against, and what was born inside it
+    usable &= has_history(first, w)
     x = born_filled(x, series, w, first)  # one born inside it: measured on what was seen of it
     periods = [c // step for c in (3_600_000, 86_400_000, 7 * 86_400_000) if c % step == 0]
     max_prop = max(1, max_propagation_ms // step)
