@@ -299,8 +299,8 @@ def root_causes(
     w = window_of(cut, time_ms, window_ms, baseline_ms, in_time(params, step_ms))
     lacking = int(np.sum(~has_history(first, w)))
     needed = cut.time(w.base + (w.start - w.base) // 2)
-    # a baseline shorter than asked, the data beginning inside it: said, with its length
-    recorded = cut.start_ms if cut.start_ms > grid.time(w.start) - baseline_ms else None
+    # cut where the data begin (past half the asked baseline): said, with what is left of it
+    recorded = cut.start_ms if cut.start_ms != grid.start_ms else None
     return RootCauseReport(
         grid,
         got.source,
